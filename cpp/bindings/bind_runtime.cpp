@@ -1,0 +1,35 @@
+// Threads, interruption and build information.
+#include <pybind11/pybind11.h>
+
+#include "matchar/common.hpp"
+
+namespace py = pybind11;
+
+void register_runtime(py::module_& m) {
+  // Kernels poll this from the thread that called them, with the GIL released:
+  // Ctrl-C sets Python's signal flag and PyErr_CheckSignals raises KeyboardInterrupt.
+  matchar::set_interrupt_handler([]() {
+    if (!Py_IsInitialized()) return false;
+    py::gil_scoped_acquire gil;
+    return PyErr_CheckSignals() != 0;
+  });
+
+  m.def("get_num_threads", &matchar::num_threads,
+        "Number of OpenMP threads the kernels use (OpenMP's max-threads setting).");
+  m.def("set_num_threads", &matchar::set_num_threads, py::arg("n"),
+        "Set the number of OpenMP threads the kernels use.");
+  m.def("parallel_team_size", &matchar::parallel_team_size,
+        "Threads a kernel's parallel region gets right now (a diagnostic for tests).");
+  m.def(
+      "build_info",
+      []() {
+        const auto info = matchar::build_info();
+        py::dict d;
+        d["avx2"] = info.avx2;
+        d["fma"] = info.fma;
+        d["avx512f"] = info.avx512f;
+        d["openmp"] = info.openmp;
+        return d;
+      },
+      "What libmatchar was compiled for: vector instructions and the OpenMP version.");
+}

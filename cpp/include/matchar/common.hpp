@@ -1,0 +1,94 @@
+// Shared vocabulary of the matchar C++ core: typed errors, strided array views,
+// thread counts and cooperative interruption. No Python anywhere below cpp/include.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <stdexcept>
+#include <string>
+
+namespace matchar {
+
+using index_t = std::ptrdiff_t;
+
+// ---------------------------------------------------------------------------
+// Errors. The Python bindings translate them to ValueError, MemoryError,
+// KeyboardInterrupt and RuntimeError; C++ callers catch them as usual.
+// ---------------------------------------------------------------------------
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+class InvalidArgument : public Error {
+ public:
+  using Error::Error;
+};
+class OutOfMemory : public Error {
+ public:
+  using Error::Error;
+};
+class Interrupted : public Error {
+ public:
+  Interrupted() : Error("interrupted") {}
+};
+
+// ---------------------------------------------------------------------------
+// A read-only 2-D view with arbitrary strides (in elements, not bytes), so that
+// C-ordered, Fortran-ordered and sliced arrays reach the kernels without a copy.
+// ---------------------------------------------------------------------------
+template <class T>
+struct MatrixView {
+  T* data = nullptr;
+  index_t rows = 0;
+  index_t cols = 0;
+  index_t row_stride = 0;  // elements between (i, j) and (i + 1, j)
+  index_t col_stride = 1;  // elements between (i, j) and (i, j + 1)
+
+  T& operator()(index_t i, index_t j) const { return data[i * row_stride + j * col_stride]; }
+
+  // A row-major contiguous rows x cols matrix.
+  static MatrixView contiguous(T* data, index_t rows, index_t cols) {
+    return MatrixView{data, rows, cols, cols, 1};
+  }
+};
+
+template <class T>
+using ConstMatrixView = MatrixView<const T>;
+
+// Throws InvalidArgument naming `name` when the view holds NaN or +-inf.
+template <class T>
+void require_finite(ConstMatrixView<T> m, const char* name);
+
+// Throws OutOfMemory before a caller allocates n_elements * element_size bytes
+// that overflow size_t or exceed the machine's physical memory.
+void check_allocation(std::size_t n_elements, std::size_t element_size, const char* what);
+
+// ---------------------------------------------------------------------------
+// Threads: the one place that decides how many OpenMP threads a kernel uses.
+// It is OpenMP's own setting, so OMP_NUM_THREADS and threadpoolctl apply.
+// ---------------------------------------------------------------------------
+int num_threads();
+void set_num_threads(int n);
+// The size of the team a kernel's parallel region gets right now (a diagnostic).
+int parallel_team_size();
+
+// What libmatchar was compiled for (the kernels' speed rests on AVX2/FMA GEMM).
+struct BuildInfo {
+  bool avx2;
+  bool fma;
+  bool avx512f;
+  int openmp;  // the _OPENMP date, e.g. 201511
+};
+BuildInfo build_info();
+
+// ---------------------------------------------------------------------------
+// Cooperative interruption. An embedding application (e.g. the Python bindings,
+// which check for Ctrl-C) installs a handler returning true to request a stop.
+// Kernels call poll_interrupt() from their calling thread between blocks of work; it
+// calls the handler at most every ~50 ms and is a no-op when no handler is set.
+// ---------------------------------------------------------------------------
+using InterruptHandler = std::function<bool()>;
+void set_interrupt_handler(InterruptHandler handler);
+bool poll_interrupt();
+
+}  // namespace matchar

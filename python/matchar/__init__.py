@@ -1,0 +1,27 @@
+"""matchar: machine learning for materials characterization on a C++17/OpenMP core.
+
+Five jobs, one library: hyperspectral EELS/EDX decomposition, STEM image segmentation,
+crystal identification, NMR shielding prediction and Bayesian NMR structure
+determination. See ``docs/`` and ``matchar demo``.
+"""
+
+from __future__ import annotations
+
+try:
+    from . import _core
+except ImportError as err:  # pragma: no cover - depends on how the package was installed
+    msg = (
+        "matchar's compiled core (matchar._core) could not be imported. If you are running "
+        "from a source checkout, install it first (`pip install .`) and run Python outside "
+        "the source directory; if you installed a wheel, it may have been built for another "
+        f"CPU or Python version (rebuild with `pip install --no-binary matchar matchar`).\n"
+        f"Original error: {err}"
+    )
+    raise ImportError(msg) from err
+
+from . import gp
+from ._threads import get_num_threads, set_num_threads
+
+__version__: str = "0.1.0"
+
+__all__ = ["__version__", "get_num_threads", "gp", "set_num_threads"]

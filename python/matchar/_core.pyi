@@ -1,0 +1,26 @@
+# Hand-kept stubs for matchar's compiled core. Keep in sync with cpp/bindings/.
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__version__: str
+
+def get_num_threads() -> int: ...
+def set_num_threads(n: int) -> None: ...
+def build_info() -> dict[str, Any]: ...
+def parallel_team_size() -> int: ...
+
+class _GPModule:
+    """matchar._core.gp (a submodule at run time)."""
+
+    @staticmethod
+    def polynomial_kernel_f32(
+        X: NDArray[np.float32], Y: NDArray[np.float32], zeta: int, normalize: bool
+    ) -> NDArray[np.float32]: ...
+    @staticmethod
+    def polynomial_kernel_f64(
+        X: NDArray[np.float64], Y: NDArray[np.float64], zeta: int, normalize: bool
+    ) -> NDArray[np.float64]: ...
+
+gp: _GPModule

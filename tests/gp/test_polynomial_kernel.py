@@ -1,0 +1,160 @@
+"""matchar.gp.polynomial_kernel against its NumPy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import matchar as mc
+
+
+def reference_polynomial_kernel(X, Y, zeta=2, normalize=True):
+    """The NumPy chain the C++ kernel fuses, in float64."""
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    if normalize:
+        nx = np.linalg.norm(X, axis=1, keepdims=True)
+        ny = np.linalg.norm(Y, axis=1, keepdims=True)
+        X = np.divide(X, nx, out=np.zeros_like(X), where=nx > 0)
+        Y = np.divide(Y, ny, out=np.zeros_like(Y), where=ny > 0)
+    return (X @ Y.T) ** zeta
+
+
+def features(rng, n, d, dtype):
+    # Non-negative and correlated, like SOAP power spectra: kernel values are O(1).
+    basis = rng.random((8, d))
+    return (rng.random((n, 8)) @ basis + 0.1 * rng.random((n, d))).astype(dtype)
+
+
+TOL = {np.float32: dict(rtol=1e-5, atol=0), np.float64: dict(rtol=1e-12, atol=0)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("zeta", [1, 2, 3, 4])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 5, 3), (131, 257, 33), (300, 520, 1500)])
+def test_matches_reference(dtype, zeta, shape):
+    rng = np.random.default_rng(sum(shape) + zeta)
+    n, m, d = shape
+    X, Y = features(rng, n, d, dtype), features(rng, m, d, dtype)
+    K = mc.gp.polynomial_kernel(X, Y, zeta=zeta)
+    assert K.dtype == dtype
+    assert K.shape == (n, m)
+    np.testing.assert_allclose(K, reference_polynomial_kernel(X, Y, zeta), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layouts_fortran_and_sliced(dtype):
+    rng = np.random.default_rng(1)
+    X = features(rng, 90, 70, dtype)
+    Y = features(rng, 60, 70, dtype)
+    ref = reference_polynomial_kernel(X, Y, 2)
+    np.testing.assert_allclose(
+        mc.gp.polynomial_kernel(np.asfortranarray(X), np.asfortranarray(Y)), ref, **TOL[dtype]
+    )
+    big = features(rng, 200, 150, dtype)
+    Xs, Ys = big[::2, ::3], big[1::3, ::3][:, :50]
+    Ys = big[1::3, ::3]
+    np.testing.assert_allclose(
+        mc.gp.polynomial_kernel(Xs, Ys), reference_polynomial_kernel(Xs, Ys), **TOL[dtype]
+    )
+    Xt = features(rng, 70, 90, dtype).T  # transposed view: Fortran-ordered
+    np.testing.assert_allclose(
+        mc.gp.polynomial_kernel(Xt, Y), reference_polynomial_kernel(Xt, Y), **TOL[dtype]
+    )
+
+
+def test_float32_is_not_upcast_and_inputs_untouched():
+    rng = np.random.default_rng(2)
+    X = features(rng, 40, 30, np.float32)
+    X_before = X.copy()
+    K = mc.gp.polynomial_kernel(X, X[:10])
+    assert K.dtype == np.float32
+    np.testing.assert_array_equal(X, X_before)
+
+
+def test_mixed_precision_promotes_to_float64():
+    rng = np.random.default_rng(3)
+    X = features(rng, 10, 5, np.float32)
+    Y = features(rng, 8, 5, np.float64)
+    K = mc.gp.polynomial_kernel(X, Y)
+    assert K.dtype == np.float64
+    np.testing.assert_allclose(K, reference_polynomial_kernel(X, Y), rtol=1e-12)
+
+
+def test_integer_input_and_lists():
+    K = mc.gp.polynomial_kernel([[1, 0], [1, 1]], [[2, 0]], zeta=2)
+    np.testing.assert_allclose(K, [[1.0], [0.5]], rtol=1e-14)
+
+
+def test_gram_matrix_default_and_diagonal():
+    rng = np.random.default_rng(4)
+    X = features(rng, 50, 20, np.float64)
+    K = mc.gp.polynomial_kernel(X)
+    np.testing.assert_allclose(np.diag(K), 1.0, rtol=1e-13)
+    np.testing.assert_allclose(K, K.T, rtol=1e-13)
+
+
+def test_unnormalized_and_signed_values():
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((33, 17))
+    Y = rng.standard_normal((21, 17))
+    for zeta in (1, 2, 3):
+        np.testing.assert_allclose(
+            mc.gp.polynomial_kernel(X, Y, zeta=zeta, normalize=False),
+            reference_polynomial_kernel(X, Y, zeta, normalize=False),
+            rtol=1e-12,
+            atol=1e-12,
+        )
+
+
+def test_zero_rows_give_zero_not_nan():
+    X = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 2.0]])
+    K = mc.gp.polynomial_kernel(X, X)
+    assert np.isfinite(K).all()
+    np.testing.assert_allclose(K, [[0.0, 0.0], [0.0, 1.0]], atol=1e-15)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("which", ["X", "Y"])
+def test_non_finite_raises_naming_argument(bad, which):
+    X = np.ones((4, 3))
+    Y = np.ones((5, 3))
+    (X if which == "X" else Y)[2, 1] = bad
+    with pytest.raises(ValueError, match=rf"\b{which}\b.*NaN or infinite"):
+        mc.gp.polynomial_kernel(X, Y)
+
+
+@pytest.mark.parametrize(
+    ("X", "Y", "match"),
+    [
+        (np.ones(3), np.ones((2, 3)), r"X must be a 2-D array"),
+        (np.ones((2, 3)), np.ones((2, 3, 1)), r"Y must be a 2-D array"),
+        (np.ones((2, 3)), np.ones((2, 4)), r"same number of features"),
+        (np.ones((0, 3)), np.ones((2, 3)), r"X is empty"),
+        (np.ones((2, 3)), np.ones((2, 0)), r"Y is empty"),
+        (np.ones((2, 3), dtype=complex), np.ones((2, 3)), r"X must hold real numbers"),
+        (np.array([["a", "b"]]), np.ones((2, 2)), r"X must hold real numbers"),
+    ],
+)
+def test_bad_input(X, Y, match):
+    with pytest.raises(ValueError, match=match):
+        mc.gp.polynomial_kernel(X, Y)
+
+
+@pytest.mark.parametrize("zeta", [0, -1, 1.5, "2"])
+def test_bad_zeta(zeta):
+    with pytest.raises(ValueError, match="zeta"):
+        mc.gp.polynomial_kernel(np.ones((2, 2)), np.ones((2, 2)), zeta=zeta)
+
+
+def test_sparse_input_is_a_clear_type_error():
+    sp = pytest.importorskip("scipy.sparse")
+    with pytest.raises(TypeError, match="X must be a dense array"):
+        mc.gp.polynomial_kernel(sp.csr_matrix(np.ones((2, 2))), np.ones((2, 2)))
+
+
+def test_huge_output_raises_memory_error_before_allocating():
+    # A (2^31, 2^31) float64 result is ~37 exabytes; broadcast views cost nothing.
+    X = np.broadcast_to(np.ones((1, 2)), (2**31, 2))
+    with pytest.raises(MemoryError, match="polynomial_kernel output"):
+        mc.gp.polynomial_kernel(X, X)

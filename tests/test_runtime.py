@@ -1,0 +1,142 @@
+"""Threads, Ctrl-C, fork safety and the import contract."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import matchar as mc
+
+
+def test_version_and_threads():
+    assert isinstance(mc.__version__, str) and mc.__version__.count(".") >= 2
+    assert mc.get_num_threads() >= 1
+
+
+def test_set_num_threads_reaches_the_kernels():
+    before = mc.get_num_threads()
+    try:
+        mc.set_num_threads(1)
+        assert mc.get_num_threads() == 1
+        assert mc._core.parallel_team_size() == 1
+        mc.set_num_threads(2)
+        assert mc._core.parallel_team_size() == 2
+    finally:
+        mc.set_num_threads(before)
+
+
+@pytest.mark.parametrize("bad", [0, -3])
+def test_set_num_threads_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        mc.set_num_threads(bad)
+
+
+def test_set_num_threads_rejects_non_integers():
+    with pytest.raises(TypeError):
+        mc.set_num_threads(1.5)
+
+
+def test_threadpoolctl_limits_the_kernels():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = mc.get_num_threads()
+    mc.set_num_threads(2)
+    try:
+        with threadpoolctl.threadpool_limits(1):
+            assert mc.get_num_threads() == 1
+            assert mc._core.parallel_team_size() == 1
+            mc.gp.polynomial_kernel(np.ones((3, 2)), np.ones((2, 2)))
+        assert mc.get_num_threads() == 2
+    finally:
+        mc.set_num_threads(before)
+
+
+def test_omp_num_threads_is_honoured():
+    code = "import matchar; print(matchar.get_num_threads(), matchar._core.parallel_team_size())"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["1", "1"]
+
+
+def _kernel_in_child(seed: int) -> float:
+    import numpy as np
+
+    import matchar as mc
+
+    X = np.random.default_rng(seed).random((64, 16))
+    return float(mc.gp.polynomial_kernel(X, X).sum())
+
+
+def test_spawned_children_after_a_parallel_region():
+    # libgomp can hang a *forked* child after a parallel region; spawn is safe.
+    X = np.random.default_rng(0).random((512, 64))
+    mc.gp.polynomial_kernel(X, X)  # a parallel region in the parent first
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        sums = pool.map(_kernel_in_child, [0, 1])
+    assert sums == pytest.approx([_kernel_in_child(0), _kernel_in_child(1)], rel=1e-12)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_interrupts_a_long_kernel():
+    # About a minute of work (broadcast inputs cost no memory); SIGINT must end it early.
+    code = textwrap.dedent(
+        """
+        import sys, numpy as np, matchar as mc
+        X = np.broadcast_to(np.ones((1, 8000), dtype=np.float32), (12000, 8000))
+        print("ready", flush=True)
+        try:
+            mc.gp.polynomial_kernel(X, X)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(3)
+        print("finished", flush=True)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 3, (out, err)
+    assert "interrupted" in out
+    # Liveness, not speed: the kernel stops at its next block, long before it would finish.
+    assert elapsed < 30, elapsed
+
+
+def test_missing_core_message_is_helpful():
+    code = textwrap.dedent(
+        """
+        import sys, importlib.abc
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "matchar._core":
+                    raise ImportError("simulated missing extension")
+        sys.meta_path.insert(0, Block())
+        try:
+            import matchar
+        except ImportError as err:
+            print(err)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "compiled core" in out.stdout and "pip install" in out.stdout
+
+
+def test_build_info_reports_the_cpu_target():
+    info = mc._core.build_info()
+    assert set(info) >= {"avx2", "fma", "avx512f", "openmp"}
+    assert info["openmp"] >= 201107
