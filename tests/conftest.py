@@ -13,7 +13,9 @@ import pytest
 multiprocessing.set_start_method("spawn", force=True)
 
 SHARED_DATA = Path(
-    os.environ.get("MATCHAR_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
+    os.environ.get(
+        "MATCHAR_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    )
 ).resolve()
 
 

@@ -10,11 +10,19 @@ using namespace matchar::bindings;
 
 namespace {
 
+// Y = None: the Gram matrix K(X, X), computed with its symmetry.
 template <class T>
-py::array_t<T> polynomial_kernel(const py::array& X, const py::array& Y, int zeta,
+py::array_t<T> polynomial_kernel(const py::array& X, const py::object& Y, int zeta,
                                  bool normalize) {
   const auto xv = matrix_view<T>(X, "X");
-  const auto yv = matrix_view<T>(Y, "Y");
+  if (Y.is_none()) {
+    auto out = new_matrix<T>(xv.rows, xv.rows, "polynomial_kernel output");
+    T* o = out.mutable_data();
+    py::gil_scoped_release release;
+    matchar::gp::polynomial_kernel<T>(xv, zeta, normalize, o);
+    return out;
+  }
+  const auto yv = matrix_view<T>(Y.cast<py::array>(), "Y");
   auto out = new_matrix<T>(xv.rows, yv.rows, "polynomial_kernel output");
   T* o = out.mutable_data();
   {

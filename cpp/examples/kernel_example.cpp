@@ -17,7 +17,8 @@ int main() {
   matchar::gp::polynomial_kernel<double>(X, X, /*zeta=*/2, /*normalize=*/true, K.data());
 
   std::printf("matchar polynomial kernel (zeta=2), %d thread(s):\n", matchar::num_threads());
-  for (int i = 0; i < 3; ++i) std::printf("  %.6f %.6f %.6f\n", K[3 * i], K[3 * i + 1], K[3 * i + 2]);
+  for (int i = 0; i < 3; ++i)
+    std::printf("  %.6f %.6f %.6f\n", K[3 * i], K[3 * i + 1], K[3 * i + 2]);
 
   // Bad input is a typed exception, never an abort.
   const std::vector<double> y = {1, 2, 3};

@@ -30,7 +30,8 @@ template void require_finite<float>(ConstMatrixView<float>, const char*);
 template void require_finite<double>(ConstMatrixView<double>, const char*);
 
 void check_allocation(std::size_t n_elements, std::size_t element_size, const char* what) {
-  const std::size_t max_elements = std::numeric_limits<std::size_t>::max() / (element_size ? element_size : 1);
+  const std::size_t max_elements =
+      std::numeric_limits<std::size_t>::max() / (element_size ? element_size : 1);
   if (n_elements > max_elements)
     throw OutOfMemory(std::string(what) + ": the requested size overflows the address space");
   const double bytes = static_cast<double>(n_elements) * static_cast<double>(element_size);

@@ -8,7 +8,7 @@ determination. See ``docs/`` and ``matchar demo``.
 from __future__ import annotations
 
 try:
-    from . import _core
+    from . import _core  # noqa: F401  (fail early, with the message below)
 except ImportError as err:  # pragma: no cover - depends on how the package was installed
     msg = (
         "matchar's compiled core (matchar._core) could not be imported. If you are running "

@@ -53,9 +53,7 @@ def as_array(
     ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if arr.ndim not in ndims:
         expected = " or ".join(str(d) for d in ndims)
-        raise ValueError(
-            f"{name} must be a {expected}-D array, got an array of shape {arr.shape}"
-        )
+        raise ValueError(f"{name} must be a {expected}-D array, got an array of shape {arr.shape}")
     if not allow_empty and arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); at least one element is needed")
 
@@ -73,8 +71,7 @@ def as_array(
             target = np.dtype(np.float64)
     else:
         raise ValueError(
-            f"{name} must hold real numbers (float32/float64, or integers), "
-            f"got dtype {arr.dtype}"
+            f"{name} must hold real numbers (float32/float64, or integers), got dtype {arr.dtype}"
         )
     if target not in FLOAT_DTYPES:
         raise ValueError(f"internal: unsupported target dtype {target} for {name}")

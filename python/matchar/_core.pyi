@@ -16,11 +16,11 @@ class _GPModule:
 
     @staticmethod
     def polynomial_kernel_f32(
-        X: NDArray[np.float32], Y: NDArray[np.float32], zeta: int, normalize: bool
+        X: NDArray[np.float32], Y: NDArray[np.float32] | None, zeta: int, normalize: bool
     ) -> NDArray[np.float32]: ...
     @staticmethod
     def polynomial_kernel_f64(
-        X: NDArray[np.float64], Y: NDArray[np.float64], zeta: int, normalize: bool
+        X: NDArray[np.float64], Y: NDArray[np.float64] | None, zeta: int, normalize: bool
     ) -> NDArray[np.float64]: ...
 
 gp: _GPModule

@@ -34,9 +34,9 @@ def set_num_threads(n: int) -> None:
     >>> mc.set_num_threads(1); mc.get_num_threads()
     1
     """
-    if isinstance(n, bool) or not isinstance(n, (int,)) and not hasattr(n, "__index__"):
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
         raise TypeError(f"n must be an integer, got {type(n).__name__}")
-    n = int(n)
+    n = int(n.__index__())
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     _core.set_num_threads(n)

@@ -31,7 +31,11 @@ TOL = {np.float32: dict(rtol=1e-5, atol=0), np.float64: dict(rtol=1e-12, atol=0)
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("zeta", [1, 2, 3, 4])
-@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 5, 3), (131, 257, 33), (300, 520, 1500)])
+@pytest.mark.parametrize(
+    # the last two cross the kernel's block edges (256 rows of X, 2048 rows/features of Y)
+    "shape",
+    [(1, 1, 1), (7, 5, 3), (131, 257, 33), (300, 520, 1500), (259, 2101, 2050)],
+)
 def test_matches_reference(dtype, zeta, shape):
     rng = np.random.default_rng(sum(shape) + zeta)
     n, m, d = shape
@@ -84,6 +88,21 @@ def test_mixed_precision_promotes_to_float64():
 def test_integer_input_and_lists():
     K = mc.gp.polynomial_kernel([[1, 0], [1, 1]], [[2, 0]], zeta=2)
     np.testing.assert_allclose(K, [[1.0], [0.5]], rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 5, 257, 600, 2100])
+def test_gram_matrix_uses_symmetry_and_matches_reference(dtype, n):
+    rng = np.random.default_rng(n)
+    d = 2050 if n == 2100 else 37
+    X = features(rng, n, d, dtype)
+    ref = reference_polynomial_kernel(X, X, 3)
+    for K in (mc.gp.polynomial_kernel(X, zeta=3), mc.gp.polynomial_kernel(X, X, zeta=3)):
+        assert K.dtype == dtype
+        np.testing.assert_allclose(K, ref, **TOL[dtype])
+        np.testing.assert_array_equal(K, K.T)  # mirrored, hence exactly symmetric
+    Xf = np.asfortranarray(X)[::-1]  # reversed Fortran view
+    np.testing.assert_allclose(mc.gp.polynomial_kernel(Xf, zeta=3), ref[::-1, ::-1], **TOL[dtype])
 
 
 def test_gram_matrix_default_and_diagonal():

@@ -13,9 +13,12 @@
 namespace matchar::gp {
 namespace {
 
-constexpr index_t kBlockRowsX = 128;
-constexpr index_t kBlockRowsY = 256;
-constexpr index_t kBlockDepth = 1024;
+// Blocks: a shared, normalised chunk of Y (kChunkY rows x kBlockDepth features, 32 MB
+// in float64) is multiplied by per-thread blocks of X (kBlockRowsX rows), so Eigen's
+// GEMM sees large panels and extra memory stays bounded whatever n, m and d are.
+constexpr index_t kBlockRowsX = 256;
+constexpr index_t kChunkY = 2048;
+constexpr index_t kBlockDepth = 2048;
 
 template <class T>
 using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -40,13 +43,12 @@ std::vector<T> row_scales(ConstMatrixView<T> m, bool normalize) {
 // Copy rows [r0, r0 + nr) and columns [c0, c0 + nc) of m, each row times scale[row],
 // into the row-major buffer dst (nr x nc).
 template <class T>
-void pack_block(ConstMatrixView<T> m, const std::vector<T>& scale, index_t r0, index_t nr,
-                index_t c0, index_t nc, RowMajor<T>& dst) {
-  dst.resize(nr, nc);
+void pack_rows(ConstMatrixView<T> m, const std::vector<T>& scale, index_t r0, index_t nr,
+               index_t c0, index_t nc, T* dst) {
   for (index_t i = 0; i < nr; ++i) {
     const T s = scale[r0 + i];
     const T* src = m.data + (r0 + i) * m.row_stride + c0 * m.col_stride;
-    T* d = dst.data() + i * nc;
+    T* d = dst + i * nc;
     if (m.col_stride == 1) {
       for (index_t j = 0; j < nc; ++j) d[j] = src[j] * s;
     } else {
@@ -68,9 +70,29 @@ inline T integer_power(T v, int zeta) {
 
 }  // namespace
 
+namespace {
+
+// out is n x n with every row i filled from column blockstart(i) on; copy the strict
+// lower triangle from the upper one (so the result is exactly symmetric), in tiles.
 template <class T>
-void polynomial_kernel(ConstMatrixView<T> X, ConstMatrixView<T> Y, int zeta, bool normalize,
-                       T* out) {
+void mirror_lower(T* out, index_t n) {
+  constexpr index_t tile = 64;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads())
+  for (index_t i0 = 0; i0 < n; i0 += tile) {
+    const index_t i1 = std::min(n, i0 + tile);
+    for (index_t j0 = 0; j0 < i1; j0 += tile) {
+      const index_t j1 = std::min(n, j0 + tile);
+      for (index_t i = i0; i < i1; ++i)
+        for (index_t j = j0; j < std::min(j1, i); ++j) out[i * n + j] = out[j * n + i];
+    }
+  }
+}
+
+// The blocked product behind both entry points. With `symmetric` (Y is X) only the
+// blocks on and above the diagonal are computed and the rest is mirrored: half the work.
+template <class T>
+void kernel_blocks(ConstMatrixView<T> X, ConstMatrixView<T> Y, int zeta, bool normalize,
+                   bool symmetric, T* out) {
   if (X.cols != Y.cols)
     throw InvalidArgument("X and Y must have the same number of features, got X with " +
                           std::to_string(X.cols) + " and Y with " + std::to_string(Y.cols));
@@ -79,59 +101,86 @@ void polynomial_kernel(ConstMatrixView<T> X, ConstMatrixView<T> Y, int zeta, boo
   if (zeta < 1) throw InvalidArgument("zeta must be an integer >= 1, got " + std::to_string(zeta));
   if (out == nullptr) throw InvalidArgument("out must not be null");
   require_finite(X, "X");
-  require_finite(Y, "Y");
+  if (!symmetric) require_finite(Y, "Y");
 
   const std::vector<T> sx = row_scales(X, normalize);
-  const std::vector<T> sy = row_scales(Y, normalize);
+  const std::vector<T> sy = symmetric ? sx : row_scales(Y, normalize);
 
   const index_t n = X.rows, m = Y.rows, d = X.cols;
   const index_t nbx = (n + kBlockRowsX - 1) / kBlockRowsX;
-  const index_t nby = (m + kBlockRowsY - 1) / kBlockRowsY;
-  const index_t n_blocks = nbx * nby;
 
   std::atomic<bool> stop{false};
   std::exception_ptr error;
+  RowMajor<T> yb;  // shared chunk of normalised Y
 
+  for (index_t j0 = 0; j0 < m && !stop.load(); j0 += kChunkY) {
+    const index_t nj = std::min(kChunkY, m - j0);
+    for (index_t k0 = 0; k0 < d && !stop.load(); k0 += kBlockDepth) {
+      const index_t nk = std::min(kBlockDepth, d - k0);
+      const bool last_depth = k0 + nk == d;
+      yb.resize(nj, nk);
 #pragma omp parallel num_threads(num_threads())
-  {
-    RowMajor<T> xb, yb;  // per-thread packing buffers, reused across blocks
+      {
+#pragma omp for schedule(static)
+        for (index_t j = 0; j < nj; ++j) pack_rows(Y, sy, j0 + j, 1, k0, nk, yb.data() + j * nk);
+
+        RowMajor<T> xb;  // per-thread block of normalised X
 #pragma omp for schedule(dynamic, 1)
-    for (index_t b = 0; b < n_blocks; ++b) {
-      if (stop.load(std::memory_order_relaxed)) continue;
-      // Exceptions must not cross the OpenMP region: keep the first, stop the rest.
-      try {
-        const index_t i0 = (b / nby) * kBlockRowsX, j0 = (b % nby) * kBlockRowsY;
-        const index_t ni = std::min(kBlockRowsX, n - i0), nj = std::min(kBlockRowsY, m - j0);
-        Eigen::Map<RowMajor<T>, 0, Eigen::OuterStride<>> o(out + i0 * m + j0, ni, nj,
-                                                           Eigen::OuterStride<>(m));
-        for (index_t k0 = 0; k0 < d; k0 += kBlockDepth) {
-          const index_t nk = std::min(kBlockDepth, d - k0);
-          pack_block(X, sx, i0, ni, k0, nk, xb);
-          pack_block(Y, sy, j0, nj, k0, nk, yb);
-          if (k0 == 0)
-            o.noalias() = xb * yb.transpose();
-          else
-            o.noalias() += xb * yb.transpose();
-        }
-        if (zeta != 1) {
-          for (index_t i = 0; i < ni; ++i)
-            for (index_t j = 0; j < nj; ++j) o(i, j) = integer_power(o(i, j), zeta);
-        }
-        if (omp_get_thread_num() == 0 && poll_interrupt()) stop.store(true);
-      } catch (...) {
+        for (index_t b = 0; b < nbx; ++b) {
+          if (stop.load(std::memory_order_relaxed)) continue;
+          // Exceptions must not cross the OpenMP region: keep the first, stop the rest.
+          try {
+            const index_t i0 = b * kBlockRowsX, ni = std::min(kBlockRowsX, n - i0);
+            // Symmetric: columns left of this block's first row come from the mirror.
+            const index_t js = symmetric ? std::max(j0, i0) : j0;
+            if (js >= j0 + nj) continue;
+            const index_t nw = j0 + nj - js;
+            xb.resize(ni, nk);
+            pack_rows(X, sx, i0, ni, k0, nk, xb.data());
+            Eigen::Map<RowMajor<T>, 0, Eigen::OuterStride<>> o(out + i0 * m + js, ni, nw,
+                                                               Eigen::OuterStride<>(m));
+            const auto yw = yb.middleRows(js - j0, nw);
+            if (k0 == 0)
+              o.noalias() = xb * yw.transpose();
+            else
+              o.noalias() += xb * yw.transpose();
+            if (last_depth && zeta != 1) {
+              for (index_t i = 0; i < ni; ++i)
+                for (index_t j = 0; j < nw; ++j) o(i, j) = integer_power(o(i, j), zeta);
+            }
+            if (omp_get_thread_num() == 0 && poll_interrupt()) stop.store(true);
+          } catch (...) {
 #pragma omp critical(matchar_gp_error)
-        if (!error) error = std::current_exception();
-        stop.store(true);
+            if (!error) error = std::current_exception();
+            stop.store(true);
+          }
+        }
       }
     }
   }
   if (error) std::rethrow_exception(error);
   if (stop.load()) throw Interrupted();
+  if (symmetric) mirror_lower(out, n);
+}
+
+}  // namespace
+
+template <class T>
+void polynomial_kernel(ConstMatrixView<T> X, ConstMatrixView<T> Y, int zeta, bool normalize,
+                       T* out) {
+  kernel_blocks(X, Y, zeta, normalize, /*symmetric=*/false, out);
+}
+
+template <class T>
+void polynomial_kernel(ConstMatrixView<T> X, int zeta, bool normalize, T* out) {
+  kernel_blocks(X, X, zeta, normalize, /*symmetric=*/true, out);
 }
 
 template void polynomial_kernel<float>(ConstMatrixView<float>, ConstMatrixView<float>, int, bool,
                                        float*);
-template void polynomial_kernel<double>(ConstMatrixView<double>, ConstMatrixView<double>, int,
-                                        bool, double*);
+template void polynomial_kernel<double>(ConstMatrixView<double>, ConstMatrixView<double>, int, bool,
+                                        double*);
+template void polynomial_kernel<float>(ConstMatrixView<float>, int, bool, float*);
+template void polynomial_kernel<double>(ConstMatrixView<double>, int, bool, double*);
 
 }  // namespace matchar::gp

@@ -30,7 +30,8 @@ def polynomial_kernel(
         Feature vectors (e.g. SOAP power spectra), float32 or float64; any memory
         layout (C, Fortran, sliced) is read without a copy. Integers become float64.
     Y : array_like, shape (m, d), optional
-        Second set of feature vectors; ``None`` means ``X`` (the Gram matrix).
+        Second set of feature vectors. ``None`` (or ``X`` itself) gives the Gram matrix
+        ``K(X, X)``, computed with its symmetry in half the time.
     zeta : int, default 2
         Integer exponent ``>= 1``.
     normalize : bool, default True
@@ -70,7 +71,10 @@ def polynomial_kernel(
         raise ValueError(f"zeta must be an integer >= 1, got {zeta!r}")
 
     X_ = as_array(X, "X", ndim=2)
-    Y_ = X_ if Y is None else as_array(Y, "Y", ndim=2)
+    if Y is None or Y is X:
+        # The Gram matrix: symmetric, so the core computes half of it and mirrors.
+        return _kernel_fn(X_.dtype)(X_, None, zeta_int, bool(normalize))
+    Y_ = as_array(Y, "Y", ndim=2)
     if X_.shape[1] != Y_.shape[1]:
         raise ValueError(
             f"X and Y must have the same number of features, got X with {X_.shape[1]} "
@@ -79,5 +83,8 @@ def polynomial_kernel(
     dtype = common_float_dtype(X_, Y_)
     X_ = X_.astype(dtype, copy=False)
     Y_ = Y_.astype(dtype, copy=False)
-    fn = _core.gp.polynomial_kernel_f32 if dtype == np.float32 else _core.gp.polynomial_kernel_f64
-    return fn(X_, Y_, zeta_int, bool(normalize))
+    return _kernel_fn(dtype)(X_, Y_, zeta_int, bool(normalize))
+
+
+def _kernel_fn(dtype: np.dtype):
+    return _core.gp.polynomial_kernel_f32 if dtype == np.float32 else _core.gp.polynomial_kernel_f64

@@ -14,13 +14,19 @@ namespace matchar::gp {
 // Rows of zero norm are treated as zero vectors when normalising, so their kernel
 // values are 0 rather than NaN. zeta >= 1 (an integer power).
 //
-// Fused and blocked: rows are normalised while packing blocks of X and Y into
-// per-thread buffers, each block product goes through Eigen's GEMM and is raised to
-// zeta while still in cache. Extra memory is O(threads * block * d_block), independent
-// of n and m. Threads: OpenMP over output blocks; throws Interrupted when the
-// interrupt handler asks to stop.
+// Fused and blocked: a chunk of Y (up to 2048 rows x 2048 features) is normalised once
+// into a shared buffer, blocks of X are normalised while packed per thread, each block
+// product goes through Eigen's GEMM and is raised to zeta while still in cache. Extra
+// memory is O((2048 + threads * 256) * 2048) elements whatever n, m and d are.
+// Threads: OpenMP over blocks of X; throws Interrupted when the interrupt handler asks
+// to stop.
 template <class T>
 void polynomial_kernel(ConstMatrixView<T> X, ConstMatrixView<T> Y, int zeta, bool normalize,
                        T* out);
+
+// The Gram matrix K(X, X), out: (n, n). Same values as polynomial_kernel(X, X, ...), but
+// only the upper block triangle is computed and the rest mirrored: half the work.
+template <class T>
+void polynomial_kernel(ConstMatrixView<T> X, int zeta, bool normalize, T* out);
 
 }  // namespace matchar::gp
