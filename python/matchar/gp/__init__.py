@@ -1,7 +1,14 @@
-"""Gaussian-process regression on descriptor vectors: kernels (and, soon, sparse GPR)."""
+"""Gaussian-process regression on descriptor vectors: kernels and sparse GPR."""
 
 from __future__ import annotations
 
 from ._kernels import polynomial_kernel
+from ._sparse import PolynomialKernel, SparseGPR, cur_selection, farthest_point_sampling
 
-__all__ = ["polynomial_kernel"]
+__all__ = [
+    "PolynomialKernel",
+    "SparseGPR",
+    "cur_selection",
+    "farthest_point_sampling",
+    "polynomial_kernel",
+]

@@ -1,0 +1,427 @@
+"""Sparse Gaussian-process regression (projected process / DTC) on descriptor kernels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.linalg
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.extmath import randomized_svd
+from sklearn.utils.validation import check_is_fitted
+
+from .._arrays import as_array
+from ._kernels import polynomial_kernel
+
+# Rows of X per block when forming K_NM^T K_NM: bounds memory to block x n_sparse.
+_BLOCK_ROWS = 8192
+
+
+class PolynomialKernel:
+    """The normalised polynomial kernel ``k(x, y) = (x̂ · ŷ) ** zeta`` as a callable.
+
+    Parameters
+    ----------
+    zeta : int, default 2
+        Integer exponent ``>= 1``.
+    normalize : bool, default True
+        Normalise feature vectors to unit length first.
+
+    Example
+    -------
+    >>> import numpy as np, matchar as mc
+    >>> k = mc.gp.PolynomialKernel(zeta=2)
+    >>> k(np.eye(2)).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+
+    def __init__(self, zeta: int = 2, normalize: bool = True) -> None:
+        self.zeta = zeta
+        self.normalize = normalize
+
+    def __call__(self, X: np.ndarray, Y: np.ndarray | None = None) -> np.ndarray:
+        """Kernel matrix (n, m) between the rows of X (n, d) and Y (m, d); Y=None: K(X, X)."""
+        return polynomial_kernel(X, Y, zeta=self.zeta, normalize=self.normalize)
+
+    def diag(self, X: np.ndarray) -> np.ndarray:
+        """``k(x_i, x_i)`` for every row of X (n, d): 1, or 0 for all-zero rows."""
+        if not self.normalize:
+            return np.einsum("ij,ij->i", X, X, dtype=np.float64) ** self.zeta
+        return (np.abs(X).sum(axis=1) > 0).astype(np.float64)
+
+    def __repr__(self) -> str:
+        return f"PolynomialKernel(zeta={self.zeta}, normalize={self.normalize})"
+
+
+def _kernel_diag(kernel: Callable, X: np.ndarray) -> np.ndarray:
+    if hasattr(kernel, "diag"):
+        return np.asarray(kernel.diag(X), dtype=np.float64)
+    return np.array([float(kernel(X[i : i + 1], X[i : i + 1])[0, 0]) for i in range(len(X))])
+
+
+def farthest_point_sampling(
+    X: ArrayLike, n_select: int, kernel: Callable | None = None, start: int = 0
+) -> np.ndarray:
+    """Greedy farthest-point selection of ``n_select`` rows in the kernel-induced metric.
+
+    ``d(x, y)^2 = k(x, x) + k(y, y) - 2 k(x, y)``; each step adds the row farthest from
+    every row selected so far.
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+        Feature vectors.
+    n_select : int
+        Number of rows to select, ``1 <= n_select <= n``.
+    kernel : callable, optional
+        ``kernel(A, B) -> (len(A), len(B))``; default ``PolynomialKernel(zeta=2)``.
+    start : int, default 0
+        Index of the first selected row.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_select,), int64
+        Indices into the rows of X, in selection order.
+
+    Example
+    -------
+    >>> import numpy as np, matchar as mc
+    >>> X = np.array([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0]])
+    >>> mc.gp.farthest_point_sampling(X, 2).tolist()
+    [0, 2]
+    """
+    X_ = as_array(X, "X", ndim=2)
+    n = X_.shape[0]
+    if not 1 <= n_select <= n:
+        raise ValueError(f"n_select must be between 1 and the number of rows ({n}), got {n_select}")
+    kernel = PolynomialKernel() if kernel is None else kernel
+    diag = _kernel_diag(kernel, X_)
+    selected = [int(start)]
+    dist = np.full(n, np.inf)
+    for _ in range(n_select - 1):
+        s = selected[-1]
+        k = np.asarray(kernel(X_, X_[s : s + 1]), dtype=np.float64)[:, 0]
+        dist = np.minimum(dist, diag + diag[s] - 2.0 * k)
+        dist[selected] = -np.inf
+        selected.append(int(np.argmax(dist)))
+    return np.asarray(selected, dtype=np.int64)
+
+
+def cur_selection(X: ArrayLike, n_select: int, random_state: int | None = 0) -> np.ndarray:
+    """Deterministic CUR row selection: the rows of highest statistical leverage.
+
+    Leverage scores come from the leading ``min(n_select, d)`` left singular vectors of X
+    (randomized SVD); the ``n_select`` rows with the largest scores are returned.
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+    n_select : int
+    random_state : int, optional
+        Seed of the randomized SVD.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_select,), int64
+        Row indices, highest leverage first.
+    """
+    X_ = as_array(X, "X", ndim=2)
+    n, d = X_.shape
+    if not 1 <= n_select <= n:
+        raise ValueError(f"n_select must be between 1 and the number of rows ({n}), got {n_select}")
+    k = max(1, min(n_select, d, n) - 1) if min(n, d) > 1 else 1
+    U, _, _ = randomized_svd(np.asarray(X_, dtype=np.float64), k, random_state=random_state)
+    leverage = np.einsum("ij,ij->i", U, U)
+    return np.argsort(-leverage, kind="stable")[:n_select].astype(np.int64)
+
+
+def _cholesky(A: np.ndarray, what: str) -> np.ndarray:
+    """Lower Cholesky factor of a symmetric PSD matrix, adding jitter until it succeeds."""
+    scale = max(float(np.trace(A)) / len(A), np.finfo(np.float64).tiny)
+    jitter = 0.0
+    for _ in range(12):
+        try:
+            return scipy.linalg.cholesky(A + jitter * np.eye(len(A)), lower=True)
+        except np.linalg.LinAlgError:
+            jitter = 1e-12 * scale if jitter == 0.0 else jitter * 10.0
+    raise np.linalg.LinAlgError(f"{what} is not positive definite even with jitter {jitter:g}")
+
+
+class SparseGPR(RegressorMixin, BaseEstimator):
+    """Sparse GP regression (projected process) with calibrated committee uncertainty.
+
+    With ``M`` sparse (active) points selected from the training set, the weights solve
+    ``(σ² K_MM + K_MN K_NM) w = K_MN (y - ȳ)`` by Cholesky factorisation (jitter added
+    only if needed, no explicit inverse), where σ is ``regularizer``; ``K_MN K_NM`` is
+    accumulated over blocks of training rows, so memory is O(block · M + M²).
+
+    Uncertainty:
+
+    - ``n_committee=0`` (default): the projected-process predictive variance of a
+      target, ``k(x,x) - q(x,x) + σ² k_M(x)ᵀ (σ² K_MM + K_MN K_NM)⁻¹ k_M(x) + σ²``;
+    - ``n_committee >= 2``: a committee of models fitted on random subsamples
+      (fraction ``subsample``) of the training rows sharing the sparse set; the mean is the
+      committee mean and the variance ``α² σ²_committee``, with α² fitted by
+      :meth:`calibrate` on validation data (Musil et al., JCTC 15, 906 (2019)).
+
+    Parameters
+    ----------
+    kernel : callable, default PolynomialKernel(zeta=2)
+        ``kernel(A, B) -> (len(A), len(B))`` array; optional ``.diag(A)``.
+    n_sparse : int, default 1000
+        Number of sparse points (capped by nothing: must be <= number of training rows).
+    selection : {"fps", "cur", "random"}, default "fps"
+        How sparse points are chosen from the training rows.
+    regularizer : float, default 1e-3
+        σ, the noise standard deviation in target units (> 0).
+    n_committee : int, default 0
+        0 for the GP variance, or the number of committee members (>= 2).
+    subsample : float, default 0.5
+        Fraction of training rows each committee member sees.
+    random_state : int, optional
+        Seed for random selection and committee subsamples.
+
+    Attributes
+    ----------
+    sparse_indices_ : (M,) int
+        Training rows used as sparse points.
+    X_sparse_ : (M, d)
+    weights_ : (M,) or (n_committee, M)
+    y_mean_ : float or (n_committee,)
+    alpha_ : float
+        Calibration factor α (1.0 until :meth:`calibrate` is called).
+
+    Example
+    -------
+    >>> import numpy as np, matchar as mc
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.random((200, 5)); y = X @ np.arange(5.0)
+    >>> gpr = mc.gp.SparseGPR(n_sparse=50, regularizer=1e-2).fit(X, y)
+    >>> mean, std = gpr.predict(X[:3], return_std=True)
+    >>> mean.shape, std.shape
+    ((3,), (3,))
+    """
+
+    def __init__(
+        self,
+        kernel: Callable | None = None,
+        n_sparse: int = 1000,
+        selection: str = "fps",
+        regularizer: float = 1e-3,
+        n_committee: int = 0,
+        subsample: float = 0.5,
+        random_state: int | None = None,
+    ) -> None:
+        self.kernel = kernel
+        self.n_sparse = n_sparse
+        self.selection = selection
+        self.regularizer = regularizer
+        self.n_committee = n_committee
+        self.subsample = subsample
+        self.random_state = random_state
+
+    # -- helpers -------------------------------------------------------------------------
+    def _kernel(self) -> Callable:
+        return PolynomialKernel() if self.kernel is None else self.kernel
+
+    def _check_params(self, n: int) -> None:
+        if self.selection not in ("fps", "cur", "random"):
+            raise ValueError(f"selection must be 'fps', 'cur' or 'random', got {self.selection!r}")
+        if not (isinstance(self.n_sparse, (int, np.integer)) and 1 <= self.n_sparse <= n):
+            raise ValueError(
+                f"n_sparse must be an integer between 1 and the number of training rows "
+                f"({n}), got {self.n_sparse!r}"
+            )
+        if not (np.isfinite(self.regularizer) and self.regularizer > 0):
+            raise ValueError(f"regularizer must be a finite number > 0, got {self.regularizer!r}")
+        if self.n_committee == 1 or self.n_committee < 0:
+            raise ValueError(f"n_committee must be 0 or >= 2, got {self.n_committee!r}")
+        if not 0 < self.subsample <= 1:
+            raise ValueError(f"subsample must be in (0, 1], got {self.subsample!r}")
+
+    def _select(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.selection == "random":
+            return np.sort(rng.choice(len(X), self.n_sparse, replace=False))
+        if self.selection == "cur":
+            return cur_selection(X, self.n_sparse, random_state=int(rng.integers(2**31)))
+        return farthest_point_sampling(X, self.n_sparse, self._kernel(), start=0)
+
+    # -- fitting -------------------------------------------------------------------------
+    def fit(self, X: ArrayLike, y: ArrayLike) -> SparseGPR:
+        """Select sparse points and solve for the weights.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, d)
+            Training features.
+        y : array_like, shape (n,)
+            Targets (e.g. shieldings in ppm); finite.
+
+        Returns
+        -------
+        self
+        """
+        X_ = as_array(X, "X", ndim=2)
+        y_ = np.asarray(y, dtype=np.float64)
+        if y_.ndim != 1 or len(y_) != len(X_):
+            raise ValueError(
+                f"y must be a 1-D array with one value per row of X ({len(X_)}), "
+                f"got shape {y_.shape}"
+            )
+        if not np.isfinite(y_).all():
+            raise ValueError("y contains NaN or infinite values")
+        if not np.isfinite(X_).all():
+            raise ValueError("X contains NaN or infinite values")
+        n = len(X_)
+        self._check_params(n)
+        rng = np.random.default_rng(self.random_state)
+        kernel = self._kernel()
+
+        idx = self._select(X_, rng)
+        Xm = np.ascontiguousarray(X_[idx])
+        Kmm = np.asarray(kernel(Xm), dtype=np.float64)
+        Kmm = 0.5 * (Kmm + Kmm.T)
+        m = len(idx)
+
+        n_models = max(1, self.n_committee)
+        if self.n_committee:
+            n_sub = max(1, int(round(self.subsample * n)))
+            masks = np.zeros((n_models, n), dtype=bool)
+            for k in range(n_models):
+                masks[k, rng.choice(n, n_sub, replace=False)] = True
+        else:
+            masks = np.ones((1, n), dtype=bool)
+        y_mean = np.array([y_[mask].mean() for mask in masks])
+
+        # Accumulate K_MN K_NM and K_MN (y - ȳ) per model over blocks of rows.
+        KtK = np.zeros((n_models, m, m))
+        Kty = np.zeros((n_models, m))
+        for start in range(0, n, _BLOCK_ROWS):
+            stop = min(n, start + _BLOCK_ROWS)
+            Knm = np.asarray(kernel(X_[start:stop], Xm), dtype=np.float64)
+            for k in range(n_models):
+                mk = masks[k, start:stop]
+                Kb = Knm if mk.all() else Knm[mk]
+                KtK[k] += Kb.T @ Kb
+                Kty[k] += Kb.T @ (y_[start:stop][mk] - y_mean[k])
+
+        sigma2 = float(self.regularizer) ** 2
+        self.L_mm_ = _cholesky(Kmm, "K_MM")
+        weights = np.empty((n_models, m))
+        chol_a = []
+        for k in range(n_models):
+            A = sigma2 * Kmm + KtK[k]
+            L = _cholesky(0.5 * (A + A.T), "sigma^2 K_MM + K_MN K_NM")
+            weights[k] = scipy.linalg.cho_solve((L, True), Kty[k])
+            chol_a.append(L)
+
+        self.sparse_indices_ = idx
+        self.X_sparse_ = Xm
+        self.n_features_in_ = X_.shape[1]
+        if self.n_committee:
+            self.weights_ = weights
+            self.y_mean_ = y_mean
+        else:
+            self.weights_ = weights[0]
+            self.y_mean_ = float(y_mean[0])
+            self.L_a_ = chol_a[0]
+        self.alpha_ = 1.0
+        return self
+
+    # -- prediction ----------------------------------------------------------------------
+    def _check_X(self, X: ArrayLike) -> np.ndarray:
+        check_is_fitted(self, "weights_")
+        X_ = as_array(X, "X", ndim=2)
+        if X_.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X_.shape[1]} features, but this SparseGPR was fitted with "
+                f"{self.n_features_in_}"
+            )
+        return X_
+
+    def _committee_predictions(self, X_: np.ndarray) -> np.ndarray:
+        """(n_committee, n) predictions of every member."""
+        out = np.empty((len(self.weights_), len(X_)))
+        for start in range(0, len(X_), _BLOCK_ROWS):
+            stop = min(len(X_), start + _BLOCK_ROWS)
+            Kxm = np.asarray(self._kernel()(X_[start:stop], self.X_sparse_), dtype=np.float64)
+            out[:, start:stop] = self.weights_ @ Kxm.T + self.y_mean_[:, None]
+        return out
+
+    def predict(
+        self, X: ArrayLike, return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Predict targets, and optionally their standard deviation.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, d)
+        return_std : bool, default False
+
+        Returns
+        -------
+        mean : numpy.ndarray, shape (n,)
+        std : numpy.ndarray, shape (n,)
+            Only with ``return_std=True``, in target units: the predictive standard
+            deviation of a target value, ``α · sqrt(var_f + σ²)`` for the GP variance, or
+            ``α · σ_committee`` for a committee.
+        """
+        X_ = self._check_X(X)
+        if self.n_committee:
+            preds = self._committee_predictions(X_)
+            mean = preds.mean(axis=0)
+            if not return_std:
+                return mean
+            return mean, self.alpha_ * preds.std(axis=0, ddof=1)
+
+        mean = np.empty(len(X_))
+        var = np.empty(len(X_)) if return_std else None
+        kernel = self._kernel()
+        sigma2 = float(self.regularizer) ** 2
+        for start in range(0, len(X_), _BLOCK_ROWS):
+            stop = min(len(X_), start + _BLOCK_ROWS)
+            Kxm = np.asarray(kernel(X_[start:stop], self.X_sparse_), dtype=np.float64)
+            mean[start:stop] = Kxm @ self.weights_ + self.y_mean_
+            if var is not None:
+                q = scipy.linalg.solve_triangular(self.L_mm_, Kxm.T, lower=True)
+                s = scipy.linalg.solve_triangular(self.L_a_, Kxm.T, lower=True)
+                kxx = _kernel_diag(kernel, X_[start:stop])
+                var[start:stop] = (
+                    kxx - np.sum(q * q, axis=0) + sigma2 * np.sum(s * s, axis=0) + sigma2
+                )
+        if var is None:
+            return mean
+        return mean, self.alpha_ * np.sqrt(np.clip(var, 0.0, None))
+
+    def calibrate(self, X: ArrayLike, y: ArrayLike) -> SparseGPR:
+        """Fit the calibration factor α on validation data (not used for training).
+
+        Committee (Musil et al. 2019): ``α² = -1/n_c + (n_c-3)/(n_c-1) · mean(Δ²/σ²_c)``,
+        with Δ the error of the committee mean and σ²_c the committee variance. GP
+        variance: ``α² = mean(Δ²/σ²)``.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_val, d)
+        y : array_like, shape (n_val,)
+
+        Returns
+        -------
+        self
+        """
+        X_ = self._check_X(X)
+        y_ = np.asarray(y, dtype=np.float64)
+        if y_.shape != (len(X_),) or not np.isfinite(y_).all():
+            raise ValueError("y must be finite, with one value per row of X")
+        self.alpha_ = 1.0
+        mean, std = self.predict(X_, return_std=True)
+        var = np.maximum(std**2, np.finfo(np.float64).tiny)
+        ratio = float(np.mean((mean - y_) ** 2 / var))
+        if self.n_committee:
+            nc = self.n_committee
+            alpha2 = -1.0 / nc + (nc - 3.0) / (nc - 1.0) * ratio
+        else:
+            alpha2 = ratio
+        self.alpha_ = float(np.sqrt(max(alpha2, np.finfo(np.float64).eps)))
+        return self

@@ -1,0 +1,145 @@
+"""SparseGPR against dense NumPy GP / subset-of-regressors references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import matchar as mc
+
+
+def kernel_ref(A, B, zeta=2):
+    A = A / np.linalg.norm(A, axis=1, keepdims=True)
+    B = B / np.linalg.norm(B, axis=1, keepdims=True)
+    return (A @ B.T) ** zeta
+
+
+def make_data(n=300, d=8, seed=0, noise=0.05):
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, d)) + 0.05
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    f = np.sin(4 * Xn[:, 0]) + 3 * Xn[:, 1] * Xn[:, 2] - Xn[:, 3] ** 2
+    return X, f + noise * rng.standard_normal(n), f
+
+
+def test_full_sparse_set_equals_dense_gp():
+    # With every training row a sparse point, projected process == the full GP.
+    X, y, _ = make_data(80, 6)
+    Xt, _, _ = make_data(20, 6, seed=1)
+    sigma = 0.1
+    gpr = mc.gp.SparseGPR(n_sparse=80, selection="random", regularizer=sigma, random_state=0)
+    mean, std = gpr.fit(X, y).predict(Xt, return_std=True)
+
+    K = kernel_ref(X, X)
+    Ks = kernel_ref(Xt, X)
+    ym = y.mean()
+    C = K + sigma**2 * np.eye(len(X))
+    mean_ref = Ks @ np.linalg.solve(C, y - ym) + ym
+    var_ref = 1.0 - np.einsum("ij,ji->i", Ks, np.linalg.solve(C, Ks.T)) + sigma**2
+    np.testing.assert_allclose(mean, mean_ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(std, np.sqrt(np.clip(var_ref, 0, None)), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matches_subset_of_regressors_reference(dtype):
+    X, y, _ = make_data(400, 10, seed=2)
+    X = X.astype(dtype)
+    sigma = 0.05
+    gpr = mc.gp.SparseGPR(n_sparse=40, selection="fps", regularizer=sigma).fit(X, y)
+    Xm = X[gpr.sparse_indices_].astype(np.float64)
+    X64 = X.astype(np.float64)
+    Kmm = kernel_ref(Xm, Xm)
+    Knm = kernel_ref(X64, Xm)
+    w = np.linalg.solve(sigma**2 * Kmm + Knm.T @ Knm, Knm.T @ (y - y.mean()))
+    tol = 1e-4 if dtype == np.float32 else 1e-8
+    np.testing.assert_allclose(gpr.predict(X[:50]), Knm[:50] @ w + y.mean(), rtol=tol, atol=tol)
+
+
+def reference_fps(X, n_select, zeta=2):
+    K = kernel_ref(X, X, zeta)
+    sel = [0]
+    for _ in range(n_select - 1):
+        d = np.min(2.0 - 2.0 * K[:, sel], axis=1)
+        d[sel] = -np.inf
+        sel.append(int(np.argmax(d)))
+    return np.array(sel)
+
+
+def test_fps_matches_reference():
+    X, _, _ = make_data(150, 7, seed=3)
+    np.testing.assert_array_equal(mc.gp.farthest_point_sampling(X, 25), reference_fps(X, 25))
+
+
+def test_cur_selects_high_leverage_rows():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((200, 3)) * 0.01
+    X[17] = [10.0, 0, 0]
+    X[101] = [0, 10.0, 0]
+    sel = mc.gp.cur_selection(X, 2)
+    assert set(sel.tolist()) == {17, 101}
+
+
+def test_learns_and_committee_is_calibrated():
+    X, y, f = make_data(1500, 8, seed=5, noise=0.02)
+    Xv, yv, _ = make_data(400, 8, seed=6, noise=0.02)
+    Xt, yt, _ = make_data(1500, 8, seed=7, noise=0.02)
+    gpr = mc.gp.SparseGPR(
+        n_sparse=60, regularizer=0.02, n_committee=8, subsample=0.3, random_state=0
+    ).fit(X, y)
+    gpr.calibrate(Xv, yv)
+    mean, std = gpr.predict(Xt, return_std=True)
+    rmse = np.sqrt(np.mean((mean - yt) ** 2))
+    assert rmse < 0.25 * np.std(yt)
+    z = np.abs(mean - yt) / std
+    assert 0.58 <= np.mean(z <= 1) <= 0.78
+    assert 0.88 <= np.mean(z <= 2) <= 0.99
+
+
+def test_gp_variance_calibration():
+    X, y, _ = make_data(800, 8, seed=8, noise=0.03)
+    Xv, yv, _ = make_data(400, 8, seed=9, noise=0.03)
+    Xt, yt, _ = make_data(1500, 8, seed=10, noise=0.03)
+    gpr = mc.gp.SparseGPR(n_sparse=50, regularizer=0.03).fit(X, y)
+    _, std_uncal = gpr.predict(Xt, return_std=True)
+    gpr.calibrate(Xv, yv)
+    mean, std = gpr.predict(Xt, return_std=True)
+    np.testing.assert_allclose(std, gpr.alpha_ * std_uncal, rtol=1e-12)
+    z = np.abs(mean - yt) / std
+    assert 0.58 <= np.mean(z <= 1) <= 0.78
+    assert 0.9 <= np.mean(z <= 2) <= 0.99
+
+
+def test_deterministic_and_inputs_untouched():
+    X, y, _ = make_data(200, 5, seed=11)
+    X0, y0 = X.copy(), y.copy()
+    a = mc.gp.SparseGPR(n_sparse=30, selection="random", n_committee=3, random_state=3)
+    b = mc.gp.SparseGPR(n_sparse=30, selection="random", n_committee=3, random_state=3)
+    np.testing.assert_array_equal(a.fit(X, y).predict(X), b.fit(X, y).predict(X))
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(y, y0)
+
+
+def test_bad_input():
+    X, y, _ = make_data(50, 4)
+    with pytest.raises(ValueError, match="n_sparse"):
+        mc.gp.SparseGPR(n_sparse=51).fit(X, y)
+    y_nan = y.copy()
+    y_nan[3] = np.nan
+    with pytest.raises(ValueError, match="y contains NaN"):
+        mc.gp.SparseGPR(n_sparse=10).fit(X, y_nan)
+    with pytest.raises(ValueError, match="one value per row"):
+        mc.gp.SparseGPR(n_sparse=10).fit(X, y[:-1])
+    with pytest.raises(ValueError, match="selection"):
+        mc.gp.SparseGPR(n_sparse=10, selection="kmeans").fit(X, y)
+    with pytest.raises(ValueError, match="regularizer"):
+        mc.gp.SparseGPR(n_sparse=10, regularizer=0).fit(X, y)
+    with pytest.raises(ValueError, match="n_committee"):
+        mc.gp.SparseGPR(n_sparse=10, n_committee=1).fit(X, y)
+    gpr = mc.gp.SparseGPR(n_sparse=10)
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        gpr.predict(X)
+    gpr.fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        gpr.predict(np.ones((3, 5)))
