@@ -80,7 +80,7 @@ def test_cur_selects_high_leverage_rows():
 
 
 def test_learns_and_committee_is_calibrated():
-    X, y, f = make_data(1500, 8, seed=5, noise=0.02)
+    X, y, _ = make_data(1500, 8, seed=5, noise=0.02)
     Xv, yv, _ = make_data(400, 8, seed=6, noise=0.02)
     Xt, yt, _ = make_data(1500, 8, seed=7, noise=0.02)
     gpr = mc.gp.SparseGPR(

@@ -286,7 +286,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
 
         n_models = max(1, self.n_committee)
         if self.n_committee:
-            n_sub = max(1, int(round(self.subsample * n)))
+            n_sub = max(1, round(self.subsample * n))
             masks = np.zeros((n_models, n), dtype=bool)
             for k in range(n_models):
                 masks[k, rng.choice(n, n_sub, replace=False)] = True
