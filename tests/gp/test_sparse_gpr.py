@@ -143,3 +143,22 @@ def test_bad_input():
     gpr.fit(X, y)
     with pytest.raises(ValueError, match="features"):
         gpr.predict(np.ones((3, 5)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_multi_polynomial_kernel_matches_reference(dtype):
+    rng = np.random.default_rng(12)
+    X = rng.random((30, 9)).astype(dtype)
+    Y = rng.random((20, 9)).astype(dtype)
+    k = mc.gp.MultiPolynomialKernel([4, 5], weights=[0.3, 0.7], zeta=3)
+    ref = 0.3 * kernel_ref(X[:, :4], Y[:, :4], 3) + 0.7 * kernel_ref(X[:, 4:], Y[:, 4:], 3)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(k(X, Y), ref, rtol=tol)
+    np.testing.assert_allclose(k(X), k(X, X), rtol=tol)
+    np.testing.assert_allclose(k.diag(X), 1.0)
+    gpr = mc.gp.SparseGPR(kernel=k, n_sparse=10).fit(X, X.sum(axis=1))
+    assert gpr.predict(Y).shape == (20,)
+    with pytest.raises(ValueError, match="blocks add up to 9"):
+        k(np.ones((2, 8)))
+    with pytest.raises(ValueError, match="weights"):
+        mc.gp.MultiPolynomialKernel([4, 5], weights=[1.0, -1.0])

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from ._kernels import polynomial_kernel
-from ._sparse import PolynomialKernel, SparseGPR, cur_selection, farthest_point_sampling
+from ._sparse import (
+    MultiPolynomialKernel,
+    PolynomialKernel,
+    SparseGPR,
+    cur_selection,
+    farthest_point_sampling,
+)
 
 __all__ = [
+    "MultiPolynomialKernel",
     "PolynomialKernel",
     "SparseGPR",
     "cur_selection",
