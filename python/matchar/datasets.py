@@ -52,7 +52,7 @@ def _lattice_columns(
     H, W = shape
     reach = math.hypot(H, W) + 4 * spacing
     area = abs(np.linalg.det(vectors))
-    n = int(math.ceil(reach * max(np.linalg.norm(vectors, axis=1)) / area)) + 2
+    n = math.ceil(reach * max(np.linalg.norm(vectors, axis=1)) / area) + 2
     i, j = np.meshgrid(np.arange(-n, n + 1), np.arange(-n, n + 1), indexing="ij")
     ij = np.stack([i.ravel(), j.ravel()], axis=1).astype(np.float64)
     pos = np.concatenate([(ij + b) @ vectors for b in basis]) + np.asarray(origin, float)
@@ -78,7 +78,7 @@ def _render(
     """Sum of Gaussian columns; scan line y samples the object at x + jitter[y]."""
     H, W = shape
     img = np.zeros(shape)
-    R = int(math.ceil(4 * sigma + np.abs(jitter).max()))
+    R = math.ceil(4 * sigma + np.abs(jitter).max())
     off = np.arange(-R, R + 1)
     for start in range(0, len(positions), 4096):
         pos = positions[start : start + 4096]

@@ -3,5 +3,15 @@
 from __future__ import annotations
 
 from ._correlation import default_shifts, local_correlation_map
+from ._lattice import lattice_vectors, misorientation_deg
+from ._segment import Segmentation, Segmenter, segment
 
-__all__ = ["default_shifts", "local_correlation_map"]
+__all__ = [
+    "Segmentation",
+    "Segmenter",
+    "default_shifts",
+    "lattice_vectors",
+    "local_correlation_map",
+    "misorientation_deg",
+    "segment",
+]
