@@ -126,9 +126,7 @@ def _check_common(shape: Sequence[int], spacing: float, sigma: float | None) -> 
     return shape_t, sig
 
 
-def _finish(
-    shape, positions, region_of_column, sigma, background, dose, noise, scan_jitter, seed
-):
+def _finish(shape, positions, region_of_column, sigma, background, dose, noise, scan_jitter, seed):
     rng = np.random.default_rng(seed)
     if scan_jitter < 0:
         raise ValueError(f"scan_jitter must be >= 0 pixels, got {scan_jitter!r}")
@@ -224,8 +222,15 @@ def bicrystal(
         amp.append(np.ones(int(keep.sum())))
     labels = labels ^ int(flip)
     image = _finish(
-        shape_t, np.concatenate(pos), np.concatenate(amp), sig, background, dose, noise,
-        scan_jitter, seed,
+        shape_t,
+        np.concatenate(pos),
+        np.concatenate(amp),
+        sig,
+        background,
+        dose,
+        noise,
+        scan_jitter,
+        seed,
     )
     return image, labels
 

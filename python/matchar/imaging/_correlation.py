@@ -67,8 +67,10 @@ def default_shifts(window: int = 20, n_shifts: int = 100) -> np.ndarray:
     Example
     -------
     >>> import matchar as mc
-    >>> mc.imaging.default_shifts(window=2, n_shifts=4).tolist()
-    [[0, 1], [1, 0], [1, 1], [1, -1]]
+    >>> mc.imaging.default_shifts(window=2, n_shifts=4).tolist()  # step 2 suffices
+    [[0, 2], [2, 0], [2, 2], [2, -2]]
+    >>> mc.imaging.default_shifts(window=2, n_shifts=5).tolist()  # step 1 needed
+    [[0, 1], [1, 0], [1, 1], [1, -1], [0, 2]]
     """
     window = _int_arg(window, "window", 1)
     n_shifts = _int_arg(n_shifts, "n_shifts", 1)

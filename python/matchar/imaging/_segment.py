@@ -96,8 +96,9 @@ class Segmenter:
     the area around ``p + mean(s)/2``: grid points are placed there.
 
     **Choosing the number of regions** when ``n_regions`` is None: with k-means, the
-    silhouette score (on a fixed subsample of at most 4000 grid points) for
-    ``k = 2 .. max_regions``, the largest wins; if even the best is below
+    silhouette score for ``k = 2 .. max_regions`` (k-means fitted on a fixed subsample
+    of at most 20000 grid points, scored on another of at most 2000), the largest wins
+    and is refitted on all points; if even the best is below
     ``min_silhouette`` the image is one region. With ``method="gmm"``, the smallest BIC
     for ``k = 1 .. max_regions``.
 
@@ -117,7 +118,7 @@ class Segmenter:
         0 disables it.
     method : {"kmeans", "gmm"}, default "kmeans"
     max_regions : int, default 6
-    min_silhouette : float, default 0.2
+    min_silhouette : float, default 0.3
     random_state : int, default 0
         Seed of PCA, clustering and the silhouette subsample: results are reproducible.
 
@@ -152,7 +153,7 @@ class Segmenter:
         smoothing: float = 4.0,
         method: str = "kmeans",
         max_regions: int = 6,
-        min_silhouette: float = 0.2,
+        min_silhouette: float = 0.3,
         random_state: int = 0,
     ) -> None:
         self.n_regions = n_regions
@@ -195,11 +196,11 @@ class Segmenter:
             Z = ndimage.gaussian_filter(Z, sigma=(sig, sig, 0), mode="nearest")
         return Z.reshape(Hg * Wg, -1)
 
-    def _make_model(self, k: int):
+    def _make_model(self, k: int, n_init: int = 10):
         if self.method == "kmeans":
             from sklearn.cluster import KMeans
 
-            return KMeans(n_clusters=k, n_init=10, random_state=self.random_state)
+            return KMeans(n_clusters=k, n_init=n_init, random_state=self.random_state)
         from sklearn.mixture import GaussianMixture
 
         return GaussianMixture(
@@ -227,24 +228,25 @@ class Segmenter:
                     best = (k, model)
             return best[1]
         rng = np.random.default_rng(self.random_state)
-        sub = rng.choice(len(Z), size=min(4000, len(Z)), replace=False)
+        # Candidates are fitted on a subsample (speed); the winner is refitted on all.
+        fit_sub = rng.choice(len(Z), size=min(20000, len(Z)), replace=False)
+        sub = rng.choice(len(Z), size=min(2000, len(Z)), replace=False)
         best = None
         for k in range(2, kmax + 1):
-            model = self._make_model(k).fit(Z)
-            lab = model.predict(Z[sub])
+            lab = self._make_model(k, n_init=3).fit(Z[fit_sub]).predict(Z[sub])
             if len(np.unique(lab)) < 2:
                 continue
             self.scores_[k] = float(silhouette_score(Z[sub], lab))
-            if best is None or self.scores_[k] > self.scores_[best[0]]:
-                best = (k, model)
-        if best is None or self.scores_[best[0]] < self.min_silhouette:
-            return self._make_model(1).fit(Z)
-        return best[1]
+            if best is None or self.scores_[k] > self.scores_[best]:
+                best = k
+        if best is None or self.scores_[best] < self.min_silhouette:
+            best = 1
+        return self._make_model(best).fit(Z)
 
     def _scores(self, Z: np.ndarray) -> np.ndarray:
         """Per grid point and label (in label order): larger is more likely."""
         if self.method == "kmeans":
-            raw = -self.model_.transform(Z) ** 2
+            raw = -(self.model_.transform(Z) ** 2)
         else:
             raw = self.model_.predict_proba(Z)
         out = np.empty_like(raw)
