@@ -75,6 +75,15 @@ def _upsample_scores(
     return np.argmax(top * (1 - wy) + bottom * wy, axis=-1)
 
 
+def _check_pixel_size(pixel_size: float | None) -> None:
+    if pixel_size is not None and not (
+        isinstance(pixel_size, (int, float, np.floating, np.integer))
+        and pixel_size > 0
+        and math.isfinite(pixel_size)
+    ):
+        raise ValueError(f"pixel_size must be a positive number of Å, got {pixel_size!r}")
+
+
 def _boundaries(labels: np.ndarray) -> np.ndarray:
     b = np.zeros(labels.shape, dtype=bool)
     b[:, :-1] |= labels[:, :-1] != labels[:, 1:]
@@ -316,6 +325,7 @@ class Segmenter:
         """
         if not hasattr(self, "model_"):
             raise RuntimeError("this Segmenter is not fitted yet; call fit(image) first")
+        _check_pixel_size(pixel_size)
         img = as_image(image)
         maps = self._descriptor(img)
         Z = self._features(maps)
@@ -324,14 +334,13 @@ class Segmenter:
 
     def fit_predict(self, image: ArrayLike, pixel_size: float | None = None) -> Segmentation:
         """:meth:`fit` then :meth:`predict` on the same frame (descriptors computed once)."""
+        _check_pixel_size(pixel_size)
         img, grid, scores = self._fit_grid(image)
         return self._result(img, grid, scores, pixel_size)
 
     def _result(
         self, img: np.ndarray, grid: np.ndarray, scores: np.ndarray, pixel_size: float | None
     ) -> Segmentation:
-        if pixel_size is not None and not (pixel_size > 0 and math.isfinite(pixel_size)):
-            raise ValueError(f"pixel_size must be a positive number of Å, got {pixel_size!r}")
         labels = _upsample_scores(scores, img.shape, self._origin(), int(self.stride))
         scale = 1.0 if pixel_size is None else float(pixel_size)
         vectors = []
