@@ -38,5 +38,13 @@ class _ImagingModule:
     def local_correlation_map_f64(
         image: NDArray[np.float64], patch: int, window: int, shifts: NDArray[np.int32], stride: int
     ) -> NDArray[np.float32]: ...
+    @staticmethod
+    def symmetry_map_f32(
+        image: NDArray[np.float32], patch: int, transforms: NDArray[np.float64], stride: int
+    ) -> NDArray[np.float32]: ...
+    @staticmethod
+    def symmetry_map_f64(
+        image: NDArray[np.float64], patch: int, transforms: NDArray[np.float64], stride: int
+    ) -> NDArray[np.float32]: ...
 
 imaging: _ImagingModule

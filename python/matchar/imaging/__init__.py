@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._correlation import default_shifts, local_correlation_map
 from ._lattice import lattice_vectors, misorientation_deg
 from ._segment import Segmentation, Segmenter, segment
+from ._symmetry import symmetry_map, symmetry_transforms
 
 __all__ = [
     "Segmentation",
@@ -14,4 +15,6 @@ __all__ = [
     "local_correlation_map",
     "misorientation_deg",
     "segment",
+    "symmetry_map",
+    "symmetry_transforms",
 ]
