@@ -14,11 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from sklearn.metrics import adjusted_rand_score
-
 import matchar as mc
+import numpy as np
 from matchar import datasets
+from sklearn.metrics import adjusted_rand_score
 
 HERE = Path(__file__).resolve().parent
 DOSES = [0.5, 1, 2, 5, 20, 100]
