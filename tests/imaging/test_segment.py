@@ -246,3 +246,11 @@ class TestDatasets:
     def test_bad_arguments(self, kwargs, match):
         with pytest.raises(ValueError, match=match):
             datasets.bicrystal(10.0, **kwargs)
+
+
+def test_segmenter_with_symmetry_descriptors():
+    image, truth = datasets.bicrystal(15.0, shape=(200, 200), dose=50, seed=11)
+    seg = mc.imaging.Segmenter(2, symmetry=True, **SMALL)
+    result = seg.fit_predict(image)
+    assert seg.pca_.n_features_in_ == SMALL["n_shifts"] + 12
+    assert ari(truth, result.labels) >= 0.9

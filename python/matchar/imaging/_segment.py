@@ -13,6 +13,7 @@ from scipy import ndimage
 from ._correlation import _int_arg, as_image, default_shifts, local_correlation_map
 from ._lattice import lattice_vectors as _region_lattice_vectors
 from ._lattice import misorientation_deg as _misorientation_deg
+from ._symmetry import symmetry_map
 
 
 @dataclass
@@ -130,6 +131,10 @@ class Segmenter:
     min_silhouette : float, default 0.3
     random_state : int, default 0
         Seed of PCA, clustering and the silhouette subsample: results are reproducible.
+    symmetry : bool, default False
+        Append the rotation and mirror descriptors of :func:`symmetry_map` (2-, 3-, 4-,
+        6-fold rotations, 8 mirror lines; disc radius ``patch``) to the correlation maps
+        before the PCA. About 10x the cost of the correlation maps alone.
 
     Attributes
     ----------
@@ -164,6 +169,7 @@ class Segmenter:
         max_regions: int = 6,
         min_silhouette: float = 0.3,
         random_state: int = 0,
+        symmetry: bool = False,
     ) -> None:
         self.n_regions = n_regions
         self.patch = patch
@@ -176,6 +182,7 @@ class Segmenter:
         self.max_regions = max_regions
         self.min_silhouette = min_silhouette
         self.random_state = random_state
+        self.symmetry = symmetry
 
     # -- helpers -----------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -195,6 +202,12 @@ class Segmenter:
         maps, _ = local_correlation_map(
             image, self.patch, self.window, stride=self.stride, shifts=self.shifts_
         )
+        if self.symmetry:
+            # Cropping by window - 1 puts the symmetry grid on the correlation-map grid.
+            d = int(self.window) - 1
+            H, W = image.shape
+            sym, _ = symmetry_map(image[d : H - d, d : W - d], self.patch, self.stride)
+            maps = np.concatenate([maps, sym], axis=-1)
         return maps
 
     def _features(self, maps: np.ndarray) -> np.ndarray:
