@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +76,21 @@ def _upsample_scores(
     top = scores[y0][:, x0] * (1 - wx) + scores[y0][:, x1] * wx
     bottom = scores[y1][:, x0] * (1 - wx) + scores[y1][:, x1] * wx
     return np.argmax(top * (1 - wy) + bottom * wy, axis=-1)
+
+
+@contextmanager
+def _single_threaded_sklearn() -> Iterator[None]:
+    """Run scikit-learn's OpenMP and BLAS code on one thread.
+
+    scikit-learn ships its own OpenMP runtime; with matchar's runtime (and the BLAS
+    pool) in the same process, the teams' spin-waiting threads fight over the cores
+    (measured on 2 loaded cores: the real-image segmentation took 23 s instead of
+    3.3 s). The clustering works on low-dimensional points, so one thread loses little.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
 
 
 def _check_pixel_size(pixel_size: float | None) -> None:
@@ -266,11 +283,13 @@ class Segmenter:
         return self._make_model(best).fit(Z)
 
     def _scores(self, Z: np.ndarray) -> np.ndarray:
-        """Per grid point and label (in label order): larger is more likely."""
+        """Per grid point and cluster (model order): larger is more likely."""
         if self.method == "kmeans":
-            raw = -(self.model_.transform(Z) ** 2)
-        else:
-            raw = self.model_.predict_proba(Z)
+            return -(self.model_.transform(Z) ** 2)
+        return self.model_.predict_proba(Z)
+
+    def _reorder(self, raw: np.ndarray) -> np.ndarray:
+        """Cluster columns -> label columns."""
         out = np.empty_like(raw)
         out[:, self.label_map_] = raw
         return out
@@ -307,10 +326,12 @@ class Segmenter:
         maps = self._descriptor(img)
         X = maps.reshape(-1, maps.shape[-1])
         n_comp = min(int(self.n_components), X.shape[1], X.shape[0])
-        self.pca_ = PCA(n_components=n_comp, random_state=self.random_state).fit(X)
-        Z = self._features(maps)
-        self.model_ = self._choose(Z)
-        raw = self.model_.predict(Z)
+        with _single_threaded_sklearn():
+            self.pca_ = PCA(n_components=n_comp, random_state=self.random_state).fit(X)
+            Z = self._features(maps)
+            self.model_ = self._choose(Z)
+            raw = self.model_.predict(Z)
+            scores = self._scores(Z)
         k = self.model_.n_clusters if self.method == "kmeans" else self.model_.n_components
         # Deterministic label order: by size in the fitting frame, ties by first pixel.
         sizes = np.bincount(raw, minlength=k)
@@ -320,7 +341,8 @@ class Segmenter:
         self.label_map_[order] = np.arange(k)
         self.n_regions_ = k
         grid = self.label_map_[raw].reshape(maps.shape[:2])
-        return img, grid, self._scores(Z).reshape(*maps.shape[:2], -1)
+        scores = self._reorder(scores)
+        return img, grid, scores.reshape(*maps.shape[:2], -1)
 
     def predict(self, image: ArrayLike, pixel_size: float | None = None) -> Segmentation:
         """Segment a frame with the fitted model.
@@ -341,9 +363,11 @@ class Segmenter:
         _check_pixel_size(pixel_size)
         img = as_image(image)
         maps = self._descriptor(img)
-        Z = self._features(maps)
-        grid = self.label_map_[self.model_.predict(Z)].reshape(maps.shape[:2])
-        return self._result(img, grid, self._scores(Z).reshape(*maps.shape[:2], -1), pixel_size)
+        with _single_threaded_sklearn():
+            Z = self._features(maps)
+            grid = self.label_map_[self.model_.predict(Z)].reshape(maps.shape[:2])
+            scores = self._reorder(self._scores(Z))
+        return self._result(img, grid, scores.reshape(*maps.shape[:2], -1), pixel_size)
 
     def fit_predict(self, image: ArrayLike, pixel_size: float | None = None) -> Segmentation:
         """:meth:`fit` then :meth:`predict` on the same frame (descriptors computed once)."""
