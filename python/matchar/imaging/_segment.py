@@ -427,7 +427,7 @@ def segment(
     **kwargs
         Passed to :class:`Segmenter` (``patch``, ``window``, ``n_shifts``, ``stride``,
         ``n_components``, ``smoothing``, ``method``, ``max_regions``,
-        ``min_silhouette``, ``random_state``).
+        ``min_silhouette``, ``random_state``, ``symmetry``).
 
     Returns
     -------
