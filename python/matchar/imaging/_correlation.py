@@ -146,9 +146,9 @@ def local_correlation_map(
     >>> import numpy as np, matchar as mc
     >>> y, x = np.mgrid[:96, :96]
     >>> image = np.cos(2 * np.pi * x / 8) + np.cos(2 * np.pi * y / 8)
-    >>> maps, shifts = mc.imaging.local_correlation_map(image, patch=8, window=8, n_shifts=20)
+    >>> maps, shifts = mc.imaging.local_correlation_map(image, patch=8, window=8, n_shifts=40)
     >>> maps.shape, shifts.shape
-    ((64, 64, 20), (20, 2))
+    ((64, 64, 40), (40, 2))
     >>> k = shifts.tolist().index([0, 8])  # a lattice vector: perfect correlation
     >>> bool(np.allclose(maps[..., k], 1.0, atol=1e-5))
     True
