@@ -256,3 +256,14 @@ def test_ctrl_c_interrupts_local_correlation_map():
     assert proc.returncode == 3, (out, err)
     assert "interrupted" in out
     assert elapsed < 30, elapsed
+
+
+@pytest.mark.parametrize("stride", [1, 3, 11])
+def test_many_shifts_span_several_column_tiles(stride):
+    # 300 shifts make the kernel split the 370 output columns into tiles of ~150 px.
+    rng = np.random.default_rng(8)
+    image = lattice_image(rng, (50, 400))
+    maps, shifts = mc.imaging.local_correlation_map(
+        image, patch=4, window=13, n_shifts=300, stride=stride
+    )
+    np.testing.assert_allclose(maps, reference_lcm(image, 4, 13, shifts, stride), atol=2e-6)
