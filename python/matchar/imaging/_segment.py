@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,7 +54,6 @@ class Segmentation:
     misorientation: dict[tuple[int, int], float]
     grid_labels: np.ndarray
     units: str = "px"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _upsample_scores(
