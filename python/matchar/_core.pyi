@@ -24,3 +24,27 @@ class _GPModule:
     ) -> NDArray[np.float64]: ...
 
 gp: _GPModule
+
+class _ImagingModule:
+    """matchar._core.imaging (a submodule at run time)."""
+
+    @staticmethod
+    def select_shifts(window: int, n_shifts: int) -> NDArray[np.int32]: ...
+    @staticmethod
+    def local_correlation_map_f32(
+        image: NDArray[np.float32], patch: int, window: int, shifts: NDArray[np.int32], stride: int
+    ) -> NDArray[np.float32]: ...
+    @staticmethod
+    def local_correlation_map_f64(
+        image: NDArray[np.float64], patch: int, window: int, shifts: NDArray[np.int32], stride: int
+    ) -> NDArray[np.float32]: ...
+    @staticmethod
+    def symmetry_map_f32(
+        image: NDArray[np.float32], patch: int, transforms: NDArray[np.float64], stride: int
+    ) -> NDArray[np.float32]: ...
+    @staticmethod
+    def symmetry_map_f64(
+        image: NDArray[np.float64], patch: int, transforms: NDArray[np.float64], stride: int
+    ) -> NDArray[np.float32]: ...
+
+imaging: _ImagingModule
