@@ -8,10 +8,11 @@ Same image, same shifts, same group, one run:
 
 from __future__ import annotations
 
-import matchar as mc
 import numpy as np
 import pytest
 from scipy.ndimage import uniform_filter
+
+import matchar as mc
 
 
 def scipy_local_correlation_map(image, patch, window, shifts, stride=1):

@@ -14,10 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-import matchar as mc
 import numpy as np
-from matchar import datasets
 from sklearn.metrics import adjusted_rand_score
+
+import matchar as mc
+from matchar import datasets
 
 HERE = Path(__file__).resolve().parent
 DOSES = [0.5, 1, 2, 5, 20, 100]

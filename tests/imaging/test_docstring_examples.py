@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import doctest
 
+import pytest
+
 import matchar.datasets
 import matchar.imaging._correlation
 import matchar.imaging._lattice
 import matchar.imaging._segment
 import matchar.imaging._symmetry
-import pytest
 
 MODULES = [
     matchar.datasets,

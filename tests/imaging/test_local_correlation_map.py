@@ -8,10 +8,11 @@ import sys
 import textwrap
 import time
 
-import matchar as mc
 import numpy as np
 import pytest
 from scipy.ndimage import uniform_filter
+
+import matchar as mc
 
 
 def reference_lcm(image, patch, window, shifts, stride=1):

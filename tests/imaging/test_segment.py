@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
-import matchar as mc
 import numpy as np
 import pytest
-from matchar import datasets
 from sklearn.metrics import adjusted_rand_score
+
+import matchar as mc
+from matchar import datasets
 
 SMALL = dict(patch=12, window=16, n_shifts=80)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import matchar as mc
 import numpy as np
 import pytest
 from scipy.ndimage import map_coordinates
+
+import matchar as mc
 
 
 def reference_symmetry_map(image, patch, stride, transforms):
