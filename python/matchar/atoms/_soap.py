@@ -382,7 +382,9 @@ class SOAP:
             return out[:row]
         return results[0] if len(results) == 1 else np.concatenate(results)
 
-    def spherical_expansion(self, frames: Any, centers: Sequence[int | str] | None = None) -> np.ndarray:
+    def spherical_expansion(
+        self, frames: Any, centers: Sequence[int | str] | None = None
+    ) -> np.ndarray:
         """Density expansion coefficients ``c^a_{nlm}`` (float64).
 
         Parameters
