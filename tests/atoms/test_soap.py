@@ -65,6 +65,7 @@ def ref_ylm(l, v):
 
 def ref_expansion(numbers, positions, species, rc, nmax, lmax, sig, width):
     """c[i, lm, a, n] for a non-periodic structure, all pairs by brute force."""
+
     def fc(r):
         if r <= rc - width:
             return 1.0
@@ -285,8 +286,9 @@ def test_tiny_triclinic_cell_matches_brute_force_cluster():
     soap = mc.atoms.SOAP(4.0, 4, 3)
     X = soap.compute(at)
     n = 6
-    grid = np.array([[i, j, k] for i in range(-n, n + 1) for j in range(-n, n + 1)
-                     for k in range(-n, n + 1)])
+    grid = np.array(
+        [[i, j, k] for i in range(-n, n + 1) for j in range(-n, n + 1) for k in range(-n, n + 1)]
+    )
     pos = at.positions[0] + grid @ cell
     keep = np.linalg.norm(pos - at.positions[0], axis=1) < 4.0 + 1e-9
     cluster = ase.Atoms(numbers=[29] * int(keep.sum()), positions=pos[keep])
@@ -303,8 +305,9 @@ def test_slab_mixed_pbc_and_vacuum_equivalence():
     soap = mc.atoms.SOAP(4.0, 4, 3)
     X = soap.compute(slab)
     big = slab.repeat((2, 2, 1))
-    np.testing.assert_allclose(soap.compute(big), np.tile(X, (4, 1)), rtol=1e-9,
-                               atol=1e-12 * np.abs(X).max())
+    np.testing.assert_allclose(
+        soap.compute(big), np.tile(X, (4, 1)), rtol=1e-9, atol=1e-12 * np.abs(X).max()
+    )
     # non-periodic molecule == the same molecule periodic in a cell with lots of vacuum
     mol = rattled_molecule(6)
     soap = mc.atoms.SOAP(4.0, 4, 3)
@@ -436,8 +439,7 @@ def test_bad_frames():
     close = ase.Atoms("H2", positions=[[0, 0, 0], [0, 0, 5e-4]])
     with pytest.raises(ValueError, match="closer than"):
         soap.compute(close)
-    flat = ase.Atoms("H", positions=[[0, 0, 0]], cell=[[1, 0, 0], [0, 1, 0], [0, 0, 0]],
-                     pbc=True)
+    flat = ase.Atoms("H", positions=[[0, 0, 0]], cell=[[1, 0, 0], [0, 1, 0], [0, 0, 0]], pbc=True)
     with pytest.raises(ValueError, match="zero volume"):
         soap.compute(flat)
     with pytest.raises(ValueError, match="out must"):
