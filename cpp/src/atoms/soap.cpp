@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -23,10 +24,41 @@ double shifted_cosine(double r, double cutoff, double width) {
 
 }  // namespace
 
+namespace {
+
+constexpr int kLegendreSize = (kMaxAngularSupported + 1) * (kMaxAngularSupported + 2) / 2;
+inline int legendre_index(int l, int m) { return l * (l + 1) / 2 + m; }
+
+// Recurrence coefficients of the orthonormal associated Legendre functions, computed
+// once (thread-safe static initialisation).
+struct LegendreCoefficients {
+  double a[kLegendreSize], b[kLegendreSize], diag[kMaxAngularSupported + 1],
+      sub[kMaxAngularSupported + 1];
+  LegendreCoefficients() {
+    for (int l = 0; l <= kMaxAngularSupported; ++l) {
+      diag[l] = l == 0 ? 0.0 : std::sqrt((2.0 * l + 1.0) / (2.0 * l));
+      sub[l] = std::sqrt(2.0 * l + 3.0);
+      for (int m = 0; m <= l; ++m) {
+        const double ll = l * l, mm = m * m, l1 = (l - 1.0) * (l - 1.0);
+        a[legendre_index(l, m)] = l >= m + 2 ? std::sqrt((4.0 * ll - 1.0) / (ll - mm)) : 0.0;
+        b[legendre_index(l, m)] = l >= m + 2 ? std::sqrt((l1 - mm) / (4.0 * l1 - 1.0)) : 0.0;
+      }
+    }
+  }
+};
+
+const LegendreCoefficients& legendre_coefficients() {
+  static const LegendreCoefficients table;
+  return table;
+}
+
+}  // namespace
+
 void real_spherical_harmonics(int L, double x, double y, double z, double* out) {
   // Orthonormal associated Legendre functions without the Condon-Shortley phase,
   // P[l][m] (l >= m), then Y_l0 = P_l0, Y_lm = sqrt(2) P_lm cos(m phi),
   // Y_l,-m = sqrt(2) P_lm sin(m phi).
+  const LegendreCoefficients& t = legendre_coefficients();
   const double rho = std::sqrt(x * x + y * y);
   const double cos_t = z, sin_t = rho;
   double cos_p = 1.0, sin_p = 0.0;
@@ -34,29 +66,28 @@ void real_spherical_harmonics(int L, double x, double y, double z, double* out) 
     cos_p = x / rho;
     sin_p = y / rho;
   }
-  double P[(kMaxAngularSupported + 1) * (kMaxAngularSupported + 2) / 2];
-  auto idx = [](int l, int m) { return l * (l + 1) / 2 + m; };
+  double P[kLegendreSize];
   P[0] = 0.5 / std::sqrt(kPi);
   for (int m = 1; m <= L; ++m)
-    P[idx(m, m)] = std::sqrt((2.0 * m + 1.0) / (2.0 * m)) * sin_t * P[idx(m - 1, m - 1)];
-  for (int m = 0; m < L; ++m) P[idx(m + 1, m)] = std::sqrt(2.0 * m + 3.0) * cos_t * P[idx(m, m)];
+    P[legendre_index(m, m)] = t.diag[m] * sin_t * P[legendre_index(m - 1, m - 1)];
+  for (int m = 0; m < L; ++m)
+    P[legendre_index(m + 1, m)] = t.sub[m] * cos_t * P[legendre_index(m, m)];
   for (int m = 0; m <= L; ++m)
     for (int l = m + 2; l <= L; ++l) {
-      const double ll = l * l, mm = m * m, l1 = (l - 1) * (l - 1);
-      const double a = std::sqrt((4.0 * ll - 1.0) / (ll - mm));
-      const double b = std::sqrt((l1 - mm) / (4.0 * l1 - 1.0));
-      P[idx(l, m)] = a * (cos_t * P[idx(l - 1, m)] - b * P[idx(l - 2, m)]);
+      const int i = legendre_index(l, m);
+      P[i] = t.a[i] * (cos_t * P[legendre_index(l - 1, m)] - t.b[i] * P[legendre_index(l - 2, m)]);
     }
-  for (int l = 0; l <= L; ++l) out[l * l + l] = P[idx(l, 0)];
+  for (int l = 0; l <= L; ++l) out[l * l + l] = P[legendre_index(l, 0)];
   double cm = 1.0, sm = 0.0;  // cos(m phi), sin(m phi)
-  const double sqrt2 = std::sqrt(2.0);
+  constexpr double kSqrt2 = 1.41421356237309504880;
   for (int m = 1; m <= L; ++m) {
     const double c2 = cm * cos_p - sm * sin_p;
     sm = sm * cos_p + cm * sin_p;
     cm = c2;
     for (int l = m; l <= L; ++l) {
-      out[l * l + l + m] = sqrt2 * P[idx(l, m)] * cm;
-      out[l * l + l - m] = sqrt2 * P[idx(l, m)] * sm;
+      const double p = kSqrt2 * P[legendre_index(l, m)];
+      out[l * l + l + m] = p * cm;
+      out[l * l + l - m] = p * sm;
     }
   }
 }
@@ -82,8 +113,9 @@ index_t Soap::n_coefficients() const {
 }
 
 // Computes the expansion of every requested centre (OpenMP over centres, frames'
-// neighbour lists built first, in parallel) and hands each to sink(row, coefficients)
-// with coefficients laid out [species][lm][n].
+// neighbour lists built first, in parallel) and hands each to
+// sink(row, coefficients, present) with coefficients laid out [lm][species][n] and
+// present[a] != 0 when species a has a non-zero density around the centre.
 template <class Sink>
 void Soap::run(const Frames& f, const index_t* centers, index_t n_centers, Sink&& sink) const {
   if (f.n_frames < 0) throw InvalidArgument("n_frames must be >= 0");
@@ -139,6 +171,7 @@ void Soap::run(const Frames& f, const index_t* centers, index_t n_centers, Sink&
     std::vector<double> R(static_cast<std::size_t>(radial_->size()));
     std::vector<double> Y(static_cast<std::size_t>(LM));
     std::vector<double> fR(static_cast<std::size_t>(N));
+    std::vector<char> present(static_cast<std::size_t>(S));
 #pragma omp for schedule(dynamic, 4)
     for (index_t c = 0; c < n_centers; ++c) {
       if (stop.load(std::memory_order_relaxed)) continue;
@@ -146,8 +179,10 @@ void Soap::run(const Frames& f, const index_t* centers, index_t n_centers, Sink&
         const index_t s = centers[2 * c], atom = centers[2 * c + 1];
         const int* species = f.species + f.offsets[s];
         std::fill(coef.begin(), coef.end(), 0.0);
-        double* c0 = coef.data() + static_cast<index_t>(species[atom]) * LM * N;
+        std::fill(present.begin(), present.end(), 0);
+        double* c0 = coef.data() + static_cast<index_t>(species[atom]) * N;
         for (int n = 0; n < N; ++n) c0[n] += params_.center_weight * y00 * self[n];
+        if (params_.center_weight != 0.0) present[species[atom]] = 1;
         nbrs.clear();
         lists[s]->neighbors(atom, nbrs);
         for (const Neighbor& nb : nbrs) {
@@ -156,18 +191,19 @@ void Soap::run(const Frames& f, const index_t* centers, index_t n_centers, Sink&
           radial_->compute(nb.r, R.data());
           const double inv = 1.0 / nb.r;
           real_spherical_harmonics(L, nb.dx * inv, nb.dy * inv, nb.dz * inv, Y.data());
-          double* ca = coef.data() + static_cast<index_t>(species[nb.atom]) * LM * N;
+          present[species[nb.atom]] = 1;
+          double* ca = coef.data() + static_cast<index_t>(species[nb.atom]) * N;
           for (int l = 0; l <= L; ++l) {
             for (int n = 0; n < N; ++n) fR[n] = fc * R[l * N + n];
             for (int lm = l * l; lm < (l + 1) * (l + 1); ++lm) {
               const double y = Y[lm];
-              double* dst = ca + static_cast<index_t>(lm) * N;
+              double* dst = ca + static_cast<index_t>(lm) * S * N;
 #pragma omp simd
               for (int n = 0; n < N; ++n) dst[n] += y * fR[n];
             }
           }
         }
-        sink(c, coef.data());
+        sink(c, coef.data(), present.data());
         if (omp_get_thread_num() == 0 && poll_interrupt()) stop.store(true);
       } catch (...) {
 #pragma omp critical(matchar_soap_error)
@@ -184,61 +220,70 @@ template <class T>
 void Soap::power_spectrum(const Frames& frames, const index_t* centers, index_t n_centers,
                           bool normalize, T* out) const {
   const int N = params_.n_radial, L = params_.max_angular, S = n_species_;
-  const int LM = (L + 1) * (L + 1);
   const index_t nf = n_features();
+  const index_t NN = static_cast<index_t>(N) * N, block = (L + 1) * NN;
   std::vector<double> factor(static_cast<std::size_t>(L + 1));
   for (int l = 0; l <= L; ++l) factor[l] = (l % 2 == 0 ? 1.0 : -1.0) / std::sqrt(2.0 * l + 1.0);
   const double sqrt2 = std::sqrt(2.0);
-  run(frames, centers, n_centers, [&](index_t row, const double* coef) {
+  // Offset of the (a, b) block, a <= b, in a row.
+  std::vector<index_t> pair_offset(static_cast<std::size_t>(S) * S, -1);
+  index_t k = 0;
+  for (int a = 0; a < S; ++a)
+    for (int b = a; b < S; ++b, ++k) pair_offset[static_cast<std::size_t>(a) * S + b] = k * block;
+
+  using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  struct Scratch {
+    RowMajor packed, gram;
+    std::vector<int> species;
+  };
+  std::vector<Scratch> scratch(static_cast<std::size_t>(std::max(1, num_threads())));
+  run(frames, centers, n_centers, [&](index_t row, const double* coef, const char* present) {
+    Scratch& w = scratch[static_cast<std::size_t>(omp_get_thread_num())];
     T* o = out + row * nf;
-    double norm2 = 0.0;
-    double block[kMaxRadialSupported * kMaxRadialSupported];
-    index_t k = 0;
+    std::fill(o, o + nf, T(0));
+    w.species.clear();
     for (int a = 0; a < S; ++a)
-      for (int b = a; b < S; ++b) {
-        const double* ca = coef + static_cast<index_t>(a) * LM * N;
-        const double* cb = coef + static_cast<index_t>(b) * LM * N;
-        const double pair = a == b ? 1.0 : sqrt2;
-        for (int l = 0; l <= L; ++l) {
-          std::fill(block, block + N * N, 0.0);
-          for (int lm = l * l; lm < (l + 1) * (l + 1); ++lm) {
-            const double* x = ca + static_cast<index_t>(lm) * N;
-            const double* y = cb + static_cast<index_t>(lm) * N;
-            for (int n1 = 0; n1 < N; ++n1) {
-              const double xv = x[n1];
-#pragma omp simd
-              for (int n2 = 0; n2 < N; ++n2) block[n1 * N + n2] += xv * y[n2];
-            }
+      if (present[a]) w.species.push_back(a);
+    const int P = static_cast<int>(w.species.size());
+    const index_t PN = static_cast<index_t>(P) * N;
+    // Only the species present around the centre take part: for each l, one small GEMM
+    // C_l^T C_l on the (2l+1, P N) packed coefficients gives every (a, b) block at once.
+    for (int l = 0; l <= L; ++l) {
+      const int M = 2 * l + 1;
+      w.packed.resize(M, PN);
+      for (int m = 0; m < M; ++m)
+        for (int p = 0; p < P; ++p)
+          std::copy_n(coef + (static_cast<index_t>(l * l + m) * S + w.species[p]) * N, N,
+                      w.packed.data() + m * PN + static_cast<index_t>(p) * N);
+      w.gram.noalias() = w.packed.transpose() * w.packed;
+      for (int p = 0; p < P; ++p)
+        for (int q = p; q < P; ++q) {
+          const int a = w.species[p], b = w.species[q];
+          const double s = (a == b ? 1.0 : sqrt2) * factor[l];
+          T* dst = o + pair_offset[static_cast<std::size_t>(a) * S + b] + l * NN;
+          for (int n1 = 0; n1 < N; ++n1) {
+            const double* g = w.gram.data() + (static_cast<index_t>(p) * N + n1) * PN +
+                              static_cast<index_t>(q) * N;
+            for (int n2 = 0; n2 < N; ++n2) dst[n1 * N + n2] = static_cast<T>(s * g[n2]);
           }
-          const double s = pair * factor[l];
-          for (int q = 0; q < N * N; ++q) {
-            const double v = s * block[q];
-            norm2 += v * v;
-            o[k + q] = static_cast<T>(v);
-          }
-          k += N * N;
         }
+    }
+    if (normalize) {
+      double norm2 = 0.0;
+      for (index_t q = 0; q < nf; ++q) norm2 += static_cast<double>(o[q]) * o[q];
+      if (norm2 > 0.0) {
+        const double inv = 1.0 / std::sqrt(norm2);
+        for (index_t q = 0; q < nf; ++q) o[q] = static_cast<T>(o[q] * inv);
       }
-    if (normalize && norm2 > 0.0) {
-      const double inv = 1.0 / std::sqrt(norm2);
-      for (index_t q = 0; q < nf; ++q) o[q] = static_cast<T>(o[q] * inv);
     }
   });
 }
 
 void Soap::spherical_expansion(const Frames& frames, const index_t* centers, index_t n_centers,
                                double* out) const {
-  const int N = params_.n_radial, L = params_.max_angular, S = n_species_;
-  const int LM = (L + 1) * (L + 1);
   const index_t nc = n_coefficients();
-  run(frames, centers, n_centers, [&](index_t row, const double* coef) {
-    double* o = out + row * nc;
-    for (int lm = 0; lm < LM; ++lm)
-      for (int a = 0; a < S; ++a)
-        for (int n = 0; n < N; ++n)
-          o[(static_cast<index_t>(lm) * S + a) * N + n] =
-              coef[(static_cast<index_t>(a) * LM + lm) * N + n];
-  });
+  run(frames, centers, n_centers,
+      [&](index_t row, const double* coef, const char*) { std::copy_n(coef, nc, out + row * nc); });
 }
 
 template void Soap::power_spectrum<float>(const Frames&, const index_t*, index_t, bool,
