@@ -232,7 +232,7 @@ void Soap::power_spectrum(const Frames& frames, const index_t* centers, index_t 
     for (int b = a; b < S; ++b, ++k) pair_offset[static_cast<std::size_t>(a) * S + b] = k * block;
 
   using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  struct Scratch {
+  struct alignas(64) Scratch {  // one cache line apart: no false sharing
     RowMajor packed, gram;
     std::vector<int> species;
   };
