@@ -3,6 +3,8 @@
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "arrays.hpp"
 #include "matchar/atoms/soap.hpp"
@@ -88,7 +90,8 @@ py::array_t<double> spherical_expansion(const Soap& soap, const CArray<double>& 
 void register_atoms(py::module_& m) {
   py::class_<Soap>(m, "Soap")
       .def(py::init([](double cutoff, int n_radial, int max_angular, double atomic_width,
-                       double smoothing, double center_weight, bool exact_radial, int n_species) {
+                       double smoothing, double center_weight, bool exact_radial, int n_species,
+                       bool compress, const CArray<bool>& pair_mask) {
              matchar::atoms::SoapParameters p;
              p.cutoff = cutoff;
              p.n_radial = n_radial;
@@ -97,12 +100,18 @@ void register_atoms(py::module_& m) {
              p.smoothing = smoothing;
              p.center_weight = center_weight;
              p.exact_radial = exact_radial;
+             p.compress = compress;
+             require(pair_mask.size() == 0 ||
+                         (pair_mask.ndim() == 2 && pair_mask.shape(0) == n_species &&
+                          pair_mask.shape(1) == n_species),
+                     "pair_mask must be empty or have shape (n_species, n_species)");
+             std::vector<char> mask(pair_mask.data(), pair_mask.data() + pair_mask.size());
              py::gil_scoped_release release;  // building the spline table takes a while
-             return new Soap(p, n_species);
+             return new Soap(p, n_species, std::move(mask));
            }),
            py::arg("cutoff"), py::arg("n_radial"), py::arg("max_angular"), py::arg("atomic_width"),
            py::arg("smoothing"), py::arg("center_weight"), py::arg("exact_radial"),
-           py::arg("n_species"))
+           py::arg("n_species"), py::arg("compress"), py::arg("pair_mask"))
       .def_property_readonly("n_features", &Soap::n_features)
       .def_property_readonly("n_coefficients", &Soap::n_coefficients)
       .def("power_spectrum_f32", &power_spectrum<float>, py::arg("positions"), py::arg("species"),

@@ -38,6 +38,8 @@ class _Soap:
         center_weight: float,
         exact_radial: bool,
         n_species: int,
+        compress: bool,
+        pair_mask: NDArray[np.bool_],
     ) -> None: ...
     @property
     def n_features(self) -> int: ...

@@ -332,11 +332,15 @@ def test_labels_centers_and_feature_layout():
     np.testing.assert_array_equal(soap.samples_[:3, 1], [0, 1, 2])
     np.testing.assert_array_equal(soap.samples_[:3, 2], [8, 1, 1])
     labels = soap.feature_labels()
-    assert labels.shape == (X.shape[1], 5)
-    assert (labels[:, 0] <= labels[:, 1]).all()
+    assert labels.shape == (X.shape[1], 6)
+    assert (labels[:, 0] == 0).all()
+    assert (labels[:, 1] <= labels[:, 2]).all()
+    # featomic's order: pairs, then l, then n1, then n2
+    keys = labels[:, 1:]
+    assert [tuple(k) for k in keys] == sorted(tuple(k) for k in keys)
     # species absent from a frame give exact zeros
     h2o = X[0]
-    assert np.all(h2o[(labels[:, 0] == 6) | (labels[:, 1] == 6)] == 0)
+    assert np.all(h2o[(labels[:, 1] == 6) | (labels[:, 2] == 6)] == 0)
     Xh = soap.compute(frames, centers=["H"])
     np.testing.assert_array_equal(Xh, X[soap_rows_with(X, soap, frames, 1)])
     assert set(soap.samples_[:, 2]) == {1}
@@ -364,6 +368,44 @@ def test_normalize_and_chunked_callback_and_out():
     assert res is not None and np.shares_memory(res, out)
 
 
+def test_pairs_compress_and_several_cutoffs():
+    frames = [rattled_molecule(s) for s in range(3)]
+    full = mc.atoms.SOAP(4.0, 4, 3, species=["H", "C", "O"])
+    X = full.compute(frames)
+    labels = full.feature_labels()
+    # pair selection == the matching columns of the full layout
+    sel = mc.atoms.SOAP(4.0, 4, 3, species=["H", "C", "O"], pairs=[("O", "H"), ("C", "C")])
+    Xs = sel.compute(frames)
+    keep = ((labels[:, 1] == 1) & (labels[:, 2] == 8)) | ((labels[:, 1] == 6) & (labels[:, 2] == 6))
+    np.testing.assert_array_equal(Xs, X[:, keep])
+    np.testing.assert_array_equal(sel.feature_labels(), labels[keep])
+    assert sel.n_features == Xs.shape[1]
+    # compressed same-species blocks keep every dot product
+    comp = mc.atoms.SOAP(4.0, 4, 3, species=["H", "C", "O"], compress=True)
+    Xc = comp.compute(frames)
+    assert Xc.shape[1] == comp.n_features == len(comp.feature_labels()) < X.shape[1]
+    np.testing.assert_allclose(Xc @ Xc.T, X @ X.T, rtol=1e-12)
+    lc = comp.feature_labels()
+    same = lc[:, 1] == lc[:, 2]
+    assert (lc[same, 4] <= lc[same, 5]).all()
+    diag = same & (lc[:, 4] == lc[:, 5])
+    cols = [np.flatnonzero((labels[:, 1:] == row[1:]).all(axis=1))[0] for row in lc[diag]]
+    np.testing.assert_array_equal(Xc[:, diag], X[:, cols])
+    # several cutoffs: one block per cutoff, side by side
+    multi = mc.atoms.SOAP([3.0, 4.0], 4, 3, species=["H", "C", "O"])
+    Xm = multi.compute(frames)
+    X3 = mc.atoms.SOAP(3.0, 4, 3, species=["H", "C", "O"]).compute(frames)
+    np.testing.assert_array_equal(Xm, np.hstack([X3, X]))
+    assert multi.n_features == Xm.shape[1]
+    np.testing.assert_array_equal(multi.feature_labels()[:, 0], np.repeat([0, 1], X.shape[1]))
+    Xmn = mc.atoms.SOAP([3.0, 4.0], 4, 3, species=["H", "C", "O"], normalize=True).compute(frames)
+    np.testing.assert_allclose(Xmn, Xm / np.linalg.norm(Xm, axis=1, keepdims=True), rtol=1e-12)
+    with pytest.raises(ValueError, match="pairs name species"):
+        mc.atoms.SOAP(4.0, species=["H"], pairs=[("H", "O")])
+    with pytest.raises(ValueError, match="pairs must hold"):
+        mc.atoms.SOAP(4.0, species=["H"], pairs=["HH"])
+
+
 def test_threads_give_identical_results():
     frames = [rattled_bulk(s) for s in range(3)]
     soap = mc.atoms.SOAP(5.0, 6, 4)
@@ -382,7 +424,7 @@ def test_isolated_atom_has_only_the_self_term():
     soap = mc.atoms.SOAP(3.0, 4, 3, species=[1, 8])
     X = soap.compute(ase.Atoms("O", positions=[[0, 0, 0]]))
     labels = soap.feature_labels()
-    self_block = (labels[:, 0] == 8) & (labels[:, 1] == 8) & (labels[:, 2] == 0)
+    self_block = (labels[:, 1] == 8) & (labels[:, 2] == 8) & (labels[:, 3] == 0)
     assert np.all(X[0, ~self_block] == 0)
     assert np.abs(X[0, self_block]).max() > 0
 

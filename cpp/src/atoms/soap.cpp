@@ -92,20 +92,29 @@ void real_spherical_harmonics(int L, double x, double y, double z, double* out) 
   }
 }
 
-Soap::Soap(const SoapParameters& params, int n_species) : params_(params), n_species_(n_species) {
+Soap::Soap(const SoapParameters& params, int n_species, std::vector<char> pair_mask)
+    : params_(params), n_species_(n_species) {
   if (n_species < 1) throw InvalidArgument("species must hold at least one species");
   if (!(params.smoothing >= 0.0) || params.smoothing > params.cutoff)
     throw InvalidArgument("smoothing must be in [0, cutoff], got " +
                           std::to_string(params.smoothing));
   if (!std::isfinite(params.center_weight)) throw InvalidArgument("center_weight must be finite");
+  const index_t S = n_species;
+  if (!pair_mask.empty() && static_cast<index_t>(pair_mask.size()) != S * S)
+    throw InvalidArgument("pair_mask must have n_species^2 entries");
   radial_ = std::make_shared<const GtoRadialIntegral>(params);
+  const index_t N = params.n_radial, L = params.max_angular;
+  pair_offset_.assign(static_cast<std::size_t>(S * S), -1);
+  for (index_t a = 0; a < S; ++a)
+    for (index_t b = a; b < S; ++b) {
+      if (!pair_mask.empty() && !pair_mask[a * S + b]) continue;
+      pair_offset_[a * S + b] = n_features_;
+      n_features_ += (L + 1) * (a == b && params.compress ? N * (N + 1) / 2 : N * N);
+    }
+  if (n_features_ == 0) throw InvalidArgument("pairs selects no neighbour-species pair");
 }
 
-index_t Soap::n_features() const {
-  const index_t N = params_.n_radial, L = params_.max_angular;
-  const index_t pairs = static_cast<index_t>(n_species_) * (n_species_ + 1) / 2;
-  return pairs * (L + 1) * N * N;
-}
+index_t Soap::n_features() const { return n_features_; }
 
 index_t Soap::n_coefficients() const {
   const index_t N = params_.n_radial, L = params_.max_angular;
@@ -221,16 +230,11 @@ void Soap::power_spectrum(const Frames& frames, const index_t* centers, index_t 
                           bool normalize, T* out) const {
   const int N = params_.n_radial, L = params_.max_angular, S = n_species_;
   const index_t nf = n_features();
-  const index_t NN = static_cast<index_t>(N) * N, block = (L + 1) * NN;
+  const bool compress = params_.compress;
+  const index_t NN = static_cast<index_t>(N) * N, NT = static_cast<index_t>(N) * (N + 1) / 2;
   std::vector<double> factor(static_cast<std::size_t>(L + 1));
   for (int l = 0; l <= L; ++l) factor[l] = (l % 2 == 0 ? 1.0 : -1.0) / std::sqrt(2.0 * l + 1.0);
   const double sqrt2 = std::sqrt(2.0);
-  // Offset of the (a, b) block, a <= b, in a row.
-  std::vector<index_t> pair_offset(static_cast<std::size_t>(S) * S, -1);
-  index_t k = 0;
-  for (int a = 0; a < S; ++a)
-    for (int b = a; b < S; ++b, ++k) pair_offset[static_cast<std::size_t>(a) * S + b] = k * block;
-
   using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   struct alignas(64) Scratch {  // one cache line apart: no false sharing
     RowMajor packed, gram;
@@ -259,11 +263,24 @@ void Soap::power_spectrum(const Frames& frames, const index_t* centers, index_t 
       for (int p = 0; p < P; ++p)
         for (int q = p; q < P; ++q) {
           const int a = w.species[p], b = w.species[q];
+          const index_t offset = pair_offset_[static_cast<std::size_t>(a) * S + b];
+          if (offset < 0) continue;
           const double s = (a == b ? 1.0 : sqrt2) * factor[l];
-          T* dst = o + pair_offset[static_cast<std::size_t>(a) * S + b] + l * NN;
+          const double* g0 =
+              w.gram.data() + static_cast<index_t>(p) * N * PN + static_cast<index_t>(q) * N;
+          if (a == b && compress) {
+            // n1 <= n2 only; the block is symmetric, off-diagonal entries carry sqrt(2).
+            T* dst = o + offset + l * NT;
+            for (int n1 = 0; n1 < N; ++n1) {
+              const double* g = g0 + n1 * PN;
+              *dst++ = static_cast<T>(s * g[n1]);
+              for (int n2 = n1 + 1; n2 < N; ++n2) *dst++ = static_cast<T>(s * sqrt2 * g[n2]);
+            }
+            continue;
+          }
+          T* dst = o + offset + l * NN;
           for (int n1 = 0; n1 < N; ++n1) {
-            const double* g = w.gram.data() + (static_cast<index_t>(p) * N + n1) * PN +
-                              static_cast<index_t>(q) * N;
+            const double* g = g0 + n1 * PN;
             for (int n2 = 0; n2 < N; ++n2) dst[n1 * N + n2] = static_cast<T>(s * g[n2]);
           }
         }

@@ -68,12 +68,15 @@ class SOAP:
     for every species pair ``a ≤ b`` (in the order of ``species_``), for
     ``l = 0..max_angular``, the full ``n1 × n2`` block (row-major). This is featomic's
     layout after ``keys_to_properties(["neighbor_1_type", "neighbor_2_type"])``;
-    :meth:`feature_labels` returns it as an array.
+    :meth:`feature_labels` returns it as an array. With several cutoffs the blocks of
+    each cutoff follow one another; ``pairs`` keeps only some species pairs and
+    ``compress`` stores ``n1 ≤ n2`` of same-species blocks.
 
     Parameters
     ----------
-    cutoff : float, default 5.0
-        Cutoff radius, Å (> 0).
+    cutoff : float or sequence of float, default 5.0
+        Cutoff radius, Å (> 0). A sequence computes one block of features per cutoff
+        in one call (multi-SOAP), concatenated in the given order.
     max_radial : int, default 8
         Number of radial basis functions (1..24).
     max_angular : int, default 6
@@ -85,6 +88,12 @@ class SOAP:
     species : sequence of int or str, optional
         Neighbour and centre species (atomic numbers or symbols). ``None``: the sorted
         species found in the frames of the first :meth:`compute` call (then fixed).
+    pairs : sequence of (species, species), optional
+        Neighbour-species pairs to keep (order inside a pair does not matter);
+        ``None``: every pair ``a ≤ b``.
+    compress : bool, default False
+        Same-species blocks store ``n1 ≤ n2`` only, off-diagonal entries multiplied by
+        √2, so that dot products between rows (and so kernels) are unchanged.
     center_weight : float, default 1.0
         Weight of the centre atom's own Gaussian (featomic's ``center_atom_weight``).
     normalize : bool, default False
@@ -120,31 +129,53 @@ class SOAP:
         smoothing: float = 0.5,
         species: Sequence[int | str] | None = None,
         *,
+        pairs: Sequence[tuple[int | str, int | str]] | None = None,
+        compress: bool = False,
         center_weight: float = 1.0,
         normalize: bool = False,
         exact_radial: bool = False,
         dtype: Any = np.float64,
     ) -> None:
-        self.cutoff = _positive(cutoff, "cutoff")
+        if isinstance(cutoff, (Sequence, np.ndarray)) and not isinstance(cutoff, str):
+            cutoffs = tuple(_positive(c, "cutoff") for c in cutoff)
+            if not cutoffs:
+                raise ValueError("cutoff must be a number or a non-empty sequence of numbers")
+            self.cutoff: float | tuple[float, ...] = cutoffs
+        else:
+            cutoffs = (_positive(cutoff, "cutoff"),)
+            self.cutoff = cutoffs[0]
+        self._cutoffs = cutoffs
         self.max_radial = _count(max_radial, "max_radial", 1, 24)
         self.max_angular = _count(max_angular, "max_angular", 0, 20)
         self.atomic_width = _positive(atomic_width, "atomic_width")
         self.smoothing = _positive(smoothing, "smoothing", allow_zero=True)
-        if self.smoothing > self.cutoff:
-            raise ValueError(f"smoothing must be <= cutoff, got {smoothing!r} > {cutoff!r}")
+        if self.smoothing > min(cutoffs):
+            raise ValueError(f"smoothing must be <= cutoff, got {smoothing!r} > {min(cutoffs)!r}")
         cw = float(center_weight)
         if not math.isfinite(cw):
             raise ValueError(f"center_weight must be finite, got {center_weight!r}")
         self.center_weight = cw
         self.normalize = bool(normalize)
         self.exact_radial = bool(exact_radial)
+        self.compress = bool(compress)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.pairs = None
+        if pairs is not None:
+            pair_list = []
+            for pair in pairs:
+                if isinstance(pair, str) or len(pair) != 2:
+                    raise ValueError(f"pairs must hold (species, species) tuples, got {pair!r}")
+                a, b = (_atomic_number(x, "pairs") for x in pair)
+                pair_list.append((min(a, b), max(a, b)))
+            if not pair_list:
+                raise ValueError("pairs must select at least one neighbour-species pair")
+            self.pairs = sorted(set(pair_list))
         self.species_: np.ndarray | None = None
+        self._calculators: list[Any] | None = None
         if species is not None:
             self._set_species(species)
-        self._calculator: Any = None
 
     # -- configuration -----------------------------------------------------------------
     def _set_species(self, species: Iterable[int | str]) -> None:
@@ -153,61 +184,89 @@ class SOAP:
         zs = sorted({_atomic_number(s, "species") for s in species})
         if not zs:
             raise ValueError("species must hold at least one species")
+        if self.pairs is not None:
+            missing = sorted({z for pair in self.pairs for z in pair} - set(zs))
+            if missing:
+                raise ValueError(f"pairs name species {missing} that are not in species={zs}")
         self.species_ = np.array(zs, dtype=np.int64)
-        self._calculator = None
+        self._calculators = None
 
-    def _core(self) -> Any:
-        if self._calculator is None:
+    def _pair_mask(self) -> np.ndarray:
+        assert self.species_ is not None
+        S = len(self.species_)
+        if self.pairs is None:
+            return np.ones((S, S), dtype=bool)
+        index = {int(z): k for k, z in enumerate(self.species_)}
+        mask = np.zeros((S, S), dtype=bool)
+        for a, b in self.pairs:
+            mask[index[a], index[b]] = True
+        return mask
+
+    def _core(self) -> list[Any]:
+        if self._calculators is None:
             assert self.species_ is not None
-            self._calculator = _core.atoms.Soap(
-                self.cutoff,
-                self.max_radial,
-                self.max_angular,
-                self.atomic_width,
-                self.smoothing,
-                self.center_weight,
-                self.exact_radial,
-                len(self.species_),
-            )
-        return self._calculator
+            mask = self._pair_mask()
+            self._calculators = [
+                _core.atoms.Soap(
+                    rc,
+                    self.max_radial,
+                    self.max_angular,
+                    self.atomic_width,
+                    self.smoothing,
+                    self.center_weight,
+                    self.exact_radial,
+                    len(self.species_),
+                    self.compress,
+                    mask,
+                )
+                for rc in self._cutoffs
+            ]
+        return self._calculators
 
     @property
     def n_features(self) -> int:
-        """Features per environment: ``n_pairs · (max_angular + 1) · max_radial²``."""
+        """Features per environment, all cutoffs together (see :meth:`feature_labels`)."""
         if self.species_ is None:
             raise ValueError("species are not known yet: pass species= or call compute()")
-        s = len(self.species_)
-        return s * (s + 1) // 2 * (self.max_angular + 1) * self.max_radial**2
+        mask = np.triu(self._pair_mask())
+        N = self.max_radial
+        diag = int(np.trace(mask)) * (N * (N + 1) // 2 if self.compress else N * N)
+        off = int(mask.sum() - np.trace(mask)) * N * N
+        return len(self._cutoffs) * (self.max_angular + 1) * (diag + off)
 
     def feature_labels(self) -> np.ndarray:
         """What each column holds.
 
         Returns
         -------
-        labels : numpy.ndarray of int64, shape (n_features, 5)
-            Columns: neighbour species a, neighbour species b (atomic numbers, a ≤ b),
-            l, n1, n2.
+        labels : numpy.ndarray of int64, shape (n_features, 6)
+            Columns: cutoff index (into the ``cutoff`` sequence, 0 for a single cutoff),
+            neighbour species a, neighbour species b (atomic numbers, a ≤ b), l, n1, n2.
+            With ``compress=True``, same-species blocks hold ``n1 ≤ n2`` only.
 
         Example
         -------
         >>> import matchar as mc
         >>> mc.atoms.SOAP(max_radial=2, max_angular=1, species=[1]).feature_labels()[:3]
-        array([[1, 1, 0, 0, 0],
-               [1, 1, 0, 0, 1],
-               [1, 1, 0, 1, 0]])
+        array([[0, 1, 1, 0, 0, 0],
+               [0, 1, 1, 0, 0, 1],
+               [0, 1, 1, 0, 1, 0]])
         """
         if self.species_ is None:
             raise ValueError("species are not known yet: pass species= or call compute()")
         sp, L, N = self.species_, self.max_angular, self.max_radial
+        mask = self._pair_mask()
         rows = [
-            (sp[a], sp[b], l, n1, n2)
+            (k, sp[a], sp[b], l, n1, n2)
+            for k in range(len(self._cutoffs))
             for a in range(len(sp))
             for b in range(a, len(sp))
+            if mask[a, b]
             for l in range(L + 1)
             for n1 in range(N)
-            for n2 in range(N)
+            for n2 in range(n1 if (self.compress and a == b) else 0, N)
         ]
-        return np.array(rows, dtype=np.int64).reshape(-1, 5)
+        return np.array(rows, dtype=np.int64).reshape(-1, 6)
 
     # -- input conversion --------------------------------------------------------------
     def _prepare(self, frames: Any, centers: Any) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
@@ -341,8 +400,9 @@ class SOAP:
             chunk = _count(chunk_size, "chunk_size", 1, 2**62)
         if self.species_ is None:
             self._prepare(frame_list, centers)  # fixes species_ from all frames
-        calc = self._core()
-        fn = calc.power_spectrum_f32 if self.dtype == np.float32 else calc.power_spectrum_f64
+        calcs = self._core()
+        name = "power_spectrum_f32" if self.dtype == np.float32 else "power_spectrum_f64"
+        fns = [getattr(calc, name) for calc in calcs]
 
         if out is not None:
             if not isinstance(out, np.ndarray) or out.dtype != self.dtype or out.ndim != 2:
@@ -366,7 +426,14 @@ class SOAP:
             if out is not None and row + len(samples) > out.shape[0]:
                 raise ValueError(f"out has {out.shape[0]} rows, more environments are needed")
             centers_arr = np.ascontiguousarray(samples[:, :2]) - np.array([s, 0])
-            X = fn(*args, np.ascontiguousarray(centers_arr), self.normalize)
+            cen = np.ascontiguousarray(centers_arr)
+            if len(fns) == 1:
+                X = fns[0](*args, cen, self.normalize)
+            else:
+                X = np.hstack([fn(*args, cen, False) for fn in fns])
+                if self.normalize:
+                    norm = np.linalg.norm(X, axis=1, keepdims=True)
+                    np.divide(X, norm, out=X, where=norm > 0)
             if callback is not None:
                 callback(row, X, samples)
             elif out is not None:
@@ -409,7 +476,9 @@ class SOAP:
         (3, 9, 2, 4)
         """
         args, samples = self._prepare(frames, centers)
-        calc = self._core()
+        if len(self._cutoffs) > 1:
+            raise NotImplementedError("spherical_expansion supports a single cutoff only")
+        calc = self._core()[0]
         C = calc.spherical_expansion(*args, np.ascontiguousarray(samples[:, :2]))
         self.samples_ = samples
         assert self.species_ is not None

@@ -30,6 +30,9 @@ struct SoapParameters {
   double smoothing = 0.5;     // Å, width of the shifted-cosine cutoff region (0: step)
   double center_weight = 1.0;
   bool exact_radial = false;  // true: evaluate 1F1 for every pair; false: spline table
+  // Same-species blocks store n1 <= n2 only, off-diagonal entries times sqrt(2), so
+  // that dot products (kernels) between rows are unchanged.
+  bool compress = false;
 };
 
 inline constexpr int kMaxAngularSupported = 20;
@@ -71,11 +74,14 @@ struct Frames {
 
 class Soap {
  public:
-  Soap(const SoapParameters& params, int n_species);
+  // pair_mask: (n_species, n_species) row-major, entry [a * n_species + b] (a <= b) says
+  // whether the (a, b) neighbour-species block is computed; empty: every pair.
+  Soap(const SoapParameters& params, int n_species, std::vector<char> pair_mask = {});
 
   const SoapParameters& parameters() const { return params_; }
   int n_species() const { return n_species_; }
-  // Features per environment: n_pairs * (max_angular + 1) * n_radial^2.
+  // Features per environment: sum over kept pairs of (max_angular + 1) * n_radial^2
+  // (n_radial (n_radial + 1) / 2 for same-species pairs when compressed).
   index_t n_features() const;
   // Coefficients per environment: (max_angular + 1)^2 * n_species * n_radial.
   index_t n_coefficients() const;
@@ -95,6 +101,8 @@ class Soap {
   SoapParameters params_;
   int n_species_;
   std::shared_ptr<const GtoRadialIntegral> radial_;
+  std::vector<index_t> pair_offset_;  // (S, S): offset of block (a, b) in a row, -1: not kept
+  index_t n_features_ = 0;
 
   template <class Sink>
   void run(const Frames& frames, const index_t* centers, index_t n_centers, Sink&& sink) const;
