@@ -201,12 +201,15 @@ def test_radial_integral_matches_scipy(exact):
     np.testing.assert_allclose(R, ref, rtol=0, atol=1e-9 * np.abs(ref).max())
 
 
-def test_spline_close_to_exact_on_dense_grid():
-    rc, nmax, lmax, sig = 5.5, 8, 8, 0.3
+@pytest.mark.parametrize(
+    ("rc", "nmax", "lmax", "sig"),
+    [(5.5, 8, 8, 0.3), (5.0, 8, 6, 0.5), (4.0, 12, 10, 0.2), (6.0, 6, 4, 0.8)],
+)
+def test_spline_close_to_exact_on_dense_grid(rc, nmax, lmax, sig):
     r = np.linspace(0, rc, 2003)
     exact = _core.atoms.gto_radial_integral(rc, nmax, lmax, sig, True, r)
     spline = _core.atoms.gto_radial_integral(rc, nmax, lmax, sig, False, r)
-    assert np.abs(spline - exact).max() <= 1e-9 * np.abs(exact).max()
+    assert np.abs(spline - exact).max() <= 1e-10 * np.abs(exact).max()
 
 
 @pytest.mark.parametrize("exact_radial", [True, False])

@@ -93,10 +93,10 @@ GtoRadialIntegral::GtoRadialIntegral(const SoapParameters& p)
 
   if (exact_) return;
   // Cubic Hermite table on [0, cutoff]. The integrals vary on the scale of the density
-  // width and of the narrowest GTO; a step of 1/40 of it keeps the interpolation error
-  // near 1e-11 relative (checked against compute_exact in tests/atoms).
+  // width and of the narrowest GTO; a step of 1/80 of it keeps the interpolation error
+  // below 1e-10 of the largest value (checked against compute_exact in tests/atoms).
   const double scale = std::min(p.atomic_width, widths[0]);
-  step_ = scale / 40.0;
+  step_ = scale / 80.0;
   n_nodes_ = static_cast<index_t>(std::ceil(p.cutoff / step_)) + 2;
   step_ = p.cutoff / static_cast<double>(n_nodes_ - 2);
   inv_step_ = 1.0 / step_;
