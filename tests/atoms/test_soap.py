@@ -174,6 +174,30 @@ def test_featomic_power_spectrum_float32(shared_data):
     assert_matches_reference(X.astype(np.float64), ref, rel=1e-6)
 
 
+def test_matches_featomic_on_periodic_crystal():
+    """The peer itself, when installed (bench extra): a periodic, rattled cell."""
+    featomic = pytest.importorskip("featomic")
+    rng = np.random.default_rng(11)
+    at = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    at.positions += rng.normal(scale=0.1, size=at.positions.shape)
+    calc = featomic.SoapPowerSpectrum(
+        cutoff={"radius": 4.5, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
+        density={"type": "Gaussian", "width": 0.3},
+        basis={
+            "type": "TensorProduct",
+            "max_angular": 4,
+            "radial": {"type": "Gto", "max_radial": 5},
+            "spline_accuracy": None,
+        },
+    )
+    d = calc.compute(at)
+    d = d.keys_to_samples("center_type").keys_to_properties(["neighbor_1_type", "neighbor_2_type"])
+    samples = np.asarray(d.block().samples.values)
+    ref = np.asarray(d.block().values)[np.lexsort((samples[:, 1], samples[:, 0]))]
+    X = mc.atoms.SOAP(4.5, 6, 4, 0.3, 0.5, species=[11, 17]).compute(at)
+    assert_matches_reference(X, ref, rel=1e-8)
+
+
 # ----------------------------------------------------------------------------------------
 # Against the SciPy reference (no shared data needed)
 # ----------------------------------------------------------------------------------------
