@@ -54,6 +54,7 @@ class _Soap:
         pbc: NDArray[np.bool_],
         centers: NDArray[np.int64],
         normalize: bool,
+        out: NDArray[np.float32] | None = None,
     ) -> NDArray[np.float32]: ...
     def power_spectrum_f64(
         self,
@@ -64,6 +65,7 @@ class _Soap:
         pbc: NDArray[np.bool_],
         centers: NDArray[np.int64],
         normalize: bool,
+        out: NDArray[np.float64] | None = None,
     ) -> NDArray[np.float64]: ...
     def spherical_expansion(
         self,

@@ -393,6 +393,25 @@ def test_normalize_and_chunked_callback_and_out():
     res = soap.compute(frames, chunk_size=3, out=out)
     np.testing.assert_array_equal(out, X)
     assert res is not None and np.shares_memory(res, out)
+    # an iterator (like ase.io.iread) is consumed chunk by chunk
+    seen.clear()
+    soap.compute(iter(frames), chunk_size=2, callback=lambda r, F, s: seen.append((r, F, s)))
+    np.testing.assert_array_equal(np.concatenate([F for _, F, _ in seen]), X)
+    np.testing.assert_array_equal(np.concatenate([s for _, _, s in seen]), soap.samples_)
+    np.testing.assert_array_equal(soap.compute(f for f in frames), X)
+    with pytest.raises(ValueError, match="frames is empty"):
+        soap.compute(iter([]), chunk_size=2)
+    with pytest.raises(ValueError, match="out has 10 rows"):
+        soap.compute(frames, out=np.empty((10, X.shape[1])))
+    # the compiled core checks an out it is handed, too
+    calc = soap._core()[0]
+    args, samples = soap._prepare(frames[:1], None)
+    with pytest.raises(ValueError, match="out must be a writeable C-contiguous"):
+        calc.power_spectrum_f64(*args, samples[:, :2].copy(), False, np.empty((9, 3)))
+    with pytest.raises(ValueError, match="out must be a writeable C-contiguous"):
+        calc.power_spectrum_f64(
+            *args, samples[:, :2].copy(), False, np.empty((9, X.shape[1]), np.float32)
+        )
 
 
 def test_pairs_compress_and_several_cutoffs():
