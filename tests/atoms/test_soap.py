@@ -215,9 +215,10 @@ def test_spherical_harmonics_match_scipy():
 
 
 @pytest.mark.parametrize("exact", [True, False])
-def test_radial_integral_matches_scipy(exact):
-    rc, nmax, lmax, sig = 5.0, 6, 5, 0.4
-    r = np.array([0.0, 1e-7, 0.37, 1.0, 2.2, 3.9, 4.99])
+@pytest.mark.parametrize("sig", [0.4, 0.15])  # 0.15: z up to ~500, asymptotic 1F1 branch
+def test_radial_integral_matches_scipy(exact, sig):
+    rc, nmax, lmax = 5.0, 6, 5
+    r = np.array([0.0, 1e-7, 0.37, 1.0, 2.2, 3.1, 3.9, 4.5, 4.99])
     R = _core.atoms.gto_radial_integral(rc, nmax, lmax, sig, exact, r)
     ref = np.array(
         [np.concatenate([ref_radial(x, l, rc, nmax, sig) for l in range(lmax + 1)]) for x in r]
