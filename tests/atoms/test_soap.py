@@ -482,6 +482,17 @@ def test_isolated_atom_has_only_the_self_term():
     assert np.abs(X[0, self_block]).max() > 0
 
 
+def test_pickle_round_trip():
+    import pickle
+
+    mol = rattled_molecule(8)
+    soap = mc.atoms.SOAP(4.0, 3, 2)
+    X = soap.compute(mol)
+    again = pickle.loads(pickle.dumps(soap))
+    np.testing.assert_array_equal(again.compute(mol), X)
+    np.testing.assert_array_equal(again.species_, soap.species_)
+
+
 def test_inputs_not_modified():
     mol = rattled_molecule(7)
     before = mol.positions.copy()

@@ -399,8 +399,13 @@ class SOAP:
             if total == 0:
                 raise ValueError("frames is empty: at least one ase.Atoms is needed")
             step = total if chunk is None else chunk
-            if self.species_ is None:
-                self._prepare(frames, centers)  # fixes species_ from all frames
+            if self.species_ is None:  # fixed from all frames, before the first chunk
+                for k, f in enumerate(frames):
+                    if not isinstance(f, ase.Atoms):
+                        raise ValueError(
+                            f"frames[{k}] must be an ase.Atoms, got {type(f).__name__}"
+                        )
+                self._set_species(np.unique(np.concatenate([f.numbers for f in frames])).tolist())
             chunks: Iterable[Sequence[Any]] = (frames[s : s + step] for s in range(0, total, step))
             n_chunks: int | None = math.ceil(total / step)
         else:
@@ -501,6 +506,12 @@ class SOAP:
         self.samples_ = samples
         assert self.species_ is not None
         return C.reshape(len(samples), (self.max_angular + 1) ** 2, len(self.species_), -1)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The compiled calculators are rebuilt on demand (pickle, joblib, spawn).
+        state = self.__dict__.copy()
+        state["_calculators"] = None
+        return state
 
     def __repr__(self) -> str:
         return (
