@@ -352,6 +352,27 @@ def test_slab_mixed_pbc_and_vacuum_equivalence():
     np.testing.assert_allclose(soap.compute(boxed), X0, rtol=1e-10, atol=1e-14)
 
 
+def test_slab_and_wire_with_zero_non_periodic_vectors():
+    from ase.build import fcc111
+
+    rng = np.random.default_rng(9)
+    slab = fcc111("Pt", size=(2, 2, 3), vacuum=None)  # cell c = 0, pbc = (T, T, F)
+    slab.positions += rng.normal(scale=0.05, size=slab.positions.shape)
+    assert not slab.cell[2].any() and list(slab.pbc) == [True, True, False]
+    soap = mc.atoms.SOAP(5.0, 4, 3)
+    X = soap.compute(slab)
+    boxed = slab.copy()
+    boxed.cell[2] = [0.3, -0.2, 40.0]  # a real (skewed) vector, still non-periodic
+    np.testing.assert_allclose(soap.compute(boxed), X, rtol=1e-10, atol=1e-14)
+    wire_cell = [[0, 0, 0], [0, 0, 0], [1.3, 0.4, 2.2]]  # only c is periodic
+    wire = ase.Atoms("Pt", positions=[[0.1, 0.2, 0.3]], cell=wire_cell, pbc=[False, False, True])
+    Xw = soap.compute(wire)
+    chain = ase.Atoms(
+        "Pt" * 21, positions=wire.positions[0] + np.arange(-10, 11)[:, None] * wire.cell[2]
+    )
+    np.testing.assert_allclose(Xw[0], soap.compute(chain)[10], rtol=1e-10, atol=1e-14)
+
+
 # ----------------------------------------------------------------------------------------
 # API: labels, centres, normalisation, chunking, threads
 # ----------------------------------------------------------------------------------------
