@@ -236,13 +236,12 @@ void Soap::power_spectrum(const Frames& frames, const index_t* centers, index_t 
   for (int l = 0; l <= L; ++l) factor[l] = (l % 2 == 0 ? 1.0 : -1.0) / std::sqrt(2.0 * l + 1.0);
   const double sqrt2 = std::sqrt(2.0);
   using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  struct alignas(64) Scratch {  // one cache line apart: no false sharing
+  struct Scratch {
     RowMajor packed, gram;
     std::vector<int> species;
   };
-  std::vector<Scratch> scratch(static_cast<std::size_t>(std::max(1, num_threads())));
   run(frames, centers, n_centers, [&](index_t row, const double* coef, const char* present) {
-    Scratch& w = scratch[static_cast<std::size_t>(omp_get_thread_num())];
+    thread_local Scratch w;  // per OpenMP thread, reused across centres and calls
     T* o = out + row * nf;
     w.species.clear();
     for (int a = 0; a < S; ++a)
