@@ -555,6 +555,8 @@ def test_bad_frames():
         soap.compute([])
     with pytest.raises(ValueError, match=r"frames\[1\] is empty"):
         soap.compute([molecule("H2O"), ase.Atoms()])
+    with pytest.raises(ValueError, match=r"frames\[3\] is empty"):  # global index in chunks
+        soap.compute([molecule("H2O")] * 3 + [ase.Atoms()], chunk_size=2)
     with pytest.raises(ValueError, match=r"atomic number 6.*not in species"):
         soap.compute([molecule("H2O"), molecule("CH4")])
     with pytest.raises(ValueError, match=r"frames\[0\] must be an ase.Atoms"):

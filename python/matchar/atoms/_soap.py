@@ -270,7 +270,10 @@ class SOAP:
         return np.array(rows, dtype=np.int64).reshape(-1, 6)
 
     # -- input conversion --------------------------------------------------------------
-    def _prepare(self, frames: Any, centers: Any) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    def _prepare(
+        self, frames: Any, centers: Any, first: int = 0
+    ) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        # `first`: index of frames[0] in the caller's sequence, for error messages.
         try:
             import ase
         except ImportError as err:  # pragma: no cover - ase is a dependency
@@ -282,9 +285,11 @@ class SOAP:
             raise ValueError("frames is empty: at least one ase.Atoms is needed")
         for k, f in enumerate(frames):
             if not isinstance(f, ase.Atoms):
-                raise ValueError(f"frames[{k}] must be an ase.Atoms, got {type(f).__name__}")
+                raise ValueError(
+                    f"frames[{first + k}] must be an ase.Atoms, got {type(f).__name__}"
+                )
             if len(f) == 0:
-                raise ValueError(f"frames[{k}] is empty (no atoms)")
+                raise ValueError(f"frames[{first + k}] is empty (no atoms)")
         if self.species_ is None:
             self._set_species(np.unique(np.concatenate([f.numbers for f in frames])).tolist())
         assert self.species_ is not None
@@ -307,8 +312,8 @@ class SOAP:
             k = int(np.argmax(species_idx < 0))
             frame = int(np.searchsorted(offsets, k, side="right") - 1)
             raise ValueError(
-                f"frames[{frame}] holds atomic number {numbers_all[k]} (atom {k - offsets[frame]}),"
-                f" which is not in species={self.species_.tolist()}"
+                f"frames[{first + frame}] holds atomic number {numbers_all[k]} "
+                f"(atom {k - offsets[frame]}), which is not in species={self.species_.tolist()}"
             )
         positions = np.ascontiguousarray(
             np.concatenate([f.positions for f in frames]), dtype=np.float64
@@ -432,7 +437,7 @@ class SOAP:
         for frame_chunk in chunks:
             if len(frame_chunk) == 0:
                 break
-            args, samples = self._prepare(frame_chunk, centers)
+            args, samples = self._prepare(frame_chunk, centers, first_frame)
             fns = [getattr(calc, name) for calc in self._core()]
             if out is not None and (out.shape[1] != self.n_features or not out.flags.c_contiguous):
                 raise ValueError(
