@@ -10,6 +10,7 @@ namespace py = pybind11;
 void register_runtime(py::module_& m);
 void register_gp(py::module_& m);
 void register_imaging(py::module_& m);
+void register_atoms(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "matchar's compiled core (C++17/OpenMP). Use the matchar package, not this module.";
@@ -37,4 +38,6 @@ PYBIND11_MODULE(_core, m) {
 
   auto imaging = m.def_submodule("imaging", "STEM image descriptors");
   register_imaging(imaging);
+  auto atoms = m.def_submodule("atoms", "Atomistic descriptors: SOAP");
+  register_atoms(atoms);
 }

@@ -19,9 +19,17 @@ except ImportError as err:  # pragma: no cover - depends on how the package was 
     )
     raise ImportError(msg) from err
 
-from . import gp, imaging
+from . import atoms, datasets, gp, imaging
 from ._threads import get_num_threads, set_num_threads
 
 __version__: str = "0.1.0"
 
-__all__ = ["__version__", "get_num_threads", "gp", "imaging", "set_num_threads"]
+__all__ = [
+    "__version__",
+    "atoms",
+    "datasets",
+    "get_num_threads",
+    "gp",
+    "imaging",
+    "set_num_threads",
+]
