@@ -1,0 +1,584 @@
+#include "matchar/nmr/assignment.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <numeric>
+#include <string>
+#include <vector>
+
+namespace matchar::nmr {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kLog2Pi = 1.8378770664093454836;
+// Gaussian offset tails beyond this many standard deviations weigh < exp(-50).
+constexpr double kRangeSigmas = 10.0;
+constexpr int kMaxExactPermanent = 24;
+constexpr index_t kMaxNodes = 4000000;
+
+// Streaming log-sum-exp: m + log(s) = log(sum exp(v)).
+struct LogSumExp {
+  double m = -kInf;
+  double s = 0.0;
+  void add(double v) {
+    if (!(v > -kInf)) return;
+    if (v > m) {
+      s = s * std::exp(m - v) + 1.0;
+      m = v;
+    } else {
+      s += std::exp(v - m);
+    }
+  }
+  void merge(const LogSumExp& o) {
+    if (!(o.m > -kInf)) return;
+    if (o.m > m) {
+      s = s * std::exp(m - o.m) + o.s;
+      m = o.m;
+    } else {
+      s += o.s * std::exp(o.m - m);
+    }
+  }
+  double value() const { return m > -kInf ? m + std::log(s) : -kInf; }
+};
+
+// One candidate's problem in centred form: r_jk = y_j - mu_k - c0 (the constant c0 only
+// shifts the offset, which keeps sums of squares small and offset-invariant), weights
+// w_jk = 1 / (var_k + var_exp_j) and log normalisations lc_jk = -(log(2 pi / w_jk)) / 2.
+// Only pairs (j, k) in the same group are filled.
+struct Prepared {
+  index_t n = 0;
+  double c0 = 0.0;
+  std::vector<double> r, w, lc;
+  std::vector<index_t> group_start;  // per site: first index of its group
+  std::vector<index_t> group_end;
+};
+
+template <class T>
+void prepare(ConstMatrixView<T> mean, ConstMatrixView<T> var, const double* y,
+             const double* var_exp, index_t c, Prepared& p) {
+  const index_t n = mean.cols;
+  double sy = 0.0, smu = 0.0;
+  for (index_t j = 0; j < n; ++j) {
+    sy += y[j];
+    smu += static_cast<double>(mean(c, j));
+  }
+  p.c0 = (sy - smu) / static_cast<double>(n);
+  for (index_t j = 0; j < n; ++j) {
+    for (index_t k = p.group_start[j]; k < p.group_end[j]; ++k) {
+      const double v = static_cast<double>(var(c, k)) + var_exp[j];
+      if (!(v > 0.0) || !std::isfinite(v))
+        throw InvalidArgument(
+            "the total variance (slope^2 predicted_std^2 + sigma_exp^2) must be "
+            "> 0, got " +
+            std::to_string(v) + " for candidate " + std::to_string(c) + ", site " +
+            std::to_string(k));
+      const index_t jk = j * n + k;
+      p.w[jk] = 1.0 / v;
+      p.r[jk] = y[j] - static_cast<double>(mean(c, k)) - p.c0;
+      p.lc[jk] = -0.5 * (kLog2Pi + std::log(v));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Enumeration with the offset integral at each leaf.
+// ---------------------------------------------------------------------------
+struct Enumerator {
+  const Prepared& p;
+  OffsetMode mode;
+  double leaf_const;  // constant added to every leaf
+  std::vector<char> used;
+  std::vector<double> wr, wr2;
+  LogSumExp acc;
+
+  Enumerator(const Prepared& prep, OffsetMode m, double shift, double lconst)
+      : p(prep), mode(m), leaf_const(lconst), used(static_cast<std::size_t>(prep.n), 0) {
+    const index_t nn = p.n * p.n;
+    wr.assign(static_cast<std::size_t>(nn), 0.0);
+    wr2.assign(static_cast<std::size_t>(nn), 0.0);
+    for (index_t j = 0; j < p.n; ++j)
+      for (index_t k = p.group_start[j]; k < p.group_end[j]; ++k) {
+        const index_t jk = j * p.n + k;
+        const double r = p.r[jk] - shift;  // Fixed: residual about the known offset
+        wr[jk] = p.w[jk] * r;
+        wr2[jk] = p.w[jk] * r * r;
+      }
+  }
+
+  void leaf(double s0, double s1, double s2, double l) {
+    double v;
+    if (mode == OffsetMode::Fixed) {
+      v = l - 0.5 * s2;
+    } else {
+      const double q = std::max(s2 - s1 * s1 / s0, 0.0);
+      v = l - 0.5 * q;
+      if (mode == OffsetMode::Marginal) v -= 0.5 * std::log(s0);
+    }
+    acc.add(v + leaf_const);
+  }
+
+  void dfs(index_t j, double s0, double s1, double s2, double l) {
+    if (j == p.n) {
+      leaf(s0, s1, s2, l);
+      return;
+    }
+    const index_t row = j * p.n;
+    for (index_t k = p.group_start[j]; k < p.group_end[j]; ++k) {
+      if (used[k]) continue;
+      used[k] = 1;
+      dfs(j + 1, s0 + p.w[row + k], s1 + wr[row + k], s2 + wr2[row + k], l + p.lc[row + k]);
+      used[k] = 0;
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Permanents of k x k matrices given as logs.
+// ---------------------------------------------------------------------------
+
+// Subtracts row then column maxima in place (so every row and column has an entry 0 and
+// all entries are <= 0); returns the total subtracted.
+double scale_log_matrix(double* la, int k) {
+  double total = 0.0;
+  for (int i = 0; i < k; ++i) {
+    double m = -kInf;
+    for (int j = 0; j < k; ++j) m = std::max(m, la[i * k + j]);
+    if (!(m > -kInf)) return -kInf;  // a zero row: permanent 0
+    for (int j = 0; j < k; ++j) la[i * k + j] -= m;
+    total += m;
+  }
+  for (int j = 0; j < k; ++j) {
+    double m = -kInf;
+    for (int i = 0; i < k; ++i) m = std::max(m, la[i * k + j]);
+    if (!(m > -kInf)) return -kInf;
+    for (int i = 0; i < k; ++i) la[i * k + j] -= m;
+    total += m;
+  }
+  return total;
+}
+
+double log_permanent_scaled(const double* la, int k, std::vector<double>& dp,
+                            std::vector<double>& a) {
+  const std::size_t full = (std::size_t{1} << k) - 1;
+  a.resize(static_cast<std::size_t>(k) * k);
+  for (int i = 0; i < k * k; ++i) a[i] = std::exp(la[i]);
+  dp.assign(full + 1, 0.0);
+  dp[0] = 1.0;
+  // Masks in increasing numeric order visit every mask after all of its subsets. Entries
+  // are <= 1, so a mask of i rows holds at most k!/(k-i)! (< 1e24 for k <= 24): no overflow.
+  for (std::size_t mask = 0; mask < full; ++mask) {
+    const double d = dp[mask];
+    if (d == 0.0) continue;
+    const int i = __builtin_popcountll(mask);
+    const double* ai = a.data() + static_cast<std::size_t>(i) * k;
+    for (int j = 0; j < k; ++j)
+      if (!(mask >> j & 1)) dp[mask | (std::size_t{1} << j)] += d * ai[j];
+  }
+  if (dp[full] > 1e-280) return std::log(dp[full]);
+  // Every matching is tiny: redo the recursion in log space (rare, slow but exact).
+  std::vector<double> ld(full + 1, -kInf);
+  ld[0] = 0.0;
+  for (std::size_t mask = 0; mask < full; ++mask) {
+    const double d = ld[mask];
+    if (!(d > -kInf)) continue;
+    const int i = __builtin_popcountll(mask);
+    for (int j = 0; j < k; ++j) {
+      if (mask >> j & 1) continue;
+      const double v = d + la[i * k + j];
+      double& t = ld[mask | (std::size_t{1} << j)];
+      if (v > t)
+        t = v + std::log1p(std::exp(t - v));
+      else if (t > -kInf)
+        t = t + std::log1p(std::exp(v - t));
+    }
+  }
+  return ld[full];
+}
+
+// Sum-product BP on the bipartite matching graph, with messages as ratios:
+//   rho_ij = 1 / sum_{l != j} a_il gamma_il,  gamma_ij = 1 / sum_{l != i} a_lj rho_lj,
+// beliefs P_ij = x / (1 + x) with x = a_ij rho_ij gamma_ij, and the Bethe free energy
+//   log perm_B = sum P log(a / P) + sum (1 - P) log(1 - P).
+double log_bethe_scaled(const double* la, int k, int max_iterations, double tolerance,
+                        std::vector<double>& buf) {
+  const std::size_t kk = static_cast<std::size_t>(k) * k;
+  buf.assign(4 * kk, 0.0);
+  double* a = buf.data();
+  double* gamma = a + kk;
+  double* rho = gamma + kk;
+  double* t = rho + kk;
+  // Entries below exp(-600) are raised to it, so that messages stay finite.
+  for (std::size_t i = 0; i < kk; ++i) a[i] = std::exp(std::max(la[i], -600.0));
+  std::fill(gamma, gamma + kk, 1.0);
+  auto exclusive_inverse = [&](const double* v, index_t stride, int m, double* outp,
+                               index_t ostride) {
+    double s = 0.0;
+    for (int l = 0; l < m; ++l) s += v[l * stride];
+    for (int l = 0; l < m; ++l) {
+      double rest = s - v[l * stride];
+      if (rest < 1e-8 * s) {  // cancellation: sum the others explicitly
+        rest = 0.0;
+        for (int q = 0; q < m; ++q)
+          if (q != l) rest += v[q * stride];
+      }
+      outp[l * ostride] = 1.0 / std::max(rest, 1e-300);
+    }
+  };
+  for (int it = 0; it < max_iterations; ++it) {
+    for (std::size_t i = 0; i < kk; ++i) t[i] = a[i] * gamma[i];
+    for (int i = 0; i < k; ++i) exclusive_inverse(t + i * k, 1, k, rho + i * k, 1);
+    for (std::size_t i = 0; i < kk; ++i) t[i] = a[i] * rho[i];
+    double delta = 0.0;
+    for (int j = 0; j < k; ++j) {
+      // gamma_new into t's column j is not possible (t is read), so compute per column.
+      double s = 0.0;
+      for (int i = 0; i < k; ++i) s += t[i * k + j];
+      for (int i = 0; i < k; ++i) {
+        double rest = s - t[i * k + j];
+        if (rest < 1e-8 * s) {
+          rest = 0.0;
+          for (int q = 0; q < k; ++q)
+            if (q != i) rest += t[q * k + j];
+        }
+        const double g = 1.0 / std::max(rest, 1e-300);
+        delta = std::max(delta, std::abs(g - gamma[i * k + j]) / g);
+        gamma[i * k + j] = g;
+      }
+    }
+    if (delta < tolerance) break;
+  }
+  for (std::size_t i = 0; i < kk; ++i) t[i] = a[i] * gamma[i];
+  for (int i = 0; i < k; ++i) exclusive_inverse(t + i * k, 1, k, rho + i * k, 1);
+  double value = 0.0;
+  for (std::size_t i = 0; i < kk; ++i) {
+    const double x = a[i] * rho[i] * gamma[i];
+    if (!(x > 0.0)) continue;
+    if (!std::isfinite(x)) {  // P = 1
+      value += std::log(a[i]);
+      continue;
+    }
+    const double log1px = std::log1p(x);
+    const double P = x / (1.0 + x);
+    const double logP = std::log(x) - log1px;
+    value += P * (std::log(a[i]) - logP) - (1.0 - P) * log1px;
+  }
+  if (!std::isfinite(value)) throw Error("the Bethe permanent did not converge to a finite value");
+  return value;
+}
+
+double log_factorial(index_t k) { return std::lgamma(static_cast<double>(k) + 1.0); }
+
+struct Workspace {
+  std::vector<double> la, dp, a, bp;
+};
+
+}  // namespace
+
+double log_permanent(const double* log_a, int k) {
+  if (k < 1 || k > kMaxExactPermanent)
+    throw InvalidArgument("log_permanent: k must be in [1, " + std::to_string(kMaxExactPermanent) +
+                          "], got " + std::to_string(k));
+  std::vector<double> la(log_a, log_a + static_cast<std::size_t>(k) * k), dp, a;
+  const double s = scale_log_matrix(la.data(), k);
+  if (!(s > -kInf)) return -kInf;
+  return s + log_permanent_scaled(la.data(), k, dp, a);
+}
+
+double log_bethe_permanent(const double* log_a, int k, int max_iterations, double tolerance) {
+  if (k < 1) throw InvalidArgument("log_bethe_permanent: k must be >= 1");
+  std::vector<double> la(log_a, log_a + static_cast<std::size_t>(k) * k), buf;
+  const double s = scale_log_matrix(la.data(), k);
+  if (!(s > -kInf)) return -kInf;
+  return s + log_bethe_scaled(la.data(), k, max_iterations, tolerance, buf);
+}
+
+template <class T>
+void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, const double* y,
+                             const double* var_exp, const index_t* group_sizes, index_t n_groups,
+                             OffsetSpec offset, AssignmentMethod method, QuadratureOptions options,
+                             double* out) {
+  const index_t n_cand = mean.rows, n = mean.cols;
+  if (n_cand < 1 || n < 1) throw InvalidArgument("mean is empty");
+  if (var.rows != n_cand || var.cols != n) throw InvalidArgument("var must have the shape of mean");
+  if (y == nullptr || var_exp == nullptr || group_sizes == nullptr || out == nullptr)
+    throw InvalidArgument("null pointer argument");
+  require_finite(mean, "mean");
+  require_finite(var, "var");
+  for (index_t j = 0; j < n; ++j) {
+    if (!std::isfinite(y[j])) throw InvalidArgument("y holds NaN or infinite values");
+    if (!(var_exp[j] >= 0.0) || !std::isfinite(var_exp[j]))
+      throw InvalidArgument("var_exp must be finite and >= 0");
+  }
+  for (index_t c = 0; c < n_cand; ++c)
+    for (index_t k = 0; k < n; ++k)
+      if (!(var(c, k) >= T(0))) throw InvalidArgument("var must be >= 0");
+  if (n_groups < 1) throw InvalidArgument("group_sizes is empty");
+  index_t total = 0, kmax = 0;
+  double log_perms = 0.0;  // log prod_g k_g!
+  for (index_t g = 0; g < n_groups; ++g) {
+    if (group_sizes[g] < 1) throw InvalidArgument("group_sizes must be >= 1");
+    total += group_sizes[g];
+    kmax = std::max(kmax, group_sizes[g]);
+    log_perms += log_factorial(group_sizes[g]);
+  }
+  if (total != n)
+    throw InvalidArgument("group_sizes must sum to the number of sites " + std::to_string(n) +
+                          ", got " + std::to_string(total));
+  const bool flat = !std::isfinite(offset.prior_std);
+  if (offset.mode == OffsetMode::Marginal && !flat && !(offset.prior_std > 0.0))
+    throw InvalidArgument("the offset prior standard deviation must be > 0 (or inf for flat)");
+  if (offset.mode == OffsetMode::Marginal && !std::isfinite(offset.prior_mean))
+    throw InvalidArgument("the offset prior mean must be finite");
+  if (offset.mode == OffsetMode::Fixed && !std::isfinite(offset.value))
+    throw InvalidArgument("the fixed offset must be finite");
+  if (method == AssignmentMethod::Enumerate) {
+    if (log_perms > std::log(1e12))
+      throw InvalidArgument("too many permutations to enumerate (exp(" + std::to_string(log_perms) +
+                            ")); use a quadrature method");
+  } else {
+    if (offset.mode == OffsetMode::Profile)
+      throw InvalidArgument(
+          "a fitted (profile) offset with marginalised assignments is only "
+          "available with enumeration");
+    if (method == AssignmentMethod::Quadrature && kmax > kMaxExactPermanent)
+      throw InvalidArgument(
+          "exact quadrature handles assignment groups of <= " + std::to_string(kMaxExactPermanent) +
+          " sites, got " + std::to_string(kmax) + "; use the Bethe approximation");
+    if (!(options.step_factor > 0.0) || !(options.tail_nats > 0.0))
+      throw InvalidArgument("step_factor and tail_nats must be > 0");
+  }
+  check_allocation(static_cast<std::size_t>(n) * static_cast<std::size_t>(n) * 3, sizeof(double),
+                   "per-candidate residual matrices");
+  if (method != AssignmentMethod::Enumerate)
+    check_allocation(std::size_t{1} << std::min<index_t>(kmax, kMaxExactPermanent), sizeof(double),
+                     "permanent dynamic-programming table");
+
+  std::vector<index_t> gstart(static_cast<std::size_t>(n)), gend(static_cast<std::size_t>(n));
+  std::vector<index_t> group_first(static_cast<std::size_t>(n_groups));
+  for (index_t g = 0, s = 0; g < n_groups; s += group_sizes[g], ++g) {
+    group_first[g] = s;
+    for (index_t j = s; j < s + group_sizes[g]; ++j) {
+      gstart[j] = s;
+      gend[j] = s + group_sizes[g];
+    }
+  }
+  const double w0 = flat ? 0.0 : 1.0 / (offset.prior_std * offset.prior_std);
+  const double log_prior_norm = flat ? 0.0 : 0.5 * (std::log(w0) - kLog2Pi);
+
+  std::atomic<bool> stop{false};
+  std::exception_ptr error;
+  auto poll = [&]() {
+    if (omp_get_thread_num() == 0 && poll_interrupt()) stop.store(true);
+  };
+
+  if (method == AssignmentMethod::Enumerate) {
+    // Tasks: (candidate, site chosen for peak 0), so that one large problem still
+    // spreads over the threads.
+    const index_t first = group_sizes[0];
+    const index_t n_tasks = n_cand * first;
+    std::vector<LogSumExp> parts(static_cast<std::size_t>(n_tasks));
+#pragma omp parallel num_threads(num_threads())
+    {
+      Prepared p;
+      p.n = n;
+      p.group_start = gstart;
+      p.group_end = gend;
+      p.r.assign(static_cast<std::size_t>(n * n), 0.0);
+      p.w = p.r;
+      p.lc = p.r;
+      index_t prepared_for = -1;
+#pragma omp for schedule(dynamic, 1)
+      for (index_t task = 0; task < n_tasks; ++task) {
+        if (stop.load(std::memory_order_relaxed)) continue;
+        try {
+          const index_t c = task / first, k0 = task % first;
+          if (prepared_for != c) {
+            prepare(mean, var, y, var_exp, c, p);
+            prepared_for = c;
+          }
+          double shift = 0.0, lconst = 0.0;
+          double s0 = 0.0, s1 = 0.0, s2 = 0.0, l = 0.0;
+          if (offset.mode == OffsetMode::Fixed) {
+            shift = offset.value - p.c0;
+          } else if (offset.mode == OffsetMode::Marginal) {
+            lconst = 0.5 * kLog2Pi + log_prior_norm;
+            if (!flat) {  // the prior as a pseudo-observation r0 = prior_mean - c0
+              const double r0 = offset.prior_mean - p.c0;
+              s0 = w0;
+              s1 = w0 * r0;
+              s2 = w0 * r0 * r0;
+            }
+          }
+          Enumerator e(p, offset.mode, shift, lconst);
+          const index_t jk = k0;  // peak 0 -> site k0 (group 0 starts at 0)
+          e.used[k0] = 1;
+          e.dfs(1, s0 + p.w[jk], s1 + e.wr[jk], s2 + e.wr2[jk], l + p.lc[jk]);
+          parts[task] = e.acc;
+          poll();
+        } catch (...) {
+#pragma omp critical(matchar_nmr_error)
+          if (!error) error = std::current_exception();
+          stop.store(true);
+        }
+      }
+    }
+    if (error) std::rethrow_exception(error);
+    if (stop.load()) throw Interrupted();
+    for (index_t c = 0; c < n_cand; ++c) {
+      LogSumExp acc;
+      for (index_t k0 = 0; k0 < first; ++k0) acc.merge(parts[c * first + k0]);
+      out[c] = acc.value() - log_perms;
+    }
+    return;
+  }
+
+  // Quadrature methods: one candidate per task.
+#pragma omp parallel num_threads(num_threads())
+  {
+    Prepared p;
+    p.n = n;
+    p.group_start = gstart;
+    p.group_end = gend;
+    p.r.assign(static_cast<std::size_t>(n * n), 0.0);
+    p.w = p.r;
+    p.lc = p.r;
+    Workspace ws;
+    std::vector<double> nodes, upper;
+    std::vector<index_t> order;
+#pragma omp for schedule(dynamic, 1)
+    for (index_t c = 0; c < n_cand; ++c) {
+      if (stop.load(std::memory_order_relaxed)) continue;
+      try {
+        prepare(mean, var, y, var_exp, c, p);
+        const double r0 = offset.prior_mean - p.c0;
+        auto log_prior = [&](double b) {
+          return flat ? 0.0 : log_prior_norm - 0.5 * w0 * (b - r0) * (b - r0);
+        };
+        // log prod_g perm(A_g(b)) at the centred offset b.
+        auto log_perms_at = [&](double b) {
+          double total_v = 0.0;
+          for (index_t g = 0; g < n_groups; ++g) {
+            const index_t s = group_first[g];
+            const int k = static_cast<int>(group_sizes[g]);
+            if (k == 1) {
+              const index_t jk = s * n + s;
+              const double d = p.r[jk] - b;
+              total_v += p.lc[jk] - 0.5 * p.w[jk] * d * d;
+              continue;
+            }
+            ws.la.resize(static_cast<std::size_t>(k) * k);
+            for (int i = 0; i < k; ++i)
+              for (int j = 0; j < k; ++j) {
+                const index_t jk = (s + i) * n + (s + j);
+                const double d = p.r[jk] - b;
+                ws.la[i * k + j] = p.lc[jk] - 0.5 * p.w[jk] * d * d;
+              }
+            const double sc = scale_log_matrix(ws.la.data(), k);
+            if (!(sc > -kInf)) return -kInf;
+            const bool exact = method == AssignmentMethod::Quadrature ||
+                               k <= std::min(options.exact_group_size, kMaxExactPermanent);
+            total_v += sc + (exact ? log_permanent_scaled(ws.la.data(), k, ws.dp, ws.a)
+                                   : log_bethe_scaled(ws.la.data(), k, options.max_bp_iterations,
+                                                      options.bp_tolerance, ws.bp));
+          }
+          return total_v;
+        };
+        if (offset.mode == OffsetMode::Fixed) {
+          out[c] = log_perms_at(offset.value - p.c0) - log_perms;
+          poll();
+          continue;
+        }
+        // Node spacing from the largest possible total precision (narrowest Gaussian in b);
+        // range: every assignment's weighted-mean residual lies in [rmin, rmax].
+        double wmax = w0, wmin = 0.0, rmin = kInf, rmax = -kInf;
+        for (index_t j = 0; j < n; ++j) {
+          double hi = 0.0, lo = kInf;
+          for (index_t k = gstart[j]; k < gend[j]; ++k) {
+            const index_t jk = j * n + k;
+            hi = std::max(hi, p.w[jk]);
+            lo = std::min(lo, p.w[jk]);
+            rmin = std::min(rmin, p.r[jk]);
+            rmax = std::max(rmax, p.r[jk]);
+          }
+          wmax += hi;
+          wmin += lo;
+        }
+        const double h = options.step_factor / std::sqrt(wmax);
+        const double pad = kRangeSigmas / std::sqrt(wmin);
+        double lo_b = rmin - pad, hi_b = rmax + pad;
+        const double span = (hi_b - lo_b) / h;
+        if (!(span < static_cast<double>(kMaxNodes)))
+          throw InvalidArgument("the offset quadrature would need more than " +
+                                std::to_string(kMaxNodes) + " nodes (candidate " +
+                                std::to_string(c) +
+                                "); the shifts span too wide a range "
+                                "for their uncertainties");
+        const index_t n_nodes = static_cast<index_t>(std::ceil(span)) + 1;
+        nodes.resize(static_cast<std::size_t>(n_nodes));
+        upper.resize(static_cast<std::size_t>(n_nodes));
+        order.resize(static_cast<std::size_t>(n_nodes));
+        // Upper bound: perm(A_g) <= prod_j k_g max_k A_jk.
+        double const_upper = 0.0;
+        for (index_t g = 0; g < n_groups; ++g)
+          const_upper +=
+              static_cast<double>(group_sizes[g]) * std::log(static_cast<double>(group_sizes[g]));
+        for (index_t t = 0; t < n_nodes; ++t) {
+          const double b = lo_b + static_cast<double>(t) * h;
+          nodes[t] = b;
+          double u = const_upper + log_prior(b);
+          for (index_t j = 0; j < n; ++j) {
+            double m = -kInf;
+            for (index_t k = gstart[j]; k < gend[j]; ++k) {
+              const index_t jk = j * n + k;
+              const double d = p.r[jk] - b;
+              m = std::max(m, p.lc[jk] - 0.5 * p.w[jk] * d * d);
+            }
+            u += m;
+          }
+          upper[t] = u;
+        }
+        std::iota(order.begin(), order.end(), index_t{0});
+        std::sort(order.begin(), order.end(),
+                  [&](index_t a, index_t b) { return upper[a] > upper[b]; });
+        LogSumExp acc;
+        double best = -kInf;
+        for (index_t q = 0; q < n_nodes; ++q) {
+          const index_t t = order[q];
+          if (upper[t] < best - options.tail_nats) break;
+          const double v = log_perms_at(nodes[t]) + log_prior(nodes[t]);
+          best = std::max(best, v);
+          acc.add(v);
+          if ((q & 15) == 15) {
+            poll();
+            if (stop.load(std::memory_order_relaxed)) break;
+          }
+        }
+        out[c] = acc.value() + std::log(h) - log_perms;
+        poll();
+      } catch (...) {
+#pragma omp critical(matchar_nmr_error)
+        if (!error) error = std::current_exception();
+        stop.store(true);
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
+  if (stop.load()) throw Interrupted();
+}
+
+template void assignment_log_evidence<float>(ConstMatrixView<float>, ConstMatrixView<float>,
+                                             const double*, const double*, const index_t*, index_t,
+                                             OffsetSpec, AssignmentMethod, QuadratureOptions,
+                                             double*);
+template void assignment_log_evidence<double>(ConstMatrixView<double>, ConstMatrixView<double>,
+                                              const double*, const double*, const index_t*, index_t,
+                                              OffsetSpec, AssignmentMethod, QuadratureOptions,
+                                              double*);
+
+}  // namespace matchar::nmr
