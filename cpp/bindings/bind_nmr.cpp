@@ -16,13 +16,11 @@ using Vec = py::array_t<double, py::array::c_style | py::array::forcecast>;
 using IVec = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
 
 template <class T>
-py::array_t<double> assignment_log_evidence(const py::array& mean, const py::array& var,
-                                            const Vec& y, const Vec& var_exp,
-                                            const IVec& group_sizes, int offset_mode,
-                                            double offset_value, double prior_mean,
-                                            double prior_std, int method, double step_factor,
-                                            double tail_nats, int exact_group_size,
-                                            int max_bp_iterations, double bp_tolerance) {
+py::array_t<double> assignment_log_evidence(
+    const py::array& mean, const py::array& var, const Vec& y, const Vec& var_exp,
+    const IVec& group_sizes, int offset_mode, double offset_value, double prior_mean,
+    double prior_std, int method, double step_factor, double tail_nats, int exact_group_size,
+    int max_bp_iterations, double bp_tolerance, int n_samples, std::uint64_t seed) {
   const auto mv = matrix_view<T>(mean, "mean");
   const auto vv = matrix_view<T>(var, "var");
   if (y.ndim() != 1 || y.shape(0) != mv.cols)
@@ -31,7 +29,7 @@ py::array_t<double> assignment_log_evidence(const py::array& mean, const py::arr
     throw py::value_error("var_exp must be 1-D with one entry per site");
   if (group_sizes.ndim() != 1) throw py::value_error("group_sizes must be 1-D");
   if (offset_mode < 0 || offset_mode > 2) throw py::value_error("offset_mode must be 0, 1 or 2");
-  if (method < 0 || method > 2) throw py::value_error("method must be 0, 1 or 2");
+  if (method < 0 || method > 3) throw py::value_error("method must be 0, 1, 2 or 3");
   matchar::nmr::OffsetSpec off;
   off.mode = static_cast<matchar::nmr::OffsetMode>(offset_mode);
   off.value = offset_value;
@@ -43,6 +41,8 @@ py::array_t<double> assignment_log_evidence(const py::array& mean, const py::arr
   opt.exact_group_size = exact_group_size;
   opt.max_bp_iterations = max_bp_iterations;
   opt.bp_tolerance = bp_tolerance;
+  opt.n_samples = n_samples;
+  opt.seed = seed;
   py::array_t<double> out(mv.rows);
   double* o = out.mutable_data();
   const double* yp = y.data();
@@ -77,12 +77,14 @@ void register_nmr(py::module_& m) {
         py::arg("var"), py::arg("y"), py::arg("var_exp"), py::arg("group_sizes"),
         py::arg("offset_mode"), py::arg("offset_value"), py::arg("prior_mean"),
         py::arg("prior_std"), py::arg("method"), py::arg("step_factor"), py::arg("tail_nats"),
-        py::arg("exact_group_size"), py::arg("max_bp_iterations"), py::arg("bp_tolerance"));
+        py::arg("exact_group_size"), py::arg("max_bp_iterations"), py::arg("bp_tolerance"),
+        py::arg("n_samples"), py::arg("seed"));
   m.def("assignment_log_evidence_f64", &assignment_log_evidence<double>, py::arg("mean"),
         py::arg("var"), py::arg("y"), py::arg("var_exp"), py::arg("group_sizes"),
         py::arg("offset_mode"), py::arg("offset_value"), py::arg("prior_mean"),
         py::arg("prior_std"), py::arg("method"), py::arg("step_factor"), py::arg("tail_nats"),
-        py::arg("exact_group_size"), py::arg("max_bp_iterations"), py::arg("bp_tolerance"));
+        py::arg("exact_group_size"), py::arg("max_bp_iterations"), py::arg("bp_tolerance"),
+        py::arg("n_samples"), py::arg("seed"));
   m.def("log_permanent", &log_permanent, py::arg("log_a"), py::arg("bethe") = false,
         py::arg("max_iterations") = 300, py::arg("tolerance") = 1e-10);
 }

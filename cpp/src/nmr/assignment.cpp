@@ -9,6 +9,7 @@
 #include <exception>
 #include <limits>
 #include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@ constexpr double kLog2Pi = 1.8378770664093454836;
 constexpr double kRangeSigmas = 10.0;
 constexpr int kMaxExactPermanent = 24;
 constexpr index_t kMaxNodes = 4000000;
+constexpr double kDefensive = 0.05;  // uniform share of the importance-sampling proposal
 
 // Streaming log-sum-exp: m + log(s) = log(sum exp(v)).
 struct LogSumExp {
@@ -111,7 +113,9 @@ struct Enumerator {
       }
   }
 
-  void leaf(double s0, double s1, double s2, double l) {
+  void leaf(double s0, double s1, double s2, double l) { acc.add(leaf_value(s0, s1, s2, l)); }
+
+  double leaf_value(double s0, double s1, double s2, double l) const {
     double v;
     if (mode == OffsetMode::Fixed) {
       v = l - 0.5 * s2;
@@ -120,7 +124,7 @@ struct Enumerator {
       v = l - 0.5 * q;
       if (mode == OffsetMode::Marginal) v -= 0.5 * std::log(s0);
     }
-    acc.add(v + leaf_const);
+    return v + leaf_const;
   }
 
   void dfs(index_t j, double s0, double s1, double s2, double l) {
@@ -205,17 +209,17 @@ double log_permanent_scaled(const double* la, int k, std::vector<double>& dp,
 //   rho_ij = 1 / sum_{l != j} a_il gamma_il,  gamma_ij = 1 / sum_{l != i} a_lj rho_lj,
 // beliefs P_ij = x / (1 + x) with x = a_ij rho_ij gamma_ij, and the Bethe free energy
 //   log perm_B = sum P log(a / P) + sum (1 - P) log(1 - P).
+// gamma: k x k messages, in/out (all 1 for a cold start; the previous offset node's
+// messages make a good warm start).
 double log_bethe_scaled(const double* la, int k, int max_iterations, double tolerance,
-                        std::vector<double>& buf) {
+                        std::vector<double>& buf, double* gamma, double* beliefs = nullptr) {
   const std::size_t kk = static_cast<std::size_t>(k) * k;
-  buf.assign(4 * kk, 0.0);
+  buf.assign(3 * kk, 0.0);
   double* a = buf.data();
-  double* gamma = a + kk;
-  double* rho = gamma + kk;
+  double* rho = a + kk;
   double* t = rho + kk;
   // Entries below exp(-600) are raised to it, so that messages stay finite.
   for (std::size_t i = 0; i < kk; ++i) a[i] = std::exp(std::max(la[i], -600.0));
-  std::fill(gamma, gamma + kk, 1.0);
   auto exclusive_inverse = [&](const double* v, index_t stride, int m, double* outp,
                                index_t ostride) {
     double s = 0.0;
@@ -258,6 +262,7 @@ double log_bethe_scaled(const double* la, int k, int max_iterations, double tole
   double value = 0.0;
   for (std::size_t i = 0; i < kk; ++i) {
     const double x = a[i] * rho[i] * gamma[i];
+    if (beliefs) beliefs[i] = std::isfinite(x) ? x / (1.0 + x) : 1.0;
     if (!(x > 0.0)) continue;
     if (!std::isfinite(x)) {  // P = 1
       value += std::log(a[i]);
@@ -275,7 +280,10 @@ double log_bethe_scaled(const double* la, int k, int max_iterations, double tole
 double log_factorial(index_t k) { return std::lgamma(static_cast<double>(k) + 1.0); }
 
 struct Workspace {
-  std::vector<double> la, dp, a, bp;
+  std::vector<double> la, dp, a, bp, beliefs;
+  std::vector<double> pnode, pbar;         // n x n: beliefs at a node, their weighted average
+  std::vector<std::vector<double>> gamma;  // BP messages per group (warm starts)
+  double pbar_log_scale = -kInf;
 };
 
 }  // namespace
@@ -293,9 +301,10 @@ double log_permanent(const double* log_a, int k) {
 double log_bethe_permanent(const double* log_a, int k, int max_iterations, double tolerance) {
   if (k < 1) throw InvalidArgument("log_bethe_permanent: k must be >= 1");
   std::vector<double> la(log_a, log_a + static_cast<std::size_t>(k) * k), buf;
+  std::vector<double> gamma(la.size(), 1.0);
   const double s = scale_log_matrix(la.data(), k);
   if (!(s > -kInf)) return -kInf;
-  return s + log_bethe_scaled(la.data(), k, max_iterations, tolerance, buf);
+  return s + log_bethe_scaled(la.data(), k, max_iterations, tolerance, buf, gamma.data());
 }
 
 template <class T>
@@ -352,6 +361,8 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
           " sites, got " + std::to_string(kmax) + "; use the Bethe approximation");
     if (!(options.step_factor > 0.0) || !(options.tail_nats > 0.0))
       throw InvalidArgument("step_factor and tail_nats must be > 0");
+    if (method == AssignmentMethod::Sampling && options.n_samples < 1)
+      throw InvalidArgument("n_samples must be >= 1");
   }
   check_allocation(static_cast<std::size_t>(n) * static_cast<std::size_t>(n) * 3, sizeof(double),
                    "per-candidate residual matrices");
@@ -456,6 +467,10 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
       if (stop.load(std::memory_order_relaxed)) continue;
       try {
         prepare(mean, var, y, var_exp, c, p);
+        const bool sampling = method == AssignmentMethod::Sampling;
+        ws.gamma.resize(static_cast<std::size_t>(n_groups));
+        for (index_t g = 0; g < n_groups; ++g)
+          ws.gamma[g].assign(static_cast<std::size_t>(group_sizes[g] * group_sizes[g]), 1.0);
         const double r0 = offset.prior_mean - p.c0;
         auto log_prior = [&](double b) {
           return flat ? 0.0 : log_prior_norm - 0.5 * w0 * (b - r0) * (b - r0);
@@ -481,16 +496,122 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
               }
             const double sc = scale_log_matrix(ws.la.data(), k);
             if (!(sc > -kInf)) return -kInf;
+            if (sampling) {
+              ws.beliefs.resize(static_cast<std::size_t>(k) * k);
+              total_v += sc + log_bethe_scaled(ws.la.data(), k, options.max_bp_iterations,
+                                               options.bp_tolerance, ws.bp, ws.gamma[g].data(),
+                                               ws.beliefs.data());
+              for (int i = 0; i < k; ++i)
+                for (int j = 0; j < k; ++j) ws.pnode[(s + i) * n + (s + j)] = ws.beliefs[i * k + j];
+              continue;
+            }
             const bool exact = method == AssignmentMethod::Quadrature ||
                                k <= std::min(options.exact_group_size, kMaxExactPermanent);
-            total_v += sc + (exact ? log_permanent_scaled(ws.la.data(), k, ws.dp, ws.a)
-                                   : log_bethe_scaled(ws.la.data(), k, options.max_bp_iterations,
-                                                      options.bp_tolerance, ws.bp));
+            total_v +=
+                sc + (exact ? log_permanent_scaled(ws.la.data(), k, ws.dp, ws.a)
+                            : log_bethe_scaled(ws.la.data(), k, options.max_bp_iterations,
+                                               options.bp_tolerance, ws.bp, ws.gamma[g].data()));
           }
           return total_v;
         };
+        // Sampling: average the BP beliefs over the nodes, weighted by each node's mass.
+        auto node_value = [&](double b) {
+          const double v = log_perms_at(b) + log_prior(b);
+          if (sampling && v > -kInf) {
+            if (v > ws.pbar_log_scale) {
+              const double f = std::exp(ws.pbar_log_scale - v);
+              for (double& x : ws.pbar) x *= f;
+              ws.pbar_log_scale = v;
+            }
+            const double f = std::exp(v - ws.pbar_log_scale);
+            for (std::size_t i = 0; i < ws.pbar.size(); ++i) ws.pbar[i] += f * ws.pnode[i];
+          }
+          return v;
+        };
+        if (sampling) {
+          ws.pnode.assign(static_cast<std::size_t>(n * n), 0.0);
+          ws.pbar.assign(static_cast<std::size_t>(n * n), 0.0);
+          ws.pbar_log_scale = -kInf;
+        }
+        // Importance sampling of sum_pi g(pi), g the offset-integrated likelihood of one
+        // assignment (as at the leaves of the enumeration): peaks are assigned in order,
+        // each to a free site of its group with probability proportional to the averaged
+        // beliefs plus a small uniform share (a defensive mixture against heavy tails).
+        auto sample = [&](index_t cand) {
+          double shift = 0.0, lconst = 0.0, s0i = 0.0, s1i = 0.0, s2i = 0.0;
+          if (offset.mode == OffsetMode::Fixed) {
+            shift = offset.value - p.c0;
+          } else {
+            lconst = 0.5 * kLog2Pi + log_prior_norm;
+            if (!flat) {
+              s0i = w0;
+              s1i = w0 * r0;
+              s2i = w0 * r0 * r0;
+            }
+          }
+          Enumerator e(p, offset.mode, shift, lconst);
+          for (index_t j = 0; j < n; ++j) {  // proposal rows: normalised beliefs + uniform
+            const index_t k0 = gstart[j], k1 = gend[j];
+            double tot = 0.0;
+            for (index_t k = k0; k < k1; ++k) tot += ws.pbar[j * n + k];
+            const double kk = static_cast<double>(k1 - k0);
+            for (index_t k = k0; k < k1; ++k)
+              ws.pbar[j * n + k] =
+                  (1.0 - kDefensive) * (tot > 0.0 ? ws.pbar[j * n + k] / tot : 1.0 / kk) +
+                  kDefensive / kk;
+          }
+          std::mt19937_64 rng(options.seed ^
+                              (0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(cand + 1)));
+          std::uniform_real_distribution<double> unif(0.0, 1.0);
+          std::vector<char>& used = e.used;
+          LogSumExp is;
+          // Column demand of the rows still to assign: the proposal divides by it (half a
+          // Sinkhorn step on the remaining sub-matrix), so late rows keep their sites.
+          std::vector<double> demand0(static_cast<std::size_t>(n), 0.0), demand, qrow;
+          for (index_t j = 0; j < n; ++j)
+            for (index_t k = gstart[j]; k < gend[j]; ++k) demand0[k] += ws.pbar[j * n + k];
+          for (int smp = 0; smp < options.n_samples; ++smp) {
+            std::fill(used.begin(), used.end(), 0);
+            demand = demand0;
+            double s0 = s0i, s1 = s1i, s2 = s2i, l = 0.0, logq = 0.0;
+            for (index_t j = 0; j < n; ++j) {
+              const index_t k0 = gstart[j], k1 = gend[j];
+              index_t pick = -1;
+              if (k1 - k0 == 1) {
+                pick = k0;
+              } else {
+                qrow.assign(static_cast<std::size_t>(k1 - k0), 0.0);
+                double tot = 0.0;
+                for (index_t k = k0; k < k1; ++k) {
+                  if (used[k]) continue;
+                  const double q = ws.pbar[j * n + k] / std::max(demand[k], 1e-300);
+                  qrow[k - k0] = q;
+                  tot += q;
+                }
+                double u = unif(rng) * tot;
+                for (index_t k = k0; k < k1; ++k) {
+                  if (used[k]) continue;
+                  pick = k;
+                  u -= qrow[k - k0];
+                  if (u <= 0.0) break;
+                }
+                logq += std::log(qrow[pick - k0] / tot);
+                for (index_t k = k0; k < k1; ++k) demand[k] -= ws.pbar[j * n + k];
+              }
+              used[pick] = 1;
+              const index_t jk = j * n + pick;
+              s0 += p.w[jk];
+              s1 += e.wr[jk];
+              s2 += e.wr2[jk];
+              l += p.lc[jk];
+            }
+            is.add(e.leaf_value(s0, s1, s2, l) - logq);
+          }
+          return is.value() - std::log(static_cast<double>(options.n_samples));
+        };
         if (offset.mode == OffsetMode::Fixed) {
-          out[c] = log_perms_at(offset.value - p.c0) - log_perms;
+          out[c] = node_value(offset.value - p.c0) - log_perms;
+          if (sampling) out[c] = sample(c) - log_perms;
           poll();
           continue;
         }
@@ -523,43 +644,73 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
         nodes.resize(static_cast<std::size_t>(n_nodes));
         upper.resize(static_cast<std::size_t>(n_nodes));
         order.resize(static_cast<std::size_t>(n_nodes));
-        // Upper bound: perm(A_g) <= prod_j k_g max_k A_jk.
-        double const_upper = 0.0;
-        for (index_t g = 0; g < n_groups; ++g)
-          const_upper +=
-              static_cast<double>(group_sizes[g]) * std::log(static_cast<double>(group_sizes[g]));
+        // Upper bound: perm(A_g) <= min(prod of row sums, prod of column sums).
         for (index_t t = 0; t < n_nodes; ++t) {
           const double b = lo_b + static_cast<double>(t) * h;
           nodes[t] = b;
-          double u = const_upper + log_prior(b);
+          double urow = 0.0, ucol = 0.0;
           for (index_t j = 0; j < n; ++j) {
-            double m = -kInf;
+            LogSumExp row;
             for (index_t k = gstart[j]; k < gend[j]; ++k) {
               const index_t jk = j * n + k;
               const double d = p.r[jk] - b;
-              m = std::max(m, p.lc[jk] - 0.5 * p.w[jk] * d * d);
+              row.add(p.lc[jk] - 0.5 * p.w[jk] * d * d);
             }
-            u += m;
+            urow += row.value();
           }
-          upper[t] = u;
+          for (index_t k = 0; k < n; ++k) {
+            LogSumExp col;
+            for (index_t j = gstart[k]; j < gend[k]; ++j) {
+              const index_t jk = j * n + k;
+              const double d = p.r[jk] - b;
+              col.add(p.lc[jk] - 0.5 * p.w[jk] * d * d);
+            }
+            ucol += col.value();
+          }
+          upper[t] = std::min(urow, ucol) + log_prior(b);
         }
-        std::iota(order.begin(), order.end(), index_t{0});
-        std::sort(order.begin(), order.end(),
-                  [&](index_t a, index_t b) { return upper[a] > upper[b]; });
         LogSumExp acc;
         double best = -kInf;
-        for (index_t q = 0; q < n_nodes; ++q) {
-          const index_t t = order[q];
-          if (upper[t] < best - options.tail_nats) break;
-          const double v = log_perms_at(nodes[t]) + log_prior(nodes[t]);
-          best = std::max(best, v);
-          acc.add(v);
-          if ((q & 15) == 15) {
-            poll();
-            if (stop.load(std::memory_order_relaxed)) break;
+        if (method == AssignmentMethod::Quadrature) {
+          // Nodes by decreasing upper bound; the rest weigh < exp(-tail_nats) each.
+          std::iota(order.begin(), order.end(), index_t{0});
+          std::sort(order.begin(), order.end(),
+                    [&](index_t a, index_t b) { return upper[a] > upper[b]; });
+          for (index_t q = 0; q < n_nodes; ++q) {
+            const index_t t = order[q];
+            if (upper[t] < best - options.tail_nats) break;
+            const double v = node_value(nodes[t]);
+            best = std::max(best, v);
+            acc.add(v);
+            if ((q & 15) == 15) {
+              poll();
+              if (stop.load(std::memory_order_relaxed)) break;
+            }
+          }
+        } else {
+          // Approximations: walk out from the node of largest bound, warm-starting BP from
+          // the neighbour, until the value falls tail_nats below the best on each side.
+          const index_t t0 =
+              static_cast<index_t>(std::max_element(upper.begin(), upper.end()) - upper.begin());
+          std::vector<std::vector<double>> gamma0 = ws.gamma;
+          for (int dir = 0; dir < 2 && !stop.load(std::memory_order_relaxed); ++dir) {
+            if (dir == 1) {
+              ws.gamma = gamma0;
+            }
+            for (index_t t = dir == 0 ? t0 : t0 - 1; t >= 0 && t < n_nodes;
+                 t += dir == 0 ? 1 : -1) {
+              const double v = node_value(nodes[t]);
+              if (dir == 0 && t == t0) gamma0 = ws.gamma;
+              best = std::max(best, v);
+              acc.add(v);
+              if (v < best - options.tail_nats) break;
+              poll();
+              if (stop.load(std::memory_order_relaxed)) break;
+            }
           }
         }
         out[c] = acc.value() + std::log(h) - log_perms;
+        if (sampling && !stop.load(std::memory_order_relaxed)) out[c] = sample(c) - log_perms;
         poll();
       } catch (...) {
 #pragma omp critical(matchar_nmr_error)

@@ -16,8 +16,9 @@ def _axes(ax: Any) -> Any:
     return ax
 
 
-def plot_posterior(result: Any, ax: Any = None, labels: Any = None, sort: bool = True,
-                   top: int | None = None) -> Any:
+def plot_posterior(
+    result: Any, ax: Any = None, labels: Any = None, sort: bool = True, top: int | None = None
+) -> Any:
     """Lollipop chart of posterior probabilities (see StructurePosterior.plot)."""
     ax = _axes(ax)
     p = np.asarray(result.probabilities)

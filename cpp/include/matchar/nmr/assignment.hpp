@@ -11,6 +11,7 @@
 // The derivations are written out in docs/nmr.md.
 #pragma once
 
+#include <cstdint>
 #include <limits>
 
 #include "matchar/common.hpp"
@@ -42,6 +43,10 @@ enum class AssignmentMethod {
   // Same quadrature, but groups larger than exact_group_size use the Bethe permanent
   // (sum-product belief propagation), an approximation and a lower bound.
   Bethe = 2,
+  // The Bethe quadrature supplies belief-propagation marginals (averaged over the offset
+  // nodes) as the proposal of an importance sampler over whole assignments, each weighted
+  // by its offset-integrated likelihood: unbiased for the evidence, error ~ 1/sqrt(n_samples).
+  Sampling = 3,
 };
 
 struct QuadratureOptions {
@@ -50,6 +55,8 @@ struct QuadratureOptions {
   int exact_group_size = 8;     // Bethe method: groups up to this size are exact
   int max_bp_iterations = 300;  // Bethe method
   double bp_tolerance = 1e-10;  // Bethe method: relative change of the messages
+  int n_samples = 2000;         // Sampling method: assignments drawn per candidate
+  std::uint64_t seed = 0;       // Sampling method: candidate c uses a stream from (seed, c)
 };
 
 // out[c] = log p(y | candidate c) for every candidate (row) of mean/var.
