@@ -281,14 +281,18 @@ def _prepare_nucleus(
         raise ValueError(
             f"experimental{tag} has {y.shape[0]} shifts but predicted{tag} has {n_peaks} {what}"
         )
-    onehot = np.zeros((n_sites, n_peaks))
-    onehot[np.arange(n_sites), site_peak] = 1.0
-    counts = onehot.sum(axis=0)
     pred64 = pred.astype(np.float64)
     std64 = np.asarray(std, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        mu_peak = (pred64 @ onehot) / counts
-        std_peak = (std64 @ onehot) / counts
+    if groups is None:
+        mu_peak, std_peak = pred64, std64
+    else:  # np.add.at keeps a NaN inside its own peak (a matrix product would spread it)
+        counts = np.bincount(site_peak, minlength=n_peaks).astype(np.float64)
+        mu_peak = np.zeros((pred.shape[0], n_peaks))
+        std_peak = np.zeros((pred.shape[0], n_peaks))
+        np.add.at(mu_peak, (slice(None), site_peak), pred64)
+        np.add.at(std_peak, (slice(None), site_peak), std64)
+        mu_peak /= counts
+        std_peak /= counts
 
     if sigma_exp is None:
         sig = np.zeros(n_peaks)
