@@ -25,7 +25,9 @@ def log_evidence_one(y, mu, var, offset="marginalize", offset_prior=None):
     w = 1.0 / var
     bhat = float(np.sum(w * (y - mu)) / np.sum(w))
     if offset == "fit":
-        res = optimize.minimize_scalar(lambda b: -_loglik(y, mu, var, b), bracket=(bhat - 1, bhat + 1))
+        res = optimize.minimize_scalar(
+            lambda b: -_loglik(y, mu, var, b), bracket=(bhat - 1, bhat + 1)
+        )
         return -res.fun
 
     def logf(b):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import functools
 import math
 
+import matchar as mc
 import numpy as np
 import pytest
 from nmr_reference import random_problem, reference_posterior
-
-import matchar as mc
 
 sp = mc.nmr.structure_posterior
 
@@ -49,7 +48,7 @@ def test_site_contributions_and_offset():
     np.testing.assert_allclose(fit.site_log_likelihood, t.site_log_likelihood, atol=1e-12)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bruteforce_case(dtype, labels, offset, offset_prior):
     n = 5 if labels is None else len(labels)
     rng = np.random.default_rng(11)
@@ -170,7 +169,7 @@ def test_slope_and_shifts():
     np.testing.assert_allclose(a.log_evidence, b.log_evidence, atol=1e-12)
     # a calibrated slope scales the predicted σ as well
     c = sp(pred, std, y, sigma_exp=sig, slope=-1.1, return_details=True)
-    ref_p, ref_z = reference_posterior(pred, std, y, sig, slope=-1.1)
+    _ref_p, ref_z = reference_posterior(pred, std, y, sig, slope=-1.1)
     np.testing.assert_allclose(c.log_evidence, ref_z, atol=1e-9)
     # a full known calibration (slope and offset) is a plain Gaussian likelihood
     d = sp(pred, std, y, sigma_exp=sig, slope=-1.1, offset=33.0, return_details=True)
@@ -345,7 +344,7 @@ def test_plots():
     pred, std, y, sig = random_problem(rng, 5, 6)
     res = sp(pred, std, y, sigma_exp=sig, return_details=True)
     ax = res.plot(labels=[f"form {i}" for i in range(5)], top=3)
-    heights = [line.get_ydata() for line in ax.get_lines()][0]
+    heights = next(line.get_ydata() for line in ax.get_lines())
     np.testing.assert_allclose(heights, np.sort(res.probabilities)[::-1][:3])
     ax = res.plot_parity(int(np.argmax(res.probabilities)))
     assert ax.get_xlabel().startswith("predicted shift")
