@@ -22,7 +22,9 @@ constexpr double kLog2Pi = 1.8378770664093454836;
 constexpr double kRangeSigmas = 10.0;
 constexpr int kMaxExactPermanent = 24;
 constexpr index_t kMaxNodes = 4000000;
-constexpr double kDefensive = 0.05;  // uniform share of the importance-sampling proposal
+constexpr double kDefensive = 0.05;
+constexpr double kSerialWork = 2e5;  // below this many inner-loop steps, no thread team  // uniform
+                                     // share of the importance-sampling proposal
 
 // Streaming log-sum-exp: m + log(s) = log(sum exp(v)).
 struct LogSumExp {
@@ -317,8 +319,14 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
   if (var.rows != n_cand || var.cols != n) throw InvalidArgument("var must have the shape of mean");
   if (y == nullptr || var_exp == nullptr || group_sizes == nullptr || out == nullptr)
     throw InvalidArgument("null pointer argument");
-  require_finite(mean, "mean");
-  require_finite(var, "var");
+  // A serial check: these matrices are small, and a thread team would cost more.
+  for (index_t c = 0; c < n_cand; ++c)
+    for (index_t k = 0; k < n; ++k) {
+      if (!std::isfinite(static_cast<double>(mean(c, k))))
+        throw InvalidArgument("mean holds NaN or infinite values");
+      if (!std::isfinite(static_cast<double>(var(c, k))))
+        throw InvalidArgument("var holds NaN or infinite values");
+    }
   for (index_t j = 0; j < n; ++j) {
     if (!std::isfinite(y[j])) throw InvalidArgument("y holds NaN or infinite values");
     if (!(var_exp[j] >= 0.0) || !std::isfinite(var_exp[j]))
@@ -382,6 +390,15 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
   const double w0 = flat ? 0.0 : 1.0 / (offset.prior_std * offset.prior_std);
   const double log_prior_norm = flat ? 0.0 : 0.5 * (std::log(w0) - kLog2Pi);
 
+  // Small problems run on the calling thread: waking a team costs more than the work
+  // (and much more on an oversubscribed machine).
+  const double work =
+      static_cast<double>(n_cand) * static_cast<double>(n) *
+      (method == AssignmentMethod::Enumerate
+           ? std::exp(log_perms)
+           : 100.0 * static_cast<double>(kmax) * static_cast<double>(std::max<index_t>(kmax, 8)));
+  const int threads = work < kSerialWork ? 1 : num_threads();
+
   std::atomic<bool> stop{false};
   std::exception_ptr error;
   auto poll = [&]() {
@@ -394,7 +411,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
     const index_t first = group_sizes[0];
     const index_t n_tasks = n_cand * first;
     std::vector<LogSumExp> parts(static_cast<std::size_t>(n_tasks));
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(threads)
     {
       Prepared p;
       p.n = n;
@@ -450,7 +467,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
   }
 
   // Quadrature methods: one candidate per task.
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(threads)
   {
     Prepared p;
     p.n = n;
@@ -568,13 +585,22 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
           // Column demand of the rows still to assign: the proposal divides by it (half a
           // Sinkhorn step on the remaining sub-matrix), so late rows keep their sites.
           std::vector<double> demand0(static_cast<std::size_t>(n), 0.0), demand, qrow;
+          // The most confidently assigned peaks go first, the ambiguous ones last.
+          std::vector<index_t> row_order(static_cast<std::size_t>(n));
+          std::vector<double> confidence(static_cast<std::size_t>(n), 0.0);
+          for (index_t j = 0; j < n; ++j)
+            for (index_t k = gstart[j]; k < gend[j]; ++k)
+              confidence[j] = std::max(confidence[j], ws.pbar[j * n + k]);
+          std::iota(row_order.begin(), row_order.end(), index_t{0});
+          std::stable_sort(row_order.begin(), row_order.end(),
+                           [&](index_t a, index_t b) { return confidence[a] > confidence[b]; });
           for (index_t j = 0; j < n; ++j)
             for (index_t k = gstart[j]; k < gend[j]; ++k) demand0[k] += ws.pbar[j * n + k];
           for (int smp = 0; smp < options.n_samples; ++smp) {
             std::fill(used.begin(), used.end(), 0);
             demand = demand0;
             double s0 = s0i, s1 = s1i, s2 = s2i, l = 0.0, logq = 0.0;
-            for (index_t j = 0; j < n; ++j) {
+            for (const index_t j : row_order) {
               const index_t k0 = gstart[j], k1 = gend[j];
               index_t pick = -1;
               if (k1 - k0 == 1) {
