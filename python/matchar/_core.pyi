@@ -45,6 +45,8 @@ class _NMRModule:
         exact_group_size: int,
         max_bp_iterations: int,
         bp_tolerance: float,
+        n_samples: int,
+        seed: int,
     ) -> NDArray[np.float64]: ...
     @staticmethod
     def assignment_log_evidence_f64(
@@ -63,6 +65,8 @@ class _NMRModule:
         exact_group_size: int,
         max_bp_iterations: int,
         bp_tolerance: float,
+        n_samples: int,
+        seed: int,
     ) -> NDArray[np.float64]: ...
     @staticmethod
     def log_permanent(
