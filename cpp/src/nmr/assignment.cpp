@@ -610,7 +610,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
                 double tot = 0.0;
                 for (index_t k = k0; k < k1; ++k) {
                   if (used[k]) continue;
-                  const double q = ws.pbar[j * n + k] / std::max(demand[k], 1e-300);
+                  const double q = ws.pbar[j * n + k] / std::max(demand[k], 1e-12);
                   qrow[k - k0] = q;
                   tot += q;
                 }
