@@ -23,6 +23,8 @@ constexpr double kRangeSigmas = 10.0;
 constexpr int kMaxExactPermanent = 24;
 constexpr index_t kMaxNodes = 4000000;
 constexpr double kDefensive = 0.05;
+constexpr index_t kMaxMixture = 16;    // sampling: offset nodes in the proposal mixture
+constexpr double kMixtureNats = 12.0;  // ... within this many nats of the heaviest
 constexpr double kSerialWork = 2e5;  // below this many inner-loop steps, no thread team  // uniform
                                      // share of the importance-sampling proposal
 
@@ -283,9 +285,9 @@ double log_factorial(index_t k) { return std::lgamma(static_cast<double>(k) + 1.
 
 struct Workspace {
   std::vector<double> la, dp, a, bp, beliefs;
-  std::vector<double> pnode, pbar;         // n x n: beliefs at a node, their weighted average
-  std::vector<std::vector<double>> gamma;  // BP messages per group (warm starts)
-  double pbar_log_scale = -kInf;
+  std::vector<double> pnode;                    // n x n: BP beliefs at the current node
+  std::vector<double> node_vals, node_beliefs;  // sampling: every node's value and beliefs
+  std::vector<std::vector<double>> gamma;       // BP messages per group (warm starts)
 };
 
 }  // namespace
@@ -531,29 +533,28 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
           }
           return total_v;
         };
-        // Sampling: average the BP beliefs over the nodes, weighted by each node's mass.
+        // Sampling: keep every evaluated node's BP beliefs for the mixture proposal.
         auto node_value = [&](double b) {
           const double v = log_perms_at(b) + log_prior(b);
           if (sampling && v > -kInf) {
-            if (v > ws.pbar_log_scale) {
-              const double f = std::exp(ws.pbar_log_scale - v);
-              for (double& x : ws.pbar) x *= f;
-              ws.pbar_log_scale = v;
-            }
-            const double f = std::exp(v - ws.pbar_log_scale);
-            for (std::size_t i = 0; i < ws.pbar.size(); ++i) ws.pbar[i] += f * ws.pnode[i];
+            ws.node_vals.push_back(v);
+            ws.node_beliefs.insert(ws.node_beliefs.end(), ws.pnode.begin(), ws.pnode.end());
           }
           return v;
         };
         if (sampling) {
           ws.pnode.assign(static_cast<std::size_t>(n * n), 0.0);
-          ws.pbar.assign(static_cast<std::size_t>(n * n), 0.0);
-          ws.pbar_log_scale = -kInf;
+          for (index_t j = 0; j < n; ++j)
+            if (gend[j] - gstart[j] == 1) ws.pnode[j * n + j] = 1.0;
+          ws.node_vals.clear();
+          ws.node_beliefs.clear();
         }
         // Importance sampling of sum_pi g(pi), g the offset-integrated likelihood of one
-        // assignment (as at the leaves of the enumeration): peaks are assigned in order,
-        // each to a free site of its group with probability proportional to the averaged
-        // beliefs plus a small uniform share (a defensive mixture against heavy tails).
+        // assignment (as at the leaves of the enumeration). The proposal is a mixture over
+        // the heaviest offset nodes (weights ~ their mass): pick a node, then assign the
+        // peaks in a fixed order (most confident first), each to a free site of its group
+        // with probability ~ (BP marginal at that node, mixed with a small uniform share)
+        // / (remaining column demand). Each sample is weighted by g / (mixture density).
         auto sample = [&](index_t cand) {
           double shift = 0.0, lconst = 0.0, s0i = 0.0, s1i = 0.0, s2i = 0.0;
           if (offset.mode == OffsetMode::Fixed) {
@@ -567,71 +568,116 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
             }
           }
           Enumerator e(p, offset.mode, shift, lconst);
-          for (index_t j = 0; j < n; ++j) {  // proposal rows: normalised beliefs + uniform
-            const index_t k0 = gstart[j], k1 = gend[j];
-            double tot = 0.0;
-            for (index_t k = k0; k < k1; ++k) tot += ws.pbar[j * n + k];
-            const double kk = static_cast<double>(k1 - k0);
-            for (index_t k = k0; k < k1; ++k)
-              ws.pbar[j * n + k] =
-                  (1.0 - kDefensive) * (tot > 0.0 ? ws.pbar[j * n + k] / tot : 1.0 / kk) +
-                  kDefensive / kk;
+          const index_t nn = n * n;
+          const index_t nv = static_cast<index_t>(ws.node_vals.size());
+          if (nv == 0) return -kInf;
+          std::vector<index_t> idx(static_cast<std::size_t>(nv));
+          std::iota(idx.begin(), idx.end(), index_t{0});
+          std::stable_sort(idx.begin(), idx.end(),
+                           [&](index_t a, index_t b) { return ws.node_vals[a] > ws.node_vals[b]; });
+          std::vector<index_t> comp;
+          for (const index_t q : idx) {
+            if (static_cast<index_t>(comp.size()) == kMaxMixture ||
+                ws.node_vals[q] < ws.node_vals[idx[0]] - kMixtureNats)
+              break;
+            comp.push_back(q);
           }
+          const index_t n_comp = static_cast<index_t>(comp.size());
+          LogSumExp msum;
+          for (const index_t q : comp) msum.add(ws.node_vals[q]);
+          std::vector<double> Q(static_cast<std::size_t>(n_comp * nn), 0.0), logm(n_comp),
+              cum(n_comp);
+          std::vector<double> demand0(static_cast<std::size_t>(n_comp * n), 0.0);
+          std::vector<double> confidence(static_cast<std::size_t>(n), 0.0), mix(n_comp);
+          double run = 0.0;
+          for (index_t t = 0; t < n_comp; ++t) {
+            logm[t] = ws.node_vals[comp[t]] - msum.value();
+            mix[t] = std::exp(logm[t]);
+            run += mix[t];
+            cum[t] = run;
+            const double* P = ws.node_beliefs.data() + comp[t] * nn;
+            double* Qt = Q.data() + t * nn;
+            for (index_t j = 0; j < n; ++j) {
+              const index_t k0 = gstart[j], k1 = gend[j];
+              double tot = 0.0;
+              for (index_t k = k0; k < k1; ++k) tot += P[j * n + k];
+              const double kk = static_cast<double>(k1 - k0);
+              for (index_t k = k0; k < k1; ++k) {
+                Qt[j * n + k] = (1.0 - kDefensive) * (tot > 0.0 ? P[j * n + k] / tot : 1.0 / kk) +
+                                kDefensive / kk;
+                demand0[t * n + k] += Qt[j * n + k];
+              }
+            }
+          }
+          for (index_t j = 0; j < n; ++j)
+            for (index_t k = gstart[j]; k < gend[j]; ++k) {
+              double a = 0.0;
+              for (index_t t = 0; t < n_comp; ++t) a += mix[t] * Q[t * nn + j * n + k];
+              confidence[j] = std::max(confidence[j], a);
+            }
+          std::vector<index_t> row_order(static_cast<std::size_t>(n));
+          std::iota(row_order.begin(), row_order.end(), index_t{0});
+          std::stable_sort(row_order.begin(), row_order.end(),
+                           [&](index_t a, index_t b) { return confidence[a] > confidence[b]; });
+
           std::mt19937_64 rng(options.seed ^
                               (0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(cand + 1)));
           std::uniform_real_distribution<double> unif(0.0, 1.0);
           std::vector<char>& used = e.used;
-          LogSumExp is;
-          // Column demand of the rows still to assign: the proposal divides by it (half a
-          // Sinkhorn step on the remaining sub-matrix), so late rows keep their sites.
-          std::vector<double> demand0(static_cast<std::size_t>(n), 0.0), demand, qrow;
-          // The most confidently assigned peaks go first, the ambiguous ones last.
-          std::vector<index_t> row_order(static_cast<std::size_t>(n));
-          std::vector<double> confidence(static_cast<std::size_t>(n), 0.0);
-          for (index_t j = 0; j < n; ++j)
-            for (index_t k = gstart[j]; k < gend[j]; ++k)
-              confidence[j] = std::max(confidence[j], ws.pbar[j * n + k]);
-          std::iota(row_order.begin(), row_order.end(), index_t{0});
-          std::stable_sort(row_order.begin(), row_order.end(),
-                           [&](index_t a, index_t b) { return confidence[a] > confidence[b]; });
-          for (index_t j = 0; j < n; ++j)
-            for (index_t k = gstart[j]; k < gend[j]; ++k) demand0[k] += ws.pbar[j * n + k];
-          for (int smp = 0; smp < options.n_samples; ++smp) {
+          std::vector<double> demand(static_cast<std::size_t>(n));
+          std::vector<index_t> picks(static_cast<std::size_t>(n));
+          // log q_t(pi) of component t for the assignment in picks (or, with draw, sample
+          // it from component t into picks).
+          auto sequential = [&](index_t t, bool draw) {
+            const double* Qt = Q.data() + t * nn;
             std::fill(used.begin(), used.end(), 0);
-            demand = demand0;
-            double s0 = s0i, s1 = s1i, s2 = s2i, l = 0.0, logq = 0.0;
+            std::copy(demand0.begin() + t * n, demand0.begin() + (t + 1) * n, demand.begin());
+            double logq = 0.0;
             for (const index_t j : row_order) {
               const index_t k0 = gstart[j], k1 = gend[j];
-              index_t pick = -1;
               if (k1 - k0 == 1) {
-                pick = k0;
-              } else {
-                qrow.assign(static_cast<std::size_t>(k1 - k0), 0.0);
-                double tot = 0.0;
-                for (index_t k = k0; k < k1; ++k) {
-                  if (used[k]) continue;
-                  const double q = ws.pbar[j * n + k] / std::max(demand[k], 1e-12);
-                  qrow[k - k0] = q;
-                  tot += q;
-                }
+                picks[j] = k0;
+                continue;
+              }
+              double tot = 0.0;
+              for (index_t k = k0; k < k1; ++k)
+                if (!used[k]) tot += Qt[j * n + k] / std::max(demand[k], 1e-12);
+              if (draw) {
                 double u = unif(rng) * tot;
+                index_t pick = -1;
                 for (index_t k = k0; k < k1; ++k) {
                   if (used[k]) continue;
                   pick = k;
-                  u -= qrow[k - k0];
+                  u -= Qt[j * n + k] / std::max(demand[k], 1e-12);
                   if (u <= 0.0) break;
                 }
-                logq += std::log(qrow[pick - k0] / tot);
-                for (index_t k = k0; k < k1; ++k) demand[k] -= ws.pbar[j * n + k];
+                picks[j] = pick;
               }
-              used[pick] = 1;
-              const index_t jk = j * n + pick;
+              const index_t pk = picks[j];
+              logq += std::log(Qt[j * n + pk] / std::max(demand[pk], 1e-12) / tot);
+              used[pk] = 1;
+              for (index_t k = k0; k < k1; ++k) demand[k] -= Qt[j * n + k];
+            }
+            return logq;
+          };
+          LogSumExp is;
+          for (int smp = 0; smp < options.n_samples; ++smp) {
+            const double u = unif(rng) * cum[n_comp - 1];
+            const index_t t0 = std::min<index_t>(
+                static_cast<index_t>(std::lower_bound(cum.begin(), cum.end(), u) - cum.begin()),
+                n_comp - 1);
+            sequential(t0, true);
+            LogSumExp lq;
+            for (index_t t = 0; t < n_comp; ++t) lq.add(logm[t] + sequential(t, false));
+            double s0 = s0i, s1 = s1i, s2 = s2i, l = 0.0;
+            for (index_t j = 0; j < n; ++j) {
+              const index_t jk = j * n + picks[j];
               s0 += p.w[jk];
               s1 += e.wr[jk];
               s2 += e.wr2[jk];
               l += p.lc[jk];
             }
-            is.add(e.leaf_value(s0, s1, s2, l) - logq);
+            is.add(e.leaf_value(s0, s1, s2, l) - lq.value());
           }
           return is.value() - std::log(static_cast<double>(options.n_samples));
         };
