@@ -43,9 +43,10 @@ enum class AssignmentMethod {
   // Same quadrature, but groups larger than exact_group_size use the Bethe permanent
   // (sum-product belief propagation), an approximation and a lower bound.
   Bethe = 2,
-  // The Bethe quadrature supplies belief-propagation marginals (averaged over the offset
-  // nodes) as the proposal of an importance sampler over whole assignments, each weighted
-  // by its offset-integrated likelihood: unbiased for the evidence, error ~ 1/sqrt(n_samples).
+  // Importance sampling over whole assignments, each weighted by its offset-integrated
+  // likelihood; the proposal is a mixture over the heaviest offset nodes of the Bethe
+  // quadrature, sequential with the BP marginals of that node. Unbiased for the evidence,
+  // error ~ 1/sqrt(n_samples) (heavy-tailed; see docs/nmr.md).
   Sampling = 3,
 };
 
