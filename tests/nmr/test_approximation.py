@@ -50,11 +50,13 @@ def test_bethe_is_a_lower_bound_with_measured_error(problems):
 
 def test_sampling_error_and_convergence(problems):
     errs, _ = _errors(problems, method="sampling")
-    errs_many, _ = _errors(problems, method="sampling", n_samples=20000)
-    # Measured (docs/nmr.md): median 0.015, max 0.076 at 2000 samples; median 0.005 at 20000.
-    assert np.median(errs) < 0.03
-    assert errs.max() < 0.15
-    assert np.mean(errs_many) < np.mean(errs)
+    errs_many, _ = _errors(problems[2:4], method="sampling", n_samples=20000)
+    # Measured (docs/nmr.md): median 0.009, max 0.033 at 2000 samples; on the two hardest
+    # problems 0.033 and 0.028 fall to 0.021 and 0.016 at 20000 samples.
+    assert np.median(errs) < 0.02
+    assert errs.max() < 0.06
+    assert errs_many.max() < 0.03
+    assert np.mean(errs_many) < np.mean(errs[2:4])
     # reproducible for a seed, different for another
     pred, std, y, sig, _ = problems[0]
     a = sp(pred, std, y, sigma_exp=sig, method="sampling", seed=3, **KW).log_evidence
@@ -64,8 +66,11 @@ def test_sampling_error_and_convergence(problems):
     assert np.any(a != c)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 target not met: the approximations reach "
-                   "0.18 (Bethe) and 0.076 (sampling) on 8-10-site problems, not 0.02")
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 10 target not met: the approximations reach 0.18 (Bethe) and 0.033 "
+    "(sampling, 2000 samples) on 8-10-site problems, not 0.02",
+)
 def test_approximation_within_002_of_exact(problems):
     errs_b, _ = _errors(problems, method="bethe", exact_group_size=2)
     errs_s, _ = _errors(problems, method="sampling")

@@ -23,7 +23,9 @@ constexpr double kRangeSigmas = 10.0;
 constexpr int kMaxExactPermanent = 24;
 constexpr index_t kMaxNodes = 4000000;
 constexpr double kDefensive = 0.05;
-constexpr index_t kMaxMixture = 16;    // sampling: offset nodes in the proposal mixture
+constexpr index_t kMaxMixture = 16;
+constexpr index_t kExactTail = 6;  // sampling: the least certain rows summed exactly (6! terms) //
+                                   // sampling: offset nodes in the proposal mixture
 constexpr double kMixtureNats = 12.0;  // ... within this many nats of the heaviest
 constexpr double kSerialWork = 2e5;  // below this many inner-loop steps, no thread team  // uniform
                                      // share of the importance-sampling proposal
@@ -141,6 +143,33 @@ struct Enumerator {
       if (used[k]) continue;
       used[k] = 1;
       dfs(j + 1, s0 + p.w[row + k], s1 + wr[row + k], s2 + wr2[row + k], l + p.lc[row + k]);
+      used[k] = 0;
+    }
+  }
+};
+
+// Sum over every completion of a partial assignment: the rows in `tail` take the free
+// sites of their groups in all possible ways (used[] marks the taken ones).
+struct TailSum {
+  const Prepared& p;
+  const Enumerator& e;
+  const std::vector<index_t>& tail;
+  std::vector<char>& used;
+  const std::vector<index_t>& gstart;
+  const std::vector<index_t>& gend;
+  LogSumExp& acc;
+
+  void dfs(std::size_t d, double s0, double s1, double s2, double l) {
+    if (d == tail.size()) {
+      acc.add(e.leaf_value(s0, s1, s2, l));
+      return;
+    }
+    const index_t j = tail[d];
+    for (index_t k = gstart[j]; k < gend[j]; ++k) {
+      if (used[k]) continue;
+      used[k] = 1;
+      const index_t jk = j * p.n + k;
+      dfs(d + 1, s0 + p.w[jk], s1 + e.wr[jk], s2 + e.wr2[jk], l + p.lc[jk]);
       used[k] = 0;
     }
   }
@@ -628,12 +657,21 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
           std::vector<index_t> picks(static_cast<std::size_t>(n));
           // log q_t(pi) of component t for the assignment in picks (or, with draw, sample
           // it from component t into picks).
+          // The least confident rows (the last n_tail of row_order) are not sampled: every
+          // completion of a sampled prefix is summed exactly (Rao-Blackwellisation).
+          index_t n_multi = 0;
+          for (index_t j = 0; j < n; ++j) n_multi += gend[j] - gstart[j] > 1 ? 1 : 0;
+          const index_t n_tail = std::min<index_t>(kExactTail, n_multi);
+          const index_t n_prefix = n - n_tail;
+          const bool any_choice_in_prefix = n_multi > n_tail;
+          const std::vector<index_t> tail(row_order.begin() + n_prefix, row_order.end());
           auto sequential = [&](index_t t, bool draw) {
             const double* Qt = Q.data() + t * nn;
             std::fill(used.begin(), used.end(), 0);
             std::copy(demand0.begin() + t * n, demand0.begin() + (t + 1) * n, demand.begin());
             double logq = 0.0;
-            for (const index_t j : row_order) {
+            for (index_t step = 0; step < n_prefix; ++step) {
+              const index_t j = row_order[step];
               const index_t k0 = gstart[j], k1 = gend[j];
               if (k1 - k0 == 1) {
                 picks[j] = k0;
@@ -660,8 +698,10 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
             }
             return logq;
           };
-          LogSumExp is;
-          for (int smp = 0; smp < options.n_samples; ++smp) {
+          LogSumExp is, completions;
+          TailSum complete{p, e, tail, used, gstart, gend, completions};
+          const int n_draws = any_choice_in_prefix ? options.n_samples : 1;
+          for (int smp = 0; smp < n_draws; ++smp) {
             const double u = unif(rng) * cum[n_comp - 1];
             const index_t t0 = std::min<index_t>(
                 static_cast<index_t>(std::lower_bound(cum.begin(), cum.end(), u) - cum.begin()),
@@ -670,16 +710,20 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
             LogSumExp lq;
             for (index_t t = 0; t < n_comp; ++t) lq.add(logm[t] + sequential(t, false));
             double s0 = s0i, s1 = s1i, s2 = s2i, l = 0.0;
-            for (index_t j = 0; j < n; ++j) {
+            for (index_t step = 0; step < n_prefix; ++step) {
+              const index_t j = row_order[step];
               const index_t jk = j * n + picks[j];
               s0 += p.w[jk];
               s1 += e.wr[jk];
               s2 += e.wr2[jk];
               l += p.lc[jk];
             }
-            is.add(e.leaf_value(s0, s1, s2, l) - lq.value());
+            // used[] holds the prefix's sites (the last sequential() call re-marked them)
+            completions = LogSumExp();
+            complete.dfs(0, s0, s1, s2, l);
+            is.add(completions.value() - (any_choice_in_prefix ? lq.value() : 0.0));
           }
-          return is.value() - std::log(static_cast<double>(options.n_samples));
+          return is.value() - std::log(static_cast<double>(n_draws));
         };
         if (offset.mode == OffsetMode::Fixed) {
           out[c] = node_value(offset.value - p.c0) - log_perms;
