@@ -76,3 +76,28 @@ def test_approximation_40_sites_100_candidates(benchmark, method):
         warmup_rounds=0,
     )
     assert np.isfinite(p).all() and abs(p.sum() - 1) < 1e-12
+
+
+@pytest.mark.parametrize("method", ["quadrature", "bethe", "sampling"])
+def test_accuracy_16_sites(benchmark, method):
+    """Posterior error of the approximations at 16 sites, where the exact quadrature still
+    runs (docs/nmr.md); printed with -s, timed for all three."""
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "tests" / "nmr"))
+    from nmr_reference import random_problem
+
+    rng = np.random.default_rng(200)
+    cases = [random_problem(rng, 5, 16, spread=12.0) for _ in range(6)]
+    kw = dict(assignment="marginalize", exact_group_size=2)
+    benchmark.group = "accuracy at 16 sites x 5 candidates, 6 problems"
+
+    def run(m):
+        return [mc.nmr.structure_posterior(p, s, y, sigma_exp=g, method=m, **kw)
+                for p, s, y, g in cases]
+
+    got = benchmark.pedantic(run, args=(method,), rounds=1, iterations=1, warmup_rounds=0)
+    exact = run("quadrature")
+    errs = [float(np.abs(a - b).max()) for a, b in zip(got, exact)]
+    print(f"\n{method}: max posterior error per problem {np.round(errs, 3).tolist()}")
+    assert max(errs) < 0.2
