@@ -94,6 +94,19 @@ def test_singleton_groups_reduce_to_given(method):
     np.testing.assert_allclose(marg.log_evidence, given.log_evidence, atol=tol)
 
 
+def test_enumeration_with_thousands_of_fixed_peaks():
+    # singleton groups are walked without recursion (no stack overflow), one group permuted
+    rng = np.random.default_rng(9)
+    pred, std, y, sig = random_problem(rng, 3, 3000, spread=20.0)
+    labels = np.arange(3000)
+    labels[:3] = 0
+    kw = dict(sigma_exp=sig, assignment="marginalize", assignment_groups=labels,
+              return_details=True)
+    a = sp(pred, std, y, method="exact", **kw)
+    b = sp(pred, std, y, method="quadrature", **kw)
+    np.testing.assert_allclose(a.log_evidence, b.log_evidence, rtol=0, atol=1e-8)
+
+
 def test_exact_methods_agree_at_ten_sites():
     rng = np.random.default_rng(8)
     pred, std, y, sig = random_problem(rng, 2, 10, spread=4.0)

@@ -63,6 +63,8 @@ struct Prepared {
   index_t n = 0;
   double c0 = 0.0;
   std::vector<double> r, w, lc;
+  index_t size = 0;                  // entries stored: sum over peaks of their group size
+  std::vector<index_t> row_off;      // (j, k) is stored at row_off[j] + k
   std::vector<index_t> group_start;  // per site: first index of its group
   std::vector<index_t> group_end;
 };
@@ -86,7 +88,7 @@ void prepare(ConstMatrixView<T> mean, ConstMatrixView<T> var, const double* y,
             "> 0, got " +
             std::to_string(v) + " for candidate " + std::to_string(c) + ", site " +
             std::to_string(k));
-      const index_t jk = j * n + k;
+      const index_t jk = p.row_off[j] + k;
       p.w[jk] = 1.0 / v;
       p.r[jk] = y[j] - static_cast<double>(mean(c, k)) - p.c0;
       p.lc[jk] = -0.5 * (kLog2Pi + std::log(v));
@@ -107,12 +109,12 @@ struct Enumerator {
 
   Enumerator(const Prepared& prep, OffsetMode m, double shift, double lconst)
       : p(prep), mode(m), leaf_const(lconst), used(static_cast<std::size_t>(prep.n), 0) {
-    const index_t nn = p.n * p.n;
+    const index_t nn = p.size;
     wr.assign(static_cast<std::size_t>(nn), 0.0);
     wr2.assign(static_cast<std::size_t>(nn), 0.0);
     for (index_t j = 0; j < p.n; ++j)
       for (index_t k = p.group_start[j]; k < p.group_end[j]; ++k) {
-        const index_t jk = j * p.n + k;
+        const index_t jk = p.row_off[j] + k;
         const double r = p.r[jk] - shift;  // Fixed: residual about the known offset
         wr[jk] = p.w[jk] * r;
         wr2[jk] = p.w[jk] * r * r;
@@ -134,11 +136,21 @@ struct Enumerator {
   }
 
   void dfs(index_t j, double s0, double s1, double s2, double l) {
+    // Peaks of single-site groups have no choice: add them without recursing, so that the
+    // depth is the number of peaks with a choice (thousands of fixed peaks are fine).
+    while (j < p.n && p.group_end[j] - p.group_start[j] == 1) {
+      const index_t jk = p.row_off[j] + j;
+      s0 += p.w[jk];
+      s1 += wr[jk];
+      s2 += wr2[jk];
+      l += p.lc[jk];
+      ++j;
+    }
     if (j == p.n) {
       leaf(s0, s1, s2, l);
       return;
     }
-    const index_t row = j * p.n;
+    const index_t row = p.row_off[j];
     for (index_t k = p.group_start[j]; k < p.group_end[j]; ++k) {
       if (used[k]) continue;
       used[k] = 1;
@@ -168,7 +180,7 @@ struct TailSum {
     for (index_t k = gstart[j]; k < gend[j]; ++k) {
       if (used[k]) continue;
       used[k] = 1;
-      const index_t jk = j * p.n + k;
+      const index_t jk = p.row_off[j] + k;
       dfs(d + 1, s0 + p.w[jk], s1 + e.wr[jk], s2 + e.wr2[jk], l + p.lc[jk]);
       used[k] = 0;
     }
@@ -403,8 +415,12 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
     if (method == AssignmentMethod::Sampling && options.n_samples < 1)
       throw InvalidArgument("n_samples must be >= 1");
   }
-  check_allocation(static_cast<std::size_t>(n) * static_cast<std::size_t>(n) * 3, sizeof(double),
-                   "per-candidate residual matrices");
+  double pair_entries = 0.0;  // sum_g k_g^2, the per-candidate matrices' size
+  for (index_t g = 0; g < n_groups; ++g)
+    pair_entries += static_cast<double>(group_sizes[g]) * static_cast<double>(group_sizes[g]);
+  check_allocation(static_cast<std::size_t>(pair_entries) * 5 *
+                       static_cast<std::size_t>(std::max(1, num_threads())),
+                   sizeof(double), "per-candidate residual matrices");
   if (method != AssignmentMethod::Enumerate)
     check_allocation(std::size_t{1} << std::min<index_t>(kmax, kMaxExactPermanent), sizeof(double),
                      "permanent dynamic-programming table");
@@ -417,6 +433,13 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
       gstart[j] = s;
       gend[j] = s + group_sizes[g];
     }
+  }
+  // Only pairs within a group are stored: sum_g k_g^2 entries, not n^2.
+  std::vector<index_t> row_off(static_cast<std::size_t>(n));
+  index_t row_off_size = 0;
+  for (index_t j = 0; j < n; ++j) {
+    row_off[j] = row_off_size - gstart[j];
+    row_off_size += gend[j] - gstart[j];
   }
   const double w0 = flat ? 0.0 : 1.0 / (offset.prior_std * offset.prior_std);
   const double log_prior_norm = flat ? 0.0 : 0.5 * (std::log(w0) - kLog2Pi);
@@ -448,7 +471,9 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
       p.n = n;
       p.group_start = gstart;
       p.group_end = gend;
-      p.r.assign(static_cast<std::size_t>(n * n), 0.0);
+      p.row_off = row_off;
+      p.size = row_off_size;
+      p.r.assign(static_cast<std::size_t>(row_off_size), 0.0);
       p.w = p.r;
       p.lc = p.r;
       index_t prepared_for = -1;
@@ -504,7 +529,9 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
     p.n = n;
     p.group_start = gstart;
     p.group_end = gend;
-    p.r.assign(static_cast<std::size_t>(n * n), 0.0);
+    p.row_off = row_off;
+    p.size = row_off_size;
+    p.r.assign(static_cast<std::size_t>(row_off_size), 0.0);
     p.w = p.r;
     p.lc = p.r;
     Workspace ws;
@@ -530,7 +557,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
             const index_t s = group_first[g];
             const int k = static_cast<int>(group_sizes[g]);
             if (k == 1) {
-              const index_t jk = s * n + s;
+              const index_t jk = p.row_off[s] + s;
               const double d = p.r[jk] - b;
               total_v += p.lc[jk] - 0.5 * p.w[jk] * d * d;
               continue;
@@ -538,7 +565,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
             ws.la.resize(static_cast<std::size_t>(k) * k);
             for (int i = 0; i < k; ++i)
               for (int j = 0; j < k; ++j) {
-                const index_t jk = (s + i) * n + (s + j);
+                const index_t jk = p.row_off[s + i] + (s + j);
                 const double d = p.r[jk] - b;
                 ws.la[i * k + j] = p.lc[jk] - 0.5 * p.w[jk] * d * d;
               }
@@ -550,7 +577,8 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
                                                options.bp_tolerance, ws.bp, ws.gamma[g].data(),
                                                ws.beliefs.data());
               for (int i = 0; i < k; ++i)
-                for (int j = 0; j < k; ++j) ws.pnode[(s + i) * n + (s + j)] = ws.beliefs[i * k + j];
+                for (int j = 0; j < k; ++j)
+                  ws.pnode[p.row_off[s + i] + (s + j)] = ws.beliefs[i * k + j];
               continue;
             }
             const bool exact = method == AssignmentMethod::Quadrature ||
@@ -572,9 +600,9 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
           return v;
         };
         if (sampling) {
-          ws.pnode.assign(static_cast<std::size_t>(n * n), 0.0);
+          ws.pnode.assign(static_cast<std::size_t>(p.size), 0.0);
           for (index_t j = 0; j < n; ++j)
-            if (gend[j] - gstart[j] == 1) ws.pnode[j * n + j] = 1.0;
+            if (gend[j] - gstart[j] == 1) ws.pnode[p.row_off[j] + j] = 1.0;
           ws.node_vals.clear();
           ws.node_beliefs.clear();
         }
@@ -597,7 +625,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
             }
           }
           Enumerator e(p, offset.mode, shift, lconst);
-          const index_t nn = n * n;
+          const index_t nn = p.size;
           const index_t nv = static_cast<index_t>(ws.node_vals.size());
           if (nv == 0) return -kInf;
           std::vector<index_t> idx(static_cast<std::size_t>(nv));
@@ -629,19 +657,20 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
             for (index_t j = 0; j < n; ++j) {
               const index_t k0 = gstart[j], k1 = gend[j];
               double tot = 0.0;
-              for (index_t k = k0; k < k1; ++k) tot += P[j * n + k];
+              for (index_t k = k0; k < k1; ++k) tot += P[p.row_off[j] + k];
               const double kk = static_cast<double>(k1 - k0);
               for (index_t k = k0; k < k1; ++k) {
-                Qt[j * n + k] = (1.0 - kDefensive) * (tot > 0.0 ? P[j * n + k] / tot : 1.0 / kk) +
-                                kDefensive / kk;
-                demand0[t * n + k] += Qt[j * n + k];
+                Qt[p.row_off[j] + k] =
+                    (1.0 - kDefensive) * (tot > 0.0 ? P[p.row_off[j] + k] / tot : 1.0 / kk) +
+                    kDefensive / kk;
+                demand0[t * n + k] += Qt[p.row_off[j] + k];
               }
             }
           }
           for (index_t j = 0; j < n; ++j)
             for (index_t k = gstart[j]; k < gend[j]; ++k) {
               double a = 0.0;
-              for (index_t t = 0; t < n_comp; ++t) a += mix[t] * Q[t * nn + j * n + k];
+              for (index_t t = 0; t < n_comp; ++t) a += mix[t] * Q[t * nn + p.row_off[j] + k];
               confidence[j] = std::max(confidence[j], a);
             }
           std::vector<index_t> row_order(static_cast<std::size_t>(n));
@@ -679,22 +708,22 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
               }
               double tot = 0.0;
               for (index_t k = k0; k < k1; ++k)
-                if (!used[k]) tot += Qt[j * n + k] / std::max(demand[k], 1e-12);
+                if (!used[k]) tot += Qt[p.row_off[j] + k] / std::max(demand[k], 1e-12);
               if (draw) {
                 double u = unif(rng) * tot;
                 index_t pick = -1;
                 for (index_t k = k0; k < k1; ++k) {
                   if (used[k]) continue;
                   pick = k;
-                  u -= Qt[j * n + k] / std::max(demand[k], 1e-12);
+                  u -= Qt[p.row_off[j] + k] / std::max(demand[k], 1e-12);
                   if (u <= 0.0) break;
                 }
                 picks[j] = pick;
               }
               const index_t pk = picks[j];
-              logq += std::log(Qt[j * n + pk] / std::max(demand[pk], 1e-12) / tot);
+              logq += std::log(Qt[p.row_off[j] + pk] / std::max(demand[pk], 1e-12) / tot);
               used[pk] = 1;
-              for (index_t k = k0; k < k1; ++k) demand[k] -= Qt[j * n + k];
+              for (index_t k = k0; k < k1; ++k) demand[k] -= Qt[p.row_off[j] + k];
             }
             return logq;
           };
@@ -712,7 +741,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
             double s0 = s0i, s1 = s1i, s2 = s2i, l = 0.0;
             for (index_t step = 0; step < n_prefix; ++step) {
               const index_t j = row_order[step];
-              const index_t jk = j * n + picks[j];
+              const index_t jk = p.row_off[j] + picks[j];
               s0 += p.w[jk];
               s1 += e.wr[jk];
               s2 += e.wr2[jk];
@@ -737,7 +766,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
         for (index_t j = 0; j < n; ++j) {
           double hi = 0.0, lo = kInf;
           for (index_t k = gstart[j]; k < gend[j]; ++k) {
-            const index_t jk = j * n + k;
+            const index_t jk = p.row_off[j] + k;
             hi = std::max(hi, p.w[jk]);
             lo = std::min(lo, p.w[jk]);
             rmin = std::min(rmin, p.r[jk]);
@@ -768,7 +797,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
           for (index_t j = 0; j < n; ++j) {
             LogSumExp row;
             for (index_t k = gstart[j]; k < gend[j]; ++k) {
-              const index_t jk = j * n + k;
+              const index_t jk = p.row_off[j] + k;
               const double d = p.r[jk] - b;
               row.add(p.lc[jk] - 0.5 * p.w[jk] * d * d);
             }
@@ -777,7 +806,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
           for (index_t k = 0; k < n; ++k) {
             LogSumExp col;
             for (index_t j = gstart[k]; j < gend[k]; ++j) {
-              const index_t jk = j * n + k;
+              const index_t jk = p.row_off[j] + k;
               const double d = p.r[jk] - b;
               col.add(p.lc[jk] - 0.5 * p.w[jk] * d * d);
             }
