@@ -11,6 +11,7 @@ void register_runtime(py::module_& m);
 void register_gp(py::module_& m);
 void register_imaging(py::module_& m);
 void register_atoms(py::module_& m);
+void register_nmr(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "matchar's compiled core (C++17/OpenMP). Use the matchar package, not this module.";
@@ -40,4 +41,6 @@ PYBIND11_MODULE(_core, m) {
   register_imaging(imaging);
   auto atoms = m.def_submodule("atoms", "Atomistic descriptors: SOAP");
   register_atoms(atoms);
+  auto nmr = m.def_submodule("nmr", "NMR structure-determination kernels");
+  register_nmr(nmr);
 }

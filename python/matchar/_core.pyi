@@ -120,3 +120,56 @@ class _AtomsModule:
     ) -> NDArray[np.float64]: ...
 
 atoms: _AtomsModule
+
+class _NMRModule:
+    """matchar._core.nmr (a submodule at run time)."""
+
+    @staticmethod
+    def assignment_log_evidence_f32(
+        mean: NDArray[np.float32],
+        var: NDArray[np.float32],
+        y: NDArray[np.float64],
+        var_exp: NDArray[np.float64],
+        group_sizes: NDArray[np.int64],
+        offset_mode: int,
+        offset_value: float,
+        prior_mean: float,
+        prior_std: float,
+        method: int,
+        step_factor: float,
+        tail_nats: float,
+        exact_group_size: int,
+        max_bp_iterations: int,
+        bp_tolerance: float,
+        n_samples: int,
+        seed: int,
+    ) -> NDArray[np.float64]: ...
+    @staticmethod
+    def assignment_log_evidence_f64(
+        mean: NDArray[np.float64],
+        var: NDArray[np.float64],
+        y: NDArray[np.float64],
+        var_exp: NDArray[np.float64],
+        group_sizes: NDArray[np.int64],
+        offset_mode: int,
+        offset_value: float,
+        prior_mean: float,
+        prior_std: float,
+        method: int,
+        step_factor: float,
+        tail_nats: float,
+        exact_group_size: int,
+        max_bp_iterations: int,
+        bp_tolerance: float,
+        n_samples: int,
+        seed: int,
+    ) -> NDArray[np.float64]: ...
+    @staticmethod
+    def log_permanent(
+        log_a: NDArray[np.float64],
+        bethe: bool = False,
+        max_iterations: int = 300,
+        tolerance: float = 1e-10,
+    ) -> float: ...
+
+nmr: _NMRModule

@@ -1,0 +1,61 @@
+"""Matplotlib views of a StructurePosterior (matplotlib is imported only when plotting)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def _axes(ax: Any) -> Any:
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=(6, 3.5))
+    return ax
+
+
+def plot_posterior(
+    result: Any, ax: Any = None, labels: Any = None, sort: bool = True, top: int | None = None
+) -> Any:
+    """Lollipop chart of posterior probabilities (see StructurePosterior.plot)."""
+    ax = _axes(ax)
+    p = np.asarray(result.probabilities)
+    names = [str(i) for i in range(p.size)] if labels is None else [str(s) for s in labels]
+    if len(names) != p.size:
+        raise ValueError(f"labels must have {p.size} entries, got {len(names)}")
+    order = np.argsort(-p, kind="stable") if sort else np.arange(p.size)
+    if top is not None:
+        order = order[: int(top)]
+    x = np.arange(order.size)
+    ax.vlines(x, 0.0, p[order], color="0.6", lw=1.5)
+    ax.plot(x, p[order], "o", color="C0")
+    ax.set_xticks(x)
+    ax.set_xticklabels([names[i] for i in order], rotation=90 if order.size > 12 else 0)
+    ax.set_ylim(0.0, 1.05)
+    ax.set_xlabel("candidate")
+    ax.set_ylabel("posterior probability")
+    return ax
+
+
+def plot_parity(result: Any, candidate: int, nucleus: str | None = None, ax: Any = None) -> Any:
+    """Experimental vs modelled shifts of one candidate (see StructurePosterior.plot_parity)."""
+    if nucleus is None:
+        if len(result.nuclei) != 1:
+            raise ValueError(f"nucleus must be one of {sorted(result.nuclei)}")
+        nucleus = next(iter(result.nuclei))
+    terms = result.nuclei[nucleus]
+    if terms.offset is None:
+        raise ValueError("a parity plot needs a given assignment (and hence a single offset)")
+    c = int(candidate)
+    ax = _axes(ax)
+    model = terms.model_mean[c] + terms.offset[c]
+    ax.errorbar(model, terms.experimental, xerr=terms.model_std[c], fmt="o", ms=4, capsize=2)
+    lo = float(min(model.min(), terms.experimental.min()))
+    hi = float(max(model.max(), terms.experimental.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set_xlabel(f"predicted shift + offset (ppm), candidate {c}")
+    ax.set_ylabel("experimental shift (ppm)")
+    ax.set_title(f"{nucleus}: P = {result.probabilities[c]:.3g}")
+    return ax

@@ -1,0 +1,701 @@
+"""Bayesian posterior over candidate structures from predicted and experimental shifts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .. import _core
+from .._arrays import as_array
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_METHODS = {"exact": 0, "quadrature": 1, "bethe": 2, "sampling": 3}
+# (step_factor, tail_nats, max BP iterations, BP tolerance): exact quadrature needs the
+# fine grid (error ~exp(-2 pi^2 / 0.7^2) ~ 1e-17); the approximations are far coarser.
+_QUADRATURE = {1: (0.7, 45.0, 300, 1e-10), 2: (1.5, 25.0, 100, 1e-7), 3: (1.5, 25.0, 100, 1e-7)}
+_OFFSET_MODES = {"marginalize": 0, "fit": 1}
+#: largest assignment group that ``method="quadrature"`` (exact permanents) accepts
+MAX_QUADRATURE_GROUP = 20
+#: ``method="auto"`` uses exact permanents up to this group size, Bethe above
+AUTO_EXACT_GROUP = 16
+
+OffsetArg = Union[str, float]
+
+
+@dataclass(frozen=True)
+class NucleusTerms:
+    """What one nucleus contributes to the posterior (all shifts in ppm).
+
+    Attributes
+    ----------
+    log_evidence : numpy.ndarray, shape (n_candidates,)
+        ``log p(experimental | candidate)`` for this nucleus, float64.
+    site_log_likelihood : numpy.ndarray or None, shape (n_candidates, n_peaks)
+        Per-peak contributions ``log N(y_j; b_hat + slope mu_j, var_j)`` at the offset
+        ``offset``; with a marginalised offset they sum to ``log_evidence - offset_log_term``.
+        Large negative values mark the peaks that count against a candidate. ``None``
+        when the assignment is marginalised (a peak has no single site then).
+    offset_log_term : numpy.ndarray or None, shape (n_candidates,)
+        ``log_evidence - site_log_likelihood.sum(axis=1)``: the Occam factor of the offset.
+    offset : numpy.ndarray or None, shape (n_candidates,)
+        Posterior mean (``"marginalize"``), fitted (``"fit"``) or given offset ``b`` in
+        ``experimental = b + slope * predicted``; ``None`` with marginalised assignments.
+    kept_peaks : numpy.ndarray of int
+        Indices of the experimental peaks used (all unless ``missing="drop"`` removed some).
+    experimental, model_mean, model_std : numpy.ndarray
+        The kept experimental shifts (n_kept,), ``slope * predicted`` averaged per peak
+        (n_candidates, n_kept) and the total standard deviation per peak, for plots.
+    method : str
+        ``"given"``, ``"exact"``, ``"quadrature"`` or ``"bethe"``.
+    """
+
+    log_evidence: np.ndarray
+    site_log_likelihood: np.ndarray | None
+    offset_log_term: np.ndarray | None
+    offset: np.ndarray | None
+    kept_peaks: np.ndarray
+    experimental: np.ndarray
+    model_mean: np.ndarray
+    model_std: np.ndarray
+    method: str
+
+
+@dataclass(frozen=True)
+class StructurePosterior:
+    """Result of :func:`structure_posterior` with ``return_details=True``.
+
+    Attributes
+    ----------
+    probabilities : numpy.ndarray, shape (n_candidates,)
+        Posterior probability of each candidate (sums to 1), float64.
+    log_evidence : numpy.ndarray, shape (n_candidates,)
+        ``log p(all experimental shifts | candidate)``, summed over nuclei (nats).
+    log_prior : numpy.ndarray, shape (n_candidates,)
+        The normalised log prior used (``-inf`` for zero prior weight).
+    log_posterior : numpy.ndarray, shape (n_candidates,)
+        ``log probabilities`` (``-inf`` where the probability is exactly zero).
+    nuclei : dict of str to NucleusTerms
+        Per-nucleus contributions. A plain-array call has one entry named ``"shifts"``.
+    """
+
+    probabilities: np.ndarray
+    log_evidence: np.ndarray
+    log_prior: np.ndarray
+    log_posterior: np.ndarray
+    nuclei: dict[str, NucleusTerms] = field(default_factory=dict)
+
+    @property
+    def site_log_likelihood(self) -> np.ndarray | dict[str, np.ndarray | None] | None:
+        """Per-peak contributions: an array for a single nucleus, else a dict per nucleus."""
+        if len(self.nuclei) == 1:
+            return next(iter(self.nuclei.values())).site_log_likelihood
+        return {k: v.site_log_likelihood for k, v in self.nuclei.items()}
+
+    def plot(self, ax: Any = None, labels: Any = None, sort: bool = True, top: int | None = None):
+        """Lollipop chart of the posterior probabilities (needs matplotlib).
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Where to draw; a new figure when omitted.
+        labels : sequence of str, optional
+            Candidate names (default: their indices).
+        sort : bool, default True
+            Most probable candidate first.
+        top : int, optional
+            Show only this many candidates.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+
+        Example
+        -------
+        >>> import numpy as np, matchar as mc
+        >>> res = mc.nmr.structure_posterior([[1.0, 2.0], [1.5, 2.6]], 0.2, [1.1, 2.0],
+        ...                                  sigma_exp=0.3, slope=1.0, return_details=True)
+        >>> ax = res.plot()  # doctest: +SKIP
+        """
+        from ._plots import plot_posterior
+
+        return plot_posterior(self, ax=ax, labels=labels, sort=sort, top=top)
+
+    def plot_parity(self, candidate: int, nucleus: str | None = None, ax: Any = None):
+        """Experimental vs predicted shifts of one candidate with ±σ bars (given assignment).
+
+        Parameters
+        ----------
+        candidate : int
+            Candidate index.
+        nucleus : str, optional
+            Which nucleus (required when several were combined).
+        ax : matplotlib.axes.Axes, optional
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+
+        Example
+        -------
+        >>> import matchar as mc
+        >>> res = mc.nmr.structure_posterior([[1.0, 2.0]], 0.2, [1.1, 2.0], sigma_exp=0.3,
+        ...                                  slope=1.0, return_details=True)
+        >>> ax = res.plot_parity(0)  # doctest: +SKIP
+        """
+        from ._plots import plot_parity
+
+        return plot_parity(self, candidate, nucleus=nucleus, ax=ax)
+
+
+# ---------------------------------------------------------------------------
+# Input handling
+# ---------------------------------------------------------------------------
+
+
+def _per_nucleus(value: Any, key: str, names: list[str], arg: str) -> Any:
+    if isinstance(value, Mapping):
+        if key not in value:
+            raise ValueError(f"{arg} is a dict without an entry for nucleus {key!r}")
+        return value[key]
+    return value
+
+
+def _real_scalar(x: Any, name: str) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number, got {x!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {x!r}")
+    return v
+
+
+def _parse_offset(offset: Any, offset_prior: Any, name: str) -> tuple[int, float, float, float]:
+    if isinstance(offset, str):
+        if offset not in _OFFSET_MODES:
+            raise ValueError(
+                f"{name}: offset must be 'marginalize', 'fit' or a number (a known offset in "
+                f"ppm), got {offset!r}"
+            )
+        mode, value = _OFFSET_MODES[offset], 0.0
+    else:
+        mode, value = 2, _real_scalar(offset, f"{name}: offset")
+    prior_mean, prior_std = 0.0, math.inf
+    if offset_prior is not None:
+        if mode != 0:
+            raise ValueError(f"{name}: offset_prior only applies to offset='marginalize'")
+        try:
+            m, s = offset_prior
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{name}: offset_prior must be a (mean, std) pair in ppm, got {offset_prior!r}"
+            ) from None
+        prior_mean = _real_scalar(m, f"{name}: offset_prior mean")
+        prior_std = _real_scalar(s, f"{name}: offset_prior std")
+        if prior_std <= 0:
+            raise ValueError(f"{name}: offset_prior std must be > 0, got {s!r}")
+    return mode, value, prior_mean, prior_std
+
+
+def _labels(x: Any, n: int, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must be a 1-D array of {n} integer labels, got shape {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise ValueError(f"{name} must hold integer labels, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+@dataclass
+class _Nucleus:
+    name: str
+    mean: np.ndarray  # (n_cand, n_peaks) slope * predicted, averaged per peak
+    var: np.ndarray  # (n_cand, n_peaks) slope^2 * std^2
+    y: np.ndarray  # (n_peaks,)
+    var_exp: np.ndarray  # (n_peaks,)
+    assignment_groups: np.ndarray  # (n_peaks,) labels
+    kept: np.ndarray
+    offset: tuple[int, float, float, float]
+
+
+def _prepare_nucleus(
+    name: str,
+    predicted: Any,
+    predicted_std: Any,
+    experimental: Any,
+    sigma_exp: Any,
+    groups: Any,
+    assignment_groups: Any,
+    offset: Any,
+    offset_prior: Any,
+    slope: Any,
+    missing: str,
+) -> _Nucleus:
+    tag = "" if name == "shifts" else f"[{name!r}]"
+    pred = as_array(predicted, f"predicted{tag}", ndim=2)
+    n_sites = pred.shape[1]
+    if np.isinf(pred).any():
+        raise ValueError(f"predicted{tag} holds infinite values")
+    if predicted_std is None:
+        std = np.zeros(pred.shape)
+    else:
+        std = as_array(predicted_std, f"predicted_std{tag}", ndim=(0, 1, 2))
+        try:
+            std = np.broadcast_to(std, pred.shape)
+        except ValueError:
+            raise ValueError(
+                f"predicted_std{tag} must be a scalar or have the shape of predicted "
+                f"{pred.shape}, got {std.shape}"
+            ) from None
+        if np.isinf(std).any() or (std < 0).any():
+            raise ValueError(f"predicted_std{tag} must be finite and >= 0")
+    y = as_array(experimental, f"experimental{tag}", ndim=1).astype(np.float64)
+    if np.isinf(y).any():
+        raise ValueError(f"experimental{tag} holds infinite values")
+    sl = _real_scalar(slope, f"slope{tag}")
+    if sl == 0.0:
+        raise ValueError(f"slope{tag} must be non-zero (-1 for shieldings, 1 for shifts)")
+
+    # Equivalent sites -> peaks: average the predictions (and, as fully correlated errors,
+    # the standard deviations) of the sites of each peak.
+    if groups is None:
+        site_peak = np.arange(n_sites)
+        n_peaks = n_sites
+    else:
+        site_peak = _labels(groups, n_sites, f"groups{tag}")
+        if site_peak.min() < 0:
+            raise ValueError(f"groups{tag} labels must be >= 0 (peak indices)")
+        n_peaks = int(site_peak.max()) + 1
+        if np.bincount(site_peak, minlength=n_peaks).min() == 0:
+            raise ValueError(f"groups{tag} must use every peak index 0..{n_peaks - 1}")
+    if y.shape[0] != n_peaks:
+        what = "sites" if groups is None else "groups (peaks)"
+        raise ValueError(
+            f"experimental{tag} has {y.shape[0]} shifts but predicted{tag} has {n_peaks} {what}"
+        )
+    pred64 = pred.astype(np.float64)
+    std64 = np.asarray(std, dtype=np.float64)
+    if groups is None:
+        mu_peak, std_peak = pred64, std64
+    else:  # np.add.at keeps a NaN inside its own peak (a matrix product would spread it)
+        counts = np.bincount(site_peak, minlength=n_peaks).astype(np.float64)
+        mu_peak = np.zeros((pred.shape[0], n_peaks))
+        std_peak = np.zeros((pred.shape[0], n_peaks))
+        np.add.at(mu_peak, (slice(None), site_peak), pred64)
+        np.add.at(std_peak, (slice(None), site_peak), std64)
+        mu_peak /= counts
+        std_peak /= counts
+
+    if sigma_exp is None:
+        sig = np.zeros(n_peaks)
+    else:
+        sig = np.asarray(as_array(sigma_exp, f"sigma_exp{tag}", ndim=(0, 1)), dtype=np.float64)
+        try:
+            sig = np.broadcast_to(sig, (n_peaks,)).copy()
+        except ValueError:
+            raise ValueError(
+                f"sigma_exp{tag} must be a scalar or have one entry per peak ({n_peaks}), "
+                f"got shape {sig.shape}"
+            ) from None
+        if not np.all(np.isfinite(sig)) or (sig < 0).any():
+            raise ValueError(f"sigma_exp{tag} must be finite and >= 0")
+
+    if assignment_groups is None:
+        agroups = np.zeros(n_peaks, dtype=np.int64)
+    else:
+        agroups = _labels(assignment_groups, n_peaks, f"assignment_groups{tag}")
+
+    # Missing values: a NaN anywhere in a peak (experiment, or any site of it in any
+    # candidate) either raises or drops that peak for every candidate alike.
+    bad = np.isnan(y) | np.isnan(mu_peak).any(axis=0) | np.isnan(std_peak).any(axis=0)
+    if bad.any():
+        if missing == "error":
+            cand, peaks = np.nonzero(np.isnan(mu_peak) | np.isnan(std_peak))
+            where = []
+            if np.isnan(y).any():
+                where.append(f"experimental peaks {np.flatnonzero(np.isnan(y)).tolist()[:10]}")
+            if cand.size:
+                where.append(
+                    "predicted (candidate, peak) "
+                    + ", ".join(f"({c}, {p})" for c, p in zip(cand[:10], peaks[:10]))
+                )
+            raise ValueError(
+                f"missing values (NaN) in {name}: {'; '.join(where)}. Pass missing='drop' to "
+                "leave these peaks out for every candidate."
+            )
+        if bad.all():
+            raise ValueError(f"every peak of {name} has a missing value; nothing to compare")
+    kept = np.flatnonzero(~bad)
+    mean = sl * mu_peak[:, kept]
+    var = (sl * sl) * std_peak[:, kept] ** 2
+    var_exp = sig[kept] ** 2
+    zero = (var == 0.0) & (var_exp[None, :] == 0.0)
+    if zero.any():
+        c, p = np.argwhere(zero)[0]
+        raise ValueError(
+            f"{name}: zero variance at candidate {c}, peak {kept[p]}: predicted_std is 0 and "
+            "sigma_exp is 0 (or absent); give sigma_exp > 0 (e.g. the typical prediction "
+            "error) or positive predicted_std"
+        )
+    dtype = np.float32 if pred.dtype == np.float32 and std.dtype == np.float32 else np.float64
+    return _Nucleus(
+        name,
+        mean.astype(dtype),
+        var.astype(dtype),
+        y[kept],
+        var_exp,
+        agroups[kept],
+        kept,
+        _parse_offset(offset, offset_prior, name),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Evidence
+# ---------------------------------------------------------------------------
+
+
+def _given_assignment(nuc: _Nucleus) -> NucleusTerms:
+    """Closed form with the peak-site assignment known (docs/nmr.md, eqs. 2-5)."""
+    mean = nuc.mean.astype(np.float64)
+    v = nuc.var.astype(np.float64) + nuc.var_exp[None, :]
+    w = 1.0 / v
+    r = nuc.y[None, :] - mean
+    c0 = r.mean(axis=1, keepdims=True)  # centring keeps the result offset-invariant
+    rc = r - c0
+    log_norm = -0.5 * (_LOG_2PI + np.log(v))
+    mode, value, prior_mean, prior_std = nuc.offset
+    W = w.sum(axis=1)
+    S1 = (w * rc).sum(axis=1)
+    if mode == 2:
+        b = np.full(mean.shape[0], value) - c0[:, 0]
+        extra = np.zeros(mean.shape[0])
+    elif mode == 1:
+        b = S1 / W
+        extra = np.zeros(mean.shape[0])
+    elif math.isinf(prior_std):
+        b = S1 / W
+        extra = 0.5 * _LOG_2PI - 0.5 * np.log(W)
+    else:
+        w0 = 1.0 / prior_std**2
+        m0 = prior_mean - c0[:, 0]
+        b = (S1 + w0 * m0) / (W + w0)
+        extra = (
+            -0.5 * w0 * (m0 - b) ** 2
+            + 0.5 * (math.log(w0) - _LOG_2PI)
+            + 0.5 * _LOG_2PI
+            - 0.5 * np.log(W + w0)
+        )
+    site = log_norm - 0.5 * w * (rc - b[:, None]) ** 2
+    logz = site.sum(axis=1) + extra
+    return NucleusTerms(
+        log_evidence=logz,
+        site_log_likelihood=site,
+        offset_log_term=extra,
+        offset=b + c0[:, 0],
+        kept_peaks=nuc.kept,
+        experimental=nuc.y,
+        model_mean=mean,
+        model_std=np.sqrt(v),
+        method="given",
+    )
+
+
+def _marginal_assignment(
+    nuc: _Nucleus,
+    method: str,
+    max_permutations: float,
+    exact_group_size: int,
+    n_samples: int,
+    seed: int,
+) -> NucleusTerms:
+    labels, sizes = np.unique(nuc.assignment_groups, return_counts=True)
+    order_groups = np.argsort(-sizes, kind="stable")  # largest group first
+    perm = np.concatenate(
+        [np.flatnonzero(nuc.assignment_groups == labels[g]) for g in order_groups]
+    )
+    gsizes = sizes[order_groups].astype(np.int64)
+    log_perms = float(sum(math.lgamma(int(k) + 1) for k in gsizes))
+    kmax = int(gsizes.max())
+    mode = nuc.offset[0]
+    if method == "auto":
+        if mode == 1:
+            method = "exact"
+        else:
+            method = "quadrature" if kmax <= AUTO_EXACT_GROUP else "bethe"
+    if method not in _METHODS:
+        raise ValueError(
+            f"method must be 'auto', 'exact', 'quadrature', 'bethe' or 'sampling', got {method!r}"
+        )
+    if method == "exact" and log_perms > math.log(max_permutations):
+        raise ValueError(
+            f"{nuc.name}: exact enumeration would visit {math.exp(log_perms):.3g} assignments "
+            f"(> max_permutations={max_permutations:.3g}); use method='quadrature' (exact "
+            "permanents, groups up to 20 sites) or 'bethe'"
+        )
+    if method == "quadrature" and kmax > MAX_QUADRATURE_GROUP:
+        raise ValueError(
+            f"{nuc.name}: method='quadrature' handles assignment groups of up to "
+            f"{MAX_QUADRATURE_GROUP} peaks, got {kmax}; use method='bethe'"
+        )
+    if mode == 1 and method != "exact":
+        raise ValueError(
+            f"{nuc.name}: offset='fit' with assignment='marginalize' needs method='exact' "
+            "(the offset is fitted per assignment); or use offset='marginalize'"
+        )
+    _, value, prior_mean, prior_std = nuc.offset
+    fn = (
+        _core.nmr.assignment_log_evidence_f32
+        if nuc.mean.dtype == np.float32
+        else _core.nmr.assignment_log_evidence_f64
+    )
+    logz = fn(
+        nuc.mean[:, perm],
+        nuc.var[:, perm],
+        np.ascontiguousarray(nuc.y[perm]),
+        np.ascontiguousarray(nuc.var_exp[perm]),
+        gsizes,
+        mode,
+        value,
+        prior_mean,
+        prior_std,
+        _METHODS[method],
+        *_QUADRATURE.get(_METHODS[method], _QUADRATURE[1])[:2],
+        int(exact_group_size),
+        *_QUADRATURE.get(_METHODS[method], _QUADRATURE[1])[2:],
+        int(n_samples),
+        int(seed),
+    )
+    return NucleusTerms(
+        log_evidence=logz,
+        site_log_likelihood=None,
+        offset_log_term=None,
+        offset=None,
+        kept_peaks=nuc.kept,
+        experimental=nuc.y,
+        model_mean=nuc.mean.astype(np.float64),
+        model_std=np.sqrt(nuc.var.astype(np.float64) + nuc.var_exp[None, :]),
+        method=method,
+    )
+
+
+def structure_posterior(
+    predicted: ArrayLike | Mapping[str, ArrayLike],
+    predicted_std: ArrayLike | Mapping[str, ArrayLike] | float | None,
+    experimental: ArrayLike | Mapping[str, ArrayLike],
+    sigma_exp: float | ArrayLike | Mapping[str, Any] | None = None,
+    assignment: str | Mapping[str, str] = "given",
+    groups: ArrayLike | Mapping[str, ArrayLike] | None = None,
+    prior: ArrayLike | None = None,
+    *,
+    assignment_groups: ArrayLike | Mapping[str, ArrayLike] | None = None,
+    offset: OffsetArg | Mapping[str, OffsetArg] = "marginalize",
+    offset_prior: tuple[float, float] | Mapping[str, Any] | None = None,
+    slope: float | Mapping[str, float] = -1.0,
+    method: str = "auto",
+    missing: str = "error",
+    max_permutations: float = 4e7,
+    exact_group_size: int = 8,
+    n_samples: int = 2000,
+    seed: int = 0,
+    return_details: bool = False,
+) -> np.ndarray | StructurePosterior:
+    """Posterior probability of each candidate structure given experimental NMR shifts.
+
+    The model (derived in ``docs/nmr.md``): for each nucleus, experimental shift ``y_j``
+    of peak ``j`` is ``b + slope * p_j + e_j`` with ``p_j`` the candidate's prediction
+    (averaged over the equivalent sites of the peak), ``b`` a reference offset shared by
+    all peaks of the nucleus and ``e_j ~ N(0, slope² σ_pred,j² + σ_exp,j²)``. With
+    ``slope=-1`` (default) the predictions are *shieldings* and ``δ = b - σ`` (``b`` is
+    the reference shielding); with ``slope=1`` they are shifts and ``b`` is a small
+    referencing correction. The offset is integrated out analytically (flat prior, or
+    Gaussian ``offset_prior``), fitted, or fixed. Nuclei combine as independent terms,
+    each with its own offset. Everything is computed in log space.
+
+    Parameters
+    ----------
+    predicted : array_like, shape (n_candidates, n_sites), or dict of str to such arrays
+        Predicted shieldings (``slope=-1``) or shifts (``slope=1``) in ppm; a dict keyed by
+        nucleus (e.g. ``{"H": ..., "C": ...}``) combines nuclei. float32 or float64.
+        NaN marks a missing site (see ``missing``).
+    predicted_std : array_like or float or None (or dict)
+        Predicted standard deviations in ppm, broadcast to ``predicted``'s shape; ``None``
+        means 0 (then ``sigma_exp`` must be > 0).
+    experimental : array_like, shape (n_peaks,) (or dict)
+        Experimental shifts in ppm. ``n_peaks = n_sites`` without ``groups``.
+    sigma_exp : float or array_like of shape (n_peaks,) or dict, optional
+        Extra standard deviation per peak in ppm (the typical prediction-vs-experiment
+        error, e.g. ~0.3 ppm for ¹H, ~2 ppm for ¹³C). Default 0.
+    assignment : {"given", "marginalize"} or dict
+        ``"given"``: peak ``j`` belongs to site (group) ``j``. ``"marginalize"``: sum over
+        every assignment of peaks to sites within ``assignment_groups``, uniform prior.
+    groups : array_like of int, shape (n_sites,), optional (or dict)
+        Peak index of each site, for equivalent sites (e.g. the three methyl protons)
+        whose predictions are averaged (their σ too, as fully correlated errors).
+    prior : array_like, shape (n_candidates,), optional
+        Non-negative prior weights of the candidates (normalised here); default uniform.
+    assignment_groups : array_like of int, shape (n_peaks,), optional (or dict)
+        With ``assignment="marginalize"``: peaks with the same label may be permuted among
+        each other (e.g. CH₃ vs aromatic). Default: all peaks of a nucleus in one group.
+    offset : {"marginalize", "fit"} or float (or dict)
+        How to treat the offset ``b`` (ppm): integrate it out (Bayesian evidence, the
+        default), maximise the likelihood over it (profile likelihood, per assignment), or
+        a known value (a full global calibration together with ``slope``).
+    offset_prior : (mean, std) or dict, optional
+        Gaussian prior on ``b`` in ppm when marginalising; default flat (density 1/ppm).
+    slope : float or dict, default -1.0
+        Fixed slope between predictions and experimental shifts (``-1`` for shieldings,
+        ``1`` for shifts, or a calibrated value such as ``-1.02``).
+    method : {"auto", "exact", "quadrature", "bethe", "sampling"}
+        For marginalised assignments. ``"exact"``: enumerate every assignment with the
+        offset integral done analytically for each (``∏ k_g!`` terms, at most
+        ``max_permutations``). ``"quadrature"``: offset integrated by a trapezoid rule
+        fine enough to be exact to ~1e-15 relative, times exact permanents (subset dynamic
+        programming; groups of up to 20 peaks). ``"bethe"``: the same quadrature with the
+        Bethe permanent (belief propagation) for groups larger than ``exact_group_size``,
+        an approximation for large problems (a lower bound; its error is measured in
+        ``docs/nmr.md``). ``"sampling"``: importance sampling of whole assignments with the
+        Bethe marginals as proposal and the offset integrated analytically per sample
+        (unbiased for the evidence, ``n_samples`` per candidate, reproducible by ``seed``).
+        ``"auto"``: ``"quadrature"`` up to 16 peaks per group, else ``"bethe"``
+        (``"exact"`` when ``offset="fit"``).
+    missing : {"error", "drop"}
+        What a NaN in ``predicted``, ``predicted_std`` or ``experimental`` does: raise, or
+        drop the affected peak for *every* candidate (so evidences stay comparable).
+    max_permutations : float, default 4e7
+        Largest number of assignments ``method="exact"`` enumerates per candidate.
+    exact_group_size : int, default 8
+        ``method="bethe"``: groups up to this size still use exact permanents.
+    n_samples, seed : int
+        ``method="sampling"``: assignments drawn per candidate, and the random seed.
+    return_details : bool, default False
+        Return a :class:`StructurePosterior` instead of the probabilities alone.
+
+    Returns
+    -------
+    probabilities : numpy.ndarray, shape (n_candidates,), float64
+        Or a :class:`StructurePosterior` with the log-evidence per candidate and nucleus
+        and the per-peak contributions (``return_details=True``).
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: shape mismatches, NaN with ``missing="error"``, negative σ,
+        zero total variance (σ_pred = 0 and no σ_exp), bad labels, an unknown option,
+        too many permutations for ``"exact"``.
+
+    Example
+    -------
+    >>> import numpy as np, matchar as mc
+    >>> exp = np.array([1.2, 3.4, 7.1])                    # measured ¹H shifts (ppm)
+    >>> pred = np.array([[30.1, 27.9, 24.2],               # shieldings, candidate 0
+    ...                  [29.0, 28.5, 24.0]])              # candidate 1
+    >>> p = mc.nmr.structure_posterior(pred, 0.2, exp, sigma_exp=0.3)
+    >>> p.round(3)
+    array([0.996, 0.004])
+    """
+    if int(n_samples) < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples!r}")
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed!r}")
+    if missing not in ("error", "drop"):
+        raise ValueError(f"missing must be 'error' or 'drop', got {missing!r}")
+    multi = isinstance(predicted, Mapping)
+    if multi:
+        names = list(predicted)
+        if not names:
+            raise ValueError("predicted is an empty dict; give at least one nucleus")
+        for arg, val in (("predicted_std", predicted_std), ("experimental", experimental)):
+            if isinstance(val, Mapping) and set(val) != set(names):
+                raise ValueError(
+                    f"{arg} must have the same nuclei as predicted {sorted(names)}, "
+                    f"got {sorted(val)}"
+                )
+        if not isinstance(experimental, Mapping):
+            raise ValueError("experimental must be a dict per nucleus when predicted is one")
+    else:
+        names = ["shifts"]
+        if isinstance(experimental, Mapping):
+            raise ValueError("experimental is a dict but predicted is not")
+        predicted = {"shifts": predicted}
+        experimental = {"shifts": experimental}
+        predicted_std = {"shifts": predicted_std}
+        for arg, val in (
+            ("sigma_exp", sigma_exp),
+            ("groups", groups),
+            ("assignment_groups", assignment_groups),
+            ("offset", offset),
+            ("offset_prior", offset_prior),
+            ("slope", slope),
+            ("assignment", assignment),
+        ):
+            if isinstance(val, Mapping):
+                raise ValueError(f"{arg} is a dict but predicted is a single array")
+
+    terms: dict[str, NucleusTerms] = {}
+    n_cand = None
+    for name in names:
+        nuc = _prepare_nucleus(
+            name,
+            predicted[name],
+            _per_nucleus(predicted_std, name, names, "predicted_std"),
+            experimental[name],
+            _per_nucleus(sigma_exp, name, names, "sigma_exp"),
+            _per_nucleus(groups, name, names, "groups"),
+            _per_nucleus(assignment_groups, name, names, "assignment_groups"),
+            _per_nucleus(offset, name, names, "offset"),
+            _per_nucleus(offset_prior, name, names, "offset_prior"),
+            _per_nucleus(slope, name, names, "slope"),
+            missing,
+        )
+        if n_cand is None:
+            n_cand = nuc.mean.shape[0]
+        elif nuc.mean.shape[0] != n_cand:
+            raise ValueError(
+                f"predicted[{name!r}] has {nuc.mean.shape[0]} candidates, but an earlier "
+                f"nucleus has {n_cand}"
+            )
+        how = _per_nucleus(assignment, name, names, "assignment")
+        if how == "given":
+            terms[name] = _given_assignment(nuc)
+        elif how == "marginalize":
+            terms[name] = _marginal_assignment(
+                nuc, method, max_permutations, exact_group_size, n_samples, seed
+            )
+        else:
+            raise ValueError(f"assignment must be 'given' or 'marginalize', got {how!r}")
+    assert n_cand is not None
+
+    if prior is None:
+        log_prior = np.full(n_cand, -math.log(n_cand))
+    else:
+        pr = np.asarray(as_array(prior, "prior", ndim=1), dtype=np.float64)
+        if pr.shape[0] != n_cand:
+            raise ValueError(f"prior must have one weight per candidate ({n_cand}), got {pr.shape}")
+        if not np.all(np.isfinite(pr)) or (pr < 0).any() or pr.sum() <= 0:
+            raise ValueError("prior must hold finite, non-negative weights with a positive sum")
+        with np.errstate(divide="ignore"):
+            log_prior = np.log(pr / pr.sum())
+    log_evidence = np.sum([t.log_evidence for t in terms.values()], axis=0)
+    joint = log_prior + log_evidence
+    finite = np.isfinite(joint)
+    if not finite.any():
+        raise ValueError(
+            "every candidate has zero posterior weight (zero prior or a likelihood that "
+            "underflows even in log space)"
+        )
+    top = joint[finite].max()
+    shifted = np.where(finite, joint - top, -np.inf)
+    log_post = shifted - np.log(np.exp(shifted).sum())
+    probs = np.exp(log_post)
+    if not return_details:
+        return probs
+    return StructurePosterior(probs, log_evidence, log_prior, log_post, terms)
