@@ -96,8 +96,7 @@ auto dispatch_csr(const py::array& data, const py::array& indices, F&& f) {
 // (loss, W_new, H_new or None) of one NMF iteration, dense X.
 py::tuple nmf_update(const std::string& loss, const py::array& X, const py::array& W,
                      const py::array& H, const std::optional<py::array>& pixel_mask,
-                     const std::optional<py::array>& channel_mask, bool update_H,
-                     bool with_loss) {
+                     const std::optional<py::array>& channel_mask, bool update_H, bool with_loss) {
   if (loss != "kl" && loss != "frobenius")
     throw py::value_error("loss must be 'kl' or 'frobenius', got '" + loss + "'");
   return dispatch_counts(X, [&](auto tx) {
@@ -118,7 +117,8 @@ py::tuple nmf_update(const std::string& loss, const py::array& X, const py::arra
         value = loss == "kl" ? sp::kl_update<TX, T>(xv, wv, hv, m, update_H, with_loss, wo, ho)
                              : sp::hals_update<TX, T>(xv, wv, hv, m, update_H, wo, ho);
       }
-      return py::tuple(py::make_tuple(value, W_out, update_H ? py::object(H_out) : py::object(py::none())));
+      return py::tuple(
+          py::make_tuple(value, W_out, update_H ? py::object(H_out) : py::object(py::none())));
     });
   });
 }
@@ -150,7 +150,8 @@ py::tuple nmf_update_csr(const std::string& loss, const py::array& data, const p
                     ? sp::kl_update_csr<TX, TI, T>(xv, wv, hv, m, update_H, with_loss, wo, ho)
                     : sp::hals_update_csr<TX, TI, T>(xv, wv, hv, m, update_H, wo, ho);
       }
-      return py::tuple(py::make_tuple(value, W_out, update_H ? py::object(H_out) : py::object(py::none())));
+      return py::tuple(
+          py::make_tuple(value, W_out, update_H ? py::object(H_out) : py::object(py::none())));
     });
   });
 }

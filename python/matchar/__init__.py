@@ -19,10 +19,9 @@ except ImportError as err:  # pragma: no cover - depends on how the package was 
     )
     raise ImportError(msg) from err
 
-from . import gp
-from . import spectral
+from . import gp, io, spectral
 from ._threads import get_num_threads, set_num_threads
 
 __version__: str = "0.1.0"
 
-__all__ = ["__version__", "get_num_threads", "gp", "set_num_threads", "spectral"]
+__all__ = ["__version__", "get_num_threads", "gp", "io", "set_num_threads", "spectral"]

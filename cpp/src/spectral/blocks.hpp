@@ -70,7 +70,10 @@ template <class Body>
 void for_blocks(index_t n_blocks, int n_threads, Body&& body) {
   std::atomic<bool> stop{false};
   std::exception_ptr error;
-#pragma omp parallel num_threads(n_threads)
+  // Small inputs: no idle threads waiting at the barrier (thread ids stay < n_threads, so
+  // per-thread accumulators sized for n_threads remain valid).
+  const int team = static_cast<int>(std::max<index_t>(1, std::min<index_t>(n_threads, n_blocks)));
+#pragma omp parallel num_threads(team)
   {
     const int tid = omp_get_thread_num();
 #pragma omp for schedule(static)

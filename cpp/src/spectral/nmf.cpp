@@ -32,8 +32,10 @@ inline double fast_log(double v) {
   e += high ? 1 : 0;
   const double s = (m - 1.0) / (m + 1.0), s2 = s * s;
   const double p =
-      s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 * (1.0 / 9 +
-            s2 * (1.0 / 11 + s2 * (1.0 / 13 + s2 * (1.0 / 15)))))));
+      s2 * (1.0 / 3 +
+            s2 * (1.0 / 5 +
+                  s2 * (1.0 / 7 +
+                        s2 * (1.0 / 9 + s2 * (1.0 / 11 + s2 * (1.0 / 13 + s2 * (1.0 / 15)))))));
   return static_cast<double>(e) * 0.6931471805599453 + 2.0 * s * (1.0 + p);
 }
 
@@ -84,7 +86,7 @@ template <class T>
 void finish_kl_h(ConstMatrixView<T> H, const Accumulators& acc, const std::vector<double>& wsum,
                  T* H_out) {
   const index_t K = H.rows, C = H.cols;
-#pragma omp parallel for schedule(static) num_threads(num_threads())
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (K * C > 65536)
   for (index_t c = 0; c < C; ++c) {
     for (index_t k = 0; k < K; ++k) {
       const double den = wsum[k] == 0.0 ? kEpsilon : wsum[k];
@@ -119,7 +121,7 @@ double finish_hals(ConstMatrixView<T> H, Masks masks, bool update_H, XtW xtw,
   std::vector<double> hht_parts;
   const int nt = num_threads();
   hht_parts.assign(static_cast<std::size_t>(nt) * K * K, 0.0);
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) if (K * C > 65536)
   {
     const int tid = omp_get_thread_num();
     std::vector<double> h(K), b(K);
@@ -152,7 +154,8 @@ double finish_hals(ConstMatrixView<T> H, Masks masks, bool update_H, XtW xtw,
   for (index_t k = 0; k < K; ++k)
     for (index_t l = 0; l < K; ++l) {
       double hkl = 0.0;
-      for (int t = 0; t < nt; ++t) hkl += hht_parts[static_cast<std::size_t>(t) * K * K + k * K + l];
+      for (int t = 0; t < nt; ++t)
+        hkl += hht_parts[static_cast<std::size_t>(t) * K * K + k * K + l];
       quad += WtW[k * K + l] * hkl;
     }
   return std::max(0.5 * (sumsq - 2.0 * cross_sum + quad), 0.0);
@@ -328,7 +331,7 @@ double kl_update_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<T>
   if (update_H) {
     std::vector<double> wsum(K);
     for (index_t k = 0; k < K; ++k) wsum[k] = wsum_new.sum(k);
-#pragma omp parallel for schedule(static) num_threads(nt)
+#pragma omp parallel for schedule(static) num_threads(nt) if (K * C > 65536)
     for (index_t c = 0; c < C; ++c)
       for (index_t k = 0; k < K; ++k) {
         const double d = wsum[k] == 0.0 ? kEpsilon : wsum[k];
@@ -413,8 +416,8 @@ double hals_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<
 }
 
 template <class TX, class TI, class T>
-double hals_update_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<T> H,
-                       Masks masks, bool update_H, T* W_out, T* H_out) {
+double hals_update_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
+                       bool update_H, T* W_out, T* H_out) {
   const index_t N = X.rows, C = X.cols, K = W.cols;
   detail::check_factors(N, C, W.rows, W.cols, H.rows, H.cols);
   if (W_out == nullptr || (update_H && H_out == nullptr))
@@ -551,29 +554,29 @@ void poisson_deviance_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixVi
 // Explicit instantiations: X in {uint8, uint16, uint32, float, double} x factors in
 // {float, double}; CSR data float/double with int32/int64 indices.
 // ---------------------------------------------------------------------------
-#define MATCHAR_NMF_DENSE(TX, T)                                                                \
-  template double kl_update<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>, ConstMatrixView<T>, \
-                                   Masks, bool, bool, T*, T*);                                  \
-  template double hals_update<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>,                   \
-                                     ConstMatrixView<T>, Masks, bool, T*, T*);                  \
-  template void poisson_deviance<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>,                \
+#define MATCHAR_NMF_DENSE(TX, T)                                                                  \
+  template double kl_update<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>, ConstMatrixView<T>,   \
+                                   Masks, bool, bool, T*, T*);                                    \
+  template double hals_update<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>, ConstMatrixView<T>, \
+                                     Masks, bool, T*, T*);                                        \
+  template void poisson_deviance<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>,                  \
                                         ConstMatrixView<T>, Masks, double*);
-#define MATCHAR_NMF_CSR(TX, TI, T)                                                              \
-  template double kl_update_csr<TX, TI, T>(CsrView<TX, TI>, ConstMatrixView<T>,                 \
-                                           ConstMatrixView<T>, Masks, bool, bool, T*, T*);      \
-  template double hals_update_csr<TX, TI, T>(CsrView<TX, TI>, ConstMatrixView<T>,               \
-                                             ConstMatrixView<T>, Masks, bool, T*, T*);          \
-  template void poisson_deviance_csr<TX, TI, T>(CsrView<TX, TI>, ConstMatrixView<T>,            \
+#define MATCHAR_NMF_CSR(TX, TI, T)                                                         \
+  template double kl_update_csr<TX, TI, T>(CsrView<TX, TI>, ConstMatrixView<T>,            \
+                                           ConstMatrixView<T>, Masks, bool, bool, T*, T*); \
+  template double hals_update_csr<TX, TI, T>(CsrView<TX, TI>, ConstMatrixView<T>,          \
+                                             ConstMatrixView<T>, Masks, bool, T*, T*);     \
+  template void poisson_deviance_csr<TX, TI, T>(CsrView<TX, TI>, ConstMatrixView<T>,       \
                                                 ConstMatrixView<T>, Masks, double*);
 
-#define MATCHAR_NMF_ALL_X(T)              \
-  MATCHAR_NMF_DENSE(std::uint8_t, T)      \
-  MATCHAR_NMF_DENSE(std::uint16_t, T)     \
-  MATCHAR_NMF_DENSE(std::uint32_t, T)     \
-  MATCHAR_NMF_DENSE(float, T)             \
-  MATCHAR_NMF_DENSE(double, T)            \
-  MATCHAR_NMF_CSR(float, std::int32_t, T) \
-  MATCHAR_NMF_CSR(float, std::int64_t, T) \
+#define MATCHAR_NMF_ALL_X(T)               \
+  MATCHAR_NMF_DENSE(std::uint8_t, T)       \
+  MATCHAR_NMF_DENSE(std::uint16_t, T)      \
+  MATCHAR_NMF_DENSE(std::uint32_t, T)      \
+  MATCHAR_NMF_DENSE(float, T)              \
+  MATCHAR_NMF_DENSE(double, T)             \
+  MATCHAR_NMF_CSR(float, std::int32_t, T)  \
+  MATCHAR_NMF_CSR(float, std::int64_t, T)  \
   MATCHAR_NMF_CSR(double, std::int32_t, T) \
   MATCHAR_NMF_CSR(double, std::int64_t, T)
 

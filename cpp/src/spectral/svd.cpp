@@ -57,8 +57,8 @@ void check_projection(index_t N, index_t C, ConstMatrixView<T> V) {
 }  // namespace
 
 template <class TX, class T>
-void weighted_project(ConstMatrixView<TX> X, const double* r, const double* c,
-                      ConstMatrixView<T> V, const double* offset, T* Y) {
+void weighted_project(ConstMatrixView<TX> X, const double* r, const double* c, ConstMatrixView<T> V,
+                      const double* offset, T* Y) {
   const index_t N = X.rows, C = X.cols, L = V.cols;
   check_projection(N, C, V);
   const RowMat<T> Vm = detail::to_matrix(V);
@@ -111,20 +111,19 @@ void weighted_gram_apply(ConstMatrixView<TX> X, const double* r, const double* c
   }
 }
 
-#define MATCHAR_SVD_X(TX)                                                                    \
-  template double weighted_sums<TX>(ConstMatrixView<TX>, const double*, const double*,       \
-                                    double*, double*);                                       \
-  template void weighted_project<TX, float>(ConstMatrixView<TX>, const double*, const double*, \
-                                            ConstMatrixView<float>, const double*, float*);    \
-  template void weighted_project<TX, double>(ConstMatrixView<TX>, const double*,             \
-                                             const double*, ConstMatrixView<double>,         \
-                                             const double*, double*);                        \
-  template void weighted_gram_apply<TX, float>(ConstMatrixView<TX>, const double*,           \
-                                               const double*, ConstMatrixView<float>,        \
-                                               const double*, double*, double*);             \
-  template void weighted_gram_apply<TX, double>(ConstMatrixView<TX>, const double*,          \
-                                                const double*, ConstMatrixView<double>,      \
-                                                const double*, double*, double*);
+#define MATCHAR_SVD_X(TX)                                                                          \
+  template double weighted_sums<TX>(ConstMatrixView<TX>, const double*, const double*, double*,    \
+                                    double*);                                                      \
+  template void weighted_project<TX, float>(ConstMatrixView<TX>, const double*, const double*,     \
+                                            ConstMatrixView<float>, const double*, float*);        \
+  template void weighted_project<TX, double>(ConstMatrixView<TX>, const double*, const double*,    \
+                                             ConstMatrixView<double>, const double*, double*);     \
+  template void weighted_gram_apply<TX, float>(ConstMatrixView<TX>, const double*, const double*,  \
+                                               ConstMatrixView<float>, const double*, double*,     \
+                                               double*);                                           \
+  template void weighted_gram_apply<TX, double>(ConstMatrixView<TX>, const double*, const double*, \
+                                                ConstMatrixView<double>, const double*, double*,   \
+                                                double*);
 
 MATCHAR_SVD_X(std::uint8_t)
 MATCHAR_SVD_X(std::uint16_t)

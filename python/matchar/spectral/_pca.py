@@ -203,7 +203,7 @@ class PCA(TransformerMixin, BaseEstimator):
         if data.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {data.shape[1]} channels, but the model was fitted with "
                              f"{self.n_features_in_}")
-        g, r, _ = self._weights(data.X)
+        _, r, _ = self._weights(data.X)
         V = np.ascontiguousarray(self.components_.T, dtype=self._dtype)
         offset = np.ascontiguousarray(self.mean_ @ self.components_.T, dtype=np.float64)
         Y = _core.spectral.weighted_project(data.X, r, self.spectrum_weights_, V, offset)

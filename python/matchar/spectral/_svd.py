@@ -26,7 +26,7 @@ def gram_apply(
     dtype: np.dtype,
 ) -> np.ndarray:
     """``A^T A V`` (float64, C x L) in one blocked pass over X."""
-    Vd = np.ascontiguousarray(V, dtype=dtype)
+    Vd = np.ascontiguousarray(V, dtype=np.dtype(dtype))
     offset = None if mean is None else np.ascontiguousarray(mean @ V, dtype=np.float64)
     Z, s = _core.spectral.weighted_gram_apply(X, r, c, Vd, offset)
     if mean is not None:
@@ -44,7 +44,7 @@ def randomized_svd(
     n_oversamples: int = 10,
     n_iter: int = 4,
     random_state: Any = None,
-    dtype: np.dtype = np.dtype(np.float64),
+    dtype: Any = np.float64,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Leading singular values (k,) and right singular vectors (k, C) of the implicit A.
 

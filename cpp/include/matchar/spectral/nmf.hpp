@@ -66,8 +66,8 @@ template <class TX, class T>
 double hals_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
                    bool update_H, T* W_out, T* H_out);
 template <class TX, class TI, class T>
-double hals_update_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<T> H,
-                       Masks masks, bool update_H, T* W_out, T* H_out);
+double hals_update_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
+                       bool update_H, T* W_out, T* H_out);
 
 // Per-pixel Poisson deviance of the reconstruction W H over the included channels,
 //   out[i] = 2 sum_c [ x log(x / wh) - x + wh ]      (x log x := 0 at x = 0),

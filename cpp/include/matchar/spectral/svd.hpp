@@ -18,8 +18,8 @@ double weighted_sums(ConstMatrixView<TX> X, const double* r, const double* c, do
 // Y = diag(r) X diag(c) V - 1 offset^T, V: C x L (any strides), offset: L or nullptr.
 // Y: N x L row-major, written in full.
 template <class TX, class T>
-void weighted_project(ConstMatrixView<TX> X, const double* r, const double* c,
-                      ConstMatrixView<T> V, const double* offset, T* Y);
+void weighted_project(ConstMatrixView<TX> X, const double* r, const double* c, ConstMatrixView<T> V,
+                      const double* offset, T* Y);
 
 // With Y = A V (A as above), in one pass so that each block of Y stays in cache:
 //   Z = (diag(r) X diag(c))^T Y     (C x L, row-major float64)
