@@ -251,3 +251,19 @@ def test_progress_bar(capsys):
     X, _ = small_cube(12)
     mc.spectral.NMF(2, max_iter=3, tol=0, progress=True).fit(X)
     assert "NMF (kl)" in capsys.readouterr().err
+
+
+def test_mostly_zero_dense_cube_takes_the_sparse_path(monkeypatch):
+    from matchar.spectral import _nmf
+
+    rng = np.random.default_rng(13)
+    X = rng.poisson(0.02, (400, 300)).astype(np.uint8)  # ~2 % non-zero, like EDX maps
+    W0 = rng.random((400, 3)) + 0.1
+    H0 = rng.random((3, 300)) + 0.1
+    fit = lambda data: mc.spectral.NMF(3, max_iter=10, tol=0, init=(W0, H0)).fit(data)  # noqa: E731
+    auto = fit(X)
+    np.testing.assert_array_equal(auto.components_, fit(sp.csr_matrix(X)).components_)
+    monkeypatch.setattr(_nmf, "AUTO_SPARSE_DENSITY", 0.0)  # force the dense kernels
+    dense = fit(X)
+    np.testing.assert_allclose(auto.components_, dense.components_, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(auto.residual_map_, dense.residual_map_, rtol=1e-5)

@@ -6,6 +6,7 @@ import numbers
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
@@ -16,6 +17,29 @@ from ._input import SpectrumMatrix, as_mask, as_spectrum_matrix, factor_dtype, u
 from ._svd import randomized_svd
 
 _LOSSES = ("kl", "frobenius")
+# Dense input with fewer non-zeros than this fraction is iterated in CSR form: the work
+# then scales with the counts, not the cube (typical of EDX maps, often >95 % zeros).
+AUTO_SPARSE_DENSITY = 0.05
+_ROWS_ELEMENTS = 1 << 22
+
+
+def _sparse_if_mostly_zero(data: SpectrumMatrix) -> SpectrumMatrix:
+    """A CSR copy of the non-zeros of a mostly-zero dense cube, else ``data`` itself."""
+    if data.sparse:
+        return data
+    X = data.X
+    N, C = X.shape
+    step = max(1, _ROWS_ELEMENTS // C)
+    nnz = sum(int(np.count_nonzero(X[i : i + step])) for i in range(0, N, step))
+    if nnz > AUTO_SPARSE_DENSITY * N * C:
+        return data
+    value_dtype = np.float64 if X.dtype in (np.float64, np.uint32) else np.float32
+    blocks = [sp.csr_matrix(X[i : i + step], dtype=value_dtype) for i in range(0, N, step)]
+    csr = sp.vstack(blocks, format="csr")
+    if csr.indices.dtype != csr.indptr.dtype:
+        csr.indices = csr.indices.astype(np.int64)
+        csr.indptr = csr.indptr.astype(np.int64)
+    return SpectrumMatrix(csr, data.nav_shape)
 
 
 def _update(data: SpectrumMatrix, loss: str, W, H, pm, cm, update_H: bool, with_loss: bool):
@@ -156,7 +180,9 @@ class NMF(TransformerMixin, BaseEstimator):
     included channels; an excluded channel does not influence the maps but its values in
     ``components_`` are fitted given the maps. Excluded entries are left out of the loss,
     not treated as zeros. All-zero pixels get all-zero maps (never NaN). float16 input is
-    converted to float32; signed integer counts to uint32 (both copies).
+    converted to float32; signed integer counts to uint32 (both copies). Dense input with
+    fewer than 5 % non-zero counts is iterated from a CSR copy of its non-zeros (much
+    smaller than the cube), so that the work scales with the number of counts.
 
     Pressing Ctrl-C stops the fit within one iteration: the estimator keeps the state
     after the last complete iteration (``components_``, ``n_iter_``, ``loss_history_``)
@@ -304,7 +330,7 @@ class NMF(TransformerMixin, BaseEstimator):
         pm = as_mask(pixel_mask, "pixel_mask", data.nav_shape, N)
         cm = as_mask(channel_mask, "channel_mask", (C,), C)
         W, H = self._initial_factors(data, k, dtype)
-        W, H = self._iterate(data, W, H, pm, cm, update_H=True)
+        W, H = self._iterate(_sparse_if_mostly_zero(data), W, H, pm, cm, update_H=True)
         return unflatten(W, data.nav_shape)
 
     def _iterate(self, data, W, H, pm, cm, *, update_H: bool):
@@ -419,7 +445,7 @@ class NMF(TransformerMixin, BaseEstimator):
         H = self.components_
         avg = np.sqrt(max(_data_mean(data), 0.0) / self.n_components_)
         W = np.full((N, self.n_components_), avg, dtype=H.dtype)
-        W, _ = self._iterate(data, W, H, None, None, update_H=False)
+        W, _ = self._iterate(_sparse_if_mostly_zero(data), W, H, None, None, update_H=False)
         return unflatten(W, data.nav_shape)
 
     def inverse_transform(self, X: ArrayLike) -> np.ndarray:
