@@ -27,29 +27,59 @@ inline double fast_log(double v) {
   bits = (bits & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull;
   double m;
   std::memcpy(&m, &bits, sizeof m);
-  const bool high = m > 1.4142135623730951;
-  m = high ? 0.5 * m : m;
-  e += high ? 1 : 0;
+  const double high = static_cast<double>(m > 1.4142135623730951);
+  m *= 1.0 - 0.5 * high;
   const double s = (m - 1.0) / (m + 1.0), s2 = s * s;
   const double p =
       s2 * (1.0 / 3 +
             s2 * (1.0 / 5 +
                   s2 * (1.0 / 7 +
                         s2 * (1.0 / 9 + s2 * (1.0 / 11 + s2 * (1.0 / 13 + s2 * (1.0 / 15)))))));
-  return static_cast<double>(e) * 0.6931471805599453 + 2.0 * s * (1.0 + p);
+  return (static_cast<double>(e) + high) * 0.6931471805599453 + 2.0 * s * (1.0 + p);
+}
+
+// The same in single precision (relative error < 1e-6), for float factors: twice the
+// lanes, and 32-bit integer operations that every vector ISA has.
+inline float fast_logf(float v) {
+  std::int32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  std::int32_t e = ((bits >> 23) & 0xff) - 127;
+  bits = (bits & 0x007FFFFF) | 0x3F800000;
+  float m;
+  std::memcpy(&m, &bits, sizeof m);
+  const float high = static_cast<float>(m > 1.41421356f);  // arithmetic, not a branch
+  m *= 1.0f - 0.5f * high;
+  const float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
+  const float p = s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9))));
+  return (static_cast<float>(e) + high) * 0.6931471805599453f + 2.0f * s * (1.0f + p);
 }
 
 // sum_c x_c log(r_c) over entries with r_c > 0 (r = x / wh, 0 where not counted).
-template <class T>
-double sum_x_log_ratio(const T* x, const T* r, index_t n) {
+inline double sum_x_log_ratio(const double* x, const double* r, index_t n) {
   double s = 0.0;
 #pragma omp simd reduction(+ : s)
   for (index_t c = 0; c < n; ++c) {
-    const double rc = static_cast<double>(r[c]);
-    const bool use = rc > 1e-300;
-    s += use ? static_cast<double>(x[c]) * fast_log(use ? rc : 1.0) : 0.0;
+    const double rc = r[c] + static_cast<double>(r[c] <= 1e-300);
+    s += x[c] * fast_log(rc);
   }
   return s;
+}
+inline double sum_x_log_ratio(const float* x, const float* r, index_t n) {
+  // Partial sums in float over short runs, then float64: exact enough, fully vectorised.
+  double total = 0.0;
+  constexpr index_t kRun = 256;
+  for (index_t c0 = 0; c0 < n; c0 += kRun) {
+    const index_t c1 = std::min(n, c0 + kRun);
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (index_t c = c0; c < c1; ++c) {
+      // r >= 0; entries with r == 0 are not counted: log(1) = 0 there.
+      const float rc = r[c] + static_cast<float>(r[c] <= 1e-37f);
+      s += x[c] * fast_logf(rc);
+    }
+    total += static_cast<double>(s);
+  }
+  return total;
 }
 
 // Per-thread float64 accumulators, reduced in thread order (deterministic).
@@ -164,6 +194,73 @@ double finish_hals(ConstMatrixView<T> H, Masks masks, bool update_H, XtW xtw,
 }  // namespace
 
 // ---------------------------------------------------------------------------
+// Row kernels of the dense passes: everything about one pixel stays in L1 (its spectrum,
+// its W H and ratios, C elements each), H (K x C) in L1/L2. Vectorised over channels.
+// ---------------------------------------------------------------------------
+namespace {
+
+template <class TX, class T>
+inline void load_row(ConstMatrixView<TX> X, index_t i, T* __restrict out) {
+  const TX* src = X.data + i * X.row_stride;
+  const index_t cs = X.col_stride, C = X.cols;
+  if (cs == 1) {
+#pragma omp simd
+    for (index_t c = 0; c < C; ++c) out[c] = static_cast<T>(src[c]);
+  } else {
+    for (index_t c = 0; c < C; ++c) out[c] = static_cast<T>(src[c * cs]);
+  }
+}
+
+// wh = w^T H for one pixel (H row-major K x C).
+template <class T>
+inline void row_times_h(const T* __restrict w, const T* __restrict H, index_t K, index_t C,
+                        T* __restrict wh) {
+#pragma omp simd
+  for (index_t c = 0; c < C; ++c) wh[c] = w[0] * H[c];
+  for (index_t k = 1; k < K; ++k) {
+    const T wk = w[k];
+    const T* __restrict h = H + k * C;
+#pragma omp simd
+    for (index_t c = 0; c < C; ++c) wh[c] += wk * h[c];
+  }
+}
+
+template <class T>
+inline double dot(const T* __restrict a, const T* __restrict b, index_t n) {
+  T s = T(0);
+#pragma omp simd reduction(+ : s)
+  for (index_t c = 0; c < n; ++c) s += a[c] * b[c];
+  return static_cast<double>(s);
+}
+
+// r = x / max(wh, eps) where x > 0 and the channel is included, else 0 (in place in wh).
+template <class T>
+inline void ratio(const T* __restrict x, T* __restrict wh, const std::uint8_t* channels,
+                  index_t C) {
+  const T eps = static_cast<T>(kEpsilon);
+  if (channels == nullptr) {
+#pragma omp simd
+    for (index_t c = 0; c < C; ++c) wh[c] = x[c] > T(0) ? x[c] / std::max(wh[c], eps) : T(0);
+  } else {
+#pragma omp simd
+    for (index_t c = 0; c < C; ++c)
+      wh[c] = (x[c] > T(0)) & (channels[c] != 0) ? x[c] / std::max(wh[c], eps) : T(0);
+  }
+}
+
+// sum_c [x log(r) - x] over the entries where r > 0 (the counted ones).
+template <class T>
+inline double kl_row_terms(const T* __restrict x, const T* __restrict r, index_t C) {
+  double s = sum_x_log_ratio(x, r, C);
+  double counted = 0.0;
+#pragma omp simd reduction(+ : counted)
+  for (index_t c = 0; c < C; ++c) counted += r[c] > T(0) ? static_cast<double>(x[c]) : 0.0;
+  return s - counted;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
 // KL multiplicative updates, dense X
 // ---------------------------------------------------------------------------
 template <class TX, class T>
@@ -175,73 +272,63 @@ double kl_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T>
     throw InvalidArgument("output buffers must not be null");
 
   const RowMat<T> Hm = detail::to_matrix(H);
+  const T* Hp = Hm.data();
   const std::vector<double> hsum = masked_row_sums(H, masks.channels);
   std::vector<T> den(K);
   for (index_t k = 0; k < K; ++k) den[k] = static_cast<T>(hsum[k] == 0.0 ? kEpsilon : hsum[k]);
 
-  const index_t B = detail::block_rows(C);
+  constexpr index_t B = 64;  // rows per block: H accumulated in T over a block, then float64
   const index_t n_blocks = (N + B - 1) / B;
   const int nt = num_threads();
   Accumulators acc(nt, update_H ? K * C : 0, "KL update accumulators");
   Accumulators wsum_new(nt, K, "KL update accumulators");
   Accumulators wsum_old(nt, K, "KL update accumulators");
   std::vector<double> loss_part(static_cast<std::size_t>(nt), 0.0);
-  const T eps = static_cast<T>(kEpsilon);
 
   detail::for_blocks(n_blocks, nt, [&](index_t b, int tid) {
-    thread_local RowMat<T> Xb, R, Wb, numW, tmp;
-    const index_t i0 = b * B, nb = std::min(B, N - i0);
-    detail::pack_rows(X, i0, nb, Xb);
-    Wb.resize(nb, K);
-    for (index_t i = 0; i < nb; ++i)
-      for (index_t k = 0; k < K; ++k) Wb(i, k) = W(i0 + i, k);
-    R.noalias() = Wb * Hm;
-    double loss = 0.0;
+    thread_local std::vector<T> x, r, accb, w, wn;
+    x.resize(C);
+    r.resize(C);
+    w.resize(K);
+    wn.resize(K);
+    if (update_H) accb.assign(static_cast<std::size_t>(K * C), T(0));
     double* wo = wsum_old.of(tid);
-    for (index_t i = 0; i < nb; ++i) {
-      const bool pix = included(masks.pixels, i0 + i);
-      if (pix && with_loss)
-        for (index_t k = 0; k < K; ++k) wo[k] += Wb(i, k);
-      T* r = R.data() + i * C;
-      const T* x = Xb.data() + i * C;
-      if (masks.channels == nullptr) {
-        for (index_t c = 0; c < C; ++c) r[c] = x[c] > T(0) ? x[c] / std::max(r[c], eps) : T(0);
-      } else {
-        for (index_t c = 0; c < C; ++c)
-          r[c] = x[c] > T(0) && masks.channels[c] ? x[c] / std::max(r[c], eps) : T(0);
-      }
+    double* ws = wsum_new.of(tid);
+    double loss = 0.0;
+    const index_t i0 = b * B, i1 = std::min(N, i0 + B);
+    for (index_t i = i0; i < i1; ++i) {
+      const bool pix = included(masks.pixels, i);
+      load_row(X, i, x.data());
+      for (index_t k = 0; k < K; ++k) w[k] = W(i, k);
+      row_times_h(w.data(), Hp, K, C, r.data());
+      ratio(x.data(), r.data(), masks.channels, C);
       if (pix && with_loss) {
-        // x log(x / wh) - x over the counted entries; r is 0 elsewhere.
-        loss += sum_x_log_ratio(x, r, C);
-        for (index_t c = 0; c < C; ++c) loss -= r[c] > T(0) ? static_cast<double>(x[c]) : 0.0;
+        loss += kl_row_terms(x.data(), r.data(), C);
+        for (index_t k = 0; k < K; ++k) wo[k] += w[k];
+      }
+      for (index_t k = 0; k < K; ++k) {
+        const T delta = static_cast<T>(dot(r.data(), Hp + k * C, C)) / den[k];
+        wn[k] = w[k] * delta;
+        W_out[i * K + k] = wn[k];
+      }
+      if (!update_H || !pix) continue;
+      // The H numerator W_new^T (X / W_new H), from the row still in cache.
+      row_times_h(wn.data(), Hp, K, C, r.data());
+      ratio(x.data(), r.data(), static_cast<const std::uint8_t*>(nullptr), C);
+      for (index_t k = 0; k < K; ++k) {
+        ws[k] += wn[k];
+        const T wk = wn[k];
+        T* __restrict a = accb.data() + k * C;
+        const T* __restrict rr = r.data();
+#pragma omp simd
+        for (index_t c = 0; c < C; ++c) a[c] += wk * rr[c];
       }
     }
     loss_part[tid] += loss;
-    numW.noalias() = R * Hm.transpose();
-    for (index_t i = 0; i < nb; ++i)
-      for (index_t k = 0; k < K; ++k) {
-        const T delta = numW(i, k) / den[k];
-        Wb(i, k) *= delta;
-        W_out[(i0 + i) * K + k] = Wb(i, k);
-      }
-    if (!update_H) return;
-    // The H numerator W_new^T (X / W_new H) from the block still in cache.
-    R.noalias() = Wb * Hm;
-    double* ws = wsum_new.of(tid);
-    for (index_t i = 0; i < nb; ++i) {
-      T* r = R.data() + i * C;
-      if (!included(masks.pixels, i0 + i)) {
-        std::fill(r, r + C, T(0));
-        continue;
-      }
-      for (index_t k = 0; k < K; ++k) ws[k] += Wb(i, k);
-      const T* x = Xb.data() + i * C;
-      for (index_t c = 0; c < C; ++c) r[c] = x[c] > T(0) ? x[c] / std::max(r[c], eps) : T(0);
+    if (update_H) {
+      double* a = acc.of(tid);
+      for (index_t j = 0; j < K * C; ++j) a[j] += static_cast<double>(accb[j]);
     }
-    tmp.noalias() = Wb.transpose() * R;
-    double* a = acc.of(tid);
-    const T* t = tmp.data();
-    for (index_t j = 0; j < K * C; ++j) a[j] += static_cast<double>(t[j]);
   });
 
   if (update_H) {
@@ -363,8 +450,9 @@ double hals_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<
     if (!included(masks.channels, c)) Hm.col(c).setZero();
   const RowMat<double> Hd = Hm.template cast<double>();
   const RowMat<double> HHt = Hd * Hd.transpose();
+  const T* Hp = Hm.data();
 
-  const index_t B = detail::block_rows(C);
+  constexpr index_t B = 64;
   const index_t n_blocks = (N + B - 1) / B;
   const int nt = num_threads();
   Accumulators acc(nt, K * C, "HALS accumulators");
@@ -372,38 +460,44 @@ double hals_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<
   std::vector<double> sumsq_part(static_cast<std::size_t>(nt), 0.0);
 
   detail::for_blocks(n_blocks, nt, [&](index_t b, int tid) {
-    thread_local RowMat<T> Xb, XHt, Wb, tmp;
+    thread_local std::vector<T> x, xm, accb;
+    x.resize(C);
+    accb.assign(static_cast<std::size_t>(K * C), T(0));
     std::vector<double> w(K), xh(K);
-    const index_t i0 = b * B, nb = std::min(B, N - i0);
-    detail::pack_rows(X, i0, nb, Xb);
-    XHt.noalias() = Xb * Hm.transpose();
-    Wb.resize(nb, K);
     double* g = wtw.of(tid);
     double sumsq = 0.0;
-    for (index_t i = 0; i < nb; ++i) {
+    const index_t i0 = b * B, i1 = std::min(N, i0 + B);
+    for (index_t i = i0; i < i1; ++i) {
+      load_row(X, i, x.data());
       for (index_t k = 0; k < K; ++k) {
-        w[k] = W(i0 + i, k);
-        xh[k] = XHt(i, k);
+        w[k] = W(i, k);
+        xh[k] = dot(x.data(), Hp + k * C, C);
       }
       cd_sweep(w.data(), HHt.data(), xh.data(), K);
-      const bool pix = included(masks.pixels, i0 + i);
       for (index_t k = 0; k < K; ++k) {
-        W_out[(i0 + i) * K + k] = static_cast<T>(w[k]);
-        Wb(i, k) = pix ? static_cast<T>(w[k]) : T(0);  // excluded pixels do not drive H
+        W_out[i * K + k] = static_cast<T>(w[k]);
+        w[k] = static_cast<double>(W_out[i * K + k]);
       }
-      if (!pix) continue;
+      if (!included(masks.pixels, i)) continue;  // excluded pixels do not drive H
       for (index_t k = 0; k < K; ++k)
-        for (index_t l = 0; l < K; ++l)
-          g[k * K + l] += static_cast<double>(Wb(i, k)) * static_cast<double>(Wb(i, l));
-      const T* x = Xb.data() + i * C;
-      for (index_t c = 0; c < C; ++c)
-        if (included(masks.channels, c)) sumsq += static_cast<double>(x[c]) * x[c];
+        for (index_t l = 0; l < K; ++l) g[k * K + l] += w[k] * w[l];
+      if (masks.channels == nullptr) {
+        sumsq += dot(x.data(), x.data(), C);
+      } else {
+        for (index_t c = 0; c < C; ++c)
+          if (masks.channels[c]) sumsq += static_cast<double>(x[c]) * x[c];
+      }
+      for (index_t k = 0; k < K; ++k) {
+        const T wk = static_cast<T>(w[k]);
+        T* __restrict a = accb.data() + k * C;
+        const T* __restrict xr = x.data();
+#pragma omp simd
+        for (index_t c = 0; c < C; ++c) a[c] += wk * xr[c];
+      }
     }
     sumsq_part[tid] += sumsq;
-    tmp.noalias() = Wb.transpose() * Xb;  // K x C
     double* a = acc.of(tid);
-    const T* t = tmp.data();
-    for (index_t j = 0; j < K * C; ++j) a[j] += static_cast<double>(t[j]);
+    for (index_t j = 0; j < K * C; ++j) a[j] += static_cast<double>(accb[j]);
   });
 
   std::vector<double> xtw(static_cast<std::size_t>(K * C)), WtW(static_cast<std::size_t>(K * K));
@@ -497,25 +591,24 @@ void poisson_deviance(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixVi
                       Masks masks, double* out) {
   const index_t N = X.rows, C = X.cols, K = W.cols;
   detail::check_factors(N, C, W.rows, W.cols, H.rows, H.cols);
-  const DevianceFactors<T> f(H, masks.channels);
-  constexpr index_t B = 256;
+  const RowMat<T> Hm = detail::to_matrix(H);
+  const std::vector<double> hsum = masked_row_sums(H, masks.channels);
+  constexpr index_t B = 64;
   detail::for_blocks((N + B - 1) / B, num_threads(), [&](index_t b, int) {
-    std::vector<double> w(K);
+    thread_local std::vector<T> x, r, w;
+    x.resize(C);
+    r.resize(C);
+    w.resize(K);
     for (index_t i = b * B; i < std::min(N, (b + 1) * B); ++i) {
       double dev = 0.0;
       for (index_t k = 0; k < K; ++k) {
         w[k] = W(i, k);
-        dev += w[k] * f.hsum[k];
+        dev += static_cast<double>(w[k]) * hsum[k];
       }
-      for (index_t c = 0; c < C; ++c) {
-        const double x = static_cast<double>(X(i, c));
-        if (!(x > 0.0) || !included(masks.channels, c)) continue;
-        const double* h = f.Ht.data() + c * K;
-        double wh = 0.0;
-        for (index_t k = 0; k < K; ++k) wh += w[k] * h[k];
-        dev += x * std::log(x / std::max(wh, kEpsilon)) - x;
-      }
-      out[i] = 2.0 * dev;
+      load_row(X, i, x.data());
+      row_times_h(w.data(), Hm.data(), K, C, r.data());
+      ratio(x.data(), r.data(), masks.channels, C);
+      out[i] = 2.0 * (dev + kl_row_terms(x.data(), r.data(), C));
     }
   });
 }
