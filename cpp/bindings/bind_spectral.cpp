@@ -30,11 +30,11 @@ struct Tag {
 template <class F>
 auto dispatch_counts(const py::array& X, F&& f) {
   const py::dtype dt = X.dtype();
-  if (dt.is(py::dtype::of<std::uint8_t>())) return f(Tag<std::uint8_t>{});
-  if (dt.is(py::dtype::of<std::uint16_t>())) return f(Tag<std::uint16_t>{});
-  if (dt.is(py::dtype::of<std::uint32_t>())) return f(Tag<std::uint32_t>{});
-  if (dt.is(py::dtype::of<float>())) return f(Tag<float>{});
-  if (dt.is(py::dtype::of<double>())) return f(Tag<double>{});
+  if (dt.equal(py::dtype::of<std::uint8_t>())) return f(Tag<std::uint8_t>{});
+  if (dt.equal(py::dtype::of<std::uint16_t>())) return f(Tag<std::uint16_t>{});
+  if (dt.equal(py::dtype::of<std::uint32_t>())) return f(Tag<std::uint32_t>{});
+  if (dt.equal(py::dtype::of<float>())) return f(Tag<float>{});
+  if (dt.equal(py::dtype::of<double>())) return f(Tag<double>{});
   throw py::value_error("X must have dtype uint8, uint16, uint32, float32 or float64, got " +
                         std::string(py::str(dt)));
 }
@@ -42,8 +42,8 @@ auto dispatch_counts(const py::array& X, F&& f) {
 // Calls f(Tag<T>{}) for the dtype of the factor W (float32 or float64).
 template <class F>
 auto dispatch_factor(const py::array& W, F&& f) {
-  if (W.dtype().is(py::dtype::of<float>())) return f(Tag<float>{});
-  if (W.dtype().is(py::dtype::of<double>())) return f(Tag<double>{});
+  if (W.dtype().equal(py::dtype::of<float>())) return f(Tag<float>{});
+  if (W.dtype().equal(py::dtype::of<double>())) return f(Tag<double>{});
   throw py::value_error("W must have dtype float32 or float64, got " +
                         std::string(py::str(W.dtype())));
 }
@@ -53,7 +53,7 @@ const T* vector_ptr(const std::optional<py::array>& a, index_t n, const char* na
   if (!a) return nullptr;
   if (a->ndim() != 1 || a->shape(0) != n)
     throw py::value_error(std::string(name) + " must be 1-D of length " + std::to_string(n));
-  if (!py::dtype::of<T>().is(a->dtype()))
+  if (!py::dtype::of<T>().equal(a->dtype()))
     throw py::value_error(std::string(name) + " must have dtype " +
                           std::string(py::str(py::dtype::of<T>())));
   if (!(a->flags() & py::array::c_style))
@@ -82,10 +82,10 @@ sp::CsrView<TX, TI> csr_view(const py::array& data, const py::array& indices,
 
 template <class F>
 auto dispatch_csr(const py::array& data, const py::array& indices, F&& f) {
-  const bool f32 = data.dtype().is(py::dtype::of<float>());
-  const bool f64 = data.dtype().is(py::dtype::of<double>());
-  const bool i32 = indices.dtype().is(py::dtype::of<std::int32_t>());
-  const bool i64 = indices.dtype().is(py::dtype::of<std::int64_t>());
+  const bool f32 = data.dtype().equal(py::dtype::of<float>());
+  const bool f64 = data.dtype().equal(py::dtype::of<double>());
+  const bool i32 = indices.dtype().equal(py::dtype::of<std::int32_t>());
+  const bool i64 = indices.dtype().equal(py::dtype::of<std::int64_t>());
   if (f32 && i32) return f(Tag<float>{}, Tag<std::int32_t>{});
   if (f32 && i64) return f(Tag<float>{}, Tag<std::int64_t>{});
   if (f64 && i32) return f(Tag<double>{}, Tag<std::int32_t>{});

@@ -45,8 +45,8 @@ def _check_values(arr: np.ndarray, name: str) -> None:
             raise ValueError(f"{name} contains NaN or infinite values")
         if lo < 0:
             raise ValueError(
-                f"{name} contains negative values (minimum {lo}); spectrum images must hold "
-                "non-negative counts or intensities"
+                f"{name} contains negative values (minimum {lo}). Negative values in data are "
+                "not supported: spectrum images must hold non-negative counts or intensities"
             )
 
 
@@ -96,10 +96,23 @@ def as_spectrum_matrix(X: Any, name: str = "X", *, allow_sparse: bool = True) ->
     if arr.ndim not in (2, 3):
         raise ValueError(
             f"{name} must be a 2-D (pixels, channels) or 3-D (rows, columns, channels) array, "
-            f"got an array of shape {arr.shape}"
+            f"got an array of shape {arr.shape}. Reshape your data: one spectrum is "
+            "X.reshape(1, -1)"
         )
     if arr.size == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
+        what = "0 feature(s)" if arr.shape[-1] == 0 else "0 sample(s)"
+        raise ValueError(
+            f"{name} is empty: {what} (shape={arr.shape}) while a minimum of 1 is required"
+        )
+    if arr.dtype.kind == "c":
+        raise ValueError(f"{name}: Complex data not supported (dtype {arr.dtype})")
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name} must hold real numbers, got dtype object") from err
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))  # the kernels read native byte order
     if arr.dtype.kind in "biu":
         arr = _integers_to_counts(arr, name)
     arr = as_array(arr, name, ndim=(2, 3), keep_dtypes=COUNT_DTYPES)

@@ -225,6 +225,15 @@ class NMF(TransformerMixin, BaseEstimator):
         self.progress = progress
         self.compute_residual_map = compute_residual_map
 
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True  # counts: negative values are rejected
+        tags.input_tags.sparse = True
+        return tags
+
+    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
+        return {"requires_positive_X": True, "X_types": ["2darray", "sparse"]}
+
     # -- parameters -----------------------------------------------------------------
     def _check_params(self, N: int, C: int) -> int:
         if self.loss not in _LOSSES:
@@ -440,8 +449,10 @@ class NMF(TransformerMixin, BaseEstimator):
         data = as_spectrum_matrix(X, "X")
         N, C = data.shape
         if C != self.n_features_in_:
-            raise ValueError(f"X has {C} channels, but the model was fitted with "
-                             f"{self.n_features_in_}")
+            raise ValueError(
+                f"X has {C} features, but NMF is expecting "
+                f"{self.n_features_in_} features (channels) as input"
+            )
         H = self.components_
         avg = np.sqrt(max(_data_mean(data), 0.0) / self.n_components_)
         W = np.full((N, self.n_components_), avg, dtype=H.dtype)

@@ -97,6 +97,15 @@ class PCA(TransformerMixin, BaseEstimator):
         self.center = center
         self.dtype = dtype
 
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True  # counts: negative values are rejected
+        tags.input_tags.sparse = False
+        return tags
+
+    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
+        return {"requires_positive_X": True, "X_types": ["2darray"]}
+
     def _weights(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(image g, row weights r, column weights c) of X; one pass."""
         g, h, _ = _core.spectral.weighted_sums(X, None, None)
@@ -125,7 +134,7 @@ class PCA(TransformerMixin, BaseEstimator):
                 f"[1, {min(N, C)}], got {k!r}"
             )
         if N < 2:
-            raise ValueError("X must have at least 2 pixels for PCA")
+            raise ValueError(f"X must have at least 2 pixels for PCA, got n_samples={N}")
         n_iter = self.n_iter
         if n_iter == "auto":
             n_iter = 7 if k < 0.1 * min(N, C) else 4
@@ -201,8 +210,10 @@ class PCA(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "components_")
         data = as_spectrum_matrix(X, "X", allow_sparse=False)
         if data.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {data.shape[1]} channels, but the model was fitted with "
-                             f"{self.n_features_in_}")
+            raise ValueError(
+                f"X has {data.shape[1]} features, but PCA is expecting "
+                f"{self.n_features_in_} features (channels) as input"
+            )
         _, r, _ = self._weights(data.X)
         V = np.ascontiguousarray(self.components_.T, dtype=self._dtype)
         offset = np.ascontiguousarray(self.mean_ @ self.components_.T, dtype=np.float64)
