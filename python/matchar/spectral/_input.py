@@ -102,7 +102,7 @@ def as_spectrum_matrix(X: Any, name: str = "X", *, allow_sparse: bool = True) ->
     if arr.size == 0:
         what = "0 feature(s)" if arr.shape[-1] == 0 else "0 sample(s)"
         raise ValueError(
-            f"{name} is empty: {what} (shape={arr.shape}) while a minimum of 1 is required"
+            f"{name} is empty: {what} (shape={arr.shape}) while a minimum of 1 is required."
         )
     if arr.dtype.kind == "c":
         raise ValueError(f"{name}: Complex data not supported (dtype {arr.dtype})")
@@ -110,7 +110,7 @@ def as_spectrum_matrix(X: Any, name: str = "X", *, allow_sparse: bool = True) ->
         try:
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{name} must hold real numbers, got dtype object") from err
+            raise type(err)(f"{name} must hold real numbers; {err}") from err
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))  # the kernels read native byte order
     if arr.dtype.kind in "biu":

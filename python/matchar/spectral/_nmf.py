@@ -451,7 +451,7 @@ class NMF(TransformerMixin, BaseEstimator):
         if C != self.n_features_in_:
             raise ValueError(
                 f"X has {C} features, but NMF is expecting "
-                f"{self.n_features_in_} features (channels) as input"
+                f"{self.n_features_in_} features as input (channels)"
             )
         H = self.components_
         avg = np.sqrt(max(_data_mean(data), 0.0) / self.n_components_)

@@ -212,7 +212,7 @@ class PCA(TransformerMixin, BaseEstimator):
         if data.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {data.shape[1]} features, but PCA is expecting "
-                f"{self.n_features_in_} features (channels) as input"
+                f"{self.n_features_in_} features as input (channels)"
             )
         _, r, _ = self._weights(data.X)
         V = np.ascontiguousarray(self.components_.T, dtype=self._dtype)
