@@ -235,12 +235,12 @@ def test_ctrl_c_stops_within_an_iteration_and_keeps_a_consistent_state():
     rng = np.random.default_rng(11)
     X = rng.poisson(5.0, (20000, 256)).astype(np.uint16)
     nmf = mc.spectral.NMF(3, max_iter=100000, tol=0, random_state=0, init="random")
-    timer = threading.Timer(1.0, _thread.interrupt_main)
+    timer = threading.Timer(2.0, _thread.interrupt_main)
     timer.start()
     t0 = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         nmf.fit(X)
-    assert time.perf_counter() - t0 < 10
+    assert time.perf_counter() - t0 < 15
     timer.cancel()
     assert 0 < nmf.n_iter_ < 100000
     assert nmf.components_.shape == (3, 256) and np.isfinite(nmf.components_).all()
