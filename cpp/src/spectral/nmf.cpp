@@ -213,8 +213,8 @@ inline void load_row(ConstMatrixView<TX> X, index_t i, T* __restrict out) {
 
 // wh = w^T H for one pixel (H row-major K x C).
 template <class T>
-inline void row_times_h(const T* __restrict w, const T* __restrict H, index_t K, index_t C,
-                        T* __restrict wh) {
+void row_times_h(const T* __restrict w, const T* __restrict H, index_t K, index_t C,
+                 T* __restrict wh) {
 #pragma omp simd
   for (index_t c = 0; c < C; ++c) wh[c] = w[0] * H[c];
   for (index_t k = 1; k < K; ++k) {
@@ -222,6 +222,86 @@ inline void row_times_h(const T* __restrict w, const T* __restrict H, index_t K,
     const T* __restrict h = H + k * C;
 #pragma omp simd
     for (index_t c = 0; c < C; ++c) wh[c] += wk * h[c];
+  }
+}
+
+// The same with K known at compile time: one pass over the channels, the K products
+// of each channel summed in registers (no read-modify-write of wh per component).
+template <int KK, class T>
+void row_times_h_fixed(const T* __restrict w, const T* __restrict H, index_t, index_t C,
+                       T* __restrict wh) {
+  T wk[KK];
+  for (int k = 0; k < KK; ++k) wk[k] = w[k];
+#pragma omp simd
+  for (index_t c = 0; c < C; ++c) {
+    T s = wk[0] * H[c];
+    for (int k = 1; k < KK; ++k) s += wk[k] * H[k * C + c];
+    wh[c] = s;
+  }
+}
+
+// out[k] = sum_c r[c] H[k, c] for every component k.
+template <class T>
+void row_dots(const T* __restrict r, const T* __restrict H, index_t K, index_t C,
+              double* __restrict out) {
+  for (index_t k = 0; k < K; ++k) {
+    const T* __restrict h = H + k * C;
+    T s = T(0);
+#pragma omp simd reduction(+ : s)
+    for (index_t c = 0; c < C; ++c) s += r[c] * h[c];
+    out[k] = static_cast<double>(s);
+  }
+}
+
+// The same in one pass: K x 16 partial sums (vector registers), reduced at the end.
+template <int KK, class T>
+void row_dots_fixed(const T* __restrict r, const T* __restrict H, index_t, index_t C,
+                    double* __restrict out) {
+  constexpr int kLanes = 16;
+  T acc[KK][kLanes] = {};
+  index_t c0 = 0;
+  for (; c0 + kLanes <= C; c0 += kLanes) {
+    for (int k = 0; k < KK; ++k) {
+      const T* __restrict h = H + k * C + c0;
+#pragma omp simd
+      for (int j = 0; j < kLanes; ++j) acc[k][j] += r[c0 + j] * h[j];
+    }
+  }
+  for (int k = 0; k < KK; ++k) {
+    T s = T(0);
+    for (int j = 0; j < kLanes; ++j) s += acc[k][j];
+    for (index_t c = c0; c < C; ++c) s += r[c] * H[k * C + c];
+    out[k] = static_cast<double>(s);
+  }
+}
+
+template <class T>
+struct RowOps {
+  void (*times_h)(const T*, const T*, index_t, index_t, T*);
+  void (*dots)(const T*, const T*, index_t, index_t, double*);
+};
+
+template <class T>
+RowOps<T> row_ops(index_t K) {
+  switch (K) {
+    case 1:
+      return {row_times_h_fixed<1, T>, row_dots_fixed<1, T>};
+    case 2:
+      return {row_times_h_fixed<2, T>, row_dots_fixed<2, T>};
+    case 3:
+      return {row_times_h_fixed<3, T>, row_dots_fixed<3, T>};
+    case 4:
+      return {row_times_h_fixed<4, T>, row_dots_fixed<4, T>};
+    case 5:
+      return {row_times_h_fixed<5, T>, row_dots_fixed<5, T>};
+    case 6:
+      return {row_times_h_fixed<6, T>, row_dots_fixed<6, T>};
+    case 7:
+      return {row_times_h_fixed<7, T>, row_dots_fixed<7, T>};
+    case 8:
+      return {row_times_h_fixed<8, T>, row_dots_fixed<8, T>};
+    default:
+      return {row_times_h<T>, row_dots<T>};
   }
 }
 
@@ -273,6 +353,7 @@ double kl_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T>
 
   const RowMat<T> Hm = detail::to_matrix(H);
   const T* Hp = Hm.data();
+  const RowOps<T> ops = row_ops<T>(K);
   const std::vector<double> hsum = masked_row_sums(H, masks.channels);
   std::vector<T> den(K);
   for (index_t k = 0; k < K; ++k) den[k] = static_cast<T>(hsum[k] == 0.0 ? kEpsilon : hsum[k]);
@@ -287,6 +368,8 @@ double kl_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T>
 
   detail::for_blocks(n_blocks, nt, [&](index_t b, int tid) {
     thread_local std::vector<T> x, r, accb, w, wn;
+    thread_local std::vector<double> num;
+    num.resize(K);
     x.resize(C);
     r.resize(C);
     w.resize(K);
@@ -300,20 +383,21 @@ double kl_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T>
       const bool pix = included(masks.pixels, i);
       load_row(X, i, x.data());
       for (index_t k = 0; k < K; ++k) w[k] = W(i, k);
-      row_times_h(w.data(), Hp, K, C, r.data());
+      ops.times_h(w.data(), Hp, K, C, r.data());
       ratio(x.data(), r.data(), masks.channels, C);
       if (pix && with_loss) {
         loss += kl_row_terms(x.data(), r.data(), C);
         for (index_t k = 0; k < K; ++k) wo[k] += w[k];
       }
+      ops.dots(r.data(), Hp, K, C, num.data());
       for (index_t k = 0; k < K; ++k) {
-        const T delta = static_cast<T>(dot(r.data(), Hp + k * C, C)) / den[k];
+        const T delta = static_cast<T>(num[k]) / den[k];
         wn[k] = w[k] * delta;
         W_out[i * K + k] = wn[k];
       }
       if (!update_H || !pix) continue;
       // The H numerator W_new^T (X / W_new H), from the row still in cache.
-      row_times_h(wn.data(), Hp, K, C, r.data());
+      ops.times_h(wn.data(), Hp, K, C, r.data());
       ratio(x.data(), r.data(), static_cast<const std::uint8_t*>(nullptr), C);
       for (index_t k = 0; k < K; ++k) {
         ws[k] += wn[k];
@@ -451,6 +535,7 @@ double hals_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<
   const RowMat<double> Hd = Hm.template cast<double>();
   const RowMat<double> HHt = Hd * Hd.transpose();
   const T* Hp = Hm.data();
+  const RowOps<T> ops = row_ops<T>(K);
 
   constexpr index_t B = 64;
   const index_t n_blocks = (N + B - 1) / B;
@@ -469,10 +554,8 @@ double hals_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<
     const index_t i0 = b * B, i1 = std::min(N, i0 + B);
     for (index_t i = i0; i < i1; ++i) {
       load_row(X, i, x.data());
-      for (index_t k = 0; k < K; ++k) {
-        w[k] = W(i, k);
-        xh[k] = dot(x.data(), Hp + k * C, C);
-      }
+      for (index_t k = 0; k < K; ++k) w[k] = W(i, k);
+      ops.dots(x.data(), Hp, K, C, xh.data());
       cd_sweep(w.data(), HHt.data(), xh.data(), K);
       for (index_t k = 0; k < K; ++k) {
         W_out[i * K + k] = static_cast<T>(w[k]);
@@ -606,7 +689,7 @@ void poisson_deviance(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixVi
         dev += static_cast<double>(w[k]) * hsum[k];
       }
       load_row(X, i, x.data());
-      row_times_h(w.data(), Hm.data(), K, C, r.data());
+      row_ops<T>(K).times_h(w.data(), Hm.data(), K, C, r.data());
       ratio(x.data(), r.data(), masks.channels, C);
       out[i] = 2.0 * (dev + kl_row_terms(x.data(), r.data(), C));
     }
