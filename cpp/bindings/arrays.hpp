@@ -19,7 +19,7 @@ ConstMatrixView<T> matrix_view(const py::array& a, const char* name) {
   if (a.ndim() != 2)
     throw py::value_error(std::string(name) + " must be a 2-D array, got " +
                           std::to_string(a.ndim()) + " dimension(s)");
-  if (!py::dtype::of<T>().is(a.dtype()))
+  if (!py::dtype::of<T>().equal(a.dtype()))
     throw py::value_error(std::string(name) + " must have dtype " +
                           std::string(py::str(py::dtype::of<T>())) + ", got " +
                           std::string(py::str(a.dtype())));

@@ -12,6 +12,7 @@ void register_gp(py::module_& m);
 void register_imaging(py::module_& m);
 void register_atoms(py::module_& m);
 void register_nmr(py::module_& m);
+void register_spectral(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "matchar's compiled core (C++17/OpenMP). Use the matchar package, not this module.";
@@ -43,4 +44,6 @@ PYBIND11_MODULE(_core, m) {
   register_atoms(atoms);
   auto nmr = m.def_submodule("nmr", "NMR structure-determination kernels");
   register_nmr(nmr);
+  auto spectral = m.def_submodule("spectral", "Spectrum-image decomposition kernels");
+  register_spectral(spectral);
 }

@@ -19,7 +19,7 @@ except ImportError as err:  # pragma: no cover - depends on how the package was 
     )
     raise ImportError(msg) from err
 
-from . import atoms, datasets, gp, imaging, nmr
+from . import atoms, datasets, gp, imaging, io, nmr, spectral
 from ._threads import get_num_threads, set_num_threads
 
 __version__: str = "0.1.0"
@@ -31,6 +31,8 @@ __all__ = [
     "get_num_threads",
     "gp",
     "imaging",
+    "io",
     "nmr",
     "set_num_threads",
+    "spectral",
 ]

@@ -17,6 +17,7 @@ def as_array(
     ndim: int | Sequence[int],
     dtype: np.dtype | type | None = None,
     allow_empty: bool = False,
+    keep_dtypes: Sequence[np.dtype | type] = (),
 ) -> np.ndarray:
     """Validate and convert ``x`` for a compiled kernel, without copying when possible.
 
@@ -33,6 +34,9 @@ def as_array(
         they are; integers and booleans become float64, float16 becomes float32.
     allow_empty
         Whether arrays with a zero-length axis are accepted.
+    keep_dtypes
+        Extra dtypes passed through unconverted (e.g. ``uint16`` counts for kernels that
+        read integers in place). Empty by default: the rules above apply.
 
     Returns
     -------
@@ -56,6 +60,11 @@ def as_array(
         raise ValueError(f"{name} must be a {expected}-D array, got an array of shape {arr.shape}")
     if not allow_empty and arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); at least one element is needed")
+
+    if any(arr.dtype == np.dtype(d) for d in keep_dtypes):
+        if not arr.flags.aligned or any(s % arr.dtype.itemsize for s in arr.strides):
+            arr = np.ascontiguousarray(arr)
+        return arr
 
     kind = arr.dtype.kind
     if kind in "biu":

@@ -1,0 +1,288 @@
+// matchar._core.spectral: NMF updates, Poisson deviance and blocked weighted products.
+// X may be uint8/uint16/uint32/float32/float64 (dense, read in place) or CSR arrays;
+// the factors are float32 or float64. One entry point per kernel, dispatching on dtype.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <tuple>
+
+#include "arrays.hpp"
+#include "matchar/spectral/nmf.hpp"
+#include "matchar/spectral/svd.hpp"
+
+namespace py = pybind11;
+using namespace matchar::bindings;
+using matchar::index_t;
+namespace sp = matchar::spectral;
+
+namespace {
+
+template <class T>
+struct Tag {
+  using type = T;
+};
+
+// Calls f(Tag<TX>{}) for the dtype of the dense counts array X.
+template <class F>
+auto dispatch_counts(const py::array& X, F&& f) {
+  const py::dtype dt = X.dtype();
+  if (dt.equal(py::dtype::of<std::uint8_t>())) return f(Tag<std::uint8_t>{});
+  if (dt.equal(py::dtype::of<std::uint16_t>())) return f(Tag<std::uint16_t>{});
+  if (dt.equal(py::dtype::of<std::uint32_t>())) return f(Tag<std::uint32_t>{});
+  if (dt.equal(py::dtype::of<float>())) return f(Tag<float>{});
+  if (dt.equal(py::dtype::of<double>())) return f(Tag<double>{});
+  throw py::value_error("X must have dtype uint8, uint16, uint32, float32 or float64, got " +
+                        std::string(py::str(dt)));
+}
+
+// Calls f(Tag<T>{}) for the dtype of the factor W (float32 or float64).
+template <class F>
+auto dispatch_factor(const py::array& W, F&& f) {
+  if (W.dtype().equal(py::dtype::of<float>())) return f(Tag<float>{});
+  if (W.dtype().equal(py::dtype::of<double>())) return f(Tag<double>{});
+  throw py::value_error("W must have dtype float32 or float64, got " +
+                        std::string(py::str(W.dtype())));
+}
+
+template <class T>
+const T* vector_ptr(const std::optional<py::array>& a, index_t n, const char* name) {
+  if (!a) return nullptr;
+  if (a->ndim() != 1 || a->shape(0) != n)
+    throw py::value_error(std::string(name) + " must be 1-D of length " + std::to_string(n));
+  if (!py::dtype::of<T>().equal(a->dtype()))
+    throw py::value_error(std::string(name) + " must have dtype " +
+                          std::string(py::str(py::dtype::of<T>())));
+  if (!(a->flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + " must be contiguous");
+  return static_cast<const T*>(a->data());
+}
+
+sp::Masks masks_of(const std::optional<py::array>& pixels, const std::optional<py::array>& channels,
+                   index_t n, index_t c) {
+  return sp::Masks{vector_ptr<std::uint8_t>(pixels, n, "pixel mask"),
+                   vector_ptr<std::uint8_t>(channels, c, "channel mask")};
+}
+
+template <class TX, class TI>
+sp::CsrView<TX, TI> csr_view(const py::array& data, const py::array& indices,
+                             const py::array& indptr, index_t n_rows, index_t n_cols) {
+  sp::CsrView<TX, TI> v;
+  v.rows = n_rows;
+  v.cols = n_cols;
+  v.indptr = vector_ptr<TI>(indptr, n_rows + 1, "indptr");
+  const auto nnz = static_cast<index_t>(v.indptr[n_rows]);
+  v.data = vector_ptr<TX>(data, nnz, "data");
+  v.indices = vector_ptr<TI>(indices, nnz, "indices");
+  return v;
+}
+
+template <class F>
+auto dispatch_csr(const py::array& data, const py::array& indices, F&& f) {
+  const bool f32 = data.dtype().equal(py::dtype::of<float>());
+  const bool f64 = data.dtype().equal(py::dtype::of<double>());
+  const bool i32 = indices.dtype().equal(py::dtype::of<std::int32_t>());
+  const bool i64 = indices.dtype().equal(py::dtype::of<std::int64_t>());
+  if (f32 && i32) return f(Tag<float>{}, Tag<std::int32_t>{});
+  if (f32 && i64) return f(Tag<float>{}, Tag<std::int64_t>{});
+  if (f64 && i32) return f(Tag<double>{}, Tag<std::int32_t>{});
+  if (f64 && i64) return f(Tag<double>{}, Tag<std::int64_t>{});
+  throw py::value_error("sparse X must have float32/float64 data and int32/int64 indices");
+}
+
+// (loss, W_new, H_new or None) of one NMF iteration, dense X.
+py::tuple nmf_update(const std::string& loss, const py::array& X, const py::array& W,
+                     const py::array& H, const std::optional<py::array>& pixel_mask,
+                     const std::optional<py::array>& channel_mask, bool update_H, bool with_loss) {
+  if (loss != "kl" && loss != "frobenius")
+    throw py::value_error("loss must be 'kl' or 'frobenius', got '" + loss + "'");
+  return dispatch_counts(X, [&](auto tx) {
+    using TX = typename decltype(tx)::type;
+    return dispatch_factor(W, [&](auto tf) {
+      using T = typename decltype(tf)::type;
+      const auto xv = matrix_view<TX>(X, "X");
+      const auto wv = matrix_view<T>(W, "W");
+      const auto hv = matrix_view<T>(H, "H");
+      const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
+      auto W_out = new_matrix<T>(wv.rows, wv.cols, "W");
+      auto H_out = new_matrix<T>(update_H ? hv.rows : 0, update_H ? hv.cols : 0, "H");
+      T* wo = W_out.mutable_data();
+      T* ho = update_H ? H_out.mutable_data() : nullptr;
+      double value;
+      {
+        py::gil_scoped_release release;
+        value = loss == "kl" ? sp::kl_update<TX, T>(xv, wv, hv, m, update_H, with_loss, wo, ho)
+                             : sp::hals_update<TX, T>(xv, wv, hv, m, update_H, wo, ho);
+      }
+      return py::tuple(
+          py::make_tuple(value, W_out, update_H ? py::object(H_out) : py::object(py::none())));
+    });
+  });
+}
+
+py::tuple nmf_update_csr(const std::string& loss, const py::array& data, const py::array& indices,
+                         const py::array& indptr, index_t n_cols, const py::array& W,
+                         const py::array& H, const std::optional<py::array>& pixel_mask,
+                         const std::optional<py::array>& channel_mask, bool update_H,
+                         bool with_loss) {
+  if (loss != "kl" && loss != "frobenius")
+    throw py::value_error("loss must be 'kl' or 'frobenius', got '" + loss + "'");
+  return dispatch_csr(data, indices, [&](auto tx, auto ti) {
+    using TX = typename decltype(tx)::type;
+    using TI = typename decltype(ti)::type;
+    return dispatch_factor(W, [&](auto tf) {
+      using T = typename decltype(tf)::type;
+      const auto wv = matrix_view<T>(W, "W");
+      const auto hv = matrix_view<T>(H, "H");
+      const auto xv = csr_view<TX, TI>(data, indices, indptr, wv.rows, n_cols);
+      const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
+      auto W_out = new_matrix<T>(wv.rows, wv.cols, "W");
+      auto H_out = new_matrix<T>(update_H ? hv.rows : 0, update_H ? hv.cols : 0, "H");
+      T* wo = W_out.mutable_data();
+      T* ho = update_H ? H_out.mutable_data() : nullptr;
+      double value;
+      {
+        py::gil_scoped_release release;
+        value = loss == "kl"
+                    ? sp::kl_update_csr<TX, TI, T>(xv, wv, hv, m, update_H, with_loss, wo, ho)
+                    : sp::hals_update_csr<TX, TI, T>(xv, wv, hv, m, update_H, wo, ho);
+      }
+      return py::tuple(
+          py::make_tuple(value, W_out, update_H ? py::object(H_out) : py::object(py::none())));
+    });
+  });
+}
+
+py::array_t<double> poisson_deviance(const py::array& X, const py::array& W, const py::array& H,
+                                     const std::optional<py::array>& pixel_mask,
+                                     const std::optional<py::array>& channel_mask) {
+  return dispatch_counts(X, [&](auto tx) {
+    using TX = typename decltype(tx)::type;
+    return dispatch_factor(W, [&](auto tf) {
+      using T = typename decltype(tf)::type;
+      const auto xv = matrix_view<TX>(X, "X");
+      const auto wv = matrix_view<T>(W, "W");
+      const auto hv = matrix_view<T>(H, "H");
+      const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
+      py::array_t<double> out(xv.rows);
+      double* o = out.mutable_data();
+      py::gil_scoped_release release;
+      sp::poisson_deviance<TX, T>(xv, wv, hv, m, o);
+      return out;
+    });
+  });
+}
+
+py::array_t<double> poisson_deviance_csr(const py::array& data, const py::array& indices,
+                                         const py::array& indptr, index_t n_cols,
+                                         const py::array& W, const py::array& H,
+                                         const std::optional<py::array>& pixel_mask,
+                                         const std::optional<py::array>& channel_mask) {
+  return dispatch_csr(data, indices, [&](auto tx, auto ti) {
+    using TX = typename decltype(tx)::type;
+    using TI = typename decltype(ti)::type;
+    return dispatch_factor(W, [&](auto tf) {
+      using T = typename decltype(tf)::type;
+      const auto wv = matrix_view<T>(W, "W");
+      const auto hv = matrix_view<T>(H, "H");
+      const auto xv = csr_view<TX, TI>(data, indices, indptr, wv.rows, n_cols);
+      const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
+      py::array_t<double> out(xv.rows);
+      double* o = out.mutable_data();
+      py::gil_scoped_release release;
+      sp::poisson_deviance_csr<TX, TI, T>(xv, wv, hv, m, o);
+      return out;
+    });
+  });
+}
+
+py::tuple weighted_sums(const py::array& X, const std::optional<py::array>& r,
+                        const std::optional<py::array>& c) {
+  return dispatch_counts(X, [&](auto tx) {
+    using TX = typename decltype(tx)::type;
+    const auto xv = matrix_view<TX>(X, "X");
+    const double* rp = vector_ptr<double>(r, xv.rows, "row weights");
+    const double* cp = vector_ptr<double>(c, xv.cols, "column weights");
+    py::array_t<double> rows(xv.rows), cols(xv.cols);
+    double* ro = rows.mutable_data();
+    double* co = cols.mutable_data();
+    double sumsq;
+    {
+      py::gil_scoped_release release;
+      sumsq = sp::weighted_sums<TX>(xv, rp, cp, ro, co);
+    }
+    return py::tuple(py::make_tuple(rows, cols, sumsq));
+  });
+}
+
+py::array weighted_project(const py::array& X, const std::optional<py::array>& r,
+                           const std::optional<py::array>& c, const py::array& V,
+                           const std::optional<py::array>& offset) {
+  return dispatch_counts(X, [&](auto tx) {
+    using TX = typename decltype(tx)::type;
+    return dispatch_factor(V, [&](auto tf) -> py::array {
+      using T = typename decltype(tf)::type;
+      const auto xv = matrix_view<TX>(X, "X");
+      const auto vv = matrix_view<T>(V, "V");
+      const double* rp = vector_ptr<double>(r, xv.rows, "row weights");
+      const double* cp = vector_ptr<double>(c, xv.cols, "column weights");
+      const double* op = vector_ptr<double>(offset, vv.cols, "offset");
+      auto Y = new_matrix<T>(xv.rows, vv.cols, "projection");
+      T* y = Y.mutable_data();
+      py::gil_scoped_release release;
+      sp::weighted_project<TX, T>(xv, rp, cp, vv, op, y);
+      return Y;
+    });
+  });
+}
+
+py::tuple weighted_gram_apply(const py::array& X, const std::optional<py::array>& r,
+                              const std::optional<py::array>& c, const py::array& V,
+                              const std::optional<py::array>& offset) {
+  return dispatch_counts(X, [&](auto tx) {
+    using TX = typename decltype(tx)::type;
+    return dispatch_factor(V, [&](auto tf) {
+      using T = typename decltype(tf)::type;
+      const auto xv = matrix_view<TX>(X, "X");
+      const auto vv = matrix_view<T>(V, "V");
+      const double* rp = vector_ptr<double>(r, xv.rows, "row weights");
+      const double* cp = vector_ptr<double>(c, xv.cols, "column weights");
+      const double* op = vector_ptr<double>(offset, vv.cols, "offset");
+      auto Z = new_matrix<double>(xv.cols, vv.cols, "Gram product");
+      py::array_t<double> s(vv.cols);
+      double* z = Z.mutable_data();
+      double* so = s.mutable_data();
+      {
+        py::gil_scoped_release release;
+        sp::weighted_gram_apply<TX, T>(xv, rp, cp, vv, op, z, so);
+      }
+      return py::tuple(py::make_tuple(Z, s));
+    });
+  });
+}
+
+}  // namespace
+
+void register_spectral(py::module_& m) {
+  m.def("nmf_update", &nmf_update, py::arg("loss"), py::arg("X"), py::arg("W"), py::arg("H"),
+        py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none(),
+        py::arg("update_H") = true, py::arg("with_loss") = true);
+  m.def("nmf_update_csr", &nmf_update_csr, py::arg("loss"), py::arg("data"), py::arg("indices"),
+        py::arg("indptr"), py::arg("n_cols"), py::arg("W"), py::arg("H"),
+        py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none(),
+        py::arg("update_H") = true, py::arg("with_loss") = true);
+  m.def("poisson_deviance", &poisson_deviance, py::arg("X"), py::arg("W"), py::arg("H"),
+        py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none());
+  m.def("poisson_deviance_csr", &poisson_deviance_csr, py::arg("data"), py::arg("indices"),
+        py::arg("indptr"), py::arg("n_cols"), py::arg("W"), py::arg("H"),
+        py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none());
+  m.def("weighted_sums", &weighted_sums, py::arg("X"), py::arg("r") = py::none(),
+        py::arg("c") = py::none());
+  m.def("weighted_project", &weighted_project, py::arg("X"), py::arg("r"), py::arg("c"),
+        py::arg("V"), py::arg("offset") = py::none());
+  m.def("weighted_gram_apply", &weighted_gram_apply, py::arg("X"), py::arg("r"), py::arg("c"),
+        py::arg("V"), py::arg("offset") = py::none());
+}

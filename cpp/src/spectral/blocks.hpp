@@ -1,0 +1,106 @@
+// Private helpers of the spectral kernels: pixel blocks, packing, mask access and the
+// error/interrupt plumbing of a blocked OpenMP pass.
+#pragma once
+
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "matchar/common.hpp"
+#include "matchar/spectral/nmf.hpp"
+
+namespace matchar::spectral::detail {
+
+template <class T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Rows per block: about 64k elements (256 kB of float) so a block and its W H fit in L2.
+inline index_t block_rows(index_t cols) {
+  const index_t target = (index_t{1} << 16) / std::max<index_t>(cols, 1);
+  return std::clamp<index_t>(target, 8, 512);
+}
+
+inline bool included(const std::uint8_t* mask, index_t i) { return mask == nullptr || mask[i]; }
+
+// Copy rows [r0, r0 + nr) of X into dst (nr x C) converted to T, optionally scaled by
+// row weights r and column weights c.
+template <class TX, class T>
+void pack_rows(ConstMatrixView<TX> X, index_t r0, index_t nr, RowMat<T>& dst,
+               const double* r = nullptr, const double* c = nullptr) {
+  dst.resize(nr, X.cols);
+  for (index_t i = 0; i < nr; ++i) {
+    const TX* src = X.data + (r0 + i) * X.row_stride;
+    T* d = dst.data() + i * X.cols;
+    const index_t cs = X.col_stride;
+    if (r == nullptr && c == nullptr) {
+      if (cs == 1) {
+        for (index_t j = 0; j < X.cols; ++j) d[j] = static_cast<T>(src[j]);
+      } else {
+        for (index_t j = 0; j < X.cols; ++j) d[j] = static_cast<T>(src[j * cs]);
+      }
+    } else {
+      const double ri = r ? r[r0 + i] : 1.0;
+      for (index_t j = 0; j < X.cols; ++j) {
+        const double cj = c ? c[j] : 1.0;
+        d[j] = static_cast<T>(static_cast<double>(src[j * cs]) * ri * cj);
+      }
+    }
+  }
+}
+
+// A copy of a small factor view (any strides) as a row-major matrix.
+template <class T, class U = T>
+RowMat<U> to_matrix(ConstMatrixView<T> v) {
+  RowMat<U> m(v.rows, v.cols);
+  for (index_t i = 0; i < v.rows; ++i)
+    for (index_t j = 0; j < v.cols; ++j) m(i, j) = static_cast<U>(v(i, j));
+  return m;
+}
+
+// Runs body(block_index, thread_id) for every block of a static schedule over n_blocks,
+// inside an OpenMP region of num_threads() threads; per-thread state is set up by
+// init(thread_id). Keeps the first exception, polls Ctrl-C from thread 0 between blocks,
+// and throws Interrupted after the region when asked to stop.
+template <class Body>
+void for_blocks(index_t n_blocks, int n_threads, Body&& body) {
+  std::atomic<bool> stop{false};
+  std::exception_ptr error;
+  // Small inputs: no idle threads waiting at the barrier (thread ids stay < n_threads, so
+  // per-thread accumulators sized for n_threads remain valid).
+  const int team = static_cast<int>(std::max<index_t>(1, std::min<index_t>(n_threads, n_blocks)));
+#pragma omp parallel num_threads(team)
+  {
+    const int tid = omp_get_thread_num();
+#pragma omp for schedule(static)
+    for (index_t b = 0; b < n_blocks; ++b) {
+      if (stop.load(std::memory_order_relaxed)) continue;
+      try {
+        body(b, tid);
+        if (tid == 0 && poll_interrupt()) stop.store(true);
+      } catch (...) {
+#pragma omp critical(matchar_spectral_error)
+        if (!error) error = std::current_exception();
+        stop.store(true);
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
+  if (stop.load()) throw Interrupted();
+}
+
+inline void check_factors(index_t n, index_t c, index_t wr, index_t wc, index_t hr, index_t hc) {
+  if (n < 1 || c < 1) throw InvalidArgument("X is empty");
+  if (wc < 1) throw InvalidArgument("W must have at least one column (component)");
+  if (wr != n || hr != wc || hc != c)
+    throw InvalidArgument("shapes do not match: X is " + std::to_string(n) + " x " +
+                          std::to_string(c) + ", W is " + std::to_string(wr) + " x " +
+                          std::to_string(wc) + ", H is " + std::to_string(hr) + " x " +
+                          std::to_string(hc));
+}
+
+}  // namespace matchar::spectral::detail

@@ -1,0 +1,489 @@
+"""Non-negative matrix factorisation of spectrum images (KL / Poisson and Frobenius)."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from .. import _core
+from ._input import SpectrumMatrix, as_mask, as_spectrum_matrix, factor_dtype, unflatten
+from ._svd import randomized_svd
+
+_LOSSES = ("kl", "frobenius")
+# Dense input with fewer non-zeros than this fraction is iterated in CSR form: the work
+# then scales with the counts, not the cube (typical of EDX maps, often >95 % zeros).
+AUTO_SPARSE_DENSITY = 0.05
+_ROWS_ELEMENTS = 1 << 22
+
+
+def _sparse_if_mostly_zero(data: SpectrumMatrix) -> SpectrumMatrix:
+    """A CSR copy of the non-zeros of a mostly-zero dense cube, else ``data`` itself."""
+    if data.sparse:
+        return data
+    X = data.X
+    N, C = X.shape
+    step = max(1, _ROWS_ELEMENTS // C)
+    nnz = sum(int(np.count_nonzero(X[i : i + step])) for i in range(0, N, step))
+    if nnz > AUTO_SPARSE_DENSITY * N * C:
+        return data
+    value_dtype = np.float64 if X.dtype in (np.float64, np.uint32) else np.float32
+    blocks = [sp.csr_matrix(X[i : i + step], dtype=value_dtype) for i in range(0, N, step)]
+    csr = sp.vstack(blocks, format="csr")
+    if csr.indices.dtype != csr.indptr.dtype:
+        csr.indices = csr.indices.astype(np.int64)
+        csr.indptr = csr.indptr.astype(np.int64)
+    return SpectrumMatrix(csr, data.nav_shape)
+
+
+def _update(data: SpectrumMatrix, loss: str, W, H, pm, cm, update_H: bool, with_loss: bool):
+    """One iteration in C++: (loss, W_new, H_new or None)."""
+    X = data.X
+    if data.sparse:
+        return _core.spectral.nmf_update_csr(
+            loss, X.data, X.indices, X.indptr, X.shape[1], W, H, pm, cm, update_H, with_loss
+        )
+    return _core.spectral.nmf_update(loss, X, W, H, pm, cm, update_H, with_loss)
+
+
+def _deviance(data: SpectrumMatrix, W, H, pm=None, cm=None) -> np.ndarray:
+    X = data.X
+    if data.sparse:
+        return _core.spectral.poisson_deviance_csr(
+            X.data, X.indices, X.indptr, X.shape[1], W, H, pm, cm
+        )
+    return _core.spectral.poisson_deviance(X, W, H, pm, cm)
+
+
+def _data_mean(data: SpectrumMatrix) -> float:
+    N, C = data.shape
+    if data.sparse:
+        total = float(data.X.data.sum(dtype=np.float64))
+    else:
+        total = float(_core.spectral.weighted_sums(data.X, None, None)[0].sum())
+    return total / (N * C)
+
+
+def _nndsvd(data: SpectrumMatrix, k: int, random_state, dtype, fill: bool):
+    """NNDSVD(a) (Boutsidis & Gallopoulos 2008) on a blocked randomized SVD of X."""
+    X = data.X
+    if data.sparse:
+        from sklearn.utils.extmath import randomized_svd as sk_randomized_svd
+
+        U, S, Vt = sk_randomized_svd(X, k, random_state=random_state)
+    else:
+        S, Vt = randomized_svd(X, k, random_state=random_state, n_iter=4)
+        U = _core.spectral.weighted_project(X, None, None, np.ascontiguousarray(Vt.T), None)
+        U = U.astype(np.float64) / np.where(S > 0, S, 1.0)
+    W = np.zeros((U.shape[0], k))
+    H = np.zeros((k, Vt.shape[1]))
+    W[:, 0] = np.sqrt(S[0]) * np.abs(U[:, 0])
+    H[0] = np.sqrt(S[0]) * np.abs(Vt[0])
+    for j in range(1, k):
+        x, y = U[:, j], Vt[j]
+        xp, yp = np.maximum(x, 0), np.maximum(y, 0)
+        xn, yn = np.abs(np.minimum(x, 0)), np.abs(np.minimum(y, 0))
+        xpn, ypn, xnn, ynn = (np.linalg.norm(v) for v in (xp, yp, xn, yn))
+        mp, mn = xpn * ypn, xnn * ynn
+        if mp > mn:
+            u, v, sigma = xp / xpn, yp / ypn, mp
+        else:
+            u, v, sigma = xn / max(xnn, 1e-300), yn / max(ynn, 1e-300), mn
+        lbd = np.sqrt(S[j] * sigma)
+        W[:, j] = lbd * u
+        H[j] = lbd * v
+    W[W < 1e-6] = 0
+    H[H < 1e-6] = 0
+    if fill:
+        avg = _data_mean(data)
+        W[W == 0] = avg
+        H[H == 0] = avg
+    return W.astype(dtype), H.astype(dtype)
+
+
+def _check_int(value: Any, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+class NMF(TransformerMixin, BaseEstimator):
+    """Non-negative matrix factorisation of a spectrum image, X ~ maps @ components_.
+
+    The Kullback-Leibler (Poisson) loss uses Lee-Seung multiplicative updates, the
+    Frobenius loss HALS (cyclic coordinate descent); both run in C++ as one blocked pass
+    over the data per iteration that never materialises ``W @ H`` or ``X / (W @ H)``.
+    Counts (uint8/uint16/uint32) and float32 are read in place; memory beyond the data
+    is O(N K + threads K C). Zero counts cost no division (and no work at all for
+    ``scipy.sparse`` input).
+
+    Parameters
+    ----------
+    n_components : int
+        Number of components K, ``1 <= K <= min(N, C)``.
+    loss : {"kl", "frobenius"}, default "kl"
+        "kl" is the generalised Kullback-Leibler divergence, i.e. the Poisson negative
+        log-likelihood up to a constant (right for raw counts); "frobenius" is
+        ``0.5 |X - W H|^2``.
+    max_iter : int, default 200
+        Maximum number of iterations (one iteration updates W, then H).
+    tol : float, default 1e-4
+        Every ``eval_every`` iterations the loss is evaluated; the fit stops when it
+        decreased by less than ``tol`` (relative) since the previous evaluation.
+        ``tol=0`` runs exactly ``max_iter`` iterations.
+    init : {"nndsvda", "nndsvd", "random"} or (W, H), default "nndsvda"
+        NNDSVD (zeros filled with the data mean for "nndsvda") from a blocked randomized
+        SVD, scikit-learn's "random" scheme, or explicit arrays of shapes (N, K) and
+        (K, C) (or (H, W, K) for cube input), which are copied, never modified.
+    random_state : int, numpy.random.Generator/RandomState or None
+        Seed of the randomized SVD / random init. With a fixed seed and thread count the
+        result is bitwise reproducible.
+    eval_every : int, default 10
+        How often the loss (which needs a logarithm per non-zero count for "kl") is
+        evaluated for ``tol`` and ``loss_history_``.
+    dtype : {None, "float32", "float64"}
+        Dtype of the factors; default float64 for float64 data, float32 otherwise.
+        Accumulations are float64 either way.
+    progress : bool, default False
+        Show a tqdm progress bar over iterations.
+    compute_residual_map : bool, default True
+        Compute ``residual_map_`` (one extra pass at the end of ``fit``).
+
+    Attributes
+    ----------
+    components_ : ndarray, shape (K, C)
+        Component spectra H (counts per channel per unit abundance).
+    n_components_ : int
+    n_iter_ : int
+        Iterations run.
+    loss_history_ : ndarray, shape (n_evaluations,)
+        Loss at the iterations in ``loss_iterations_`` (the last entry is the final
+        state, over the included pixels and channels).
+    loss_iterations_ : ndarray of int, same shape
+    reconstruction_err_ : float
+        ``sqrt(2 * loss)`` of the final state (scikit-learn's convention).
+    residual_map_ : ndarray, shape (N,) or (H, W)
+        Poisson deviance of the reconstruction per pixel over the included channels:
+        bright pixels carry signal that K components do not explain.
+    n_features_in_ : int
+
+    Notes
+    -----
+    Masks (``fit(X, pixel_mask=..., channel_mask=...)``, True = excluded): an excluded
+    pixel does not influence ``components_`` but still gets its map values fitted to the
+    included channels; an excluded channel does not influence the maps but its values in
+    ``components_`` are fitted given the maps. Excluded entries are left out of the loss,
+    not treated as zeros. All-zero pixels get all-zero maps (never NaN). float16 input is
+    converted to float32; signed integer counts to uint32 (both copies). Dense input with
+    fewer than 5 % non-zero counts is iterated from a CSR copy of its non-zeros (much
+    smaller than the cube), so that the work scales with the number of counts.
+
+    Pressing Ctrl-C stops the fit within one iteration: the estimator keeps the state
+    after the last complete iteration (``components_``, ``n_iter_``, ``loss_history_``)
+    and ``KeyboardInterrupt`` is re-raised.
+
+    Example
+    -------
+    >>> import numpy as np, matchar as mc
+    >>> rng = np.random.default_rng(0)
+    >>> maps = rng.random((20, 30, 2)); spectra = rng.random((2, 64)) * 50
+    >>> cube = rng.poisson(maps @ spectra).astype(np.uint16)
+    >>> nmf = mc.spectral.NMF(2, random_state=0)
+    >>> abundance = nmf.fit_transform(cube)
+    >>> abundance.shape, nmf.components_.shape
+    ((20, 30, 2), (2, 64))
+    """
+
+    def __init__(
+        self,
+        n_components: int,
+        loss: str = "kl",
+        max_iter: int = 200,
+        tol: float = 1e-4,
+        init: Any = "nndsvda",
+        random_state: Any = None,
+        *,
+        eval_every: int = 10,
+        dtype: Any = None,
+        progress: bool = False,
+        compute_residual_map: bool = True,
+    ) -> None:
+        self.n_components = n_components
+        self.loss = loss
+        self.max_iter = max_iter
+        self.tol = tol
+        self.init = init
+        self.random_state = random_state
+        self.eval_every = eval_every
+        self.dtype = dtype
+        self.progress = progress
+        self.compute_residual_map = compute_residual_map
+
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True  # counts: negative values are rejected
+        tags.input_tags.sparse = True
+        return tags
+
+    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
+        return {"requires_positive_X": True, "X_types": ["2darray", "sparse"]}
+
+    # -- parameters -----------------------------------------------------------------
+    def _check_params(self, N: int, C: int) -> int:
+        if self.loss not in _LOSSES:
+            raise ValueError(f"loss must be 'kl' or 'frobenius', got {self.loss!r}")
+        k = _check_int(self.n_components, "n_components", 1)
+        if k > min(N, C):
+            raise ValueError(f"n_components={k} must be <= min(n_pixels, n_channels) = {min(N, C)}")
+        _check_int(self.max_iter, "max_iter", 1)
+        _check_int(self.eval_every, "eval_every", 1)
+        if not isinstance(self.tol, numbers.Real) or not np.isfinite(self.tol) or self.tol < 0:
+            raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
+        return k
+
+    def _initial_factors(self, data: SpectrumMatrix, k: int, dtype: np.dtype):
+        N, C = data.shape
+        init = self.init
+        if isinstance(init, str):
+            if init in ("nndsvda", "nndsvd"):
+                return _nndsvd(data, k, self.random_state, dtype, fill=init == "nndsvda")
+            if init == "random":
+                avg = np.sqrt(_data_mean(data) / k)
+                rng = check_random_state(self.random_state)
+                H = np.abs(avg * rng.standard_normal((k, C)))
+                W = np.abs(avg * rng.standard_normal((N, k)))
+                return W.astype(dtype), H.astype(dtype)
+            raise ValueError(
+                f"init must be 'nndsvda', 'nndsvd', 'random' or a (W, H) pair, got {init!r}"
+            )
+        if not isinstance(init, (tuple, list)) or len(init) != 2:
+            raise ValueError(
+                f"init must be 'nndsvda', 'nndsvd', 'random' or a (W, H) pair, "
+                f"got {type(init).__name__}"
+            )
+        W = np.array(init[0], dtype=dtype, copy=True)
+        H = np.array(init[1], dtype=dtype, copy=True)
+        if W.shape != (*data.nav_shape, k) and W.shape != (N, k):
+            raise ValueError(f"init W must have shape {(*data.nav_shape, k)}, got {W.shape}")
+        W = W.reshape(N, k)
+        if H.shape != (k, C):
+            raise ValueError(f"init H must have shape {(k, C)}, got {H.shape}")
+        for name, a in (("init W", W), ("init H", H)):
+            if not np.isfinite(a).all() or (a < 0).any():
+                raise ValueError(f"{name} must be finite and non-negative")
+        return W, H
+
+    # -- fitting --------------------------------------------------------------------
+    def fit(self, X: ArrayLike, y: Any = None, **fit_params: Any) -> NMF:
+        """Fit the factorisation to a spectrum image; see :meth:`fit_transform`.
+
+        Example
+        -------
+        >>> import numpy as np, matchar as mc
+        >>> X = np.random.default_rng(0).poisson(5.0, (50, 40))
+        >>> mc.spectral.NMF(2, random_state=0).fit(X).components_.shape
+        (2, 40)
+        """
+        self.fit_transform(X, y, **fit_params)
+        return self
+
+    def fit_transform(
+        self,
+        X: ArrayLike,
+        y: Any = None,
+        *,
+        pixel_mask: ArrayLike | None = None,
+        channel_mask: ArrayLike | None = None,
+    ) -> np.ndarray:
+        """Fit to X and return the abundance maps W.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, C) or (H, W, C), or scipy.sparse matrix (N, C)
+            Non-negative counts or intensities: uint8/16/32 and float32/float64 are read
+            in place (``np.memmap`` included); other dtypes are converted (a copy).
+        y : ignored
+        pixel_mask : bool array, shape (N,) or (H, W), optional
+            True marks dead/hot pixels excluded from the fit of ``components_``.
+        channel_mask : bool array, shape (C,), optional
+            True marks channels excluded from the fit of the maps.
+
+        Returns
+        -------
+        maps : ndarray, shape (N, K) or (H, W, K)
+            Abundances (float32 or float64, see ``dtype``).
+
+        Raises
+        ------
+        ValueError
+            Negative, NaN or infinite values, wrong ndim, empty input, bad masks,
+            ``n_components > min(N, C)``, bad parameters.
+
+        Example
+        -------
+        >>> import numpy as np, matchar as mc
+        >>> X = np.random.default_rng(0).poisson(5.0, (8, 8, 40)).astype(np.uint16)
+        >>> mc.spectral.NMF(2, random_state=0, max_iter=20).fit_transform(X).shape
+        (8, 8, 2)
+        """
+        data = as_spectrum_matrix(X, "X")
+        N, C = data.shape
+        k = self._check_params(N, C)
+        dtype = factor_dtype(data, self.dtype)
+        pm = as_mask(pixel_mask, "pixel_mask", data.nav_shape, N)
+        cm = as_mask(channel_mask, "channel_mask", (C,), C)
+        W, H = self._initial_factors(data, k, dtype)
+        W, H = self._iterate(_sparse_if_mostly_zero(data), W, H, pm, cm, update_H=True)
+        return unflatten(W, data.nav_shape)
+
+    def _iterate(self, data, W, H, pm, cm, *, update_H: bool):
+        loss_name, every, tol = self.loss, self.eval_every, float(self.tol)
+        history: list[float] = []
+        iterations: list[int] = []
+        n_done = 0
+        last_value = np.nan  # Frobenius: the loss of the latest state, free with each pass
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.max_iter, desc=f"NMF ({loss_name})", unit="it")
+        try:
+            for it in range(self.max_iter):
+                if loss_name == "kl":
+                    # The KL pass returns the loss of its input state (after `it` iterations).
+                    with_loss = it % every == 0
+                    value, W_new, H_new = _update(data, "kl", W, H, pm, cm, update_H, with_loss)
+                    evaluated_at = it
+                else:
+                    value, W_new, H_new = _update(data, "frobenius", W, H, pm, cm, update_H, True)
+                    with_loss = (it + 1) % every == 0
+                    evaluated_at = it + 1
+                last_value = float(value)
+                W = W_new
+                if update_H:
+                    H = H_new
+                n_done = it + 1
+                if bar is not None:
+                    bar.update(1)
+                if with_loss:
+                    history.append(float(value))
+                    iterations.append(evaluated_at)
+                    if tol > 0 and len(history) >= 2:
+                        prev, cur = history[-2], history[-1]
+                        if prev <= 0 or (prev - cur) / prev < tol:
+                            break
+        except KeyboardInterrupt:
+            if update_H:
+                self._set_result(data, W, H, n_done, history, iterations, pm, cm, None)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        if update_H:
+            self._set_result(data, W, H, n_done, history, iterations, pm, cm, last_value)
+        return W, H
+
+    def _set_result(self, data, W, H, n_iter, history, iterations, pm, cm, last_value):
+        # last_value is None after an interrupt (no extra pass then), else for Frobenius
+        # the loss of the final state returned by the last pass.
+        final = last_value is not None
+        self.components_ = H
+        self.n_components_ = H.shape[0]
+        self.n_features_in_ = H.shape[1]
+        self.n_iter_ = n_iter
+        self._fit_dtype = W.dtype
+        residual = None
+        if final:
+            if self.loss == "kl" or self.compute_residual_map:
+                residual = _deviance(data, W, H, pm, cm)
+            if self.loss == "kl":
+                dev = residual if pm is None else residual[pm.astype(bool)]
+                final_loss = 0.5 * float(dev.sum())
+            else:
+                final_loss = float(last_value)
+            if not iterations or iterations[-1] != n_iter:
+                history.append(final_loss)
+                iterations.append(n_iter)
+            else:
+                history[-1] = final_loss
+        self.loss_history_ = np.asarray(history, dtype=np.float64)
+        self.loss_iterations_ = np.asarray(iterations, dtype=np.int64)
+        last = history[-1] if history else np.nan
+        self.reconstruction_err_ = float(np.sqrt(2.0 * max(last, 0.0)))
+        self.residual_map_ = (
+            unflatten(residual[:, None], data.nav_shape)[..., 0]
+            if residual is not None and self.compute_residual_map
+            else None
+        )
+
+    # -- using a fitted model ---------------------------------------------------------
+    def transform(self, X: ArrayLike) -> np.ndarray:
+        """Abundance maps of new data with ``components_`` fixed.
+
+        Runs the same updates on W only (up to ``max_iter`` iterations, ``tol`` as in
+        fit) from a constant start, like scikit-learn.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, C) or (H, W, C), or scipy.sparse (N, C)
+
+        Returns
+        -------
+        maps : ndarray, shape (N, K) or (H, W, K)
+
+        Example
+        -------
+        >>> import numpy as np, matchar as mc
+        >>> X = np.random.default_rng(0).poisson(5.0, (50, 40))
+        >>> nmf = mc.spectral.NMF(2, random_state=0).fit(X)
+        >>> nmf.transform(X[:5]).shape
+        (5, 2)
+        """
+        check_is_fitted(self, "components_")
+        data = as_spectrum_matrix(X, "X")
+        N, C = data.shape
+        if C != self.n_features_in_:
+            raise ValueError(
+                f"X has {C} features, but NMF is expecting "
+                f"{self.n_features_in_} features as input (channels)"
+            )
+        H = self.components_
+        avg = np.sqrt(max(_data_mean(data), 0.0) / self.n_components_)
+        W = np.full((N, self.n_components_), avg, dtype=H.dtype)
+        W, _ = self._iterate(_sparse_if_mostly_zero(data), W, H, None, None, update_H=False)
+        return unflatten(W, data.nav_shape)
+
+    def inverse_transform(self, X: ArrayLike) -> np.ndarray:
+        """Reconstruct spectra from abundance maps: ``maps @ components_``.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, K) or (H, W, K)
+            Abundance maps.
+
+        Returns
+        -------
+        ndarray, shape (N, C) or (H, W, C)
+
+        Example
+        -------
+        >>> import numpy as np, matchar as mc
+        >>> X = np.random.default_rng(0).poisson(5.0, (50, 40))
+        >>> nmf = mc.spectral.NMF(2, random_state=0)
+        >>> nmf.inverse_transform(nmf.fit_transform(X)).shape
+        (50, 40)
+        """
+        check_is_fitted(self, "components_")
+        maps = np.asarray(X)
+        if maps.ndim not in (2, 3) or maps.shape[-1] != self.n_components_:
+            raise ValueError(
+                f"X must have shape (N, {self.n_components_}) or "
+                f"(H, W, {self.n_components_}), got {maps.shape}"
+            )
+        return maps @ self.components_

@@ -1,0 +1,270 @@
+"""Poisson-weighted PCA of spectrum images (Keenan & Kotula), blocked randomized SVD."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .. import _core
+from ._input import as_spectrum_matrix, factor_dtype, unflatten
+from ._svd import randomized_svd
+
+
+def _inv_sqrt(v: np.ndarray) -> np.ndarray:
+    """1/sqrt(v), 0 where v == 0 (empty pixels/channels get weight 0, never inf)."""
+    out = np.zeros_like(v, dtype=np.float64)
+    np.divide(1.0, np.sqrt(v), out=out, where=v > 0)
+    return out
+
+
+class PCA(TransformerMixin, BaseEstimator):
+    """Principal component analysis of a spectrum image with Poisson weighting.
+
+    With ``poisson=True`` (Keenan & Kotula 2004) the data are scaled as
+    ``X_w = X / sqrt(g h^T)``, g the image (total counts per pixel) and h the mean
+    spectrum normalised to sum 1, so that ``g h^T`` is the expected count under a rank-one
+    model and Poisson noise has unit variance in every entry. ``X_w`` is then centred and
+    decomposed by a randomized SVD whose products are computed by the C++ core in blocks
+    of pixels: neither the weighted nor the centred matrix is ever formed, and counts
+    (uint8/16/32) or float32 are read in place.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of components K, ``1 <= K <= min(N, C)``.
+    poisson : bool, default True
+        Apply the Poisson weighting (False: plain PCA of X).
+    random_state : int, numpy.random.Generator/RandomState or None
+        Seed of the random start of the subspace iteration.
+    n_iter : int or "auto", default "auto"
+        Power (subspace) iterations: 7 when K < 0.1 min(N, C), else 4 (scikit-learn's rule).
+        One pass over the data each, plus 3 passes (weights, mean/variance, Rayleigh-Ritz).
+    n_oversamples : int, default 10
+    center : bool, default True
+        Subtract the mean (weighted) spectrum, as scikit-learn's PCA does.
+    dtype : {None, "float32", "float64"}
+        Precision of the blocked products (accumulated in float64 either way); default
+        float64 for float64 data, float32 otherwise.
+
+    Attributes
+    ----------
+    components_ : ndarray, shape (K, C)
+        Principal axes in the weighted space, unit norm.
+    explained_variance_ : ndarray, shape (K,)
+    explained_variance_ratio_ : ndarray, shape (K,)
+        Fraction of the total variance of the (weighted, centred) data.
+    singular_values_ : ndarray, shape (K,)
+    mean_ : ndarray, shape (C,)
+        Mean of the weighted spectra (zeros when ``center=False``).
+    image_ : ndarray, shape (N,) or (H, W)
+        Total counts per pixel of the fitted data (the g of the weighting).
+    spectrum_weights_ : ndarray, shape (C,)
+        ``1 / sqrt(h)`` (ones when ``poisson=False``).
+    n_components_, n_features_in_, n_samples_ : int
+
+    Example
+    -------
+    >>> import numpy as np, matchar as mc
+    >>> rng = np.random.default_rng(0)
+    >>> cube = rng.poisson(rng.random((32, 32, 2)) @ (rng.random((2, 100)) * 30))
+    >>> pca = mc.spectral.PCA(3, random_state=0)
+    >>> scores = pca.fit_transform(cube)
+    >>> scores.shape, pca.components_.shape
+    ((32, 32, 3), (3, 100))
+    """
+
+    def __init__(
+        self,
+        n_components: int,
+        poisson: bool = True,
+        random_state: Any = None,
+        *,
+        n_iter: int | str = "auto",
+        n_oversamples: int = 10,
+        center: bool = True,
+        dtype: Any = None,
+    ) -> None:
+        self.n_components = n_components
+        self.poisson = poisson
+        self.random_state = random_state
+        self.n_iter = n_iter
+        self.n_oversamples = n_oversamples
+        self.center = center
+        self.dtype = dtype
+
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True  # counts: negative values are rejected
+        tags.input_tags.sparse = False
+        return tags
+
+    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
+        return {"requires_positive_X": True, "X_types": ["2darray"]}
+
+    def _weights(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image g, row weights r, column weights c) of X; one pass."""
+        g, h, _ = _core.spectral.weighted_sums(X, None, None)
+        if not self.poisson:
+            return g, np.ones_like(g), np.ones_like(h)
+        total = h.sum()
+        return g, _inv_sqrt(g), _inv_sqrt(h / total if total > 0 else h)
+
+    def fit(self, X: ArrayLike, y: Any = None) -> PCA:
+        """Fit the weighted PCA; see :meth:`fit_transform`.
+
+        Example
+        -------
+        >>> import numpy as np, matchar as mc
+        >>> X = np.random.default_rng(0).poisson(5.0, (100, 30))
+        >>> mc.spectral.PCA(2, random_state=0).fit(X).components_.shape
+        (2, 30)
+        """
+        data = as_spectrum_matrix(X, "X", allow_sparse=False)
+        X2 = data.X
+        N, C = data.shape
+        k = self.n_components
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= min(N, C):
+            raise ValueError(
+                f"n_components must be an integer in [1, min(n_pixels, n_channels)] = "
+                f"[1, {min(N, C)}], got {k!r}"
+            )
+        if N < 2:
+            raise ValueError(f"X must have at least 2 pixels for PCA, got n_samples={N}")
+        n_iter = self.n_iter
+        if n_iter == "auto":
+            n_iter = 7 if k < 0.1 * min(N, C) else 4
+        if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral) or n_iter < 0:
+            raise ValueError(f"n_iter must be 'auto' or an integer >= 0, got {self.n_iter!r}")
+        dtype = factor_dtype(data, self.dtype)
+        g, r, c = self._weights(X2)
+        col_sums, sumsq = _core.spectral.weighted_sums(X2, r, c)[1:]
+        mean = col_sums / N if self.center else np.zeros(C)
+        total_var = (sumsq - N * float(mean @ mean)) / (N - 1)
+        S, Vt = randomized_svd(
+            X2,
+            k,
+            r=r,
+            c=c,
+            mean=mean if self.center else None,
+            n_oversamples=int(self.n_oversamples),
+            n_iter=int(n_iter),
+            random_state=self.random_state,
+            dtype=dtype,
+        )
+        self.components_ = Vt
+        self.singular_values_ = S
+        self.explained_variance_ = S**2 / (N - 1)
+        self.explained_variance_ratio_ = (
+            self.explained_variance_ / total_var if total_var > 0 else np.zeros(k)
+        )
+        self.mean_ = mean
+        self.image_ = g.reshape(data.nav_shape)
+        self.spectrum_weights_ = c
+        self.n_components_ = k
+        self.n_features_in_ = C
+        self.n_samples_ = N
+        self._dtype = dtype
+        return self
+
+    def fit_transform(self, X: ArrayLike, y: Any = None) -> np.ndarray:
+        """Fit and return the scores of X.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, C) or (H, W, C)
+            Non-negative counts (uint8/16/32, float32/64 read in place; ``np.memmap`` ok).
+        y : ignored
+
+        Returns
+        -------
+        scores : ndarray, shape (N, K) or (H, W, K)
+
+        Example
+        -------
+        >>> import numpy as np, matchar as mc
+        >>> X = np.random.default_rng(0).poisson(5.0, (100, 30))
+        >>> mc.spectral.PCA(2, random_state=0).fit_transform(X).shape
+        (100, 2)
+        """
+        return self.fit(X).transform(X)
+
+    def transform(self, X: ArrayLike) -> np.ndarray:
+        """Scores ``(X_w - mean_) @ components_.T`` in the weighted space.
+
+        Each pixel is weighted by its own total counts and the fitted mean spectrum.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, C) or (H, W, C)
+
+        Returns
+        -------
+        scores : ndarray, shape (N, K) or (H, W, K)
+
+        Example
+        -------
+        >>> import numpy as np, matchar as mc
+        >>> X = np.random.default_rng(0).poisson(5.0, (100, 30))
+        >>> mc.spectral.PCA(2, random_state=0).fit(X).transform(X[:4]).shape
+        (4, 2)
+        """
+        check_is_fitted(self, "components_")
+        data = as_spectrum_matrix(X, "X", allow_sparse=False)
+        if data.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {data.shape[1]} features, but PCA is expecting "
+                f"{self.n_features_in_} features as input (channels)"
+            )
+        _, r, _ = self._weights(data.X)
+        V = np.ascontiguousarray(self.components_.T, dtype=self._dtype)
+        offset = np.ascontiguousarray(self.mean_ @ self.components_.T, dtype=np.float64)
+        Y = _core.spectral.weighted_project(data.X, r, self.spectrum_weights_, V, offset)
+        return unflatten(Y.astype(np.float64), data.nav_shape)
+
+    def inverse_transform(self, X: ArrayLike, image: ArrayLike | None = None) -> np.ndarray:
+        """Denoised spectra (in counts) from scores: unweight ``scores @ components_ + mean_``.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, K) or (H, W, K)
+            Scores from :meth:`transform`.
+        image : array_like, shape (N,) or (H, W), optional
+            Total counts per pixel of the data the scores came from; default: ``image_``
+            of the fitted data (then X must have its number of pixels).
+
+        Returns
+        -------
+        ndarray, shape (N, C) or (H, W, C), float64
+
+        Example
+        -------
+        >>> import numpy as np, matchar as mc
+        >>> X = np.random.default_rng(0).poisson(5.0, (100, 30))
+        >>> pca = mc.spectral.PCA(2, random_state=0)
+        >>> pca.inverse_transform(pca.fit_transform(X)).shape
+        (100, 30)
+        """
+        check_is_fitted(self, "components_")
+        Z = np.asarray(X, dtype=np.float64)
+        if Z.ndim not in (2, 3) or Z.shape[-1] != self.n_components_:
+            raise ValueError(
+                f"X must have shape (N, {self.n_components_}) or "
+                f"(H, W, {self.n_components_}), got {Z.shape}"
+            )
+        g = np.asarray(self.image_ if image is None else image, dtype=np.float64).reshape(-1)
+        Z2 = Z.reshape(-1, self.n_components_)
+        if g.shape[0] != Z2.shape[0]:
+            raise ValueError(
+                f"image must have one entry per pixel of X ({Z2.shape[0]}), got {g.shape[0]}"
+            )
+        Xw = Z2 @ self.components_ + self.mean_
+        if self.poisson:
+            c = self.spectrum_weights_
+            unweight_c = np.divide(1.0, c, out=np.zeros_like(c), where=c > 0)
+            Xw *= np.sqrt(g)[:, None] * unweight_c[None, :]
+        return Xw.reshape(*Z.shape[:-1], -1)
