@@ -18,6 +18,11 @@ def test_demo_writes_a_self_contained_report(tmp_path):
     summary = json.loads((out / "report.json").read_text())
     assert summary["jobs"]["gp"]["max_abs_difference"] < 1e-10
     assert summary["jobs"]["imaging"]["adjusted_rand_index"] > 0.9
+    assert max(summary["jobs"]["spectral"]["spectral_angles_deg"]) < 5.0
+    post = summary["jobs"]["nmr_posterior"]
+    assert abs(sum(post["posterior"]) - 1.0) < 1e-9
+    assert post["posterior"][post["true_candidate"]] == max(post["posterior"])
+    assert summary["jobs"]["soap"]["shape"][0] == 54
 
 
 def test_console_script_help_and_errors(tmp_path):

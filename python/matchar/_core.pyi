@@ -174,7 +174,6 @@ class _NMRModule:
 
 nmr: _NMRModule
 
-
 class _SpectralModule:
     """matchar._core.spectral (a submodule at run time). X: uint8/16/32 or float32/64
     (dense, any strides); CSR data float32/64 with int32/int64 indices; factors float32/64."""
