@@ -111,7 +111,7 @@ def _job_spectral() -> JobResult:
 
     import matchar as mc
 
-    cube, maps_true, spectra_true = _synthetic_spectrum_image()
+    cube, _, spectra_true = _synthetic_spectrum_image()
     nmf = mc.spectral.NMF(4, loss="kl", max_iter=200, tol=0, random_state=0)
     maps = nmf.fit_transform(cube)
     comp = nmf.components_
