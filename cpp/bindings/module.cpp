@@ -9,6 +9,7 @@ namespace py = pybind11;
 
 void register_runtime(py::module_& m);
 void register_gp(py::module_& m);
+void register_atoms(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "matchar's compiled core (C++17/OpenMP). Use the matchar package, not this module.";
@@ -33,4 +34,7 @@ PYBIND11_MODULE(_core, m) {
 
   auto gp = m.def_submodule("gp", "Gaussian-process kernels");
   register_gp(gp);
+
+  auto atoms = m.def_submodule("atoms", "Atomistic descriptors: SOAP");
+  register_atoms(atoms);
 }

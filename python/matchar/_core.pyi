@@ -24,3 +24,73 @@ class _GPModule:
     ) -> NDArray[np.float64]: ...
 
 gp: _GPModule
+
+class _Soap:
+    """matchar._core.atoms.Soap: a SOAP calculator (radial tables built once)."""
+
+    def __init__(
+        self,
+        cutoff: float,
+        n_radial: int,
+        max_angular: int,
+        atomic_width: float,
+        smoothing: float,
+        center_weight: float,
+        exact_radial: bool,
+        n_species: int,
+        compress: bool,
+        pair_mask: NDArray[np.bool_],
+    ) -> None: ...
+    @property
+    def n_features(self) -> int: ...
+    @property
+    def n_coefficients(self) -> int: ...
+    def power_spectrum_f32(
+        self,
+        positions: NDArray[np.float64],
+        species: NDArray[np.int32],
+        offsets: NDArray[np.int64],
+        cells: NDArray[np.float64],
+        pbc: NDArray[np.bool_],
+        centers: NDArray[np.int64],
+        normalize: bool,
+    ) -> NDArray[np.float32]: ...
+    def power_spectrum_f64(
+        self,
+        positions: NDArray[np.float64],
+        species: NDArray[np.int32],
+        offsets: NDArray[np.int64],
+        cells: NDArray[np.float64],
+        pbc: NDArray[np.bool_],
+        centers: NDArray[np.int64],
+        normalize: bool,
+    ) -> NDArray[np.float64]: ...
+    def spherical_expansion(
+        self,
+        positions: NDArray[np.float64],
+        species: NDArray[np.int32],
+        offsets: NDArray[np.int64],
+        cells: NDArray[np.float64],
+        pbc: NDArray[np.bool_],
+        centers: NDArray[np.int64],
+    ) -> NDArray[np.float64]: ...
+
+class _AtomsModule:
+    """matchar._core.atoms (a submodule at run time)."""
+
+    Soap: type[_Soap]
+    @staticmethod
+    def gto_radial_integral(
+        cutoff: float,
+        n_radial: int,
+        max_angular: int,
+        atomic_width: float,
+        exact: bool,
+        r: NDArray[np.float64],
+    ) -> NDArray[np.float64]: ...
+    @staticmethod
+    def real_spherical_harmonics(
+        max_angular: int, directions: NDArray[np.float64]
+    ) -> NDArray[np.float64]: ...
+
+atoms: _AtomsModule

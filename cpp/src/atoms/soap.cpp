@@ -1,0 +1,311 @@
+#include "matchar/atoms/soap.hpp"
+
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <exception>
+#include <string>
+#include <vector>
+
+namespace matchar::atoms {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+double shifted_cosine(double r, double cutoff, double width) {
+  if (width <= 0.0) return r < cutoff ? 1.0 : 0.0;
+  if (r <= cutoff - width) return 1.0;
+  if (r >= cutoff) return 0.0;
+  return 0.5 * (1.0 + std::cos(kPi * (r - cutoff + width) / width));
+}
+
+}  // namespace
+
+namespace {
+
+constexpr int kLegendreSize = (kMaxAngularSupported + 1) * (kMaxAngularSupported + 2) / 2;
+inline int legendre_index(int l, int m) { return l * (l + 1) / 2 + m; }
+
+// Recurrence coefficients of the orthonormal associated Legendre functions, computed
+// once (thread-safe static initialisation).
+struct LegendreCoefficients {
+  double a[kLegendreSize], b[kLegendreSize], diag[kMaxAngularSupported + 1],
+      sub[kMaxAngularSupported + 1];
+  LegendreCoefficients() {
+    for (int l = 0; l <= kMaxAngularSupported; ++l) {
+      diag[l] = l == 0 ? 0.0 : std::sqrt((2.0 * l + 1.0) / (2.0 * l));
+      sub[l] = std::sqrt(2.0 * l + 3.0);
+      for (int m = 0; m <= l; ++m) {
+        const double ll = l * l, mm = m * m, l1 = (l - 1.0) * (l - 1.0);
+        a[legendre_index(l, m)] = l >= m + 2 ? std::sqrt((4.0 * ll - 1.0) / (ll - mm)) : 0.0;
+        b[legendre_index(l, m)] = l >= m + 2 ? std::sqrt((l1 - mm) / (4.0 * l1 - 1.0)) : 0.0;
+      }
+    }
+  }
+};
+
+const LegendreCoefficients& legendre_coefficients() {
+  static const LegendreCoefficients table;
+  return table;
+}
+
+}  // namespace
+
+void real_spherical_harmonics(int L, double x, double y, double z, double* out) {
+  // Orthonormal associated Legendre functions without the Condon-Shortley phase,
+  // P[l][m] (l >= m), then Y_l0 = P_l0, Y_lm = sqrt(2) P_lm cos(m phi),
+  // Y_l,-m = sqrt(2) P_lm sin(m phi).
+  const LegendreCoefficients& t = legendre_coefficients();
+  const double rho = std::sqrt(x * x + y * y);
+  const double cos_t = z, sin_t = rho;
+  double cos_p = 1.0, sin_p = 0.0;
+  if (rho > 1e-300) {
+    cos_p = x / rho;
+    sin_p = y / rho;
+  }
+  double P[kLegendreSize];
+  P[0] = 0.5 / std::sqrt(kPi);
+  for (int m = 1; m <= L; ++m)
+    P[legendre_index(m, m)] = t.diag[m] * sin_t * P[legendre_index(m - 1, m - 1)];
+  for (int m = 0; m < L; ++m)
+    P[legendre_index(m + 1, m)] = t.sub[m] * cos_t * P[legendre_index(m, m)];
+  for (int m = 0; m <= L; ++m)
+    for (int l = m + 2; l <= L; ++l) {
+      const int i = legendre_index(l, m);
+      P[i] = t.a[i] * (cos_t * P[legendre_index(l - 1, m)] - t.b[i] * P[legendre_index(l - 2, m)]);
+    }
+  for (int l = 0; l <= L; ++l) out[l * l + l] = P[legendre_index(l, 0)];
+  double cm = 1.0, sm = 0.0;  // cos(m phi), sin(m phi)
+  constexpr double kSqrt2 = 1.41421356237309504880;
+  for (int m = 1; m <= L; ++m) {
+    const double c2 = cm * cos_p - sm * sin_p;
+    sm = sm * cos_p + cm * sin_p;
+    cm = c2;
+    for (int l = m; l <= L; ++l) {
+      const double p = kSqrt2 * P[legendre_index(l, m)];
+      out[l * l + l + m] = p * cm;
+      out[l * l + l - m] = p * sm;
+    }
+  }
+}
+
+Soap::Soap(const SoapParameters& params, int n_species, std::vector<char> pair_mask)
+    : params_(params), n_species_(n_species) {
+  if (n_species < 1) throw InvalidArgument("species must hold at least one species");
+  if (!(params.smoothing >= 0.0) || params.smoothing > params.cutoff)
+    throw InvalidArgument("smoothing must be in [0, cutoff], got " +
+                          std::to_string(params.smoothing));
+  if (!std::isfinite(params.center_weight)) throw InvalidArgument("center_weight must be finite");
+  const index_t S = n_species;
+  if (!pair_mask.empty() && static_cast<index_t>(pair_mask.size()) != S * S)
+    throw InvalidArgument("pair_mask must have n_species^2 entries");
+  radial_ = std::make_shared<const GtoRadialIntegral>(params);
+  const index_t N = params.n_radial, L = params.max_angular;
+  pair_offset_.assign(static_cast<std::size_t>(S * S), -1);
+  for (index_t a = 0; a < S; ++a)
+    for (index_t b = a; b < S; ++b) {
+      if (!pair_mask.empty() && !pair_mask[a * S + b]) continue;
+      pair_offset_[a * S + b] = n_features_;
+      n_features_ += (L + 1) * (a == b && params.compress ? N * (N + 1) / 2 : N * N);
+    }
+  if (n_features_ == 0) throw InvalidArgument("pairs selects no neighbour-species pair");
+}
+
+index_t Soap::n_features() const { return n_features_; }
+
+index_t Soap::n_coefficients() const {
+  const index_t N = params_.n_radial, L = params_.max_angular;
+  return (L + 1) * (L + 1) * n_species_ * N;
+}
+
+// Computes the expansion of every requested centre (OpenMP over centres, frames'
+// neighbour lists built first, in parallel) and hands each to
+// sink(row, coefficients, present) with coefficients laid out [lm][species][n] and
+// present[a] != 0 when species a has a non-zero density around the centre.
+template <class Sink>
+void Soap::run(const Frames& f, const index_t* centers, index_t n_centers, Sink&& sink) const {
+  if (f.n_frames < 0) throw InvalidArgument("n_frames must be >= 0");
+  for (index_t s = 0; s < f.n_frames; ++s)
+    if (f.offsets[s + 1] < f.offsets[s]) throw InvalidArgument("frame offsets must not decrease");
+  const index_t n_total = f.n_frames > 0 ? f.offsets[f.n_frames] : 0;
+  for (index_t k = 0; k < n_total; ++k)
+    if (f.species[k] < 0 || f.species[k] >= n_species_)
+      throw InvalidArgument("species index " + std::to_string(f.species[k]) + " of atom " +
+                            std::to_string(k) + " out of range");
+  // Which frames are needed, and check the centres.
+  std::vector<char> used(static_cast<std::size_t>(f.n_frames), 0);
+  for (index_t c = 0; c < n_centers; ++c) {
+    const index_t s = centers[2 * c], a = centers[2 * c + 1];
+    if (s < 0 || s >= f.n_frames || a < 0 || a >= f.offsets[s + 1] - f.offsets[s])
+      throw InvalidArgument("centers[" + std::to_string(c) + "] = (" + std::to_string(s) + ", " +
+                            std::to_string(a) + ") is not an atom of the frames");
+    used[s] = 1;
+  }
+  std::vector<std::unique_ptr<NeighborList>> lists(static_cast<std::size_t>(f.n_frames));
+  std::atomic<bool> stop{false};
+  std::exception_ptr error;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads())
+  for (index_t s = 0; s < f.n_frames; ++s) {
+    if (!used[s] || stop.load(std::memory_order_relaxed)) continue;
+    try {
+      Structure st;
+      st.positions = f.positions + 3 * f.offsets[s];
+      st.n_atoms = f.offsets[s + 1] - f.offsets[s];
+      st.cell = f.cells + 9 * s;
+      for (int d = 0; d < 3; ++d) st.pbc[d] = f.pbc[3 * s + d];
+      lists[s] = std::make_unique<NeighborList>(st, params_.cutoff);
+    } catch (...) {
+#pragma omp critical(matchar_soap_error)
+      if (!error) error = std::current_exception();
+      stop.store(true);
+    }
+  }
+  if (error) std::rethrow_exception(error);
+
+  const int N = params_.n_radial, L = params_.max_angular, S = n_species_;
+  const int LM = (L + 1) * (L + 1);
+  const index_t n_coef = static_cast<index_t>(S) * LM * N;
+  // Self term: the centre's own density, l = 0 only (featomic's center_atom_weight).
+  std::vector<double> self(static_cast<std::size_t>(radial_->size()));
+  radial_->compute_exact(0.0, self.data(), nullptr);
+  const double y00 = 0.5 / std::sqrt(kPi);
+
+#pragma omp parallel num_threads(num_threads())
+  {
+    std::vector<Neighbor> nbrs;
+    std::vector<double> coef(static_cast<std::size_t>(n_coef));
+    std::vector<double> R(static_cast<std::size_t>(radial_->size()));
+    std::vector<double> Y(static_cast<std::size_t>(LM));
+    std::vector<double> fR(static_cast<std::size_t>(N));
+    std::vector<char> present(static_cast<std::size_t>(S));
+#pragma omp for schedule(dynamic, 4)
+    for (index_t c = 0; c < n_centers; ++c) {
+      if (stop.load(std::memory_order_relaxed)) continue;
+      try {
+        const index_t s = centers[2 * c], atom = centers[2 * c + 1];
+        const int* species = f.species + f.offsets[s];
+        std::fill(coef.begin(), coef.end(), 0.0);
+        std::fill(present.begin(), present.end(), 0);
+        double* c0 = coef.data() + static_cast<index_t>(species[atom]) * N;
+        for (int n = 0; n < N; ++n) c0[n] += params_.center_weight * y00 * self[n];
+        if (params_.center_weight != 0.0) present[species[atom]] = 1;
+        nbrs.clear();
+        lists[s]->neighbors(atom, nbrs);
+        for (const Neighbor& nb : nbrs) {
+          const double fc = shifted_cosine(nb.r, params_.cutoff, params_.smoothing);
+          if (fc == 0.0) continue;
+          radial_->compute(nb.r, R.data());
+          const double inv = 1.0 / nb.r;
+          real_spherical_harmonics(L, nb.dx * inv, nb.dy * inv, nb.dz * inv, Y.data());
+          present[species[nb.atom]] = 1;
+          double* ca = coef.data() + static_cast<index_t>(species[nb.atom]) * N;
+          for (int l = 0; l <= L; ++l) {
+            for (int n = 0; n < N; ++n) fR[n] = fc * R[l * N + n];
+            for (int lm = l * l; lm < (l + 1) * (l + 1); ++lm) {
+              const double y = Y[lm];
+              double* dst = ca + static_cast<index_t>(lm) * S * N;
+#pragma omp simd
+              for (int n = 0; n < N; ++n) dst[n] += y * fR[n];
+            }
+          }
+        }
+        sink(c, coef.data(), present.data());
+        if (omp_get_thread_num() == 0 && poll_interrupt()) stop.store(true);
+      } catch (...) {
+#pragma omp critical(matchar_soap_error)
+        if (!error) error = std::current_exception();
+        stop.store(true);
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
+  if (stop.load()) throw Interrupted();
+}
+
+template <class T>
+void Soap::power_spectrum(const Frames& frames, const index_t* centers, index_t n_centers,
+                          bool normalize, T* out) const {
+  const int N = params_.n_radial, L = params_.max_angular, S = n_species_;
+  const index_t nf = n_features();
+  const bool compress = params_.compress;
+  const index_t NN = static_cast<index_t>(N) * N, NT = static_cast<index_t>(N) * (N + 1) / 2;
+  std::vector<double> factor(static_cast<std::size_t>(L + 1));
+  for (int l = 0; l <= L; ++l) factor[l] = (l % 2 == 0 ? 1.0 : -1.0) / std::sqrt(2.0 * l + 1.0);
+  const double sqrt2 = std::sqrt(2.0);
+  using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  struct alignas(64) Scratch {  // one cache line apart: no false sharing
+    RowMajor packed, gram;
+    std::vector<int> species;
+  };
+  std::vector<Scratch> scratch(static_cast<std::size_t>(std::max(1, num_threads())));
+  run(frames, centers, n_centers, [&](index_t row, const double* coef, const char* present) {
+    Scratch& w = scratch[static_cast<std::size_t>(omp_get_thread_num())];
+    T* o = out + row * nf;
+    std::fill(o, o + nf, T(0));
+    w.species.clear();
+    for (int a = 0; a < S; ++a)
+      if (present[a]) w.species.push_back(a);
+    const int P = static_cast<int>(w.species.size());
+    const index_t PN = static_cast<index_t>(P) * N;
+    // Only the species present around the centre take part: for each l, one small GEMM
+    // C_l^T C_l on the (2l+1, P N) packed coefficients gives every (a, b) block at once.
+    for (int l = 0; l <= L; ++l) {
+      const int M = 2 * l + 1;
+      w.packed.resize(M, PN);
+      for (int m = 0; m < M; ++m)
+        for (int p = 0; p < P; ++p)
+          std::copy_n(coef + (static_cast<index_t>(l * l + m) * S + w.species[p]) * N, N,
+                      w.packed.data() + m * PN + static_cast<index_t>(p) * N);
+      w.gram.noalias() = w.packed.transpose() * w.packed;
+      for (int p = 0; p < P; ++p)
+        for (int q = p; q < P; ++q) {
+          const int a = w.species[p], b = w.species[q];
+          const index_t offset = pair_offset_[static_cast<std::size_t>(a) * S + b];
+          if (offset < 0) continue;
+          const double s = (a == b ? 1.0 : sqrt2) * factor[l];
+          const double* g0 =
+              w.gram.data() + static_cast<index_t>(p) * N * PN + static_cast<index_t>(q) * N;
+          if (a == b && compress) {
+            // n1 <= n2 only; the block is symmetric, off-diagonal entries carry sqrt(2).
+            T* dst = o + offset + l * NT;
+            for (int n1 = 0; n1 < N; ++n1) {
+              const double* g = g0 + n1 * PN;
+              *dst++ = static_cast<T>(s * g[n1]);
+              for (int n2 = n1 + 1; n2 < N; ++n2) *dst++ = static_cast<T>(s * sqrt2 * g[n2]);
+            }
+            continue;
+          }
+          T* dst = o + offset + l * NN;
+          for (int n1 = 0; n1 < N; ++n1) {
+            const double* g = g0 + n1 * PN;
+            for (int n2 = 0; n2 < N; ++n2) dst[n1 * N + n2] = static_cast<T>(s * g[n2]);
+          }
+        }
+    }
+    if (normalize) {
+      double norm2 = 0.0;
+      for (index_t q = 0; q < nf; ++q) norm2 += static_cast<double>(o[q]) * o[q];
+      if (norm2 > 0.0) {
+        const double inv = 1.0 / std::sqrt(norm2);
+        for (index_t q = 0; q < nf; ++q) o[q] = static_cast<T>(o[q] * inv);
+      }
+    }
+  });
+}
+
+void Soap::spherical_expansion(const Frames& frames, const index_t* centers, index_t n_centers,
+                               double* out) const {
+  const index_t nc = n_coefficients();
+  run(frames, centers, n_centers,
+      [&](index_t row, const double* coef, const char*) { std::copy_n(coef, nc, out + row * nc); });
+}
+
+template void Soap::power_spectrum<float>(const Frames&, const index_t*, index_t, bool,
+                                          float*) const;
+template void Soap::power_spectrum<double>(const Frames&, const index_t*, index_t, bool,
+                                           double*) const;
+
+}  // namespace matchar::atoms

@@ -1,0 +1,524 @@
+"""matchar.atoms.SOAP: featomic's regression data, a SciPy reference, invariances, errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import matchar as mc
+import numpy as np
+import pytest
+from matchar import _core
+from scipy.special import factorial, gamma, hyp1f1, lpmv
+
+ase = pytest.importorskip("ase")
+from ase.build import bulk, molecule  # noqa: E402
+
+# ----------------------------------------------------------------------------------------
+# SciPy reference: the featomic convention written out directly (slow, small systems).
+# ----------------------------------------------------------------------------------------
+
+
+def ref_radial(r, l, rc, nmax, sig):
+    """R_nl(r): Gaussian density x Loewdin-orthonormal GTOs, through scipy's hyp1f1."""
+    sn = np.array([rc * max(np.sqrt(n), 1) / nmax for n in range(nmax)])
+    S = np.zeros((nmax, nmax))
+    for a in range(nmax):
+        for b in range(nmax):
+            s1, s2, p = sn[a], sn[b], 0.5 * (3 + a + b)
+            S[a, b] = (
+                (0.5 / s1**2 + 0.5 / s2**2) ** (-p)
+                / (s1**a * s2**b)
+                * gamma(p)
+                / ((s1 * s2) ** 1.5 * np.sqrt(gamma(a + 1.5) * gamma(b + 1.5)))
+            )
+    norm = np.sqrt(2 / (sn ** (2 * np.arange(nmax) + 3) * gamma(np.arange(nmax) + 1.5)))
+    e, V = np.linalg.eigh(S)
+    ortho = V @ np.diag(e**-0.5) @ V.T @ np.diag(norm)
+    c, g = 1 / (2 * sig**2), 1 / (2 * sn**2)
+    raw = np.empty(nmax)
+    for n in range(nmax):
+        a, b = 0.5 * (n + l + 3), l + 1.5
+        z = (c * r) ** 2 / (c + g[n])
+        raw[n] = gamma(a) / gamma(b) * hyp1f1(a, b, z) * (c + g[n]) ** (-a)
+    raw *= (np.pi / sig**2) ** 0.75 * np.exp(-c * r * r) * (c * r) ** l
+    return ortho @ raw
+
+
+def ref_ylm(l, v):
+    """Real spherical harmonics, Wikipedia's real form (no Condon-Shortley phase)."""
+    x, y, z = v / np.linalg.norm(v)
+    th, ph = np.arccos(np.clip(z, -1, 1)), np.arctan2(y, x)
+    out = []
+    for m in range(-l, l + 1):
+        am = abs(m)
+        N = np.sqrt((2 * l + 1) / (4 * np.pi) * factorial(l - am) / factorial(l + am))
+        P = lpmv(am, l, np.cos(th)) * (-1) ** am  # scipy includes the phase: remove it
+        if m == 0:
+            out.append(N * P)
+        elif m > 0:
+            out.append(np.sqrt(2) * N * P * np.cos(m * ph))
+        else:
+            out.append(np.sqrt(2) * N * P * np.sin(am * ph))
+    return np.array(out)
+
+
+def ref_expansion(numbers, positions, species, rc, nmax, lmax, sig, width):
+    """c[i, lm, a, n] for a non-periodic structure, all pairs by brute force."""
+
+    def fc(r):
+        if r <= rc - width:
+            return 1.0
+        return 0.0 if r >= rc else 0.5 * (1 + np.cos(np.pi * (r - rc + width) / width))
+
+    n_at = len(numbers)
+    C = np.zeros((n_at, (lmax + 1) ** 2, len(species), nmax))
+    self_term = ref_radial(0.0, 0, rc, nmax, sig) / np.sqrt(4 * np.pi)
+    for i in range(n_at):
+        C[i, 0, species.index(numbers[i])] += self_term
+        for j in range(n_at):
+            v = positions[j] - positions[i]
+            r = np.linalg.norm(v)
+            if i == j or r >= rc:
+                continue
+            a = species.index(numbers[j])
+            for l in range(lmax + 1):
+                C[i, l * l : (l + 1) ** 2, a] += fc(r) * np.outer(
+                    ref_ylm(l, v), ref_radial(r, l, rc, nmax, sig)
+                )
+    return C
+
+
+def ref_power_spectrum(C, lmax):
+    """p^{ab}_{l n1 n2} = s_ab (-1)^l / sqrt(2l+1) sum_m c^a_{n1 lm} c^b_{n2 lm}, a <= b."""
+    n_env, _, S, _ = C.shape
+    rows = []
+    for i in range(n_env):
+        row = []
+        for a in range(S):
+            for b in range(a, S):
+                for l in range(lmax + 1):
+                    blk = C[i, l * l : (l + 1) ** 2]
+                    p = blk[:, a].T @ blk[:, b] * (-1) ** l / np.sqrt(2 * l + 1)
+                    row.append((p * (np.sqrt(2) if a != b else 1.0)).ravel())
+        rows.append(np.concatenate(row))
+    return np.array(rows)
+
+
+def rattled_molecule(seed=0):
+    rng = np.random.default_rng(seed)
+    mol = molecule("CH3CH2OH")
+    mol.positions += rng.normal(scale=0.05, size=mol.positions.shape)
+    return mol
+
+
+# ----------------------------------------------------------------------------------------
+# featomic's own regression data
+# ----------------------------------------------------------------------------------------
+
+
+def load_featomic(shared_data, name):
+    with open(shared_data / f"featomic-{name}-values-input.json") as fh:
+        inp = json.load(fh)
+    with gzip.open(shared_data / f"featomic-{name}-values.npy.gz") as fh:
+        values = np.load(fh)
+    hyp = inp["hyperparameters"]
+    assert hyp["basis"]["radial"]["type"] == "Gto"
+    assert hyp["cutoff"]["smoothing"]["type"] == "ShiftedCosine"
+    assert hyp["density"]["type"] == "Gaussian"
+    system = inp["systems"][0]
+    assert not any(system["cell"])  # non-periodic
+    frame = ase.Atoms(numbers=system["types"], positions=system["positions"], pbc=False)
+    soap_kwargs = dict(
+        cutoff=hyp["cutoff"]["radius"],
+        max_radial=hyp["basis"]["radial"]["max_radial"] + 1,  # featomic counts from 0
+        max_angular=hyp["basis"]["max_angular"],
+        atomic_width=hyp["density"]["width"],
+        smoothing=hyp["cutoff"]["smoothing"]["width"],
+        species=sorted(set(system["types"])),
+    )
+    return frame, soap_kwargs, values
+
+
+# The stored data carry 10 significant digits and featomic's own 1F1/Gamma evaluation
+# carries ~1e-10 absolute noise; we match to ~1e-10 of the data's scale.
+def assert_matches_reference(X, ref, rel=1e-8):
+    assert X.shape == ref.shape
+    scale = np.abs(ref).max()
+    err = np.abs(X - ref).max() / scale
+    assert err <= rel, f"max |X - ref| / max |ref| = {err:.3e}"
+
+
+@pytest.mark.parametrize("exact_radial", [True, False])
+def test_featomic_power_spectrum_regression(shared_data, exact_radial):
+    frame, kw, ref = load_featomic(shared_data, "soap-power-spectrum")
+    soap = mc.atoms.SOAP(**kw, exact_radial=exact_radial)
+    X = soap.compute([frame])
+    assert_matches_reference(X, ref, rel=1e-9)
+    # rows are atoms in order
+    np.testing.assert_array_equal(soap.samples_[:, 1], np.arange(len(frame)))
+
+
+@pytest.mark.parametrize("exact_radial", [True, False])
+def test_featomic_spherical_expansion_regression(shared_data, exact_radial):
+    frame, kw, ref = load_featomic(shared_data, "spherical-expansion")
+    soap = mc.atoms.SOAP(**kw, exact_radial=exact_radial)
+    C = soap.spherical_expansion([frame])
+    assert_matches_reference(C.reshape(len(frame), -1), ref, rel=1e-9)
+
+
+def test_featomic_power_spectrum_float32(shared_data):
+    frame, kw, ref = load_featomic(shared_data, "soap-power-spectrum")
+    X = mc.atoms.SOAP(**kw, dtype=np.float32).compute([frame])
+    assert X.dtype == np.float32
+    assert_matches_reference(X.astype(np.float64), ref, rel=1e-6)
+
+
+def test_matches_featomic_on_periodic_crystal():
+    """The peer itself, when installed (bench extra): a periodic, rattled cell."""
+    featomic = pytest.importorskip("featomic")
+    rng = np.random.default_rng(11)
+    at = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    at.positions += rng.normal(scale=0.1, size=at.positions.shape)
+    calc = featomic.SoapPowerSpectrum(
+        cutoff={"radius": 4.5, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
+        density={"type": "Gaussian", "width": 0.3},
+        basis={
+            "type": "TensorProduct",
+            "max_angular": 4,
+            "radial": {"type": "Gto", "max_radial": 5},
+            "spline_accuracy": None,
+        },
+    )
+    d = calc.compute(at)
+    d = d.keys_to_samples("center_type").keys_to_properties(["neighbor_1_type", "neighbor_2_type"])
+    samples = np.asarray(d.block().samples.values)
+    ref = np.asarray(d.block().values)[np.lexsort((samples[:, 1], samples[:, 0]))]
+    X = mc.atoms.SOAP(4.5, 6, 4, 0.3, 0.5, species=[11, 17]).compute(at)
+    assert_matches_reference(X, ref, rel=1e-8)
+
+
+# ----------------------------------------------------------------------------------------
+# Against the SciPy reference (no shared data needed)
+# ----------------------------------------------------------------------------------------
+
+
+def test_spherical_harmonics_match_scipy():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(20, 3))
+    v = np.vstack([v, [[0, 0, 1], [0, 0, -1], [1, 0, 0]]])
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    L = 10
+    Y = _core.atoms.real_spherical_harmonics(L, v)
+    ref = np.array([np.concatenate([ref_ylm(l, x) for l in range(L + 1)]) for x in v])
+    np.testing.assert_allclose(Y, ref, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_radial_integral_matches_scipy(exact):
+    rc, nmax, lmax, sig = 5.0, 6, 5, 0.4
+    r = np.array([0.0, 1e-7, 0.37, 1.0, 2.2, 3.9, 4.99])
+    R = _core.atoms.gto_radial_integral(rc, nmax, lmax, sig, exact, r)
+    ref = np.array(
+        [np.concatenate([ref_radial(x, l, rc, nmax, sig) for l in range(lmax + 1)]) for x in r]
+    )
+    np.testing.assert_allclose(R, ref, rtol=0, atol=1e-9 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize(
+    ("rc", "nmax", "lmax", "sig"),
+    [(5.5, 8, 8, 0.3), (5.0, 8, 6, 0.5), (4.0, 12, 10, 0.2), (6.0, 6, 4, 0.8)],
+)
+def test_spline_close_to_exact_on_dense_grid(rc, nmax, lmax, sig):
+    r = np.linspace(0, rc, 2003)
+    exact = _core.atoms.gto_radial_integral(rc, nmax, lmax, sig, True, r)
+    spline = _core.atoms.gto_radial_integral(rc, nmax, lmax, sig, False, r)
+    assert np.abs(spline - exact).max() <= 1e-10 * np.abs(exact).max()
+
+
+@pytest.mark.parametrize("exact_radial", [True, False])
+def test_expansion_and_power_spectrum_match_scipy_reference(exact_radial):
+    mol = rattled_molecule(1)
+    species = [1, 6, 8]
+    rc, nmax, lmax, sig, width = 3.5, 4, 3, 0.35, 0.7
+    soap = mc.atoms.SOAP(rc, nmax, lmax, sig, width, species, exact_radial=exact_radial)
+    C = soap.spherical_expansion(mol)
+    ref_C = ref_expansion(list(mol.numbers), mol.positions, species, rc, nmax, lmax, sig, width)
+    np.testing.assert_allclose(C, ref_C, rtol=0, atol=1e-9 * np.abs(ref_C).max())
+    X = soap.compute(mol)
+    # The power spectrum contraction, in NumPy, from the expansion matchar returns.
+    np.testing.assert_allclose(X, ref_power_spectrum(C, lmax), rtol=1e-12, atol=1e-14)
+
+
+def test_float32_output_matches_float64():
+    mol = rattled_molecule(2)
+    X64 = mc.atoms.SOAP(4.0, 5, 4).compute(mol)
+    X32 = mc.atoms.SOAP(4.0, 5, 4, dtype="float32").compute(mol)
+    assert X32.dtype == np.float32
+    np.testing.assert_allclose(X32, X64, rtol=1e-5, atol=1e-7 * np.abs(X64).max())
+
+
+# ----------------------------------------------------------------------------------------
+# Invariances and periodicity
+# ----------------------------------------------------------------------------------------
+
+
+def random_rotation(rng):
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] *= -1
+    return q
+
+
+def test_rotation_translation_and_permutation_invariance():
+    rng = np.random.default_rng(3)
+    mol = rattled_molecule(3)
+    soap = mc.atoms.SOAP(4.5, 6, 6)
+    X = soap.compute(mol)
+    rot = mol.copy()
+    rot.positions = mol.positions @ random_rotation(rng).T + [3.0, -1.0, 7.5]
+    np.testing.assert_allclose(soap.compute(rot), X, rtol=1e-10, atol=1e-12 * np.abs(X).max())
+    perm = rng.permutation(len(mol))
+    Xp = soap.compute(mol[perm])
+    np.testing.assert_allclose(Xp, X[perm], rtol=1e-10, atol=1e-12 * np.abs(X).max())
+    # a mirror image has the same power spectrum too (it is O(3)-invariant)
+    mir = mol.copy()
+    mir.positions[:, 0] *= -1
+    np.testing.assert_allclose(soap.compute(mir), X, rtol=1e-10, atol=1e-12 * np.abs(X).max())
+
+
+def rattled_bulk(seed, cubic=True):
+    rng = np.random.default_rng(seed)
+    at = bulk("NaCl", "rocksalt", a=5.64, cubic=cubic)
+    at.positions += rng.normal(scale=0.1, size=at.positions.shape)
+    return at
+
+
+@pytest.mark.parametrize("cubic", [True, False])  # False: a triclinic 2-atom cell < cutoff
+def test_periodic_cell_matches_supercell(cubic):
+    at = rattled_bulk(4, cubic)
+    soap = mc.atoms.SOAP(5.0, 4, 4, species=[11, 17])
+    X = soap.compute(at)
+    sc = at.repeat((2, 3, 2))
+    Xs = soap.compute(sc)
+    np.testing.assert_allclose(Xs, np.tile(X, (12, 1)), rtol=1e-9, atol=1e-12 * np.abs(X).max())
+
+
+def test_tiny_triclinic_cell_matches_brute_force_cluster():
+    # One atom in a skewed cell much smaller than the cutoff: its environment is the
+    # lattice, which a large non-periodic cluster cut from it reproduces exactly.
+    cell = np.array([[2.1, 0.0, 0.0], [0.9, 2.3, 0.0], [0.4, -0.7, 2.6]])
+    at = ase.Atoms("Cu", positions=[[0.3, 0.2, 0.1]], cell=cell, pbc=True)
+    soap = mc.atoms.SOAP(4.0, 4, 3)
+    X = soap.compute(at)
+    n = 6
+    grid = np.array(
+        [[i, j, k] for i in range(-n, n + 1) for j in range(-n, n + 1) for k in range(-n, n + 1)]
+    )
+    pos = at.positions[0] + grid @ cell
+    keep = np.linalg.norm(pos - at.positions[0], axis=1) < 4.0 + 1e-9
+    cluster = ase.Atoms(numbers=[29] * int(keep.sum()), positions=pos[keep])
+    centre = int(np.argmin(np.linalg.norm(cluster.positions - at.positions[0], axis=1)))
+    Xc = soap.compute(cluster)[centre]
+    np.testing.assert_allclose(X[0], Xc, rtol=1e-9, atol=1e-12 * np.abs(X).max())
+
+
+def test_slab_mixed_pbc_and_vacuum_equivalence():
+    rng = np.random.default_rng(5)
+    slab = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((1, 1, 2))
+    slab.positions += rng.normal(scale=0.05, size=slab.positions.shape)
+    slab.pbc = [True, True, False]
+    soap = mc.atoms.SOAP(4.0, 4, 3)
+    X = soap.compute(slab)
+    big = slab.repeat((2, 2, 1))
+    np.testing.assert_allclose(
+        soap.compute(big), np.tile(X, (4, 1)), rtol=1e-9, atol=1e-12 * np.abs(X).max()
+    )
+    # non-periodic molecule == the same molecule periodic in a cell with lots of vacuum
+    mol = rattled_molecule(6)
+    soap = mc.atoms.SOAP(4.0, 4, 3)
+    X0 = soap.compute(mol)
+    boxed = mol.copy()
+    boxed.cell = np.diag([30.0, 31.0, 32.0])
+    boxed.pbc = True
+    np.testing.assert_allclose(soap.compute(boxed), X0, rtol=1e-10, atol=1e-14)
+
+
+# ----------------------------------------------------------------------------------------
+# API: labels, centres, normalisation, chunking, threads
+# ----------------------------------------------------------------------------------------
+
+
+def test_labels_centers_and_feature_layout():
+    frames = [molecule("H2O"), molecule("CH4"), molecule("NH3")]
+    soap = mc.atoms.SOAP(4.0, 3, 2, species=["H", "C", "N", "O"])
+    X = soap.compute(frames)
+    assert X.shape == (3 + 5 + 4, 10 * 3 * 9)
+    np.testing.assert_array_equal(soap.samples_[:, 0], [0] * 3 + [1] * 5 + [2] * 4)
+    np.testing.assert_array_equal(soap.samples_[:3, 1], [0, 1, 2])
+    np.testing.assert_array_equal(soap.samples_[:3, 2], [8, 1, 1])
+    labels = soap.feature_labels()
+    assert labels.shape == (X.shape[1], 6)
+    assert (labels[:, 0] == 0).all()
+    assert (labels[:, 1] <= labels[:, 2]).all()
+    # featomic's order: pairs, then l, then n1, then n2
+    keys = labels[:, 1:]
+    assert [tuple(k) for k in keys] == sorted(tuple(k) for k in keys)
+    # species absent from a frame give exact zeros
+    h2o = X[0]
+    assert np.all(h2o[(labels[:, 1] == 6) | (labels[:, 2] == 6)] == 0)
+    Xh = soap.compute(frames, centers=["H"])
+    np.testing.assert_array_equal(Xh, X[soap_rows_with(X, soap, frames, 1)])
+    assert set(soap.samples_[:, 2]) == {1}
+
+
+def soap_rows_with(X, soap, frames, z):
+    numbers = np.concatenate([f.numbers for f in frames])
+    return numbers == z
+
+
+def test_normalize_and_chunked_callback_and_out():
+    frames = [rattled_molecule(s) for s in range(5)]
+    soap = mc.atoms.SOAP(4.0, 4, 3, species=[1, 6, 8])
+    X = soap.compute(frames)
+    Xn = mc.atoms.SOAP(4.0, 4, 3, species=[1, 6, 8], normalize=True).compute(frames)
+    np.testing.assert_allclose(Xn, X / np.linalg.norm(X, axis=1, keepdims=True), rtol=1e-12)
+    seen = []
+    soap.compute(frames, chunk_size=2, callback=lambda row, F, s: seen.append((row, F, s)))
+    assert [r for r, _, _ in seen] == [0, 18, 36]
+    np.testing.assert_array_equal(np.concatenate([F for _, F, _ in seen]), X)
+    assert seen[1][2][0, 0] == 2  # frame indices are global
+    out = np.empty_like(X)
+    res = soap.compute(frames, chunk_size=3, out=out)
+    np.testing.assert_array_equal(out, X)
+    assert res is not None and np.shares_memory(res, out)
+
+
+def test_pairs_compress_and_several_cutoffs():
+    frames = [rattled_molecule(s) for s in range(3)]
+    full = mc.atoms.SOAP(4.0, 4, 3, species=["H", "C", "O"])
+    X = full.compute(frames)
+    labels = full.feature_labels()
+    # pair selection == the matching columns of the full layout
+    sel = mc.atoms.SOAP(4.0, 4, 3, species=["H", "C", "O"], pairs=[("O", "H"), ("C", "C")])
+    Xs = sel.compute(frames)
+    keep = ((labels[:, 1] == 1) & (labels[:, 2] == 8)) | ((labels[:, 1] == 6) & (labels[:, 2] == 6))
+    np.testing.assert_array_equal(Xs, X[:, keep])
+    np.testing.assert_array_equal(sel.feature_labels(), labels[keep])
+    assert sel.n_features == Xs.shape[1]
+    # compressed same-species blocks keep every dot product
+    comp = mc.atoms.SOAP(4.0, 4, 3, species=["H", "C", "O"], compress=True)
+    Xc = comp.compute(frames)
+    assert Xc.shape[1] == comp.n_features == len(comp.feature_labels()) < X.shape[1]
+    np.testing.assert_allclose(Xc @ Xc.T, X @ X.T, rtol=1e-12)
+    lc = comp.feature_labels()
+    same = lc[:, 1] == lc[:, 2]
+    assert (lc[same, 4] <= lc[same, 5]).all()
+    diag = same & (lc[:, 4] == lc[:, 5])
+    cols = [np.flatnonzero((labels[:, 1:] == row[1:]).all(axis=1))[0] for row in lc[diag]]
+    np.testing.assert_array_equal(Xc[:, diag], X[:, cols])
+    # several cutoffs: one block per cutoff, side by side
+    multi = mc.atoms.SOAP([3.0, 4.0], 4, 3, species=["H", "C", "O"])
+    Xm = multi.compute(frames)
+    X3 = mc.atoms.SOAP(3.0, 4, 3, species=["H", "C", "O"]).compute(frames)
+    np.testing.assert_array_equal(Xm, np.hstack([X3, X]))
+    assert multi.n_features == Xm.shape[1]
+    np.testing.assert_array_equal(multi.feature_labels()[:, 0], np.repeat([0, 1], X.shape[1]))
+    Xmn = mc.atoms.SOAP([3.0, 4.0], 4, 3, species=["H", "C", "O"], normalize=True).compute(frames)
+    np.testing.assert_allclose(Xmn, Xm / np.linalg.norm(Xm, axis=1, keepdims=True), rtol=1e-12)
+    with pytest.raises(ValueError, match="pairs name species"):
+        mc.atoms.SOAP(4.0, species=["H"], pairs=[("H", "O")])
+    with pytest.raises(ValueError, match="pairs must hold"):
+        mc.atoms.SOAP(4.0, species=["H"], pairs=["HH"])
+
+
+def test_threads_give_identical_results():
+    frames = [rattled_bulk(s) for s in range(3)]
+    soap = mc.atoms.SOAP(5.0, 6, 4)
+    before = mc.get_num_threads()
+    try:
+        mc.set_num_threads(1)
+        X1 = soap.compute(frames)
+        mc.set_num_threads(2)
+        X2 = soap.compute(frames)
+    finally:
+        mc.set_num_threads(before)
+    np.testing.assert_array_equal(X1, X2)
+
+
+def test_isolated_atom_has_only_the_self_term():
+    soap = mc.atoms.SOAP(3.0, 4, 3, species=[1, 8])
+    X = soap.compute(ase.Atoms("O", positions=[[0, 0, 0]]))
+    labels = soap.feature_labels()
+    self_block = (labels[:, 1] == 8) & (labels[:, 2] == 8) & (labels[:, 3] == 0)
+    assert np.all(X[0, ~self_block] == 0)
+    assert np.abs(X[0, self_block]).max() > 0
+
+
+def test_inputs_not_modified():
+    mol = rattled_molecule(7)
+    before = mol.positions.copy()
+    mc.atoms.SOAP(4.0, 3, 2).compute(mol)
+    np.testing.assert_array_equal(mol.positions, before)
+
+
+# ----------------------------------------------------------------------------------------
+# Bad input
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(cutoff=0.0), "cutoff"),
+        (dict(cutoff=-1.0), "cutoff"),
+        (dict(cutoff=float("nan")), "cutoff"),
+        (dict(max_radial=0), "max_radial"),
+        (dict(max_radial=2.5), "max_radial"),
+        (dict(max_angular=21), "max_angular"),
+        (dict(max_angular=-1), "max_angular"),
+        (dict(atomic_width=0.0), "atomic_width"),
+        (dict(smoothing=-0.1), "smoothing"),
+        (dict(cutoff=3.0, smoothing=4.0), "smoothing"),
+        (dict(species=["Xx"]), "species"),
+        (dict(species=[0]), "species"),
+        (dict(dtype=np.int32), "dtype"),
+    ],
+)
+def test_bad_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        mc.atoms.SOAP(**kwargs)
+
+
+def test_bad_frames():
+    soap = mc.atoms.SOAP(3.0, 3, 2, species=["H", "O"])
+    with pytest.raises(ValueError, match="frames is empty"):
+        soap.compute([])
+    with pytest.raises(ValueError, match=r"frames\[1\] is empty"):
+        soap.compute([molecule("H2O"), ase.Atoms()])
+    with pytest.raises(ValueError, match=r"atomic number 6.*not in species"):
+        soap.compute([molecule("H2O"), molecule("CH4")])
+    with pytest.raises(ValueError, match=r"frames\[0\] must be an ase.Atoms"):
+        soap.compute([np.zeros((3, 3))])
+    bad = molecule("H2O")
+    bad.positions[1, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        soap.compute(bad)
+    close = ase.Atoms("H2", positions=[[0, 0, 0], [0, 0, 5e-4]])
+    with pytest.raises(ValueError, match="closer than"):
+        soap.compute(close)
+    flat = ase.Atoms("H", positions=[[0, 0, 0]], cell=[[1, 0, 0], [0, 1, 0], [0, 0, 0]], pbc=True)
+    with pytest.raises(ValueError, match="zero volume"):
+        soap.compute(flat)
+    with pytest.raises(ValueError, match="out must"):
+        soap.compute(molecule("H2O"), out=np.empty((3, 5)))
+    with pytest.raises(ValueError, match="centers"):
+        soap.compute(molecule("H2O"), centers=["Qq"])
+
+
+def test_huge_output_raises_memory_error_before_allocating():
+    soap = mc.atoms.SOAP(3.0, 12, 20, species=list(range(1, 90)))
+    frames = [ase.Atoms("H", positions=[[0, 0, 0]])] * 2000
+    with pytest.raises(MemoryError, match="SOAP power spectrum output"):
+        soap.compute(frames)
