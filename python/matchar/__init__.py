@@ -19,7 +19,7 @@ except ImportError as err:  # pragma: no cover - depends on how the package was 
     )
     raise ImportError(msg) from err
 
-from . import atoms, gp
+from . import atoms, gp, nmr
 from ._threads import get_num_threads, set_num_threads
 
 __version__: str = "0.1.0"

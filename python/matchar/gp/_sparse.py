@@ -136,6 +136,35 @@ def _kernel_diag(kernel: Callable, X: np.ndarray) -> np.ndarray:
     return np.array([float(kernel(X[i : i + 1], X[i : i + 1])[0, 0]) for i in range(len(X))])
 
 
+def _kernel_column(kernel: Callable, X: np.ndarray) -> Callable[[int], np.ndarray]:
+    """``s -> k(X, X[s])`` (n,), float64. Polynomial kernels normalise X once and use a
+    matrix-vector product per call; other kernels are called as they are."""
+    if isinstance(kernel, PolynomialKernel):
+        blocks, weights = [X], np.ones(1)
+        normalize = kernel.normalize
+    elif isinstance(kernel, MultiPolynomialKernel):
+        o = kernel._offsets
+        blocks = [X[:, o[b] : o[b + 1]] for b in range(len(kernel.block_sizes))]
+        weights, normalize = kernel.weights, True
+    else:
+        return lambda s: np.asarray(kernel(X, X[s : s + 1]), dtype=np.float64)[:, 0]
+    if normalize:
+        unit = []
+        for B in blocks:
+            norm = np.linalg.norm(B, axis=1, keepdims=True)
+            unit.append(np.divide(B, norm, out=np.zeros(B.shape, B.dtype), where=norm > 0))
+        blocks = unit
+    zeta = kernel.zeta
+
+    def column(s: int) -> np.ndarray:
+        k = np.zeros(len(X))
+        for w, B in zip(weights, blocks):
+            k += w * (B @ B[s]).astype(np.float64) ** zeta
+        return k
+
+    return column
+
+
 def farthest_point_sampling(
     X: ArrayLike, n_select: int, kernel: Callable | None = None, start: int = 0
 ) -> np.ndarray:
@@ -173,11 +202,12 @@ def farthest_point_sampling(
         raise ValueError(f"n_select must be between 1 and the number of rows ({n}), got {n_select}")
     kernel = PolynomialKernel() if kernel is None else kernel
     diag = _kernel_diag(kernel, X_)
+    column = _kernel_column(kernel, X_)
     selected = [int(start)]
     dist = np.full(n, np.inf)
     for _ in range(n_select - 1):
         s = selected[-1]
-        k = np.asarray(kernel(X_, X_[s : s + 1]), dtype=np.float64)[:, 0]
+        k = column(s)
         dist = np.minimum(dist, diag + diag[s] - 2.0 * k)
         dist[selected] = -np.inf
         selected.append(int(np.argmax(dist)))
