@@ -23,9 +23,10 @@ os.environ.setdefault("RAYON_NUM_THREADS", "1")
 import multiprocessing as mp
 import time
 
-import matchar as mc
 import numpy as np
 import pytest
+
+import matchar as mc
 
 ase_spacegroup = pytest.importorskip("ase.spacegroup")
 

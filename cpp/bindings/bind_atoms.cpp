@@ -58,10 +58,22 @@ template <class T>
 py::array_t<T> power_spectrum(const Soap& soap, const CArray<double>& positions,
                               const CArray<int>& species, const CArray<index_t>& offsets,
                               const CArray<double>& cells, const CArray<bool>& pbc,
-                              const CArray<index_t>& centers, bool normalize) {
+                              const CArray<index_t>& centers, bool normalize,
+                              const py::object& out_arg) {
   const auto f = frames_view(positions, species, offsets, cells, pbc);
   const index_t n = centers_count(centers);
-  auto out = new_matrix<T>(n, soap.n_features(), "SOAP power spectrum output");
+  py::array_t<T> out;
+  if (out_arg.is_none()) {
+    out = new_matrix<T>(n, soap.n_features(), "SOAP power spectrum output");
+  } else {
+    // Fill the caller's array in place (no temporary): it must fit exactly.
+    out = py::array_t<T>::ensure(out_arg);
+    require(out && py::isinstance<py::array_t<T>>(out_arg) && out.ndim() == 2 &&
+                out.shape(0) == n && out.shape(1) == soap.n_features() &&
+                (out.flags() & py::array::c_style) && out.writeable(),
+            "out must be a writeable C-contiguous array of shape (n_centers, n_features) "
+            "and the output dtype");
+  }
   T* o = out.mutable_data();
   {
     py::gil_scoped_release release;
@@ -116,10 +128,10 @@ void register_atoms(py::module_& m) {
       .def_property_readonly("n_coefficients", &Soap::n_coefficients)
       .def("power_spectrum_f32", &power_spectrum<float>, py::arg("positions"), py::arg("species"),
            py::arg("offsets"), py::arg("cells"), py::arg("pbc"), py::arg("centers"),
-           py::arg("normalize"))
+           py::arg("normalize"), py::arg("out") = py::none())
       .def("power_spectrum_f64", &power_spectrum<double>, py::arg("positions"), py::arg("species"),
            py::arg("offsets"), py::arg("cells"), py::arg("pbc"), py::arg("centers"),
-           py::arg("normalize"))
+           py::arg("normalize"), py::arg("out") = py::none())
       .def("spherical_expansion", &spherical_expansion, py::arg("positions"), py::arg("species"),
            py::arg("offsets"), py::arg("cells"), py::arg("pbc"), py::arg("centers"));
 

@@ -9,6 +9,7 @@ namespace py = pybind11;
 
 void register_runtime(py::module_& m);
 void register_gp(py::module_& m);
+void register_imaging(py::module_& m);
 void register_atoms(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
@@ -35,6 +36,8 @@ PYBIND11_MODULE(_core, m) {
   auto gp = m.def_submodule("gp", "Gaussian-process kernels");
   register_gp(gp);
 
+  auto imaging = m.def_submodule("imaging", "STEM image descriptors");
+  register_imaging(imaging);
   auto atoms = m.def_submodule("atoms", "Atomistic descriptors: SOAP");
   register_atoms(atoms);
 }

@@ -19,9 +19,18 @@ except ImportError as err:  # pragma: no cover - depends on how the package was 
     )
     raise ImportError(msg) from err
 
-from . import atoms, gp, nmr
+from . import atoms, datasets, gp, imaging, nmr
 from ._threads import get_num_threads, set_num_threads
 
 __version__: str = "0.1.0"
 
-__all__ = ["__version__", "atoms", "get_num_threads", "gp", "set_num_threads"]
+__all__ = [
+    "__version__",
+    "atoms",
+    "datasets",
+    "get_num_threads",
+    "gp",
+    "imaging",
+    "nmr",
+    "set_num_threads",
+]

@@ -25,6 +25,30 @@ class _GPModule:
 
 gp: _GPModule
 
+class _ImagingModule:
+    """matchar._core.imaging (a submodule at run time)."""
+
+    @staticmethod
+    def select_shifts(window: int, n_shifts: int) -> NDArray[np.int32]: ...
+    @staticmethod
+    def local_correlation_map_f32(
+        image: NDArray[np.float32], patch: int, window: int, shifts: NDArray[np.int32], stride: int
+    ) -> NDArray[np.float32]: ...
+    @staticmethod
+    def local_correlation_map_f64(
+        image: NDArray[np.float64], patch: int, window: int, shifts: NDArray[np.int32], stride: int
+    ) -> NDArray[np.float32]: ...
+    @staticmethod
+    def symmetry_map_f32(
+        image: NDArray[np.float32], patch: int, transforms: NDArray[np.float64], stride: int
+    ) -> NDArray[np.float32]: ...
+    @staticmethod
+    def symmetry_map_f64(
+        image: NDArray[np.float64], patch: int, transforms: NDArray[np.float64], stride: int
+    ) -> NDArray[np.float32]: ...
+
+imaging: _ImagingModule
+
 class _Soap:
     """matchar._core.atoms.Soap: a SOAP calculator (radial tables built once)."""
 
@@ -54,6 +78,7 @@ class _Soap:
         pbc: NDArray[np.bool_],
         centers: NDArray[np.int64],
         normalize: bool,
+        out: NDArray[np.float32] | None = None,
     ) -> NDArray[np.float32]: ...
     def power_spectrum_f64(
         self,
@@ -64,6 +89,7 @@ class _Soap:
         pbc: NDArray[np.bool_],
         centers: NDArray[np.int64],
         normalize: bool,
+        out: NDArray[np.float64] | None = None,
     ) -> NDArray[np.float64]: ...
     def spherical_expansion(
         self,

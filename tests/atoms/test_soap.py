@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
-import matchar as mc
 import numpy as np
 import pytest
-from matchar import _core
 from scipy.special import factorial, gamma, hyp1f1, lpmv
+
+import matchar as mc
+from matchar import _core
 
 ase = pytest.importorskip("ase")
 from ase.build import bulk, molecule  # noqa: E402
@@ -215,9 +222,10 @@ def test_spherical_harmonics_match_scipy():
 
 
 @pytest.mark.parametrize("exact", [True, False])
-def test_radial_integral_matches_scipy(exact):
-    rc, nmax, lmax, sig = 5.0, 6, 5, 0.4
-    r = np.array([0.0, 1e-7, 0.37, 1.0, 2.2, 3.9, 4.99])
+@pytest.mark.parametrize("sig", [0.4, 0.15])  # 0.15: z up to ~500, asymptotic 1F1 branch
+def test_radial_integral_matches_scipy(exact, sig):
+    rc, nmax, lmax = 5.0, 6, 5
+    r = np.array([0.0, 1e-7, 0.37, 1.0, 2.2, 3.1, 3.9, 4.5, 4.99])
     R = _core.atoms.gto_radial_integral(rc, nmax, lmax, sig, exact, r)
     ref = np.array(
         [np.concatenate([ref_radial(x, l, rc, nmax, sig) for l in range(lmax + 1)]) for x in r]
@@ -345,6 +353,27 @@ def test_slab_mixed_pbc_and_vacuum_equivalence():
     np.testing.assert_allclose(soap.compute(boxed), X0, rtol=1e-10, atol=1e-14)
 
 
+def test_slab_and_wire_with_zero_non_periodic_vectors():
+    from ase.build import fcc111
+
+    rng = np.random.default_rng(9)
+    slab = fcc111("Pt", size=(2, 2, 3), vacuum=None)  # cell c = 0, pbc = (T, T, F)
+    slab.positions += rng.normal(scale=0.05, size=slab.positions.shape)
+    assert not slab.cell[2].any() and list(slab.pbc) == [True, True, False]
+    soap = mc.atoms.SOAP(5.0, 4, 3)
+    X = soap.compute(slab)
+    boxed = slab.copy()
+    boxed.cell[2] = [0.3, -0.2, 40.0]  # a real (skewed) vector, still non-periodic
+    np.testing.assert_allclose(soap.compute(boxed), X, rtol=1e-10, atol=1e-14)
+    wire_cell = [[0, 0, 0], [0, 0, 0], [1.3, 0.4, 2.2]]  # only c is periodic
+    wire = ase.Atoms("Pt", positions=[[0.1, 0.2, 0.3]], cell=wire_cell, pbc=[False, False, True])
+    Xw = soap.compute(wire)
+    chain = ase.Atoms(
+        "Pt" * 21, positions=wire.positions[0] + np.arange(-10, 11)[:, None] * wire.cell[2]
+    )
+    np.testing.assert_allclose(Xw[0], soap.compute(chain)[10], rtol=1e-10, atol=1e-14)
+
+
 # ----------------------------------------------------------------------------------------
 # API: labels, centres, normalisation, chunking, threads
 # ----------------------------------------------------------------------------------------
@@ -393,6 +422,25 @@ def test_normalize_and_chunked_callback_and_out():
     res = soap.compute(frames, chunk_size=3, out=out)
     np.testing.assert_array_equal(out, X)
     assert res is not None and np.shares_memory(res, out)
+    # an iterator (like ase.io.iread) is consumed chunk by chunk
+    seen.clear()
+    soap.compute(iter(frames), chunk_size=2, callback=lambda r, F, s: seen.append((r, F, s)))
+    np.testing.assert_array_equal(np.concatenate([F for _, F, _ in seen]), X)
+    np.testing.assert_array_equal(np.concatenate([s for _, _, s in seen]), soap.samples_)
+    np.testing.assert_array_equal(soap.compute(f for f in frames), X)
+    with pytest.raises(ValueError, match="frames is empty"):
+        soap.compute(iter([]), chunk_size=2)
+    with pytest.raises(ValueError, match="out has 10 rows"):
+        soap.compute(frames, out=np.empty((10, X.shape[1])))
+    # the compiled core checks an out it is handed, too
+    calc = soap._core()[0]
+    args, samples = soap._prepare(frames[:1], None)
+    with pytest.raises(ValueError, match="out must be a writeable C-contiguous"):
+        calc.power_spectrum_f64(*args, samples[:, :2].copy(), False, np.empty((9, 3)))
+    with pytest.raises(ValueError, match="out must be a writeable C-contiguous"):
+        calc.power_spectrum_f64(
+            *args, samples[:, :2].copy(), False, np.empty((9, X.shape[1]), np.float32)
+        )
 
 
 def test_pairs_compress_and_several_cutoffs():
@@ -456,6 +504,17 @@ def test_isolated_atom_has_only_the_self_term():
     assert np.abs(X[0, self_block]).max() > 0
 
 
+def test_pickle_round_trip():
+    import pickle
+
+    mol = rattled_molecule(8)
+    soap = mc.atoms.SOAP(4.0, 3, 2)
+    X = soap.compute(mol)
+    again = pickle.loads(pickle.dumps(soap))
+    np.testing.assert_array_equal(again.compute(mol), X)
+    np.testing.assert_array_equal(again.species_, soap.species_)
+
+
 def test_inputs_not_modified():
     mol = rattled_molecule(7)
     before = mol.positions.copy()
@@ -497,6 +556,8 @@ def test_bad_frames():
         soap.compute([])
     with pytest.raises(ValueError, match=r"frames\[1\] is empty"):
         soap.compute([molecule("H2O"), ase.Atoms()])
+    with pytest.raises(ValueError, match=r"frames\[3\] is empty"):  # global index in chunks
+        soap.compute([molecule("H2O")] * 3 + [ase.Atoms()], chunk_size=2)
     with pytest.raises(ValueError, match=r"atomic number 6.*not in species"):
         soap.compute([molecule("H2O"), molecule("CH4")])
     with pytest.raises(ValueError, match=r"frames\[0\] must be an ase.Atoms"):
@@ -522,3 +583,40 @@ def test_huge_output_raises_memory_error_before_allocating():
     frames = [ase.Atoms("H", positions=[[0, 0, 0]])] * 2000
     with pytest.raises(MemoryError, match="SOAP power spectrum output"):
         soap.compute(frames)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_interrupts_a_long_computation():
+    # ~10 s or more of work in one C++ call (157,216 atoms, 10 Å cutoff); SIGINT ends it.
+    code = textwrap.dedent(
+        """
+        import sys, ase.build, matchar as mc
+        atoms = ase.build.bulk("Cu", "fcc", a=3.6, cubic=True).repeat((34, 34, 34))
+        soap = mc.atoms.SOAP(10.0, 4, 6, species=[29], dtype="float32")
+        soap.compute(ase.build.bulk("Cu", "fcc", a=3.6))  # builds the tables
+        print("ready", flush=True)
+        try:
+            soap.compute(atoms)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(3)
+        print("finished", flush=True)
+        """
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.5)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 3, (out, err)
+    assert "interrupted" in out
+    assert elapsed < 30, elapsed

@@ -28,6 +28,62 @@ double invert3(const double* m, double* inv) {
   return det;
 }
 
+double norm3(const double* v) { return std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]); }
+
+bool full_rank(const double* m) {
+  double inv[9];
+  const double det = invert3(m, inv);
+  const double scale = norm3(m) * norm3(m + 3) * norm3(m + 6);
+  return scale > 0.0 && std::abs(det) > 1e-8 * scale;
+}
+
+void cross(const double* a, const double* b, double* out) {
+  out[0] = a[1] * b[2] - a[2] * b[1];
+  out[1] = a[2] * b[0] - a[0] * b[2];
+  out[2] = a[0] * b[1] - a[1] * b[0];
+}
+
+// ase gives slabs and wires zero (or dependent) lattice vectors along their
+// non-periodic directions. Nothing is wrapped or imaged along those, so any completing
+// vectors do: use unit vectors orthogonal to the periodic ones.
+void complete_non_periodic(double* cell, const bool* pbc) {
+  int periodic[3], n_periodic = 0;
+  for (int d = 0; d < 3; ++d)
+    if (pbc[d]) periodic[n_periodic++] = d;
+  if (n_periodic == 3 || n_periodic == 0) return;
+  int free_dims[3], n_free = 0;
+  for (int d = 0; d < 3; ++d)
+    if (!pbc[d]) free_dims[n_free++] = d;
+  if (n_periodic == 2) {
+    double* c = cell + 3 * free_dims[0];
+    cross(cell + 3 * periodic[0], cell + 3 * periodic[1], c);
+    const double n = norm3(c);
+    if (n > 0.0)
+      for (int k = 0; k < 3; ++k) c[k] /= n;
+    return;
+  }
+  const double* a = cell + 3 * periodic[0];
+  const double na = norm3(a);
+  if (na == 0.0) return;
+  // The coordinate axis least aligned with a, made orthogonal to it, then a x u.
+  int axis = 0;
+  for (int k = 1; k < 3; ++k)
+    if (std::abs(a[k]) < std::abs(a[axis])) axis = k;
+  double u[3] = {0, 0, 0};
+  u[axis] = 1.0;
+  const double proj = a[axis] / (na * na);
+  for (int k = 0; k < 3; ++k) u[k] -= proj * a[k];
+  const double nu = norm3(u);
+  for (int k = 0; k < 3; ++k) u[k] /= nu;
+  double v[3];
+  cross(a, u, v);
+  const double nv = norm3(v);
+  for (int k = 0; k < 3; ++k) {
+    cell[3 * free_dims[0] + k] = u[k];
+    cell[3 * free_dims[1] + k] = v[k] / nv;
+  }
+}
+
 }  // namespace
 
 NeighborList::NeighborList(const Structure& s, double cutoff)
@@ -41,20 +97,20 @@ NeighborList::NeighborList(const Structure& s, double cutoff)
   const bool periodic = s.pbc[0] || s.pbc[1] || s.pbc[2];
 
   double inv[9] = {0};
+  double cell[9] = {0};  // s.cell, with degenerate non-periodic vectors completed
   index_t n_images[3] = {0, 0, 0};
   double skin[3] = {0, 0, 0};  // cutoff in fractional units along each direction
   if (periodic) {
     if (s.cell == nullptr) throw InvalidArgument("cell is required for a periodic structure");
     for (int k = 0; k < 9; ++k)
       if (!std::isfinite(s.cell[k])) throw InvalidArgument("cell holds NaN or infinite values");
-    const double det = invert3(s.cell, inv);
-    double norms = 1.0;
-    for (int d = 0; d < 3; ++d)
-      norms *= std::sqrt(s.cell[3 * d] * s.cell[3 * d] + s.cell[3 * d + 1] * s.cell[3 * d + 1] +
-                         s.cell[3 * d + 2] * s.cell[3 * d + 2]);
-    if (!(std::abs(det) > 1e-8 * norms) || norms == 0.0)
+    std::copy(s.cell, s.cell + 9, cell);
+    if (!full_rank(cell)) complete_non_periodic(cell, s.pbc);
+    if (!full_rank(cell))
       throw InvalidArgument(
-          "cell has zero volume: a periodic structure needs three independent lattice vectors");
+          "cell has zero volume: the lattice vectors of the periodic directions must be "
+          "non-zero and linearly independent");
+    invert3(cell, inv);
     for (int d = 0; d < 3; ++d) {
       // Distance between lattice planes along d is 1 / |column d of inv|.
       const double b =
@@ -84,7 +140,7 @@ NeighborList::NeighborList(const Structure& s, double cutoff)
       frac[3 * i + d] = f[d];
     }
     for (int d = 0; d < 3; ++d)
-      points_[3 * i + d] = f[0] * s.cell[d] + f[1] * s.cell[3 + d] + f[2] * s.cell[6 + d];
+      points_[3 * i + d] = f[0] * cell[d] + f[1] * cell[3 + d] + f[2] * cell[6 + d];
   }
   if (periodic) {
     const double n_cells = static_cast<double>(2 * n_images[0] + 1) *
@@ -110,7 +166,7 @@ NeighborList::NeighborList(const Structure& s, double cutoff)
             }
             if (!keep) continue;
             for (int d = 0; d < 3; ++d)
-              points_.push_back(f[0] * s.cell[d] + f[1] * s.cell[3 + d] + f[2] * s.cell[6 + d]);
+              points_.push_back(f[0] * cell[d] + f[1] * cell[3 + d] + f[2] * cell[6 + d]);
             point_atom_.push_back(i);
           }
         }

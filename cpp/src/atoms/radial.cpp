@@ -12,13 +12,37 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
+// exp(-x2) * Gamma(b) / Gamma(a) * U(a, b, z) for large z from the asymptotic series
+//     1F1(a, b, z) ~ Gamma(b) / Gamma(a) e^z z^(a-b) sum_s (b-a)_s (1-a)_s / (s! z^s)
+// (the other term is e^-z smaller). Returns false when the series does not get below
+// 1e-17 relative before its terms start to grow again.
+bool asymptotic_hyp1f1(double a, double b, double z, double x2, double* f) {
+  double term = 1.0, sum = 1.0;
+  for (int s = 0; s < 200; ++s) {
+    const double next = term * (b - a + s) * (1.0 - a + s) / ((s + 1.0) * z);
+    if (std::abs(next) <= 1e-17 * std::abs(sum)) {
+      *f = sum * std::exp(std::lgamma(b) - std::lgamma(a) + z - x2 + (a - b) * std::log(z));
+      return true;
+    }
+    if (std::abs(next) >= std::abs(term) && s > 0) return false;
+    term = next;
+    sum += term;
+  }
+  return false;
+}
+
 // exp(-x2) * 1F1(a, b, z) and exp(-x2) * (a / b) 1F1(a + 1, b + 1, z) for z >= 0,
-// a, b > 0, by the (all-positive) power series. Partial sums are rescaled by 2^-600
-// whenever they grow past 2^600, and the count is folded into the final exp(-x2):
-// e^z alone overflows for z > 709 while e^(z - x2) (here x2 >= z) does not.
+// a, b > 0, by the (all-positive) power series, or its asymptotic form for large z. Partial sums
+// are rescaled by 2^-600 whenever they grow past 2^600, and the count is folded into the final
+// exp(-x2): e^z alone overflows for z > 709 while e^(z - x2) (here x2 >= z) does not.
 void scaled_hyp1f1(double a, double b, double z, double x2, double* f, double* df) {
   constexpr double kBig = 0x1p600, kSmall = 0x1p-600;
   constexpr double kLogBig = 600.0 * 0.69314718055994530942;
+  if (z > 60.0 && asymptotic_hyp1f1(a, b, z, x2, f) &&
+      asymptotic_hyp1f1(a + 1.0, b + 1.0, z, x2, df)) {
+    *df *= a / b;
+    return;
+  }
   double term = 1.0, dterm = a / b, s0 = term, s1 = dterm;
   int rescaled = 0;
   for (int k = 1; k < 1000000; ++k) {

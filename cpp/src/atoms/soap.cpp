@@ -236,15 +236,13 @@ void Soap::power_spectrum(const Frames& frames, const index_t* centers, index_t 
   for (int l = 0; l <= L; ++l) factor[l] = (l % 2 == 0 ? 1.0 : -1.0) / std::sqrt(2.0 * l + 1.0);
   const double sqrt2 = std::sqrt(2.0);
   using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  struct alignas(64) Scratch {  // one cache line apart: no false sharing
+  struct Scratch {
     RowMajor packed, gram;
     std::vector<int> species;
   };
-  std::vector<Scratch> scratch(static_cast<std::size_t>(std::max(1, num_threads())));
   run(frames, centers, n_centers, [&](index_t row, const double* coef, const char* present) {
-    Scratch& w = scratch[static_cast<std::size_t>(omp_get_thread_num())];
+    thread_local Scratch w;  // per OpenMP thread, reused across centres and calls
     T* o = out + row * nf;
-    std::fill(o, o + nf, T(0));
     w.species.clear();
     for (int a = 0; a < S; ++a)
       if (present[a]) w.species.push_back(a);
@@ -285,6 +283,13 @@ void Soap::power_spectrum(const Frames& frames, const index_t* centers, index_t 
           }
         }
     }
+    // Blocks of species absent around this centre are exact zeros.
+    for (int a = 0; a < S; ++a)
+      for (int b = a; b < S; ++b) {
+        const index_t offset = pair_offset_[static_cast<std::size_t>(a) * S + b];
+        if (offset < 0 || (present[a] && present[b])) continue;
+        std::fill_n(o + offset, (L + 1) * (a == b && compress ? NT : NN), T(0));
+      }
     if (normalize) {
       double norm2 = 0.0;
       for (index_t q = 0; q < nf; ++q) norm2 += static_cast<double>(o[q]) * o[q];

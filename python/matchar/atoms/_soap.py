@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 from collections.abc import Callable, Iterable, Sequence
@@ -269,7 +270,10 @@ class SOAP:
         return np.array(rows, dtype=np.int64).reshape(-1, 6)
 
     # -- input conversion --------------------------------------------------------------
-    def _prepare(self, frames: Any, centers: Any) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    def _prepare(
+        self, frames: Any, centers: Any, first: int = 0
+    ) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        # `first`: index of frames[0] in the caller's sequence, for error messages.
         try:
             import ase
         except ImportError as err:  # pragma: no cover - ase is a dependency
@@ -281,9 +285,11 @@ class SOAP:
             raise ValueError("frames is empty: at least one ase.Atoms is needed")
         for k, f in enumerate(frames):
             if not isinstance(f, ase.Atoms):
-                raise ValueError(f"frames[{k}] must be an ase.Atoms, got {type(f).__name__}")
+                raise ValueError(
+                    f"frames[{first + k}] must be an ase.Atoms, got {type(f).__name__}"
+                )
             if len(f) == 0:
-                raise ValueError(f"frames[{k}] is empty (no atoms)")
+                raise ValueError(f"frames[{first + k}] is empty (no atoms)")
         if self.species_ is None:
             self._set_species(np.unique(np.concatenate([f.numbers for f in frames])).tolist())
         assert self.species_ is not None
@@ -306,8 +312,8 @@ class SOAP:
             k = int(np.argmax(species_idx < 0))
             frame = int(np.searchsorted(offsets, k, side="right") - 1)
             raise ValueError(
-                f"frames[{frame}] holds atomic number {numbers_all[k]} (atom {k - offsets[frame]}),"
-                f" which is not in species={self.species_.tolist()}"
+                f"frames[{first + frame}] holds atomic number {numbers_all[k]} "
+                f"(atom {k - offsets[frame]}), which is not in species={self.species_.tolist()}"
             )
         positions = np.ascontiguousarray(
             np.concatenate([f.positions for f in frames]), dtype=np.float64
@@ -343,9 +349,12 @@ class SOAP:
 
         Parameters
         ----------
-        frames : ase.Atoms or sequence of ase.Atoms
+        frames : ase.Atoms, sequence or iterator of ase.Atoms
             Periodic (any triclinic cell, also smaller than the cutoff, mixed pbc) or
-            not; positions in Å. Every atomic number must be in ``species_``.
+            not; positions in Å. Every atomic number must be in ``species_``. An
+            iterator (e.g. ``ase.io.iread``) is consumed ``chunk_size`` frames at a
+            time; pass ``species`` then, as they are otherwise taken from the first
+            chunk only.
         centers : sequence of int or str, optional
             Centre species to keep (atomic numbers or symbols); ``None``: all atoms.
         chunk_size : int, optional
@@ -356,7 +365,8 @@ class SOAP:
             (rows, n_features), ``samples`` (rows, 3). With a callback nothing is kept
             and ``None`` is returned.
         out : numpy.ndarray, optional
-            Preallocated C-contiguous (n_envs, n_features) array of ``dtype`` to fill.
+            Preallocated C-contiguous (n_envs, n_features) array of ``dtype`` (e.g. a
+            ``numpy.memmap``) filled in place, without temporaries for one cutoff.
         progress : bool, default False
             Show a tqdm progress bar over chunks.
 
@@ -385,50 +395,65 @@ class SOAP:
             import ase
         except ImportError as err:  # pragma: no cover - ase is a dependency
             raise ImportError("matchar.atoms needs ase (pip install ase)") from err
+        chunk = None if chunk_size is None else _count(chunk_size, "chunk_size", 1, 2**62)
+        total: int | None = None
         if isinstance(frames, ase.Atoms):
-            frame_list: Sequence[Any] = [frames]
-        elif isinstance(frames, Sequence):
-            frame_list = frames
+            frames = [frames]
+        if isinstance(frames, Sequence):
+            total = len(frames)
+            if total == 0:
+                raise ValueError("frames is empty: at least one ase.Atoms is needed")
+            step = total if chunk is None else chunk
+            if self.species_ is None:  # fixed from all frames, before the first chunk
+                for k, f in enumerate(frames):
+                    if not isinstance(f, ase.Atoms):
+                        raise ValueError(
+                            f"frames[{k}] must be an ase.Atoms, got {type(f).__name__}"
+                        )
+                self._set_species(np.unique(np.concatenate([f.numbers for f in frames])).tolist())
+            chunks: Iterable[Sequence[Any]] = (frames[s : s + step] for s in range(0, total, step))
+            n_chunks: int | None = math.ceil(total / step)
         else:
-            frame_list = list(frames)
-        n_frames = len(frame_list)
-        if n_frames == 0:
-            raise ValueError("frames is empty: at least one ase.Atoms is needed")
-        if chunk_size is None:
-            chunk = n_frames
-        else:
-            chunk = _count(chunk_size, "chunk_size", 1, 2**62)
-        if self.species_ is None:
-            self._prepare(frame_list, centers)  # fixes species_ from all frames
-        calcs = self._core()
+            # An iterator (e.g. ase.io.iread): frames are read chunk by chunk.
+            iterator = iter(frames)
+            if chunk is None:
+                chunks = [list(iterator)]
+            else:
+                chunks = iter(lambda: list(itertools.islice(iterator, chunk)), [])
+            n_chunks = None
         name = "power_spectrum_f32" if self.dtype == np.float32 else "power_spectrum_f64"
-        fns = [getattr(calc, name) for calc in calcs]
 
         if out is not None:
             if not isinstance(out, np.ndarray) or out.dtype != self.dtype or out.ndim != 2:
                 raise ValueError(f"out must be a 2-D numpy array of dtype {self.dtype}")
-            if out.shape[1] != self.n_features or not out.flags.c_contiguous:
+        if progress:
+            from tqdm.auto import tqdm
+
+            chunks = tqdm(chunks, total=n_chunks, desc="SOAP", unit="chunk")
+        results: list[np.ndarray] = []
+        all_samples: list[np.ndarray] = []
+        row = 0
+        first_frame = 0
+        for frame_chunk in chunks:
+            if len(frame_chunk) == 0:
+                break
+            args, samples = self._prepare(frame_chunk, centers, first_frame)
+            fns = [getattr(calc, name) for calc in self._core()]
+            if out is not None and (out.shape[1] != self.n_features or not out.flags.c_contiguous):
                 raise ValueError(
                     f"out must be C-contiguous with {self.n_features} columns, got "
                     f"shape {out.shape}"
                 )
-        starts = range(0, n_frames, chunk)
-        if progress:
-            from tqdm.auto import tqdm
-
-            starts = tqdm(starts, total=math.ceil(n_frames / chunk), desc="SOAP", unit="chunk")
-        results: list[np.ndarray] = []
-        all_samples: list[np.ndarray] = []
-        row = 0
-        for s in starts:
-            args, samples = self._prepare(frame_list[s : s + chunk], centers)
-            samples[:, 0] += s
             if out is not None and row + len(samples) > out.shape[0]:
                 raise ValueError(f"out has {out.shape[0]} rows, more environments are needed")
-            centers_arr = np.ascontiguousarray(samples[:, :2]) - np.array([s, 0])
-            cen = np.ascontiguousarray(centers_arr)
+            cen = np.ascontiguousarray(samples[:, :2])
+            samples[:, 0] += first_frame
+            first_frame += len(frame_chunk)
             if len(fns) == 1:
-                X = fns[0](*args, cen, self.normalize)
+                target = None
+                if out is not None and callback is None:
+                    target = out[row : row + len(samples)]  # written in place by C++
+                X = fns[0](*args, cen, self.normalize, target)
             else:
                 X = np.hstack([fn(*args, cen, False) for fn in fns])
                 if self.normalize:
@@ -437,12 +462,15 @@ class SOAP:
             if callback is not None:
                 callback(row, X, samples)
             elif out is not None:
-                out[row : row + len(X)] = X
+                if len(fns) > 1:
+                    out[row : row + len(X)] = X
             else:
                 results.append(X)
             all_samples.append(samples)
             row += len(samples)
-        self.samples_ = np.concatenate(all_samples) if all_samples else np.zeros((0, 3), np.int64)
+        if row == 0 and not all_samples:
+            raise ValueError("frames is empty: at least one ase.Atoms is needed")
+        self.samples_ = np.concatenate(all_samples)
         if callback is not None:
             return None
         if out is not None:
@@ -483,6 +511,12 @@ class SOAP:
         self.samples_ = samples
         assert self.species_ is not None
         return C.reshape(len(samples), (self.max_angular + 1) ** 2, len(self.species_), -1)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The compiled calculators are rebuilt on demand (pickle, joblib, spawn).
+        state = self.__dict__.copy()
+        state["_calculators"] = None
+        return state
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,442 @@
+"""Synthetic data with known ground truth, for tests, documentation and demos.
+
+Atomic-resolution STEM (HAADF) images are rendered from atomic-column models: every
+projected column is a 2-D Gaussian of width ``sigma`` (pixels) and height given by its
+relative intensity, on a constant ``background``. The detector is modelled by an
+optional Poisson dose (electrons per pixel, on average), Gaussian read noise and scan
+distortion (a random horizontal offset of every scan line). Each generator returns the
+image and the ground-truth label of every pixel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["bicrystal", "stacking_fault", "twin", "two_phase"]
+
+_LATTICES = {
+    # 2-D cells as rows (a1, a2) in (x, y) units of the spacing, plus the basis in
+    # fractional coordinates.
+    "square": (np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[0.0, 0.0]])),
+    "hexagonal": (np.array([[1.0, 0.0], [0.5, math.sqrt(3) / 2]]), np.array([[0.0, 0.0]])),
+    # fcc viewed along [110]: centred rectangular, a x a/sqrt(2), spacing = a.
+    "fcc110": (
+        np.array([[1.0, 0.0], [0.0, 1 / math.sqrt(2)]]),
+        np.array([[0.0, 0.0], [0.5, 0.5]]),
+    ),
+}
+
+
+def _rotation(deg: float) -> np.ndarray:
+    t = math.radians(deg)
+    return np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+
+
+def _lattice_columns(
+    shape: tuple[int, int],
+    lattice: str,
+    spacing: float,
+    rotation_deg: float,
+    origin: Sequence[float],
+    mirror_y: float | None = None,
+) -> np.ndarray:
+    """Column positions (N, 2) as (x, y) in pixels covering the image (with a margin)."""
+    if lattice not in _LATTICES:
+        raise ValueError(f"lattice must be one of {sorted(_LATTICES)}, got {lattice!r}")
+    cell, basis = _LATTICES[lattice]
+    rot = _rotation(rotation_deg)
+    vectors = (cell * spacing) @ rot.T  # rows a1, a2 in pixels
+    H, W = shape
+    reach = math.hypot(H, W) + 4 * spacing
+    area = abs(np.linalg.det(vectors))
+    n = math.ceil(reach * max(np.linalg.norm(vectors, axis=1)) / area) + 2
+    i, j = np.meshgrid(np.arange(-n, n + 1), np.arange(-n, n + 1), indexing="ij")
+    ij = np.stack([i.ravel(), j.ravel()], axis=1).astype(np.float64)
+    pos = np.concatenate([(ij + b) @ vectors for b in basis]) + np.asarray(origin, float)
+    if mirror_y is not None:
+        pos[:, 1] = 2 * mirror_y - pos[:, 1]
+    margin = 4 * spacing
+    keep = (
+        (pos[:, 0] > -margin)
+        & (pos[:, 0] < W + margin)
+        & (pos[:, 1] > -margin)
+        & (pos[:, 1] < H + margin)
+    )
+    return pos[keep]
+
+
+def _render(
+    shape: tuple[int, int],
+    positions: np.ndarray,
+    intensities: np.ndarray,
+    sigma: float,
+    jitter: np.ndarray,
+) -> np.ndarray:
+    """Sum of Gaussian columns; scan line y samples the object at x + jitter[y]."""
+    H, W = shape
+    img = np.zeros(shape)
+    R = math.ceil(4 * sigma + np.abs(jitter).max())
+    off = np.arange(-R, R + 1)
+    for start in range(0, len(positions), 4096):
+        pos = positions[start : start + 4096]
+        amp = intensities[start : start + 4096]
+        cy = np.round(pos[:, 1]).astype(np.int64)
+        cx = np.round(pos[:, 0]).astype(np.int64)
+        yy, xx = np.broadcast_arrays(
+            cy[:, None, None] + off[None, :, None], cx[:, None, None] + off[None, None, :]
+        )
+        inside = (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
+        yc = np.clip(yy, 0, H - 1)
+        dx = xx + jitter[yc] - pos[:, 0, None, None]
+        dy = yy - pos[:, 1, None, None]
+        val = amp[:, None, None] * np.exp(-(dx * dx + dy * dy) / (2 * sigma * sigma))
+        np.add.at(img, (yy[inside], xx[inside]), val[inside])
+    return img
+
+
+def _detector(
+    clean: np.ndarray, dose: float | None, noise: float, rng: np.random.Generator
+) -> np.ndarray:
+    img = clean
+    scale = 1.0
+    if dose is not None:
+        if not dose > 0:
+            raise ValueError(f"dose must be > 0 electrons per pixel, got {dose!r}")
+        scale = dose / clean.mean()
+        img = rng.poisson(clean * scale).astype(np.float64)
+    if noise:
+        if noise < 0:
+            raise ValueError(f"noise must be >= 0, got {noise!r}")
+        img = img + rng.normal(0.0, noise * scale, clean.shape)
+    return img
+
+
+def _check_common(shape: Sequence[int], spacing: float, sigma: float | None) -> tuple:
+    shape_t = tuple(int(s) for s in shape)
+    if len(shape_t) != 2 or min(shape_t) < 8:
+        raise ValueError(f"shape must be two sides >= 8 pixels, got {shape!r}")
+    if not spacing > 1:
+        raise ValueError(f"spacing must be > 1 pixel, got {spacing!r}")
+    sig = 0.18 * spacing if sigma is None else float(sigma)
+    if not sig > 0:
+        raise ValueError(f"sigma must be > 0 pixels, got {sigma!r}")
+    return shape_t, sig
+
+
+def _finish(shape, positions, region_of_column, sigma, background, dose, noise, scan_jitter, seed):
+    rng = np.random.default_rng(seed)
+    if scan_jitter < 0:
+        raise ValueError(f"scan_jitter must be >= 0 pixels, got {scan_jitter!r}")
+    jitter = rng.normal(0.0, scan_jitter, shape[0]) if scan_jitter else np.zeros(shape[0])
+    clean = background + _render(shape, positions, region_of_column, sigma, jitter)
+    return _detector(clean, dose, noise, rng)
+
+
+def _side_labels(shape, angle_deg, point) -> tuple[np.ndarray, callable]:
+    """Labels 0/1 by the side of a line through ``point`` (x, y) at ``angle_deg``."""
+    t = math.radians(angle_deg)
+    normal = np.array([math.sin(t), -math.cos(t)])
+
+    def side(xy: np.ndarray) -> np.ndarray:
+        return ((xy - np.asarray(point)) @ normal > 1e-9).astype(np.int64)
+
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    return side(np.stack([x.ravel(), y.ravel()], axis=1)).reshape(shape), side
+
+
+def bicrystal(
+    misorientation_deg: float = 15.0,
+    shape: Sequence[int] = (256, 256),
+    spacing: float = 10.0,
+    *,
+    lattice: str = "square",
+    rotation_deg: float = 0.0,
+    boundary_angle_deg: float = 90.0,
+    boundary_position: float = 0.5,
+    sigma: float | None = None,
+    background: float = 0.1,
+    dose: float | None = None,
+    noise: float = 0.0,
+    scan_jitter: float = 0.0,
+    seed: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A bicrystal: two grains of one lattice, rotated by ``misorientation_deg``.
+
+    Parameters
+    ----------
+    misorientation_deg : float, default 15
+        In-plane rotation of grain 1 relative to grain 0, in degrees.
+    shape : (int, int), default (256, 256)
+        Image shape (H, W) in pixels.
+    spacing : float, default 10
+        Lattice constant in pixels.
+    lattice : {"square", "hexagonal", "fcc110"}, default "square"
+        Projected lattice (``"fcc110"``: fcc along [110], centred a × a/√2 cell).
+    rotation_deg : float, default 0
+        Rotation of grain 0, in degrees.
+    boundary_angle_deg : float, default 90
+        Direction of the (straight) boundary, in degrees from the x axis; 90 is vertical.
+    boundary_position : float, default 0.5
+        Where the boundary crosses the horizontal mid-line, as a fraction of the width.
+    sigma : float, optional
+        Width of a column in pixels; default ``0.18 * spacing``.
+    background : float, default 0.1
+        Constant background, relative to a column height of 1.
+    dose : float, optional
+        Mean electrons per pixel; the image is then Poisson counts. ``None``: noiseless.
+    noise : float, default 0
+        Gaussian noise standard deviation, relative to a column height.
+    scan_jitter : float, default 0
+        Standard deviation in pixels of a random horizontal shift of every scan line.
+    seed : int, optional
+        Seed of the random generator (noise, dose, jitter).
+
+    Returns
+    -------
+    image : numpy.ndarray, shape (H, W), float64
+        The simulated HAADF image (counts when ``dose`` is given).
+    labels : numpy.ndarray, shape (H, W), int64
+        0 for grain 0 (left of a vertical boundary), 1 for grain 1.
+
+    Example
+    -------
+    >>> from matchar import datasets
+    >>> image, labels = datasets.bicrystal(20.0, shape=(128, 128), dose=50, seed=0)
+    >>> image.shape, sorted(set(labels.ravel().tolist()))
+    ((128, 128), [0, 1])
+    """
+    shape_t, sig = _check_common(shape, spacing, sigma)
+    H, W = shape_t
+    point = (boundary_position * W, H / 2)
+    labels, side = _side_labels(shape_t, boundary_angle_deg, point)
+    flip = labels[H // 2, 0] == 1  # grain 0 is the one holding the left mid-point
+    centre = (W / 2, H / 2)
+    pos, amp = [], []
+    for grain, rot in ((0, rotation_deg), (1, rotation_deg + misorientation_deg)):
+        p = _lattice_columns(shape_t, lattice, spacing, rot, centre)
+        keep = (side(p) ^ flip) == grain
+        pos.append(p[keep])
+        amp.append(np.ones(int(keep.sum())))
+    labels = labels ^ int(flip)
+    image = _finish(
+        shape_t,
+        np.concatenate(pos),
+        np.concatenate(amp),
+        sig,
+        background,
+        dose,
+        noise,
+        scan_jitter,
+        seed,
+    )
+    return image, labels
+
+
+def twin(
+    shape: Sequence[int] = (256, 256),
+    spacing: float = 16.0,
+    *,
+    lamella: tuple[float, float] = (0.35, 0.65),
+    sigma: float | None = None,
+    background: float = 0.1,
+    dose: float | None = None,
+    noise: float = 0.0,
+    scan_jitter: float = 0.0,
+    seed: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A Σ3 twin lamella in an fcc crystal viewed along [110].
+
+    The matrix is fcc along [110] (centred rectangular cell ``spacing`` × ``spacing/√2``)
+    oriented so that the edge-on (1-11) twin plane is horizontal; inside the horizontal
+    lamella the crystal is its mirror image across that plane (coherent twin).
+
+    Parameters
+    ----------
+    shape : (int, int), default (256, 256)
+        Image shape (H, W) in pixels.
+    spacing : float, default 16
+        fcc lattice constant a in pixels.
+    lamella : (float, float), default (0.35, 0.65)
+        Top and bottom of the twin lamella as fractions of the height.
+    sigma, background, dose, noise, scan_jitter, seed
+        As in :func:`bicrystal`.
+
+    Returns
+    -------
+    image : numpy.ndarray, shape (H, W), float64
+    labels : numpy.ndarray, shape (H, W), int64
+        1 inside the lamella (twin), 0 in the matrix.
+
+    Example
+    -------
+    >>> from matchar import datasets
+    >>> image, labels = datasets.twin(shape=(128, 128), seed=0)
+    >>> float(labels.mean()) > 0.2
+    True
+    """
+    shape_t, sig = _check_common(shape, spacing, sigma)
+    H, W = shape_t
+    top, bottom = (float(f) * H for f in lamella)
+    if not 0 <= top < bottom <= H:
+        raise ValueError(f"lamella must be two increasing fractions in [0, 1], got {lamella!r}")
+    # The trace of (1-11) in the [110] projection runs at -35.26 deg from [001].
+    rot = math.degrees(math.atan(1 / math.sqrt(2)))
+    origin = (W / 2, top)
+    matrix = _lattice_columns(shape_t, "fcc110", spacing, rot, origin)
+    mirrored = _lattice_columns(shape_t, "fcc110", spacing, rot, origin, mirror_y=top)
+    m_keep = (matrix[:, 1] < top - 1e-6) | (matrix[:, 1] > bottom + 1e-6)
+    t_keep = (mirrored[:, 1] >= top - 1e-6) & (mirrored[:, 1] <= bottom + 1e-6)
+    pos = np.concatenate([matrix[m_keep], mirrored[t_keep]])
+    y = np.arange(H)[:, None] + np.zeros((1, W))
+    labels = ((y >= top) & (y < bottom)).astype(np.int64)
+    image = _finish(
+        shape_t, pos, np.ones(len(pos)), sig, background, dose, noise, scan_jitter, seed
+    )
+    return image, labels
+
+
+def stacking_fault(
+    shape: Sequence[int] = (256, 256),
+    spacing: float = 10.0,
+    *,
+    band: tuple[float, float] = (0.4, 0.6),
+    sigma: float | None = None,
+    background: float = 0.1,
+    dose: float | None = None,
+    noise: float = 0.0,
+    scan_jitter: float = 0.0,
+    seed: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Close-packed rows stacked ABC (fcc) with a band of ABAB (hcp) stacking faults.
+
+    A schematic projection of close-packed planes seen edge-on: horizontal rows of
+    columns ``spacing`` apart, rows ``spacing·√(2/3)`` apart, each row shifted by
+    ``spacing/3`` times its stacking position (A=0, B=1, C=2). Outside the band the
+    sequence is ABCABC…, inside it ABAB… (a dense band of intrinsic faults, i.e. a thin
+    hcp lamella).
+
+    Parameters
+    ----------
+    shape : (int, int), default (256, 256)
+        Image shape (H, W) in pixels.
+    spacing : float, default 10
+        Distance between neighbouring columns of a row, in pixels.
+    band : (float, float), default (0.4, 0.6)
+        Top and bottom of the faulted band as fractions of the height.
+    sigma, background, dose, noise, scan_jitter, seed
+        As in :func:`bicrystal`.
+
+    Returns
+    -------
+    image : numpy.ndarray, shape (H, W), float64
+    labels : numpy.ndarray, shape (H, W), int64
+        1 in the faulted (hcp) band, 0 in the fcc matrix.
+
+    Example
+    -------
+    >>> from matchar import datasets
+    >>> image, labels = datasets.stacking_fault(shape=(128, 128), seed=0)
+    >>> image.shape == labels.shape
+    True
+    """
+    shape_t, sig = _check_common(shape, spacing, sigma)
+    H, W = shape_t
+    top, bottom = (float(f) * H for f in band)
+    if not 0 <= top < bottom <= H:
+        raise ValueError(f"band must be two increasing fractions in [0, 1], got {band!r}")
+    h = spacing * math.sqrt(2 / 3)
+    rows = np.arange(-4, int(H / h) + 5)
+    ys = rows * h + h / 2
+    in_band = (ys >= top) & (ys < bottom)
+    stack = np.empty(len(rows), dtype=np.int64)
+    prev, first_band = 0, None
+    for n in range(len(rows)):
+        if n == 0:
+            stack[n] = 0
+        elif in_band[n]:
+            if first_band is None:
+                first_band = n
+            # alternate between the last two positions: ...ABC|BCBC...
+            stack[n] = stack[n - 2] if n - first_band >= 1 else (prev + 1) % 3
+        else:
+            stack[n] = (prev + 1) % 3
+        prev = stack[n]
+    xs = np.arange(-4, int(W / spacing) + 5) * spacing
+    pos = np.array(
+        [(x + s * spacing / 3, y) for y, s in zip(ys, stack) for x in xs], dtype=np.float64
+    )
+    labels_rows = np.zeros(H, dtype=np.int64)
+    if np.any(in_band):
+        # pixels belong to the band between the first and last faulted row (half a row out)
+        y0, y1 = ys[in_band].min() - h / 2, ys[in_band].max() + h / 2
+        yy = np.arange(H)
+        labels_rows[(yy >= y0) & (yy < y1)] = 1
+    labels = np.repeat(labels_rows[:, None], W, axis=1)
+    image = _finish(
+        shape_t, pos, np.ones(len(pos)), sig, background, dose, noise, scan_jitter, seed
+    )
+    return image, labels
+
+
+def two_phase(
+    shape: Sequence[int] = (256, 256),
+    spacings: tuple[float, float] = (10.0, 13.0),
+    lattices: tuple[str, str] = ("square", "hexagonal"),
+    *,
+    intensities: tuple[float, float] = (1.0, 0.7),
+    boundary_angle_deg: float = 90.0,
+    boundary_position: float = 0.5,
+    sigma: float | None = None,
+    background: float = 0.1,
+    dose: float | None = None,
+    noise: float = 0.0,
+    scan_jitter: float = 0.0,
+    seed: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two phases with different lattices, spacings and column intensities.
+
+    Parameters
+    ----------
+    shape : (int, int), default (256, 256)
+        Image shape (H, W) in pixels.
+    spacings : (float, float), default (10, 13)
+        Lattice constants of phase 0 and phase 1, in pixels.
+    lattices : (str, str), default ("square", "hexagonal")
+        Lattices of the two phases (see :func:`bicrystal`).
+    intensities : (float, float), default (1.0, 0.7)
+        Column heights of the two phases (Z contrast).
+    boundary_angle_deg, boundary_position, sigma, background, dose, noise, scan_jitter, seed
+        As in :func:`bicrystal` (``sigma`` defaults to 0.18 × each phase's spacing).
+
+    Returns
+    -------
+    image : numpy.ndarray, shape (H, W), float64
+    labels : numpy.ndarray, shape (H, W), int64
+        0 for phase 0 (left of a vertical boundary), 1 for phase 1.
+
+    Example
+    -------
+    >>> from matchar import datasets
+    >>> image, labels = datasets.two_phase(shape=(128, 128), seed=0)
+    >>> image.shape
+    (128, 128)
+    """
+    shape_t, _ = _check_common(shape, min(spacings), sigma)
+    H, W = shape_t
+    point = (boundary_position * W, H / 2)
+    labels, side = _side_labels(shape_t, boundary_angle_deg, point)
+    flip = labels[H // 2, 0] == 1
+    rng = np.random.default_rng(seed)
+    jitter = rng.normal(0.0, scan_jitter, H) if scan_jitter else np.zeros(H)
+    if scan_jitter < 0:
+        raise ValueError(f"scan_jitter must be >= 0 pixels, got {scan_jitter!r}")
+    clean = np.full(shape_t, float(background))
+    for phase in (0, 1):
+        p = _lattice_columns(shape_t, lattices[phase], spacings[phase], 0.0, (W / 2, H / 2))
+        p = p[(side(p) ^ flip) == phase]
+        sig = 0.18 * spacings[phase] if sigma is None else float(sigma)
+        clean += _render(shape_t, p, np.full(len(p), float(intensities[phase])), sig, jitter)
+    return _detector(clean, dose, noise, rng), labels ^ int(flip)
