@@ -57,7 +57,13 @@ def main() -> None:
     p.add_argument("--max-radial", type=int, default=6)
     p.add_argument("--max-angular", type=int, default=4)
     p.add_argument("--selection", default="fps")
-    p.add_argument("--regularizer-fraction", type=float, default=0.02)
+    p.add_argument(
+        "--regularizer",
+        type=float,
+        default=0.15,
+        help="GP noise relative to the spread of the training shieldings",
+    )
+    p.add_argument("--calibration", default="affine", choices=["affine", "musil", "ml"])
     p.add_argument("--out", default=str(ROOT / "python" / "matchar" / "nmr" / "models"))
     p.add_argument("--metrics", default=str(ROOT / "docs" / "nmr_models.json"))
     args = p.parse_args()
@@ -75,7 +81,6 @@ def main() -> None:
         z = mc.nmr.ShiftModel(element).z_
         tr_frames = [frames[i] for i in train]
         tr_y = [shieldings[i] for i in train]
-        y_all = np.concatenate([s[f.numbers == z] for f, s in zip(tr_frames, tr_y)])
         t0 = time.perf_counter()
         model = mc.nmr.ShiftModel(
             element,
@@ -83,7 +88,8 @@ def main() -> None:
             n_sparse=args.n_sparse,
             n_committee=args.n_committee,
             selection=args.selection,
-            regularizer=args.regularizer_fraction * float(np.std(y_all)),
+            regularizer=args.regularizer,
+            calibration=args.calibration,
         ).fit(tr_frames, tr_y)
         t_fit = time.perf_counter() - t0
         path = out / f"{element}.npz"
@@ -92,11 +98,17 @@ def main() -> None:
         te_frames = [frames[i] for i in test]
         te_y = [shieldings[i] for i in test]
         m = evaluate(reloaded, te_frames, te_y, z)
+        # What storing the sparse points as environments changed, on the test set.
+        m["max_abs_change_from_storage_ppm"] = float(
+            np.max(np.abs(reloaded.predict(te_frames) - model.predict(te_frames)))
+        )
         m.update(
             n_train_environments=model.n_train_environments_,
             n_sparse=len(model.gpr_.X_sparse_),
             alpha=model.gpr_.alpha_,
             fit_seconds=round(t_fit, 1),
+            regularizer=args.regularizer,
+            calibration=args.calibration,
             file_bytes=path.stat().st_size,
             soap={k: (list(v) if isinstance(v, tuple) else v) for k, v in soap.items()},
         )

@@ -12,8 +12,13 @@ import matchar as mc
 ase = pytest.importorskip("ase")
 import ase.build  # noqa: E402
 
-SMALL_SOAP = {"cutoff": (2.5, 4.0), "max_radial": 3, "max_angular": 2, "atomic_width": 0.3,
-              "smoothing": 0.5}
+SMALL_SOAP = {
+    "cutoff": (2.5, 4.0),
+    "max_radial": 3,
+    "max_angular": 2,
+    "atomic_width": 0.3,
+    "smoothing": 0.5,
+}
 
 
 def toy_data(n_frames=12, seed=0):
@@ -32,9 +37,7 @@ def toy_data(n_frames=12, seed=0):
 
 def test_fit_predict_save_load_roundtrip(tmp_path):
     frames, values = toy_data()
-    model = mc.nmr.ShiftModel("H", soap=SMALL_SOAP, n_sparse=20, n_committee=4).fit(
-        frames, values
-    )
+    model = mc.nmr.ShiftModel("H", soap=SMALL_SOAP, n_sparse=20, n_committee=4).fit(frames, values)
     mean, std = model.predict(frames[:3], return_std=True)
     n_h = sum(int((f.numbers == 1).sum()) for f in frames[:3])
     assert mean.shape == std.shape == (n_h,)

@@ -63,13 +63,17 @@ class ShiftModel:
         Sparse points (capped at the number of training environments).
     selection : {"fps", "cur", "random"}, default "fps"
     regularizer : float, optional
-        GP noise σ in ppm; default 2 % of the standard deviation of the training targets.
+        GP noise relative to the spread of the training shieldings (the GP is fitted on
+        standardised targets); default 0.15.
     n_committee : int, default 8
         Committee size for the uncertainty (0: the GP's own variance).
     subsample : float, default 0.5
         Fraction of training environments each committee member sees.
     validation_fraction : float, default 0.1
         Fraction of the training *structures* held out to calibrate the uncertainty.
+    calibration : {"affine", "musil", "ml"}, default "affine"
+        How the committee spread is calibrated (see :meth:`matchar.gp.SparseGPR.calibrate`);
+        "affine" measured best on CSD-1000R (docs/nmr.md).
     random_state : int, default 0
 
     Example
@@ -92,6 +96,7 @@ class ShiftModel:
         n_committee: int = 8,
         subsample: float = 0.5,
         validation_fraction: float = 0.1,
+        calibration: str = "affine",
         random_state: int = 0,
     ) -> None:
         self.element = element
@@ -108,6 +113,7 @@ class ShiftModel:
         self.n_committee = n_committee
         self.subsample = subsample
         self.validation_fraction = validation_fraction
+        self.calibration = calibration
         self.random_state = random_state
         self.soap_ = SOAP(**self.soap_params, species=self.species, dtype=np.float32)
 
@@ -173,9 +179,11 @@ class ShiftModel:
         val = np.sort(order[:n_val])
         train = np.sort(order[n_val:])
 
-        X = self.features([frames[i] for i in train])
+        train_frames = [frames[i] for i in train]
+        X = self.features(train_frames)
+        samples = self.soap_.samples_.copy()
         y = np.concatenate([targets[i] for i in train])
-        reg = self.regularizer if self.regularizer is not None else 0.02 * float(np.std(y))
+        reg = self.regularizer if self.regularizer is not None else 0.15
         self.gpr_ = SparseGPR(
             kernel=self._kernel(X.shape[1]),
             n_sparse=min(self.n_sparse, len(X)),
@@ -184,11 +192,15 @@ class ShiftModel:
             n_committee=self.n_committee,
             subsample=self.subsample,
             random_state=self.random_state,
+            normalize_y=True,
         ).fit(X, y)
         if n_val:
             Xv = self.features([frames[i] for i in val])
             yv = np.concatenate([targets[i] for i in val])
-            self.gpr_.calibrate(Xv, yv)
+            self.gpr_.calibrate(Xv, yv, method=self.calibration)
+        self.sparse_environments_ = _environments(
+            train_frames, samples[self.gpr_.sparse_indices_, :2], max(self._cutoffs())
+        )
         self.n_train_environments_ = len(X)
         return self
 
@@ -215,7 +227,12 @@ class ShiftModel:
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write the model to one portable ``.npz`` file (no pickle).
+        """Write the model to one portable, compact ``.npz`` file (no pickle).
+
+        The sparse points are stored as their atomic environments — the centre and every
+        atom within the cutoff, positions relative to the centre in Å (float64) — not as
+        SOAP vectors: that is ~20× smaller, and :meth:`load` recomputes their features
+        with matchar's SOAP (checked against a stored sample of the original features).
 
         Parameters
         ----------
@@ -223,26 +240,39 @@ class ShiftModel:
         """
         if not hasattr(self, "gpr_"):
             raise ValueError("this ShiftModel is not fitted yet: nothing to save")
+        if not self.gpr_.n_committee:
+            raise ValueError("only ShiftModels with a committee (n_committee >= 2) can be saved")
         g = self.gpr_
         config = {
             "format": _FORMAT,
             "element": int(self.z_),
             "species": self.species,
-            "soap": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.soap_params.items()},
+            "soap": {
+                k: (list(v) if isinstance(v, tuple) else v) for k, v in self.soap_params.items()
+            },
             "cutoff_weights": self.cutoff_weights,
             "zeta": self.zeta,
             "regularizer": float(g.regularizer),
+            "y_scale": float(g.y_scale_),
             "n_committee": int(g.n_committee),
             "alpha": float(g.alpha_),
+            "beta": float(g.beta_),
             "n_train_environments": int(self.n_train_environments_),
         }
         with open(path, "wb") as fh:
             np.savez_compressed(
                 fh,
                 config=np.frombuffer(json.dumps(config).encode(), dtype=np.uint8),
-                X_sparse=g.X_sparse_.astype(np.float32),
-                weights=np.atleast_2d(g.weights_).astype(np.float64),
-                y_mean=np.atleast_1d(g.y_mean_).astype(np.float64),
+                env_offsets=np.cumsum([0] + [len(a) for a in self.sparse_environments_]),
+                env_numbers=np.concatenate([a.numbers for a in self.sparse_environments_]).astype(
+                    np.uint8
+                ),
+                env_positions=np.concatenate([a.positions for a in self.sparse_environments_]),
+                features_check=g.X_sparse_[:_N_CHECK].astype(np.float64),
+                weights=np.asarray(g.weights_, dtype=np.float64),
+                y_mean=np.float64(g.y_mean_),
+                committee_weights=np.asarray(g.committee_weights_, dtype=np.float64),
+                committee_y_mean=np.asarray(g.committee_y_mean_, dtype=np.float64),
             )
 
     @classmethod
@@ -261,9 +291,14 @@ class ShiftModel:
             config = json.loads(bytes(data["config"]).decode())
             if config.get("format") != _FORMAT:
                 raise ValueError(f"{path!r} is not a matchar ShiftModel file")
-            X_sparse = data["X_sparse"]
+            offsets = data["env_offsets"]
+            numbers = data["env_numbers"]
+            positions = data["env_positions"]
+            check = data["features_check"]
             weights = data["weights"]
-            y_mean = data["y_mean"]
+            y_mean = float(data["y_mean"])
+            c_weights = data["committee_weights"]
+            c_y_mean = data["committee_y_mean"]
         soap = dict(config["soap"])
         if isinstance(soap["cutoff"], list):
             soap["cutoff"] = tuple(soap["cutoff"])
@@ -276,6 +311,17 @@ class ShiftModel:
             regularizer=config["regularizer"],
             n_committee=config["n_committee"],
         )
+        model.sparse_environments_ = [
+            _cluster(numbers[a:b], positions[a:b]) for a, b in zip(offsets[:-1], offsets[1:])
+        ]
+        X_sparse = model.soap_.compute_atoms(
+            model.sparse_environments_, [[k, 0] for k in range(len(offsets) - 1)]
+        )
+        if not np.allclose(X_sparse[: len(check)], check, rtol=1e-5, atol=1e-7):
+            raise ValueError(
+                f"{path!r}: the SOAP features recomputed from the stored environments differ "
+                "from the ones the model was trained with (a different SOAP convention?)"
+            )
         g = SparseGPR(
             kernel=model._kernel(X_sparse.shape[1]),
             n_sparse=len(X_sparse),
@@ -284,11 +330,12 @@ class ShiftModel:
         )
         g.X_sparse_ = X_sparse
         g.n_features_in_ = X_sparse.shape[1]
-        if config["n_committee"]:
-            g.weights_, g.y_mean_ = weights, y_mean
-        else:
-            raise ValueError("saved ShiftModels must use a committee (n_committee >= 2)")
+        g.weights_, g.y_mean_ = weights, y_mean
+        g.committee_weights_, g.committee_y_mean_ = c_weights, c_y_mean
+        g.y_scale_ = config["y_scale"]
+        g.normalize_y = True
         g.alpha_ = config["alpha"]
+        g.beta_ = config.get("beta", 0.0)
         model.gpr_ = g
         model.n_train_environments_ = config["n_train_environments"]
         return model
@@ -325,12 +372,12 @@ class ShiftModel:
 def available_pretrained() -> list[str]:
     """Chemical symbols of the shielding models shipped with matchar."""
     files = resources.files("matchar.nmr") / "models"
+    if not files.is_dir():
+        return []
     return sorted(p.name[:-4] for p in files.iterdir() if p.name.endswith(".npz"))
 
 
-def shielding_to_shift(
-    shielding: Any, reference: float, slope: float = -1.0
-) -> np.ndarray:
+def shielding_to_shift(shielding: Any, reference: float, slope: float = -1.0) -> np.ndarray:
     """Convert shieldings σ (ppm) to chemical shifts δ (ppm): ``δ = reference + slope·σ``.
 
     With the ideal slope −1, ``reference`` is the shielding of the reference compound
@@ -401,6 +448,33 @@ def load_chemiscope(path: str | Path, prop: str = "CS_total") -> tuple[list[Any]
     if start != len(values):
         raise ValueError(f"{path}: {prop!r} is not a per-atom property")
     return frames, out
+
+
+_N_CHECK = 8  # sparse points whose features are stored to check a loaded model
+
+
+def _cluster(numbers: np.ndarray, positions: np.ndarray) -> Any:
+    import ase
+
+    return ase.Atoms(numbers=np.asarray(numbers, dtype=int), positions=positions, pbc=False)
+
+
+def _environments(frames: list[Any], pairs: np.ndarray, cutoff: float) -> list[Any]:
+    """Non-periodic clusters: atom 0 is the centre (frame, atom) of each pair, at the
+    origin, followed by every atom (periodic images included) closer than ``cutoff``."""
+    from ase.neighborlist import neighbor_list
+
+    out: list[Any] = [None] * len(pairs)
+    for f in np.unique(pairs[:, 0]):
+        frame = frames[int(f)]
+        i, j, D = neighbor_list("ijD", frame, cutoff)
+        for k in np.flatnonzero(pairs[:, 0] == f):
+            atom = int(pairs[k, 1])
+            sel = i == atom
+            numbers = np.concatenate([[frame.numbers[atom]], frame.numbers[j[sel]]])
+            positions = np.concatenate([np.zeros((1, 3)), D[sel]])
+            out[k] = _cluster(numbers, positions)
+    return out
 
 
 def _as_frames(frames: Any) -> list[Any]:
