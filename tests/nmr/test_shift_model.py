@@ -9,8 +9,7 @@ import pytest
 
 import matchar as mc
 
-ase = pytest.importorskip("ase")
-import ase.build  # noqa: E402
+ase_build = pytest.importorskip("ase.build")
 
 SMALL_SOAP = {
     "cutoff": (2.5, 4.0),
@@ -26,7 +25,7 @@ def toy_data(n_frames=12, seed=0):
     rng = np.random.default_rng(seed)
     frames, values = [], []
     for k in range(n_frames):
-        mol = ase.build.molecule(["CH3OH", "CH3CH2OH", "H2O", "CH4"][k % 4])
+        mol = ase_build.molecule(["CH3OH", "CH3CH2OH", "H2O", "CH4"][k % 4])
         mol.rattle(0.05, seed=seed + k)
         frames.append(mol)
         d = mol.get_all_distances()
@@ -70,9 +69,9 @@ def test_bad_input():
         model.fit(frames, [v[:-1] for v in values])
     model.fit(frames, values)
     with pytest.raises(ValueError, match="no atom of element"):
-        model.predict([ase.build.molecule("O2")])
+        model.predict([ase_build.molecule("O2")])
     with pytest.raises(ValueError, match="species"):
-        model.predict([ase.build.molecule("CH3SH")])
+        model.predict([ase_build.molecule("CH3SH")])
     with pytest.raises(ValueError, match="element"):
         mc.nmr.ShiftModel("Xx")
     with pytest.raises(ValueError, match="pretrained"):
@@ -94,7 +93,7 @@ def test_shift_conversion_roundtrip():
 def test_pretrained_models_work_offline(element):
     assert element in mc.nmr.available_pretrained()
     model = mc.nmr.ShiftModel.pretrained(element)
-    mol = ase.build.molecule("CH3CH2OH")
+    mol = ase_build.molecule("CH3CH2OH")
     mol.center(vacuum=6.0)
     mean, std = model.predict(mol, return_std=True)
     z = model.z_

@@ -172,7 +172,7 @@ class ShiftModel:
             targets.append(t)
 
         rng = np.random.default_rng(self.random_state)
-        n_val = int(round(self.validation_fraction * len(frames)))
+        n_val = round(self.validation_fraction * len(frames))
         if self.n_committee and n_val < 1:
             raise ValueError("validation_fraction leaves no structure to calibrate on")
         order = rng.permutation(len(frames))
