@@ -620,3 +620,22 @@ def test_ctrl_c_interrupts_a_long_computation():
     assert proc.returncode == 3, (out, err)
     assert "interrupted" in out
     assert elapsed < 30, elapsed
+
+
+@pytest.mark.parametrize("cutoff", [3.0, (2.5, 4.0)])
+def test_compute_atoms_matches_compute_rows(cutoff):
+    import ase.build
+
+    crystal = ase.build.bulk("NaCl", "rocksalt", a=5.64).repeat((2, 2, 2))
+    crystal.rattle(0.05, seed=1)
+    mol = ase.build.molecule("CH3OH")
+    soap = mc.atoms.SOAP(cutoff=cutoff, max_radial=3, max_angular=2, species=[1, 6, 8, 11, 17])
+    full = soap.compute([crystal, mol])
+    rows = {tuple(s[:2]): k for k, s in enumerate(soap.samples_)}
+    pairs = np.array([[1, 3], [0, 5], [0, 0], [1, 0]])
+    X = soap.compute_atoms([crystal, mol], pairs)
+    np.testing.assert_allclose(X, full[[rows[tuple(p)] for p in pairs]], rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="outside the frames"):
+        soap.compute_atoms([crystal, mol], [[1, 6]])
+    with pytest.raises(ValueError, match=r"\(n, 2\) integer"):
+        soap.compute_atoms([crystal, mol], [1, 2])

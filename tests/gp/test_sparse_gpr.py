@@ -162,3 +162,51 @@ def test_multi_polynomial_kernel_matches_reference(dtype):
         k(np.ones((2, 8)))
     with pytest.raises(ValueError, match="weights"):
         mc.gp.MultiPolynomialKernel([4, 5], weights=[1.0, -1.0])
+
+
+def test_explicit_selection_indices():
+    X, y, _ = make_data(120, 5, seed=13)
+    idx = np.array([3, 50, 7, 99])
+    a = mc.gp.SparseGPR(selection=idx, regularizer=0.05).fit(X, y)
+    np.testing.assert_array_equal(a.sparse_indices_, idx)
+    b = mc.gp.SparseGPR(selection=idx[::-1], regularizer=0.05).fit(X, y)
+    np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="selection"):
+        mc.gp.SparseGPR(selection=np.array([1, 1])).fit(X, y)
+    with pytest.raises(ValueError, match="selection indices"):
+        mc.gp.SparseGPR(selection=np.array([0, 500])).fit(X, y)
+
+
+def test_affine_calibration_fits_scale_and_floor():
+    # Errors = committee spread * 2 plus an independent floor of 0.05: the affine fit
+    # must recover both on validation data.
+    X, y, _ = make_data(600, 6, seed=14, noise=0.0)
+    gpr = mc.gp.SparseGPR(n_sparse=30, regularizer=0.01, n_committee=6, random_state=0)
+    gpr.fit(X, y)
+    Xv, _, _ = make_data(4000, 6, seed=15, noise=0.0)
+    preds = gpr._committee_predictions(Xv)
+    mean, spread = gpr.predict(Xv), preds.std(0, ddof=1)
+    rng = np.random.default_rng(16)
+    yv = mean + rng.standard_normal(len(mean)) * np.sqrt((2.0 * spread) ** 2 + 0.05**2)
+    gpr.calibrate(Xv, yv, method="affine")
+    assert gpr.alpha_ == pytest.approx(2.0, rel=0.1)
+    assert gpr.beta_ == pytest.approx(0.05, rel=0.15)
+    _, std = gpr.predict(Xv, return_std=True)
+    np.testing.assert_allclose(std, np.sqrt((gpr.alpha_ * spread) ** 2 + gpr.beta_**2))
+    with pytest.raises(ValueError, match="method"):
+        gpr.calibrate(Xv, yv, method="isotonic")
+
+
+def test_normalize_y_is_scale_invariant():
+    X, y, _ = make_data(300, 6, seed=17)
+    a = mc.gp.SparseGPR(n_sparse=40, regularizer=0.1, normalize_y=True).fit(X, y)
+    b = mc.gp.SparseGPR(n_sparse=40, regularizer=0.1, normalize_y=True).fit(X, 1000.0 * y + 5)
+    ma, sa = a.predict(X[:20], return_std=True)
+    mb, sb = b.predict(X[:20], return_std=True)
+    np.testing.assert_allclose(mb, 1000.0 * ma + 5, rtol=1e-9)
+    np.testing.assert_allclose(sb, 1000.0 * sa, rtol=1e-9)
+    # The mean does not depend on the target scale (unit kernel), only the variance does.
+    c = mc.gp.SparseGPR(n_sparse=40, regularizer=0.1).fit(X, y)
+    mc_, sc = c.predict(X[:20], return_std=True)
+    np.testing.assert_allclose(mc_, ma, rtol=1e-9)
+    np.testing.assert_allclose(sa, np.std(y) * sc, rtol=1e-9)

@@ -136,6 +136,35 @@ def _kernel_diag(kernel: Callable, X: np.ndarray) -> np.ndarray:
     return np.array([float(kernel(X[i : i + 1], X[i : i + 1])[0, 0]) for i in range(len(X))])
 
 
+def _kernel_column(kernel: Callable, X: np.ndarray) -> Callable[[int], np.ndarray]:
+    """``s -> k(X, X[s])`` (n,), float64. Polynomial kernels normalise X once and use a
+    matrix-vector product per call; other kernels are called as they are."""
+    if isinstance(kernel, PolynomialKernel):
+        blocks, weights = [X], np.ones(1)
+        normalize = kernel.normalize
+    elif isinstance(kernel, MultiPolynomialKernel):
+        o = kernel._offsets
+        blocks = [X[:, o[b] : o[b + 1]] for b in range(len(kernel.block_sizes))]
+        weights, normalize = kernel.weights, True
+    else:
+        return lambda s: np.asarray(kernel(X, X[s : s + 1]), dtype=np.float64)[:, 0]
+    if normalize:
+        unit = []
+        for B in blocks:
+            norm = np.linalg.norm(B, axis=1, keepdims=True)
+            unit.append(np.divide(B, norm, out=np.zeros(B.shape, B.dtype), where=norm > 0))
+        blocks = unit
+    zeta = kernel.zeta
+
+    def column(s: int) -> np.ndarray:
+        k = np.zeros(len(X))
+        for w, B in zip(weights, blocks):
+            k += w * (B @ B[s]).astype(np.float64) ** zeta
+        return k
+
+    return column
+
+
 def farthest_point_sampling(
     X: ArrayLike, n_select: int, kernel: Callable | None = None, start: int = 0
 ) -> np.ndarray:
@@ -173,11 +202,12 @@ def farthest_point_sampling(
         raise ValueError(f"n_select must be between 1 and the number of rows ({n}), got {n_select}")
     kernel = PolynomialKernel() if kernel is None else kernel
     diag = _kernel_diag(kernel, X_)
+    column = _kernel_column(kernel, X_)
     selected = [int(start)]
     dist = np.full(n, np.inf)
     for _ in range(n_select - 1):
         s = selected[-1]
-        k = np.asarray(kernel(X_, X_[s : s + 1]), dtype=np.float64)[:, 0]
+        k = column(s)
         dist = np.minimum(dist, diag + diag[s] - 2.0 * k)
         dist[selected] = -np.inf
         selected.append(int(np.argmax(dist)))
@@ -237,9 +267,11 @@ class SparseGPR(RegressorMixin, BaseEstimator):
     - ``n_committee=0`` (default): the projected-process predictive variance of a
       target, ``k(x,x) - q(x,x) + σ² k_M(x)ᵀ (σ² K_MM + K_MN K_NM)⁻¹ k_M(x) + σ²``;
     - ``n_committee >= 2``: a committee of models fitted on random subsamples
-      (fraction ``subsample``) of the training rows sharing the sparse set; the mean is the
-      committee mean and the variance ``α² σ²_committee``, with α² fitted by
-      :meth:`calibrate` on validation data (Musil et al., JCTC 15, 906 (2019)).
+      (fraction ``subsample``) of the training rows sharing the sparse set; the variance
+      is ``α² σ²_committee`` (+ β² with the affine calibration), fitted by
+      :meth:`calibrate` on validation data (Musil et al., JCTC 15, 906 (2019)). The mean
+      always comes from the model fitted on every row, which is more accurate than the
+      committee mean.
 
     Parameters
     ----------
@@ -247,8 +279,9 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         ``kernel(A, B) -> (len(A), len(B))`` array; optional ``.diag(A)``.
     n_sparse : int, default 1000
         Number of sparse points (capped by nothing: must be <= number of training rows).
-    selection : {"fps", "cur", "random"}, default "fps"
-        How sparse points are chosen from the training rows.
+    selection : {"fps", "cur", "random"} or array of int, default "fps"
+        How sparse points are chosen from the training rows, or the row indices
+        themselves (``n_sparse`` is then ignored).
     regularizer : float, default 1e-3
         σ, the noise standard deviation in target units (> 0).
     n_committee : int, default 0
@@ -257,16 +290,23 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         Fraction of training rows each committee member sees.
     random_state : int, optional
         Seed for random selection and committee subsamples.
+    normalize_y : bool, default False
+        Fit on targets divided by their standard deviation (the GP's prior signal
+        variance then is the targets' variance): ``regularizer`` becomes the noise
+        relative to the target spread, the same for targets in ppm or in %.
 
     Attributes
     ----------
     sparse_indices_ : (M,) int
         Training rows used as sparse points.
     X_sparse_ : (M, d)
-    weights_ : (M,) or (n_committee, M)
-    y_mean_ : float or (n_committee,)
-    alpha_ : float
-        Calibration factor α (1.0 until :meth:`calibrate` is called).
+    weights_ : (M,)
+        Weights of the model fitted on every training row (it gives the mean).
+    y_mean_ : float
+    committee_weights_ : (n_committee, M), committee_y_mean_ : (n_committee,)
+        Committee members (only with ``n_committee >= 2``; they give the spread).
+    alpha_, beta_ : float
+        Calibration ``σ' = sqrt(α² σ² + β²)`` (1 and 0 until :meth:`calibrate`).
 
     Example
     -------
@@ -288,6 +328,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         n_committee: int = 0,
         subsample: float = 0.5,
         random_state: int | None = None,
+        normalize_y: bool = False,
     ) -> None:
         self.kernel = kernel
         self.n_sparse = n_sparse
@@ -296,15 +337,24 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         self.n_committee = n_committee
         self.subsample = subsample
         self.random_state = random_state
+        self.normalize_y = normalize_y
 
     # -- helpers -------------------------------------------------------------------------
     def _kernel(self) -> Callable:
         return PolynomialKernel() if self.kernel is None else self.kernel
 
     def _check_params(self, n: int) -> None:
-        if self.selection not in ("fps", "cur", "random"):
+        if not isinstance(self.selection, str):
+            idx = np.asarray(self.selection)
+            if idx.ndim != 1 or idx.dtype.kind not in "iu" or len(np.unique(idx)) != len(idx):
+                raise ValueError("selection must be 'fps', 'cur', 'random' or distinct row indices")
+            if len(idx) == 0 or idx.min() < 0 or idx.max() >= n:
+                raise ValueError(f"selection indices must lie in [0, {n}) and not be empty")
+        elif self.selection not in ("fps", "cur", "random"):
             raise ValueError(f"selection must be 'fps', 'cur' or 'random', got {self.selection!r}")
-        if not (isinstance(self.n_sparse, (int, np.integer)) and 1 <= self.n_sparse <= n):
+        if isinstance(self.selection, str) and not (
+            isinstance(self.n_sparse, (int, np.integer)) and 1 <= self.n_sparse <= n
+        ):
             raise ValueError(
                 f"n_sparse must be an integer between 1 and the number of training rows "
                 f"({n}), got {self.n_sparse!r}"
@@ -317,6 +367,8 @@ class SparseGPR(RegressorMixin, BaseEstimator):
             raise ValueError(f"subsample must be in (0, 1], got {self.subsample!r}")
 
     def _select(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if not isinstance(self.selection, str):
+            return np.asarray(self.selection, dtype=np.int64)
         if self.selection == "random":
             return np.sort(rng.choice(len(X), self.n_sparse, replace=False))
         if self.selection == "cur":
@@ -360,14 +412,17 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         Kmm = 0.5 * (Kmm + Kmm.T)
         m = len(idx)
 
-        n_models = max(1, self.n_committee)
+        # Model 0 sees every row (it gives the mean); committee members see subsamples.
+        n_models = 1 + self.n_committee
+        masks = np.ones((n_models, n), dtype=bool)
         if self.n_committee:
             n_sub = max(1, round(self.subsample * n))
-            masks = np.zeros((n_models, n), dtype=bool)
-            for k in range(n_models):
+            masks[1:] = False
+            for k in range(1, n_models):
                 masks[k, rng.choice(n, n_sub, replace=False)] = True
-        else:
-            masks = np.ones((1, n), dtype=bool)
+        y_scale = float(np.std(y_)) if self.normalize_y else 1.0
+        y_scale = y_scale if y_scale > 0 else 1.0
+        y_ = y_ / y_scale
         y_mean = np.array([y_[mask].mean() for mask in masks])
 
         # Accumulate K_MN K_NM and K_MN (y - ȳ) per model over blocks of rows.
@@ -395,14 +450,14 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         self.sparse_indices_ = idx
         self.X_sparse_ = Xm
         self.n_features_in_ = X_.shape[1]
+        self.weights_ = weights[0]
+        self.y_mean_ = float(y_mean[0])
+        self.y_scale_ = y_scale
+        self.L_a_ = chol_a[0]
         if self.n_committee:
-            self.weights_ = weights
-            self.y_mean_ = y_mean
-        else:
-            self.weights_ = weights[0]
-            self.y_mean_ = float(y_mean[0])
-            self.L_a_ = chol_a[0]
-        self.alpha_ = 1.0
+            self.committee_weights_ = weights[1:]
+            self.committee_y_mean_ = y_mean[1:]
+        self.alpha_, self.beta_ = 1.0, 0.0
         return self
 
     # -- prediction ----------------------------------------------------------------------
@@ -418,12 +473,12 @@ class SparseGPR(RegressorMixin, BaseEstimator):
 
     def _committee_predictions(self, X_: np.ndarray) -> np.ndarray:
         """(n_committee, n) predictions of every member."""
-        out = np.empty((len(self.weights_), len(X_)))
+        out = np.empty((len(self.committee_weights_), len(X_)))
         for start in range(0, len(X_), _BLOCK_ROWS):
             stop = min(len(X_), start + _BLOCK_ROWS)
             Kxm = np.asarray(self._kernel()(X_[start:stop], self.X_sparse_), dtype=np.float64)
-            out[:, start:stop] = self.weights_ @ Kxm.T + self.y_mean_[:, None]
-        return out
+            out[:, start:stop] = self.committee_weights_ @ Kxm.T + self.committee_y_mean_[:, None]
+        return out * getattr(self, "y_scale_", 1.0)
 
     def predict(
         self, X: ArrayLike, return_std: bool = False
@@ -441,16 +496,10 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         std : numpy.ndarray, shape (n,)
             Only with ``return_std=True``, in target units: the predictive standard
             deviation of a target value, ``α · sqrt(var_f + σ²)`` for the GP variance, or
-            ``α · σ_committee`` for a committee.
+            ``sqrt(α² σ²_committee + β²)`` for a committee.
         """
         X_ = self._check_X(X)
-        if self.n_committee:
-            preds = self._committee_predictions(X_)
-            mean = preds.mean(axis=0)
-            if not return_std:
-                return mean
-            return mean, self.alpha_ * preds.std(axis=0, ddof=1)
-
+        committee = bool(self.n_committee) and return_std
         mean = np.empty(len(X_))
         var = np.empty(len(X_)) if return_std else None
         kernel = self._kernel()
@@ -459,45 +508,76 @@ class SparseGPR(RegressorMixin, BaseEstimator):
             stop = min(len(X_), start + _BLOCK_ROWS)
             Kxm = np.asarray(kernel(X_[start:stop], self.X_sparse_), dtype=np.float64)
             mean[start:stop] = Kxm @ self.weights_ + self.y_mean_
-            if var is not None:
+            if committee:
+                preds = self.committee_weights_ @ Kxm.T + self.committee_y_mean_[:, None]
+                var[start:stop] = preds.var(axis=0, ddof=1)
+            elif var is not None:
                 q = scipy.linalg.solve_triangular(self.L_mm_, Kxm.T, lower=True)
                 s = scipy.linalg.solve_triangular(self.L_a_, Kxm.T, lower=True)
                 kxx = _kernel_diag(kernel, X_[start:stop])
                 var[start:stop] = (
                     kxx - np.sum(q * q, axis=0) + sigma2 * np.sum(s * s, axis=0) + sigma2
                 )
+        scale = getattr(self, "y_scale_", 1.0)
+        mean *= scale
         if var is None:
             return mean
-        return mean, self.alpha_ * np.sqrt(np.clip(var, 0.0, None))
+        return mean, self._calibrated(scale * np.sqrt(np.clip(var, 0.0, None)))
 
-    def calibrate(self, X: ArrayLike, y: ArrayLike) -> SparseGPR:
-        """Fit the calibration factor α on validation data (not used for training).
+    def _calibrated(self, std: np.ndarray) -> np.ndarray:
+        beta = getattr(self, "beta_", 0.0)
+        return np.sqrt((self.alpha_ * std) ** 2 + beta**2)
 
-        Committee (Musil et al. 2019): ``α² = -1/n_c + (n_c-3)/(n_c-1) · mean(Δ²/σ²_c)``,
-        with Δ the error of the committee mean and σ²_c the committee variance. GP
-        variance: ``α² = mean(Δ²/σ²)``.
+    def calibrate(self, X: ArrayLike, y: ArrayLike, method: str = "musil") -> SparseGPR:
+        """Fit the calibration of the predicted uncertainty on validation data.
+
+        Methods (Δ: error of the mean prediction, σ: uncalibrated predicted std):
+
+        - ``"musil"`` (committees; Musil et al., JCTC 15, 906 (2019)):
+          ``α² = -1/n_c + (n_c-3)/(n_c-1) · mean(Δ²/σ²)``; for the GP variance the same
+          as ``"ml"``;
+        - ``"ml"``: the maximum-likelihood scale, ``α² = mean(Δ²/σ²)``;
+        - ``"affine"``: ``σ'² = α² σ² + β²`` with (α, β) maximising the Gaussian
+          likelihood — a floor β for errors the model's spread does not see, which makes
+          heavy-tailed errors better calibrated at both 1σ and 2σ.
 
         Parameters
         ----------
         X : array_like, shape (n_val, d)
         y : array_like, shape (n_val,)
+        method : {"musil", "ml", "affine"}, default "musil"
 
         Returns
         -------
         self
         """
+        if method not in ("musil", "ml", "affine"):
+            raise ValueError(f"method must be 'musil', 'ml' or 'affine', got {method!r}")
         X_ = self._check_X(X)
         y_ = np.asarray(y, dtype=np.float64)
         if y_.shape != (len(X_),) or not np.isfinite(y_).all():
             raise ValueError("y must be finite, with one value per row of X")
-        self.alpha_ = 1.0
+        self.alpha_, self.beta_ = 1.0, 0.0
         mean, std = self.predict(X_, return_std=True)
         var = np.maximum(std**2, np.finfo(np.float64).tiny)
-        ratio = float(np.mean((mean - y_) ** 2 / var))
-        if self.n_committee:
+        err2 = (mean - y_) ** 2
+        ratio = float(np.mean(err2 / var))
+        eps = np.finfo(np.float64).eps
+        if method == "musil" and self.n_committee:
             nc = self.n_committee
-            alpha2 = -1.0 / nc + (nc - 3.0) / (nc - 1.0) * ratio
+            self.alpha_ = float(np.sqrt(max(-1.0 / nc + (nc - 3.0) / (nc - 1.0) * ratio, eps)))
+        elif method in ("musil", "ml"):
+            self.alpha_ = float(np.sqrt(max(ratio, eps)))
         else:
-            alpha2 = ratio
-        self.alpha_ = float(np.sqrt(max(alpha2, np.finfo(np.float64).eps)))
+            import scipy.optimize
+
+            def nll(p: np.ndarray) -> float:
+                v = np.exp(2 * p[0]) * var + np.exp(2 * p[1])
+                return float(np.sum(np.log(v) + err2 / v))
+
+            p0 = np.array(
+                [0.5 * np.log(max(ratio, eps)), np.log(np.sqrt(np.mean(err2)) / 10 + eps)]
+            )
+            p = scipy.optimize.minimize(nll, p0, method="Nelder-Mead").x
+            self.alpha_, self.beta_ = float(np.exp(p[0])), float(np.exp(p[1]))
         return self

@@ -1,11 +1,26 @@
-"""NMR crystallography: Bayesian posteriors over candidate structures from chemical shifts.
-
-Shielding prediction (``ShiftModel``) is not part of this subpackage yet; the posterior
-takes plain arrays of predictions and their uncertainties.
-"""
+"""NMR crystallography: shielding prediction (SOAP + sparse GPR) and Bayesian posteriors
+over candidate structures from chemical shifts."""
 
 from __future__ import annotations
 
 from ._posterior import NucleusTerms, StructurePosterior, structure_posterior
+from ._shift_model import (
+    DEFAULT_SOAP,
+    ShiftModel,
+    available_pretrained,
+    load_chemiscope,
+    shielding_to_shift,
+    shift_to_shielding,
+)
 
-__all__ = ["NucleusTerms", "StructurePosterior", "structure_posterior"]
+__all__ = [
+    "DEFAULT_SOAP",
+    "NucleusTerms",
+    "ShiftModel",
+    "StructurePosterior",
+    "available_pretrained",
+    "load_chemiscope",
+    "shielding_to_shift",
+    "shift_to_shielding",
+    "structure_posterior",
+]

@@ -1,0 +1,488 @@
+"""Chemical-shielding prediction: SOAP power spectra -> sparse GP regression."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atoms import SOAP
+from ..gp import MultiPolynomialKernel, PolynomialKernel, SparseGPR
+
+_FORMAT = "matchar.ShiftModel/1"
+
+#: Default SOAP hyper-parameters of a ShiftModel (two cutoffs, Å).
+DEFAULT_SOAP: dict[str, Any] = {
+    "cutoff": (3.0, 5.0),
+    "max_radial": 6,
+    "max_angular": 4,
+    "atomic_width": 0.3,
+    "smoothing": 0.5,
+}
+
+
+def _atomic_number(element: str | int) -> int:
+    from ase.data import atomic_numbers, chemical_symbols
+
+    if isinstance(element, str) and element in atomic_numbers:
+        return int(atomic_numbers[element])
+    if isinstance(element, (int, np.integer)) and 0 < int(element) < len(chemical_symbols):
+        return int(element)
+    raise ValueError(f"element must be a chemical symbol or atomic number, got {element!r}")
+
+
+class ShiftModel:
+    """Predict the isotropic chemical shielding (ppm) of one element from its environment.
+
+    The descriptor is the SOAP power spectrum (:class:`matchar.atoms.SOAP`), at one or
+    several cutoffs, of every atom of ``element``; the regression is a sparse GP
+    (:class:`matchar.gp.SparseGPR`) on the normalised polynomial kernel (a weighted sum
+    over cutoffs), with a committee of models on subsamples whose spread is calibrated
+    on held-out structures (Musil et al. 2019). Predictions are GIPAW-like shieldings
+    σ in ppm; convert them to shifts with :func:`shielding_to_shift`.
+
+    Parameters
+    ----------
+    element : str or int
+        The nucleus predicted, e.g. ``"H"`` or ``6``.
+    species : sequence of str or int, default ("H", "C", "N", "O")
+        Species the SOAP descriptor knows; frames with other species raise ValueError.
+    soap : dict, optional
+        SOAP hyper-parameters (``cutoff`` may be a tuple: one block per cutoff);
+        default :data:`DEFAULT_SOAP`.
+    cutoff_weights : sequence of float, optional
+        Kernel weight of each cutoff block (default equal).
+    zeta : int, default 2
+        Kernel exponent.
+    n_sparse : int, default 2000
+        Sparse points (capped at the number of training environments).
+    selection : {"fps", "cur", "random"}, default "fps"
+    regularizer : float, optional
+        GP noise relative to the spread of the training shieldings (the GP is fitted on
+        standardised targets); default 0.15.
+    n_committee : int, default 8
+        Committee size for the uncertainty (0: the GP's own variance).
+    subsample : float, default 0.5
+        Fraction of training environments each committee member sees.
+    validation_fraction : float, default 0.1
+        Fraction of the training *structures* held out to calibrate the uncertainty.
+    calibration : {"affine", "musil", "ml"}, default "affine"
+        How the committee spread is calibrated (see :meth:`matchar.gp.SparseGPR.calibrate`);
+        "affine" measured best on CSD-1000R (docs/nmr.md).
+    random_state : int, default 0
+
+    Example
+    -------
+    >>> import matchar as mc
+    >>> model = mc.nmr.ShiftModel.pretrained("H")          # doctest: +SKIP
+    >>> sigma, std = model.predict(frames, return_std=True)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        element: str | int,
+        species: Sequence[str | int] = ("H", "C", "N", "O"),
+        soap: dict[str, Any] | None = None,
+        cutoff_weights: Sequence[float] | None = None,
+        zeta: int = 2,
+        n_sparse: int = 2000,
+        selection: str = "fps",
+        regularizer: float | None = None,
+        n_committee: int = 8,
+        subsample: float = 0.5,
+        validation_fraction: float = 0.1,
+        calibration: str = "affine",
+        random_state: int = 0,
+    ) -> None:
+        self.element = element
+        self.z_ = _atomic_number(element)
+        self.species = [_atomic_number(s) for s in species]
+        if self.z_ not in self.species:
+            raise ValueError(f"element {element!r} must be one of species {list(species)!r}")
+        self.soap_params = dict(DEFAULT_SOAP if soap is None else soap)
+        self.cutoff_weights = None if cutoff_weights is None else list(cutoff_weights)
+        self.zeta = zeta
+        self.n_sparse = n_sparse
+        self.selection = selection
+        self.regularizer = regularizer
+        self.n_committee = n_committee
+        self.subsample = subsample
+        self.validation_fraction = validation_fraction
+        self.calibration = calibration
+        self.random_state = random_state
+        self.soap_ = SOAP(**self.soap_params, species=self.species, dtype=np.float32)
+
+    # -- descriptors ---------------------------------------------------------------------
+    def _cutoffs(self) -> list[float]:
+        c = self.soap_params["cutoff"]
+        return [float(x) for x in c] if isinstance(c, (list, tuple)) else [float(c)]
+
+    def _kernel(self, n_features: int) -> Any:
+        cutoffs = self._cutoffs()
+        if len(cutoffs) == 1:
+            return PolynomialKernel(zeta=self.zeta)
+        return MultiPolynomialKernel(
+            [n_features // len(cutoffs)] * len(cutoffs), weights=self.cutoff_weights, zeta=self.zeta
+        )
+
+    def features(self, frames: Any) -> np.ndarray:
+        """SOAP features (n_atoms_of_element, n_features), float32, frame then atom order."""
+        frames = _as_frames(frames)
+        present = any((f.numbers == self.z_).any() for f in frames)
+        if not present:
+            raise ValueError(f"no atom of element {self.element!r} in the frames")
+        return self.soap_.compute(frames, centers=[self.z_])
+
+    # -- training ------------------------------------------------------------------------
+    def fit(self, frames: Any, shieldings: Sequence[Any]) -> ShiftModel:
+        """Train on structures and their per-atom shieldings.
+
+        Parameters
+        ----------
+        frames : sequence of ase.Atoms
+            Training structures.
+        shieldings : sequence of array_like
+            One array per frame with a shielding (ppm) for *every* atom of the frame;
+            only the atoms of ``element`` are used (others may be NaN).
+
+        Returns
+        -------
+        self
+        """
+        frames = _as_frames(frames)
+        if len(shieldings) != len(frames):
+            raise ValueError(
+                f"shieldings must hold one array per frame ({len(frames)}), got {len(shieldings)}"
+            )
+        targets = []
+        for k, (f, s) in enumerate(zip(frames, shieldings)):
+            s = np.asarray(s, dtype=np.float64)
+            if s.shape != (len(f),):
+                raise ValueError(
+                    f"shieldings[{k}] must have one value per atom ({len(f)}), got shape {s.shape}"
+                )
+            t = s[f.numbers == self.z_]
+            if not np.isfinite(t).all():
+                raise ValueError(f"shieldings[{k}] holds NaN/inf for atoms of {self.element!r}")
+            targets.append(t)
+
+        rng = np.random.default_rng(self.random_state)
+        n_val = round(self.validation_fraction * len(frames))
+        if self.n_committee and n_val < 1:
+            raise ValueError("validation_fraction leaves no structure to calibrate on")
+        order = rng.permutation(len(frames))
+        val = np.sort(order[:n_val])
+        train = np.sort(order[n_val:])
+
+        train_frames = [frames[i] for i in train]
+        X = self.features(train_frames)
+        samples = self.soap_.samples_.copy()
+        y = np.concatenate([targets[i] for i in train])
+        reg = self.regularizer if self.regularizer is not None else 0.15
+        self.gpr_ = SparseGPR(
+            kernel=self._kernel(X.shape[1]),
+            n_sparse=min(self.n_sparse, len(X)),
+            selection=self.selection,
+            regularizer=reg,
+            n_committee=self.n_committee,
+            subsample=self.subsample,
+            random_state=self.random_state,
+            normalize_y=True,
+        ).fit(X, y)
+        if n_val:
+            Xv = self.features([frames[i] for i in val])
+            yv = np.concatenate([targets[i] for i in val])
+            self.gpr_.calibrate(Xv, yv, method=self.calibration)
+        self.sparse_environments_ = _environments(
+            train_frames, samples[self.gpr_.sparse_indices_, :2], max(self._cutoffs())
+        )
+        self.n_train_environments_ = len(X)
+        return self
+
+    # -- prediction ----------------------------------------------------------------------
+    def predict(
+        self, frames: Any, return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Shieldings (ppm) of every atom of ``element``, frame order then atom order.
+
+        Parameters
+        ----------
+        frames : ase.Atoms or sequence of ase.Atoms
+        return_std : bool, default False
+            Also return the calibrated standard deviation (ppm).
+
+        Returns
+        -------
+        mean : numpy.ndarray, shape (n_atoms_of_element,)
+        std : numpy.ndarray, shape (n_atoms_of_element,), only with ``return_std``
+        """
+        if not hasattr(self, "gpr_"):
+            raise ValueError("this ShiftModel is not fitted yet: call fit() or load a model")
+        return self.gpr_.predict(self.features(frames), return_std=return_std)
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the model to one portable, compact ``.npz`` file (no pickle).
+
+        The sparse points are stored as their atomic environments — the centre and every
+        atom within the cutoff, positions relative to the centre in Å (float64) — not as
+        SOAP vectors: that is ~20× smaller, and :meth:`load` recomputes their features
+        with matchar's SOAP (checked against a stored sample of the original features).
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+        """
+        if not hasattr(self, "gpr_"):
+            raise ValueError("this ShiftModel is not fitted yet: nothing to save")
+        if not self.gpr_.n_committee:
+            raise ValueError("only ShiftModels with a committee (n_committee >= 2) can be saved")
+        g = self.gpr_
+        config = {
+            "format": _FORMAT,
+            "element": int(self.z_),
+            "species": self.species,
+            "soap": {
+                k: (list(v) if isinstance(v, tuple) else v) for k, v in self.soap_params.items()
+            },
+            "cutoff_weights": self.cutoff_weights,
+            "zeta": self.zeta,
+            "regularizer": float(g.regularizer),
+            "y_scale": float(g.y_scale_),
+            "n_committee": int(g.n_committee),
+            "alpha": float(g.alpha_),
+            "beta": float(g.beta_),
+            "n_train_environments": int(self.n_train_environments_),
+        }
+        with open(path, "wb") as fh:
+            np.savez_compressed(
+                fh,
+                config=np.frombuffer(json.dumps(config).encode(), dtype=np.uint8),
+                env_offsets=np.cumsum([0] + [len(a) for a in self.sparse_environments_]),
+                env_numbers=np.concatenate([a.numbers for a in self.sparse_environments_]).astype(
+                    np.uint8
+                ),
+                env_positions=np.concatenate([a.positions for a in self.sparse_environments_]),
+                features_check=g.X_sparse_[:_N_CHECK].astype(np.float64),
+                weights=np.asarray(g.weights_, dtype=np.float64),
+                y_mean=np.float64(g.y_mean_),
+                committee_weights=np.asarray(g.committee_weights_, dtype=np.float64),
+                committee_y_mean=np.asarray(g.committee_y_mean_, dtype=np.float64),
+            )
+
+    @classmethod
+    def load(cls, path: Any) -> ShiftModel:
+        """Read a model written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str, pathlib.Path or file object
+
+        Returns
+        -------
+        ShiftModel
+        """
+        with np.load(path, allow_pickle=False) as data:
+            config = json.loads(bytes(data["config"]).decode())
+            if config.get("format") != _FORMAT:
+                raise ValueError(f"{path!r} is not a matchar ShiftModel file")
+            offsets = data["env_offsets"]
+            numbers = data["env_numbers"]
+            positions = data["env_positions"]
+            check = data["features_check"]
+            weights = data["weights"]
+            y_mean = float(data["y_mean"])
+            c_weights = data["committee_weights"]
+            c_y_mean = data["committee_y_mean"]
+        soap = dict(config["soap"])
+        if isinstance(soap["cutoff"], list):
+            soap["cutoff"] = tuple(soap["cutoff"])
+        model = cls(
+            config["element"],
+            species=config["species"],
+            soap=soap,
+            cutoff_weights=config["cutoff_weights"],
+            zeta=config["zeta"],
+            regularizer=config["regularizer"],
+            n_committee=config["n_committee"],
+        )
+        model.sparse_environments_ = [
+            _cluster(numbers[a:b], positions[a:b]) for a, b in zip(offsets[:-1], offsets[1:])
+        ]
+        X_sparse = model.soap_.compute_atoms(
+            model.sparse_environments_, [[k, 0] for k in range(len(offsets) - 1)]
+        )
+        if not np.allclose(X_sparse[: len(check)], check, rtol=1e-5, atol=1e-7):
+            raise ValueError(
+                f"{path!r}: the SOAP features recomputed from the stored environments differ "
+                "from the ones the model was trained with (a different SOAP convention?)"
+            )
+        g = SparseGPR(
+            kernel=model._kernel(X_sparse.shape[1]),
+            n_sparse=len(X_sparse),
+            regularizer=config["regularizer"],
+            n_committee=config["n_committee"],
+        )
+        g.X_sparse_ = X_sparse
+        g.n_features_in_ = X_sparse.shape[1]
+        g.weights_, g.y_mean_ = weights, y_mean
+        g.committee_weights_, g.committee_y_mean_ = c_weights, c_y_mean
+        g.y_scale_ = config["y_scale"]
+        g.normalize_y = True
+        g.alpha_ = config["alpha"]
+        g.beta_ = config.get("beta", 0.0)
+        model.gpr_ = g
+        model.n_train_environments_ = config["n_train_environments"]
+        return model
+
+    @classmethod
+    def pretrained(cls, element: str) -> ShiftModel:
+        """The model shipped with matchar for ``element`` (trained on CSD-1000R, offline).
+
+        Parameters
+        ----------
+        element : str
+            A chemical symbol with a shipped model (see :func:`available_pretrained`).
+
+        Returns
+        -------
+        ShiftModel
+        """
+        from ase.data import chemical_symbols
+
+        symbol = chemical_symbols[_atomic_number(element)]
+        name = f"{symbol}.npz"
+        files = resources.files("matchar.nmr") / "models"
+        if not (files / name).is_file():
+            raise ValueError(
+                f"no pretrained model for {element!r}; available: {available_pretrained()}"
+            )
+        with (files / name).open("rb") as fh:
+            return cls.load(fh)
+
+    def __repr__(self) -> str:
+        return f"ShiftModel(element={self.element!r}, soap={self.soap_params!r})"
+
+
+def available_pretrained() -> list[str]:
+    """Chemical symbols of the shielding models shipped with matchar."""
+    files = resources.files("matchar.nmr") / "models"
+    if not files.is_dir():
+        return []
+    return sorted(p.name[:-4] for p in files.iterdir() if p.name.endswith(".npz"))
+
+
+def shielding_to_shift(shielding: Any, reference: float, slope: float = -1.0) -> np.ndarray:
+    """Convert shieldings σ (ppm) to chemical shifts δ (ppm): ``δ = reference + slope·σ``.
+
+    With the ideal slope −1, ``reference`` is the shielding of the reference compound
+    (e.g. ≈ 30.8 ppm for ¹H or ≈ 170 ppm for ¹³C against TMS with GIPAW/PBE); a fitted
+    linear calibration against experiment gives both ``slope`` and ``reference``.
+
+    Parameters
+    ----------
+    shielding : array_like
+        Shieldings in ppm.
+    reference : float
+        Intercept in ppm.
+    slope : float, default -1.0
+
+    Returns
+    -------
+    numpy.ndarray
+        Shifts in ppm, same shape as ``shielding``.
+
+    Example
+    -------
+    >>> shielding_to_shift([25.0, 30.0], reference=31.0).tolist()
+    [6.0, 1.0]
+    """
+    s = np.asarray(shielding, dtype=np.float64)
+    return float(reference) + float(slope) * s
+
+
+def shift_to_shielding(shift: Any, reference: float, slope: float = -1.0) -> np.ndarray:
+    """Inverse of :func:`shielding_to_shift`: ``σ = (δ - reference) / slope``."""
+    if slope == 0:
+        raise ValueError("slope must be non-zero")
+    return (np.asarray(shift, dtype=np.float64) - float(reference)) / float(slope)
+
+
+def load_chemiscope(path: str | Path, prop: str = "CS_total") -> tuple[list[Any], list[np.ndarray]]:
+    """Read structures and one per-atom property from a chemiscope JSON(.gz) file.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A chemiscope dataset, e.g. CSD-1000R.json.gz (periodic cells as 9 numbers).
+    prop : str, default "CS_total"
+        Name of a per-atom property.
+
+    Returns
+    -------
+    frames : list of ase.Atoms
+    values : list of numpy.ndarray
+        One (n_atoms,) array per frame.
+    """
+    import ase
+
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt") as fh:
+        data = json.load(fh)
+    if prop not in data.get("properties", {}):
+        raise ValueError(f"{path}: no property {prop!r}; has {sorted(data.get('properties', {}))}")
+    values = np.asarray(data["properties"][prop]["values"], dtype=np.float64)
+    frames, out, start = [], [], 0
+    for s in data["structures"]:
+        pos = np.stack([s["x"], s["y"], s["z"]], axis=1)
+        cell = np.asarray(s.get("cell", np.zeros(9)), dtype=np.float64).reshape(3, 3)
+        periodic = bool(np.abs(cell).sum() > 0)
+        frames.append(ase.Atoms(s["names"], positions=pos, cell=cell, pbc=periodic))
+        out.append(values[start : start + len(pos)])
+        start += len(pos)
+    if start != len(values):
+        raise ValueError(f"{path}: {prop!r} is not a per-atom property")
+    return frames, out
+
+
+_N_CHECK = 8  # sparse points whose features are stored to check a loaded model
+
+
+def _cluster(numbers: np.ndarray, positions: np.ndarray) -> Any:
+    import ase
+
+    return ase.Atoms(numbers=np.asarray(numbers, dtype=int), positions=positions, pbc=False)
+
+
+def _environments(frames: list[Any], pairs: np.ndarray, cutoff: float) -> list[Any]:
+    """Non-periodic clusters: atom 0 is the centre (frame, atom) of each pair, at the
+    origin, followed by every atom (periodic images included) closer than ``cutoff``."""
+    from ase.neighborlist import neighbor_list
+
+    out: list[Any] = [None] * len(pairs)
+    for f in np.unique(pairs[:, 0]):
+        frame = frames[int(f)]
+        i, j, D = neighbor_list("ijD", frame, cutoff)
+        for k in np.flatnonzero(pairs[:, 0] == f):
+            atom = int(pairs[k, 1])
+            sel = i == atom
+            numbers = np.concatenate([[frame.numbers[atom]], frame.numbers[j[sel]]])
+            positions = np.concatenate([np.zeros((1, 3)), D[sel]])
+            out[k] = _cluster(numbers, positions)
+    return out
+
+
+def _as_frames(frames: Any) -> list[Any]:
+    import ase
+
+    if isinstance(frames, ase.Atoms):
+        return [frames]
+    frames = list(frames)
+    if not frames:
+        raise ValueError("frames is empty")
+    return frames

@@ -1,0 +1,121 @@
+"""Train (and evaluate) the ShiftModels shipped in python/matchar/nmr/models/.
+
+Data: ../shared/data/CSD-1000R.json.gz (500 CSD molecular crystals, GIPAW CS_total in
+ppm). Split by structure with a fixed seed: numpy.random.default_rng(0).permutation(500),
+the first 400 structures train, the last 100 test (the same split in docs/nmr.md).
+
+Usage:
+    python scripts/train_shift_models.py [--elements H C N O] [--n-sparse 1500]
+        [--data ../shared/data/CSD-1000R.json.gz] [--out python/matchar/nmr/models]
+        [--metrics docs/nmr_models.json]
+
+Writes one <element>.npz per element and a JSON file with the held-out metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+import matchar as mc
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def split(n_structures: int = 500, n_train: int = 400, seed: int = 0):
+    """Structure indices (train, test) of the documented CSD-1000R split."""
+    order = np.random.default_rng(seed).permutation(n_structures)
+    return np.sort(order[:n_train]), np.sort(order[n_train:])
+
+
+def evaluate(model, frames, shieldings, z):
+    mean, std = model.predict(frames, return_std=True)
+    y = np.concatenate([s[f.numbers == z] for f, s in zip(frames, shieldings)])
+    err = mean - y
+    return {
+        "n_test_atoms": len(y),
+        "rmse_ppm": float(np.sqrt(np.mean(err**2))),
+        "mae_ppm": float(np.mean(np.abs(err))),
+        "target_std_ppm": float(np.std(y)),
+        "fraction_within_1_sigma": float(np.mean(np.abs(err) <= std)),
+        "fraction_within_2_sigma": float(np.mean(np.abs(err) <= 2 * std)),
+        "mean_predicted_std_ppm": float(np.mean(std)),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "CSD-1000R.json.gz"))
+    p.add_argument("--elements", nargs="+", default=["H", "C", "N", "O"])
+    p.add_argument("--n-sparse", type=int, default=1500)
+    p.add_argument("--n-committee", type=int, default=8)
+    p.add_argument("--cutoffs", type=float, nargs="+", default=[3.0, 5.0])
+    p.add_argument("--max-radial", type=int, default=6)
+    p.add_argument("--max-angular", type=int, default=4)
+    p.add_argument("--selection", default="fps")
+    p.add_argument(
+        "--regularizer",
+        type=float,
+        default=0.15,
+        help="GP noise relative to the spread of the training shieldings",
+    )
+    p.add_argument("--calibration", default="affine", choices=["affine", "musil", "ml"])
+    p.add_argument("--out", default=str(ROOT / "python" / "matchar" / "nmr" / "models"))
+    p.add_argument("--metrics", default=str(ROOT / "docs" / "nmr_models.json"))
+    args = p.parse_args()
+
+    frames, shieldings = mc.nmr.load_chemiscope(args.data, "CS_total")
+    train, test = split(len(frames))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = json.loads(Path(args.metrics).read_text()) if Path(args.metrics).exists() else {}
+    soap = dict(mc.nmr.DEFAULT_SOAP)
+    soap.update(
+        cutoff=tuple(args.cutoffs), max_radial=args.max_radial, max_angular=args.max_angular
+    )
+    for element in args.elements:
+        z = mc.nmr.ShiftModel(element).z_
+        tr_frames = [frames[i] for i in train]
+        tr_y = [shieldings[i] for i in train]
+        t0 = time.perf_counter()
+        model = mc.nmr.ShiftModel(
+            element,
+            soap=soap,
+            n_sparse=args.n_sparse,
+            n_committee=args.n_committee,
+            selection=args.selection,
+            regularizer=args.regularizer,
+            calibration=args.calibration,
+        ).fit(tr_frames, tr_y)
+        t_fit = time.perf_counter() - t0
+        path = out / f"{element}.npz"
+        model.save(path)
+        reloaded = mc.nmr.ShiftModel.load(path)
+        te_frames = [frames[i] for i in test]
+        te_y = [shieldings[i] for i in test]
+        m = evaluate(reloaded, te_frames, te_y, z)
+        # What storing the sparse points as environments changed, on the test set.
+        m["max_abs_change_from_storage_ppm"] = float(
+            np.max(np.abs(reloaded.predict(te_frames) - model.predict(te_frames)))
+        )
+        m.update(
+            n_train_environments=model.n_train_environments_,
+            n_sparse=len(model.gpr_.X_sparse_),
+            alpha=model.gpr_.alpha_,
+            fit_seconds=round(t_fit, 1),
+            regularizer=args.regularizer,
+            calibration=args.calibration,
+            file_bytes=path.stat().st_size,
+            soap={k: (list(v) if isinstance(v, tuple) else v) for k, v in soap.items()},
+        )
+        metrics[element] = m
+        print(element, json.dumps(m), flush=True)
+        Path(args.metrics).write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

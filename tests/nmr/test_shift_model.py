@@ -1,0 +1,137 @@
+"""ShiftModel: SOAP -> SparseGPR shielding prediction, persistence and pretrained models."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+import matchar as mc
+
+ase_build = pytest.importorskip("ase.build")
+
+SMALL_SOAP = {
+    "cutoff": (2.5, 4.0),
+    "max_radial": 3,
+    "max_angular": 2,
+    "atomic_width": 0.3,
+    "smoothing": 0.5,
+}
+
+
+def toy_data(n_frames=12, seed=0):
+    """Rattled molecules with a smooth, environment-dependent 'shielding' per atom."""
+    rng = np.random.default_rng(seed)
+    frames, values = [], []
+    for k in range(n_frames):
+        mol = ase_build.molecule(["CH3OH", "CH3CH2OH", "H2O", "CH4"][k % 4])
+        mol.rattle(0.05, seed=seed + k)
+        frames.append(mol)
+        d = mol.get_all_distances()
+        np.fill_diagonal(d, np.inf)
+        values.append(25.0 + 3.0 * np.exp(-d.min(axis=1)) + 0.01 * rng.standard_normal(len(mol)))
+    return frames, values
+
+
+def test_fit_predict_save_load_roundtrip(tmp_path):
+    frames, values = toy_data()
+    model = mc.nmr.ShiftModel("H", soap=SMALL_SOAP, n_sparse=20, n_committee=4).fit(frames, values)
+    mean, std = model.predict(frames[:3], return_std=True)
+    n_h = sum(int((f.numbers == 1).sum()) for f in frames[:3])
+    assert mean.shape == std.shape == (n_h,)
+    assert np.all(std > 0)
+    truth = np.concatenate([v[f.numbers == 1] for f, v in zip(frames[:3], values[:3])])
+    assert np.sqrt(np.mean((mean - truth) ** 2)) < np.std(truth)
+
+    path = tmp_path / "h.npz"
+    model.save(path)
+    loaded = mc.nmr.ShiftModel.load(path)
+    m2, s2 = loaded.predict(frames[:3], return_std=True)
+    np.testing.assert_allclose(m2, mean, rtol=1e-12)
+    np.testing.assert_allclose(s2, std, rtol=1e-12)
+    buf = io.BytesIO(path.read_bytes())
+    np.testing.assert_allclose(mc.nmr.ShiftModel.load(buf).predict(frames[:3]), mean)
+
+
+def test_bad_input():
+    frames, values = toy_data(8)
+    model = mc.nmr.ShiftModel("H", soap=SMALL_SOAP, n_sparse=10, n_committee=2)
+    with pytest.raises(ValueError, match="not fitted"):
+        model.predict(frames)
+    with pytest.raises(ValueError, match="one array per frame"):
+        model.fit(frames, values[:-1])
+    bad = [v.copy() for v in values]
+    bad[2][frames[2].numbers == 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.fit(frames, bad)
+    with pytest.raises(ValueError, match="one value per atom"):
+        model.fit(frames, [v[:-1] for v in values])
+    model.fit(frames, values)
+    with pytest.raises(ValueError, match="no atom of element"):
+        model.predict([ase_build.molecule("O2")])
+    with pytest.raises(ValueError, match="species"):
+        model.predict([ase_build.molecule("CH3SH")])
+    with pytest.raises(ValueError, match="element"):
+        mc.nmr.ShiftModel("Xx")
+    with pytest.raises(ValueError, match="pretrained"):
+        mc.nmr.ShiftModel.pretrained("Fe")
+
+
+def test_shift_conversion_roundtrip():
+    sigma = np.array([20.0, 25.5, 31.0])
+    delta = mc.nmr.shielding_to_shift(sigma, reference=31.0)
+    np.testing.assert_allclose(delta, [11.0, 5.5, 0.0])
+    np.testing.assert_allclose(mc.nmr.shift_to_shielding(delta, reference=31.0), sigma)
+    np.testing.assert_allclose(
+        mc.nmr.shift_to_shielding(mc.nmr.shielding_to_shift(sigma, 170.0, -1.05), 170.0, -1.05),
+        sigma,
+    )
+
+
+@pytest.mark.parametrize("element", ["H", "C"])
+def test_pretrained_models_work_offline(element):
+    assert element in mc.nmr.available_pretrained()
+    model = mc.nmr.ShiftModel.pretrained(element)
+    mol = ase_build.molecule("CH3CH2OH")
+    mol.center(vacuum=6.0)
+    mean, std = model.predict(mol, return_std=True)
+    z = model.z_
+    assert mean.shape == std.shape == (int((mol.numbers == z).sum()),)
+    assert np.isfinite(mean).all() and np.all(std > 0)
+    # Gas-phase ethanol: shieldings in the usual ranges (1H ~ 26-32 ppm, 13C ~ 100-180 ppm).
+    lo, hi = {"H": (20.0, 35.0), "C": (80.0, 200.0)}[element]
+    assert np.all((mean > lo) & (mean < hi))
+
+
+def _held_out_errors(shared_data, element):
+    frames, shieldings = mc.nmr.load_chemiscope(shared_data / "CSD-1000R.json.gz")
+    test = np.sort(np.random.default_rng(0).permutation(len(frames))[400:])
+    model = mc.nmr.ShiftModel.pretrained(element)
+    y = np.concatenate([shieldings[i][frames[i].numbers == model.z_] for i in test])
+    mean, std = model.predict([frames[i] for i in test], return_std=True)
+    err = mean - y
+    return np.sqrt(np.mean(err**2)), np.mean(np.abs(err) <= std), np.mean(np.abs(err) <= 2 * std)
+
+
+def test_pretrained_h_meets_the_shiftml_class_targets(shared_data):
+    # Issue 9: 1H RMSE <= 0.60 ppm; calibrated: 0.68 +- 0.05 within 1 sigma, 0.95 +- 0.03
+    # within 2 sigma, on the 100 held-out CSD-1000R structures.
+    rmse, within1, within2 = _held_out_errors(shared_data, "H")
+    assert rmse <= 0.60
+    assert abs(within1 - 0.68) <= 0.05
+    assert abs(within2 - 0.95) <= 0.03
+
+
+def test_pretrained_c_regression(shared_data):
+    # What the shipped 13C model reaches (docs/nmr.md): RMSE 5.90 ppm, 0.738 / 0.949.
+    rmse, within1, within2 = _held_out_errors(shared_data, "C")
+    assert rmse <= 6.0
+    assert abs(within1 - 0.68) <= 0.07
+    assert abs(within2 - 0.95) <= 0.03
+
+
+@pytest.mark.xfail(strict=True, reason="issue 9 target not met: 13C RMSE 5.90 ppm > 5.0")
+def test_pretrained_c_meets_the_issue_target(shared_data):
+    rmse, within1, _ = _held_out_errors(shared_data, "C")
+    assert rmse <= 5.0 and abs(within1 - 0.68) <= 0.05
