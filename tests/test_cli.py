@@ -23,6 +23,7 @@ def test_demo_writes_a_self_contained_report(tmp_path):
     assert abs(sum(post["posterior"]) - 1.0) < 1e-9
     assert post["posterior"][post["true_candidate"]] == max(post["posterior"])
     assert summary["jobs"]["soap"]["shape"][0] == 54
+    assert len(summary["jobs"]["nmr_shifts"]["shieldings_ppm"]) == 6  # ethanol's H atoms
 
 
 def test_console_script_help_and_errors(tmp_path):
