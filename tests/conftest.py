@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -25,3 +30,42 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def _interrupts(setup: str, call: str, *, wait: float = 1.0, env: dict | None = None) -> float:
+    """Run ``setup`` then the long ``call`` in a child Python, send SIGINT ``wait`` seconds
+    into the call, and check the call raised KeyboardInterrupt. Returns the seconds from
+    the signal to the child's exit (a liveness bound, not a speed claim)."""
+    code = (
+        "import sys\n"
+        + textwrap.dedent(setup)
+        + '\nprint("ready", flush=True)\ntry:\n    '
+        + call.strip()
+        + '\nexcept KeyboardInterrupt:\n    print("interrupted", flush=True)\n    sys.exit(3)\n'
+        + 'print("finished", flush=True)\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=None if env is None else dict(os.environ, **env),
+    )
+    assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    time.sleep(wait)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 3, (out, err)
+    assert "interrupted" in out
+    assert elapsed < 30, elapsed
+    return elapsed
+
+
+@pytest.fixture
+def ctrl_c():
+    """``ctrl_c(setup, call, wait=1.0, env=None)``: check Ctrl-C interrupts ``call``."""
+    if sys.platform == "win32":
+        pytest.skip("POSIX signals")
+    return _interrupts
