@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+
 import matchar.cli
 
 
@@ -38,3 +40,59 @@ def test_console_script_help_and_errors(tmp_path):
     )
     assert bad.returncode == 2 and "n must be >= 1" in bad.stderr
     assert matchar.cli.main([]) == 2
+
+
+def test_segment_command(tmp_path):
+    from matchar import datasets
+
+    image, _ = datasets.bicrystal(15.0, shape=(192, 192), dose=50, seed=0)
+    np.save(tmp_path / "img.npy", image)
+    out = tmp_path / "seg"
+    assert matchar.cli.main(["segment", str(tmp_path / "img.npy"), "--out", str(out)]) == 0
+    labels = np.load(out / "labels.npy")
+    assert labels.shape == image.shape and len(np.unique(labels)) == 2
+    assert (out / "segmentation.png").stat().st_size > 1000
+    assert matchar.cli.main(["segment", str(tmp_path / "missing.npy"), "--out", str(out)]) == 2
+    np.save(tmp_path / "bad.npy", np.ones((3, 3, 3, 3)))
+    assert matchar.cli.main(["segment", str(tmp_path / "bad.npy"), "--out", str(out)]) == 2
+
+
+def test_decompose_command(tmp_path):
+    rng = np.random.default_rng(0)
+    spectra = rng.random((2, 64))
+    cube = rng.poisson(50 * rng.random((16 * 16, 2)) @ spectra).reshape(16, 16, 64)
+    np.save(tmp_path / "cube.npy", cube.astype(np.uint16))
+    out = tmp_path / "dec"
+    args = ["decompose", str(tmp_path / "cube.npy"), "-k", "2", "--max-iter", "30"]
+    assert matchar.cli.main([*args, "--out", str(out)]) == 0
+    res = np.load(out / "decomposition.npz")
+    assert res["maps"].shape == (16, 16, 2) and res["components"].shape == (2, 64)
+    assert (res["components"] >= 0).all() and (out / "decomposition.png").exists()
+    np.save(tmp_path / "neg.npy", -np.ones((4, 4, 8)))
+    assert matchar.cli.main(["decompose", str(tmp_path / "neg.npy"), "--out", str(out)]) == 2
+
+
+def test_soap_and_shifts_commands(tmp_path):
+    import ase.build
+    import ase.io
+
+    mols = [ase.build.molecule("CH3CH2OH"), ase.build.molecule("CH3OH")]
+    for m in mols:
+        m.center(vacuum=5.0)
+    ase.io.write(tmp_path / "mols.xyz", mols)
+    out = tmp_path / "o"
+    assert matchar.cli.main(["soap", str(tmp_path / "mols.xyz"), "--out", str(out)]) == 0
+    X = np.load(out / "soap.npy")
+    assert X.shape[0] == sum(len(m) for m in mols)
+    assert matchar.cli.main(["shifts", str(tmp_path / "mols.xyz"), "--out", str(out)]) == 0
+    lines = (out / "shieldings.csv").read_text().splitlines()
+    assert lines[0] == "frame,atom,element,shielding_ppm,std_ppm"
+    assert len(lines) - 1 == sum(int((m.numbers == 1).sum()) for m in mols)
+    sigma = np.array([float(line.split(",")[3]) for line in lines[1:]])
+    assert np.all((sigma > 20) & (sigma < 35))
+    assert (
+        matchar.cli.main(
+            ["shifts", str(tmp_path / "mols.xyz"), "--element", "Fe", "--out", str(out)]
+        )
+        == 2
+    )

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -20,6 +23,143 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _threads(args: argparse.Namespace) -> None:
+    import matchar as mc
+
+    if getattr(args, "threads", None) is not None:
+        mc.set_num_threads(args.threads)
+
+
+def _out_dir(args: argparse.Namespace) -> Path:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _read_image(path: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{path}: no such file")
+    if p.suffix.lower() == ".npy":
+        return np.load(p, allow_pickle=False)
+    if p.suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg"):
+        import matplotlib.image
+
+        img = np.asarray(matplotlib.image.imread(p))
+        return img if img.ndim == 2 else img[..., :3].mean(axis=-1)
+    raise ValueError(f"{path}: unsupported image format {p.suffix!r} (use .npy, .png or .tif)")
+
+
+def _decompose(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import matchar as mc
+
+    _threads(args)
+    if Path(args.file).suffix.lower() == ".npy":
+        cube = np.load(args.file, allow_pickle=False)
+    else:
+        cube, _, _ = mc.io.load_spectrum_image(args.file)
+    nmf = mc.spectral.NMF(
+        args.components, loss=args.loss, max_iter=args.max_iter, random_state=0, progress=True
+    )
+    maps = nmf.fit_transform(cube)
+    out = _out_dir(args)
+    np.savez(
+        out / "decomposition.npz",
+        maps=maps,
+        components=nmf.components_,
+        residual_map=nmf.residual_map_,
+        loss_history=np.asarray(nmf.loss_history_),
+    )
+    k = args.components
+    fig, ax = plt.subplots(2, k, figsize=(2.5 * k, 5), squeeze=False)
+    for i in range(k):
+        if maps.ndim == 3:
+            ax[0, i].imshow(maps[..., i], cmap="viridis")
+        else:
+            ax[0, i].plot(maps[:, i])
+        ax[0, i].set_title(f"component {i}")
+        ax[0, i].set_axis_off()
+        ax[1, i].plot(nmf.components_[i], lw=0.8)
+    fig.tight_layout()
+    fig.savefig(out / "decomposition.png", dpi=100)
+    print(f"{k} components after {nmf.n_iter_} iterations -> {out / 'decomposition.npz'}")
+    return 0
+
+
+def _segment(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import matchar as mc
+
+    _threads(args)
+    image = _read_image(args.image)
+    seg = mc.imaging.segment(image, n_regions=args.regions, pixel_size=args.pixel_size)
+    out = _out_dir(args)
+    np.save(out / "labels.npy", seg.labels)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(image, cmap="gray")
+    ax.imshow(seg.labels, cmap="tab10", alpha=0.35, vmin=0, vmax=9)
+    ax.set_axis_off()
+    fig.savefig(out / "segmentation.png", dpi=100, bbox_inches="tight")
+    print(f"{seg.n_regions} regions -> {out / 'labels.npy'}")
+    return 0
+
+
+def _read_frames(path: str):
+    import ase.io
+
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such file")
+    return ase.io.read(path, ":")
+
+
+def _soap(args: argparse.Namespace) -> int:
+    import matchar as mc
+
+    _threads(args)
+    frames = _read_frames(args.structures)
+    soap = mc.atoms.SOAP(
+        cutoff=args.cutoff, max_radial=args.max_radial, max_angular=args.max_angular
+    )
+    X = soap.compute(frames, progress=True)
+    out = _out_dir(args)
+    np.save(out / "soap.npy", X)
+    np.save(out / "soap_samples.npy", soap.samples_)
+    print(f"features {X.shape} -> {out / 'soap.npy'} (rows: {out / 'soap_samples.npy'})")
+    return 0
+
+
+def _shifts(args: argparse.Namespace) -> int:
+    import matchar as mc
+
+    _threads(args)
+    frames = _read_frames(args.structures)
+    model = (
+        mc.nmr.ShiftModel.load(args.model)
+        if args.model
+        else mc.nmr.ShiftModel.pretrained(args.element)
+    )
+    sigma, std = model.predict(frames, return_std=True)
+    out = _out_dir(args)
+    rows = ["frame,atom,element,shielding_ppm,std_ppm"]
+    k = 0
+    for f, frame in enumerate(frames):
+        for a in np.flatnonzero(frame.numbers == model.z_):
+            rows.append(f"{f},{a},{frame[a].symbol},{sigma[k]:.4f},{std[k]:.4f}")
+            k += 1
+    (out / "shieldings.csv").write_text("\n".join(rows) + "\n")
+    print(f"{len(sigma)} shieldings -> {out / 'shieldings.csv'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``matchar`` command (one sub-command per job)."""
     parser = argparse.ArgumentParser(
@@ -31,6 +171,40 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="matchar-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--threads", type=int, default=None, help="number of threads")
     demo.set_defaults(func=_demo)
+
+    def common(p: argparse.ArgumentParser, out: str) -> None:
+        p.add_argument("--out", default=out, help="output folder (default: %(default)s)")
+        p.add_argument("--threads", type=int, default=None, help="number of threads")
+
+    dec = sub.add_parser("decompose", help="NMF of a spectrum image (.bcf, .emd, .hspy, .npy)")
+    dec.add_argument("file")
+    dec.add_argument("-k", "--components", type=int, default=4)
+    dec.add_argument("--loss", choices=["kl", "frobenius"], default="kl")
+    dec.add_argument("--max-iter", type=int, default=200)
+    common(dec, "matchar-decompose")
+    dec.set_defaults(func=_decompose)
+
+    seg = sub.add_parser("segment", help="segment a STEM image (.npy, .png, .tif)")
+    seg.add_argument("image")
+    seg.add_argument("--regions", type=int, default=None, help="number of regions (auto)")
+    seg.add_argument("--pixel-size", type=float, default=None, help="Å per pixel")
+    common(seg, "matchar-segment")
+    seg.set_defaults(func=_segment)
+
+    so = sub.add_parser("soap", help="SOAP power spectra of structures (any file ase reads)")
+    so.add_argument("structures")
+    so.add_argument("--cutoff", type=float, default=5.0, help="Å")
+    so.add_argument("--max-radial", type=int, default=8)
+    so.add_argument("--max-angular", type=int, default=6)
+    common(so, "matchar-soap")
+    so.set_defaults(func=_soap)
+
+    sh = sub.add_parser("shifts", help="predict NMR shieldings (ppm) ± σ as CSV")
+    sh.add_argument("structures")
+    sh.add_argument("--element", default="H", help="nucleus with a shipped model (H, C)")
+    sh.add_argument("--model", default=None, help="a ShiftModel .npz instead of the shipped one")
+    common(sh, "matchar-shifts")
+    sh.set_defaults(func=_shifts)
     return parser
 
 
