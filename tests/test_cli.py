@@ -96,3 +96,29 @@ def test_soap_and_shifts_commands(tmp_path):
         )
         == 2
     )
+
+
+def test_rank_command(tmp_path):
+    import ase.build
+    import ase.io
+
+    import matchar as mc
+
+    cands = []
+    for k, amp in enumerate([0.0, 0.3]):
+        mol = ase.build.molecule("CH3OH")
+        if amp:
+            mol.rattle(amp, seed=k)
+        mol.center(vacuum=6.0)
+        cands.append(mol)
+    ase.io.write(tmp_path / "cands.xyz", cands)
+    sigma = mc.nmr.ShiftModel.pretrained("H").predict(cands[0])
+    np.savetxt(tmp_path / "exp.csv", 31.0 - sigma, delimiter=",")
+    out = tmp_path / "rank"
+    args = ["rank", str(tmp_path / "cands.xyz"), "--experimental", str(tmp_path / "exp.csv")]
+    assert matchar.cli.main([*args, "--out", str(out)]) == 0
+    table = np.loadtxt(out / "posterior.csv", delimiter=",", skiprows=1)
+    assert table.shape == (2, 3) and abs(table[:, 1].sum() - 1) < 1e-5
+    assert (out / "posterior.png").exists()
+    missing = ["rank", str(tmp_path / "cands.xyz"), "--experimental", str(tmp_path / "no.csv")]
+    assert matchar.cli.main([*missing, "--out", str(out)]) == 2

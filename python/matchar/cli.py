@@ -160,6 +160,36 @@ def _shifts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rank(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import matchar as mc
+
+    _threads(args)
+    frames = _read_frames(args.candidates)
+    if not Path(args.experimental).is_file():
+        raise ValueError(f"{args.experimental}: no such file")
+    exp = np.loadtxt(args.experimental, delimiter=",", ndmin=1, comments="#", usecols=0)
+    res = mc.nmr.rank_candidates(
+        frames, exp, args.element, sigma_exp=args.sigma_exp, assignment=args.assignment
+    )
+    out = _out_dir(args)
+    rows = ["candidate,posterior,log_evidence"]
+    for c, (p, le) in enumerate(zip(res.probabilities, res.log_evidence)):
+        rows.append(f"{c},{p:.6g},{le:.6f}")
+    (out / "posterior.csv").write_text("\n".join(rows) + "\n")
+    fig, ax = plt.subplots(figsize=(6, 3))
+    res.plot(ax=ax)
+    fig.tight_layout()
+    fig.savefig(out / "posterior.png", dpi=100)
+    best = int(np.argmax(res.probabilities))
+    print(f"most probable: candidate {best} (p = {res.probabilities[best]:.3f}) -> {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``matchar`` command (one sub-command per job)."""
     parser = argparse.ArgumentParser(
@@ -205,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--model", default=None, help="a ShiftModel .npz instead of the shipped one")
     common(sh, "matchar-shifts")
     sh.set_defaults(func=_shifts)
+
+    rk = sub.add_parser("rank", help="posterior of candidate structures from experimental shifts")
+    rk.add_argument("candidates", help="candidate structures (one file ase reads, one frame each)")
+    rk.add_argument("--experimental", required=True, help="CSV: one experimental shift per line")
+    rk.add_argument("--element", default="H")
+    rk.add_argument("--sigma-exp", type=float, default=None, help="ppm (default per element)")
+    rk.add_argument("--assignment", choices=["marginalize", "given"], default="marginalize")
+    common(rk, "matchar-rank")
+    rk.set_defaults(func=_rank)
     return parser
 
 

@@ -135,3 +135,28 @@ def test_pretrained_c_regression(shared_data):
 def test_pretrained_c_meets_the_issue_target(shared_data):
     rmse, within1, _ = _held_out_errors(shared_data, "C")
     assert rmse <= 5.0 and abs(within1 - 0.68) <= 0.05
+
+
+def test_rank_candidates_end_to_end():
+    # Candidates: ethanol and two distorted copies; "experimental" shifts made from the
+    # model's own predictions for candidate 0 (reference 31 ppm) plus small noise.
+    rng = np.random.default_rng(0)
+    cands = []
+    for k, amp in enumerate([0.0, 0.25, 0.25]):
+        mol = ase_build.molecule("CH3CH2OH")
+        if amp:
+            mol.rattle(amp, seed=k)
+        mol.center(vacuum=6.0)
+        cands.append(mol)
+    model = mc.nmr.ShiftModel.pretrained("H")
+    sigma0 = model.predict(cands[0])
+    exp = 31.0 - sigma0 + rng.normal(0, 0.05, len(sigma0))
+    res = mc.nmr.rank_candidates(cands, exp, "H", model=model, assignment="given")
+    assert res.probabilities.shape == (3,)
+    assert abs(res.probabilities.sum() - 1) < 1e-12
+    assert np.argmax(res.probabilities) == 0
+    # Offset invariance: shifting every experimental shift changes nothing.
+    res2 = mc.nmr.rank_candidates(cands, exp + 3.0, "H", model=model, assignment="given")
+    np.testing.assert_allclose(res2.probabilities, res.probabilities, atol=1e-9)
+    with pytest.raises(ValueError, match="same number of H atoms"):
+        mc.nmr.rank_candidates([cands[0], ase_build.molecule("CH4")], exp, "H", model=model)

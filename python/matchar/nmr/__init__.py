@@ -3,6 +3,7 @@ over candidate structures from chemical shifts."""
 
 from __future__ import annotations
 
+from ._pipeline import rank_candidates
 from ._posterior import NucleusTerms, StructurePosterior, structure_posterior
 from ._shift_model import (
     DEFAULT_SOAP,
@@ -20,6 +21,7 @@ __all__ = [
     "StructurePosterior",
     "available_pretrained",
     "load_chemiscope",
+    "rank_candidates",
     "shielding_to_shift",
     "shift_to_shielding",
     "structure_posterior",
