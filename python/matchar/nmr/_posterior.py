@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -24,7 +24,7 @@ MAX_QUADRATURE_GROUP = 20
 #: ``method="auto"`` uses exact permanents up to this group size, Bethe above
 AUTO_EXACT_GROUP = 16
 
-OffsetArg = Union[str, float]
+OffsetArg = str | float
 
 
 @dataclass(frozen=True)
