@@ -204,6 +204,27 @@ class _SpectralModule:
         with_loss: bool = True,
     ) -> tuple[float, NDArray[np.floating], NDArray[np.floating] | None]: ...
     @staticmethod
+    def nmf_kl_stats(
+        X: NDArray[Any],
+        W: NDArray[np.floating],
+        H: NDArray[np.floating],
+        pixel_mask: NDArray[np.uint8] | None = None,
+        channel_mask: NDArray[np.uint8] | None = None,
+        with_loss: bool = True,
+    ) -> tuple[float, NDArray[np.floating], NDArray[np.float64], NDArray[np.float64]]: ...
+    @staticmethod
+    def nmf_kl_stats_csr(
+        data: NDArray[np.floating],
+        indices: NDArray[np.integer],
+        indptr: NDArray[np.integer],
+        n_cols: int,
+        W: NDArray[np.floating],
+        H: NDArray[np.floating],
+        pixel_mask: NDArray[np.uint8] | None = None,
+        channel_mask: NDArray[np.uint8] | None = None,
+        with_loss: bool = True,
+    ) -> tuple[float, NDArray[np.floating], NDArray[np.float64], NDArray[np.float64]]: ...
+    @staticmethod
     def poisson_deviance(
         X: NDArray[Any],
         W: NDArray[np.floating],
