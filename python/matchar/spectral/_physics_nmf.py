@@ -182,9 +182,16 @@ class PhysicsNMF:
         which the fit stops; 0 runs ``max_iter`` iterations.
     random_state : int, Generator or None
         Seed of the initialisation.
+    init : {"kmeans", "nmf", "random"}, default "kmeans"
+        "kmeans": the spectra are summed over 4 x 4 pixel bins (16 consecutive pixels for
+        (N, C) input), each bin's element fractions are fitted on G (Poisson regression),
+        the bins are clustered by k-means on those fractions (weighted by counts), and
+        each cluster's summed spectrum, fitted on G, starts a column of W; the maps start
+        from the cluster memberships. Falls back to "nmf" with fewer than 2 K bins.
+        "nmf": ``init_iter`` iterations of plain KL :class:`NMF` whose components are
+        projected onto G. "random": random maps and W.
     init_iter : int, default 20
-        Iterations of plain KL :class:`NMF` whose components are projected onto the model
-        (non-negative Poisson regression) to initialise W and the maps.
+        Iterations of the "nmf" initialisation.
     epsilon_sparse : float, default 1.0
         Offset of the log penalty.
     eval_every : int, default 10
@@ -235,6 +242,7 @@ class PhysicsNMF:
         tol: float = 1e-4,
         random_state: Any = None,
         *,
+        init: str = "kmeans",
         init_iter: int = 20,
         epsilon_sparse: float = 1.0,
         eval_every: int = 10,
@@ -249,6 +257,7 @@ class PhysicsNMF:
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.init = init
         self.init_iter = init_iter
         self.epsilon_sparse = epsilon_sparse
         self.eval_every = eval_every
@@ -279,7 +288,9 @@ class PhysicsNMF:
             raise ValueError(f"epsilon_sparse must be a finite number > 0, got {e!r}")
         if self.simplex not in _SIMPLEX:
             raise ValueError(f"simplex must be 'W', 'H' or None, got {self.simplex!r}")
-        for name, low in (("max_iter", 1), ("eval_every", 1), ("init_iter", 0)):
+        if self.init not in ("kmeans", "nmf", "random"):
+            raise ValueError(f"init must be 'kmeans', 'nmf' or 'random', got {self.init!r}")
+        for name, low in (("max_iter", 1), ("eval_every", 1), ("init_iter", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
@@ -406,10 +417,22 @@ class PhysicsNMF:
             if not isinstance(self.random_state, np.random.RandomState)
             else self.random_state.randint(2**31)
         )
-        if self.init_iter > 0:
+        init = self.init
+        A0 = H0 = W0 = found = None
+        if init == "kmeans":
+            found = _kmeans_init(data, Gm, K, n_el, pm, rng)
+            if found is not None:
+                frac, W0, totals = found
+                hs = np.maximum((Gm @ W0).sum(axis=0), 1e-300)
+                if self.simplex == "H":
+                    A0 = frac
+                    W0 = W0 * (float(np.mean(totals)) / hs)[None, :]
+                else:
+                    A0 = frac * np.maximum(totals, 0.0)[:, None] / hs[None, :]
+        if A0 is None and init in ("kmeans", "nmf"):
             nmf = NMF(
                 K,
-                max_iter=self.init_iter,
+                max_iter=max(self.init_iter, 1),
                 tol=0,
                 random_state=self.random_state,
                 dtype=dtype,
@@ -417,13 +440,10 @@ class PhysicsNMF:
             )
             pixel_mask = None if pm is None else ~pm.astype(bool)
             channel_mask = None if cm is None else ~cm.astype(bool)
-            if data.sparse:
-                A0 = nmf.fit_transform(data.X, pixel_mask=pixel_mask, channel_mask=channel_mask)
-            else:
-                A0 = nmf.fit_transform(data.X, pixel_mask=pixel_mask, channel_mask=channel_mask)
+            A0 = nmf.fit_transform(data.X, pixel_mask=pixel_mask, channel_mask=channel_mask)
             A0 = np.asarray(A0, dtype=np.float64).reshape(-1, K)
             H0 = np.asarray(nmf.components_, dtype=np.float64)
-        else:
+        elif A0 is None:
             mean = (
                 float(_core.spectral.weighted_sums(data.X, None, None)[0].sum())
                 if not data.sparse
@@ -432,9 +452,11 @@ class PhysicsNMF:
             A0 = rng.random((data.shape[0], K)) + 0.5
             H0 = np.tile(G.sum(axis=1), (K, 1)) * rng.random((K, 1))
             H0 *= mean / max((A0 @ H0).sum(), 1e-300)
-        W = np.empty((E, K))
-        for k in range(K):
-            W[:, k] = _poisson_regression(H0[k], Gm, rng)
+        if W0 is None:
+            W0 = np.empty((E, K))
+            for k in range(K):
+                W0[:, k] = _poisson_regression(H0[k], Gm, rng)
+        W = np.maximum(W0, 1e-9 * max(W0.max(), 1e-300))  # no exact zeros: MU keeps them
         W = np.maximum(W, 1e-9 * max(W.max(), 1e-300))  # no exact zeros: MU could not leave them
         for k, col in w_pins.items():
             W[:, k] = col
@@ -443,7 +465,7 @@ class PhysicsNMF:
             tot = np.where(tot > 0, tot, 1.0)
             W = W / tot
             A0 = A0 * tot
-        elif self.simplex == "H":
+        elif self.simplex == "H" and found is None:
             tot = A0.sum(axis=1, keepdims=True)
             scale = float(tot[tot > 0].mean()) if (tot > 0).any() else 1.0
             A0 = np.where(tot > 0, A0 / np.where(tot > 0, tot, 1.0), 1.0 / K)
@@ -648,6 +670,77 @@ class PhysicsNMF:
                     a_in.name,
                 )
         return m, spectra
+
+
+def _binned_spectra(data: SpectrumMatrix, pm, b: int = 4):
+    """(bin label per pixel (N,), summed spectra (n_bins, C) float64, pixel totals (N,))."""
+    import scipy.sparse as sparse
+
+    N, C = data.shape
+    nav = data.nav_shape
+    idx = np.arange(N)
+    if len(nav) == 2:
+        w = nav[1]
+        r, c = np.divmod(idx, w)
+        labels = (r // b) * ((w + b - 1) // b) + c // b
+    else:
+        labels = idx // (b * b)
+    n_bins = int(labels.max()) + 1
+    weights = np.ones(N) if pm is None else pm.astype(np.float64)
+    S = sparse.csr_matrix((weights, (labels, idx)), shape=(n_bins, N))
+    X = data.X
+    if data.sparse:
+        binned = np.asarray((S @ X).todense(), dtype=np.float64)
+        totals = np.asarray(X.sum(axis=1)).reshape(-1)
+    else:
+        binned = np.zeros((n_bins, C))
+        totals = np.empty(N)
+        step = max(1, (1 << 22) // max(C, 1))
+        for i in range(0, N, step):
+            chunk = np.asarray(X[i : i + step], dtype=np.float32)
+            binned += S[:, i : i + step] @ chunk
+            totals[i : i + step] = chunk.sum(axis=1, dtype=np.float64)
+    return labels, binned, totals
+
+
+def _kmeans_init(data, Gm, K, n_el, pm, rng):
+    """(maps (N, K) summing to 1, W (E, K), pixel totals (N,)) from k-means on the element
+    fractions of binned spectra, or None."""
+    from sklearn.cluster import KMeans
+
+    labels, binned, totals = _binned_spectra(data, pm)
+    counts = binned.sum(axis=1)
+    ok = counts > 0
+    if ok.sum() < 2 * K:
+        return None
+    coef = _poisson_regression_rows(binned[ok], Gm)
+    el = coef[:, :n_el]
+    frac = el / np.maximum(el.sum(axis=1, keepdims=True), 1e-300)
+    km = KMeans(K, n_init=4, random_state=int(rng.integers(2**31)))
+    assign = km.fit_predict(frac, sample_weight=counts[ok])
+    if len(np.unique(assign)) < K:
+        return None
+    W = np.empty((Gm.shape[1], K))
+    for k in range(K):
+        W[:, k] = _poisson_regression(binned[ok][assign == k].sum(axis=0), Gm, rng)
+    bin_cluster = np.full(binned.shape[0], -1)
+    bin_cluster[np.flatnonzero(ok)] = assign
+    member = bin_cluster[labels]
+    frac_maps = np.full((labels.size, K), 0.1 / K)
+    has = member >= 0
+    frac_maps[np.flatnonzero(has), member[has]] += 0.9
+    frac_maps /= frac_maps.sum(axis=1, keepdims=True)
+    return frac_maps, W, totals
+
+
+def _poisson_regression_rows(Y: np.ndarray, G: np.ndarray, n_iter: int = 200) -> np.ndarray:
+    """Row-wise non-negative Poisson regression Y (B, C) ~ coef (B, E) G^T."""
+    col = np.maximum(G.sum(axis=0), 1e-300)
+    coef = np.maximum(Y.sum(axis=1, keepdims=True), 1e-12) / G.shape[1] / col[None, :]
+    for _ in range(n_iter):
+        f = np.maximum(coef @ G.T, 1e-300)
+        coef *= ((Y / f) @ G) / col[None, :]
+    return coef
 
 
 def _poisson_regression(y: np.ndarray, G: np.ndarray, rng, n_iter: int = 500) -> np.ndarray:
