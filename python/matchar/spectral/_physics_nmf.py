@@ -182,14 +182,17 @@ class PhysicsNMF:
         which the fit stops; 0 runs ``max_iter`` iterations.
     random_state : int, Generator or None
         Seed of the initialisation.
-    init : {"kmeans", "nmf", "random"}, default "kmeans"
+    init : {"kmeans", "vertex", "nmf", "random"} or (maps, W), default "kmeans"
         "kmeans": the spectra are summed over 4 x 4 pixel bins (16 consecutive pixels for
         (N, C) input), each bin's element fractions are fitted on G (Poisson regression),
         the bins are clustered by k-means on those fractions (weighted by counts), and
         each cluster's summed spectrum, fitted on G, starts a column of W; the maps start
         from the cluster memberships. Falls back to "nmf" with fewer than 2 K bins.
+        Suits images of phase regions. "vertex": the K purest bins (successive
+        projections on the element fractions) start W; suits continuous mixtures.
         "nmf": ``init_iter`` iterations of plain KL :class:`NMF` whose components are
-        projected onto G. "random": random maps and W.
+        projected onto G. "random": random maps and W. A ``(maps, W)`` pair of shapes
+        (N, K) (or nav + (K,)) and (E, K) is used as given (copied, not normalised).
     init_iter : int, default 20
         Iterations of the "nmf" initialisation.
     epsilon_sparse : float, default 1.0
@@ -288,8 +291,16 @@ class PhysicsNMF:
             raise ValueError(f"epsilon_sparse must be a finite number > 0, got {e!r}")
         if self.simplex not in _SIMPLEX:
             raise ValueError(f"simplex must be 'W', 'H' or None, got {self.simplex!r}")
-        if self.init not in ("kmeans", "nmf", "random"):
-            raise ValueError(f"init must be 'kmeans', 'nmf' or 'random', got {self.init!r}")
+        if not isinstance(self.init, tuple) and self.init not in (
+            "kmeans",
+            "vertex",
+            "nmf",
+            "random",
+        ):
+            raise ValueError(
+                "init must be 'kmeans', 'vertex', 'nmf', 'random' or a (maps, W) pair, "
+                f"got {self.init!r}"
+            )
         for name, low in (("max_iter", 1), ("eval_every", 1), ("init_iter", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
@@ -418,9 +429,25 @@ class PhysicsNMF:
             else self.random_state.randint(2**31)
         )
         init = self.init
+        if isinstance(init, tuple):
+            if len(init) != 2:
+                raise ValueError("init must be a (maps, W) pair")
+            A0 = np.array(init[0], dtype=np.float64, copy=True).reshape(-1, K)
+            W0 = np.array(init[1], dtype=np.float64, copy=True)
+            if A0.shape != (data.shape[0], K) or W0.shape != (E, K):
+                raise ValueError(
+                    f"init maps must have {data.shape[0]} x {K} values and W shape {(E, K)}"
+                )
+            for name, a in (("init maps", A0), ("init W", W0)):
+                if not np.isfinite(a).all() or (a < 0).any():
+                    raise ValueError(f"{name} must be finite and non-negative")
+            for k, col in w_pins.items():
+                W0[:, k] = col
+            return A0.astype(dtype), W0
         A0 = H0 = W0 = found = None
-        if init == "kmeans":
-            found = _kmeans_init(data, Gm, K, n_el, pm, rng)
+        if init in ("kmeans", "vertex"):
+            make = _kmeans_init if init == "kmeans" else _vertex_init
+            found = make(data, Gm, K, n_el, pm, rng)
             if found is not None:
                 frac, W0, totals = found
                 hs = np.maximum((Gm @ W0).sum(axis=0), 1e-300)
@@ -429,7 +456,7 @@ class PhysicsNMF:
                     W0 = W0 * (float(np.mean(totals)) / hs)[None, :]
                 else:
                     A0 = frac * np.maximum(totals, 0.0)[:, None] / hs[None, :]
-        if A0 is None and init in ("kmeans", "nmf"):
+        if A0 is None and init in ("kmeans", "vertex", "nmf"):
             nmf = NMF(
                 K,
                 max_iter=max(self.init_iter, 1),
@@ -701,6 +728,44 @@ def _binned_spectra(data: SpectrumMatrix, pm, b: int = 4):
             binned += S[:, i : i + step] @ chunk
             totals[i : i + step] = chunk.sum(axis=1, dtype=np.float64)
     return labels, binned, totals
+
+
+def _vertex_init(data, Gm, K, n_el, pm, rng):
+    """(maps, W, totals) from the K purest bins (successive projections on element
+    fractions, Gillis & Vavasis 2014), or None. Suits continuous mixtures."""
+    labels, binned, totals = _binned_spectra(data, pm)
+    counts = binned.sum(axis=1)
+    ok = counts >= 0.5 * np.median(counts[counts > 0]) if (counts > 0).any() else counts > 0
+    if ok.sum() < 2 * K:
+        return None
+    Y = binned[ok]
+    coef = _poisson_regression_rows(Y, Gm)
+    el = coef[:, :n_el]
+    frac = el / np.maximum(el.sum(axis=1, keepdims=True), 1e-300)
+    R = frac.copy()
+    picks = []
+    for _ in range(K):
+        j = int(np.argmax((R * R).sum(axis=1)))
+        picks.append(j)
+        u = R[j] / max(np.linalg.norm(R[j]), 1e-300)
+        R -= np.outer(R @ u, u)
+    W = np.empty((Gm.shape[1], K))
+    for k, j in enumerate(picks):
+        # the vertex bin and its 2 nearest neighbours in fraction space (less noise)
+        near = np.argsort(((frac - frac[j]) ** 2).sum(axis=1))[:3]
+        W[:, k] = _poisson_regression(Y[near].sum(axis=0), Gm, rng)
+    # memberships: non-negative least squares of each bin's fractions on the vertices
+    from scipy.optimize import nnls
+
+    V = np.stack([frac[j] for j in picks], axis=1)
+    full = binned / np.maximum(counts[:, None], 1e-300)
+    coef_all = _poisson_regression_rows(binned, Gm)[:, :n_el]
+    fr_all = coef_all / np.maximum(coef_all.sum(axis=1, keepdims=True), 1e-300)
+    del full
+    memb = np.array([nnls(V, f)[0] for f in fr_all]) + 0.02
+    memb /= memb.sum(axis=1, keepdims=True)
+    frac_maps = memb[labels]
+    return frac_maps, W, totals
 
 
 def _kmeans_init(data, Gm, K, n_el, pm, rng):
