@@ -798,8 +798,10 @@ def _kmeans_init(data, Gm, K, n_el, pm, rng):
     return frac_maps, W, totals
 
 
-def _poisson_regression_rows(Y: np.ndarray, G: np.ndarray, n_iter: int = 200) -> np.ndarray:
-    """Row-wise non-negative Poisson regression Y (B, C) ~ coef (B, E) G^T."""
+def _poisson_regression_rows(Y: np.ndarray, G: np.ndarray, n_iter: int = 60) -> np.ndarray:
+    """Row-wise non-negative Poisson regression Y (B, C) ~ coef (B, E) G^T (an init)."""
+    used = G.sum(axis=1) > 0
+    Y, G = Y[:, used], G[used]
     col = np.maximum(G.sum(axis=0), 1e-300)
     coef = np.maximum(Y.sum(axis=1, keepdims=True), 1e-12) / G.shape[1] / col[None, :]
     for _ in range(n_iter):
