@@ -191,7 +191,9 @@ class PhysicsNMF:
         Suits images of phase regions. "vertex": the K purest bins (successive
         projections on the element fractions) start W; suits continuous mixtures.
         "nmf": ``init_iter`` iterations of plain KL :class:`NMF` whose components are
-        projected onto G. "random": random maps and W. A ``(maps, W)`` pair of shapes
+        projected onto G (espm's scheme; best on continuous mixtures such as espm's
+        "particles" data, where "kmeans" starts from mixed clusters). "random": random
+        maps and W. A ``(maps, W)`` pair of shapes
         (N, K) (or nav + (K,)) and (E, K) is used as given (copied, not normalised).
     init_iter : int, default 20
         Iterations of the "nmf" initialisation.
@@ -245,7 +247,7 @@ class PhysicsNMF:
         tol: float = 1e-4,
         random_state: Any = None,
         *,
-        init: str = "kmeans",
+        init: Any = "kmeans",
         init_iter: int = 20,
         epsilon_sparse: float = 1.0,
         eval_every: int = 10,
@@ -410,9 +412,12 @@ class PhysicsNMF:
         incl = np.ones(C, dtype=bool) if cm is None else cm.astype(bool)
         Gm = G * incl[:, None]
         work = _sparse_if_mostly_zero(data)
-        A, W = self._init(work, G, Gm, K, n_el, dtype, pm, cm, w_pins, h_pins)
         self.nav_shape_ = data.nav_shape
-        self._run(work, A, W, G, Gm, n_el, dtype, pm, cm, incl, w_pins, h_pins)
+        args = (G, Gm, n_el, dtype, pm, cm, incl, w_pins, h_pins)
+        n_iter = int(self.max_iter)
+        A, W = self._init(work, G, Gm, K, n_el, dtype, pm, cm, w_pins, h_pins, self.init)
+        self.init_used_ = self.init if isinstance(self.init, str) else "given"
+        self._run(work, A, W, *args, n_iter=n_iter)
         return unflatten(self._A, data.nav_shape)
 
     def _components(self, G, W, dtype, h_pins):
@@ -421,14 +426,13 @@ class PhysicsNMF:
             H[k] = spec
         return np.ascontiguousarray(H, dtype=dtype)
 
-    def _init(self, data, G, Gm, K, n_el, dtype, pm, cm, w_pins, h_pins):
+    def _init(self, data, G, Gm, K, n_el, dtype, pm, cm, w_pins, h_pins, init):
         E = G.shape[1]
         rng = np.random.default_rng(
             self.random_state
             if not isinstance(self.random_state, np.random.RandomState)
             else self.random_state.randint(2**31)
         )
-        init = self.init
         if isinstance(init, tuple):
             if len(init) != 2:
                 raise ValueError("init must be a (maps, W) pair")
@@ -545,13 +549,13 @@ class PhysicsNMF:
             )
         return _core.spectral.nmf_kl_stats(X, A, H, pm, cm, with_loss)
 
-    def _run(self, data, A, W, G, Gm, n_el, dtype, pm, cm, incl, w_pins, h_pins):
+    def _run(self, data, A, W, G, Gm, n_el, dtype, pm, cm, incl, w_pins, h_pins, n_iter):
         regular = self.smoothness > 0 or self.sparsity > 0 or self.simplex == "H"
         every, tol = int(self.eval_every), float(self.tol)
         hist, kls, its = [], [], []
         n_done = 0
         try:
-            for it in range(self.max_iter):
+            for it in range(n_iter):
                 H = self._components(G, W, dtype, h_pins)
                 with_loss = it % every == 0
                 beta = q = None
