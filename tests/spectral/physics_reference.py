@@ -95,14 +95,18 @@ def objective(X, A, H, L, smoothness, sparsity, eps):
     WH = np.maximum(A @ H, EPS)
     on = X > 0
     kl = np.where(on, X * np.log(np.where(on, X, 1) / WH) - X, 0).sum() + WH.sum()
-    return kl + 0.5 * smoothness * np.trace(A.T @ L @ A) + sparsity * np.log(A + eps).sum()
+    if smoothness > 0:
+        kl += 0.5 * smoothness * np.trace(A.T @ L @ A)
+    if sparsity > 0:
+        kl += sparsity * np.log(A + eps).sum()
+    return kl
 
 
 def physics_nmf_iterations(X, A, W, G, nav_shape, n_iter, smoothness, sparsity, eps, simplex, n_el):
     """The whole PhysicsNMF iteration in dense NumPy (no masks): returns A, W, objectives."""
-    L = laplacian_matrix(nav_shape)
+    L = laplacian_matrix(nav_shape) if smoothness > 0 else None
     sigma = 8.0 if len(nav_shape) == 2 else 4.0
-    deg = np.diag(L)[:, None]
+    deg = np.diag(L)[:, None] if smoothness > 0 else None
     objs = []
     for _ in range(n_iter):
         H = (G @ W).T
