@@ -1,6 +1,7 @@
 """Figure and numbers of docs/spectral_physics.md: PhysicsNMF on bruker-test_TEM.bcf.
 
-    OMP_NUM_THREADS=2 .venv/bin/python scripts/edx_bcf_figure.py ../shared/data docs/spectral_physics
+    OMP_NUM_THREADS=2 .venv/bin/python scripts/edx_bcf_figure.py \
+        ../shared/data docs/spectral_physics
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ print(f"proposed ({t_prop:.1f} s):", proposal.elements)
 elements = sorted(set(md["Sample"]["elements"]) | set(proposal.elements))
 model = mc.spectral.EDXModel(elements, energy, beam_energy_keV=beam)
 # ~6 counts per pixel: simplex on the maps (phase fractions) and a Laplacian penalty
-est = mc.spectral.PhysicsNMF(model, 3, smoothness=2.0, simplex="H", max_iter=200, tol=0,
-                             random_state=0)
+est = mc.spectral.PhysicsNMF(
+    model, 3, smoothness=2.0, simplex="H", max_iter=200, tol=0, random_state=0
+)
 t0 = time.perf_counter()
 maps = est.fit_transform(cube)
 print(f"PhysicsNMF K=3, smoothness=2, simplex=H, 200 iterations: {time.perf_counter() - t0:.2f} s")
