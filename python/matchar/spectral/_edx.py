@@ -87,7 +87,7 @@ def ionization_cross_section(edge_keV: float, shell: str, beam_energy_keV: float
     Example
     -------
     >>> round(ionization_cross_section(7.112, "K", 200.0), 6)
-    0.000649
+    0.004691
     """
     U = beam_energy_keV / edge_keV
     if U <= 1.0:
