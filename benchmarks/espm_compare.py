@@ -126,7 +126,7 @@ def run_espm(out: Path) -> None:
     print(json.dumps(result, indent=1))
 
 
-def run_matchar_one(out: Path, dtype: str, init: str, n_iter: int) -> dict:
+def run_matchar_one(out: Path, dtype: str, init: str, n_iter: int, eval_every: int) -> dict:
     """One PhysicsNMF fit in this (fresh) process: metrics, time, peak memory."""
     from types import SimpleNamespace
 
@@ -146,7 +146,14 @@ def run_matchar_one(out: Path, dtype: str, init: str, n_iter: int) -> dict:
     )
     before = peak_rss_mb()
     est = mc.spectral.PhysicsNMF(
-        model, 3, simplex="W", max_iter=n_iter, tol=0, random_state=0, init=init
+        model,
+        3,
+        simplex="W",
+        max_iter=n_iter,
+        tol=0,
+        random_state=0,
+        init=init,
+        eval_every=eval_every,
     )
     t0 = time.perf_counter()
     maps = est.fit_transform(X)
@@ -159,7 +166,7 @@ def run_matchar_one(out: Path, dtype: str, init: str, n_iter: int) -> dict:
         d["true_spectra"],
     )
     return dict(
-        tool=f"matchar PhysicsNMF ({dtype} input, init={init})",
+        tool=f"matchar PhysicsNMF ({dtype} input, init={init}, eval_every={eval_every})",
         iterations=est.n_iter_,
         seconds=seconds,
         abundance_mae=err,
@@ -173,10 +180,25 @@ def run_matchar(out: Path) -> None:
     import subprocess
 
     results = []
-    for dtype, init in (("uint16", "nmf"), ("float64", "nmf"), ("uint16", "kmeans")):
+    configs = (
+        ("uint16", "nmf", 10),
+        ("float64", "nmf", 10),
+        ("uint16", "kmeans", 10),
+        ("uint16", "nmf", 1000),
+    )  # the last: no loss evaluations (tol=0 anyway)
+    for dtype, init, every in configs:
         runs = {}
         for n in (N_ITER, 3 * N_ITER):
-            cmd = [sys.executable, __file__, "matchar-one", str(out), dtype, init, str(n)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "matchar-one",
+                str(out),
+                dtype,
+                init,
+                str(n),
+                str(every),
+            ]
             line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             runs[n] = json.loads(line.strip().splitlines()[-1])
         r = runs[N_ITER]
@@ -199,6 +221,7 @@ def run_matchar(out: Path) -> None:
 if __name__ == "__main__":
     which, folder = sys.argv[1], Path(sys.argv[2])
     if which == "matchar-one":
-        print(json.dumps(run_matchar_one(folder, sys.argv[3], sys.argv[4], int(sys.argv[5]))))
+        args = sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+        print(json.dumps(run_matchar_one(folder, *args)))
     else:
         {"espm": run_espm, "matchar": run_matchar}[which](folder)
