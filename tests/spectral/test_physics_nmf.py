@@ -106,7 +106,8 @@ def test_surrogate_pass_masks_and_strided_input():
     pm = (rng.random(41) > 0.2).astype(np.uint8)
     cm = (rng.random(70) > 0.3).astype(np.uint8)
     ref = physics_pass(X, A, H, beta, 0.3, True, pm.astype(bool), cm.astype(bool))
-    out = _core.spectral.physics_kl_pass(strided, A, H, beta, 0.3, True, pm, cm)
+    A_f, H_f = np.asfortranarray(A), np.asfortranarray(H)  # factors with any strides
+    out = _core.spectral.physics_kl_pass(strided, A_f, H_f, beta, 0.3, True, pm, cm)
     for got, want in zip(out[1:], ref[1:]):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
     assert out[0] == pytest.approx(ref[0], rel=1e-10)
@@ -376,3 +377,24 @@ def test_hyperspy_signals(edx_model):
     maps, spectra = est.to_signals()
     assert maps.data.shape == (3, 10, 12)
     assert spectra.data.shape == (3, 1000)
+
+
+def test_ctrl_c_keeps_last_state(edx_model):
+    import _thread
+    import threading
+    import time
+
+    rng = np.random.default_rng(5)
+    X = rng.poisson(edx_model.G @ [5, 3, 2, 4, 1, 6, 30, 10] / 4, (60, 60, 1000)).astype(np.uint16)
+    est = mc.spectral.PhysicsNMF(
+        edx_model, 2, smoothness=1.0, max_iter=100000, tol=0, random_state=0
+    )
+    timer = threading.Timer(2.0, _thread.interrupt_main)
+    timer.start()
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(X)
+    timer.cancel()
+    assert time.perf_counter() - t0 < 15
+    assert 0 < est.n_iter_ < 100000
+    assert np.isfinite(est.components_).all() and np.isfinite(est.composition_).all()

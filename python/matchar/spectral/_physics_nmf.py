@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+from threadpoolctl import threadpool_limits
 
 from .. import _core
 from ._edx import is_signal
@@ -415,9 +416,12 @@ class PhysicsNMF:
         self.nav_shape_ = data.nav_shape
         args = (G, Gm, n_el, dtype, pm, cm, incl, w_pins, h_pins)
         n_iter = int(self.max_iter)
-        A, W = self._init(work, G, Gm, K, n_el, dtype, pm, cm, w_pins, h_pins, self.init)
-        self.init_used_ = self.init if isinstance(self.init, str) else "given"
-        self._run(work, A, W, *args, n_iter=n_iter)
+        # The NumPy side works on small matrices (E x C, bins x C): multi-threaded BLAS
+        # only adds overhead there (10x on a loaded machine); the C++ passes keep OpenMP.
+        with threadpool_limits(limits=1, user_api="blas"):
+            A, W = self._init(work, G, Gm, K, n_el, dtype, pm, cm, w_pins, h_pins, self.init)
+            self.init_used_ = self.init if isinstance(self.init, str) else "given"
+            self._run(work, A, W, *args, n_iter=n_iter)
         return unflatten(self._A, data.nav_shape)
 
     def _components(self, G, W, dtype, h_pins):
