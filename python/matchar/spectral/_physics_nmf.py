@@ -491,8 +491,7 @@ class PhysicsNMF:
             W0 = np.empty((E, K))
             for k in range(K):
                 W0[:, k] = _poisson_regression(H0[k], Gm, rng)
-        W = np.maximum(W0, 1e-9 * max(W0.max(), 1e-300))  # no exact zeros: MU keeps them
-        W = np.maximum(W, 1e-9 * max(W.max(), 1e-300))  # no exact zeros: MU could not leave them
+        W = np.maximum(W0, 1e-9 * max(W0.max(), 1e-300))  # no exact zeros: MU could not leave them
         for k, col in w_pins.items():
             W[:, k] = col
         if self.simplex == "W":
@@ -766,10 +765,8 @@ def _vertex_init(data, Gm, K, n_el, pm, rng):
     from scipy.optimize import nnls
 
     V = np.stack([frac[j] for j in picks], axis=1)
-    full = binned / np.maximum(counts[:, None], 1e-300)
     coef_all = _poisson_regression_rows(binned, Gm)[:, :n_el]
     fr_all = coef_all / np.maximum(coef_all.sum(axis=1, keepdims=True), 1e-300)
-    del full
     memb = np.array([nnls(V, f)[0] for f in fr_all]) + 0.02
     memb /= memb.sum(axis=1, keepdims=True)
     frac_maps = memb[labels]
