@@ -121,7 +121,7 @@ def test_rank_command(tmp_path):
     assert matchar.cli.main([*args, "--out", str(out)]) == 0
     table = np.loadtxt(out / "posterior.csv", delimiter=",", skiprows=1)
     assert table.shape == (2, 3) and abs(table[:, 1].sum() - 1) < 1e-5
-    assert (out / "posterior.png").exists()
+    assert (out / "posterior.png").exists() and (out / "similarity.png").exists()
     missing = ["rank", str(tmp_path / "cands.xyz"), "--experimental", str(tmp_path / "no.csv")]
     assert matchar.cli.main([*missing, "--out", str(out)]) == 2
 
