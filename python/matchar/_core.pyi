@@ -10,10 +10,33 @@ def get_num_threads() -> int: ...
 def set_num_threads(n: int) -> None: ...
 def build_info() -> dict[str, Any]: ...
 def parallel_team_size() -> int: ...
+def check_allocation(n_elements: int, element_size: int, what: str) -> None: ...
 
 class _GPModule:
     """matchar._core.gp (a submodule at run time)."""
 
+    @staticmethod
+    def kernel_row_scales_f32(
+        X: NDArray[np.float32], normalize: bool, name: str
+    ) -> NDArray[np.float32]: ...
+    @staticmethod
+    def kernel_row_scales_f64(
+        X: NDArray[np.float64], normalize: bool, name: str
+    ) -> NDArray[np.float64]: ...
+    @staticmethod
+    def scale_and_power_f32(
+        block: NDArray[np.float32],
+        row_scale: NDArray[np.float32],
+        col_scale: NDArray[np.float32],
+        zeta: int,
+    ) -> None: ...
+    @staticmethod
+    def scale_and_power_f64(
+        block: NDArray[np.float64],
+        row_scale: NDArray[np.float64],
+        col_scale: NDArray[np.float64],
+        zeta: int,
+    ) -> None: ...
     @staticmethod
     def polynomial_kernel_f32(
         X: NDArray[np.float32], Y: NDArray[np.float32] | None, zeta: int, normalize: bool
