@@ -28,6 +28,7 @@ def test_demo_writes_a_self_contained_report(tmp_path):
     assert post["posterior"][post["true_candidate"]] == max(post["posterior"])
     assert summary["jobs"]["soap"]["shape"][0] == 54
     assert len(summary["jobs"]["nmr_shifts"]["shieldings_ppm"]) == 6  # ethanol's H atoms
+    assert summary["jobs"]["edx"]["max_composition_error_at_percent"] < 2.0
 
 
 def test_console_script_help_and_errors(tmp_path):

@@ -666,6 +666,45 @@ class PhysicsNMF:
                 )
         return rows
 
+    def plot(self, fig: Any = None, top: int = 3) -> Any:
+        """Each component's map above its spectrum (on the model's energy axis, keV),
+        titled with its ``top`` most abundant elements (atomic %).
+
+        Parameters
+        ----------
+        fig : matplotlib Figure, optional
+        top : int, default 3
+            Elements named in each title.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+
+        Example
+        -------
+        >>> import numpy as np, matchar as mc
+        >>> m = mc.spectral.EDXModel(["Cu", "Zn"], (0.2, 0.02, 500))
+        >>> X = np.random.default_rng(0).poisson(m.G @ [50, 50, 20, 20] + 1.0, (8, 8, 500))
+        >>> fig = mc.spectral.PhysicsNMF(m, 1, max_iter=20).fit(X).plot()
+        """
+        from ._plots import plot_components
+
+        if not hasattr(self, "composition_"):
+            raise RuntimeError("PhysicsNMF is not fitted yet: call fit first")
+        names = list(self.model.elements)
+        titles = []
+        for k, frac in enumerate(self.composition_):
+            if not np.isfinite(frac).all():
+                titles.append(f"component {k} (pinned spectrum)")
+                continue
+            order = np.argsort(-frac)[: max(1, int(top))]
+            titles.append(
+                f"{k}: "
+                + " ".join(f"{names[e]} {100 * frac[e]:.0f}%" for e in order if frac[e] >= 0.005)
+            )
+        energy = getattr(self.model, "energy", None)
+        return plot_components(self.components_, self.maps_, energy, titles=titles, fig=fig)
+
     def to_signals(self) -> tuple[Any, Any]:
         """(maps, components) as HyperSpy signals (needs hyperspy; fit on any input).
 
