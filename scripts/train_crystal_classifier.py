@@ -23,15 +23,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from matchar import _core
-from matchar.imaging._features import MODEL_PIXEL_SIZE, MODEL_WINDOW, fft_features
-from matchar.imaging._simulate import ZONE_AXES, haadf_params, projected_cell
+from matchar.imaging._dataset import A_RANGE, WindowGenerator
+from matchar.imaging._features import (
+    MODEL_PIXEL_SIZE,
+    MODEL_WINDOW,
+    POLAR_ANGLES,
+    fft_features,
+    polar_features,
+)
+from matchar.imaging._simulate import ZONE_AXES
 
 N_CLASSES = len(ZONE_AXES)
 LOG_A0 = math.log(3.7)  # log-lattice-constant offset of the regression head
 N_MC = 16  # fixed MC-dropout masks exported in the ONNX graph
 DROPOUT = 0.3
-A_RANGE = (2.5, 5.4)
 
 
 class CrystalNet(nn.Module):
@@ -55,6 +60,78 @@ class CrystalNet(nn.Module):
         return self.head(self.dropout(self.trunk(x)))
 
 
+class CircConv(nn.Module):
+    """Conv2d over (radius, angle) maps: zero padding in radius, circular in angle."""
+
+    def __init__(self, cin: int, cout: int, k: tuple[int, int], stride=(1, 1),
+                 pad_r: bool = True) -> None:
+        super().__init__()
+        self.pr = k[0] // 2 if pad_r else 0
+        self.pa = k[1] // 2
+        self.conv = nn.Conv2d(cin, cout, k, stride=stride, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pa:
+            x = torch.cat([x[..., -self.pa:], x, x[..., :self.pa]], dim=-1)
+        if self.pr:
+            x = nn.functional.pad(x, (0, 0, self.pr, self.pr))
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class PolarNet(nn.Module):
+    """CNN on the polar log-FFT (radius x angle, angle circular).
+
+    Class and lattice constant come from angle-pooled (rotation-invariant) features; the
+    rotation from per-class angular score profiles (rotation-equivariant): a softmax over
+    the angle bins weights (cos n phi, sin n phi), turned by a learned per-class phase.
+    """
+
+    def __init__(self, order, hidden: int = 128) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(
+            CircConv(1, 16, (3, 5)), CircConv(16, 24, (3, 3), stride=(2, 1)),
+            CircConv(24, 32, (3, 3), stride=(2, 1)), CircConv(32, 64, (6, 3), pad_r=False))
+        self.fc = nn.Sequential(nn.Linear(128, hidden), nn.ReLU(inplace=True))
+        self.dropout = nn.Dropout(DROPOUT)
+        self.head = nn.Linear(hidden, 2 * N_CLASSES)
+        self.angle_score = nn.Conv1d(64, N_CLASSES, 1)
+        self.phase = nn.Parameter(torch.zeros(N_CLASSES))
+        # image rotation phi (from +x towards +rows) shifts the polar angle t by -phi
+        phi = -torch.as_tensor(POLAR_ANGLES, dtype=torch.float32)[None, :] * torch.as_tensor(
+            np.asarray(order), dtype=torch.float32)[:, None]  # (C, A)
+        self.register_buffer("cos_t", torch.cos(phi))
+        self.register_buffer("sin_t", torch.sin(phi))
+
+    def features(self, x: torch.Tensor):
+        f = self.trunk(x)[:, :, 0, :]  # (N, 64, A)
+        pooled = torch.cat([f.mean(-1), f.amax(-1)], 1)
+        w = torch.softmax(self.angle_score(f), dim=-1)  # (N, C, A)
+        c = (w * self.cos_t).sum(-1)
+        s = (w * self.sin_t).sum(-1)
+        cp, sp = torch.cos(self.phase), torch.sin(self.phase)
+        rot = torch.stack([c * cp - s * sp, c * sp + s * cp], -1)  # (N, C, 2)
+        return self.fc(pooled), rot.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, rot = self.features(x)
+        return torch.cat([self.head(self.dropout(h)), rot], 1)
+
+
+class PolarExport(nn.Module):
+    def __init__(self, net: PolarNet, masks: torch.Tensor) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("masks", masks / (1.0 - DROPOUT))
+
+    def forward(self, x: torch.Tensor):
+        h, rot = self.net.features(x)
+        out = self.net.head(h[:, None, :] * self.masks[None])  # (N, T, 2C)
+        c = N_CLASSES
+        probs = torch.softmax(out[..., :c], dim=-1)
+        return probs, out[..., c:] + LOG_A0, rot
+
+
 class ExportNet(nn.Module):
     """Inference graph: the trunk once, the heads under N_MC fixed dropout masks."""
 
@@ -71,50 +148,7 @@ class ExportNet(nn.Module):
         return probs, out[..., c:2 * c] + LOG_A0, out[..., 2 * c:]
 
 
-class Generator:
-    """Random HAADF windows on the model pixel scale, rendered by matchar's C++ core."""
-
-    def __init__(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.cells = [projected_cell(p, z) for p, z in ZONE_AXES]
-        self.order = np.array([c.symmetry_order for c in self.cells])
-        cols = [c.columns for c in self.cells]
-        self.columns = np.concatenate(cols)
-        self.offsets = np.concatenate([[0], np.cumsum([len(c) for c in cols])]).astype(np.int64)
-
-    def sample(self, n: int, *, dose=None, distortion=None, classes=None, a=None, rotation=None,
-               thermal=None):
-        rng = self.rng
-        cls = rng.integers(0, N_CLASSES, n) if classes is None else np.asarray(classes)
-        a = rng.uniform(*A_RANGE, n) if a is None else np.asarray(a, dtype=float)
-        rot = rng.uniform(0, 360, n) if rotation is None else np.asarray(rotation, dtype=float)
-        thermal = rng.uniform(0.0, 0.12, n) if thermal is None else np.full(n, thermal)
-        if dose is None:
-            d = np.exp(rng.uniform(math.log(10), math.log(5000), n))
-            d[rng.random(n) < 0.15] = 0.0
-        else:
-            d = np.full(n, float(dose))
-        if distortion is None:
-            dist = np.where(rng.random(n) < 0.35, rng.uniform(0, 0.07, n), 0.0)
-        else:
-            dist = np.full(n, float(distortion))
-        params = np.empty((n, _core.imaging.HAADF_N_PARAMS))
-        for i in range(n):
-            ps = MODEL_PIXEL_SIZE
-            sign = rng.choice([-1.0, 1.0], 2)
-            params[i] = haadf_params(
-                self.cells[cls[i]], a[i], rot[i], ps,
-                origin=tuple(rng.uniform(0, 20, 2)), probe=rng.uniform(0.25, 0.45),
-                thermal_sigma=thermal[i], background=rng.uniform(0, 0.4), dose=d[i],
-                read_noise=rng.uniform(0, 0.08), jitter=dist[i] * a[i],
-                drift=(sign[0] * dist[i] * ps, sign[1] * dist[i] * ps))
-        seed = int(rng.integers(0, 2**63))
-        img = _core.imaging.render_haadf_f32(self.columns, self.offsets, cls.astype(np.int64),
-                                             params, MODEL_WINDOW, MODEL_WINDOW, seed)
-        return img, cls, a, rot
-
-
-def targets(gen: Generator, cls, a, rot):
+def targets(gen: WindowGenerator, cls, a, rot):
     n = gen.order[cls]
     th = np.deg2rad(rot) * n
     return (torch.as_tensor(cls, dtype=torch.long),
@@ -141,14 +175,22 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--out", default="python/matchar/imaging/models")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--arch", choices=["polar", "fft"], default="polar")
+    ap.add_argument("--init", default=None,
+                    help="continue from a state dict saved by an earlier run (--state)")
+    ap.add_argument("--state", default="crystal_classifier_state.pt",
+                    help="where to save the trained state dict")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    gen = Generator(args.seed)
-    val_gen = Generator(10_000 + args.seed)
+    gen = WindowGenerator(args.seed)
+    val_gen = WindowGenerator(10_000 + args.seed)
     vx, vc, va, _vr = val_gen.sample(2048)
-    vfeat = torch.from_numpy(fft_features(vx, workers=args.threads))
-    net = CrystalNet()
+    featurize = polar_features if args.arch == "polar" else fft_features
+    vfeat = torch.from_numpy(featurize(vx, workers=args.threads))
+    net = PolarNet(gen.order) if args.arch == "polar" else CrystalNet()
+    if args.init:
+        net.load_state_dict(torch.load(args.init))
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     budget = args.minutes * 60.0
     t0 = time.perf_counter()
@@ -156,7 +198,7 @@ def main(argv=None) -> int:
     chunk_i = 0
     while time.perf_counter() - t0 < budget:
         x, c, a, r = gen.sample(args.chunk)
-        feat = torch.from_numpy(fft_features(x, workers=args.threads))
+        feat = torch.from_numpy(featurize(x, workers=args.threads))
         tc, ta, tr = targets(gen, c, a, r)
         net.train()
         perm = torch.randperm(len(c))
@@ -183,12 +225,12 @@ def main(argv=None) -> int:
     net.eval()
     gmask = torch.Generator().manual_seed(args.seed + 1)
     masks = (torch.rand(N_MC, net.head.in_features, generator=gmask) >= DROPOUT).float()
-    export = ExportNet(net, masks).eval()
+    export = (PolarExport if args.arch == "polar" else ExportNet)(net, masks).eval()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "crystal_classifier.onnx"
-    torch.save(net.state_dict(), "/tmp/crystal_classifier_state.pt")
-    torch.onnx.export(export, torch.zeros(1, 1, MODEL_WINDOW, MODEL_WINDOW), str(onnx_path),
+    torch.save(net.state_dict(), args.state)
+    torch.onnx.export(export, vfeat[:1], str(onnx_path),
                       input_names=["features"], output_names=["probabilities", "log_a", "rotation"],
                       dynamic_axes={"features": {0: "n"}, "probabilities": {0: "n"},
                                     "log_a": {0: "n"}, "rotation": {0: "n"}},
@@ -201,7 +243,7 @@ def main(argv=None) -> int:
         "mc_samples": N_MC,
         "dropout": DROPOUT,
         "lattice_constant_range": list(A_RANGE),
-        "features": "log1p|FFT| of the standardized, Hann-tapered window, standardized",
+        "features": args.arch,
         "training_command": "OMP_NUM_THREADS=2 python scripts/train_crystal_classifier.py "
                             + " ".join(argv if argv is not None else sys.argv[1:]),
         "training_windows": seen,

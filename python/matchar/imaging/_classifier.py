@@ -21,7 +21,7 @@ import scipy.ndimage
 
 from .._arrays import as_array
 from .._threads import get_num_threads
-from ._features import MODEL_PIXEL_SIZE, MODEL_WINDOW, fft_features
+from ._features import MODEL_PIXEL_SIZE, MODEL_WINDOW, fft_features, polar_features
 
 _MODELS = Path(__file__).resolve().parent / "models"
 
@@ -178,6 +178,10 @@ class CrystalClassifier:
         if (float(self.metadata["pixel_size"]) != MODEL_PIXEL_SIZE
                 or int(self.metadata["window"]) != MODEL_WINDOW):
             raise ValueError(f"{metadata_path}: pixel size/window do not match this matchar")
+        kind = self.metadata.get("features", "fft")
+        if kind not in ("fft", "polar"):
+            raise ValueError(f"{metadata_path}: unknown features {kind!r}")
+        self._featurize = polar_features if kind == "polar" else fft_features
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = get_num_threads()
         opts.inter_op_num_threads = 1
@@ -207,15 +211,17 @@ class CrystalClassifier:
 
         Parameters
         ----------
-        windows : numpy.ndarray, shape (N, w, w), w <= 64
-            Windows at 0.25 Å per pixel (smaller ones are zero-padded after tapering).
+        windows : numpy.ndarray, shape (N, 64, 64)
+            Windows at 0.25 Å per pixel (the model scale).
         batch_size : int
             Windows per onnxruntime call.
 
         Returns
         -------
         dict
-            ``probs_mc`` (N, T, C) float32, ``log_a`` (N, T, C), ``rot`` (N, T, C, 2).
+            ``probs_mc`` (N, T, C) float32 (T MC-dropout masks), ``log_a`` (N, T, C)
+            (log lattice constant per class), ``rot`` (N, T, C, 2) ((cos n phi, sin n phi)
+            per class).
 
         Examples
         --------
@@ -229,11 +235,14 @@ class CrystalClassifier:
         probs, loga, rot = [], [], []
         threads = get_num_threads()
         for s in range(0, n, batch_size):
-            feat = fft_features(w[s:s + batch_size], workers=threads)
+            feat = self._featurize(w[s:s + batch_size], workers=threads)
             p, la, r = self._session.run(None, {"features": feat})
             probs.append(p)
             loga.append(la)
-            rot.append(r.reshape(*r.shape[:2], -1, 2))
+            if r.ndim == 2:  # rotation head outside the dropout: one value for all masks
+                r = r[:, None, :]
+            rot.append(np.broadcast_to(r.reshape(r.shape[0], r.shape[1], -1, 2),
+                                       (*p.shape, 2)))
         c = len(self.classes)
         if n == 0:
             t = int(self.metadata["mc_samples"])
