@@ -88,7 +88,7 @@ def test_batch_mixes_motifs_and_is_thread_independent():
 def test_dose_gives_poisson_statistics():
     img = mc.imaging.simulate_haadf("fcc", (1, 0, 0), 4.0, shape=(64, 64), pixel_size=0.2,
                                     thermal_sigma=0.0, seed=1)
-    n = 200
+    n = 120
     stack = np.stack([mc.imaging.simulate_haadf("fcc", (1, 0, 0), 4.0, shape=(64, 64),
                                                 pixel_size=0.2, dose=dose, thermal_sigma=0.0,
                                                 seed=s)
