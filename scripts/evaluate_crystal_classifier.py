@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -132,7 +133,7 @@ def main(argv=None) -> int:
                                                    distortion=0.05)
     res["bicrystals"] = evaluate_bicrystals(clf, args.pairs, args.seed)
     res["command"] = ("OMP_NUM_THREADS=2 python scripts/evaluate_crystal_classifier.py "
-                      + " ".join(argv if argv is not None else []))
+                      + " ".join(argv if argv is not None else sys.argv[1:]))
     res["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(res, indent=2))
     if args.write:
