@@ -207,3 +207,36 @@ def test_kernel_rejects_bad_tables():
     before = p.copy()
     r(cols, off, np.zeros(1, np.int64), p, 8, 8, 0)
     np.testing.assert_array_equal(p, before)
+
+
+def test_non_contiguous_tables_and_float_dtypes():
+    cell = projected_cell("bcc", (1, 1, 0))
+    cols = column_weights(cell, 3.3, 74)
+    p = haadf_params(cell, 3.3, 5.0, 0.2, probe=0.3, thermal_sigma=0.0)
+    wide = np.zeros((1, 2 * len(p)))
+    wide[0, ::2] = p  # a strided (non-contiguous) view
+    cols_f = np.asfortranarray(cols)
+    args = (np.array([0, len(cols)]), np.zeros(1, np.int64))
+    ref = _core.imaging.render_haadf_f64(cols, *args, p[None], 21, 19, 0)
+    got = _core.imaging.render_haadf_f64(cols_f, *args, wide[:, ::2], 21, 19, 0)
+    np.testing.assert_array_equal(got, ref)
+    got32 = _core.imaging.render_haadf_f32(cols_f.astype(np.float32), *args, wide[:, ::2], 21,
+                                          19, 0)
+    np.testing.assert_allclose(got32, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(wide[0, ::2], p)  # the caller's table is untouched
+
+
+def test_ctrl_c_interrupts_render(ctrl_c):
+    ctrl_c(
+        """
+        import numpy as np
+        from matchar import _core
+        from matchar.imaging._simulate import projected_cell, haadf_params
+        cell = projected_cell("fcc", (1, 0, 0))
+        n = 60000
+        p = np.tile(haadf_params(cell, 2.5, 0.0, 0.25, dose=20.0), (n, 1))
+        """,
+        "_core.imaging.render_haadf_f32(cell.columns, np.array([0, 1]), np.zeros(n, np.int64), "
+        "p, 64, 64, 0)",
+        wait=1.5,
+    )
