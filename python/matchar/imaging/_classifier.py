@@ -31,7 +31,7 @@ PIXEL_SIZE_LIMITS = (0.02, 1.0)
 
 
 def _label(prototype: str, zone_axis: tuple[int, ...]) -> str:
-    return f"{prototype}[{''.join(str(v) for v in zone_axis)}]".replace("[-", "[-")
+    return f"{prototype}[{''.join(str(v) for v in zone_axis)}]"
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,8 @@ def _resample(img: np.ndarray, pixel_size: float) -> np.ndarray:
     if abs(zoom - 1.0) < 1e-6:
         return x.copy()
     if zoom < 1.0:
-        x = scipy.ndimage.gaussian_filter(x, sigma=0.5 * (1.0 / zoom - 1.0) ** 0.5 + 0.0)
+        # anti-aliasing before shrinking: sigma (input pixels) grows with the shrink factor
+        x = scipy.ndimage.gaussian_filter(x, sigma=0.5 * math.sqrt(1.0 / zoom - 1.0))
     return scipy.ndimage.zoom(x, zoom, order=1, prefilter=False, grid_mode=False)
 
 
@@ -374,7 +375,8 @@ class CrystalClassifier:
         k = k.reshape(n_r, n_c)
         protos = np.array(self._protos, dtype=object)[k]
         zones = np.empty(len(self._zones), dtype=object)
-        zones[:] = self._zones
+        for i, z in enumerate(self._zones):
+            zones[i] = z
         centers = np.stack(np.meshgrid(rows + (window - 1) / 2, cols + (window - 1) / 2,
                                        indexing="ij"), axis=-1).astype(np.float64)
         return CrystalMap(
