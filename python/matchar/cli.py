@@ -149,8 +149,11 @@ def _identify(args: argparse.Namespace) -> int:
     import matchar as mc
 
     _threads(args)
-    image = _read_image(args.image)
-    p = mc.imaging.CrystalClassifier.default().predict(image, args.pixel_size)
+    image, file_pixel_size = _read_image(args.image)
+    pixel_size = args.pixel_size if args.pixel_size is not None else file_pixel_size
+    if pixel_size is None:
+        raise ValueError(f"{args.image}: no pixel size in the file; pass --pixel-size (Å)")
+    p = mc.imaging.CrystalClassifier.default().predict(image, pixel_size)
     zone = "".join(str(v) for v in p.zone_axis)
     print(f"{p.prototype} [{zone}]  p={p.probabilities.max():.3f}  a={p.lattice_constant:.3f} Å  "
           f"rotation={p.rotation:.1f}°  uncertainty={p.uncertainty:.3f} nats")
@@ -160,7 +163,7 @@ def _identify(args: argparse.Namespace) -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        m = mc.imaging.classify_map(image, args.pixel_size, stride=args.stride)
+        m = mc.imaging.classify_map(image, pixel_size, stride=args.stride)
         out = _out_dir(args)
         np.savez(out / "crystal_map.npz", class_index=m.class_index, classes=np.array(m.classes),
                  probabilities=m.probabilities, lattice_constant=m.lattice_constant,
@@ -336,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     idf = sub.add_parser("identify", help="crystal prototype, zone axis, a, rotation of a HAADF "
                          "image (.npy, .png, .tif)")
     idf.add_argument("image")
-    idf.add_argument("--pixel-size", type=float, required=True, help="Å per pixel")
+    idf.add_argument("--pixel-size", type=float, default=None,
+                     help="Å per pixel (default: from the file's metadata)")
     idf.add_argument("--map", action="store_true", help="also write sliding-window maps")
     idf.add_argument("--stride", type=int, default=None, help="map stride in pixels")
     common(idf, "matchar-identify")

@@ -177,3 +177,12 @@ def test_cli_identify(tmp_path, capsys):
     assert (out / "crystal_map.png").stat().st_size > 0
     assert main(["identify", str(path), "--pixel-size", "nan"]) == 2
     assert "pixel_size" in capsys.readouterr().err
+
+
+def test_cli_identify_needs_a_pixel_size(tmp_path, capsys):
+    from matchar.cli import main
+
+    path = tmp_path / "img.npy"
+    np.save(path, np.random.default_rng(0).random((100, 100)))
+    assert main(["identify", str(path)]) == 2
+    assert "pixel" in capsys.readouterr().err
