@@ -29,6 +29,10 @@ def test_demo_writes_a_self_contained_report(tmp_path):
     assert summary["jobs"]["soap"]["shape"][0] == 54
     assert len(summary["jobs"]["nmr_shifts"]["shieldings_ppm"]) == 6  # ethanol's H atoms
     assert summary["jobs"]["edx"]["max_composition_error_at_percent"] < 2.0
+    crystal = summary["jobs"]["crystal_id"]
+    assert crystal["correct"] >= 3 and crystal["n_images"] == 4
+    assert {"fcc[110]", "bcc[110]"} <= set(crystal["map_classes"])
+    assert summary["not_yet_available"] == []
 
 
 def test_console_script_help_and_errors(tmp_path):

@@ -86,3 +86,20 @@ def test_physics_nmf_plot_titles_name_the_elements():
     assert len(fig.axes) == 2
     assert "Cu" in fig.axes[0].get_title() and "Zn" in fig.axes[0].get_title()
     np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_xdata(), model.energy)
+
+
+def test_crystal_prediction_and_map_plots():
+    img = mc.imaging.simulate_haadf("fcc", (1, 1, 0), 3.61, shape=(200, 200), dose=200, seed=0)
+    pred = mc.imaging.CrystalClassifier.default().predict(img, 0.12)
+    ax = pred.plot()
+    heights = [p.get_height() for p in ax.patches]
+    np.testing.assert_allclose(heights, pred.probabilities)
+    assert pred.prototype in ax.get_title()
+    with pytest.raises(ValueError, match="classes"):
+        pred.plot(classes=["a"])
+    cmap = mc.imaging.classify_map(img, 0.12, stride=32)
+    fig = cmap.plot(img)
+    images = [a.get_images()[0] for a in fig.axes if a.get_images()]
+    assert len(images) == 4
+    np.testing.assert_array_equal(images[1].get_array(), cmap.class_index)
+    np.testing.assert_array_equal(images[3].get_array(), cmap.uncertainty)

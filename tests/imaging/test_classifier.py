@@ -48,8 +48,9 @@ def test_summary_math_against_numpy(clf):
     ht = -(p * np.log(p)).sum(-1).mean(1)
     np.testing.assert_allclose(s["uncertainty"], h - ht, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(s["class"], k)
-    np.testing.assert_allclose(s["lattice_constant"], np.exp(loga.mean(1)[np.arange(n), k]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        s["lattice_constant"], np.exp(loga.mean(1)[np.arange(n), k]), rtol=1e-6
+    )
     period = 360.0 / order
     err = np.abs((s["rotation"] - phi + period / 2) % period - period / 2)
     assert np.all(err < 1e-6)
@@ -74,15 +75,19 @@ def test_features_shapes_and_invariance():
     np.testing.assert_array_equal(x, before)
 
 
-@pytest.mark.parametrize("proto,zone,a,rot", [
-    ("hcp", (0, 0, 0, 1), 3.21, 17.0),
-    ("fcc", (1, 1, 0), 4.05, 50.0),
-    ("hcp", (2, -1, -1, 0), 2.95, 100.0),
-    ("diamond", (1, 1, 0), 5.0, 33.0),
-])
+@pytest.mark.parametrize(
+    "proto,zone,a,rot",
+    [
+        ("hcp", (0, 0, 0, 1), 3.21, 17.0),
+        ("fcc", (1, 1, 0), 4.05, 50.0),
+        ("hcp", (2, -1, -1, 0), 2.95, 100.0),
+        ("diamond", (1, 1, 0), 5.0, 33.0),
+    ],
+)
 def test_predict_simulated_image(clf, proto, zone, a, rot):
-    img = mc.imaging.simulate_haadf(proto, zone, a, rotation=rot, shape=(160, 160),
-                                    pixel_size=0.15, dose=2000, seed=5)
+    img = mc.imaging.simulate_haadf(
+        proto, zone, a, rotation=rot, shape=(160, 160), pixel_size=0.15, dose=2000, seed=5
+    )
     before = img.copy()
     p = clf.predict(img, 0.15)
     np.testing.assert_array_equal(img, before)
@@ -97,8 +102,9 @@ def test_predict_simulated_image(clf, proto, zone, a, rot):
 
 
 def test_classify_map_grid(clf):
-    img = mc.imaging.simulate_haadf("hcp", (0, 0, 0, 1), 3.2, shape=(150, 170),
-                                    pixel_size=0.2, dose=1000, seed=2)
+    img = mc.imaging.simulate_haadf(
+        "hcp", (0, 0, 0, 1), 3.2, shape=(150, 170), pixel_size=0.2, dose=1000, seed=2
+    )
     m = mc.imaging.classify_map(img, 0.2, stride=10)
     win = round(16 / 0.2)
     assert m.window == win and m.stride == 10
@@ -115,12 +121,15 @@ def test_classify_map_grid(clf):
     assert small.window == 60
 
 
-@pytest.mark.parametrize("bad,exc,match", [
-    (np.full((100, 100), np.nan), ValueError, "NaN"),
-    (np.ones((100, 100, 3)), ValueError, "2-D"),
-    (np.ones((30, 200)), ValueError, "smaller than one window"),
-    (np.array([["a"]]), ValueError, "image"),
-])
+@pytest.mark.parametrize(
+    "bad,exc,match",
+    [
+        (np.full((100, 100), np.nan), ValueError, "NaN"),
+        (np.ones((100, 100, 3)), ValueError, "2-D"),
+        (np.ones((30, 200)), ValueError, "smaller than one window"),
+        (np.array([["a"]]), ValueError, "image"),
+    ],
+)
 def test_bad_images(clf, bad, exc, match):
     with pytest.raises(exc, match=match):
         clf.predict(bad, 0.15)
@@ -129,8 +138,7 @@ def test_bad_images(clf, bad, exc, match):
 
 
 def test_bad_pixel_sizes_and_options(clf):
-    img = mc.imaging.simulate_haadf("fcc", (1, 0, 0), 4.0, shape=(200, 200), pixel_size=0.1,
-                                    seed=0)
+    img = mc.imaging.simulate_haadf("fcc", (1, 0, 0), 4.0, shape=(200, 200), pixel_size=0.1, seed=0)
     for ps in (0.0, -1.0, float("nan"), 5.0, 0.001):
         with pytest.raises(ValueError, match="pixel_size"):
             clf.predict(img, ps)
@@ -151,10 +159,12 @@ def test_bad_pixel_sizes_and_options(clf):
 def test_pixel_size_resampling_consistent(clf):
     # the same crystal imaged at 0.1 and 0.25 A/pixel gives the same lattice constant
     kw = dict(rotation=12.0, dose=3000, thermal_sigma=0.05)
-    fine = mc.imaging.simulate_haadf("hcp", (2, -1, -1, 0), 3.2, shape=(192, 192),
-                                     pixel_size=0.1, seed=3, **kw)
-    coarse = mc.imaging.simulate_haadf("hcp", (2, -1, -1, 0), 3.2, shape=(80, 80),
-                                       pixel_size=0.25, seed=4, **kw)
+    fine = mc.imaging.simulate_haadf(
+        "hcp", (2, -1, -1, 0), 3.2, shape=(192, 192), pixel_size=0.1, seed=3, **kw
+    )
+    coarse = mc.imaging.simulate_haadf(
+        "hcp", (2, -1, -1, 0), 3.2, shape=(80, 80), pixel_size=0.25, seed=4, **kw
+    )
     pf, pc = clf.predict(fine, 0.1), clf.predict(coarse, 0.25)
     assert pf.zone_axis == pc.zone_axis == (2, -1, -1, 0)
     assert abs(pf.lattice_constant / pc.lattice_constant - 1) < 0.05
@@ -163,13 +173,28 @@ def test_pixel_size_resampling_consistent(clf):
 def test_cli_identify(tmp_path, capsys):
     from matchar.cli import main
 
-    img = mc.imaging.simulate_haadf("hcp", (0, 0, 0, 1), 3.2, shape=(140, 140), pixel_size=0.2,
-                                    dose=1000, seed=0)
+    img = mc.imaging.simulate_haadf(
+        "hcp", (0, 0, 0, 1), 3.2, shape=(140, 140), pixel_size=0.2, dose=1000, seed=0
+    )
     path = tmp_path / "img.npy"
     np.save(path, img)
     out = tmp_path / "out"
-    assert main(["identify", str(path), "--pixel-size", "0.2", "--map", "--stride", "20",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "identify",
+                str(path),
+                "--pixel-size",
+                "0.2",
+                "--map",
+                "--stride",
+                "20",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "hcp [0001]" in text
     with np.load(out / "crystal_map.npz") as z:

@@ -36,9 +36,12 @@ def held_out(ev, clf):
     return ev.evaluate_windows(clf, gen, 360, dose=1000.0, distortion=0.0)
 
 
-@pytest.mark.xfail(strict=True, reason="12-class accuracy is about 85%: fcc/bcc/diamond [100], "
-                   "fcc/bcc [111] and fcc[211]/hcp[10-10] project to the same column pattern up "
-                   "to scale, and their lattice-constant ranges overlap")
+@pytest.mark.xfail(
+    strict=True,
+    reason="12-class accuracy is about 85%: fcc/bcc/diamond [100], "
+    "fcc/bcc [111] and fcc[211]/hcp[10-10] project to the same column pattern up "
+    "to scale, and their lattice-constant ranges overlap",
+)
 def test_class_accuracy_97(held_out):
     assert held_out["class_accuracy"] >= 0.97
 
@@ -66,8 +69,11 @@ def test_distortion_accuracy_90(ev, clf):
     assert r["class_accuracy"] >= 0.90
 
 
-@pytest.mark.xfail(strict=True, reason="MC dropout on the last hidden layer only: the mutual "
-                   "information near boundaries is only ~1.5x that inside grains")
+@pytest.mark.xfail(
+    strict=True,
+    reason="MC dropout on the last hidden layer only: the mutual "
+    "information near boundaries is only ~1.5x that inside grains",
+)
 def test_bicrystal_uncertainty_ratio_3(ev, clf):
     r = ev.evaluate_bicrystals(clf, 3, 99)
     assert r["ratio"] >= 3.0

@@ -45,16 +45,27 @@ def reference_render(columns, p, rows, cols):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("proto,zone", [("fcc", (1, 1, 0)), ("hcp", (2, -1, -1, 0)),
-                                        ("diamond", (1, 1, 0))])
+@pytest.mark.parametrize(
+    "proto,zone", [("fcc", (1, 1, 0)), ("hcp", (2, -1, -1, 0)), ("diamond", (1, 1, 0))]
+)
 def test_render_matches_reference(dtype, proto, zone):
     cell = projected_cell(proto, zone)
     cols = column_weights(cell, 3.9, 29)
-    p = haadf_params(cell, 3.9, 23.0, 0.3, origin=(1.3, 2.1), probe=0.4, thermal_sigma=0.0,
-                     background=0.2, drift=(0.01, -0.02))
+    p = haadf_params(
+        cell,
+        3.9,
+        23.0,
+        0.3,
+        origin=(1.3, 2.1),
+        probe=0.4,
+        thermal_sigma=0.0,
+        background=0.2,
+        drift=(0.01, -0.02),
+    )
     rows, ncols = 17, 23  # odd shapes
-    got = RENDER[dtype](cols, np.array([0, len(cols)]), np.zeros(1, np.int64), p[None], rows,
-                        ncols, 7)[0]
+    got = RENDER[dtype](
+        cols, np.array([0, len(cols)]), np.zeros(1, np.int64), p[None], rows, ncols, 7
+    )[0]
     assert got.dtype == dtype
     ref = reference_render(cols, p, rows, ncols)
     tol = 2e-5 if dtype == np.float32 else 1e-9
@@ -66,9 +77,22 @@ def test_batch_mixes_motifs_and_is_thread_independent():
     cols = np.concatenate([c.columns for c in cells])
     offs = np.array([0, *np.cumsum([len(c.columns) for c in cells])], np.int64)
     idx = np.array([2, 0, 1, 2, 0], np.int64)
-    params = np.stack([haadf_params(cells[k], 3.0 + 0.1 * n, 10.0 * n, 0.25, probe=0.35,
-                                    thermal_sigma=0.05, dose=300, read_noise=0.02, jitter=0.03)
-                       for n, k in enumerate(idx)])
+    params = np.stack(
+        [
+            haadf_params(
+                cells[k],
+                3.0 + 0.1 * n,
+                10.0 * n,
+                0.25,
+                probe=0.35,
+                thermal_sigma=0.05,
+                dose=300,
+                read_noise=0.02,
+                jitter=0.03,
+            )
+            for n, k in enumerate(idx)
+        ]
+    )
     a = _core.imaging.render_haadf_f32(cols, offs, idx, params, 32, 32, 11)
     with threadpoolctl.threadpool_limits(1, user_api="openmp"):
         b = _core.imaging.render_haadf_f32(cols, offs, idx, params, 32, 32, 11)
@@ -86,13 +110,25 @@ def test_batch_mixes_motifs_and_is_thread_independent():
 
 
 def test_dose_gives_poisson_statistics():
-    img = mc.imaging.simulate_haadf("fcc", (1, 0, 0), 4.0, shape=(64, 64), pixel_size=0.2,
-                                    thermal_sigma=0.0, seed=1)
+    img = mc.imaging.simulate_haadf(
+        "fcc", (1, 0, 0), 4.0, shape=(64, 64), pixel_size=0.2, thermal_sigma=0.0, seed=1
+    )
     n = 120
-    stack = np.stack([mc.imaging.simulate_haadf("fcc", (1, 0, 0), 4.0, shape=(64, 64),
-                                                pixel_size=0.2, dose=dose, thermal_sigma=0.0,
-                                                seed=s)
-                      for s, dose in enumerate([20.0] * n)])
+    stack = np.stack(
+        [
+            mc.imaging.simulate_haadf(
+                "fcc",
+                (1, 0, 0),
+                4.0,
+                shape=(64, 64),
+                pixel_size=0.2,
+                dose=dose,
+                thermal_sigma=0.0,
+                seed=s,
+            )
+            for s, dose in enumerate([20.0] * n)
+        ]
+    )
     np.testing.assert_allclose(stack.mean(0), img, atol=5 * np.sqrt(img.max() / 20 / n) + 1e-3)
     var = stack.var(0) * 20.0  # counts variance / dose = mean intensity for Poisson
     assert abs(var.mean() / img.mean() - 1.0) < 0.05
@@ -109,22 +145,35 @@ def test_scan_jitter_shifts_lines():
     shifts = []
     xs = np.arange(96) * 0.15
     for r in range(10, 86, 5):
-        best = min(np.linspace(-1.2, 1.2, 241),
-                   key=lambda d: np.sum((np.interp(xs + d, xs, clean[r]) - jit[r])[10:-10] ** 2))
+        best = min(
+            np.linspace(-1.2, 1.2, 241),
+            key=lambda d: np.sum((np.interp(xs + d, xs, clean[r]) - jit[r])[10:-10] ** 2),
+        )
         shifts.append(best)
     assert 0.15 < np.std(shifts) < 0.5
 
 
 def test_projected_cells():
     # nearest column spacing (lattice constant 1) and symmetry orders
-    expect = {("fcc", (1, 0, 0)): (0.5, 4), ("fcc", (1, 1, 1)): (1 / np.sqrt(6), 6),
-              ("bcc", (1, 0, 0)): (1 / np.sqrt(2), 4), ("bcc", (1, 1, 1)): (np.sqrt(2 / 3), 6),
-              ("hcp", (0, 0, 0, 1)): (1 / np.sqrt(3), 6), ("diamond", (1, 1, 0)): (0.25, 2),
-              ("fcc", (1, 1, 0)): (np.sqrt(2) / 4 * np.sqrt(1 + 2), 2)}
+    expect = {
+        ("fcc", (1, 0, 0)): (0.5, 4),
+        ("fcc", (1, 1, 1)): (1 / np.sqrt(6), 6),
+        ("bcc", (1, 0, 0)): (1 / np.sqrt(2), 4),
+        ("bcc", (1, 1, 1)): (np.sqrt(2 / 3), 6),
+        ("hcp", (0, 0, 0, 1)): (1 / np.sqrt(3), 6),
+        ("diamond", (1, 1, 0)): (0.25, 2),
+        ("fcc", (1, 1, 0)): (np.sqrt(2) / 4 * np.sqrt(1 + 2), 2),
+    }
     for (p, z), (d, n) in expect.items():
         c = projected_cell(p, z)
-        pts = np.array([(i + fx) * c.a1 + (j + fy) * c.a2 for i in range(-3, 4)
-                        for j in range(-3, 4) for fx, fy, _ in c.columns])
+        pts = np.array(
+            [
+                (i + fx) * c.a1 + (j + fy) * c.a2
+                for i in range(-3, 4)
+                for j in range(-3, 4)
+                for fx, fy, _ in c.columns
+            ]
+        )
         dist = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
         nn = dist[dist > 1e-9].min()
         assert nn == pytest.approx(d, rel=1e-9), (p, z)
@@ -143,10 +192,10 @@ def test_zone_axis_forms():
     assert normalize_zone_axis("hcp", (2, 1, 0)) == (1, 0, -1, 0)
     assert normalize_zone_axis("hcp", (0, 0, 1)) == (0, 0, 0, 1)
     assert normalize_zone_axis("fcc", (2, 2, 0)) == (1, 1, 0)
-    a = mc.imaging.simulate_haadf("hcp", (1, 0, 0), 3.2, shape=(40, 40), seed=0,
-                                  thermal_sigma=0.0)
-    b = mc.imaging.simulate_haadf("hcp", (2, -1, -1, 0), 3.2, shape=(40, 40), seed=0,
-                                  thermal_sigma=0.0)
+    a = mc.imaging.simulate_haadf("hcp", (1, 0, 0), 3.2, shape=(40, 40), seed=0, thermal_sigma=0.0)
+    b = mc.imaging.simulate_haadf(
+        "hcp", (2, -1, -1, 0), 3.2, shape=(40, 40), seed=0, thermal_sigma=0.0
+    )
     np.testing.assert_array_equal(a, b)
 
 
@@ -155,19 +204,22 @@ def test_probe_sigma():
     assert probe_sigma(300, 25, 0) == pytest.approx(0.51 * 0.019687 / 0.025 / 2.35482, rel=1e-3)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(prototype="sc"), "prototype"),
-    (dict(zone_axis=(1, 0)), "zone_axis"),
-    (dict(zone_axis=(0, 0, 0)), "zone_axis"),
-    (dict(prototype="hcp", zone_axis=(1, 1, 1, 0)), "U \\+ V \\+ T"),
-    (dict(lattice_constant=float("nan")), "lattice_constant"),
-    (dict(lattice_constant=-1.0), "lattice_constant"),
-    (dict(pixel_size=0.0), "pixel_size"),
-    (dict(shape=(0, 5)), "shape"),
-    (dict(dose=-3.0), "dose"),
-    (dict(thermal_sigma=float("inf")), "thermal_sigma"),
-    (dict(rotation=float("nan")), "rotation"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(prototype="sc"), "prototype"),
+        (dict(zone_axis=(1, 0)), "zone_axis"),
+        (dict(zone_axis=(0, 0, 0)), "zone_axis"),
+        (dict(prototype="hcp", zone_axis=(1, 1, 1, 0)), "U \\+ V \\+ T"),
+        (dict(lattice_constant=float("nan")), "lattice_constant"),
+        (dict(lattice_constant=-1.0), "lattice_constant"),
+        (dict(pixel_size=0.0), "pixel_size"),
+        (dict(shape=(0, 5)), "shape"),
+        (dict(dose=-3.0), "dose"),
+        (dict(thermal_sigma=float("inf")), "thermal_sigma"),
+        (dict(rotation=float("nan")), "rotation"),
+    ],
+)
 def test_bad_input(kwargs, match):
     args = dict(prototype="fcc", zone_axis=(1, 0, 0), lattice_constant=4.0, shape=(16, 16))
     args.update(kwargs)
@@ -220,8 +272,9 @@ def test_non_contiguous_tables_and_float_dtypes():
     ref = _core.imaging.render_haadf_f64(cols, *args, p[None], 21, 19, 0)
     got = _core.imaging.render_haadf_f64(cols_f, *args, wide[:, ::2], 21, 19, 0)
     np.testing.assert_array_equal(got, ref)
-    got32 = _core.imaging.render_haadf_f32(cols_f.astype(np.float32), *args, wide[:, ::2], 21,
-                                          19, 0)
+    got32 = _core.imaging.render_haadf_f32(
+        cols_f.astype(np.float32), *args, wide[:, ::2], 21, 19, 0
+    )
     np.testing.assert_allclose(got32, ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(wide[0, ::2], p)  # the caller's table is untouched
 

@@ -15,6 +15,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.ndimage
@@ -64,6 +65,41 @@ class CrystalPrediction:
     rotation: float
     uncertainty: float
 
+    def plot(self, ax: Any = None, classes: Any = None) -> Any:
+        """Bar chart of the class probabilities, the predicted class highlighted.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+        classes : sequence of str, optional
+            Class labels (default: ``CrystalClassifier.default().classes``).
+
+        Returns
+        -------
+        matplotlib Axes
+        """
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            _, ax = plt.subplots(figsize=(6, 3))
+        names = list(CrystalClassifier.default().classes if classes is None else classes)
+        p = np.asarray(self.probabilities, dtype=np.float64)
+        if len(names) != p.size:
+            raise ValueError(f"classes must have {p.size} entries, got {len(names)}")
+        best = int(np.argmax(p))
+        colors = ["C1" if i == best else "C0" for i in range(p.size)]
+        ax.bar(np.arange(p.size), p, color=colors)
+        ax.set_xticks(np.arange(p.size))
+        ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("probability")
+        ax.set_title(
+            f"{_label(self.prototype, self.zone_axis)}, a = {self.lattice_constant:.2f} Å, "
+            f"rotation {self.rotation:.1f}°, MI {self.uncertainty:.3f}",
+            fontsize=9,
+        )
+        return ax
+
 
 @dataclass(frozen=True)
 class CrystalMap:
@@ -100,12 +136,56 @@ class CrystalMap:
     window: int
     stride: int
 
+    def plot(self, image: Any = None, fig: Any = None) -> Any:
+        """The class map (with the image when given), the lattice-constant map and the
+        uncertainty (mutual information) map, on the window grid.
+
+        Parameters
+        ----------
+        image : array_like, shape (H, W), optional
+            The classified image, drawn first.
+        fig : matplotlib Figure, optional
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        import matplotlib.pyplot as plt
+
+        panels = 3 if image is None else 4
+        if fig is None:
+            fig = plt.figure(figsize=(4.2 * panels, 4))
+        axes = fig.subplots(1, panels)
+        i = 0
+        if image is not None:
+            axes[0].imshow(np.asarray(image), cmap="gray")
+            axes[0].set_title("image", fontsize=9)
+            i = 1
+        im = axes[i].imshow(
+            self.class_index, cmap="tab20", vmin=0, vmax=max(1, len(self.classes) - 1),
+            interpolation="nearest",
+        )  # fmt: skip
+        present = sorted({int(c) for c in np.unique(self.class_index)})
+        cb = fig.colorbar(im, ax=axes[i], ticks=present)
+        cb.ax.set_yticklabels([self.classes[c] for c in present], fontsize=7)
+        axes[i].set_title("class", fontsize=9)
+        im = axes[i + 1].imshow(self.lattice_constant, cmap="viridis")
+        fig.colorbar(im, ax=axes[i + 1], label="Å")
+        axes[i + 1].set_title("lattice constant", fontsize=9)
+        im = axes[i + 2].imshow(self.uncertainty, cmap="magma")
+        fig.colorbar(im, ax=axes[i + 2], label="nats")
+        axes[i + 2].set_title("uncertainty (mutual information)", fontsize=9)
+        for a in axes:
+            a.set_axis_off()
+        return fig
+
 
 def _check_image(image, pixel_size: float, modality: str) -> tuple[np.ndarray, float]:
     if modality == "cbed":
         raise NotImplementedError(
             "modality='cbed' is not available: the shipped classifier was trained on HAADF "
-            "images only (no CBED simulator or CBED-trained network in this release)")
+            "images only (no CBED simulator or CBED-trained network in this release)"
+        )
     if modality != "haadf":
         raise ValueError(f"modality must be 'haadf' or 'cbed', got {modality!r}")
     img = as_array(image, "image", ndim=2)
@@ -122,13 +202,16 @@ def _check_image(image, pixel_size: float, modality: str) -> tuple[np.ndarray, f
         raise ValueError(
             f"pixel_size={ps} Å is far outside the range the classifier supports "
             f"({lo}-{hi} Å; trained at {MODEL_PIXEL_SIZE} Å with columns 0.9-4.4 Å apart): "
-            "atomic columns would be unresolved or the window would hold under a unit cell")
+            "atomic columns would be unresolved or the window would hold under a unit cell"
+        )
     wlo, whi = PIXEL_SIZE_WARN
     if not wlo <= ps <= whi:
         warnings.warn(
             f"pixel_size={ps} Å is outside {wlo}-{whi} Å: the image is resampled to "
             f"{MODEL_PIXEL_SIZE} Å per pixel and predictions may be unreliable",
-            UserWarning, stacklevel=3)
+            UserWarning,
+            stacklevel=3,
+        )
     return img, ps
 
 
@@ -168,16 +251,20 @@ class CrystalClassifier:
         import onnxruntime as ort
 
         model_path = Path(model_path)
-        metadata_path = (model_path.with_suffix(".json") if metadata_path is None
-                         else Path(metadata_path))
+        metadata_path = (
+            model_path.with_suffix(".json") if metadata_path is None else Path(metadata_path)
+        )
         self.metadata = json.loads(metadata_path.read_text())
         self.classes: tuple[str, ...] = tuple(
-            _label(c["prototype"], tuple(c["zone_axis"])) for c in self.metadata["classes"])
+            _label(c["prototype"], tuple(c["zone_axis"])) for c in self.metadata["classes"]
+        )
         self._protos = [c["prototype"] for c in self.metadata["classes"]]
         self._zones = [tuple(c["zone_axis"]) for c in self.metadata["classes"]]
         self.symmetry_order = np.asarray(self.metadata["symmetry_order"], dtype=np.int64)
-        if (float(self.metadata["pixel_size"]) != MODEL_PIXEL_SIZE
-                or int(self.metadata["window"]) != MODEL_WINDOW):
+        if (
+            float(self.metadata["pixel_size"]) != MODEL_PIXEL_SIZE
+            or int(self.metadata["window"]) != MODEL_WINDOW
+        ):
             raise ValueError(f"{metadata_path}: pixel size/window do not match this matchar")
         kind = self.metadata.get("features", "fft")
         if kind not in ("fft", "polar"):
@@ -186,8 +273,9 @@ class CrystalClassifier:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = get_num_threads()
         opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(model_path), sess_options=opts,
-                                             providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(
+            str(model_path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
 
     @classmethod
     @functools.lru_cache(maxsize=1)
@@ -236,22 +324,26 @@ class CrystalClassifier:
         probs, loga, rot = [], [], []
         threads = get_num_threads()
         for s in range(0, n, batch_size):
-            feat = self._featurize(w[s:s + batch_size], workers=threads)
+            feat = self._featurize(w[s : s + batch_size], workers=threads)
             p, la, r = self._session.run(None, {"features": feat})
             probs.append(p)
             loga.append(la)
             if r.ndim == 2:  # rotation head outside the dropout: one value for all masks
                 r = r[:, None, :]
-            rot.append(np.broadcast_to(r.reshape(r.shape[0], r.shape[1], -1, 2),
-                                       (*p.shape, 2)))
+            rot.append(np.broadcast_to(r.reshape(r.shape[0], r.shape[1], -1, 2), (*p.shape, 2)))
         c = len(self.classes)
         if n == 0:
             t = int(self.metadata["mc_samples"])
-            return {"probs_mc": np.zeros((0, t, c), np.float32),
-                    "log_a": np.zeros((0, t, c), np.float32),
-                    "rot": np.zeros((0, t, c, 2), np.float32)}
-        return {"probs_mc": np.concatenate(probs), "log_a": np.concatenate(loga),
-                "rot": np.concatenate(rot)}
+            return {
+                "probs_mc": np.zeros((0, t, c), np.float32),
+                "log_a": np.zeros((0, t, c), np.float32),
+                "rot": np.zeros((0, t, c, 2), np.float32),
+            }
+        return {
+            "probs_mc": np.concatenate(probs),
+            "log_a": np.concatenate(loga),
+            "rot": np.concatenate(rot),
+        }
 
     def _summarize(self, out: dict) -> dict:
         pm = out["probs_mc"].astype(np.float64)  # (N, T, C)
@@ -266,8 +358,13 @@ class CrystalClassifier:
         order = self.symmetry_order[k]
         rot = np.degrees(np.arctan2(cs[:, 1], cs[:, 0])) / order
         rot = np.mod(rot, 360.0 / order)
-        return {"class": k, "probabilities": mean, "lattice_constant": a, "rotation": rot,
-                "uncertainty": mi}
+        return {
+            "class": k,
+            "probabilities": mean,
+            "lattice_constant": a,
+            "rotation": rot,
+            "uncertainty": mi,
+        }
 
     # -- public API --------------------------------------------------------------
     def predict(self, image, pixel_size: float, *, modality: str = "haadf") -> CrystalPrediction:
@@ -303,9 +400,13 @@ class CrystalClassifier:
         s = self._summarize(pooled)
         k = int(s["class"][0])
         return CrystalPrediction(
-            prototype=self._protos[k], zone_axis=self._zones[k],
-            probabilities=s["probabilities"][0], lattice_constant=float(s["lattice_constant"][0]),
-            rotation=float(s["rotation"][0]), uncertainty=float(s["uncertainty"][0]))
+            prototype=self._protos[k],
+            zone_axis=self._zones[k],
+            probabilities=s["probabilities"][0],
+            lattice_constant=float(s["lattice_constant"][0]),
+            rotation=float(s["rotation"][0]),
+            uncertainty=float(s["uncertainty"][0]),
+        )
 
     @staticmethod
     def _grid_windows(r: np.ndarray, shape, wm: int, sm: int):
@@ -315,15 +416,23 @@ class CrystalClassifier:
             need = math.ceil(wm * MODEL_PIXEL_SIZE * 10) / 10
             raise ValueError(
                 f"image of shape {tuple(shape)} is smaller than one window ({need} Å = "
-                f"{wm} pixels at {MODEL_PIXEL_SIZE} Å) in at least one direction")
+                f"{wm} pixels at {MODEL_PIXEL_SIZE} Å) in at least one direction"
+            )
         ys = np.arange(0, hm - wm + 1, sm)
         xs = np.arange(0, wmx - wm + 1, sm)
         view = np.lib.stride_tricks.sliding_window_view(r, (wm, wm))
         return view[ys[:, None], xs[None, :]], ys, xs
 
-    def classify_map(self, image, pixel_size: float, window: int | None = None,
-                     stride: int | None = None, *, modality: str = "haadf",
-                     batch_size: int = 2048) -> CrystalMap:
+    def classify_map(
+        self,
+        image,
+        pixel_size: float,
+        window: int | None = None,
+        stride: int | None = None,
+        *,
+        modality: str = "haadf",
+        batch_size: int = 2048,
+    ) -> CrystalMap:
         """Classify every window of a sliding grid (see :func:`classify_map`)."""
         img, ps = _check_image(image, pixel_size, modality)
         fov = MODEL_WINDOW * MODEL_PIXEL_SIZE / ps  # input pixels of one model window
@@ -335,7 +444,8 @@ class CrystalClassifier:
         if not 0.5 * fov - 1 <= window <= fov + 1:
             raise ValueError(
                 f"window={window} pixels must cover {0.5 * fov:.0f}-{fov:.0f} pixels at "
-                f"pixel_size={ps} Å (8-16 Å, the network's field of view is 16 Å)")
+                f"pixel_size={ps} Å (8-16 Å, the network's field of view is 16 Å)"
+            )
         if stride is None:
             stride = max(1, window // 4)
         if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
@@ -343,8 +453,10 @@ class CrystalClassifier:
         stride = int(stride)
         H, W = img.shape
         if H < window or W < window:
-            raise ValueError(f"image of shape {(H, W)} is smaller than one window ({window} "
-                             f"pixels = {window * ps:.1f} Å)")
+            raise ValueError(
+                f"image of shape {(H, W)} is smaller than one window ({window} "
+                f"pixels = {window * ps:.1f} Å)"
+            )
         r = _resample(img, ps)
         scale = ps / MODEL_PIXEL_SIZE
         wm = min(MODEL_WINDOW, round(window * scale))
@@ -377,13 +489,22 @@ class CrystalClassifier:
         zones = np.empty(len(self._zones), dtype=object)
         for i, z in enumerate(self._zones):
             zones[i] = z
-        centers = np.stack(np.meshgrid(rows + (window - 1) / 2, cols + (window - 1) / 2,
-                                       indexing="ij"), axis=-1).astype(np.float64)
+        centers = np.stack(
+            np.meshgrid(rows + (window - 1) / 2, cols + (window - 1) / 2, indexing="ij"), axis=-1
+        ).astype(np.float64)
         return CrystalMap(
-            prototype=protos, zone_axis=zones[k], class_index=k,
-            probabilities=prob.reshape(n_r, n_c, C), lattice_constant=lat.reshape(n_r, n_c),
-            rotation=rot.reshape(n_r, n_c), uncertainty=unc.reshape(n_r, n_c),
-            centers=centers, classes=self.classes, window=window, stride=stride)
+            prototype=protos,
+            zone_axis=zones[k],
+            class_index=k,
+            probabilities=prob.reshape(n_r, n_c, C),
+            lattice_constant=lat.reshape(n_r, n_c),
+            rotation=rot.reshape(n_r, n_c),
+            uncertainty=unc.reshape(n_r, n_c),
+            centers=centers,
+            classes=self.classes,
+            window=window,
+            stride=stride,
+        )
 
 
 def _pad_windows(win: np.ndarray) -> np.ndarray:
@@ -395,13 +516,20 @@ def _pad_windows(win: np.ndarray) -> np.ndarray:
     x *= np.outer(h, h)
     out = np.zeros((n, MODEL_WINDOW, MODEL_WINDOW), np.float32)
     o = (MODEL_WINDOW - wm) // 2
-    out[:, o:o + wm, o:o + wm] = x
+    out[:, o : o + wm, o : o + wm] = x
     return out
 
 
-def classify_map(image, pixel_size: float, window: int | None = None, stride: int | None = None,
-                 *, modality: str = "haadf", classifier: CrystalClassifier | None = None,
-                 batch_size: int = 2048) -> CrystalMap:
+def classify_map(
+    image,
+    pixel_size: float,
+    window: int | None = None,
+    stride: int | None = None,
+    *,
+    modality: str = "haadf",
+    classifier: CrystalClassifier | None = None,
+    batch_size: int = 2048,
+) -> CrystalMap:
     """Sliding-window crystal classification maps with uncertainty.
 
     The image is resampled to the network's 0.25 Å per pixel, cut into windows of
@@ -442,5 +570,6 @@ def classify_map(image, pixel_size: float, window: int | None = None, stride: in
     ((6, 6), 'hcp')
     """
     clf = CrystalClassifier.default() if classifier is None else classifier
-    return clf.classify_map(image, pixel_size, window, stride, modality=modality,
-                            batch_size=batch_size)
+    return clf.classify_map(
+        image, pixel_size, window, stride, modality=modality, batch_size=batch_size
+    )

@@ -38,8 +38,17 @@ class WindowGenerator:
         self.columns = np.concatenate(cols)
         self.offsets = np.concatenate([[0], np.cumsum([len(c) for c in cols])]).astype(np.int64)
 
-    def sample(self, n: int, *, dose=None, distortion=None, classes=None, a=None, rotation=None,
-               thermal=None):
+    def sample(
+        self,
+        n: int,
+        *,
+        dose=None,
+        distortion=None,
+        classes=None,
+        a=None,
+        rotation=None,
+        thermal=None,
+    ):
         """Draw ``n`` windows.
 
         Parameters left as None are drawn at random per window: class uniform over the 12
@@ -77,12 +86,27 @@ class WindowGenerator:
             ps = MODEL_PIXEL_SIZE
             sign = rng.choice([-1.0, 1.0], 2)
             params[i] = haadf_params(
-                self.cells[cls[i]], a[i], rot[i], ps,
-                origin=tuple(rng.uniform(0, 20, 2)), probe=rng.uniform(0.25, 0.45),
-                thermal_sigma=thermal[i], background=rng.uniform(0, 0.4), dose=d[i],
-                read_noise=rng.uniform(0, 0.08), jitter=dist[i] * a[i],
-                drift=(sign[0] * dist[i] * ps, sign[1] * dist[i] * ps))
+                self.cells[cls[i]],
+                a[i],
+                rot[i],
+                ps,
+                origin=tuple(rng.uniform(0, 20, 2)),
+                probe=rng.uniform(0.25, 0.45),
+                thermal_sigma=thermal[i],
+                background=rng.uniform(0, 0.4),
+                dose=d[i],
+                read_noise=rng.uniform(0, 0.08),
+                jitter=dist[i] * a[i],
+                drift=(sign[0] * dist[i] * ps, sign[1] * dist[i] * ps),
+            )
         seed = int(rng.integers(0, 2**63))
-        img = _core.imaging.render_haadf_f32(self.columns, self.offsets, cls.astype(np.int64),
-                                             params, MODEL_WINDOW, MODEL_WINDOW, seed)
+        img = _core.imaging.render_haadf_f32(
+            self.columns,
+            self.offsets,
+            cls.astype(np.int64),
+            params,
+            MODEL_WINDOW,
+            MODEL_WINDOW,
+            seed,
+        )
         return img, cls, a, rot

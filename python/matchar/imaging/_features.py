@@ -41,8 +41,9 @@ def fft_features(windows: np.ndarray, workers: int = 1) -> np.ndarray:
     """
     w = np.asarray(windows, dtype=np.float32)
     if w.ndim != 3 or w.shape[1:] != (MODEL_WINDOW, MODEL_WINDOW):
-        raise ValueError(f"windows must have shape (N, {MODEL_WINDOW}, {MODEL_WINDOW}), "
-                         f"got {w.shape}")
+        raise ValueError(
+            f"windows must have shape (N, {MODEL_WINDOW}, {MODEL_WINDOW}), got {w.shape}"
+        )
     x = w - w.mean(axis=(1, 2), keepdims=True)
     x /= x.std(axis=(1, 2), keepdims=True) + np.float32(1e-6)
     x *= _HANN
@@ -69,8 +70,15 @@ def _polar_matrix() -> tuple[np.ndarray, np.ndarray]:
     x = c + r * np.cos(t)
     y0, x0 = np.floor(y).astype(np.int64), np.floor(x).astype(np.int64)
     fy, fx = y - y0, x - x0
-    idx = np.stack([y0 * MODEL_WINDOW + x0, y0 * MODEL_WINDOW + x0 + 1,
-                    (y0 + 1) * MODEL_WINDOW + x0, (y0 + 1) * MODEL_WINDOW + x0 + 1], -1)
+    idx = np.stack(
+        [
+            y0 * MODEL_WINDOW + x0,
+            y0 * MODEL_WINDOW + x0 + 1,
+            (y0 + 1) * MODEL_WINDOW + x0,
+            (y0 + 1) * MODEL_WINDOW + x0 + 1,
+        ],
+        -1,
+    )
     w = np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], -1)
     return idx.reshape(-1, 4), w.reshape(-1, 4).astype(np.float32)
 

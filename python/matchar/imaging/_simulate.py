@@ -220,8 +220,9 @@ def projected_cell(prototype: str, zone_axis: tuple[int, ...]) -> ProjectedCell:
     return ProjectedCell(b1, b2, columns, _symmetry_order(b1, b2, columns))
 
 
-def probe_sigma(voltage_kv: float = 300.0, convergence_mrad: float = 25.0,
-                source_fwhm: float = 0.7) -> float:
+def probe_sigma(
+    voltage_kv: float = 300.0, convergence_mrad: float = 25.0, source_fwhm: float = 0.7
+) -> float:
     """Gaussian standard deviation (Å) approximating a STEM probe.
 
     The aberration-free probe's Airy intensity has FWHM 0.51 λ / α (λ the relativistic
@@ -280,8 +281,23 @@ def haadf_params(
     a1 = R @ cell.a1 * lattice_constant
     a2 = R @ cell.a2 * lattice_constant
     return np.array(
-        [a1[0], a1[1], a2[0], a2[1], origin[0], origin[1], pixel_size, probe, thermal_sigma,
-         background, 0.0 if dose is None else dose, read_noise, jitter, drift[0], drift[1]],
+        [
+            a1[0],
+            a1[1],
+            a2[0],
+            a2[1],
+            origin[0],
+            origin[1],
+            pixel_size,
+            probe,
+            thermal_sigma,
+            background,
+            0.0 if dose is None else dose,
+            read_noise,
+            jitter,
+            drift[0],
+            drift[1],
+        ],
         dtype=np.float64,
     )
 
@@ -377,8 +393,10 @@ def simulate_haadf(
     """
     zone = normalize_zone_axis(prototype, zone_axis)
     rows, cols = _check_shape(shape)
-    for name, val, lo in (("lattice_constant", lattice_constant, 0.0),
-                          ("pixel_size", pixel_size, 0.0)):
+    for name, val, lo in (
+        ("lattice_constant", lattice_constant, 0.0),
+        ("pixel_size", pixel_size, 0.0),
+    ):
         if not (np.isfinite(val) and val > lo):
             raise ValueError(f"{name} must be a finite number > 0, got {val!r}")
     if not np.isfinite(rotation):
@@ -395,18 +413,36 @@ def simulate_haadf(
     if origin is None:
         origin = (0.5 * (cols - 1) * pixel_size, 0.5 * (rows - 1) * pixel_size)
     params = haadf_params(
-        cell, lattice_constant, rotation, pixel_size, origin=origin,
+        cell,
+        lattice_constant,
+        rotation,
+        pixel_size,
+        origin=origin,
         probe=probe_sigma(voltage_kv, convergence_mrad, source_fwhm),
-        thermal_sigma=thermal_sigma, background=background, dose=dose,
-        read_noise=read_noise, jitter=scan_jitter, drift=drift,
+        thermal_sigma=thermal_sigma,
+        background=background,
+        dose=dose,
+        read_noise=read_noise,
+        jitter=scan_jitter,
+        drift=drift,
     )[None, :]
     columns = column_weights(cell, lattice_constant, int(atomic_number))
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
-    render = (_core.imaging.render_haadf_f32 if np.dtype(dtype) == np.float32
-              else _core.imaging.render_haadf_f64)
-    out = render(columns, np.array([0, len(columns)], dtype=np.int64),
-                 np.zeros(1, dtype=np.int64), params, rows, cols, int(seed) % (1 << 64))
+    render = (
+        _core.imaging.render_haadf_f32
+        if np.dtype(dtype) == np.float32
+        else _core.imaging.render_haadf_f64
+    )
+    out = render(
+        columns,
+        np.array([0, len(columns)], dtype=np.int64),
+        np.zeros(1, dtype=np.int64),
+        params,
+        rows,
+        cols,
+        int(seed) % (1 << 64),
+    )
     return out[0]
 
 
