@@ -22,7 +22,11 @@ namespace {
 
 using detail::RowMat;
 using MatD = Eigen::MatrixXd;
-constexpr int kPowerIter = 2;  // power iterations of the residual range finder
+// Power iterations of the residual range finder: 2 for the first block (nothing else to
+// go on), 1 for later blocks, where the Krylov directions R^T D V0 (below) carry the
+// correction of the known subspace and the random range only has to catch new ones.
+constexpr int kPowerIterFirst = 2;
+constexpr int kPowerIterMerge = 1;
 using VecD = Eigen::VectorXd;
 template <class T>
 using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
@@ -228,12 +232,13 @@ struct StreamingPCA<T>::Impl {
       MatD omega(C, p);
       for (index_t j = 0; j < p; ++j)
         for (index_t i = 0; i < C; ++i) omega(i, j) = normal(rng);
-      // kPowerIter times: Y = R Z, Z = orth(R^T Y), with R = D (I - V0 V0^T) the residual
-      // of the block: Z spans (R^T R)^q omega. q = 2 keeps the flat Poisson-noise tail of
-      // the spectrum (~C directions) from tilting the estimated subspace (q = 1 left
-      // ~3 degrees on a rank-3 test cube, q = 2 ~0.1 degree).
+      // power_iter times: Y = R Z, Z = orth(R^T Y), with R = D (I - V0 V0^T) the residual
+      // of the block: Z spans (R^T R)^q omega. On a first block q = 2 keeps the flat
+      // Poisson-noise tail (~C directions) from tilting the subspace (q = 1 left ~3
+      // degrees on a rank-3 test cube, q = 2 ~0.05 degree).
       MatD Z = std::move(omega);
-      for (int q = 0; q < kPowerIter; ++q) {
+      const int power_iter = L0 > 0 ? kPowerIterMerge : kPowerIterFirst;
+      for (int q = 0; q < power_iter; ++q) {
         const ColMat<T> Zt = Z.cast<T>();
         ColMat<T> Y = rows_times<T>(D, Zt);
         if (L0 > 0) Y.noalias() -= P * (V0t.transpose() * Zt);
