@@ -7,8 +7,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import matchar.cli
+import matchar.io
 
 
 def test_demo_writes_a_self_contained_report(tmp_path):
@@ -122,3 +124,70 @@ def test_rank_command(tmp_path):
     assert (out / "posterior.png").exists()
     missing = ["rank", str(tmp_path / "cands.xyz"), "--experimental", str(tmp_path / "no.csv")]
     assert matchar.cli.main([*missing, "--out", str(out)]) == 2
+
+
+def test_bench_command_prints_ratio_table(tmp_path, capsys):
+    csv = tmp_path / "bench.csv"
+    assert matchar.cli.main(["bench", "--quick", "--repeat", "1", "--out", str(csv)]) == 0
+    text = capsys.readouterr().out
+    assert "scikit-learn mu" in text and "peer / matchar" in text
+    import csv as csv_module
+
+    rows = list(csv_module.reader(csv.read_text().splitlines()))[1:]
+    by_peer = {r[1]: r for r in rows}
+    sk = by_peer["scikit-learn mu"]
+    assert float(sk[2]) > 0 and float(sk[3]) > 0
+    assert abs(float(sk[4]) - float(sk[3]) / float(sk[2])) < 1e-3 * float(sk[4])
+    assert len(rows) >= 5
+    assert matchar.cli.main(["bench", "--quick", "--repeat", "0"]) == 2
+
+
+def test_segment_reads_microscope_formats_and_their_pixel_size(tmp_path):
+    from matchar import datasets
+
+    pytest.importorskip("rsciio")
+    pytest.importorskip("h5py")
+    image, _ = datasets.bicrystal(15.0, shape=(160, 160), dose=50, seed=1)
+    path = matchar.io.save_hspy(
+        tmp_path / "img",
+        image.astype(np.float32),
+        n_signal_axes=2,
+        axes=[
+            {"name": "y", "scale": 0.02, "units": "nm"},
+            {"name": "x", "scale": 0.02, "units": "nm"},
+        ],
+    )
+    img, pixel_size, _ = matchar.io.load_image(path)
+    np.testing.assert_array_equal(img, image.astype(np.float32))
+    assert pixel_size == pytest.approx(0.2)  # 0.02 nm = 0.2 Å
+    out = tmp_path / "seg"
+    assert matchar.cli.main(["segment", str(path), "--out", str(out), "--regions", "2"]) == 0
+    assert np.load(out / "labels.npy").shape == image.shape
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "img.tif", image.astype(np.float32))
+    img, _, _ = matchar.io.load_image(tmp_path / "img.tif")
+    np.testing.assert_array_equal(img, image.astype(np.float32))
+    with pytest.raises(ValueError, match="unsupported image format"):
+        matchar.io.load_image(path.with_suffix(".xyz").touch() or path.with_suffix(".xyz"))
+    assert matchar.cli.main(["segment", str(path.with_suffix(".xyz")), "--out", str(out)]) == 2
+
+
+def test_decompose_writes_hyperspy_signals(tmp_path):
+    pytest.importorskip("rsciio")
+    pytest.importorskip("h5py")
+    from rsciio.hspy import file_reader
+
+    rng = np.random.default_rng(0)
+    cube = rng.poisson(50 * rng.random((12 * 10, 2)) @ rng.random((2, 48))).reshape(12, 10, 48)
+    np.save(tmp_path / "cube.npy", cube.astype(np.uint16))
+    out = tmp_path / "dec"
+    args = ["decompose", str(tmp_path / "cube.npy"), "-k", "2", "--max-iter", "20"]
+    assert matchar.cli.main([*args, "--out", str(out)]) == 0
+    res = np.load(out / "decomposition.npz")
+    maps = file_reader(str(out / "maps.hspy"))[0]
+    comps = file_reader(str(out / "components.hspy"))[0]
+    # HyperSpy layout: navigation (component) first, signal axes (the image) after
+    np.testing.assert_allclose(maps["data"], np.moveaxis(res["maps"], -1, 0))
+    assert [a["navigate"] for a in maps["axes"]] == [True, False, False]
+    np.testing.assert_allclose(comps["data"], res["components"])
+    assert comps["axes"][1]["name"] == "Energy"

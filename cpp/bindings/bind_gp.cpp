@@ -2,6 +2,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <string>
+
 #include "arrays.hpp"
 #include "matchar/gp/kernels.hpp"
 
@@ -32,6 +34,41 @@ py::array_t<T> polynomial_kernel(const py::array& X, const py::object& Y, int ze
   return out;
 }
 
+// 1 / |row| (0 for zero rows; 1 without normalize) of X (n, d); ValueError on NaN/inf.
+template <class T>
+py::array_t<T> kernel_row_scales(const py::array& X, bool normalize, const std::string& name) {
+  const auto xv = matrix_view<T>(X, name.c_str());
+  py::array_t<T> out(xv.rows);
+  T* o = out.mutable_data();
+  py::gil_scoped_release release;
+  matchar::gp::kernel_row_scales<T>(xv, normalize, name.c_str(), o);
+  return out;
+}
+
+// block = (block * row_scale[:, None] * col_scale[None, :]) ** zeta, in place; block is a
+// writeable 2-D array whose rows are contiguous (a row slice of a C-ordered array).
+template <class T>
+void scale_and_power(py::array_t<T> block, const py::array_t<T>& row_scale,
+                     const py::array_t<T>& col_scale, int zeta) {
+  if (block.ndim() != 2) throw py::value_error("block must be 2-D");
+  if (!block.writeable()) throw py::value_error("block must be writeable");
+  const auto rows = static_cast<matchar::index_t>(block.shape(0));
+  const auto cols = static_cast<matchar::index_t>(block.shape(1));
+  if (cols > 1 && block.strides(1) != static_cast<py::ssize_t>(sizeof(T)))
+    throw py::value_error("block rows must be contiguous");
+  const auto ld = rows > 1 ? static_cast<matchar::index_t>(block.strides(0) / sizeof(T)) : cols;
+  if (row_scale.ndim() != 1 || row_scale.shape(0) != rows || col_scale.ndim() != 1 ||
+      col_scale.shape(0) != cols)
+    throw py::value_error("row_scale / col_scale must match the block's shape");
+  if (!(row_scale.flags() & py::array::c_style) || !(col_scale.flags() & py::array::c_style))
+    throw py::value_error("scales must be contiguous");
+  T* b = block.mutable_data();
+  const T* rs = row_scale.data();
+  const T* cs = col_scale.data();
+  py::gil_scoped_release release;
+  matchar::gp::scale_and_power<T>(b, rows, cols, ld, rs, cs, zeta);
+}
+
 }  // namespace
 
 void register_gp(py::module_& m) {
@@ -39,4 +76,12 @@ void register_gp(py::module_& m) {
         py::arg("zeta"), py::arg("normalize"));
   m.def("polynomial_kernel_f64", &polynomial_kernel<double>, py::arg("X"), py::arg("Y"),
         py::arg("zeta"), py::arg("normalize"));
+  m.def("kernel_row_scales_f32", &kernel_row_scales<float>, py::arg("X"), py::arg("normalize"),
+        py::arg("name"));
+  m.def("kernel_row_scales_f64", &kernel_row_scales<double>, py::arg("X"), py::arg("normalize"),
+        py::arg("name"));
+  m.def("scale_and_power_f32", &scale_and_power<float>, py::arg("block").noconvert(),
+        py::arg("row_scale").noconvert(), py::arg("col_scale").noconvert(), py::arg("zeta"));
+  m.def("scale_and_power_f64", &scale_and_power<double>, py::arg("block").noconvert(),
+        py::arg("row_scale").noconvert(), py::arg("col_scale").noconvert(), py::arg("zeta"));
 }

@@ -1,6 +1,9 @@
 // Threads, interruption and build information.
 #include <pybind11/pybind11.h>
 
+#include <cstddef>
+#include <string>
+
 #include "matchar/common.hpp"
 
 namespace py = pybind11;
@@ -18,6 +21,13 @@ void register_runtime(py::module_& m) {
         "Number of OpenMP threads the kernels use (OpenMP's max-threads setting).");
   m.def("set_num_threads", &matchar::set_num_threads, py::arg("n"),
         "Set the number of OpenMP threads the kernels use.");
+  m.def(
+      "check_allocation",
+      [](std::size_t n_elements, std::size_t element_size, const std::string& what) {
+        matchar::check_allocation(n_elements, element_size, what.c_str());
+      },
+      py::arg("n_elements"), py::arg("element_size"), py::arg("what"),
+      "Raise MemoryError if n_elements * element_size bytes cannot fit in this machine.");
   m.def("parallel_team_size", &matchar::parallel_team_size,
         "Threads a kernel's parallel region gets right now (a diagnostic for tests).");
   m.def(

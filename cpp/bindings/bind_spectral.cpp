@@ -159,6 +159,65 @@ py::tuple nmf_update_csr(const std::string& loss, const py::array& data, const p
   });
 }
 
+// (loss, W_new, numerator (K x C float64), colsum (K float64)) of one KL pass without the
+// H update, dense X: the per-chunk statistics that callers reduce over chunks.
+py::tuple nmf_kl_stats(const py::array& X, const py::array& W, const py::array& H,
+                       const std::optional<py::array>& pixel_mask,
+                       const std::optional<py::array>& channel_mask, bool with_loss) {
+  return dispatch_counts(X, [&](auto tx) {
+    using TX = typename decltype(tx)::type;
+    return dispatch_factor(W, [&](auto tf) {
+      using T = typename decltype(tf)::type;
+      const auto xv = matrix_view<TX>(X, "X");
+      const auto wv = matrix_view<T>(W, "W");
+      const auto hv = matrix_view<T>(H, "H");
+      const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
+      auto W_out = new_matrix<T>(wv.rows, wv.cols, "W");
+      auto num = new_matrix<double>(hv.rows, hv.cols, "numerator");
+      py::array_t<double> colsum(hv.rows);
+      T* wo = W_out.mutable_data();
+      double* np_ = num.mutable_data();
+      double* cs = colsum.mutable_data();
+      double value;
+      {
+        py::gil_scoped_release release;
+        value = sp::kl_update_stats<TX, T>(xv, wv, hv, m, with_loss, wo, np_, cs);
+      }
+      return py::tuple(py::make_tuple(value, W_out, num, colsum));
+    });
+  });
+}
+
+// The same for CSR X.
+py::tuple nmf_kl_stats_csr(const py::array& data, const py::array& indices, const py::array& indptr,
+                           index_t n_cols, const py::array& W, const py::array& H,
+                           const std::optional<py::array>& pixel_mask,
+                           const std::optional<py::array>& channel_mask, bool with_loss) {
+  return dispatch_csr(data, indices, [&](auto tx, auto ti) {
+    using TX = typename decltype(tx)::type;
+    using TI = typename decltype(ti)::type;
+    return dispatch_factor(W, [&](auto tf) {
+      using T = typename decltype(tf)::type;
+      const auto wv = matrix_view<T>(W, "W");
+      const auto hv = matrix_view<T>(H, "H");
+      const auto xv = csr_view<TX, TI>(data, indices, indptr, wv.rows, n_cols);
+      const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
+      auto W_out = new_matrix<T>(wv.rows, wv.cols, "W");
+      auto num = new_matrix<double>(hv.rows, hv.cols, "numerator");
+      py::array_t<double> colsum(hv.rows);
+      T* wo = W_out.mutable_data();
+      double* np_ = num.mutable_data();
+      double* cs = colsum.mutable_data();
+      double value;
+      {
+        py::gil_scoped_release release;
+        value = sp::kl_update_stats_csr<TX, TI, T>(xv, wv, hv, m, with_loss, wo, np_, cs);
+      }
+      return py::tuple(py::make_tuple(value, W_out, num, colsum));
+    });
+  });
+}
+
 py::array_t<double> poisson_deviance(const py::array& X, const py::array& W, const py::array& H,
                                      const std::optional<py::array>& pixel_mask,
                                      const std::optional<py::array>& channel_mask) {
@@ -439,6 +498,13 @@ void register_spectral(py::module_& m) {
         py::arg("indptr"), py::arg("n_cols"), py::arg("W"), py::arg("H"),
         py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none(),
         py::arg("update_H") = true, py::arg("with_loss") = true);
+  m.def("nmf_kl_stats", &nmf_kl_stats, py::arg("X"), py::arg("W"), py::arg("H"),
+        py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none(),
+        py::arg("with_loss") = true);
+  m.def("nmf_kl_stats_csr", &nmf_kl_stats_csr, py::arg("data"), py::arg("indices"),
+        py::arg("indptr"), py::arg("n_cols"), py::arg("W"), py::arg("H"),
+        py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none(),
+        py::arg("with_loss") = true);
   m.def("poisson_deviance", &poisson_deviance, py::arg("X"), py::arg("W"), py::arg("H"),
         py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none());
   m.def("poisson_deviance_csr", &poisson_deviance_csr, py::arg("data"), py::arg("indices"),

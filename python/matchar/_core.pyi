@@ -10,10 +10,33 @@ def get_num_threads() -> int: ...
 def set_num_threads(n: int) -> None: ...
 def build_info() -> dict[str, Any]: ...
 def parallel_team_size() -> int: ...
+def check_allocation(n_elements: int, element_size: int, what: str) -> None: ...
 
 class _GPModule:
     """matchar._core.gp (a submodule at run time)."""
 
+    @staticmethod
+    def kernel_row_scales_f32(
+        X: NDArray[np.float32], normalize: bool, name: str
+    ) -> NDArray[np.float32]: ...
+    @staticmethod
+    def kernel_row_scales_f64(
+        X: NDArray[np.float64], normalize: bool, name: str
+    ) -> NDArray[np.float64]: ...
+    @staticmethod
+    def scale_and_power_f32(
+        block: NDArray[np.float32],
+        row_scale: NDArray[np.float32],
+        col_scale: NDArray[np.float32],
+        zeta: int,
+    ) -> None: ...
+    @staticmethod
+    def scale_and_power_f64(
+        block: NDArray[np.float64],
+        row_scale: NDArray[np.float64],
+        col_scale: NDArray[np.float64],
+        zeta: int,
+    ) -> None: ...
     @staticmethod
     def polynomial_kernel_f32(
         X: NDArray[np.float32], Y: NDArray[np.float32] | None, zeta: int, normalize: bool
@@ -203,6 +226,27 @@ class _SpectralModule:
         update_H: bool = True,
         with_loss: bool = True,
     ) -> tuple[float, NDArray[np.floating], NDArray[np.floating] | None]: ...
+    @staticmethod
+    def nmf_kl_stats(
+        X: NDArray[Any],
+        W: NDArray[np.floating],
+        H: NDArray[np.floating],
+        pixel_mask: NDArray[np.uint8] | None = None,
+        channel_mask: NDArray[np.uint8] | None = None,
+        with_loss: bool = True,
+    ) -> tuple[float, NDArray[np.floating], NDArray[np.float64], NDArray[np.float64]]: ...
+    @staticmethod
+    def nmf_kl_stats_csr(
+        data: NDArray[np.floating],
+        indices: NDArray[np.integer],
+        indptr: NDArray[np.integer],
+        n_cols: int,
+        W: NDArray[np.floating],
+        H: NDArray[np.floating],
+        pixel_mask: NDArray[np.uint8] | None = None,
+        channel_mask: NDArray[np.uint8] | None = None,
+        with_loss: bool = True,
+    ) -> tuple[float, NDArray[np.floating], NDArray[np.float64], NDArray[np.float64]]: ...
     @staticmethod
     def poisson_deviance(
         X: NDArray[Any],

@@ -36,18 +36,13 @@ def _out_dir(args: argparse.Namespace) -> Path:
     return out
 
 
-def _read_image(path: str) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"{path}: no such file")
-    if p.suffix.lower() == ".npy":
-        return np.load(p, allow_pickle=False)
-    if p.suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg"):
-        import matplotlib.image
+def _read_image(path: str) -> tuple[np.ndarray, float | None]:
+    import matchar as mc
 
-        img = np.asarray(matplotlib.image.imread(p))
-        return img if img.ndim == 2 else img[..., :3].mean(axis=-1)
-    raise ValueError(f"{path}: unsupported image format {p.suffix!r} (use .npy, .png or .tif)")
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such file")
+    image, pixel_size, _ = mc.io.load_image(path)
+    return image, pixel_size
 
 
 def _decompose(args: argparse.Namespace) -> int:
@@ -59,10 +54,13 @@ def _decompose(args: argparse.Namespace) -> int:
     import matchar as mc
 
     _threads(args)
+    if not Path(args.file).is_file():
+        raise ValueError(f"{args.file}: no such file")
+    energy, meta = None, {}
     if Path(args.file).suffix.lower() == ".npy":
         cube = np.load(args.file, allow_pickle=False)
     else:
-        cube, _, _ = mc.io.load_spectrum_image(args.file)
+        cube, energy, meta = mc.io.load_spectrum_image(args.file)
     nmf = mc.spectral.NMF(
         args.components, loss=args.loss, max_iter=args.max_iter, random_state=0, progress=True
     )
@@ -76,19 +74,54 @@ def _decompose(args: argparse.Namespace) -> int:
         loss_history=np.asarray(nmf.loss_history_),
     )
     k = args.components
-    fig, ax = plt.subplots(2, k, figsize=(2.5 * k, 5), squeeze=False)
-    for i in range(k):
-        if maps.ndim == 3:
-            ax[0, i].imshow(maps[..., i], cmap="viridis")
-        else:
-            ax[0, i].plot(maps[:, i])
-        ax[0, i].set_title(f"component {i}")
-        ax[0, i].set_axis_off()
-        ax[1, i].plot(nmf.components_[i], lw=0.8)
-    fig.tight_layout()
+    axis = None if energy is None else (meta["energy_offset"], meta["energy_scale"])
+    fig = nmf.plot(maps, energy=axis)
     fig.savefig(out / "decomposition.png", dpi=100)
+    plt.close(fig)
+    written = _save_decomposition_hspy(out, maps, nmf.components_, meta)
+    if written:
+        print("HyperSpy signals: " + ", ".join(str(p) for p in written))
     print(f"{k} components after {nmf.n_iter_} iterations -> {out / 'decomposition.npz'}")
     return 0
+
+
+def _save_decomposition_hspy(out: Path, maps: np.ndarray, components: np.ndarray, meta: dict):
+    """maps.hspy and components.hspy when rosettasciio and h5py are installed, else []."""
+    import importlib.util
+
+    import matchar as mc
+
+    if importlib.util.find_spec("rsciio") is None or importlib.util.find_spec("h5py") is None:
+        return []
+    nav = meta.get("navigation_axes") or []
+    nav_axes = (
+        [dict(a) for a in nav]
+        if len(nav) == maps.ndim - 1
+        else [{"name": f"nav{i}"} for i in range(maps.ndim - 1)]
+    )
+    energy = {
+        "name": "Energy",
+        "scale": meta.get("energy_scale", 1.0),
+        "offset": meta.get("energy_offset", 0.0),
+        "units": meta.get("energy_units") or "",
+    }
+    k = components.shape[0]
+    return [
+        mc.io.save_hspy(
+            out / "maps.hspy",
+            np.moveaxis(maps, -1, 0),
+            n_signal_axes=maps.ndim - 1,
+            axes=[{"name": "component", "size": k}, *nav_axes],
+            title="NMF abundance maps",
+        ),
+        mc.io.save_hspy(
+            out / "components.hspy",
+            components,
+            axes=[{"name": "component"}, energy],
+            title="NMF components",
+            signal_type=meta.get("signal_type") or "",
+        ),
+    ]
 
 
 def _segment(args: argparse.Namespace) -> int:
@@ -100,14 +133,13 @@ def _segment(args: argparse.Namespace) -> int:
     import matchar as mc
 
     _threads(args)
-    image = _read_image(args.image)
-    seg = mc.imaging.segment(image, n_regions=args.regions, pixel_size=args.pixel_size)
+    image, file_pixel_size = _read_image(args.image)
+    pixel_size = args.pixel_size if args.pixel_size is not None else file_pixel_size
+    seg = mc.imaging.segment(image, n_regions=args.regions, pixel_size=pixel_size)
     out = _out_dir(args)
     np.save(out / "labels.npy", seg.labels)
     fig, ax = plt.subplots(figsize=(6, 6))
-    ax.imshow(image, cmap="gray")
-    ax.imshow(seg.labels, cmap="tab10", alpha=0.35, vmin=0, vmax=9)
-    ax.set_axis_off()
+    seg.plot(image, ax=ax)
     fig.savefig(out / "segmentation.png", dpi=100, bbox_inches="tight")
     print(f"{seg.n_regions} regions -> {out / 'labels.npy'}")
     return 0
@@ -190,6 +222,37 @@ def _rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from ._bench import format_table, run_bench
+
+    _threads(args)
+    import matchar as mc
+
+    print(f"matchar {mc.__version__} bench, {mc.get_num_threads()} thread(s)", flush=True)
+    rows = run_bench(quick=args.quick, repeat=args.repeat)
+    print(format_table(rows))
+    if args.out is not None:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        import csv
+
+        with out.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["case", "peer", "matchar_s", "peer_s", "speedup"])
+            for r in rows:
+                writer.writerow(
+                    [
+                        r.case,
+                        r.peer,
+                        f"{r.matchar_s:.6g}",
+                        "" if r.peer_s is None else f"{r.peer_s:.6g}",
+                        "" if r.speedup is None else f"{r.speedup:.4g}",
+                    ]
+                )
+        print(f"table written to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``matchar`` command (one sub-command per job)."""
     parser = argparse.ArgumentParser(
@@ -214,10 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
     common(dec, "matchar-decompose")
     dec.set_defaults(func=_decompose)
 
-    seg = sub.add_parser("segment", help="segment a STEM image (.npy, .png, .tif)")
+    seg = sub.add_parser(
+        "segment", help="segment a STEM image (.npy, .png, .tif, .dm3/.dm4, .emd, .hspy)"
+    )
     seg.add_argument("image")
     seg.add_argument("--regions", type=int, default=None, help="number of regions (auto)")
-    seg.add_argument("--pixel-size", type=float, default=None, help="Å per pixel")
+    seg.add_argument(
+        "--pixel-size", type=float, default=None, help="Å per pixel (default: from the file)"
+    )
     common(seg, "matchar-segment")
     seg.set_defaults(func=_segment)
 
@@ -244,6 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--assignment", choices=["marginalize", "given"], default="marginalize")
     common(rk, "matchar-rank")
     rk.set_defaults(func=_rank)
+
+    be = sub.add_parser("bench", help="time matchar against the installed peers, print ratios")
+    be.add_argument("--quick", action="store_true", help="small problems (a few seconds)")
+    be.add_argument("--repeat", type=int, default=3, help="timed runs per implementation")
+    be.add_argument("--out", default=None, help="also write the table as CSV to this file")
+    be.add_argument("--threads", type=int, default=None, help="number of threads")
+    be.set_defaults(func=_bench)
     return parser
 
 
@@ -261,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args))
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, ImportError) as err:
         print(f"matchar {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

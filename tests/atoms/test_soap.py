@@ -168,6 +168,35 @@ def test_featomic_spherical_expansion_regression(shared_data, exact_radial):
     assert_matches_reference(C.reshape(len(frame), -1), ref, rel=1e-9)
 
 
+def test_featomic_expansion_residual_is_featomics_own(shared_data):
+    """Where matchar and featomic's stored expansion differ by more than 1e-8 relative
+    (entries below ~1% of the largest), an independent SciPy evaluation of the same
+    convention sides with matchar: the residual is featomic's 1F1 noise (~1e-10 of the
+    scale), not a convention difference."""
+    frame, kw, ref = load_featomic(shared_data, "spherical-expansion")
+    C = mc.atoms.SOAP(**kw, exact_radial=True).spherical_expansion([frame]).reshape(len(frame), -1)
+    R = ref_expansion(
+        list(frame.numbers),
+        frame.positions,
+        kw["species"],
+        kw["cutoff"],
+        kw["max_radial"],
+        kw["max_angular"],
+        kw["atomic_width"],
+        kw["smoothing"],
+    ).reshape(len(frame), -1)
+    scale = np.abs(R).max()
+    big = np.abs(R) > 1e-3 * scale
+
+    def rel(a, b, mask):
+        return (np.abs(a - b)[mask] / np.abs(b[mask])).max()
+
+    assert rel(C, R, big) < 1e-10  # matchar vs SciPy, elementwise
+    assert rel(C, ref, np.abs(ref) > 1e-2 * scale) < 1e-8  # vs featomic where it is accurate
+    # featomic vs SciPy shows the same residual as featomic vs matchar
+    np.testing.assert_allclose(ref - R, ref - C, rtol=0, atol=1e-12 * scale)
+
+
 def test_featomic_power_spectrum_float32(shared_data):
     frame, kw, ref = load_featomic(shared_data, "soap-power-spectrum")
     X = mc.atoms.SOAP(**kw, dtype=np.float32).compute([frame])

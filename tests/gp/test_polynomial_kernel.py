@@ -177,3 +177,76 @@ def test_huge_output_raises_memory_error_before_allocating():
     X = np.broadcast_to(np.ones((1, 2)), (2**31, 2))
     with pytest.raises(MemoryError, match="polynomial_kernel output"):
         mc.gp.polynomial_kernel(X, X)
+
+
+# ----------------------------------------------------------------------------------------
+# The BLAS route of rectangular kernels (NumPy's GEMM + the C++ row scales and epilogue)
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def blas_route(monkeypatch):
+    import matchar.gp._kernels as kern
+
+    monkeypatch.setattr(kern, "_BLAS_MIN_WORK", 0)
+    monkeypatch.setattr(kern, "_BLAS_BLOCK_BYTES", 4096)  # several blocks even when small
+    return kern
+
+
+def _numpy_kernel(X, Y, zeta, normalize):
+    X = np.asarray(X, np.float64)
+    Y = np.asarray(Y, np.float64)
+    if normalize:
+        nx = np.linalg.norm(X, axis=1, keepdims=True)
+        ny = np.linalg.norm(Y, axis=1, keepdims=True)
+        X = np.divide(X, nx, out=np.zeros_like(X), where=nx > 0)
+        Y = np.divide(Y, ny, out=np.zeros_like(Y), where=ny > 0)
+    return (X @ Y.T) ** zeta
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("zeta", [1, 2, 3])
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("layout", ["C", "F", "sliced"])
+def test_blas_route_matches_numpy_and_the_fused_kernel(blas_route, dtype, zeta, normalize, layout):
+    rng = np.random.default_rng(zeta)
+    X = rng.standard_normal((37, 23)).astype(dtype)
+    Y = rng.standard_normal((29, 23)).astype(dtype)
+    X[5] = 0.0  # a zero row: kernel 0, not NaN
+    if layout == "F":
+        X, Y = np.asfortranarray(X), np.asfortranarray(Y)
+    elif layout == "sliced":
+        X = np.repeat(X, 2, axis=1)[:, ::2]
+        Y = np.repeat(Y, 2, axis=0)[::2]
+    X_before = X.copy()
+    K = mc.gp.polynomial_kernel(X, Y, zeta=zeta, normalize=normalize)
+    assert K.dtype == dtype and K.shape == (37, 29) and K.flags.c_contiguous
+    tol = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(K, _numpy_kernel(X, Y, zeta, normalize), **tol)
+    fused = blas_route._kernel_fn(np.dtype(dtype))(X, Y, zeta, normalize)
+    np.testing.assert_allclose(K, fused, **tol)
+    assert np.all(K[5] == 0)
+    np.testing.assert_array_equal(X, X_before)
+
+
+@pytest.mark.parametrize("which", ["X", "Y"])
+def test_blas_route_rejects_non_finite_naming_argument(blas_route, which):
+    X = np.ones((8, 5))
+    Y = np.ones((6, 5))
+    (X if which == "X" else Y)[2, 3] = np.nan
+    with pytest.raises(ValueError, match=rf"\b{which}\b.*NaN or infinite"):
+        mc.gp.polynomial_kernel(X, Y)
+    Z = np.full((4, 5), 1e200)
+    with pytest.raises(ValueError, match="overflows"):
+        mc.gp.polynomial_kernel(Z, Y[:, :5] * 0 + 1)
+
+
+def test_blas_route_is_taken_for_large_products(monkeypatch):
+    import matchar.gp._kernels as kern
+
+    calls = []
+    monkeypatch.setattr(kern, "_blas_kernel", lambda *a: calls.append(a) or np.zeros((1, 1)))
+    rng = np.random.default_rng(0)
+    mc.gp.polynomial_kernel(rng.random((300, 300)), rng.random((300, 300)))  # 2.7e7 >= 2**24
+    mc.gp.polynomial_kernel(rng.random((10, 30)), rng.random((10, 30)))
+    assert len(calls) == 1

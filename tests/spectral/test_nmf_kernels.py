@@ -181,3 +181,69 @@ def test_kernel_shape_and_dtype_errors():
         _core.spectral.nmf_update("l1", X, W, H)
     with pytest.raises(ValueError, match="pixel mask"):
         _core.spectral.nmf_update("kl", X, W, H, np.ones(3, np.uint8))
+
+
+def reference_kl_stats(X, W, H, pixel_mask=None):
+    """Maps updated given H, then sum_i w_i (x_i / w_i H) and sum_i w_i over included pixels."""
+    X = np.asarray(X, dtype=np.float64)
+    _, Wn, _ = reference_kl_step(X, W, H, pixel_mask=pixel_mask, update_H=False)
+    pm = np.ones(len(X), bool) if pixel_mask is None else np.asarray(pixel_mask, bool)
+    R = np.where((X > 0) & pm[:, None], X / np.maximum(Wn @ H, np.finfo(np.float32).eps), 0.0)
+    return Wn, Wn.T @ R, Wn[pm].sum(0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 5, 3), (301, 77, 4), (203, 65, 11)])
+def test_kl_stats_match_reference_and_reduce_over_chunks(dtype, sparse, shape):
+    """nmf_kl_stats: per-chunk statistics whose sum over chunks gives nmf_update's H."""
+    rng = np.random.default_rng(7 + sum(shape))
+    X, W, H = problem(rng, *shape)
+    W, H = W.astype(dtype), H.astype(dtype)
+    pm = (rng.random(shape[0]) > 0.2).astype(np.uint8)
+
+    def stats(Xc, Wc, pmc):
+        if sparse:
+            S = sp.csr_matrix(Xc.astype(np.float64))
+            return _core.spectral.nmf_kl_stats_csr(
+                S.data, S.indices, S.indptr, Xc.shape[1], Wc, H, pixel_mask=pmc
+            )
+        # uint16 counts read through strides (a non-contiguous view)
+        Xs = np.asfortranarray(Xc.astype(np.uint16))
+        return _core.spectral.nmf_kl_stats(Xs, Wc, H, pixel_mask=pmc)
+
+    _, Wn, num, colsum = stats(X, W, pm)
+    Wr, num_r, colsum_r = reference_kl_stats(X, W, H, pixel_mask=pm)
+    assert Wn.dtype == dtype and num.dtype == np.float64 and num.shape == H.shape
+    close(Wn, Wr, dtype)
+    np.testing.assert_allclose(num, num_r, rtol=2e-4 if dtype == np.float32 else 1e-10, atol=1e-8)
+    np.testing.assert_allclose(colsum, colsum_r, rtol=2e-5 if dtype == np.float32 else 1e-12)
+
+    # Summed over two chunks of pixels: the H update and the loss of one whole pass.
+    if shape[0] < 2:
+        return
+    cut = shape[0] // 2
+    parts = [
+        stats(X[s], np.ascontiguousarray(W[s]), pm[s]) for s in (slice(0, cut), slice(cut, None))
+    ]
+    num2 = sum(p[2] for p in parts)
+    colsum2 = sum(p[3] for p in parts)
+    full_loss, W_full, H_full = _core.spectral.nmf_update(
+        "kl", X.astype(np.float64), W, H, pixel_mask=pm
+    )
+    H_chunks = H * (num2 / np.where(colsum2 == 0, np.finfo(np.float32).eps, colsum2)[:, None])
+    H_chunks[H_chunks < np.finfo(np.float64).eps] = 0
+    close(np.vstack([p[1] for p in parts]), W_full, dtype)
+    close(H_chunks, H_full, dtype)
+    np.testing.assert_allclose(
+        sum(p[0] for p in parts), full_loss, rtol=1e-5 if dtype == np.float32 else 1e-10
+    )
+
+
+def test_kl_stats_reject_bad_shapes():
+    rng = np.random.default_rng(0)
+    X, W, H = problem(rng, 10, 6, 2)
+    with pytest.raises(ValueError):
+        _core.spectral.nmf_kl_stats(X.astype(np.float64), W[:5], H)
+    with pytest.raises(ValueError):
+        _core.spectral.nmf_kl_stats(X.astype(np.float64), W, H[:, :4])

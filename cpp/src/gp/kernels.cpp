@@ -176,6 +176,55 @@ void polynomial_kernel(ConstMatrixView<T> X, int zeta, bool normalize, T* out) {
   kernel_blocks(X, X, zeta, normalize, /*symmetric=*/true, out);
 }
 
+template <class T>
+void kernel_row_scales(ConstMatrixView<T> X, bool normalize, const char* name, T* out) {
+  if (out == nullptr) throw InvalidArgument("out must not be null");
+  bool finite = true;
+#pragma omp parallel for schedule(static) num_threads(num_threads()) reduction(&& : finite)
+  for (index_t i = 0; i < X.rows; ++i) {
+    double s = 0.0;
+    for (index_t j = 0; j < X.cols; ++j) {
+      const double v = X(i, j);
+      s += v * v;
+    }
+    finite = finite && std::isfinite(s);  // NaN/inf anywhere in the row makes s NaN/inf
+    out[i] = !normalize ? T(1) : (s > 0.0 ? static_cast<T>(1.0 / std::sqrt(s)) : T(0));
+  }
+  if (!finite) {
+    require_finite(X, name);  // the usual message, naming the argument
+    throw InvalidArgument(std::string(name) + " has rows whose squared norm overflows float64");
+  }
+}
+
+template <class T>
+void scale_and_power(T* block, index_t rows, index_t cols, index_t ld, const T* row_scale,
+                     const T* col_scale, int zeta) {
+  if (zeta < 1) throw InvalidArgument("zeta must be an integer >= 1, got " + std::to_string(zeta));
+  if (ld < cols) throw InvalidArgument("scale_and_power: ld must be >= cols");
+  if (block == nullptr || row_scale == nullptr || col_scale == nullptr)
+    throw InvalidArgument("scale_and_power: null pointer");
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (rows * cols > 32768)
+  for (index_t i = 0; i < rows; ++i) {
+    T* __restrict r = block + i * ld;
+    const T si = row_scale[i];
+    if (zeta == 2) {
+#pragma omp simd
+      for (index_t j = 0; j < cols; ++j) {
+        const T v = r[j] * si * col_scale[j];
+        r[j] = v * v;
+      }
+    } else {
+      for (index_t j = 0; j < cols; ++j) r[j] = integer_power(r[j] * si * col_scale[j], zeta);
+    }
+  }
+}
+
+template void kernel_row_scales<float>(ConstMatrixView<float>, bool, const char*, float*);
+template void kernel_row_scales<double>(ConstMatrixView<double>, bool, const char*, double*);
+template void scale_and_power<float>(float*, index_t, index_t, index_t, const float*, const float*,
+                                     int);
+template void scale_and_power<double>(double*, index_t, index_t, index_t, const double*,
+                                      const double*, int);
 template void polynomial_kernel<float>(ConstMatrixView<float>, ConstMatrixView<float>, int, bool,
                                        float*);
 template void polynomial_kernel<double>(ConstMatrixView<double>, ConstMatrixView<double>, int, bool,

@@ -343,13 +343,14 @@ inline double kl_row_terms(const T* __restrict x, const T* __restrict r, index_t
 // ---------------------------------------------------------------------------
 // KL multiplicative updates, dense X
 // ---------------------------------------------------------------------------
+namespace {
+// kl_update / kl_update_stats: with H_out the H update is applied, with numerator_out
+// and colsum_out the statistics are returned instead (update_H = either).
 template <class TX, class T>
-double kl_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
-                 bool update_H, bool with_loss, T* W_out, T* H_out) {
+double kl_pass(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
+               bool update_H, bool with_loss, T* W_out, T* H_out, double* numerator_out,
+               double* colsum_out) {
   const index_t N = X.rows, C = X.cols, K = W.cols;
-  detail::check_factors(N, C, W.rows, W.cols, H.rows, H.cols);
-  if (W_out == nullptr || (update_H && H_out == nullptr))
-    throw InvalidArgument("output buffers must not be null");
 
   const RowMat<T> Hm = detail::to_matrix(H);
   const T* Hp = Hm.data();
@@ -418,7 +419,11 @@ double kl_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T>
   if (update_H) {
     std::vector<double> wsum(K);
     for (index_t k = 0; k < K; ++k) wsum[k] = wsum_new.sum(k);
-    finish_kl_h(H, acc, wsum, H_out);
+    if (H_out != nullptr) finish_kl_h(H, acc, wsum, H_out);
+    if (numerator_out != nullptr) {
+      for (index_t j = 0; j < K * C; ++j) numerator_out[j] = acc.sum(j);
+      for (index_t k = 0; k < K; ++k) colsum_out[k] = wsum[k];
+    }
   }
   if (!with_loss) return 0.0;
   double loss = 0.0;
@@ -426,17 +431,37 @@ double kl_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T>
   for (index_t k = 0; k < K; ++k) loss += wsum_old.sum(k) * hsum[k];  // sum of W H
   return loss;
 }
+}  // namespace
+
+template <class TX, class T>
+double kl_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
+                 bool update_H, bool with_loss, T* W_out, T* H_out) {
+  detail::check_factors(X.rows, X.cols, W.rows, W.cols, H.rows, H.cols);
+  if (W_out == nullptr || (update_H && H_out == nullptr))
+    throw InvalidArgument("output buffers must not be null");
+  return kl_pass(X, W, H, masks, update_H, with_loss, W_out, update_H ? H_out : nullptr, nullptr,
+                 nullptr);
+}
+
+template <class TX, class T>
+double kl_update_stats(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H,
+                       Masks masks, bool with_loss, T* W_out, double* numerator, double* colsum) {
+  detail::check_factors(X.rows, X.cols, W.rows, W.cols, H.rows, H.cols);
+  if (W_out == nullptr || numerator == nullptr || colsum == nullptr)
+    throw InvalidArgument("output buffers must not be null");
+  return kl_pass(X, W, H, masks, true, with_loss, W_out, static_cast<T*>(nullptr), numerator,
+                 colsum);
+}
 
 // ---------------------------------------------------------------------------
 // KL multiplicative updates, CSR X: work proportional to the non-zero counts
 // ---------------------------------------------------------------------------
+namespace {
 template <class TX, class TI, class T>
-double kl_update_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
-                     bool update_H, bool with_loss, T* W_out, T* H_out) {
+double kl_pass_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
+                   bool update_H, bool with_loss, T* W_out, T* H_out, double* numerator_out,
+                   double* colsum_out) {
   const index_t N = X.rows, C = X.cols, K = W.cols;
-  detail::check_factors(N, C, W.rows, W.cols, H.rows, H.cols);
-  if (W_out == nullptr || (update_H && H_out == nullptr))
-    throw InvalidArgument("output buffers must not be null");
 
   const RowMat<double> Ht = detail::to_matrix<T, double>(H).transpose();  // C x K
   const std::vector<double> hsum = masked_row_sums(H, masks.channels);
@@ -502,20 +527,49 @@ double kl_update_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<T>
   if (update_H) {
     std::vector<double> wsum(K);
     for (index_t k = 0; k < K; ++k) wsum[k] = wsum_new.sum(k);
+    if (H_out != nullptr) {
 #pragma omp parallel for schedule(static) num_threads(nt) if (K * C > 65536)
-    for (index_t c = 0; c < C; ++c)
-      for (index_t k = 0; k < K; ++k) {
-        const double d = wsum[k] == 0.0 ? kEpsilon : wsum[k];
-        T h = static_cast<T>(H(k, c) * (acc.sum(c * K + k) / d));
-        if (h < static_cast<T>(kTiny)) h = T(0);
-        H_out[k * C + c] = h;
-      }
+      for (index_t c = 0; c < C; ++c)
+        for (index_t k = 0; k < K; ++k) {
+          const double d = wsum[k] == 0.0 ? kEpsilon : wsum[k];
+          T h = static_cast<T>(H(k, c) * (acc.sum(c * K + k) / d));
+          if (h < static_cast<T>(kTiny)) h = T(0);
+          H_out[k * C + c] = h;
+        }
+    }
+    if (numerator_out != nullptr) {
+      for (index_t c = 0; c < C; ++c)
+        for (index_t k = 0; k < K; ++k) numerator_out[k * C + c] = acc.sum(c * K + k);
+      for (index_t k = 0; k < K; ++k) colsum_out[k] = wsum[k];
+    }
   }
   if (!with_loss) return 0.0;
   double loss = 0.0;
   for (int t = 0; t < nt; ++t) loss += loss_part[t];
   for (index_t k = 0; k < K; ++k) loss += wsum_old.sum(k) * hsum[k];
   return loss;
+}
+}  // namespace
+
+template <class TX, class TI, class T>
+double kl_update_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
+                     bool update_H, bool with_loss, T* W_out, T* H_out) {
+  detail::check_factors(X.rows, X.cols, W.rows, W.cols, H.rows, H.cols);
+  if (W_out == nullptr || (update_H && H_out == nullptr))
+    throw InvalidArgument("output buffers must not be null");
+  return kl_pass_csr(X, W, H, masks, update_H, with_loss, W_out, update_H ? H_out : nullptr,
+                     nullptr, nullptr);
+}
+
+template <class TX, class TI, class T>
+double kl_update_stats_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<T> H,
+                           Masks masks, bool with_loss, T* W_out, double* numerator,
+                           double* colsum) {
+  detail::check_factors(X.rows, X.cols, W.rows, W.cols, H.rows, H.cols);
+  if (W_out == nullptr || numerator == nullptr || colsum == nullptr)
+    throw InvalidArgument("output buffers must not be null");
+  return kl_pass_csr(X, W, H, masks, true, with_loss, W_out, static_cast<T*>(nullptr), numerator,
+                     colsum);
 }
 
 // ---------------------------------------------------------------------------
@@ -733,16 +787,20 @@ void poisson_deviance_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixVi
 #define MATCHAR_NMF_DENSE(TX, T)                                                                  \
   template double kl_update<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>, ConstMatrixView<T>,   \
                                    Masks, bool, bool, T*, T*);                                    \
+  template double kl_update_stats<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>,                 \
+                                         ConstMatrixView<T>, Masks, bool, T*, double*, double*);  \
   template double hals_update<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>, ConstMatrixView<T>, \
                                      Masks, bool, T*, T*);                                        \
   template void poisson_deviance<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>,                  \
                                         ConstMatrixView<T>, Masks, double*);
-#define MATCHAR_NMF_CSR(TX, TI, T)                                                         \
-  template double kl_update_csr<TX, TI, T>(CsrView<TX, TI>, ConstMatrixView<T>,            \
-                                           ConstMatrixView<T>, Masks, bool, bool, T*, T*); \
-  template double hals_update_csr<TX, TI, T>(CsrView<TX, TI>, ConstMatrixView<T>,          \
-                                             ConstMatrixView<T>, Masks, bool, T*, T*);     \
-  template void poisson_deviance_csr<TX, TI, T>(CsrView<TX, TI>, ConstMatrixView<T>,       \
+#define MATCHAR_NMF_CSR(TX, TI, T)                                                                 \
+  template double kl_update_csr<TX, TI, T>(CsrView<TX, TI>, ConstMatrixView<T>,                    \
+                                           ConstMatrixView<T>, Masks, bool, bool, T*, T*);         \
+  template double kl_update_stats_csr<TX, TI, T>(                                                  \
+      CsrView<TX, TI>, ConstMatrixView<T>, ConstMatrixView<T>, Masks, bool, T*, double*, double*); \
+  template double hals_update_csr<TX, TI, T>(CsrView<TX, TI>, ConstMatrixView<T>,                  \
+                                             ConstMatrixView<T>, Masks, bool, T*, T*);             \
+  template void poisson_deviance_csr<TX, TI, T>(CsrView<TX, TI>, ConstMatrixView<T>,               \
                                                 ConstMatrixView<T>, Masks, double*);
 
 #define MATCHAR_NMF_ALL_X(T)               \

@@ -55,6 +55,53 @@ class Segmentation:
     grid_labels: np.ndarray
     units: str = "px"
 
+    def plot(self, image: ArrayLike | None = None, ax: Any = None, alpha: float = 0.35) -> Any:
+        """The labels over the image (when given), with the region boundaries in black.
+
+        Parameters
+        ----------
+        image : array_like, shape (H, W), optional
+            The segmented image, drawn in grey below the labels.
+        ax : matplotlib Axes, optional
+        alpha : float, default 0.35
+            Opacity of the label colours over the image.
+
+        Returns
+        -------
+        matplotlib Axes
+
+        Example
+        -------
+        >>> import numpy as np, matchar as mc
+        >>> img, truth = mc.datasets.bicrystal(15.0, shape=(128, 128), seed=0)
+        >>> ax = mc.imaging.segment(img, n_regions=2).plot(img)
+        """
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            _, ax = plt.subplots(figsize=(5, 5))
+        if image is not None:
+            img = np.asarray(image)
+            if img.shape != self.labels.shape:
+                raise ValueError(
+                    f"image must have the labels' shape {self.labels.shape}, got {img.shape}"
+                )
+            ax.imshow(img, cmap="gray")
+        cmap = "tab10" if self.n_regions <= 10 else "tab20"
+        ax.imshow(
+            self.labels,
+            cmap=cmap,
+            alpha=alpha if image is not None else 1.0,
+            vmin=0,
+            vmax=max(9 if cmap == "tab10" else 19, self.n_regions - 1),
+            interpolation="nearest",
+        )
+        edge = np.ma.masked_where(~self.boundaries, self.boundaries)
+        ax.imshow(edge, cmap="gray_r", vmin=0, vmax=1, alpha=0.9, interpolation="nearest")
+        ax.set_title(f"{self.n_regions} regions", fontsize=9)
+        ax.set_axis_off()
+        return ax
+
 
 def _upsample_scores(
     scores: np.ndarray, shape: tuple[int, int], origin: tuple[float, float], stride: int

@@ -630,3 +630,37 @@ class NMF(TransformerMixin, BaseEstimator):
                 f"(H, W, {self.n_components_}), got {maps.shape}"
             )
         return maps @ self.components_
+
+    def plot(self, maps: ArrayLike | None = None, energy: Any = None, fig: Any = None) -> Any:
+        """Component spectra (and abundance maps when given) plus the loss history.
+
+        Parameters
+        ----------
+        maps : array_like, shape (N, K) or (H, W, K), optional
+            What :meth:`fit_transform` returned.
+        energy : (offset_keV, scale_keV) or array of shape (C,), optional
+            Energy axis of the spectra (default: channel index).
+        fig : matplotlib Figure, optional
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+
+        Example
+        -------
+        >>> import numpy as np, matchar as mc
+        >>> X = np.random.default_rng(0).poisson(5.0, (8, 8, 40))
+        >>> nmf = mc.spectral.NMF(2, random_state=0, max_iter=20)
+        >>> fig = nmf.plot(nmf.fit_transform(X))
+        """
+        from ._plots import plot_components
+
+        check_is_fitted(self, "components_")
+        fig = plot_components(self.components_, maps, energy, fig=fig)
+        if self.loss_history_.size > 1:
+            inset = fig.add_axes((0.01, 0.01, 0.12, 0.12))
+            inset.semilogy(self.loss_iterations_, self.loss_history_, lw=0.8)
+            inset.set_xticks([])
+            inset.set_yticks([])
+            inset.set_title("loss", fontsize=6)
+        return fig

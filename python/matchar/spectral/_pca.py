@@ -372,3 +372,43 @@ class PCA(TransformerMixin, BaseEstimator):
             unweight_c = np.divide(1.0, c, out=np.zeros_like(c), where=c > 0)
             Xw *= np.sqrt(g)[:, None] * unweight_c[None, :]
         return Xw.reshape(*Z.shape[:-1], -1)
+
+    def plot(
+        self, scores: ArrayLike | None = None, energy: Any = None, n_show: int = 4, fig: Any = None
+    ) -> Any:
+        """Scree plot of the explained variance and the first ``n_show`` components.
+
+        Parameters
+        ----------
+        scores : array_like, shape (N, K) or (H, W, K), optional
+            What :meth:`fit_transform` returned (drawn as maps above the spectra).
+        energy : (offset_keV, scale_keV) or array of shape (C,), optional
+        n_show : int, default 4
+            Components shown (the scree plot shows all K).
+        fig : matplotlib Figure, optional
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+
+        Example
+        -------
+        >>> import numpy as np, matchar as mc
+        >>> X = np.random.default_rng(0).poisson(5.0, (8, 8, 40))
+        >>> fig = mc.spectral.PCA(3, random_state=0).fit(X).plot()
+        """
+        import matplotlib.pyplot as plt
+
+        from ._plots import plot_components, plot_scree
+
+        check_is_fitted(self, "components_")
+        k = int(min(max(1, n_show), self.n_components_))
+        if fig is None:
+            fig = plt.figure(
+                figsize=(2.8 * (k + 1), 4.8 if scores is not None else 2.6), layout="constrained"
+            )
+        left, right = fig.subfigures(1, 2, width_ratios=[1, k])
+        plot_scree(self.explained_variance_ratio_, ax=left.subplots())
+        s = None if scores is None else np.asarray(scores)[..., :k]
+        plot_components(self.components_[:k], s, energy, fig=right)
+        return fig

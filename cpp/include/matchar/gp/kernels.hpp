@@ -29,4 +29,20 @@ void polynomial_kernel(ConstMatrixView<T> X, ConstMatrixView<T> Y, int zeta, boo
 template <class T>
 void polynomial_kernel(ConstMatrixView<T> X, int zeta, bool normalize, T* out);
 
+// The two halves of a polynomial kernel whose product is done elsewhere (e.g. by the
+// BLAS GEMM a caller already has: the Python package uses NumPy's for rectangular
+// kernels), for K = (scale_x[i] scale_y[j] (X Y^T)[i, j]) ** zeta.
+//
+// row_scales: out[i] = 1 / |x_i| (0 for zero rows) when normalize, else 1; X (n, d) any
+// strides, accumulated in double. Throws InvalidArgument naming `name` when X holds NaN
+// or inf (checked in the same pass).
+template <class T>
+void kernel_row_scales(ConstMatrixView<T> X, bool normalize, const char* name, T* out);
+
+// In place on the row-major block (rows x cols, leading dimension ld >= cols):
+// block[i, j] = (block[i, j] * row_scale[i] * col_scale[j]) ** zeta. OpenMP over rows.
+template <class T>
+void scale_and_power(T* block, index_t rows, index_t cols, index_t ld, const T* row_scale,
+                     const T* col_scale, int zeta);
+
 }  // namespace matchar::gp

@@ -57,6 +57,23 @@ template <class TX, class TI, class T>
 double kl_update_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
                      bool update_H, bool with_loss, T* W_out, T* H_out);
 
+// The same pass without the H update, for callers that reduce over several blocks of
+// pixels (Dask chunks, streaming) or update the components their own way (PhysicsNMF,
+// where components = (G W)^T): W_out gets the maps updated given H, and
+//   numerator(k, c) = sum_i W_new(i, k) x_ic / (W_new H)_ic   (K x C, row-major, float64)
+//   colsum(k)       = sum_i W_new(i, k)                          (K, float64)
+// over the included pixels (numerator: all channels). Summed over blocks, they give
+// exactly kl_update's H update: H_new = H * numerator / colsum (floored as there).
+// Returns the KL divergence of the input state over the block (additive over blocks)
+// when with_loss, else 0.
+template <class TX, class T>
+double kl_update_stats(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H,
+                       Masks masks, bool with_loss, T* W_out, double* numerator, double* colsum);
+template <class TX, class TI, class T>
+double kl_update_stats_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<T> H,
+                           Masks masks, bool with_loss, T* W_out, double* numerator,
+                           double* colsum);
+
 // One HALS / cyclic coordinate-descent sweep of the Frobenius loss 0.5 |X - W H|^2
 // (scikit-learn's 'cd' solver without regularisation or shuffling): every column of W in
 // turn, then every row of H, each the exact non-negative minimiser given the others.

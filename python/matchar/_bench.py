@@ -1,0 +1,233 @@
+"""``matchar bench``: matchar against whichever peers are installed, same data, same run.
+
+Each case times matchar and its peer on identical inputs (best of ``repeat`` runs after
+one warm-up) and reports the ratio peer / matchar. The full pytest-benchmark suites live
+in the repository's ``benchmarks/`` folder; this is the installed, self-contained version.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+import matchar as mc
+
+
+@dataclass
+class BenchRow:
+    """One comparison: times in seconds (None when the peer is not installed)."""
+
+    case: str
+    peer: str
+    matchar_s: float
+    peer_s: float | None
+
+    @property
+    def speedup(self) -> float | None:
+        """peer time / matchar time (> 1: matchar is faster)."""
+        return None if self.peer_s is None else self.peer_s / self.matchar_s
+
+
+def _best(fn: Callable[[], object], repeat: int) -> float:
+    fn()  # warm-up (first-touch, thread pools, caches)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _cube(n: int, c: int, k: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    e = np.linspace(0.2, 10.0, c)
+    spectra = np.stack(
+        [
+            0.2 * np.exp(-e / 3)
+            + sum(np.exp(-0.5 * ((e - x) / 0.1) ** 2) for x in rng.uniform(0.5, 9.5, 3))
+            for _ in range(k)
+        ]
+    )
+    spectra /= spectra.sum(1, keepdims=True)
+    return rng.poisson(300.0 * rng.dirichlet(np.full(k, 0.5), n) @ spectra).astype(np.uint16)
+
+
+def _nmf_cases(quick: bool, repeat: int) -> list[BenchRow]:
+    from sklearn.decomposition import NMF as SkNMF
+
+    n, c, k, it = (4096, 256, 4, 10) if quick else (16384, 1024, 4, 50)
+    X16 = _cube(n, c, k)
+    X = X16.astype(np.float32)
+    rng = np.random.default_rng(1)
+    avg = np.sqrt(X.mean() / k)
+    W0 = (avg * rng.random((n, k)) + 1e-3).astype(np.float32)
+    H0 = (avg * rng.random((k, c)) + 1e-3).astype(np.float32)
+    rows = []
+    for loss, kw, name in (
+        ("kl", dict(solver="mu", beta_loss="kullback-leibler"), "mu"),
+        ("frobenius", dict(solver="cd"), "cd"),
+    ):
+
+        def ours(loss=loss):
+            mc.spectral.NMF(
+                k, loss=loss, max_iter=it, tol=0, init=(W0, H0), compute_residual_map=False
+            ).fit(X16)
+
+        def peer(kw=kw):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                SkNMF(k, init="custom", max_iter=it, tol=0, **kw).fit_transform(
+                    X, W=W0.copy(), H=H0.copy()
+                )
+
+        rows.append(
+            BenchRow(
+                f"NMF {loss} {n}x{c} K={k}, {it} it",
+                f"scikit-learn {name}",
+                _best(ours, repeat),
+                _best(peer, repeat),
+            )
+        )
+    return rows
+
+
+def _pca_case(quick: bool, repeat: int) -> list[BenchRow]:
+    from sklearn.decomposition import PCA as SkPCA
+
+    n, c, k = (4096, 256, 8) if quick else (16384, 1024, 8)
+    X16 = _cube(n, c, 4, seed=2)
+
+    def ours():
+        mc.spectral.PCA(k, poisson=False, random_state=0).fit(X16)
+
+    def peer():
+        SkPCA(k, svd_solver="randomized", random_state=0).fit(X16.astype(np.float64))
+
+    return [
+        BenchRow(
+            f"PCA {n}x{c} K={k} (counts)",
+            "scikit-learn randomized",
+            _best(ours, repeat),
+            _best(peer, repeat),
+        )
+    ]
+
+
+def _kernel_case(quick: bool, repeat: int) -> list[BenchRow]:
+    n, m, d = (2000, 500, 1000) if quick else (10000, 2000, 2000)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((n, d))
+    Y = rng.standard_normal((m, d))
+
+    def ours():
+        mc.gp.polynomial_kernel(X, Y, zeta=2)
+
+    def peer():
+        Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+        Yn = Y / np.linalg.norm(Y, axis=1, keepdims=True)
+        (Xn @ Yn.T) ** 2
+
+    return [
+        BenchRow(
+            f"polynomial kernel {n}x{m}, {d} features",
+            "NumPy (BLAS)",
+            _best(ours, repeat),
+            _best(peer, repeat),
+        )
+    ]
+
+
+def _soap_cases(quick: bool, repeat: int) -> list[BenchRow]:
+    from ase.build import bulk
+
+    rng = np.random.default_rng(4)
+    frame = bulk("Si", "diamond", a=5.43, cubic=True).repeat((2, 2, 2) if quick else (3, 3, 3))
+    frame.positions += rng.normal(scale=0.05, size=frame.positions.shape)
+    frames = [frame]
+    rc, nmax, lmax, sig, smooth = 5.0, 8, 6, 0.3, 0.5
+    soap = mc.atoms.SOAP(rc, nmax, lmax, sig, smooth, species=[14])
+    ours_s = _best(lambda: soap.compute(frames), repeat)
+    case = f"SOAP Si {len(frame)} atoms, n=8 l=6"
+    rows = []
+    if _installed("featomic"):
+        import featomic
+
+        calc = featomic.SoapPowerSpectrum(
+            cutoff={"radius": rc, "smoothing": {"type": "ShiftedCosine", "width": smooth}},
+            density={"type": "Gaussian", "width": sig},
+            basis={
+                "type": "TensorProduct",
+                "max_angular": lmax,
+                "radial": {"type": "Gto", "max_radial": nmax - 1},
+            },
+        )
+        rows.append(BenchRow(case, "featomic", ours_s, _best(lambda: calc.compute(frames), repeat)))
+    else:
+        rows.append(BenchRow(case, "featomic", ours_s, None))
+    if _installed("dscribe"):
+        from dscribe.descriptors import SOAP as DSoap
+
+        ds = DSoap(species=[14], r_cut=rc, n_max=nmax, l_max=lmax, sigma=sig, periodic=True)
+        rows.append(
+            BenchRow(case, "dscribe", ours_s, _best(lambda: ds.create(frames, n_jobs=1), repeat))
+        )
+    else:
+        rows.append(BenchRow(case, "dscribe", ours_s, None))
+    return rows
+
+
+def run_bench(quick: bool = False, repeat: int = 3) -> list[BenchRow]:
+    """Time matchar against its peers on built-in synthetic data.
+
+    Parameters
+    ----------
+    quick : bool, default False
+        Small problems (a few seconds in all) instead of the default sizes (a minute or so).
+    repeat : int, default 3
+        Timed runs per implementation (the best is kept), after one warm-up run.
+
+    Returns
+    -------
+    list of BenchRow
+        ``case``, ``peer``, ``matchar_s``, ``peer_s`` (None: peer not installed),
+        ``speedup`` (peer / matchar).
+
+    Example
+    -------
+    >>> from matchar._bench import run_bench, format_table  # doctest: +SKIP
+    >>> print(format_table(run_bench(quick=True)))          # doctest: +SKIP
+    """
+    if repeat < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
+    rows: list[BenchRow] = []
+    for part in (_nmf_cases, _pca_case, _kernel_case, _soap_cases):
+        rows.extend(part(quick, repeat))
+    return rows
+
+
+def format_table(rows: list[BenchRow]) -> str:
+    """The rows as an aligned text table (the ``matchar bench`` output)."""
+    head = ("case", "peer", "matchar (s)", "peer (s)", "peer / matchar")
+    body = [
+        (
+            r.case,
+            r.peer,
+            f"{r.matchar_s:.4f}",
+            "not installed" if r.peer_s is None else f"{r.peer_s:.4f}",
+            "-" if r.speedup is None else f"{r.speedup:.2f}x",
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(len(head))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(line, widths)) for line in [head, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""result.plot() of the decompositions and the segmentation: figures with the right panels."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+
+import matchar as mc
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def cube(seed=0):
+    rng = np.random.default_rng(seed)
+    maps = rng.random((12, 10, 3))
+    spectra = rng.random((3, 50)) * 20
+    return rng.poisson(maps @ spectra).astype(np.uint16)
+
+
+def test_nmf_plot_maps_spectra_and_energy_axis():
+    X = cube()
+    nmf = mc.spectral.NMF(3, random_state=0, max_iter=30, tol=0)
+    maps = nmf.fit_transform(X)
+    fig = nmf.plot(maps, energy=(0.2, 0.01))
+    axes = fig.axes
+    assert len(axes) == 2 * 3 + 1  # maps, spectra, loss inset
+    # the spectra are drawn against the energy axis, the maps as images
+    line = axes[3].get_lines()[0]
+    np.testing.assert_allclose(line.get_xdata(), 0.2 + 0.01 * np.arange(50))
+    np.testing.assert_allclose(line.get_ydata(), nmf.components_[0])
+    assert axes[0].get_images()[0].get_array().shape == (12, 10)
+    # spectra only, and (N, K) maps as profiles
+    assert len(nmf.plot().axes) == 3 + 1
+    assert len(nmf.plot(maps.reshape(-1, 3)).axes[0].get_lines()) == 1
+    with pytest.raises(ValueError, match="maps must have shape"):
+        nmf.plot(maps[..., :2])
+    with pytest.raises(ValueError, match="energy must be"):
+        nmf.plot(energy=np.arange(7))
+
+
+def test_pca_plot_has_scree_and_components():
+    X = cube(1)
+    pca = mc.spectral.PCA(6, random_state=0)
+    scores = pca.fit_transform(X)
+    fig = pca.plot(scores, n_show=2)
+    scree = [ax for ax in fig.axes if ax.get_title() == "scree plot"]
+    assert len(scree) == 1
+    np.testing.assert_allclose(scree[0].get_lines()[0].get_ydata(), pca.explained_variance_ratio_)
+    assert len(fig.axes) == 1 + 2 * 2
+
+
+def test_plot_before_fit_raises():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        mc.spectral.NMF(2).plot()
+    with pytest.raises(NotFittedError):
+        mc.spectral.PCA(2).plot()
+
+
+def test_segmentation_plot():
+    img, _ = mc.datasets.bicrystal(15.0, shape=(96, 96), seed=0)
+    seg = mc.imaging.segment(img, n_regions=2)
+    ax = seg.plot(img)
+    images = ax.get_images()
+    assert len(images) == 3  # image, labels, boundaries
+    np.testing.assert_array_equal(images[1].get_array(), seg.labels)
+    assert ax.get_title() == "2 regions"
+    with pytest.raises(ValueError, match="labels' shape"):
+        seg.plot(img[:10])
