@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "arrays.hpp"
+#include "matchar/spectral/chunk_stats.hpp"
 #include "matchar/spectral/nmf.hpp"
 #include "matchar/spectral/streaming.hpp"
 #include "matchar/spectral/svd.hpp"
@@ -326,6 +327,31 @@ py::tuple weighted_gram_apply(const py::array& X, const std::optional<py::array>
   });
 }
 
+// (sum x^2, X^T W (C x K), W^T W (K x K)) of a block, for Frobenius NMF over chunks.
+py::tuple nmf_frobenius_stats(const py::array& X, const py::array& W,
+                              const std::optional<py::array>& pixel_mask,
+                              const std::optional<py::array>& channel_mask) {
+  return dispatch_counts(X, [&](auto tx) {
+    using TX = typename decltype(tx)::type;
+    return dispatch_factor(W, [&](auto tf) {
+      using T = typename decltype(tf)::type;
+      const auto xv = matrix_view<TX>(X, "X");
+      const auto wv = matrix_view<T>(W, "W");
+      const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
+      auto XtW = new_matrix<double>(xv.cols, wv.cols, "X^T W");
+      auto WtW = new_matrix<double>(wv.cols, wv.cols, "W^T W");
+      double* a = XtW.mutable_data();
+      double* b = WtW.mutable_data();
+      double sumsq;
+      {
+        py::gil_scoped_release release;
+        sumsq = sp::frobenius_stats<TX, T>(xv, wv, m, a, b);
+      }
+      return py::tuple(py::make_tuple(sumsq, XtW, WtW));
+    });
+  });
+}
+
 // Streaming objects: one mutex per object, so that Python threads sharing one object
 // (with the GIL released during updates) take turns instead of racing.
 template <class T>
@@ -489,6 +515,8 @@ void register_streaming(py::module_& m, const char* pca_name, const char* nmf_na
 }  // namespace
 
 void register_spectral(py::module_& m) {
+  m.def("nmf_frobenius_stats", &nmf_frobenius_stats, py::arg("X"), py::arg("W"),
+        py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none());
   register_streaming<float>(m, "StreamingPCA_float32", "OnlineNMF_float32");
   register_streaming<double>(m, "StreamingPCA_float64", "OnlineNMF_float64");
   m.def("nmf_update", &nmf_update, py::arg("loss"), py::arg("X"), py::arg("W"), py::arg("H"),

@@ -286,7 +286,13 @@ class _SpectralModule:
         V: NDArray[np.floating],
         offset: NDArray[np.float64] | None = None,
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
-
+    @staticmethod
+    def nmf_frobenius_stats(
+        X: NDArray[Any],
+        W: NDArray[np.floating],
+        pixel_mask: NDArray[np.uint8] | None = None,
+        channel_mask: NDArray[np.uint8] | None = None,
+    ) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]: ...
     StreamingPCA_float32: type[_StreamingPCA]
     StreamingPCA_float64: type[_StreamingPCA]
     OnlineNMF_float32: type[_OnlineNMF]

@@ -13,6 +13,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _core
+from ._dask import DaskSpectrumMatrix, is_dask_input
 from ._input import SpectrumMatrix, as_mask, as_spectrum_matrix, factor_dtype, unflatten
 from ._svd import randomized_svd
 
@@ -44,6 +45,8 @@ def _sparse_if_mostly_zero(data: SpectrumMatrix) -> SpectrumMatrix:
 
 def _update(data: SpectrumMatrix, loss: str, W, H, pm, cm, update_H: bool, with_loss: bool):
     """One iteration in C++: (loss, W_new, H_new or None)."""
+    if getattr(data, "distributed", False):  # a dask array: chunk tasks + reduction
+        return data.update(loss, W, H, pm, cm, update_H, with_loss)
     X = data.X
     if data.sparse:
         return _core.spectral.nmf_update_csr(
@@ -53,6 +56,8 @@ def _update(data: SpectrumMatrix, loss: str, W, H, pm, cm, update_H: bool, with_
 
 
 def _deviance(data: SpectrumMatrix, W, H, pm=None, cm=None) -> np.ndarray:
+    if getattr(data, "distributed", False):
+        return data.deviance(W, H, pm, cm)
     X = data.X
     if data.sparse:
         return _core.spectral.poisson_deviance_csr(
@@ -62,6 +67,8 @@ def _deviance(data: SpectrumMatrix, W, H, pm=None, cm=None) -> np.ndarray:
 
 
 def _data_mean(data: SpectrumMatrix) -> float:
+    if getattr(data, "distributed", False):
+        return data.data_mean()
     N, C = data.shape
     if data.sparse:
         total = float(data.X.data.sum(dtype=np.float64))
@@ -72,6 +79,8 @@ def _data_mean(data: SpectrumMatrix) -> float:
 
 def _nndsvd(data: SpectrumMatrix, k: int, random_state, dtype, fill: bool):
     """NNDSVD(a) (Boutsidis & Gallopoulos 2008) on a blocked randomized SVD of X."""
+    if getattr(data, "distributed", False):
+        return data.nndsvd(k, random_state, dtype, fill)
     X = data.X
     if data.sparse:
         from sklearn.utils.extmath import randomized_svd as sk_randomized_svd
@@ -352,6 +361,8 @@ class NMF(TransformerMixin, BaseEstimator):
         >>> mc.spectral.NMF(2, random_state=0, max_iter=20).fit_transform(X).shape
         (8, 8, 2)
         """
+        if is_dask_input(X):
+            return self._fit_transform_dask(X, pixel_mask, channel_mask)
         data = as_spectrum_matrix(X, "X")
         N, C = data.shape
         k = self._check_params(N, C)
@@ -366,6 +377,28 @@ class NMF(TransformerMixin, BaseEstimator):
         if self.warm_start:
             self._warm_W = W.copy()
         return unflatten(W, data.nav_shape)
+
+    def _fit_transform_dask(self, X: Any, pixel_mask: Any, channel_mask: Any) -> Any:
+        """fit_transform of a dask array (or lazy HyperSpy signal); maps stay chunked."""
+        data = DaskSpectrumMatrix(X, "X")
+        N, C = data.shape
+        k = self._check_params(N, C)
+        dtype = data.factor_dtype(self.dtype)
+        pm = as_mask(pixel_mask, "pixel_mask", data.nav_shape, N)
+        cm = as_mask(channel_mask, "channel_mask", (C,), C)
+        H_prev = getattr(self, "components_", None)
+        if self.warm_start and H_prev is not None and H_prev.shape == (k, C):
+            H = np.array(H_prev, dtype=dtype, copy=True)
+            W = data.constant_factor(k, float(np.sqrt(max(data.data_mean(), 0.0) / k)), dtype)
+        else:
+            W, H = self._initial_factors(data, k, dtype)
+            if isinstance(W, np.ndarray):
+                W = data.factor_from_array(W)
+        self.__dict__.pop("_online", None)
+        self.__dict__.pop("_online_lost", None)
+        self.__dict__.pop("_warm_W", None)
+        W, H = self._iterate(data, W, H, pm, cm, update_H=True)
+        return data.unflatten(W)
 
     def _warm_factors(self, data: SpectrumMatrix, k: int, dtype: np.dtype):
         """(W, H) from the previous fit when warm_start applies, else None."""
@@ -589,7 +622,8 @@ class NMF(TransformerMixin, BaseEstimator):
         (5, 2)
         """
         check_is_fitted(self, "components_")
-        data = as_spectrum_matrix(X, "X")
+        dask_input = is_dask_input(X)
+        data = DaskSpectrumMatrix(X, "X") if dask_input else as_spectrum_matrix(X, "X")
         N, C = data.shape
         if C != self.n_features_in_:
             raise ValueError(
@@ -598,6 +632,10 @@ class NMF(TransformerMixin, BaseEstimator):
             )
         H = self.components_
         avg = np.sqrt(max(_data_mean(data), 0.0) / self.n_components_)
+        if dask_input:
+            W = data.constant_factor(self.n_components_, float(avg), H.dtype)
+            W, _ = self._iterate(data, W, H, None, None, update_H=False)
+            return data.unflatten(W)
         W = np.full((N, self.n_components_), avg, dtype=H.dtype)
         W, _ = self._iterate(_sparse_if_mostly_zero(data), W, H, None, None, update_H=False)
         return unflatten(W, data.nav_shape)

@@ -12,8 +12,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _core
+from ._dask import DaskSpectrumMatrix, is_dask_input
 from ._input import as_spectrum_matrix, factor_dtype, unflatten
-from ._svd import randomized_svd
+from ._svd import randomized_svd, randomized_svd_gram
 
 
 def _inv_sqrt(v: np.ndarray) -> np.ndarray:
@@ -127,6 +128,8 @@ class PCA(TransformerMixin, BaseEstimator):
         >>> mc.spectral.PCA(2, random_state=0).fit(X).components_.shape
         (2, 30)
         """
+        if is_dask_input(X):
+            return self._fit_dask(X)
         data = as_spectrum_matrix(X, "X", allow_sparse=False)
         X2 = data.X
         N, C = data.shape
@@ -160,6 +163,58 @@ class PCA(TransformerMixin, BaseEstimator):
             n_iter=int(n_iter),
             random_state=self.random_state,
             dtype=dtype,
+        )
+        self.components_ = Vt
+        self.singular_values_ = S
+        self.explained_variance_ = S**2 / (N - 1)
+        self.explained_variance_ratio_ = (
+            self.explained_variance_ / total_var if total_var > 0 else np.zeros(k)
+        )
+        self.mean_ = mean
+        self.image_ = g.reshape(data.nav_shape)
+        self.spectrum_weights_ = c
+        self.n_components_ = k
+        self.n_features_in_ = C
+        self.n_samples_ = N
+        self._dtype = dtype
+        return self
+
+    def _fit_dask(self, X: Any) -> PCA:
+        """fit of a dask array (or lazy HyperSpy signal): the same passes over the chunks."""
+        data = DaskSpectrumMatrix(X, "X")
+        N, C = data.shape
+        k = self.n_components
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= min(N, C):
+            raise ValueError(
+                f"n_components must be an integer in [1, min(n_pixels, n_channels)] = "
+                f"[1, {min(N, C)}], got {k!r}"
+            )
+        if N < 2:
+            raise ValueError(f"X must have at least 2 pixels for PCA, got n_samples={N}")
+        n_iter = self.n_iter
+        if n_iter == "auto":
+            n_iter = 7 if k < 0.1 * min(N, C) else 4
+        if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral) or n_iter < 0:
+            raise ValueError(f"n_iter must be 'auto' or an integer >= 0, got {self.n_iter!r}")
+        dtype = data.factor_dtype(self.dtype)
+        self.__dict__.pop("_stream", None)
+        self.__dict__.pop("_stream_lost", None)
+        g, h, _ = data.weighted_sums()
+        if self.poisson:
+            total = h.sum()
+            r, c = _inv_sqrt(g), _inv_sqrt(h / total if total > 0 else h)
+        else:
+            r, c = np.ones_like(g), np.ones_like(h)
+        col_sums, sumsq = data.weighted_sums(r, c)[1:]
+        mean = col_sums / N if self.center else np.zeros(C)
+        total_var = (sumsq - N * float(mean @ mean)) / (N - 1)
+        S, Vt = randomized_svd_gram(
+            lambda V: data.gram(r, c, V, mean if self.center else None, dtype),
+            (N, C),
+            k,
+            n_oversamples=int(self.n_oversamples),
+            n_iter=int(n_iter),
+            random_state=self.random_state,
         )
         self.components_ = Vt
         self.singular_values_ = S
@@ -318,6 +373,19 @@ class PCA(TransformerMixin, BaseEstimator):
         (4, 2)
         """
         check_is_fitted(self, "components_")
+        if is_dask_input(X):
+            ddata = DaskSpectrumMatrix(X, "X")
+            if ddata.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X has {ddata.shape[1]} features, but PCA is expecting "
+                    f"{self.n_features_in_} features as input (channels)"
+                )
+            g = ddata.weighted_sums()[0]
+            r = _inv_sqrt(g) if self.poisson else np.ones_like(g)
+            V = np.ascontiguousarray(self.components_.T, dtype=self._dtype)
+            offset = np.ascontiguousarray(self.mean_ @ self.components_.T, dtype=np.float64)
+            Y = ddata.project(r, self.spectrum_weights_, V, offset).astype(np.float64)
+            return Y.reshape(*ddata.nav_shape, -1) if len(ddata.nav_shape) > 1 else Y
         data = as_spectrum_matrix(X, "X", allow_sparse=False)
         if data.shape[1] != self.n_features_in_:
             raise ValueError(
