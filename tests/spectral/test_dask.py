@@ -130,3 +130,14 @@ def test_lost_worker_is_recovered_or_fails_clearly(client, cube, tmp_path):
         est.fit(_killer_array(cube, str(tmp_path / "m2"), True))
     assert not hasattr(est, "components_")
     client.wait_for_workers(2, timeout=60)
+
+
+def test_lazy_hyperspy_signal_uses_the_dask_path(client, cube):
+    hs = pytest.importorskip("hyperspy.api")
+    s = hs.signals.Signal1D(cube).as_lazy()
+    s.data = s.data.rechunk((8, 24, 64))
+    kw = dict(init="random", random_state=0, max_iter=4, tol=0, dtype="float64")
+    maps = mc.spectral.NMF(2, **kw).fit_transform(s)
+    ref = mc.spectral.NMF(2, **kw).fit_transform(cube)
+    assert isinstance(maps, da.Array) and maps.shape == (24, 24, 2)
+    np.testing.assert_allclose(maps.compute(), ref, rtol=1e-8, atol=1e-12)
