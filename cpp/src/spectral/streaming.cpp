@@ -158,27 +158,44 @@ struct StreamingPCA<T>::Impl {
     const index_t nb = X.rows;
     check_allocation(static_cast<std::size_t>(nb + 1) * static_cast<std::size_t>(C), sizeof(T),
                      "streaming PCA block");
-    // Pass 1: row weights, per-channel sums (per-thread, reduced in thread order).
+    // Pass 1: row weights, per-channel sums (per-thread, reduced in thread order), and
+    // the row-weighted block r_i x_i into D (T), all on a contiguous copy of each row.
     std::vector<double> r(static_cast<std::size_t>(nb));
     const int nt = std::max(1, num_threads());
     std::vector<MatD> acc(static_cast<std::size_t>(nt));
+    const bool corr = center && n > 0;
+    const index_t nd = nb + (corr ? 1 : 0);
+    RowMat<T> D(nd, C);
     int used = 1;
     for_row_ranges(nb, [&](index_t i0, index_t i1, int t, int team) {
       if (t == 0) used = team;
       acc[t] = MatD::Zero(C, 3);
-      double* a0 = acc[t].col(0).data();
-      double* a1 = acc[t].col(1).data();
-      double* a2 = acc[t].col(2).data();
+      double* __restrict a0 = acc[t].col(0).data();
+      double* __restrict a1 = acc[t].col(1).data();
+      double* __restrict a2 = acc[t].col(2).data();
+      std::vector<double> row(static_cast<std::size_t>(C));
+      double* __restrict xr = row.data();
       for (index_t i = i0; i < i1; ++i) {
+        const TX* src = X.data + i * X.row_stride;
+        if (X.col_stride == 1) {
+#pragma omp simd
+          for (index_t j = 0; j < C; ++j) xr[j] = static_cast<double>(src[j]);
+        } else {
+          for (index_t j = 0; j < C; ++j) xr[j] = static_cast<double>(src[j * X.col_stride]);
+        }
         double g = 0;
-        for (index_t j = 0; j < C; ++j) g += static_cast<double>(X(i, j));
+#pragma omp simd reduction(+ : g)
+        for (index_t j = 0; j < C; ++j) g += xr[j];
         const double ri = poisson ? (g > 0 ? 1.0 / std::sqrt(g) : 0.0) : 1.0;
         r[i] = ri;
+        T* __restrict d = D.data() + i * C;
+#pragma omp simd
         for (index_t j = 0; j < C; ++j) {
-          const double x = static_cast<double>(X(i, j));
+          const double x = xr[j], y = ri * x;
           a0[j] += x;
-          a1[j] += ri * x;
-          a2[j] += ri * ri * x * x;
+          a1[j] += y;
+          a2[j] += y * y;
+          d[j] = static_cast<T>(y);
         }
       }
     });
@@ -203,16 +220,15 @@ struct StreamingPCA<T>::Impl {
       mu_b = c_new.cwiseProduct(sums.col(1)) / static_cast<double>(nb);
       if (n_old > 0) mu_o = c_new.cwiseProduct(s1) / n_old;
     }
-    const bool corr = center && n_old > 0;
-    const index_t nd = nb + (corr ? 1 : 0);
-
     // Pass 2: D = [centred weighted block; mean-correction row] in T.
-    RowMat<T> D(nd, C);
+    const std::vector<T> cT(c_new.data(), c_new.data() + C), muT(mu_b.data(), mu_b.data() + C);
     for_row_ranges(nb, [&](index_t i0, index_t i1, int, int) {
+      const T* __restrict cw = cT.data();
+      const T* __restrict mu = muT.data();
       for (index_t i = i0; i < i1; ++i) {
-        T* d = D.data() + i * C;
-        for (index_t j = 0; j < C; ++j)
-          d[j] = static_cast<T>(static_cast<double>(X(i, j)) * r[i] * c_new[j] - mu_b[j]);
+        T* __restrict d = D.data() + i * C;
+#pragma omp simd
+        for (index_t j = 0; j < C; ++j) d[j] = d[j] * cw[j] - mu[j];
       }
     });
     if (corr) {
@@ -224,9 +240,12 @@ struct StreamingPCA<T>::Impl {
     const index_t L0 = B.rows();
     const MatD V0 = L0 > 0 ? orthonormal(B.transpose()) : MatD(C, 0);
     const ColMat<T> V0t = V0.cast<T>();
-    const ColMat<T> P = rows_times<T>(D, V0t);  // nd x L0
     const index_t p = std::min(L, C - L0);
+    // The products with D run on the widest panels possible: D is read 3 times per block
+    // after the first (D [V0, omega], D^T [Y, P], D Qr).
+    ColMat<T> P(nd, L0);  // D V0
     MatD Qr(C, 0);
+    if (p == 0 && L0 > 0) P = rows_times<T>(D, V0t);
     if (p > 0) {
       std::normal_distribution<double> normal;
       MatD omega(C, p);
@@ -236,13 +255,35 @@ struct StreamingPCA<T>::Impl {
       // of the block: Z spans (R^T R)^q omega. On a first block q = 2 keeps the flat
       // Poisson-noise tail (~C directions) from tilting the subspace (q = 1 left ~3
       // degrees on a rank-3 test cube, q = 2 ~0.05 degree).
-      MatD Z = std::move(omega);
+      // With the random range come R^T D V0, the directions through which the block
+      // tilts the old subspace (the first-order term of the exact merge): a random range
+      // of a flat noise residual would miss most of them.
+      const index_t extra = L0 > 0 ? std::min(L0, C - L0 - p) : 0;
+      MatD Z = std::move(omega), Zk;
       const int power_iter = L0 > 0 ? kPowerIterMerge : kPowerIterFirst;
       for (int q = 0; q < power_iter; ++q) {
         const ColMat<T> Zt = Z.cast<T>();
-        ColMat<T> Y = rows_times<T>(D, Zt);
+        ColMat<T> Y;
+        if (q == 0 && L0 > 0) {
+          ColMat<T> VZ(C, L0 + p);
+          VZ << V0t, Zt;
+          const ColMat<T> DVZ = rows_times<T>(D, VZ);
+          P = DVZ.leftCols(L0);
+          Y = DVZ.rightCols(p);
+        } else {
+          Y = rows_times<T>(D, Zt);
+        }
         if (L0 > 0) Y.noalias() -= P * (V0t.transpose() * Zt);
-        Z = rows_transpose_times<T>(D, Y);
+        if (q == 0 && extra > 0) {
+          ColMat<T> YP(nd, p + L0);
+          YP << Y, P;
+          const MatD DYP = rows_transpose_times<T>(D, YP);
+          Z = DYP.leftCols(p);
+          Zk = DYP.rightCols(L0);
+          Zk.noalias() -= V0 * (P.transpose() * P).template cast<double>();
+        } else {
+          Z = rows_transpose_times<T>(D, Y);
+        }
         if (L0 > 0) Z.noalias() -= V0 * (P.transpose() * Y).template cast<double>();
         Z = orthonormal(Z);
         if (L0 > 0) {
@@ -250,13 +291,7 @@ struct StreamingPCA<T>::Impl {
           Z = orthonormal(Z);
         }
       }
-      // Plus R^T D V0, the directions through which the block tilts the old subspace
-      // (the first-order term of the exact merge): a random range of a flat noise
-      // residual would miss most of them.
-      if (L0 > 0 && L0 + Z.cols() < C) {
-        const index_t extra = std::min(L0, C - L0 - Z.cols());
-        MatD Zk = rows_transpose_times<T>(D, P);
-        Zk.noalias() -= V0 * (P.transpose() * P).template cast<double>();
+      if (extra > 0) {
         MatD both(C, Z.cols() + extra);
         both << Z, Zk.leftCols(extra);
         both.noalias() -= V0 * (V0.transpose() * both);
