@@ -513,7 +513,7 @@ class NMF(TransformerMixin, BaseEstimator):
         return self
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
+        state = dict(super().__getstate__())  # the C++ stream state is not serialised
         if state.pop("_online", None) is not None:
             state["_online_lost"] = True
         return state

@@ -325,7 +325,7 @@ class PCA(TransformerMixin, BaseEstimator):
         return self
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
+        state = dict(super().__getstate__())  # the C++ stream state is not serialised
         if state.pop("_stream", None) is not None:
             state["_stream_lost"] = True
         return state
