@@ -28,6 +28,7 @@ def test_demo_writes_a_self_contained_report(tmp_path):
     assert post["posterior"][post["true_candidate"]] == max(post["posterior"])
     assert summary["jobs"]["soap"]["shape"][0] == 54
     assert len(summary["jobs"]["nmr_shifts"]["shieldings_ppm"]) == 6  # ethanol's H atoms
+    assert summary["jobs"]["edx"]["max_composition_error_at_percent"] < 2.0
 
 
 def test_console_script_help_and_errors(tmp_path):
@@ -121,7 +122,7 @@ def test_rank_command(tmp_path):
     assert matchar.cli.main([*args, "--out", str(out)]) == 0
     table = np.loadtxt(out / "posterior.csv", delimiter=",", skiprows=1)
     assert table.shape == (2, 3) and abs(table[:, 1].sum() - 1) < 1e-5
-    assert (out / "posterior.png").exists()
+    assert (out / "posterior.png").exists() and (out / "similarity.png").exists()
     missing = ["rank", str(tmp_path / "cands.xyz"), "--experimental", str(tmp_path / "no.csv")]
     assert matchar.cli.main([*missing, "--out", str(out)]) == 2
 

@@ -76,3 +76,13 @@ def test_segmentation_plot():
     assert ax.get_title() == "2 regions"
     with pytest.raises(ValueError, match="labels' shape"):
         seg.plot(img[:10])
+
+
+def test_physics_nmf_plot_titles_name_the_elements():
+    model = mc.spectral.EDXModel(["Cu", "Zn"], (0.2, 0.02, 500))
+    X = np.random.default_rng(0).poisson(model.G @ [50, 50, 20, 20] + 1.0, (8, 8, 500))
+    est = mc.spectral.PhysicsNMF(model, 1, max_iter=20).fit(X)
+    fig = est.plot()
+    assert len(fig.axes) == 2
+    assert "Cu" in fig.axes[0].get_title() and "Zn" in fig.axes[0].get_title()
+    np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_xdata(), model.energy)

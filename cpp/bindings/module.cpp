@@ -13,6 +13,7 @@ void register_imaging(py::module_& m);
 void register_atoms(py::module_& m);
 void register_nmr(py::module_& m);
 void register_spectral(py::module_& m);
+void register_spectral_physics(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "matchar's compiled core (C++17/OpenMP). Use the matchar package, not this module.";
@@ -46,4 +47,5 @@ PYBIND11_MODULE(_core, m) {
   register_nmr(nmr);
   auto spectral = m.def_submodule("spectral", "Spectrum-image decomposition kernels");
   register_spectral(spectral);
+  register_spectral_physics(spectral);
 }

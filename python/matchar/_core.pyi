@@ -248,6 +248,35 @@ class _SpectralModule:
         with_loss: bool = True,
     ) -> tuple[float, NDArray[np.floating], NDArray[np.float64], NDArray[np.float64]]: ...
     @staticmethod
+    def physics_kl_pass(
+        X: NDArray[Any],
+        A: NDArray[np.floating],
+        H: NDArray[np.floating],
+        beta: NDArray[np.float64],
+        q: float = 0.0,
+        simplex: bool = False,
+        pixel_mask: NDArray[np.uint8] | None = None,
+        channel_mask: NDArray[np.uint8] | None = None,
+        with_loss: bool = True,
+        n_bisect: int = 60,
+    ) -> tuple[float, NDArray[np.floating], NDArray[np.float64], NDArray[np.float64]]: ...
+    @staticmethod
+    def physics_kl_pass_csr(
+        data: NDArray[np.floating],
+        indices: NDArray[np.integer],
+        indptr: NDArray[np.integer],
+        n_cols: int,
+        A: NDArray[np.floating],
+        H: NDArray[np.floating],
+        beta: NDArray[np.float64],
+        q: float = 0.0,
+        simplex: bool = False,
+        pixel_mask: NDArray[np.uint8] | None = None,
+        channel_mask: NDArray[np.uint8] | None = None,
+        with_loss: bool = True,
+        n_bisect: int = 60,
+    ) -> tuple[float, NDArray[np.floating], NDArray[np.float64], NDArray[np.float64]]: ...
+    @staticmethod
     def poisson_deviance(
         X: NDArray[Any],
         W: NDArray[np.floating],

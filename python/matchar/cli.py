@@ -217,6 +217,13 @@ def _rank(args: argparse.Namespace) -> int:
     res.plot(ax=ax)
     fig.tight_layout()
     fig.savefig(out / "posterior.png", dpi=100)
+    plt.close(fig)
+    if len(frames) >= 2:
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        mc.nmr.candidate_similarity(frames).plot(res.probabilities, ax=ax)
+        fig.tight_layout()
+        fig.savefig(out / "similarity.png", dpi=100)
+        plt.close(fig)
     best = int(np.argmax(res.probabilities))
     print(f"most probable: candidate {best} (p = {res.probabilities[best]:.3f}) -> {out}")
     return 0

@@ -210,3 +210,37 @@ def test_normalize_y_is_scale_invariant():
     mc_, sc = c.predict(X[:20], return_std=True)
     np.testing.assert_allclose(mc_, ma, rtol=1e-9)
     np.testing.assert_allclose(sa, np.std(y) * sc, rtol=1e-9)
+
+
+@pytest.mark.parametrize("normalize_y", [False, True])
+def test_tune_regularizer_matches_refits(normalize_y):
+    """The scan's validation RMSEs equal those of separate fits at each σ."""
+    rng = np.random.default_rng(3)
+    X = rng.random((260, 8))
+    y = 5.0 * (X @ rng.random(8)) ** 2 + rng.normal(scale=0.3, size=260)
+    Xt, yt, Xv, yv = X[:200], y[:200], X[200:], y[200:]
+    grid = [1e-3, 1e-2, 0.1, 1.0]
+    kw = dict(n_sparse=60, random_state=0, normalize_y=normalize_y)
+    gpr = mc.gp.SparseGPR(mc.gp.PolynomialKernel(2), **kw).tune_regularizer(Xt, yt, Xv, yv, grid)
+    for sigma in grid:
+        ref = mc.gp.SparseGPR(mc.gp.PolynomialKernel(2), regularizer=sigma, **kw).fit(Xt, yt)
+        rmse = np.sqrt(np.mean((ref.predict(Xv) - yv) ** 2))
+        assert gpr.regularizer_scores_[sigma] == pytest.approx(rmse, rel=1e-6)
+    best = min(grid, key=lambda s: gpr.regularizer_scores_[s])
+    assert gpr.regularizer == best
+    ref = mc.gp.SparseGPR(mc.gp.PolynomialKernel(2), regularizer=best, **kw).fit(Xt, yt)
+    np.testing.assert_allclose(gpr.predict(Xv), ref.predict(Xv), rtol=1e-10)
+
+
+def test_tune_regularizer_bad_input():
+    rng = np.random.default_rng(0)
+    X, y = rng.random((50, 4)), rng.random(50)
+    gpr = mc.gp.SparseGPR(n_sparse=10)
+    with pytest.raises(ValueError, match="grid"):
+        gpr.tune_regularizer(X, y, X, y, grid=[0.1, -1.0])
+    with pytest.raises(ValueError, match="features"):
+        gpr.tune_regularizer(X, y, X[:, :3], y)
+    yv = y.copy()
+    yv[3] = np.nan
+    with pytest.raises(ValueError, match="y_val"):
+        gpr.tune_regularizer(X, y, X, yv)

@@ -3,7 +3,7 @@ over candidate structures from chemical shifts."""
 
 from __future__ import annotations
 
-from ._pipeline import rank_candidates
+from ._pipeline import CandidateMap, candidate_similarity, rank_candidates
 from ._posterior import NucleusTerms, StructurePosterior, structure_posterior
 from ._shift_model import (
     DEFAULT_SOAP,
@@ -16,10 +16,12 @@ from ._shift_model import (
 
 __all__ = [
     "DEFAULT_SOAP",
+    "CandidateMap",
     "NucleusTerms",
     "ShiftModel",
     "StructurePosterior",
     "available_pretrained",
+    "candidate_similarity",
     "load_chemiscope",
     "rank_candidates",
     "shielding_to_shift",

@@ -1,13 +1,17 @@
 """Hyperspectral (EELS/EDX) decomposition: Poisson NMF and Poisson-weighted PCA.
 
 Spectrum images are (N, C) or (H, W, C) arrays of counts (uint8/16/32 and float32 are
-read in place, ``np.memmap`` included) or ``scipy.sparse`` matrices (NMF). See
-``docs/spectral.md``.
+read in place, ``np.memmap`` included) or ``scipy.sparse`` matrices (NMF).
+``PhysicsNMF`` constrains the components to a physical model (``EDXModel``: X-ray lines
+from xraylib; ``ReferenceModel``: EELS references). See ``docs/spectral.md`` and
+``docs/spectral_physics.md``.
 """
 
 from __future__ import annotations
 
+from ._edx import EDXModel, ReferenceModel
 from ._nmf import NMF
 from ._pca import PCA
+from ._physics_nmf import PhysicsNMF
 
-__all__ = ["NMF", "PCA"]
+__all__ = ["NMF", "PCA", "EDXModel", "PhysicsNMF", "ReferenceModel"]

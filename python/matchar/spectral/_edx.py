@@ -1,0 +1,702 @@
+"""Physical dictionaries for spectrum images: the EDX X-ray model and EELS reference spectra.
+
+``EDXModel`` builds G (C channels x (n_elements + n_background)) from xraylib's atomic
+data; ``ReferenceModel`` takes measured reference spectra plus a power-law background.
+Both are consumed by :class:`matchar.spectral.PhysicsNMF`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.special import erf
+
+# Shells of the K, L and M families and their number of electrons (filled shells).
+_FAMILIES = {"K": ("K",), "L": ("L1", "L2", "L3"), "M": ("M1", "M2", "M3", "M4", "M5")}
+_SHELL_ELECTRONS = {"K": 2, "L1": 2, "L2": 2, "L3": 4, "M1": 2, "M2": 2, "M3": 4, "M4": 4, "M5": 6}
+_LINE_RE = re.compile(r"^(K|L[1-3]|M[1-5])(L[1-3]|M[1-5]|N[1-7]|O[1-7]|P[1-5]|Q[1-3])_LINE$")
+_E_MN_KA_EV = 5898.7  # Mn K-alpha, where detector resolutions are quoted
+_FANO_SLOPE_EV = 2.5  # FWHM^2 = FWHM_Mn^2 + 2.5 eV * (E - E_MnKa) (Fiori & Newbury 1978)
+_MIN_LINE_KEV = 0.1  # lines below are not modelled (beyond xraylib's attenuation tables)
+_MIN_RATE = 1e-3  # radiative rates below are dropped
+#: Default detector: polymer window (0.3 um, C-based) with a 30 nm Al coating, 30 nm Si
+#: dead layer, 450 um Si crystal. Layers are (formula, density g/cm^3, thickness um).
+DEFAULT_WINDOW = (("C8H8", 1.05, 0.3), ("Al", 2.70, 0.03))
+
+
+def _xraylib():
+    try:
+        import xraylib
+    except ImportError as err:  # pragma: no cover - xraylib is a dependency
+        raise ImportError("EDXModel needs xraylib: pip install xraylib") from err
+    return xraylib
+
+
+@functools.cache
+def _shell_lines(Z: int) -> tuple[tuple[str, str, str, float, float, float, float], ...]:
+    """(family, shell, line name, line keV, edge keV, radiative rate, fluorescence yield)."""
+    xl = _xraylib()
+    out = []
+    for name in dir(xl):
+        m = _LINE_RE.match(name)
+        if not m:
+            continue
+        shell = m.group(1)
+        family = shell[0]
+        try:
+            rate = xl.RadRate(Z, getattr(xl, name))
+            energy = xl.LineEnergy(Z, getattr(xl, name))
+            edge = xl.EdgeEnergy(Z, getattr(xl, f"{shell}_SHELL"))
+            omega = xl.FluorYield(Z, getattr(xl, f"{shell}_SHELL"))
+        except ValueError:
+            continue
+        rate, energy, edge, omega = float(rate), float(energy), float(edge), float(omega)
+        if rate < _MIN_RATE or energy < _MIN_LINE_KEV or omega <= 0:
+            continue
+        out.append((family, shell, name[:-5], energy, edge, rate, omega))
+    out.sort(key=lambda t: t[3])
+    return tuple(out)
+
+
+def atomic_number(symbol: str) -> int:
+    """Atomic number of an element symbol ("Fe" -> 26); ValueError for unknown symbols."""
+    if not isinstance(symbol, str):
+        raise ValueError(f"elements: expected element symbols (str), got {symbol!r}")
+    xl = _xraylib()
+    try:
+        return int(xl.SymbolToAtomicNumber(symbol))
+    except ValueError:
+        raise ValueError(f"elements: unknown element {symbol!r} (not a chemical symbol)") from None
+
+
+def ionization_cross_section(edge_keV: float, shell: str, beam_energy_keV: float) -> float:
+    """Relative electron-impact ionisation cross-section of a shell (Bethe form).
+
+    ``Q = n_s ln(U) / (U E_c^2)`` with ``U = E0 / E_c`` the overvoltage, ``E_c`` the edge
+    energy (keV) and ``n_s`` the electrons in the shell (Bethe 1930 with Powell's
+    ``b_s = c_s = 1``); 0 for ``U <= 1``. Only ratios between shells and elements matter
+    in G (one common constant is divided out).
+
+    Example
+    -------
+    >>> round(ionization_cross_section(7.112, "K", 200.0), 6)
+    0.004691
+    """
+    U = beam_energy_keV / edge_keV
+    if U <= 1.0:
+        return 0.0
+    return _SHELL_ELECTRONS[shell] * math.log(U) / (U * edge_keV**2)
+
+
+def detector_efficiency(
+    energy_keV: ArrayLike,
+    window: Sequence[tuple[str, float, float]] = DEFAULT_WINDOW,
+    dead_layer_um: float = 0.03,
+    crystal_um: float = 450.0,
+) -> np.ndarray:
+    """Fraction of X-rays of each energy detected by a Si drift detector.
+
+    ``eff(E) = prod_layers exp(-mu_l(E) rho_l t_l) * exp(-mu_Si rho_Si t_dead)
+    * (1 - exp(-mu_Si rho_Si t_crystal))`` with mass attenuation coefficients
+    ``mu`` (cm^2/g) from xraylib (``CS_Total_CP``). Energies below 0.1 keV get 0.
+
+    Parameters
+    ----------
+    energy_keV : array_like of float
+        Photon energies (keV).
+    window : sequence of (formula, density g/cm^3, thickness um)
+        Window layers (default: 0.3 um polymer + 30 nm Al); ``()`` for windowless.
+    dead_layer_um, crystal_um : float
+        Si dead layer and sensitive thickness (um).
+
+    Returns
+    -------
+    ndarray of float64, same shape as ``energy_keV``, values in [0, 1].
+
+    Example
+    -------
+    >>> eff = detector_efficiency([0.525, 6.4, 30.0])
+    >>> bool(eff[0] < eff[1]) and bool(eff[2] < eff[1])
+    True
+    """
+    xl = _xraylib()
+    E = np.asarray(energy_keV, dtype=np.float64)
+    flat = E.reshape(-1)
+    out = np.zeros(flat.shape)
+    for i, e in enumerate(flat):
+        if not np.isfinite(e) or e < _MIN_LINE_KEV:
+            continue
+        t = 1.0
+        for formula, rho, um in window:
+            t *= math.exp(-xl.CS_Total_CP(formula, float(e)) * rho * um * 1e-4)
+        mu_si = xl.CS_Total(14, float(e)) * 2.33
+        t *= math.exp(-mu_si * dead_layer_um * 1e-4) * (1.0 - math.exp(-mu_si * crystal_um * 1e-4))
+        out[i] = t
+    return out.reshape(E.shape)
+
+
+def fwhm_keV(energy_keV: ArrayLike, resolution_eV: float = 130.0) -> np.ndarray:
+    """Detector peak width: ``FWHM(E)^2 = FWHM_MnKa^2 + 2.5 eV (E - 5898.7 eV)``.
+
+    Example
+    -------
+    >>> float(np.round(fwhm_keV(5.8987), 4))
+    0.13
+    """
+    E = np.asarray(energy_keV, dtype=np.float64) * 1000.0
+    sq = resolution_eV**2 + _FANO_SLOPE_EV * (E - _E_MN_KA_EV)
+    return np.sqrt(np.maximum(sq, 1.0)) / 1000.0
+
+
+def _axis_from_signal(signal: Any) -> tuple[float, float, int, float | None, list[str] | None]:
+    """(offset keV, scale keV, n, beam energy keV or None, elements or None) of an EDS signal."""
+    axis = signal.axes_manager.signal_axes[0]
+    factor = 1e-3 if str(getattr(axis, "units", "keV")).strip() == "eV" else 1.0
+    md = signal.metadata
+    beam = elements = None
+    try:
+        beam = float(md.Acquisition_instrument.TEM.beam_energy)
+    except AttributeError:
+        try:
+            beam = float(md.Acquisition_instrument.SEM.beam_energy)
+        except AttributeError:
+            beam = None
+    try:
+        elements = list(md.Sample.elements)
+    except AttributeError:
+        elements = None
+    return float(axis.offset) * factor, float(axis.scale) * factor, int(axis.size), beam, elements
+
+
+def is_signal(obj: Any) -> bool:
+    """Duck-typed HyperSpy/exspy signal: has ``.data``, ``.axes_manager`` and ``.metadata``."""
+    return all(hasattr(obj, a) for a in ("data", "axes_manager", "metadata"))
+
+
+def parse_energy_axis(energy_axis: Any, name: str = "energy_axis") -> tuple[float, float, int]:
+    """(offset, scale, n) from a 3-tuple or a uniform 1-D array of channel energies (keV)."""
+    if isinstance(energy_axis, tuple) and len(energy_axis) == 3:
+        offset, scale, n = energy_axis
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
+            raise ValueError(f"{name}: the channel count must be an integer >= 2, got {n!r}")
+        offset, scale = float(offset), float(scale)
+        if not (np.isfinite(offset) and np.isfinite(scale)) or scale <= 0:
+            raise ValueError(f"{name}: offset must be finite and scale > 0, got {offset}, {scale}")
+        return offset, scale, int(n)
+    try:
+        e = np.asarray(energy_axis, dtype=np.float64)
+    except (TypeError, ValueError):
+        e = np.empty(0)
+    if e.ndim != 1 or e.size < 2 or not np.isfinite(e).all():
+        raise ValueError(
+            f"{name} must be (offset_keV, scale_keV, n_channels) or a 1-D array of >= 2 "
+            f"finite channel energies (keV), got {energy_axis!r:.80}"
+        )
+    d = np.diff(e)
+    scale = float(d.mean())
+    if scale <= 0 or np.abs(d - scale).max() > 1e-6 * max(abs(scale), 1e-12) + 1e-9:
+        raise ValueError(f"{name}: channel energies must be increasing and uniformly spaced")
+    return float(e[0]), scale, int(e.size)
+
+
+class EDXModel:
+    """Modelled X-ray spectra of elements plus a bremsstrahlung basis, as a matrix G.
+
+    Column ``e < n_elements`` of ``G`` is the spectrum one atom of element e contributes
+    (up to one constant common to all elements): for every shell s of the K, L and M
+    families with its edge below the beam energy and every line l of that shell,
+    ``Q_s(E0) * omega_s * R_l * eff(E_l)`` (ionisation cross-section, fluorescence yield,
+    radiative rate, detector efficiency) times a Gaussian of width ``FWHM(E_l)``
+    integrated over each channel. The last ``n_background`` columns are the
+    bremsstrahlung terms ``(E0 - E)^j / E * eff(E)``, j = 1..n_background (Kramers j=1,
+    Lifshin j=2), each normalised to unit sum. Thin-film approximation: no absorption or
+    fluorescence in the sample, no Coster-Kronig transfers, no escape/sum peaks.
+
+    Parameters
+    ----------
+    elements : sequence of str or None
+        Element symbols ("Fe", "O", ...). ``None`` proposes them from the peaks of
+        ``data`` (see :meth:`propose_elements`).
+    energy_axis : (offset_keV, scale_keV, n_channels) or 1-D array or None
+        Channel energies ``offset + scale * i`` (keV). ``None`` reads it from ``data``
+        when that is a HyperSpy/exspy signal.
+    beam_energy_keV : float or None, default 200.0
+        Incident electron energy E0. ``None`` reads it from the signal's metadata.
+    resolution_eV : float, default 130.0
+        Detector FWHM at Mn K-alpha (5.899 keV), >= 121.5 eV (the Fano limit of the
+        width formula).
+    n_background : int, default 2
+        Number of bremsstrahlung columns (0 for none).
+    window : sequence of (formula, density g/cm^3, thickness um)
+        Detector window layers, see :func:`detector_efficiency`.
+    dead_layer_um, crystal_um : float
+        Detector Si dead layer and crystal thickness (um).
+    low_cut_keV : float, default 0.15
+        Channels below this energy (the detector's zero/noise peak) are outside the model:
+        ``fit_channels`` is False there and PhysicsNMF leaves them out of the fit.
+    data : array_like (N, C)/(H, W, C)/(C,) or a HyperSpy signal, optional
+        Used to propose elements when ``elements is None`` and, for a signal, for the
+        energy axis, beam energy and elements from its metadata.
+
+    Attributes
+    ----------
+    G : ndarray, shape (C, n_elements + n_background), float64
+    elements : list of str
+    energy : ndarray, shape (C,)
+        Channel energies (keV).
+    yields : ndarray, shape (n_elements,)
+        Column sums of the element part of G before the common scaling (relative counts
+        per atom); G's element columns are ``yield-weighted per atom / max(yields)``.
+    lines : list of dict
+        Every modelled line: element, family, shell, line (IUPAC), energy_keV, weight.
+    fit_channels : ndarray of bool, shape (C,)
+    beam_energy_keV : float
+    n_elements, n_background : int
+
+    Raises
+    ------
+    ValueError
+        Unknown element symbols, duplicate elements, an energy axis covering no line of
+        an element, a beam energy below all the edges of an element, bad parameters.
+
+    Example
+    -------
+    >>> import matchar as mc
+    >>> model = mc.spectral.EDXModel(["Fe", "O"], energy_axis=(0.0, 0.01, 1024))
+    >>> model.G.shape
+    (1024, 4)
+    """
+
+    def __init__(
+        self,
+        elements: Sequence[str] | None,
+        energy_axis: Any = None,
+        beam_energy_keV: float | None = 200.0,
+        *,
+        resolution_eV: float = 130.0,
+        n_background: int = 2,
+        window: Sequence[tuple[str, float, float]] = DEFAULT_WINDOW,
+        dead_layer_um: float = 0.03,
+        crystal_um: float = 450.0,
+        low_cut_keV: float = 0.15,
+        data: Any = None,
+    ) -> None:
+        sig_beam = sig_elements = None
+        if data is not None and is_signal(data):
+            off, sc, n, sig_beam, sig_elements = _axis_from_signal(data)
+            if energy_axis is None:
+                energy_axis = (off, sc, n)
+        if energy_axis is None:
+            raise ValueError("energy_axis is required (or pass a HyperSpy signal as data=)")
+        self.offset, self.scale, n = parse_energy_axis(energy_axis)
+        self.energy = self.offset + self.scale * np.arange(n, dtype=np.float64)
+        if beam_energy_keV is None:
+            beam_energy_keV = sig_beam
+        if beam_energy_keV is None:
+            raise ValueError("beam_energy_keV is required (none in the signal's metadata)")
+        beam = float(beam_energy_keV)
+        if not np.isfinite(beam) or beam <= 0:
+            raise ValueError(f"beam_energy_keV must be a positive number, got {beam_energy_keV!r}")
+        self.beam_energy_keV = beam
+        resolution_eV = float(resolution_eV)
+        if not np.isfinite(resolution_eV) or resolution_eV**2 < _FANO_SLOPE_EV * _E_MN_KA_EV:
+            raise ValueError(
+                f"resolution_eV must be >= {math.sqrt(_FANO_SLOPE_EV * _E_MN_KA_EV):.1f} eV "
+                f"(FWHM at Mn K-alpha), got {resolution_eV}"
+            )
+        self.resolution_eV = resolution_eV
+        if isinstance(n_background, bool) or not isinstance(n_background, numbers.Integral):
+            raise ValueError(f"n_background must be an integer >= 0, got {n_background!r}")
+        if n_background < 0:
+            raise ValueError(f"n_background must be an integer >= 0, got {n_background!r}")
+        self.n_background = int(n_background)
+        self.window = tuple((str(f), float(r), float(t)) for f, r, t in window)
+        self.dead_layer_um = float(dead_layer_um)
+        self.crystal_um = float(crystal_um)
+        self.low_cut_keV = float(low_cut_keV)
+        self.fit_channels = self.energy >= self.low_cut_keV
+        if not self.fit_channels.any():
+            raise ValueError(f"energy_axis: no channel above low_cut_keV={low_cut_keV}")
+
+        if elements is None:
+            elements = sig_elements
+        if elements is None:
+            if data is None:
+                raise ValueError("elements=None needs data= to propose elements from")
+            spectrum = np.asarray(data.data if is_signal(data) else data, dtype=np.float64)
+            elements = [p["element"] for p in self.propose_elements(spectrum)]
+            if not elements:
+                raise ValueError("elements: no element could be identified in data's peaks")
+        if isinstance(elements, str):
+            elements = [elements]
+        elements = list(elements)
+        if not elements:
+            raise ValueError("elements must name at least one element")
+        if len(set(elements)) != len(elements):
+            raise ValueError(f"elements contains duplicates: {elements}")
+        self.elements = elements
+        self.atomic_numbers = [atomic_number(el) for el in elements]
+        self._build()
+
+    # -- construction -----------------------------------------------------------------
+    def efficiency(self, energy_keV: ArrayLike) -> np.ndarray:
+        """Detector efficiency of this model at ``energy_keV`` (see detector_efficiency).
+
+        Example
+        -------
+        >>> m = EDXModel(["Si"], (0.0, 0.01, 512))
+        >>> m.efficiency([1.74]).shape
+        (1,)
+        """
+        return detector_efficiency(energy_keV, self.window, self.dead_layer_um, self.crystal_um)
+
+    def _element_lines(self, Z: int, symbol: str) -> list[dict[str, Any]]:
+        lines = []
+        lo = self.energy[0] - 0.5 * self.scale
+        hi = self.energy[-1] + 0.5 * self.scale
+        for family, shell, name, energy, edge, rate, omega in _shell_lines(Z):
+            q = ionization_cross_section(edge, shell, self.beam_energy_keV)
+            if q <= 0:
+                continue
+            sigma = float(fwhm_keV(energy, self.resolution_eV)) / 2.3548200450309493
+            if energy + 4 * sigma < max(lo, self.low_cut_keV) or energy - 4 * sigma > hi:
+                continue
+            lines.append(
+                dict(
+                    element=symbol,
+                    family=family,
+                    shell=shell,
+                    line=name,
+                    energy_keV=energy,
+                    edge_keV=edge,
+                    weight=q * omega * rate,
+                    sigma_keV=sigma,
+                )
+            )
+        return lines
+
+    def _build(self) -> None:
+        cols = []
+        self.lines = []
+        for Z, symbol in zip(self.atomic_numbers, self.elements):
+            all_lines = _shell_lines(Z)
+            if not all_lines:
+                raise ValueError(f"elements: {symbol} has no X-ray lines above {_MIN_LINE_KEV} keV")
+            if min(t[4] for t in all_lines) >= self.beam_energy_keV:
+                raise ValueError(
+                    f"beam_energy_keV={self.beam_energy_keV} is below every edge of {symbol} "
+                    f"(lowest {min(t[4] for t in all_lines):.3f} keV): it emits no X-rays"
+                )
+            col = self._column(Z, symbol)
+            if col is None:
+                raise ValueError(
+                    f"energy_axis [{self.energy[0]:.3f}, {self.energy[-1]:.3f}] keV covers no "
+                    f"X-ray line of {symbol} excited at {self.beam_energy_keV} keV"
+                )
+            lines = self._last_lines
+            cols.append(col)
+            self.lines.extend(lines)
+        elem = np.stack(cols, axis=1)
+        self.yields = elem.sum(axis=0)
+        elem /= self.yields.max()
+        bg = self.bremsstrahlung()
+        self.G = np.ascontiguousarray(np.concatenate([elem, bg], axis=1))
+        self.n_elements = len(self.elements)
+
+    def bremsstrahlung(self) -> np.ndarray:
+        """The bremsstrahlung columns, shape (C, n_background), each summing to 1.
+
+        Example
+        -------
+        >>> EDXModel(["Si"], (0.0, 0.01, 512)).bremsstrahlung().shape
+        (512, 2)
+        """
+        E = self.energy
+        ok = self.fit_channels & (E > 0) & (E < self.beam_energy_keV)
+        eff = np.zeros_like(E)
+        eff[ok] = self.efficiency(E[ok])
+        out = np.zeros((E.size, self.n_background))
+        for j in range(1, self.n_background + 1):
+            b = np.zeros_like(E)
+            b[ok] = (self.beam_energy_keV - E[ok]) ** j / E[ok] * eff[ok]
+            s = b.sum()
+            out[:, j - 1] = b / s if s > 0 else b
+        return out
+
+    # -- element identification ------------------------------------------------------
+    def _column(self, Z: int, symbol: str) -> np.ndarray | None:
+        """Unscaled G column of one element on this axis (None if it has no line here)."""
+        lines = self._element_lines(Z, symbol)
+        if not lines:
+            return None
+        half = 0.5 * self.scale
+        edges = np.concatenate([self.energy - half, [self.energy[-1] + half]])
+        eff = self.efficiency([ln["energy_keV"] for ln in lines])
+        col = np.zeros(self.energy.size)
+        for ln, e in zip(lines, eff):
+            ln["weight"] *= float(e)
+            z = (edges - ln["energy_keV"]) / (ln["sigma_keV"] * math.sqrt(2.0))
+            col += ln["weight"] * 0.5 * np.diff(erf(z))
+        col[~self.fit_channels] = 0.0
+        self._last_lines = lines
+        return col if col.any() else None
+
+    def propose_elements(
+        self,
+        data: ArrayLike,
+        *,
+        min_significance: float = 6.0,
+        max_elements: int = 20,
+        candidates: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Elements whose X-ray lines explain the peaks of the summed spectrum of ``data``.
+
+        A greedy, model-based search on the summed spectrum x (fitted channels only):
+
+        1. fit x by non-negative Poisson regression (KL multiplicative updates) on the
+           current columns: the bremsstrahlung basis, then the elements proposed so far;
+        2. smooth the residual and the fit over one FWHM; the channel with the largest
+           significance ``(x - fit) / sqrt(fit)`` (window sums) is the next peak, if that
+           exceeds ``min_significance``;
+        3. every candidate element with a line of >= 10 % of its strongest line within
+           ``max(FWHM / 2, 2 channels)`` of the peak is tried: its G column is added, the
+           fit redone, and the Poisson deviance decrease recorded; the candidate with the
+           largest decrease is proposed (the peak's channel window is masked if none fits);
+        4. repeat until no significant peak is left or ``max_elements`` are proposed.
+
+        Parameters
+        ----------
+        data : array_like, shape (C,), (N, C) or (H, W, C)
+            Counts on this model's energy axis.
+        min_significance : float, default 6.0
+            Peaks below this many Poisson standard deviations are ignored.
+        max_elements : int, default 20
+        candidates : sequence of str, optional
+            Elements to consider (default Be..U).
+
+        Returns
+        -------
+        list of dict
+            One per proposed element, in the order found: element, line, energy_keV
+            (that line's energy), peak_keV, significance, deviance_gain.
+
+        Example
+        -------
+        >>> import numpy as np
+        >>> m = EDXModel(["Fe", "Cu"], (0.0, 0.01, 1024))
+        >>> counts = np.random.default_rng(0).poisson(1e5 * m.G.sum(1))
+        >>> sorted(p["element"] for p in m.propose_elements(counts))
+        ['Cu', 'Fe']
+        """
+        x = np.asarray(data, dtype=np.float64)
+        C = self.energy.size
+        if x.shape[-1] != C:
+            raise ValueError(f"data has {x.shape[-1]} channels, the energy axis {C}")
+        spec = x.reshape(-1, C).sum(axis=0)
+        if not np.isfinite(spec).all() or (spec < 0).any():
+            raise ValueError("data must be finite and non-negative counts")
+        keep = self.fit_channels.copy()
+        if candidates is None:
+            candidates = [_symbol(z) for z in range(4, 93)]
+        cand = {el: atomic_number(el) for el in candidates}
+        cols = [b for b in self.bremsstrahlung().T]
+        if not cols:  # no background: a flat column keeps the fit defined
+            cols = [keep / keep.sum()]
+        proposals: list[dict[str, Any]] = []
+        fwhm_ch = np.maximum(1, np.round(fwhm_keV(self.energy, self.resolution_eV) / self.scale))
+        win = int(fwhm_ch.max())
+        from scipy.ndimage import uniform_filter1d
+
+        masked = np.zeros(C, dtype=bool)
+        fit, dev = _poisson_fit(spec[keep], np.stack(cols, 1)[keep])
+        for _ in range(4 * max_elements):
+            if len(proposals) >= max_elements:
+                break
+            full = np.zeros(C)
+            full[keep] = fit
+            w = max(3, win // 2)
+            resid = uniform_filter1d(spec - full, size=w) * w
+            model = uniform_filter1d(full, size=w) * w
+            z = resid / np.sqrt(np.maximum(model, 1.0))
+            z[~keep | masked] = -np.inf
+            i = int(np.argmax(z))
+            if not np.isfinite(z[i]) or z[i] < min_significance:
+                break
+            pe = float(self.energy[i])
+            tol = max(0.5 * float(fwhm_keV(pe, self.resolution_eV)), 2 * self.scale)
+            best = None
+            for el, Z in cand.items():
+                if any(p["element"] == el for p in proposals):
+                    continue
+                near = [(abs(t[3] - pe), t[2]) for t in _shell_lines(Z) if abs(t[3] - pe) <= tol]
+                if not near:
+                    continue
+                col = self._column(Z, el)
+                if col is None:
+                    continue
+                lines = self._last_lines
+                top = max(ln["weight"] for ln in lines)
+                near = [
+                    (abs(ln["energy_keV"] - pe), ln["line"], ln["energy_keV"])
+                    for ln in lines
+                    if ln["weight"] >= 0.1 * top and abs(ln["energy_keV"] - pe) <= tol
+                ]
+                if not near:
+                    continue
+                f2, d2 = _poisson_fit(spec[keep], np.stack([*cols, col], 1)[keep])
+                gain = dev - d2
+                if best is None or gain > best[0]:
+                    best = (gain, el, col, min(near), f2, d2)
+            if best is None or best[0] < min_significance**2:
+                lo, hi = max(0, i - win // 2), min(C, i + win // 2 + 1)
+                masked[lo:hi] = True
+                continue
+            gain, el, col, (_, name, e_line), fit, dev = best
+            cols.append(col)
+            proposals.append(
+                dict(
+                    element=el,
+                    line=name,
+                    energy_keV=e_line,
+                    peak_keV=pe,
+                    significance=float(z[i]),
+                    deviance_gain=float(gain),
+                )
+            )
+        return proposals
+
+    def __repr__(self) -> str:
+        return (
+            f"EDXModel({self.elements}, energy_axis=({self.offset:g}, {self.scale:g}, "
+            f"{self.energy.size}), beam_energy_keV={self.beam_energy_keV:g})"
+        )
+
+
+@functools.cache
+def _symbol(Z: int) -> str:
+    return str(_xraylib().AtomicNumberToSymbol(Z))
+
+
+def _poisson_fit(x: np.ndarray, B: np.ndarray, n_iter: int = 300) -> tuple[np.ndarray, float]:
+    """Non-negative Poisson regression x ~ B c by KL multiplicative updates: (B c, deviance)."""
+    scale = np.maximum(B.sum(axis=0), 1e-300)
+    c = np.full(B.shape[1], max(x.sum(), 1.0) / B.shape[1]) / scale
+    for _ in range(n_iter):
+        f = np.maximum(B @ c, 1e-12)
+        c *= (B.T @ (x / f)) / scale
+    f = np.maximum(B @ c, 1e-12)
+    pos = x > 0
+    dev = 2.0 * float(np.sum(x[pos] * np.log(x[pos] / f[pos])) - x.sum() + f.sum())
+    return f, dev
+
+
+class ReferenceModel:
+    """A dictionary of measured reference spectra plus a power-law background (EELS).
+
+    ``G = [references | background]``: the reference spectra (edges measured on
+    standards, background-subtracted) divided by one common constant, then one power-law
+    column ``E^-r`` per exponent r in ``exponents`` (each normalised to unit sum).
+    Non-negative combinations of power laws with different exponents model the smoothly
+    decaying EELS background.
+
+    Parameters
+    ----------
+    references : array_like, shape (C, R)
+        Non-negative reference spectra, one column each (R >= 1).
+    energy_axis : (offset, scale, n_channels) or 1-D array
+        Channel energy losses (eV or keV; the exponents are unit-free). Must be > 0 where
+        a background is modelled.
+    names : sequence of str, optional
+        Names of the references (default "ref0", "ref1", ...).
+    background : {"power_law", None}, default "power_law"
+    exponents : sequence of float, default (2.0, 3.0, 4.0)
+        Power-law exponents r of the background columns.
+
+    Attributes
+    ----------
+    G : ndarray, shape (C, R + n_background)
+    elements : list of str
+        The reference names (PhysicsNMF's composition_ is over these).
+    n_elements, n_background : int
+    energy : ndarray, shape (C,)
+    fit_channels : ndarray of bool, shape (C,)
+    yields : ndarray, shape (R,)
+        The column sums of the references; G holds them divided by ``max(yields)`` (one
+        common constant), so that fitted weights are amounts of each reference.
+
+    Raises
+    ------
+    ValueError
+        A dictionary whose channel count differs from the energy axis, negative or
+        non-finite references, an all-zero reference, non-positive energies with a
+        background.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> refs = np.abs(np.random.default_rng(0).normal(size=(300, 2)))
+    >>> ReferenceModel(refs, (100.0, 1.0, 300)).G.shape
+    (300, 5)
+    """
+
+    def __init__(
+        self,
+        references: ArrayLike,
+        energy_axis: Any,
+        names: Sequence[str] | None = None,
+        background: str | None = "power_law",
+        exponents: Sequence[float] = (2.0, 3.0, 4.0),
+    ) -> None:
+        offset, scale, n = parse_energy_axis(energy_axis)
+        self.energy = offset + scale * np.arange(n, dtype=np.float64)
+        R = np.array(references, dtype=np.float64, copy=True)
+        if R.ndim == 1:
+            R = R[:, None]
+        if R.ndim != 2:
+            raise ValueError(f"references must be 2-D (channels, references), got shape {R.shape}")
+        if R.shape[0] != n:
+            raise ValueError(
+                f"references have {R.shape[0]} channels but energy_axis has {n}: the dictionary "
+                "must be sampled on the data's energy axis"
+            )
+        if R.shape[1] < 1:
+            raise ValueError("references must hold at least one spectrum")
+        if not np.isfinite(R).all() or (R < 0).any():
+            raise ValueError("references must be finite and non-negative")
+        self.yields = R.sum(axis=0)
+        if (self.yields <= 0).any():
+            bad = np.flatnonzero(self.yields <= 0).tolist()
+            raise ValueError(f"references: column(s) {bad} are all zero")
+        R /= self.yields.max()  # one common constant: W stays in units of the references
+        if names is None:
+            names = [f"ref{i}" for i in range(R.shape[1])]
+        names = [str(s) for s in names]
+        if len(names) != R.shape[1]:
+            raise ValueError(f"names has {len(names)} entries for {R.shape[1]} references")
+        self.elements = names
+        if background not in ("power_law", None):
+            raise ValueError(f"background must be 'power_law' or None, got {background!r}")
+        cols = [R]
+        if background == "power_law":
+            if (self.energy <= 0).any():
+                raise ValueError("energy_axis must be > 0 everywhere for a power-law background")
+            exps = [float(r) for r in exponents]
+            if not exps or not all(np.isfinite(exps)):
+                raise ValueError(f"exponents must be finite numbers, got {exponents!r}")
+            ref_e = self.energy[0]
+            bg = np.stack([(self.energy / ref_e) ** -r for r in exps], axis=1)
+            cols.append(bg / bg.sum(axis=0))
+        self.G = np.ascontiguousarray(np.concatenate(cols, axis=1))
+        self.n_elements = R.shape[1]
+        self.n_background = self.G.shape[1] - self.n_elements
+        self.fit_channels = np.ones(n, dtype=bool)
+
+    def __repr__(self) -> str:
+        return f"ReferenceModel({self.elements}, n_background={self.n_background})"
