@@ -10,6 +10,7 @@ namespace py = pybind11;
 void register_runtime(py::module_& m);
 void register_gp(py::module_& m);
 void register_imaging(py::module_& m);
+void register_imaging_sim(py::module_& m);
 void register_atoms(py::module_& m);
 void register_nmr(py::module_& m);
 void register_spectral(py::module_& m);
@@ -41,6 +42,7 @@ PYBIND11_MODULE(_core, m) {
 
   auto imaging = m.def_submodule("imaging", "STEM image descriptors");
   register_imaging(imaging);
+  register_imaging_sim(imaging);
   auto atoms = m.def_submodule("atoms", "Atomistic descriptors: SOAP");
   register_atoms(atoms);
   auto nmr = m.def_submodule("nmr", "NMR structure-determination kernels");

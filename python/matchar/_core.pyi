@@ -69,6 +69,27 @@ class _ImagingModule:
     def symmetry_map_f64(
         image: NDArray[np.float64], patch: int, transforms: NDArray[np.float64], stride: int
     ) -> NDArray[np.float32]: ...
+    HAADF_N_PARAMS: int
+    @staticmethod
+    def render_haadf_f32(
+        columns: NDArray[np.float64],
+        column_offsets: NDArray[np.int64],
+        motif_index: NDArray[np.int64],
+        params: NDArray[np.float64],
+        rows: int,
+        cols: int,
+        seed: int,
+    ) -> NDArray[np.float32]: ...
+    @staticmethod
+    def render_haadf_f64(
+        columns: NDArray[np.float64],
+        column_offsets: NDArray[np.int64],
+        motif_index: NDArray[np.int64],
+        params: NDArray[np.float64],
+        rows: int,
+        cols: int,
+        seed: int,
+    ) -> NDArray[np.float64]: ...
 
 imaging: _ImagingModule
 

@@ -145,6 +145,47 @@ def _segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _identify(args: argparse.Namespace) -> int:
+    import matchar as mc
+
+    _threads(args)
+    image, file_pixel_size = _read_image(args.image)
+    pixel_size = args.pixel_size if args.pixel_size is not None else file_pixel_size
+    if pixel_size is None:
+        raise ValueError(f"{args.image}: no pixel size in the file; pass --pixel-size (Å)")
+    p = mc.imaging.CrystalClassifier.default().predict(image, pixel_size)
+    zone = "".join(str(v) for v in p.zone_axis)
+    print(f"{p.prototype} [{zone}]  p={p.probabilities.max():.3f}  a={p.lattice_constant:.3f} Å  "
+          f"rotation={p.rotation:.1f}°  uncertainty={p.uncertainty:.3f} nats")
+    if args.map:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        m = mc.imaging.classify_map(image, pixel_size, stride=args.stride)
+        out = _out_dir(args)
+        np.savez(out / "crystal_map.npz", class_index=m.class_index, classes=np.array(m.classes),
+                 probabilities=m.probabilities, lattice_constant=m.lattice_constant,
+                 rotation=m.rotation, uncertainty=m.uncertainty, centers=m.centers)
+        fig, ax = plt.subplots(1, 3, figsize=(13, 4.5))
+        ax[0].imshow(image, cmap="gray")
+        ax[0].set_title("image")
+        im = ax[1].imshow(m.class_index, cmap="tab20", vmin=0, vmax=len(m.classes) - 1)
+        ax[1].set_title("class")
+        cb = fig.colorbar(im, ax=ax[1], ticks=range(len(m.classes)))
+        cb.ax.set_yticklabels(m.classes)
+        im = ax[2].imshow(m.uncertainty, cmap="magma")
+        ax[2].set_title("uncertainty (mutual information, nats)")
+        fig.colorbar(im, ax=ax[2])
+        for a in ax:
+            a.set_axis_off()
+        fig.tight_layout()
+        fig.savefig(out / "crystal_map.png", dpi=100)
+        print(f"{m.uncertainty.size} windows -> {out / 'crystal_map.npz'}")
+    return 0
+
+
 def _read_frames(path: str):
     import ase.io
 
@@ -294,6 +335,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(seg, "matchar-segment")
     seg.set_defaults(func=_segment)
+
+    idf = sub.add_parser("identify", help="crystal prototype, zone axis, a, rotation of a HAADF "
+                         "image (.npy, .png, .tif)")
+    idf.add_argument("image")
+    idf.add_argument("--pixel-size", type=float, default=None,
+                     help="Å per pixel (default: from the file's metadata)")
+    idf.add_argument("--map", action="store_true", help="also write sliding-window maps")
+    idf.add_argument("--stride", type=int, default=None, help="map stride in pixels")
+    common(idf, "matchar-identify")
+    idf.set_defaults(func=_identify)
 
     so = sub.add_parser("soap", help="SOAP power spectra of structures (any file ase reads)")
     so.add_argument("structures")

@@ -1,20 +1,30 @@
-"""STEM image segmentation: local correlation maps, clustering, lattice analysis."""
+"""STEM imaging: segmentation (local correlation maps, clustering, lattice analysis),
+HAADF simulation and crystal identification (CNN with uncertainty maps)."""
 
 from __future__ import annotations
 
+from ._classifier import CrystalClassifier, CrystalMap, CrystalPrediction, classify_map
 from ._correlation import default_shifts, local_correlation_map
 from ._lattice import lattice_vectors, misorientation_deg
 from ._segment import Segmentation, Segmenter, segment
+from ._simulate import ZONE_AXES, projected_cell, simulate_haadf
 from ._symmetry import symmetry_map, symmetry_transforms
 
 __all__ = [
+    "ZONE_AXES",
+    "CrystalClassifier",
+    "CrystalMap",
+    "CrystalPrediction",
     "Segmentation",
     "Segmenter",
+    "classify_map",
     "default_shifts",
     "lattice_vectors",
     "local_correlation_map",
     "misorientation_deg",
+    "projected_cell",
     "segment",
+    "simulate_haadf",
     "symmetry_map",
     "symmetry_transforms",
 ]

@@ -1,0 +1,62 @@
+// matchar._core.imaging (simulation part): HAADF column rendering for the simulator and
+// the crystal classifier's training data.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+
+#include "arrays.hpp"
+#include "matchar/imaging/simulate.hpp"
+
+namespace py = pybind11;
+using namespace matchar::bindings;
+
+namespace {
+
+using f64_c = py::array_t<double, py::array::c_style | py::array::forcecast>;
+using i64_c = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+
+template <class T>
+py::array_t<T> render_haadf(const f64_c& columns, const i64_c& column_offsets,
+                            const i64_c& motif_index, const f64_c& params, matchar::index_t rows,
+                            matchar::index_t cols, std::uint64_t seed) {
+  if (columns.ndim() != 2 || columns.shape(1) != 3)
+    throw py::value_error("columns must have shape (n_columns, 3)");
+  if (column_offsets.ndim() != 1 || column_offsets.shape(0) < 2)
+    throw py::value_error("column_offsets must be 1-D with at least 2 entries");
+  if (motif_index.ndim() != 1) throw py::value_error("motif_index must be 1-D");
+  const matchar::index_t n = motif_index.shape(0);
+  if (params.ndim() != 2 || params.shape(0) != n ||
+      params.shape(1) != matchar::imaging::kHaadfParams)
+    throw py::value_error("params must have shape (n_images, " +
+                          std::to_string(matchar::imaging::kHaadfParams) + ")");
+  const matchar::index_t n_motifs = column_offsets.shape(0) - 1;
+  if (column_offsets.data()[n_motifs] != columns.shape(0))
+    throw py::value_error("column_offsets[-1] must equal the number of columns");
+  if (rows < 1 || cols < 1) throw py::value_error("rows and cols must be >= 1");
+  matchar::check_allocation(
+      static_cast<std::size_t>(n) * static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols),
+      sizeof(T), "render_haadf output");
+  py::array_t<T> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(rows),
+                      static_cast<py::ssize_t>(cols)});
+  T* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    matchar::imaging::render_haadf<T>(columns.data(), column_offsets.data(), n_motifs,
+                                      motif_index.data(), params.data(), n, rows, cols, seed, o);
+  }
+  return out;
+}
+
+}  // namespace
+
+void register_imaging_sim(py::module_& m) {
+  m.attr("HAADF_N_PARAMS") = matchar::imaging::kHaadfParams;
+  m.def("render_haadf_f32", &render_haadf<float>, py::arg("columns"), py::arg("column_offsets"),
+        py::arg("motif_index"), py::arg("params"), py::arg("rows"), py::arg("cols"),
+        py::arg("seed"));
+  m.def("render_haadf_f64", &render_haadf<double>, py::arg("columns"), py::arg("column_offsets"),
+        py::arg("motif_index"), py::arg("params"), py::arg("rows"), py::arg("cols"),
+        py::arg("seed"));
+}

@@ -1,0 +1,188 @@
+"""CrystalClassifier / classify_map with the shipped ONNX model (fast)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import matchar as mc
+from matchar.imaging._classifier import CrystalClassifier
+from matchar.imaging._features import MODEL_WINDOW, fft_features, polar_features
+
+MODELS = Path(mc.imaging.__file__).parent / "models"
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return CrystalClassifier.default()
+
+
+def test_model_ships_with_metadata(clf):
+    onnx = MODELS / "crystal_classifier.onnx"
+    assert onnx.stat().st_size < 5 * 1024 * 1024
+    meta = json.loads((MODELS / "crystal_classifier.json").read_text())
+    assert len(meta["classes"]) == 12 == len(clf.classes)
+    assert "training_command" in meta
+    assert clf.classes[7] == "hcp[0001]"
+
+
+def test_summary_math_against_numpy(clf):
+    rng = np.random.default_rng(0)
+    n, t, c = 5, 16, 12
+    logits = rng.normal(size=(n, t, c)) * 3
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    phi = rng.uniform(0, 360, (n,))
+    k = p.mean(1).argmax(-1)
+    order = clf.symmetry_order[k]
+    rot = np.zeros((n, t, c, 2))
+    rot[np.arange(n), :, k, 0] = np.cos(np.radians(phi) * order)[:, None]
+    rot[np.arange(n), :, k, 1] = np.sin(np.radians(phi) * order)[:, None]
+    loga = rng.normal(size=(n, t, c)) * 0.1 + math.log(3.5)
+    s = clf._summarize({"probs_mc": p.astype(np.float32), "log_a": loga, "rot": rot})
+    mean = p.mean(1)
+    h = -(mean * np.log(mean)).sum(-1)
+    ht = -(p * np.log(p)).sum(-1).mean(1)
+    np.testing.assert_allclose(s["uncertainty"], h - ht, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(s["class"], k)
+    np.testing.assert_allclose(s["lattice_constant"], np.exp(loga.mean(1)[np.arange(n), k]),
+                               rtol=1e-6)
+    period = 360.0 / order
+    err = np.abs((s["rotation"] - phi + period / 2) % period - period / 2)
+    assert np.all(err < 1e-6)
+    # identical masks -> no mutual information
+    same = np.repeat(p[:, :1], t, axis=1)
+    s2 = clf._summarize({"probs_mc": same, "log_a": loga, "rot": rot})
+    np.testing.assert_allclose(s2["uncertainty"], 0.0, atol=1e-6)
+
+
+def test_features_shapes_and_invariance():
+    rng = np.random.default_rng(1)
+    x = rng.random((3, MODEL_WINDOW, MODEL_WINDOW))
+    f = fft_features(x)
+    assert f.shape == (3, 1, 64, 64) and f.dtype == np.float32
+    np.testing.assert_allclose(f.mean(axis=(2, 3)), 0, atol=1e-5)
+    # the log-FFT magnitude ignores an affine change of intensity
+    np.testing.assert_allclose(fft_features(5 * x + 2), f, atol=1e-3)  # DC bin ~ 0
+    p = polar_features(x)
+    assert p.shape == (3, 1, 24, 60)
+    before = x.copy()
+    polar_features(x)
+    np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("proto,zone,a,rot", [
+    ("hcp", (0, 0, 0, 1), 3.21, 17.0),
+    ("fcc", (1, 1, 0), 4.05, 50.0),
+    ("hcp", (2, -1, -1, 0), 2.95, 100.0),
+    ("diamond", (1, 1, 0), 5.0, 33.0),
+])
+def test_predict_simulated_image(clf, proto, zone, a, rot):
+    img = mc.imaging.simulate_haadf(proto, zone, a, rotation=rot, shape=(160, 160),
+                                    pixel_size=0.15, dose=2000, seed=5)
+    before = img.copy()
+    p = clf.predict(img, 0.15)
+    np.testing.assert_array_equal(img, before)
+    assert (p.prototype, p.zone_axis) == (proto, zone)
+    assert p.probabilities.shape == (12,)
+    assert p.probabilities.sum() == pytest.approx(1.0, abs=1e-4)
+    assert abs(p.lattice_constant / a - 1) < 0.05
+    period = 360.0 / mc.imaging.projected_cell(proto, zone).symmetry_order
+    err = abs((p.rotation - rot + period / 2) % period - period / 2)
+    assert err < 5.0
+    assert 0 <= p.uncertainty <= math.log(12)
+
+
+def test_classify_map_grid(clf):
+    img = mc.imaging.simulate_haadf("hcp", (0, 0, 0, 1), 3.2, shape=(150, 170),
+                                    pixel_size=0.2, dose=1000, seed=2)
+    m = mc.imaging.classify_map(img, 0.2, stride=10)
+    win = round(16 / 0.2)
+    assert m.window == win and m.stride == 10
+    shape = ((150 - win) // 10 + 1, (170 - win) // 10 + 1)
+    assert m.uncertainty.shape == shape == m.prototype.shape == m.lattice_constant.shape
+    assert m.probabilities.shape == (*shape, 12)
+    np.testing.assert_allclose(m.probabilities.sum(-1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(m.centers[0, 0], [(win - 1) / 2, (win - 1) / 2])
+    np.testing.assert_allclose(m.centers[1, 2], [10 + (win - 1) / 2, 20 + (win - 1) / 2])
+    assert m.zone_axis[0, 0] == (0, 0, 0, 1)
+    assert (m.prototype == "hcp").mean() > 0.9
+    # a smaller window (zero-padded) is accepted
+    small = mc.imaging.classify_map(img, 0.2, window=60, stride=30, classifier=clf)
+    assert small.window == 60
+
+
+@pytest.mark.parametrize("bad,exc,match", [
+    (np.full((100, 100), np.nan), ValueError, "NaN"),
+    (np.ones((100, 100, 3)), ValueError, "2-D"),
+    (np.ones((30, 200)), ValueError, "smaller than one window"),
+    (np.array([["a"]]), ValueError, "image"),
+])
+def test_bad_images(clf, bad, exc, match):
+    with pytest.raises(exc, match=match):
+        clf.predict(bad, 0.15)
+    with pytest.raises(exc, match=match):
+        mc.imaging.classify_map(bad, 0.15, classifier=clf)
+
+
+def test_bad_pixel_sizes_and_options(clf):
+    img = mc.imaging.simulate_haadf("fcc", (1, 0, 0), 4.0, shape=(200, 200), pixel_size=0.1,
+                                    seed=0)
+    for ps in (0.0, -1.0, float("nan"), 5.0, 0.001):
+        with pytest.raises(ValueError, match="pixel_size"):
+            clf.predict(img, ps)
+    with pytest.warns(UserWarning, match="pixel_size"):
+        clf.predict(img, 0.5)
+    with pytest.raises(NotImplementedError, match="cbed"):
+        clf.predict(img, 0.1, modality="cbed")
+    with pytest.raises(ValueError, match="modality"):
+        clf.predict(img, 0.1, modality="tem")
+    with pytest.raises(ValueError, match="window"):
+        mc.imaging.classify_map(img, 0.1, window=400, classifier=clf)
+    with pytest.raises(ValueError, match="stride"):
+        mc.imaging.classify_map(img, 0.1, stride=0, classifier=clf)
+    with pytest.raises(TypeError, match="window"):
+        mc.imaging.classify_map(img, 0.1, window=100.5, classifier=clf)
+
+
+def test_pixel_size_resampling_consistent(clf):
+    # the same crystal imaged at 0.1 and 0.25 A/pixel gives the same lattice constant
+    kw = dict(rotation=12.0, dose=3000, thermal_sigma=0.05)
+    fine = mc.imaging.simulate_haadf("hcp", (2, -1, -1, 0), 3.2, shape=(192, 192),
+                                     pixel_size=0.1, seed=3, **kw)
+    coarse = mc.imaging.simulate_haadf("hcp", (2, -1, -1, 0), 3.2, shape=(80, 80),
+                                       pixel_size=0.25, seed=4, **kw)
+    pf, pc = clf.predict(fine, 0.1), clf.predict(coarse, 0.25)
+    assert pf.zone_axis == pc.zone_axis == (2, -1, -1, 0)
+    assert abs(pf.lattice_constant / pc.lattice_constant - 1) < 0.05
+
+
+def test_cli_identify(tmp_path, capsys):
+    from matchar.cli import main
+
+    img = mc.imaging.simulate_haadf("hcp", (0, 0, 0, 1), 3.2, shape=(140, 140), pixel_size=0.2,
+                                    dose=1000, seed=0)
+    path = tmp_path / "img.npy"
+    np.save(path, img)
+    out = tmp_path / "out"
+    assert main(["identify", str(path), "--pixel-size", "0.2", "--map", "--stride", "20",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "hcp [0001]" in text
+    with np.load(out / "crystal_map.npz") as z:
+        assert z["uncertainty"].shape == (4, 4)
+    assert (out / "crystal_map.png").stat().st_size > 0
+    assert main(["identify", str(path), "--pixel-size", "nan"]) == 2
+    assert "pixel_size" in capsys.readouterr().err
+
+
+def test_cli_identify_needs_a_pixel_size(tmp_path, capsys):
+    from matchar.cli import main
+
+    path = tmp_path / "img.npy"
+    np.save(path, np.random.default_rng(0).random((100, 100)))
+    assert main(["identify", str(path)]) == 2
+    assert "pixel" in capsys.readouterr().err

@@ -1,0 +1,73 @@
+"""The issue's accuracy targets for the shipped crystal classifier, on small fresh
+simulated test sets (a few hundred windows each; the full evaluation with more windows is
+scripts/evaluate_crystal_classifier.py, numbers in docs/imaging_cnn.md). Targets the
+shipped model does not reach are strict xfails: they start failing when it improves."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+import matchar as mc
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "evaluate_crystal_classifier.py"
+
+
+@pytest.fixture(scope="module")
+def ev():
+    if not SCRIPT.is_file():
+        pytest.skip("scripts/evaluate_crystal_classifier.py not found")
+    spec = importlib.util.spec_from_file_location("evaluate_crystal_classifier", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return mc.imaging.CrystalClassifier.default()
+
+
+@pytest.fixture(scope="module")
+def held_out(ev, clf):
+    gen = ev.WindowGenerator(4242)
+    return ev.evaluate_windows(clf, gen, 360, dose=1000.0, distortion=0.0)
+
+
+@pytest.mark.xfail(strict=True, reason="12-class accuracy is about 85%: fcc/bcc/diamond [100], "
+                   "fcc/bcc [111] and fcc[211]/hcp[10-10] project to the same column pattern up "
+                   "to scale, and their lattice-constant ranges overlap")
+def test_class_accuracy_97(held_out):
+    assert held_out["class_accuracy"] >= 0.97
+
+
+def test_distinguishable_pattern_accuracy(held_out):
+    # with the scale-degenerate classes merged, the network is right most of the time
+    assert held_out["pattern_accuracy"] >= 0.93
+
+
+def test_lattice_constant_and_rotation(held_out):
+    # on correctly classified windows (a wrong degenerate class gives a sqrt(2) or 2 error)
+    assert held_out["lattice_mae_percent_correct"] <= 2.5
+    assert held_out["rotation_mae_deg_correct"] <= 2.0
+
+
+@pytest.mark.xfail(strict=True, reason="about 85% at 20 e/pixel (the degenerate classes)")
+def test_low_dose_accuracy_90(ev, clf):
+    r = ev.evaluate_windows(clf, ev.WindowGenerator(4343), 240, dose=20.0, distortion=0.0)
+    assert r["class_accuracy"] >= 0.90
+
+
+@pytest.mark.xfail(strict=True, reason="about 79% with 5% scan distortion")
+def test_distortion_accuracy_90(ev, clf):
+    r = ev.evaluate_windows(clf, ev.WindowGenerator(4444), 240, dose=1000.0, distortion=0.05)
+    assert r["class_accuracy"] >= 0.90
+
+
+@pytest.mark.xfail(strict=True, reason="MC dropout on the last hidden layer only: the mutual "
+                   "information near boundaries is only ~1.5x that inside grains")
+def test_bicrystal_uncertainty_ratio_3(ev, clf):
+    r = ev.evaluate_bicrystals(clf, 3, 99)
+    assert r["ratio"] >= 3.0
