@@ -119,6 +119,7 @@ def _killer_array(cube, marker, always):
 
 
 def test_lost_worker_is_recovered_or_fails_clearly(client, cube, tmp_path):
+    """~5-10 s: the nanny restarts each killed worker process (3 deaths in all)."""
     kw = dict(init="random", random_state=0, max_iter=2, tol=0, dtype="float64")
     ref = mc.spectral.NMF(2, **kw).fit(cube.reshape(-1, 64))
     # Dies once: the scheduler reruns the chunk on a restarted worker; the result is right.
