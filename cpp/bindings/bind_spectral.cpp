@@ -6,12 +6,16 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <tuple>
 
 #include "arrays.hpp"
+#include "matchar/spectral/chunk_stats.hpp"
 #include "matchar/spectral/nmf.hpp"
+#include "matchar/spectral/streaming.hpp"
 #include "matchar/spectral/svd.hpp"
 
 namespace py = pybind11;
@@ -323,9 +327,198 @@ py::tuple weighted_gram_apply(const py::array& X, const std::optional<py::array>
   });
 }
 
+// (sum x^2, X^T W (C x K), W^T W (K x K)) of a block, for Frobenius NMF over chunks.
+py::tuple nmf_frobenius_stats(const py::array& X, const py::array& W,
+                              const std::optional<py::array>& pixel_mask,
+                              const std::optional<py::array>& channel_mask) {
+  return dispatch_counts(X, [&](auto tx) {
+    using TX = typename decltype(tx)::type;
+    return dispatch_factor(W, [&](auto tf) {
+      using T = typename decltype(tf)::type;
+      const auto xv = matrix_view<TX>(X, "X");
+      const auto wv = matrix_view<T>(W, "W");
+      const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
+      auto XtW = new_matrix<double>(xv.cols, wv.cols, "X^T W");
+      auto WtW = new_matrix<double>(wv.cols, wv.cols, "W^T W");
+      double* a = XtW.mutable_data();
+      double* b = WtW.mutable_data();
+      double sumsq;
+      {
+        py::gil_scoped_release release;
+        sumsq = sp::frobenius_stats<TX, T>(xv, wv, m, a, b);
+      }
+      return py::tuple(py::make_tuple(sumsq, XtW, WtW));
+    });
+  });
+}
+
+// Streaming objects: one mutex per object, so that Python threads sharing one object
+// (with the GIL released during updates) take turns instead of racing.
+template <class T>
+struct PyStreamingPCA {
+  sp::StreamingPCA<T> pca;
+  std::mutex lock;
+  PyStreamingPCA(index_t c, index_t k, bool poisson, bool center, index_t over, std::uint64_t seed)
+      : pca(c, k, poisson, center, over, seed) {}
+
+  void partial_fit(const py::array& X) {
+    dispatch_counts(X, [&](auto tx) {
+      using TX = typename decltype(tx)::type;
+      const auto xv = matrix_view<TX>(X, "X");
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> g(lock);
+      pca.template partial_fit<TX>(xv);
+    });
+  }
+  py::array_t<double> vector_query(void (sp::StreamingPCA<T>::*f)(double*), index_t n) {
+    py::array_t<double> out(n);
+    double* o = out.mutable_data();
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> g(lock);
+    (pca.*f)(o);
+    return out;
+  }
+  py::array_t<double> components() {
+    auto out = new_matrix<double>(pca.n_components(), pca.n_channels(), "components");
+    double* o = out.mutable_data();
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> g(lock);
+    pca.components(o);
+    return out;
+  }
+  py::array_t<double> transform(const py::array& X) {
+    return dispatch_counts(X, [&](auto tx) {
+      using TX = typename decltype(tx)::type;
+      const auto xv = matrix_view<TX>(X, "X");
+      auto out = new_matrix<double>(xv.rows, pca.n_components(), "scores");
+      double* o = out.mutable_data();
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> g(lock);
+      pca.template transform<TX>(xv, o);
+      return out;
+    });
+  }
+};
+
+template <class T>
+struct PyOnlineNMF {
+  sp::OnlineNMF<T> nmf;
+  mutable std::mutex lock;
+  PyOnlineNMF(index_t c, index_t k, double rho, int inner, int init, std::uint64_t seed,
+              const std::string& loss)
+      : nmf(c, k, rho, inner, init, seed, frobenius_loss(loss)) {}
+  static bool frobenius_loss(const std::string& loss) {
+    if (loss != "kl" && loss != "frobenius")
+      throw py::value_error("loss must be 'kl' or 'frobenius', got '" + loss + "'");
+    return loss == "frobenius";
+  }
+
+  void set_components(const py::array& H) {
+    const auto hv = matrix_view<T>(H, "H");
+    if (hv.rows != nmf.n_components() || hv.cols != nmf.n_channels())
+      throw py::value_error("H must have shape (" + std::to_string(nmf.n_components()) + ", " +
+                            std::to_string(nmf.n_channels()) + ")");
+    std::vector<T> h(static_cast<std::size_t>(hv.rows * hv.cols));
+    for (index_t k = 0; k < hv.rows; ++k)
+      for (index_t c = 0; c < hv.cols; ++c) h[k * hv.cols + c] = hv(k, c);
+    std::lock_guard<std::mutex> g(lock);
+    nmf.set_components(h.data());
+  }
+  py::tuple partial_fit(const py::array& X) {
+    return dispatch_counts(X, [&](auto tx) {
+      using TX = typename decltype(tx)::type;
+      const auto xv = matrix_view<TX>(X, "X");
+      auto maps = new_matrix<T>(xv.rows, nmf.n_components(), "maps");
+      T* m = maps.mutable_data();
+      double loss;
+      {
+        py::gil_scoped_release release;
+        std::lock_guard<std::mutex> g(lock);
+        loss = nmf.template partial_fit<TX>(xv, m);
+      }
+      return py::tuple(py::make_tuple(loss, maps));
+    });
+  }
+  py::array_t<T> transform(const py::array& X, int n_iter) const {
+    return dispatch_counts(X, [&](auto tx) {
+      using TX = typename decltype(tx)::type;
+      const auto xv = matrix_view<TX>(X, "X");
+      auto maps = new_matrix<T>(xv.rows, nmf.n_components(), "maps");
+      T* m = maps.mutable_data();
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> g(lock);
+      nmf.template transform<TX>(xv, n_iter, m);
+      return maps;
+    });
+  }
+  py::array_t<T> components() const {
+    auto out = new_matrix<T>(nmf.n_components(), nmf.n_channels(), "components");
+    std::lock_guard<std::mutex> g(lock);
+    nmf.components(out.mutable_data());
+    return out;
+  }
+};
+
+template <class T>
+void register_streaming(py::module_& m, const char* pca_name, const char* nmf_name) {
+  using P = PyStreamingPCA<T>;
+  py::class_<P>(m, pca_name, "Incremental (Poisson-weighted) PCA; see streaming.hpp")
+      .def(py::init<index_t, index_t, bool, bool, index_t, std::uint64_t>(), py::arg("n_channels"),
+           py::arg("n_components"), py::arg("poisson") = true, py::arg("center") = true,
+           py::arg("n_oversamples") = 10, py::arg("seed") = 0)
+      .def("partial_fit", &P::partial_fit, py::arg("X"))
+      .def("components", &P::components)
+      .def("explained_variance",
+           [](P& p) {
+             return p.vector_query(&sp::StreamingPCA<T>::explained_variance, p.pca.n_components());
+           })
+      .def("explained_variance_ratio",
+           [](P& p) {
+             return p.vector_query(&sp::StreamingPCA<T>::explained_variance_ratio,
+                                   p.pca.n_components());
+           })
+      .def("singular_values",
+           [](P& p) {
+             return p.vector_query(&sp::StreamingPCA<T>::singular_values, p.pca.n_components());
+           })
+      .def("mean",
+           [](P& p) { return p.vector_query(&sp::StreamingPCA<T>::mean, p.pca.n_channels()); })
+      .def("spectrum_weights",
+           [](P& p) {
+             return p.vector_query(&sp::StreamingPCA<T>::spectrum_weights, p.pca.n_channels());
+           })
+      .def("total_variance",
+           [](P& p) {
+             py::gil_scoped_release release;
+             std::lock_guard<std::mutex> g(p.lock);
+             return p.pca.total_variance();
+           })
+      .def("transform", &P::transform, py::arg("X"))
+      .def_property_readonly("n_samples_seen", [](P& p) { return p.pca.n_samples_seen(); })
+      .def_property_readonly("n_channels", [](P& p) { return p.pca.n_channels(); });
+
+  using N = PyOnlineNMF<T>;
+  py::class_<N>(m, nmf_name, "Online KL NMF (Lefevre et al. 2011); see streaming.hpp")
+      .def(py::init<index_t, index_t, double, int, int, std::uint64_t, const std::string&>(),
+           py::arg("n_channels"), py::arg("n_components"), py::arg("forget_factor") = 1.0,
+           py::arg("inner_iter") = 20, py::arg("init_iter") = 100, py::arg("seed") = 0,
+           py::arg("loss") = "kl")
+      .def("set_components", &N::set_components, py::arg("H"))
+      .def("partial_fit", &N::partial_fit, py::arg("X"))
+      .def("transform", &N::transform, py::arg("X"), py::arg("n_iter"))
+      .def("components", &N::components)
+      .def_property_readonly("n_samples_seen", [](N& n) { return n.nmf.n_samples_seen(); })
+      .def_property_readonly("n_batches", [](N& n) { return n.nmf.n_batches(); })
+      .def_property_readonly("n_channels", [](N& n) { return n.nmf.n_channels(); });
+}
+
 }  // namespace
 
 void register_spectral(py::module_& m) {
+  m.def("nmf_frobenius_stats", &nmf_frobenius_stats, py::arg("X"), py::arg("W"),
+        py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none());
+  register_streaming<float>(m, "StreamingPCA_float32", "OnlineNMF_float32");
+  register_streaming<double>(m, "StreamingPCA_float64", "OnlineNMF_float64");
   m.def("nmf_update", &nmf_update, py::arg("loss"), py::arg("X"), py::arg("W"), py::arg("H"),
         py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none(),
         py::arg("update_H") = true, py::arg("with_loss") = true);

@@ -20,7 +20,7 @@ except ImportError as err:  # pragma: no cover - depends on how the package was 
     raise ImportError(msg) from err
 
 from . import atoms, datasets, gp, imaging, io, nmr, spectral
-from ._threads import get_num_threads, set_num_threads
+from ._threads import get_num_threads, set_num_threads, threads
 
 __version__: str = "0.1.0"
 
@@ -35,4 +35,5 @@ __all__ = [
     "nmr",
     "set_num_threads",
     "spectral",
+    "threads",
 ]

@@ -1,6 +1,15 @@
-"""Thread counts: one setting, OpenMP's own, shared by every matchar kernel."""
+"""Thread counts: one setting, OpenMP's own, shared by every matchar kernel.
+
+OpenMP keeps this setting per OS thread (libgomp's nthreads ICV): a value set in one
+Python thread applies to the kernels that thread calls, not to other Python threads,
+which start from ``OMP_NUM_THREADS`` (or the number of cores). :func:`threads` limits
+it for one block of calls.
+"""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 from . import _core
 
@@ -25,8 +34,9 @@ def set_num_threads(n: int) -> None:
     """Set the number of OpenMP threads matchar's kernels use (``n >= 1``).
 
     Equivalent to ``threadpoolctl.threadpool_limits(n, user_api="openmp")`` for matchar's
-    kernels, but permanent. Note that it also applies to other OpenMP code that shares the
-    same OpenMP runtime in this process.
+    kernels, but permanent for the calling thread. It also applies to other OpenMP code
+    that shares the same OpenMP runtime and runs in this thread; other Python threads
+    keep their own setting (use :func:`threads` for a temporary limit).
 
     Example
     -------
@@ -34,9 +44,49 @@ def set_num_threads(n: int) -> None:
     >>> mc.set_num_threads(1); mc.get_num_threads()
     1
     """
+    _core.set_num_threads(_check_n(n))
+
+
+def _check_n(n: int) -> int:
     if isinstance(n, bool) or not hasattr(n, "__index__"):
         raise TypeError(f"n must be an integer, got {type(n).__name__}")
     n = int(n.__index__())
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    return n
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[int]:
+    """Run the matchar kernels called inside the ``with`` block on ``n`` OpenMP threads.
+
+    The limit is per call site: it applies to the calling Python thread only (OpenMP keeps
+    the setting per OS thread), so two Python threads can run kernels at the same time
+    with different limits, e.g. one thread each in a service, or ``threads(1)`` inside
+    dask tasks that already run one per core. The previous setting is restored on exit,
+    also after an exception. Nested blocks work.
+
+    Parameters
+    ----------
+    n : int
+        Threads, ``>= 1``.
+
+    Yields
+    ------
+    int
+        The previous setting.
+
+    Example
+    -------
+    >>> import numpy as np, matchar as mc
+    >>> with mc.threads(1):
+    ...     mc.get_num_threads()
+    1
+    """
+    n = _check_n(n)
+    previous = int(_core.get_num_threads())
     _core.set_num_threads(n)
+    try:
+        yield previous
+    finally:
+        _core.set_num_threads(previous)

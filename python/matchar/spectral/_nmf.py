@@ -13,6 +13,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _core
+from ._dask import DaskSpectrumMatrix, is_dask_input
 from ._input import SpectrumMatrix, as_mask, as_spectrum_matrix, factor_dtype, unflatten
 from ._svd import randomized_svd
 
@@ -44,6 +45,8 @@ def _sparse_if_mostly_zero(data: SpectrumMatrix) -> SpectrumMatrix:
 
 def _update(data: SpectrumMatrix, loss: str, W, H, pm, cm, update_H: bool, with_loss: bool):
     """One iteration in C++: (loss, W_new, H_new or None)."""
+    if getattr(data, "distributed", False):  # a dask array: chunk tasks + reduction
+        return data.update(loss, W, H, pm, cm, update_H, with_loss)
     X = data.X
     if data.sparse:
         return _core.spectral.nmf_update_csr(
@@ -53,6 +56,8 @@ def _update(data: SpectrumMatrix, loss: str, W, H, pm, cm, update_H: bool, with_
 
 
 def _deviance(data: SpectrumMatrix, W, H, pm=None, cm=None) -> np.ndarray:
+    if getattr(data, "distributed", False):
+        return data.deviance(W, H, pm, cm)
     X = data.X
     if data.sparse:
         return _core.spectral.poisson_deviance_csr(
@@ -62,6 +67,8 @@ def _deviance(data: SpectrumMatrix, W, H, pm=None, cm=None) -> np.ndarray:
 
 
 def _data_mean(data: SpectrumMatrix) -> float:
+    if getattr(data, "distributed", False):
+        return data.data_mean()
     N, C = data.shape
     if data.sparse:
         total = float(data.X.data.sum(dtype=np.float64))
@@ -72,6 +79,8 @@ def _data_mean(data: SpectrumMatrix) -> float:
 
 def _nndsvd(data: SpectrumMatrix, k: int, random_state, dtype, fill: bool):
     """NNDSVD(a) (Boutsidis & Gallopoulos 2008) on a blocked randomized SVD of X."""
+    if getattr(data, "distributed", False):
+        return data.nndsvd(k, random_state, dtype, fill)
     X = data.X
     if data.sparse:
         from sklearn.utils.extmath import randomized_svd as sk_randomized_svd
@@ -154,6 +163,16 @@ class NMF(TransformerMixin, BaseEstimator):
         Show a tqdm progress bar over iterations.
     compute_residual_map : bool, default True
         Compute ``residual_map_`` (one extra pass at the end of ``fit``).
+    warm_start : bool, default False
+        When True and the estimator is already fitted with the same K and C, ``fit``
+        starts from the previous ``components_`` (and from the previous maps when X has
+        the same number of pixels) instead of ``init``.
+    forget_factor : float in (0, 1], default 1.0
+        :meth:`partial_fit` only: weight of the past in the sufficient statistics per
+        block (1: every spectrum counts equally; < 1 follows drifting data).
+    batch_iter : int, default 20
+        :meth:`partial_fit` only: multiplicative updates of each new block's maps with
+        the components fixed, before the component update.
 
     Attributes
     ----------
@@ -172,6 +191,10 @@ class NMF(TransformerMixin, BaseEstimator):
         Poisson deviance of the reconstruction per pixel over the included channels:
         bright pixels carry signal that K components do not explain.
     n_features_in_ : int
+    n_samples_seen_ : int
+        Spectra merged by :meth:`partial_fit` (only after ``partial_fit``; there
+        ``n_iter_`` counts blocks and ``loss_history_`` holds each block's loss under
+        the components before the block).
 
     Notes
     -----
@@ -213,6 +236,9 @@ class NMF(TransformerMixin, BaseEstimator):
         dtype: Any = None,
         progress: bool = False,
         compute_residual_map: bool = True,
+        warm_start: bool = False,
+        forget_factor: float = 1.0,
+        batch_iter: int = 20,
     ) -> None:
         self.n_components = n_components
         self.loss = loss
@@ -224,6 +250,9 @@ class NMF(TransformerMixin, BaseEstimator):
         self.dtype = dtype
         self.progress = progress
         self.compute_residual_map = compute_residual_map
+        self.warm_start = warm_start
+        self.forget_factor = forget_factor
+        self.batch_iter = batch_iter
 
     def __sklearn_tags__(self):  # scikit-learn >= 1.6
         tags = super().__sklearn_tags__()
@@ -332,15 +361,162 @@ class NMF(TransformerMixin, BaseEstimator):
         >>> mc.spectral.NMF(2, random_state=0, max_iter=20).fit_transform(X).shape
         (8, 8, 2)
         """
+        if is_dask_input(X):
+            return self._fit_transform_dask(X, pixel_mask, channel_mask)
         data = as_spectrum_matrix(X, "X")
         N, C = data.shape
         k = self._check_params(N, C)
         dtype = factor_dtype(data, self.dtype)
         pm = as_mask(pixel_mask, "pixel_mask", data.nav_shape, N)
         cm = as_mask(channel_mask, "channel_mask", (C,), C)
-        W, H = self._initial_factors(data, k, dtype)
+        warm = self._warm_factors(data, k, dtype)
+        W, H = warm if warm is not None else self._initial_factors(data, k, dtype)
+        self.__dict__.pop("_online", None)  # a batch fit ends any partial_fit stream
+        self.__dict__.pop("_online_lost", None)
         W, H = self._iterate(_sparse_if_mostly_zero(data), W, H, pm, cm, update_H=True)
+        if self.warm_start:
+            self._warm_W = W.copy()
         return unflatten(W, data.nav_shape)
+
+    def _fit_transform_dask(self, X: Any, pixel_mask: Any, channel_mask: Any) -> Any:
+        """fit_transform of a dask array (or lazy HyperSpy signal); maps stay chunked."""
+        data = DaskSpectrumMatrix(X, "X")
+        N, C = data.shape
+        k = self._check_params(N, C)
+        dtype = data.factor_dtype(self.dtype)
+        pm = as_mask(pixel_mask, "pixel_mask", data.nav_shape, N)
+        cm = as_mask(channel_mask, "channel_mask", (C,), C)
+        H_prev = getattr(self, "components_", None)
+        if self.warm_start and H_prev is not None and H_prev.shape == (k, C):
+            H = np.array(H_prev, dtype=dtype, copy=True)
+            W = data.constant_factor(k, float(np.sqrt(max(data.data_mean(), 0.0) / k)), dtype)
+        else:
+            W, H = self._initial_factors(data, k, dtype)
+            if isinstance(W, np.ndarray):
+                W = data.factor_from_array(W)
+        self.__dict__.pop("_online", None)
+        self.__dict__.pop("_online_lost", None)
+        self.__dict__.pop("_warm_W", None)
+        W, H = self._iterate(data, W, H, pm, cm, update_H=True)
+        return data.unflatten(W)
+
+    def _warm_factors(self, data: SpectrumMatrix, k: int, dtype: np.dtype):
+        """(W, H) from the previous fit when warm_start applies, else None."""
+        H_prev = getattr(self, "components_", None)
+        if not self.warm_start or H_prev is None or H_prev.shape != (k, data.shape[1]):
+            return None
+        H = np.array(H_prev, dtype=dtype, copy=True)
+        W_prev = self.__dict__.get("_warm_W")
+        if W_prev is not None and W_prev.shape == (data.shape[0], k):
+            return np.array(W_prev, dtype=dtype, copy=True), H
+        avg = np.sqrt(max(_data_mean(data), 0.0) / k)
+        return np.full((data.shape[0], k), avg, dtype=dtype), H
+
+    def partial_fit(self, X: ArrayLike, y: Any = None) -> NMF:
+        """Merge a block of spectra (e.g. one scan line) into an online KL NMF.
+
+        Backed by the C++ ``matchar::spectral::OnlineNMF`` (Lefevre, Bach & Fevotte 2011):
+        the first block is fitted like :meth:`fit` (``max_iter`` iterations from ``init``:
+        "nndsvda"/"nndsvd" are computed on the first block, "random" is drawn from it,
+        a (W, H) pair gives the start of H). Every later block gets its maps by
+        ``batch_iter`` multiplicative updates with the components fixed, then one update
+        of the components from accumulated sufficient statistics
+        ``A <- forget_factor A + H * W_b^T (X_b / W_b H)``, ``B <- forget_factor B + W_b^T 1``,
+        ``components_ = A / B``. With ``loss="frobenius"`` (Mairal et al. 2010) the maps
+        come from ``batch_iter`` HALS sweeps, the statistics are ``A = W_b^T W_b`` and
+        ``B = W_b^T X_b`` (accumulated the same way) and ``components_`` from
+        ``batch_iter`` HALS sweeps on them. Maps of past blocks are not kept: use
+        :meth:`transform`. Calling :meth:`fit` starts over.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, C) or (h, w, C), or scipy.sparse (n, C)
+            Non-negative counts; C must stay the same across calls. Sparse blocks are
+            densified (blocks are small).
+        y : ignored
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            A channel count that differs from the first block, negative/NaN/inf values,
+            bad parameters.
+
+        Example
+        -------
+        >>> import numpy as np, matchar as mc
+        >>> rng = np.random.default_rng(0)
+        >>> cube = rng.poisson(rng.random((10, 40, 2)) @ (rng.random((2, 64)) * 30))
+        >>> nmf = mc.spectral.NMF(2, random_state=0)
+        >>> for line in cube:          # one scan line (40 spectra) at a time
+        ...     _ = nmf.partial_fit(line)
+        >>> nmf.components_.shape, nmf.n_samples_seen_
+        ((2, 64), 400)
+        """
+        if sp.issparse(X):
+            X = X.toarray()
+        data = as_spectrum_matrix(X, "X", allow_sparse=False)
+        N, C = data.shape
+        online = self.__dict__.get("_online")
+        if online is None:
+            if self.__dict__.get("_online_lost"):
+                raise ValueError(
+                    "this NMF was unpickled or copied in the middle of a partial_fit stream; "
+                    "the stream state is not serialised, start a new estimator"
+                )
+            k = self._check_params(max(N, C), C)
+            rho = self.forget_factor
+            if not isinstance(rho, numbers.Real) or not 0.0 < rho <= 1.0:
+                raise ValueError(f"forget_factor must be in (0, 1], got {rho!r}")
+            inner = _check_int(self.batch_iter, "batch_iter", 1)
+            dtype = factor_dtype(data, self.dtype)
+            rng = check_random_state(self.random_state)
+            seed = int(rng.randint(0, 2**31 - 1))
+            cls = (
+                _core.spectral.OnlineNMF_float64
+                if dtype == np.float64
+                else _core.spectral.OnlineNMF_float32
+            )
+            online = cls(C, k, float(rho), inner, int(self.max_iter), seed, self.loss)
+            H0 = None
+            if not isinstance(self.init, str):
+                H0 = self._initial_factors(data, k, dtype)[1] if N >= 1 else None
+            elif self.init in ("nndsvda", "nndsvd") and N >= k:
+                H0 = self._initial_factors(data, k, dtype)[1]
+            elif self.init not in ("nndsvda", "nndsvd", "random"):
+                self._initial_factors(data, k, dtype)  # raises the init error
+            if H0 is not None:
+                online.set_components(np.ascontiguousarray(H0, dtype=dtype))
+            self._online = online
+            self._online_losses: list[float] = []
+        elif C != self.n_features_in_:
+            raise ValueError(
+                f"X has {C} features, but NMF is expecting {self.n_features_in_} features "
+                "as input (channels); the channel count cannot change during a stream"
+            )
+        loss, _ = online.partial_fit(data.X)
+        self._online_losses.append(float(loss))
+        H = online.components()
+        self.components_ = H
+        self.n_components_ = H.shape[0]
+        self.n_features_in_ = C
+        self.n_iter_ = int(online.n_batches)
+        self.n_samples_seen_ = int(online.n_samples_seen)
+        self._fit_dtype = H.dtype
+        self.loss_history_ = np.asarray(self._online_losses, dtype=np.float64)
+        self.loss_iterations_ = np.arange(1, len(self._online_losses) + 1, dtype=np.int64)
+        self.reconstruction_err_ = float(np.sqrt(2.0 * max(self._online_losses[-1], 0.0)))
+        self.residual_map_ = None
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())  # the C++ stream state is not serialised
+        if state.pop("_online", None) is not None:
+            state["_online_lost"] = True
+        return state
 
     def _iterate(self, data, W, H, pm, cm, *, update_H: bool):
         loss_name, every, tol = self.loss, self.eval_every, float(self.tol)
@@ -446,7 +622,8 @@ class NMF(TransformerMixin, BaseEstimator):
         (5, 2)
         """
         check_is_fitted(self, "components_")
-        data = as_spectrum_matrix(X, "X")
+        dask_input = is_dask_input(X)
+        data = DaskSpectrumMatrix(X, "X") if dask_input else as_spectrum_matrix(X, "X")
         N, C = data.shape
         if C != self.n_features_in_:
             raise ValueError(
@@ -455,6 +632,10 @@ class NMF(TransformerMixin, BaseEstimator):
             )
         H = self.components_
         avg = np.sqrt(max(_data_mean(data), 0.0) / self.n_components_)
+        if dask_input:
+            W = data.constant_factor(self.n_components_, float(avg), H.dtype)
+            W, _ = self._iterate(data, W, H, None, None, update_H=False)
+            return data.unflatten(W)
         W = np.full((N, self.n_components_), avg, dtype=H.dtype)
         W, _ = self._iterate(_sparse_if_mostly_zero(data), W, H, None, None, update_H=False)
         return unflatten(W, data.nav_shape)

@@ -8,11 +8,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _core
+from ._dask import DaskSpectrumMatrix, is_dask_input
 from ._input import as_spectrum_matrix, factor_dtype, unflatten
-from ._svd import randomized_svd
+from ._svd import randomized_svd, randomized_svd_gram
 
 
 def _inv_sqrt(v: np.ndarray) -> np.ndarray:
@@ -66,6 +68,8 @@ class PCA(TransformerMixin, BaseEstimator):
     spectrum_weights_ : ndarray, shape (C,)
         ``1 / sqrt(h)`` (ones when ``poisson=False``).
     n_components_, n_features_in_, n_samples_ : int
+    n_samples_seen_ : int
+        Spectra merged by :meth:`partial_fit` (only after ``partial_fit``).
 
     Example
     -------
@@ -124,6 +128,8 @@ class PCA(TransformerMixin, BaseEstimator):
         >>> mc.spectral.PCA(2, random_state=0).fit(X).components_.shape
         (2, 30)
         """
+        if is_dask_input(X):
+            return self._fit_dask(X)
         data = as_spectrum_matrix(X, "X", allow_sparse=False)
         X2 = data.X
         N, C = data.shape
@@ -141,6 +147,8 @@ class PCA(TransformerMixin, BaseEstimator):
         if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral) or n_iter < 0:
             raise ValueError(f"n_iter must be 'auto' or an integer >= 0, got {self.n_iter!r}")
         dtype = factor_dtype(data, self.dtype)
+        self.__dict__.pop("_stream", None)  # a batch fit ends any partial_fit stream
+        self.__dict__.pop("_stream_lost", None)
         g, r, c = self._weights(X2)
         col_sums, sumsq = _core.spectral.weighted_sums(X2, r, c)[1:]
         mean = col_sums / N if self.center else np.zeros(C)
@@ -170,6 +178,157 @@ class PCA(TransformerMixin, BaseEstimator):
         self.n_samples_ = N
         self._dtype = dtype
         return self
+
+    def _fit_dask(self, X: Any) -> PCA:
+        """fit of a dask array (or lazy HyperSpy signal): the same passes over the chunks."""
+        data = DaskSpectrumMatrix(X, "X")
+        N, C = data.shape
+        k = self.n_components
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= min(N, C):
+            raise ValueError(
+                f"n_components must be an integer in [1, min(n_pixels, n_channels)] = "
+                f"[1, {min(N, C)}], got {k!r}"
+            )
+        if N < 2:
+            raise ValueError(f"X must have at least 2 pixels for PCA, got n_samples={N}")
+        n_iter = self.n_iter
+        if n_iter == "auto":
+            n_iter = 7 if k < 0.1 * min(N, C) else 4
+        if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral) or n_iter < 0:
+            raise ValueError(f"n_iter must be 'auto' or an integer >= 0, got {self.n_iter!r}")
+        dtype = data.factor_dtype(self.dtype)
+        self.__dict__.pop("_stream", None)
+        self.__dict__.pop("_stream_lost", None)
+        g, h, _ = data.weighted_sums()
+        if self.poisson:
+            total = h.sum()
+            r, c = _inv_sqrt(g), _inv_sqrt(h / total if total > 0 else h)
+        else:
+            r, c = np.ones_like(g), np.ones_like(h)
+        col_sums, sumsq = data.weighted_sums(r, c)[1:]
+        mean = col_sums / N if self.center else np.zeros(C)
+        total_var = (sumsq - N * float(mean @ mean)) / (N - 1)
+        S, Vt = randomized_svd_gram(
+            lambda V: data.gram(r, c, V, mean if self.center else None, dtype),
+            (N, C),
+            k,
+            n_oversamples=int(self.n_oversamples),
+            n_iter=int(n_iter),
+            random_state=self.random_state,
+        )
+        self.components_ = Vt
+        self.singular_values_ = S
+        self.explained_variance_ = S**2 / (N - 1)
+        self.explained_variance_ratio_ = (
+            self.explained_variance_ / total_var if total_var > 0 else np.zeros(k)
+        )
+        self.mean_ = mean
+        self.image_ = g.reshape(data.nav_shape)
+        self.spectrum_weights_ = c
+        self.n_components_ = k
+        self.n_features_in_ = C
+        self.n_samples_ = N
+        self._dtype = dtype
+        return self
+
+    def partial_fit(self, X: ArrayLike, y: Any = None) -> PCA:
+        """Merge a block of spectra (e.g. one scan line) into an incremental PCA.
+
+        Backed by the C++ ``matchar::spectral::StreamingPCA``: a rank
+        ``n_components + n_oversamples`` sketch of the weighted, centred data is merged
+        with each block by a Rayleigh-Ritz step on the old subspace plus a randomized
+        range of the block's residual (one power iteration), the scheme of
+        scikit-learn's ``IncrementalPCA`` with a randomized residual instead of a full
+        SVD of each block. With ``poisson=True`` every spectrum is weighted by its own
+        total counts and by the running mean spectrum; when the mean spectrum changes
+        the sketch is rescaled into the new weights (exact for what it holds), and
+        ``mean_``, the total variance and ``spectrum_weights_`` are exact running sums.
+        When ``n_components + n_oversamples >= C`` the result equals the batch PCA up to
+        rounding. ``n_iter`` is not used here. After ``partial_fit``, ``transform`` and
+        ``inverse_transform`` work as after ``fit`` (``image_`` holds the last block's
+        totals). Calling :meth:`fit` starts over.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, C) or (h, w, C)
+            Non-negative counts (uint8/16/32, float32/64 read in place), one or more
+            spectra; C must stay the same across calls.
+        y : ignored
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            A channel count that differs from the first block, negative/NaN/inf values,
+            bad parameters.
+
+        Example
+        -------
+        >>> import numpy as np, matchar as mc
+        >>> rng = np.random.default_rng(0)
+        >>> cube = rng.poisson(rng.random((16, 50, 2)) @ (rng.random((2, 64)) * 30))
+        >>> pca = mc.spectral.PCA(2, random_state=0)
+        >>> for line in cube:          # one scan line (50 spectra) at a time
+        ...     _ = pca.partial_fit(line)
+        >>> pca.components_.shape, pca.n_samples_seen_
+        ((2, 64), 800)
+        """
+        data = as_spectrum_matrix(X, "X", allow_sparse=False)
+        _, C = data.shape
+        stream = self.__dict__.get("_stream")
+        if stream is None:
+            if self.__dict__.get("_stream_lost"):
+                raise ValueError(
+                    "this PCA was unpickled or copied in the middle of a partial_fit stream; "
+                    "the stream state is not serialised, start a new estimator"
+                )
+            k = self.n_components
+            if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= C:
+                raise ValueError(
+                    f"n_components must be an integer in [1, n_channels] = [1, {C}], got {k!r}"
+                )
+            over = self.n_oversamples
+            if isinstance(over, bool) or not isinstance(over, numbers.Integral) or over < 0:
+                raise ValueError(f"n_oversamples must be an integer >= 0, got {over!r}")
+            dtype = factor_dtype(data, self.dtype)
+            seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+            cls = (
+                _core.spectral.StreamingPCA_float64
+                if dtype == np.float64
+                else _core.spectral.StreamingPCA_float32
+            )
+            stream = cls(C, int(k), bool(self.poisson), bool(self.center), int(over), seed)
+            self._stream = stream
+            self._dtype = dtype
+            self.n_features_in_ = C
+        elif C != self.n_features_in_:
+            raise ValueError(
+                f"X has {C} features, but PCA is expecting {self.n_features_in_} features "
+                "as input (channels); the channel count cannot change during a stream"
+            )
+        stream.partial_fit(data.X)
+        n = int(stream.n_samples_seen)
+        self.n_samples_seen_ = n
+        self.n_samples_ = n
+        self.n_components_ = int(self.n_components)
+        self.image_ = _core.spectral.weighted_sums(data.X, None, None)[0].reshape(data.nav_shape)
+        if n >= 2:
+            self.components_ = stream.components()
+            self.singular_values_ = stream.singular_values()
+            self.explained_variance_ = stream.explained_variance()
+            self.explained_variance_ratio_ = stream.explained_variance_ratio()
+            self.mean_ = stream.mean()
+            self.spectrum_weights_ = stream.spectrum_weights()
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())  # the C++ stream state is not serialised
+        if state.pop("_stream", None) is not None:
+            state["_stream_lost"] = True
+        return state
 
     def fit_transform(self, X: ArrayLike, y: Any = None) -> np.ndarray:
         """Fit and return the scores of X.
@@ -214,6 +373,19 @@ class PCA(TransformerMixin, BaseEstimator):
         (4, 2)
         """
         check_is_fitted(self, "components_")
+        if is_dask_input(X):
+            ddata = DaskSpectrumMatrix(X, "X")
+            if ddata.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X has {ddata.shape[1]} features, but PCA is expecting "
+                    f"{self.n_features_in_} features as input (channels)"
+                )
+            g = ddata.weighted_sums()[0]
+            r = _inv_sqrt(g) if self.poisson else np.ones_like(g)
+            V = np.ascontiguousarray(self.components_.T, dtype=self._dtype)
+            offset = np.ascontiguousarray(self.mean_ @ self.components_.T, dtype=np.float64)
+            Y = ddata.project(r, self.spectrum_weights_, V, offset).astype(np.float64)
+            return Y.reshape(*ddata.nav_shape, -1) if len(ddata.nav_shape) > 1 else Y
         data = as_spectrum_matrix(X, "X", allow_sparse=False)
         if data.shape[1] != self.n_features_in_:
             raise ValueError(

@@ -8,6 +8,7 @@ for ``A^T (A V)``) is followed by a Rayleigh-Ritz step that reuses the last pass
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -52,7 +53,31 @@ def randomized_svd(
     ``n_iter`` passes of subspace iteration on A^T A plus one Rayleigh-Ritz pass; the
     extra memory is O(C x (k + n_oversamples)) plus the kernels' per-thread blocks.
     """
-    N, C = X.shape
+    return randomized_svd_gram(
+        lambda V: gram_apply(X, r, c, V, mean, dtype),
+        X.shape,
+        n_components,
+        n_oversamples=n_oversamples,
+        n_iter=n_iter,
+        random_state=random_state,
+    )
+
+
+def randomized_svd_gram(
+    gram: Callable[[np.ndarray], np.ndarray],
+    shape: tuple[int, int],
+    n_components: int,
+    *,
+    n_oversamples: int = 10,
+    n_iter: int = 4,
+    random_state: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`randomized_svd` given only ``gram(V) = A^T A V`` (C x L, float64).
+
+    The passes may run anywhere (e.g. summed over dask chunks); the random start and the
+    small dense steps are the same as for an in-memory A.
+    """
+    N, C = shape
     L = min(n_components + n_oversamples, N, C)
     rng = check_random_state(random_state)
     # The C x L orthonormalisations are tiny: a multithreaded BLAS only fights the
@@ -60,10 +85,10 @@ def randomized_svd(
     with threadpool_limits(1, user_api="blas"):
         V = scipy.linalg.qr(rng.standard_normal((C, L)), mode="economic")[0]
     for _ in range(n_iter):
-        G = gram_apply(X, r, c, V, mean, dtype)
+        G = gram(V)
         with threadpool_limits(1, user_api="blas"):
             V = scipy.linalg.qr(G, mode="economic")[0]
-    G = gram_apply(X, r, c, V, mean, dtype)
+    G = gram(V)
     M = V.T @ G  # (A V)^T (A V): its eigenvalues are the squared singular values
     M = 0.5 * (M + M.T)
     evals, U = np.linalg.eigh(M)

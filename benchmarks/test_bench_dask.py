@@ -1,0 +1,65 @@
+"""KL NMF of a cube that fits in memory: in memory vs on a 2-worker dask LocalCluster.
+
+Same cube, init ("random", same seed), dtype and iteration count. The cluster has 2
+worker processes x 1 thread (OMP_NUM_THREADS=1 each: 2 cores in all); the in-memory fit
+uses 2 OpenMP threads. The cube is persisted on the workers before timing (data loaded
+on the cluster), so each iteration ships only the K x C components and the statistics.
+
+Run: OMP_NUM_THREADS=2 python -m pytest benchmarks/test_bench_dask.py --benchmark-only \
+        --benchmark-group-by=group --benchmark-columns=min,median,max
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import matchar as mc
+
+sys.path.insert(0, str(Path(__file__).parent))
+from spectral_cube import poisson_cube
+
+distributed = pytest.importorskip("distributed")
+da = pytest.importorskip("dask.array")
+
+N, C, K, ITER, CHUNK = 65536, 1024, 4, 20, 8192
+
+
+@pytest.fixture(scope="module")
+def cube():
+    return poisson_cube(N, C, K)
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        env={"OMP_NUM_THREADS": "1"},
+    )
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+def nmf():
+    return mc.spectral.NMF(
+        K, init="random", random_state=0, max_iter=ITER, tol=0, compute_residual_map=False
+    )
+
+
+@pytest.mark.parametrize("impl", ["in-memory (2 OpenMP threads)", "dask LocalCluster 2x1"])
+def test_nmf_kl_dask_vs_memory(benchmark, cube, client, impl):
+    benchmark.group = f"NMF KL {N}x{C} uint16 K={K} {ITER} it"
+    if impl.startswith("in-memory"):
+        est = benchmark.pedantic(lambda: nmf().fit(cube), rounds=3, iterations=1)
+    else:
+        X = client.persist(da.from_array(cube, chunks=(CHUNK, C)))
+        distributed.wait(X)
+        est = benchmark.pedantic(lambda: nmf().fit(X), rounds=3, iterations=1)
+    benchmark.extra_info["final KL"] = float(est.loss_history_[-1])
+    assert est.n_iter_ == ITER

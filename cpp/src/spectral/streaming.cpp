@@ -1,0 +1,755 @@
+#include "matchar/spectral/streaming.hpp"
+
+#include <omp.h>
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <random>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "blocks.hpp"
+#include "matchar/spectral/nmf.hpp"
+
+namespace matchar::spectral {
+namespace {
+
+using detail::RowMat;
+using MatD = Eigen::MatrixXd;
+// Power iterations of the residual range finder: 2 for the first block (nothing else to
+// go on), 1 for later blocks, where the Krylov directions R^T D V0 (below) carry the
+// correction of the known subspace and the random range only has to catch new ones.
+constexpr int kPowerIterFirst = 2;
+constexpr int kPowerIterMerge = 1;
+using VecD = Eigen::VectorXd;
+template <class T>
+using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+
+// Runs f(i0, i1, tid) on num_threads() contiguous row ranges of [0, n); the first
+// exception is rethrown after the region.
+template <class F>
+void for_row_ranges(index_t n, F&& f) {
+  const int nt = static_cast<int>(std::max<index_t>(1, std::min<index_t>(num_threads(), n / 16)));
+  std::exception_ptr error;
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num();
+    const int team = omp_get_num_threads();
+    const index_t i0 = n * t / team, i1 = n * (t + 1) / team;
+    try {
+      f(i0, i1, t, team);
+    } catch (...) {
+#pragma omp critical(matchar_streaming_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+// D (n x C row-major) times B (C x m): rows split across threads.
+template <class T>
+ColMat<T> rows_times(const RowMat<T>& D, const ColMat<T>& B) {
+  ColMat<T> out(D.rows(), B.cols());
+  if (D.rows() == 0 || B.cols() == 0) return out;
+  for_row_ranges(D.rows(), [&](index_t i0, index_t i1, int, int) {
+    if (i1 > i0) out.middleRows(i0, i1 - i0).noalias() = D.middleRows(i0, i1 - i0) * B;
+  });
+  return out;
+}
+
+// D^T Y (C x m, double): per-thread partial products summed in thread order.
+template <class T>
+MatD rows_transpose_times(const RowMat<T>& D, const ColMat<T>& Y) {
+  const index_t C = D.cols(), m = Y.cols();
+  MatD out = MatD::Zero(C, m);
+  if (D.rows() == 0 || m == 0) return out;
+  std::vector<ColMat<T>> parts(static_cast<std::size_t>(std::max(1, num_threads())));
+  int used = 1;
+  for_row_ranges(D.rows(), [&](index_t i0, index_t i1, int t, int team) {
+    if (t == 0) used = team;
+    parts[t] = ColMat<T>::Zero(C, m);
+    if (i1 > i0)
+      parts[t].noalias() = D.middleRows(i0, i1 - i0).transpose() * Y.middleRows(i0, i1 - i0);
+  });
+  for (int t = 0; t < used; ++t) out += parts[t].template cast<double>();
+  return out;
+}
+
+// Orthonormal basis (thin Q, C x m) of the columns of M.
+MatD orthonormal(const MatD& M) {
+  Eigen::HouseholderQR<MatD> qr(M);
+  return qr.householderQ() * MatD::Identity(M.rows(), M.cols());
+}
+
+void check_channels(index_t got, index_t expected, const char* what) {
+  if (got != expected)
+    throw InvalidArgument(std::string(what) + " has " + std::to_string(got) +
+                          " channel(s), but the stream was created with " +
+                          std::to_string(expected) +
+                          " channels; the channel count cannot change during a stream");
+}
+
+template <class TX>
+inline bool bad_value(TX v) {
+  if constexpr (std::is_floating_point_v<TX>) return !(v >= TX(0)) || !std::isfinite(v);
+  return false;
+}
+
+template <class TX>
+void check_block(ConstMatrixView<TX> X, const char* what) {
+  if (X.rows < 1) throw InvalidArgument(std::string(what) + " has no rows (spectra)");
+  if constexpr (std::is_floating_point_v<TX>) {
+    for (index_t i = 0; i < X.rows; ++i)
+      for (index_t c = 0; c < X.cols; ++c)
+        if (bad_value(X(i, c)))
+          throw InvalidArgument(std::string(what) +
+                                " contains negative, NaN or infinite values; spectra must be "
+                                "finite non-negative counts");
+  }
+}
+
+}  // namespace
+
+// ===========================================================================
+// StreamingPCA
+// ===========================================================================
+template <class T>
+struct StreamingPCA<T>::Impl {
+  index_t C, K, L;
+  bool poisson, center;
+  std::mt19937_64 rng;
+  double n = 0;         // spectra merged
+  VecD colsum, s1, s2;  // per channel: sum x, sum r x, sum (r x)^2
+  VecD c_sketch;        // column weights the sketch is expressed in
+  VecD S;               // singular values of the sketch (L0)
+  MatD Vt;              // L0 x C orthonormal rows; sketch B = diag(S) Vt
+  index_t batch = 256;
+  std::vector<double> queue;  // queued spectra, row-major
+  index_t queued = 0;
+
+  Impl(index_t c, index_t k, bool p, bool ctr, index_t over, std::uint64_t seed)
+      : C(c), K(k), L(std::min(c, k + over)), poisson(p), center(ctr), rng(seed) {
+    colsum = VecD::Zero(C);
+    s1 = VecD::Zero(C);
+    s2 = VecD::Zero(C);
+    c_sketch = VecD::Ones(C);
+    Vt.resize(0, C);
+  }
+
+  VecD column_weights(const VecD& cs) const {
+    VecD c = VecD::Ones(C);
+    if (!poisson) return c;
+    const double total = cs.sum();
+    for (index_t j = 0; j < C; ++j)
+      c[j] = (total > 0 && cs[j] > 0) ? 1.0 / std::sqrt(cs[j] / total) : 0.0;
+    return c;
+  }
+
+  template <class TX>
+  void merge(ConstMatrixView<TX> X) {
+    check_channels(X.cols, C, "X");
+    check_block(X, "X");
+    const index_t nb = X.rows;
+    check_allocation(static_cast<std::size_t>(nb + 1) * static_cast<std::size_t>(C), sizeof(T),
+                     "streaming PCA block");
+    // Pass 1: row weights, per-channel sums (per-thread, reduced in thread order), and
+    // the row-weighted block r_i x_i into D (T), all on a contiguous copy of each row.
+    std::vector<double> r(static_cast<std::size_t>(nb));
+    const int nt = std::max(1, num_threads());
+    std::vector<MatD> acc(static_cast<std::size_t>(nt));
+    const bool corr = center && n > 0;
+    const index_t nd = nb + (corr ? 1 : 0);
+    RowMat<T> D(nd, C);
+    int used = 1;
+    for_row_ranges(nb, [&](index_t i0, index_t i1, int t, int team) {
+      if (t == 0) used = team;
+      acc[t] = MatD::Zero(C, 3);
+      double* __restrict a0 = acc[t].col(0).data();
+      double* __restrict a1 = acc[t].col(1).data();
+      double* __restrict a2 = acc[t].col(2).data();
+      std::vector<double> row(static_cast<std::size_t>(C));
+      double* __restrict xr = row.data();
+      for (index_t i = i0; i < i1; ++i) {
+        const TX* src = X.data + i * X.row_stride;
+        if (X.col_stride == 1) {
+#pragma omp simd
+          for (index_t j = 0; j < C; ++j) xr[j] = static_cast<double>(src[j]);
+        } else {
+          for (index_t j = 0; j < C; ++j) xr[j] = static_cast<double>(src[j * X.col_stride]);
+        }
+        double g = 0;
+#pragma omp simd reduction(+ : g)
+        for (index_t j = 0; j < C; ++j) g += xr[j];
+        const double ri = poisson ? (g > 0 ? 1.0 / std::sqrt(g) : 0.0) : 1.0;
+        r[i] = ri;
+        T* __restrict d = D.data() + i * C;
+#pragma omp simd
+        for (index_t j = 0; j < C; ++j) {
+          const double x = xr[j], y = ri * x;
+          a0[j] += x;
+          a1[j] += y;
+          a2[j] += y * y;
+          d[j] = static_cast<T>(y);
+        }
+      }
+    });
+    MatD sums = MatD::Zero(C, 3);
+    for (int t = 0; t < used; ++t) sums += acc[t];
+
+    // New column weights; the sketch is rescaled into them.
+    const double n_old = n, n_new = n + static_cast<double>(nb);
+    const VecD c_new = column_weights(colsum + sums.col(0));
+    MatD B;  // old sketch, L0 x C
+    if (Vt.rows() > 0) {
+      B = S.asDiagonal() * Vt;
+      for (index_t j = 0; j < C; ++j) {
+        const double ratio = c_sketch[j] > 0 ? c_new[j] / c_sketch[j] : 0.0;
+        B.col(j) *= ratio;
+      }
+    } else {
+      B.resize(0, C);
+    }
+    VecD mu_b = VecD::Zero(C), mu_o = VecD::Zero(C);
+    if (center) {
+      mu_b = c_new.cwiseProduct(sums.col(1)) / static_cast<double>(nb);
+      if (n_old > 0) mu_o = c_new.cwiseProduct(s1) / n_old;
+    }
+    // Pass 2: D = [centred weighted block; mean-correction row] in T.
+    const std::vector<T> cT(c_new.data(), c_new.data() + C), muT(mu_b.data(), mu_b.data() + C);
+    for_row_ranges(nb, [&](index_t i0, index_t i1, int, int) {
+      const T* __restrict cw = cT.data();
+      const T* __restrict mu = muT.data();
+      for (index_t i = i0; i < i1; ++i) {
+        T* __restrict d = D.data() + i * C;
+#pragma omp simd
+        for (index_t j = 0; j < C; ++j) d[j] = d[j] * cw[j] - mu[j];
+      }
+    });
+    if (corr) {
+      const double f = std::sqrt(n_old * static_cast<double>(nb) / n_new);
+      for (index_t j = 0; j < C; ++j) D(nb, j) = static_cast<T>(f * (mu_o[j] - mu_b[j]));
+    }
+
+    // Subspace: span(B) + range of the residual of D (randomized, one power iteration).
+    const index_t L0 = B.rows();
+    const MatD V0 = L0 > 0 ? orthonormal(B.transpose()) : MatD(C, 0);
+    const ColMat<T> V0t = V0.cast<T>();
+    const index_t p = std::min(L, C - L0);
+    // The products with D run on the widest panels possible: D is read 3 times per block
+    // after the first (D [V0, omega], D^T [Y, P], D Qr).
+    ColMat<T> P(nd, L0);  // D V0
+    MatD Qr(C, 0);
+    if (p == 0 && L0 > 0) P = rows_times<T>(D, V0t);
+    if (p > 0) {
+      std::normal_distribution<double> normal;
+      MatD omega(C, p);
+      for (index_t j = 0; j < p; ++j)
+        for (index_t i = 0; i < C; ++i) omega(i, j) = normal(rng);
+      // power_iter times: Y = R Z, Z = orth(R^T Y), with R = D (I - V0 V0^T) the residual
+      // of the block: Z spans (R^T R)^q omega. On a first block q = 2 keeps the flat
+      // Poisson-noise tail (~C directions) from tilting the subspace (q = 1 left ~3
+      // degrees on a rank-3 test cube, q = 2 ~0.05 degree).
+      // With the random range come R^T D V0, the directions through which the block
+      // tilts the old subspace (the first-order term of the exact merge): a random range
+      // of a flat noise residual would miss most of them.
+      const index_t extra = L0 > 0 ? std::min(L0, C - L0 - p) : 0;
+      MatD Z = std::move(omega), Zk;
+      const int power_iter = L0 > 0 ? kPowerIterMerge : kPowerIterFirst;
+      for (int q = 0; q < power_iter; ++q) {
+        const ColMat<T> Zt = Z.cast<T>();
+        ColMat<T> Y;
+        if (q == 0 && L0 > 0) {
+          ColMat<T> VZ(C, L0 + p);
+          VZ << V0t, Zt;
+          const ColMat<T> DVZ = rows_times<T>(D, VZ);
+          P = DVZ.leftCols(L0);
+          Y = DVZ.rightCols(p);
+        } else {
+          Y = rows_times<T>(D, Zt);
+        }
+        if (L0 > 0) Y.noalias() -= P * (V0t.transpose() * Zt);
+        if (q == 0 && extra > 0) {
+          ColMat<T> YP(nd, p + L0);
+          YP << Y, P;
+          const MatD DYP = rows_transpose_times<T>(D, YP);
+          Z = DYP.leftCols(p);
+          Zk = DYP.rightCols(L0);
+          Zk.noalias() -= V0 * (P.transpose() * P).template cast<double>();
+        } else {
+          Z = rows_transpose_times<T>(D, Y);
+        }
+        if (L0 > 0) Z.noalias() -= V0 * (P.transpose() * Y).template cast<double>();
+        Z = orthonormal(Z);
+        if (L0 > 0) {
+          Z.noalias() -= V0 * (V0.transpose() * Z);
+          Z = orthonormal(Z);
+        }
+      }
+      if (extra > 0) {
+        MatD both(C, Z.cols() + extra);
+        both << Z, Zk.leftCols(extra);
+        both.noalias() -= V0 * (V0.transpose() * both);
+        Z = orthonormal(both);
+        Z.noalias() -= V0 * (V0.transpose() * Z);
+        Z = orthonormal(Z);
+      }
+      Qr = std::move(Z);
+    }
+    // Rayleigh-Ritz on Q = [V0, Qr]: G = (M Q)^T (M Q), M = [B; D].
+    const index_t m = L0 + Qr.cols();
+    MatD Q(C, m);
+    Q << V0, Qr;
+    MatD T2(nd, m);
+    if (L0 > 0) T2.leftCols(L0) = P.template cast<double>();
+    if (Qr.cols() > 0)
+      T2.rightCols(Qr.cols()) = rows_times<T>(D, Qr.cast<T>()).template cast<double>();
+    MatD G = T2.transpose() * T2;
+    if (L0 > 0) {
+      const MatD T1 = B * Q;
+      G.noalias() += T1.transpose() * T1;
+    }
+    Eigen::SelfAdjointEigenSolver<MatD> eig(0.5 * (G + G.transpose()));
+    const index_t keep = std::min(L, m);
+    VecD S_new(keep);
+    MatD U(m, keep);
+    for (index_t j = 0; j < keep; ++j) {
+      const index_t src = m - 1 - j;  // eigenvalues ascend
+      S_new[j] = std::sqrt(std::max(eig.eigenvalues()[src], 0.0));
+      U.col(j) = eig.eigenvectors().col(src);
+    }
+    // Commit (nothing above touched the state).
+    Vt = (Q * U).transpose();
+    S = std::move(S_new);
+    c_sketch = c_new;
+    colsum += sums.col(0);
+    s1 += sums.col(1);
+    s2 += sums.col(2);
+    n = n_new;
+  }
+
+  void flush() {
+    if (queued == 0) return;
+    const auto v = ConstMatrixView<double>::contiguous(queue.data(), queued, C);
+    merge(v);
+    queue.clear();
+    queued = 0;
+  }
+
+  void ready() {
+    flush();
+    if (n < 2)
+      throw InvalidArgument("the stream has seen " + std::to_string(static_cast<index_t>(n)) +
+                            " spectrum/spectra; at least 2 are needed for a PCA");
+    // scikit-learn's sign convention on the reported rows.
+    for (index_t k = 0; k < std::min<index_t>(K, Vt.rows()); ++k) {
+      index_t arg;
+      Vt.row(k).cwiseAbs().maxCoeff(&arg);
+      if (Vt(k, arg) < 0) Vt.row(k) *= -1.0;
+    }
+  }
+
+  double total_var() const {
+    double tv = 0;
+    for (index_t j = 0; j < C; ++j) {
+      const double ss = center ? s2[j] - s1[j] * s1[j] / n : s2[j];
+      tv += c_sketch[j] * c_sketch[j] * std::max(ss, 0.0);
+    }
+    return tv / (n - 1);
+  }
+  double sv(index_t k) const { return k < S.size() ? S[k] : 0.0; }
+};
+
+template <class T>
+StreamingPCA<T>::StreamingPCA(index_t n_channels, index_t n_components, bool poisson, bool center,
+                              index_t n_oversamples, std::uint64_t seed) {
+  if (n_channels < 1) throw InvalidArgument("n_channels must be >= 1");
+  if (n_components < 1 || n_components > n_channels)
+    throw InvalidArgument("n_components must be in [1, n_channels] = [1, " +
+                          std::to_string(n_channels) + "], got " + std::to_string(n_components));
+  if (n_oversamples < 0) throw InvalidArgument("n_oversamples must be >= 0");
+  impl_ = std::make_unique<Impl>(n_channels, n_components, poisson, center, n_oversamples, seed);
+}
+template <class T>
+StreamingPCA<T>::~StreamingPCA() = default;
+template <class T>
+StreamingPCA<T>::StreamingPCA(StreamingPCA&&) noexcept = default;
+template <class T>
+StreamingPCA<T>& StreamingPCA<T>::operator=(StreamingPCA&&) noexcept = default;
+
+template <class T>
+template <class TX>
+void StreamingPCA<T>::partial_fit(ConstMatrixView<TX> X) {
+  impl_->flush();
+  impl_->merge(X);
+}
+
+template <class T>
+template <class TX>
+void StreamingPCA<T>::add_spectrum(const TX* x, index_t n_channels) {
+  Impl& s = *impl_;
+  check_channels(n_channels, s.C, "the spectrum");
+  if (x == nullptr) throw InvalidArgument("the spectrum must not be null");
+  for (index_t j = 0; j < n_channels; ++j)
+    if (bad_value(x[j]))
+      throw InvalidArgument(
+          "the spectrum contains negative, NaN or infinite values; spectra must be finite "
+          "non-negative counts");
+  for (index_t j = 0; j < n_channels; ++j) s.queue.push_back(static_cast<double>(x[j]));
+  if (++s.queued >= s.batch) s.flush();
+}
+
+template <class T>
+index_t StreamingPCA<T>::batch_size() const {
+  return impl_->batch;
+}
+template <class T>
+void StreamingPCA<T>::set_batch_size(index_t rows) {
+  if (rows < 1) throw InvalidArgument("batch size must be >= 1");
+  impl_->batch = rows;
+  if (impl_->queued >= rows) impl_->flush();
+}
+template <class T>
+index_t StreamingPCA<T>::n_channels() const {
+  return impl_->C;
+}
+template <class T>
+index_t StreamingPCA<T>::n_components() const {
+  return impl_->K;
+}
+template <class T>
+index_t StreamingPCA<T>::n_samples_seen() const {
+  return static_cast<index_t>(impl_->n) + impl_->queued;
+}
+template <class T>
+void StreamingPCA<T>::components(double* out) {
+  Impl& s = *impl_;
+  s.ready();
+  for (index_t k = 0; k < s.K; ++k)
+    for (index_t j = 0; j < s.C; ++j) out[k * s.C + j] = k < s.Vt.rows() ? s.Vt(k, j) : 0.0;
+}
+template <class T>
+void StreamingPCA<T>::singular_values(double* out) {
+  impl_->ready();
+  for (index_t k = 0; k < impl_->K; ++k) out[k] = impl_->sv(k);
+}
+template <class T>
+void StreamingPCA<T>::explained_variance(double* out) {
+  impl_->ready();
+  for (index_t k = 0; k < impl_->K; ++k) out[k] = impl_->sv(k) * impl_->sv(k) / (impl_->n - 1);
+}
+template <class T>
+void StreamingPCA<T>::explained_variance_ratio(double* out) {
+  impl_->ready();
+  const double tv = impl_->total_var();
+  for (index_t k = 0; k < impl_->K; ++k)
+    out[k] = tv > 0 ? impl_->sv(k) * impl_->sv(k) / (impl_->n - 1) / tv : 0.0;
+}
+template <class T>
+double StreamingPCA<T>::total_variance() {
+  impl_->ready();
+  return impl_->total_var();
+}
+template <class T>
+void StreamingPCA<T>::mean(double* out) {
+  Impl& s = *impl_;
+  s.ready();
+  for (index_t j = 0; j < s.C; ++j) out[j] = s.center ? s.c_sketch[j] * s.s1[j] / s.n : 0.0;
+}
+template <class T>
+void StreamingPCA<T>::spectrum_weights(double* out) {
+  Impl& s = *impl_;
+  s.ready();
+  for (index_t j = 0; j < s.C; ++j) out[j] = s.c_sketch[j];
+}
+
+template <class T>
+template <class TX>
+void StreamingPCA<T>::transform(ConstMatrixView<TX> X, double* out) {
+  Impl& s = *impl_;
+  check_channels(X.cols, s.C, "X");
+  check_block(X, "X");
+  s.ready();
+  VecD mu(s.C);
+  mean(mu.data());
+  const MatD Vk = s.Vt.topRows(std::min<index_t>(s.K, s.Vt.rows())).transpose();  // C x K
+  for_row_ranges(X.rows, [&](index_t i0, index_t i1, int, int) {
+    VecD y(s.C);
+    for (index_t i = i0; i < i1; ++i) {
+      double g = 0;
+      for (index_t j = 0; j < s.C; ++j) g += static_cast<double>(X(i, j));
+      const double ri = s.poisson ? (g > 0 ? 1.0 / std::sqrt(g) : 0.0) : 1.0;
+      for (index_t j = 0; j < s.C; ++j)
+        y[j] = static_cast<double>(X(i, j)) * ri * s.c_sketch[j] - mu[j];
+      for (index_t k = 0; k < s.K; ++k) out[i * s.K + k] = k < Vk.cols() ? y.dot(Vk.col(k)) : 0.0;
+    }
+  });
+}
+
+// ===========================================================================
+// OnlineNMF
+// ===========================================================================
+template <class T>
+struct OnlineNMF<T>::Impl {
+  index_t C, K;
+  double rho;
+  int inner, init_iter;
+  bool frobenius = false;
+  std::mt19937_64 rng;
+  RowMat<T> H;
+  bool has_H = false;
+  MatD A;  // K x C
+  VecD B;  // K
+  index_t n_seen = 0, batches = 0;
+
+  template <class TX>
+  static double block_mean(ConstMatrixView<TX> X) {
+    double s = 0;
+    for (index_t i = 0; i < X.rows; ++i)
+      for (index_t j = 0; j < X.cols; ++j) s += static_cast<double>(X(i, j));
+    return s / (static_cast<double>(X.rows) * static_cast<double>(X.cols));
+  }
+
+  // n_iter updates of W (rows x K) with H fixed (multiplicative for KL, HALS sweeps for
+  // Frobenius); W ends in W. Returns the Frobenius loss of the final state (0 for KL).
+  template <class TX>
+  double update_maps(ConstMatrixView<TX> X, const RowMat<T>& Hm, RowMat<T>& W, int n_iter) const {
+    RowMat<T> Wn(W.rows(), K);
+    const auto hv = ConstMatrixView<T>::contiguous(Hm.data(), K, C);
+    double loss = 0.0;
+    for (int it = 0; it < n_iter; ++it) {
+      const auto wv = ConstMatrixView<T>::contiguous(W.data(), W.rows(), K);
+      if (frobenius)
+        loss = hals_update<TX, T>(X, wv, hv, Masks{}, false, Wn.data(), nullptr);
+      else
+        kl_update<TX, T>(X, wv, hv, Masks{}, false, false, Wn.data(), nullptr);
+      W.swap(Wn);
+    }
+    return loss;
+  }
+
+  // One full iteration (W then H) of the batch algorithm on a block.
+  template <class TX>
+  void full_iteration(ConstMatrixView<TX> X, RowMat<T>& W, RowMat<T>& Hm) const {
+    RowMat<T> Wn(W.rows(), K), Hn(K, C);
+    const auto wv = ConstMatrixView<T>::contiguous(W.data(), W.rows(), K);
+    const auto hv = ConstMatrixView<T>::contiguous(Hm.data(), K, C);
+    if (frobenius)
+      hals_update<TX, T>(X, wv, hv, Masks{}, true, Wn.data(), Hn.data());
+    else
+      kl_update<TX, T>(X, wv, hv, Masks{}, true, false, Wn.data(), Hn.data());
+    W.swap(Wn);
+    Hm.swap(Hn);
+  }
+};
+
+template <class T>
+OnlineNMF<T>::OnlineNMF(index_t n_channels, index_t n_components, double forget_factor,
+                        int inner_iter, int init_iter, std::uint64_t seed, bool frobenius) {
+  if (n_channels < 1) throw InvalidArgument("n_channels must be >= 1");
+  if (n_components < 1 || n_components > n_channels)
+    throw InvalidArgument("n_components must be in [1, n_channels] = [1, " +
+                          std::to_string(n_channels) + "], got " + std::to_string(n_components));
+  if (!(forget_factor > 0.0 && forget_factor <= 1.0))
+    throw InvalidArgument("forget_factor must be in (0, 1], got " + std::to_string(forget_factor));
+  if (inner_iter < 1) throw InvalidArgument("inner_iter must be >= 1");
+  if (init_iter < 1) throw InvalidArgument("init_iter must be >= 1");
+  impl_ = std::make_unique<Impl>();
+  Impl& s = *impl_;
+  s.C = n_channels;
+  s.K = n_components;
+  s.rho = forget_factor;
+  s.inner = inner_iter;
+  s.init_iter = init_iter;
+  s.frobenius = frobenius;
+  s.rng.seed(seed);
+  s.A = frobenius ? MatD::Zero(s.K, s.K) : MatD::Zero(s.K, s.C);
+  s.B = frobenius ? VecD::Zero(s.K * s.C) : VecD::Zero(s.K);
+}
+template <class T>
+OnlineNMF<T>::~OnlineNMF() = default;
+template <class T>
+OnlineNMF<T>::OnlineNMF(OnlineNMF&&) noexcept = default;
+template <class T>
+OnlineNMF<T>& OnlineNMF<T>::operator=(OnlineNMF&&) noexcept = default;
+
+template <class T>
+void OnlineNMF<T>::set_components(const T* H) {
+  Impl& s = *impl_;
+  if (s.batches > 0) throw InvalidArgument("set_components: only before the first block");
+  if (H == nullptr) throw InvalidArgument("H must not be null");
+  RowMat<T> Hm(s.K, s.C);
+  for (index_t j = 0; j < s.K * s.C; ++j) {
+    if (bad_value(H[j])) throw InvalidArgument("H must be finite and non-negative");
+    Hm.data()[j] = H[j];
+  }
+  s.H = std::move(Hm);
+  s.has_H = true;
+}
+
+// Frobenius block step: HALS maps with H fixed, then A += W^T W, B += W^T X and HALS
+// sweeps of H on the accumulated quadratic.
+template <class T, class Impl, class TX>
+double frobenius_block(Impl& s, ConstMatrixView<TX> X, RowMat<T> W, RowMat<T> H, T* maps) {
+  const index_t nb = X.rows, K = s.K, C = s.C;
+  const double loss = s.update_maps(X, H, W, s.batches == 0 ? 1 : s.inner);
+  const MatD Wd = W.template cast<double>();
+  MatD A = s.rho * s.A + Wd.transpose() * Wd;
+  MatD XtW = MatD::Zero(C, K);  // X^T W, row by row (X has any strides and dtype)
+  for (index_t i = 0; i < nb; ++i)
+    for (index_t c = 0; c < C; ++c) {
+      const double x = static_cast<double>(X(i, c));
+      if (x != 0.0) XtW.row(c) += x * Wd.row(i);
+    }
+  VecD B = s.rho * s.B;
+  for (index_t k = 0; k < K; ++k)
+    for (index_t c = 0; c < C; ++c) B[k * C + c] += XtW(c, k);
+  MatD Hd = H.template cast<double>();
+  for (int sweep = 0; sweep < s.inner; ++sweep)
+    for (index_t k = 0; k < K; ++k) {
+      if (A(k, k) <= 0.0) continue;
+      for (index_t c = 0; c < C; ++c) {
+        double grad = -B[k * C + c];
+        for (index_t l = 0; l < K; ++l) grad += A(k, l) * Hd(l, c);
+        Hd(k, c) = std::max(Hd(k, c) - grad / A(k, k), 0.0);
+      }
+    }
+  if (maps != nullptr) std::copy(W.data(), W.data() + nb * K, maps);
+  s.H = Hd.template cast<T>();
+  s.has_H = true;
+  s.A = std::move(A);
+  s.B = std::move(B);
+  s.n_seen += nb;
+  ++s.batches;
+  return loss;
+}
+
+template <class T>
+template <class TX>
+double OnlineNMF<T>::partial_fit(ConstMatrixView<TX> X, T* maps) {
+  Impl& s = *impl_;
+  check_channels(X.cols, s.C, "X");
+  check_block(X, "X");
+  const index_t nb = X.rows, K = s.K, C = s.C;
+  check_allocation(static_cast<std::size_t>(nb) * static_cast<std::size_t>(K) * 2, sizeof(T),
+                   "online NMF maps");
+  const double avg = std::sqrt(std::max(Impl::block_mean(X), kEpsilon) / static_cast<double>(K));
+  RowMat<T> H = s.H;
+  RowMat<T> W(nb, K);
+  if (s.batches == 0) {
+    std::normal_distribution<double> normal;
+    if (!s.has_H) {  // scikit-learn's 'random' scheme on the first block
+      H.resize(K, C);
+      for (index_t j = 0; j < K * C; ++j)
+        H.data()[j] = static_cast<T>(std::abs(avg * normal(s.rng)));
+      for (index_t j = 0; j < nb * K; ++j)
+        W.data()[j] = static_cast<T>(std::abs(avg * normal(s.rng)));
+    } else {
+      W.setConstant(static_cast<T>(avg));
+    }
+    // The first block is fitted like a batch NMF.
+    for (int it = 0; it < s.init_iter; ++it) s.full_iteration(X, W, H);
+  } else {
+    W.setConstant(static_cast<T>(avg));
+  }
+  if (s.frobenius) return frobenius_block<T>(s, X, std::move(W), std::move(H), maps);
+  s.update_maps(X, H, W, s.batches == 0 ? 1 : s.inner);
+  // One more W update with the statistics of the H update.
+  RowMat<T> Wn(nb, K), Hn(K, C);
+  const double loss = kl_update<TX, T>(X, ConstMatrixView<T>::contiguous(W.data(), nb, K),
+                                       ConstMatrixView<T>::contiguous(H.data(), K, C), Masks{},
+                                       true, true, Wn.data(), Hn.data());
+  VecD wsum = VecD::Zero(K);
+  for (index_t i = 0; i < nb; ++i)
+    for (index_t k = 0; k < K; ++k) wsum[k] += static_cast<double>(Wn(i, k));
+  // kl_update wrote Hn = H * num / wsum: H (.) num = Hn * wsum.
+  MatD A = s.rho * s.A;
+  VecD B = s.rho * s.B + wsum;
+  for (index_t k = 0; k < K; ++k)
+    for (index_t c = 0; c < C; ++c) A(k, c) += static_cast<double>(Hn(k, c)) * wsum[k];
+  RowMat<T> H_new(K, C);
+  for (index_t k = 0; k < K; ++k)
+    for (index_t c = 0; c < C; ++c) {
+      T h = B[k] > 0 ? static_cast<T>(A(k, c) / B[k]) : H(k, c);
+      if (h < static_cast<T>(std::numeric_limits<double>::epsilon())) h = T(0);
+      H_new(k, c) = h;
+    }
+  if (maps != nullptr) std::copy(Wn.data(), Wn.data() + nb * K, maps);
+  // Commit.
+  s.H = std::move(H_new);
+  s.has_H = true;
+  s.A = std::move(A);
+  s.B = std::move(B);
+  s.n_seen += nb;
+  ++s.batches;
+  return loss;
+}
+
+template <class T>
+template <class TX>
+void OnlineNMF<T>::transform(ConstMatrixView<TX> X, int n_iter, T* maps) const {
+  const Impl& s = *impl_;
+  check_channels(X.cols, s.C, "X");
+  check_block(X, "X");
+  if (!s.has_H || s.batches == 0) throw InvalidArgument("transform: no block has been merged yet");
+  if (n_iter < 1) throw InvalidArgument("n_iter must be >= 1");
+  const double avg = std::sqrt(std::max(Impl::block_mean(X), 0.0) / static_cast<double>(s.K));
+  RowMat<T> W(X.rows, s.K);
+  W.setConstant(static_cast<T>(avg));
+  s.update_maps(X, s.H, W, n_iter);
+  std::copy(W.data(), W.data() + X.rows * s.K, maps);
+}
+
+template <class T>
+index_t OnlineNMF<T>::n_channels() const {
+  return impl_->C;
+}
+template <class T>
+index_t OnlineNMF<T>::n_components() const {
+  return impl_->K;
+}
+template <class T>
+index_t OnlineNMF<T>::n_samples_seen() const {
+  return impl_->n_seen;
+}
+template <class T>
+index_t OnlineNMF<T>::n_batches() const {
+  return impl_->batches;
+}
+template <class T>
+bool OnlineNMF<T>::has_components() const {
+  return impl_->has_H;
+}
+template <class T>
+void OnlineNMF<T>::components(T* out) const {
+  if (!impl_->has_H) throw InvalidArgument("components: no block has been merged yet");
+  std::copy(impl_->H.data(), impl_->H.data() + impl_->K * impl_->C, out);
+}
+
+// ---------------------------------------------------------------------------
+// Explicit instantiations
+// ---------------------------------------------------------------------------
+#define MATCHAR_STREAMING_TX(T, TX)                                           \
+  template void StreamingPCA<T>::partial_fit<TX>(ConstMatrixView<TX>);        \
+  template void StreamingPCA<T>::add_spectrum<TX>(const TX*, index_t);        \
+  template void StreamingPCA<T>::transform<TX>(ConstMatrixView<TX>, double*); \
+  template double OnlineNMF<T>::partial_fit<TX>(ConstMatrixView<TX>, T*);     \
+  template void OnlineNMF<T>::transform<TX>(ConstMatrixView<TX>, int, T*) const;
+#define MATCHAR_STREAMING(T)             \
+  template class StreamingPCA<T>;        \
+  template class OnlineNMF<T>;           \
+  MATCHAR_STREAMING_TX(T, std::uint8_t)  \
+  MATCHAR_STREAMING_TX(T, std::uint16_t) \
+  MATCHAR_STREAMING_TX(T, std::uint32_t) \
+  MATCHAR_STREAMING_TX(T, float)         \
+  MATCHAR_STREAMING_TX(T, double)
+
+MATCHAR_STREAMING(float)
+MATCHAR_STREAMING(double)
+
+}  // namespace matchar::spectral

@@ -1,0 +1,418 @@
+"""Dask arrays as NMF / PCA input: C++ block updates inside dask tasks, statistics reduced.
+
+A spectrum image held as a ``dask.array`` chunked over pixels is never gathered: every
+iteration maps matchar's C++ pass over the chunks (one task per chunk, GIL released,
+OpenMP inside) and the client reduces the small per-chunk statistics (K x C numerators,
+K column sums, X^T W, W^T W, partial losses). The maps W stay on the workers, one
+persisted piece per chunk. Works with the threaded scheduler and with ``dask.distributed``
+(whatever client is the default when ``fit`` is called).
+
+Guarantees: chunks that split the energy axis are rechunked to whole spectra (pixels
+stay chunked); every reduction checks that the rows of all chunks add up to N, so a
+chunk that is missing can never pass silently; a failure inside the cluster (a worker
+lost beyond what the scheduler recovers) raises ``RuntimeError`` naming the iteration,
+and the estimator keeps no partial result of that fit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _core
+from ._input import as_spectrum_matrix
+
+_EPS = float(np.finfo(np.float32).eps)
+_TINY = float(np.finfo(np.float64).eps)
+
+
+def is_dask_input(X: Any) -> bool:
+    """True for a ``dask.array.Array`` or a lazy HyperSpy signal (``s.data`` is dask)."""
+    data = getattr(X, "data", None) if getattr(X, "_lazy", False) else X
+    return type(data).__module__.split(".")[0] == "dask" and hasattr(data, "chunks")
+
+
+def _lib():
+    try:
+        import dask
+        import dask.array as da
+    except ImportError as err:  # pragma: no cover - dask is an extra
+        raise ImportError(
+            "dask input needs dask: pip install 'matchar[dask]' (dask[array], distributed)"
+        ) from err
+    return dask, da
+
+
+class DaskFailure(RuntimeError):
+    """The dask computation of an iteration failed (e.g. a worker was lost)."""
+
+
+def _compute(what: str, *objs):
+    """dask.compute with failures of the cluster turned into a clear RuntimeError."""
+    dask, _ = _lib()
+    try:
+        return dask.compute(*objs)
+    except (ValueError, TypeError, MemoryError, KeyboardInterrupt):
+        raise  # bad data found inside a task: the caller's error, unchanged
+    except Exception as err:
+        raise DaskFailure(
+            f"the dask computation failed during {what} ({type(err).__name__}: {err}); "
+            "no partial result was kept. If a worker was lost, rerun the fit (the input "
+            "is read again from its source)"
+        ) from err
+
+
+def _persist(what: str, *objs):
+    dask, _ = _lib()
+    try:
+        return dask.persist(*objs)
+    except (ValueError, TypeError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as err:
+        raise DaskFailure(
+            f"the dask computation failed during {what} ({type(err).__name__}: {err}); "
+            "no partial result was kept"
+        ) from err
+
+
+# -- tasks (top-level functions: they travel to the workers by pickle) ---------------------
+def _al(a):
+    """Arrays unpickled from a message may be unaligned: the kernels need aligned ones."""
+    return None if a is None else np.require(a, requirements=["A", "C"])
+
+
+def _chunk_matrix(x: np.ndarray) -> np.ndarray:
+    """Validate one chunk like in-memory input (NaN/inf/negative -> ValueError).
+
+    A chunk deserialised from a message can sit at an odd address while C-contiguous,
+    which ``np.ascontiguousarray`` (inside ``as_array``) does not fix: align it first.
+    """
+    if isinstance(x, np.ndarray) and not x.flags.aligned:
+        x = np.require(x, requirements=["A", "C"])
+    return as_spectrum_matrix(x, "X (a dask chunk)", allow_sparse=False).X
+
+
+def _task_sums(x, r, c):
+    X = _chunk_matrix(x)
+    rows, cols, sumsq = _core.spectral.weighted_sums(X, _al(r), _al(c))
+    return rows, cols, sumsq, X.shape[0]
+
+
+def _task_gram(x, r, c, V, offset):
+    X = _chunk_matrix(x)
+    Z, s = _core.spectral.weighted_gram_apply(X, _al(r), _al(c), _al(V), _al(offset))
+    return Z, s, X.shape[0]
+
+
+def _task_project(x, r, c, V, offset):
+    return _core.spectral.weighted_project(_chunk_matrix(x), _al(r), _al(c), _al(V), _al(offset))
+
+
+def _task_kl(x, W, H, pm, cm, with_loss):
+    X = _chunk_matrix(x)
+    value, W_new, num, colsum = _core.spectral.nmf_kl_stats(
+        X, _al(W), _al(H), _al(pm), _al(cm), with_loss
+    )
+    return W_new, (float(value), num, colsum, X.shape[0])
+
+
+def _task_frobenius(x, W, H, pm, cm):
+    X = _chunk_matrix(x)
+    _, W_new, _ = _core.spectral.nmf_update(
+        "frobenius", X, _al(W), _al(H), _al(pm), _al(cm), False, False
+    )
+    sumsq, XtW, WtW = _core.spectral.nmf_frobenius_stats(X, W_new, _al(pm), _al(cm))
+    return W_new, (float(sumsq), XtW, WtW, X.shape[0])
+
+
+def _task_w_only(x, W, H, loss, with_loss):
+    X = _chunk_matrix(x)
+    if loss == "kl":  # the loss of the input state, as nmf_update's
+        value, W_new, _, _ = _core.spectral.nmf_kl_stats(X, _al(W), _al(H), None, None, with_loss)
+    else:  # the loss of (W_new, H)
+        value, W_new, _ = _core.spectral.nmf_update(
+            loss, X, _al(W), _al(H), None, None, False, True
+        )
+    return W_new, (float(value), X.shape[0])
+
+
+def _task_deviance(x, W, H, pm, cm):
+    return _core.spectral.poisson_deviance(_chunk_matrix(x), _al(W), _al(H), _al(pm), _al(cm))
+
+
+def _task_nndsvd_norms(x, Vt, S):
+    U = _core.spectral.weighted_project(
+        _chunk_matrix(x), None, None, _al(np.ascontiguousarray(Vt.T))
+    )
+    U = U.astype(np.float64) / np.where(S > 0, S, 1.0)
+    pos, neg = np.maximum(U, 0), np.minimum(U, 0)
+    return U, ((pos**2).sum(0), (neg**2).sum(0))
+
+
+def _task_nndsvd_w(U, S, Vt, xpn, xnn, avg, fill, dtype):
+    k = U.shape[1]
+    W = np.zeros((U.shape[0], k))
+    W[:, 0] = np.sqrt(S[0]) * np.abs(U[:, 0])
+    for j in range(1, k):
+        x, y = U[:, j], Vt[j]
+        yp, yn = np.maximum(y, 0), np.abs(np.minimum(y, 0))
+        ypn, ynn = np.linalg.norm(yp), np.linalg.norm(yn)
+        mp, mn = xpn[j] * ypn, xnn[j] * ynn
+        if mp > mn:
+            u, sigma = np.maximum(x, 0) / xpn[j], mp
+        else:
+            u, sigma = np.abs(np.minimum(x, 0)) / max(xnn[j], 1e-300), mn
+        W[:, j] = np.sqrt(S[j] * sigma) * u
+    W[W < 1e-6] = 0
+    if fill:
+        W[W == 0] = avg
+    return W.astype(dtype)
+
+
+def _first(t):
+    return t[0]
+
+
+def _second(t):
+    return t[1]
+
+
+# -- the chunked spectrum image ---------------------------------------------------------------
+class ChunkedFactor:
+    """An (N, K) factor held as one persisted dask piece per chunk of pixels."""
+
+    def __init__(self, pieces: list, rows: tuple[int, ...], k: int, dtype: np.dtype):
+        self.pieces = pieces
+        self.rows = rows
+        self.shape = (int(sum(rows)), int(k))
+        self.dtype = np.dtype(dtype)
+
+    def to_dask(self):
+        _, da = _lib()
+        parts = [
+            da.from_delayed(p, shape=(n, self.shape[1]), dtype=self.dtype)
+            for p, n in zip(self.pieces, self.rows)
+        ]
+        return da.concatenate(parts, axis=0)
+
+    def copy(self) -> ChunkedFactor:  # pieces are immutable results
+        return ChunkedFactor(list(self.pieces), self.rows, self.shape[1], self.dtype)
+
+
+class DaskSpectrumMatrix:
+    """A dask spectrum image seen as (N, C), chunked over pixels only."""
+
+    distributed = True
+    sparse = False
+
+    def __init__(self, X: Any, name: str = "X") -> None:
+        dask, _ = _lib()
+        arr = X.data if getattr(X, "_lazy", False) else X
+        if arr.ndim not in (2, 3):
+            raise ValueError(
+                f"{name} must be a 2-D (pixels, channels) or 3-D (rows, columns, channels) "
+                f"dask array, got shape {arr.shape}"
+            )
+        if any(s == 0 for s in arr.shape):
+            raise ValueError(f"{name} is empty (shape {arr.shape})")
+        if any(np.isnan(s) for s in arr.shape):
+            raise ValueError(f"{name} has unknown chunk sizes; call X.compute_chunk_sizes()")
+        dt = np.dtype(arr.dtype)
+        if dt.kind not in "biuf":
+            raise ValueError(f"{name} must hold real numbers, got dtype {dt}")
+        self.nav_shape = tuple(int(s) for s in arr.shape[:-1])
+        C = int(arr.shape[-1])
+        # Whole spectra per chunk: a chunk that splits the energy axis is merged (rechunk).
+        if len(arr.chunks[-1]) > 1:
+            arr = arr.rechunk({arr.ndim - 1: -1})
+        if arr.ndim == 3:
+            arr = arr.reshape(-1, C)
+        self.X = arr
+        self.rows = tuple(int(n) for n in arr.chunks[0])
+        self.pieces = list(arr.to_delayed().ravel())
+        self.bounds = np.concatenate([[0], np.cumsum(self.rows)]).astype(np.int64)
+        self.shape = (int(sum(self.rows)), C)
+        self.item_dtype = dt
+        self._dask = dask
+
+    # dtype of the factors, as factor_dtype does for arrays
+    def factor_dtype(self, dtype: Any) -> np.dtype:
+        if dtype is not None:
+            d = np.dtype(dtype)
+            if d not in (np.dtype(np.float32), np.dtype(np.float64)):
+                raise ValueError(f"dtype must be float32 or float64, got {d}")
+            return d
+        return np.dtype(np.float64) if self.item_dtype == np.float64 else np.dtype(np.float32)
+
+    def _slices(self, v: np.ndarray | None) -> list:
+        if v is None:
+            return [None] * len(self.rows)
+        return [np.ascontiguousarray(v[a:b]) for a, b in zip(self.bounds[:-1], self.bounds[1:])]
+
+    def _check_rows(self, counts, what: str) -> None:
+        got = int(sum(counts))
+        if got != self.shape[0]:
+            raise DaskFailure(
+                f"{what}: the chunks covered {got} pixels instead of {self.shape[0]}; refusing "
+                "to return a result computed from part of the data"
+            )
+
+    def _delayed(self, fn):
+        return self._dask.delayed(fn, pure=True)
+
+    # -- sums, Gram products ------------------------------------------------------------
+    def weighted_sums(self, r=None, c=None):
+        """(row sums (N,), column sums (C,), sum of squares) of diag(r) X diag(c)."""
+        task = self._delayed(_task_sums)
+        parts = _compute(
+            "weighted sums", *[task(x, rr, c) for x, rr in zip(self.pieces, self._slices(r))]
+        )
+        self._check_rows([p[3] for p in parts], "weighted sums")
+        rows = np.concatenate([p[0] for p in parts])
+        cols = np.sum([p[1] for p in parts], axis=0)
+        return rows, cols, float(sum(p[2] for p in parts))
+
+    def gram(self, r, c, V, mean, dtype):
+        """A^T A V over the chunks (A = diag(r) X diag(c) - 1 mean^T)."""
+        Vd = np.ascontiguousarray(V, dtype=np.dtype(dtype))
+        offset = None if mean is None else np.ascontiguousarray(mean @ V, dtype=np.float64)
+        task = self._delayed(_task_gram)
+        parts = _compute(
+            "a Gram pass",
+            *[task(x, rr, c, Vd, offset) for x, rr in zip(self.pieces, self._slices(r))],
+        )
+        self._check_rows([p[2] for p in parts], "a Gram pass")
+        Z = np.sum([p[0] for p in parts], axis=0)
+        if mean is not None:
+            Z -= np.outer(mean, np.sum([p[1] for p in parts], axis=0))
+        return Z
+
+    def project(self, r, c, V, offset):
+        """diag(r) X diag(c) V - offset per chunk, as a dask array (N, L)."""
+        _, da = _lib()
+        task = self._delayed(_task_project)
+        V = np.ascontiguousarray(V)
+        parts = [
+            da.from_delayed(task(x, rr, c, V, offset), shape=(n, V.shape[1]), dtype=V.dtype)
+            for x, rr, n in zip(self.pieces, self._slices(r), self.rows)
+        ]
+        return da.concatenate(parts, axis=0)
+
+    def data_mean(self) -> float:
+        rows, _, _ = self.weighted_sums()
+        return float(rows.sum()) / (self.shape[0] * self.shape[1])
+
+    # -- NMF --------------------------------------------------------------------------------
+    def factor_from_array(self, W: np.ndarray) -> ChunkedFactor:
+        W = np.asarray(W)
+        pieces = [self._dask.delayed(np.ascontiguousarray(w)) for w in self._slices(W)]
+        pieces = list(_persist("scattering the initial maps", *pieces))
+        return ChunkedFactor(pieces, self.rows, W.shape[1], W.dtype)
+
+    def constant_factor(self, k: int, value: float, dtype) -> ChunkedFactor:
+        full = self._delayed(np.full)
+        pieces = [full((n, k), value, dtype=dtype) for n in self.rows]
+        return ChunkedFactor(list(_persist("initial maps", *pieces)), self.rows, k, dtype)
+
+    def nndsvd(self, k: int, random_state, dtype, fill: bool):
+        """NNDSVD(a) as in _nmf._nndsvd, with its products and norms over the chunks."""
+        from ._svd import randomized_svd_gram
+
+        S, Vt = randomized_svd_gram(
+            lambda V: self.gram(None, None, V, None, np.float64),
+            self.shape,
+            k,
+            random_state=random_state,
+            n_iter=4,
+        )
+        task = self._delayed(_task_nndsvd_norms)
+        pairs = list(_persist("NNDSVD init", *[task(x, Vt, S) for x in self.pieces]))
+        norms = _compute("NNDSVD init", *[self._delayed(_second)(p) for p in pairs])
+        xpn = np.sqrt(np.sum([n[0] for n in norms], axis=0))
+        xnn = np.sqrt(np.sum([n[1] for n in norms], axis=0))
+        avg = self.data_mean() if fill else 0.0
+        wtask = self._delayed(_task_nndsvd_w)
+        U = [self._delayed(_first)(p) for p in pairs]
+        pieces = list(
+            _persist("NNDSVD init", *[wtask(u, S, Vt, xpn, xnn, avg, fill, dtype) for u in U])
+        )
+        H = np.zeros((k, Vt.shape[1]))
+        H[0] = np.sqrt(S[0]) * np.abs(Vt[0])
+        for j in range(1, k):
+            yp, yn = np.maximum(Vt[j], 0), np.abs(np.minimum(Vt[j], 0))
+            ypn, ynn = np.linalg.norm(yp), np.linalg.norm(yn)
+            mp, mn = xpn[j] * ypn, xnn[j] * ynn
+            v, sigma = (yp / ypn, mp) if mp > mn else (yn / max(ynn, 1e-300), mn)
+            H[j] = np.sqrt(S[j] * sigma) * v
+        H[H < 1e-6] = 0
+        if fill:
+            H[H == 0] = avg
+        return ChunkedFactor(pieces, self.rows, k, dtype), H.astype(dtype)
+
+    def update(self, loss, W: ChunkedFactor, H, pm, cm, update_H, with_loss):
+        """One NMF iteration over the chunks: (loss, W_new, H_new or None)."""
+        H = np.ascontiguousarray(H)
+        if not update_H:
+            task = self._delayed(_task_w_only)
+            pairs = _persist(
+                "a map update",
+                *[task(x, w, H, loss, with_loss) for x, w in zip(self.pieces, W.pieces)],
+            )
+            stats = _compute("a map update", *[self._delayed(_second)(p) for p in pairs])
+            self._check_rows([s[1] for s in stats], "a map update")
+            pieces = [self._delayed(_first)(p) for p in pairs]
+            value = sum(s[0] for s in stats)
+            return value, ChunkedFactor(pieces, self.rows, W.shape[1], W.dtype), None
+        if loss == "kl":
+            task = self._delayed(_task_kl)
+            args = [
+                (x, w, H, p, cm, with_loss)
+                for x, w, p in zip(self.pieces, W.pieces, self._slices(pm))
+            ]
+        else:
+            task = self._delayed(_task_frobenius)
+            args = [(x, w, H, p, cm) for x, w, p in zip(self.pieces, W.pieces, self._slices(pm))]
+        pairs = _persist("an NMF iteration", *[task(*a) for a in args])
+        stats = _compute("an NMF iteration", *[self._delayed(_second)(p) for p in pairs])
+        self._check_rows([s[3] for s in stats], "an NMF iteration")
+        pieces = [self._delayed(_first)(p) for p in pairs]
+        W_new = ChunkedFactor(pieces, self.rows, W.shape[1], W.dtype)
+        if loss == "kl":
+            value = sum(s[0] for s in stats)
+            num = np.sum([s[1] for s in stats], axis=0)
+            colsum = np.sum([s[2] for s in stats], axis=0)
+            den = np.where(colsum == 0, _EPS, colsum)
+            # As kl_update: the quotient rounded to the factor dtype, then the product.
+            H_new = H * (num / den[:, None]).astype(H.dtype)
+            H_new[H_new < _TINY] = 0
+            return value, W_new, H_new
+        sumsq = sum(s[0] for s in stats)
+        XtW = np.sum([s[1] for s in stats], axis=0)  # C x K
+        WtW = np.sum([s[2] for s in stats], axis=0)  # K x K
+        Hd = H.astype(np.float64)
+        for k in range(Hd.shape[0]):  # HALS sweep of the rows of H, as hals_update
+            if WtW[k, k] != 0:
+                Hd[k] = np.maximum(Hd[k] - (WtW[k] @ Hd - XtW[:, k]) / WtW[k, k], 0.0)
+        H_new = Hd.astype(H.dtype)
+        Hc = H_new.astype(np.float64)
+        if cm is not None:
+            Hc = Hc[:, cm.astype(bool)]
+            XtW = XtW[cm.astype(bool)]
+        cross = float(np.sum(Hc * XtW.T))
+        quad = float(np.sum(WtW * (Hc @ Hc.T)))
+        return max(0.5 * (sumsq - 2.0 * cross + quad), 0.0), W_new, H_new
+
+    def deviance(self, W: ChunkedFactor, H, pm=None, cm=None) -> np.ndarray:
+        task = self._delayed(_task_deviance)
+        H = np.ascontiguousarray(H)
+        parts = _compute(
+            "the residual map",
+            *[task(x, w, H, p, cm) for x, w, p in zip(self.pieces, W.pieces, self._slices(pm))],
+        )
+        self._check_rows([len(p) for p in parts], "the residual map")
+        return np.concatenate(parts)
+
+    def unflatten(self, W: ChunkedFactor):
+        arr = W.to_dask()
+        return arr.reshape(*self.nav_shape, W.shape[1]) if len(self.nav_shape) > 1 else arr

@@ -1,0 +1,144 @@
+"""NMF / PCA on dask arrays under dask.distributed: equal to the in-memory path."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from spectral_reference import phase_cube
+
+import matchar as mc
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+import dask  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    # allowed-failures=1: a task whose worker dies once is retried, twice -> KilledWorker.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        cluster = distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            env={"OMP_NUM_THREADS": "1"},
+        )
+        with distributed.Client(cluster) as c:
+            yield c
+        cluster.close()
+
+
+@pytest.fixture(scope="module")
+def cube():
+    return phase_cube(seed=5, side=24, n_channels=64)[0]  # (24, 24, 64) uint16
+
+
+def test_nmf_kl_dask_equals_in_memory(client, cube):
+    # Chunks split the energy axis too: they are rechunked to whole spectra.
+    X = da.from_array(cube, chunks=(7, 24, 40))
+    kw = dict(random_state=0, max_iter=8, tol=0, dtype="float64", eval_every=4)
+    ref = mc.spectral.NMF(3, **kw)
+    maps_ref = ref.fit_transform(cube)
+    est = mc.spectral.NMF(3, **kw)
+    maps = est.fit_transform(X)
+    assert isinstance(maps, da.Array) and maps.shape == (24, 24, 3)
+    np.testing.assert_allclose(est.components_, ref.components_, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(maps.compute(), maps_ref, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(est.loss_history_, ref.loss_history_, rtol=1e-9)
+    np.testing.assert_allclose(est.residual_map_, ref.residual_map_, rtol=1e-8)
+    assert est.n_iter_ == ref.n_iter_ == 8
+    # transform of dask data with the fitted components
+    np.testing.assert_allclose(
+        est.transform(X[:5]).compute(), ref.transform(cube[:5]), rtol=1e-7, atol=1e-12
+    )
+
+
+def test_nmf_frobenius_masks_float32_dask(client, cube):
+    X2 = cube.reshape(-1, 64)
+    X = da.from_array(X2, chunks=(100, 64))
+    pm = np.zeros(X2.shape[0], bool)
+    pm[[3, 200, 401]] = True
+    cm = np.zeros(64, bool)
+    cm[:2] = True
+    kw = dict(loss="frobenius", init="random", random_state=1, max_iter=6, tol=0)
+    ref = mc.spectral.NMF(2, **kw)
+    maps_ref = ref.fit_transform(X2, pixel_mask=pm, channel_mask=cm)
+    est = mc.spectral.NMF(2, **kw)
+    maps = est.fit_transform(X, pixel_mask=pm, channel_mask=cm).compute()
+    assert maps.dtype == np.float32
+    np.testing.assert_allclose(est.components_, ref.components_, rtol=2e-3, atol=1e-3)
+    np.testing.assert_allclose(maps, maps_ref, rtol=2e-3, atol=1e-3)
+    np.testing.assert_allclose(est.loss_history_[-1], ref.loss_history_[-1], rtol=1e-4)
+
+
+def test_pca_dask_equals_in_memory(client, cube):
+    X = da.from_array(cube, chunks=(5, 24, 64))
+    ref = mc.spectral.PCA(3, random_state=0, dtype="float64")
+    scores_ref = ref.fit_transform(cube)
+    est = mc.spectral.PCA(3, random_state=0, dtype="float64")
+    scores = est.fit_transform(X)
+    assert isinstance(scores, da.Array)
+    np.testing.assert_allclose(est.components_, ref.components_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(est.explained_variance_ratio_, ref.explained_variance_ratio_)
+    np.testing.assert_allclose(scores.compute(), scores_ref, rtol=1e-8, atol=1e-9)
+    np.testing.assert_array_equal(est.image_, ref.image_)
+
+
+def test_dask_bad_values_raise_value_error(client, cube):
+    bad = cube.astype(np.float32)
+    bad[20, 3, 7] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        mc.spectral.NMF(2, max_iter=3).fit(da.from_array(bad, chunks=(6, 24, 64)))
+    with pytest.raises(ValueError, match="2-D"):
+        mc.spectral.NMF(2).fit(da.zeros((4,), chunks=2))
+
+
+def _load(block: np.ndarray, marker: str | None, always: bool) -> np.ndarray:
+    """A chunk loader that kills its worker process (once, or every time)."""
+    if always or (marker is not None and not os.path.exists(marker)):
+        if marker is not None:
+            open(marker, "w").close()
+        os._exit(1)
+    return block
+
+
+def _killer_array(cube, marker, always):
+    X2 = cube.reshape(-1, 64)
+    parts = [
+        da.from_delayed(
+            dask.delayed(_load)(X2[i : i + 192], marker if i == 192 else None, always and i == 192),
+            shape=(192, 64),
+            dtype=X2.dtype,
+        )
+        for i in range(0, 576, 192)
+    ]
+    return da.concatenate(parts)
+
+
+def test_lost_worker_is_recovered_or_fails_clearly(client, cube, tmp_path):
+    """~5-10 s: the nanny restarts each killed worker process (3 deaths in all)."""
+    kw = dict(init="random", random_state=0, max_iter=2, tol=0, dtype="float64")
+    ref = mc.spectral.NMF(2, **kw).fit(cube.reshape(-1, 64))
+    # Dies once: the scheduler reruns the chunk on a restarted worker; the result is right.
+    est = mc.spectral.NMF(2, **kw).fit(_killer_array(cube, str(tmp_path / "m"), False))
+    np.testing.assert_allclose(est.components_, ref.components_, rtol=1e-8, atol=1e-12)
+    # Dies every time: a clear error, and the estimator gets no result.
+    est = mc.spectral.NMF(2, **kw)
+    with pytest.raises(RuntimeError, match="dask computation failed"):
+        est.fit(_killer_array(cube, str(tmp_path / "m2"), True))
+    assert not hasattr(est, "components_")
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_lazy_hyperspy_signal_uses_the_dask_path(client, cube):
+    hs = pytest.importorskip("hyperspy.api")
+    s = hs.signals.Signal1D(cube).as_lazy()
+    s.data = s.data.rechunk((8, 24, 64))
+    kw = dict(init="random", random_state=0, max_iter=4, tol=0, dtype="float64")
+    maps = mc.spectral.NMF(2, **kw).fit_transform(s)
+    ref = mc.spectral.NMF(2, **kw).fit_transform(cube)
+    assert isinstance(maps, da.Array) and maps.shape == (24, 24, 2)
+    np.testing.assert_allclose(maps.compute(), ref, rtol=1e-8, atol=1e-12)
