@@ -63,7 +63,7 @@ def as_array(
 
     if any(arr.dtype == np.dtype(d) for d in keep_dtypes):
         if not arr.flags.aligned or any(s % arr.dtype.itemsize for s in arr.strides):
-            arr = np.ascontiguousarray(arr)
+            arr = _aligned_copy(arr)
         return arr
 
     kind = arr.dtype.kind
@@ -89,8 +89,16 @@ def as_array(
         arr = arr.astype(target)
     item = arr.dtype.itemsize
     if not arr.flags.aligned or any(s % item for s in arr.strides):
-        arr = np.ascontiguousarray(arr)
+        arr = _aligned_copy(arr)
     return arr
+
+
+def _aligned_copy(arr: np.ndarray) -> np.ndarray:
+    """A C-ordered, aligned copy. ``np.ascontiguousarray`` returns a contiguous but
+    misaligned array (e.g. one unpickled from a message buffer) unchanged: copy always."""
+    out = np.empty(arr.shape, dtype=arr.dtype)  # NumPy allocations are aligned
+    out[...] = arr
+    return out
 
 
 def common_float_dtype(*arrays: Any) -> np.dtype:
