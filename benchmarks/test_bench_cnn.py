@@ -30,8 +30,17 @@ N_WINDOWS = ((SHAPE[0] - 64) // STRIDE + 1) * ((SHAPE[1] - 64) // STRIDE + 1)
 
 @pytest.fixture(scope="module")
 def image():
-    return mc.imaging.simulate_haadf("fcc", (1, 1, 0), 4.05, rotation=20.0, shape=SHAPE,
-                                     pixel_size=PS, dose=1000, seed=0, dtype=np.float32)
+    return mc.imaging.simulate_haadf(
+        "fcc",
+        (1, 1, 0),
+        4.05,
+        rotation=20.0,
+        shape=SHAPE,
+        pixel_size=PS,
+        dose=1000,
+        seed=0,
+        dtype=np.float32,
+    )
 
 
 def _torch_model():
@@ -50,9 +59,14 @@ def _torch_model():
 def test_classify_map_onnxruntime(benchmark, image):
     benchmark.group = f"crystal classifier, {N_WINDOWS} windows 64x64"
     clf = mc.imaging.CrystalClassifier.default()
-    m = benchmark.pedantic(mc.imaging.classify_map, args=(image, PS),
-                           kwargs=dict(stride=STRIDE, classifier=clf), rounds=3, iterations=1,
-                           warmup_rounds=1)
+    m = benchmark.pedantic(
+        mc.imaging.classify_map,
+        args=(image, PS),
+        kwargs=dict(stride=STRIDE, classifier=clf),
+        rounds=3,
+        iterations=1,
+        warmup_rounds=1,
+    )
     assert m.uncertainty.size == N_WINDOWS
     benchmark.extra_info["windows_per_second"] = N_WINDOWS / benchmark.stats.stats.median
 
@@ -68,7 +82,7 @@ def test_pytorch_eager(benchmark, image):
         outs = []
         with torch.no_grad():
             for s in range(0, len(win), 2048):
-                feat = torch.from_numpy(polar_features(win[s:s + 2048], workers=2))
+                feat = torch.from_numpy(polar_features(win[s : s + 2048], workers=2))
                 outs.append(model(feat)[0].mean(1).numpy())
         return np.concatenate(outs)
 

@@ -68,8 +68,7 @@ def evaluate_windows(clf, gen: WindowGenerator, n: int, **kw) -> dict:
     period = 360.0 / order
     drot = np.abs((s["rotation"] - rot + period / 2) % period - period / 2)
     lat = np.abs(s["lattice_constant"] / a - 1.0) * 100
-    per_class = {f"{p}{list(z)}": float(ok[cls == i].mean()) for i, (p, z) in
-                 enumerate(ZONE_AXES)}
+    per_class = {f"{p}{list(z)}": float(ok[cls == i].mean()) for i, (p, z) in enumerate(ZONE_AXES)}
     return {
         "n": int(n),
         "class_accuracy": float(ok.mean()),
@@ -110,8 +109,12 @@ def evaluate_bicrystals(clf, n_pairs: int, seed: int) -> dict:
         inside.append(m.uncertainty[d > half + 1.0])
     near_m = float(np.mean(np.concatenate(near)))
     inside_m = float(np.mean(np.concatenate(inside)))
-    return {"pairs": n_pairs, "uncertainty_within_1nm": near_m,
-            "uncertainty_inside_grains": inside_m, "ratio": near_m / inside_m}
+    return {
+        "pairs": n_pairs,
+        "uncertainty_within_1nm": near_m,
+        "uncertainty_inside_grains": inside_m,
+        "ratio": near_m / inside_m,
+    }
 
 
 def main(argv=None) -> int:
@@ -127,13 +130,16 @@ def main(argv=None) -> int:
     dose = np.exp(gen.rng.uniform(np.log(50), np.log(5000)))
     res = {"held_out": evaluate_windows(clf, gen, args.n, dose=dose, distortion=0.0)}
     res["held_out"]["dose"] = float(dose)
-    res["low_dose_20e_per_pixel"] = evaluate_windows(clf, gen, args.n // 2, dose=20.0,
-                                                     distortion=0.0)
-    res["distortion_5_percent"] = evaluate_windows(clf, gen, args.n // 2, dose=1000.0,
-                                                   distortion=0.05)
+    res["low_dose_20e_per_pixel"] = evaluate_windows(
+        clf, gen, args.n // 2, dose=20.0, distortion=0.0
+    )
+    res["distortion_5_percent"] = evaluate_windows(
+        clf, gen, args.n // 2, dose=1000.0, distortion=0.05
+    )
     res["bicrystals"] = evaluate_bicrystals(clf, args.pairs, args.seed)
-    res["command"] = ("OMP_NUM_THREADS=2 python scripts/evaluate_crystal_classifier.py "
-                      + " ".join(argv if argv is not None else sys.argv[1:]))
+    res["command"] = "OMP_NUM_THREADS=2 python scripts/evaluate_crystal_classifier.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
     res["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(res, indent=2))
     if args.write:

@@ -46,12 +46,21 @@ class CrystalNet(nn.Module):
         super().__init__()
 
         def block(cin: int, cout: int, k: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, k, stride=2, padding=k // 2, bias=False),
-                                 nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, k, stride=2, padding=k // 2, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            )
 
-        self.trunk = nn.Sequential(block(1, 16, 5), block(16, 32, 3), block(32, 64, 3),
-                                   block(64, 64, 3), nn.Flatten(),
-                                   nn.Linear(64 * 4 * 4, hidden), nn.ReLU(inplace=True))
+        self.trunk = nn.Sequential(
+            block(1, 16, 5),
+            block(16, 32, 3),
+            block(32, 64, 3),
+            block(64, 64, 3),
+            nn.Flatten(),
+            nn.Linear(64 * 4 * 4, hidden),
+            nn.ReLU(inplace=True),
+        )
         self.dropout = nn.Dropout(DROPOUT)
         # per class: 1 logit, 1 log-a, 2 (cos n theta, sin n theta)
         self.head = nn.Linear(hidden, 4 * N_CLASSES)
@@ -63,8 +72,9 @@ class CrystalNet(nn.Module):
 class CircConv(nn.Module):
     """Conv2d over (radius, angle) maps: zero padding in radius, circular in angle."""
 
-    def __init__(self, cin: int, cout: int, k: tuple[int, int], stride=(1, 1),
-                 pad_r: bool = True) -> None:
+    def __init__(
+        self, cin: int, cout: int, k: tuple[int, int], stride=(1, 1), pad_r: bool = True
+    ) -> None:
         super().__init__()
         self.pr = k[0] // 2 if pad_r else 0
         self.pa = k[1] // 2
@@ -73,7 +83,7 @@ class CircConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pa:
-            x = torch.cat([x[..., -self.pa:], x, x[..., :self.pa]], dim=-1)
+            x = torch.cat([x[..., -self.pa :], x, x[..., : self.pa]], dim=-1)
         if self.pr:
             x = nn.functional.pad(x, (0, 0, self.pr, self.pr))
         return torch.relu(self.bn(self.conv(x)))
@@ -90,16 +100,21 @@ class PolarNet(nn.Module):
     def __init__(self, order, hidden: int = 128) -> None:
         super().__init__()
         self.trunk = nn.Sequential(
-            CircConv(1, 16, (3, 5)), CircConv(16, 24, (3, 3), stride=(2, 1)),
-            CircConv(24, 32, (3, 3), stride=(2, 1)), CircConv(32, 64, (6, 3), pad_r=False))
+            CircConv(1, 16, (3, 5)),
+            CircConv(16, 24, (3, 3), stride=(2, 1)),
+            CircConv(24, 32, (3, 3), stride=(2, 1)),
+            CircConv(32, 64, (6, 3), pad_r=False),
+        )
         self.fc = nn.Sequential(nn.Linear(128, hidden), nn.ReLU(inplace=True))
         self.dropout = nn.Dropout(DROPOUT)
         self.head = nn.Linear(hidden, 2 * N_CLASSES)
         self.angle_score = nn.Conv1d(64, N_CLASSES, 1)
         self.phase = nn.Parameter(torch.zeros(N_CLASSES))
         # image rotation phi (from +x towards +rows) shifts the polar angle t by -phi
-        phi = -torch.as_tensor(POLAR_ANGLES, dtype=torch.float32)[None, :] * torch.as_tensor(
-            np.asarray(order), dtype=torch.float32)[:, None]  # (C, A)
+        phi = (
+            -torch.as_tensor(POLAR_ANGLES, dtype=torch.float32)[None, :]
+            * torch.as_tensor(np.asarray(order), dtype=torch.float32)[:, None]
+        )  # (C, A)
         self.register_buffer("cos_t", torch.cos(phi))
         self.register_buffer("sin_t", torch.sin(phi))
 
@@ -145,23 +160,25 @@ class ExportNet(nn.Module):
         out = self.head(h[:, None, :] * self.masks[None])  # (N, T, 4C)
         c = N_CLASSES
         probs = torch.softmax(out[..., :c], dim=-1)
-        return probs, out[..., c:2 * c] + LOG_A0, out[..., 2 * c:]
+        return probs, out[..., c : 2 * c] + LOG_A0, out[..., 2 * c :]
 
 
 def targets(gen: WindowGenerator, cls, a, rot):
     n = gen.order[cls]
     th = np.deg2rad(rot) * n
-    return (torch.as_tensor(cls, dtype=torch.long),
-            torch.as_tensor(np.log(a) - LOG_A0, dtype=torch.float32),
-            torch.as_tensor(np.stack([np.cos(th), np.sin(th)], 1), dtype=torch.float32))
+    return (
+        torch.as_tensor(cls, dtype=torch.long),
+        torch.as_tensor(np.log(a) - LOG_A0, dtype=torch.float32),
+        torch.as_tensor(np.stack([np.cos(th), np.sin(th)], 1), dtype=torch.float32),
+    )
 
 
 def loss_fn(out, cls, loga, rot):
     c = N_CLASSES
     idx = torch.arange(len(cls))
     ce = nn.functional.cross_entropy(out[:, :c], cls)
-    la = nn.functional.smooth_l1_loss(out[:, c:2 * c][idx, cls], loga, beta=0.02)
-    r = out[:, 2 * c:].reshape(-1, c, 2)[idx, cls]
+    la = nn.functional.smooth_l1_loss(out[:, c : 2 * c][idx, cls], loga, beta=0.02)
+    r = out[:, 2 * c :].reshape(-1, c, 2)[idx, cls]
     rl = ((r - rot) ** 2).sum(1).mean()
     return ce + 20.0 * la + rl, ce
 
@@ -176,10 +193,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="python/matchar/imaging/models")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--arch", choices=["polar", "fft"], default="polar")
-    ap.add_argument("--init", default=None,
-                    help="continue from a state dict saved by an earlier run (--state)")
-    ap.add_argument("--state", default="crystal_classifier_state.pt",
-                    help="where to save the trained state dict")
+    ap.add_argument(
+        "--init", default=None, help="continue from a state dict saved by an earlier run (--state)"
+    )
+    ap.add_argument(
+        "--state",
+        default="crystal_classifier_state.pt",
+        help="where to save the trained state dict",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -206,7 +227,7 @@ def main(argv=None) -> int:
             frac = min(1.0, (time.perf_counter() - t0) / budget)
             for g in opt.param_groups:  # cosine decay over the wall-time budget
                 g["lr"] = args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
-            b = perm[s:s + args.batch]
+            b = perm[s : s + args.batch]
             loss, _ = loss_fn(net(feat[b]), tc[b], ta[b], tr[b])
             opt.zero_grad()
             loss.backward()
@@ -217,10 +238,13 @@ def main(argv=None) -> int:
         with torch.no_grad():
             out = net(vfeat)
         acc = float((out[:, :N_CLASSES].argmax(1).numpy() == vc).mean())
-        pa = np.exp(out[:, N_CLASSES:2 * N_CLASSES].numpy()[np.arange(len(vc)), vc] + LOG_A0)
+        pa = np.exp(out[:, N_CLASSES : 2 * N_CLASSES].numpy()[np.arange(len(vc)), vc] + LOG_A0)
         mae = float(np.mean(np.abs(pa / va - 1)) * 100)
-        print(f"chunk {chunk_i} seen {seen} t {time.perf_counter() - t0:.0f}s loss "
-              f"{float(loss.detach()):.3f} val acc {acc:.4f} lattice MAE {mae:.2f}%", flush=True)
+        print(
+            f"chunk {chunk_i} seen {seen} t {time.perf_counter() - t0:.0f}s loss "
+            f"{float(loss.detach()):.3f} val acc {acc:.4f} lattice MAE {mae:.2f}%",
+            flush=True,
+        )
 
     net.eval()
     gmask = torch.Generator().manual_seed(args.seed + 1)
@@ -230,11 +254,21 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "crystal_classifier.onnx"
     torch.save(net.state_dict(), args.state)
-    torch.onnx.export(export, vfeat[:1], str(onnx_path),
-                      input_names=["features"], output_names=["probabilities", "log_a", "rotation"],
-                      dynamic_axes={"features": {0: "n"}, "probabilities": {0: "n"},
-                                    "log_a": {0: "n"}, "rotation": {0: "n"}},
-                      opset_version=17, dynamo=False)
+    torch.onnx.export(
+        export,
+        vfeat[:1],
+        str(onnx_path),
+        input_names=["features"],
+        output_names=["probabilities", "log_a", "rotation"],
+        dynamic_axes={
+            "features": {0: "n"},
+            "probabilities": {0: "n"},
+            "log_a": {0: "n"},
+            "rotation": {0: "n"},
+        },
+        opset_version=17,
+        dynamo=False,
+    )
     meta = {
         "classes": [{"prototype": p, "zone_axis": list(z)} for p, z in ZONE_AXES],
         "symmetry_order": [int(o) for o in gen.order],
@@ -245,7 +279,7 @@ def main(argv=None) -> int:
         "lattice_constant_range": list(A_RANGE),
         "features": args.arch,
         "training_command": "OMP_NUM_THREADS=2 python scripts/train_crystal_classifier.py "
-                            + " ".join(argv if argv is not None else sys.argv[1:]),
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "training_windows": seen,
         "training_seconds": round(time.perf_counter() - t0, 1),
         "torch_version": torch.__version__,
