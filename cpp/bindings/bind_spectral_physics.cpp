@@ -10,6 +10,7 @@
 
 #include "arrays.hpp"
 #include "matchar/spectral/physics.hpp"
+#include "spectral_dispatch.hpp"
 
 namespace py = pybind11;
 using namespace matchar::bindings;
@@ -17,24 +18,6 @@ using matchar::index_t;
 namespace sp = matchar::spectral;
 
 namespace {
-
-template <class T>
-struct Tag {
-  using type = T;
-};
-
-template <class T>
-const T* vec_ptr(const std::optional<py::array>& a, index_t n, const char* name) {
-  if (!a) return nullptr;
-  if (a->ndim() != 1 || a->shape(0) != n)
-    throw py::value_error(std::string(name) + " must be 1-D of length " + std::to_string(n));
-  if (!py::dtype::of<T>().equal(a->dtype()))
-    throw py::value_error(std::string(name) + " must have dtype " +
-                          std::string(py::str(py::dtype::of<T>())));
-  if (!(a->flags() & py::array::c_style))
-    throw py::value_error(std::string(name) + " must be contiguous");
-  return static_cast<const T*>(a->data());
-}
 
 sp::SurrogateMaps maps_of(const py::array& beta, index_t n, index_t k, double q, bool simplex,
                           int n_bisect) {
@@ -51,26 +34,6 @@ sp::SurrogateMaps maps_of(const py::array& beta, index_t n, index_t k, double q,
   return m;
 }
 
-template <class F>
-auto dispatch_counts(const py::array& X, F&& f) {
-  const py::dtype dt = X.dtype();
-  if (dt.equal(py::dtype::of<std::uint8_t>())) return f(Tag<std::uint8_t>{});
-  if (dt.equal(py::dtype::of<std::uint16_t>())) return f(Tag<std::uint16_t>{});
-  if (dt.equal(py::dtype::of<std::uint32_t>())) return f(Tag<std::uint32_t>{});
-  if (dt.equal(py::dtype::of<float>())) return f(Tag<float>{});
-  if (dt.equal(py::dtype::of<double>())) return f(Tag<double>{});
-  throw py::value_error("X must have dtype uint8, uint16, uint32, float32 or float64, got " +
-                        std::string(py::str(dt)));
-}
-
-template <class F>
-auto dispatch_factor(const py::array& A, F&& f) {
-  if (A.dtype().equal(py::dtype::of<float>())) return f(Tag<float>{});
-  if (A.dtype().equal(py::dtype::of<double>())) return f(Tag<double>{});
-  throw py::value_error("A must have dtype float32 or float64, got " +
-                        std::string(py::str(A.dtype())));
-}
-
 py::tuple physics_kl_pass(const py::array& X, const py::array& A, const py::array& H,
                           const py::array& beta, double q, bool simplex,
                           const std::optional<py::array>& pixel_mask,
@@ -78,27 +41,29 @@ py::tuple physics_kl_pass(const py::array& X, const py::array& A, const py::arra
                           int n_bisect) {
   return dispatch_counts(X, [&](auto tx) {
     using TX = typename decltype(tx)::type;
-    return dispatch_factor(A, [&](auto tf) {
-      using T = typename decltype(tf)::type;
-      const auto xv = matrix_view<TX>(X, "X");
-      const auto av = matrix_view<T>(A, "A");
-      const auto hv = matrix_view<T>(H, "H");
-      const sp::SurrogateMaps m = maps_of(beta, av.rows, av.cols, q, simplex, n_bisect);
-      const sp::Masks masks{vec_ptr<std::uint8_t>(pixel_mask, xv.rows, "pixel mask"),
-                            vec_ptr<std::uint8_t>(channel_mask, xv.cols, "channel mask")};
-      auto A_out = new_matrix<T>(av.rows, av.cols, "A");
-      auto num = new_matrix<double>(hv.rows, hv.cols, "numerator");
-      py::array_t<double> colsum(hv.rows);
-      T* ao = A_out.mutable_data();
-      double* np_ = num.mutable_data();
-      double* cs = colsum.mutable_data();
-      double value;
-      {
-        py::gil_scoped_release release;
-        value = sp::kl_surrogate_pass<TX, T>(xv, av, hv, m, masks, with_loss, ao, np_, cs);
-      }
-      return py::tuple(py::make_tuple(value, A_out, num, colsum));
-    });
+    return dispatch_factor(
+        A,
+        [&](auto tf) {
+          using T = typename decltype(tf)::type;
+          const auto xv = matrix_view<TX>(X, "X");
+          const auto av = matrix_view<T>(A, "A");
+          const auto hv = matrix_view<T>(H, "H");
+          const sp::SurrogateMaps m = maps_of(beta, av.rows, av.cols, q, simplex, n_bisect);
+          const sp::Masks masks = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
+          auto A_out = new_matrix<T>(av.rows, av.cols, "A");
+          auto num = new_matrix<double>(hv.rows, hv.cols, "numerator");
+          py::array_t<double> colsum(hv.rows);
+          T* ao = A_out.mutable_data();
+          double* np_ = num.mutable_data();
+          double* cs = colsum.mutable_data();
+          double value;
+          {
+            py::gil_scoped_release release;
+            value = sp::kl_surrogate_pass<TX, T>(xv, av, hv, m, masks, with_loss, ao, np_, cs);
+          }
+          return py::tuple(py::make_tuple(value, A_out, num, colsum));
+        },
+        "A");
   });
 }
 
@@ -108,47 +73,35 @@ py::tuple physics_kl_pass_csr(const py::array& data, const py::array& indices,
                               const std::optional<py::array>& pixel_mask,
                               const std::optional<py::array>& channel_mask, bool with_loss,
                               int n_bisect) {
-  const bool f32 = data.dtype().equal(py::dtype::of<float>());
-  const bool f64 = data.dtype().equal(py::dtype::of<double>());
-  const bool i32 = indices.dtype().equal(py::dtype::of<std::int32_t>());
-  const bool i64 = indices.dtype().equal(py::dtype::of<std::int64_t>());
-  if (!(f32 || f64) || !(i32 || i64))
-    throw py::value_error("sparse X must have float32/float64 data and int32/int64 indices");
   auto run = [&](auto tx, auto ti) {
     using TX = typename decltype(tx)::type;
     using TI = typename decltype(ti)::type;
-    return dispatch_factor(A, [&](auto tf) {
-      using T = typename decltype(tf)::type;
-      const auto av = matrix_view<T>(A, "A");
-      const auto hv = matrix_view<T>(H, "H");
-      sp::CsrView<TX, TI> xv;
-      xv.rows = av.rows;
-      xv.cols = n_cols;
-      xv.indptr = vec_ptr<TI>(indptr, av.rows + 1, "indptr");
-      const auto nnz = static_cast<index_t>(xv.indptr[av.rows]);
-      xv.data = vec_ptr<TX>(data, nnz, "data");
-      xv.indices = vec_ptr<TI>(indices, nnz, "indices");
-      const sp::SurrogateMaps m = maps_of(beta, av.rows, av.cols, q, simplex, n_bisect);
-      const sp::Masks masks{vec_ptr<std::uint8_t>(pixel_mask, av.rows, "pixel mask"),
-                            vec_ptr<std::uint8_t>(channel_mask, n_cols, "channel mask")};
-      auto A_out = new_matrix<T>(av.rows, av.cols, "A");
-      auto num = new_matrix<double>(hv.rows, hv.cols, "numerator");
-      py::array_t<double> colsum(hv.rows);
-      T* ao = A_out.mutable_data();
-      double* np_ = num.mutable_data();
-      double* cs = colsum.mutable_data();
-      double value;
-      {
-        py::gil_scoped_release release;
-        value = sp::kl_surrogate_pass_csr<TX, TI, T>(xv, av, hv, m, masks, with_loss, ao, np_, cs);
-      }
-      return py::tuple(py::make_tuple(value, A_out, num, colsum));
-    });
+    return dispatch_factor(
+        A,
+        [&](auto tf) {
+          using T = typename decltype(tf)::type;
+          const auto av = matrix_view<T>(A, "A");
+          const auto hv = matrix_view<T>(H, "H");
+          const auto xv = csr_view<TX, TI>(data, indices, indptr, av.rows, n_cols);
+          const sp::SurrogateMaps m = maps_of(beta, av.rows, av.cols, q, simplex, n_bisect);
+          const sp::Masks masks = masks_of(pixel_mask, channel_mask, av.rows, n_cols);
+          auto A_out = new_matrix<T>(av.rows, av.cols, "A");
+          auto num = new_matrix<double>(hv.rows, hv.cols, "numerator");
+          py::array_t<double> colsum(hv.rows);
+          T* ao = A_out.mutable_data();
+          double* np_ = num.mutable_data();
+          double* cs = colsum.mutable_data();
+          double value;
+          {
+            py::gil_scoped_release release;
+            value =
+                sp::kl_surrogate_pass_csr<TX, TI, T>(xv, av, hv, m, masks, with_loss, ao, np_, cs);
+          }
+          return py::tuple(py::make_tuple(value, A_out, num, colsum));
+        },
+        "A");
   };
-  if (f32 && i32) return run(Tag<float>{}, Tag<std::int32_t>{});
-  if (f32 && i64) return run(Tag<float>{}, Tag<std::int64_t>{});
-  if (f64 && i32) return run(Tag<double>{}, Tag<std::int32_t>{});
-  return run(Tag<double>{}, Tag<std::int64_t>{});
+  return dispatch_csr(data, indices, run);
 }
 
 }  // namespace
