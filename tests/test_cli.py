@@ -196,3 +196,20 @@ def test_decompose_writes_hyperspy_signals(tmp_path):
     assert [a["navigate"] for a in maps["axes"]] == [True, False, False]
     np.testing.assert_allclose(comps["data"], res["components"])
     assert comps["axes"][1]["name"] == "Energy"
+
+
+def test_save_hspy_uncalibrated_axes_and_errors(tmp_path):
+    pytest.importorskip("rsciio")
+    pytest.importorskip("h5py")
+    from rsciio.hspy import file_reader
+
+    arr = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    axes = [{"name": "k"}, {"name": "y", "scale": None, "units": None}, {"name": "x"}]
+    path = matchar.io.save_hspy(tmp_path / "a", arr, n_signal_axes=2, axes=axes)
+    item = file_reader(str(path))[0]
+    np.testing.assert_array_equal(item["data"], arr)
+    assert item["axes"][1]["scale"] == 1.0 and item["axes"][1]["units"] in ("", None)
+    with pytest.raises(ValueError, match="n_signal_axes"):
+        matchar.io.save_hspy(tmp_path / "b", arr, n_signal_axes=4)
+    with pytest.raises(ValueError, match="axes must have 3"):
+        matchar.io.save_hspy(tmp_path / "c", arr, axes=axes[:2])

@@ -274,7 +274,8 @@ def save_hspy(
         raise ValueError(f"axes must have {arr.ndim} entries, got {len(axes)}")
     out_axes = []
     for i, n in enumerate(arr.shape):
-        a = dict(axes[i]) if axes is not None else {}
+        # None values (uncalibrated axes from a reader) fall back to the defaults
+        a = {k: v for k, v in (dict(axes[i]) if axes is not None else {}).items() if v is not None}
         out_axes.append(
             {
                 "name": str(a.get("name", f"axis{i}")),
