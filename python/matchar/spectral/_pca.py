@@ -118,6 +118,23 @@ class PCA(TransformerMixin, BaseEstimator):
         total = h.sum()
         return g, _inv_sqrt(g), _inv_sqrt(h / total if total > 0 else h)
 
+    def _check_params(self, N: int, C: int) -> tuple[int, int]:
+        """(n_components, n_iter) for N pixels and C channels, or ValueError."""
+        k = self.n_components
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= min(N, C):
+            raise ValueError(
+                f"n_components must be an integer in [1, min(n_pixels, n_channels)] = "
+                f"[1, {min(N, C)}], got {k!r}"
+            )
+        if N < 2:
+            raise ValueError(f"X must have at least 2 pixels for PCA, got n_samples={N}")
+        n_iter = self.n_iter
+        if n_iter == "auto":
+            n_iter = 7 if k < 0.1 * min(N, C) else 4
+        if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral) or n_iter < 0:
+            raise ValueError(f"n_iter must be 'auto' or an integer >= 0, got {self.n_iter!r}")
+        return int(k), int(n_iter)
+
     def fit(self, X: ArrayLike, y: Any = None) -> PCA:
         """Fit the weighted PCA; see :meth:`fit_transform`.
 
@@ -133,19 +150,7 @@ class PCA(TransformerMixin, BaseEstimator):
         data = as_spectrum_matrix(X, "X", allow_sparse=False)
         X2 = data.X
         N, C = data.shape
-        k = self.n_components
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= min(N, C):
-            raise ValueError(
-                f"n_components must be an integer in [1, min(n_pixels, n_channels)] = "
-                f"[1, {min(N, C)}], got {k!r}"
-            )
-        if N < 2:
-            raise ValueError(f"X must have at least 2 pixels for PCA, got n_samples={N}")
-        n_iter = self.n_iter
-        if n_iter == "auto":
-            n_iter = 7 if k < 0.1 * min(N, C) else 4
-        if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral) or n_iter < 0:
-            raise ValueError(f"n_iter must be 'auto' or an integer >= 0, got {self.n_iter!r}")
+        k, n_iter = self._check_params(N, C)
         dtype = factor_dtype(data, self.dtype)
         self.__dict__.pop("_stream", None)  # a batch fit ends any partial_fit stream
         self.__dict__.pop("_stream_lost", None)
@@ -183,19 +188,7 @@ class PCA(TransformerMixin, BaseEstimator):
         """fit of a dask array (or lazy HyperSpy signal): the same passes over the chunks."""
         data = DaskSpectrumMatrix(X, "X")
         N, C = data.shape
-        k = self.n_components
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= min(N, C):
-            raise ValueError(
-                f"n_components must be an integer in [1, min(n_pixels, n_channels)] = "
-                f"[1, {min(N, C)}], got {k!r}"
-            )
-        if N < 2:
-            raise ValueError(f"X must have at least 2 pixels for PCA, got n_samples={N}")
-        n_iter = self.n_iter
-        if n_iter == "auto":
-            n_iter = 7 if k < 0.1 * min(N, C) else 4
-        if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral) or n_iter < 0:
-            raise ValueError(f"n_iter must be 'auto' or an integer >= 0, got {self.n_iter!r}")
+        k, n_iter = self._check_params(N, C)
         dtype = data.factor_dtype(self.dtype)
         self.__dict__.pop("_stream", None)
         self.__dict__.pop("_stream_lost", None)
