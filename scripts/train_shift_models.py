@@ -47,6 +47,17 @@ def evaluate(model, frames, shieldings, z):
     }
 
 
+def compression_metrics(model, path: Path) -> dict:
+    """What ShiftModel.compress kept: ranks per SOAP block and the error measures (ppm)."""
+    g = model.gpr_
+    return {
+        "compress_ranks": [int(V.shape[1]) for V in g.mean_basis_],
+        "compress_error_sparse_ppm": g.mean_error_sparse_,
+        "compress_error_bound_ppm": g.mean_error_bound_,
+        "file_bytes": path.stat().st_size,
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "CSD-1000R.json.gz"))
@@ -64,6 +75,17 @@ def main() -> None:
         help="GP noise relative to the spread of the training shieldings",
     )
     p.add_argument("--calibration", default="affine", choices=["affine", "musil", "ml"])
+    p.add_argument(
+        "--compress-tol",
+        type=float,
+        default=0.01,
+        help="ShiftModel.compress tolerance, ppm (0: do not compress)",
+    )
+    p.add_argument(
+        "--compress-existing",
+        action="store_true",
+        help="only compress the model files already in --out (no training)",
+    )
     p.add_argument("--out", default=str(ROOT / "python" / "matchar" / "nmr" / "models"))
     p.add_argument("--metrics", default=str(ROOT / "docs" / "nmr_models.json"))
     args = p.parse_args()
@@ -77,6 +99,15 @@ def main() -> None:
     soap.update(
         cutoff=tuple(args.cutoffs), max_radial=args.max_radial, max_angular=args.max_angular
     )
+    if args.compress_existing:
+        for element in args.elements:
+            path = out / f"{element}.npz"
+            model = mc.nmr.ShiftModel.load(path).compress(args.compress_tol)
+            model.save(path)
+            metrics.setdefault(element, {}).update(compression_metrics(model, path))
+            print(element, metrics[element])
+        Path(args.metrics).write_text(json.dumps(metrics, indent=2) + "\n")
+        return
     for element in args.elements:
         z = mc.nmr.ShiftModel(element).z_
         tr_frames = [frames[i] for i in train]
@@ -93,6 +124,8 @@ def main() -> None:
         ).fit(tr_frames, tr_y)
         t_fit = time.perf_counter() - t0
         path = out / f"{element}.npz"
+        if args.compress_tol > 0:
+            model.compress(args.compress_tol)
         model.save(path)
         reloaded = mc.nmr.ShiftModel.load(path)
         te_frames = [frames[i] for i in test]
@@ -112,6 +145,8 @@ def main() -> None:
             file_bytes=path.stat().st_size,
             soap={k: (list(v) if isinstance(v, tuple) else v) for k, v in soap.items()},
         )
+        if args.compress_tol > 0:
+            m.update(compression_metrics(model, path))
         metrics[element] = m
         print(element, json.dumps(m), flush=True)
         Path(args.metrics).write_text(json.dumps(metrics, indent=2) + "\n")

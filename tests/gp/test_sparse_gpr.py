@@ -244,3 +244,80 @@ def test_tune_regularizer_bad_input():
     yv[3] = np.nan
     with pytest.raises(ValueError, match="y_val"):
         gpr.tune_regularizer(X, y, X, yv)
+
+
+def _sum_of_quadratic_forms_reference(gpr, X, blocks, block_w):
+    """Mean of a ζ=2 model written as Σ_b w_b x̂ᵀ A_b x̂ with A_b formed explicitly."""
+    f = np.zeros(len(X))
+    for (a, b), w in zip(blocks, block_w):
+        Y = gpr.X_sparse_[:, a:b].astype(np.float64)
+        Y = Y / np.linalg.norm(Y, axis=1, keepdims=True)
+        Xb = X[:, a:b] / np.linalg.norm(X[:, a:b], axis=1, keepdims=True)
+        A = (Y.T * gpr.weights_) @ Y
+        f += w * np.einsum("ni,ij,nj->n", Xb, A, Xb)
+    return (f + gpr.y_mean_) * gpr.y_scale_
+
+
+@pytest.mark.parametrize("n_sparse", [17, 60])  # d = 31 > M (QR route) and d < M (eigh)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compress_mean_is_the_quadratic_form_and_respects_tol(n_sparse, dtype):
+    X, y, _ = make_data(240, 31, seed=3)
+    X = X.astype(dtype)
+    Xt, _, _ = make_data(50, 31, seed=4)
+    kernel = mc.gp.MultiPolynomialKernel([12, 19], weights=[0.3, 0.7])
+    gpr = mc.gp.SparseGPR(kernel=kernel, n_sparse=n_sparse, regularizer=1e-2, normalize_y=True)
+    gpr.fit(X, y)
+    exact, std = gpr.predict(Xt, return_std=True)
+    # the exact model is the sum of quadratic forms (a NumPy reference of the identity)
+    ref = _sum_of_quadratic_forms_reference(gpr, Xt, [(0, 12), (12, 31)], [0.3, 0.7])
+    rounding = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(exact, ref, atol=rounding * np.abs(ref).max())
+    full = gpr.compress(1e-12)  # keeps every eigenpair: exact up to rounding
+    np.testing.assert_allclose(full.predict(Xt), exact, atol=rounding * np.abs(ref).max())
+    tol = 0.05 * float(np.std(y))
+    gpr.compress(tol)
+    ranks = [V.shape[1] for V in gpr.mean_basis_]
+    assert all(V.dtype == dtype for V in gpr.mean_basis_)
+    assert sum(ranks) < 31  # a real truncation at this tolerance
+    assert gpr.mean_error_sparse_ <= tol + 1e-12
+    err_sparse = np.abs(
+        gpr.predict(gpr.X_sparse_)
+        - _sum_of_quadratic_forms_reference(
+            gpr, gpr.X_sparse_.astype(np.float64), [(0, 12), (12, 31)], [0.3, 0.7]
+        )
+    )
+    assert err_sparse.max() <= tol + rounding * np.abs(ref).max()
+    mean_c, std_c = gpr.predict(Xt, return_std=True)
+    assert np.abs(mean_c - exact).max() <= gpr.mean_error_bound_ + rounding * np.abs(ref).max()
+    np.testing.assert_array_equal(std_c, std)  # the std keeps the exact kernel
+    gpr.fit(X, y)  # a refit drops the compression
+    assert "mean_basis_" not in gpr.__dict__
+
+
+def test_compress_bad_input():
+    X, y, _ = make_data(60, 5)
+    with pytest.raises(ValueError, match="not fitted"):
+        mc.gp.SparseGPR(n_sparse=10).compress()
+    gpr = mc.gp.SparseGPR(n_sparse=10, regularizer=1e-2).fit(X, y)
+    for tol in (0.0, -1.0, np.nan):
+        with pytest.raises(ValueError, match="tol"):
+            gpr.compress(tol)
+    gpr3 = mc.gp.SparseGPR(kernel=mc.gp.PolynomialKernel(zeta=3), n_sparse=10).fit(X, y)
+    with pytest.raises(ValueError, match="zeta = 2"):
+        gpr3.compress()
+    raw = mc.gp.SparseGPR(kernel=mc.gp.PolynomialKernel(normalize=False), n_sparse=10).fit(X, y)
+    with pytest.raises(ValueError, match="normalised"):
+        raw.compress()
+
+
+def test_prepared_sparse_points_give_the_same_kernel():
+    X, y, _ = make_data(400, 300, seed=5)  # large enough for the BLAS route
+    Xt, _, _ = make_data(70, 300, seed=6)
+    kernel = mc.gp.MultiPolynomialKernel([100, 200])
+    gpr = mc.gp.SparseGPR(kernel=kernel, n_sparse=300, regularizer=1e-2).fit(X, y)
+    np.testing.assert_allclose(
+        gpr._sparse_kernel(Xt[::-1]), kernel(Xt[::-1], gpr.X_sparse_), rtol=1e-12, atol=1e-14
+    )
+    import pickle
+
+    assert "_sparse_prepared" not in pickle.loads(pickle.dumps(gpr)).__dict__

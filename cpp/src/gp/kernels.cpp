@@ -180,7 +180,8 @@ template <class T>
 void kernel_row_scales(ConstMatrixView<T> X, bool normalize, const char* name, T* out) {
   if (out == nullptr) throw InvalidArgument("out must not be null");
   bool finite = true;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) reduction(&& : finite)
+#pragma omp parallel for schedule(static) num_threads(num_threads()) \
+    reduction(&& : finite) if (X.rows * X.cols > (1 << 18))
   for (index_t i = 0; i < X.rows; ++i) {
     double s = 0.0;
     for (index_t j = 0; j < X.cols; ++j) {
@@ -203,7 +204,7 @@ void scale_and_power(T* block, index_t rows, index_t cols, index_t ld, const T* 
   if (ld < cols) throw InvalidArgument("scale_and_power: ld must be >= cols");
   if (block == nullptr || row_scale == nullptr || col_scale == nullptr)
     throw InvalidArgument("scale_and_power: null pointer");
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (rows * cols > 32768)
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (rows * cols > (1 << 18))
   for (index_t i = 0; i < rows; ++i) {
     T* __restrict r = block + i * ld;
     const T si = row_scale[i];

@@ -106,18 +106,21 @@ def _blas_threads(n: int):
     return _controller.limit(limits=n, user_api="blas")
 
 
-def _blas_kernel(X: np.ndarray, Y: np.ndarray, zeta: int, normalize: bool) -> np.ndarray:
+def _blas_kernel(
+    X: np.ndarray, Y: np.ndarray, zeta: int, normalize: bool, sy: np.ndarray | None = None
+) -> np.ndarray:
     """K = (sx sy^T * (X @ Y^T)) ** zeta with the product by NumPy's BLAS GEMM, written
     block by block straight into the output; the row scales (one pass over X and Y, which
     also rejects NaN/inf) and the scale-and-power epilogue run in C++ while each block is
-    in cache. No normalised copies of X or Y are made."""
+    in cache. No normalised copies of X or Y are made. ``sy``: Y's row scales when they
+    are already known (a prepared, fixed Y such as a GP's sparse points)."""
     from .. import get_num_threads
 
     f32 = X.dtype == np.float32
     scales = _core.gp.kernel_row_scales_f32 if f32 else _core.gp.kernel_row_scales_f64
     epilogue = _core.gp.scale_and_power_f32 if f32 else _core.gp.scale_and_power_f64
     sx = scales(X, normalize, "X")
-    sy = scales(Y, normalize, "Y")
+    sy = scales(Y, normalize, "Y") if sy is None else sy
     n, m = X.shape[0], Y.shape[0]
     _core.check_allocation(n * m, X.dtype.itemsize, "polynomial_kernel output")
     out = np.empty((n, m), dtype=X.dtype)
@@ -134,3 +137,28 @@ def _blas_kernel(X: np.ndarray, Y: np.ndarray, zeta: int, normalize: bool) -> np
 
 def _kernel_fn(dtype: np.dtype):
     return _core.gp.polynomial_kernel_f32 if dtype == np.float32 else _core.gp.polynomial_kernel_f64
+
+
+def row_scales(Y: np.ndarray, normalize: bool = True) -> np.ndarray:
+    """Row scales of Y (m, d) as the kernel uses them: ``1/|y|`` (0 for zero rows) with
+    ``normalize``, else 1. Rejects NaN/inf."""
+    f = _core.gp.kernel_row_scales_f32 if Y.dtype == np.float32 else _core.gp.kernel_row_scales_f64
+    return f(Y, normalize, "Y")
+
+
+def prepared_kernel(
+    X: np.ndarray, Y: np.ndarray, sy: np.ndarray, zeta: int, normalize: bool
+) -> np.ndarray:
+    """:func:`polynomial_kernel` ``(X, Y)`` for a fixed, C-contiguous Y whose row scales
+    ``sy`` (from :func:`row_scales`) are known: no pass over Y besides the product."""
+    X_ = as_array(X, "X", ndim=2)
+    if X_.shape[1] != Y.shape[1]:
+        raise ValueError(
+            f"X and Y must have the same number of features, got X with {X_.shape[1]} "
+            f"and Y with {Y.shape[1]}"
+        )
+    X_ = X_.astype(Y.dtype, copy=False)
+    n, m, d = X_.shape[0], Y.shape[0], X_.shape[1]
+    if n * m * d >= _BLAS_MIN_WORK and n > 0 and m > 0 and d > 0:
+        return _blas_kernel(np.ascontiguousarray(X_), Y, zeta, normalize, sy=sy)
+    return _kernel_fn(Y.dtype)(X_, Y, zeta, normalize)

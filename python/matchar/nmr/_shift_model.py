@@ -225,6 +225,37 @@ class ShiftModel:
             raise ValueError("this ShiftModel is not fitted yet: call fit() or load a model")
         return self.gpr_.predict(self.features(frames), return_std=return_std)
 
+    def compress(self, tol: float | None = 0.01) -> ShiftModel:
+        """Make the mean prediction cheap: the low-rank form of :meth:`SparseGPR.compress`.
+
+        The mean then costs one small GEMM per SOAP block instead of the kernel against
+        every sparse point; the ranks are chosen so that it stays within ``tol`` ppm of
+        the exact mean on every sparse environment (``gpr_.mean_error_sparse_``; the
+        worst case over all inputs is ``gpr_.mean_error_bound_``). The standard deviation
+        (``return_std``) still uses the exact kernel. Saved and loaded with the model;
+        the shipped models are compressed.
+
+        Parameters
+        ----------
+        tol : float or None, default 0.01
+            Bound on the change of the mean, ppm (None: 1e-3 of the training spread).
+
+        Returns
+        -------
+        self
+
+        Example
+        -------
+        >>> import matchar as mc
+        >>> model = mc.nmr.ShiftModel.pretrained("H")
+        >>> model.gpr_.mean_error_sparse_ <= 0.01
+        True
+        """
+        if not hasattr(self, "gpr_"):
+            raise ValueError("this ShiftModel is not fitted yet: call fit() or load a model")
+        self.gpr_.compress(tol)
+        return self
+
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write the model to one portable, compact ``.npz`` file (no pickle).
@@ -259,9 +290,17 @@ class ShiftModel:
             "beta": float(g.beta_),
             "n_train_environments": int(self.n_train_environments_),
         }
+        extra = {}
+        if g.__dict__.get("mean_basis_") is not None:
+            config["mean_error_bound"] = float(g.mean_error_bound_)
+            config["mean_error_sparse"] = float(g.mean_error_sparse_)
+            for b, (V, lam) in enumerate(zip(g.mean_basis_, g.mean_eigenvalues_)):
+                extra[f"mean_basis_{b}"] = V
+                extra[f"mean_eigenvalues_{b}"] = lam
         with open(path, "wb") as fh:
             np.savez_compressed(
                 fh,
+                **extra,
                 config=np.frombuffer(json.dumps(config).encode(), dtype=np.uint8),
                 env_offsets=np.cumsum([0] + [len(a) for a in self.sparse_environments_]),
                 env_numbers=np.concatenate([a.numbers for a in self.sparse_environments_]).astype(
@@ -299,6 +338,9 @@ class ShiftModel:
             y_mean = float(data["y_mean"])
             c_weights = data["committee_weights"]
             c_y_mean = data["committee_y_mean"]
+            n_blocks = sum(1 for k in data.files if k.startswith("mean_basis_"))
+            basis = [data[f"mean_basis_{b}"] for b in range(n_blocks)]
+            eigenvalues = [data[f"mean_eigenvalues_{b}"] for b in range(n_blocks)]
         soap = dict(config["soap"])
         if isinstance(soap["cutoff"], list):
             soap["cutoff"] = tuple(soap["cutoff"])
@@ -336,6 +378,10 @@ class ShiftModel:
         g.normalize_y = True
         g.alpha_ = config["alpha"]
         g.beta_ = config.get("beta", 0.0)
+        if basis:
+            g.mean_basis_, g.mean_eigenvalues_ = basis, eigenvalues
+            g.mean_error_bound_ = float(config["mean_error_bound"])
+            g.mean_error_sparse_ = float(config["mean_error_sparse"])
         model.gpr_ = g
         model.n_train_environments_ = config["n_train_environments"]
         return model
