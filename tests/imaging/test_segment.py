@@ -242,11 +242,77 @@ class TestDatasets:
             (dict(noise=-1), "noise"),
             (dict(scan_jitter=-1), "scan_jitter"),
             (dict(lattice="cubic"), "lattice"),
+            (dict(drift=(0.0,)), "drift"),
+            (dict(drift=(0.0, np.nan)), "drift"),
+            (dict(drift=(0.4, 0.2)), "below 0.5"),
+            (dict(flyback=(3.0, 0.0)), "flyback"),
+            (dict(flyback=(6.0, 10.0)), "below 0.5"),
         ],
     )
     def test_bad_arguments(self, kwargs, match):
         with pytest.raises(ValueError, match=match):
             datasets.bicrystal(10.0, **kwargs)
+
+
+class TestScanDistortion:
+    """The documented scan model: pixel (y, x), recorded at t = y + x / W, sees the object
+    point X = x + jitter[y] + drift_x t + A exp(-x / decay), Y = y + drift_y t."""
+
+    @staticmethod
+    def object_coordinates(shape, drift=(0.0, 0.0), flyback=(0.0, 10.0)):
+        H, W = shape
+        y, x = np.mgrid[:H, :W].astype(float)
+        t = y + x / W
+        X = x + drift[1] * t + flyback[0] * np.exp(-x / flyback[1])
+        return X, y + drift[0] * t
+
+    def test_noiseless_image_follows_the_scan_model(self):
+        # one square crystal (misorientation 0), columns at (32 + 8 i, 32 + 8 j), sigma 1
+        kw = dict(drift=(0.03, -0.05), flyback=(2.0, 8.0))
+        image, _ = datasets.bicrystal(0.0, shape=(64, 64), spacing=8.0, sigma=1.0, **kw)
+        X, Y = self.object_coordinates((64, 64), **kw)
+        cols = np.arange(-10, 20) * 8.0
+        ref = 0.1 + sum(
+            np.exp(-((X - 32 - cx) ** 2 + (Y - 32 - cy) ** 2) / 2) for cx in cols for cy in cols
+        )
+        np.testing.assert_allclose(image, ref, atol=1e-6)
+
+    @pytest.mark.parametrize(
+        "make", [datasets.bicrystal, datasets.twin, datasets.stacking_fault, datasets.two_phase]
+    )
+    def test_labels_are_distorted_like_the_image(self, make):
+        kw = dict(shape=(96, 120), drift=(0.04, 0.06), flyback=(3.0, 12.0))
+        _, plain = make(shape=(96, 120))
+        _, distorted = make(**kw)
+        X, Y = self.object_coordinates(kw["shape"], kw["drift"], kw["flyback"])
+        # the distorted labels are the undistorted ones read at the object point each
+        # pixel saw (nearest pixel, away from the boundaries where rounding decides)
+        yi, xi = np.round(Y).astype(int), np.round(X).astype(int)
+        inside = (yi >= 0) & (yi < 96) & (xi >= 0) & (xi < 120)
+        from scipy import ndimage
+
+        edge = ndimage.binary_dilation(plain != np.roll(plain, 1, 0)) | ndimage.binary_dilation(
+            plain != np.roll(plain, 1, 1)
+        )
+        ok = inside.copy()
+        ok[inside] &= ~edge[yi[inside], xi[inside]]
+        assert ok.sum() > 0.5 * ok.size
+        np.testing.assert_array_equal(distorted[ok], plain[yi[ok], xi[ok]])
+        assert (distorted != plain).any()
+
+    def test_drift_moves_a_vertical_boundary_row_by_row(self):
+        # X = x + 0.1 (y + x / W) = 64 where the label changes
+        _, labels = datasets.bicrystal(15.0, shape=(100, 128), drift=(0.0, 0.1))
+        first = np.argmax(labels == 1, axis=1)
+        y = np.arange(100)
+        expected = np.ceil((64 - 0.1 * y) / (1 + 0.1 / 128) - 1e-9)
+        np.testing.assert_array_equal(first, expected)
+
+    def test_segmentation_under_drift_and_flyback(self):
+        image, truth = datasets.bicrystal(
+            15.0, dose=20, drift=(0.02, 0.04), flyback=(4.0, 20.0), scan_jitter=0.3, seed=4
+        )
+        assert ari(truth, mc.imaging.segment(image, n_regions=2).labels) >= 0.9
 
 
 def test_segmenter_with_symmetry_descriptors():
