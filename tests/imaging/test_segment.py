@@ -104,6 +104,22 @@ def test_automatic_number_of_regions():
     assert seg.scores_[2] > 0.5
     single, _ = datasets.bicrystal(0.0, shape=(200, 200), dose=50, seed=3)
     assert mc.imaging.segment(single, max_regions=4, **SMALL).n_regions == 1
+    assert seg.separation_ > 3.5
+
+
+@pytest.mark.parametrize(
+    ("kw", "data"),
+    [
+        ({}, dict(dose=50, seed=3)),  # silhouette 0.32 here: the separation decides
+        ({}, dict(lattice="hexagonal", dose=20, seed=5)),
+        (SMALL, dict(dose=5, seed=4)),
+    ],
+)
+def test_single_crystal_is_one_region(kw, data):
+    single, _ = datasets.bicrystal(0.0, **data)
+    seg = mc.imaging.Segmenter(**kw)
+    assert seg.fit_predict(single).n_regions == 1
+    assert seg.separation_ < 3.5
 
 
 def test_gmm_chooses_regions_by_silhouette_and_uses_a_tied_covariance():
