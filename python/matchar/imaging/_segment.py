@@ -117,11 +117,17 @@ def _upsample_scores(
     x0 = np.minimum(np.floor(gx).astype(np.intp), scores.shape[1] - 2 if scores.shape[1] > 1 else 0)
     y1 = np.minimum(y0 + 1, scores.shape[0] - 1)
     x1 = np.minimum(x0 + 1, scores.shape[1] - 1)
-    wy = (gy - y0)[:, None, None]
     wx = (gx - x0)[None, :, None]
-    top = scores[y0][:, x0] * (1 - wx) + scores[y0][:, x1] * wx
-    bottom = scores[y1][:, x0] * (1 - wx) + scores[y1][:, x1] * wx
-    return np.argmax(top * (1 - wy) + bottom * wy, axis=-1)
+    labels = np.empty(shape, dtype=np.int64)
+    # Blocks of rows keep the (rows, W, k) temporaries small on large images.
+    block = max(1, (1 << 22) // max(1, shape[1] * scores.shape[2]))
+    for r0 in range(0, shape[0], block):
+        rows = slice(r0, min(shape[0], r0 + block))
+        wy = (gy[rows] - y0[rows])[:, None, None]
+        top = scores[y0[rows]][:, x0] * (1 - wx) + scores[y0[rows]][:, x1] * wx
+        bottom = scores[y1[rows]][:, x0] * (1 - wx) + scores[y1[rows]][:, x1] * wx
+        labels[rows] = np.argmax(top * (1 - wy) + bottom * wy, axis=-1)
+    return labels
 
 
 @contextmanager
@@ -150,16 +156,19 @@ def _check_pixel_size(pixel_size: float | None) -> None:
 
 def _local_contrast(image: np.ndarray, sigma: float) -> np.ndarray:
     """``(image - G(image)) / sqrt(G((image - G(image))²))`` with G a Gaussian of
-    ``sigma`` pixels (float64): every area gets unit local contrast, so a patch that
-    straddles a boundary between a bright, high-contrast phase and a dim one is not
-    dominated by the bright one in the Pearson correlations."""
-    img = image.astype(np.float64)
+    ``sigma`` pixels, in float32 (three image-sized buffers at most): every area gets
+    unit local contrast, so a patch that straddles a boundary between a bright,
+    high-contrast phase and a dim one is not dominated by the bright one in the Pearson
+    correlations."""
+    img = image.astype(np.float32)  # a copy: the caller's array is never modified
     img -= ndimage.gaussian_filter(img, sigma, mode="reflect")
-    sd = np.sqrt(ndimage.gaussian_filter(img * img, sigma, mode="reflect"))
+    sd = ndimage.gaussian_filter(np.square(img), sigma, mode="reflect")
+    np.sqrt(sd, out=sd)
     top = float(sd.max())
     if not top > 0:
         raise ValueError("image is constant: the correlation of a flat image is undefined")
-    img /= np.maximum(sd, 1e-6 * top)
+    np.maximum(sd, np.float32(1e-6 * top), out=sd)
+    img /= sd
     return img
 
 
@@ -345,9 +354,16 @@ class Segmenter:
             # C(p, s) compares p with p + s, C(p, -s) with p - s: their mean describes
             # the area centred on p (the descriptor of the half-plane alone leans
             # towards the shifts and places boundaries off-centre).
-            maps += local_correlation_map(
-                image, self.patch, self.window, stride=self.stride, shifts=-self.shifts_
-            )[0]
+            # The -s maps in four pieces: the extra memory is a quarter of the maps.
+            step = -(-len(self.shifts_) // 4)
+            for k in range(0, len(self.shifts_), step):
+                maps[..., k : k + step] += local_correlation_map(
+                    image,
+                    self.patch,
+                    self.window,
+                    stride=self.stride,
+                    shifts=-self.shifts_[k : k + step],
+                )[0]
             maps *= 0.5
         if self.symmetry:
             # Cropping by window - 1 puts the symmetry grid on the correlation-map grid.
