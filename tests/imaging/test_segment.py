@@ -247,6 +247,15 @@ def test_segment_bad_images():
         mc.imaging.segment(np.ones((128, 128)), patch=8, window=8, n_shifts=20)
     with pytest.raises(ValueError, match="too small"):
         mc.imaging.segment(np.random.default_rng(0).random((60, 60)))
+    nan = np.random.default_rng(0).random((128, 128))
+    nan[5, 5] = np.nan
+    for kw in ({}, {"contrast_sigma": 0}):
+        with pytest.raises(ValueError, match=r"image.*NaN or infinite"):
+            mc.imaging.segment(nan, patch=8, window=8, n_shifts=20, **kw)
+    with pytest.raises(ValueError, match="contrast_sigma"):
+        mc.imaging.segment(nan, contrast_sigma=-1)
+    with pytest.raises(ValueError, match="min_separation"):
+        mc.imaging.segment(nan, min_separation=float("nan"))
     with pytest.raises(RuntimeError, match="not fitted"):
         mc.imaging.Segmenter().predict(np.ones((128, 128)))
 

@@ -160,6 +160,8 @@ def _local_contrast(image: np.ndarray, sigma: float) -> np.ndarray:
     unit local contrast, so a patch that straddles a boundary between a bright,
     high-contrast phase and a dim one is not dominated by the bright one in the Pearson
     correlations."""
+    if not np.isfinite(image).all():
+        raise ValueError("image contains NaN or infinite values")
     img = image.astype(np.float32)  # a copy: the caller's array is never modified
     img -= ndimage.gaussian_filter(img, sigma, mode="reflect")
     sd = ndimage.gaussian_filter(np.square(img), sigma, mode="reflect")
