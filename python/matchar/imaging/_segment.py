@@ -231,9 +231,10 @@ class Segmenter:
     **k-means or Gaussian mixture**: ``method="gmm"`` fits a mixture with one shared
     ("tied") covariance, started from the k-means centres: a linear boundary like
     k-means but in the metric of the within-region scatter, which helps where the
-    regions differ along a low-variance direction of the descriptor (stacking faults:
-    grid ARI 0.92 → 0.97–1.0) and costs a little where the within-region scatter is
-    itself structured (low-dose bicrystals: 0.97 → 0.94–0.97).
+    regions differ along a low-variance direction of the descriptor (stacking-fault
+    bands: ARI 0.93–0.94 → 0.96–0.97) and hurts where the within-region scatter is
+    itself structured (10° bicrystals with the default patch: 0.96–0.97 → 0.88, the
+    boundary 5–10 px off). k-means is the default; see docs/imaging.md for the table.
 
     Parameters
     ----------
