@@ -79,3 +79,34 @@ def test_local_correlation_map(benchmark, case, impl):
         )
     assert maps.shape[2] == 100
     assert maps.shape[0] == -(-(1024 - 80) // stride)
+
+
+# The two paths of local_correlation_map on all 840 shifts of window 20 (pySTEM's full
+# correlation map) and on the default 100: where the FFT path overtakes the box sums.
+PATH_CASES = [(840, 8), (840, 16), (840, 24), (840, 32), (100, 32), (100, 64)]
+
+
+@pytest.fixture(scope="module")
+def lattice_1024():
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[:1024, :1024]
+    lattice = np.cos(2 * np.pi * x / 9.0) + np.cos(2 * np.pi * (0.4 * x + y) / 9.0)
+    return rng.poisson(200 + 60 * lattice).astype(np.uint16)
+
+
+@pytest.mark.parametrize(
+    ("n_shifts", "stride"), PATH_CASES, ids=[f"S{s}-stride{t}" for s, t in PATH_CASES]
+)
+@pytest.mark.parametrize("method", ["boxsum", "fft"])
+def test_lcm_paths(benchmark, lattice_1024, n_shifts, stride, method):
+    benchmark.group = f"lcm paths 1024x1024 patch=window=20 S={n_shifts} stride {stride}"
+    benchmark.extra_info["auto"] = mc.imaging.lcm_cost(20, 20, n_shifts, stride)["best"]
+    maps, _ = benchmark.pedantic(
+        mc.imaging.local_correlation_map,
+        args=(lattice_1024, 20, 20, n_shifts, stride),
+        kwargs={"method": method},
+        rounds=3,
+        iterations=1,
+        warmup_rounds=0,
+    )
+    assert maps.shape == (-(-944 // stride), -(-944 // stride), n_shifts)

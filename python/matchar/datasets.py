@@ -4,8 +4,23 @@ Atomic-resolution STEM (HAADF) images are rendered from atomic-column models: ev
 projected column is a 2-D Gaussian of width ``sigma`` (pixels) and height given by its
 relative intensity, on a constant ``background``. The detector is modelled by an
 optional Poisson dose (electrons per pixel, on average), Gaussian read noise and scan
-distortion (a random horizontal offset of every scan line). Each generator returns the
-image and the ground-truth label of every pixel.
+distortion: a random horizontal offset of every scan line (``scan_jitter``), a linear
+sample drift during the frame (``drift``) and the flyback distortion at the start of
+every line (``flyback``). Each generator returns the image and the ground-truth label of
+every pixel; the labels are those of the object point each pixel actually saw, so they
+are distorted exactly like the image.
+
+Scan model: pixel ``(y, x)`` is recorded at time ``t = y + x / W`` (in line periods)
+and images the object point
+
+    X = x + jitter[y] + drift[1] · t + flyback[0] · exp(-x / flyback[1])
+    Y = y + drift[0] · t
+
+(pixels; ``jitter[y]`` ~ N(0, scan_jitter²) per line). ``drift`` is the sample drift in
+pixels per scan line (a 1024-line frame with ``drift=(0.01, 0.02)`` is sheared by about
+10 px vertically and 20 px horizontally); ``flyback = (amplitude, decay)`` is the
+horizontal displacement, in pixels, left by the scan coils' settling after the flyback,
+decaying exponentially over ``decay`` pixels along the line.
 """
 
 from __future__ import annotations
@@ -36,62 +51,120 @@ def _rotation(deg: float) -> np.ndarray:
 
 
 def _lattice_columns(
-    shape: tuple[int, int],
+    bounds: Sequence[float],
     lattice: str,
     spacing: float,
     rotation_deg: float,
     origin: Sequence[float],
     mirror_y: float | None = None,
 ) -> np.ndarray:
-    """Column positions (N, 2) as (x, y) in pixels covering the image (with a margin)."""
+    """Column positions (N, 2) as (x, y) in pixels covering the object area
+    ``bounds = (x0, x1, y0, y1)`` with a margin of 4 spacings."""
     if lattice not in _LATTICES:
         raise ValueError(f"lattice must be one of {sorted(_LATTICES)}, got {lattice!r}")
     cell, basis = _LATTICES[lattice]
     rot = _rotation(rotation_deg)
     vectors = (cell * spacing) @ rot.T  # rows a1, a2 in pixels
-    H, W = shape
-    reach = math.hypot(H, W) + 4 * spacing
+    x0, x1, y0, y1 = bounds
+    ox, oy = float(origin[0]), float(origin[1])
+    reach = max(math.hypot(cx - ox, cy - oy) for cx in (x0, x1) for cy in (y0, y1))
+    reach += 4 * spacing
     area = abs(np.linalg.det(vectors))
     n = math.ceil(reach * max(np.linalg.norm(vectors, axis=1)) / area) + 2
     i, j = np.meshgrid(np.arange(-n, n + 1), np.arange(-n, n + 1), indexing="ij")
     ij = np.stack([i.ravel(), j.ravel()], axis=1).astype(np.float64)
-    pos = np.concatenate([(ij + b) @ vectors for b in basis]) + np.asarray(origin, float)
+    pos = np.concatenate([(ij + b) @ vectors for b in basis]) + np.array([ox, oy])
     if mirror_y is not None:
         pos[:, 1] = 2 * mirror_y - pos[:, 1]
     margin = 4 * spacing
     keep = (
-        (pos[:, 0] > -margin)
-        & (pos[:, 0] < W + margin)
-        & (pos[:, 1] > -margin)
-        & (pos[:, 1] < H + margin)
+        (pos[:, 0] > x0 - margin)
+        & (pos[:, 0] < x1 + margin)
+        & (pos[:, 1] > y0 - margin)
+        & (pos[:, 1] < y1 + margin)
     )
     return pos[keep]
 
 
+class _Scan:
+    """Where every pixel of the scan looks on the object (see the module docstring)."""
+
+    def __init__(self, shape, scan_jitter, drift, flyback, rng) -> None:
+        H, W = shape
+        if not (math.isfinite(scan_jitter) and scan_jitter >= 0):
+            raise ValueError(f"scan_jitter must be >= 0 pixels, got {scan_jitter!r}")
+        try:
+            vy, vx = (float(v) for v in drift)
+        except (TypeError, ValueError):
+            raise ValueError(f"drift must be (dy, dx) pixels per line, got {drift!r}") from None
+        try:
+            amp, decay = (float(v) for v in flyback)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"flyback must be (amplitude, decay) in pixels, got {flyback!r}"
+            ) from None
+        if not (math.isfinite(vy) and math.isfinite(vx)):
+            raise ValueError(f"drift must be finite, got {drift!r}")
+        if not (math.isfinite(amp) and decay > 0 and math.isfinite(decay)):
+            raise ValueError(f"flyback must be (finite amplitude, decay > 0), got {flyback!r}")
+        # Largest deviation of the scan's Jacobian from the identity: below 1/2 the
+        # mapping is one-to-one and the column windows below stay small.
+        self.k = abs(vx) + abs(vy) + (abs(vx) + abs(vy)) / W + abs(amp) / decay
+        if self.k >= 0.5:
+            raise ValueError(
+                "drift and flyback too strong: |drift_y| + |drift_x| + |amplitude| / decay "
+                f"must stay below 0.5, got {self.k:.3g}"
+            )
+        self.shape, self.vy, self.vx, self.amp, self.decay = (H, W), vy, vx, amp, decay
+        self.jitter = rng.normal(0.0, scan_jitter, H) if scan_jitter else np.zeros(H)
+        y, x = np.mgrid[:H, :W].astype(np.float64)
+        self.X, self.Y = self._smooth(y, x)
+        self.X += self.jitter[:, None]
+
+    def _smooth(self, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = y + x / self.shape[1]
+        X = x + self.vx * t
+        if self.amp:  # x < 0 only occurs for columns outside the frame
+            X = X + self.amp * np.exp(-np.maximum(x, 0.0) / self.decay)
+        return X, y + self.vy * t
+
+    def image_position(self, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel (x, y) that sees object point (X, Y), jitter aside (fixed point)."""
+        x, y = np.array(X, dtype=np.float64), np.array(Y, dtype=np.float64)
+        if self.k == 0:
+            return x, y
+        for _ in range(40):  # contraction by k < 1/2 per step
+            sx, sy = self._smooth(y, x)
+            x -= sx - X
+            y -= sy - Y
+        return x, y
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        return float(self.X.min()), float(self.X.max()), float(self.Y.min()), float(self.Y.max())
+
+
 def _render(
-    shape: tuple[int, int],
-    positions: np.ndarray,
-    intensities: np.ndarray,
-    sigma: float,
-    jitter: np.ndarray,
+    scan: _Scan, positions: np.ndarray, intensities: np.ndarray, sigma: float
 ) -> np.ndarray:
-    """Sum of Gaussian columns; scan line y samples the object at x + jitter[y]."""
-    H, W = shape
-    img = np.zeros(shape)
-    R = math.ceil(4 * sigma + np.abs(jitter).max())
+    """Sum of Gaussian columns as seen by the scan: pixel (y, x) samples the object at
+    ``(scan.X[y, x], scan.Y[y, x])``."""
+    H, W = scan.shape
+    img = np.zeros((H, W))
+    R = math.ceil(4 * sigma / (1 - scan.k) + np.abs(scan.jitter).max()) + (scan.k > 0)
     off = np.arange(-R, R + 1)
+    px, py = scan.image_position(positions[:, 0], positions[:, 1])
     for start in range(0, len(positions), 4096):
         pos = positions[start : start + 4096]
         amp = intensities[start : start + 4096]
-        cy = np.round(pos[:, 1]).astype(np.int64)
-        cx = np.round(pos[:, 0]).astype(np.int64)
+        cy = np.round(py[start : start + 4096]).astype(np.int64)
+        cx = np.round(px[start : start + 4096]).astype(np.int64)
         yy, xx = np.broadcast_arrays(
             cy[:, None, None] + off[None, :, None], cx[:, None, None] + off[None, None, :]
         )
         inside = (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
-        yc = np.clip(yy, 0, H - 1)
-        dx = xx + jitter[yc] - pos[:, 0, None, None]
-        dy = yy - pos[:, 1, None, None]
+        yc, xc = np.clip(yy, 0, H - 1), np.clip(xx, 0, W - 1)
+        dx = scan.X[yc, xc] - pos[:, 0, None, None]
+        dy = scan.Y[yc, xc] - pos[:, 1, None, None]
         val = amp[:, None, None] * np.exp(-(dx * dx + dy * dy) / (2 * sigma * sigma))
         np.add.at(img, (yy[inside], xx[inside]), val[inside])
     return img
@@ -126,25 +199,24 @@ def _check_common(shape: Sequence[int], spacing: float, sigma: float | None) -> 
     return shape_t, sig
 
 
-def _finish(shape, positions, region_of_column, sigma, background, dose, noise, scan_jitter, seed):
-    rng = np.random.default_rng(seed)
-    if scan_jitter < 0:
-        raise ValueError(f"scan_jitter must be >= 0 pixels, got {scan_jitter!r}")
-    jitter = rng.normal(0.0, scan_jitter, shape[0]) if scan_jitter else np.zeros(shape[0])
-    clean = background + _render(shape, positions, region_of_column, sigma, jitter)
+def _finish(scan, rng, positions, intensities, sigma, background, dose, noise):
+    clean = background + _render(scan, positions, intensities, sigma)
     return _detector(clean, dose, noise, rng)
 
 
-def _side_labels(shape, angle_deg, point) -> tuple[np.ndarray, callable]:
-    """Labels 0/1 by the side of a line through ``point`` (x, y) at ``angle_deg``."""
+def _side(angle_deg, point):
+    """0/1 by the side of a line through ``point`` (x, y) at ``angle_deg``."""
     t = math.radians(angle_deg)
     normal = np.array([math.sin(t), -math.cos(t)])
 
     def side(xy: np.ndarray) -> np.ndarray:
         return ((xy - np.asarray(point)) @ normal > 1e-9).astype(np.int64)
 
-    y, x = np.mgrid[: shape[0], : shape[1]]
-    return side(np.stack([x.ravel(), y.ravel()], axis=1)).reshape(shape), side
+    return side
+
+
+def _object_points(scan: _Scan) -> np.ndarray:
+    return np.stack([scan.X.ravel(), scan.Y.ravel()], axis=1)
 
 
 def bicrystal(
@@ -161,6 +233,8 @@ def bicrystal(
     dose: float | None = None,
     noise: float = 0.0,
     scan_jitter: float = 0.0,
+    drift: tuple[float, float] = (0.0, 0.0),
+    flyback: tuple[float, float] = (0.0, 10.0),
     seed: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A bicrystal: two grains of one lattice, rotated by ``misorientation_deg``.
@@ -191,6 +265,12 @@ def bicrystal(
         Gaussian noise standard deviation, relative to a column height.
     scan_jitter : float, default 0
         Standard deviation in pixels of a random horizontal shift of every scan line.
+    drift : (float, float), default (0, 0)
+        Sample drift ``(dy, dx)`` in pixels per scan line (see the module docstring).
+    flyback : (float, float), default (0, 10)
+        ``(amplitude, decay)`` in pixels: horizontal displacement
+        ``amplitude · exp(-x / decay)`` at the start of every line.
+        ``|drift[0]| + |drift[1]| + |amplitude| / decay`` must stay below 0.5.
     seed : int, optional
         Seed of the random generator (noise, dose, jitter).
 
@@ -210,28 +290,18 @@ def bicrystal(
     """
     shape_t, sig = _check_common(shape, spacing, sigma)
     H, W = shape_t
-    point = (boundary_position * W, H / 2)
-    labels, side = _side_labels(shape_t, boundary_angle_deg, point)
-    flip = labels[H // 2, 0] == 1  # grain 0 is the one holding the left mid-point
+    rng = np.random.default_rng(seed)
+    scan = _Scan(shape_t, scan_jitter, drift, flyback, rng)
+    side = _side(boundary_angle_deg, (boundary_position * W, H / 2))
+    flip = int(side(np.array([[0.0, H // 2]]))[0])  # grain 0 holds the left mid-point
+    labels = (side(_object_points(scan)) ^ flip).reshape(shape_t)
     centre = (W / 2, H / 2)
-    pos, amp = [], []
+    pos = []
     for grain, rot in ((0, rotation_deg), (1, rotation_deg + misorientation_deg)):
-        p = _lattice_columns(shape_t, lattice, spacing, rot, centre)
-        keep = (side(p) ^ flip) == grain
-        pos.append(p[keep])
-        amp.append(np.ones(int(keep.sum())))
-    labels = labels ^ int(flip)
-    image = _finish(
-        shape_t,
-        np.concatenate(pos),
-        np.concatenate(amp),
-        sig,
-        background,
-        dose,
-        noise,
-        scan_jitter,
-        seed,
-    )
+        p = _lattice_columns(scan.bounds(), lattice, spacing, rot, centre)
+        pos.append(p[(side(p) ^ flip) == grain])
+    pos = np.concatenate(pos)
+    image = _finish(scan, rng, pos, np.ones(len(pos)), sig, background, dose, noise)
     return image, labels
 
 
@@ -245,6 +315,8 @@ def twin(
     dose: float | None = None,
     noise: float = 0.0,
     scan_jitter: float = 0.0,
+    drift: tuple[float, float] = (0.0, 0.0),
+    flyback: tuple[float, float] = (0.0, 10.0),
     seed: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A Σ3 twin lamella in an fcc crystal viewed along [110].
@@ -261,7 +333,7 @@ def twin(
         fcc lattice constant a in pixels.
     lamella : (float, float), default (0.35, 0.65)
         Top and bottom of the twin lamella as fractions of the height.
-    sigma, background, dose, noise, scan_jitter, seed
+    sigma, background, dose, noise, scan_jitter, drift, flyback, seed
         As in :func:`bicrystal`.
 
     Returns
@@ -282,19 +354,28 @@ def twin(
     top, bottom = (float(f) * H for f in lamella)
     if not 0 <= top < bottom <= H:
         raise ValueError(f"lamella must be two increasing fractions in [0, 1], got {lamella!r}")
+    # Both interfaces are coherent (1-11) mirror planes: the bottom one is snapped to the
+    # nearest plane (spacing a/sqrt(3)) and the matrix below is the lamella mirrored
+    # across it, i.e. the upper matrix translated by 2 (bottom - top).
+    d111 = spacing / math.sqrt(3)
+    bottom = top + max(1, round((bottom - top) / d111)) * d111
+    rng = np.random.default_rng(seed)
+    scan = _Scan(shape_t, scan_jitter, drift, flyback, rng)
+    bounds = scan.bounds()
     # The trace of (1-11) in the [110] projection runs at -35.26 deg from [001].
     rot = math.degrees(math.atan(1 / math.sqrt(2)))
-    origin = (W / 2, top)
-    matrix = _lattice_columns(shape_t, "fcc110", spacing, rot, origin)
-    mirrored = _lattice_columns(shape_t, "fcc110", spacing, rot, origin, mirror_y=top)
-    m_keep = (matrix[:, 1] < top - 1e-6) | (matrix[:, 1] > bottom + 1e-6)
-    t_keep = (mirrored[:, 1] >= top - 1e-6) & (mirrored[:, 1] <= bottom + 1e-6)
-    pos = np.concatenate([matrix[m_keep], mirrored[t_keep]])
-    y = np.arange(H)[:, None] + np.zeros((1, W))
-    labels = ((y >= top) & (y < bottom)).astype(np.int64)
-    image = _finish(
-        shape_t, pos, np.ones(len(pos)), sig, background, dose, noise, scan_jitter, seed
+    upper = _lattice_columns(bounds, "fcc110", spacing, rot, (W / 2, top))
+    mirrored = _lattice_columns(bounds, "fcc110", spacing, rot, (W / 2, top), mirror_y=top)
+    lower = _lattice_columns(bounds, "fcc110", spacing, rot, (W / 2, 2 * bottom - top))
+    pos = np.concatenate(
+        [
+            upper[upper[:, 1] < top - 1e-6],
+            mirrored[(mirrored[:, 1] >= top - 1e-6) & (mirrored[:, 1] <= bottom + 1e-6)],
+            lower[lower[:, 1] > bottom + 1e-6],
+        ]
     )
+    labels = ((scan.Y >= top) & (scan.Y < bottom)).astype(np.int64)
+    image = _finish(scan, rng, pos, np.ones(len(pos)), sig, background, dose, noise)
     return image, labels
 
 
@@ -308,6 +389,8 @@ def stacking_fault(
     dose: float | None = None,
     noise: float = 0.0,
     scan_jitter: float = 0.0,
+    drift: tuple[float, float] = (0.0, 0.0),
+    flyback: tuple[float, float] = (0.0, 10.0),
     seed: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Close-packed rows stacked ABC (fcc) with a band of ABAB (hcp) stacking faults.
@@ -326,7 +409,7 @@ def stacking_fault(
         Distance between neighbouring columns of a row, in pixels.
     band : (float, float), default (0.4, 0.6)
         Top and bottom of the faulted band as fractions of the height.
-    sigma, background, dose, noise, scan_jitter, seed
+    sigma, background, dose, noise, scan_jitter, drift, flyback, seed
         As in :func:`bicrystal`.
 
     Returns
@@ -348,7 +431,10 @@ def stacking_fault(
     if not 0 <= top < bottom <= H:
         raise ValueError(f"band must be two increasing fractions in [0, 1], got {band!r}")
     h = spacing * math.sqrt(2 / 3)
-    rows = np.arange(-4, int(H / h) + 5)
+    rng = np.random.default_rng(seed)
+    scan = _Scan(shape_t, scan_jitter, drift, flyback, rng)
+    bx0, bx1, by0, by1 = scan.bounds()
+    rows = np.arange(min(-4, math.floor(by0 / h) - 4), max(int(H / h), math.ceil(by1 / h)) + 5)
     ys = rows * h + h / 2
     in_band = (ys >= top) & (ys < bottom)
     stack = np.empty(len(rows), dtype=np.int64)
@@ -364,20 +450,22 @@ def stacking_fault(
         else:
             stack[n] = (prev + 1) % 3
         prev = stack[n]
-    xs = np.arange(-4, int(W / spacing) + 5) * spacing
+    xs = (
+        np.arange(
+            min(-4, math.floor(bx0 / spacing) - 4),
+            max(int(W / spacing), math.ceil(bx1 / spacing)) + 5,
+        )
+        * spacing
+    )
     pos = np.array(
         [(x + s * spacing / 3, y) for y, s in zip(ys, stack) for x in xs], dtype=np.float64
     )
-    labels_rows = np.zeros(H, dtype=np.int64)
+    labels = np.zeros(shape_t, dtype=np.int64)
     if np.any(in_band):
         # pixels belong to the band between the first and last faulted row (half a row out)
         y0, y1 = ys[in_band].min() - h / 2, ys[in_band].max() + h / 2
-        yy = np.arange(H)
-        labels_rows[(yy >= y0) & (yy < y1)] = 1
-    labels = np.repeat(labels_rows[:, None], W, axis=1)
-    image = _finish(
-        shape_t, pos, np.ones(len(pos)), sig, background, dose, noise, scan_jitter, seed
-    )
+        labels[(scan.Y >= y0) & (scan.Y < y1)] = 1
+    image = _finish(scan, rng, pos, np.ones(len(pos)), sig, background, dose, noise)
     return image, labels
 
 
@@ -394,6 +482,8 @@ def two_phase(
     dose: float | None = None,
     noise: float = 0.0,
     scan_jitter: float = 0.0,
+    drift: tuple[float, float] = (0.0, 0.0),
+    flyback: tuple[float, float] = (0.0, 10.0),
     seed: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two phases with different lattices, spacings and column intensities.
@@ -408,7 +498,8 @@ def two_phase(
         Lattices of the two phases (see :func:`bicrystal`).
     intensities : (float, float), default (1.0, 0.7)
         Column heights of the two phases (Z contrast).
-    boundary_angle_deg, boundary_position, sigma, background, dose, noise, scan_jitter, seed
+    boundary_angle_deg, boundary_position, sigma, background, dose, noise, scan_jitter,
+    drift, flyback, seed
         As in :func:`bicrystal` (``sigma`` defaults to 0.18 × each phase's spacing).
 
     Returns
@@ -426,17 +517,15 @@ def two_phase(
     """
     shape_t, _ = _check_common(shape, min(spacings), sigma)
     H, W = shape_t
-    point = (boundary_position * W, H / 2)
-    labels, side = _side_labels(shape_t, boundary_angle_deg, point)
-    flip = labels[H // 2, 0] == 1
     rng = np.random.default_rng(seed)
-    jitter = rng.normal(0.0, scan_jitter, H) if scan_jitter else np.zeros(H)
-    if scan_jitter < 0:
-        raise ValueError(f"scan_jitter must be >= 0 pixels, got {scan_jitter!r}")
+    scan = _Scan(shape_t, scan_jitter, drift, flyback, rng)
+    side = _side(boundary_angle_deg, (boundary_position * W, H / 2))
+    flip = int(side(np.array([[0.0, H // 2]]))[0])
+    labels = (side(_object_points(scan)) ^ flip).reshape(shape_t)
     clean = np.full(shape_t, float(background))
     for phase in (0, 1):
-        p = _lattice_columns(shape_t, lattices[phase], spacings[phase], 0.0, (W / 2, H / 2))
+        p = _lattice_columns(scan.bounds(), lattices[phase], spacings[phase], 0.0, (W / 2, H / 2))
         p = p[(side(p) ^ flip) == phase]
         sig = 0.18 * spacings[phase] if sigma is None else float(sigma)
-        clean += _render(shape_t, p, np.full(len(p), float(intensities[phase])), sig, jitter)
-    return _detector(clean, dose, noise, rng), labels ^ int(flip)
+        clean += _render(scan, p, np.full(len(p), float(intensities[phase])), sig)
+    return _detector(clean, dose, noise, rng), labels

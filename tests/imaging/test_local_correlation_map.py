@@ -229,7 +229,18 @@ def test_ctrl_c_interrupts_local_correlation_map(ctrl_c):
         import numpy as np, matchar as mc
         image = np.random.default_rng(0).random((4096, 4096), dtype=np.float32)
         """,
-        "mc.imaging.local_correlation_map(image, 20, 30, 1800, stride=64)",
+        "mc.imaging.local_correlation_map(image, 20, 30, 1800, stride=64, method='boxsum')",
+        wait=1.5,
+    )
+
+
+def test_ctrl_c_interrupts_the_fft_path(ctrl_c):
+    ctrl_c(
+        """
+        import numpy as np, matchar as mc
+        image = np.random.default_rng(0).random((4096, 4096), dtype=np.float32)
+        """,
+        "mc.imaging.local_correlation_map(image, 20, 20, 100, stride=16, method='fft')",
         wait=1.5,
     )
 
@@ -243,3 +254,98 @@ def test_many_shifts_span_several_column_tiles(stride):
         image, patch=4, window=13, n_shifts=300, stride=stride
     )
     np.testing.assert_allclose(maps, reference_lcm(image, 4, 13, shifts, stride), atol=2e-6)
+
+
+# --- the FFT path -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
+@pytest.mark.parametrize("stride", [1, 4, 9])
+@pytest.mark.parametrize(("shape", "patch", "window"), [((61, 75), 4, 6), ((47, 33), 2, 3)])
+def test_fft_path_matches_reference(dtype, stride, shape, patch, window):
+    rng = np.random.default_rng(stride + shape[1])
+    image = lattice_image(rng, shape)
+    if dtype == np.uint16:
+        image = (30000 + 300 * image).astype(np.uint16)
+    else:
+        image = image.astype(dtype)
+    maps, shifts = mc.imaging.local_correlation_map(
+        image, patch=patch, window=window, n_shifts=20, stride=stride, method="fft"
+    )
+    ref = reference_lcm(image.astype(np.float64), patch, window, shifts, stride)
+    assert maps.dtype == np.float32 and maps.shape == ref.shape
+    np.testing.assert_allclose(maps, ref, rtol=0, atol=2e-6)
+    box, _ = mc.imaging.local_correlation_map(
+        image, patch=patch, window=window, n_shifts=20, stride=stride, method="boxsum"
+    )
+    np.testing.assert_allclose(maps, box, rtol=0, atol=1e-6)
+
+
+def test_fft_path_non_contiguous_and_explicit_shifts():
+    rng = np.random.default_rng(11)
+    base = lattice_image(rng, (130, 170))
+    sliced = base[1::2, ::2]  # (65, 85), strided
+    fortran = np.asfortranarray(base)
+    shifts = [[0, 5], [5, -5], [-3, 2], [4, 0]]  # any signs
+    for img in (sliced, fortran):
+        before = img.copy()
+        maps, _ = mc.imaging.local_correlation_map(img, 4, 5, shifts=shifts, stride=3, method="fft")
+        np.testing.assert_array_equal(img, before)
+        ref = reference_lcm(np.ascontiguousarray(img), 4, 5, np.array(shifts), 3)
+        np.testing.assert_allclose(maps, ref, atol=2e-6)
+
+
+def test_fft_path_flat_and_bad_input():
+    rng = np.random.default_rng(12)
+    image = lattice_image(rng, (60, 60))
+    image[:, :30] = 2.0
+    maps, _ = mc.imaging.local_correlation_map(image, 3, 4, 10, method="fft")
+    box, _ = mc.imaging.local_correlation_map(image, 3, 4, 10, method="boxsum")
+    assert np.isfinite(maps).all()
+    np.testing.assert_allclose(maps, box, atol=1e-6)
+    with pytest.raises(ValueError, match="constant"):
+        mc.imaging.local_correlation_map(np.ones((40, 40)), 3, 4, 5, method="fft")
+    bad = image.copy()
+    bad[5, 5] = np.nan
+    with pytest.raises(ValueError, match=r"image.*NaN or infinite"):
+        mc.imaging.local_correlation_map(bad, 3, 4, 5, method="fft")
+    with pytest.raises(ValueError, match="too small"):
+        mc.imaging.local_correlation_map(image[:14], 3, 4, 5, method="fft")
+    with pytest.raises(ValueError, match="method must be"):
+        mc.imaging.local_correlation_map(image, 3, 4, 5, method="direct")
+    huge = np.broadcast_to(np.float32(1.0), (2**20, 2**20))
+    with pytest.raises(MemoryError, match="local_correlation_map output"):
+        mc.imaging.local_correlation_map(huge, method="fft")
+
+
+def test_cost_model_picks_the_path():
+    # stride 1: the box sums (every pixel once per shift) always win
+    assert mc.imaging.lcm_cost(20, 20, 100, 1)["best"] == "boxsum"
+    # the box-sum cost per output pixel grows as stride^2, the FFT cost does not
+    costs = [mc.imaging.lcm_cost(20, 20, 840, s) for s in (4, 8, 16, 32, 64)]
+    assert all(a["boxsum"] < b["boxsum"] for a, b in zip(costs, costs[1:]))
+    assert len({c["fft"] for c in costs}) == 1
+    assert costs[0]["best"] == "boxsum" and costs[-1]["best"] == "fft"
+    with pytest.raises(ValueError, match="stride"):
+        mc.imaging.lcm_cost(20, 20, 100, 0)
+
+
+def test_auto_uses_the_cost_model(monkeypatch):
+    from matchar.imaging import _correlation
+
+    calls = []
+    real = _correlation._fft_map
+
+    def spy(*args):
+        calls.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(_correlation, "_fft_map", spy)
+    rng = np.random.default_rng(13)
+    image = lattice_image(rng, (125, 125))
+    mc.imaging.local_correlation_map(image, 20, 20, 840, stride=1)
+    assert calls == []
+    assert mc.imaging.lcm_cost(20, 20, 840, 40)["best"] == "fft"
+    maps, shifts = mc.imaging.local_correlation_map(image, 20, 20, 840, stride=40)
+    assert calls == [40]
+    np.testing.assert_allclose(maps, reference_lcm(image, 20, 20, shifts, 40), atol=2e-6)

@@ -4,7 +4,7 @@ HAADF simulation and crystal identification (CNN with uncertainty maps)."""
 from __future__ import annotations
 
 from ._classifier import CrystalClassifier, CrystalMap, CrystalPrediction, classify_map
-from ._correlation import default_shifts, local_correlation_map
+from ._correlation import default_shifts, lcm_cost, local_correlation_map
 from ._lattice import lattice_vectors, misorientation_deg
 from ._segment import Segmentation, Segmenter, segment
 from ._simulate import ZONE_AXES, projected_cell, simulate_haadf
@@ -20,6 +20,7 @@ __all__ = [
     "classify_map",
     "default_shifts",
     "lattice_vectors",
+    "lcm_cost",
     "local_correlation_map",
     "misorientation_deg",
     "projected_cell",
