@@ -2,6 +2,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <limits>
 #include <string>
 
 #include "arrays.hpp"
@@ -16,13 +18,13 @@ using Vec = py::array_t<double, py::array::c_style | py::array::forcecast>;
 using IVec = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
 
 template <class T>
-py::object assignment_log_evidence(const py::array& mean, const py::array& var, const Vec& y,
-                                   const Vec& var_exp, const IVec& group_sizes, int offset_mode,
-                                   double offset_value, double prior_mean, double prior_std,
-                                   int method, double step_factor, double tail_nats,
-                                   int exact_group_size, int max_bp_iterations, double bp_tolerance,
-                                   int n_samples, std::uint64_t seed, int band,
-                                   double band_tolerance, int max_band, bool details) {
+py::tuple assignment_log_evidence(const py::array& mean, const py::array& var, const Vec& y,
+                                  const Vec& var_exp, const IVec& group_sizes, int offset_mode,
+                                  double offset_value, double prior_mean, double prior_std,
+                                  int method, double step_factor, double tail_nats,
+                                  int exact_group_size, int max_bp_iterations, double bp_tolerance,
+                                  int n_samples, std::uint64_t seed, int band,
+                                  double band_tolerance, int max_band, bool details) {
   const auto mv = matrix_view<T>(mean, "mean");
   const auto vv = matrix_view<T>(var, "var");
   if (y.ndim() != 1 || y.shape(0) != mv.cols)
@@ -60,19 +62,25 @@ py::object assignment_log_evidence(const py::array& mean, const py::array& var, 
   matchar::index_t packed = 0;
   for (matchar::index_t g = 0; g < ng; ++g) packed += gp[g] > 0 ? gp[g] * gp[g] : 0;
   matchar::nmr::AssignmentDetails det;
-  py::array_t<double> marg, site, offset_mean;
-  py::array_t<std::int64_t> bands;
+  // The band used and its last change are cheap: always returned (0 / NaN if unused).
+  py::array_t<std::int64_t> bands({mv.rows, ng});
+  py::array_t<double> change({mv.rows, ng});
+  std::fill(bands.mutable_data(), bands.mutable_data() + mv.rows * ng, 0);
+  std::fill(change.mutable_data(), change.mutable_data() + mv.rows * ng,
+            std::numeric_limits<double>::quiet_NaN());
+  det.band = reinterpret_cast<matchar::index_t*>(bands.mutable_data());
+  det.band_change = change.mutable_data();
+  py::object marg = py::none(), site = py::none(), offset_mean = py::none();
   if (details) {
     matchar::check_allocation(static_cast<std::size_t>(mv.rows) * static_cast<std::size_t>(packed),
                               sizeof(double), "assignment marginals");
-    marg = py::array_t<double>({mv.rows, packed});
-    site = py::array_t<double>({mv.rows, mv.cols});
-    offset_mean = py::array_t<double>(mv.rows);
-    bands = py::array_t<std::int64_t>({mv.rows, ng});
-    det.marginals = marg.mutable_data();
-    det.site = site.mutable_data();
-    det.offset_mean = offset_mean.mutable_data();
-    det.band = reinterpret_cast<matchar::index_t*>(bands.mutable_data());
+    py::array_t<double> m({mv.rows, packed}), st({mv.rows, mv.cols}), om(mv.rows);
+    det.marginals = m.mutable_data();
+    det.site = st.mutable_data();
+    det.offset_mean = om.mutable_data();
+    marg = m;
+    site = st;
+    offset_mean = om;
   }
   {
     py::gil_scoped_release release;
@@ -80,8 +88,7 @@ py::object assignment_log_evidence(const py::array& mean, const py::array& var, 
                                              static_cast<matchar::nmr::AssignmentMethod>(method),
                                              opt, o, det);
   }
-  if (!details) return std::move(out);
-  return py::make_tuple(out, marg, site, offset_mean, bands);
+  return py::make_tuple(out, marg, site, offset_mean, bands, change);
 }
 
 py::tuple permanent_marginals(const py::array& log_a, int band) {

@@ -191,7 +191,7 @@ class _NMRModule:
         band_tolerance: float = 1e-3,
         max_band: int = 7,
         details: bool = False,
-    ) -> Any: ...
+    ) -> tuple[Any, ...]: ...
     @staticmethod
     def assignment_log_evidence_f64(
         mean: NDArray[np.float64],
@@ -215,7 +215,7 @@ class _NMRModule:
         band_tolerance: float = 1e-3,
         max_band: int = 7,
         details: bool = False,
-    ) -> Any: ...
+    ) -> tuple[Any, ...]: ...
     @staticmethod
     def permanent_marginals(
         log_a: NDArray[np.float64], band: int = -1

@@ -17,6 +17,7 @@ namespace matchar::nmr {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kLog2Pi = 1.8378770664093454836;
 // Gaussian offset tails beyond this many standard deviations weigh < exp(-50).
 constexpr double kRangeSigmas = 10.0;
@@ -550,6 +551,7 @@ struct Workspace {
   std::vector<double> la, dp, a, bp, beliefs, g, bm;
   std::vector<index_t> rord, cord;  // banded: sorted peaks / sites per group
   std::vector<int> band;            // banded: half-width per group (0 = not chosen yet)
+  std::vector<double> band_change;  // banded: last change of the log-permanent with w
   BandedWork bw;
   std::vector<double> acc_p;  // details: weighted sum of the node marginals
   double acc_w = 0.0, acc_b = 0.0, acc_m = -kInf;
@@ -677,8 +679,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
       throw InvalidArgument("band and max_band must be in [0, " + std::to_string(kMaxBand) +
                             "] (max_band >= 1) and band_tolerance > 0");
   }
-  const bool want_details =
-      details.marginals || details.site || details.offset_mean || details.band;
+  const bool want_details = details.marginals || details.site || details.offset_mean;
   if (want_details &&
       (method == AssignmentMethod::Enumerate || method == AssignmentMethod::Sampling))
     throw InvalidArgument(
@@ -840,6 +841,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
             });
           }
           ws.band.assign(static_cast<std::size_t>(n_groups), 0);
+          ws.band_change.assign(static_cast<std::size_t>(n_groups), 0.0);
         }
         // log prod_g perm(A_g(b)) at the centred offset b; with marginals (or sampling), the
         // node's assignment marginals into ws.pnode.
@@ -874,17 +876,19 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
               if (ws.band[g] == 0) {  // first node of this candidate: choose w
                 if (options.band > 0) {
                   ws.band[g] = std::min(options.band, k - 1);
+                  ws.band_change[g] = ws.band[g] == k - 1 ? 0.0 : kNaN;
                 } else {
-                  double prev = value(1, nullptr);
+                  double prev = value(1, nullptr), change = kNaN;
                   int w = 1;
                   while (w < std::min(options.max_band, k - 1)) {
                     const double next = value(w + 1, nullptr);
                     ++w;
-                    const bool done = next - prev < options.band_tolerance;
+                    change = next - prev;
                     prev = next;
-                    if (done) break;
+                    if (change < options.band_tolerance) break;
                   }
                   ws.band[g] = w;
+                  ws.band_change[g] = w == k - 1 ? 0.0 : change;
                 }
               }
               v = value(ws.band[g], marg ? ws.beliefs.data() : nullptr);
@@ -945,13 +949,15 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
         }
         // Details of candidate c from the accumulated node sums (b_mean centred).
         auto write_details = [&]() {
+          for (index_t g = 0; g < n_groups; ++g) {
+            if (details.band) details.band[c * n_groups + g] = banded ? ws.band[g] : 0;
+            if (details.band_change)
+              details.band_change[c * n_groups + g] = banded ? ws.band_change[g] : kNaN;
+          }
           if (!want_details) return;
           if (!(ws.acc_w > 0.0)) throw Error("every offset node has zero weight");
           const double bm = ws.acc_b / ws.acc_w;
           if (details.offset_mean) details.offset_mean[c] = bm + p.c0;
-          if (details.band)
-            for (index_t g = 0; g < n_groups; ++g)
-              details.band[c * n_groups + g] = banded ? ws.band[g] : 0;
           for (index_t j = 0; j < n; ++j) {
             double site = 0.0;
             for (index_t k = gstart[j]; k < gend[j]; ++k) {

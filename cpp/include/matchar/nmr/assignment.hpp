@@ -71,7 +71,8 @@ struct QuadratureOptions {
 };
 
 // Optional outputs (each may be null). Only the quadrature methods (Quadrature, Bethe,
-// Banded) fill them; Enumerate and Sampling throw if any is requested.
+// Banded) fill marginals, site and offset_mean; Enumerate and Sampling throw if any of
+// those is requested.
 //   marginals: (n_candidates, sum_j k_{g(j)}) packed: for peak j the posterior
 //     probabilities that it is site k, for the sites k of its group in order, averaged
 //     over the offset posterior (Bethe: BP beliefs, Banded: within the band).
@@ -79,11 +80,16 @@ struct QuadratureOptions {
 //     of each peak j, sum_k P_jk log N(...), at the posterior-mean offset b_mean.
 //   offset_mean: (n_candidates) posterior mean of the offset b (the given one when Fixed).
 //   band: (n_candidates, n_groups) the half-width used per group (Banded; 0 otherwise).
+//   band_change: (n_candidates, n_groups) adaptive band: the change of the log-permanent
+//     from w-1 to w at the heaviest node (< band_tolerance when converged); 0 when the band
+//     holds every permutation (w = k-1); NaN for a fixed band or another method.
+// band and band_change may be given with Enumerate and Sampling (then 0 / NaN).
 struct AssignmentDetails {
   double* marginals = nullptr;
   double* site = nullptr;
   double* offset_mean = nullptr;
   index_t* band = nullptr;
+  double* band_change = nullptr;
 };
 
 // out[c] = log p(y | candidate c) for every candidate (row) of mean/var.
