@@ -175,8 +175,11 @@ def test_non_contiguous_inputs():
         dict(assignment="marginalize", method="quadrature"),
         dict(assignment="marginalize", method="bethe", exact_group_size=2),
         dict(assignment="marginalize", method="sampling"),
+        dict(assignment="marginalize", method="banded"),
+        dict(assignment="marginalize", method="banded", band=2),
     ],
 )
+@pytest.mark.filterwarnings("ignore:shifts. the adaptive band stopped")  # 8 sites in 5 ppm
 def test_offset_invariance(kw):
     rng = np.random.default_rng(12)
     pred, std, y, sig = random_problem(rng, 6, 8, spread=5.0)
