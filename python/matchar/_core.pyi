@@ -187,7 +187,11 @@ class _NMRModule:
         bp_tolerance: float,
         n_samples: int,
         seed: int,
-    ) -> NDArray[np.float64]: ...
+        band: int = 0,
+        band_tolerance: float = 1e-3,
+        max_band: int = 7,
+        details: bool = False,
+    ) -> tuple[Any, ...]: ...
     @staticmethod
     def assignment_log_evidence_f64(
         mean: NDArray[np.float64],
@@ -207,7 +211,15 @@ class _NMRModule:
         bp_tolerance: float,
         n_samples: int,
         seed: int,
-    ) -> NDArray[np.float64]: ...
+        band: int = 0,
+        band_tolerance: float = 1e-3,
+        max_band: int = 7,
+        details: bool = False,
+    ) -> tuple[Any, ...]: ...
+    @staticmethod
+    def permanent_marginals(
+        log_a: NDArray[np.float64], band: int = -1
+    ) -> tuple[float, NDArray[np.float64]]: ...
     @staticmethod
     def log_permanent(
         log_a: NDArray[np.float64],

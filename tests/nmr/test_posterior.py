@@ -175,8 +175,11 @@ def test_non_contiguous_inputs():
         dict(assignment="marginalize", method="quadrature"),
         dict(assignment="marginalize", method="bethe", exact_group_size=2),
         dict(assignment="marginalize", method="sampling"),
+        dict(assignment="marginalize", method="banded"),
+        dict(assignment="marginalize", method="banded", band=2),
     ],
 )
+@pytest.mark.filterwarnings("ignore:shifts. the adaptive band stopped")  # 8 sites in 5 ppm
 def test_offset_invariance(kw):
     rng = np.random.default_rng(12)
     pred, std, y, sig = random_problem(rng, 6, 8, spread=5.0)
@@ -260,7 +263,9 @@ def test_nuclei_combine_with_their_own_offsets():
     np.testing.assert_allclose(both.log_evidence, h.log_evidence + c.log_evidence, atol=1e-10)
     prod = h.probabilities * c.probabilities
     np.testing.assert_allclose(both.probabilities, prod / prod.sum(), atol=1e-12)
-    assert set(both.site_log_likelihood) == {"H", "C"} and both.site_log_likelihood["C"] is None
+    assert set(both.site_log_likelihood) == {"H", "C"}
+    np.testing.assert_allclose(both.site_log_likelihood["C"], c.site_log_likelihood, atol=1e-12)
+    assert both.site_log_likelihood["H"].shape == (4, 5)
     # offset invariance holds per nucleus
     moved = sp(
         {"H": ph, "C": pc},
@@ -417,7 +422,16 @@ def test_plots():
     ax = res.plot_parity(int(np.argmax(res.probabilities)))
     assert ax.get_xlabel().startswith("predicted shift")
     marg = sp(pred, std, y, sigma_exp=sig, assignment="marginalize", return_details=True)
-    with pytest.raises(ValueError, match="given assignment"):
-        marg.plot_parity(0)
+    # marginalised: each peak against its most probable site, at the posterior-mean offset
+    ax = marg.plot_parity(0)
+    t = marg.nuclei["shifts"]
+    site = np.argmax(t.assignment_probabilities[0], axis=1)
+    x = ax.get_lines()[0].get_xdata()
+    np.testing.assert_allclose(x, t.model_mean[0, site] + t.offset[0])
+    fit = sp(
+        pred, std, y, sigma_exp=sig, assignment="marginalize", offset="fit", return_details=True
+    )
+    with pytest.raises(ValueError, match="single offset"):
+        fit.plot_parity(0)
     with pytest.raises(ValueError, match="labels must have 5"):
         res.plot(labels=["a"])

@@ -17,10 +17,12 @@ namespace matchar::nmr {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kLog2Pi = 1.8378770664093454836;
 // Gaussian offset tails beyond this many standard deviations weigh < exp(-50).
 constexpr double kRangeSigmas = 10.0;
 constexpr int kMaxExactPermanent = 24;
+constexpr int kMaxBand = 10;  // banded permanent: 4^10 states per row at most
 constexpr index_t kMaxNodes = 4000000;
 constexpr double kDefensive = 0.05;
 constexpr index_t kMaxMixture = 16;
@@ -322,10 +324,237 @@ double log_bethe_scaled(const double* la, int k, int max_iterations, double tole
   return value;
 }
 
+// Sinkhorn balancing of a log matrix in place (rows then columns to log-sum 0): leaves the
+// assignment marginals unchanged and makes the permanent >= k!/k^k, so that the linear
+// dynamic programs below cannot underflow.
+void sinkhorn_log(double* la, int k, int iterations) {
+  for (int it = 0; it < iterations; ++it) {
+    for (int i = 0; i < k; ++i) {
+      LogSumExp s;
+      for (int j = 0; j < k; ++j) s.add(la[i * k + j]);
+      const double v = s.value();
+      if (!(v > -kInf)) return;
+      for (int j = 0; j < k; ++j) la[i * k + j] -= v;
+    }
+    for (int j = 0; j < k; ++j) {
+      LogSumExp s;
+      for (int i = 0; i < k; ++i) s.add(la[i * k + j]);
+      const double v = s.value();
+      if (!(v > -kInf)) return;
+      for (int i = 0; i < k; ++i) la[i * k + j] -= v;
+    }
+  }
+}
+
+// Divides each row of the k x k matrix m by its sum; false when a row sums to 0.
+bool normalise_rows(double* m, int k) {
+  for (int i = 0; i < k; ++i) {
+    double s = 0.0;
+    for (int j = 0; j < k; ++j) s += m[i * k + j];
+    if (!(s > 0.0) || !std::isfinite(s)) return false;
+    for (int j = 0; j < k; ++j) m[i * k + j] /= s;
+  }
+  return true;
+}
+
+// Assignment marginals P_ij = a_ij perm(A without row i, column j) / perm(A) of the scaled
+// log matrix la (entries <= 0) by forward-backward over subsets:
+//   f(S) = sum over assignments of rows 0..|S|-1 onto the columns S,
+//   g(S) = sum over assignments of rows |S|..k-1 onto the columns not in S,
+//   P_ij ~ sum_{|S| = i, j not in S} f(S) a_ij g(S + j)   (each row sums to 1).
+// la is modified (Sinkhorn-balanced) when the linear recursion would underflow.
+void permanent_marginals(double* la, int k, std::vector<double>& f, std::vector<double>& g,
+                         std::vector<double>& a, double* marg) {
+  const std::size_t full = (std::size_t{1} << k) - 1;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    a.resize(static_cast<std::size_t>(k) * k);
+    for (int i = 0; i < k * k; ++i) a[i] = std::exp(la[i]);
+    f.assign(full + 1, 0.0);
+    g.assign(full + 1, 0.0);
+    f[0] = 1.0;
+    for (std::size_t mask = 0; mask < full; ++mask) {
+      const double d = f[mask];
+      if (d == 0.0) continue;
+      const double* ai = a.data() + static_cast<std::size_t>(__builtin_popcountll(mask)) * k;
+      for (int j = 0; j < k; ++j)
+        if (!(mask >> j & 1)) f[mask | (std::size_t{1} << j)] += d * ai[j];
+    }
+    g[full] = 1.0;
+    for (std::size_t mask = full; mask-- > 0;) {
+      const double* ai = a.data() + static_cast<std::size_t>(__builtin_popcountll(mask)) * k;
+      double s = 0.0;
+      for (int j = 0; j < k; ++j)
+        if (!(mask >> j & 1)) s += ai[j] * g[mask | (std::size_t{1} << j)];
+      g[mask] = s;
+    }
+    std::fill(marg, marg + static_cast<std::size_t>(k) * k, 0.0);
+    for (std::size_t mask = 0; mask < full; ++mask) {
+      const double d = f[mask];
+      if (d == 0.0) continue;
+      const int i = __builtin_popcountll(mask);
+      const double* ai = a.data() + static_cast<std::size_t>(i) * k;
+      for (int j = 0; j < k; ++j)
+        if (!(mask >> j & 1)) marg[i * k + j] += d * ai[j] * g[mask | (std::size_t{1} << j)];
+    }
+    if (f[full] > 1e-250 && normalise_rows(marg, k)) return;
+    sinkhorn_log(la, k, 200);
+  }
+  if (!normalise_rows(marg, k))
+    throw Error("the assignment marginals underflowed (every assignment has zero weight)");
+}
+
+// Banded permanent: the sum over the permutations pi with |pi(i) - i| <= w of
+// prod_i b_{i, pi(i)}, for a k x k matrix b (linear, row-major) whose rows and columns are
+// both sorted by shift, so that far-from-diagonal assignments carry negligible weight.
+// Rows are taken in order; the state before row i is the set of used columns among
+// i-w .. i+w-1 (bit t <-> column i-w+t; columns < 0 count as used, columns < i-w must all
+// be used, columns >= i+w cannot be). Cost O(k 2^(2w) (2w+1)); every layer is rescaled
+// to sum 1 (log scales accumulated), so nothing under- or overflows. With marg, also the
+// marginals P(row i -> column j) within the band, by a backward pass.
+struct BandedWork {
+  std::vector<double> alpha, beta;
+  std::vector<std::uint32_t> active;  // the states with weight, layer after layer
+  std::vector<std::size_t> first;     // layer i's states: active[first[i] .. first[i + 1])
+};
+
+double log_banded_permanent(const double* b, int k, int w, BandedWork& bw, double* marg) {
+  const std::size_t S = std::size_t{1} << (2 * w);
+  const std::uint32_t init = (std::uint32_t{1} << w) - 1;
+  const bool keep = marg != nullptr;
+  // Only the states reached are visited (for interior rows C(2w, w) of the 4^w masks).
+  bw.alpha.assign((keep ? static_cast<std::size_t>(k + 1) : 2) * S, 0.0);
+  bw.active.clear();
+  bw.first.assign(1, 0);
+  auto layer = [&](int i) {
+    return bw.alpha.data() +
+           (keep ? static_cast<std::size_t>(i) : static_cast<std::size_t>(i & 1)) * S;
+  };
+  // Calls fn(column, next state) for every allowed move of row i from state mask.
+  auto moves = [&](int i, std::uint32_t mask, auto&& fn) {
+    const int t0 = std::max(0, w - i), t1 = std::min(2 * w, k - 1 - i + w);
+    for (int t = t0; t <= t1; ++t) {
+      if (mask >> t & 1) continue;
+      const std::uint32_t nm = mask | (std::uint32_t{1} << t);
+      if (!(nm & 1)) continue;  // column i-w would be left unused for good
+      fn(i - w + t, nm >> 1);
+    }
+  };
+  double log_scale = 0.0;
+  layer(0)[init] = 1.0;
+  bw.active.push_back(init);
+  bw.first.push_back(1);
+  for (int i = 0; i < k; ++i) {
+    const double* cur = layer(i);
+    double* nxt = layer(i + 1);
+    if (!keep && i > 0)  // the buffer of layer i-1: clear its states
+      for (std::size_t q = bw.first[i - 1]; q < bw.first[i]; ++q) nxt[bw.active[q]] = 0.0;
+    const double* bi = b + static_cast<std::size_t>(i) * k;
+    const std::size_t q0 = bw.first[i], q1 = bw.first[i + 1];
+    for (std::size_t q = q0; q < q1; ++q) {
+      const std::uint32_t mask = bw.active[q];
+      const double v = cur[mask];
+      moves(i, mask, [&](int col, std::uint32_t ns) {
+        const double x = v * bi[col];
+        if (x == 0.0) return;
+        if (nxt[ns] == 0.0) bw.active.push_back(ns);
+        nxt[ns] += x;
+      });
+    }
+    bw.first.push_back(bw.active.size());
+    double s = 0.0;
+    for (std::size_t q = q1; q < bw.active.size(); ++q) s += nxt[bw.active[q]];
+    if (!(s > 0.0) || !std::isfinite(s)) return -kInf;
+    const double inv = 1.0 / s;
+    for (std::size_t q = q1; q < bw.active.size(); ++q) nxt[bw.active[q]] *= inv;
+    log_scale += std::log(s);
+  }
+  if (!keep) return log_scale;
+  bw.beta.assign(2 * S, 0.0);
+  double* nb = bw.beta.data() + S;  // beta_{i+1}
+  double* cb = bw.beta.data();      // beta_i
+  for (std::size_t q = bw.first[k]; q < bw.first[k + 1]; ++q) nb[bw.active[q]] = 1.0;
+  std::fill(marg, marg + static_cast<std::size_t>(k) * k, 0.0);
+  for (int i = k - 1; i >= 0; --i) {
+    const double* cur = layer(i);
+    const double* bi = b + static_cast<std::size_t>(i) * k;
+    double* mi = marg + static_cast<std::size_t>(i) * k;
+    // beta_i is rescaled by sum_mask alpha_i beta_i (HMM scaling), not by its own sum,
+    // so that the states the forward pass reaches keep O(1) values.
+    double s = 0.0;
+    for (std::size_t q = bw.first[i]; q < bw.first[i + 1]; ++q) {
+      const std::uint32_t mask = bw.active[q];
+      const double av = cur[mask];
+      double acc = 0.0;
+      moves(i, mask, [&](int col, std::uint32_t ns) {
+        const double x = bi[col] * nb[ns];
+        acc += x;
+        mi[col] += av * x;
+      });
+      cb[mask] = acc;
+      s += av * acc;
+    }
+    if (!(s > 0.0) || !std::isfinite(s)) throw Error("banded permanent: backward pass underflowed");
+    const double inv = 1.0 / s;
+    for (std::size_t q = bw.first[i]; q < bw.first[i + 1]; ++q) cb[bw.active[q]] *= inv;
+    for (std::size_t q = bw.first[i + 1]; q < bw.first[i + 2]; ++q) nb[bw.active[q]] = 0.0;
+    std::swap(cb, nb);
+  }
+  if (!normalise_rows(marg, k)) throw Error("banded permanent: zero marginals");
+  return log_scale;
+}
+
+// Sinkhorn balancing of the band |i - j| <= w of a log matrix (rows, then columns, to
+// log-sum 0; `iterations` sweeps); returns the total subtracted, -inf when a row or column
+// has no weight in the band. Scaling rows and columns changes neither the marginals nor
+// (up to the returned constant) the banded permanent, but it keeps the linear dynamic
+// program's states within a few orders of magnitude of each other.
+double balance_band(double* la, int k, int w, int iterations) {
+  double total = 0.0;
+  for (int it = 0; it < iterations; ++it) {
+    for (int pass = 0; pass < 2; ++pass)
+      for (int i = 0; i < k; ++i) {
+        LogSumExp s;
+        const int lo = std::max(0, i - w), hi = std::min(k - 1, i + w);
+        for (int j = lo; j <= hi; ++j) s.add(pass == 0 ? la[i * k + j] : la[j * k + i]);
+        const double v = s.value();
+        if (!(v > -kInf)) return -kInf;
+        for (int j = lo; j <= hi; ++j) (pass == 0 ? la[i * k + j] : la[j * k + i]) -= v;
+        total += v;
+      }
+  }
+  return total;
+}
+
+// log of the banded permanent of exp(la) (k x k, w < k), balanced first; tmp and bm are
+// scratch. Falls back to a fully converged balancing if the linear recursion underflows.
+double banded_log_value(const double* la, int k, int w, std::vector<double>& tmp,
+                        std::vector<double>& bm, BandedWork& bw, double* marg) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    tmp.assign(la, la + static_cast<std::size_t>(k) * k);
+    const double sc = balance_band(tmp.data(), k, w, attempt == 0 ? 3 : 200);
+    if (!(sc > -kInf)) return -kInf;
+    bm.resize(tmp.size());
+    for (std::size_t i = 0; i < tmp.size(); ++i) bm[i] = std::exp(tmp[i]);
+    try {
+      const double v = log_banded_permanent(bm.data(), k, w, bw, marg);
+      if (v > -kInf || attempt == 1) return sc + v;
+    } catch (const Error&) {
+      if (attempt == 1) throw;
+    }
+  }
+  return -kInf;
+}
+
 double log_factorial(index_t k) { return std::lgamma(static_cast<double>(k) + 1.0); }
 
 struct Workspace {
-  std::vector<double> la, dp, a, bp, beliefs;
+  std::vector<double> la, dp, a, bp, beliefs, g, bm;
+  std::vector<index_t> rord, cord;  // banded: sorted peaks / sites per group
+  std::vector<int> band;            // banded: half-width per group (0 = not chosen yet)
+  std::vector<double> band_change;  // banded: last change of the log-permanent with w
+  BandedWork bw;
+  std::vector<double> acc_p;  // details: weighted sum of the node marginals
+  double acc_w = 0.0, acc_b = 0.0, acc_m = -kInf;
   std::vector<double> pnode;                    // n x n: BP beliefs at the current node
   std::vector<double> node_vals, node_beliefs;  // sampling: every node's value and beliefs
   std::vector<std::vector<double>> gamma;       // BP messages per group (warm starts)
@@ -352,11 +581,41 @@ double log_bethe_permanent(const double* log_a, int k, int max_iterations, doubl
   return s + log_bethe_scaled(la.data(), k, max_iterations, tolerance, buf, gamma.data());
 }
 
+double log_banded_permanent(const double* log_a, int k, int w, double* marginals) {
+  if (k < 1) throw InvalidArgument("log_banded_permanent: k must be >= 1");
+  if (w < 0 || w > 12) throw InvalidArgument("log_banded_permanent: w must be in [0, 12]");
+  w = std::min(w, k - 1);
+  std::vector<double> la(log_a, log_a + static_cast<std::size_t>(k) * k);
+  const double s = scale_log_matrix(la.data(), k);
+  if (!(s > -kInf)) {
+    if (marginals) throw InvalidArgument("log_banded_permanent: the permanent is 0 (a zero row)");
+    return -kInf;
+  }
+  std::vector<double> tmp, bm;
+  BandedWork bw;
+  const double v = banded_log_value(la.data(), k, w, tmp, bm, bw, marginals);
+  if (marginals && !(v > -kInf))
+    throw InvalidArgument("log_banded_permanent: no permutation within the band has weight");
+  return s + v;
+}
+
+double log_permanent_marginals(const double* log_a, int k, double* marginals) {
+  if (k < 1 || k > kMaxExactPermanent)
+    throw InvalidArgument("log_permanent_marginals: k must be in [1, " +
+                          std::to_string(kMaxExactPermanent) + "], got " + std::to_string(k));
+  std::vector<double> la(log_a, log_a + static_cast<std::size_t>(k) * k), f, g, a;
+  const double s = scale_log_matrix(la.data(), k);
+  if (!(s > -kInf)) throw InvalidArgument("log_permanent_marginals: the permanent is 0");
+  const double v = s + log_permanent_scaled(la.data(), k, f, a);
+  permanent_marginals(la.data(), k, f, g, a, marginals);
+  return v;
+}
+
 template <class T>
 void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, const double* y,
                              const double* var_exp, const index_t* group_sizes, index_t n_groups,
                              OffsetSpec offset, AssignmentMethod method, QuadratureOptions options,
-                             double* out) {
+                             double* out, AssignmentDetails details) {
   const index_t n_cand = mean.rows, n = mean.cols;
   if (n_cand < 1 || n < 1) throw InvalidArgument("mean is empty");
   if (var.rows != n_cand || var.cols != n) throw InvalidArgument("var must have the shape of mean");
@@ -414,16 +673,32 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
       throw InvalidArgument("step_factor and tail_nats must be > 0");
     if (method == AssignmentMethod::Sampling && options.n_samples < 1)
       throw InvalidArgument("n_samples must be >= 1");
+    if (method == AssignmentMethod::Banded &&
+        (options.band < 0 || options.band > kMaxBand || options.max_band < 1 ||
+         options.max_band > kMaxBand || !(options.band_tolerance > 0.0)))
+      throw InvalidArgument("band and max_band must be in [0, " + std::to_string(kMaxBand) +
+                            "] (max_band >= 1) and band_tolerance > 0");
   }
+  const bool want_details = details.marginals || details.site || details.offset_mean;
+  if (want_details &&
+      (method == AssignmentMethod::Enumerate || method == AssignmentMethod::Sampling))
+    throw InvalidArgument(
+        "assignment marginals and per-site contributions come from the quadrature methods "
+        "(Quadrature, Bethe, Banded), not from enumeration or sampling");
   double pair_entries = 0.0;  // sum_g k_g^2, the per-candidate matrices' size
   for (index_t g = 0; g < n_groups; ++g)
     pair_entries += static_cast<double>(group_sizes[g]) * static_cast<double>(group_sizes[g]);
   check_allocation(static_cast<std::size_t>(pair_entries) * 5 *
                        static_cast<std::size_t>(std::max(1, num_threads())),
                    sizeof(double), "per-candidate residual matrices");
-  if (method != AssignmentMethod::Enumerate)
-    check_allocation(std::size_t{1} << std::min<index_t>(kmax, kMaxExactPermanent), sizeof(double),
-                     "permanent dynamic-programming table");
+  if (method != AssignmentMethod::Enumerate && method != AssignmentMethod::Banded)
+    check_allocation(
+        (want_details ? 2 : 1) * (std::size_t{1} << std::min<index_t>(kmax, kMaxExactPermanent)),
+        sizeof(double), "permanent dynamic-programming table");
+  if (method == AssignmentMethod::Banded)
+    check_allocation(static_cast<std::size_t>(kmax + 3)
+                         << (2 * std::max(options.band, options.max_band)),
+                     sizeof(double), "banded dynamic-programming table");
 
   std::vector<index_t> gstart(static_cast<std::size_t>(n)), gend(static_cast<std::size_t>(n));
   std::vector<index_t> group_first(static_cast<std::size_t>(n_groups));
@@ -550,7 +825,26 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
         auto log_prior = [&](double b) {
           return flat ? 0.0 : log_prior_norm - 0.5 * w0 * (b - r0) * (b - r0);
         };
-        // log prod_g perm(A_g(b)) at the centred offset b.
+        const bool banded = method == AssignmentMethod::Banded;
+        // Banded: rows (peaks) by experimental shift, columns (sites) by predicted shift.
+        if (banded) {
+          ws.rord.resize(static_cast<std::size_t>(n));
+          ws.cord.resize(static_cast<std::size_t>(n));
+          std::iota(ws.rord.begin(), ws.rord.end(), index_t{0});
+          std::iota(ws.cord.begin(), ws.cord.end(), index_t{0});
+          for (index_t g = 0; g < n_groups; ++g) {
+            const index_t s = group_first[g], e = s + group_sizes[g];
+            std::stable_sort(ws.rord.begin() + s, ws.rord.begin() + e,
+                             [&](index_t a, index_t b) { return y[a] < y[b]; });
+            std::stable_sort(ws.cord.begin() + s, ws.cord.begin() + e, [&](index_t a, index_t b) {
+              return static_cast<double>(mean(c, a)) < static_cast<double>(mean(c, b));
+            });
+          }
+          ws.band.assign(static_cast<std::size_t>(n_groups), 0);
+          ws.band_change.assign(static_cast<std::size_t>(n_groups), 0.0);
+        }
+        // log prod_g perm(A_g(b)) at the centred offset b; with marginals (or sampling), the
+        // node's assignment marginals into ws.pnode.
         auto log_perms_at = [&](double b) {
           double total_v = 0.0;
           for (index_t g = 0; g < n_groups; ++g) {
@@ -565,28 +859,57 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
             ws.la.resize(static_cast<std::size_t>(k) * k);
             for (int i = 0; i < k; ++i)
               for (int j = 0; j < k; ++j) {
-                const index_t jk = p.row_off[s + i] + (s + j);
+                const index_t jk = banded ? p.row_off[ws.rord[s + i]] + ws.cord[s + j]
+                                          : p.row_off[s + i] + (s + j);
                 const double d = p.r[jk] - b;
                 ws.la[i * k + j] = p.lc[jk] - 0.5 * p.w[jk] * d * d;
               }
             const double sc = scale_log_matrix(ws.la.data(), k);
             if (!(sc > -kInf)) return -kInf;
-            if (sampling) {
-              ws.beliefs.resize(static_cast<std::size_t>(k) * k);
-              total_v += sc + log_bethe_scaled(ws.la.data(), k, options.max_bp_iterations,
-                                               options.bp_tolerance, ws.bp, ws.gamma[g].data(),
-                                               ws.beliefs.data());
-              for (int i = 0; i < k; ++i)
-                for (int j = 0; j < k; ++j)
-                  ws.pnode[p.row_off[s + i] + (s + j)] = ws.beliefs[i * k + j];
-              continue;
+            const bool marg = sampling || want_details;
+            if (marg) ws.beliefs.resize(static_cast<std::size_t>(k) * k);
+            double v;
+            if (banded) {
+              auto value = [&](int w, double* m) {
+                return banded_log_value(ws.la.data(), k, w, ws.a, ws.bm, ws.bw, m);
+              };
+              if (ws.band[g] == 0) {  // first node of this candidate: choose w
+                if (options.band > 0) {
+                  ws.band[g] = std::min(options.band, k - 1);
+                  ws.band_change[g] = ws.band[g] == k - 1 ? 0.0 : kNaN;
+                } else {
+                  double prev = value(1, nullptr), change = kNaN;
+                  int w = 1;
+                  while (w < std::min(options.max_band, k - 1)) {
+                    const double next = value(w + 1, nullptr);
+                    ++w;
+                    change = next - prev;
+                    prev = next;
+                    if (change < options.band_tolerance) break;
+                  }
+                  ws.band[g] = w;
+                  ws.band_change[g] = w == k - 1 ? 0.0 : change;
+                }
+              }
+              v = value(ws.band[g], marg ? ws.beliefs.data() : nullptr);
+              if (!(v > -kInf)) return -kInf;
+            } else if (sampling || (method == AssignmentMethod::Bethe &&
+                                    k > std::min(options.exact_group_size, kMaxExactPermanent))) {
+              v = log_bethe_scaled(ws.la.data(), k, options.max_bp_iterations, options.bp_tolerance,
+                                   ws.bp, ws.gamma[g].data(), marg ? ws.beliefs.data() : nullptr);
+              if (marg) normalise_rows(ws.beliefs.data(), k);
+            } else {
+              v = log_permanent_scaled(ws.la.data(), k, ws.dp, ws.a);
+              if (marg) permanent_marginals(ws.la.data(), k, ws.dp, ws.g, ws.a, ws.beliefs.data());
             }
-            const bool exact = method == AssignmentMethod::Quadrature ||
-                               k <= std::min(options.exact_group_size, kMaxExactPermanent);
-            total_v +=
-                sc + (exact ? log_permanent_scaled(ws.la.data(), k, ws.dp, ws.a)
-                            : log_bethe_scaled(ws.la.data(), k, options.max_bp_iterations,
-                                               options.bp_tolerance, ws.bp, ws.gamma[g].data()));
+            total_v += sc + v;
+            if (marg)
+              for (int i = 0; i < k; ++i)
+                for (int j = 0; j < k; ++j) {
+                  const index_t jk = banded ? p.row_off[ws.rord[s + i]] + ws.cord[s + j]
+                                            : p.row_off[s + i] + (s + j);
+                  ws.pnode[jk] = ws.beliefs[i * k + j];
+                }
           }
           return total_v;
         };
@@ -597,15 +920,56 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
             ws.node_vals.push_back(v);
             ws.node_beliefs.insert(ws.node_beliefs.end(), ws.pnode.begin(), ws.pnode.end());
           }
+          if (want_details && v > -kInf) {
+            // Running weighted sums with weights exp(v - acc_m), acc_m the largest v so far.
+            if (v > ws.acc_m) {
+              const double f = std::exp(ws.acc_m - v);
+              for (double& x : ws.acc_p) x *= f;
+              ws.acc_w *= f;
+              ws.acc_b *= f;
+              ws.acc_m = v;
+            }
+            const double wt = std::exp(v - ws.acc_m);
+            for (index_t i = 0; i < p.size; ++i) ws.acc_p[i] += wt * ws.pnode[i];
+            ws.acc_w += wt;
+            ws.acc_b += wt * b;
+          }
           return v;
         };
-        if (sampling) {
+        if (sampling || want_details) {
           ws.pnode.assign(static_cast<std::size_t>(p.size), 0.0);
           for (index_t j = 0; j < n; ++j)
             if (gend[j] - gstart[j] == 1) ws.pnode[p.row_off[j] + j] = 1.0;
           ws.node_vals.clear();
           ws.node_beliefs.clear();
+          ws.acc_p.assign(static_cast<std::size_t>(p.size), 0.0);
+          ws.acc_w = 0.0;
+          ws.acc_b = 0.0;
+          ws.acc_m = -kInf;
         }
+        // Details of candidate c from the accumulated node sums (b_mean centred).
+        auto write_details = [&]() {
+          for (index_t g = 0; g < n_groups; ++g) {
+            if (details.band) details.band[c * n_groups + g] = banded ? ws.band[g] : 0;
+            if (details.band_change)
+              details.band_change[c * n_groups + g] = banded ? ws.band_change[g] : kNaN;
+          }
+          if (!want_details) return;
+          if (!(ws.acc_w > 0.0)) throw Error("every offset node has zero weight");
+          const double bm = ws.acc_b / ws.acc_w;
+          if (details.offset_mean) details.offset_mean[c] = bm + p.c0;
+          for (index_t j = 0; j < n; ++j) {
+            double site = 0.0;
+            for (index_t k = gstart[j]; k < gend[j]; ++k) {
+              const index_t jk = p.row_off[j] + k;
+              const double pr = ws.acc_p[jk] / ws.acc_w;
+              if (details.marginals) details.marginals[c * p.size + jk] = pr;
+              const double d = p.r[jk] - bm;
+              if (pr > 0.0) site += pr * (p.lc[jk] - 0.5 * p.w[jk] * d * d);
+            }
+            if (details.site) details.site[c * n + j] = site;
+          }
+        };
         // Importance sampling of sum_pi g(pi), g the offset-integrated likelihood of one
         // assignment (as at the leaves of the enumeration). The proposal is a mixture over
         // the heaviest offset nodes (weights ~ their mass): pick a node, then assign the
@@ -757,6 +1121,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
         if (offset.mode == OffsetMode::Fixed) {
           out[c] = node_value(offset.value - p.c0) - log_perms;
           if (sampling) out[c] = sample(c) - log_perms;
+          write_details();
           poll();
           continue;
         }
@@ -789,34 +1154,46 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
         nodes.resize(static_cast<std::size_t>(n_nodes));
         upper.resize(static_cast<std::size_t>(n_nodes));
         order.resize(static_cast<std::size_t>(n_nodes));
-        // Upper bound: perm(A_g) <= min(prod of row sums, prod of column sums).
+        // Upper bound: perm(A_g) <= min(prod of row sums, prod of column sums); for the
+        // banded permanent, sums over the widest band allowed only (in sorted order).
+        const index_t wb = options.band > 0 ? options.band : options.max_band;
+        auto entry = [&](index_t jk, double b) {
+          const double d = p.r[jk] - b;
+          return p.lc[jk] - 0.5 * p.w[jk] * d * d;
+        };
         for (index_t t = 0; t < n_nodes; ++t) {
           const double b = lo_b + static_cast<double>(t) * h;
           nodes[t] = b;
           double urow = 0.0, ucol = 0.0;
+          if (banded) {
+            for (index_t q = 0; q < n; ++q) {
+              const index_t lo = std::max(gstart[q], q - wb), hi = std::min(gend[q] - 1, q + wb);
+              LogSumExp row, col;
+              for (index_t q2 = lo; q2 <= hi; ++q2) {
+                row.add(entry(p.row_off[ws.rord[q]] + ws.cord[q2], b));
+                col.add(entry(p.row_off[ws.rord[q2]] + ws.cord[q], b));
+              }
+              urow += row.value();
+              ucol += col.value();
+            }
+            upper[t] = std::min(urow, ucol) + log_prior(b);
+            continue;
+          }
           for (index_t j = 0; j < n; ++j) {
             LogSumExp row;
-            for (index_t k = gstart[j]; k < gend[j]; ++k) {
-              const index_t jk = p.row_off[j] + k;
-              const double d = p.r[jk] - b;
-              row.add(p.lc[jk] - 0.5 * p.w[jk] * d * d);
-            }
+            for (index_t k = gstart[j]; k < gend[j]; ++k) row.add(entry(p.row_off[j] + k, b));
             urow += row.value();
           }
           for (index_t k = 0; k < n; ++k) {
             LogSumExp col;
-            for (index_t j = gstart[k]; j < gend[k]; ++j) {
-              const index_t jk = p.row_off[j] + k;
-              const double d = p.r[jk] - b;
-              col.add(p.lc[jk] - 0.5 * p.w[jk] * d * d);
-            }
+            for (index_t j = gstart[k]; j < gend[k]; ++j) col.add(entry(p.row_off[j] + k, b));
             ucol += col.value();
           }
           upper[t] = std::min(urow, ucol) + log_prior(b);
         }
         LogSumExp acc;
         double best = -kInf;
-        if (method == AssignmentMethod::Quadrature) {
+        if (method == AssignmentMethod::Quadrature || banded) {
           // Nodes by decreasing upper bound; the rest weigh < exp(-tail_nats) each.
           std::iota(order.begin(), order.end(), index_t{0});
           std::sort(order.begin(), order.end(),
@@ -856,6 +1233,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
         }
         out[c] = acc.value() + std::log(h) - log_perms;
         if (sampling && !stop.load(std::memory_order_relaxed)) out[c] = sample(c) - log_perms;
+        if (!stop.load(std::memory_order_relaxed)) write_details();
         poll();
       } catch (...) {
 #pragma omp critical(matchar_nmr_error)
@@ -871,10 +1249,10 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
 template void assignment_log_evidence<float>(ConstMatrixView<float>, ConstMatrixView<float>,
                                              const double*, const double*, const index_t*, index_t,
                                              OffsetSpec, AssignmentMethod, QuadratureOptions,
-                                             double*);
+                                             double*, AssignmentDetails);
 template void assignment_log_evidence<double>(ConstMatrixView<double>, ConstMatrixView<double>,
                                               const double*, const double*, const index_t*, index_t,
                                               OffsetSpec, AssignmentMethod, QuadratureOptions,
-                                              double*);
+                                              double*, AssignmentDetails);
 
 }  // namespace matchar::nmr

@@ -47,11 +47,17 @@ def plot_parity(result: Any, candidate: int, nucleus: str | None = None, ax: Any
         nucleus = next(iter(result.nuclei))
     terms = result.nuclei[nucleus]
     if terms.offset is None:
-        raise ValueError("a parity plot needs a given assignment (and hence a single offset)")
+        raise ValueError(
+            "a parity plot needs a single offset: a given assignment, or a marginalised one "
+            "with offset='marginalize' or a known offset"
+        )
     c = int(candidate)
+    site = np.arange(terms.experimental.size)
+    if terms.method != "given":  # each peak against its most probable site
+        site = np.argmax(terms.assignment_probabilities[c], axis=1)
     ax = _axes(ax)
-    model = terms.model_mean[c] + terms.offset[c]
-    ax.errorbar(model, terms.experimental, xerr=terms.model_std[c], fmt="o", ms=4, capsize=2)
+    model = terms.model_mean[c, site] + terms.offset[c]
+    ax.errorbar(model, terms.experimental, xerr=terms.model_std[c, site], fmt="o", ms=4, capsize=2)
     lo = float(min(model.min(), terms.experimental.min()))
     hi = float(max(model.max(), terms.experimental.max()))
     ax.plot([lo, hi], [lo, hi], "k--", lw=1)
