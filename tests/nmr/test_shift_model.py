@@ -160,3 +160,28 @@ def test_rank_candidates_end_to_end():
     np.testing.assert_allclose(res2.probabilities, res.probabilities, atol=1e-9)
     with pytest.raises(ValueError, match="same number of H atoms"):
         mc.nmr.rank_candidates([cands[0], ase_build.molecule("CH4")], exp, "H", model=model)
+
+
+@pytest.mark.parametrize("element, tol", [("H", 0.01), ("C", 0.1)])
+def test_shipped_models_are_compressed_and_agree_with_the_exact_mean(element, tol):
+    import copy
+
+    from ase import build as ase_build
+
+    model = mc.nmr.ShiftModel.pretrained(element)
+    g = model.gpr_
+    assert g.mean_error_sparse_ <= tol
+    assert sum(V.shape[1] for V in g.mean_basis_) < len(g.X_sparse_)  # cheaper than M
+    exact = copy.copy(g)
+    for name in ("mean_basis_", "mean_eigenvalues_", "mean_error_bound_", "mean_error_sparse_"):
+        exact.__dict__.pop(name)
+    frames = []
+    for name in ("CH3CH2OH", "C6H6", "CH3COOH"):
+        mol = ase_build.molecule(name)
+        mol.center(vacuum=6.0)
+        frames.append(mol)
+    X = model.features(frames)
+    # compressed vs exact: within the worst-case bound, and in practice near the tolerance
+    diff = np.abs(g.predict(X) - exact.predict(X))
+    assert diff.max() <= g.mean_error_bound_
+    assert diff.max() <= 5 * tol

@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import _core
 from .._arrays import as_array
-from ._kernels import polynomial_kernel, prepared_kernel, row_scales
+from ._kernels import _blas_threads, polynomial_kernel, prepared_kernel, row_scales
 
 # Rows of X per block when forming K_NM^T K_NM: bounds memory to block x n_sparse.
 _BLOCK_ROWS = 8192
@@ -731,15 +731,18 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         kernel = self._kernel()
         offsets = getattr(kernel, "_offsets", np.array([0, self.n_features_in_]))
         block_w = getattr(kernel, "weights", np.ones(1))
+        from .. import get_num_threads
+
         f = np.zeros(len(X_))
-        for b, (V, lam) in enumerate(zip(self.mean_basis_, self.mean_eigenvalues_)):
-            if V.shape[1] == 0:
-                continue
-            Xb = np.asarray(X_[:, offsets[b] : offsets[b + 1]], dtype=V.dtype)
-            norms = np.linalg.norm(Xb.astype(np.float64), axis=1)
-            Z = Xb @ V  # (n, r): BLAS GEMM
-            q = (np.square(Z, dtype=np.float64) @ lam) / np.where(norms > 0, norms, 1.0) ** 2
-            f += block_w[b] * q
+        with _blas_threads(get_num_threads()):  # matchar's thread setting, as the kernels
+            for b, (V, lam) in enumerate(zip(self.mean_basis_, self.mean_eigenvalues_)):
+                if V.shape[1] == 0:
+                    continue
+                Xb = np.asarray(X_[:, offsets[b] : offsets[b + 1]], dtype=V.dtype)
+                norms = np.einsum("ij,ij->i", Xb, Xb, dtype=np.float64)
+                Z = Xb @ V  # (n, r): BLAS GEMM
+                q = (np.square(Z, dtype=np.float64) @ lam) / np.where(norms > 0, norms, 1.0)
+                f += block_w[b] * q
         return (f + self.y_mean_) * getattr(self, "y_scale_", 1.0)
 
     def _check_X(self, X: ArrayLike) -> np.ndarray:
