@@ -24,7 +24,8 @@ from spectral_cube import poisson_cube
 distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
 
-N, C, K, ITER, CHUNK = 65536, 1024, 4, 20, 8192
+N, C, K, ITER = 65536, 1024, 4, 20
+CHUNK = N // 2  # one 64 MB chunk per worker: 2 tasks per iteration, balanced
 
 
 @pytest.fixture(scope="module")

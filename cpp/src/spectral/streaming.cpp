@@ -521,6 +521,12 @@ struct OnlineNMF<T>::Impl {
   double update_maps(ConstMatrixView<TX> X, const RowMat<T>& Hm, RowMat<T>& W, int n_iter) const {
     RowMat<T> Wn(W.rows(), K);
     const auto hv = ConstMatrixView<T>::contiguous(Hm.data(), K, C);
+    if (!frobenius) {  // all n_iter updates in one pass and one OpenMP region
+      kl_update_maps<TX, T>(X, ConstMatrixView<T>::contiguous(W.data(), W.rows(), K), hv, n_iter,
+                            Wn.data());
+      W.swap(Wn);
+      return 0.0;
+    }
     double loss = 0.0;
     for (int it = 0; it < n_iter; ++it) {
       const auto wv = ConstMatrixView<T>::contiguous(W.data(), W.rows(), K);
