@@ -22,18 +22,11 @@ SMALL_SOAP = {
 }
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        env={"OMP_NUM_THREADS": "1"},
-    )
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
+@pytest.fixture
+def client(dask_client):
+    """The session's 2-process LocalCluster (tests/conftest.py), current for this test."""
+    with dask_client.as_current():
+        yield dask_client
 
 
 def frames(n=10, seed=0):

@@ -15,20 +15,11 @@ distributed = pytest.importorskip("distributed")
 import dask  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def client():
-    # allowed-failures=1: a task whose worker dies once is retried, twice -> KilledWorker.
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        cluster = distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            env={"OMP_NUM_THREADS": "1"},
-        )
-        with distributed.Client(cluster) as c:
-            yield c
-        cluster.close()
+@pytest.fixture
+def client(dask_client):
+    """The session's 2-process LocalCluster (tests/conftest.py), current for this test."""
+    with dask_client.as_current():
+        yield dask_client
 
 
 @pytest.fixture(scope="module")
