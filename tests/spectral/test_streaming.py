@@ -97,6 +97,25 @@ def test_partial_fit_pca_noncontiguous_and_cube_input():
     np.testing.assert_allclose(a.components_, c.components_, atol=1e-6)
 
 
+def test_streaming_results_do_not_depend_on_the_thread_count():
+    # StreamingPCA splits a block into fixed pieces summed in piece order (any team).
+    X = low_rank_counts(3, n=900, C=64)
+    fitted = []
+    for n in (1, 2, 3):
+        pca = mc.spectral.PCA(3, random_state=0)
+        nmf = mc.spectral.NMF(3, random_state=0, max_iter=20, batch_iter=5)
+        with mc.threads(n):
+            for i0 in range(0, 900, 300):
+                pca.partial_fit(X[i0 : i0 + 300])
+                nmf.partial_fit(X[i0 : i0 + 300])
+        fitted.append((pca.components_, pca.explained_variance_, nmf.components_))
+    for other in fitted[1:]:
+        np.testing.assert_array_equal(fitted[0][0], other[0])  # PCA: bitwise
+        np.testing.assert_array_equal(fitted[0][1], other[1])
+        # NMF: the component statistics are per-thread sums (the order may differ)
+        np.testing.assert_allclose(fitted[0][2], other[2], rtol=1e-10)
+
+
 def test_partial_fit_pca_matches_sklearn_incremental_pca():
     from sklearn.decomposition import IncrementalPCA
 

@@ -31,19 +31,27 @@ using VecD = Eigen::VectorXd;
 template <class T>
 using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
 
-// Runs f(i0, i1, tid) on num_threads() contiguous row ranges of [0, n); the first
-// exception is rethrown after the region.
+// Rows of a block are processed in a fixed number of contiguous pieces (about 128 rows
+// each, at most kMaxPieces), independent of the thread count, handed to the threads one
+// at a time (dynamic schedule). A thread that the OS deschedules (a loaded machine, or
+// acquisition software busy on the other core) then holds up at most one piece: with a
+// static split in halves the other thread waited (spinning) for the whole half, and 2
+// threads were 2-4x slower than 1 under load. Per-piece partial results are summed in
+// piece order, so results do not depend on the thread count or the schedule.
+constexpr index_t kMaxPieces = 16;
+inline index_t n_pieces(index_t n) { return std::clamp<index_t>((n + 127) / 128, 1, kMaxPieces); }
+
+// Runs f(i0, i1, piece) for the n_pieces(n) row ranges of [0, n); the first exception is
+// rethrown after the region.
 template <class F>
 void for_row_ranges(index_t n, F&& f) {
-  const int nt = static_cast<int>(std::max<index_t>(1, std::min<index_t>(num_threads(), n / 16)));
+  const index_t np = n_pieces(n);
+  const int nt = static_cast<int>(std::max<index_t>(1, std::min<index_t>(num_threads(), np)));
   std::exception_ptr error;
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num();
-    const int team = omp_get_num_threads();
-    const index_t i0 = n * t / team, i1 = n * (t + 1) / team;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (index_t p = 0; p < np; ++p) {
     try {
-      f(i0, i1, t, team);
+      f(n * p / np, n * (p + 1) / np, p);
     } catch (...) {
 #pragma omp critical(matchar_streaming_error)
       if (!error) error = std::current_exception();
@@ -57,27 +65,25 @@ template <class T>
 ColMat<T> rows_times(const RowMat<T>& D, const ColMat<T>& B) {
   ColMat<T> out(D.rows(), B.cols());
   if (D.rows() == 0 || B.cols() == 0) return out;
-  for_row_ranges(D.rows(), [&](index_t i0, index_t i1, int, int) {
+  for_row_ranges(D.rows(), [&](index_t i0, index_t i1, index_t) {
     if (i1 > i0) out.middleRows(i0, i1 - i0).noalias() = D.middleRows(i0, i1 - i0) * B;
   });
   return out;
 }
 
-// D^T Y (C x m, double): per-thread partial products summed in thread order.
+// D^T Y (C x m, double): per-piece partial products summed in piece order.
 template <class T>
 MatD rows_transpose_times(const RowMat<T>& D, const ColMat<T>& Y) {
   const index_t C = D.cols(), m = Y.cols();
   MatD out = MatD::Zero(C, m);
   if (D.rows() == 0 || m == 0) return out;
-  std::vector<ColMat<T>> parts(static_cast<std::size_t>(std::max(1, num_threads())));
-  int used = 1;
-  for_row_ranges(D.rows(), [&](index_t i0, index_t i1, int t, int team) {
-    if (t == 0) used = team;
-    parts[t] = ColMat<T>::Zero(C, m);
+  std::vector<ColMat<T>> parts(static_cast<std::size_t>(n_pieces(D.rows())));
+  for_row_ranges(D.rows(), [&](index_t i0, index_t i1, index_t p) {
+    parts[p] = ColMat<T>::Zero(C, m);
     if (i1 > i0)
-      parts[t].noalias() = D.middleRows(i0, i1 - i0).transpose() * Y.middleRows(i0, i1 - i0);
+      parts[p].noalias() = D.middleRows(i0, i1 - i0).transpose() * Y.middleRows(i0, i1 - i0);
   });
-  for (int t = 0; t < used; ++t) out += parts[t].template cast<double>();
+  for (const auto& part : parts) out += part.template cast<double>();
   return out;
 }
 
@@ -161,14 +167,11 @@ struct StreamingPCA<T>::Impl {
     // Pass 1: row weights, per-channel sums (per-thread, reduced in thread order), and
     // the row-weighted block r_i x_i into D (T), all on a contiguous copy of each row.
     std::vector<double> r(static_cast<std::size_t>(nb));
-    const int nt = std::max(1, num_threads());
-    std::vector<MatD> acc(static_cast<std::size_t>(nt));
+    std::vector<MatD> acc(static_cast<std::size_t>(n_pieces(nb)));
     const bool corr = center && n > 0;
     const index_t nd = nb + (corr ? 1 : 0);
     RowMat<T> D(nd, C);
-    int used = 1;
-    for_row_ranges(nb, [&](index_t i0, index_t i1, int t, int team) {
-      if (t == 0) used = team;
+    for_row_ranges(nb, [&](index_t i0, index_t i1, index_t t) {
       acc[t] = MatD::Zero(C, 3);
       double* __restrict a0 = acc[t].col(0).data();
       double* __restrict a1 = acc[t].col(1).data();
@@ -200,7 +203,7 @@ struct StreamingPCA<T>::Impl {
       }
     });
     MatD sums = MatD::Zero(C, 3);
-    for (int t = 0; t < used; ++t) sums += acc[t];
+    for (const auto& a : acc) sums += a;
 
     // New column weights; the sketch is rescaled into them.
     const double n_old = n, n_new = n + static_cast<double>(nb);
@@ -222,7 +225,7 @@ struct StreamingPCA<T>::Impl {
     }
     // Pass 2: D = [centred weighted block; mean-correction row] in T.
     const std::vector<T> cT(c_new.data(), c_new.data() + C), muT(mu_b.data(), mu_b.data() + C);
-    for_row_ranges(nb, [&](index_t i0, index_t i1, int, int) {
+    for_row_ranges(nb, [&](index_t i0, index_t i1, index_t) {
       const T* __restrict cw = cT.data();
       const T* __restrict mu = muT.data();
       for (index_t i = i0; i < i1; ++i) {
@@ -478,7 +481,7 @@ void StreamingPCA<T>::transform(ConstMatrixView<TX> X, double* out) {
   VecD mu(s.C);
   mean(mu.data());
   const MatD Vk = s.Vt.topRows(std::min<index_t>(s.K, s.Vt.rows())).transpose();  // C x K
-  for_row_ranges(X.rows, [&](index_t i0, index_t i1, int, int) {
+  for_row_ranges(X.rows, [&](index_t i0, index_t i1, index_t) {
     VecD y(s.C);
     for (index_t i = i0; i < i1; ++i) {
       double g = 0;
