@@ -260,6 +260,23 @@ def test_partial_fit_nmf_matches_numpy_reference(rho):
     assert nmf.n_iter_ == len(blocks) and nmf.n_samples_seen_ == X.shape[0]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_partial_fit_nmf_strided_uint16_blocks_match_numpy_reference(dtype):
+    # The fused map pass (kl_update_maps) reads uint16 through any strides; odd sizes.
+    cube, _, _ = phase_cube(seed=6, side=11, n_channels=53)
+    X = cube.reshape(-1, 53)
+    Xs = np.asfortranarray(X)[:, ::-1]  # Fortran order, reversed channels
+    blocks = [Xs[i : i + 31] for i in range(0, X.shape[0], 31)]
+    H0 = np.random.default_rng(2).random((3, 53)) + 0.1
+    nmf = mc.spectral.NMF(3, init=(np.ones((31, 3)), H0), max_iter=6, batch_iter=7, dtype=dtype)
+    for blk in blocks:
+        nmf.partial_fit(blk)
+    assert nmf.components_.dtype == dtype
+    ref = reference_online_kl([b.astype(np.float64) for b in blocks], H0, 6, 7)
+    tol = 1e-7 if dtype == np.float64 else 2e-3
+    np.testing.assert_allclose(nmf.components_, ref, rtol=tol, atol=tol * 1e-3)
+
+
 def test_partial_fit_nmf_approaches_batch_on_planted_phases():
     # A stationary stream (pixels in random order, 40 per block, 3 passes). Spatially
     # ordered scans where phases first appear late are harder; see docs/scale.md.
