@@ -98,8 +98,9 @@ def test_partial_fit_pca_noncontiguous_and_cube_input():
 
 
 def test_streaming_results_do_not_depend_on_the_thread_count():
-    # StreamingPCA splits a block into fixed pieces summed in piece order (any team).
-    X = low_rank_counts(3, n=900, C=64)
+    # StreamingPCA splits a block into fixed pieces summed in piece order (any team);
+    # 300 x 2048 blocks: 2 pieces of 2^18+ values, so 2 and 3 threads do run in parallel.
+    X = low_rank_counts(3, n=900, C=2048)
     fitted = []
     for n in (1, 2, 3):
         pca = mc.spectral.PCA(3, random_state=0)
