@@ -4,6 +4,8 @@ Same cube, init ("random", same seed), dtype and iteration count. The cluster ha
 worker processes x 1 thread (OMP_NUM_THREADS=1 each: 2 cores in all); the in-memory fit
 uses 2 OpenMP threads. The cube is persisted on the workers before timing (data loaded
 on the cluster), so each iteration ships only the K x C components and the statistics.
+Chunks: one 64 MB chunk per worker (2 tasks per iteration), and, for comparison, 8
+chunks of 16 MB.
 
 Run: OMP_NUM_THREADS=2 python -m pytest benchmarks/test_bench_dask.py --benchmark-only \
         --benchmark-group-by=group --benchmark-columns=min,median,max
@@ -24,7 +26,9 @@ from spectral_cube import poisson_cube
 distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
 
-N, C, K, ITER, CHUNK = 65536, 1024, 4, 20, 8192
+N, C, K, ITER = 65536, 1024, 4, 20
+CHUNK = N // 2  # one 64 MB chunk per worker: 2 tasks per iteration, balanced
+SMALL_CHUNK = N // 8  # 8 chunks of 16 MB: the per-task overhead, for comparison
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +56,21 @@ def nmf():
     )
 
 
-@pytest.mark.parametrize("impl", ["in-memory (2 OpenMP threads)", "dask LocalCluster 2x1"])
+@pytest.mark.parametrize(
+    "impl",
+    [
+        "in-memory (2 OpenMP threads)",
+        "dask LocalCluster 2x1",
+        "dask LocalCluster 2x1, 8 chunks",
+    ],
+)
 def test_nmf_kl_dask_vs_memory(benchmark, cube, client, impl):
     benchmark.group = f"NMF KL {N}x{C} uint16 K={K} {ITER} it"
     if impl.startswith("in-memory"):
         est = benchmark.pedantic(lambda: nmf().fit(cube), rounds=3, iterations=1)
     else:
-        X = client.persist(da.from_array(cube, chunks=(CHUNK, C)))
+        chunk = SMALL_CHUNK if impl.endswith("8 chunks") else CHUNK
+        X = client.persist(da.from_array(cube, chunks=(chunk, C)))
         distributed.wait(X)
         est = benchmark.pedantic(lambda: nmf().fit(X), rounds=3, iterations=1)
     benchmark.extra_info["final KL"] = float(est.loss_history_[-1])

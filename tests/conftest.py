@@ -69,3 +69,26 @@ def ctrl_c():
     if sys.platform == "win32":
         pytest.skip("POSIX signals")
     return _interrupts
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """One 2-process dask LocalCluster (1 thread, OMP_NUM_THREADS=1 each) for every test
+    that needs one: starting a cluster costs seconds. ``allowed-failures=1``: a task whose
+    worker dies once is retried, twice -> KilledWorker (tests/spectral/test_dask.py).
+    Not the default client: tests opt in with ``with dask_client.as_current():``, so
+    other tests' dask work (lazy HyperSpy signals) keeps the local scheduler."""
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        cluster = distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            env={"OMP_NUM_THREADS": "1"},
+        )
+        with distributed.Client(cluster, set_as_default=False) as c:
+            yield c
+        cluster.close()

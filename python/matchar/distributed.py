@@ -5,6 +5,10 @@
   task per batch of frames (the calculator / model travel to the workers by pickle).
 - :func:`local_correlation_map`: the local-periodicity descriptor of a large image with
   ``dask.array.map_overlap`` (halo ``patch + window``), equal to the in-memory result.
+- :func:`segment`: full-resolution region labels of a large image: correlation maps per
+  chunk (with a halo), PCA and clustering fitted on a subsample of grid points, then
+  applied chunk by chunk; on an image that fits, the labels of
+  :func:`matchar.imaging.segment`.
 
 Spectral decompositions take dask arrays directly (``mc.spectral.NMF/PCA.fit``). All of
 this runs on the default dask scheduler: the threaded one, or a ``distributed.Client``
@@ -14,11 +18,18 @@ when one exists. Needs the ``dask`` extra: ``pip install 'matchar[dask]'``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["local_correlation_map", "predict_shieldings", "soap_features"]
+__all__ = [
+    "LazySegmentation",
+    "local_correlation_map",
+    "predict_shieldings",
+    "segment",
+    "soap_features",
+]
 
 
 def _dask():
@@ -268,3 +279,355 @@ def local_correlation_map(
         shifts=S,
     )
     return maps, S
+
+
+# -- segmentation of a large image ------------------------------------------------------------
+@dataclass
+class LazySegmentation:
+    """The result of :func:`segment`: labels as dask arrays, the model fitted.
+
+    Attributes
+    ----------
+    labels : dask.array.Array, shape (H, W), int64
+        Region of every pixel, ``0 .. n_regions - 1``, ordered as
+        :class:`matchar.imaging.Segmentation` orders them (by region size on the
+        descriptor grid, 0 = largest; ties by the first grid point in raster order).
+    grid_labels : dask.array.Array, shape (H', W'), int64
+        Labels on the descriptor grid (step ``stride``).
+    n_regions : int
+    segmenter : matchar.imaging.Segmenter
+        The fitted PCA and clustering (``pca_``, ``model_``, ``label_map_``, ...);
+        ``segmenter.predict`` segments further in-memory frames with the same model.
+    """
+
+    labels: Any
+    grid_labels: Any
+    n_regions: int
+    segmenter: Any
+
+
+def _axis_chunks(n_grid: int, target: int, min_size: int) -> list[tuple[int, int]]:
+    """Split range(n_grid) into consecutive [a, b) of about `target`, each >= min_size
+    (a short last piece joins its neighbour)."""
+    size = max(int(target), int(min_size), 1)
+    bounds = [(a, min(n_grid, a + size)) for a in range(0, n_grid, size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < min_size:
+        a, _ = bounds[-2]
+        bounds[-2:] = [(a, n_grid)]
+    return bounds
+
+
+def _lcm_grid_block(block, patch, window, stride, shifts, n_rows, n_cols):
+    from .imaging import local_correlation_map as lcm
+
+    maps = lcm(block, patch, window, stride=stride, shifts=shifts)[0]
+    if maps.shape[:2] != (n_rows, n_cols):  # a broken slab would shift the grid
+        raise RuntimeError(
+            f"internal error: descriptor block {maps.shape[:2]} != ({n_rows}, {n_cols})"
+        )
+    return maps
+
+
+def _feature_block(maps, pca):
+    h, w, s = maps.shape
+    return pca.transform(maps.reshape(-1, s)).reshape(h, w, -1)
+
+
+def _smooth_block(z, sig):
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(z, sigma=(sig, sig, 0), mode="nearest")
+
+
+def _score_block(z, seg):
+    from .imaging._segment import _single_threaded_sklearn
+
+    h, w, c = z.shape
+    with _single_threaded_sklearn():
+        return seg._reorder(seg._scores(z.reshape(-1, c))).reshape(h, w, -1)
+
+
+def _grid_label_block(scores):
+    return np.argmax(scores, axis=-1).astype(np.int64)
+
+
+def _label_counts(grid, row0, col0, n_cols, k):
+    """(counts per label, first raster index per label on the global grid)."""
+    counts = np.bincount(grid.ravel(), minlength=k)
+    first = np.full(k, np.iinfo(np.int64).max, dtype=np.int64)
+    flat = grid.ravel()
+    rows, cols = np.divmod(np.arange(flat.size), grid.shape[1])
+    raster = (rows + row0) * n_cols + (cols + col0)
+    np.minimum.at(first, flat, raster)
+    return counts, first
+
+
+def _upsample_block(scores, ys, xs, g0, h0, origin, stride, n_grid):
+    """_upsample_scores for pixel rows ys / columns xs from a slab of the score grid that
+    starts at grid point (g0, h0): the same arithmetic on global indices."""
+
+    def axis(pix, o, n, start):
+        g = np.clip((pix - o) / stride, 0, n - 1)
+        lo = np.minimum(np.floor(g).astype(np.intp), n - 2 if n > 1 else 0)
+        hi = np.minimum(lo + 1, n - 1)
+        return g, lo - start, hi - start, lo
+
+    gy, y0, y1, y0g = axis(ys, origin[0], n_grid[0], g0)
+    gx, x0, x1, x0g = axis(xs, origin[1], n_grid[1], h0)
+    wy = (gy - y0g)[:, None, None]
+    wx = (gx - x0g)[None, :, None]
+    top = scores[y0][:, x0] * (1 - wx) + scores[y0][:, x1] * wx
+    bottom = scores[y1][:, x0] * (1 - wx) + scores[y1][:, x1] * wx
+    return np.argmax(top * (1 - wy) + bottom * wy, axis=-1)
+
+
+def segment(
+    image: Any,
+    n_regions: int | None = None,
+    *,
+    chunks: Any = None,
+    fit_size: int = 200_000,
+    **kwargs: Any,
+) -> LazySegmentation:
+    """:func:`matchar.imaging.segment` of an image too large for one process.
+
+    1. Local correlation maps on the descriptor grid (step ``stride``), one task per
+       block of the grid: each task reads its pixels plus a halo of ``patch + window``
+       (no padding at the image border), so the grid is the in-memory one.
+    2. PCA fitted on ``fit_size`` grid points (a seeded random subsample; all points
+       when the grid has fewer) and applied per block; Gaussian smoothing of the
+       features with ``dask.array.map_overlap`` (``mode="nearest"`` at the border, as
+       in memory).
+    3. Clustering (k-means or Gaussian mixture, the number of regions chosen as
+       :class:`~matchar.imaging.Segmenter` does when ``n_regions`` is None) fitted on
+       the same subsample of smoothed features; cluster scores per block; labels
+       ordered by region size over the whole grid.
+    4. Full-resolution labels per block by bilinear interpolation of the scores between
+       grid points (a one-point halo of the score grid).
+
+    On an image whose grid has at most ``fit_size`` points the model is fitted on the
+    same points as in memory, and the labels equal those of
+    :func:`matchar.imaging.segment` up to float32 rounding of the descriptor (each
+    block is mean-centred on its own), which can flip a pixel only where two clusters
+    score equally. Lattice vectors and misorientations (which need whole regions) are
+    not computed: run :func:`matchar.imaging.lattice_vectors` on crops.
+
+    Parameters
+    ----------
+    image : numpy.ndarray or dask.array.Array, shape (H, W)
+        HAADF intensity (float or integer counts); both sides must exceed
+        ``2 (patch + window)``.
+    n_regions : int, optional
+        Number of regions; None chooses it on the subsample.
+    chunks : int, optional
+        Pixels per block side (default: the dask image's largest chunk, or 1024 for a
+        NumPy image); rounded to whole grid steps.
+    fit_size : int, default 200000
+        Grid points the PCA and the clustering are fitted on.
+    **kwargs
+        :class:`~matchar.imaging.Segmenter` parameters (``patch``, ``window``,
+        ``n_shifts``, ``stride``, ``n_components``, ``smoothing``, ``method``,
+        ``max_regions``, ``min_silhouette``, ``random_state``). ``symmetry=True`` is not
+        supported here.
+
+    Returns
+    -------
+    LazySegmentation
+        ``labels`` (H, W) and ``grid_labels`` (H', W') as int64 dask arrays,
+        ``n_regions``, the fitted ``segmenter``.
+
+    Raises
+    ------
+    ValueError
+        Bad parameters, an image that is not 2-D or too small, NaN/inf pixels.
+    NotImplementedError
+        ``symmetry=True``.
+
+    Example
+    -------
+    >>> import matchar.distributed as mcd
+    >>> from matchar import datasets
+    >>> img, _ = datasets.bicrystal(25.0, shape=(160, 160), spacing=8, dose=100, seed=0)
+    >>> res = mcd.segment(img, 2, patch=12, window=12, n_shifts=60, chunks=64)
+    >>> res.labels.shape, res.n_regions
+    ((160, 160), 2)
+    """
+    dask, da = _dask()
+    from .imaging import Segmenter, default_shifts
+    from .imaging._segment import _single_threaded_sklearn
+
+    seg = Segmenter(n_regions, **kwargs)
+    seg._check_params()
+    if seg.symmetry:
+        raise NotImplementedError(
+            "symmetry=True is not supported by matchar.distributed.segment; use "
+            "matchar.imaging.segment on an image that fits in memory"
+        )
+    if isinstance(fit_size, bool) or not isinstance(fit_size, (int, np.integer)) or fit_size < 2:
+        raise ValueError(f"fit_size must be an integer >= 2, got {fit_size!r}")
+    if chunks is not None and (
+        isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1
+    ):
+        raise ValueError(f"chunks must be an integer >= 1 (pixels), got {chunks!r}")
+    img = image if hasattr(image, "dask") else np.asarray(image)
+    if img.ndim != 2:
+        raise ValueError(f"image must be 2-D (H, W), got shape {img.shape}")
+    if np.dtype(img.dtype).kind not in "biuf":
+        raise ValueError(f"image must hold real numbers, got dtype {img.dtype}")
+    patch, window, stride = int(seg.patch), int(seg.window), int(seg.stride)
+    m = patch + window
+    H, W = (int(v) for v in img.shape)
+    if min(H, W) <= 2 * m:
+        raise ValueError(f"both image sides must exceed 2 (patch + window) = {2 * m}, got {(H, W)}")
+    if not hasattr(img, "dask"):
+        img = da.from_array(img, chunks=chunks or 1024)
+    target = int(chunks) if chunks is not None else max(max(c) for c in img.chunks)
+    seg.shifts_ = default_shifts(window, seg.n_shifts)
+    shifts = seg.shifts_
+    Hg, Wg = -(-(H - 2 * m) // stride), -(-(W - 2 * m) // stride)
+    sig = float(seg.smoothing) / stride
+    radius = int(4.0 * sig + 0.5) if sig > 0 else 0
+    min_grid = max(2, radius + 1)
+    rows = _axis_chunks(Hg, -(-target // stride), min_grid)
+    cols = _axis_chunks(Wg, -(-target // stride), min_grid)
+    grid_chunks = (tuple(b - a for a, b in rows), tuple(b - a for a, b in cols))
+
+    # 1. descriptor grid, block by block (pixel slab = grid block + halo m)
+    task = dask.delayed(_lcm_grid_block, pure=True)
+    blocks = [
+        [
+            da.from_delayed(
+                task(
+                    img[
+                        ga * stride : (gb - 1) * stride + 2 * m + 1,
+                        ha * stride : (hb - 1) * stride + 2 * m + 1,
+                    ],
+                    patch,
+                    window,
+                    stride,
+                    shifts,
+                    gb - ga,
+                    hb - ha,
+                ),
+                shape=(gb - ga, hb - ha, shifts.shape[0]),
+                dtype=np.float32,
+            )
+            for ha, hb in cols
+        ]
+        for ga, gb in rows
+    ]
+    maps = da.concatenate([da.concatenate(r, axis=1) for r in blocks], axis=0)
+    n_grid = Hg * Wg
+    rng = np.random.default_rng(seg.random_state)
+    if n_grid <= fit_size:
+        sub = None
+    else:
+        idx = np.sort(rng.choice(n_grid, size=int(fit_size), replace=False))
+        sub = np.divmod(idx, Wg)
+
+    def sample(arr):
+        if sub is None:
+            out = arr.compute()
+        else:
+            out = arr.vindex[sub[0], sub[1]].compute()
+        return out.reshape(-1, out.shape[-1])
+
+    # 2. PCA on the subsample, features and smoothing per block
+    from sklearn.decomposition import PCA
+
+    if sub is None:  # maps are computed once and reused as in memory
+        maps = da.from_array(maps.compute(), chunks=(*grid_chunks, shifts.shape[0]))
+    X = sample(maps)
+    n_comp = min(int(seg.n_components), X.shape[1], X.shape[0])
+    with _single_threaded_sklearn():
+        seg.pca_ = PCA(n_components=n_comp, random_state=seg.random_state).fit(X)
+    probe = seg.pca_.transform(np.zeros((1, X.shape[1]), dtype=X.dtype))
+    feats = maps.map_blocks(
+        _feature_block,
+        seg.pca_,
+        chunks=(*grid_chunks, (n_comp,)),
+        dtype=probe.dtype,
+        meta=np.empty((0, 0, 0), probe.dtype),
+    )
+    if sig > 0:
+        feats = feats.map_overlap(
+            _smooth_block,
+            depth={0: radius, 1: radius, 2: 0},
+            boundary="nearest",
+            sig=sig,
+            dtype=probe.dtype,
+            meta=np.empty((0, 0, 0), probe.dtype),
+        )
+    # 3. clustering on the same subsample
+    if sub is None:
+        feats = da.from_array(feats.compute(), chunks=(*grid_chunks, (n_comp,)))
+    Z = sample(feats)
+    with _single_threaded_sklearn():
+        seg.model_ = seg._choose(Z)
+    k = seg.model_.n_clusters if seg.method == "kmeans" else seg.model_.n_components
+    seg.label_map_ = np.arange(k, dtype=np.int64)  # model order while counting
+    seg.n_regions_ = k
+    probe_s = _score_block(np.zeros((1, 1, n_comp), probe.dtype), seg)
+    raw_scores = feats.map_blocks(
+        _score_block,
+        seg,
+        chunks=(*grid_chunks, (k,)),
+        dtype=probe_s.dtype,
+        meta=np.empty((0, 0, 0), probe_s.dtype),
+    )
+    raw_scores = raw_scores.persist()
+    raw = raw_scores.map_blocks(
+        _grid_label_block, drop_axis=2, dtype=np.int64, meta=np.empty((0, 0), np.int64)
+    )
+    count = dask.delayed(_label_counts, pure=True)
+    parts = dask.compute(
+        *[
+            count(raw.blocks[i, j], ga, ha, Wg, k)
+            for i, (ga, _) in enumerate(rows)
+            for j, (ha, _) in enumerate(cols)
+        ]
+    )
+    sizes = np.sum([p[0] for p in parts], axis=0)
+    first = np.min([p[1] for p in parts], axis=0)
+    # Deterministic label order, as Segmenter: by size on the grid, ties by first point.
+    order = sorted(range(k), key=lambda c: (-sizes[c], first[c]))
+    seg.label_map_ = np.empty(k, dtype=np.int64)
+    seg.label_map_[order] = np.arange(k)
+    label_map = seg.label_map_
+    grid_labels = raw.map_blocks(lambda b: label_map[b], dtype=np.int64)
+    scores = raw_scores.map_blocks(
+        lambda b: seg._reorder(b.reshape(-1, k)).reshape(b.shape), dtype=probe_s.dtype
+    )
+
+    # 4. full-resolution labels: pixel rows / columns owned by each grid block
+    origin = seg._origin()
+
+    def owners(n_pix, o, n, bounds):
+        g = np.clip((np.arange(n_pix) - o) / stride, 0, n - 1)
+        lo = np.minimum(np.floor(g).astype(np.intp), n - 2 if n > 1 else 0)
+        return [np.flatnonzero((lo >= a) & (lo < b)) for a, b in bounds]
+
+    own_y, own_x = owners(H, origin[0], Hg, rows), owners(W, origin[1], Wg, cols)
+    up = dask.delayed(_upsample_block, pure=True)
+    label_blocks = [
+        [
+            da.from_delayed(
+                up(
+                    scores[ga : min(gb + 1, Hg), ha : min(hb + 1, Wg)],
+                    own_y[i],
+                    own_x[j],
+                    ga,
+                    ha,
+                    origin,
+                    stride,
+                    (Hg, Wg),
+                ),
+                shape=(len(own_y[i]), len(own_x[j])),
+                dtype=np.int64,
+            )
+            for j, (ha, hb) in enumerate(cols)
+        ]
+        for i, (ga, gb) in enumerate(rows)
+    ]
+    labels = da.block(label_blocks)
+    return LazySegmentation(labels=labels, grid_labels=grid_labels, n_regions=int(k), segmenter=seg)

@@ -15,20 +15,11 @@ distributed = pytest.importorskip("distributed")
 import dask  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def client():
-    # allowed-failures=1: a task whose worker dies once is retried, twice -> KilledWorker.
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        cluster = distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            env={"OMP_NUM_THREADS": "1"},
-        )
-        with distributed.Client(cluster) as c:
-            yield c
-        cluster.close()
+@pytest.fixture
+def client(dask_client):
+    """The session's 2-process LocalCluster (tests/conftest.py), current for this test."""
+    with dask_client.as_current():
+        yield dask_client
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +133,47 @@ def test_lazy_hyperspy_signal_uses_the_dask_path(client, cube):
     ref = mc.spectral.NMF(2, **kw).fit_transform(cube)
     assert isinstance(maps, da.Array) and maps.shape == (24, 24, 2)
     np.testing.assert_allclose(maps.compute(), ref, rtol=1e-8, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def edx_cube():
+    model = mc.spectral.EDXModel(["Fe", "Ni", "O"], (0.2, 0.02, 300))
+    W = np.array([[0.7, 0.0], [0.3, 0.4], [0.0, 0.6], [1.0, 1.0], [0.5, 0.5]])
+    maps = np.random.default_rng(0).dirichlet([1, 1], (14, 13)) * 300
+    X = np.random.default_rng(1).poisson(maps @ (model.G @ W).T).astype(np.uint16)
+    return model, X
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(simplex="W", init="random"),
+        dict(simplex="H", sparsity=0.5, init="nmf", init_iter=5),
+        dict(simplex=None, init="kmeans", init_iter=5),  # kmeans -> nmf on dask
+    ],
+)
+def test_physics_nmf_dask_equals_in_memory(client, edx_cube, kw):
+    model, X = edx_cube
+    init = kw.pop("init")
+    base = dict(random_state=0, max_iter=12, tol=0, eval_every=4, dtype="float64", **kw)
+    dask_init = "nmf" if init == "kmeans" else init
+    ref = mc.spectral.PhysicsNMF(model, 2, init=dask_init, **base)
+    maps_ref = ref.fit_transform(X)
+    est = mc.spectral.PhysicsNMF(model, 2, init=init, **base)
+    maps = est.fit_transform(da.from_array(X, chunks=(5, 13, 300)))
+    assert isinstance(maps, da.Array) and maps.shape == (14, 13, 2)
+    assert est.init_used_ == dask_init
+    np.testing.assert_allclose(maps.compute(), maps_ref, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(est.W_, ref.W_, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(est.components_, ref.components_, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(est.composition_, ref.composition_, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(est.loss_history_, ref.loss_history_, rtol=1e-9)
+    np.testing.assert_array_equal(est.loss_iterations_, ref.loss_iterations_)
+    np.testing.assert_allclose(est.residual_map_, ref.residual_map_, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(est.element_maps_.compute(), ref.element_maps_, rtol=1e-7, atol=1e-9)
+
+
+def test_physics_nmf_dask_smoothness_is_not_implemented(client, edx_cube):
+    model, X = edx_cube
+    with pytest.raises(NotImplementedError, match="smoothness"):
+        mc.spectral.PhysicsNMF(model, 2, smoothness=0.1).fit(da.from_array(X, chunks=(5, 13, 300)))

@@ -97,6 +97,26 @@ def test_partial_fit_pca_noncontiguous_and_cube_input():
     np.testing.assert_allclose(a.components_, c.components_, atol=1e-6)
 
 
+def test_streaming_results_do_not_depend_on_the_thread_count():
+    # StreamingPCA splits a block into fixed pieces summed in piece order (any team);
+    # 300 x 2048 blocks: 2 pieces of 2^18+ values, so 2 and 3 threads do run in parallel.
+    X = low_rank_counts(3, n=900, C=2048)
+    fitted = []
+    for n in (1, 2, 3):
+        pca = mc.spectral.PCA(3, random_state=0)
+        nmf = mc.spectral.NMF(3, random_state=0, max_iter=20, batch_iter=5)
+        with mc.threads(n):
+            for i0 in range(0, 900, 300):
+                pca.partial_fit(X[i0 : i0 + 300])
+                nmf.partial_fit(X[i0 : i0 + 300])
+        fitted.append((pca.components_, pca.explained_variance_, nmf.components_))
+    for other in fitted[1:]:
+        np.testing.assert_array_equal(fitted[0][0], other[0])  # PCA: bitwise
+        np.testing.assert_array_equal(fitted[0][1], other[1])
+        # NMF: the component statistics are per-thread sums (the order may differ)
+        np.testing.assert_allclose(fitted[0][2], other[2], rtol=1e-10)
+
+
 def test_partial_fit_pca_matches_sklearn_incremental_pca():
     from sklearn.decomposition import IncrementalPCA
 
@@ -239,6 +259,23 @@ def test_partial_fit_nmf_matches_numpy_reference(rho):
     ref = reference_online_kl(blocks, H0, 15, 5, rho)
     np.testing.assert_allclose(nmf.components_, ref, rtol=1e-7, atol=1e-12)
     assert nmf.n_iter_ == len(blocks) and nmf.n_samples_seen_ == X.shape[0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_partial_fit_nmf_strided_uint16_blocks_match_numpy_reference(dtype):
+    # The fused map pass (kl_update_maps) reads uint16 through any strides; odd sizes.
+    cube, _, _ = phase_cube(seed=6, side=11, n_channels=53)
+    X = cube.reshape(-1, 53)
+    Xs = np.asfortranarray(X)[:, ::-1]  # Fortran order, reversed channels
+    blocks = [Xs[i : i + 31] for i in range(0, X.shape[0], 31)]
+    H0 = np.random.default_rng(2).random((3, 53)) + 0.1
+    nmf = mc.spectral.NMF(3, init=(np.ones((31, 3)), H0), max_iter=6, batch_iter=7, dtype=dtype)
+    for blk in blocks:
+        nmf.partial_fit(blk)
+    assert nmf.components_.dtype == dtype
+    ref = reference_online_kl([b.astype(np.float64) for b in blocks], H0, 6, 7)
+    tol = 1e-7 if dtype == np.float64 else 2e-3
+    np.testing.assert_allclose(nmf.components_, ref, rtol=tol, atol=tol * 1e-3)
 
 
 def test_partial_fit_nmf_approaches_batch_on_planted_phases():

@@ -444,6 +444,43 @@ double kl_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T>
 }
 
 template <class TX, class T>
+void kl_update_maps(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H, int n_iter,
+                    T* W_out) {
+  detail::check_factors(X.rows, X.cols, W.rows, W.cols, H.rows, H.cols);
+  if (W_out == nullptr) throw InvalidArgument("output buffers must not be null");
+  if (n_iter < 1) throw InvalidArgument("n_iter must be >= 1");
+  const index_t N = X.rows, C = X.cols, K = W.cols;
+  const RowMat<T> Hm = detail::to_matrix(H);
+  const T* Hp = Hm.data();
+  const RowOps<T> ops = row_ops<T>(K);
+  const std::vector<double> hsum = masked_row_sums(H, nullptr);
+  std::vector<T> den(K);
+  for (index_t k = 0; k < K; ++k) den[k] = static_cast<T>(hsum[k] == 0.0 ? kEpsilon : hsum[k]);
+  constexpr index_t B = 64;
+  const index_t n_blocks = (N + B - 1) / B;
+  detail::for_blocks(n_blocks, num_threads(), [&](index_t b, int) {
+    thread_local std::vector<T> x, r, w;
+    thread_local std::vector<double> num;
+    num.resize(K);
+    x.resize(C);
+    r.resize(C);
+    w.resize(K);
+    const index_t i0 = b * B, i1 = std::min(N, i0 + B);
+    for (index_t i = i0; i < i1; ++i) {
+      load_row(X, i, x.data());
+      for (index_t k = 0; k < K; ++k) w[k] = W(i, k);
+      for (int it = 0; it < n_iter; ++it) {  // the arithmetic of kl_pass, row by row
+        ops.times_h(w.data(), Hp, K, C, r.data());
+        ratio(x.data(), r.data(), static_cast<const std::uint8_t*>(nullptr), C);
+        ops.dots(r.data(), Hp, K, C, num.data());
+        for (index_t k = 0; k < K; ++k) w[k] = w[k] * (static_cast<T>(num[k]) / den[k]);
+      }
+      for (index_t k = 0; k < K; ++k) W_out[i * K + k] = w[k];
+    }
+  });
+}
+
+template <class TX, class T>
 double kl_update_stats(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H,
                        Masks masks, bool with_loss, T* W_out, double* numerator, double* colsum) {
   detail::check_factors(X.rows, X.cols, W.rows, W.cols, H.rows, H.cols);
@@ -784,14 +821,16 @@ void poisson_deviance_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixVi
 // Explicit instantiations: X in {uint8, uint16, uint32, float, double} x factors in
 // {float, double}; CSR data float/double with int32/int64 indices.
 // ---------------------------------------------------------------------------
-#define MATCHAR_NMF_DENSE(TX, T)                                                                  \
-  template double kl_update<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>, ConstMatrixView<T>,   \
-                                   Masks, bool, bool, T*, T*);                                    \
-  template double kl_update_stats<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>,                 \
-                                         ConstMatrixView<T>, Masks, bool, T*, double*, double*);  \
-  template double hals_update<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>, ConstMatrixView<T>, \
-                                     Masks, bool, T*, T*);                                        \
-  template void poisson_deviance<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>,                  \
+#define MATCHAR_NMF_DENSE(TX, T)                                                                   \
+  template double kl_update<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>, ConstMatrixView<T>,    \
+                                   Masks, bool, bool, T*, T*);                                     \
+  template double kl_update_stats<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>,                  \
+                                         ConstMatrixView<T>, Masks, bool, T*, double*, double*);   \
+  template void kl_update_maps<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>, ConstMatrixView<T>, \
+                                      int, T*);                                                    \
+  template double hals_update<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>, ConstMatrixView<T>,  \
+                                     Masks, bool, T*, T*);                                         \
+  template void poisson_deviance<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>,                   \
                                         ConstMatrixView<T>, Masks, double*);
 #define MATCHAR_NMF_CSR(TX, TI, T)                                                                 \
   template double kl_update_csr<TX, TI, T>(CsrView<TX, TI>, ConstMatrixView<T>,                    \

@@ -31,19 +31,55 @@ using VecD = Eigen::VectorXd;
 template <class T>
 using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
 
-// Runs f(i0, i1, tid) on num_threads() contiguous row ranges of [0, n); the first
+// Rows of a block are processed in a fixed number of contiguous pieces (about 128 rows
+// and at least 2^18 values each, at most kMaxPieces), independent of the thread count,
+// handed to the threads one at a time (dynamic schedule). A thread that the OS
+// deschedules (a loaded machine, or acquisition software busy on the other core) then
+// holds up at most one piece: with a static split in halves the other thread waited
+// (spinning) for the whole half. Blocks too small for two pieces run on one thread: the
+// idle threads of a team spin between the parallel regions while the serial steps (QR,
+// eigensolver) run, which cost a 256 x 512 line 10x its CPU time on 2 loaded cores.
+// Per-piece partial results are summed in piece order, so results do not depend on the
+// thread count or the schedule.
+constexpr index_t kMaxPieces = 16;
+constexpr index_t kMinPieceValues = index_t{1} << 18;
+inline index_t n_pieces(index_t n, index_t cols) {
+  const index_t by_rows = (n + 127) / 128;
+  const index_t by_size = n * std::max<index_t>(cols, 1) / kMinPieceValues;
+  return std::clamp<index_t>(std::min(by_rows, by_size), 1, kMaxPieces);
+}
+
+// One OpenMP thread for the calling thread while in scope, when `serial` (the setting is
+// per OS thread and restored on exit, exceptions included).
+class SerialScope {
+ public:
+  explicit SerialScope(bool serial) {
+    if (serial && omp_get_max_threads() > 1) {
+      saved_ = omp_get_max_threads();
+      omp_set_num_threads(1);
+    }
+  }
+  ~SerialScope() {
+    if (saved_ > 0) omp_set_num_threads(saved_);
+  }
+  SerialScope(const SerialScope&) = delete;
+  SerialScope& operator=(const SerialScope&) = delete;
+
+ private:
+  int saved_ = 0;
+};
+
+// Runs f(i0, i1, piece) for the n_pieces(n, cols) row ranges of [0, n); the first
 // exception is rethrown after the region.
 template <class F>
-void for_row_ranges(index_t n, F&& f) {
-  const int nt = static_cast<int>(std::max<index_t>(1, std::min<index_t>(num_threads(), n / 16)));
+void for_row_ranges(index_t n, index_t cols, F&& f) {
+  const index_t np = n_pieces(n, cols);
+  const int nt = static_cast<int>(std::max<index_t>(1, std::min<index_t>(num_threads(), np)));
   std::exception_ptr error;
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num();
-    const int team = omp_get_num_threads();
-    const index_t i0 = n * t / team, i1 = n * (t + 1) / team;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+  for (index_t p = 0; p < np; ++p) {
     try {
-      f(i0, i1, t, team);
+      f(n * p / np, n * (p + 1) / np, p);
     } catch (...) {
 #pragma omp critical(matchar_streaming_error)
       if (!error) error = std::current_exception();
@@ -57,27 +93,25 @@ template <class T>
 ColMat<T> rows_times(const RowMat<T>& D, const ColMat<T>& B) {
   ColMat<T> out(D.rows(), B.cols());
   if (D.rows() == 0 || B.cols() == 0) return out;
-  for_row_ranges(D.rows(), [&](index_t i0, index_t i1, int, int) {
+  for_row_ranges(D.rows(), D.cols(), [&](index_t i0, index_t i1, index_t) {
     if (i1 > i0) out.middleRows(i0, i1 - i0).noalias() = D.middleRows(i0, i1 - i0) * B;
   });
   return out;
 }
 
-// D^T Y (C x m, double): per-thread partial products summed in thread order.
+// D^T Y (C x m, double): per-piece partial products summed in piece order.
 template <class T>
 MatD rows_transpose_times(const RowMat<T>& D, const ColMat<T>& Y) {
   const index_t C = D.cols(), m = Y.cols();
   MatD out = MatD::Zero(C, m);
   if (D.rows() == 0 || m == 0) return out;
-  std::vector<ColMat<T>> parts(static_cast<std::size_t>(std::max(1, num_threads())));
-  int used = 1;
-  for_row_ranges(D.rows(), [&](index_t i0, index_t i1, int t, int team) {
-    if (t == 0) used = team;
-    parts[t] = ColMat<T>::Zero(C, m);
+  std::vector<ColMat<T>> parts(static_cast<std::size_t>(n_pieces(D.rows(), C)));
+  for_row_ranges(D.rows(), C, [&](index_t i0, index_t i1, index_t p) {
+    parts[p] = ColMat<T>::Zero(C, m);
     if (i1 > i0)
-      parts[t].noalias() = D.middleRows(i0, i1 - i0).transpose() * Y.middleRows(i0, i1 - i0);
+      parts[p].noalias() = D.middleRows(i0, i1 - i0).transpose() * Y.middleRows(i0, i1 - i0);
   });
-  for (int t = 0; t < used; ++t) out += parts[t].template cast<double>();
+  for (const auto& part : parts) out += part.template cast<double>();
   return out;
 }
 
@@ -161,14 +195,11 @@ struct StreamingPCA<T>::Impl {
     // Pass 1: row weights, per-channel sums (per-thread, reduced in thread order), and
     // the row-weighted block r_i x_i into D (T), all on a contiguous copy of each row.
     std::vector<double> r(static_cast<std::size_t>(nb));
-    const int nt = std::max(1, num_threads());
-    std::vector<MatD> acc(static_cast<std::size_t>(nt));
+    std::vector<MatD> acc(static_cast<std::size_t>(n_pieces(nb, C)));
     const bool corr = center && n > 0;
     const index_t nd = nb + (corr ? 1 : 0);
     RowMat<T> D(nd, C);
-    int used = 1;
-    for_row_ranges(nb, [&](index_t i0, index_t i1, int t, int team) {
-      if (t == 0) used = team;
+    for_row_ranges(nb, C, [&](index_t i0, index_t i1, index_t t) {
       acc[t] = MatD::Zero(C, 3);
       double* __restrict a0 = acc[t].col(0).data();
       double* __restrict a1 = acc[t].col(1).data();
@@ -200,7 +231,7 @@ struct StreamingPCA<T>::Impl {
       }
     });
     MatD sums = MatD::Zero(C, 3);
-    for (int t = 0; t < used; ++t) sums += acc[t];
+    for (const auto& a : acc) sums += a;
 
     // New column weights; the sketch is rescaled into them.
     const double n_old = n, n_new = n + static_cast<double>(nb);
@@ -222,7 +253,7 @@ struct StreamingPCA<T>::Impl {
     }
     // Pass 2: D = [centred weighted block; mean-correction row] in T.
     const std::vector<T> cT(c_new.data(), c_new.data() + C), muT(mu_b.data(), mu_b.data() + C);
-    for_row_ranges(nb, [&](index_t i0, index_t i1, int, int) {
+    for_row_ranges(nb, C, [&](index_t i0, index_t i1, index_t) {
       const T* __restrict cw = cT.data();
       const T* __restrict mu = muT.data();
       for (index_t i = i0; i < i1; ++i) {
@@ -478,7 +509,7 @@ void StreamingPCA<T>::transform(ConstMatrixView<TX> X, double* out) {
   VecD mu(s.C);
   mean(mu.data());
   const MatD Vk = s.Vt.topRows(std::min<index_t>(s.K, s.Vt.rows())).transpose();  // C x K
-  for_row_ranges(X.rows, [&](index_t i0, index_t i1, int, int) {
+  for_row_ranges(X.rows, s.C, [&](index_t i0, index_t i1, index_t) {
     VecD y(s.C);
     for (index_t i = i0; i < i1; ++i) {
       double g = 0;
@@ -521,6 +552,12 @@ struct OnlineNMF<T>::Impl {
   double update_maps(ConstMatrixView<TX> X, const RowMat<T>& Hm, RowMat<T>& W, int n_iter) const {
     RowMat<T> Wn(W.rows(), K);
     const auto hv = ConstMatrixView<T>::contiguous(Hm.data(), K, C);
+    if (!frobenius) {  // all n_iter updates in one pass and one OpenMP region
+      kl_update_maps<TX, T>(X, ConstMatrixView<T>::contiguous(W.data(), W.rows(), K), hv, n_iter,
+                            Wn.data());
+      W.swap(Wn);
+      return 0.0;
+    }
     double loss = 0.0;
     for (int it = 0; it < n_iter; ++it) {
       const auto wv = ConstMatrixView<T>::contiguous(W.data(), W.rows(), K);
@@ -636,6 +673,8 @@ double OnlineNMF<T>::partial_fit(ConstMatrixView<TX> X, T* maps) {
   check_channels(X.cols, s.C, "X");
   check_block(X, "X");
   const index_t nb = X.rows, K = s.K, C = s.C;
+  // A block too small for two of StreamingPCA's pieces runs on one thread (see n_pieces).
+  const SerialScope serial(nb * C < 2 * kMinPieceValues);
   check_allocation(static_cast<std::size_t>(nb) * static_cast<std::size_t>(K) * 2, sizeof(T),
                    "online NMF maps");
   const double avg = std::sqrt(std::max(Impl::block_mean(X), kEpsilon) / static_cast<double>(K));

@@ -126,6 +126,30 @@ def _task_frobenius(x, W, H, pm, cm):
     return W_new, (float(sumsq), XtW, WtW, X.shape[0])
 
 
+def _task_physics(x, A, H, s, sparsity, eps, simplex_h, pm, cm, with_loss):
+    """PhysicsNMF's pass over one chunk: the maps update (with the pixel-local surrogate
+    of the sparsity penalty and the per-pixel simplex when asked) and the KL statistics
+    of the components, plus the chunk's log penalty of the input maps."""
+    X = _chunk_matrix(x)
+    A, H = _al(A), _al(H)
+    if s is None:
+        value, A_new, num, colsum = _core.spectral.nmf_kl_stats(
+            X, A, H, _al(pm), _al(cm), with_loss
+        )
+    else:  # surrogate_terms with smoothness 0: beta = s + sparsity / (A + eps), q = 0
+        beta = np.empty(A.shape, dtype=np.float64)
+        beta[:] = s[None, :]
+        if sparsity > 0:
+            beta += sparsity / (A.astype(np.float64) + eps)
+        value, A_new, num, colsum = _core.spectral.physics_kl_pass(
+            X, A, H, beta, 0.0, simplex_h, _al(pm), _al(cm), with_loss
+        )
+    logpen = 0.0
+    if with_loss and sparsity > 0:
+        logpen = float(np.log(A.astype(np.float64) + eps).sum())
+    return A_new, (float(value), logpen, num, colsum, X.shape[0])
+
+
 def _task_w_only(x, W, H, loss, with_loss):
     X = _chunk_matrix(x)
     if loss == "kl":  # the loss of the input state, as nmf_update's
@@ -402,6 +426,28 @@ class DaskSpectrumMatrix:
         cross = float(np.sum(Hc * XtW.T))
         quad = float(np.sum(WtW * (Hc @ Hc.T)))
         return max(0.5 * (sumsq - 2.0 * cross + quad), 0.0), W_new, H_new
+
+    def physics_update(self, A: ChunkedFactor, H, s, sparsity, eps, simplex_h, pm, cm, with_loss):
+        """One PhysicsNMF pass over the chunks (no Laplacian term):
+        (kl, log penalty of A, A_new, numerator K x C, colsum K)."""
+        H = np.ascontiguousarray(H)
+        task = self._delayed(_task_physics)
+        pairs = _persist(
+            "a PhysicsNMF iteration",
+            *[
+                task(x, a, H, s, sparsity, eps, simplex_h, p, cm, with_loss)
+                for x, a, p in zip(self.pieces, A.pieces, self._slices(pm))
+            ],
+        )
+        stats = _compute("a PhysicsNMF iteration", *[self._delayed(_second)(p) for p in pairs])
+        self._check_rows([st[4] for st in stats], "a PhysicsNMF iteration")
+        pieces = [self._delayed(_first)(p) for p in pairs]
+        A_new = ChunkedFactor(pieces, self.rows, A.shape[1], A.dtype)
+        kl = sum(st[0] for st in stats)
+        logpen = sum(st[1] for st in stats)
+        num = np.sum([st[2] for st in stats], axis=0)
+        colsum = np.sum([st[3] for st in stats], axis=0)
+        return kl, logpen, A_new, num, colsum
 
     def deviance(self, W: ChunkedFactor, H, pm=None, cm=None) -> np.ndarray:
         task = self._delayed(_task_deviance)

@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike
 from threadpoolctl import threadpool_limits
 
 from .. import _core
+from ._dask import DaskSpectrumMatrix, is_dask_input
 from ._edx import is_signal
 from ._input import SpectrumMatrix, as_mask, as_spectrum_matrix, factor_dtype, unflatten
 from ._nmf import NMF, _deviance, _sparse_if_mostly_zero
@@ -397,6 +398,8 @@ class PhysicsNMF:
         """
         self._signal = X if is_signal(X) else None
         raw = X.data if self._signal is not None else X
+        if is_dask_input(raw):
+            return self._fit_transform_dask(raw, pixel_mask, channel_mask)
         data = as_spectrum_matrix(raw, "X")
         N, C = data.shape
         K, G = self._check(N, C)
@@ -423,6 +426,105 @@ class PhysicsNMF:
             self.init_used_ = self.init if isinstance(self.init, str) else "given"
             self._run(work, A, W, *args, n_iter=n_iter)
         return unflatten(self._A, data.nav_shape)
+
+    def _fit_transform_dask(self, raw: Any, pixel_mask: Any, channel_mask: Any) -> Any:
+        """fit_transform of a dask array: C++ passes per chunk, statistics reduced.
+
+        The maps stay on the workers (one piece per chunk); each iteration reduces the
+        K x C statistics of the components on the client. Supported: ``smoothness=0``
+        (the Laplacian couples neighbouring pixels across chunks), any ``sparsity``
+        and ``simplex``. ``init="kmeans"``/``"vertex"`` (which bin neighbouring pixels)
+        fall back to ``"nmf"`` (an NMF fitted on the dask array); ``init_used_`` says so.
+        """
+        if self.smoothness != 0:
+            raise NotImplementedError(
+                "PhysicsNMF on a dask array supports smoothness=0 only: the Laplacian "
+                "penalty couples neighbouring pixels across chunks. Fit in memory (or on "
+                "a memmap) for smoothness > 0"
+            )
+        data = DaskSpectrumMatrix(raw, "X")
+        N, C = data.shape
+        K, G = self._check(N, C)
+        n_el = int(self.model.n_elements)
+        E = G.shape[1]
+        w_pins, h_pins = self._pins(K, E, C, n_el)
+        dtype = data.factor_dtype(self.dtype)
+        pm = as_mask(pixel_mask, "pixel_mask", data.nav_shape, N)
+        user_cm = np.zeros(C, dtype=bool) if channel_mask is None else np.asarray(channel_mask)
+        if user_cm.shape != (C,) or user_cm.dtype != np.bool_:
+            raise ValueError(f"channel_mask must be a boolean array of shape ({C},)")
+        fit_ch = np.asarray(getattr(self.model, "fit_channels", np.ones(C, dtype=bool)), dtype=bool)
+        cm = as_mask(user_cm | ~fit_ch, "channel_mask", (C,), C)
+        incl = np.ones(C, dtype=bool) if cm is None else cm.astype(bool)
+        Gm = G * incl[:, None]
+        self.nav_shape_ = data.nav_shape
+        init = "nmf" if self.init in ("kmeans", "vertex") else self.init
+        with threadpool_limits(limits=1, user_api="blas"):
+            A0, W = self._init(data, G, Gm, K, n_el, dtype, pm, cm, w_pins, h_pins, init)
+            self.init_used_ = init if isinstance(init, str) else "given"
+            A = data.factor_from_array(A0)
+            del A0
+            regular = self.sparsity > 0 or self.simplex == "H"
+            every, tol = int(self.eval_every), float(self.tol)
+            sparsity, eps = float(self.sparsity), float(self.epsilon_sparse)
+            hist, kls, its = [], [], []
+            n_done = 0
+            for it in range(int(self.max_iter)):
+                H = self._components(G, W, dtype, h_pins)
+                with_loss = it % every == 0
+                s = H[:, incl].sum(axis=1, dtype=np.float64) if regular else None
+                kl, logpen, A_new, num, colsum = data.physics_update(
+                    A, H, s, sparsity, eps, self.simplex == "H", pm, cm, with_loss
+                )
+                if with_loss:
+                    hist.append(float(kl) + sparsity * logpen)
+                    kls.append(float(kl))
+                    its.append(it)
+                W_new = w_step(W, Gm, num, colsum, n_el, self.simplex == "W")
+                for k, col in w_pins.items():
+                    W_new[:, k] = col
+                A, W = A_new, W_new
+                n_done = it + 1
+                if with_loss and tol > 0 and len(hist) >= 2:
+                    prev, cur = hist[-2], hist[-1]
+                    if abs(prev) > 0 and (prev - cur) / abs(prev) < tol:
+                        break
+            H = self._components(G, W, dtype, h_pins)
+            dev = _deviance(data, A, H, pm, cm)
+            kl = 0.5 * float(dev.sum() if pm is None else dev[pm.astype(bool)].sum())
+            if not its or its[-1] != n_done:
+                logpen = 0.0
+                if sparsity > 0:
+                    logpen = float(da_log_sum(A.to_dask(), eps))
+                hist.append(kl + sparsity * logpen)
+                kls.append(kl)
+                its.append(n_done)
+        maps = data.unflatten(A)
+        self._A = A.to_dask()
+        self.components_ = H
+        self.W_ = W
+        self.n_components_ = H.shape[0]
+        self.n_features_in_ = H.shape[1]
+        self.n_iter_ = n_done
+        self.loss_history_ = np.asarray(hist)
+        self.kl_history_ = np.asarray(kls)
+        self.loss_iterations_ = np.asarray(its, dtype=np.int64)
+        el = W[:n_el].T.copy()
+        tot = el.sum(axis=1, keepdims=True)
+        comp = el / np.where(tot > 0, tot, 1.0)
+        for k in h_pins:
+            comp[k] = np.nan
+        self.composition_ = comp
+        self.maps_ = maps
+        Wel = W[:n_el].T.copy()
+        for k in h_pins:
+            Wel[k] = 0.0
+        elem = self._A.astype(np.float64) @ Wel
+        self.element_maps_ = (
+            elem.reshape(*data.nav_shape, n_el) if len(data.nav_shape) > 1 else elem
+        )
+        self.residual_map_ = dev.reshape(data.nav_shape) if len(data.nav_shape) > 1 else dev
+        return maps
 
     def _components(self, G, W, dtype, h_pins):
         H = (G @ W).T
@@ -479,11 +581,12 @@ class PhysicsNMF:
             A0 = np.asarray(A0, dtype=np.float64).reshape(-1, K)
             H0 = np.asarray(nmf.components_, dtype=np.float64)
         elif A0 is None:
-            mean = (
-                float(_core.spectral.weighted_sums(data.X, None, None)[0].sum())
-                if not data.sparse
-                else float(data.X.sum())
-            )
+            if getattr(data, "distributed", False):
+                mean = data.data_mean() * data.shape[0] * data.shape[1]
+            elif data.sparse:
+                mean = float(data.X.sum())
+            else:
+                mean = float(_core.spectral.weighted_sums(data.X, None, None)[0].sum())
             A0 = rng.random((data.shape[0], K)) + 0.5
             H0 = np.tile(G.sum(axis=1), (K, 1)) * rng.random((K, 1))
             H0 *= mean / max((A0 @ H0).sum(), 1e-300)
@@ -743,6 +846,13 @@ class PhysicsNMF:
                     a_in.name,
                 )
         return m, spectra
+
+
+def da_log_sum(A: Any, eps: float) -> float:
+    """sum log(A + eps) of a dask array, in float64."""
+    import dask.array as da
+
+    return float(da.log(A.astype(np.float64) + eps).sum().compute())
 
 
 def _binned_spectra(data: SpectrumMatrix, pm, b: int = 4):

@@ -57,6 +57,14 @@ template <class TX, class TI, class T>
 double kl_update_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
                      bool update_H, bool with_loss, T* W_out, T* H_out);
 
+// n_iter multiplicative W updates with H fixed (all pixels and channels), exactly
+// n_iter calls of kl_update(update_H = false) chained through W_out, but in one pass:
+// each row of X is loaded once and its maps iterated while it is in cache, in one
+// OpenMP region (rows are independent when H is fixed). For streaming and transform.
+template <class TX, class T>
+void kl_update_maps(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H, int n_iter,
+                    T* W_out);
+
 // The same pass without the H update, for callers that reduce over several blocks of
 // pixels (Dask chunks, streaming) or update the components their own way (PhysicsNMF,
 // where components = (G W)^T): W_out gets the maps updated given H, and
