@@ -317,10 +317,16 @@ def _axis_chunks(n_grid: int, target: int, min_size: int) -> list[tuple[int, int
     return bounds
 
 
-def _lcm_grid_block(block, patch, window, stride, shifts, n_rows, n_cols):
-    from .imaging import local_correlation_map as lcm
+def _lcm_grid_block(block, crop, seg, n_rows, n_cols):
+    """The segmenter's descriptor of one slab: ``block`` is the slab extended by the
+    contrast-normalisation halo (clipped at the image edges, where the in-memory filter
+    reflects too); ``crop`` = (top, left, height, width) of the slab inside it."""
+    from .imaging._segment import _local_contrast
 
-    maps = lcm(block, patch, window, stride=stride, shifts=shifts)[0]
+    if seg.contrast_sigma > 0:
+        block = _local_contrast(np.asarray(block), float(seg.contrast_sigma))
+    t, l, h, w = crop
+    maps = seg._correlation_maps(np.asarray(block)[t : t + h, l : l + w])
     if maps.shape[:2] != (n_rows, n_cols):  # a broken slab would shift the grid
         raise RuntimeError(
             f"internal error: descriptor block {maps.shape[:2]} != ({n_rows}, {n_cols})"
@@ -494,21 +500,24 @@ def segment(
 
     # 1. descriptor grid, block by block (pixel slab = grid block + halo m)
     task = dask.delayed(_lcm_grid_block, pure=True)
+    # contrast normalisation: two Gaussian filters in a row need twice their radius
+    halo = 2 * int(4.0 * float(seg.contrast_sigma) + 0.5) + 1 if seg.contrast_sigma > 0 else 0
+
+    def slab(ga, gb, ha, hb):
+        y0, y1 = ga * stride, (gb - 1) * stride + 2 * m + 1
+        x0, x1 = ha * stride, (hb - 1) * stride + 2 * m + 1
+        ey0, ey1, ex0, ex1 = (
+            max(0, y0 - halo),
+            min(H, y1 + halo),
+            max(0, x0 - halo),
+            min(W, x1 + halo),
+        )
+        return img[ey0:ey1, ex0:ex1], (y0 - ey0, x0 - ex0, y1 - y0, x1 - x0)
+
     blocks = [
         [
             da.from_delayed(
-                task(
-                    img[
-                        ga * stride : (gb - 1) * stride + 2 * m + 1,
-                        ha * stride : (hb - 1) * stride + 2 * m + 1,
-                    ],
-                    patch,
-                    window,
-                    stride,
-                    shifts,
-                    gb - ga,
-                    hb - ha,
-                ),
+                task(*slab(ga, gb, ha, hb), seg, gb - ga, hb - ha),
                 shape=(gb - ga, hb - ha, shifts.shape[0]),
                 dtype=np.float32,
             )

@@ -350,6 +350,17 @@ class Segmenter:
     def _descriptor(self, image: np.ndarray) -> np.ndarray:
         if self.contrast_sigma > 0:
             image = _local_contrast(image, float(self.contrast_sigma))
+        maps = self._correlation_maps(image)
+        if self.symmetry:
+            # Cropping by window - 1 puts the symmetry grid on the correlation-map grid.
+            d = int(self.window) - 1
+            H, W = image.shape
+            sym, _ = symmetry_map(image[d : H - d, d : W - d], self.patch, self.stride)
+            maps = np.concatenate([maps, sym], axis=-1)
+        return maps
+
+    def _correlation_maps(self, image: np.ndarray) -> np.ndarray:
+        """The (centred) correlation maps of a contrast-normalised image."""
         maps, _ = local_correlation_map(
             image, self.patch, self.window, stride=self.stride, shifts=self.shifts_
         )
@@ -368,12 +379,6 @@ class Segmenter:
                     shifts=-self.shifts_[k : k + step],
                 )[0]
             maps *= 0.5
-        if self.symmetry:
-            # Cropping by window - 1 puts the symmetry grid on the correlation-map grid.
-            d = int(self.window) - 1
-            H, W = image.shape
-            sym, _ = symmetry_map(image[d : H - d, d : W - d], self.patch, self.stride)
-            maps = np.concatenate([maps, sym], axis=-1)
         return maps
 
     def _features(self, maps: np.ndarray) -> np.ndarray:
