@@ -150,6 +150,8 @@ def edx_cube():
         dict(simplex="W", init="random"),
         dict(simplex="H", sparsity=0.5, init="nmf", init_iter=5),
         dict(simplex=None, init="kmeans", init_iter=5),  # kmeans -> nmf on dask
+        dict(simplex="W", smoothness=0.3, init="random"),
+        dict(simplex="H", smoothness=2.0, sparsity=0.2, init="nmf", init_iter=5),
     ],
 )
 def test_physics_nmf_dask_equals_in_memory(client, edx_cube, kw):
@@ -173,7 +175,26 @@ def test_physics_nmf_dask_equals_in_memory(client, edx_cube, kw):
     np.testing.assert_allclose(est.element_maps_.compute(), ref.element_maps_, rtol=1e-7, atol=1e-9)
 
 
-def test_physics_nmf_dask_smoothness_is_not_implemented(client, edx_cube):
+@pytest.mark.parametrize("chunks", [(1, 13, 300), (3, 5, 300), (14, 13, 300)])
+def test_physics_nmf_dask_smoothness_any_chunking(client, edx_cube, chunks):
+    # chunks of one image row, chunks that split rows (the pixel axis is flattened), one
+    # chunk: the Laplacian reads the neighbours across every chunk border.
     model, X = edx_cube
-    with pytest.raises(NotImplementedError, match="smoothness"):
-        mc.spectral.PhysicsNMF(model, 2, smoothness=0.1).fit(da.from_array(X, chunks=(5, 13, 300)))
+    base = dict(random_state=0, max_iter=6, tol=0, eval_every=2, dtype="float64")
+    ref = mc.spectral.PhysicsNMF(model, 2, smoothness=1.0, init="random", **base)
+    maps_ref = ref.fit_transform(X)
+    est = mc.spectral.PhysicsNMF(model, 2, smoothness=1.0, init="random", **base)
+    maps = est.fit_transform(da.from_array(X, chunks=chunks)).compute()
+    np.testing.assert_allclose(maps, maps_ref, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(est.loss_history_, ref.loss_history_, rtol=1e-9)
+    # the 1-D (pixels, channels) layout: a chain of neighbours
+    flat = X.reshape(-1, X.shape[-1])
+    ref1 = mc.spectral.PhysicsNMF(model, 2, smoothness=1.0, init="random", **base)
+    est1 = mc.spectral.PhysicsNMF(model, 2, smoothness=1.0, init="random", **base)
+    np.testing.assert_allclose(
+        est1.fit_transform(da.from_array(flat, chunks=(50, 300))).compute(),
+        ref1.fit_transform(flat),
+        rtol=1e-7,
+        atol=1e-9,
+    )
+    np.testing.assert_allclose(est1.loss_history_, ref1.loss_history_, rtol=1e-9)

@@ -126,28 +126,92 @@ def _task_frobenius(x, W, H, pm, cm):
     return W_new, (float(sumsq), XtW, WtW, X.shape[0])
 
 
-def _task_physics(x, A, H, s, sparsity, eps, simplex_h, pm, cm, with_loss):
-    """PhysicsNMF's pass over one chunk: the maps update (with the pixel-local surrogate
-    of the sparsity penalty and the per-pixel simplex when asked) and the KL statistics
-    of the components, plus the chunk's log penalty of the input maps."""
+def _gather_rows(lo, hi, starts, *parts):
+    """Rows [lo, hi) of a factor from the consecutive pieces ``parts`` starting at
+    ``starts`` (global row indices)."""
+    out = [
+        np.asarray(p)[max(lo - s0, 0) : max(min(hi - s0, len(p)), 0)]
+        for s0, p in zip(starts, parts)
+    ]
+    return np.concatenate(out, axis=0)
+
+
+def _grid_neighbours(A, prev, nxt, start, nav_shape):
+    """Neighbour sums (n, K) float64 and counts (n, 1) of the chunk rows [start, start+n)
+    of the flattened pixel grid, with the rows just before (``prev``) and after (``nxt``)
+    the chunk — the same sums as PhysicsNMF's in-memory ``neighbour_sums``."""
+    n = A.shape[0]
+    ext = np.concatenate([prev, A, nxt], axis=0).astype(np.float64)
+    e0 = start - len(prev)
+    N = int(np.prod(nav_shape))
+    w = nav_shape[1] if len(nav_shape) == 2 else N
+    g = np.arange(start, start + n)
+    s = np.zeros((n, A.shape[1]))
+    d = np.zeros((n, 1))
+    steps = [(-1, (g % w) > 0), (1, (g % w) < w - 1)]
+    if len(nav_shape) == 2:
+        steps += [(-w, g - w >= 0), (w, g + w < N)]
+    for step, ok in steps:  # order as neighbour_sums: up, down, left, right
+        s[ok] += ext[g[ok] + step - e0]
+        d[ok] += 1
+    return s, d
+
+
+def _grid_penalty(A, nxt, start, nav_shape):
+    """0.5 Σ (a_i - a_j)² over the grid edges from the chunk's pixels to the right and
+    downwards (each edge counted once across chunks)."""
+    n = A.shape[0]
+    ext = np.concatenate([A, nxt], axis=0).astype(np.float64)
+    N = int(np.prod(nav_shape))
+    w = nav_shape[1] if len(nav_shape) == 2 else N
+    g = np.arange(start, start + n)
+    total = 0.0
+    steps = [(1, ((g % w) < w - 1) & (g + 1 < N))]
+    if len(nav_shape) == 2:
+        steps.append((w, g + w < N))
+    for step, ok in steps:
+        i = g[ok] - start
+        total += float(((ext[i] - ext[i + step]) ** 2).sum())
+    return 0.5 * total
+
+
+def _task_physics(x, A, H, s, sparsity, eps, simplex_h, pm, cm, with_loss, lap=None):
+    """PhysicsNMF's pass over one chunk: the maps update (with the surrogates of the
+    sparsity and Laplacian penalties and the per-pixel simplex when asked) and the KL
+    statistics of the components, plus the chunk's penalties of the input maps.
+    ``lap``: (smoothness, rows before, rows after, first row, nav_shape) or None."""
     X = _chunk_matrix(x)
     A, H = _al(A), _al(H)
+    lappen = 0.0
     if s is None:
         value, A_new, num, colsum = _core.spectral.nmf_kl_stats(
             X, A, H, _al(pm), _al(cm), with_loss
         )
-    else:  # surrogate_terms with smoothness 0: beta = s + sparsity / (A + eps), q = 0
+    else:  # surrogate_terms of PhysicsNMF, chunk by chunk
         beta = np.empty(A.shape, dtype=np.float64)
         beta[:] = s[None, :]
+        q = 0.0
         if sparsity > 0:
             beta += sparsity / (A.astype(np.float64) + eps)
+        if lap is not None:
+            smoothness, prev, nxt, start, nav_shape = lap
+            nb, deg = _grid_neighbours(A, prev, nxt, start, nav_shape)
+            sigma = 8.0 if len(nav_shape) == 2 else 4.0
+            beta -= smoothness * ((sigma - deg) * A + nb)
+            q = smoothness * sigma
+            if with_loss:
+                lappen = _grid_penalty(A, nxt, start, nav_shape)
         value, A_new, num, colsum = _core.spectral.physics_kl_pass(
-            X, A, H, beta, 0.0, simplex_h, _al(pm), _al(cm), with_loss
+            X, A, H, beta, q, simplex_h, _al(pm), _al(cm), with_loss
         )
     logpen = 0.0
     if with_loss and sparsity > 0:
         logpen = float(np.log(A.astype(np.float64) + eps).sum())
-    return A_new, (float(value), logpen, num, colsum, X.shape[0])
+    return A_new, (float(value), logpen, num, colsum, X.shape[0], lappen)
+
+
+def _task_penalty(A, nxt, start, nav_shape):
+    return _grid_penalty(np.asarray(A), nxt, start, nav_shape)
 
 
 def _task_w_only(x, W, H, loss, with_loss):
@@ -427,16 +491,54 @@ class DaskSpectrumMatrix:
         quad = float(np.sum(WtW * (Hc @ Hc.T)))
         return max(0.5 * (sumsq - 2.0 * cross + quad), 0.0), W_new, H_new
 
-    def physics_update(self, A: ChunkedFactor, H, s, sparsity, eps, simplex_h, pm, cm, with_loss):
-        """One PhysicsNMF pass over the chunks (no Laplacian term):
-        (kl, log penalty of A, A_new, numerator K x C, colsum K)."""
+    def _halo(self, A: ChunkedFactor, lo: int, hi: int):
+        """Rows [lo, hi) of A (clipped to the factor) as a delayed array."""
+        lo, hi = max(lo, 0), min(hi, self.shape[0])
+        if hi <= lo:
+            return np.zeros((0, A.shape[1]), dtype=A.dtype)
+        j0 = int(np.searchsorted(self.bounds, lo, side="right")) - 1
+        j1 = int(np.searchsorted(self.bounds, hi, side="left"))
+        starts = [int(b) for b in self.bounds[j0:j1]]
+        return self._delayed(_gather_rows)(lo, hi, starts, *A.pieces[j0:j1])
+
+    def _halo_width(self) -> int:
+        return self.nav_shape[1] if len(self.nav_shape) == 2 else 1
+
+    def laplacian_penalty(self, A: ChunkedFactor) -> float:
+        """0.5 Σ over the pixel grid's edges of |a_i - a_j|², chunk by chunk."""
+        w, task = self._halo_width(), self._delayed(_task_penalty)
+        parts = [
+            task(a, self._halo(A, int(b1), int(b1) + w), int(b0), self.nav_shape)
+            for a, b0, b1 in zip(A.pieces, self.bounds[:-1], self.bounds[1:])
+        ]
+        return float(sum(_compute("the Laplacian penalty", *parts)))
+
+    def physics_update(
+        self, A: ChunkedFactor, H, s, sparsity, eps, simplex_h, pm, cm, with_loss, smoothness=0.0
+    ):
+        """One PhysicsNMF pass over the chunks: (kl, log penalty of A, Laplacian penalty
+        of A, A_new, numerator K x C, colsum K). With ``smoothness`` each chunk also
+        reads the neighbouring chunks' boundary rows (one image row on each side)."""
         H = np.ascontiguousarray(H)
         task = self._delayed(_task_physics)
+        w = self._halo_width()
+        laps = [None] * len(self.rows)
+        if smoothness > 0:
+            laps = [
+                (
+                    float(smoothness),
+                    self._halo(A, int(b0) - w, int(b0)),
+                    self._halo(A, int(b1), int(b1) + w),
+                    int(b0),
+                    self.nav_shape,
+                )
+                for b0, b1 in zip(self.bounds[:-1], self.bounds[1:])
+            ]
         pairs = _persist(
             "a PhysicsNMF iteration",
             *[
-                task(x, a, H, s, sparsity, eps, simplex_h, p, cm, with_loss)
-                for x, a, p in zip(self.pieces, A.pieces, self._slices(pm))
+                task(x, a, H, s, sparsity, eps, simplex_h, p, cm, with_loss, lap)
+                for x, a, p, lap in zip(self.pieces, A.pieces, self._slices(pm), laps)
             ],
         )
         stats = _compute("a PhysicsNMF iteration", *[self._delayed(_second)(p) for p in pairs])
@@ -445,9 +547,10 @@ class DaskSpectrumMatrix:
         A_new = ChunkedFactor(pieces, self.rows, A.shape[1], A.dtype)
         kl = sum(st[0] for st in stats)
         logpen = sum(st[1] for st in stats)
+        lappen = sum(st[5] for st in stats)
         num = np.sum([st[2] for st in stats], axis=0)
         colsum = np.sum([st[3] for st in stats], axis=0)
-        return kl, logpen, A_new, num, colsum
+        return kl, logpen, lappen, A_new, num, colsum
 
     def deviance(self, W: ChunkedFactor, H, pm=None, cm=None) -> np.ndarray:
         task = self._delayed(_task_deviance)

@@ -431,17 +431,12 @@ class PhysicsNMF:
         """fit_transform of a dask array: C++ passes per chunk, statistics reduced.
 
         The maps stay on the workers (one piece per chunk); each iteration reduces the
-        K x C statistics of the components on the client. Supported: ``smoothness=0``
-        (the Laplacian couples neighbouring pixels across chunks), any ``sparsity``
-        and ``simplex``. ``init="kmeans"``/``"vertex"`` (which bin neighbouring pixels)
+        K x C statistics of the components on the client. The Laplacian smoothness
+        couples neighbouring pixels across chunks: each chunk's task also reads one image
+        row of its neighbours' maps (from the previous iteration, as in memory).
+        ``init="kmeans"``/``"vertex"`` (which bin neighbouring pixels)
         fall back to ``"nmf"`` (an NMF fitted on the dask array); ``init_used_`` says so.
         """
-        if self.smoothness != 0:
-            raise NotImplementedError(
-                "PhysicsNMF on a dask array supports smoothness=0 only: the Laplacian "
-                "penalty couples neighbouring pixels across chunks. Fit in memory (or on "
-                "a memmap) for smoothness > 0"
-            )
         data = DaskSpectrumMatrix(raw, "X")
         N, C = data.shape
         K, G = self._check(N, C)
@@ -464,7 +459,8 @@ class PhysicsNMF:
             self.init_used_ = init if isinstance(init, str) else "given"
             A = data.factor_from_array(A0)
             del A0
-            regular = self.sparsity > 0 or self.simplex == "H"
+            smoothness = float(self.smoothness)
+            regular = smoothness > 0 or self.sparsity > 0 or self.simplex == "H"
             every, tol = int(self.eval_every), float(self.tol)
             sparsity, eps = float(self.sparsity), float(self.epsilon_sparse)
             hist, kls, its = [], [], []
@@ -473,11 +469,11 @@ class PhysicsNMF:
                 H = self._components(G, W, dtype, h_pins)
                 with_loss = it % every == 0
                 s = H[:, incl].sum(axis=1, dtype=np.float64) if regular else None
-                kl, logpen, A_new, num, colsum = data.physics_update(
-                    A, H, s, sparsity, eps, self.simplex == "H", pm, cm, with_loss
+                kl, logpen, lappen, A_new, num, colsum = data.physics_update(
+                    A, H, s, sparsity, eps, self.simplex == "H", pm, cm, with_loss, smoothness
                 )
                 if with_loss:
-                    hist.append(float(kl) + sparsity * logpen)
+                    hist.append(float(kl) + smoothness * lappen + sparsity * logpen)
                     kls.append(float(kl))
                     its.append(it)
                 W_new = w_step(W, Gm, num, colsum, n_el, self.simplex == "W")
@@ -496,7 +492,8 @@ class PhysicsNMF:
                 logpen = 0.0
                 if sparsity > 0:
                     logpen = float(da_log_sum(A.to_dask(), eps))
-                hist.append(kl + sparsity * logpen)
+                lappen = data.laplacian_penalty(A) if smoothness > 0 else 0.0
+                hist.append(kl + smoothness * lappen + sparsity * logpen)
                 kls.append(kl)
                 its.append(n_done)
         maps = data.unflatten(A)
