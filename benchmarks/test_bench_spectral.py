@@ -35,6 +35,7 @@ N = int(os.environ.get("MATCHAR_BENCH_NMF_PIXELS", 16384))
 ITER = int(os.environ.get("MATCHAR_BENCH_NMF_ITER", 50))
 SK_ITER = int(os.environ.get("MATCHAR_BENCH_NMF_SKLEARN_ITER", ITER))
 SK_ROUNDS = int(os.environ.get("MATCHAR_BENCH_NMF_SKLEARN_ROUNDS", 3))
+SWEEPS = int(os.environ.get("MATCHAR_BENCH_NMF_SWEEPS", 2))
 C, K = 1024, 4
 
 
@@ -125,6 +126,43 @@ def test_nmf_frobenius(benchmark, cube, impl):
         )
         W = benchmark.pedantic(est.fit_transform, args=(X,), rounds=3, iterations=1)
         record(benchmark, ITER, frobenius_error, X16, W, est.components_, X, W0, H0, "frobenius")
+
+
+@pytest.fixture(scope="module")
+def frobenius_target(cube):
+    """The loss of scikit-learn's 'cd' trajectory after ITER iterations: matchar with one
+    sweep per iteration is the same algorithm (its loss equals scikit-learn's to 1e-9 at
+    equal iterations, see test_nmf_frobenius), so its final loss is the target."""
+    X16, W0, H0 = cube
+    est = mc.spectral.NMF(
+        K, loss="frobenius", max_iter=ITER, tol=0, init=(W0, H0), compute_residual_map=False
+    )
+    est.fit(X16)
+    return float(est.loss_history_[-1])
+
+
+@pytest.mark.parametrize("impl", ["matchar float32", "matchar uint16"])
+def test_nmf_frobenius_equal_loss(benchmark, cube, frobenius_target, impl):
+    """Time to reach the loss of ITER scikit-learn 'cd' iterations with SWEEPS
+    coordinate-descent sweeps per pass over X (inner_sweeps); compare with the
+    scikit-learn row of the "NMF Frobenius" group (its time for ITER iterations)."""
+    X16, W0, H0 = cube
+    X = X16 if impl == "matchar uint16" else X16.astype(np.float32)
+    benchmark.group = f"NMF Frobenius {N}x{C} K={K} equal loss ({ITER} sklearn it)"
+    kw = dict(loss="frobenius", tol=0, init=(W0, H0), compute_residual_map=False)
+    probe = mc.spectral.NMF(K, max_iter=ITER, eval_every=1, inner_sweeps=SWEEPS, **kw)
+    probe.fit(X16)
+    reached = probe.loss_iterations_[probe.loss_history_ <= frobenius_target]
+    n = int(reached[0]) if reached.size else ITER
+    est = mc.spectral.NMF(K, max_iter=n, inner_sweeps=SWEEPS, **kw)
+    W = benchmark.pedantic(est.fit_transform, args=(X,), rounds=3, iterations=1)
+    benchmark.extra_info["inner_sweeps"] = SWEEPS
+    benchmark.extra_info["iterations_to_target"] = n
+    benchmark.extra_info["target_reached"] = bool(reached.size)
+    benchmark.extra_info["target_loss"] = frobenius_target
+    benchmark.extra_info["final_loss"] = float(est.loss_history_[-1])
+    benchmark.extra_info["frobenius_error"] = frobenius_error(X16, W, est.components_)
+    benchmark.extra_info["load_average"] = os.getloadavg()[0]
 
 
 @pytest.mark.parametrize("impl", ["sklearn randomized (weighted float64)", "matchar uint16"])

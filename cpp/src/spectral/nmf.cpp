@@ -149,7 +149,7 @@ inline void cd_sweep(double* w, const double* G, const double* b, index_t K) {
 // included entries.
 template <class T, class XtW>
 double finish_hals(ConstMatrixView<T> H, Masks masks, bool update_H, XtW xtw,
-                   const std::vector<double>& WtW, double sumsq, T* H_out) {
+                   const std::vector<double>& WtW, double sumsq, T* H_out, int sweeps) {
   const index_t K = H.rows, C = H.cols;
   std::vector<double> cross(static_cast<std::size_t>(C), 0.0);
   std::vector<double> hht_parts;
@@ -167,7 +167,7 @@ double finish_hals(ConstMatrixView<T> H, Masks masks, bool update_H, XtW xtw,
         b[k] = xtw(k, c);
       }
       if (update_H) {
-        cd_sweep(h.data(), WtW.data(), b.data(), K);
+        for (int sw = 0; sw < sweeps; ++sw) cd_sweep(h.data(), WtW.data(), b.data(), K);
         for (index_t k = 0; k < K; ++k) {
           H_out[k * C + c] = static_cast<T>(h[k]);
           h[k] = static_cast<double>(H_out[k * C + c]);
@@ -765,7 +765,7 @@ bool kl_blocks_small(KlShared<TX, T>& s, index_t K) {
 // squares in one sweep, the W rows by coordinate descent, then X^T W_new accumulated.
 template <int K, bool kMask, class TX, class T>
 void hals_blocks_fixed(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H,
-                       Masks masks, const double* HHt, T* W_out, Accumulators& acc,
+                       Masks masks, const double* HHt, int sweeps, T* W_out, Accumulators& acc,
                        Accumulators& wtw, std::vector<double>& sumsq_part) {
   constexpr int R = group_rows<K>();
   const index_t N = X.rows, C = X.cols, Cp = padded<T>(C);
@@ -791,7 +791,7 @@ void hals_blocks_fixed(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixV
         if (r >= nr) continue;
         const index_t i = g0 + r;
         for (int k = 0; k < K; ++k) w[k] = W(i, k);
-        cd_sweep(w, HHt, xh + r * K, K);
+        for (int sw = 0; sw < sweeps; ++sw) cd_sweep(w, HHt, xh + r * K, K);
         for (int k = 0; k < K; ++k) {
           W_out[i * K + k] = static_cast<T>(w[k]);
           w[k] = static_cast<double>(W_out[i * K + k]);
@@ -811,22 +811,22 @@ void hals_blocks_fixed(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixV
 
 template <int K, class TX, class T>
 void hals_blocks_k(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
-                   const double* HHt, T* W_out, Accumulators& acc, Accumulators& wtw,
+                   const double* HHt, int sweeps, T* W_out, Accumulators& acc, Accumulators& wtw,
                    std::vector<double>& sumsq_part) {
   if (masks.channels != nullptr)
-    hals_blocks_fixed<K, true>(X, W, H, masks, HHt, W_out, acc, wtw, sumsq_part);
+    hals_blocks_fixed<K, true>(X, W, H, masks, HHt, sweeps, W_out, acc, wtw, sumsq_part);
   else
-    hals_blocks_fixed<K, false>(X, W, H, masks, HHt, W_out, acc, wtw, sumsq_part);
+    hals_blocks_fixed<K, false>(X, W, H, masks, HHt, sweeps, W_out, acc, wtw, sumsq_part);
 }
 
 // Runs the small-K HALS pass; false for K > 8.
 template <class TX, class T>
 bool hals_blocks_small(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H,
-                       Masks masks, const double* HHt, T* W_out, Accumulators& acc,
+                       Masks masks, const double* HHt, int sweeps, T* W_out, Accumulators& acc,
                        Accumulators& wtw, std::vector<double>& sumsq_part) {
-#define MATCHAR_HALS_K(KK)                                               \
-  case KK:                                                               \
-    hals_blocks_k<KK>(X, W, H, masks, HHt, W_out, acc, wtw, sumsq_part); \
+#define MATCHAR_HALS_K(KK)                                                       \
+  case KK:                                                                       \
+    hals_blocks_k<KK>(X, W, H, masks, HHt, sweeps, W_out, acc, wtw, sumsq_part); \
     return true;
   switch (W.cols) {
     MATCHAR_HALS_K(1)
@@ -1085,11 +1085,12 @@ double kl_update_stats_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixV
 // ---------------------------------------------------------------------------
 template <class TX, class T>
 double hals_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
-                   bool update_H, T* W_out, T* H_out) {
+                   bool update_H, T* W_out, T* H_out, int sweeps) {
   const index_t N = X.rows, C = X.cols, K = W.cols;
   detail::check_factors(N, C, W.rows, W.cols, H.rows, H.cols);
   if (W_out == nullptr || (update_H && H_out == nullptr))
     throw InvalidArgument("output buffers must not be null");
+  if (sweeps < 1) throw InvalidArgument("sweeps must be >= 1");
 
   RowMat<T> Hm = detail::to_matrix(H);  // excluded channels zeroed: they do not drive W
   for (index_t c = 0; c < C; ++c)
@@ -1106,7 +1107,7 @@ double hals_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<
   Accumulators wtw(nt, K * K, "HALS accumulators");
   std::vector<double> sumsq_part(static_cast<std::size_t>(nt), 0.0);
 
-  if (!hals_blocks_small(X, W, H, masks, HHt.data(), W_out, acc, wtw, sumsq_part))
+  if (!hals_blocks_small(X, W, H, masks, HHt.data(), sweeps, W_out, acc, wtw, sumsq_part))
     detail::for_blocks(n_blocks, nt, [&](index_t b, int tid) {
       thread_local std::vector<T> x, xm, accb;
       x.resize(C);
@@ -1119,7 +1120,7 @@ double hals_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<
         load_row(X, i, x.data());
         for (index_t k = 0; k < K; ++k) w[k] = W(i, k);
         ops.dots(x.data(), Hp, K, C, xh.data());
-        cd_sweep(w.data(), HHt.data(), xh.data(), K);
+        for (int sw = 0; sw < sweeps; ++sw) cd_sweep(w.data(), HHt.data(), xh.data(), K);
         for (index_t k = 0; k < K; ++k) {
           W_out[i * K + k] = static_cast<T>(w[k]);
           w[k] = static_cast<double>(W_out[i * K + k]);
@@ -1152,16 +1153,18 @@ double hals_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<
   double sumsq = 0.0;
   for (int t = 0; t < nt; ++t) sumsq += sumsq_part[t];
   return finish_hals(
-      H, masks, update_H, [&](index_t k, index_t c) { return xtw[k * C + c]; }, WtW, sumsq, H_out);
+      H, masks, update_H, [&](index_t k, index_t c) { return xtw[k * C + c]; }, WtW, sumsq, H_out,
+      sweeps);
 }
 
 template <class TX, class TI, class T>
 double hals_update_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
-                       bool update_H, T* W_out, T* H_out) {
+                       bool update_H, T* W_out, T* H_out, int sweeps) {
   const index_t N = X.rows, C = X.cols, K = W.cols;
   detail::check_factors(N, C, W.rows, W.cols, H.rows, H.cols);
   if (W_out == nullptr || (update_H && H_out == nullptr))
     throw InvalidArgument("output buffers must not be null");
+  if (sweeps < 1) throw InvalidArgument("sweeps must be >= 1");
 
   RowMat<double> Ht = detail::to_matrix<T, double>(H).transpose();  // C x K
   for (index_t c = 0; c < C; ++c)
@@ -1192,7 +1195,7 @@ double hals_update_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<
         const double* h = Ht.data() + static_cast<index_t>(X.indices[p]) * K;
         for (index_t k = 0; k < K; ++k) xh[k] += x * h[k];
       }
-      cd_sweep(w.data(), HHt.data(), xh.data(), K);
+      for (int sw = 0; sw < sweeps; ++sw) cd_sweep(w.data(), HHt.data(), xh.data(), K);
       for (index_t k = 0; k < K; ++k) {
         W_out[i * K + k] = static_cast<T>(w[k]);
         w[k] = static_cast<double>(W_out[i * K + k]);
@@ -1216,7 +1219,8 @@ double hals_update_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<
   double sumsq = 0.0;
   for (int t = 0; t < nt; ++t) sumsq += sumsq_part[t];
   return finish_hals(
-      H, masks, update_H, [&](index_t k, index_t c) { return xtw[c * K + k]; }, WtW, sumsq, H_out);
+      H, masks, update_H, [&](index_t k, index_t c) { return xtw[c * K + k]; }, WtW, sumsq, H_out,
+      sweeps);
 }
 
 // ---------------------------------------------------------------------------
@@ -1299,7 +1303,7 @@ void poisson_deviance_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixVi
   template double kl_update_stats<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>,                 \
                                          ConstMatrixView<T>, Masks, bool, T*, double*, double*);  \
   template double hals_update<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>, ConstMatrixView<T>, \
-                                     Masks, bool, T*, T*);                                        \
+                                     Masks, bool, T*, T*, int);                                   \
   template void poisson_deviance<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>,                  \
                                         ConstMatrixView<T>, Masks, double*);
 #define MATCHAR_NMF_CSR(TX, TI, T)                                                                 \
@@ -1308,7 +1312,7 @@ void poisson_deviance_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixVi
   template double kl_update_stats_csr<TX, TI, T>(                                                  \
       CsrView<TX, TI>, ConstMatrixView<T>, ConstMatrixView<T>, Masks, bool, T*, double*, double*); \
   template double hals_update_csr<TX, TI, T>(CsrView<TX, TI>, ConstMatrixView<T>,                  \
-                                             ConstMatrixView<T>, Masks, bool, T*, T*);             \
+                                             ConstMatrixView<T>, Masks, bool, T*, T*, int);        \
   template void poisson_deviance_csr<TX, TI, T>(CsrView<TX, TI>, ConstMatrixView<T>,               \
                                                 ConstMatrixView<T>, Masks, double*);
 
