@@ -29,7 +29,8 @@ namespace {
 // (loss, W_new, H_new or None) of one NMF iteration, dense X.
 py::tuple nmf_update(const std::string& loss, const py::array& X, const py::array& W,
                      const py::array& H, const std::optional<py::array>& pixel_mask,
-                     const std::optional<py::array>& channel_mask, bool update_H, bool with_loss) {
+                     const std::optional<py::array>& channel_mask, bool update_H, bool with_loss,
+                     int sweeps) {
   if (loss != "kl" && loss != "frobenius")
     throw py::value_error("loss must be 'kl' or 'frobenius', got '" + loss + "'");
   return dispatch_counts(X, [&](auto tx) {
@@ -48,7 +49,7 @@ py::tuple nmf_update(const std::string& loss, const py::array& X, const py::arra
       {
         py::gil_scoped_release release;
         value = loss == "kl" ? sp::kl_update<TX, T>(xv, wv, hv, m, update_H, with_loss, wo, ho)
-                             : sp::hals_update<TX, T>(xv, wv, hv, m, update_H, wo, ho);
+                             : sp::hals_update<TX, T>(xv, wv, hv, m, update_H, wo, ho, sweeps);
       }
       return py::tuple(
           py::make_tuple(value, W_out, update_H ? py::object(H_out) : py::object(py::none())));
@@ -60,7 +61,7 @@ py::tuple nmf_update_csr(const std::string& loss, const py::array& data, const p
                          const py::array& indptr, index_t n_cols, const py::array& W,
                          const py::array& H, const std::optional<py::array>& pixel_mask,
                          const std::optional<py::array>& channel_mask, bool update_H,
-                         bool with_loss) {
+                         bool with_loss, int sweeps) {
   if (loss != "kl" && loss != "frobenius")
     throw py::value_error("loss must be 'kl' or 'frobenius', got '" + loss + "'");
   return dispatch_csr(data, indices, [&](auto tx, auto ti) {
@@ -81,7 +82,7 @@ py::tuple nmf_update_csr(const std::string& loss, const py::array& data, const p
         py::gil_scoped_release release;
         value = loss == "kl"
                     ? sp::kl_update_csr<TX, TI, T>(xv, wv, hv, m, update_H, with_loss, wo, ho)
-                    : sp::hals_update_csr<TX, TI, T>(xv, wv, hv, m, update_H, wo, ho);
+                    : sp::hals_update_csr<TX, TI, T>(xv, wv, hv, m, update_H, wo, ho, sweeps);
       }
       return py::tuple(
           py::make_tuple(value, W_out, update_H ? py::object(H_out) : py::object(py::none())));
@@ -450,11 +451,11 @@ void register_spectral(py::module_& m) {
   register_streaming<double>(m, "StreamingPCA_float64", "OnlineNMF_float64");
   m.def("nmf_update", &nmf_update, py::arg("loss"), py::arg("X"), py::arg("W"), py::arg("H"),
         py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none(),
-        py::arg("update_H") = true, py::arg("with_loss") = true);
+        py::arg("update_H") = true, py::arg("with_loss") = true, py::arg("sweeps") = 1);
   m.def("nmf_update_csr", &nmf_update_csr, py::arg("loss"), py::arg("data"), py::arg("indices"),
         py::arg("indptr"), py::arg("n_cols"), py::arg("W"), py::arg("H"),
         py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none(),
-        py::arg("update_H") = true, py::arg("with_loss") = true);
+        py::arg("update_H") = true, py::arg("with_loss") = true, py::arg("sweeps") = 1);
   m.def("nmf_kl_stats", &nmf_kl_stats, py::arg("X"), py::arg("W"), py::arg("H"),
         py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none(),
         py::arg("with_loss") = true);

@@ -244,6 +244,7 @@ class _SpectralModule:
         channel_mask: NDArray[np.uint8] | None = None,
         update_H: bool = True,
         with_loss: bool = True,
+        sweeps: int = 1,
     ) -> tuple[float, NDArray[np.floating], NDArray[np.floating] | None]: ...
     @staticmethod
     def nmf_update_csr(
@@ -258,6 +259,7 @@ class _SpectralModule:
         channel_mask: NDArray[np.uint8] | None = None,
         update_H: bool = True,
         with_loss: bool = True,
+        sweeps: int = 1,
     ) -> tuple[float, NDArray[np.floating], NDArray[np.floating] | None]: ...
     @staticmethod
     def nmf_kl_stats(

@@ -36,19 +36,22 @@ def reference_kl_step(X, W, H, pixel_mask=None, channel_mask=None, update_H=True
     return loss, W, H
 
 
-def reference_hals_step(X, W, H):
-    """One HALS sweep (columns of W in order, then rows of H), float64 NumPy."""
+def reference_hals_step(X, W, H, sweeps=1):
+    """One HALS iteration (columns of W in order, then rows of H), float64 NumPy; with
+    sweeps > 1 each half repeats its sweep that many times with the other factor fixed."""
     X = np.asarray(X, dtype=np.float64)
     W = np.array(W, dtype=np.float64)
     H = np.array(H, dtype=np.float64)
     HHt, XHt = H @ H.T, X @ H.T
-    for k in range(W.shape[1]):
-        if HHt[k, k] != 0:
-            W[:, k] = np.maximum(W[:, k] - (W @ HHt[:, k] - XHt[:, k]) / HHt[k, k], 0)
+    for _ in range(sweeps):
+        for k in range(W.shape[1]):
+            if HHt[k, k] != 0:
+                W[:, k] = np.maximum(W[:, k] - (W @ HHt[:, k] - XHt[:, k]) / HHt[k, k], 0)
     WtW, XtW = W.T @ W, X.T @ W
-    for k in range(H.shape[0]):
-        if WtW[k, k] != 0:
-            H[k] = np.maximum(H[k] - (WtW[k] @ H - XtW[:, k]) / WtW[k, k], 0)
+    for _ in range(sweeps):
+        for k in range(H.shape[0]):
+            if WtW[k, k] != 0:
+                H[k] = np.maximum(H[k] - (WtW[k] @ H - XtW[:, k]) / WtW[k, k], 0)
     return 0.5 * np.sum((X - W @ H) ** 2), W, H
 
 

@@ -102,6 +102,33 @@ def test_kl_step_csr(dtype, index_dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(7, 5, 3), (131, 77, 4), (66, 40, 11)])
+def test_hals_inner_sweeps_match_reference(dtype, shape):
+    # sweeps > 1: the W rows and H columns swept several times within one pass over X;
+    # K = 11 takes the general row path, K <= 8 the register-blocked one.
+    rng = np.random.default_rng(sum(shape) + 7)
+    X, W, H = problem(rng, *shape)
+    W, H = W.astype(dtype), H.astype(dtype)
+    ref_loss, Wr, Hr = reference_hals_step(X, W, H, sweeps=3)
+    _, W1, _ = reference_hals_step(X, W, H, sweeps=1)
+    assert not np.allclose(W1, Wr, rtol=1e-3)  # the extra sweeps change the result
+    tol = dict(rtol=2e-3, atol=2e-4) if dtype == np.float32 else TOL[dtype]
+    Xs = X.astype(np.float32 if dtype == np.float32 else np.float64)[:, ::-1][:, ::-1]
+    loss, Wn, Hn = _core.spectral.nmf_update("frobenius", Xs, W, H, sweeps=3)
+    np.testing.assert_allclose(Wn, Wr, **tol)
+    np.testing.assert_allclose(Hn, Hr, **tol)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-3 if dtype == np.float32 else 1e-8)
+    C = sp.csr_matrix(X.astype(np.float64))
+    _, Wc, Hc = _core.spectral.nmf_update_csr(
+        "frobenius", C.data, C.indices, C.indptr, X.shape[1], W, H, sweeps=3
+    )
+    np.testing.assert_allclose(Wc, Wr, **tol)
+    np.testing.assert_allclose(Hc, Hr, **tol)
+    with pytest.raises(ValueError, match="sweeps"):
+        _core.spectral.nmf_update("frobenius", Xs, W, H, sweeps=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_dtype", [np.uint16, np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 1, 1), (9, 4, 2), (517, 93, 5)])
 def test_hals_step_matches_reference(dtype, x_dtype, shape):

@@ -87,12 +87,16 @@ double kl_update_stats_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixV
 // turn, then every row of H, each the exact non-negative minimiser given the others.
 // Uses only X H^T and H H^T (for W) and X^T W and W^T W (for H), accumulated in the
 // same pass. Returns the loss 0.5 |X - W_out H_out|^2 over the included entries.
+// sweeps > 1 repeats the coordinate-descent sweep over each row of W (given H) and over
+// each column of H (given W) that many times within the one pass over X ("accelerated
+// HALS", Gillis & Glineur 2012): each extra sweep costs K^2 per row/column, not a pass
+// over X, and never increases the loss. sweeps = 1 is scikit-learn's 'cd' iteration.
 template <class TX, class T>
 double hals_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
-                   bool update_H, T* W_out, T* H_out);
+                   bool update_H, T* W_out, T* H_out, int sweeps = 1);
 template <class TX, class TI, class T>
 double hals_update_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
-                       bool update_H, T* W_out, T* H_out);
+                       bool update_H, T* W_out, T* H_out, int sweeps = 1);
 
 // Per-pixel Poisson deviance of the reconstruction W H over the included channels,
 //   out[i] = 2 sum_c [ x log(x / wh) - x + wh ]      (x log x := 0 at x = 0),
