@@ -23,12 +23,20 @@ out.mkdir(parents=True, exist_ok=True)
 cube, energy, meta = mc.io.load_spectrum_image(data / "bruker-test_TEM.bcf")
 md = meta["metadata"]
 beam = md["Acquisition_instrument"]["TEM"]["beam_energy"]
+listed = list(md["Sample"]["elements"])
+print("counts", int(cube.sum(dtype=np.int64)), "metadata elements", listed)
 t0 = time.perf_counter()
 proposal = mc.spectral.EDXModel(None, energy, beam_energy_keV=beam, data=cube)
 t_prop = time.perf_counter() - t0
-print("counts", int(cube.sum(dtype=np.int64)), "metadata elements", md["Sample"]["elements"])
-print(f"proposed ({t_prop:.1f} s):", proposal.elements)
-elements = sorted(set(md["Sample"]["elements"]) | set(proposal.elements))
+print(f"proposed from the peaks alone ({t_prop:.1f} s):", proposal.elements)
+found = proposal.propose_elements(cube, known=listed)
+print("with the metadata elements as known ones:")
+for p in found:
+    print(
+        f"  {p['element']:3s} {p['source']:6s} {p['line']:5s} {p['energy_keV']:6.3f} keV "
+        f"significance {p['significance']:7.1f} deviance drop {p['deviance_gain']:9.1f}"
+    )
+elements = [p["element"] for p in found]
 model = mc.spectral.EDXModel(elements, energy, beam_energy_keV=beam)
 # ~6 counts per pixel: simplex on the maps (phase fractions) and a Laplacian penalty
 est = mc.spectral.PhysicsNMF(
