@@ -18,15 +18,20 @@ The dataset is espm's built-in "particles" configuration (``particles_phases_dic
 channels from 0.2 keV by 10 eV, 3 phases = a matrix and 2 spherical particles, N = 500
 counts per pixel times the phase densities, 9 elements, 200 keV), generated in memory
 (espm's own dataset generator writes files into its package). Both fit X (6400 x 1980)
-with espm's G (1980 x 11: 9 elements + 2 bremsstrahlung terms), K = 3, simplex on W,
-no regularisation (lambda_L = mu = 0: the same objective for both), the same number of
-iterations; espm from its own initialisation (scikit-learn NMF projected onto G),
-matchar from the same scheme (``init="nmf"``) and, for reference, from its default
-``init="kmeans"`` (which suits images of phase regions, not these smooth mixtures).
-Times include the initialisation. Reported: abundance error (mean
-absolute error of the per-pixel phase fractions after matching the phases), spectral
-angles between fitted and true phase spectra, seconds per iteration, and peak resident
-memory during the fit above the memory before it (ru_maxrss), against the data's size.
+with espm's G (1980 x 22: espm's 20 element columns for the 9 elements + 2
+bremsstrahlung terms), K = 3, no regularisation (lambda_L = mu = 0: the same objective
+for both), the same number of iterations and the same constraint: espm, given G as an
+array, puts its simplex on *all* rows of W, so matchar's model declares all 22 columns
+as elements (``simplex_rows="all"``; the "elements" variant, the element rows only, is
+reported for reference: a different gauge). espm from its own initialisation
+(scikit-learn NMF projected onto G), matchar from the same scheme (``init="nmf"``) and,
+for reference, from its default ``init="kmeans"`` (which suits images of phase regions,
+not these smooth mixtures). Times include the initialisation. Reported: abundance error
+(mean absolute error of the per-pixel phase fractions after matching the phases: espm's
+metric, gauge-dependent), the gauge-free count-fraction error, spectral angles between
+fitted and true phase spectra, seconds per iteration, and peak resident memory during
+the fit above the memory before it (ru_maxrss), against the data's size. The ``timing``
+mode measures seconds per iteration of both from the same start, alternating.
 """
 
 from __future__ import annotations
