@@ -155,6 +155,79 @@ def fwhm_keV(energy_keV: ArrayLike, resolution_eV: float = 130.0) -> np.ndarray:
     return np.sqrt(np.maximum(sq, 1.0)) / 1000.0
 
 
+def sample_absorption(
+    energy_keV: ArrayLike,
+    composition: dict[str, float],
+    density_g_cm3: float,
+    thickness_nm: float,
+    takeoff_deg: float = 20.0,
+) -> np.ndarray:
+    """Fraction of X-rays generated uniformly through a film that leave it to the detector.
+
+    ``A(E) = (1 - exp(-chi)) / chi`` with ``chi = mu(E) rho t / sin(takeoff)``, ``mu`` the
+    mass attenuation coefficient (cm^2/g) of the film, ``sum_i w_i mu_i(E)`` over its
+    elements' weight fractions ``w_i`` (from the atomic fractions and xraylib's atomic
+    weights; ``mu_i`` from xraylib ``CS_Total``). 1 for ``thickness_nm == 0`` and below
+    0.1 keV (beyond the model).
+
+    Parameters
+    ----------
+    energy_keV : array_like of float
+        Photon energies (keV).
+    composition : dict of str to float
+        Atomic fractions (or amounts) of the film's elements; normalised here.
+    density_g_cm3 : float
+        Film density (g/cm^3), > 0.
+    thickness_nm : float
+        Film thickness (nm), >= 0.
+    takeoff_deg : float, default 20.0
+        Detector take-off angle (degrees, in (0, 90]).
+
+    Returns
+    -------
+    ndarray of float64, same shape as ``energy_keV``, values in (0, 1].
+
+    Example
+    -------
+    >>> a = sample_absorption([0.525, 4.51], {"Ti": 1, "O": 2}, 4.2, 100.0)
+    >>> bool(a[0] < a[1] < 1.0)
+    True
+    """
+    xl = _xraylib()
+    if not isinstance(composition, dict) or not composition:
+        raise ValueError(f"sample_composition must be a non-empty dict, got {composition!r}")
+    zs = [atomic_number(el) for el in composition]
+    x = np.array([float(v) for v in composition.values()])
+    if not np.isfinite(x).all() or (x < 0).any() or x.sum() <= 0:
+        raise ValueError("sample_composition: fractions must be finite, >= 0, not all 0")
+    density_g_cm3, thickness_nm, takeoff_deg = (
+        float(density_g_cm3),
+        float(thickness_nm),
+        float(takeoff_deg),
+    )
+    if not (np.isfinite(density_g_cm3) and density_g_cm3 > 0):
+        raise ValueError(f"density_g_cm3 must be > 0, got {density_g_cm3}")
+    if not (np.isfinite(thickness_nm) and thickness_nm >= 0):
+        raise ValueError(f"thickness_nm must be >= 0, got {thickness_nm}")
+    if not (np.isfinite(takeoff_deg) and 0 < takeoff_deg <= 90):
+        raise ValueError(f"takeoff_deg must be in (0, 90], got {takeoff_deg}")
+    w = x * np.array([xl.AtomicWeight(z) for z in zs])
+    w /= w.sum()
+    E = np.asarray(energy_keV, dtype=np.float64)
+    flat = E.reshape(-1)
+    out = np.ones(flat.shape)
+    path = density_g_cm3 * thickness_nm * 1e-7 / math.sin(math.radians(takeoff_deg))
+    if path == 0:
+        return out.reshape(E.shape)
+    for i, e in enumerate(flat):
+        if not np.isfinite(e) or e < _MIN_LINE_KEV:
+            continue
+        mu = sum(wi * xl.CS_Total(z, float(e)) for wi, z in zip(w, zs))
+        chi = mu * path
+        out[i] = -math.expm1(-chi) / chi if chi > 0 else 1.0
+    return out.reshape(E.shape)
+
+
 def _axis_from_signal(signal: Any) -> tuple[float, float, int, float | None, list[str] | None]:
     """(offset keV, scale keV, n, beam energy keV or None, elements or None) of an EDS signal."""
     axis = signal.axes_manager.signal_axes[0]
@@ -216,8 +289,10 @@ class EDXModel:
     radiative rate, detector efficiency) times a Gaussian of width ``FWHM(E_l)``
     integrated over each channel. The last ``n_background`` columns are the
     bremsstrahlung terms ``(E0 - E)^j / E * eff(E)``, j = 1..n_background (Kramers j=1,
-    Lifshin j=2), each normalised to unit sum. Thin-film approximation: no absorption or
-    fluorescence in the sample, no Coster-Kronig transfers, no escape/sum peaks.
+    Lifshin j=2), each normalised to unit sum. ``eff`` is the detector efficiency times,
+    with ``thickness_nm > 0``, the film's self-absorption (:meth:`transmission`); by
+    default the thin-film approximation (no absorption). No secondary fluorescence in the
+    sample, no Coster-Kronig transfers, no escape/sum peaks.
 
     Parameters
     ----------
@@ -239,6 +314,17 @@ class EDXModel:
         Detector window layers, see :func:`detector_efficiency`.
     dead_layer_um, crystal_um : float
         Detector Si dead layer and crystal thickness (um).
+    thickness_nm : float, default 0.0
+        Film thickness for self-absorption of the X-rays on their way out
+        (:func:`sample_absorption`, applied to lines and bremsstrahlung alike); 0 is the
+        thin-film approximation (no absorption).
+    density_g_cm3 : float, optional
+        Film density (g/cm^3), required when ``thickness_nm > 0``.
+    sample_composition : dict of str to float, optional
+        Atomic fractions of the film for its attenuation (default: equal fractions of
+        ``elements``).
+    takeoff_deg : float, default 20.0
+        Detector take-off angle (degrees).
     low_cut_keV : float, default 0.15
         Channels below this energy (the detector's zero/noise peak) are outside the model:
         ``fit_channels`` is False there and PhysicsNMF leaves them out of the fit.
@@ -287,8 +373,23 @@ class EDXModel:
         dead_layer_um: float = 0.03,
         crystal_um: float = 450.0,
         low_cut_keV: float = 0.15,
+        thickness_nm: float = 0.0,
+        density_g_cm3: float | None = None,
+        sample_composition: dict[str, float] | None = None,
+        takeoff_deg: float = 20.0,
         data: Any = None,
     ) -> None:
+        self.thickness_nm = float(thickness_nm)
+        self.density_g_cm3 = density_g_cm3
+        self.sample_composition = sample_composition
+        self.takeoff_deg = float(takeoff_deg)
+        if not (np.isfinite(self.thickness_nm) and self.thickness_nm >= 0):
+            raise ValueError(f"thickness_nm must be >= 0, got {thickness_nm!r}")
+        if self.thickness_nm > 0:
+            if density_g_cm3 is None:
+                raise ValueError("density_g_cm3 is required with thickness_nm > 0")
+            probe = sample_composition if sample_composition is not None else {"Si": 1.0}
+            sample_absorption([1.0], probe, density_g_cm3, self.thickness_nm, self.takeoff_deg)
         sig_beam = sig_elements = None
         if data is not None and is_signal(data):
             off, sc, n, sig_beam, sig_elements = _axis_from_signal(data)
@@ -357,6 +458,31 @@ class EDXModel:
         """
         return detector_efficiency(energy_keV, self.window, self.dead_layer_um, self.crystal_um)
 
+    def transmission(self, energy_keV: ArrayLike) -> np.ndarray:
+        """Detector efficiency times the film's self-absorption at ``energy_keV``.
+
+        The absorption (:func:`sample_absorption`) is 1 for ``thickness_nm == 0`` (the
+        thin-film default); its composition is ``sample_composition`` or, when that is
+        None, equal atomic fractions of the model's elements (none while elements are
+        being proposed, before they are known).
+
+        Example
+        -------
+        >>> m = EDXModel(["Ti", "O"], (0.0, 0.01, 1024), thickness_nm=100, density_g_cm3=4.2)
+        >>> t = m.transmission([0.525]) / m.efficiency([0.525])
+        >>> bool(0 < t[0] < 1)
+        True
+        """
+        eff = self.efficiency(energy_keV)
+        comp = self.sample_composition
+        if comp is None and getattr(self, "elements", None):
+            comp = {el: 1.0 for el in self.elements}
+        if self.thickness_nm == 0 or comp is None:
+            return eff
+        return eff * sample_absorption(
+            energy_keV, comp, self.density_g_cm3, self.thickness_nm, self.takeoff_deg
+        )
+
     def _element_lines(self, Z: int, symbol: str) -> list[dict[str, Any]]:
         lines = []
         lo = self.energy[0] - 0.5 * self.scale
@@ -421,7 +547,7 @@ class EDXModel:
         E = self.energy
         ok = self.fit_channels & (E > 0) & (E < self.beam_energy_keV)
         eff = np.zeros_like(E)
-        eff[ok] = self.efficiency(E[ok])
+        eff[ok] = self.transmission(E[ok])
         out = np.zeros((E.size, self.n_background))
         for j in range(1, self.n_background + 1):
             b = np.zeros_like(E)
@@ -438,7 +564,7 @@ class EDXModel:
             return None
         half = 0.5 * self.scale
         edges = np.concatenate([self.energy - half, [self.energy[-1] + half]])
-        eff = self.efficiency([ln["energy_keV"] for ln in lines])
+        eff = self.transmission([ln["energy_keV"] for ln in lines])
         col = np.zeros(self.energy.size)
         for ln, e in zip(lines, eff):
             ln["weight"] *= float(e)
