@@ -235,3 +235,23 @@ def test_sample_absorption_bad_input():
         )
     with pytest.raises(ValueError, match="density_g_cm3"):
         mc.spectral.EDXModel(["Ti"], axis, thickness_nm=50.0, density_g_cm3=-2.0)
+
+
+def test_signal_metadata_elements_kept_and_completed():
+    from types import SimpleNamespace as NS
+
+    truth = mc.spectral.EDXModel(["Fe", "Ni", "O"], (0.0, 0.01, 1500))
+    rng = np.random.default_rng(3)
+    cube = rng.poisson(np.ones((12, 12, 1)) * (truth.G @ [40, 20, 30, 60, 20]) / 4)
+    axis = NS(offset=0.0, scale=10.0, units="eV", size=1500)  # eV converted to keV
+    md = NS(
+        Acquisition_instrument=NS(TEM=NS(beam_energy=200.0)),
+        Sample=NS(elements=["Fe", "Ni", "Cu"]),  # Cu listed but absent, O present but unlisted
+    )
+    signal = NS(data=cube, axes_manager=NS(signal_axes=[axis]), metadata=md)
+    model = mc.spectral.EDXModel(None, data=signal)
+    assert model.elements[:3] == ["Fe", "Ni", "Cu"] and "O" in model.elements
+    assert model.beam_energy_keV == 200.0 and np.isclose(model.scale, 0.01)
+    found = {p["element"]: p for p in model.propose_elements(cube, known=["Fe", "Ni", "Cu"])}
+    assert found["Cu"]["source"] == "known" and found["Cu"]["deviance_gain"] < 36
+    assert found["O"]["source"] == "peaks" and found["Fe"]["deviance_gain"] > 36
