@@ -75,6 +75,15 @@ def metrics(maps, spectra, true_maps, true_spectra):
     return float(err), angles
 
 
+def generalised_kl(X, maps, spectra) -> float:
+    """sum(x log(x / m) - x + m), m = maps @ spectra: the fitted objective, computed the
+    same way (dense NumPy, float64) for both tools."""
+    m = np.maximum(maps @ spectra, 1e-300)
+    x = np.asarray(X, dtype=np.float64)
+    pos = x > 0
+    return float(np.sum(x[pos] * np.log(x[pos] / m[pos])) - x.sum() + m.sum())
+
+
 def count_fraction_mae(maps, spectra, true_maps, true_spectra, densities):
     """Gauge-free abundance error: MAE of the per-pixel fractions of the counts each phase
     contributes (``maps_k * sum(spectrum_k)``), against the true ones (``d_k * A_k``
@@ -145,6 +154,7 @@ def run_espm(out: Path) -> None:
         s_per_iter=seconds / max(est.n_iter_, 1),
         abundance_mae=err,
         count_fraction_mae=err_counts,
+        kl=generalised_kl(X, maps, spectra),
         spectral_angles_deg=angles,
         peak_extra_mb=peak,
         data_mb_float64=X.nbytes / 2**20,
@@ -209,6 +219,7 @@ def run_matchar_one(
         seconds=seconds,
         abundance_mae=err,
         count_fraction_mae=count_fraction_mae(*args, d["densities"]),
+        kl=generalised_kl(X.reshape(-1, X.shape[-1]), args[0], args[1]),
         spectral_angles_deg=angles,
         peak_extra_mb=peak,
         data_mb=X.nbytes / 2**20,
