@@ -8,21 +8,30 @@ import, so it lives in its own virtual environment, never in matchar's extras::
     OMP_NUM_THREADS=2 build/espm-venv/bin/python benchmarks/espm_compare.py espm build/espm_bench
     # 2. in matchar's venv: fit the same data with PhysicsNMF (same G, same settings)
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/espm_compare.py matchar build/espm_bench
+    # 3. speed: seconds per iteration of each from the same start, (t(25) - t(5)) / 20
+    #    (no initialisation or set-up in it), alternating espm / matchar, 3 rounds
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/espm_compare.py timing build/espm_bench \
+        build/espm-venv/bin/python
 
 The dataset is espm's built-in "particles" configuration (``particles_phases_dict`` /
 ``particles_misc_dict`` of espm.datasets.built_in_EDXS_datasets: 80 x 80 pixels, 1980
 channels from 0.2 keV by 10 eV, 3 phases = a matrix and 2 spherical particles, N = 500
 counts per pixel times the phase densities, 9 elements, 200 keV), generated in memory
 (espm's own dataset generator writes files into its package). Both fit X (6400 x 1980)
-with espm's G (1980 x 11: 9 elements + 2 bremsstrahlung terms), K = 3, simplex on W,
-no regularisation (lambda_L = mu = 0: the same objective for both), the same number of
-iterations; espm from its own initialisation (scikit-learn NMF projected onto G),
-matchar from the same scheme (``init="nmf"``) and, for reference, from its default
-``init="kmeans"`` (which suits images of phase regions, not these smooth mixtures).
-Times include the initialisation. Reported: abundance error (mean
-absolute error of the per-pixel phase fractions after matching the phases), spectral
-angles between fitted and true phase spectra, seconds per iteration, and peak resident
-memory during the fit above the memory before it (ru_maxrss), against the data's size.
+with espm's G (1980 x 22: espm's 20 element columns for the 9 elements + 2
+bremsstrahlung terms), K = 3, no regularisation (lambda_L = mu = 0: the same objective
+for both), the same number of iterations and the same constraint: espm, given G as an
+array, puts its simplex on *all* rows of W, so matchar's model declares all 22 columns
+as elements (``simplex_rows="all"``; the "elements" variant, the element rows only, is
+reported for reference: a different gauge). espm from its own initialisation
+(scikit-learn NMF projected onto G), matchar from the same scheme (``init="nmf"``) and,
+for reference, from its default ``init="kmeans"`` (which suits images of phase regions,
+not these smooth mixtures). Times include the initialisation. Reported: abundance error
+(mean absolute error of the per-pixel phase fractions after matching the phases: espm's
+metric, gauge-dependent), the gauge-free count-fraction error, spectral angles between
+fitted and true phase spectra, seconds per iteration, and peak resident memory during
+the fit above the memory before it (ru_maxrss), against the data's size. The ``timing``
+mode measures seconds per iteration of both from the same start, alternating.
 """
 
 from __future__ import annotations
@@ -44,7 +53,12 @@ def peak_rss_mb() -> float:
 
 
 def metrics(maps, spectra, true_maps, true_spectra):
-    """(abundance MAE, spectral angles in degrees) after the best matching of the phases."""
+    """(abundance MAE, spectral angles in degrees) after the best matching of the phases.
+
+    The abundance MAE compares ``maps / maps.sum(1)`` with the true weights, so it depends
+    on how the fit splits each phase's scale between its map and its spectrum (the gauge
+    the simplex constraint fixes); :func:`count_fraction_mae` does not depend on it.
+    """
     K = true_maps.shape[1]
     frac = maps / np.maximum(maps.sum(1, keepdims=True), 1e-300)
     best = None
@@ -59,6 +73,26 @@ def metrics(maps, spectra, true_maps, true_spectra):
         c = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
         angles.append(float(np.degrees(np.arccos(np.clip(c, -1, 1)))))
     return float(err), angles
+
+
+def generalised_kl(X, maps, spectra) -> float:
+    """sum(x log(x / m) - x + m), m = maps @ spectra: the fitted objective, computed the
+    same way (dense NumPy, float64) for both tools."""
+    m = np.maximum(maps @ spectra, 1e-300)
+    x = np.asarray(X, dtype=np.float64)
+    pos = x > 0
+    return float(np.sum(x[pos] * np.log(x[pos] / m[pos])) - x.sum() + m.sum())
+
+
+def count_fraction_mae(maps, spectra, true_maps, true_spectra, densities):
+    """Gauge-free abundance error: MAE of the per-pixel fractions of the counts each phase
+    contributes (``maps_k * sum(spectrum_k)``), against the true ones (``d_k * A_k``
+    normalised, espm's generator ``N * sum_k d_k A_k D_k`` with unit-sum phases D), after
+    the best matching of the phases. 0 for the exact solution whatever the gauge."""
+    c = maps * np.maximum(spectra.sum(axis=1), 0.0)[None, :]
+    t = true_maps * np.asarray(densities)[None, :]
+    t = t / np.maximum(t.sum(1, keepdims=True), 1e-300)
+    return metrics(c, spectra, t, true_spectra)[0]
 
 
 def run_espm(out: Path) -> None:
@@ -102,6 +136,7 @@ def run_espm(out: Path) -> None:
     spectra = np.asarray(GW).T  # (K, channels)
     true_maps = weights.reshape(-1, 3)
     err, angles = metrics(maps, spectra, true_maps, phases)
+    err_counts = count_fraction_mae(maps, spectra, true_maps, phases, misc["densities"])
     out.mkdir(parents=True, exist_ok=True)
     np.savez(
         out / "data.npz",
@@ -110,6 +145,7 @@ def run_espm(out: Path) -> None:
         true_maps=true_maps,
         true_spectra=phases,
         shape_2d=np.array(misc["shape_2d"]),
+        densities=np.array(misc["densities"]),
     )
     result = dict(
         tool="espm SmoothNMF 1.1.3",
@@ -117,6 +153,8 @@ def run_espm(out: Path) -> None:
         seconds=seconds,
         s_per_iter=seconds / max(est.n_iter_, 1),
         abundance_mae=err,
+        count_fraction_mae=err_counts,
+        kl=generalised_kl(X, maps, spectra),
         spectral_angles_deg=angles,
         peak_extra_mb=peak,
         data_mb_float64=X.nbytes / 2**20,
@@ -126,8 +164,14 @@ def run_espm(out: Path) -> None:
     print(json.dumps(result, indent=1))
 
 
-def run_matchar_one(out: Path, dtype: str, init: str, n_iter: int, eval_every: int) -> dict:
-    """One PhysicsNMF fit in this (fresh) process: metrics, time, peak memory."""
+def run_matchar_one(
+    out: Path, dtype: str, init: str, n_iter: int, eval_every: int, simplex_rows: str = "all"
+) -> dict:
+    """One PhysicsNMF fit in this (fresh) process: metrics, time, peak memory.
+
+    ``simplex_rows="all"``: the simplex on every row of W, as espm applies it when G is
+    given as an array (``physics_model_`` is None, ``NMF_simplex`` not consulted);
+    ``"elements"``: on the element rows only (PhysicsNMF's EDXModel convention)."""
     from types import SimpleNamespace
 
     import matchar as mc
@@ -137,7 +181,7 @@ def run_matchar_one(out: Path, dtype: str, init: str, n_iter: int, eval_every: i
     if dtype == "float64":
         X = X.astype(np.float64)
     G = d["G"]
-    n_el = G.shape[1] - 2
+    n_el = G.shape[1] if simplex_rows == "all" else G.shape[1] - 2
     model = SimpleNamespace(
         G=G,
         n_elements=n_el,
@@ -159,17 +203,23 @@ def run_matchar_one(out: Path, dtype: str, init: str, n_iter: int, eval_every: i
     maps = est.fit_transform(X)
     seconds = time.perf_counter() - t0
     peak = peak_rss_mb() - before
-    err, angles = metrics(
+    args = (
         maps.reshape(-1, 3).astype(float),
         est.components_.astype(float),
         d["true_maps"],
         d["true_spectra"],
     )
+    err, angles = metrics(*args)
     return dict(
-        tool=f"matchar PhysicsNMF ({dtype} input, init={init}, eval_every={eval_every})",
+        tool=(
+            f"matchar PhysicsNMF ({dtype} input, init={init}, eval_every={eval_every}, "
+            f"simplex on {simplex_rows} rows of W)"
+        ),
         iterations=est.n_iter_,
         seconds=seconds,
         abundance_mae=err,
+        count_fraction_mae=count_fraction_mae(*args, d["densities"]),
+        kl=generalised_kl(X.reshape(-1, X.shape[-1]), args[0], args[1]),
         spectral_angles_deg=angles,
         peak_extra_mb=peak,
         data_mb=X.nbytes / 2**20,
@@ -181,12 +231,13 @@ def run_matchar(out: Path) -> None:
 
     results = []
     configs = (
-        ("uint16", "nmf", 10),
-        ("float64", "nmf", 10),
-        ("uint16", "kmeans", 10),
-        ("uint16", "nmf", 1000),
-    )  # the last: no loss evaluations (tol=0 anyway)
-    for dtype, init, every in configs:
+        ("uint16", "nmf", 10, "all"),
+        ("float64", "nmf", 10, "all"),
+        ("uint16", "nmf", 1000, "all"),  # no loss evaluations (tol=0 anyway)
+        ("uint16", "nmf", 10, "elements"),
+        ("uint16", "kmeans", 10, "all"),
+    )
+    for dtype, init, every, rows in configs:
         runs = {}
         for n in (N_ITER, 3 * N_ITER):
             cmd = [
@@ -198,6 +249,7 @@ def run_matchar(out: Path) -> None:
                 init,
                 str(n),
                 str(every),
+                rows,
             ]
             line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             runs[n] = json.loads(line.strip().splitlines()[-1])
@@ -218,10 +270,104 @@ def run_matchar(out: Path) -> None:
             )
 
 
+def common_start(X: np.ndarray, G: np.ndarray, K: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """The same random start for both tools (timing runs): maps (N, K), W (E, K)."""
+    rng = np.random.default_rng(0)
+    A0 = rng.random((X.shape[0], K)) + 0.5
+    W0 = rng.random((G.shape[1], K)) + 0.5
+    W0 /= W0.sum(axis=0)  # simplex on all rows, as espm applies it
+    A0 *= float(X.sum()) / float((A0 @ (G @ W0).T).sum())
+    return A0, W0
+
+
+def time_espm_iters(out: Path, n_iter: int) -> dict:
+    """espm SmoothNMF from the common start (init="custom"): seconds for n_iter iterations."""
+    from espm.estimators import SmoothNMF
+
+    d = np.load(out / "data.npz")
+    X = d["X"].reshape(-1, d["X"].shape[-1]).astype(np.float64)
+    A0, W0 = common_start(X, d["G"])
+    est = SmoothNMF(
+        n_components=3,
+        G=d["G"],
+        shape_2d=tuple(int(v) for v in d["shape_2d"]),
+        lambda_L=0.0,
+        mu=0.0,
+        max_iter=n_iter,
+        tol=0.0,
+        no_stop_criterion=True,
+        simplex_W=True,
+        simplex_H=False,
+        init="custom",
+        random_state=0,
+        verbose=0,
+    )
+    t0 = time.perf_counter()
+    est.fit_transform(X.T, W=W0.copy(), H=A0.T.copy())
+    return dict(tool="espm", iterations=int(est.n_iter_), seconds=time.perf_counter() - t0)
+
+
+def time_matchar_iters(out: Path, n_iter: int) -> dict:
+    """PhysicsNMF (uint16 input, simplex on all rows) from the common start: seconds."""
+    from types import SimpleNamespace
+
+    import matchar as mc
+
+    d = np.load(out / "data.npz")
+    X = d["X"].reshape(*d["shape_2d"], -1)
+    G = d["G"]
+    A0, W0 = common_start(X.reshape(-1, X.shape[-1]), G)
+    model = SimpleNamespace(
+        G=G,
+        n_elements=G.shape[1],
+        elements=[f"e{i}" for i in range(G.shape[1])],
+        fit_channels=np.ones(G.shape[0], dtype=bool),
+    )
+    est = mc.spectral.PhysicsNMF(
+        model, 3, simplex="W", max_iter=n_iter, tol=0, init=(A0, W0), eval_every=10
+    )
+    t0 = time.perf_counter()
+    est.fit_transform(X)
+    return dict(tool="matchar", iterations=int(est.n_iter_), seconds=time.perf_counter() - t0)
+
+
+def run_timing(out: Path, espm_python: str, n_iter: int = 20, rounds: int = 3) -> None:
+    """Alternate espm and matchar runs from the same start; seconds per iteration as
+    (t(5 + n_iter) - t(5)) / n_iter, so that set-up costs (espm's Laplacian and first
+    loss, matchar's conversion) are not counted."""
+    import os
+    import subprocess
+
+    def seconds(py: str, tool: str, n: int) -> float:
+        cmd = [py, __file__, f"{tool}-iters", str(out), str(n)]
+        line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        return json.loads(line.strip().splitlines()[-1])["seconds"]
+
+    rows = []
+    for _ in range(rounds):
+        row = {"load_before": os.getloadavg()[0]}
+        for tool, py in (("espm", espm_python), ("matchar", sys.executable)):
+            t_short = seconds(py, tool, 5)
+            row[tool] = (seconds(py, tool, 5 + n_iter) - t_short) / n_iter
+        row["ratio"] = row["espm"] / row["matchar"]
+        row["load_after"] = os.getloadavg()[0]
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    ratios = sorted(r["ratio"] for r in rows)
+    summary = dict(rounds=rows, median_ratio=ratios[len(ratios) // 2], min_ratio=ratios[0])
+    (out / "timing.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1))
+
+
 if __name__ == "__main__":
     which, folder = sys.argv[1], Path(sys.argv[2])
-    if which == "matchar-one":
-        args = sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+    if which == "timing":
+        run_timing(folder, sys.argv[3])
+    elif which in ("espm-iters", "matchar-iters"):
+        f = time_espm_iters if which == "espm-iters" else time_matchar_iters
+        print(json.dumps(f(folder, int(sys.argv[3]))))
+    elif which == "matchar-one":
+        args = sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
         print(json.dumps(run_matchar_one(folder, *args)))
     else:
         {"espm": run_espm, "matchar": run_matchar}[which](folder)

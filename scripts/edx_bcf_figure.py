@@ -23,28 +23,35 @@ out.mkdir(parents=True, exist_ok=True)
 cube, energy, meta = mc.io.load_spectrum_image(data / "bruker-test_TEM.bcf")
 md = meta["metadata"]
 beam = md["Acquisition_instrument"]["TEM"]["beam_energy"]
+listed = list(md["Sample"]["elements"])
+print("counts", int(cube.sum(dtype=np.int64)), "metadata elements", listed)
 t0 = time.perf_counter()
 proposal = mc.spectral.EDXModel(None, energy, beam_energy_keV=beam, data=cube)
 t_prop = time.perf_counter() - t0
-print("counts", int(cube.sum(dtype=np.int64)), "metadata elements", md["Sample"]["elements"])
-print(f"proposed ({t_prop:.1f} s):", proposal.elements)
-elements = sorted(set(md["Sample"]["elements"]) | set(proposal.elements))
+print(f"proposed from the peaks alone ({t_prop:.1f} s):", proposal.elements)
+found = proposal.propose_elements(cube, known=listed)
+print("with the metadata elements as known ones:")
+for p in found:
+    print(
+        f"  {p['element']:3s} {p['source']:6s} {p['line']:5s} {p['energy_keV']:6.3f} keV "
+        f"significance {p['significance']:7.1f} deviance drop {p['deviance_gain']:9.1f}"
+    )
+elements = [p["element"] for p in found]
 model = mc.spectral.EDXModel(elements, energy, beam_energy_keV=beam)
-# ~6 counts per pixel: simplex on the maps (phase fractions) and a Laplacian penalty
-est = mc.spectral.PhysicsNMF(
-    model, 3, smoothness=2.0, simplex="H", max_iter=200, tol=0, random_state=0
-)
+# ~6 counts per pixel and no spatial contrast: simplex on W (maps in counts), no penalty
+est = mc.spectral.PhysicsNMF(model, 3, simplex="W", max_iter=200, tol=0, random_state=0)
 t0 = time.perf_counter()
 maps = est.fit_transform(cube)
-print(f"PhysicsNMF K=3, smoothness=2, simplex=H, 200 iterations: {time.perf_counter() - t0:.2f} s")
+print(f"PhysicsNMF K=3, simplex=W, 200 iterations: {time.perf_counter() - t0:.2f} s")
 for k, row in enumerate(est.composition_):
     print(k, {el: round(float(v), 3) for el, v in zip(elements, row) if v > 0.005})
 fig = plt.figure(figsize=(10, 6))
 grid = fig.add_gridspec(2, 3)
 for k in range(3):
     a = fig.add_subplot(grid[0, k])
-    a.imshow(maps[..., k], cmap="viridis", vmin=0, vmax=1)
-    a.set_title(f"phase {k} fraction")
+    im = a.imshow(maps[..., k], cmap="viridis")
+    fig.colorbar(im, ax=a, fraction=0.046)
+    a.set_title(f"phase {k} abundance")
     a.axis("off")
 ax = fig.add_subplot(grid[1, :])
 for k in range(3):

@@ -398,3 +398,36 @@ def test_ctrl_c_keeps_last_state(edx_model):
     assert time.perf_counter() - t0 < 15
     assert 0 < est.n_iter_ < 100000
     assert np.isfinite(est.components_).all() and np.isfinite(est.composition_).all()
+
+
+def test_sklearn_estimator_conventions():
+    from sklearn.base import clone
+
+    model = mc.spectral.EDXModel(["Fe", "Ni", "O"], (0.2, 0.02, 300))
+    est = mc.spectral.PhysicsNMF(model, 2, smoothness=0.5, max_iter=15, random_state=0)
+    params = est.get_params()
+    assert params["n_components"] == 2 and params["smoothness"] == 0.5
+    assert params["model"] is model and params["init"] == "kmeans"
+    assert set(params) == {
+        "model", "n_components", "smoothness", "sparsity", "simplex", "fixed", "max_iter",
+        "tol", "random_state", "init", "init_iter", "epsilon_sparse", "eval_every", "dtype",
+    }  # fmt: skip
+    assert est.set_params(sparsity=0.1, simplex="H") is est
+    assert est.sparsity == 0.1 and est.simplex == "H"
+    with pytest.raises(ValueError):
+        est.set_params(not_a_parameter=1)
+    W = np.array([[0.7, 0.0], [0.3, 0.4], [0.0, 0.6], [1.0, 1.0], [0.5, 0.5]])
+    maps = np.random.default_rng(0).dirichlet([1, 1], (8, 8)) * 200
+    X = np.random.default_rng(1).poisson(maps @ (model.G @ W).T)
+    twin = clone(est)
+    same = {k: v for k, v in est.get_params().items() if k != "model"}
+    assert twin is not est and {k: twin.get_params()[k] for k in same} == same
+    np.testing.assert_array_equal(twin.model.G, model.G)  # clone deep-copies the model
+    assert not hasattr(twin, "components_")
+    assert est.fit(X) is est
+    a = twin.fit_transform(X)
+    assert a.shape == (8, 8, 2)
+    np.testing.assert_allclose(twin.components_, est.components_)
+    # bad parameters are reported at fit time, naming the parameter
+    with pytest.raises(ValueError, match="simplex"):
+        clone(est).set_params(simplex="Q").fit(X)

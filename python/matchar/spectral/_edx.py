@@ -155,6 +155,79 @@ def fwhm_keV(energy_keV: ArrayLike, resolution_eV: float = 130.0) -> np.ndarray:
     return np.sqrt(np.maximum(sq, 1.0)) / 1000.0
 
 
+def sample_absorption(
+    energy_keV: ArrayLike,
+    composition: dict[str, float],
+    density_g_cm3: float,
+    thickness_nm: float,
+    takeoff_deg: float = 20.0,
+) -> np.ndarray:
+    """Fraction of X-rays generated uniformly through a film that leave it to the detector.
+
+    ``A(E) = (1 - exp(-chi)) / chi`` with ``chi = mu(E) rho t / sin(takeoff)``, ``mu`` the
+    mass attenuation coefficient (cm^2/g) of the film, ``sum_i w_i mu_i(E)`` over its
+    elements' weight fractions ``w_i`` (from the atomic fractions and xraylib's atomic
+    weights; ``mu_i`` from xraylib ``CS_Total``). 1 for ``thickness_nm == 0`` and below
+    0.1 keV (beyond the model).
+
+    Parameters
+    ----------
+    energy_keV : array_like of float
+        Photon energies (keV).
+    composition : dict of str to float
+        Atomic fractions (or amounts) of the film's elements; normalised here.
+    density_g_cm3 : float
+        Film density (g/cm^3), > 0.
+    thickness_nm : float
+        Film thickness (nm), >= 0.
+    takeoff_deg : float, default 20.0
+        Detector take-off angle (degrees, in (0, 90]).
+
+    Returns
+    -------
+    ndarray of float64, same shape as ``energy_keV``, values in (0, 1].
+
+    Example
+    -------
+    >>> a = sample_absorption([0.525, 4.51], {"Ti": 1, "O": 2}, 4.2, 100.0)
+    >>> bool(a[0] < a[1] < 1.0)
+    True
+    """
+    xl = _xraylib()
+    if not isinstance(composition, dict) or not composition:
+        raise ValueError(f"sample_composition must be a non-empty dict, got {composition!r}")
+    zs = [atomic_number(el) for el in composition]
+    x = np.array([float(v) for v in composition.values()])
+    if not np.isfinite(x).all() or (x < 0).any() or x.sum() <= 0:
+        raise ValueError("sample_composition: fractions must be finite, >= 0, not all 0")
+    density_g_cm3, thickness_nm, takeoff_deg = (
+        float(density_g_cm3),
+        float(thickness_nm),
+        float(takeoff_deg),
+    )
+    if not (np.isfinite(density_g_cm3) and density_g_cm3 > 0):
+        raise ValueError(f"density_g_cm3 must be > 0, got {density_g_cm3}")
+    if not (np.isfinite(thickness_nm) and thickness_nm >= 0):
+        raise ValueError(f"thickness_nm must be >= 0, got {thickness_nm}")
+    if not (np.isfinite(takeoff_deg) and 0 < takeoff_deg <= 90):
+        raise ValueError(f"takeoff_deg must be in (0, 90], got {takeoff_deg}")
+    w = x * np.array([xl.AtomicWeight(z) for z in zs])
+    w /= w.sum()
+    E = np.asarray(energy_keV, dtype=np.float64)
+    flat = E.reshape(-1)
+    out = np.ones(flat.shape)
+    path = density_g_cm3 * thickness_nm * 1e-7 / math.sin(math.radians(takeoff_deg))
+    if path == 0:
+        return out.reshape(E.shape)
+    for i, e in enumerate(flat):
+        if not np.isfinite(e) or e < _MIN_LINE_KEV:
+            continue
+        mu = sum(wi * xl.CS_Total(z, float(e)) for wi, z in zip(w, zs))
+        chi = mu * path
+        out[i] = -math.expm1(-chi) / chi if chi > 0 else 1.0
+    return out.reshape(E.shape)
+
+
 def _axis_from_signal(signal: Any) -> tuple[float, float, int, float | None, list[str] | None]:
     """(offset keV, scale keV, n, beam energy keV or None, elements or None) of an EDS signal."""
     axis = signal.axes_manager.signal_axes[0]
@@ -216,14 +289,17 @@ class EDXModel:
     radiative rate, detector efficiency) times a Gaussian of width ``FWHM(E_l)``
     integrated over each channel. The last ``n_background`` columns are the
     bremsstrahlung terms ``(E0 - E)^j / E * eff(E)``, j = 1..n_background (Kramers j=1,
-    Lifshin j=2), each normalised to unit sum. Thin-film approximation: no absorption or
-    fluorescence in the sample, no Coster-Kronig transfers, no escape/sum peaks.
+    Lifshin j=2), each normalised to unit sum. ``eff`` is the detector efficiency times,
+    with ``thickness_nm > 0``, the film's self-absorption (:meth:`transmission`); by
+    default the thin-film approximation (no absorption). No secondary fluorescence in the
+    sample, no Coster-Kronig transfers, no escape/sum peaks.
 
     Parameters
     ----------
     elements : sequence of str or None
         Element symbols ("Fe", "O", ...). ``None`` proposes them from the peaks of
-        ``data`` (see :meth:`propose_elements`).
+        ``data`` (see :meth:`propose_elements`); for a signal, the elements of its
+        metadata are kept (``known``) and further ones proposed from the peaks.
     energy_axis : (offset_keV, scale_keV, n_channels) or 1-D array or None
         Channel energies ``offset + scale * i`` (keV). ``None`` reads it from ``data``
         when that is a HyperSpy/exspy signal.
@@ -238,6 +314,17 @@ class EDXModel:
         Detector window layers, see :func:`detector_efficiency`.
     dead_layer_um, crystal_um : float
         Detector Si dead layer and crystal thickness (um).
+    thickness_nm : float, default 0.0
+        Film thickness for self-absorption of the X-rays on their way out
+        (:func:`sample_absorption`, applied to lines and bremsstrahlung alike); 0 is the
+        thin-film approximation (no absorption).
+    density_g_cm3 : float, optional
+        Film density (g/cm^3), required when ``thickness_nm > 0``.
+    sample_composition : dict of str to float, optional
+        Atomic fractions of the film for its attenuation (default: equal fractions of
+        ``elements``).
+    takeoff_deg : float, default 20.0
+        Detector take-off angle (degrees).
     low_cut_keV : float, default 0.15
         Channels below this energy (the detector's zero/noise peak) are outside the model:
         ``fit_channels`` is False there and PhysicsNMF leaves them out of the fit.
@@ -286,8 +373,23 @@ class EDXModel:
         dead_layer_um: float = 0.03,
         crystal_um: float = 450.0,
         low_cut_keV: float = 0.15,
+        thickness_nm: float = 0.0,
+        density_g_cm3: float | None = None,
+        sample_composition: dict[str, float] | None = None,
+        takeoff_deg: float = 20.0,
         data: Any = None,
     ) -> None:
+        self.thickness_nm = float(thickness_nm)
+        self.density_g_cm3 = density_g_cm3
+        self.sample_composition = sample_composition
+        self.takeoff_deg = float(takeoff_deg)
+        if not (np.isfinite(self.thickness_nm) and self.thickness_nm >= 0):
+            raise ValueError(f"thickness_nm must be >= 0, got {thickness_nm!r}")
+        if self.thickness_nm > 0:
+            if density_g_cm3 is None:
+                raise ValueError("density_g_cm3 is required with thickness_nm > 0")
+            probe = sample_composition if sample_composition is not None else {"Si": 1.0}
+            sample_absorption([1.0], probe, density_g_cm3, self.thickness_nm, self.takeoff_deg)
         sig_beam = sig_elements = None
         if data is not None and is_signal(data):
             off, sc, n, sig_beam, sig_elements = _axis_from_signal(data)
@@ -326,12 +428,11 @@ class EDXModel:
             raise ValueError(f"energy_axis: no channel above low_cut_keV={low_cut_keV}")
 
         if elements is None:
-            elements = sig_elements
-        if elements is None:
             if data is None:
                 raise ValueError("elements=None needs data= to propose elements from")
             spectrum = np.asarray(data.data if is_signal(data) else data, dtype=np.float64)
-            elements = [p["element"] for p in self.propose_elements(spectrum)]
+            found = self.propose_elements(spectrum, known=sig_elements)
+            elements = [p["element"] for p in found]
             if not elements:
                 raise ValueError("elements: no element could be identified in data's peaks")
         if isinstance(elements, str):
@@ -356,6 +457,31 @@ class EDXModel:
         (1,)
         """
         return detector_efficiency(energy_keV, self.window, self.dead_layer_um, self.crystal_um)
+
+    def transmission(self, energy_keV: ArrayLike) -> np.ndarray:
+        """Detector efficiency times the film's self-absorption at ``energy_keV``.
+
+        The absorption (:func:`sample_absorption`) is 1 for ``thickness_nm == 0`` (the
+        thin-film default); its composition is ``sample_composition`` or, when that is
+        None, equal atomic fractions of the model's elements (none while elements are
+        being proposed, before they are known).
+
+        Example
+        -------
+        >>> m = EDXModel(["Ti", "O"], (0.0, 0.01, 1024), thickness_nm=100, density_g_cm3=4.2)
+        >>> t = m.transmission([0.525]) / m.efficiency([0.525])
+        >>> bool(0 < t[0] < 1)
+        True
+        """
+        eff = self.efficiency(energy_keV)
+        comp = self.sample_composition
+        if comp is None and getattr(self, "elements", None):
+            comp = {el: 1.0 for el in self.elements}
+        if self.thickness_nm == 0 or comp is None:
+            return eff
+        return eff * sample_absorption(
+            energy_keV, comp, self.density_g_cm3, self.thickness_nm, self.takeoff_deg
+        )
 
     def _element_lines(self, Z: int, symbol: str) -> list[dict[str, Any]]:
         lines = []
@@ -421,7 +547,7 @@ class EDXModel:
         E = self.energy
         ok = self.fit_channels & (E > 0) & (E < self.beam_energy_keV)
         eff = np.zeros_like(E)
-        eff[ok] = self.efficiency(E[ok])
+        eff[ok] = self.transmission(E[ok])
         out = np.zeros((E.size, self.n_background))
         for j in range(1, self.n_background + 1):
             b = np.zeros_like(E)
@@ -438,7 +564,7 @@ class EDXModel:
             return None
         half = 0.5 * self.scale
         edges = np.concatenate([self.energy - half, [self.energy[-1] + half]])
-        eff = self.efficiency([ln["energy_keV"] for ln in lines])
+        eff = self.transmission([ln["energy_keV"] for ln in lines])
         col = np.zeros(self.energy.size)
         for ln, e in zip(lines, eff):
             ln["weight"] *= float(e)
@@ -448,44 +574,124 @@ class EDXModel:
         self._last_lines = lines
         return col if col.any() else None
 
+    def background_basis(self, knot_keV: float = 1.0) -> np.ndarray:
+        """Flexible bremsstrahlung basis for peak finding, shape (C, n_cols), unit-sum columns.
+
+        Each bremsstrahlung column (see :meth:`bremsstrahlung`; a flat one if
+        ``n_background == 0``) times each cubic B-spline of a uniform knot grid of spacing
+        ``knot_keV`` over the fitted channels: non-negative combinations follow a
+        background whose shape departs smoothly from Kramers/Lifshin (sample absorption,
+        detector details) on a scale of ``knot_keV``, much broader than an X-ray peak.
+        ``knot_keV=inf`` gives the plain bremsstrahlung columns.
+
+        Example
+        -------
+        >>> m = EDXModel(["Si"], (0.0, 0.01, 1024))
+        >>> B = m.background_basis(2.0)
+        >>> B.shape[0], bool(np.allclose(B.sum(axis=0), 1.0))
+        (1024, True)
+        """
+        from scipy.interpolate import BSpline
+
+        keep = self.fit_channels
+        base = self.bremsstrahlung().T if self.n_background else [keep / keep.sum()]
+        if not np.isfinite(knot_keV):
+            return np.stack(list(base), axis=1)
+        if not knot_keV > 0:
+            raise ValueError(f"knot_keV must be > 0, got {knot_keV!r}")
+        lo, hi = float(self.energy[keep][0]), float(self.energy[-1])
+        knots = np.arange(lo - 3 * knot_keV, hi + 4 * knot_keV, knot_keV)
+        cols = []
+        for b in base:
+            for i in range(knots.size - 4):
+                s = np.nan_to_num(
+                    BSpline.basis_element(knots[i : i + 5], extrapolate=False)(self.energy)
+                )
+                c = b * s
+                if c.sum() > 0:
+                    cols.append(c / c.sum())
+        return np.stack(cols, axis=1)
+
     def propose_elements(
         self,
         data: ArrayLike,
         *,
+        known: Sequence[str] | None = None,
         min_significance: float = 6.0,
         max_elements: int = 20,
         candidates: Sequence[str] | None = None,
+        knot_keV: float = 1.0,
+        model_error: float = 0.02,
     ) -> list[dict[str, Any]]:
         """Elements whose X-ray lines explain the peaks of the summed spectrum of ``data``.
 
-        A greedy, model-based search on the summed spectrum x (fitted channels only):
+        A greedy, model-based search on the summed spectrum x (fitted channels only),
+        judged by the Poisson deviance ``D`` of non-negative Poisson regressions (KL
+        multiplicative updates):
 
-        1. fit x by non-negative Poisson regression (KL multiplicative updates) on the
-           current columns: the bremsstrahlung basis, then the elements proposed so far;
-        2. smooth the residual and the fit over one FWHM; the channel with the largest
-           significance ``(x - fit) / sqrt(fit)`` (window sums) is the next peak, if that
+        1. the background is the flexible bremsstrahlung basis of :meth:`background_basis`
+           (``knot_keV``), so that a background shape the two-term Kramers/Lifshin model
+           misses is not read as (or does not hide) a peak; the ``known`` elements (e.g.
+           the signal's metadata) are in the fit from the start;
+        2. the channel with the largest residual significance
+           ``(x - fit) / sqrt(fit + (model_error * m)^2)`` (sums over half the largest
+           FWHM; m the largest such fitted sum within one largest FWHM: Poisson noise
+           plus a relative model error, so that the shoulders of a strong peak whose
+           shape the model does not follow exactly, e.g. a detector's low-energy tail or
+           a resolution a little off, are not taken for peaks) is the next peak, if that
            exceeds ``min_significance``;
         3. every candidate element with a line of >= 10 % of its strongest line within
-           ``max(FWHM / 2, 2 channels)`` of the peak is tried: its G column is added, the
-           fit redone, and the Poisson deviance decrease recorded; the candidate with the
-           largest decrease is proposed (the peak's channel window is masked if none fits);
+           ``max(FWHM / 2, 2 channels)`` of the peak is tried with its whole G column (all
+           its K, L and M lines at once, so an element whose other families are absent
+           explains less): the column is added, the fit redone and the deviance drop
+           ``dD`` recorded; the candidate with the largest drop is proposed if ``dD >=
+           min_significance**2 * (1 + model_error^2 * m)``, m the fitted counts in the
+           peak's neighbourhood as in 2 (a likelihood-ratio test: ``dD`` is about
+           chi-square with one degree of freedom when the element is absent, inflated by
+           the model error); otherwise the peak's channels are masked. Overlaps are
+           resolved by the same rule: of two elements
+           with lines under one peak (Pd L / Cd L, Rh L) the one whose full line pattern
+           fits better wins, and the loser gains little once the winner is in;
         4. repeat until no significant peak is left or ``max_elements`` are proposed.
+
+        The search runs first with the plain bremsstrahlung columns; the flexible
+        background replaces them (and the search is redone) only if, with the elements
+        found, it lowers the deviance by more than its extra columns' count plus
+        ``min_significance`` standard deviations of a chi-square with that many degrees
+        of freedom: at low counts (a few thousand) the plain model keeps the weak peaks'
+        power, on a real detector's background (bruker-test_TEM.bcf) the flexible one
+        removes the misfit that otherwise becomes spurious elements.
 
         Parameters
         ----------
         data : array_like, shape (C,), (N, C) or (H, W, C)
             Counts on this model's energy axis.
+        known : sequence of str, optional
+            Elements known to be present (e.g. ``metadata.Sample.elements``): fitted from
+            the start and returned first, each with its own deviance drop (the fit without
+            it against the fit with all known ones), whatever its significance.
         min_significance : float, default 6.0
-            Peaks below this many Poisson standard deviations are ignored.
+            Peaks below this many Poisson standard deviations, and elements whose deviance
+            drop is below its square, are not proposed.
         max_elements : int, default 20
+            Most elements proposed from the peaks (``known`` not counted).
         candidates : sequence of str, optional
             Elements to consider (default Be..U).
+        knot_keV : float, default 1.0
+            Knot spacing of the flexible background (``inf``: the plain bremsstrahlung
+            only, no test).
+        model_error : float, default 0.02
+            Relative error allowed for the model's counts (peak shapes, line ratios).
 
         Returns
         -------
         list of dict
-            One per proposed element, in the order found: element, line, energy_keV
-            (that line's energy), peak_keV, significance, deviance_gain.
+            One per element, known ones first then in the order found: element, source
+            ("known" or "peaks"), line (the line nearest the peak, or the strongest line
+            for a known element), energy_keV (that line's energy), peak_keV (None for a
+            known element), significance (of the peak; ``sqrt(dD)`` for a known
+            element), deviance_gain ``dD`` (for a known element: the fit with all the
+            elements found against the fit without it).
 
         Example
         -------
@@ -497,8 +703,10 @@ class EDXModel:
         """
         x = np.asarray(data, dtype=np.float64)
         C = self.energy.size
-        if x.shape[-1] != C:
-            raise ValueError(f"data has {x.shape[-1]} channels, the energy axis {C}")
+        if x.ndim == 0 or x.shape[-1] != C:
+            raise ValueError(
+                f"data has {x.shape[-1] if x.ndim else 0} channels, the energy axis {C}"
+            )
         spec = x.reshape(-1, C).sum(axis=0)
         if not np.isfinite(spec).all() or (spec < 0).any():
             raise ValueError("data must be finite and non-negative counts")
@@ -506,25 +714,54 @@ class EDXModel:
         if candidates is None:
             candidates = [_symbol(z) for z in range(4, 93)]
         cand = {el: atomic_number(el) for el in candidates}
-        cols = [b for b in self.bremsstrahlung().T]
-        if not cols:  # no background: a flat column keeps the fit defined
-            cols = [keep / keep.sum()]
+        known = [] if known is None else ([known] if isinstance(known, str) else list(known))
+        args = (spec, keep, cand, known, min_significance, max_elements, model_error)
+        plain = self.background_basis(np.inf)
+        found, elem_cols = self._greedy(plain, *args)
+        if np.isfinite(knot_keV):
+            # the flexible background only where the data need it: a likelihood-ratio
+            # test of it against the plain bremsstrahlung, with the elements found
+            flex = self.background_basis(knot_keV)
+            el = np.stack(elem_cols, 1) if elem_cols else np.zeros((C, 0))
+            _, d_plain = _poisson_fit(spec[keep], np.hstack([plain, el])[keep], n_iter=1000)
+            _, d_flex = _poisson_fit(spec[keep], np.hstack([flex, el])[keep], n_iter=1000)
+            extra = flex.shape[1] - plain.shape[1]
+            if d_plain - d_flex > extra + min_significance * np.sqrt(2.0 * extra):
+                found, _ = self._greedy(flex, *args)
+        return found
+
+    def _greedy(self, basis, spec, keep, cand, known, min_significance, max_elements, model_error):
+        """The greedy search of :meth:`propose_elements` on one background basis."""
+        C = self.energy.size
+        cols = list(basis.T)
+        n_bg = len(cols)
         proposals: list[dict[str, Any]] = []
+        known_cols = []
+        for el in known:
+            col = self._column(atomic_number(el), el)
+            if col is None:
+                continue  # no line of it on this axis: nothing to fit
+            top = max(self._last_lines, key=lambda ln: ln["weight"])
+            known_cols.append((el, col, top))
+        cols += [c for _, c, _ in known_cols]
+        fit, dev, coef = _poisson_fit(spec[keep], np.stack(cols, 1)[keep], return_coef=True)
+        have = {el for el, _, _ in known_cols}
         fwhm_ch = np.maximum(1, np.round(fwhm_keV(self.energy, self.resolution_eV) / self.scale))
         win = int(fwhm_ch.max())
-        from scipy.ndimage import uniform_filter1d
+        from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
         masked = np.zeros(C, dtype=bool)
-        fit, dev = _poisson_fit(spec[keep], np.stack(cols, 1)[keep])
+        n_found = 0
         for _ in range(4 * max_elements):
-            if len(proposals) >= max_elements:
+            if n_found >= max_elements:
                 break
             full = np.zeros(C)
             full[keep] = fit
             w = max(3, win // 2)
             resid = uniform_filter1d(spec - full, size=w) * w
             model = uniform_filter1d(full, size=w) * w
-            z = resid / np.sqrt(np.maximum(model, 1.0))
+            local = maximum_filter1d(model, size=2 * win + 1)
+            z = resid / np.sqrt(np.maximum(model + (model_error * local) ** 2, 1.0))
             z[~keep | masked] = -np.inf
             i = int(np.argmax(z))
             if not np.isfinite(z[i]) or z[i] < min_significance:
@@ -533,10 +770,9 @@ class EDXModel:
             tol = max(0.5 * float(fwhm_keV(pe, self.resolution_eV)), 2 * self.scale)
             best = None
             for el, Z in cand.items():
-                if any(p["element"] == el for p in proposals):
+                if el in have:
                     continue
-                near = [(abs(t[3] - pe), t[2]) for t in _shell_lines(Z) if abs(t[3] - pe) <= tol]
-                if not near:
+                if not any(abs(t[3] - pe) <= tol for t in _shell_lines(Z)):
                     continue
                 col = self._column(Z, el)
                 if col is None:
@@ -550,19 +786,30 @@ class EDXModel:
                 ]
                 if not near:
                     continue
-                f2, d2 = _poisson_fit(spec[keep], np.stack([*cols, col], 1)[keep])
+                B = np.stack([*cols, col], 1)[keep]
+                start = np.append(coef, 0.0)
+                start[-1] = max(float((spec[keep] - fit).clip(0).sum()), 1.0) / max(
+                    col.sum(), 1e-300
+                )
+                f2, d2, c2 = _poisson_fit(spec[keep], B, n_iter=150, start=start, return_coef=True)
                 gain = dev - d2
                 if best is None or gain > best[0]:
-                    best = (gain, el, col, min(near), f2, d2)
-            if best is None or best[0] < min_significance**2:
+                    best = (gain, el, col, min(near), f2, d2, c2)
+            need = min_significance**2 * (1.0 + model_error**2 * max(float(local[i]), 0.0))
+            if best is None or best[0] < need:
                 lo, hi = max(0, i - win // 2), min(C, i + win // 2 + 1)
                 masked[lo:hi] = True
                 continue
-            gain, el, col, (_, name, e_line), fit, dev = best
+            gain, el, col, (_, name, e_line), _, _, _ = best
             cols.append(col)
+            have.add(el)
+            n_found += 1
+            # refit properly from scratch (the candidate fits above are warm-started)
+            fit, dev, coef = _poisson_fit(spec[keep], np.stack(cols, 1)[keep], return_coef=True)
             proposals.append(
                 dict(
                     element=el,
+                    source="peaks",
                     line=name,
                     energy_keV=e_line,
                     peak_keV=pe,
@@ -570,7 +817,23 @@ class EDXModel:
                     deviance_gain=float(gain),
                 )
             )
-        return proposals
+        known_out = []
+        for j, (el, _, top) in enumerate(known_cols):
+            rest = [c for i, c in enumerate(cols) if i != n_bg + j]
+            _, d_wo = _poisson_fit(spec[keep], np.stack(rest, 1)[keep])
+            gain = max(d_wo - dev, 0.0)
+            known_out.append(
+                dict(
+                    element=el,
+                    source="known",
+                    line=top["line"],
+                    energy_keV=top["energy_keV"],
+                    peak_keV=None,
+                    significance=float(np.sqrt(gain)),
+                    deviance_gain=float(gain),
+                )
+            )
+        return known_out + proposals, cols[n_bg:]
 
     def __repr__(self) -> str:
         return (
@@ -584,17 +847,29 @@ def _symbol(Z: int) -> str:
     return str(_xraylib().AtomicNumberToSymbol(Z))
 
 
-def _poisson_fit(x: np.ndarray, B: np.ndarray, n_iter: int = 300) -> tuple[np.ndarray, float]:
-    """Non-negative Poisson regression x ~ B c by KL multiplicative updates: (B c, deviance)."""
+def _poisson_fit(
+    x: np.ndarray,
+    B: np.ndarray,
+    n_iter: int = 300,
+    start: np.ndarray | None = None,
+    return_coef: bool = False,
+) -> tuple:
+    """Non-negative Poisson regression x ~ B c by KL multiplicative updates.
+
+    Returns (B c, deviance), plus c when ``return_coef``; ``start`` is an initial c.
+    """
     scale = np.maximum(B.sum(axis=0), 1e-300)
-    c = np.full(B.shape[1], max(x.sum(), 1.0) / B.shape[1]) / scale
+    if start is None:
+        c = np.full(B.shape[1], max(x.sum(), 1.0) / B.shape[1]) / scale
+    else:
+        c = np.maximum(np.asarray(start, dtype=np.float64), 1e-12)
     for _ in range(n_iter):
         f = np.maximum(B @ c, 1e-12)
         c *= (B.T @ (x / f)) / scale
     f = np.maximum(B @ c, 1e-12)
     pos = x > 0
     dev = 2.0 * float(np.sum(x[pos] * np.log(x[pos] / f[pos])) - x.sum() + f.sum())
-    return f, dev
+    return (f, dev, c) if return_coef else (f, dev)
 
 
 class ReferenceModel:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits
 
 from .. import _core
@@ -128,7 +129,7 @@ def w_step(
     return new
 
 
-class PhysicsNMF:
+class PhysicsNMF(BaseEstimator):
     """NMF whose component spectra are non-negative combinations of a physical model.
 
     The spectrum image X (N pixels x C channels) is factorised as
@@ -224,6 +225,12 @@ class PhysicsNMF:
         Its KL part.
     n_iter_ : int
     n_features_in_ : int
+
+    Notes
+    -----
+    A scikit-learn estimator (``BaseEstimator``): the constructor only stores its
+    arguments, ``get_params``/``set_params``/``sklearn.base.clone`` work, ``fit`` returns
+    the estimator and ``fit_transform`` the maps; validation happens at fit time.
 
     Example
     -------
