@@ -114,10 +114,17 @@ class MultiPolynomialKernel:
         if Y is not None:
             Y = as_array(Y, "Y", ndim=2)
             self._check(Y, "Y")
+        return self._weighted_sum(
+            lambda b, cols: polynomial_kernel(
+                X[:, cols], None if Y is None else Y[:, cols], zeta=self.zeta
+            )
+        )
+
+    def _weighted_sum(self, block: Callable[[int, slice], np.ndarray]) -> np.ndarray:
+        """Σ_b w_b block(b, columns of b), accumulated in the first block's array."""
         K = None
         for b, w in enumerate(self.weights):
-            cols = slice(self._offsets[b], self._offsets[b + 1])
-            Kb = polynomial_kernel(X[:, cols], None if Y is None else Y[:, cols], zeta=self.zeta)
+            Kb = block(b, slice(self._offsets[b], self._offsets[b + 1]))
             if K is None:
                 K = Kb
                 K *= w
@@ -141,18 +148,9 @@ class MultiPolynomialKernel:
         """``self(X, Y)`` (n, m) for a Y made ready by :meth:`prepare`."""
         X = as_array(X, "X", ndim=2)
         self._check(X, "X")
-        K = None
-        for b, w in enumerate(self.weights):
-            Yb, sy = prepared[b]
-            Kb = prepared_kernel(
-                X[:, self._offsets[b] : self._offsets[b + 1]], Yb, sy, self.zeta, True
-            )
-            if K is None:
-                K = Kb
-                K *= w
-            else:
-                K += w * Kb
-        return K
+        return self._weighted_sum(
+            lambda b, cols: prepared_kernel(X[:, cols], *prepared[b], self.zeta, True)
+        )
 
     def diag(self, X: np.ndarray) -> np.ndarray:
         """``k(x_i, x_i)`` for every row of X (n, d): the weights of the non-zero blocks."""

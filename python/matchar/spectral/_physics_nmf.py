@@ -505,20 +505,7 @@ class PhysicsNMF(BaseEstimator):
                 its.append(n_done)
         maps = data.unflatten(A)
         self._A = A.to_dask()
-        self.components_ = H
-        self.W_ = W
-        self.n_components_ = H.shape[0]
-        self.n_features_in_ = H.shape[1]
-        self.n_iter_ = n_done
-        self.loss_history_ = np.asarray(hist)
-        self.kl_history_ = np.asarray(kls)
-        self.loss_iterations_ = np.asarray(its, dtype=np.int64)
-        el = W[:n_el].T.copy()
-        tot = el.sum(axis=1, keepdims=True)
-        comp = el / np.where(tot > 0, tot, 1.0)
-        for k in h_pins:
-            comp[k] = np.nan
-        self.composition_ = comp
+        self._set_results(H, W, n_done, hist, kls, its, n_el, h_pins)
         self.maps_ = maps
         Wel = W[:n_el].T.copy()
         for k in h_pins:
@@ -696,15 +683,8 @@ class PhysicsNMF(BaseEstimator):
         finally:
             self._finish(data, A, W, G, dtype, pm, cm, h_pins, n_done, hist, kls, its, n_el)
 
-    def _finish(self, data, A, W, G, dtype, pm, cm, h_pins, n_iter, hist, kls, its, n_el):
-        H = self._components(G, W, dtype, h_pins)
-        dev = _deviance(data, A, H, pm, cm)
-        kl = 0.5 * float(dev.sum() if pm is None else dev[pm.astype(bool)].sum())
-        if not its or its[-1] != n_iter:
-            hist.append(self.objective(A, kl))
-            kls.append(kl)
-            its.append(n_iter)
-        self._A = A
+    def _set_results(self, H, W, n_iter, hist, kls, its, n_el, h_pins) -> None:
+        """The fitted attributes both fit paths (in memory, dask) share."""
         self.components_ = H
         self.W_ = W
         self.n_components_ = H.shape[0]
@@ -719,6 +699,17 @@ class PhysicsNMF(BaseEstimator):
         for k in h_pins:
             comp[k] = np.nan
         self.composition_ = comp
+
+    def _finish(self, data, A, W, G, dtype, pm, cm, h_pins, n_iter, hist, kls, its, n_el):
+        H = self._components(G, W, dtype, h_pins)
+        dev = _deviance(data, A, H, pm, cm)
+        kl = 0.5 * float(dev.sum() if pm is None else dev[pm.astype(bool)].sum())
+        if not its or its[-1] != n_iter:
+            hist.append(self.objective(A, kl))
+            kls.append(kl)
+            its.append(n_iter)
+        self._A = A
+        self._set_results(H, W, n_iter, hist, kls, its, n_el, h_pins)
         self.maps_ = unflatten(A, data.nav_shape)
         elem = A.astype(np.float64) @ W[:n_el].T
         for k in h_pins:
