@@ -129,6 +129,14 @@ def w_step(
     return new
 
 
+def _stalled(hist: list[float], tol: float) -> bool:
+    """The relative decrease of the objective between its last two evaluations < tol."""
+    if tol <= 0 or len(hist) < 2:
+        return False
+    prev, cur = hist[-2], hist[-1]
+    return abs(prev) > 0 and (prev - cur) / abs(prev) < tol
+
+
 class PhysicsNMF(BaseEstimator):
     """NMF whose component spectra are non-negative combinations of a physical model.
 
@@ -483,15 +491,10 @@ class PhysicsNMF(BaseEstimator):
                     hist.append(float(kl) + smoothness * lappen + sparsity * logpen)
                     kls.append(float(kl))
                     its.append(it)
-                W_new = w_step(W, Gm, num, colsum, n_el, self.simplex == "W")
-                for k, col in w_pins.items():
-                    W_new[:, k] = col
-                A, W = A_new, W_new
+                A, W = A_new, self._w_update(W, Gm, num, colsum, n_el, w_pins)
                 n_done = it + 1
-                if with_loss and tol > 0 and len(hist) >= 2:
-                    prev, cur = hist[-2], hist[-1]
-                    if abs(prev) > 0 and (prev - cur) / abs(prev) < tol:
-                        break
+                if with_loss and _stalled(hist, tol):
+                    break
             H = self._components(G, W, dtype, h_pins)
             dev = _deviance(data, A, H, pm, cm)
             kl = 0.5 * float(dev.sum() if pm is None else dev[pm.astype(bool)].sum())
@@ -671,17 +674,19 @@ class PhysicsNMF(BaseEstimator):
                     hist.append(self.objective(A, kl))
                     kls.append(float(kl))
                     its.append(it)
-                W_new = w_step(W, Gm, num, colsum, n_el, self.simplex == "W")
-                for k, col in w_pins.items():
-                    W_new[:, k] = col
-                A, W = A_new, W_new
+                A, W = A_new, self._w_update(W, Gm, num, colsum, n_el, w_pins)
                 n_done = it + 1
-                if with_loss and tol > 0 and len(hist) >= 2:
-                    prev, cur = hist[-2], hist[-1]
-                    if abs(prev) > 0 and (prev - cur) / abs(prev) < tol:
-                        break
+                if with_loss and _stalled(hist, tol):
+                    break
         finally:
             self._finish(data, A, W, G, dtype, pm, cm, h_pins, n_done, hist, kls, its, n_el)
+
+    def _w_update(self, W, Gm, num, colsum, n_el, w_pins):
+        """The W step from one pass's statistics, pinned columns restored."""
+        W_new = w_step(W, Gm, num, colsum, n_el, self.simplex == "W")
+        for k, col in w_pins.items():
+            W_new[:, k] = col
+        return W_new
 
     def _set_results(self, H, W, n_iter, hist, kls, its, n_el, h_pins) -> None:
         """The fitted attributes both fit paths (in memory, dask) share."""
