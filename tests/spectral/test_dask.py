@@ -198,3 +198,32 @@ def test_physics_nmf_dask_smoothness_any_chunking(client, edx_cube, chunks):
         atol=1e-9,
     )
     np.testing.assert_allclose(est1.loss_history_, ref1.loss_history_, rtol=1e-9)
+
+
+def test_misaligned_chunk_is_validated_and_copied_once():
+    """A chunk unpickled at an odd address is aligned (and validated) once per chunk
+    object, not on every iteration; the copy goes when the chunk goes."""
+    import gc
+
+    from matchar.spectral import _dask
+
+    ref = np.arange(6 * 5, dtype=np.uint16).reshape(6, 5)
+    raw = bytearray(ref.nbytes + 1)
+    x = np.frombuffer(raw, dtype=np.uint16, offset=1, count=ref.size).reshape(6, 5)
+    x[...] = ref
+    assert not x.flags.aligned
+    first = _dask._chunk_matrix(x)
+    assert first.flags.aligned and first is not x
+    np.testing.assert_array_equal(first, ref)
+    assert _dask._chunk_matrix(x) is first  # cached
+    aligned = ref.copy()
+    assert _dask._chunk_matrix(aligned) is aligned  # aligned chunks are used in place
+    n = len(_dask._CHECKED)
+    del x, first
+    gc.collect()
+    assert len(_dask._CHECKED) == n - 1
+    bad = np.ones((3, 4), dtype=np.float32)
+    bad[1, 2] = np.inf
+    for _ in range(2):  # bad values are never cached as checked
+        with pytest.raises(ValueError, match="inf"):
+            _dask._chunk_matrix(bad)

@@ -16,6 +16,9 @@ and the estimator keeps no partial result of that fit.
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -24,6 +27,8 @@ from .. import _core
 from ._input import as_spectrum_matrix
 
 _EPS = float(np.finfo(np.float32).eps)
+# Iterations the client submits ahead of the last finished one (distributed scheduler).
+_LOOKAHEAD = 3
 _TINY = float(np.finfo(np.float64).eps)
 
 
@@ -53,7 +58,7 @@ def _compute(what: str, *objs):
     dask, _ = _lib()
     try:
         return dask.compute(*objs)
-    except (ValueError, TypeError, MemoryError, KeyboardInterrupt):
+    except (ValueError, TypeError, MemoryError, KeyboardInterrupt, DaskFailure):
         raise  # bad data found inside a task: the caller's error, unchanged
     except Exception as err:
         raise DaskFailure(
@@ -77,20 +82,53 @@ def _persist(what: str, *objs):
 
 
 # -- tasks (top-level functions: they travel to the workers by pickle) ---------------------
+def _unpair(a):
+    """A factor piece or the components as a task received them: the array itself, or
+    the first item of the (array, statistics) result of the task that made it (the next
+    iteration's tasks take those results whole, with no getter task in between)."""
+    return a[0] if isinstance(a, tuple) else a
+
+
 def _al(a):
     """Arrays unpickled from a message may be unaligned: the kernels need aligned ones."""
-    return None if a is None else np.require(a, requirements=["A", "C"])
+    return None if a is None else np.require(_unpair(a), requirements=["A", "C"])
+
+
+# Chunks already validated in this worker, keyed by the id of the chunk object, each with
+# its aligned copy when the chunk itself is misaligned (None: the chunk is used as it is).
+# An entry is dropped when its chunk object is freed (weakref callback): an iterative fit
+# over a persisted cube validates (and aligns) every chunk once, not on every iteration.
+_CHECKED: dict[int, tuple[weakref.ref, np.ndarray | None]] = {}
+_CHECKED_LOCK = threading.Lock()
 
 
 def _chunk_matrix(x: np.ndarray) -> np.ndarray:
     """Validate one chunk like in-memory input (NaN/inf/negative -> ValueError).
 
-    A chunk deserialised from a message can sit at an odd address while C-contiguous,
-    which ``np.ascontiguousarray`` (inside ``as_array``) does not fix: align it first.
+    A chunk deserialised from a message (e.g. a cube scattered from the client, then
+    persisted) can sit at an odd address while C-contiguous; the kernels need aligned
+    data, and ``np.ascontiguousarray`` does not fix that: such a chunk is copied. Copying
+    or scanning 10^7-10^8 values on every iteration would cost as much as the pass itself,
+    so both happen once per chunk object: dask chunks are immutable.
     """
-    if isinstance(x, np.ndarray) and not x.flags.aligned:
-        x = np.require(x, requirements=["A", "C"])
-    return as_spectrum_matrix(x, "X (a dask chunk)", allow_sparse=False).X
+    if not isinstance(x, np.ndarray):
+        return as_spectrum_matrix(x, "X (a dask chunk)", allow_sparse=False).X
+    key = id(x)
+    with _CHECKED_LOCK:
+        hit = _CHECKED.get(key)
+    if hit is not None and hit[0]() is x:
+        return x if hit[1] is None else hit[1]
+    src = x if x.flags.aligned else np.require(x, requirements=["A", "C"])
+    X = as_spectrum_matrix(src, "X (a dask chunk)", allow_sparse=False).X
+    if X is not x and np.may_share_memory(X, x):
+        return X  # a view would keep the chunk alive from the cache: not cached
+    try:
+        ref = weakref.ref(x, lambda _r, k=key: _CHECKED.pop(k, None))
+    except TypeError:  # pragma: no cover - ndarrays support weak references
+        return X
+    with _CHECKED_LOCK:
+        _CHECKED[key] = (ref, None if X is x else X)
+    return X
 
 
 def _task_sums(x, r, c):
@@ -130,7 +168,7 @@ def _gather_rows(lo, hi, starts, *parts):
     """Rows [lo, hi) of a factor from the consecutive pieces ``parts`` starting at
     ``starts`` (global row indices)."""
     out = [
-        np.asarray(p)[max(lo - s0, 0) : max(min(hi - s0, len(p)), 0)]
+        np.asarray(_unpair(p))[max(lo - s0, 0) : max(min(hi - s0, len(_unpair(p))), 0)]
         for s0, p in zip(starts, parts)
     ]
     return np.concatenate(out, axis=0)
@@ -211,7 +249,7 @@ def _task_physics(x, A, H, s, sparsity, eps, simplex_h, pm, cm, with_loss, lap=N
 
 
 def _task_penalty(A, nxt, start, nav_shape):
-    return _grid_penalty(np.asarray(A), nxt, start, nav_shape)
+    return _grid_penalty(np.asarray(_unpair(A)), nxt, start, nav_shape)
 
 
 def _task_w_only(x, W, H, loss, with_loss):
@@ -223,6 +261,83 @@ def _task_w_only(x, W, H, loss, with_loss):
             loss, X, _al(W), _al(H), None, None, False, True
         )
     return W_new, (float(value), X.shape[0])
+
+
+def _check_total(counts, n_total: int, what: str) -> None:
+    got = int(sum(counts))
+    if got != n_total:
+        raise DaskFailure(
+            f"{what}: the chunks covered {got} pixels instead of {n_total}; refusing to "
+            "return a result computed from part of the data"
+        )
+
+
+def _task_reduce_kl(H, n_total, *stats):
+    """The KL components update from the chunks' statistics: (H_new, loss)."""
+    _check_total([s[3] for s in stats], n_total, "an NMF iteration")
+    H = _al(H)
+    num = np.sum([s[1] for s in stats], axis=0)
+    colsum = np.sum([s[2] for s in stats], axis=0)
+    den = np.where(colsum == 0, _EPS, colsum)
+    # As kl_update: the quotient rounded to the factor dtype, then the product.
+    H_new = H * (num / den[:, None]).astype(H.dtype)
+    H_new[H_new < _TINY] = 0
+    return H_new, float(sum(s[0] for s in stats))
+
+
+def _task_reduce_frobenius(H, cm, n_total, *stats):
+    """One HALS sweep of the rows of H from the chunks' statistics (as hals_update):
+    (H_new, the loss of (W_new, H_new))."""
+    _check_total([s[3] for s in stats], n_total, "an NMF iteration")
+    H = _al(H)
+    sumsq = sum(s[0] for s in stats)
+    XtW = np.sum([s[1] for s in stats], axis=0)  # C x K
+    WtW = np.sum([s[2] for s in stats], axis=0)  # K x K
+    Hd = H.astype(np.float64)
+    for k in range(Hd.shape[0]):
+        if WtW[k, k] != 0:
+            Hd[k] = np.maximum(Hd[k] - (WtW[k] @ Hd - XtW[:, k]) / WtW[k, k], 0.0)
+    H_new = Hd.astype(H.dtype)
+    Hc = H_new.astype(np.float64)
+    if cm is not None:
+        Hc = Hc[:, cm.astype(bool)]
+        XtW = XtW[cm.astype(bool)]
+    cross = float(np.sum(Hc * XtW.T))
+    quad = float(np.sum(WtW * (Hc @ Hc.T)))
+    return H_new, max(0.5 * (sumsq - 2.0 * cross + quad), 0.0)
+
+
+def _task_sum_values(n_total, *stats):
+    _check_total([s[1] for s in stats], n_total, "a map update")
+    return float(sum(s[0] for s in stats))
+
+
+class _Reduced:
+    """Components still being computed: the dask object of the reduction task, whose
+    value is (H_new, loss)."""
+
+    __slots__ = ("task",)
+
+    def __init__(self, task) -> None:
+        self.task = task
+
+
+def _is_dask_object(obj) -> bool:
+    return hasattr(obj, "__dask_graph__")
+
+
+def _futures_of(obj) -> list:
+    try:
+        from distributed import futures_of
+    except ImportError:  # pragma: no cover - distributed is in the dask extra
+        return []
+    return futures_of(obj)
+
+
+def _wait_futures(futures) -> None:
+    from distributed import wait
+
+    wait(futures)
 
 
 def _task_deviance(x, W, H, pm, cm):
@@ -268,7 +383,8 @@ def _second(t):
 
 # -- the chunked spectrum image ---------------------------------------------------------------
 class ChunkedFactor:
-    """An (N, K) factor held as one persisted dask piece per chunk of pixels."""
+    """An (N, K) factor held as one persisted dask piece per chunk of pixels (a piece is
+    the array or, straight from an NMF iteration, the (array, statistics) pair)."""
 
     def __init__(self, pieces: list, rows: tuple[int, ...], k: int, dtype: np.dtype):
         self.pieces = pieces
@@ -277,9 +393,10 @@ class ChunkedFactor:
         self.dtype = np.dtype(dtype)
 
     def to_dask(self):
-        _, da = _lib()
+        dask, da = _lib()
+        get = dask.delayed(_unpair, pure=True)
         parts = [
-            da.from_delayed(p, shape=(n, self.shape[1]), dtype=self.dtype)
+            da.from_delayed(get(p), shape=(n, self.shape[1]), dtype=self.dtype)
             for p, n in zip(self.pieces, self.rows)
         ]
         return da.concatenate(parts, axis=0)
@@ -323,6 +440,7 @@ class DaskSpectrumMatrix:
         self.shape = (int(sum(self.rows)), C)
         self.item_dtype = dt
         self._dask = dask
+        self._inflight: deque = deque()
 
     # dtype of the factors, as factor_dtype does for arrays
     def factor_dtype(self, dtype: Any) -> np.dtype:
@@ -339,12 +457,7 @@ class DaskSpectrumMatrix:
         return [np.ascontiguousarray(v[a:b]) for a, b in zip(self.bounds[:-1], self.bounds[1:])]
 
     def _check_rows(self, counts, what: str) -> None:
-        got = int(sum(counts))
-        if got != self.shape[0]:
-            raise DaskFailure(
-                f"{what}: the chunks covered {got} pixels instead of {self.shape[0]}; refusing "
-                "to return a result computed from part of the data"
-            )
+        _check_total(counts, self.shape[0], what)
 
     def _delayed(self, fn):
         return self._dask.delayed(fn, pure=True)
@@ -439,57 +552,69 @@ class DaskSpectrumMatrix:
         return ChunkedFactor(pieces, self.rows, k, dtype), H.astype(dtype)
 
     def update(self, loss, W: ChunkedFactor, H, pm, cm, update_H, with_loss):
-        """One NMF iteration over the chunks: (loss, W_new, H_new or None)."""
-        H = np.ascontiguousarray(H)
+        """One NMF iteration over the chunks: (loss, W_new, H_new or None).
+
+        Nothing is waited for: the chunk passes and the reduction into the new components
+        are submitted as tasks (the reduction runs on a worker), and the loss and H come
+        back as dask objects that the next iteration's tasks take as they are;
+        :meth:`resolve` fetches them when the loop needs a value. The scheduler starts
+        iteration t+1 as soon as iteration t's components exist, with no round trip to the
+        client in between; the client keeps at most ``_LOOKAHEAD`` iterations in flight.
+        The chunk tasks return (maps, statistics) pairs, which the next iteration takes
+        whole, so only the statistics getters stand between a pass and the reduction.
+        """
+        H_in = H.task if isinstance(H, _Reduced) else np.ascontiguousarray(H)
+        n_total = self.shape[0]
+        stats = self._delayed(_second)
         if not update_H:
             task = self._delayed(_task_w_only)
-            pairs = _persist(
-                "a map update",
-                *[task(x, w, H, loss, with_loss) for x, w in zip(self.pieces, W.pieces)],
-            )
-            stats = _compute("a map update", *[self._delayed(_second)(p) for p in pairs])
-            self._check_rows([s[1] for s in stats], "a map update")
-            pieces = [self._delayed(_first)(p) for p in pairs]
-            value = sum(s[0] for s in stats)
-            return value, ChunkedFactor(pieces, self.rows, W.shape[1], W.dtype), None
+            pairs = [task(x, w, H_in, loss, with_loss) for x, w in zip(self.pieces, W.pieces)]
+            value = self._delayed(_task_sum_values)(n_total, *[stats(p) for p in pairs])
+            persisted = _persist("a map update", value, *pairs)
+            self._track(persisted[0])
+            W_new = ChunkedFactor(list(persisted[1:]), self.rows, W.shape[1], W.dtype)
+            return persisted[0], W_new, None
         if loss == "kl":
             task = self._delayed(_task_kl)
-            args = [
-                (x, w, H, p, cm, with_loss)
+            pairs = [
+                task(x, w, H_in, p, cm, with_loss)
                 for x, w, p in zip(self.pieces, W.pieces, self._slices(pm))
             ]
+            reduce = self._delayed(_task_reduce_kl)(H_in, n_total, *[stats(p) for p in pairs])
         else:
             task = self._delayed(_task_frobenius)
-            args = [(x, w, H, p, cm) for x, w, p in zip(self.pieces, W.pieces, self._slices(pm))]
-        pairs = _persist("an NMF iteration", *[task(*a) for a in args])
-        stats = _compute("an NMF iteration", *[self._delayed(_second)(p) for p in pairs])
-        self._check_rows([s[3] for s in stats], "an NMF iteration")
-        pieces = [self._delayed(_first)(p) for p in pairs]
-        W_new = ChunkedFactor(pieces, self.rows, W.shape[1], W.dtype)
-        if loss == "kl":
-            value = sum(s[0] for s in stats)
-            num = np.sum([s[1] for s in stats], axis=0)
-            colsum = np.sum([s[2] for s in stats], axis=0)
-            den = np.where(colsum == 0, _EPS, colsum)
-            # As kl_update: the quotient rounded to the factor dtype, then the product.
-            H_new = H * (num / den[:, None]).astype(H.dtype)
-            H_new[H_new < _TINY] = 0
-            return value, W_new, H_new
-        sumsq = sum(s[0] for s in stats)
-        XtW = np.sum([s[1] for s in stats], axis=0)  # C x K
-        WtW = np.sum([s[2] for s in stats], axis=0)  # K x K
-        Hd = H.astype(np.float64)
-        for k in range(Hd.shape[0]):  # HALS sweep of the rows of H, as hals_update
-            if WtW[k, k] != 0:
-                Hd[k] = np.maximum(Hd[k] - (WtW[k] @ Hd - XtW[:, k]) / WtW[k, k], 0.0)
-        H_new = Hd.astype(H.dtype)
-        Hc = H_new.astype(np.float64)
-        if cm is not None:
-            Hc = Hc[:, cm.astype(bool)]
-            XtW = XtW[cm.astype(bool)]
-        cross = float(np.sum(Hc * XtW.T))
-        quad = float(np.sum(WtW * (Hc @ Hc.T)))
-        return max(0.5 * (sumsq - 2.0 * cross + quad), 0.0), W_new, H_new
+            pairs = [
+                task(x, w, H_in, p, cm) for x, w, p in zip(self.pieces, W.pieces, self._slices(pm))
+            ]
+            reduce = self._delayed(_task_reduce_frobenius)(
+                H_in, cm, n_total, *[stats(p) for p in pairs]
+            )
+        persisted = _persist("an NMF iteration", reduce, stats(reduce), *pairs)
+        reduce, value = persisted[0], persisted[1]
+        self._track(reduce)
+        W_new = ChunkedFactor(list(persisted[2:]), self.rows, W.shape[1], W.dtype)
+        return value, W_new, _Reduced(reduce)
+
+    def _track(self, obj) -> None:
+        """Keep at most ``_LOOKAHEAD`` submitted iterations unfinished (distributed only:
+        the local schedulers compute on persist)."""
+        futures = _futures_of(obj)
+        if not futures:
+            return
+        self._inflight.append(futures)
+        while len(self._inflight) > _LOOKAHEAD:
+            _wait_futures(self._inflight.popleft())
+
+    def resolve(self, *objs):
+        """The values of what :meth:`update` returned (arrays and numbers as they are)."""
+        tasks = [o.task if isinstance(o, _Reduced) else o for o in objs]
+        lazy = [i for i, t in enumerate(tasks) if _is_dask_object(t)]
+        out = list(objs)
+        if lazy:
+            for i, v in zip(lazy, _compute("an NMF iteration", *[tasks[i] for i in lazy])):
+                out[i] = _unpair(v) if isinstance(objs[i], _Reduced) else v
+            self._inflight.clear()
+        return out[0] if len(objs) == 1 else tuple(out)
 
     def _halo(self, A: ChunkedFactor, lo: int, hi: int):
         """Rows [lo, hi) of A (clipped to the factor) as a delayed array."""

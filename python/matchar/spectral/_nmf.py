@@ -43,6 +43,10 @@ def _sparse_if_mostly_zero(data: SpectrumMatrix) -> SpectrumMatrix:
     return SpectrumMatrix(csr, data.nav_shape)
 
 
+def _identity(*objs):
+    return objs[0] if len(objs) == 1 else objs
+
+
 def _update(
     data: SpectrumMatrix, loss: str, W, H, pm, cm, update_H: bool, with_loss: bool, sweeps=1
 ):
@@ -533,6 +537,9 @@ class NMF(TransformerMixin, BaseEstimator):
 
     def _iterate(self, data, W, H, pm, cm, *, update_H: bool):
         loss_name, every, tol = self.loss, self.eval_every, float(self.tol)
+        # Dask input: update() returns the loss and H as dask objects (iterations are
+        # submitted without waiting); resolve() fetches them when a value is needed.
+        resolve = getattr(data, "resolve", None) or _identity
         history: list[float] = []
         iterations: list[int] = []
         n_done = 0
@@ -555,7 +562,7 @@ class NMF(TransformerMixin, BaseEstimator):
                     )
                     with_loss = (it + 1) % every == 0
                     evaluated_at = it + 1
-                last_value = float(value)
+                last_value = value
                 W = W_new
                 if update_H:
                     H = H_new
@@ -563,7 +570,7 @@ class NMF(TransformerMixin, BaseEstimator):
                 if bar is not None:
                     bar.update(1)
                 if with_loss:
-                    history.append(float(value))
+                    history.append(float(resolve(value)))
                     iterations.append(evaluated_at)
                     if tol > 0 and len(history) >= 2:
                         prev, cur = history[-2], history[-1]
@@ -571,13 +578,14 @@ class NMF(TransformerMixin, BaseEstimator):
                             break
         except KeyboardInterrupt:
             if update_H:
-                self._set_result(data, W, H, n_done, history, iterations, pm, cm, None)
+                self._set_result(data, W, resolve(H), n_done, history, iterations, pm, cm, None)
             raise
         finally:
             if bar is not None:
                 bar.close()
         if update_H:
-            self._set_result(data, W, H, n_done, history, iterations, pm, cm, last_value)
+            H, last_value = resolve(H, last_value)
+            self._set_result(data, W, H, n_done, history, iterations, pm, cm, float(last_value))
         return W, H
 
     def _set_result(self, data, W, H, n_iter, history, iterations, pm, cm, last_value):
