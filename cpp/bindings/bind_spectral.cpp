@@ -119,6 +119,35 @@ py::tuple nmf_kl_stats(const py::array& X, const py::array& W, const py::array& 
   });
 }
 
+// (sum of squares, W_new, W^T X (K x C float64), W^T W (K x K float64)) of one HALS pass
+// without the H sweep, dense X: the per-chunk statistics of the Frobenius solver.
+py::tuple nmf_hals_stats(const py::array& X, const py::array& W, const py::array& H,
+                         const std::optional<py::array>& pixel_mask,
+                         const std::optional<py::array>& channel_mask, int sweeps) {
+  return dispatch_counts(X, [&](auto tx) {
+    using TX = typename decltype(tx)::type;
+    return dispatch_factor(W, [&](auto tf) {
+      using T = typename decltype(tf)::type;
+      const auto xv = matrix_view<TX>(X, "X");
+      const auto wv = matrix_view<T>(W, "W");
+      const auto hv = matrix_view<T>(H, "H");
+      const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
+      auto W_out = new_matrix<T>(wv.rows, wv.cols, "W");
+      auto WtX = new_matrix<double>(hv.rows, hv.cols, "W^T X");
+      auto WtW = new_matrix<double>(hv.rows, hv.rows, "W^T W");
+      T* wo = W_out.mutable_data();
+      double* a = WtX.mutable_data();
+      double* b = WtW.mutable_data();
+      double sumsq;
+      {
+        py::gil_scoped_release release;
+        sumsq = sp::hals_update_stats<TX, T>(xv, wv, hv, m, sweeps, wo, a, b);
+      }
+      return py::tuple(py::make_tuple(sumsq, W_out, WtX, WtW));
+    });
+  });
+}
+
 // The same for CSR X.
 py::tuple nmf_kl_stats_csr(const py::array& data, const py::array& indices, const py::array& indptr,
                            index_t n_cols, const py::array& W, const py::array& H,
@@ -456,6 +485,9 @@ void register_spectral(py::module_& m) {
         py::arg("indptr"), py::arg("n_cols"), py::arg("W"), py::arg("H"),
         py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none(),
         py::arg("update_H") = true, py::arg("with_loss") = true, py::arg("sweeps") = 1);
+  m.def("nmf_hals_stats", &nmf_hals_stats, py::arg("X"), py::arg("W"), py::arg("H"),
+        py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none(),
+        py::arg("sweeps") = 1);
   m.def("nmf_kl_stats", &nmf_kl_stats, py::arg("X"), py::arg("W"), py::arg("H"),
         py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none(),
         py::arg("with_loss") = true);

@@ -262,6 +262,15 @@ class _SpectralModule:
         sweeps: int = 1,
     ) -> tuple[float, NDArray[np.floating], NDArray[np.floating] | None]: ...
     @staticmethod
+    def nmf_hals_stats(
+        X: NDArray[Any],
+        W: NDArray[np.floating],
+        H: NDArray[np.floating],
+        pixel_mask: NDArray[np.uint8] | None = None,
+        channel_mask: NDArray[np.uint8] | None = None,
+        sweeps: int = 1,
+    ) -> tuple[float, NDArray[np.floating], NDArray[np.float64], NDArray[np.float64]]: ...
+    @staticmethod
     def nmf_kl_stats(
         X: NDArray[Any],
         W: NDArray[np.floating],

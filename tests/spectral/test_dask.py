@@ -227,3 +227,18 @@ def test_misaligned_chunk_is_validated_and_copied_once():
     for _ in range(2):  # bad values are never cached as checked
         with pytest.raises(ValueError, match="inf"):
             _dask._chunk_matrix(bad)
+
+
+def test_nmf_frobenius_inner_sweeps_dask_equals_in_memory(client, cube):
+    """inner_sweeps on dask: W sweeps in the chunk tasks, H sweeps in the reduction."""
+    X2 = cube.reshape(-1, 64)
+    kw = dict(loss="frobenius", init="random", random_state=2, max_iter=5, tol=0, dtype="float64")
+    for sweeps in (1, 3):
+        ref = mc.spectral.NMF(2, inner_sweeps=sweeps, eval_every=2, **kw)
+        maps_ref = ref.fit_transform(X2)
+        est = mc.spectral.NMF(2, inner_sweeps=sweeps, eval_every=2, **kw)
+        maps = est.fit_transform(da.from_array(X2, chunks=(150, 64))).compute()
+        np.testing.assert_allclose(est.components_, ref.components_, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(maps, maps_ref, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(est.loss_history_, ref.loss_history_, rtol=1e-9)
+        np.testing.assert_array_equal(est.loss_iterations_, ref.loss_iterations_)

@@ -1121,11 +1121,11 @@ double kl_update_stats_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixV
 // Frobenius HALS, dense X
 // ---------------------------------------------------------------------------
 template <class TX, class T>
-double hals_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
-                   bool update_H, T* W_out, T* H_out, int sweeps) {
+double hals_update_stats(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H,
+                         Masks masks, int sweeps, T* W_out, double* WtX, double* WtW_out) {
   const index_t N = X.rows, C = X.cols, K = W.cols;
   detail::check_factors(N, C, W.rows, W.cols, H.rows, H.cols);
-  if (W_out == nullptr || (update_H && H_out == nullptr))
+  if (W_out == nullptr || WtX == nullptr || WtW_out == nullptr)
     throw InvalidArgument("output buffers must not be null");
   if (sweeps < 1) throw InvalidArgument("sweeps must be >= 1");
 
@@ -1184,11 +1184,20 @@ double hals_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<
       for (index_t j = 0; j < K * C; ++j) a[j] += static_cast<double>(accb[j]);
     });
 
-  std::vector<double> xtw(static_cast<std::size_t>(K * C)), WtW(static_cast<std::size_t>(K * K));
-  for (index_t j = 0; j < K * C; ++j) xtw[j] = acc.sum(j);
-  for (index_t j = 0; j < K * K; ++j) WtW[j] = wtw.sum(j);
+  for (index_t j = 0; j < K * C; ++j) WtX[j] = acc.sum(j);
+  for (index_t j = 0; j < K * K; ++j) WtW_out[j] = wtw.sum(j);
   double sumsq = 0.0;
   for (int t = 0; t < nt; ++t) sumsq += sumsq_part[t];
+  return sumsq;
+}
+
+template <class TX, class T>
+double hals_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
+                   bool update_H, T* W_out, T* H_out, int sweeps) {
+  const index_t C = X.cols, K = W.cols;
+  if (update_H && H_out == nullptr) throw InvalidArgument("output buffers must not be null");
+  std::vector<double> xtw(static_cast<std::size_t>(K * C)), WtW(static_cast<std::size_t>(K * K));
+  const double sumsq = hals_update_stats(X, W, H, masks, sweeps, W_out, xtw.data(), WtW.data());
   return finish_hals(
       H, masks, update_H, [&](index_t k, index_t c) { return xtw[k * C + c]; }, WtW, sumsq, H_out,
       sweeps);
@@ -1343,6 +1352,8 @@ void poisson_deviance_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixVi
                                       int, T*);                                                    \
   template double hals_update<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>, ConstMatrixView<T>,  \
                                      Masks, bool, T*, T*, int);                                    \
+  template double hals_update_stats<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>,                \
+                                           ConstMatrixView<T>, Masks, int, T*, double*, double*);  \
   template void poisson_deviance<TX, T>(ConstMatrixView<TX>, ConstMatrixView<T>,                   \
                                         ConstMatrixView<T>, Masks, double*);
 #define MATCHAR_NMF_CSR(TX, TI, T)                                                                 \

@@ -155,13 +155,12 @@ def _task_kl(x, W, H, pm, cm, with_loss):
     return W_new, (float(value), num, colsum, X.shape[0])
 
 
-def _task_frobenius(x, W, H, pm, cm):
+def _task_frobenius(x, W, H, pm, cm, sweeps=1):
     X = _chunk_matrix(x)
-    _, W_new, _ = _core.spectral.nmf_update(
-        "frobenius", X, _al(W), _al(H), _al(pm), _al(cm), False, False
+    sumsq, W_new, WtX, WtW = _core.spectral.nmf_hals_stats(
+        X, _al(W), _al(H), _al(pm), _al(cm), sweeps
     )
-    sumsq, XtW, WtW = _core.spectral.nmf_frobenius_stats(X, W_new, _al(pm), _al(cm))
-    return W_new, (float(sumsq), XtW, WtW, X.shape[0])
+    return W_new, (float(sumsq), WtX, WtW, X.shape[0])
 
 
 def _gather_rows(lo, hi, starts, *parts):
@@ -285,24 +284,25 @@ def _task_reduce_kl(H, n_total, *stats):
     return H_new, float(sum(s[0] for s in stats))
 
 
-def _task_reduce_frobenius(H, cm, n_total, *stats):
-    """One HALS sweep of the rows of H from the chunks' statistics (as hals_update):
-    (H_new, the loss of (W_new, H_new))."""
+def _task_reduce_frobenius(H, cm, sweeps, n_total, *stats):
+    """``sweeps`` HALS sweeps of the columns of H from the chunks' statistics (as
+    hals_update's H half): (H_new, the loss of (W_new, H_new))."""
     _check_total([s[3] for s in stats], n_total, "an NMF iteration")
     H = _al(H)
     sumsq = sum(s[0] for s in stats)
-    XtW = np.sum([s[1] for s in stats], axis=0)  # C x K
+    WtX = np.sum([s[1] for s in stats], axis=0)  # K x C
     WtW = np.sum([s[2] for s in stats], axis=0)  # K x K
     Hd = H.astype(np.float64)
-    for k in range(Hd.shape[0]):
-        if WtW[k, k] != 0:
-            Hd[k] = np.maximum(Hd[k] - (WtW[k] @ Hd - XtW[:, k]) / WtW[k, k], 0.0)
+    for _ in range(sweeps):
+        for k in range(Hd.shape[0]):  # coordinate k of every column at once
+            if WtW[k, k] != 0:
+                Hd[k] = np.maximum(Hd[k] - (WtW[k] @ Hd - WtX[k]) / WtW[k, k], 0.0)
     H_new = Hd.astype(H.dtype)
     Hc = H_new.astype(np.float64)
     if cm is not None:
         Hc = Hc[:, cm.astype(bool)]
-        XtW = XtW[cm.astype(bool)]
-    cross = float(np.sum(Hc * XtW.T))
+        WtX = WtX[:, cm.astype(bool)]
+    cross = float(np.sum(Hc * WtX))
     quad = float(np.sum(WtW * (Hc @ Hc.T)))
     return H_new, max(0.5 * (sumsq - 2.0 * cross + quad), 0.0)
 
@@ -551,7 +551,7 @@ class DaskSpectrumMatrix:
             H[H == 0] = avg
         return ChunkedFactor(pieces, self.rows, k, dtype), H.astype(dtype)
 
-    def update(self, loss, W: ChunkedFactor, H, pm, cm, update_H, with_loss):
+    def update(self, loss, W: ChunkedFactor, H, pm, cm, update_H, with_loss, sweeps=1):
         """One NMF iteration over the chunks: (loss, W_new, H_new or None).
 
         Nothing is waited for: the chunk passes and the reduction into the new components
@@ -584,10 +584,11 @@ class DaskSpectrumMatrix:
         else:
             task = self._delayed(_task_frobenius)
             pairs = [
-                task(x, w, H_in, p, cm) for x, w, p in zip(self.pieces, W.pieces, self._slices(pm))
+                task(x, w, H_in, p, cm, sweeps)
+                for x, w, p in zip(self.pieces, W.pieces, self._slices(pm))
             ]
             reduce = self._delayed(_task_reduce_frobenius)(
-                H_in, cm, n_total, *[stats(p) for p in pairs]
+                H_in, cm, sweeps, n_total, *[stats(p) for p in pairs]
             )
         persisted = _persist("an NMF iteration", reduce, stats(reduce), *pairs)
         reduce, value = persisted[0], persisted[1]

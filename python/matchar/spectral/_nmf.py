@@ -52,9 +52,7 @@ def _update(
 ):
     """One iteration in C++: (loss, W_new, H_new or None)."""
     if getattr(data, "distributed", False):  # a dask array: chunk tasks + reduction
-        if sweeps != 1:
-            raise NotImplementedError("inner_sweeps > 1 is not available for dask input")
-        return data.update(loss, W, H, pm, cm, update_H, with_loss)
+        return data.update(loss, W, H, pm, cm, update_H, with_loss, sweeps)
     X = data.X
     if data.sparse:
         return _core.spectral.nmf_update_csr(
@@ -186,7 +184,8 @@ class NMF(TransformerMixin, BaseEstimator):
         and each column of H (given W) per pass over X ("accelerated HALS", Gillis &
         Glineur 2012). Extra sweeps cost K^2 per row, not another read of X, and never
         increase the loss, so fewer iterations reach a given loss. 1 is scikit-learn's
-        ``solver="cd"`` iteration. Not available for dask input.
+        ``solver="cd"`` iteration. Dask input too (the W sweeps in the chunk tasks,
+        the H sweeps in the reduction).
 
     Attributes
     ----------

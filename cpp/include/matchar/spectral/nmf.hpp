@@ -94,6 +94,15 @@ double kl_update_stats_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixV
 template <class TX, class T>
 double hals_update(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
                    bool update_H, T* W_out, T* H_out, int sweeps = 1);
+// hals_update's pass without the H sweep, for callers that reduce over several blocks of
+// pixels (Dask chunks): W_out gets the maps swept `sweeps` times given H, and
+//   WtX(k, c) = sum_i W_new(i, k) x_ic  (K x C, row-major, float64)
+//   WtW(k, l) = sum_i W_new(i, k) W_new(i, l)  (K x K, float64)
+// over the included pixels (WtX: all channels). Returns sum x_ic^2 over the included
+// entries. Summed over blocks, these are exactly what hals_update's H sweep uses.
+template <class TX, class T>
+double hals_update_stats(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H,
+                         Masks masks, int sweeps, T* W_out, double* WtX, double* WtW);
 template <class TX, class TI, class T>
 double hals_update_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
                        bool update_H, T* W_out, T* H_out, int sweeps = 1);
