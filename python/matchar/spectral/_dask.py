@@ -313,13 +313,14 @@ def _task_sum_values(n_total, *stats):
 
 
 class _Reduced:
-    """Components still being computed: the dask object of the reduction task, whose
-    value is (H_new, loss)."""
+    """The components (index 0) or the loss (index 1) of an iteration still being
+    computed: the dask object of its reduction task, whose value is (H_new, loss)."""
 
-    __slots__ = ("task",)
+    __slots__ = ("index", "task")
 
-    def __init__(self, task) -> None:
+    def __init__(self, task, index: int) -> None:
         self.task = task
+        self.index = index
 
 
 def _is_dask_object(obj) -> bool:
@@ -590,11 +591,11 @@ class DaskSpectrumMatrix:
             reduce = self._delayed(_task_reduce_frobenius)(
                 H_in, cm, sweeps, n_total, *[stats(p) for p in pairs]
             )
-        persisted = _persist("an NMF iteration", reduce, stats(reduce), *pairs)
-        reduce, value = persisted[0], persisted[1]
+        persisted = _persist("an NMF iteration", reduce, *pairs)
+        reduce = persisted[0]
         self._track(reduce)
-        W_new = ChunkedFactor(list(persisted[2:]), self.rows, W.shape[1], W.dtype)
-        return value, W_new, _Reduced(reduce)
+        W_new = ChunkedFactor(list(persisted[1:]), self.rows, W.shape[1], W.dtype)
+        return _Reduced(reduce, 1), W_new, _Reduced(reduce, 0)
 
     def _track(self, obj) -> None:
         """Keep at most ``_LOOKAHEAD`` submitted iterations unfinished (distributed only:
@@ -613,7 +614,7 @@ class DaskSpectrumMatrix:
         out = list(objs)
         if lazy:
             for i, v in zip(lazy, _compute("an NMF iteration", *[tasks[i] for i in lazy])):
-                out[i] = _unpair(v) if isinstance(objs[i], _Reduced) else v
+                out[i] = v[objs[i].index] if isinstance(objs[i], _Reduced) else v
             self._inflight.clear()
         return out[0] if len(objs) == 1 else tuple(out)
 
