@@ -1,4 +1,5 @@
-"""KL NMF of a cube that fits in memory: in memory vs on a 2-worker dask LocalCluster.
+"""NMF (KL, Frobenius) and Poisson PCA of a cube that fits in memory: in memory vs on a
+2-worker dask LocalCluster.
 
 Same cube, init ("random", same seed), dtype and iteration count. The cluster has 2
 worker processes x 1 thread (OMP_NUM_THREADS=1 each: 2 cores in all); the in-memory fit
@@ -54,28 +55,53 @@ def client():
     cluster.close()
 
 
-def nmf():
+def nmf(loss="kullback-leibler"):
     return mc.spectral.NMF(
-        K, init="random", random_state=0, max_iter=ITER, tol=0, compute_residual_map=False
+        K,
+        loss=loss,
+        init="random",
+        random_state=0,
+        max_iter=ITER,
+        tol=0,
+        compute_residual_map=False,
     )
 
 
-@pytest.mark.parametrize(
-    "impl",
-    [
-        "in-memory (2 OpenMP threads)",
-        "dask LocalCluster 2x1",
-        "dask LocalCluster 2x1, 8 chunks",
-    ],
-)
+def on_cluster(client, cube, chunk):
+    X = client.persist(da.from_array(cube, chunks=(chunk, C)))
+    distributed.wait(X)
+    return X
+
+
+IMPLS = ["in-memory (2 OpenMP threads)", "dask LocalCluster 2x1", "dask LocalCluster 2x1, 8 chunks"]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 def test_nmf_kl_dask_vs_memory(benchmark, cube, client, impl):
     benchmark.group = f"NMF KL {N}x{C} uint16 K={K} {ITER} it"
     if impl.startswith("in-memory"):
         est = benchmark.pedantic(lambda: nmf().fit(cube), rounds=3, iterations=1)
     else:
-        chunk = SMALL_CHUNK if impl.endswith("8 chunks") else CHUNK
-        X = client.persist(da.from_array(cube, chunks=(chunk, C)))
-        distributed.wait(X)
+        X = on_cluster(client, cube, SMALL_CHUNK if impl.endswith("8 chunks") else CHUNK)
         est = benchmark.pedantic(lambda: nmf().fit(X), rounds=3, iterations=1)
     benchmark.extra_info["final KL"] = float(est.loss_history_[-1])
     assert est.n_iter_ == ITER
+
+
+@pytest.mark.parametrize("impl", IMPLS[:2])
+def test_nmf_frobenius_dask_vs_memory(benchmark, cube, client, impl):
+    benchmark.group = f"NMF Frobenius {N}x{C} uint16 K={K} {ITER} it"
+    data = cube if impl.startswith("in-memory") else on_cluster(client, cube, CHUNK)
+    est = benchmark.pedantic(lambda: nmf("frobenius").fit(data), rounds=3, iterations=1)
+    benchmark.extra_info["final loss"] = float(est.loss_history_[-1])
+    assert est.n_iter_ == ITER
+
+
+@pytest.mark.parametrize("impl", IMPLS[:2])
+def test_pca_dask_vs_memory(benchmark, cube, client, impl):
+    benchmark.group = f"Poisson PCA {N}x{C} uint16 K=8"
+    data = cube if impl.startswith("in-memory") else on_cluster(client, cube, CHUNK)
+    est = benchmark.pedantic(
+        lambda: mc.spectral.PCA(8, random_state=0).fit(data), rounds=3, iterations=1
+    )
+    assert est.components_.shape == (8, C)

@@ -29,6 +29,9 @@ from ._input import as_spectrum_matrix
 _EPS = float(np.finfo(np.float32).eps)
 # Iterations the client submits ahead of the last finished one (distributed scheduler).
 _LOOKAHEAD = 3
+# Up to this many chunks, every chunk task reduces the previous iteration's statistics
+# itself (each receives all of them: chunks x K x C float64); beyond, one reduction task.
+_DIRECT_CHUNKS = 16
 _TINY = float(np.finfo(np.float64).eps)
 
 
@@ -147,20 +150,31 @@ def _task_project(x, r, c, V, offset):
     return _core.spectral.weighted_project(_chunk_matrix(x), _al(r), _al(c), _al(V), _al(offset))
 
 
-def _task_kl(x, W, H, pm, cm, with_loss):
+def _components(H, prev):
+    """The components a chunk task works with: an array, the (H, loss) result of a
+    reduction task, or the list of the previous iteration's (statistics, H) results of
+    every chunk, reduced here (each task of the iteration computes the same H)."""
+    if isinstance(H, list):
+        return _reduce(prev, *H)[0]
+    return _al(H)
+
+
+def _task_kl(x, W, H, prev, pm, cm, with_loss):
+    """One chunk's KL pass: (W_new, ((loss, numerator, colsum, rows), H used))."""
     X = _chunk_matrix(x)
+    H = _components(H, prev)
     value, W_new, num, colsum = _core.spectral.nmf_kl_stats(
-        X, _al(W), _al(H), _al(pm), _al(cm), with_loss
+        X, _al(W), H, _al(pm), _al(cm), with_loss
     )
-    return W_new, (float(value), num, colsum, X.shape[0])
+    return W_new, ((float(value), num, colsum, X.shape[0]), H)
 
 
-def _task_frobenius(x, W, H, pm, cm, sweeps=1):
+def _task_frobenius(x, W, H, prev, pm, cm, sweeps):
+    """One chunk's HALS pass: (W_new, ((sum x², WᵀX, WᵀW, rows), H used))."""
     X = _chunk_matrix(x)
-    sumsq, W_new, WtX, WtW = _core.spectral.nmf_hals_stats(
-        X, _al(W), _al(H), _al(pm), _al(cm), sweeps
-    )
-    return W_new, (float(sumsq), WtX, WtW, X.shape[0])
+    H = _components(H, prev)
+    sumsq, W_new, WtX, WtW = _core.spectral.nmf_hals_stats(X, _al(W), H, _al(pm), _al(cm), sweeps)
+    return W_new, ((float(sumsq), WtX, WtW, X.shape[0]), H)
 
 
 def _gather_rows(lo, hi, starts, *parts):
@@ -271,7 +285,16 @@ def _check_total(counts, n_total: int, what: str) -> None:
         )
 
 
-def _task_reduce_kl(H, n_total, *stats):
+def _reduce(spec, *results):
+    """(H_new, loss) from every chunk's (statistics, H used) of one iteration.
+    ``spec``: ("kl", N, None, 1) or ("frobenius", N, channel mask, sweeps)."""
+    stats, H = [r[0] for r in results], results[0][1]
+    if spec[0] == "kl":
+        return _reduce_kl(H, spec[1], *stats)
+    return _reduce_frobenius(H, spec[2], spec[3], spec[1], *stats)
+
+
+def _reduce_kl(H, n_total, *stats):
     """The KL components update from the chunks' statistics: (H_new, loss)."""
     _check_total([s[3] for s in stats], n_total, "an NMF iteration")
     H = _al(H)
@@ -284,7 +307,7 @@ def _task_reduce_kl(H, n_total, *stats):
     return H_new, float(sum(s[0] for s in stats))
 
 
-def _task_reduce_frobenius(H, cm, sweeps, n_total, *stats):
+def _reduce_frobenius(H, cm, sweeps, n_total, *stats):
     """``sweeps`` HALS sweeps of the columns of H from the chunks' statistics (as
     hals_update's H half): (H_new, the loss of (W_new, H_new))."""
     _check_total([s[3] for s in stats], n_total, "an NMF iteration")
@@ -312,15 +335,16 @@ def _task_sum_values(n_total, *stats):
     return float(sum(s[0] for s in stats))
 
 
-class _Reduced:
+class _Pending:
     """The components (index 0) or the loss (index 1) of an iteration still being
-    computed: the dask object of its reduction task, whose value is (H_new, loss)."""
+    computed. ``task``: what the next iteration's chunk tasks take as their H — the
+    reduction task's (H_new, loss), or (``direct``) the list of every chunk's
+    (statistics, H used), from which each task reduces H itself."""
 
-    __slots__ = ("index", "task")
+    __slots__ = ("direct", "index", "spec", "task")
 
-    def __init__(self, task, index: int) -> None:
-        self.task = task
-        self.index = index
+    def __init__(self, task, index: int, spec: tuple, direct: bool) -> None:
+        self.task, self.index, self.spec, self.direct = task, index, spec, direct
 
 
 def _is_dask_object(obj) -> bool:
@@ -564,7 +588,7 @@ class DaskSpectrumMatrix:
         The chunk tasks return (maps, statistics) pairs, which the next iteration takes
         whole, so only the statistics getters stand between a pass and the reduction.
         """
-        H_in = H.task if isinstance(H, _Reduced) else np.ascontiguousarray(H)
+        H_in = H.task if isinstance(H, _Pending) else np.ascontiguousarray(H)
         n_total = self.shape[0]
         stats = self._delayed(_second)
         if not update_H:
@@ -575,27 +599,36 @@ class DaskSpectrumMatrix:
             self._track(persisted[0])
             W_new = ChunkedFactor(list(persisted[1:]), self.rows, W.shape[1], W.dtype)
             return persisted[0], W_new, None
+        prev = H.spec if isinstance(H, _Pending) else None  # how to reduce H_in
         if loss == "kl":
+            spec = ("kl", n_total, None, 1)
             task = self._delayed(_task_kl)
             pairs = [
-                task(x, w, H_in, p, cm, with_loss)
+                task(x, w, H_in, prev, p, cm, with_loss)
                 for x, w, p in zip(self.pieces, W.pieces, self._slices(pm))
             ]
-            reduce = self._delayed(_task_reduce_kl)(H_in, n_total, *[stats(p) for p in pairs])
         else:
+            spec = ("frobenius", n_total, cm, int(sweeps))
             task = self._delayed(_task_frobenius)
             pairs = [
-                task(x, w, H_in, p, cm, sweeps)
+                task(x, w, H_in, prev, p, cm, int(sweeps))
                 for x, w, p in zip(self.pieces, W.pieces, self._slices(pm))
             ]
-            reduce = self._delayed(_task_reduce_frobenius)(
-                H_in, cm, sweeps, n_total, *[stats(p) for p in pairs]
-            )
-        persisted = _persist("an NMF iteration", reduce, *pairs)
-        reduce = persisted[0]
-        self._track(reduce)
-        W_new = ChunkedFactor(list(persisted[1:]), self.rows, W.shape[1], W.dtype)
-        return _Reduced(reduce, 1), W_new, _Reduced(reduce, 0)
+        results = [stats(p) for p in pairs]
+        if len(pairs) <= _DIRECT_CHUNKS:
+            # Each chunk task of the next iteration takes all results and reduces H
+            # itself: no reduction task between two iterations (one scheduler hop less).
+            persisted = _persist("an NMF iteration", *results, *pairs)
+            results, pieces = list(persisted[: len(pairs)]), list(persisted[len(pairs) :])
+            self._track(results)
+            nxt = results
+        else:  # many chunks: one reduction task, whose H the next tasks take
+            persisted = _persist("an NMF iteration", self._delayed(_reduce)(spec, *results), *pairs)
+            nxt, pieces = persisted[0], list(persisted[1:])
+            self._track(nxt)
+        direct = len(pairs) <= _DIRECT_CHUNKS
+        W_new = ChunkedFactor(pieces, self.rows, W.shape[1], W.dtype)
+        return _Pending(nxt, 1, spec, direct), W_new, _Pending(nxt, 0, spec, direct)
 
     def _track(self, obj) -> None:
         """Keep at most ``_LOOKAHEAD`` submitted iterations unfinished (distributed only:
@@ -609,12 +642,17 @@ class DaskSpectrumMatrix:
 
     def resolve(self, *objs):
         """The values of what :meth:`update` returned (arrays and numbers as they are)."""
-        tasks = [o.task if isinstance(o, _Reduced) else o for o in objs]
+        tasks = [
+            (self._delayed(_reduce)(o.spec, *o.task) if o.direct else o.task)
+            if isinstance(o, _Pending)
+            else o
+            for o in objs
+        ]
         lazy = [i for i, t in enumerate(tasks) if _is_dask_object(t)]
         out = list(objs)
         if lazy:
             for i, v in zip(lazy, _compute("an NMF iteration", *[tasks[i] for i in lazy])):
-                out[i] = v[objs[i].index] if isinstance(objs[i], _Reduced) else v
+                out[i] = v[objs[i].index] if isinstance(objs[i], _Pending) else v
             self._inflight.clear()
         return out[0] if len(objs) == 1 else tuple(out)
 
