@@ -293,8 +293,9 @@ def test_radial_scaling_matches_numpy_reference(scaling, dtype):
     rc, nmax, lmax, sig, width = 4.0, 4, 3, 0.3, 0.5
     soap = mc.atoms.SOAP(rc, nmax, lmax, sig, width, species, radial_scaling=scaling, dtype=dtype)
     C = soap.spherical_expansion(mol)
-    ref_C = ref_expansion(list(mol.numbers), mol.positions, species, rc, nmax, lmax, sig, width,
-                          scaling)
+    ref_C = ref_expansion(
+        list(mol.numbers), mol.positions, species, rc, nmax, lmax, sig, width, scaling
+    )
     np.testing.assert_allclose(C, ref_C, rtol=0, atol=1e-9 * np.abs(ref_C).max())
     X = soap.compute(mol)
     assert X.dtype == dtype

@@ -174,8 +174,12 @@ class SOAP:
                     f"radial_scaling must be (radius, rate, exponent), got {radial_scaling!r}"
                 ) from None
             if not (
-                math.isfinite(r0) and r0 > 0 and math.isfinite(rate) and rate > 0
-                and math.isfinite(expo) and expo >= 0
+                math.isfinite(r0)
+                and r0 > 0
+                and math.isfinite(rate)
+                and rate > 0
+                and math.isfinite(expo)
+                and expo >= 0
             ):
                 raise ValueError(
                     "radial_scaling needs radius > 0, rate > 0 and exponent >= 0 (finite), "
