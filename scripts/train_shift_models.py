@@ -67,6 +67,14 @@ def main() -> None:
     p.add_argument("--cutoffs", type=float, nargs="+", default=[3.0, 5.0])
     p.add_argument("--max-radial", type=int, default=6)
     p.add_argument("--max-angular", type=int, default=4)
+    p.add_argument(
+        "--radial-scaling",
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=("RADIUS", "RATE", "EXPONENT"),
+        help="SOAP radial scaling u(r) = rate / (rate + (r/radius)^exponent) (default: none)",
+    )
     p.add_argument("--selection", default="fps")
     p.add_argument(
         "--regularizer",
@@ -99,6 +107,8 @@ def main() -> None:
     soap.update(
         cutoff=tuple(args.cutoffs), max_radial=args.max_radial, max_angular=args.max_angular
     )
+    if args.radial_scaling is not None:
+        soap["radial_scaling"] = tuple(args.radial_scaling)
     if args.compress_existing:
         for element in args.elements:
             path = out / f"{element}.npz"

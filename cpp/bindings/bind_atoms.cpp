@@ -103,7 +103,8 @@ void register_atoms(py::module_& m) {
   py::class_<Soap>(m, "Soap")
       .def(py::init([](double cutoff, int n_radial, int max_angular, double atomic_width,
                        double smoothing, double center_weight, bool exact_radial, int n_species,
-                       bool compress, const CArray<bool>& pair_mask) {
+                       bool compress, const CArray<bool>& pair_mask, double scaling_radius,
+                       double scaling_rate, double scaling_exponent) {
              matchar::atoms::SoapParameters p;
              p.cutoff = cutoff;
              p.n_radial = n_radial;
@@ -113,6 +114,9 @@ void register_atoms(py::module_& m) {
              p.center_weight = center_weight;
              p.exact_radial = exact_radial;
              p.compress = compress;
+             p.scaling_radius = scaling_radius;
+             p.scaling_rate = scaling_rate;
+             p.scaling_exponent = scaling_exponent;
              require(pair_mask.size() == 0 ||
                          (pair_mask.ndim() == 2 && pair_mask.shape(0) == n_species &&
                           pair_mask.shape(1) == n_species),
@@ -123,7 +127,9 @@ void register_atoms(py::module_& m) {
            }),
            py::arg("cutoff"), py::arg("n_radial"), py::arg("max_angular"), py::arg("atomic_width"),
            py::arg("smoothing"), py::arg("center_weight"), py::arg("exact_radial"),
-           py::arg("n_species"), py::arg("compress"), py::arg("pair_mask"))
+           py::arg("n_species"), py::arg("compress"), py::arg("pair_mask"),
+           py::arg("scaling_radius") = 0.0, py::arg("scaling_rate") = 1.0,
+           py::arg("scaling_exponent") = 0.0)
       .def_property_readonly("n_features", &Soap::n_features)
       .def_property_readonly("n_coefficients", &Soap::n_coefficients)
       .def("power_spectrum_f32", &power_spectrum<float>, py::arg("positions"), py::arg("species"),

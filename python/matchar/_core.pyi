@@ -108,6 +108,9 @@ class _Soap:
         n_species: int,
         compress: bool,
         pair_mask: NDArray[np.bool_],
+        scaling_radius: float = 0.0,
+        scaling_rate: float = 1.0,
+        scaling_exponent: float = 0.0,
     ) -> None: ...
     @property
     def n_features(self) -> int: ...

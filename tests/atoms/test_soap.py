@@ -64,13 +64,17 @@ def ref_ylm(l, v):
     return np.array(out)
 
 
-def ref_expansion(numbers, positions, species, rc, nmax, lmax, sig, width):
-    """c[i, lm, a, n] for a non-periodic structure, all pairs by brute force."""
+def ref_expansion(numbers, positions, species, rc, nmax, lmax, sig, width, scaling=None):
+    """c[i, lm, a, n] for a non-periodic structure, all pairs by brute force.
+
+    ``scaling=(r0, c, m)`` multiplies each neighbour by c / (c + (r / r0)**m).
+    """
 
     def fc(r):
+        u = 1.0 if scaling is None else scaling[1] / (scaling[1] + (r / scaling[0]) ** scaling[2])
         if r <= rc - width:
-            return 1.0
-        return 0.0 if r >= rc else 0.5 * (1 + np.cos(np.pi * (r - rc + width) / width))
+            return u
+        return 0.0 if r >= rc else u * 0.5 * (1 + np.cos(np.pi * (r - rc + width) / width))
 
     n_at = len(numbers)
     C = np.zeros((n_at, (lmax + 1) ** 2, len(species), nmax))
@@ -279,6 +283,27 @@ def test_expansion_and_power_spectrum_match_scipy_reference(exact_radial):
     X = soap.compute(mol)
     # The power spectrum contraction, in NumPy, from the expansion matchar returns.
     np.testing.assert_allclose(X, ref_power_spectrum(C, lmax), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("scaling", [(2.0, 1.0, 4.0), (1.5, 0.5, 2.5)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_radial_scaling_matches_numpy_reference(scaling, dtype):
+    mol = rattled_molecule(3)
+    species = [1, 6, 8]
+    rc, nmax, lmax, sig, width = 4.0, 4, 3, 0.3, 0.5
+    soap = mc.atoms.SOAP(rc, nmax, lmax, sig, width, species, radial_scaling=scaling, dtype=dtype)
+    C = soap.spherical_expansion(mol)
+    ref_C = ref_expansion(
+        list(mol.numbers), mol.positions, species, rc, nmax, lmax, sig, width, scaling
+    )
+    np.testing.assert_allclose(C, ref_C, rtol=0, atol=1e-9 * np.abs(ref_C).max())
+    X = soap.compute(mol)
+    assert X.dtype == dtype
+    tol = 1e-9 if dtype == np.float64 else 1e-6
+    ref_X = ref_power_spectrum(ref_C, lmax)
+    np.testing.assert_allclose(X, ref_X, rtol=tol, atol=tol * np.abs(ref_X).max())
+    # Without scaling the features differ (the option is really applied).
+    assert not np.allclose(X, mc.atoms.SOAP(rc, nmax, lmax, sig, width, species).compute(mol))
 
 
 def test_float32_output_matches_float64():
@@ -563,6 +588,10 @@ def test_inputs_not_modified():
         (dict(atomic_width=0.0), "atomic_width"),
         (dict(smoothing=-0.1), "smoothing"),
         (dict(cutoff=3.0, smoothing=4.0), "smoothing"),
+        (dict(radial_scaling=(0.0, 1.0, 4.0)), "radial_scaling"),
+        (dict(radial_scaling=(2.0, -1.0, 4.0)), "radial_scaling"),
+        (dict(radial_scaling=(2.0, 1.0, float("nan"))), "radial_scaling"),
+        (dict(radial_scaling=(2.0, 1.0)), "radial_scaling"),
         (dict(species=["Xx"]), "species"),
         (dict(species=[0]), "species"),
         (dict(dtype=np.int32), "dtype"),

@@ -124,14 +124,14 @@ def test_pretrained_h_meets_the_shiftml_class_targets(shared_data):
 
 
 def test_pretrained_c_regression(shared_data):
-    # What the shipped 13C model reaches (docs/nmr.md): RMSE 5.90 ppm, 0.738 / 0.949.
+    # What the shipped 13C model reaches (docs/nmr.md): RMSE 5.47 ppm, 0.740 / 0.944.
     rmse, within1, within2 = _held_out_errors(shared_data, "C")
-    assert rmse <= 6.0
+    assert rmse <= 5.55
     assert abs(within1 - 0.68) <= 0.07
     assert abs(within2 - 0.95) <= 0.03
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 target not met: 13C RMSE 5.90 ppm > 5.0")
+@pytest.mark.xfail(strict=True, reason="issue 9 target not met: 13C RMSE 5.47 ppm > 5.0")
 def test_pretrained_c_meets_the_issue_target(shared_data):
     rmse, within1, _ = _held_out_errors(shared_data, "C")
     assert rmse <= 5.0 and abs(within1 - 0.68) <= 0.05

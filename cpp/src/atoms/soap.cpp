@@ -99,6 +99,12 @@ Soap::Soap(const SoapParameters& params, int n_species, std::vector<char> pair_m
     throw InvalidArgument("smoothing must be in [0, cutoff], got " +
                           std::to_string(params.smoothing));
   if (!std::isfinite(params.center_weight)) throw InvalidArgument("center_weight must be finite");
+  if (params.scaling_radius != 0.0 &&
+      !(std::isfinite(params.scaling_radius) && params.scaling_radius > 0.0 &&
+        std::isfinite(params.scaling_rate) && params.scaling_rate > 0.0 &&
+        std::isfinite(params.scaling_exponent) && params.scaling_exponent >= 0.0))
+    throw InvalidArgument(
+        "radial_scaling needs radius > 0, rate > 0 and exponent >= 0, all finite");
   const index_t S = n_species;
   if (!pair_mask.empty() && static_cast<index_t>(pair_mask.size()) != S * S)
     throw InvalidArgument("pair_mask must have n_species^2 entries");
@@ -195,8 +201,12 @@ void Soap::run(const Frames& f, const index_t* centers, index_t n_centers, Sink&
         nbrs.clear();
         lists[s]->neighbors(atom, nbrs);
         for (const Neighbor& nb : nbrs) {
-          const double fc = shifted_cosine(nb.r, params_.cutoff, params_.smoothing);
+          double fc = shifted_cosine(nb.r, params_.cutoff, params_.smoothing);
           if (fc == 0.0) continue;
+          if (params_.scaling_radius > 0.0)
+            fc *= params_.scaling_rate /
+                  (params_.scaling_rate +
+                   std::pow(nb.r / params_.scaling_radius, params_.scaling_exponent));
           radial_->compute(nb.r, R.data());
           const double inv = 1.0 / nb.r;
           real_spherical_harmonics(L, nb.dx * inv, nb.dy * inv, nb.dz * inv, Y.data());

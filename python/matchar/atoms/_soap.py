@@ -104,6 +104,12 @@ class SOAP:
         the exact values (both agree with featomic's regression data to < 1e-9).
     dtype : numpy dtype, default float64
         float64 or float32 output (computed in float64 in both cases).
+    radial_scaling : (radius, rate, exponent), optional
+        Multiply each neighbour's Gaussian by
+        ``u(r) = rate / (rate + (r / radius) ** exponent)`` (Willatt, Musil & Ceriotti,
+        PCCP 20, 29661 (2018); featomic's ``Willatt2018`` radial scaling with
+        ``scale=radius``), which damps far neighbours; radius in Å, rate > 0,
+        exponent ≥ 0. The centre's own Gaussian is not scaled. ``None``: no scaling.
 
     Attributes
     ----------
@@ -136,6 +142,7 @@ class SOAP:
         normalize: bool = False,
         exact_radial: bool = False,
         dtype: Any = np.float64,
+        radial_scaling: tuple[float, float, float] | None = None,
     ) -> None:
         if isinstance(cutoff, (Sequence, np.ndarray)) and not isinstance(cutoff, str):
             cutoffs = tuple(_positive(c, "cutoff") for c in cutoff)
@@ -158,6 +165,27 @@ class SOAP:
         self.center_weight = cw
         self.normalize = bool(normalize)
         self.exact_radial = bool(exact_radial)
+        self.radial_scaling: tuple[float, float, float] | None = None
+        if radial_scaling is not None:
+            try:
+                r0, rate, expo = (float(v) for v in radial_scaling)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"radial_scaling must be (radius, rate, exponent), got {radial_scaling!r}"
+                ) from None
+            if not (
+                math.isfinite(r0)
+                and r0 > 0
+                and math.isfinite(rate)
+                and rate > 0
+                and math.isfinite(expo)
+                and expo >= 0
+            ):
+                raise ValueError(
+                    "radial_scaling needs radius > 0, rate > 0 and exponent >= 0 (finite), "
+                    f"got {radial_scaling!r}"
+                )
+            self.radial_scaling = (r0, rate, expo)
         self.compress = bool(compress)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
@@ -219,6 +247,7 @@ class SOAP:
                     len(self.species_),
                     self.compress,
                     mask,
+                    *(self.radial_scaling or (0.0, 1.0, 0.0)),
                 )
                 for rc in self._cutoffs
             ]

@@ -29,6 +29,12 @@ struct SoapParameters {
   double atomic_width = 0.3;  // Å, Gaussian width of the atomic density
   double smoothing = 0.5;     // Å, width of the shifted-cosine cutoff region (0: step)
   double center_weight = 1.0;
+  // Radial scaling of the neighbour densities (Willatt, Musil & Ceriotti, PCCP 20, 29661
+  // (2018); featomic's "Willatt2018"): each neighbour's Gaussian is multiplied by
+  // u(r) = rate / (rate + (r / scaling_radius)^exponent). scaling_radius = 0: none.
+  double scaling_radius = 0.0;  // Å
+  double scaling_rate = 1.0;
+  double scaling_exponent = 0.0;
   bool exact_radial = false;  // true: evaluate 1F1 for every pair; false: spline table
   // Same-species blocks store n1 <= n2 only, off-diagonal entries times sqrt(2), so
   // that dot products (kernels) between rows are unchanged.
