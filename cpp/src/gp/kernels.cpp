@@ -244,12 +244,13 @@ void kernel_row_scales(ConstMatrixView<T> X, bool normalize, const char* name, T
 
 template <class T>
 void scale_and_power(T* block, index_t rows, index_t cols, index_t ld, const T* row_scale,
-                     const T* col_scale, int zeta) {
+                     const T* col_scale, int zeta, int threads) {
   if (zeta < 1) throw InvalidArgument("zeta must be an integer >= 1, got " + std::to_string(zeta));
   if (ld < cols) throw InvalidArgument("scale_and_power: ld must be >= cols");
   if (block == nullptr || row_scale == nullptr || col_scale == nullptr)
     throw InvalidArgument("scale_and_power: null pointer");
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (rows * cols > (1 << 18))
+  const int team = threads > 0 ? threads : num_threads();
+#pragma omp parallel for schedule(static) num_threads(team) if (team > 1 && rows * cols > (1 << 18))
   for (index_t i = 0; i < rows; ++i) {
     T* __restrict r = block + i * ld;
     const T si = row_scale[i];
@@ -268,9 +269,9 @@ void scale_and_power(T* block, index_t rows, index_t cols, index_t ld, const T* 
 template void kernel_row_scales<float>(ConstMatrixView<float>, bool, const char*, float*);
 template void kernel_row_scales<double>(ConstMatrixView<double>, bool, const char*, double*);
 template void scale_and_power<float>(float*, index_t, index_t, index_t, const float*, const float*,
-                                     int);
+                                     int, int);
 template void scale_and_power<double>(double*, index_t, index_t, index_t, const double*,
-                                      const double*, int);
+                                      const double*, int, int);
 template void polynomial_kernel<float>(ConstMatrixView<float>, ConstMatrixView<float>, int, bool,
                                        float*);
 template void polynomial_kernel<double>(ConstMatrixView<double>, ConstMatrixView<double>, int, bool,
