@@ -324,3 +324,21 @@ def test_blas_route_allocates_only_the_output(blas_route, monkeypatch):
     assert K.nbytes == out_bytes
     assert peak < out_bytes + 100_000, (peak, out_bytes)
     np.testing.assert_allclose(K, _numpy_kernel(X, Y, 2, True), rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_multi_block_kernel_through_the_blas_route(blas_route, dtype):
+    # the weighted sum over SOAP blocks, each block a column slice read in place by the
+    # BLAS route, summed in place; also through prepare/cross (a GP's sparse points)
+    rng = np.random.default_rng(5)
+    X = rng.random((47, 31)).astype(dtype)
+    Y = rng.random((23, 31)).astype(dtype)
+    k = mc.gp.MultiPolynomialKernel([13, 18], weights=[0.4, 0.6], zeta=2)
+    ref = 0.4 * _numpy_kernel(X[:, :13], Y[:, :13], 2, True) + 0.6 * _numpy_kernel(
+        X[:, 13:], Y[:, 13:], 2, True
+    )
+    tol = dict(rtol=2e-5, atol=0) if dtype == np.float32 else dict(rtol=1e-12, atol=0)
+    K = k(X, Y)
+    assert K.dtype == dtype
+    np.testing.assert_allclose(K, ref, **tol)
+    np.testing.assert_allclose(k.cross(X, k.prepare(Y)), ref, **tol)
