@@ -19,10 +19,13 @@ def polynomial_kernel(
     ``K[i, j] = ((X[i] / |X[i]|) · (Y[j] / |Y[j]|)) ** zeta``, or ``(X[i] · Y[j]) ** zeta``
     with ``normalize=False``.
 
-    Fused and blocked in C++: rows are normalised while blocks are packed, products go
-    through Eigen's GEMM and are raised to ``zeta`` in cache, so the only large allocation
-    is the (n, m) result. OpenMP-parallel (see :func:`matchar.set_num_threads`), GIL
-    released, interruptible with Ctrl-C.
+    Rectangular kernels of more than 2**24 multiply-adds: NumPy's BLAS GEMM writes the
+    product straight into the output (a few large row blocks) and C++ applies the row
+    norms (one vectorised pass over X and Y) and the power. Smaller and Gram kernels:
+    fused and blocked in C++ (rows normalised while blocks are packed, Eigen's GEMM,
+    power in cache). Either way the only large allocation is the (n, m) result.
+    OpenMP/BLAS-parallel with matchar's thread count (see :func:`matchar.set_num_threads`),
+    GIL released, interruptible with Ctrl-C between blocks.
 
     Parameters
     ----------
