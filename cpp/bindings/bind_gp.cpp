@@ -47,9 +47,10 @@ py::array_t<T> kernel_row_scales(const py::array& X, bool normalize, const std::
 
 // block = (block * row_scale[:, None] * col_scale[None, :]) ** zeta, in place; block is a
 // writeable 2-D array whose rows are contiguous (a row slice of a C-ordered array).
+// threads: OpenMP team size (0: matchar's setting).
 template <class T>
 void scale_and_power(py::array_t<T> block, const py::array_t<T>& row_scale,
-                     const py::array_t<T>& col_scale, int zeta) {
+                     const py::array_t<T>& col_scale, int zeta, int threads) {
   if (block.ndim() != 2) throw py::value_error("block must be 2-D");
   if (!block.writeable()) throw py::value_error("block must be writeable");
   const auto rows = static_cast<matchar::index_t>(block.shape(0));
@@ -66,7 +67,7 @@ void scale_and_power(py::array_t<T> block, const py::array_t<T>& row_scale,
   const T* rs = row_scale.data();
   const T* cs = col_scale.data();
   py::gil_scoped_release release;
-  matchar::gp::scale_and_power<T>(b, rows, cols, ld, rs, cs, zeta);
+  matchar::gp::scale_and_power<T>(b, rows, cols, ld, rs, cs, zeta, threads);
 }
 
 }  // namespace
@@ -81,7 +82,9 @@ void register_gp(py::module_& m) {
   m.def("kernel_row_scales_f64", &kernel_row_scales<double>, py::arg("X"), py::arg("normalize"),
         py::arg("name"));
   m.def("scale_and_power_f32", &scale_and_power<float>, py::arg("block").noconvert(),
-        py::arg("row_scale").noconvert(), py::arg("col_scale").noconvert(), py::arg("zeta"));
+        py::arg("row_scale").noconvert(), py::arg("col_scale").noconvert(), py::arg("zeta"),
+        py::arg("threads") = 0);
   m.def("scale_and_power_f64", &scale_and_power<double>, py::arg("block").noconvert(),
-        py::arg("row_scale").noconvert(), py::arg("col_scale").noconvert(), py::arg("zeta"));
+        py::arg("row_scale").noconvert(), py::arg("col_scale").noconvert(), py::arg("zeta"),
+        py::arg("threads") = 0);
 }

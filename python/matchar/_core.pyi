@@ -29,6 +29,7 @@ class _GPModule:
         row_scale: NDArray[np.float32],
         col_scale: NDArray[np.float32],
         zeta: int,
+        threads: int = 0,
     ) -> None: ...
     @staticmethod
     def scale_and_power_f64(
@@ -36,6 +37,7 @@ class _GPModule:
         row_scale: NDArray[np.float64],
         col_scale: NDArray[np.float64],
         zeta: int,
+        threads: int = 0,
     ) -> None: ...
     @staticmethod
     def polynomial_kernel_f32(

@@ -250,3 +250,95 @@ def test_blas_route_is_taken_for_large_products(monkeypatch):
     mc.gp.polynomial_kernel(rng.random((300, 300)), rng.random((300, 300)))  # 2.7e7 >= 2**24
     mc.gp.polynomial_kernel(rng.random((10, 30)), rng.random((10, 30)))
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["C", "F", "row-sliced", "col-sliced", "transposed"])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (1030, 37), (600, 700)])
+def test_row_scales_match_numpy_in_every_layout(dtype, layout, shape):
+    # the vectorised norm pass: rows along contiguous rows, columns in 512-row panels for
+    # Fortran order (1030 rows cross two panel edges), strided otherwise; 600 x 700 is
+    # above the size where it goes parallel
+    from matchar.gp._kernels import row_scales
+
+    rng = np.random.default_rng(shape[0])
+    A = rng.standard_normal((2 * shape[0], 2 * shape[1])).astype(dtype)
+    X = {
+        "C": np.ascontiguousarray(A[: shape[0], : shape[1]]),
+        "F": np.asfortranarray(A[: shape[0], : shape[1]]),
+        "row-sliced": A[::2, : shape[1]],
+        "col-sliced": A[: shape[0], ::2],
+        "transposed": np.ascontiguousarray(A[: shape[0], : shape[1]].T).T,
+    }[layout]
+    X[0] = 0.0
+    s = row_scales(X)
+    ref = np.linalg.norm(X.astype(np.float64), axis=1)
+    ref = np.divide(1.0, ref, out=np.zeros_like(ref), where=ref > 0)
+    assert s.dtype == dtype and s[0] == 0
+    np.testing.assert_allclose(s, ref, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    np.testing.assert_array_equal(row_scales(X, normalize=False), np.ones(shape[0], dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["col-sliced X", "col-sliced Y", "column block"])
+def test_blas_route_layouts_blas_cannot_read(blas_route, monkeypatch, dtype, layout):
+    # X that BLAS cannot read is multiplied in blocks of at most _BLAS_COPY_BYTES (NumPy
+    # copies each); such a Y is copied once; a column block of a wider matrix (as the
+    # multi-block kernel passes) is read in place
+    monkeypatch.setattr(blas_route, "_BLAS_BLOCK_BYTES", 1 << 20)
+    monkeypatch.setattr(blas_route, "_BLAS_COPY_BYTES", 3 * 31 * np.dtype(dtype).itemsize)
+    rng = np.random.default_rng(3)
+    X = rng.random((53, 62)).astype(dtype)
+    Y = rng.random((41, 62)).astype(dtype)
+    if layout == "col-sliced X":
+        X = X[:, ::2]
+        Y = Y[:, :31]
+    elif layout == "col-sliced Y":
+        X = X[:, :31]
+        Y = Y[:, ::2]
+    else:
+        X = X[:, 20:51]
+        Y = Y[:, 20:51]
+    K = mc.gp.polynomial_kernel(X, Y, zeta=3)
+    tol = dict(rtol=2e-4, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(K, _numpy_kernel(X, Y, 3, True), **tol)
+
+
+def test_blas_route_allocates_only_the_output(blas_route, monkeypatch):
+    # no normalised or contiguous copy of X or Y: traced NumPy allocations during the
+    # call stay at the output plus the row scales (X is 8 x the output here)
+    import tracemalloc
+
+    monkeypatch.setattr(blas_route, "_BLAS_BLOCK_BYTES", 1 << 28)
+    rng = np.random.default_rng(4)
+    A = rng.random((2000, 1600))
+    X = A[:, 100:1500]  # a column block: rows not contiguous with each other
+    Y = rng.random((175, 1400))
+    out_bytes = 2000 * 175 * 8
+    tracemalloc.start()
+    try:
+        K = mc.gp.polynomial_kernel(X, Y)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert K.nbytes == out_bytes
+    assert peak < out_bytes + 100_000, (peak, out_bytes)
+    np.testing.assert_allclose(K, _numpy_kernel(X, Y, 2, True), rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_multi_block_kernel_through_the_blas_route(blas_route, dtype):
+    # the weighted sum over SOAP blocks, each block a column slice read in place by the
+    # BLAS route, summed in place; also through prepare/cross (a GP's sparse points)
+    rng = np.random.default_rng(5)
+    X = rng.random((47, 31)).astype(dtype)
+    Y = rng.random((23, 31)).astype(dtype)
+    k = mc.gp.MultiPolynomialKernel([13, 18], weights=[0.4, 0.6], zeta=2)
+    ref = 0.4 * _numpy_kernel(X[:, :13], Y[:, :13], 2, True) + 0.6 * _numpy_kernel(
+        X[:, 13:], Y[:, 13:], 2, True
+    )
+    tol = dict(rtol=2e-5, atol=0) if dtype == np.float32 else dict(rtol=1e-12, atol=0)
+    K = k(X, Y)
+    assert K.dtype == dtype
+    np.testing.assert_allclose(K, ref, **tol)
+    np.testing.assert_allclose(k.cross(X, k.prepare(Y)), ref, **tol)

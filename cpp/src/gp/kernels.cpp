@@ -23,20 +23,69 @@ constexpr index_t kBlockDepth = 2048;
 template <class T>
 using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+// Sum of squares of one contiguous row, accumulated in double (vectorised: the float32
+// values are widened in SIMD lanes, several partial sums in flight).
+template <class T>
+inline double contiguous_sum_of_squares(const T* __restrict x, index_t len) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (index_t j = 0; j < len; ++j) {
+    const double v = static_cast<double>(x[j]);
+    s += v * v;
+  }
+  return s;
+}
+
+// Squared row norms of X (n x d) into sq (double), reading X in its own layout: along the
+// rows when they are contiguous (C order, row slices), down the columns in panels of rows
+// when the columns are (Fortran order, transposed views), strided otherwise.
+template <class T>
+void squared_row_norms(ConstMatrixView<T> X, double* sq) {
+  const index_t n = X.rows, d = X.cols;
+  const int threads = X.rows * X.cols > (1 << 18) ? num_threads() : 1;
+  if (X.col_stride == 1 || d == 1) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (index_t i = 0; i < n; ++i) sq[i] = contiguous_sum_of_squares(X.data + i * X.row_stride, d);
+  } else if (X.row_stride == 1) {
+    constexpr index_t panel = 512;  // 4 KB of accumulators, X read column by column
+    const index_t npanels = (n + panel - 1) / panel;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (index_t p = 0; p < npanels; ++p) {
+      const index_t i0 = p * panel, ni = std::min(panel, n - i0);
+      double acc[panel];
+      std::fill(acc, acc + ni, 0.0);
+      for (index_t j = 0; j < d; ++j) {
+        const T* __restrict col = X.data + i0 + j * X.col_stride;
+#pragma omp simd
+        for (index_t i = 0; i < ni; ++i) {
+          const double v = static_cast<double>(col[i]);
+          acc[i] += v * v;
+        }
+      }
+      std::copy(acc, acc + ni, sq + i0);
+    }
+  } else {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (index_t i = 0; i < n; ++i) {
+      double s = 0.0;
+      for (index_t j = 0; j < d; ++j) {
+        const double v = X(i, j);
+        s += v * v;
+      }
+      sq[i] = s;
+    }
+  }
+}
+
 // 1/|row| (accumulated in double), 0 for zero rows, or 1 when not normalising.
 template <class T>
 std::vector<T> row_scales(ConstMatrixView<T> m, bool normalize) {
   std::vector<T> scale(static_cast<std::size_t>(m.rows), T(1));
   if (!normalize) return scale;
-#pragma omp parallel for schedule(static) num_threads(num_threads())
-  for (index_t i = 0; i < m.rows; ++i) {
-    double s = 0.0;
-    for (index_t j = 0; j < m.cols; ++j) {
-      const double v = m(i, j);
-      s += v * v;
-    }
-    scale[i] = s > 0.0 ? static_cast<T>(1.0 / std::sqrt(s)) : T(0);
-  }
+  std::vector<double> sq(static_cast<std::size_t>(m.rows));
+  squared_row_norms(m, sq.data());
+  for (index_t i = 0; i < m.rows; ++i)
+    scale[i] = sq[i] > 0.0 ? static_cast<T>(1.0 / std::sqrt(sq[i])) : T(0);
   return scale;
 }
 
@@ -179,15 +228,11 @@ void polynomial_kernel(ConstMatrixView<T> X, int zeta, bool normalize, T* out) {
 template <class T>
 void kernel_row_scales(ConstMatrixView<T> X, bool normalize, const char* name, T* out) {
   if (out == nullptr) throw InvalidArgument("out must not be null");
+  std::vector<double> sq(static_cast<std::size_t>(X.rows));
+  squared_row_norms(X, sq.data());
   bool finite = true;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) \
-    reduction(&& : finite) if (X.rows * X.cols > (1 << 18))
   for (index_t i = 0; i < X.rows; ++i) {
-    double s = 0.0;
-    for (index_t j = 0; j < X.cols; ++j) {
-      const double v = X(i, j);
-      s += v * v;
-    }
+    const double s = sq[i];
     finite = finite && std::isfinite(s);  // NaN/inf anywhere in the row makes s NaN/inf
     out[i] = !normalize ? T(1) : (s > 0.0 ? static_cast<T>(1.0 / std::sqrt(s)) : T(0));
   }
@@ -199,12 +244,13 @@ void kernel_row_scales(ConstMatrixView<T> X, bool normalize, const char* name, T
 
 template <class T>
 void scale_and_power(T* block, index_t rows, index_t cols, index_t ld, const T* row_scale,
-                     const T* col_scale, int zeta) {
+                     const T* col_scale, int zeta, int threads) {
   if (zeta < 1) throw InvalidArgument("zeta must be an integer >= 1, got " + std::to_string(zeta));
   if (ld < cols) throw InvalidArgument("scale_and_power: ld must be >= cols");
   if (block == nullptr || row_scale == nullptr || col_scale == nullptr)
     throw InvalidArgument("scale_and_power: null pointer");
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (rows * cols > (1 << 18))
+  const int team = threads > 0 ? threads : num_threads();
+#pragma omp parallel for schedule(static) num_threads(team) if (team > 1 && rows * cols > (1 << 18))
   for (index_t i = 0; i < rows; ++i) {
     T* __restrict r = block + i * ld;
     const T si = row_scale[i];
@@ -223,9 +269,9 @@ void scale_and_power(T* block, index_t rows, index_t cols, index_t ld, const T* 
 template void kernel_row_scales<float>(ConstMatrixView<float>, bool, const char*, float*);
 template void kernel_row_scales<double>(ConstMatrixView<double>, bool, const char*, double*);
 template void scale_and_power<float>(float*, index_t, index_t, index_t, const float*, const float*,
-                                     int);
+                                     int, int);
 template void scale_and_power<double>(double*, index_t, index_t, index_t, const double*,
-                                      const double*, int);
+                                      const double*, int, int);
 template void polynomial_kernel<float>(ConstMatrixView<float>, ConstMatrixView<float>, int, bool,
                                        float*);
 template void polynomial_kernel<double>(ConstMatrixView<double>, ConstMatrixView<double>, int, bool,

@@ -19,10 +19,13 @@ def polynomial_kernel(
     ``K[i, j] = ((X[i] / |X[i]|) · (Y[j] / |Y[j]|)) ** zeta``, or ``(X[i] · Y[j]) ** zeta``
     with ``normalize=False``.
 
-    Fused and blocked in C++: rows are normalised while blocks are packed, products go
-    through Eigen's GEMM and are raised to ``zeta`` in cache, so the only large allocation
-    is the (n, m) result. OpenMP-parallel (see :func:`matchar.set_num_threads`), GIL
-    released, interruptible with Ctrl-C.
+    Rectangular kernels of more than 2**24 multiply-adds: NumPy's BLAS GEMM writes the
+    product straight into the output (a few large row blocks) and C++ applies the row
+    norms (one vectorised pass over X and Y) and the power. Smaller and Gram kernels:
+    fused and blocked in C++ (rows normalised while blocks are packed, Eigen's GEMM,
+    power in cache). Either way the only large allocation is the (n, m) result.
+    OpenMP/BLAS-parallel with matchar's thread count (see :func:`matchar.set_num_threads`),
+    GIL released, interruptible with Ctrl-C between blocks.
 
     Parameters
     ----------
@@ -91,8 +94,17 @@ def polynomial_kernel(
 
 #: Rectangular kernels with at least this many multiply-adds take the BLAS route.
 _BLAS_MIN_WORK = 1 << 24
-#: Rows of the output per GEMM call in the BLAS route (about 32 MB of output per block).
-_BLAS_BLOCK_BYTES = 1 << 25
+#: Output bytes per GEMM call in the BLAS route. Every call costs a repacking of Y and a
+#: wake-up of the BLAS threads, so blocks are large (a few calls even at 100000 x 2000);
+#: they only bound the time between Ctrl-C checks.
+_BLAS_BLOCK_BYTES = 1 << 28
+#: Bytes of X per GEMM call when X's layout is not one BLAS can read (NumPy then copies
+#: the block): bounds that scratch.
+_BLAS_COPY_BYTES = 1 << 25
+#: Threads of the scale-and-power epilogue (0: matchar's setting). 1 was tried, since the
+#: pass runs while the BLAS threads still spin for work; on the shared 2-core machine 0
+#: was as fast or faster (docs/benchmarks.md, gp).
+_EPILOGUE_THREADS = 0
 _controller = None
 
 
@@ -106,13 +118,24 @@ def _blas_threads(n: int):
     return _controller.limit(limits=n, user_api="blas")
 
 
+def _blas_readable(a: np.ndarray) -> bool:
+    """Whether BLAS reads the 2-D array a in place (NumPy's matmul copies it otherwise):
+    one unit stride and the other a whole number of elements at least the row length."""
+    size = a.itemsize
+    s0, s1 = a.strides
+    n0, n1 = a.shape
+    return (s1 == size and s0 % size == 0 and s0 >= n1 * size) or (
+        s0 == size and s1 % size == 0 and s1 >= n0 * size
+    )
+
+
 def _blas_kernel(
     X: np.ndarray, Y: np.ndarray, zeta: int, normalize: bool, sy: np.ndarray | None = None
 ) -> np.ndarray:
     """K = (sx sy^T * (X @ Y^T)) ** zeta with the product by NumPy's BLAS GEMM, written
-    block by block straight into the output; the row scales (one pass over X and Y, which
-    also rejects NaN/inf) and the scale-and-power epilogue run in C++ while each block is
-    in cache. No normalised copies of X or Y are made. ``sy``: Y's row scales when they
+    in a few large row blocks straight into the output; the row scales (one vectorised
+    pass over X and Y, which also rejects NaN/inf) and the scale-and-power epilogue run
+    in C++. No normalised copies of X or Y are made. ``sy``: Y's row scales when they
     are already known (a prepared, fixed Y such as a GP's sparse points)."""
     from .. import get_num_threads
 
@@ -121,17 +144,22 @@ def _blas_kernel(
     epilogue = _core.gp.scale_and_power_f32 if f32 else _core.gp.scale_and_power_f64
     sx = scales(X, normalize, "X")
     sy = scales(Y, normalize, "Y") if sy is None else sy
-    n, m = X.shape[0], Y.shape[0]
-    _core.check_allocation(n * m, X.dtype.itemsize, "polynomial_kernel output")
+    n, m, d = X.shape[0], Y.shape[0], X.shape[1]
+    itemsize = X.dtype.itemsize
+    _core.check_allocation(n * m, itemsize, "polynomial_kernel output")
     out = np.empty((n, m), dtype=X.dtype)
-    rows = max(1, min(n, _BLAS_BLOCK_BYTES // (m * X.dtype.itemsize)))
-    Yt = Y.T
+    rows = _BLAS_BLOCK_BYTES // (m * itemsize)
+    if not _blas_readable(X):
+        rows = min(rows, _BLAS_COPY_BYTES // (d * itemsize))
+    rows = max(1, min(n, rows))
+    # A Y that BLAS cannot read would be copied by every GEMM call: copy it once.
+    Yt = (Y if _blas_readable(Y) else np.ascontiguousarray(Y)).T
     with _blas_threads(get_num_threads()):
         for i0 in range(0, n, rows):
             i1 = min(n, i0 + rows)
             blk = out[i0:i1]
             np.matmul(X[i0:i1], Yt, out=blk)
-            epilogue(blk, sx[i0:i1], sy, zeta)
+            epilogue(blk, sx[i0:i1], sy, zeta, _EPILOGUE_THREADS)
     return out
 
 
@@ -150,7 +178,8 @@ def prepared_kernel(
     X: np.ndarray, Y: np.ndarray, sy: np.ndarray, zeta: int, normalize: bool
 ) -> np.ndarray:
     """:func:`polynomial_kernel` ``(X, Y)`` for a fixed, C-contiguous Y whose row scales
-    ``sy`` (from :func:`row_scales`) are known: no pass over Y besides the product."""
+    ``sy`` (from :func:`row_scales`) are known: no pass over Y besides the product. X is
+    read in place (e.g. a column block of a wider feature matrix)."""
     X_ = as_array(X, "X", ndim=2)
     if X_.shape[1] != Y.shape[1]:
         raise ValueError(
@@ -160,5 +189,5 @@ def prepared_kernel(
     X_ = X_.astype(Y.dtype, copy=False)
     n, m, d = X_.shape[0], Y.shape[0], X_.shape[1]
     if n * m * d >= _BLAS_MIN_WORK and n > 0 and m > 0 and d > 0:
-        return _blas_kernel(np.ascontiguousarray(X_), Y, zeta, normalize, sy=sy)
+        return _blas_kernel(X_, Y, zeta, normalize, sy=sy)
     return _kernel_fn(Y.dtype)(X_, Y, zeta, normalize)

@@ -125,11 +125,11 @@ class MultiPolynomialKernel:
         K = None
         for b, w in enumerate(self.weights):
             Kb = block(b, slice(self._offsets[b], self._offsets[b + 1]))
+            Kb *= w  # in place: no output-sized temporary
             if K is None:
                 K = Kb
-                K *= w
             else:
-                K += w * Kb
+                K += Kb
         return K
 
     def prepare(self, Y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:

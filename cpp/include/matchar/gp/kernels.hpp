@@ -40,9 +40,10 @@ template <class T>
 void kernel_row_scales(ConstMatrixView<T> X, bool normalize, const char* name, T* out);
 
 // In place on the row-major block (rows x cols, leading dimension ld >= cols):
-// block[i, j] = (block[i, j] * row_scale[i] * col_scale[j]) ** zeta. OpenMP over rows.
+// block[i, j] = (block[i, j] * row_scale[i] * col_scale[j]) ** zeta. OpenMP over rows with
+// `threads` threads (0: num_threads()).
 template <class T>
 void scale_and_power(T* block, index_t rows, index_t cols, index_t ld, const T* row_scale,
-                     const T* col_scale, int zeta);
+                     const T* col_scale, int zeta, int threads = 0);
 
 }  // namespace matchar::gp
