@@ -55,7 +55,7 @@ def client():
     cluster.close()
 
 
-def nmf(loss="kullback-leibler"):
+def nmf(loss="kl"):
     return mc.spectral.NMF(
         K,
         loss=loss,
