@@ -72,8 +72,10 @@ def reference_cbed(
     vol = a**3 * (math.sqrt(3) / 2 * math.sqrt(8 / 3) if proto == "hcp" else 1.0)
     # the kernel's list: every reflection out to |g| = max(4 1/Å, the pattern's reach)
     reach = math.hypot(max(cx, cols - 1 - cx), max(cy, rows - 1 - cy)) * ps + radius + ps
-    gmax = math.ceil(max(4.0, reach) * a)
-    refl = zolz_reflections(proto, mc.imaging._simulate.normalize_zone_axis(proto, zone), gmax)
+    gcut = max(4.0, reach)
+    axis = mc.imaging._simulate.normalize_zone_axis(proto, zone)
+    refl = zolz_reflections(proto, axis, math.ceil(gcut * a) + 1)
+    refl = refl[np.linalg.norm(refl[:, 3:], axis=1) / a <= gcut]
     th = math.radians(rot)
     R = np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
     g = refl[:, 3:] @ R.T / a
@@ -158,6 +160,7 @@ def test_kernel_batch_non_contiguous_and_mixed_motifs():
     ao = np.array([0, len(m1[1]), len(atoms)], np.int64)
     vol = np.array([m1[2], m2[2]])
     p = np.stack([cbed_params(3.6, 5.0, 0.06, (15.0, 16.0)), cbed_params(3.1, 50, 0.06, (16, 15))])
+    assert p[0, 15] == 4.0  # g_max: G_DEPLETION beyond the small pattern's reach
     idx = np.array([1, 0, 1], np.int64)
     params = p[idx]
     refl_nc = np.asfortranarray(refl)

@@ -20,16 +20,16 @@ namespace {
 constexpr double kBohr = 0.529177210903;  // Å
 
 const char* const kCbedNames[kCbedParams] = {
-    "lattice_constant", "rotation",   "pixel_size", "center_x",  "center_y",
-    "disk_radius",      "wavelength", "gamma",      "thickness", "thermal_sigma",
-    "tilt_x",           "tilt_y",     "background", "dose",      "read_noise"};
+    "lattice_constant", "rotation", "pixel_size", "center_x",      "center_y", "disk_radius",
+    "wavelength",       "gamma",    "thickness",  "thermal_sigma", "tilt_x",   "tilt_y",
+    "background",       "dose",     "read_noise", "g_max"};
 
 void check_cbed_params(const double* p, index_t n) {
   const std::string where = "params[" + std::to_string(n) + "].";
   for (int k = 0; k < kCbedParams; ++k)
     if (!std::isfinite(p[k])) throw InvalidArgument(where + kCbedNames[k] + " must be finite");
   for (int k : {int(kCbedLattice), int(kCbedPixel), int(kCbedRadius), int(kCbedWavelength),
-                int(kCbedThickness)})
+                int(kCbedThickness), int(kCbedGMax)})
     if (!(p[k] > 0.0)) throw InvalidArgument(where + kCbedNames[k] + " must be > 0");
   if (!(p[kCbedGamma] >= 1.0)) throw InvalidArgument(where + "gamma must be >= 1");
   for (int k : {int(kCbedThermal), int(kCbedBackground), int(kCbedReadNoise)})
@@ -75,6 +75,7 @@ void render_one(const double* refl, index_t n_refl, const double* atoms, index_t
         !(gx < kx0 - reach || gx > kx1 + reach || gy < ky0 - reach || gy > ky1 + reach);
     const double g2 = gx * gx + gy * gy;
     const double g = std::sqrt(g2);
+    if (g > p[kCbedGMax]) continue;
     std::complex<double> f(0.0, 0.0);
     double f_abs = 0.0;
     for (index_t j = 0; j < n_atoms; ++j) {

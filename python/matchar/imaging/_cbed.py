@@ -145,9 +145,18 @@ def cbed_params(
     background: float = 0.0,
     dose: float | None = None,
     read_noise: float = 0.0,
+    g_max: float | None = None,
 ) -> np.ndarray:
-    """One row of the kernel's parameter table (see ``render_cbed`` in C++)."""
+    """One row of the kernel's parameter table (see ``render_cbed`` in C++).
+
+    ``g_max`` (1/Å) defaults to the larger of :data:`G_DEPLETION` and the reach of a
+    pattern whose direct beam is at ``center`` and that extends as far on the other side.
+    """
     lam = electron_wavelength(voltage_kv)
+    if g_max is None:
+        far = (round(2 * center[1]) + 1, round(2 * center[0]) + 1)
+        radius = convergence_mrad * 1e-3 / lam
+        g_max = max(G_DEPLETION, pattern_reach(far, pixel_size, center, radius))
     return np.array(
         [
             lattice_constant,
@@ -165,6 +174,7 @@ def cbed_params(
             background,
             0.0 if dose is None else dose,
             read_noise,
+            g_max,
         ],
         dtype=np.float64,
     )
@@ -320,6 +330,7 @@ def simulate_cbed(
         thermal_sigma=sigma, tilt_mrad=tilt, background=bg, dose=dose, read_noise=rn,
     )[None, :]  # fmt: skip
     reach = max(pattern_reach((rows, cols), ps, center, params[0, 5]), G_DEPLETION)
+    params[0, 15] = reach
     refl, atoms, volume = cbed_motif(prototype, zone, math.ceil(reach * a), int(atomic_number))
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])

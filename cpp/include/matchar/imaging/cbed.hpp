@@ -11,7 +11,7 @@
 namespace matchar::imaging {
 
 // Number of doubles per pattern in the `params` table of render_cbed.
-constexpr index_t kCbedParams = 15;
+constexpr index_t kCbedParams = 16;
 
 // Indices into one row of `params`. Reciprocal lengths are in 1/Å (g = 1/d).
 enum CbedParam : int {
@@ -30,6 +30,7 @@ enum CbedParam : int {
   kCbedBackground = 12,  // constant background (units of the incident intensity), >= 0
   kCbedDose = 13,        // electrons per pixel at intensity 1; <= 0: no shot noise
   kCbedReadNoise = 14,   // Gaussian read noise, standard deviation (intensity units), >= 0
+  kCbedGMax = 15,        // reflections with |g| > g_max (1/Å) are ignored, > 0
 };
 
 // Kinematic electron scattering factor (Å) of a neutral atom of atomic number Z at
@@ -58,7 +59,8 @@ double moliere_scattering_factor(double z, double g);
 // V = a^3 volumes[m]. Pixel (r, c) sits at k = ((c - cx), (r - cy)) * pixel_size; in the disk
 // of reflection g (|k - g| <= radius) it sees K = k - g + tilt and collects I_g(K); the direct
 // disk holds max(0, 1 - sum_g I_g(K)) (kinematic depletion of the incident beam; the sum
-// runs over all the reflections given, also those whose disks fall outside the pattern). Disk edges
+// runs over the reflections given with |g| <= g_max, also those whose disks fall outside the
+// pattern). Disk edges
 // are antialiased (coverage clamp(R - d + 1/2, 0, 1) in pixels); overlapping disks add
 // incoherently. Then the background is added; with dose > 0, J <- Poisson(dose * J) / dose
 // (rounded normal approximation above a mean of 64 counts); then J += read_noise * N(0, 1).
