@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_crystal_classifier import (  # noqa: E402
+from train_crystal_classifier import (
     DROPOUT,
     LOG_A0,
     N_CLASSES,

@@ -124,6 +124,9 @@ class CbedGenerator:
     ----------
     seed : int
         Seed of the generator's random parameters and noise.
+    tilt_mrad : float or None
+        Crystal tilt off the zone axis (mrad) in a random direction; None = N(0, 0.5 mrad)
+        per axis (the training spread).
 
     Examples
     --------
@@ -133,10 +136,11 @@ class CbedGenerator:
     ((3, 128, 128), dtype('float32'), (3,))
     """
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, tilt_mrad: float | None = None) -> None:
         from ._cbed import G_DEPLETION, cbed_motif
 
         self.rng = np.random.default_rng(seed)
+        self.tilt_mrad = tilt_mrad
         self.order = np.array([projected_cell(p, z).symmetry_order for p, z in ZONE_AXES])
         # reflections out to the pattern's corner at the coarsest calibration, largest a
         reach = max(G_DEPLETION, math.hypot(*CBED_SHAPE) / 2 * CBED_PIXEL_RANGE[1] + 0.3)
@@ -147,6 +151,13 @@ class CbedGenerator:
         self.atoms = np.concatenate([m[1] for m in motifs])
         self.atom_offsets = np.cumsum([0] + [len(m[1]) for m in motifs]).astype(np.int64)
         self.volumes = np.array([m[2] for m in motifs])
+
+    def _tilt(self, rng: np.random.Generator) -> tuple[float, float]:
+        """Crystal tilt off the zone axis (mrad, x and y) of one pattern."""
+        if self.tilt_mrad is None:
+            return tuple(rng.normal(0, 0.5, 2))
+        phi = rng.uniform(0, 2 * math.pi)
+        return (self.tilt_mrad * math.cos(phi), self.tilt_mrad * math.sin(phi))
 
     def sample(
         self,
@@ -166,8 +177,8 @@ class CbedGenerator:
         log-uniform 300-30000 e/pixel at the incident intensity (15% noiseless), Z uniform
         in 12-79; always random: calibration U(0.03, 0.045) 1/Å per pixel, voltage
         U(100, 300) kV, convergence U(0.8, 2.5) mrad, thickness U(10, 60) Å, tilt
-        N(0, 0.5 mrad) per axis, direct beam within ±4 px of the centre, background
-        U(0, 0.01), read noise U(0, 0.003).
+        N(0, 0.5 mrad) per axis (or ``tilt_mrad``), direct beam within ±4 px of the
+        centre, background U(0, 0.01), read noise U(0, 0.003).
 
         Returns
         -------
@@ -205,7 +216,7 @@ class CbedGenerator:
                 convergence_mrad=rng.uniform(0.8, 2.5),
                 thickness=rng.uniform(10, 60),
                 thermal_sigma=thermal[i],
-                tilt_mrad=tuple(rng.normal(0, 0.5, 2)),
+                tilt_mrad=self._tilt(rng),
                 background=rng.uniform(0, 0.01),
                 dose=d[i],
                 read_noise=rng.uniform(0, 0.003),
