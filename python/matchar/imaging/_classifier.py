@@ -691,7 +691,10 @@ class CrystalClassifier:
 @functools.lru_cache(maxsize=4)
 def _load_default(cls: type, modality: str) -> CrystalClassifier:
     name = {"haadf": "crystal_classifier.onnx", "cbed": "crystal_classifier_cbed.onnx"}
-    return cls(_MODELS / name[modality])
+    path = _MODELS / name[modality]
+    if not path.is_file():
+        raise NotImplementedError(f"no {modality.upper()} classifier is shipped ({path} missing)")
+    return cls(path)
 
 
 def _pad_windows(win: np.ndarray) -> np.ndarray:
