@@ -288,9 +288,9 @@ def simulate_cbed(
 
     Examples
     --------
-    >>> p = simulate_cbed("fcc", (1, 0, 0), 3.6, shape=(64, 64), pixel_size=0.05)
-    >>> p.shape, round(float(p[32, 32]), 2) <= 1.0
-    ((64, 64), True)
+    >>> p = simulate_cbed("fcc", (1, 0, 0), 3.6, shape=(65, 65), pixel_size=0.05)
+    >>> p.shape, float(p[32, 32]) < 1.0  # the direct beam, depleted by diffraction
+    ((65, 65), True)
     """
     zone = normalize_zone_axis(prototype, zone_axis)
     rows, cols = _check_shape(shape)

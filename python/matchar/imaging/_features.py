@@ -164,7 +164,7 @@ def cbed_center(pattern: np.ndarray) -> tuple[float, float]:
 
     di = refine(conv[i - 1, j], conv[i, j], conv[i + 1, j]) if 0 < i < 2 * h - 2 else 0.0
     dj = refine(conv[i, j - 1], conv[i, j], conv[i, j + 1]) if 0 < j < 2 * w - 2 else 0.0
-    return 0.5 * (j + dj), 0.5 * (i + di)
+    return 0.5 * (float(j) + dj), 0.5 * (float(i) + di)
 
 
 def cbed_features(
