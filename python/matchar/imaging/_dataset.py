@@ -117,6 +117,9 @@ CBED_SHAPE = (128, 128)
 CBED_PIXEL_RANGE = (0.03, 0.045)
 
 
+_THICKNESS_GRID = np.geomspace(5.0, 500.0, 200)  # Å
+
+
 class CbedGenerator:
     """Random kinematic CBED patterns (128 x 128) rendered by the C++ core.
 
@@ -151,6 +154,33 @@ class CbedGenerator:
         self.atoms = np.concatenate([m[1] for m in motifs])
         self.atom_offsets = np.cumsum([0] + [len(m[1]) for m in motifs]).astype(np.int64)
         self.volumes = np.array([m[2] for m in motifs])
+        # per class, the 24 shortest allowed reflections: |g| a and the geometric structure
+        # factor |sum_j exp(2 pi i h . r_j)| (one element), for choosing the thickness
+        self.strong = []
+        for refl, atoms, _ in motifs:
+            geo = np.abs(np.exp(2j * np.pi * refl[:, :3] @ atoms[:, :3].T).sum(axis=1))
+            keep = np.flatnonzero(geo > 1e-6)[:24]
+            self.strong.append((np.hypot(refl[keep, 3], refl[keep, 4]), geo[keep]))
+
+    def _thickness(self, cls: int, a: float, z: int, sigma: float, kv: float) -> float:
+        """Thickness (Å) giving the strongest disk-centre intensity log-uniform in
+        0.01-0.3 (visible, and within the kinematic regime)."""
+        from ._cbed import _gamma, electron_wavelength
+
+        g_a, geo = self.strong[cls]
+        g = g_a / a
+        f = np.array([_core.imaging.moliere_scattering_factor(float(z), float(v)) for v in g])
+        lam = electron_wavelength(kv)
+        amp = lam * _gamma(kv) * f * np.exp(-2 * np.pi**2 * sigma**2 * g**2) * geo
+        amp /= self.volumes[cls] * a**3  # pi / extinction distance, 1/Å
+        target = math.exp(self.rng.uniform(math.log(0.01), math.log(0.3)))
+        # peak intensity at the disk centres, Ewald curvature included: the thinnest T on
+        # a grid that reaches the target (else the T of the highest peak)
+        x = np.pi * 0.5 * lam * g**2  # pi s at a disk centre on the zone axis
+        t = _THICKNESS_GRID[:, None]
+        peak = (amp**2 * np.sin(x * t) ** 2 / x**2).max(axis=1)
+        hit = np.flatnonzero(peak >= target)
+        return float(_THICKNESS_GRID[hit[0]] if hit.size else _THICKNESS_GRID[np.argmax(peak)])
 
     def _tilt(self, rng: np.random.Generator) -> tuple[float, float]:
         """Crystal tilt off the zone axis (mrad, x and y) of one pattern."""
@@ -176,7 +206,9 @@ class CbedGenerator:
         a ~ U(2.5, 5.4) Å, rotation ~ U(0, 360)°, thermal sigma ~ U(0.02, 0.12) Å, dose
         log-uniform 300-30000 e/pixel at the incident intensity (15% noiseless), Z uniform
         in 12-79; always random: calibration U(0.03, 0.045) 1/Å per pixel, voltage
-        U(100, 300) kV, convergence U(0.8, 2.5) mrad, thickness U(10, 60) Å, tilt
+        U(100, 300) kV, convergence U(0.8, 2.5) mrad, thickness such that the strongest
+        reflection's kinematic peak intensity at its disk centre (Ewald curvature
+        included) is log-uniform in 0.01-0.3 (the thinnest such T in 5-500 Å), tilt
         N(0, 0.5 mrad) per axis (or ``tilt_mrad``), direct beam within ±4 px of the
         centre, background U(0, 0.01), read noise U(0, 0.003).
 
@@ -207,14 +239,15 @@ class CbedGenerator:
         params = np.empty((n, _core.imaging.CBED_N_PARAMS))
         for i in range(n):
             center = np.array([0.5 * (cols - 1), 0.5 * (rows - 1)]) + rng.uniform(-4, 4, 2)
+            kv = rng.uniform(100, 300)
             params[i] = cbed_params(
                 a[i],
                 rot[i],
                 ps[i],
                 tuple(center),
-                voltage_kv=rng.uniform(100, 300),
+                voltage_kv=kv,
                 convergence_mrad=rng.uniform(0.8, 2.5),
-                thickness=rng.uniform(10, 60),
+                thickness=self._thickness(cls[i], a[i], z[i], thermal[i], kv),
                 thermal_sigma=thermal[i],
                 tilt_mrad=self._tilt(rng),
                 background=rng.uniform(0, 0.01),
