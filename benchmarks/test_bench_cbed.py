@@ -48,3 +48,13 @@ def test_numpy_reference(benchmark):
             ref("fcc", (1, 1, 0), 3.6, 3.0 * i, KW["shape"], KW["pixel_size"], sigma=0.05)
 
     benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=0)
+
+
+def test_render_cbed_batch(benchmark):
+    """The training generator's path: 512 mixed-class patterns in one kernel call (noise,
+    random optics and calibrations; no peer: the NumPy reference takes ~2 s a pattern)."""
+    from matchar.imaging._dataset import CbedGenerator
+
+    benchmark.group = "render_cbed, 512 patterns 128x128 (CbedGenerator.sample)"
+    gen = CbedGenerator(0)
+    benchmark.pedantic(lambda: gen.sample(512), rounds=3, iterations=1, warmup_rounds=0)

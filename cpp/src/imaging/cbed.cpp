@@ -188,7 +188,9 @@ void render_cbed(const double* reflections, const std::int64_t* refl_offsets, co
 
   std::atomic<bool> stop{false};
   std::exception_ptr error = nullptr;
-#pragma omp parallel num_threads(matchar::num_threads())
+  // no more threads than patterns: a lone pattern does not wait on an idle team
+#pragma omp parallel num_threads( \
+        static_cast<int>(std::min<index_t>(matchar::num_threads(), n_patterns)))
   {
     std::vector<double> img(static_cast<std::size_t>(rows * cols));
     std::vector<Reflection> list;
