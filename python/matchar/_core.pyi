@@ -92,6 +92,35 @@ class _ImagingModule:
         cols: int,
         seed: int,
     ) -> NDArray[np.float64]: ...
+    CBED_N_PARAMS: int
+    @staticmethod
+    def render_cbed_f32(
+        reflections: NDArray[np.float64],
+        refl_offsets: NDArray[np.int64],
+        atoms: NDArray[np.float64],
+        atom_offsets: NDArray[np.int64],
+        volumes: NDArray[np.float64],
+        motif_index: NDArray[np.int64],
+        params: NDArray[np.float64],
+        rows: int,
+        cols: int,
+        seed: int,
+    ) -> NDArray[np.float32]: ...
+    @staticmethod
+    def render_cbed_f64(
+        reflections: NDArray[np.float64],
+        refl_offsets: NDArray[np.int64],
+        atoms: NDArray[np.float64],
+        atom_offsets: NDArray[np.int64],
+        volumes: NDArray[np.float64],
+        motif_index: NDArray[np.int64],
+        params: NDArray[np.float64],
+        rows: int,
+        cols: int,
+        seed: int,
+    ) -> NDArray[np.float64]: ...
+    @staticmethod
+    def moliere_scattering_factor(z: float, g: float) -> float: ...
 
 imaging: _ImagingModule
 

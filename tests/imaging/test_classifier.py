@@ -144,8 +144,8 @@ def test_bad_pixel_sizes_and_options(clf):
             clf.predict(img, ps)
     with pytest.warns(UserWarning, match="pixel_size"):
         clf.predict(img, 0.5)
-    with pytest.raises(NotImplementedError, match="cbed"):
-        clf.predict(img, 0.1, modality="cbed")
+    with pytest.raises(ValueError, match="1/Å per pixel"):  # CBED calibrations are reciprocal
+        clf.predict(img, 0.5, modality="cbed")
     with pytest.raises(ValueError, match="modality"):
         clf.predict(img, 0.1, modality="tem")
     with pytest.raises(ValueError, match="window"):

@@ -6,12 +6,14 @@ import doctest
 
 import pytest
 
+import matchar.imaging._cbed
 import matchar.imaging._classifier
 import matchar.imaging._dataset
 import matchar.imaging._features
 import matchar.imaging._simulate
 
 MODULES = [
+    matchar.imaging._cbed,
     matchar.imaging._classifier,
     matchar.imaging._dataset,
     matchar.imaging._features,

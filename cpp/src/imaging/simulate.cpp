@@ -10,19 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "random.hpp"
+
 namespace matchar::imaging {
 
 namespace {
 
-// Above this mean, shot noise is drawn from the rounded normal approximation.
-constexpr double kNormalPoisson = 64.0;
-
-std::uint64_t splitmix64(std::uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
+using detail::shot_noise;
 
 const char* const kParamNames[kHaadfParams] = {
     "a1x",      "a1y",        "a2x",         "a2y",           "origin_x",
@@ -146,13 +140,7 @@ void render_one(const double* col, index_t n_col, const double* p, index_t rows,
   for (index_t q = 0; q < npx; ++q) {
     double v = (img[q] + offset) * scale;
     if (dose > 0.0) {
-      const double lam = std::max(0.0, dose * v);
-      double k = 0.0;
-      if (lam >= kNormalPoisson)  // normal approximation, rounded (skewness < 0.125)
-        k = std::max(0.0, std::round(lam + std::sqrt(lam) * normal(rng)));
-      else if (lam > 0.0)
-        k = static_cast<double>(std::poisson_distribution<long long>(lam)(rng));
-      v = k / dose;
+      v = shot_noise(std::max(0.0, dose * v), rng, normal) / dose;
     }
     if (rn > 0.0) v += rn * normal(rng);
     out[q] = static_cast<T>(v);
@@ -209,9 +197,8 @@ void render_haadf(const double* columns, const std::int64_t* column_offsets, ind
         const std::int64_t m = motif_index[n];
         const double* col = columns + 3 * column_offsets[m];
         const index_t n_col = static_cast<index_t>(column_offsets[m + 1] - column_offsets[m]);
-        render_one<T>(col, n_col, params + n * kHaadfParams, rows, cols,
-                      splitmix64(seed ^ splitmix64(static_cast<std::uint64_t>(n))), img, sx, sy,
-                      out + n * rows * cols);
+        render_one<T>(col, n_col, params + n * kHaadfParams, rows, cols, detail::item_seed(seed, n),
+                      img, sx, sy, out + n * rows * cols);
       } catch (...) {
 #pragma omp critical(matchar_render_haadf_error)
         if (!error) error = std::current_exception();

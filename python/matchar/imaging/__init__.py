@@ -3,6 +3,7 @@ HAADF simulation and crystal identification (CNN with uncertainty maps)."""
 
 from __future__ import annotations
 
+from ._cbed import electron_wavelength, simulate_cbed
 from ._classifier import CrystalClassifier, CrystalMap, CrystalPrediction, classify_map
 from ._correlation import default_shifts, lcm_cost, local_correlation_map
 from ._lattice import lattice_vectors, misorientation_deg
@@ -19,12 +20,14 @@ __all__ = [
     "Segmenter",
     "classify_map",
     "default_shifts",
+    "electron_wavelength",
     "lattice_vectors",
     "lcm_cost",
     "local_correlation_map",
     "misorientation_deg",
     "projected_cell",
     "segment",
+    "simulate_cbed",
     "simulate_haadf",
     "symmetry_map",
     "symmetry_transforms",

@@ -1,10 +1,13 @@
-"""Crystal identification from HAADF images: a compact CNN run with onnxruntime.
+"""Crystal identification from HAADF images and CBED patterns: compact CNNs run with
+onnxruntime.
 
 The network (trained by ``scripts/train_crystal_classifier.py`` on windows from
 :func:`matchar.imaging.simulate_haadf`) reads the log-magnitude FFT of a 16 Å window at
 0.25 Å per pixel and predicts the (prototype, zone axis) class, the lattice constant and
 the in-plane rotation; 16 fixed Monte-Carlo-dropout masks give the uncertainty (mutual
-information between the prediction and the dropout mask).
+information between the prediction and the dropout mask). A second network
+(``scripts/train_cbed_classifier.py``, patterns from :func:`matchar.imaging.simulate_cbed`)
+reads a calibrated CBED pattern in polar coordinates around the direct beam.
 """
 
 from __future__ import annotations
@@ -22,13 +25,27 @@ import scipy.ndimage
 
 from .._arrays import as_array
 from .._threads import get_num_threads
-from ._features import MODEL_PIXEL_SIZE, MODEL_WINDOW, fft_features, polar_features
+from ._features import (
+    CBED_RADII,
+    MODEL_PIXEL_SIZE,
+    MODEL_WINDOW,
+    cbed_center,
+    cbed_features,
+    fft_features,
+    polar_features,
+)
 
 _MODELS = Path(__file__).resolve().parent / "models"
 
 #: Pixel sizes (Å) outside this range give a warning; outside PIXEL_SIZE_LIMITS an error.
 PIXEL_SIZE_WARN = (0.06, 0.4)
 PIXEL_SIZE_LIMITS = (0.02, 1.0)
+#: CBED calibrations (1/Å per pixel): a warning outside the first range (around the
+#: trained 0.03-0.045), an error outside the second (disks unresolved, or a pattern
+#: reaching too little of reciprocal space to hold several reflections).
+CBED_PIXEL_SIZE_WARN = (0.015, 0.06)
+CBED_PIXEL_SIZE_LIMITS = (0.003, 0.2)
+_MODALITIES = ("haadf", "cbed")
 
 
 def _label(prototype: str, zone_axis: tuple[int, ...]) -> str:
@@ -180,14 +197,55 @@ class CrystalMap:
         return fig
 
 
-def _check_image(image, pixel_size: float, modality: str) -> tuple[np.ndarray, float]:
-    if modality == "cbed":
-        raise NotImplementedError(
-            "modality='cbed' is not available: the shipped classifier was trained on HAADF "
-            "images only (no CBED simulator or CBED-trained network in this release)"
-        )
-    if modality != "haadf":
+def _check_modality(modality: str) -> str:
+    if modality not in _MODALITIES:
         raise ValueError(f"modality must be 'haadf' or 'cbed', got {modality!r}")
+    return modality
+
+
+def _check_pattern(pattern, pixel_size: float, ndim: int = 2) -> tuple[np.ndarray, float]:
+    """Validate CBED pattern(s) (last two axes) and the calibration in 1/Å per pixel."""
+    name = "pattern" if ndim == 2 else "patterns"
+    img = as_array(pattern, name, ndim=ndim)
+    if not np.all(np.isfinite(img)):
+        raise ValueError(f"{name} contains NaN or inf pixels")
+    try:
+        ps = float(pixel_size)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"pixel_size must be a number (1/Å per pixel for CBED), got {pixel_size!r}"
+        ) from exc
+    if not (math.isfinite(ps) and ps > 0):
+        raise ValueError(f"pixel_size must be a finite number > 0 (1/Å per pixel), got {ps!r}")
+    lo, hi = CBED_PIXEL_SIZE_LIMITS
+    if not lo <= ps <= hi:
+        raise ValueError(
+            f"pixel_size={ps} 1/Å per pixel is far outside the range the CBED classifier "
+            f"supports ({lo}-{hi}; CBED calibrations are reciprocal: 1/Å per pixel, "
+            "g = 1/d; trained at 0.03-0.045)"
+        )
+    h, w = img.shape[-2:]
+    half = 0.5 * min(h, w) * ps
+    if half < 0.6:
+        raise ValueError(
+            f"{name} of shape {img.shape[-2:]} at pixel_size={ps} reaches only {half:.2f} 1/Å "
+            "from the centre: at least 0.6 1/Å (a few reflections) is needed"
+        )
+    wlo, whi = CBED_PIXEL_SIZE_WARN
+    if not wlo <= ps <= whi or half < 0.8 * CBED_RADII[-1]:
+        warnings.warn(
+            f"pixel_size={ps} 1/Å per pixel with a {h}x{w} pattern (reaching {half:.2f} 1/Å) "
+            f"is outside what the CBED classifier was trained on (0.03-0.045 1/Å per pixel, "
+            f"patterns reaching {CBED_RADII[-1]} 1/Å): predictions may be unreliable",
+            UserWarning,
+            stacklevel=3,
+        )
+    return img, ps
+
+
+def _check_image(image, pixel_size: float, modality: str) -> tuple[np.ndarray, float]:
+    if _check_modality(modality) == "cbed":
+        return _check_pattern(image, pixel_size)
     img = as_array(image, "image", ndim=2)
     if not np.all(np.isfinite(img)):
         raise ValueError("image contains NaN or inf pixels")
@@ -228,7 +286,7 @@ def _resample(img: np.ndarray, pixel_size: float) -> np.ndarray:
 
 
 class CrystalClassifier:
-    """HAADF crystal classifier (ONNX network run with onnxruntime).
+    """HAADF (or CBED) crystal classifier (ONNX network run with onnxruntime).
 
     Parameters
     ----------
@@ -261,13 +319,18 @@ class CrystalClassifier:
         self._protos = [c["prototype"] for c in self.metadata["classes"]]
         self._zones = [tuple(c["zone_axis"]) for c in self.metadata["classes"]]
         self.symmetry_order = np.asarray(self.metadata["symmetry_order"], dtype=np.int64)
-        if (
+        #: "haadf" or "cbed": what the network was trained on.
+        self.modality: str = self.metadata.get("modality", "haadf")
+        kind = self.metadata.get("features", "fft")
+        if self.modality == "cbed":
+            if kind != "cbed_polar":
+                raise ValueError(f"{metadata_path}: unknown CBED features {kind!r}")
+        elif (
             float(self.metadata["pixel_size"]) != MODEL_PIXEL_SIZE
             or int(self.metadata["window"]) != MODEL_WINDOW
         ):
             raise ValueError(f"{metadata_path}: pixel size/window do not match this matchar")
-        kind = self.metadata.get("features", "fft")
-        if kind not in ("fft", "polar"):
+        elif kind not in ("fft", "polar"):
             raise ValueError(f"{metadata_path}: unknown features {kind!r}")
         self._featurize = polar_features if kind == "polar" else fft_features
         opts = ort.SessionOptions()
@@ -278,9 +341,14 @@ class CrystalClassifier:
         )
 
     @classmethod
-    @functools.lru_cache(maxsize=1)
-    def default(cls) -> CrystalClassifier:
+    def default(cls, modality: str = "haadf") -> CrystalClassifier:
         """The classifier shipped with matchar (loaded once, then cached).
+
+        Parameters
+        ----------
+        modality : {"haadf", "cbed"}
+            The HAADF-image network or the CBED-pattern network. Either one's
+            ``predict(..., modality=...)`` hands the other modality to the other network.
 
         Returns
         -------
@@ -291,8 +359,70 @@ class CrystalClassifier:
         >>> import matchar as mc
         >>> len(mc.imaging.CrystalClassifier.default().classes)
         12
+        >>> mc.imaging.CrystalClassifier.default("cbed").modality
+        'cbed'
         """
-        return cls(_MODELS / "crystal_classifier.onnx")
+        return _load_default(cls, _check_modality(modality))
+
+    def _for(self, modality: str) -> CrystalClassifier:
+        """This classifier when it was trained on ``modality``, else the shipped one that was."""
+        return self if _check_modality(modality) == self.modality else self.default(modality)
+
+    def _run(self, feat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p, la, r = self._session.run(None, {"features": feat})
+        if r.ndim == 2:  # rotation head outside the dropout: one value for all masks
+            r = r[:, None, :]
+        return p, la, np.broadcast_to(r.reshape(r.shape[0], r.shape[1], -1, 2), (*p.shape, 2))
+
+    def predict_patterns(self, patterns, pixel_size: float, batch_size: int = 1024) -> dict:
+        """Run the CBED network on a stack of patterns (see :meth:`predict`).
+
+        Parameters
+        ----------
+        patterns : array_like, shape (N, H, W)
+            CBED patterns, intensities in units of the incident beam (the direct disk
+            about 1), direct beam anywhere inside (found from the centrosymmetry).
+        pixel_size : float
+            Calibration in 1/Å per pixel.
+        batch_size : int
+            Patterns per onnxruntime call.
+
+        Returns
+        -------
+        dict
+            ``class`` (N,) int, ``probabilities`` (N, C), ``lattice_constant`` (N,) Å,
+            ``rotation`` (N,) degrees, ``uncertainty`` (N,) nats, ``center`` (N, 2)
+            direct-beam (x, y) in pixels.
+
+        Examples
+        --------
+        >>> import numpy as np, matchar as mc
+        >>> p = mc.imaging.simulate_cbed("bcc", (1, 1, 0), 3.2, shape=(128, 128),
+        ...                              pixel_size=0.035, dose=5000, seed=0)
+        >>> clf = mc.imaging.CrystalClassifier.default("cbed")
+        >>> clf.predict_patterns(p[None], 0.035)["probabilities"].shape
+        (1, 12)
+        """
+        clf = self._for("cbed")
+        x, ps = _check_pattern(patterns, pixel_size, ndim=3)
+        n = len(x)
+        centers = np.array([cbed_center(v) for v in x]).reshape(n, 2)
+        outs = []
+        for s in range(0, n, batch_size):
+            feat = cbed_features(x[s : s + batch_size], ps, centers[s : s + batch_size])
+            outs.append(clf._run(feat))
+        c = len(clf.classes)
+        if n == 0:
+            t = int(clf.metadata["mc_samples"])
+            outs = [(np.zeros((0, t, c)), np.zeros((0, t, c)), np.zeros((0, t, c, 2)))]
+        out = {
+            "probs_mc": np.concatenate([o[0] for o in outs]),
+            "log_a": np.concatenate([o[1] for o in outs]),
+            "rot": np.concatenate([o[2] for o in outs]),
+        }
+        summary = clf._summarize(out)
+        summary["center"] = centers
+        return summary
 
     # -- the network on model-scale windows ------------------------------------------
     def predict_windows(self, windows: np.ndarray, batch_size: int = 2048) -> dict:
@@ -323,14 +453,13 @@ class CrystalClassifier:
         n = len(w)
         probs, loga, rot = [], [], []
         threads = get_num_threads()
+        if self.modality != "haadf":
+            raise ValueError("predict_windows runs the HAADF network; use predict_patterns")
         for s in range(0, n, batch_size):
-            feat = self._featurize(w[s : s + batch_size], workers=threads)
-            p, la, r = self._session.run(None, {"features": feat})
+            p, la, r = self._run(self._featurize(w[s : s + batch_size], workers=threads))
             probs.append(p)
             loga.append(la)
-            if r.ndim == 2:  # rotation head outside the dropout: one value for all masks
-                r = r[:, None, :]
-            rot.append(np.broadcast_to(r.reshape(r.shape[0], r.shape[1], -1, 2), (*p.shape, 2)))
+            rot.append(r)
         c = len(self.classes)
         if n == 0:
             t = int(self.metadata["mc_samples"])
@@ -373,11 +502,15 @@ class CrystalClassifier:
         Parameters
         ----------
         image : array_like, shape (H, W)
-            HAADF image, H and W at least 16 Å / ``pixel_size`` (one window).
+            HAADF image, H and W at least 16 Å / ``pixel_size`` (one window); or, with
+            ``modality="cbed"``, one CBED pattern at a zone axis (intensities in units of
+            the incident beam, as from :func:`simulate_cbed`).
         pixel_size : float
-            Å per pixel of ``image``.
+            Å per pixel of ``image``; for CBED the calibration in 1/Å per pixel (g = 1/d;
+            at 300 kV, 1 mrad = 0.0508 1/Å).
         modality : {"haadf", "cbed"}
-            Only "haadf" is available ("cbed" raises NotImplementedError).
+            Image or diffraction pattern; each is classified by the network trained on it
+            (:meth:`default` of that modality).
 
         Returns
         -------
@@ -393,6 +526,20 @@ class CrystalClassifier:
         ('bcc', (1, 1, 1))
         """
         img, ps = _check_image(image, pixel_size, modality)
+        if modality == "cbed":
+            s = self.predict_patterns(img[None], ps)
+            k = int(s["class"][0])
+            clf = self._for("cbed")
+            return CrystalPrediction(
+                prototype=clf._protos[k],
+                zone_axis=clf._zones[k],
+                probabilities=s["probabilities"][0],
+                lattice_constant=float(s["lattice_constant"][0]),
+                rotation=float(s["rotation"][0]),
+                uncertainty=float(s["uncertainty"][0]),
+            )
+        if self.modality != "haadf":
+            return self._for("haadf").predict(img, ps)
         r = _resample(img, ps)
         windows = self._grid_windows(r, img.shape, MODEL_WINDOW, MODEL_WINDOW // 2)[0]
         out = self.predict_windows(windows.reshape(-1, MODEL_WINDOW, MODEL_WINDOW))
@@ -434,6 +581,10 @@ class CrystalClassifier:
         batch_size: int = 2048,
     ) -> CrystalMap:
         """Classify every window of a sliding grid (see :func:`classify_map`)."""
+        if _check_modality(modality) == "cbed":
+            return self._cbed_map(image, pixel_size, window, stride, batch_size)
+        if self.modality != "haadf":
+            return self._for("haadf").classify_map(image, pixel_size, window, stride)
         img, ps = _check_image(image, pixel_size, modality)
         fov = MODEL_WINDOW * MODEL_PIXEL_SIZE / ps  # input pixels of one model window
         if window is None:
@@ -506,6 +657,45 @@ class CrystalClassifier:
             stride=stride,
         )
 
+    def _cbed_map(self, data, pixel_size, window, stride, batch_size) -> CrystalMap:
+        """Maps over the scan grid of a 4-D STEM data set (one CBED pattern per position)."""
+        if window is not None or stride is not None:
+            raise ValueError(
+                "window and stride do not apply to modality='cbed': every scan position's "
+                "pattern is classified (pass them as None)"
+            )
+        arr, ps = _check_pattern(data, pixel_size, ndim=4)
+        n_r, n_c, h, w = arr.shape
+        clf = self._for("cbed")
+        s = clf.predict_patterns(arr.reshape(n_r * n_c, h, w), ps, batch_size=batch_size)
+        k = s["class"].reshape(n_r, n_c)
+        zones = np.empty(len(clf._zones), dtype=object)
+        for i, z in enumerate(clf._zones):
+            zones[i] = z
+        centers = np.stack(np.meshgrid(np.arange(n_r), np.arange(n_c), indexing="ij"), -1)
+        return CrystalMap(
+            prototype=np.array(clf._protos, dtype=object)[k],
+            zone_axis=zones[k],
+            class_index=k,
+            probabilities=s["probabilities"].reshape(n_r, n_c, -1).astype(np.float32),
+            lattice_constant=s["lattice_constant"].reshape(n_r, n_c).astype(np.float32),
+            rotation=s["rotation"].reshape(n_r, n_c).astype(np.float32),
+            uncertainty=s["uncertainty"].reshape(n_r, n_c).astype(np.float32),
+            centers=centers.astype(np.float64),
+            classes=clf.classes,
+            window=1,
+            stride=1,
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def _load_default(cls: type, modality: str) -> CrystalClassifier:
+    name = {"haadf": "crystal_classifier.onnx", "cbed": "crystal_classifier_cbed.onnx"}
+    path = _MODELS / name[modality]
+    if not path.is_file():
+        raise NotImplementedError(f"no {modality.upper()} classifier is shipped ({path} missing)")
+    return cls(path)
+
 
 def _pad_windows(win: np.ndarray) -> np.ndarray:
     """Standardize + taper windows smaller than the model's, then zero-pad them."""
@@ -537,19 +727,25 @@ def classify_map(
     uncertainty map is the mutual information over the MC-dropout masks, high at
     interfaces, defects and amorphous regions.
 
+    With ``modality="cbed"``, ``image`` is a 4-D STEM data set of shape
+    (scan rows, scan cols, H, W), one CBED pattern per probe position, ``pixel_size`` its
+    calibration in 1/Å per pixel, ``window`` and ``stride`` must be None, and the maps
+    are on the scan grid (``centers`` holds the scan indices).
+
     Parameters
     ----------
     image : array_like, shape (H, W)
-        HAADF image (finite values).
+        HAADF image (finite values); for CBED, shape (Y, X, H, W).
     pixel_size : float
-        Å per pixel of ``image`` (0.02-1.0; a warning outside 0.06-0.4).
+        Å per pixel of ``image`` (0.02-1.0; a warning outside 0.06-0.4); for CBED
+        1/Å per pixel (0.003-0.2; a warning outside 0.015-0.06).
     window : int or None
         Window side in pixels of ``image``: from 8 Å to 16 Å worth of pixels; None = 16 Å
         (the network's field of view; smaller windows are zero-padded).
     stride : int or None
         Step between windows in pixels of ``image``; None = window // 4.
     modality : {"haadf", "cbed"}
-        Only "haadf" is available ("cbed" raises NotImplementedError).
+        HAADF image or 4-D STEM stack of CBED patterns.
     classifier : CrystalClassifier or None
         None = :meth:`CrystalClassifier.default`.
     batch_size : int

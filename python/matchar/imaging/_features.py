@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.fft
+import scipy.ndimage
 
 #: The classifier's pixel scale (Å per pixel) and window side (pixels).
 MODEL_PIXEL_SIZE = 0.25
@@ -112,3 +113,104 @@ def polar_features(windows: np.ndarray, workers: int = 1) -> np.ndarray:
     p -= p.mean(axis=1, keepdims=True)
     p /= p.std(axis=1, keepdims=True) + np.float32(1e-6)
     return p.reshape(len(windows), 1, len(POLAR_RADII), len(POLAR_ANGLES)).astype(np.float32)
+
+
+# -- CBED patterns ------------------------------------------------------------------------
+
+#: Polar sampling of a CBED pattern around the direct beam: radii in 1/Å (g = 1/d) and
+#: angles over [0, 180°) (the two halves of the circle averaged: the kinematic pattern
+#: at the zone axis is centrosymmetric). An in-plane rotation is a cyclic shift in angle.
+CBED_RADII = np.linspace(0.12, 1.9, 48)
+CBED_ANGLES = np.arange(60) * (np.pi / 60)
+#: Gaussian blur (1/Å) before the polar sampling: disks become blobs wider than the grid.
+CBED_BLUR = 0.03
+#: Intensity scale of the log compression log1p(I / CBED_LOG_SCALE) (units of the
+#: incident beam).
+CBED_LOG_SCALE = 0.003
+
+
+def cbed_center(pattern: np.ndarray) -> tuple[float, float]:
+    """Direct-beam position (x = column, y = row) of a CBED pattern, in pixels.
+
+    The kinematic zone-axis pattern is centrosymmetric about the direct beam c, so the
+    self-convolution of sqrt(pattern) peaks at 2c; the peak is refined with parabolas.
+
+    Parameters
+    ----------
+    pattern : numpy.ndarray, shape (H, W)
+        Finite intensities.
+
+    Returns
+    -------
+    (float, float)
+        (x, y) in pixels.
+
+    Examples
+    --------
+    >>> p = np.zeros((32, 40)); p[10:13, 20:23] = 1.0
+    >>> cbed_center(p)
+    (21.0, 11.0)
+    """
+    x = np.sqrt(np.clip(np.asarray(pattern, dtype=np.float64), 0.0, None))
+    h, w = x.shape
+    shape = (scipy.fft.next_fast_len(2 * h - 1), scipy.fft.next_fast_len(2 * w - 1))
+    f = scipy.fft.rfft2(x, s=shape)
+    conv = scipy.fft.irfft2(f * f, s=shape)[: 2 * h - 1, : 2 * w - 1]
+    i, j = np.unravel_index(int(np.argmax(conv)), conv.shape)
+
+    def refine(fm: float, f0: float, fp: float) -> float:
+        d = fm - 2 * f0 + fp
+        return 0.0 if d >= 0 else float(np.clip(0.5 * (fm - fp) / d, -0.5, 0.5))
+
+    di = refine(conv[i - 1, j], conv[i, j], conv[i + 1, j]) if 0 < i < 2 * h - 2 else 0.0
+    dj = refine(conv[i, j - 1], conv[i, j], conv[i, j + 1]) if 0 < j < 2 * w - 2 else 0.0
+    return 0.5 * (float(j) + dj), 0.5 * (float(i) + di)
+
+
+def cbed_features(
+    patterns: np.ndarray, pixel_size, centers: np.ndarray | None = None
+) -> np.ndarray:
+    """Polar, log-compressed CBED patterns for the CBED classifier.
+
+    Each pattern is blurred by a Gaussian of :data:`CBED_BLUR` (1/Å), compressed as
+    ``log1p(I / CBED_LOG_SCALE)``, sampled (bilinear, 0 outside the pattern) at radii
+    :data:`CBED_RADII` (1/Å) and 120 angles around the direct beam, the two halves of the
+    circle averaged, and standardized.
+
+    Parameters
+    ----------
+    patterns : numpy.ndarray, shape (N, H, W)
+        Intensities in units of the incident beam (as from :func:`simulate_cbed`).
+    pixel_size : float or numpy.ndarray, shape (N,)
+        Calibration in 1/Å per pixel.
+    centers : numpy.ndarray, shape (N, 2), or None
+        Direct-beam positions (x, y) in pixels; None = :func:`cbed_center` of each.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, 1, 48, 60), float32
+
+    Examples
+    --------
+    >>> cbed_features(np.ones((2, 96, 96)), 0.04).shape
+    (2, 1, 48, 60)
+    """
+    p = np.asarray(patterns)
+    n = len(p)
+    ps = np.broadcast_to(np.asarray(pixel_size, dtype=np.float64), (n,))
+    t = np.arange(2 * len(CBED_ANGLES)) * (np.pi / len(CBED_ANGLES))
+    cos_t, sin_t = np.cos(t), np.sin(t)
+    out = np.empty((n, 1, len(CBED_RADII), len(CBED_ANGLES)), np.float32)
+    for i in range(n):
+        img = np.clip(np.asarray(p[i], dtype=np.float32), 0.0, None)
+        cx, cy = cbed_center(img) if centers is None else centers[i]
+        img = scipy.ndimage.gaussian_filter(img, CBED_BLUR / ps[i], truncate=3.0)
+        img = np.log1p(img / np.float32(CBED_LOG_SCALE))
+        r = CBED_RADII[:, None] / ps[i]
+        coords = np.stack([cy + r * sin_t[None, :], cx + r * cos_t[None, :]])
+        v = scipy.ndimage.map_coordinates(img, coords, order=1, mode="constant", cval=0.0)
+        v = 0.5 * (v[:, : len(CBED_ANGLES)] + v[:, len(CBED_ANGLES) :])
+        v -= v.mean()
+        v /= v.std() + 1e-6
+        out[i, 0] = v
+    return out

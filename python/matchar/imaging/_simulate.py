@@ -54,12 +54,16 @@ class ProjectedCell:
     symmetry_order : int
         Rotational symmetry order n of the projected pattern's power spectrum (|FFT|):
         an in-plane rotation is defined modulo 360/n degrees.
+    frame : numpy.ndarray, shape (3, 2), float64, or None
+        Projection of a Cartesian 3-D vector (conventional-cell axes) onto the in-plane
+        (x, y) frame of ``a1``, ``a2``: ``v @ frame``.
     """
 
     a1: np.ndarray
     a2: np.ndarray
     columns: np.ndarray
     symmetry_order: int
+    frame: np.ndarray | None = None
 
 
 def normalize_zone_axis(prototype: str, zone_axis: Sequence[int]) -> tuple[int, ...]:
@@ -217,7 +221,7 @@ def projected_cell(prototype: str, zone_axis: tuple[int, ...]) -> ProjectedCell:
         else:
             cols.append([float(f[0]), float(f[1]), 1.0 / period])
     columns = np.array(cols)
-    return ProjectedCell(b1, b2, columns, _symmetry_order(b1, b2, columns))
+    return ProjectedCell(b1, b2, columns, _symmetry_order(b1, b2, columns), P @ R.T)
 
 
 def probe_sigma(

@@ -1,0 +1,36 @@
+// Random numbers shared by the imaging simulators (HAADF, CBED): per-item seeds and shot
+// noise. Internal to cpp/src/imaging.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+
+namespace matchar::imaging::detail {
+
+// Above this mean, shot noise is drawn from the rounded normal approximation.
+constexpr double kNormalPoisson = 64.0;
+
+inline std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+// The seed of item n of a batch drawn with `seed`: independent of the thread count.
+inline std::uint64_t item_seed(std::uint64_t seed, std::int64_t n) {
+  return splitmix64(seed ^ splitmix64(static_cast<std::uint64_t>(n)));
+}
+
+// A Poisson count of mean lam >= 0 (rounded normal, clipped at 0, for lam >= 64: skewness
+// < 0.125).
+inline double shot_noise(double lam, std::mt19937_64& rng,
+                         std::normal_distribution<double>& normal) {
+  if (lam >= kNormalPoisson) return std::max(0.0, std::round(lam + std::sqrt(lam) * normal(rng)));
+  if (lam > 0.0) return static_cast<double>(std::poisson_distribution<long long>(lam)(rng));
+  return 0.0;
+}
+
+}  // namespace matchar::imaging::detail

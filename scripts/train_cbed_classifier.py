@@ -1,0 +1,198 @@
+"""Train matchar's CBED crystal classifier (kinematic CBED pattern -> prototype + zone
+axis, lattice constant, in-plane rotation, MC-dropout uncertainty) and export it to ONNX.
+
+Reproduces the model shipped in python/matchar/imaging/models/crystal_classifier_cbed.*:
+
+    OMP_NUM_THREADS=2 python scripts/train_cbed_classifier.py --minutes 22 --seed 0 --epochs 3
+
+Needs the ``train`` extra (torch, onnx). Patterns are rendered on the fly by matchar's C++
+CBED kernel (continuous random parameters, see ``matchar.imaging._dataset.CbedGenerator``);
+each chunk is used for ``--epochs`` passes and then replaced by fresh patterns.
+The network and losses are those of ``train_crystal_classifier.py`` (same heads, same
+MC-dropout export) on the polar CBED features (48 radii x 60 angles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_crystal_classifier import (
+    DROPOUT,
+    LOG_A0,
+    N_CLASSES,
+    N_MC,
+    CircConv,
+    PolarExport,
+    loss_fn,
+)
+
+from matchar.imaging._dataset import A_RANGE, CBED_PIXEL_RANGE, CBED_SHAPE, CbedGenerator
+from matchar.imaging._features import CBED_ANGLES, CBED_RADII, cbed_features
+from matchar.imaging._simulate import ZONE_AXES
+
+
+class CbedNet(nn.Module):
+    """CNN on the polar CBED pattern (radius x angle, angle circular).
+
+    As ``PolarNet``: class and lattice constant from angle-pooled (rotation-invariant)
+    features, rotation from per-class angular score profiles. The polar angle t runs from
+    +x towards +y (rows), so a pattern turned by phi moves to t + phi.
+    """
+
+    def __init__(self, order, hidden: int = 128) -> None:
+        super().__init__()
+        n_r = len(CBED_RADII)
+        self.trunk = nn.Sequential(
+            CircConv(1, 8, (3, 5)),
+            CircConv(8, 16, (3, 3), stride=(2, 1)),
+            CircConv(16, 32, (3, 3), stride=(2, 1)),
+            CircConv(32, 64, ((n_r + 3) // 4, 3), pad_r=False),
+        )
+        self.fc = nn.Sequential(nn.Linear(128, hidden), nn.ReLU(inplace=True))
+        self.dropout = nn.Dropout(DROPOUT)
+        self.head = nn.Linear(hidden, 2 * N_CLASSES)
+        self.angle_score = nn.Conv1d(64, N_CLASSES, 1)
+        self.phase = nn.Parameter(torch.zeros(N_CLASSES))
+        phi = (
+            torch.as_tensor(CBED_ANGLES, dtype=torch.float32)[None, :]
+            * torch.as_tensor(np.asarray(order), dtype=torch.float32)[:, None]
+        )  # (C, A)
+        self.register_buffer("cos_t", torch.cos(phi))
+        self.register_buffer("sin_t", torch.sin(phi))
+
+    def features(self, x: torch.Tensor):
+        f = self.trunk(x)[:, :, 0, :]  # (N, 64, A)
+        pooled = torch.cat([f.mean(-1), f.amax(-1)], 1)
+        w = torch.softmax(self.angle_score(f), dim=-1)  # (N, C, A)
+        c = (w * self.cos_t).sum(-1)
+        s = (w * self.sin_t).sum(-1)
+        cp, sp = torch.cos(self.phase), torch.sin(self.phase)
+        rot = torch.stack([c * cp - s * sp, c * sp + s * cp], -1)  # (N, C, 2)
+        return self.fc(pooled), rot.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, rot = self.features(x)
+        return torch.cat([self.head(self.dropout(h)), rot], 1)
+
+
+def targets(order, cls, a, rot):
+    th = np.deg2rad(rot) * order[cls]
+    return (
+        torch.as_tensor(cls, dtype=torch.long),
+        torch.as_tensor(np.log(a) - LOG_A0, dtype=torch.float32),
+        torch.as_tensor(np.stack([np.cos(th), np.sin(th)], 1), dtype=torch.float32),
+    )
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=22.0, help="training wall time")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--chunk", type=int, default=4096, help="fresh patterns per chunk")
+    ap.add_argument("--epochs", type=int, default=3, help="passes over each chunk")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--out", default="python/matchar/imaging/models")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--init", default=None, help="continue from a saved state dict (--state)")
+    ap.add_argument("--state", default="crystal_classifier_cbed_state.pt")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    gen = CbedGenerator(args.seed)
+    val_gen = CbedGenerator(10_000 + args.seed)
+    vx, vps, vc, va, _vr = val_gen.sample(1024)
+    vfeat = torch.from_numpy(cbed_features(vx, vps))
+    net = CbedNet(gen.order)
+    if args.init:
+        net.load_state_dict(torch.load(args.init))
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    budget = args.minutes * 60.0
+    t0 = time.perf_counter()
+    seen = 0
+    chunk_i = 0
+    acc = 0.0
+    while time.perf_counter() - t0 < budget:
+        x, ps, c, a, r = gen.sample(args.chunk)
+        feat = torch.from_numpy(cbed_features(x, ps))
+        tc, ta, tr = targets(gen.order, c, a, r)
+        net.train()
+        for _ in range(args.epochs):
+            perm = torch.randperm(len(c))
+            for s in range(0, len(c) - args.batch + 1, args.batch):
+                frac = min(1.0, (time.perf_counter() - t0) / budget)
+                for g in opt.param_groups:  # cosine decay over the wall-time budget
+                    g["lr"] = args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+                b = perm[s : s + args.batch]
+                loss, _ = loss_fn(net(feat[b]), tc[b], ta[b], tr[b])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                seen += len(b)
+        chunk_i += 1
+        net.eval()
+        with torch.no_grad():
+            out = net(vfeat)
+        pred = out[:, :N_CLASSES].argmax(1).numpy()
+        acc = float((pred == vc).mean())
+        pa = np.exp(out[:, N_CLASSES : 2 * N_CLASSES].numpy()[np.arange(len(vc)), vc] + LOG_A0)
+        mae = float(np.mean(np.abs(pa / va - 1)) * 100)
+        print(
+            f"chunk {chunk_i} seen {seen} t {time.perf_counter() - t0:.0f}s loss "
+            f"{float(loss.detach()):.3f} val acc {acc:.4f} lattice MAE {mae:.2f}%",
+            flush=True,
+        )
+
+    net.eval()
+    gmask = torch.Generator().manual_seed(args.seed + 1)
+    masks = (torch.rand(N_MC, net.head.in_features, generator=gmask) >= DROPOUT).float()
+    export = PolarExport(net, masks).eval()
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / "crystal_classifier_cbed.onnx"
+    torch.save(net.state_dict(), args.state)
+    torch.onnx.export(
+        export,
+        vfeat[:1],
+        str(onnx_path),
+        input_names=["features"],
+        output_names=["probabilities", "log_a", "rotation"],
+        dynamic_axes={k: {0: "n"} for k in ("features", "probabilities", "log_a", "rotation")},
+        opset_version=17,
+        dynamo=False,
+    )
+    meta = {
+        "modality": "cbed",
+        "classes": [{"prototype": p, "zone_axis": list(z)} for p, z in ZONE_AXES],
+        "symmetry_order": [int(o) for o in gen.order],
+        "features": "cbed_polar",
+        "pixel_size_unit": "1/Angstrom per pixel",
+        "training_pixel_size_range": list(CBED_PIXEL_RANGE),
+        "training_shape": list(CBED_SHAPE),
+        "mc_samples": N_MC,
+        "dropout": DROPOUT,
+        "lattice_constant_range": list(A_RANGE),
+        "training_command": "OMP_NUM_THREADS=2 python scripts/train_cbed_classifier.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "training_patterns": seen,
+        "training_seconds": round(time.perf_counter() - t0, 1),
+        "torch_version": torch.__version__,
+        "validation_accuracy_last_chunk": acc,
+    }
+    (out_dir / "crystal_classifier_cbed.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print("wrote", onnx_path, onnx_path.stat().st_size, "bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""The issue's targets for the shipped CBED classifier, on small fresh simulated test sets
+(a few hundred patterns; the full evaluation is scripts/evaluate_cbed_classifier.py,
+numbers in docs/imaging_cnn.md). Unmet targets are strict xfails."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+import matchar as mc
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "evaluate_cbed_classifier.py"
+
+
+@pytest.fixture(scope="module")
+def ev():
+    if not SCRIPT.is_file():
+        pytest.skip("scripts/evaluate_cbed_classifier.py not found")
+    spec = importlib.util.spec_from_file_location("evaluate_cbed_classifier", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return mc.imaging.CrystalClassifier.default("cbed")
+
+
+@pytest.fixture(scope="module")
+def held_out(ev, clf):
+    return ev.evaluate_patterns(clf, ev.CbedGenerator(5252), 240, dose=5000.0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="about 54% on 12 classes: the CBED network is under-trained (22 min, ~98k "
+    "pattern passes on 2 shared cores); degeneracy is not what limits it (53% on the "
+    "6 classes without HAADF look-alikes)",
+)
+def test_class_accuracy_97(held_out):
+    assert held_out["class_accuracy"] >= 0.97
+
+
+def test_far_better_than_chance(held_out):
+    # a regression guard for the shipped model: chance is 1/12; measured ~54%
+    assert held_out["class_accuracy"] >= 0.40
+
+
+@pytest.mark.xfail(strict=True, reason="about 2.8% on correctly classified patterns")
+def test_lattice_constant_mae_2_percent(held_out):
+    assert held_out["lattice_mae_percent_correct"] <= 2.0
+
+
+def test_lattice_constant_within_5_percent(held_out):
+    # measured ~2.8% on correctly classified patterns (the calibrated disk spacing)
+    assert held_out["lattice_mae_percent_correct"] <= 5.0
+
+
+@pytest.mark.xfail(strict=True, reason="about 4.3° on correctly classified patterns")
+def test_rotation_mae_2_degrees(held_out):
+    assert held_out["rotation_mae_deg_correct"] <= 2.0
+
+
+@pytest.mark.xfail(strict=True, reason="about 48% at 200 e/pixel")
+def test_low_dose_accuracy_90(ev, clf):
+    r = ev.evaluate_patterns(clf, ev.CbedGenerator(5353), 120, dose=200.0)
+    assert r["class_accuracy"] >= 0.90
