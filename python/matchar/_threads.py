@@ -9,7 +9,10 @@ it for one block of calls.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+import os
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from . import _core
 
@@ -90,3 +93,41 @@ def threads(n: int) -> Iterator[int]:
         yield previous
     finally:
         _core.set_num_threads(previous)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _worker_thread_count() -> int | None:
+    """Threads for kernels inside a task on a ``dask.distributed`` worker, else None.
+
+    The worker's ``OMP_NUM_THREADS`` as it reads when the task runs (what
+    ``LocalCluster(env=...)`` or distributed's pre-spawn environment set; OpenMP itself
+    may have read its environment before that, and task threads then start from the
+    number of cores), else the cores divided among the worker's task threads.
+    """
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    return max(1, (os.cpu_count() or 1) // max(1, int(getattr(worker, "nthreads", 1) or 1)))
+
+
+def task_threads(fn: _F) -> _F:
+    """Decorate a dask task so that its kernels use the worker's thread budget
+    (:func:`_worker_thread_count`); outside a distributed worker it runs unchanged."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        n = _worker_thread_count()
+        if n is None:
+            return fn(*args, **kwargs)
+        with threads(n):
+            return fn(*args, **kwargs)
+
+    return run  # type: ignore[return-value]

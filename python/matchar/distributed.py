@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ._threads import task_threads
+
 __all__ = [
     "LazySegmentation",
     "local_correlation_map",
@@ -66,6 +68,7 @@ def _frames_list(frames: Any) -> list[Any]:
     return list(frames)
 
 
+@task_threads
 def _soap_batch(soap, frames, centers):
     return soap.compute(frames, centers)
 
@@ -126,6 +129,7 @@ def soap_features(
     return da.concatenate(parts, axis=0)
 
 
+@task_threads
 def _predict_batch(model, frames, return_std):
     out = model.predict(frames, return_std=return_std)
     return out if return_std else (out,)
@@ -169,6 +173,7 @@ def predict_shieldings(
     return mean
 
 
+@task_threads
 def _lcm_block(block: np.ndarray, patch: int, window: int, shifts: np.ndarray) -> np.ndarray:
     from .imaging import local_correlation_map as lcm
 
@@ -317,6 +322,7 @@ def _axis_chunks(n_grid: int, target: int, min_size: int) -> list[tuple[int, int
     return bounds
 
 
+@task_threads
 def _lcm_grid_block(block, crop, seg, n_rows, n_cols):
     """The segmenter's descriptor of one slab: ``block`` is the slab extended by the
     contrast-normalisation halo (clipped at the image edges, where the in-memory filter
@@ -334,6 +340,7 @@ def _lcm_grid_block(block, crop, seg, n_rows, n_cols):
     return maps
 
 
+@task_threads
 def _feature_block(maps, pca):
     h, w, s = maps.shape
     return pca.transform(maps.reshape(-1, s)).reshape(h, w, -1)
@@ -345,6 +352,7 @@ def _smooth_block(z, sig):
     return ndimage.gaussian_filter(z, sigma=(sig, sig, 0), mode="nearest")
 
 
+@task_threads
 def _score_block(z, seg):
     from .imaging._segment import _single_threaded_sklearn
 

@@ -242,3 +242,52 @@ def test_nmf_frobenius_inner_sweeps_dask_equals_in_memory(client, cube):
         np.testing.assert_allclose(maps, maps_ref, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(est.loss_history_, ref.loss_history_, rtol=1e-9)
         np.testing.assert_array_equal(est.loss_iterations_, ref.loss_iterations_)
+
+
+def _threads_seen() -> int:
+    import matchar as mc_
+
+    return mc_.get_num_threads()
+
+
+def _budget_in_a_task(_):
+    """In a worker task thread whose OpenMP setting is not the worker's budget (as when
+    OpenMP read OMP_NUM_THREADS before the nanny set it): (decorated, plain) counts."""
+    import matchar as mc_
+    from matchar._threads import task_threads
+
+    before = mc_.get_num_threads()
+    mc_.set_num_threads(3)
+    try:
+        return task_threads(_threads_seen)(), _threads_seen()
+    finally:
+        mc_.set_num_threads(before)
+
+
+def test_tasks_use_the_workers_thread_budget(client):
+    """Inside dask.distributed tasks matchar's kernels use the worker's OMP_NUM_THREADS
+    (1 on the test cluster) whatever the task thread's OpenMP setting; outside a worker
+    the decorator changes nothing."""
+    from matchar._threads import task_threads
+
+    assert client.gather(client.map(_budget_in_a_task, range(4), pure=False)) == [(1, 3)] * 4
+    with mc.threads(2):
+        assert task_threads(_threads_seen)() == 2
+
+
+@pytest.mark.parametrize("loss", ["kl", "frobenius"])
+def test_nmf_reduction_task_path_equals_in_memory(client, cube, monkeypatch, loss):
+    """Many chunks or large maps: one reduction task per iteration instead of every chunk
+    task reducing the previous statistics itself; the same result."""
+    from matchar.spectral import _dask
+
+    monkeypatch.setattr(_dask, "_DIRECT_CHUNKS", 0)
+    X2 = cube.reshape(-1, 64)
+    kw = dict(loss=loss, init="random", random_state=3, max_iter=6, tol=0, dtype="float64")
+    ref = mc.spectral.NMF(2, eval_every=4, **kw)
+    maps_ref = ref.fit_transform(X2)
+    est = mc.spectral.NMF(2, eval_every=4, **kw)
+    maps = est.fit_transform(da.from_array(X2, chunks=(100, 64))).compute()
+    np.testing.assert_allclose(est.components_, ref.components_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(maps, maps_ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(est.loss_history_, ref.loss_history_, rtol=1e-9)

@@ -24,14 +24,17 @@ from typing import Any
 import numpy as np
 
 from .. import _core
+from .._threads import task_threads
 from ._input import as_spectrum_matrix
 
 _EPS = float(np.finfo(np.float32).eps)
 # Iterations the client submits ahead of the last finished one (distributed scheduler).
 _LOOKAHEAD = 3
-# Up to this many chunks, every chunk task reduces the previous iteration's statistics
-# itself (each receives all of them: chunks x K x C float64); beyond, one reduction task.
+# Up to this many chunks, and maps of at most _DIRECT_BYTES in all, every chunk task
+# takes the previous iteration's results of all chunks (maps and K x C statistics) and
+# reduces the components itself; beyond, one reduction task over the statistics.
 _DIRECT_CHUNKS = 16
+_DIRECT_BYTES = 32 * 2**20
 _TINY = float(np.finfo(np.float64).eps)
 
 
@@ -134,31 +137,36 @@ def _chunk_matrix(x: np.ndarray) -> np.ndarray:
     return X
 
 
+@task_threads
 def _task_sums(x, r, c):
     X = _chunk_matrix(x)
     rows, cols, sumsq = _core.spectral.weighted_sums(X, _al(r), _al(c))
     return rows, cols, sumsq, X.shape[0]
 
 
+@task_threads
 def _task_gram(x, r, c, V, offset):
     X = _chunk_matrix(x)
     Z, s = _core.spectral.weighted_gram_apply(X, _al(r), _al(c), _al(V), _al(offset))
     return Z, s, X.shape[0]
 
 
+@task_threads
 def _task_project(x, r, c, V, offset):
     return _core.spectral.weighted_project(_chunk_matrix(x), _al(r), _al(c), _al(V), _al(offset))
 
 
 def _components(H, prev):
     """The components a chunk task works with: an array, the (H, loss) result of a
-    reduction task, or the list of the previous iteration's (statistics, H) results of
-    every chunk, reduced here (each task of the iteration computes the same H)."""
+    reduction task, or the list of the previous iteration's (maps, (statistics, H))
+    results of every chunk, reduced here (each task of the iteration computes the same
+    H, summing the chunks in the same order)."""
     if isinstance(H, list):
-        return _reduce(prev, *H)[0]
+        return _reduce_pairs(prev, *H)[0]
     return _al(H)
 
 
+@task_threads
 def _task_kl(x, W, H, prev, pm, cm, with_loss):
     """One chunk's KL pass: (W_new, ((loss, numerator, colsum, rows), H used))."""
     X = _chunk_matrix(x)
@@ -169,6 +177,7 @@ def _task_kl(x, W, H, prev, pm, cm, with_loss):
     return W_new, ((float(value), num, colsum, X.shape[0]), H)
 
 
+@task_threads
 def _task_frobenius(x, W, H, prev, pm, cm, sweeps):
     """One chunk's HALS pass: (W_new, ((sum x², WᵀX, WᵀW, rows), H used))."""
     X = _chunk_matrix(x)
@@ -226,6 +235,7 @@ def _grid_penalty(A, nxt, start, nav_shape):
     return 0.5 * total
 
 
+@task_threads
 def _task_physics(x, A, H, s, sparsity, eps, simplex_h, pm, cm, with_loss, lap=None):
     """PhysicsNMF's pass over one chunk: the maps update (with the surrogates of the
     sparsity and Laplacian penalties and the per-pixel simplex when asked) and the KL
@@ -265,6 +275,7 @@ def _task_penalty(A, nxt, start, nav_shape):
     return _grid_penalty(np.asarray(_unpair(A)), nxt, start, nav_shape)
 
 
+@task_threads
 def _task_w_only(x, W, H, loss, with_loss):
     X = _chunk_matrix(x)
     if loss == "kl":  # the loss of the input state, as nmf_update's
@@ -292,6 +303,11 @@ def _reduce(spec, *results):
     if spec[0] == "kl":
         return _reduce_kl(H, spec[1], *stats)
     return _reduce_frobenius(H, spec[2], spec[3], spec[1], *stats)
+
+
+def _reduce_pairs(spec, *pairs):
+    """:func:`_reduce` of the chunk tasks' whole (maps, (statistics, H)) results."""
+    return _reduce(spec, *[p[1] for p in pairs])
 
 
 def _reduce_kl(H, n_total, *stats):
@@ -365,10 +381,12 @@ def _wait_futures(futures) -> None:
     wait(futures)
 
 
+@task_threads
 def _task_deviance(x, W, H, pm, cm):
     return _core.spectral.poisson_deviance(_chunk_matrix(x), _al(W), _al(H), _al(pm), _al(cm))
 
 
+@task_threads
 def _task_nndsvd_norms(x, Vt, S):
     U = _core.spectral.weighted_project(
         _chunk_matrix(x), None, None, _al(np.ascontiguousarray(Vt.T))
@@ -614,19 +632,23 @@ class DaskSpectrumMatrix:
                 task(x, w, H_in, prev, p, cm, int(sweeps))
                 for x, w, p in zip(self.pieces, W.pieces, self._slices(pm))
             ]
-        results = [stats(p) for p in pairs]
-        if len(pairs) <= _DIRECT_CHUNKS:
-            # Each chunk task of the next iteration takes all results and reduces H
-            # itself: no reduction task between two iterations (one scheduler hop less).
-            persisted = _persist("an NMF iteration", *results, *pairs)
-            results, pieces = list(persisted[: len(pairs)]), list(persisted[len(pairs) :])
-            self._track(results)
-            nxt = results
-        else:  # many chunks: one reduction task, whose H the next tasks take
+        direct = (
+            len(pairs) <= _DIRECT_CHUNKS
+            and n_total * W.shape[1] * np.dtype(W.dtype).itemsize <= _DIRECT_BYTES
+        )
+        if direct:
+            # Each chunk task of the next iteration takes every chunk's (maps, statistics)
+            # result whole and reduces H itself: the next iteration follows this one
+            # directly, with no task in between (one scheduler hop per iteration); the
+            # price, every worker fetching the other chunks' maps, is bounded above.
+            pieces = list(_persist("an NMF iteration", *pairs))
+            self._track(pieces)
+            nxt = pieces
+        else:  # one reduction task over the statistics, whose H the next tasks take
+            results = [stats(p) for p in pairs]
             persisted = _persist("an NMF iteration", self._delayed(_reduce)(spec, *results), *pairs)
             nxt, pieces = persisted[0], list(persisted[1:])
             self._track(nxt)
-        direct = len(pairs) <= _DIRECT_CHUNKS
         W_new = ChunkedFactor(pieces, self.rows, W.shape[1], W.dtype)
         return _Pending(nxt, 1, spec, direct), W_new, _Pending(nxt, 0, spec, direct)
 
@@ -643,7 +665,7 @@ class DaskSpectrumMatrix:
     def resolve(self, *objs):
         """The values of what :meth:`update` returned (arrays and numbers as they are)."""
         tasks = [
-            (self._delayed(_reduce)(o.spec, *o.task) if o.direct else o.task)
+            (self._delayed(_reduce_pairs)(o.spec, *o.task) if o.direct else o.task)
             if isinstance(o, _Pending)
             else o
             for o in objs
