@@ -82,7 +82,14 @@ def main() -> None:
         default=0.15,
         help="GP noise relative to the spread of the training shieldings",
     )
-    p.add_argument("--calibration", default="affine", choices=["affine", "musil", "ml"])
+    p.add_argument(
+        "--calibration", default="coverage", choices=["coverage", "affine", "musil", "ml"]
+    )
+    p.add_argument(
+        "--recalibrate-existing",
+        action="store_true",
+        help="refit only the calibration of the shipped models (ShiftModel.recalibrate)",
+    )
     p.add_argument(
         "--compress-tol",
         type=float,
@@ -109,6 +116,26 @@ def main() -> None:
     )
     if args.radial_scaling is not None:
         soap["radial_scaling"] = tuple(args.radial_scaling)
+    if args.recalibrate_existing:
+        tr_frames = [frames[i] for i in train]
+        tr_y = [shieldings[i] for i in train]
+        te_frames = [frames[i] for i in test]
+        te_y = [shieldings[i] for i in test]
+        for element in args.elements:
+            path = out / f"{element}.npz"
+            model = mc.nmr.ShiftModel.load(path).recalibrate(tr_frames, tr_y, args.calibration)
+            model.save(path)
+            m = metrics.setdefault(element, {})
+            m.update(evaluate(mc.nmr.ShiftModel.load(path), te_frames, te_y, model.z_))
+            m.update(
+                alpha=model.gpr_.alpha_,
+                beta=model.gpr_.beta_,
+                calibration=args.calibration,
+                file_bytes=path.stat().st_size,
+            )
+            print(element, json.dumps(m), flush=True)
+        Path(args.metrics).write_text(json.dumps(metrics, indent=2) + "\n")
+        return
     if args.compress_existing:
         for element in args.elements:
             path = out / f"{element}.npz"
@@ -149,6 +176,7 @@ def main() -> None:
             n_train_environments=model.n_train_environments_,
             n_sparse=len(model.gpr_.X_sparse_),
             alpha=model.gpr_.alpha_,
+            beta=model.gpr_.beta_,
             fit_seconds=round(t_fit, 1),
             regularizer=args.regularizer,
             calibration=args.calibration,

@@ -197,6 +197,53 @@ def test_affine_calibration_fits_scale_and_floor():
         gpr.calibrate(Xv, yv, method="isotonic")
 
 
+def test_coverage_calibration_matches_the_gaussian_coverages():
+    """Heavy-tailed errors (Student t, 3 dof, times the committee spread, plus a floor):
+    the likelihood fit puts too many errors within 1σ; "coverage" picks (α, β) whose 1σ
+    and 2σ coverages on the calibration data are the Gaussian ones to binomial accuracy,
+    and the minimax it solves is checked against a brute-force grid."""
+    from matchar.gp._sparse import _coverage_calibration
+
+    X, y, _ = make_data(600, 6, seed=14, noise=0.0)
+    gpr = mc.gp.SparseGPR(n_sparse=30, regularizer=0.01, n_committee=6, random_state=0)
+    gpr.fit(X, y)
+    Xv, _, _ = make_data(3000, 6, seed=15, noise=0.0)
+    preds = gpr._committee_predictions(Xv)
+    mean, spread = gpr.predict(Xv), preds.std(0, ddof=1)
+    rng = np.random.default_rng(17)
+    yv = mean + rng.standard_t(3, len(mean)) * np.sqrt((2.0 * spread) ** 2 + 0.05**2)
+
+    def coverages():
+        _, std = gpr.predict(Xv, return_std=True)
+        err = np.abs(gpr.predict(Xv) - yv)
+        return np.mean(err <= std), np.mean(err <= 2 * std)
+
+    gpr.calibrate(Xv, yv, method="affine")
+    c1_ml, _ = coverages()
+    gpr.calibrate(Xv, yv, method="coverage")
+    c1, c2 = coverages()
+    tol = 3 / np.sqrt(len(yv))  # a few binomial spreads
+    assert abs(c1 - 0.6827) <= tol and abs(c2 - 0.9545) <= 0.03
+    assert abs(c1_ml - 0.6827) > abs(c1 - 0.6827)
+    # brute force over a grid: no (α, β) does better than the solver's (to grid precision)
+    err = np.abs(mean - yv)
+    w1, w2 = np.sqrt(0.6827 * 0.3173), np.sqrt(0.9545 * 0.0455)
+
+    def dev(a, b):
+        sig = np.sqrt((a * spread) ** 2 + b**2)
+        return max(
+            abs(np.mean(err <= sig) - 0.6827) / w1, abs(np.mean(err <= 2 * sig) - 0.9545) / w2
+        )
+
+    a, b = _coverage_calibration(err, spread)
+    grid = min(
+        dev(aa, bb)
+        for aa in np.linspace(0.2, 6, 59)
+        for bb in np.linspace(0, np.sqrt(np.mean(err**2)), 21)
+    )
+    assert dev(a, b) <= grid + 1e-3
+
+
 def test_normalize_y_is_scale_invariant():
     X, y, _ = make_data(300, 6, seed=17)
     a = mc.gp.SparseGPR(n_sparse=40, regularizer=0.1, normalize_y=True).fit(X, y)

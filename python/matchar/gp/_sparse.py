@@ -293,6 +293,36 @@ def _cholesky(A: np.ndarray, what: str) -> np.ndarray:
     raise np.linalg.LinAlgError(f"{what} is not positive definite even with jitter {jitter:g}")
 
 
+_COVERAGE_1 = 0.6826894921370859  # P(|z| <= 1), P(|z| <= 2) for a standard normal z
+_COVERAGE_2 = 0.9544997361036416
+
+
+def _coverage_calibration(err: np.ndarray, sigma: np.ndarray, n_beta: int = 201):
+    """(α, β) of ``σ' = sqrt(α² σ² + β²)`` whose 1σ' and 2σ' coverages of ``|err|`` are
+    closest to the Gaussian values, deviations measured in binomial spreads (minimax).
+
+    For a given β, ``|e| <= k σ'`` holds exactly when ``α² >= (e²/k² - β²) / σ²``, so each
+    coverage is a step function of α² with steps at those thresholds: every step is tried.
+    """
+    err, sigma = np.abs(err), np.maximum(sigma, np.finfo(np.float64).tiny)
+    n = len(err)
+    w1 = np.sqrt(_COVERAGE_1 * (1 - _COVERAGE_1))
+    w2 = np.sqrt(_COVERAGE_2 * (1 - _COVERAGE_2))
+    best = (np.inf, 1.0, 0.0)
+    for beta in np.linspace(0.0, float(np.sqrt(np.mean(err**2))), n_beta):
+        t1 = np.sort((err**2 - beta**2) / sigma**2)  # alpha² thresholds for 1σ'
+        t2 = np.sort((err**2 / 4.0 - beta**2) / sigma**2)  # and for 2σ'
+        cand = np.unique(np.concatenate([t1, t2, [0.0]]).clip(min=0.0))
+        c1 = np.searchsorted(t1, cand, side="right") / n
+        c2 = np.searchsorted(t2, cand, side="right") / n
+        dev = np.maximum(np.abs(c1 - _COVERAGE_1) / w1, np.abs(c2 - _COVERAGE_2) / w2)
+        i = int(np.argmin(dev))
+        if dev[i] < best[0] - 1e-12:
+            best = (float(dev[i]), float(np.sqrt(cand[i])), float(beta))
+    alpha = best[1] if best[1] > 0 else float(np.finfo(np.float64).eps)
+    return alpha, best[2]
+
+
 class SparseGPR(RegressorMixin, BaseEstimator):
     """Sparse GP regression (projected process) with calibrated committee uncertainty.
 
@@ -829,19 +859,27 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         - ``"affine"``: ``σ'² = α² σ² + β²`` with (α, β) maximising the Gaussian
           likelihood — a floor β for errors the model's spread does not see, which makes
           heavy-tailed errors better calibrated at both 1σ and 2σ.
+        - ``"coverage"``: the same form, with (α, β) making the fractions of errors within
+          1σ' and 2σ' as close as possible to the Gaussian 0.683 and 0.954: the largest of
+          the two deviations, each in units of its binomial spread ``sqrt(p (1 - p))``, is
+          minimised (over a grid of β in [0, rms error] and, per β, every α at which a
+          coverage changes). Where errors are heavy-tailed the likelihood fit trades the
+          1σ coverage for the tails; this one asks for what "σ" is read as.
 
         Parameters
         ----------
         X : array_like, shape (n_val, d)
         y : array_like, shape (n_val,)
-        method : {"musil", "ml", "affine"}, default "musil"
+        method : {"musil", "ml", "affine", "coverage"}, default "musil"
 
         Returns
         -------
         self
         """
-        if method not in ("musil", "ml", "affine"):
-            raise ValueError(f"method must be 'musil', 'ml' or 'affine', got {method!r}")
+        if method not in ("musil", "ml", "affine", "coverage"):
+            raise ValueError(
+                f"method must be 'musil', 'ml', 'affine' or 'coverage', got {method!r}"
+            )
         X_ = self._check_X(X)
         y_ = np.asarray(y, dtype=np.float64)
         if y_.shape != (len(X_),) or not np.isfinite(y_).all():
@@ -857,6 +895,8 @@ class SparseGPR(RegressorMixin, BaseEstimator):
             self.alpha_ = float(np.sqrt(max(-1.0 / nc + (nc - 3.0) / (nc - 1.0) * ratio, eps)))
         elif method in ("musil", "ml"):
             self.alpha_ = float(np.sqrt(max(ratio, eps)))
+        elif method == "coverage":
+            self.alpha_, self.beta_ = _coverage_calibration(np.sqrt(err2), np.sqrt(var))
         else:
             import scipy.optimize
 
