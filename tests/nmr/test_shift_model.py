@@ -54,6 +54,24 @@ def test_fit_predict_save_load_roundtrip(tmp_path):
     np.testing.assert_allclose(mc.nmr.ShiftModel.load(buf).predict(frames[:3]), mean)
 
 
+def test_recalibrate_equals_fitting_with_that_calibration(tmp_path):
+    frames, values = toy_data(20, seed=3)
+    kw = dict(soap=SMALL_SOAP, n_sparse=20, n_committee=4, validation_fraction=0.25)
+    direct = mc.nmr.ShiftModel("H", calibration="coverage", **kw).fit(frames, values)
+    model = mc.nmr.ShiftModel("H", calibration="affine", **kw).fit(frames, values)
+    assert (model.gpr_.alpha_, model.gpr_.beta_) != (direct.gpr_.alpha_, direct.gpr_.beta_)
+    model.recalibrate(frames, values, "coverage")
+    assert model.calibration == "coverage"
+    assert model.gpr_.alpha_ == pytest.approx(direct.gpr_.alpha_, rel=1e-12)
+    assert model.gpr_.beta_ == pytest.approx(direct.gpr_.beta_, rel=1e-12, abs=1e-15)
+    model.save(tmp_path / "h.npz")
+    assert mc.nmr.ShiftModel.load(tmp_path / "h.npz").calibration == "coverage"
+    with pytest.raises(ValueError, match="method"):
+        model.recalibrate(frames, values, "isotonic")
+    with pytest.raises(ValueError, match="not fitted"):
+        mc.nmr.ShiftModel("H").recalibrate(frames, values)
+
+
 def test_bad_input():
     frames, values = toy_data(8)
     model = mc.nmr.ShiftModel("H", soap=SMALL_SOAP, n_sparse=10, n_committee=2)
