@@ -177,17 +177,24 @@ def test_explicit_selection_indices():
         mc.gp.SparseGPR(selection=np.array([0, 500])).fit(X, y)
 
 
-def test_affine_calibration_fits_scale_and_floor():
-    # Errors = committee spread * 2 plus an independent floor of 0.05: the affine fit
-    # must recover both on validation data.
+def _calibration_problem(n_val: int, noise):
+    """A committee model and validation targets whose errors are ``noise(n)`` times
+    sqrt((2 · committee spread)² + 0.05²): (gpr, Xv, yv, mean, spread)."""
     X, y, _ = make_data(600, 6, seed=14, noise=0.0)
     gpr = mc.gp.SparseGPR(n_sparse=30, regularizer=0.01, n_committee=6, random_state=0)
     gpr.fit(X, y)
-    Xv, _, _ = make_data(4000, 6, seed=15, noise=0.0)
-    preds = gpr._committee_predictions(Xv)
-    mean, spread = gpr.predict(Xv), preds.std(0, ddof=1)
-    rng = np.random.default_rng(16)
-    yv = mean + rng.standard_normal(len(mean)) * np.sqrt((2.0 * spread) ** 2 + 0.05**2)
+    Xv, _, _ = make_data(n_val, 6, seed=15, noise=0.0)
+    mean, spread = gpr.predict(Xv), gpr._committee_predictions(Xv).std(0, ddof=1)
+    yv = mean + noise(len(mean)) * np.sqrt((2.0 * spread) ** 2 + 0.05**2)
+    return gpr, Xv, yv, mean, spread
+
+
+def test_affine_calibration_fits_scale_and_floor():
+    # Errors = committee spread * 2 plus an independent floor of 0.05: the affine fit
+    # must recover both on validation data.
+    gpr, Xv, yv, mean, spread = _calibration_problem(
+        4000, np.random.default_rng(16).standard_normal
+    )
     gpr.calibrate(Xv, yv, method="affine")
     assert gpr.alpha_ == pytest.approx(2.0, rel=0.1)
     assert gpr.beta_ == pytest.approx(0.05, rel=0.15)
@@ -204,14 +211,8 @@ def test_coverage_calibration_matches_the_gaussian_coverages():
     and the minimax it solves is checked against a brute-force grid."""
     from matchar.gp._sparse import _coverage_calibration
 
-    X, y, _ = make_data(600, 6, seed=14, noise=0.0)
-    gpr = mc.gp.SparseGPR(n_sparse=30, regularizer=0.01, n_committee=6, random_state=0)
-    gpr.fit(X, y)
-    Xv, _, _ = make_data(3000, 6, seed=15, noise=0.0)
-    preds = gpr._committee_predictions(Xv)
-    mean, spread = gpr.predict(Xv), preds.std(0, ddof=1)
     rng = np.random.default_rng(17)
-    yv = mean + rng.standard_t(3, len(mean)) * np.sqrt((2.0 * spread) ** 2 + 0.05**2)
+    gpr, Xv, yv, mean, spread = _calibration_problem(3000, lambda n: rng.standard_t(3, n))
 
     def coverages():
         _, std = gpr.predict(Xv, return_std=True)
