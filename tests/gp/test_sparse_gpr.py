@@ -192,9 +192,7 @@ def _calibration_problem(n_val: int, noise):
 def test_affine_calibration_fits_scale_and_floor():
     # Errors = committee spread * 2 plus an independent floor of 0.05: the affine fit
     # must recover both on validation data.
-    gpr, Xv, yv, _, spread = _calibration_problem(
-        4000, np.random.default_rng(16).standard_normal
-    )
+    gpr, Xv, yv, _, spread = _calibration_problem(4000, np.random.default_rng(16).standard_normal)
     gpr.calibrate(Xv, yv, method="affine")
     assert gpr.alpha_ == pytest.approx(2.0, rel=0.1)
     assert gpr.beta_ == pytest.approx(0.05, rel=0.15)
