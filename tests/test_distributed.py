@@ -58,9 +58,11 @@ def test_shift_model_predictions_over_batches(client):
     model = mc.nmr.ShiftModel("H", soap=SMALL_SOAP, n_sparse=15, n_committee=2).fit(fr, values)
     mean, std = model.predict(fr, return_std=True)
     m2, s2 = mcd.predict_shieldings(model, fr, batch_size=5, return_std=True)
-    # float32 descriptors: another batch size blocks the kernel products differently.
+    # float32 descriptors: another batch size blocks the kernel products differently. The
+    # std is the calibrated spread of the committee's predictions (~25 ppm each), a
+    # difference: its rounding error is relative to the predictions, not to the spread.
     np.testing.assert_allclose(m2, mean, rtol=1e-5)
-    np.testing.assert_allclose(s2, std, rtol=1e-4)
+    np.testing.assert_allclose(s2, std, rtol=1e-4, atol=1e-5 * np.abs(mean).max())
     np.testing.assert_allclose(mcd.predict_shieldings(model, fr, batch_size=3), mean, rtol=1e-5)
 
 
