@@ -597,14 +597,16 @@ class DaskSpectrumMatrix:
     def update(self, loss, W: ChunkedFactor, H, pm, cm, update_H, with_loss, sweeps=1):
         """One NMF iteration over the chunks: (loss, W_new, H_new or None).
 
-        Nothing is waited for: the chunk passes and the reduction into the new components
-        are submitted as tasks (the reduction runs on a worker), and the loss and H come
-        back as dask objects that the next iteration's tasks take as they are;
-        :meth:`resolve` fetches them when the loop needs a value. The scheduler starts
-        iteration t+1 as soon as iteration t's components exist, with no round trip to the
-        client in between; the client keeps at most ``_LOOKAHEAD`` iterations in flight.
-        The chunk tasks return (maps, statistics) pairs, which the next iteration takes
-        whole, so only the statistics getters stand between a pass and the reduction.
+        Nothing is waited for: the chunk passes are submitted as tasks returning (maps,
+        (statistics, H used)), and the loss and the new H come back as :class:`_Pending`
+        dask objects that the next iteration's tasks take as they are; :meth:`resolve`
+        fetches them when the loop needs a value. With few chunks and small maps
+        (``_DIRECT_CHUNKS``, ``_DIRECT_BYTES``) each task of the next iteration takes all
+        chunks' results whole and reduces H itself (one scheduler hop per iteration);
+        otherwise one reduction task over the statistics produces H. Either way the
+        scheduler starts iteration t+1 as soon as its inputs exist, with no round trip to
+        the client in between; the client keeps at most ``_LOOKAHEAD`` iterations in
+        flight.
         """
         H_in = H.task if isinstance(H, _Pending) else np.ascontiguousarray(H)
         n_total = self.shape[0]
