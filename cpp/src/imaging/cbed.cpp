@@ -154,11 +154,7 @@ void render_cbed(const double* reflections, const std::int64_t* refl_offsets, co
                  const std::int64_t* atom_offsets, const double* volumes, index_t n_motifs,
                  const std::int64_t* motif_index, const double* params, index_t n_patterns,
                  index_t rows, index_t cols, std::uint64_t seed, T* out) {
-  if (rows < 1 || cols < 1)
-    throw InvalidArgument("shape must be positive, got (" + std::to_string(rows) + ", " +
-                          std::to_string(cols) + ")");
-  if (n_motifs < 1) throw InvalidArgument("n_motifs must be >= 1");
-  if (n_patterns < 0) throw InvalidArgument("n_patterns must be >= 0");
+  detail::check_batch(rows, cols, n_motifs, n_patterns, "n_patterns");
   for (const std::int64_t* off : {refl_offsets, atom_offsets}) {
     if (off[0] != 0) throw InvalidArgument("offsets must start at 0");
     for (index_t m = 0; m < n_motifs; ++m)
@@ -176,10 +172,7 @@ void render_cbed(const double* reflections, const std::int64_t* refl_offsets, co
     if (!(std::isfinite(volumes[m]) && volumes[m] > 0.0))
       throw InvalidArgument("volumes must be finite and > 0 (motif " + std::to_string(m) + ")");
   for (index_t n = 0; n < n_patterns; ++n) {
-    if (motif_index[n] < 0 || motif_index[n] >= n_motifs)
-      throw InvalidArgument("motif_index[" + std::to_string(n) +
-                            "] = " + std::to_string(motif_index[n]) + " is out of range [0, " +
-                            std::to_string(n_motifs) + ")");
+    detail::check_motif_index(motif_index, n, n_motifs);
     check_cbed_params(params + n * kCbedParams, n);
   }
   if (n_patterns == 0) return;

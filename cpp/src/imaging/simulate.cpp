@@ -153,11 +153,7 @@ template <class T>
 void render_haadf(const double* columns, const std::int64_t* column_offsets, index_t n_motifs,
                   const std::int64_t* motif_index, const double* params, index_t n_images,
                   index_t rows, index_t cols, std::uint64_t seed, T* out) {
-  if (rows < 1 || cols < 1)
-    throw InvalidArgument("shape must be positive, got (" + std::to_string(rows) + ", " +
-                          std::to_string(cols) + ")");
-  if (n_motifs < 1) throw InvalidArgument("n_motifs must be >= 1");
-  if (n_images < 0) throw InvalidArgument("n_images must be >= 0");
+  detail::check_batch(rows, cols, n_motifs, n_images, "n_images");
   if (column_offsets[0] != 0) throw InvalidArgument("column_offsets[0] must be 0");
   for (index_t m = 0; m < n_motifs; ++m)
     if (column_offsets[m + 1] < column_offsets[m])
@@ -170,10 +166,7 @@ void render_haadf(const double* columns, const std::int64_t* column_offsets, ind
       throw InvalidArgument("column weights must be >= 0 (row " + std::to_string(k) + ")");
   }
   for (index_t n = 0; n < n_images; ++n) {
-    if (motif_index[n] < 0 || motif_index[n] >= n_motifs)
-      throw InvalidArgument("motif_index[" + std::to_string(n) +
-                            "] = " + std::to_string(motif_index[n]) + " is out of range [0, " +
-                            std::to_string(n_motifs) + ")");
+    detail::check_motif_index(motif_index, n, n_motifs);
     check_params(params + n * kHaadfParams, n);
   }
   if (n_images == 0) return;
