@@ -693,7 +693,9 @@ def _load_default(cls: type, modality: str) -> CrystalClassifier:
     name = {"haadf": "crystal_classifier.onnx", "cbed": "crystal_classifier_cbed.onnx"}
     path = _MODELS / name[modality]
     if not path.is_file():
-        raise NotImplementedError(f"no {modality.upper()} classifier is shipped ({path} missing)")
+        raise FileNotFoundError(
+            f"the shipped {modality.upper()} classifier is missing ({path}): reinstall matchar"
+        )
     return cls(path)
 
 
