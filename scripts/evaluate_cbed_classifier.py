@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate_crystal_classifier import pattern_groups
+from evaluate_crystal_classifier import scores
 
 import matchar as mc
 from matchar.imaging._dataset import CbedGenerator
@@ -54,24 +54,7 @@ def evaluate_patterns(clf, gen: CbedGenerator, n: int, **kw) -> dict:
     for idx, s in preds:
         k[idx], lat_p[idx], rot_p[idx] = s["class"], s["lattice_constant"], s["rotation"]
         unc[idx] = s["uncertainty"]
-    ok = k == cls
-    grp = pattern_groups()
-    unique = [i for i in range(len(grp)) if np.sum(grp == grp[i]) == 1]
-    period = 360.0 / gen.order[cls]
-    drot = np.abs((rot_p - rot + period / 2) % period - period / 2)
-    lat = np.abs(lat_p / a - 1.0) * 100
-    per_class = {f"{p}{list(z)}": float(ok[cls == i].mean()) for i, (p, z) in enumerate(ZONE_AXES)}
-    return {
-        "n": int(n),
-        "class_accuracy": float(ok.mean()),
-        "pattern_accuracy": float((grp[k] == grp[cls]).mean()),
-        "class_accuracy_non_degenerate": float(ok[np.isin(cls, unique)].mean()),
-        "lattice_mae_percent_correct": float(lat[ok].mean()) if ok.any() else None,
-        "lattice_mae_percent_all": float(lat.mean()),
-        "rotation_mae_deg_correct": float(drot[ok].mean()) if ok.any() else None,
-        "per_class_accuracy": per_class,
-        "mean_uncertainty": float(unc.mean()),
-    }
+    return scores(cls, a, rot, gen.order, k, lat_p, rot_p, unc)
 
 
 def main(argv=None) -> int:

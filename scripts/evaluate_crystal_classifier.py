@@ -60,17 +60,24 @@ def evaluate_windows(clf, gen: WindowGenerator, n: int, **kw) -> dict:
         rot.append(r)
     x, cls, a, rot = (np.concatenate(v) for v in (imgs, cls, a, rot))
     s = clf._summarize(clf.predict_windows(x))
-    k = s["class"]
+    return scores(
+        cls, a, rot, gen.order, s["class"], s["lattice_constant"], s["rotation"], s["uncertainty"]
+    )
+
+
+def scores(cls, a, rot, order, k, lattice, rotation, uncertainty) -> dict:
+    """Accuracies and errors of predictions (class ``k``, ``lattice`` Å, ``rotation``
+    degrees, ``uncertainty`` nats) against the truth (``cls``, ``a``, ``rot``); ``order``
+    (n_classes,) is each class's rotational order (rotation errors modulo 360°/order)."""
     ok = k == cls
     grp = pattern_groups()
     unique = [i for i in range(len(grp)) if np.sum(grp == grp[i]) == 1]
-    order = gen.order[cls]
-    period = 360.0 / order
-    drot = np.abs((s["rotation"] - rot + period / 2) % period - period / 2)
-    lat = np.abs(s["lattice_constant"] / a - 1.0) * 100
+    period = 360.0 / np.asarray(order)[cls]
+    drot = np.abs((rotation - rot + period / 2) % period - period / 2)
+    lat = np.abs(lattice / a - 1.0) * 100
     per_class = {f"{p}{list(z)}": float(ok[cls == i].mean()) for i, (p, z) in enumerate(ZONE_AXES)}
     return {
-        "n": int(n),
+        "n": len(cls),
         "class_accuracy": float(ok.mean()),
         "pattern_accuracy": float((grp[k] == grp[cls]).mean()),
         "class_accuracy_non_degenerate": float(ok[np.isin(cls, unique)].mean()),
@@ -78,7 +85,7 @@ def evaluate_windows(clf, gen: WindowGenerator, n: int, **kw) -> dict:
         "lattice_mae_percent_all": float(lat.mean()),
         "rotation_mae_deg_correct": float(drot[ok].mean()) if ok.any() else None,
         "per_class_accuracy": per_class,
-        "mean_uncertainty": float(s["uncertainty"].mean()),
+        "mean_uncertainty": float(np.mean(uncertainty)),
     }
 
 

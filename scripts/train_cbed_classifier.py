@@ -33,6 +33,7 @@ from train_crystal_classifier import (
     N_MC,
     CircConv,
     PolarExport,
+    PolarNet,
     loss_fn,
 )
 
@@ -41,48 +42,24 @@ from matchar.imaging._features import CBED_ANGLES, CBED_RADII, cbed_features
 from matchar.imaging._simulate import ZONE_AXES
 
 
-class CbedNet(nn.Module):
-    """CNN on the polar CBED pattern (radius x angle, angle circular).
+class CbedNet(PolarNet):
+    """``PolarNet`` on the polar CBED pattern (48 radii x 60 angles, angle circular).
 
-    As ``PolarNet``: class and lattice constant from angle-pooled (rotation-invariant)
-    features, rotation from per-class angular score profiles. The polar angle t runs from
-    +x towards +y (rows), so a pattern turned by phi moves to t + phi.
+    Same heads (class and lattice constant from angle-pooled features, rotation from
+    per-class angular score profiles) on a narrower trunk whose last kernel spans the
+    12 remaining radii. The polar angle t runs from +x towards +y (rows), so a pattern
+    turned by phi moves to t + phi.
     """
 
     def __init__(self, order, hidden: int = 128) -> None:
-        super().__init__()
         n_r = len(CBED_RADII)
-        self.trunk = nn.Sequential(
+        trunk = nn.Sequential(
             CircConv(1, 8, (3, 5)),
             CircConv(8, 16, (3, 3), stride=(2, 1)),
             CircConv(16, 32, (3, 3), stride=(2, 1)),
             CircConv(32, 64, ((n_r + 3) // 4, 3), pad_r=False),
         )
-        self.fc = nn.Sequential(nn.Linear(128, hidden), nn.ReLU(inplace=True))
-        self.dropout = nn.Dropout(DROPOUT)
-        self.head = nn.Linear(hidden, 2 * N_CLASSES)
-        self.angle_score = nn.Conv1d(64, N_CLASSES, 1)
-        self.phase = nn.Parameter(torch.zeros(N_CLASSES))
-        phi = (
-            torch.as_tensor(CBED_ANGLES, dtype=torch.float32)[None, :]
-            * torch.as_tensor(np.asarray(order), dtype=torch.float32)[:, None]
-        )  # (C, A)
-        self.register_buffer("cos_t", torch.cos(phi))
-        self.register_buffer("sin_t", torch.sin(phi))
-
-    def features(self, x: torch.Tensor):
-        f = self.trunk(x)[:, :, 0, :]  # (N, 64, A)
-        pooled = torch.cat([f.mean(-1), f.amax(-1)], 1)
-        w = torch.softmax(self.angle_score(f), dim=-1)  # (N, C, A)
-        c = (w * self.cos_t).sum(-1)
-        s = (w * self.sin_t).sum(-1)
-        cp, sp = torch.cos(self.phase), torch.sin(self.phase)
-        rot = torch.stack([c * cp - s * sp, c * sp + s * cp], -1)  # (N, C, 2)
-        return self.fc(pooled), rot.flatten(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, rot = self.features(x)
-        return torch.cat([self.head(self.dropout(h)), rot], 1)
+        super().__init__(order, hidden, trunk=trunk, angles=CBED_ANGLES)
 
 
 def targets(order, cls, a, rot):

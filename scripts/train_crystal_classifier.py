@@ -97,22 +97,31 @@ class PolarNet(nn.Module):
     the angle bins weights (cos n phi, sin n phi), turned by a learned per-class phase.
     """
 
-    def __init__(self, order, hidden: int = 128) -> None:
+    def __init__(
+        self, order, hidden: int = 128, trunk: nn.Module | None = None, angles=None
+    ) -> None:
+        """``trunk`` maps (N, 1, R, A) to (N, 64, 1, A); ``angles`` (A,) are the signed
+        polar angles (radians) by which a rotation of the input moves each angle bin
+        (default: the HAADF grid, where an image rotation phi shifts t by -phi)."""
         super().__init__()
-        self.trunk = nn.Sequential(
-            CircConv(1, 16, (3, 5)),
-            CircConv(16, 24, (3, 3), stride=(2, 1)),
-            CircConv(24, 32, (3, 3), stride=(2, 1)),
-            CircConv(32, 64, (6, 3), pad_r=False),
+        self.trunk = (
+            trunk
+            if trunk is not None
+            else nn.Sequential(
+                CircConv(1, 16, (3, 5)),
+                CircConv(16, 24, (3, 3), stride=(2, 1)),
+                CircConv(24, 32, (3, 3), stride=(2, 1)),
+                CircConv(32, 64, (6, 3), pad_r=False),
+            )
         )
         self.fc = nn.Sequential(nn.Linear(128, hidden), nn.ReLU(inplace=True))
         self.dropout = nn.Dropout(DROPOUT)
         self.head = nn.Linear(hidden, 2 * N_CLASSES)
         self.angle_score = nn.Conv1d(64, N_CLASSES, 1)
         self.phase = nn.Parameter(torch.zeros(N_CLASSES))
-        # image rotation phi (from +x towards +rows) shifts the polar angle t by -phi
+        angles = -np.asarray(POLAR_ANGLES) if angles is None else np.asarray(angles)
         phi = (
-            -torch.as_tensor(POLAR_ANGLES, dtype=torch.float32)[None, :]
+            torch.as_tensor(angles, dtype=torch.float32)[None, :]
             * torch.as_tensor(np.asarray(order), dtype=torch.float32)[:, None]
         )  # (C, A)
         self.register_buffer("cos_t", torch.cos(phi))

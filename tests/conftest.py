@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 import os
 import signal
@@ -22,6 +23,23 @@ SHARED_DATA = Path(
         "MATCHAR_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
     )
 ).resolve()
+
+
+@pytest.fixture(scope="session")
+def repo_script():
+    """Import a script from the repository's ``scripts/`` by name (skips without it)."""
+    root = Path(__file__).resolve().parents[1] / "scripts"
+
+    def load(name: str):
+        path = root / f"{name}.py"
+        if not path.is_file():
+            pytest.skip(f"scripts/{name}.py not found")
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load
 
 
 @pytest.fixture(scope="session")

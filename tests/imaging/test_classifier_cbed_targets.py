@@ -4,24 +4,14 @@ numbers in docs/imaging_cnn.md). Unmet targets are strict xfails."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 import matchar as mc
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "evaluate_cbed_classifier.py"
-
 
 @pytest.fixture(scope="module")
-def ev():
-    if not SCRIPT.is_file():
-        pytest.skip("scripts/evaluate_cbed_classifier.py not found")
-    spec = importlib.util.spec_from_file_location("evaluate_cbed_classifier", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def ev(repo_script):
+    return repo_script("evaluate_cbed_classifier")
 
 
 @pytest.fixture(scope="module")
