@@ -9,6 +9,8 @@
 #include <atomic>
 #include <exception>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "matchar/common.hpp"
@@ -23,6 +25,21 @@ using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>
 inline index_t block_rows(index_t cols) {
   const index_t target = (index_t{1} << 16) / std::max<index_t>(cols, 1);
   return std::clamp<index_t>(target, 8, 512);
+}
+
+// Largest rank with compile-time specialised kernels (W rows held in registers).
+constexpr int kMaxSmallK = 8;
+
+template <class F, int... I>
+bool dispatch_small_k_impl(index_t K, F& f, std::integer_sequence<int, I...>) {
+  return ((K == I + 1 ? (f(std::integral_constant<int, I + 1>{}), true) : false) || ...);
+}
+
+// Calls f(std::integral_constant<int, K>{}) and returns true for 1 <= K <= kMaxSmallK;
+// false (f not called) otherwise, where the caller takes its general path.
+template <class F>
+bool dispatch_small_k(index_t K, F&& f) {
+  return dispatch_small_k_impl(K, f, std::make_integer_sequence<int, kMaxSmallK>{});
 }
 
 inline bool included(const std::uint8_t* mask, index_t i) { return mask == nullptr || mask[i]; }

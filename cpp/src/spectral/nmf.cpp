@@ -15,6 +15,7 @@
 namespace matchar::spectral {
 namespace {
 
+using detail::dispatch_small_k;
 using detail::included;
 using detail::RowMat;
 
@@ -287,26 +288,12 @@ struct RowOps {
 
 template <class T>
 RowOps<T> row_ops(index_t K) {
-  switch (K) {
-    case 1:
-      return {row_times_h_fixed<1, T>, row_dots_fixed<1, T>};
-    case 2:
-      return {row_times_h_fixed<2, T>, row_dots_fixed<2, T>};
-    case 3:
-      return {row_times_h_fixed<3, T>, row_dots_fixed<3, T>};
-    case 4:
-      return {row_times_h_fixed<4, T>, row_dots_fixed<4, T>};
-    case 5:
-      return {row_times_h_fixed<5, T>, row_dots_fixed<5, T>};
-    case 6:
-      return {row_times_h_fixed<6, T>, row_dots_fixed<6, T>};
-    case 7:
-      return {row_times_h_fixed<7, T>, row_dots_fixed<7, T>};
-    case 8:
-      return {row_times_h_fixed<8, T>, row_dots_fixed<8, T>};
-    default:
-      return {row_times_h<T>, row_dots<T>};
-  }
+  RowOps<T> ops{row_times_h<T>, row_dots<T>};
+  dispatch_small_k(K, [&](auto k) {
+    constexpr int KK = decltype(k)::value;
+    ops = {row_times_h_fixed<KK, T>, row_dots_fixed<KK, T>};
+  });
+  return ops;
 }
 
 template <class T>
@@ -728,37 +715,10 @@ void kl_blocks_k(KlShared<TX, T>& s) {
   return kl_blocks_fixed<K, false, false>(s);
 }
 
-// Runs the small-K pass; false for K > 8 (the caller takes the general row path).
+// Runs the small-K pass; false for K > kMaxSmallK (the caller takes the general row path).
 template <class TX, class T>
 bool kl_blocks_small(KlShared<TX, T>& s, index_t K) {
-  switch (K) {
-    case 1:
-      kl_blocks_k<1>(s);
-      return true;
-    case 2:
-      kl_blocks_k<2>(s);
-      return true;
-    case 3:
-      kl_blocks_k<3>(s);
-      return true;
-    case 4:
-      kl_blocks_k<4>(s);
-      return true;
-    case 5:
-      kl_blocks_k<5>(s);
-      return true;
-    case 6:
-      kl_blocks_k<6>(s);
-      return true;
-    case 7:
-      kl_blocks_k<7>(s);
-      return true;
-    case 8:
-      kl_blocks_k<8>(s);
-      return true;
-    default:
-      return false;
-  }
+  return dispatch_small_k(K, [&](auto k) { kl_blocks_k<decltype(k)::value>(s); });
 }
 
 // The dense HALS pass for small K (see hals_update): per group, X H^T and the sums of
@@ -819,28 +779,14 @@ void hals_blocks_k(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<
     hals_blocks_fixed<K, false>(X, W, H, masks, HHt, sweeps, W_out, acc, wtw, sumsq_part);
 }
 
-// Runs the small-K HALS pass; false for K > 8.
+// Runs the small-K HALS pass; false for K > kMaxSmallK.
 template <class TX, class T>
 bool hals_blocks_small(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H,
                        Masks masks, const double* HHt, int sweeps, T* W_out, Accumulators& acc,
                        Accumulators& wtw, std::vector<double>& sumsq_part) {
-#define MATCHAR_HALS_K(KK)                                                       \
-  case KK:                                                                       \
-    hals_blocks_k<KK>(X, W, H, masks, HHt, sweeps, W_out, acc, wtw, sumsq_part); \
-    return true;
-  switch (W.cols) {
-    MATCHAR_HALS_K(1)
-    MATCHAR_HALS_K(2)
-    MATCHAR_HALS_K(3)
-    MATCHAR_HALS_K(4)
-    MATCHAR_HALS_K(5)
-    MATCHAR_HALS_K(6)
-    MATCHAR_HALS_K(7)
-    MATCHAR_HALS_K(8)
-    default:
-      return false;
-  }
-#undef MATCHAR_HALS_K
+  return dispatch_small_k(W.cols, [&](auto k) {
+    hals_blocks_k<decltype(k)::value>(X, W, H, masks, HHt, sweeps, W_out, acc, wtw, sumsq_part);
+  });
 }
 
 }  // namespace
