@@ -5,9 +5,9 @@ Run: OMP_NUM_THREADS=2 python -m pytest benchmarks/test_bench_cnn.py --benchmark
         --benchmark-group-by=group --benchmark-columns=min,median,max
 
 Windows per second = N_WINDOWS / time. The PyTorch side (skipped without torch) rebuilds
-the exported inference graph (trunk + 16 MC-dropout masks on the heads) from
-scripts/train_crystal_classifier.py with random weights: the speed does not depend on the
-weight values. Both sides get the same preprocessing (resampling + polar log-FFT).
+the shipped inference graph (trunk once + 4 ensemble heads under 4 dropout masks each,
+``EnsembleExport``) from scripts/train_crystal_classifier.py with random weights: the speed
+does not depend on the weight values. Both sides get the same preprocessing (resampling + polar log-FFT).
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ def _torch_model():
     torch.manual_seed(0)
     gen = mod.WindowGenerator(0)
     net = mod.PolarNet(gen.order).eval()
-    masks = (torch.rand(mod.N_MC, 128) >= mod.DROPOUT).float()
-    return torch, mod.PolarExport(net, masks).eval()
+    heads = [mod.Head().eval() for _ in range(4)]
+    masks = (torch.rand(4, mod.N_MC // 4, 128) >= mod.DROPOUT).float()
+    return torch, mod.EnsembleExport(net, heads, masks).eval()
 
 
 def test_classify_map_onnxruntime(benchmark, image):

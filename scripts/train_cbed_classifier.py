@@ -34,6 +34,10 @@ from train_crystal_classifier import (
     CircConv,
     PolarExport,
     PolarNet,
+    add_head_arguments,
+    export_onnx,
+    head_stage,
+    load_net_state,
     loss_fn,
 )
 
@@ -83,6 +87,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--init", default=None, help="continue from a saved state dict (--state)")
     ap.add_argument("--state", default="crystal_classifier_cbed_state.pt")
+    add_head_arguments(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -92,7 +97,20 @@ def main(argv=None) -> int:
     vfeat = torch.from_numpy(cbed_features(vx, vps))
     net = CbedNet(gen.order)
     if args.init:
-        net.load_state_dict(torch.load(args.init))
+        net.load_state_dict(load_net_state(args.init))
+    if args.heads:
+        if not args.init:
+            raise SystemExit("--heads needs --init (a trained network)")
+
+        def sample(n):
+            x, ps, c, a, _r = gen.sample(n)
+            return cbed_features(x, ps), c, a
+
+        argv_ = argv if argv is not None else sys.argv[1:]
+        onnx_path = Path(args.out) / "crystal_classifier_cbed.onnx"
+        return head_stage(
+            args, argv_, net, sample, vfeat, vc, onnx_path, "train_cbed_classifier.py"
+        )
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     budget = args.minutes * 60.0
     t0 = time.perf_counter()
@@ -138,16 +156,7 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "crystal_classifier_cbed.onnx"
     torch.save(net.state_dict(), args.state)
-    torch.onnx.export(
-        export,
-        vfeat[:1],
-        str(onnx_path),
-        input_names=["features"],
-        output_names=["probabilities", "log_a", "rotation"],
-        dynamic_axes={k: {0: "n"} for k in ("features", "probabilities", "log_a", "rotation")},
-        opset_version=17,
-        dynamo=False,
-    )
+    export_onnx(export, vfeat[:1], onnx_path)
     meta = {
         "modality": "cbed",
         "classes": [{"prototype": p, "zone_axis": list(z)} for p, z in ZONE_AXES],

@@ -1,9 +1,12 @@
 """Train matchar's crystal classifier (HAADF windows -> prototype + zone axis, lattice
 constant, in-plane rotation, MC-dropout uncertainty) and export it to ONNX.
 
-Reproduces the model shipped in python/matchar/imaging/models/:
+Reproduces the model shipped in python/matchar/imaging/models/ (three stages: two of the
+whole network, then a small deep ensemble of heads on its trunk; exact commands in
+docs/imaging_cnn.md and the model JSON):
 
-    OMP_NUM_THREADS=2 python scripts/train_crystal_classifier.py --minutes 22 --seed 0
+    OMP_NUM_THREADS=2 python scripts/train_crystal_classifier.py --minutes 24 --seed 0 ...
+    OMP_NUM_THREADS=2 python scripts/train_crystal_classifier.py --heads 4 --init stage2.pt ...
 
 Needs the ``train`` extra (torch, onnx). Training data are generated on the fly with
 matchar's C++ HAADF renderer; every chunk of windows is fresh (continuous random
@@ -127,7 +130,8 @@ class PolarNet(nn.Module):
         self.register_buffer("cos_t", torch.cos(phi))
         self.register_buffer("sin_t", torch.sin(phi))
 
-    def features(self, x: torch.Tensor):
+    def pooled(self, x: torch.Tensor):
+        """Angle-pooled trunk features (N, 128) and the rotation output (N, 2C)."""
         f = self.trunk(x)[:, :, 0, :]  # (N, 64, A)
         pooled = torch.cat([f.mean(-1), f.amax(-1)], 1)
         w = torch.softmax(self.angle_score(f), dim=-1)  # (N, C, A)
@@ -135,7 +139,11 @@ class PolarNet(nn.Module):
         s = (w * self.sin_t).sum(-1)
         cp, sp = torch.cos(self.phase), torch.sin(self.phase)
         rot = torch.stack([c * cp - s * sp, c * sp + s * cp], -1)  # (N, C, 2)
-        return self.fc(pooled), rot.flatten(1)
+        return pooled, rot.flatten(1)
+
+    def features(self, x: torch.Tensor):
+        pooled, rot = self.pooled(x)
+        return self.fc(pooled), rot
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, rot = self.features(x)
@@ -154,6 +162,184 @@ class PolarExport(nn.Module):
         c = N_CLASSES
         probs = torch.softmax(out[..., :c], dim=-1)
         return probs, out[..., c:] + LOG_A0, rot
+
+
+class Head(nn.Module):
+    """One member of the head ensemble: ``PolarNet``'s fc -> dropout -> head, on the
+    pooled trunk features (class logits and log lattice constant per class)."""
+
+    def __init__(self, hidden: int = 128) -> None:
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(128, hidden), nn.ReLU(inplace=True))
+        self.dropout = nn.Dropout(DROPOUT)
+        self.head = nn.Linear(hidden, 2 * N_CLASSES)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.fc(pooled)))
+
+
+class EnsembleExport(nn.Module):
+    """Inference graph of the head ensemble: the trunk once, then every head under its
+    own fixed dropout masks (``masks``: (n_heads, masks per head, hidden)); the samples
+    of all heads are stacked along the second axis, as ``PolarExport``'s masks."""
+
+    def __init__(self, net: PolarNet, heads, masks: torch.Tensor) -> None:
+        super().__init__()
+        self.net = net
+        self.heads = nn.ModuleList(heads)
+        self.register_buffer("masks", masks / (1.0 - DROPOUT))
+
+    def forward(self, x: torch.Tensor):
+        pooled, rot = self.net.pooled(x)
+        out = torch.cat(
+            [
+                h.head(h.fc(pooled)[:, None, :] * self.masks[e][None])
+                for e, h in enumerate(self.heads)
+            ],
+            1,
+        )  # (N, T, 2C)
+        c = N_CLASSES
+        return torch.softmax(out[..., :c], dim=-1), out[..., c:] + LOG_A0, rot
+
+
+def class_lattice_loss(out, cls, loga):
+    """Cross-entropy of the class logits ``out[:, :C]`` plus the smooth-L1 error of the
+    true class's log lattice constant ``out[:, C:2C]`` (weight 20); also returns the CE."""
+    c = N_CLASSES
+    ce = nn.functional.cross_entropy(out[:, :c], cls)
+    la = nn.functional.smooth_l1_loss(
+        out[:, c : 2 * c][torch.arange(len(cls)), cls], loga, beta=0.02
+    )
+    return ce + 20.0 * la, ce
+
+
+def train_head_ensemble(
+    net: PolarNet,
+    sample,
+    n_windows: int,
+    n_heads: int,
+    epochs: int,
+    seed: int,
+    lr: float = 3e-3,
+    batch: int = 256,
+    chunk: int = 4096,
+):
+    """A small deep ensemble of heads on the frozen trunk of ``net``.
+
+    ``sample(n)`` returns ``(features (n, 1, R, A) float32, classes (n,), a (n,) Å)`` of
+    fresh inputs; their pooled trunk features are computed once, then ``n_heads`` heads
+    are trained from independent random initialisations (seeds ``1000 * seed + e``) for
+    ``epochs`` passes each (AdamW, cosine decay, dropout as in training).
+    """
+    net.eval()
+    pooled, cls, loga = [], [], []
+    with torch.no_grad():
+        for s in range(0, n_windows, chunk):
+            feat, c, a = sample(min(chunk, n_windows - s))
+            pooled.append(net.pooled(torch.from_numpy(feat))[0])
+            cls.append(c)
+            loga.append(np.log(a) - LOG_A0)
+    P = torch.cat(pooled)
+    ct = torch.as_tensor(np.concatenate(cls), dtype=torch.long)
+    lt = torch.as_tensor(np.concatenate(loga), dtype=torch.float32)
+    steps = max(1, epochs * (len(P) // batch))
+    heads = []
+    for e in range(n_heads):
+        torch.manual_seed(1000 * seed + e)
+        h = Head(net.fc[0].out_features)
+        opt = torch.optim.AdamW(h.parameters(), lr=lr, weight_decay=1e-4)
+        k = 0
+        h.train()
+        for _ in range(epochs):
+            perm = torch.randperm(len(P))
+            for s in range(0, len(P) - batch + 1, batch):
+                for g in opt.param_groups:
+                    g["lr"] = lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * k / steps)))
+                b = perm[s : s + batch]
+                loss, _ = class_lattice_loss(h(P[b]), ct[b], lt[b])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                k += 1
+        h.eval()
+        heads.append(h)
+        print(f"head {e + 1}/{n_heads} trained, last loss {float(loss.detach()):.3f}", flush=True)
+    return heads
+
+
+def add_head_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument(
+        "--heads",
+        type=int,
+        default=0,
+        help="with --init: keep the trained network's trunk and train this many independent "
+        "heads on it (a small deep ensemble, each under 16/N of the exported dropout masks)",
+    )
+    ap.add_argument("--head-windows", type=int, default=131072, help="fresh inputs for --heads")
+    ap.add_argument("--head-epochs", type=int, default=12, help="passes over them per head")
+
+
+def load_net_state(path) -> dict:
+    """The network's state dict from a ``--state`` file of either stage."""
+    state = torch.load(path)
+    return state["net"] if "net" in state and "heads" in state else state
+
+
+def export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+    """Write ``module`` (features -> probabilities, log_a, rotation) as ONNX, batch axis free."""
+    torch.onnx.export(
+        module.eval(),
+        example,
+        str(path),
+        input_names=["features"],
+        output_names=["probabilities", "log_a", "rotation"],
+        dynamic_axes={k: {0: "n"} for k in ("features", "probabilities", "log_a", "rotation")},
+        opset_version=17,
+        dynamo=False,
+    )
+
+
+def head_stage(args, argv, net: PolarNet, sample, vfeat, vc, onnx_path: Path, script: str) -> int:
+    """``--heads N`` (with ``--init``): keep the trained trunk, train N heads on it, export
+    the ensemble to ``onnx_path`` and add the stage to the model JSON beside it."""
+    t0 = time.perf_counter()
+    heads = train_head_ensemble(
+        net, sample, args.head_windows, args.heads, args.head_epochs, args.seed
+    )
+    with torch.no_grad():
+        pooled, _ = net.pooled(vfeat)
+        p = torch.stack([torch.softmax(h(pooled)[:, :N_CLASSES], -1) for h in heads]).mean(0)
+    acc = float((p.argmax(1).numpy() == vc).mean())
+    print(f"ensemble of {args.heads} heads: validation accuracy {acc:.4f}", flush=True)
+    if N_MC % args.heads:
+        raise SystemExit(f"--heads must divide {N_MC} (the exported samples)")
+    gmask = torch.Generator().manual_seed(args.seed + 1)
+    hidden = heads[0].head.in_features
+    masks = (torch.rand(args.heads, N_MC // args.heads, hidden, generator=gmask) >= DROPOUT).float()
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(EnsembleExport(net, heads, masks), vfeat[:1], onnx_path)
+    torch.save({"net": net.state_dict(), "heads": [h.state_dict() for h in heads]}, args.state)
+    json_path = onnx_path.with_suffix(".json")
+    meta = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    meta.pop("evaluation", None)  # measured for another model
+    commands = meta.get("training_command", [])
+    commands = [commands] if isinstance(commands, str) else list(commands)
+    commands.append(f"OMP_NUM_THREADS=2 python scripts/{script} " + " ".join(argv))
+    meta.update(
+        training_command=commands,
+        mc_samples=N_MC,
+        dropout=DROPOUT,
+        ensemble_heads=args.heads,
+        masks_per_head=N_MC // args.heads,
+        head_training_inputs=args.head_windows,
+        head_epochs=args.head_epochs,
+        head_training_seconds=round(time.perf_counter() - t0, 1),
+        validation_accuracy_heads=acc,
+        torch_version=torch.__version__,
+    )
+    json_path.write_text(json.dumps(meta, indent=2) + "\n")
+    print("wrote", onnx_path, onnx_path.stat().st_size, "bytes")
+    return 0
 
 
 class ExportNet(nn.Module):
@@ -184,12 +370,9 @@ def targets(gen: WindowGenerator, cls, a, rot):
 
 def loss_fn(out, cls, loga, rot):
     c = N_CLASSES
-    idx = torch.arange(len(cls))
-    ce = nn.functional.cross_entropy(out[:, :c], cls)
-    la = nn.functional.smooth_l1_loss(out[:, c : 2 * c][idx, cls], loga, beta=0.02)
-    r = out[:, 2 * c :].reshape(-1, c, 2)[idx, cls]
-    rl = ((r - rot) ** 2).sum(1).mean()
-    return ce + 20.0 * la + rl, ce
+    loss, ce = class_lattice_loss(out, cls, loga)
+    r = out[:, 2 * c :].reshape(-1, c, 2)[torch.arange(len(cls)), cls]
+    return loss + ((r - rot) ** 2).sum(1).mean(), ce
 
 
 def main(argv=None) -> int:
@@ -210,6 +393,7 @@ def main(argv=None) -> int:
         default="crystal_classifier_state.pt",
         help="where to save the trained state dict",
     )
+    add_head_arguments(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -220,7 +404,20 @@ def main(argv=None) -> int:
     vfeat = torch.from_numpy(featurize(vx, workers=args.threads))
     net = PolarNet(gen.order) if args.arch == "polar" else CrystalNet()
     if args.init:
-        net.load_state_dict(torch.load(args.init))
+        net.load_state_dict(load_net_state(args.init))
+    if args.heads:
+        if not args.init or args.arch != "polar":
+            raise SystemExit("--heads needs --init (a trained polar network)")
+
+        def sample(n):
+            x, c, a, _r = gen.sample(n)
+            return featurize(x, workers=args.threads), c, a
+
+        argv_ = argv if argv is not None else sys.argv[1:]
+        onnx_path = Path(args.out) / "crystal_classifier.onnx"
+        return head_stage(
+            args, argv_, net, sample, vfeat, vc, onnx_path, "train_crystal_classifier.py"
+        )
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     budget = args.minutes * 60.0
     t0 = time.perf_counter()
@@ -263,21 +460,7 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "crystal_classifier.onnx"
     torch.save(net.state_dict(), args.state)
-    torch.onnx.export(
-        export,
-        vfeat[:1],
-        str(onnx_path),
-        input_names=["features"],
-        output_names=["probabilities", "log_a", "rotation"],
-        dynamic_axes={
-            "features": {0: "n"},
-            "probabilities": {0: "n"},
-            "log_a": {0: "n"},
-            "rotation": {0: "n"},
-        },
-        opset_version=17,
-        dynamo=False,
-    )
+    export_onnx(export, vfeat[:1], onnx_path)
     meta = {
         "classes": [{"prototype": p, "zone_axis": list(z)} for p, z in ZONE_AXES],
         "symmetry_order": [int(o) for o in gen.order],

@@ -28,7 +28,7 @@ def held_out(ev, clf):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="12-class accuracy is about 85%: fcc/bcc/diamond [100], "
+    reason="12-class accuracy is about 87%: fcc/bcc/diamond [100], "
     "fcc/bcc [111] and fcc[211]/hcp[10-10] project to the same column pattern up "
     "to scale, and their lattice-constant ranges overlap",
 )
@@ -47,23 +47,22 @@ def test_lattice_constant_and_rotation(held_out):
     assert held_out["rotation_mae_deg_correct"] <= 2.0
 
 
-@pytest.mark.xfail(strict=True, reason="about 85% at 20 e/pixel (the degenerate classes)")
+@pytest.mark.xfail(strict=True, reason="about 87% at 20 e/pixel (the degenerate classes)")
 def test_low_dose_accuracy_90(ev, clf):
     r = ev.evaluate_windows(clf, ev.WindowGenerator(4343), 240, dose=20.0, distortion=0.0)
     assert r["class_accuracy"] >= 0.90
 
 
-@pytest.mark.xfail(strict=True, reason="about 79% with 5% scan distortion")
+@pytest.mark.xfail(
+    strict=True, reason="about 83% with 5% scan distortion (95% with the degenerate groups merged)"
+)
 def test_distortion_accuracy_90(ev, clf):
     r = ev.evaluate_windows(clf, ev.WindowGenerator(4444), 240, dose=1000.0, distortion=0.05)
     assert r["class_accuracy"] >= 0.90
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MC dropout on the last hidden layer only: the mutual "
-    "information near boundaries is only ~1.5x that inside grains",
-)
 def test_bicrystal_uncertainty_ratio_3(ev, clf):
-    r = ev.evaluate_bicrystals(clf, 3, 99)
+    # 12 random pairs of grains (a seed the documented evaluation does not use); the
+    # shipped ensemble measured 3.4-5.5x over five such seeds (docs/imaging_cnn.md)
+    r = ev.evaluate_bicrystals(clf, 12, 99)
     assert r["ratio"] >= 3.0

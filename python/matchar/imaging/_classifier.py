@@ -4,8 +4,9 @@ onnxruntime.
 The network (trained by ``scripts/train_crystal_classifier.py`` on windows from
 :func:`matchar.imaging.simulate_haadf`) reads the log-magnitude FFT of a 16 Å window at
 0.25 Å per pixel and predicts the (prototype, zone axis) class, the lattice constant and
-the in-plane rotation; 16 fixed Monte-Carlo-dropout masks give the uncertainty (mutual
-information between the prediction and the dropout mask). A second network
+the in-plane rotation. Its uncertainty is the mutual information between the prediction
+and 16 Monte-Carlo samples: a small deep ensemble of 4 heads, trained independently on a
+shared convolutional trunk, each under 4 fixed dropout masks. A second network
 (``scripts/train_cbed_classifier.py``, patterns from :func:`matchar.imaging.simulate_cbed`)
 reads a calibrated CBED pattern in polar coordinates around the direct beam.
 """
@@ -63,7 +64,7 @@ class CrystalPrediction:
     zone_axis : tuple of int
         Zone axis (hcp: four-index Miller-Bravais).
     probabilities : numpy.ndarray, shape (n_classes,), float64
-        Class probabilities (mean over the MC-dropout masks), in the order of
+        Class probabilities (mean over the Monte-Carlo samples), in the order of
         ``CrystalClassifier.classes``.
     lattice_constant : float
         Lattice constant a in Å (hcp: basal a) for the predicted class.
@@ -71,8 +72,8 @@ class CrystalPrediction:
         In-plane rotation in degrees, in [0, 360 / n) with n the zone axis's rotational
         symmetry order (see :func:`matchar.imaging.simulate_haadf`).
     uncertainty : float
-        Mutual information (nats) between the class and the dropout mask; 0 = the masks
-        agree, up to log(n_classes).
+        Mutual information (nats) between the class and the Monte-Carlo sample (ensemble
+        head and dropout mask); 0 = the samples agree, up to log(n_classes).
     """
 
     prototype: str
@@ -370,7 +371,7 @@ class CrystalClassifier:
 
     def _run(self, feat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         p, la, r = self._session.run(None, {"features": feat})
-        if r.ndim == 2:  # rotation head outside the dropout: one value for all masks
+        if r.ndim == 2:  # rotation head outside the dropout: one value for all samples
             r = r[:, None, :]
         return p, la, np.broadcast_to(r.reshape(r.shape[0], r.shape[1], -1, 2), (*p.shape, 2))
 
@@ -438,7 +439,7 @@ class CrystalClassifier:
         Returns
         -------
         dict
-            ``probs_mc`` (N, T, C) float32 (T MC-dropout masks), ``log_a`` (N, T, C)
+            ``probs_mc`` (N, T, C) float32 (T Monte-Carlo samples), ``log_a`` (N, T, C)
             (log lattice constant per class), ``rot`` (N, T, C, 2) ((cos n phi, sin n phi)
             per class).
 
@@ -726,7 +727,7 @@ def classify_map(
 
     The image is resampled to the network's 0.25 Å per pixel, cut into windows of
     ``window`` pixels every ``stride`` pixels, and each window is classified; the
-    uncertainty map is the mutual information over the MC-dropout masks, high at
+    uncertainty map is the mutual information over the Monte-Carlo samples, high at
     interfaces, defects and amorphous regions.
 
     With ``modality="cbed"``, ``image`` is a 4-D STEM data set of shape
