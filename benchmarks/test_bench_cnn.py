@@ -6,8 +6,9 @@ Run: OMP_NUM_THREADS=2 python -m pytest benchmarks/test_bench_cnn.py --benchmark
 
 Windows per second = N_WINDOWS / time. The PyTorch side (skipped without torch) rebuilds
 the shipped inference graph (trunk once + 4 ensemble heads under 4 dropout masks each,
-``EnsembleExport``) from scripts/train_crystal_classifier.py with random weights: the speed
-does not depend on the weight values. Both sides get the same preprocessing (resampling + polar log-FFT).
+``EnsembleExport``) from scripts/train_crystal_classifier.py with random weights: the
+speed does not depend on the weight values. Both sides get the same preprocessing
+(resampling + polar log-FFT).
 """
 
 from __future__ import annotations
