@@ -302,6 +302,8 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
 def head_stage(args, argv, net: PolarNet, sample, vfeat, vc, onnx_path: Path, script: str) -> int:
     """``--heads N`` (with ``--init``): keep the trained trunk, train N heads on it, export
     the ensemble to ``onnx_path`` and add the stage to the model JSON beside it."""
+    if args.heads < 1 or N_MC % args.heads:
+        raise SystemExit(f"--heads must divide {N_MC} (the exported samples), got {args.heads}")
     t0 = time.perf_counter()
     heads = train_head_ensemble(
         net, sample, args.head_windows, args.heads, args.head_epochs, args.seed
@@ -311,8 +313,6 @@ def head_stage(args, argv, net: PolarNet, sample, vfeat, vc, onnx_path: Path, sc
         p = torch.stack([torch.softmax(h(pooled)[:, :N_CLASSES], -1) for h in heads]).mean(0)
     acc = float((p.argmax(1).numpy() == vc).mean())
     print(f"ensemble of {args.heads} heads: validation accuracy {acc:.4f}", flush=True)
-    if N_MC % args.heads:
-        raise SystemExit(f"--heads must divide {N_MC} (the exported samples)")
     gmask = torch.Generator().manual_seed(args.seed + 1)
     hidden = heads[0].head.in_features
     masks = (torch.rand(args.heads, N_MC // args.heads, hidden, generator=gmask) >= DROPOUT).float()
