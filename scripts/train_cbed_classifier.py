@@ -32,13 +32,13 @@ from train_crystal_classifier import (
     N_CLASSES,
     N_MC,
     CircConv,
-    PolarExport,
     PolarNet,
     add_head_arguments,
     export_onnx,
     head_stage,
     load_net_state,
     loss_fn,
+    single_head_export,
 )
 
 from matchar.imaging._dataset import A_RANGE, CBED_PIXEL_RANGE, CBED_SHAPE, CbedGenerator
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
     net.eval()
     gmask = torch.Generator().manual_seed(args.seed + 1)
     masks = (torch.rand(N_MC, net.head.in_features, generator=gmask) >= DROPOUT).float()
-    export = PolarExport(net, masks).eval()
+    export = single_head_export(net, masks).eval()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "crystal_classifier_cbed.onnx"

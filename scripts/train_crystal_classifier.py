@@ -150,20 +150,6 @@ class PolarNet(nn.Module):
         return torch.cat([self.head(self.dropout(h)), rot], 1)
 
 
-class PolarExport(nn.Module):
-    def __init__(self, net: PolarNet, masks: torch.Tensor) -> None:
-        super().__init__()
-        self.net = net
-        self.register_buffer("masks", masks / (1.0 - DROPOUT))
-
-    def forward(self, x: torch.Tensor):
-        h, rot = self.net.features(x)
-        out = self.net.head(h[:, None, :] * self.masks[None])  # (N, T, 2C)
-        c = N_CLASSES
-        probs = torch.softmax(out[..., :c], dim=-1)
-        return probs, out[..., c:] + LOG_A0, rot
-
-
 class Head(nn.Module):
     """One member of the head ensemble: ``PolarNet``'s fc -> dropout -> head, on the
     pooled trunk features (class logits and log lattice constant per class)."""
@@ -181,7 +167,8 @@ class Head(nn.Module):
 class EnsembleExport(nn.Module):
     """Inference graph of the head ensemble: the trunk once, then every head under its
     own fixed dropout masks (``masks``: (n_heads, masks per head, hidden)); the samples
-    of all heads are stacked along the second axis, as ``PolarExport``'s masks."""
+    of all heads are stacked along the second axis (any module with ``fc`` and ``head``
+    serves as a head, ``net`` itself included)."""
 
     def __init__(self, net: PolarNet, heads, masks: torch.Tensor) -> None:
         super().__init__()
@@ -200,6 +187,11 @@ class EnsembleExport(nn.Module):
         )  # (N, T, 2C)
         c = N_CLASSES
         return torch.softmax(out[..., :c], dim=-1), out[..., c:] + LOG_A0, rot
+
+
+def single_head_export(net: PolarNet, masks: torch.Tensor) -> EnsembleExport:
+    """Inference graph of one trained network: its own head under ``masks`` (T, hidden)."""
+    return EnsembleExport(net, [net], masks[None])
 
 
 def class_lattice_loss(out, cls, loga):
@@ -455,7 +447,7 @@ def main(argv=None) -> int:
     net.eval()
     gmask = torch.Generator().manual_seed(args.seed + 1)
     masks = (torch.rand(N_MC, net.head.in_features, generator=gmask) >= DROPOUT).float()
-    export = (PolarExport if args.arch == "polar" else ExportNet)(net, masks).eval()
+    export = (single_head_export if args.arch == "polar" else ExportNet)(net, masks).eval()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "crystal_classifier.onnx"
