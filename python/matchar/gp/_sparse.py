@@ -304,14 +304,15 @@ def _coverage_calibration(err: np.ndarray, sigma: np.ndarray, n_beta: int = 201)
     For a given β, ``|e| <= k σ'`` holds exactly when ``α² >= (e²/k² - β²) / σ²``, so each
     coverage is a step function of α² with steps at those thresholds: every step is tried.
     """
-    err, sigma = np.abs(err), np.maximum(sigma, np.finfo(np.float64).tiny)
-    n = len(err)
+    err2 = np.square(err)
+    sigma2 = np.square(np.maximum(sigma, np.finfo(np.float64).tiny))
+    n = len(err2)
     w1 = np.sqrt(_COVERAGE_1 * (1 - _COVERAGE_1))
     w2 = np.sqrt(_COVERAGE_2 * (1 - _COVERAGE_2))
     best = (np.inf, 1.0, 0.0)
-    for beta in np.linspace(0.0, float(np.sqrt(np.mean(err**2))), n_beta):
-        t1 = np.sort((err**2 - beta**2) / sigma**2)  # alpha² thresholds for 1σ'
-        t2 = np.sort((err**2 / 4.0 - beta**2) / sigma**2)  # and for 2σ'
+    for beta in np.linspace(0.0, float(np.sqrt(np.mean(err2))), n_beta):
+        t1 = np.sort((err2 - beta**2) / sigma2)  # alpha² thresholds for 1σ'
+        t2 = np.sort((err2 / 4.0 - beta**2) / sigma2)  # and for 2σ'
         cand = np.unique(np.concatenate([t1, t2, [0.0]]).clip(min=0.0))
         c1 = np.searchsorted(t1, cand, side="right") / n
         c2 = np.searchsorted(t2, cand, side="right") / n

@@ -196,14 +196,16 @@ class ShiftModel:
             raise ValueError("this ShiftModel is not fitted yet: nothing to recalibrate")
         if not self.gpr_.n_committee:
             raise ValueError("recalibrate() needs a committee model (n_committee >= 2)")
-        frames, targets, _, val = self._split(frames, shieldings)
-        if len(val) == 0:
-            raise ValueError("validation_fraction leaves no structure to calibrate on")
+        frames, targets, _, val = self._split(frames, shieldings)  # raises: val empty (committee)
         method = self.calibration if method is None else method
-        Xv = self.features([frames[i] for i in val])
-        self.gpr_.calibrate(Xv, np.concatenate([targets[i] for i in val]), method=method)
+        self._calibrate(frames, targets, val, method)
         self.calibration = method
         return self
+
+    def _calibrate(self, frames, targets, val, method: str) -> None:
+        """Fit the GP's uncertainty calibration on the held-out structures ``val``."""
+        Xv = self.features([frames[i] for i in val])
+        self.gpr_.calibrate(Xv, np.concatenate([targets[i] for i in val]), method=method)
 
     def fit(self, frames: Any, shieldings: Sequence[Any]) -> ShiftModel:
         """Train on structures and their per-atom shieldings.
@@ -238,9 +240,7 @@ class ShiftModel:
             normalize_y=True,
         ).fit(X, y)
         if len(val):
-            Xv = self.features([frames[i] for i in val])
-            yv = np.concatenate([targets[i] for i in val])
-            self.gpr_.calibrate(Xv, yv, method=self.calibration)
+            self._calibrate(frames, targets, val, self.calibration)
         self.sparse_environments_ = _environments(
             train_frames, samples[self.gpr_.sparse_indices_, :2], max(self._cutoffs())
         )
