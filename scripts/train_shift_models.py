@@ -64,6 +64,12 @@ def main() -> None:
     p.add_argument("--elements", nargs="+", default=["H", "C", "N", "O"])
     p.add_argument("--n-sparse", type=int, default=1500)
     p.add_argument("--n-committee", type=int, default=8)
+    p.add_argument(
+        "--n-sparse-committee",
+        type=int,
+        default=None,
+        help="sparse points of the committee (the first of the selection; default: all)",
+    )
     p.add_argument("--cutoffs", type=float, nargs="+", default=[3.0, 5.0])
     p.add_argument("--max-radial", type=int, default=6)
     p.add_argument("--max-angular", type=int, default=4)
@@ -155,6 +161,7 @@ def main() -> None:
             soap=soap,
             n_sparse=args.n_sparse,
             n_committee=args.n_committee,
+            n_sparse_committee=args.n_sparse_committee,
             selection=args.selection,
             regularizer=args.regularizer,
             calibration=args.calibration,
@@ -175,6 +182,7 @@ def main() -> None:
         m.update(
             n_train_environments=model.n_train_environments_,
             n_sparse=len(model.gpr_.X_sparse_),
+            n_sparse_committee=int(model.gpr_.n_committee_sparse_),
             alpha=model.gpr_.alpha_,
             beta=model.gpr_.beta_,
             fit_seconds=round(t_fit, 1),

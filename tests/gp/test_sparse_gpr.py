@@ -399,3 +399,56 @@ def test_large_order_path_matches_lapack(monkeypatch):
     np.testing.assert_allclose(
         blocked.committee_weights_, plain.committee_weights_, rtol=1e-8, atol=1e-10
     )
+
+
+def test_committee_on_a_prefix_of_the_sparse_points():
+    # n_sparse_committee=mc: the committee members are the DTC models on their
+    # subsamples with the first mc sparse points (the same members as a model whose
+    # sparse set is that prefix), while the mean uses all of them. (FPS draws no random
+    # numbers, so both models draw the same committee subsamples.)
+    X, y, _ = make_data(240, 8, seed=5)
+    selection = "fps"
+    params = dict(regularizer=0.05, n_committee=4, random_state=1)
+    a = mc.gp.SparseGPR(n_sparse=60, selection=selection, n_sparse_committee=15, **params)
+    a.fit(X, y)
+    assert a.committee_weights_.shape == (4, 15) and a.weights_.shape == (60,)
+    full = mc.gp.SparseGPR(n_sparse=60, selection=selection, **params).fit(X, y)
+    np.testing.assert_array_equal(a.sparse_indices_, full.sparse_indices_)
+    np.testing.assert_allclose(a.weights_, full.weights_, rtol=1e-10, atol=1e-12)
+    prefix = mc.gp.SparseGPR(selection=a.sparse_indices_[:15], **params).fit(X, y)
+    np.testing.assert_allclose(a.committee_weights_, prefix.committee_weights_, rtol=1e-8)
+    Xt, _, _ = make_data(30, 8, seed=6)
+    _, std_a = a.predict(Xt, return_std=True)
+    _, std_p = prefix.predict(Xt, return_std=True)
+    np.testing.assert_allclose(std_a, std_p, rtol=1e-8)
+    # a greedy FPS's prefix is the FPS of that many points
+    np.testing.assert_array_equal(
+        a.sparse_indices_[:15], mc.gp.farthest_point_sampling(X, 15, start=0)
+    )
+
+
+def test_every_row_sparse_is_the_full_gp_with_a_committee():
+    # n_sparse = n: the mean is the dense GP's (solved as K + σ² I); the FPS order is only
+    # computed for the committee's prefix, and the committee matches the prefix model.
+    X, y, _ = make_data(150, 6, seed=7)
+    Xt, _, _ = make_data(20, 6, seed=8)
+    sigma = 0.05
+    params = dict(regularizer=sigma, n_committee=3, random_state=2)
+    g = mc.gp.SparseGPR(n_sparse=150, n_sparse_committee=25, **params).fit(X, y)
+    np.testing.assert_array_equal(
+        g.sparse_indices_[:25], mc.gp.farthest_point_sampling(X, 25, start=0)
+    )
+    assert sorted(g.sparse_indices_) == list(range(150))
+    ym = y.mean()
+    mean_ref = kernel_ref(Xt, X) @ np.linalg.solve(
+        kernel_ref(X, X) + sigma**2 * np.eye(150), y - ym
+    )
+    np.testing.assert_allclose(g.predict(Xt), mean_ref + ym, rtol=1e-7, atol=1e-8)
+    prefix = mc.gp.SparseGPR(selection=g.sparse_indices_[:25], **params).fit(X, y)
+    # (K_NM here comes from K_MM's rows: the same kernel values to rounding, and the
+    # members' weights are ill-conditioned, so their predictions are compared)
+    np.testing.assert_allclose(
+        g._committee_predictions(Xt), prefix._committee_predictions(Xt), rtol=1e-6, atol=1e-8
+    )
+    with pytest.raises(ValueError, match="n_sparse_committee"):
+        mc.gp.SparseGPR(n_sparse=20, n_sparse_committee=0).fit(X, y)

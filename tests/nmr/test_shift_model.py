@@ -54,6 +54,32 @@ def test_fit_predict_save_load_roundtrip(tmp_path):
     np.testing.assert_allclose(mc.nmr.ShiftModel.load(buf).predict(frames[:3]), mean)
 
 
+def test_full_gp_mean_with_a_small_committee_saves_compressed(tmp_path):
+    # Every training environment a sparse point (the full GP) for the mean, the first 12
+    # for the committee: saving needs compress() and stores only the committee's
+    # environments; the loaded model predicts the same compressed mean and std.
+    frames, values = toy_data()
+    kw = dict(soap=SMALL_SOAP, n_committee=3, n_sparse_committee=12, regularizer=0.05)
+    model = mc.nmr.ShiftModel("H", n_sparse=10_000, **kw).fit(frames, values)
+    g = model.gpr_
+    assert len(g.weights_) == model.n_train_environments_ > 12  # every environment
+    assert g.committee_weights_.shape == (3, 12) and len(model.sparse_environments_) == 12
+    with pytest.raises(ValueError, match="compress"):
+        model.save(tmp_path / "h.npz")
+    exact = model.predict(frames[:3])
+    model.compress(1e-4)
+    mean, std = model.predict(frames[:3], return_std=True)
+    np.testing.assert_allclose(mean, exact, atol=2e-4)
+    model.save(tmp_path / "h.npz")
+    loaded = mc.nmr.ShiftModel.load(tmp_path / "h.npz")
+    assert len(loaded.gpr_.X_sparse_) == 12 and loaded.gpr_.weights_ is None
+    m2, s2 = loaded.predict(frames[:3], return_std=True)
+    np.testing.assert_allclose(m2, mean, rtol=1e-6)
+    np.testing.assert_allclose(s2, std, rtol=1e-6)
+    with pytest.raises(ValueError, match="committee's sparse points"):
+        loaded.compress(1e-3)
+
+
 def test_recalibrate_equals_fitting_with_that_calibration(tmp_path):
     frames, values = toy_data(20, seed=3)
     kw = dict(soap=SMALL_SOAP, n_sparse=20, n_committee=4, validation_fraction=0.25)

@@ -444,6 +444,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         subsample: float = 0.5,
         random_state: int | None = None,
         normalize_y: bool = False,
+        n_sparse_committee: int | None = None,
     ) -> None:
         self.kernel = kernel
         self.n_sparse = n_sparse
@@ -453,6 +454,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         self.subsample = subsample
         self.random_state = random_state
         self.normalize_y = normalize_y
+        self.n_sparse_committee = n_sparse_committee
 
     # -- helpers -------------------------------------------------------------------------
     def _kernel(self) -> Callable:
@@ -478,16 +480,30 @@ class SparseGPR(RegressorMixin, BaseEstimator):
             raise ValueError(f"regularizer must be a finite number > 0, got {self.regularizer!r}")
         if self.n_committee == 1 or self.n_committee < 0:
             raise ValueError(f"n_committee must be 0 or >= 2, got {self.n_committee!r}")
+        nsc = self.n_sparse_committee
+        if nsc is not None and not (isinstance(nsc, (int, np.integer)) and nsc >= 1):
+            raise ValueError(f"n_sparse_committee must be None or an integer >= 1, got {nsc!r}")
         if not 0 < self.subsample <= 1:
             raise ValueError(f"subsample must be in (0, 1], got {self.subsample!r}")
 
+    def _committee_size(self, m: int) -> int:
+        """How many of the ``m`` sparse points (the first ones) the committee uses."""
+        return m if self.n_sparse_committee is None else min(int(self.n_sparse_committee), m)
+
     def _select(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Sparse rows, most informative first (so that a prefix serves the committee)."""
         if not isinstance(self.selection, str):
             return np.asarray(self.selection, dtype=np.int64)
-        if self.selection == "random":
-            return np.sort(rng.choice(len(X), self.n_sparse, replace=False))
+        if self.selection == "random":  # in random order: every prefix is a random subset
+            return rng.choice(len(X), self.n_sparse, replace=False).astype(np.int64)
         if self.selection == "cur":
             return cur_selection(X, self.n_sparse, random_state=int(rng.integers(2**31)))
+        mc = self._committee_size(self.n_sparse)
+        if self.n_sparse == len(X) and mc < self.n_sparse:
+            # Every row is a sparse point: only the committee's prefix needs the FPS order
+            # (a greedy FPS of n_sparse rows starts with the FPS of its first mc rows).
+            head = farthest_point_sampling(X, mc, self._kernel(), start=0)
+            return np.concatenate([head, np.setdiff1d(np.arange(len(X)), head)])
         return farthest_point_sampling(X, self.n_sparse, self._kernel(), start=0)
 
     # -- fitting -------------------------------------------------------------------------
@@ -523,11 +539,19 @@ class SparseGPR(RegressorMixin, BaseEstimator):
 
         idx = self._select(X_, rng)
         Xm = np.ascontiguousarray(X_[idx])
-        Kmm = np.asarray(kernel(Xm), dtype=np.float64)
-        Kmm = 0.5 * (Kmm + Kmm.T)
         m = len(idx)
+        mc = self._committee_size(m)
+        # Every training row a sparse point: the projected process is the full GP, solved
+        # as (K + σ² I) w = y - ȳ (the same weights as (σ² K + K²) w = K (y - ȳ), without
+        # squaring the condition number or the K² product).
+        exact = m == n
+        _core.check_allocation((4 if exact else 5) * m * m, 8, "SparseGPR.fit")
+        Kmm = np.asarray(kernel(Xm), dtype=np.float64)
+        Kmm += Kmm.T
+        Kmm *= 0.5
 
-        # Model 0 sees every row (it gives the mean); committee members see subsamples.
+        # Model 0 sees every row (it gives the mean); committee members see subsamples
+        # and use the first ``mc`` sparse points.
         n_models = 1 + self.n_committee
         masks = np.ones((n_models, n), dtype=bool)
         if self.n_committee:
@@ -540,27 +564,51 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         y_ = y_ / y_scale
         y_mean = np.array([y_[mask].mean() for mask in masks])
 
-        # Accumulate K_MN K_NM and K_MN (y - ȳ) per model over blocks of rows.
-        KtK = np.zeros((n_models, m, m))
-        Kty = np.zeros((n_models, m))
-        for start in range(0, n, _BLOCK_ROWS):
-            stop = min(n, start + _BLOCK_ROWS)
-            Knm = np.asarray(kernel(X_[start:stop], Xm), dtype=np.float64)
+        # Accumulate K_MN K_NM and K_MN (y - ȳ) per model over blocks of rows (with
+        # ``exact``, K_NM is K_MM with its rows in sparse order: no kernel to evaluate).
+        sizes = [m] + [mc] * self.n_committee
+        KtK = [None if exact and k == 0 else np.zeros((sizes[k],) * 2) for k in range(n_models)]
+        Kty = [np.zeros(size) for size in sizes]
+        rows = range(0, m if exact else n, _BLOCK_ROWS)
+        for start in rows:
+            stop = min(m if exact else n, start + _BLOCK_ROWS)
+            if exact:
+                Knm, r = Kmm[start:stop], idx[start:stop]
+            else:
+                Knm = np.asarray(kernel(X_[start:stop], Xm), dtype=np.float64)
+                r = np.arange(start, stop)
             for k in range(n_models):
-                mk = masks[k, start:stop]
+                mk = masks[k, r]
                 Kb = Knm if mk.all() else Knm[mk]
-                _add_gram(KtK[k], Kb)
-                Kty[k] += Kb.T @ (y_[start:stop][mk] - y_mean[k])
+                Kb = Kb[:, : sizes[k]]
+                if KtK[k] is not None:
+                    _add_gram(KtK[k], Kb)
+                Kty[k] += Kb.T @ (y_[r][mk] - y_mean[k])
 
         sigma2 = float(self.regularizer) ** 2
-        self.L_mm_ = _cholesky(Kmm, "K_MM")
-        weights = np.empty((n_models, m))
-        chol_a = []
+        weights = []
         for k in range(n_models):
-            A = sigma2 * Kmm + KtK[k]
-            L = _cholesky(0.5 * (A + A.T), "sigma^2 K_MM + K_MN K_NM")
-            weights[k] = scipy.linalg.cho_solve((L, True), Kty[k])
-            chol_a.append(L)
+            if KtK[k] is None:  # exact: (K + σ² I) w = y - ȳ
+                A = Kmm.copy()
+                A[np.diag_indices_from(A)] += sigma2
+                rhs = y_[idx] - y_mean[0]
+                what = "K + sigma^2 I"
+            else:
+                A = KtK[k]
+                A += sigma2 * Kmm[: sizes[k], : sizes[k]]
+                A += A.T
+                A *= 0.5
+                rhs, what = Kty[k], "sigma^2 K_MM + K_MN K_NM"
+            KtK[k] = None
+            L = _cholesky(A, what)
+            del A
+            weights.append(scipy.linalg.cho_solve((L, True), rhs))
+            if k == 0 and not self.n_committee:  # the GP variance needs the factors
+                self.L_a_ = L
+                self.L_mm_ = None if exact else _cholesky(Kmm, "K_MM")
+            del L
+        for name in ("L_a_", "L_mm_") if self.n_committee else ():
+            self.__dict__.pop(name, None)
 
         for name in ("mean_basis_", "mean_eigenvalues_", "mean_error_bound_", "mean_error_sparse_"):
             self.__dict__.pop(name, None)  # a refit invalidates an earlier compress()
@@ -570,9 +618,9 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         self.weights_ = weights[0]
         self.y_mean_ = float(y_mean[0])
         self.y_scale_ = y_scale
-        self.L_a_ = chol_a[0]
+        self.n_committee_sparse_ = mc
         if self.n_committee:
-            self.committee_weights_ = weights[1:]
+            self.committee_weights_ = np.array(weights[1:])
             self.committee_y_mean_ = y_mean[1:]
         self.alpha_, self.beta_ = 1.0, 0.0
         return self
@@ -675,19 +723,26 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         self.regularizer_scores_ = scores
         return self
 
-    def _sparse_kernel(self, X: np.ndarray) -> np.ndarray:
-        """k(X, X_sparse_) (n, M). Kernels with ``prepare``/``cross`` get the sparse points
-        prepared once (contiguous blocks and row scales, cached until they change), so
-        repeated small predictions cost one GEMM each."""
+    def _n_committee_sparse(self) -> int:
+        return int(self.__dict__.get("n_committee_sparse_", len(self.X_sparse_)))
+
+    def _sparse_kernel(self, X: np.ndarray, n: int | None = None) -> np.ndarray:
+        """k(X, X_sparse_[:n]) (len(X), n; all M sparse points for None). Kernels with
+        ``prepare``/``cross`` get the sparse points prepared once (contiguous blocks and
+        row scales, cached until they change), so repeated small predictions cost one
+        GEMM each."""
         kernel = self._kernel()
+        Y = self.X_sparse_ if n is None or n >= len(self.X_sparse_) else self.X_sparse_[:n]
         if not (hasattr(kernel, "prepare") and hasattr(kernel, "cross")):
-            return kernel(X, self.X_sparse_)
+            return kernel(X, Y)
         key = (id(kernel), id(self.X_sparse_), self.X_sparse_.shape, self.X_sparse_.dtype)
         cache = self.__dict__.get("_sparse_prepared")
         if cache is None or cache[0] != key:
-            cache = (key, kernel.prepare(self.X_sparse_))
+            cache = (key, {})
             self.__dict__["_sparse_prepared"] = cache
-        return kernel.cross(X, cache[1])
+        if len(Y) not in cache[1]:
+            cache[1][len(Y)] = kernel.prepare(Y)
+        return kernel.cross(X, cache[1][len(Y)])
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
@@ -746,6 +801,11 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         True
         """
         check_is_fitted(self, "weights_")
+        if self.weights_ is None or len(self.weights_) != len(self.X_sparse_):
+            raise ValueError(
+                "this SparseGPR keeps only its committee's sparse points (a compressed model "
+                "loaded from a file): the exact mean it would compress from is not stored"
+            )
         kernel = self._kernel()
         if isinstance(kernel, MultiPolynomialKernel):
             offsets, block_w = kernel._offsets, kernel.weights
@@ -834,7 +894,8 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         out = np.empty((len(self.committee_weights_), len(X_)))
         for start in range(0, len(X_), _BLOCK_ROWS):
             stop = min(len(X_), start + _BLOCK_ROWS)
-            Kxm = np.asarray(self._sparse_kernel(X_[start:stop]), dtype=np.float64)
+            Kxm = self._sparse_kernel(X_[start:stop], self._n_committee_sparse())
+            Kxm = np.asarray(Kxm, dtype=np.float64)
             out[:, start:stop] = self.committee_weights_ @ Kxm.T + self.committee_y_mean_[:, None]
         return out * getattr(self, "y_scale_", 1.0)
 
@@ -866,21 +927,28 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         kernel = self._kernel()
         sigma2 = float(self.regularizer) ** 2
         compressed = self.__dict__.get("mean_basis_") is not None
+        # With a compressed mean a committee needs only its own sparse points' kernel.
+        n_kernel = self._n_committee_sparse() if compressed and committee else None
         starts = range(0, len(X_), _BLOCK_ROWS) if (return_std or not compressed) else ()
         for start in starts:  # the kernel against the sparse points, unless not needed
             stop = min(len(X_), start + _BLOCK_ROWS)
-            Kxm = np.asarray(self._sparse_kernel(X_[start:stop]), dtype=np.float64)
-            mean[start:stop] = Kxm @ self.weights_ + self.y_mean_
+            Kxm = np.asarray(self._sparse_kernel(X_[start:stop], n_kernel), dtype=np.float64)
+            if not compressed:
+                mean[start:stop] = Kxm @ self.weights_ + self.y_mean_
             if committee:
-                preds = self.committee_weights_ @ Kxm.T + self.committee_y_mean_[:, None]
+                Kc = Kxm[:, : self._n_committee_sparse()]
+                preds = self.committee_weights_ @ Kc.T + self.committee_y_mean_[:, None]
                 var[start:stop] = preds.var(axis=0, ddof=1)
             elif var is not None:
-                q = scipy.linalg.solve_triangular(self.L_mm_, Kxm.T, lower=True)
                 s = scipy.linalg.solve_triangular(self.L_a_, Kxm.T, lower=True)
                 kxx = _kernel_diag(kernel, X_[start:stop])
-                var[start:stop] = (
-                    kxx - np.sum(q * q, axis=0) + sigma2 * np.sum(s * s, axis=0) + sigma2
-                )
+                if self.L_mm_ is None:  # every training row a sparse point: the full GP
+                    var[start:stop] = kxx - np.sum(s * s, axis=0) + sigma2
+                else:
+                    q = scipy.linalg.solve_triangular(self.L_mm_, Kxm.T, lower=True)
+                    var[start:stop] = (
+                        kxx - np.sum(q * q, axis=0) + sigma2 * np.sum(s * s, axis=0) + sigma2
+                    )
         scale = getattr(self, "y_scale_", 1.0)
         mean *= scale
         if compressed:

@@ -67,6 +67,12 @@ class ShiftModel:
         standardised targets); default 0.15.
     n_committee : int, default 8
         Committee size for the uncertainty (0: the GP's own variance).
+    n_sparse_committee : int, optional
+        Sparse points of the committee (the first ones of the selection); default: all.
+        With a large ``n_sparse`` (up to every training environment, the full GP) the
+        mean is more accurate while the committee's spread stays cheap to evaluate; such
+        a model must be :meth:`compress`-ed before :meth:`save`, which then stores only
+        the committee's sparse environments.
     subsample : float, default 0.5
         Fraction of training environments each committee member sees.
     validation_fraction : float, default 0.1
@@ -100,6 +106,7 @@ class ShiftModel:
         validation_fraction: float = 0.1,
         calibration: str = "coverage",
         random_state: int = 0,
+        n_sparse_committee: int | None = None,
     ) -> None:
         self.element = element
         self.z_ = _atomic_number(element)
@@ -113,6 +120,7 @@ class ShiftModel:
         self.selection = selection
         self.regularizer = regularizer
         self.n_committee = n_committee
+        self.n_sparse_committee = n_sparse_committee
         self.subsample = subsample
         self.validation_fraction = validation_fraction
         self.calibration = calibration
@@ -238,11 +246,16 @@ class ShiftModel:
             subsample=self.subsample,
             random_state=self.random_state,
             normalize_y=True,
+            n_sparse_committee=self.n_sparse_committee,
         ).fit(X, y)
         if len(val):
             self._calibrate(frames, targets, val, self.calibration)
+        # What save() stores: every sparse environment, or the committee's only (the mean
+        # of such a model is saved in its compressed form).
+        g = self.gpr_
+        n_env = g.n_committee_sparse_ if g.n_committee else len(g.sparse_indices_)
         self.sparse_environments_ = _environments(
-            train_frames, samples[self.gpr_.sparse_indices_, :2], max(self._cutoffs())
+            train_frames, samples[g.sparse_indices_[:n_env], :2], max(self._cutoffs())
         )
         self.n_train_environments_ = len(X)
         return self
@@ -317,6 +330,14 @@ class ShiftModel:
         if not self.gpr_.n_committee:
             raise ValueError("only ShiftModels with a committee (n_committee >= 2) can be saved")
         g = self.gpr_
+        compressed = g.__dict__.get("mean_basis_") is not None
+        n_env = len(self.sparse_environments_)
+        if n_env < len(g.X_sparse_) and not compressed:
+            raise ValueError(
+                f"this model's mean uses {len(g.X_sparse_)} sparse points and its committee "
+                f"{n_env}: compress() it before saving (only the committee's sparse "
+                "environments and the compressed mean are stored)"
+            )
         config = {
             "format": _FORMAT,
             "element": int(self.z_),
@@ -333,8 +354,11 @@ class ShiftModel:
             "beta": float(g.beta_),
             "calibration": self.calibration,
             "n_train_environments": int(self.n_train_environments_),
+            "n_sparse_mean": len(g.X_sparse_),
         }
         extra = {}
+        if n_env == len(g.X_sparse_):  # the exact mean can be recomputed after loading
+            extra["weights"] = np.asarray(g.weights_, dtype=np.float64)
         if g.__dict__.get("mean_basis_") is not None:
             config["mean_error_bound"] = float(g.mean_error_bound_)
             config["mean_error_sparse"] = float(g.mean_error_sparse_)
@@ -352,7 +376,6 @@ class ShiftModel:
                 ),
                 env_positions=np.concatenate([a.positions for a in self.sparse_environments_]),
                 features_check=g.X_sparse_[:_N_CHECK].astype(np.float64),
-                weights=np.asarray(g.weights_, dtype=np.float64),
                 y_mean=np.float64(g.y_mean_),
                 committee_weights=np.asarray(g.committee_weights_, dtype=np.float64),
                 committee_y_mean=np.asarray(g.committee_y_mean_, dtype=np.float64),
@@ -378,7 +401,7 @@ class ShiftModel:
             numbers = data["env_numbers"]
             positions = data["env_positions"]
             check = data["features_check"]
-            weights = data["weights"]
+            weights = data["weights"] if "weights" in data.files else None
             y_mean = float(data["y_mean"])
             c_weights = data["committee_weights"]
             c_y_mean = data["committee_y_mean"]
@@ -418,6 +441,7 @@ class ShiftModel:
         g.X_sparse_ = X_sparse
         g.n_features_in_ = X_sparse.shape[1]
         g.weights_, g.y_mean_ = weights, y_mean
+        g.n_committee_sparse_ = len(X_sparse)
         g.committee_weights_, g.committee_y_mean_ = c_weights, c_y_mean
         g.y_scale_ = config["y_scale"]
         g.normalize_y = True
