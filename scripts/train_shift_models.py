@@ -83,6 +83,13 @@ def main() -> None:
     )
     p.add_argument("--selection", default="fps")
     p.add_argument(
+        "--calibration-folds",
+        type=int,
+        default=0,
+        help="k-fold cross-validated calibration over the training structures "
+        "(0: calibrate on 10 %% held out)",
+    )
+    p.add_argument(
         "--regularizer",
         type=float,
         default=0.15,
@@ -162,6 +169,7 @@ def main() -> None:
             n_sparse=args.n_sparse,
             n_committee=args.n_committee,
             n_sparse_committee=args.n_sparse_committee,
+            calibration_folds=args.calibration_folds,
             selection=args.selection,
             regularizer=args.regularizer,
             calibration=args.calibration,

@@ -452,3 +452,22 @@ def test_every_row_sparse_is_the_full_gp_with_a_committee():
     )
     with pytest.raises(ValueError, match="n_sparse_committee"):
         mc.gp.SparseGPR(n_sparse=20, n_sparse_committee=0).fit(X, y)
+
+
+def test_calibrate_errors_equals_calibrate():
+    X = np.random.default_rng(0).random((200, 6)) + 0.1
+    y = np.sin(3 * X[:, 0]) + X[:, 1]
+    g = mc.gp.SparseGPR(n_sparse=30, regularizer=0.05, n_committee=4, random_state=0)
+    g.fit(X[:150], y[:150])
+    for method in ("musil", "ml", "affine", "coverage"):
+        a = (g.calibrate(X[150:], y[150:], method).alpha_, g.beta_)
+        g.alpha_, g.beta_ = 1.0, 0.0
+        mean, std = g.predict(X[150:], return_std=True)
+        g.calibrate_errors(mean - y[150:], std, method)
+        assert (g.alpha_, g.beta_) == a
+    with pytest.raises(ValueError, match="same length"):
+        g.calibrate_errors(np.zeros(3), np.ones(4))
+    with pytest.raises(ValueError, match="finite"):
+        g.calibrate_errors(np.array([np.nan]), np.ones(1))
+    with pytest.raises(ValueError, match="method"):
+        g.calibrate_errors(np.zeros(3), np.ones(3), "bogus")

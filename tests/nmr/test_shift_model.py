@@ -80,6 +80,37 @@ def test_full_gp_mean_with_a_small_committee_saves_compressed(tmp_path):
         loaded.compress(1e-3)
 
 
+def test_cross_validated_calibration(tmp_path):
+    # calibration_folds=k: every structure is predicted by a model fitted on the other
+    # folds (checked against fitting those folds by hand), the calibration is fitted on
+    # the pooled errors/spreads, and the mean on every structure.
+    frames, values = toy_data(16)
+    kw = dict(soap=SMALL_SOAP, n_sparse=24, n_committee=3, regularizer=0.05)
+    model = mc.nmr.ShiftModel("H", calibration_folds=4, **kw).fit(frames, values)
+    X = model.features(frames)
+    structure = model.soap_.samples_[:, 0]
+    y = np.concatenate([v[f.numbers == 1] for f, v in zip(frames, values)])
+    assert model.n_train_environments_ == len(X)
+    fold = np.empty(16, dtype=int)
+    fold[np.random.default_rng(0).permutation(16)] = np.arange(16) % 4
+    for f in range(4):
+        out = fold[structure] == f
+        g = model._new_gpr(X[~out]).fit(X[~out], y[~out])
+        np.testing.assert_allclose(model.cv_errors_[out], g.predict(X[out]) - y[out], atol=1e-9)
+        sd = g._committee_predictions(X[out]).std(axis=0, ddof=1)
+        np.testing.assert_allclose(model.cv_std_[out], sd, rtol=1e-9)
+    ref = model._new_gpr(X).fit(X, y).calibrate_errors(model.cv_errors_, model.cv_std_, "coverage")
+    assert (model.gpr_.alpha_, model.gpr_.beta_) == (ref.alpha_, ref.beta_)
+    np.testing.assert_allclose(model.predict(frames), ref.predict(X), rtol=1e-12)
+
+    model.save(tmp_path / "cv.npz")
+    loaded = mc.nmr.ShiftModel.load(tmp_path / "cv.npz").recalibrate(frames, values, "musil")
+    model.recalibrate(frames, values, "musil")
+    assert loaded.gpr_.alpha_ == model.gpr_.alpha_ and loaded.calibration == "musil"
+    with pytest.raises(ValueError, match="calibration_folds"):
+        mc.nmr.ShiftModel("H", calibration_folds=1, **kw).fit(frames, values)
+
+
 def test_recalibrate_equals_fitting_with_that_calibration(tmp_path):
     frames, values = toy_data(20, seed=3)
     kw = dict(soap=SMALL_SOAP, n_sparse=20, n_committee=4, validation_fraction=0.25)

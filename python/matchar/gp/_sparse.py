@@ -369,6 +369,11 @@ def _coverage_calibration(err: np.ndarray, sigma: np.ndarray, n_beta: int = 201)
     return alpha, best[2]
 
 
+def _check_calibration_method(method: str) -> None:
+    if method not in ("musil", "ml", "affine", "coverage"):
+        raise ValueError(f"method must be 'musil', 'ml', 'affine' or 'coverage', got {method!r}")
+
+
 class SparseGPR(RegressorMixin, BaseEstimator):
     """Sparse GP regression (projected process) with calibrated committee uncertainty.
 
@@ -990,20 +995,47 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         -------
         self
         """
-        if method not in ("musil", "ml", "affine", "coverage"):
-            raise ValueError(
-                f"method must be 'musil', 'ml', 'affine' or 'coverage', got {method!r}"
-            )
+        _check_calibration_method(method)
         X_ = self._check_X(X)
         y_ = np.asarray(y, dtype=np.float64)
         if y_.shape != (len(X_),) or not np.isfinite(y_).all():
             raise ValueError("y must be finite, with one value per row of X")
         self.alpha_, self.beta_ = 1.0, 0.0
         mean, std = self.predict(X_, return_std=True)
-        var = np.maximum(std**2, np.finfo(np.float64).tiny)
-        err2 = (mean - y_) ** 2
+        return self.calibrate_errors(mean - y_, std, method)
+
+    def calibrate_errors(
+        self, errors: ArrayLike, std: ArrayLike, method: str = "musil"
+    ) -> SparseGPR:
+        """Fit the calibration from errors and *uncalibrated* standard deviations measured
+        elsewhere, e.g. pooled over the folds of a cross-validation (each fold's model
+        predicting the rows it did not see).
+
+        Parameters
+        ----------
+        errors : array_like, shape (n,)
+            Prediction minus truth, target units.
+        std : array_like, shape (n,)
+            Uncalibrated predicted standard deviations (α = 1, β = 0), target units.
+        method : {"musil", "ml", "affine", "coverage"}, default "musil"
+            As for :meth:`calibrate`.
+
+        Returns
+        -------
+        self
+        """
+        _check_calibration_method(method)
+        err = np.asarray(errors, dtype=np.float64)
+        sd = np.asarray(std, dtype=np.float64)
+        if err.ndim != 1 or sd.shape != err.shape or len(err) == 0:
+            raise ValueError("errors and std must be non-empty 1-D arrays of the same length")
+        if not (np.isfinite(err).all() and np.isfinite(sd).all()) or (sd < 0).any():
+            raise ValueError("errors and std must be finite, std >= 0")
+        var = np.maximum(sd**2, np.finfo(np.float64).tiny)
+        err2 = err**2
         ratio = float(np.mean(err2 / var))
         eps = np.finfo(np.float64).eps
+        self.alpha_, self.beta_ = 1.0, 0.0
         if method == "musil" and self.n_committee:
             nc = self.n_committee
             self.alpha_ = float(np.sqrt(max(-1.0 / nc + (nc - 3.0) / (nc - 1.0) * ratio, eps)))
