@@ -198,18 +198,21 @@ def test_pretrained_h_meets_the_shiftml_class_targets(shared_data):
     assert abs(within2 - 0.95) <= 0.03
 
 
-def test_pretrained_c_regression(shared_data):
-    # What the shipped 13C model reaches (docs/nmr.md): RMSE 5.47 ppm, 0.740 / 0.944.
+def test_pretrained_c_meets_the_rmse_target(shared_data):
+    # Issue 9: 13C RMSE <= 5.0 ppm on the 100 held-out structures (shipped: 4.86 ppm, the
+    # full-GP mean; docs/nmr.md), 2 sigma coverage 0.95 +- 0.03 (0.944); 1 sigma: 0.732.
     rmse, within1, within2 = _held_out_errors(shared_data, "C")
-    assert rmse <= 5.55
-    assert abs(within1 - 0.68) <= 0.07
+    assert rmse <= 5.0
+    assert abs(within1 - 0.68) <= 0.06
     assert abs(within2 - 0.95) <= 0.03
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 target not met: 13C RMSE 5.47 ppm > 5.0")
-def test_pretrained_c_meets_the_issue_target(shared_data):
-    rmse, within1, _ = _held_out_errors(shared_data, "C")
-    assert rmse <= 5.0 and abs(within1 - 0.68) <= 0.05
+@pytest.mark.xfail(
+    strict=True, reason="issue 9 target not met: 13C within 1 sigma 0.732, outside 0.68 +- 0.05"
+)
+def test_pretrained_c_meets_the_calibration_target(shared_data):
+    _, within1, _ = _held_out_errors(shared_data, "C")
+    assert abs(within1 - 0.68) <= 0.05
 
 
 def test_rank_candidates_end_to_end():
@@ -246,6 +249,13 @@ def test_shipped_models_are_compressed_and_agree_with_the_exact_mean(element, to
     model = mc.nmr.ShiftModel.pretrained(element)
     g = model.gpr_
     assert g.mean_error_sparse_ <= tol
+    if g.weights_ is None:
+        # A full-GP mean (every training environment a sparse point) ships only in its
+        # compressed form, with the committee's sparse environments: nothing exact to
+        # compare with here (its held-out accuracy is tested above).
+        assert model.n_train_environments_ > len(g.X_sparse_) == g.committee_weights_.shape[1]
+        assert sum(V.shape[1] for V in g.mean_basis_) < model.n_train_environments_
+        return
     assert sum(V.shape[1] for V in g.mean_basis_) < len(g.X_sparse_)  # cheaper than M
     exact = copy.copy(g)
     for name in ("mean_basis_", "mean_eigenvalues_", "mean_error_bound_", "mean_error_sparse_"):
