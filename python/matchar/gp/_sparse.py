@@ -414,6 +414,11 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         Fit on targets divided by their standard deviation (the GP's prior signal
         variance then is the targets' variance): ``regularizer`` becomes the noise
         relative to the target spread, the same for targets in ppm or in %.
+    n_sparse_committee : int, optional
+        Committee members use only the first this many sparse points (the selection is
+        ordered: FPS's first ones are the FPS of that many points, random selection is in
+        random order); default: all. Lets the mean use many more sparse points — with
+        ``n_sparse`` equal to the number of rows, the full GP — at no cost to the spread.
 
     Attributes
     ----------
@@ -423,7 +428,9 @@ class SparseGPR(RegressorMixin, BaseEstimator):
     weights_ : (M,)
         Weights of the model fitted on every training row (it gives the mean).
     y_mean_ : float
-    committee_weights_ : (n_committee, M), committee_y_mean_ : (n_committee,)
+    n_committee_sparse_ : int
+        m_c, the sparse points the committee uses (the first ones).
+    committee_weights_ : (n_committee, m_c), committee_y_mean_ : (n_committee,)
         Committee members (only with ``n_committee >= 2``; they give the spread).
     alpha_, beta_ : float
         Calibration ``σ' = sqrt(α² σ² + β²)`` (1 and 0 until :meth:`calibrate`).
@@ -550,7 +557,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         # as (K + σ² I) w = y - ȳ (the same weights as (σ² K + K²) w = K (y - ȳ), without
         # squaring the condition number or the K² product).
         exact = m == n
-        _core.check_allocation((4 if exact else 5) * m * m, 8, "SparseGPR.fit")
+        _core.check_allocation((3 if exact else 5) * m * m, 8, "SparseGPR.fit")
         Kmm = np.asarray(kernel(Xm), dtype=np.float64)
         Kmm += Kmm.T
         Kmm *= 0.5
@@ -593,20 +600,21 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         sigma2 = float(self.regularizer) ** 2
         weights = []
         for k in range(n_models):
-            if KtK[k] is None:  # exact: (K + σ² I) w = y - ȳ
-                A = Kmm.copy()
-                A[np.diag_indices_from(A)] += sigma2
+            if KtK[k] is None:  # exact: (K + σ² I) w = y - ȳ, σ² added to K_MM's diagonal
+                diag = np.diag_indices_from(Kmm)  # for the factorisation only (no M² copy)
+                Kmm[diag] += sigma2
+                L = _cholesky(Kmm, "K + sigma^2 I")
+                Kmm[diag] -= sigma2
                 rhs = y_[idx] - y_mean[0]
-                what = "K + sigma^2 I"
             else:
                 A = KtK[k]
                 A += sigma2 * Kmm[: sizes[k], : sizes[k]]
                 A += A.T
                 A *= 0.5
-                rhs, what = Kty[k], "sigma^2 K_MM + K_MN K_NM"
-            KtK[k] = None
-            L = _cholesky(A, what)
-            del A
+                KtK[k] = None
+                L = _cholesky(A, "sigma^2 K_MM + K_MN K_NM")
+                del A
+                rhs = Kty[k]
             weights.append(scipy.linalg.cho_solve((L, True), rhs))
             if k == 0 and not self.n_committee:  # the GP variance needs the factors
                 self.L_a_ = L
