@@ -193,7 +193,9 @@ class ShiftModel:
         Pass the same ``frames`` and ``shieldings`` as to :meth:`fit` (and keep
         ``random_state`` and ``validation_fraction``): the held-out structures are drawn
         the same way, so the result equals a :meth:`fit` with ``calibration=method``,
-        without refitting the GP.
+        without refitting the GP. A model fitted with ``calibration_folds`` refits from
+        its saved cross-validation errors and spreads (``frames`` and ``shieldings`` are
+        then not used).
 
         Parameters
         ----------
