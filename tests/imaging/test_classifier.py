@@ -60,6 +60,92 @@ def test_summary_math_against_numpy(clf):
     np.testing.assert_allclose(s2["uncertainty"], 0.0, atol=1e-6)
 
 
+def test_lattice_prior_against_numpy(clf):
+    """The known-lattice-constant reweighting against a direct NumPy reference: one value,
+    a range, a per-prototype dict (prototypes left out get probability 0)."""
+    rng = np.random.default_rng(1)
+    n, t, c = 6, 16, 12
+    logits = rng.normal(size=(n, t, c)) * 2
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    loga = np.log(rng.uniform(2.5, 5.5, (n, t, c)))
+    rot = np.zeros((n, t, c, 2))
+    rot[..., 0] = 1.0
+    out = {"probs_mc": p.astype(np.float32), "log_a": loga.astype(np.float32), "rot": rot}
+    protos = [clf._protos[i] for i in range(c)]
+    tol = 0.07
+
+    def reference(lo, hi):  # (c,) bounds in Å, NaN = excluded
+        a = np.exp(loga.astype(np.float32).astype(np.float64))
+        d = np.where(a < lo, np.log(lo / a), np.where(a > hi, np.log(a / hi), 0.0))
+        w = np.where(np.isnan(lo), 0.0, np.exp(-0.5 * (d / tol) ** 2))
+        q = p.astype(np.float32).astype(np.float64) * w
+        return q / q.sum(-1, keepdims=True)
+
+    cases = [
+        (3.6, np.full(c, 3.6), np.full(c, 3.6)),
+        ((3.0, 4.2), np.full(c, 3.0), np.full(c, 4.2)),
+        (
+            {"fcc": 3.6, "hcp": (2.9, 3.3)},
+            np.array([3.6 if q == "fcc" else 2.9 if q == "hcp" else np.nan for q in protos]),
+            np.array([3.6 if q == "fcc" else 3.3 if q == "hcp" else np.nan for q in protos]),
+        ),
+    ]
+    for known, lo, hi in cases:
+        with np.errstate(invalid="ignore"):
+            ref = reference(lo, hi)
+        s = clf._summarize(out, clf._prior(known, tol))
+        np.testing.assert_allclose(s["probabilities"], ref.mean(1), rtol=1e-6, atol=1e-9)
+        np.testing.assert_array_equal(s["class"], ref.mean(1).argmax(-1))
+    excluded = [i for i, q in enumerate(protos) if q not in ("fcc", "hcp")]
+    assert np.all(s["probabilities"][:, excluded] == 0.0)
+    # a range holding every class's lattice constant changes nothing
+    s0 = clf._summarize(out)
+    s1 = clf._summarize(out, clf._prior((1.0, 10.0), tol))
+    np.testing.assert_allclose(s1["probabilities"], s0["probabilities"], rtol=1e-6)
+    np.testing.assert_allclose(s1["uncertainty"], s0["uncertainty"], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "proto, a", [("fcc", 3.61), ("bcc", 2.87), ("diamond", 5.43), ("bcc", 3.30)]
+)
+def test_known_lattice_constant_separates_look_alikes(clf, proto, a):
+    # fcc, bcc and diamond [100] are the same square column pattern up to scale: the
+    # image alone cannot tell them apart, the known lattice constant can.
+    img = mc.imaging.simulate_haadf(
+        proto, (1, 0, 0), a, rotation=10.0, shape=(96, 96), pixel_size=0.2, dose=2000, seed=3
+    )
+    p = clf.predict(img, 0.2, lattice_constant=a)
+    assert (p.prototype, p.zone_axis) == (proto, (1, 0, 0))
+    assert abs(p.lattice_constant / a - 1) < 0.05
+    # a two-phase prior (e.g. a duplex steel) picks the phase the image shows
+    q = clf.predict(img, 0.2, lattice_constant={proto: a, "hcp": (2.5, 3.3)})
+    assert q.prototype == proto
+    m = clf.classify_map(img, 0.2, stride=32, lattice_constant=a)
+    assert np.all(m.prototype == proto)
+
+
+def test_known_lattice_constant_bad_input(clf):
+    img = mc.imaging.simulate_haadf("fcc", (1, 1, 0), 4.0, shape=(80, 80), pixel_size=0.2)
+    for bad, exc in [
+        (-1.0, ValueError),
+        (float("nan"), ValueError),
+        ((4.0, 3.0), ValueError),
+        ((1.0, 2.0, 3.0), TypeError),
+        ("fcc", TypeError),
+        ({}, ValueError),
+        ({"bct": 3.0}, ValueError),
+        ({"fcc": "x"}, TypeError),
+    ]:
+        with pytest.raises(exc, match="lattice_constant"):
+            clf.predict(img, 0.2, lattice_constant=bad)
+    for tol in (0.0, -0.1, float("inf"), 2.0):
+        with pytest.raises(ValueError, match="lattice_tolerance"):
+            clf.predict(img, 0.2, lattice_constant=4.0, lattice_tolerance=tol)
+    with pytest.warns(UserWarning, match="no class's predicted lattice constant"):
+        p = clf.predict(img, 0.2, lattice_constant=40.0)
+    assert np.isclose(p.probabilities.sum(), 1.0)
+
+
 def test_features_shapes_and_invariance():
     rng = np.random.default_rng(1)
     x = rng.random((3, MODEL_WINDOW, MODEL_WINDOW))

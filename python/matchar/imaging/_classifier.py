@@ -286,6 +286,89 @@ def _resample(img: np.ndarray, pixel_size: float) -> np.ndarray:
     return scipy.ndimage.zoom(x, zoom, order=1, prefilter=False, grid_mode=False)
 
 
+#: Default relative tolerance of a known lattice constant (``lattice_tolerance``).
+LATTICE_TOLERANCE = 0.05
+
+
+def _lattice_range(value: Any, name: str) -> tuple[float, float]:
+    """(lo, hi) in Å from a number or a (lo, hi) pair, validated."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        lo = hi = float(value)
+    elif isinstance(value, (tuple, list, np.ndarray)) and len(value) == 2:
+        try:
+            lo, hi = float(value[0]), float(value[1])
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must hold numbers (Å), got {value!r}") from exc
+    else:
+        raise TypeError(f"{name} must be a number or a (min, max) pair in Å, got {value!r}")
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+        raise ValueError(f"{name} must be finite and > 0 Å, with min <= max, got {value!r}")
+    return lo, hi
+
+
+def _lattice_prior(
+    lattice_constant: Any, tolerance: float, prototypes: list[str]
+) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Per-class bounds (log Å) of a known lattice constant, or None without one.
+
+    Classes of prototypes that a dict leaves out get empty bounds (NaN): excluded.
+    """
+    if lattice_constant is None:
+        return None
+    try:
+        tol = float(tolerance)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"lattice_tolerance must be a number, got {tolerance!r}") from exc
+    if not (math.isfinite(tol) and 0 < tol <= 1):
+        raise ValueError(f"lattice_tolerance must be in (0, 1] (relative), got {tolerance!r}")
+    n = len(prototypes)
+    lo, hi = np.full(n, np.nan), np.full(n, np.nan)
+    if isinstance(lattice_constant, dict):
+        unknown = sorted(set(map(str, lattice_constant)) - set(prototypes))
+        if unknown or not lattice_constant:
+            raise ValueError(
+                f"lattice_constant keys must be prototypes among {sorted(set(prototypes))}, "
+                f"got {sorted(map(str, lattice_constant))}"
+            )
+        for c, proto in enumerate(prototypes):
+            if proto in lattice_constant:
+                lo[c], hi[c] = _lattice_range(
+                    lattice_constant[proto], f"lattice_constant[{proto!r}]"
+                )
+    else:
+        lo[:], hi[:] = _lattice_range(lattice_constant, "lattice_constant")
+    return np.log(lo), np.log(hi), tol
+
+
+def _apply_lattice_prior(
+    probs_mc: np.ndarray, log_a: np.ndarray, prior: tuple[np.ndarray, np.ndarray, float]
+) -> np.ndarray:
+    """Class probabilities (N, T, C) reweighted by how well each class's predicted
+    lattice constant fits the known one: ``p_c exp(-d_c² / (2 tol²))``, ``d_c`` the
+    distance of ``log a_c`` from the known log range (0 inside), then renormalised."""
+    llo, lhi, tol = prior
+
+    def log_weight(la: np.ndarray) -> np.ndarray:  # NaN bounds (excluded classes): -inf
+        d = np.maximum(llo - la, 0.0) + np.maximum(la - lhi, 0.0)
+        return np.where(np.isnan(llo), -np.inf, -0.5 * np.square(d / tol))
+
+    la = np.asarray(log_a, dtype=np.float64)
+    logw = log_weight(la)
+    misfit = log_weight(la.mean(axis=1)).max(axis=-1) < -4.5  # no class within 3 tol
+    if misfit.any():
+        warnings.warn(
+            f"for {int(misfit.sum())} of {len(misfit)} windows/patterns no class's predicted "
+            "lattice constant is within 3 × lattice_tolerance of lattice_constant; they get "
+            "the class that fits it best",
+            UserWarning,
+            stacklevel=4,
+        )
+    lp = np.log(np.clip(probs_mc, 1e-30, None)) + logw
+    lp -= lp.max(axis=-1, keepdims=True)
+    p = np.exp(lp)
+    return p / p.sum(axis=-1, keepdims=True)
+
+
 class CrystalClassifier:
     """HAADF (or CBED) crystal classifier (ONNX network run with onnxruntime).
 
@@ -375,7 +458,15 @@ class CrystalClassifier:
             r = r[:, None, :]
         return p, la, np.broadcast_to(r.reshape(r.shape[0], r.shape[1], -1, 2), (*p.shape, 2))
 
-    def predict_patterns(self, patterns, pixel_size: float, batch_size: int = 1024) -> dict:
+    def predict_patterns(
+        self,
+        patterns,
+        pixel_size: float,
+        batch_size: int = 1024,
+        *,
+        lattice_constant: Any = None,
+        lattice_tolerance: float = LATTICE_TOLERANCE,
+    ) -> dict:
         """Run the CBED network on a stack of patterns (see :meth:`predict`).
 
         Parameters
@@ -387,6 +478,17 @@ class CrystalClassifier:
             Calibration in 1/Å per pixel.
         batch_size : int
             Patterns per onnxruntime call.
+        lattice_constant : float, (min, max) or dict, optional
+            What you know of the lattice constant, in Å (hcp: basal a): one value, a
+            range, or a dict per prototype (``{"fcc": 3.59, "bcc": 2.87}``; prototypes left
+            out are excluded). Each class's probability is multiplied by
+            ``exp(-d² / (2 lattice_tolerance²))``, ``d`` the relative distance of the
+            lattice constant the network reads for that class from the known one (0
+            within a range), and renormalised. This separates the classes whose column
+            patterns coincide up to scale (fcc/bcc/diamond [100], fcc/bcc [111], fcc [211]
+            / hcp [10-10]; docs/imaging_cnn.md), which no image alone can.
+        lattice_tolerance : float
+            Relative tolerance of ``lattice_constant`` (default 0.05).
 
         Returns
         -------
@@ -406,6 +508,7 @@ class CrystalClassifier:
         """
         clf = self._for("cbed")
         x, ps = _check_pattern(patterns, pixel_size, ndim=3)
+        prior = clf._prior(lattice_constant, lattice_tolerance)
         n = len(x)
         centers = np.array([cbed_center(v) for v in x]).reshape(n, 2)
         outs = []
@@ -421,7 +524,7 @@ class CrystalClassifier:
             "log_a": np.concatenate([o[1] for o in outs]),
             "rot": np.concatenate([o[2] for o in outs]),
         }
-        summary = clf._summarize(out)
+        summary = clf._summarize(out, prior)
         summary["center"] = centers
         return summary
 
@@ -475,8 +578,13 @@ class CrystalClassifier:
             "rot": np.concatenate(rot),
         }
 
-    def _summarize(self, out: dict) -> dict:
+    def _prior(self, lattice_constant: Any, lattice_tolerance: float):
+        return _lattice_prior(lattice_constant, lattice_tolerance, self._protos)
+
+    def _summarize(self, out: dict, prior: Any = None) -> dict:
         pm = out["probs_mc"].astype(np.float64)  # (N, T, C)
+        if prior is not None:
+            pm = _apply_lattice_prior(pm, out["log_a"], prior)
         mean = pm.mean(axis=1)
         ent = -np.sum(mean * np.log(np.clip(mean, 1e-12, None)), axis=-1)
         ent_t = -np.sum(pm * np.log(np.clip(pm, 1e-12, None)), axis=-1).mean(axis=1)
@@ -497,7 +605,15 @@ class CrystalClassifier:
         }
 
     # -- public API --------------------------------------------------------------
-    def predict(self, image, pixel_size: float, *, modality: str = "haadf") -> CrystalPrediction:
+    def predict(
+        self,
+        image,
+        pixel_size: float,
+        *,
+        modality: str = "haadf",
+        lattice_constant: Any = None,
+        lattice_tolerance: float = LATTICE_TOLERANCE,
+    ) -> CrystalPrediction:
         """Classify a whole image (windows of 16 Å pooled).
 
         Parameters
@@ -512,6 +628,17 @@ class CrystalClassifier:
         modality : {"haadf", "cbed"}
             Image or diffraction pattern; each is classified by the network trained on it
             (:meth:`default` of that modality).
+        lattice_constant : float, (min, max) or dict, optional
+            What you know of the lattice constant, in Å (hcp: basal a): one value, a
+            range, or a dict per prototype (``{"fcc": 3.59, "bcc": 2.87}``; prototypes left
+            out are excluded). Each class's probability is multiplied by
+            ``exp(-d² / (2 lattice_tolerance²))``, ``d`` the relative distance of the
+            lattice constant the network reads for that class from the known one (0
+            within a range), and renormalised. This separates the classes whose column
+            patterns coincide up to scale (fcc/bcc/diamond [100], fcc/bcc [111], fcc [211]
+            / hcp [10-10]; docs/imaging_cnn.md), which no image alone can.
+        lattice_tolerance : float
+            Relative tolerance of ``lattice_constant`` (default 0.05).
 
         Returns
         -------
@@ -525,10 +652,16 @@ class CrystalClassifier:
         >>> p = mc.imaging.CrystalClassifier.default().predict(img, 0.2)
         >>> p.prototype, p.zone_axis
         ('bcc', (1, 1, 1))
+        >>> sq = mc.imaging.simulate_haadf("fcc", (1, 0, 0), 3.61, shape=(96, 96),
+        ...     pixel_size=0.2, dose=2000, seed=3)   # Cu: a square pattern, like bcc [100]
+        >>> mc.imaging.CrystalClassifier.default().predict(sq, 0.2, lattice_constant=3.61
+        ...     ).prototype
+        'fcc'
         """
         img, ps = _check_image(image, pixel_size, modality)
+        prior_kw = dict(lattice_constant=lattice_constant, lattice_tolerance=lattice_tolerance)
         if modality == "cbed":
-            s = self.predict_patterns(img[None], ps)
+            s = self.predict_patterns(img[None], ps, **prior_kw)
             k = int(s["class"][0])
             clf = self._for("cbed")
             return CrystalPrediction(
@@ -540,12 +673,13 @@ class CrystalClassifier:
                 uncertainty=float(s["uncertainty"][0]),
             )
         if self.modality != "haadf":
-            return self._for("haadf").predict(img, ps)
+            return self._for("haadf").predict(img, ps, **prior_kw)
+        prior = self._prior(lattice_constant, lattice_tolerance)
         r = _resample(img, ps)
         windows = self._grid_windows(r, img.shape, MODEL_WINDOW, MODEL_WINDOW // 2)[0]
         out = self.predict_windows(windows.reshape(-1, MODEL_WINDOW, MODEL_WINDOW))
         pooled = {key: v.mean(axis=0, keepdims=True) for key, v in out.items()}
-        s = self._summarize(pooled)
+        s = self._summarize(pooled, prior)
         k = int(s["class"][0])
         return CrystalPrediction(
             prototype=self._protos[k],
@@ -580,13 +714,19 @@ class CrystalClassifier:
         *,
         modality: str = "haadf",
         batch_size: int = 2048,
+        lattice_constant: Any = None,
+        lattice_tolerance: float = LATTICE_TOLERANCE,
     ) -> CrystalMap:
         """Classify every window of a sliding grid (see :func:`classify_map`)."""
+        prior_kw = dict(lattice_constant=lattice_constant, lattice_tolerance=lattice_tolerance)
         if _check_modality(modality) == "cbed":
-            return self._cbed_map(image, pixel_size, window, stride, batch_size)
+            return self._cbed_map(image, pixel_size, window, stride, batch_size, **prior_kw)
         if self.modality != "haadf":
-            return self._for("haadf").classify_map(image, pixel_size, window, stride)
+            return self._for("haadf").classify_map(
+                image, pixel_size, window, stride, batch_size=batch_size, **prior_kw
+            )
         img, ps = _check_image(image, pixel_size, modality)
+        prior = self._prior(lattice_constant, lattice_tolerance)
         fov = MODEL_WINDOW * MODEL_PIXEL_SIZE / ps  # input pixels of one model window
         if window is None:
             window = round(fov)
@@ -633,7 +773,7 @@ class CrystalClassifier:
             win = view[flat_y[sl], flat_x[sl]]
             if wm < MODEL_WINDOW:
                 win = _pad_windows(win)
-            sm = self._summarize(self.predict_windows(win, batch_size))
+            sm = self._summarize(self.predict_windows(win, batch_size), prior)
             k[sl], prob[sl] = sm["class"], sm["probabilities"]
             lat[sl], rot[sl], unc[sl] = sm["lattice_constant"], sm["rotation"], sm["uncertainty"]
         k = k.reshape(n_r, n_c)
@@ -658,7 +798,9 @@ class CrystalClassifier:
             stride=stride,
         )
 
-    def _cbed_map(self, data, pixel_size, window, stride, batch_size) -> CrystalMap:
+    def _cbed_map(
+        self, data, pixel_size, window, stride, batch_size, **prior_kw: Any
+    ) -> CrystalMap:
         """Maps over the scan grid of a 4-D STEM data set (one CBED pattern per position)."""
         if window is not None or stride is not None:
             raise ValueError(
@@ -668,7 +810,9 @@ class CrystalClassifier:
         arr, ps = _check_pattern(data, pixel_size, ndim=4)
         n_r, n_c, h, w = arr.shape
         clf = self._for("cbed")
-        s = clf.predict_patterns(arr.reshape(n_r * n_c, h, w), ps, batch_size=batch_size)
+        s = clf.predict_patterns(
+            arr.reshape(n_r * n_c, h, w), ps, batch_size=batch_size, **prior_kw
+        )
         k = s["class"].reshape(n_r, n_c)
         zones = np.empty(len(clf._zones), dtype=object)
         for i, z in enumerate(clf._zones):
@@ -722,6 +866,8 @@ def classify_map(
     modality: str = "haadf",
     classifier: CrystalClassifier | None = None,
     batch_size: int = 2048,
+    lattice_constant: Any = None,
+    lattice_tolerance: float = LATTICE_TOLERANCE,
 ) -> CrystalMap:
     """Sliding-window crystal classification maps with uncertainty.
 
@@ -753,6 +899,17 @@ def classify_map(
         None = :meth:`CrystalClassifier.default`.
     batch_size : int
         Windows per network call (memory: about 50 kB per window).
+    lattice_constant : float, (min, max) or dict, optional
+        What you know of the lattice constant, in Å (hcp: basal a): one value, a
+        range, or a dict per prototype (``{"fcc": 3.59, "bcc": 2.87}``; prototypes left
+        out are excluded). Each class's probability is multiplied by
+        ``exp(-d² / (2 lattice_tolerance²))``, ``d`` the relative distance of the
+        lattice constant the network reads for that class from the known one (0
+        within a range), and renormalised. This separates the classes whose column
+        patterns coincide up to scale (fcc/bcc/diamond [100], fcc/bcc [111], fcc [211]
+        / hcp [10-10]; docs/imaging_cnn.md), which no image alone can.
+    lattice_tolerance : float
+        Relative tolerance of ``lattice_constant`` (default 0.05).
 
     Returns
     -------
@@ -770,5 +927,12 @@ def classify_map(
     """
     clf = CrystalClassifier.default() if classifier is None else classifier
     return clf.classify_map(
-        image, pixel_size, window, stride, modality=modality, batch_size=batch_size
+        image,
+        pixel_size,
+        window,
+        stride,
+        modality=modality,
+        batch_size=batch_size,
+        lattice_constant=lattice_constant,
+        lattice_tolerance=lattice_tolerance,
     )

@@ -201,7 +201,7 @@ class ShiftModel:
         ----------
         frames, shieldings
             As for :meth:`fit`.
-        method : {"affine", "musil", "ml", "coverage"}, optional
+        method : {"affine", "musil", "ml", "coverage", "band"}, optional
             Default: ``self.calibration``; stored as ``self.calibration``.
 
         Returns
