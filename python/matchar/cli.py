@@ -153,7 +153,8 @@ def _identify(args: argparse.Namespace) -> int:
     pixel_size = args.pixel_size if args.pixel_size is not None else file_pixel_size
     if pixel_size is None:
         raise ValueError(f"{args.image}: no pixel size in the file; pass --pixel-size (Å)")
-    p = mc.imaging.CrystalClassifier.default().predict(image, pixel_size)
+    known = _known_lattice(args.lattice_constant)
+    p = mc.imaging.CrystalClassifier.default().predict(image, pixel_size, lattice_constant=known)
     zone = "".join(str(v) for v in p.zone_axis)
     print(
         f"{p.prototype} [{zone}]  p={p.probabilities.max():.3f}  a={p.lattice_constant:.3f} Å  "
@@ -165,7 +166,7 @@ def _identify(args: argparse.Namespace) -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        m = mc.imaging.classify_map(image, pixel_size, stride=args.stride)
+        m = mc.imaging.classify_map(image, pixel_size, stride=args.stride, lattice_constant=known)
         out = _out_dir(args)
         np.savez(
             out / "crystal_map.npz",
@@ -182,6 +183,31 @@ def _identify(args: argparse.Namespace) -> int:
         plt.close(fig)
         print(f"{m.uncertainty.size} windows -> {out / 'crystal_map.npz'}")
     return 0
+
+
+def _known_lattice(values: list[str] | None):
+    """``--lattice-constant`` values: ``3.61``, ``3.5:4.1`` (a range) or ``fcc=3.59``
+    (per prototype, several allowed) -> the ``lattice_constant`` argument of predict."""
+    if not values:
+        return None
+
+    def number_or_range(text: str):
+        try:
+            lo, _, hi = text.partition(":")
+            return (float(lo), float(hi)) if hi else float(lo)
+        except ValueError:
+            raise ValueError(
+                f"--lattice-constant {text!r}: expected Å as 3.61, 3.5:4.1 or fcc=3.59"
+            ) from None
+
+    if all("=" in v for v in values):
+        return {k: number_or_range(v) for k, _, v in (x.partition("=") for x in values)}
+    if len(values) == 1 and "=" not in values[0]:
+        return number_or_range(values[0])
+    raise ValueError(
+        "--lattice-constant: give one value or range (3.61, 3.5:4.1), or one "
+        "prototype=value per phase (fcc=3.59 bcc=2.87)"
+    )
 
 
 def _read_frames(path: str):
@@ -344,6 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="Å per pixel (default: from the file's metadata)",
+    )
+    idf.add_argument(
+        "--lattice-constant",
+        nargs="+",
+        default=None,
+        metavar="A",
+        help="known lattice constant in Å: 3.61, a range 3.5:4.1, or per phase fcc=3.59 "
+        "bcc=2.87; separates classes that look alike up to scale",
     )
     idf.add_argument("--map", action="store_true", help="also write sliding-window maps")
     idf.add_argument("--stride", type=int, default=None, help="map stride in pixels")

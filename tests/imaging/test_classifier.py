@@ -290,6 +290,24 @@ def test_cli_identify(tmp_path, capsys):
     assert "pixel_size" in capsys.readouterr().err
 
 
+def test_cli_identify_with_a_known_lattice_constant(tmp_path, capsys):
+    from matchar.cli import main
+
+    img = mc.imaging.simulate_haadf(
+        "fcc", (1, 0, 0), 3.61, shape=(96, 96), pixel_size=0.2, dose=2000, seed=3
+    )
+    path = tmp_path / "cu.npy"
+    np.save(path, img)
+    for known in (["3.61"], ["3.5:3.7"], ["fcc=3.61", "bcc=2.87"]):
+        argv = ["identify", str(path), "--pixel-size", "0.2", "--lattice-constant", *known]
+        assert main(argv) == 0
+        assert capsys.readouterr().out.startswith("fcc [100]")
+    for bad in (["x"], ["3.6", "fcc=3.6"], ["fcc=-1"]):
+        argv = ["identify", str(path), "--pixel-size", "0.2", "--lattice-constant", *bad]
+        assert main(argv) == 2
+        assert "lattice" in capsys.readouterr().err
+
+
 def test_cli_identify_needs_a_pixel_size(tmp_path, capsys):
     from matchar.cli import main
 
