@@ -243,6 +243,34 @@ def test_coverage_calibration_matches_the_gaussian_coverages():
     assert dev(a, b) <= grid + 1e-3
 
 
+def test_band_calibration_maximises_the_margin_to_the_bands():
+    """"band" minimises the larger coverage deviation in units of the bands 0.683 ± 0.05
+    and 0.954 ± 0.03: checked against a brute-force grid, and no worse on that measure
+    than "coverage" (which weighs the deviations by their binomial spreads instead)."""
+    rng = np.random.default_rng(21)
+    gpr, Xv, yv, mean, spread = _calibration_problem(3000, lambda n: rng.standard_t(3, n))
+    err = np.abs(mean - yv)
+
+    def dev(a, b):
+        sig = np.sqrt((a * spread) ** 2 + b**2)
+        return max(
+            abs(np.mean(err <= sig) - 0.6827) / 0.05, abs(np.mean(err <= 2 * sig) - 0.9545) / 0.03
+        )
+
+    gpr.calibrate(Xv, yv, method="band")
+    band = dev(gpr.alpha_, gpr.beta_)
+    _, std = gpr.predict(Xv, return_std=True)
+    np.testing.assert_allclose(std, np.sqrt((gpr.alpha_ * spread) ** 2 + gpr.beta_**2))
+    gpr.calibrate(Xv, yv, method="coverage")
+    assert band <= dev(gpr.alpha_, gpr.beta_) + 1e-12
+    grid = min(
+        dev(aa, bb)
+        for aa in np.linspace(0.2, 6, 59)
+        for bb in np.linspace(0, np.sqrt(np.mean(err**2)), 21)
+    )
+    assert band <= grid + 1e-3
+
+
 def test_normalize_y_is_scale_invariant():
     X, y, _ = make_data(300, 6, seed=17)
     a = mc.gp.SparseGPR(n_sparse=40, regularizer=0.1, normalize_y=True).fit(X, y)
@@ -459,7 +487,7 @@ def test_calibrate_errors_equals_calibrate():
     y = np.sin(3 * X[:, 0]) + X[:, 1]
     g = mc.gp.SparseGPR(n_sparse=30, regularizer=0.05, n_committee=4, random_state=0)
     g.fit(X[:150], y[:150])
-    for method in ("musil", "ml", "affine", "coverage"):
+    for method in ("musil", "ml", "affine", "coverage", "band"):
         a = (g.calibrate(X[150:], y[150:], method).alpha_, g.beta_)
         g.alpha_, g.beta_ = 1.0, 0.0
         mean, std = g.predict(X[150:], return_std=True)
