@@ -244,7 +244,7 @@ def test_coverage_calibration_matches_the_gaussian_coverages():
 
 
 def test_band_calibration_maximises_the_margin_to_the_bands():
-    """"band" minimises the larger coverage deviation in units of the bands 0.683 ± 0.05
+    """The "band" calibration minimises the larger coverage deviation in units of the bands 0.683 ± 0.05
     and 0.954 ± 0.03: checked against a brute-force grid, and no worse on that measure
     than "coverage" (which weighs the deviations by their binomial spreads instead)."""
     rng = np.random.default_rng(21)
