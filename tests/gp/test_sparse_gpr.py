@@ -244,9 +244,10 @@ def test_coverage_calibration_matches_the_gaussian_coverages():
 
 
 def test_band_calibration_maximises_the_margin_to_the_bands():
-    """The "band" calibration minimises the larger coverage deviation in units of the bands 0.683 ± 0.05
-    and 0.954 ± 0.03: checked against a brute-force grid, and no worse on that measure
-    than "coverage" (which weighs the deviations by their binomial spreads instead)."""
+    """The "band" calibration minimises the larger coverage deviation in units of the
+    bands 0.683 ± 0.05 and 0.954 ± 0.03: checked against a brute-force grid, and no worse
+    on that measure than "coverage" (which weighs the deviations by their binomial
+    spreads instead)."""
     rng = np.random.default_rng(21)
     gpr, Xv, yv, mean, spread = _calibration_problem(3000, lambda n: rng.standard_t(3, n))
     err = np.abs(mean - yv)
