@@ -32,6 +32,7 @@ def test_demo_writes_a_self_contained_report(tmp_path):
     crystal = summary["jobs"]["crystal_id"]
     assert crystal["correct"] >= 3 and crystal["n_images"] == 4
     assert {"fcc[110]", "bcc[110]"} <= set(crystal["map_classes"])
+    assert crystal["cu_100_lattice_known"] == "fcc[1, 0, 0]"
     assert summary["not_yet_available"] == []
 
 

@@ -315,6 +315,18 @@ def _job_crystal_id() -> JobResult:
             f"predicted {pred.prototype} {list(pred.zone_axis)} (p = "
             f"{float(np.max(pred.probabilities)):.2f}), a = {pred.lattice_constant:.2f} Å."
         )
+    # Cu [100]: the same square column pattern as bcc and diamond [100] up to scale; the
+    # known lattice constant tells them apart where the image cannot.
+    cu = mc.imaging.simulate_haadf("fcc", (1, 0, 0), 3.61, rotation=10.0, shape=(160, 160),
+                                   pixel_size=px, dose=200, seed=7)  # fmt: skip
+    alone, known = cls.predict(cu, px), cls.predict(cu, px, lattice_constant=3.61)
+    res.lines.append(
+        f"Simulated Cu (fcc [1, 0, 0], a = 3.61 Å), a square pattern shared with bcc and "
+        f"diamond [1, 0, 0] up to scale: from the image alone {alone.prototype} "
+        f"{list(alone.zone_axis)} (a = {alone.lattice_constant:.2f} Å); with "
+        f"lattice_constant=3.61 {known.prototype} {list(known.zone_axis)} (p = "
+        f"{float(np.max(known.probabilities)):.2f})."
+    )
     # Two crystals side by side (fcc [110] | bcc [110], 58 Å square): the sliding-window
     # maps show the class change and the uncertainty at the interface.
     left = mc.imaging.simulate_haadf("fcc", (1, 1, 0), 3.61, shape=(480, 240), pixel_size=px,
@@ -332,6 +344,8 @@ def _job_crystal_id() -> JobResult:
         "correct": correct,
         "n_images": len(cases),
         "predictions": rows,
+        "cu_100_image_alone": f"{alone.prototype}{list(alone.zone_axis)}",
+        "cu_100_lattice_known": f"{known.prototype}{list(known.zone_axis)}",
         "map_classes": sorted({cmap.classes[int(c)] for c in np.unique(cmap.class_index)}),
     }
     fig = plt.figure(figsize=(15, 7.5))
