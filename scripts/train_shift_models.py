@@ -96,7 +96,7 @@ def main() -> None:
         help="GP noise relative to the spread of the training shieldings",
     )
     p.add_argument(
-        "--calibration", default="coverage", choices=["coverage", "band", "affine", "musil", "ml"]
+        "--calibration", default="band", choices=["band", "coverage", "affine", "musil", "ml"]
     )
     p.add_argument(
         "--recalibrate-existing",

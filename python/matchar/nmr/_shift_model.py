@@ -85,11 +85,13 @@ class ShiftModel:
         pooled errors and committee spreads of *every* training structure, and the final
         GP is fitted on all structures (k + 1 fits; a calibration on ten times the data,
         and no structure withheld from the mean).
-    calibration : {"coverage", "affine", "musil", "ml"}, default "coverage"
+    calibration : {"band", "coverage", "affine", "musil", "ml"}, default "band"
         How the committee spread is calibrated (see :meth:`matchar.gp.SparseGPR.calibrate`):
-        "coverage" makes the fractions of held-out errors within 1σ and 2σ closest to the
-        Gaussian 68 % and 95 %, which the likelihood fits ("affine", "musil") miss on the
-        heavy-tailed ¹³C errors of CSD-1000R (docs/nmr.md).
+        "band" and "coverage" make the fractions of held-out errors within 1σ and 2σ
+        closest to the Gaussian 68.3 % and 95.4 % — the largest deviation in units of the
+        bands ± 0.05 / ± 0.03 ("band") or of the binomial spreads ("coverage") — which the
+        likelihood fits ("affine", "musil") miss on the heavy-tailed ¹³C errors of
+        CSD-1000R (docs/nmr.md).
     random_state : int, default 0
 
     Example
@@ -112,7 +114,7 @@ class ShiftModel:
         n_committee: int = 8,
         subsample: float = 0.5,
         validation_fraction: float = 0.1,
-        calibration: str = "coverage",
+        calibration: str = "band",
         random_state: int = 0,
         n_sparse_committee: int | None = None,
         calibration_folds: int = 0,
@@ -201,7 +203,7 @@ class ShiftModel:
         ----------
         frames, shieldings
             As for :meth:`fit`.
-        method : {"affine", "musil", "ml", "coverage", "band"}, optional
+        method : {"band", "coverage", "affine", "musil", "ml"}, optional
             Default: ``self.calibration``; stored as ``self.calibration``.
 
         Returns
@@ -277,6 +279,7 @@ class ShiftModel:
             train_frames, samples[g.sparse_indices_[:n_env], :2], max(self._cutoffs())
         )
         self.n_train_environments_ = len(X)
+        self.n_sparse_mean_ = len(g.X_sparse_)
         return self
 
     def _new_gpr(self, X: np.ndarray) -> SparseGPR:
@@ -406,14 +409,15 @@ class ShiftModel:
             "beta": float(g.beta_),
             "calibration": self.calibration,
             "n_train_environments": int(self.n_train_environments_),
-            "n_sparse_mean": len(g.X_sparse_),
+            # a loaded full-GP model holds only the committee's points: keep the count
+            "n_sparse_mean": int(self.__dict__.get("n_sparse_mean_", len(g.X_sparse_))),
             "calibration_folds": int(self.calibration_folds),
         }
         extra = {}
         if self.calibration_folds and hasattr(self, "cv_errors_"):  # for recalibrate()
             extra["cv_errors"] = np.asarray(self.cv_errors_, dtype=np.float64)
             extra["cv_std"] = np.asarray(self.cv_std_, dtype=np.float64)
-        if n_env == len(g.X_sparse_):  # the exact mean can be recomputed after loading
+        if n_env == len(g.X_sparse_) and g.weights_ is not None:  # the exact mean is stored
             extra["weights"] = np.asarray(g.weights_, dtype=np.float64)
         if g.__dict__.get("mean_basis_") is not None:
             config["mean_error_bound"] = float(g.mean_error_bound_)
@@ -513,6 +517,7 @@ class ShiftModel:
             g.mean_error_sparse_ = float(config["mean_error_sparse"])
         model.gpr_ = g
         model.n_train_environments_ = config["n_train_environments"]
+        model.n_sparse_mean_ = int(config.get("n_sparse_mean", len(X_sparse)))
         return model
 
     @classmethod
