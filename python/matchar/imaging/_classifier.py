@@ -478,17 +478,9 @@ class CrystalClassifier:
             Calibration in 1/Å per pixel.
         batch_size : int
             Patterns per onnxruntime call.
-        lattice_constant : float, (min, max) or dict, optional
-            What you know of the lattice constant, in Å (hcp: basal a): one value, a
-            range, or a dict per prototype (``{"fcc": 3.59, "bcc": 2.87}``; prototypes left
-            out are excluded). Each class's probability is multiplied by
-            ``exp(-d² / (2 lattice_tolerance²))``, ``d`` the relative distance of the
-            lattice constant the network reads for that class from the known one (0
-            within a range), and renormalised. This separates the classes whose column
-            patterns coincide up to scale (fcc/bcc/diamond [100], fcc/bcc [111], fcc [211]
-            / hcp [10-10]; docs/imaging_cnn.md), which no image alone can.
-        lattice_tolerance : float
-            Relative tolerance of ``lattice_constant`` (default 0.05).
+        lattice_constant, lattice_tolerance
+            What you know of the lattice constant (Å) and its relative tolerance: see
+            :meth:`predict`.
 
         Returns
         -------
@@ -899,17 +891,9 @@ def classify_map(
         None = :meth:`CrystalClassifier.default`.
     batch_size : int
         Windows per network call (memory: about 50 kB per window).
-    lattice_constant : float, (min, max) or dict, optional
-        What you know of the lattice constant, in Å (hcp: basal a): one value, a
-        range, or a dict per prototype (``{"fcc": 3.59, "bcc": 2.87}``; prototypes left
-        out are excluded). Each class's probability is multiplied by
-        ``exp(-d² / (2 lattice_tolerance²))``, ``d`` the relative distance of the
-        lattice constant the network reads for that class from the known one (0
-        within a range), and renormalised. This separates the classes whose column
-        patterns coincide up to scale (fcc/bcc/diamond [100], fcc/bcc [111], fcc [211]
-        / hcp [10-10]; docs/imaging_cnn.md), which no image alone can.
-    lattice_tolerance : float
-        Relative tolerance of ``lattice_constant`` (default 0.05).
+    lattice_constant, lattice_tolerance
+        What you know of the lattice constant (Å) and its relative tolerance: see
+        :meth:`CrystalClassifier.predict`.
 
     Returns
     -------
