@@ -229,6 +229,19 @@ def test_pretrained_c_keeps_its_cross_validation_errors():
     assert (model.gpr_.alpha_, model.gpr_.beta_) == (alpha, beta)
 
 
+def test_small_predictions_equal_the_gpr_on_any_thread_count():
+    # predict() runs one small structure's compressed mean on one BLAS thread; the numbers
+    # are the GP's, whatever the thread setting.
+    model = mc.nmr.ShiftModel.pretrained("H")
+    mol = ase_build.molecule("CH3CH2OH")
+    mol.center(vacuum=6.0)
+    X = model.features(mol)
+    for n in (1, 2):
+        with mc.threads(n):
+            np.testing.assert_allclose(model.predict(mol), model.gpr_.predict(X), rtol=1e-6)
+            assert mc.get_num_threads() == n  # the caller's setting is restored
+
+
 def test_rank_candidates_end_to_end():
     # Candidates: ethanol and two distorted copies; "experimental" shifts made from the
     # model's own predictions for candidate 0 (reference 31 ppm) plus small noise.

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .._threads import threads
 from ..atoms import SOAP
 from ..gp import MultiPolynomialKernel, PolynomialKernel, SparseGPR
 
@@ -334,7 +335,17 @@ class ShiftModel:
         """
         if not hasattr(self, "gpr_"):
             raise ValueError("this ShiftModel is not fitted yet: call fit() or load a model")
-        return self.gpr_.predict(self.features(frames), return_std=return_std)
+        X = self.features(frames)
+        if not return_std and len(X) <= _SMALL_CALL_ROWS and self._compressed():
+            # One small structure: the compressed mean is a ~10 ms GEMM, too short to
+            # amortise waking NumPy's BLAS pool, whose spinning threads then slow the
+            # OpenMP SOAP of the next call on a 2-core machine (docs/benchmarks.md).
+            with threads(1):
+                return self.gpr_.predict(X)
+        return self.gpr_.predict(X, return_std=return_std)
+
+    def _compressed(self) -> bool:
+        return self.gpr_.__dict__.get("mean_basis_") is not None
 
     def compress(self, tol: float | None = 0.01) -> ShiftModel:
         """Make the mean prediction cheap: the low-rank form of :meth:`SparseGPR.compress`.
@@ -547,6 +558,11 @@ class ShiftModel:
 
     def __repr__(self) -> str:
         return f"ShiftModel(element={self.element!r}, soap={self.soap_params!r})"
+
+
+#: Rows (atoms of the element) up to which ``predict`` runs the compressed mean's GEMM on
+#: one BLAS thread.
+_SMALL_CALL_ROWS = 128
 
 
 def available_pretrained() -> list[str]:
