@@ -292,15 +292,13 @@ LATTICE_TOLERANCE = 0.05
 
 def _lattice_range(value: Any, name: str) -> tuple[float, float]:
     """(lo, hi) in Å from a number or a (lo, hi) pair, validated."""
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        lo = hi = float(value)
-    elif isinstance(value, (tuple, list, np.ndarray)) and len(value) == 2:
-        try:
-            lo, hi = float(value[0]), float(value[1])
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must hold numbers (Å), got {value!r}") from exc
-    else:
+    shape = () if isinstance(value, (bool, str, bytes)) else np.shape(value)
+    if isinstance(value, (bool, str, bytes)) or shape not in ((), (2,)):
         raise TypeError(f"{name} must be a number or a (min, max) pair in Å, got {value!r}")
+    try:
+        lo, hi = (float(value), float(value)) if shape == () else map(float, value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must hold numbers (Å), got {value!r}") from exc
     if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
         raise ValueError(f"{name} must be finite and > 0 Å, with min <= max, got {value!r}")
     return lo, hi
