@@ -56,7 +56,7 @@ def evaluate_patterns(clf, gen: CbedGenerator, n: int, **kw) -> dict:
     res = scores(cls, a, rot, gen.order, *_gather(preds, n))
     # The same patterns when the user knows the lattice constant (the true a passed as
     # lattice_constant, default tolerance): what separates the look-alike classes.
-    with warnings.catch_warnings():  # patterns the network misreads warn; counted below
+    with warnings.catch_warnings():  # patterns no class fits warn; they are scored like the rest
         warnings.simplefilter("ignore", UserWarning)
         known = [
             (

@@ -70,7 +70,7 @@ def evaluate_windows(clf, gen: WindowGenerator, n: int, **kw) -> dict:
     )
     # The same windows when the user knows the lattice constant (predict(...,
     # lattice_constant=a), default tolerance): what separates the look-alike classes.
-    with warnings.catch_warnings():  # windows the network misreads warn; counted below
+    with warnings.catch_warnings():  # windows no class fits warn; they are scored like the rest
         warnings.simplefilter("ignore", UserWarning)
         known = [
             clf._summarize(
