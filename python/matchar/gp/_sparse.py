@@ -960,25 +960,30 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         # With a compressed mean a committee needs only its own sparse points' kernel.
         n_kernel = self._n_committee_sparse() if compressed and committee else None
         starts = range(0, len(X_), _BLOCK_ROWS) if (return_std or not compressed) else ()
-        for start in starts:  # the kernel against the sparse points, unless not needed
-            stop = min(len(X_), start + _BLOCK_ROWS)
-            Kxm = np.asarray(self._sparse_kernel(X_[start:stop], n_kernel), dtype=np.float64)
-            if not compressed:
-                mean[start:stop] = Kxm @ self.weights_ + self.y_mean_
-            if committee:
-                Kc = Kxm[:, : self._n_committee_sparse()]
-                preds = self.committee_weights_ @ Kc.T + self.committee_y_mean_[:, None]
-                var[start:stop] = preds.var(axis=0, ddof=1)
-            elif var is not None:
-                s = scipy.linalg.solve_triangular(self.L_a_, Kxm.T, lower=True)
-                kxx = _kernel_diag(kernel, X_[start:stop])
-                if self.L_mm_ is None:  # every training row a sparse point: the full GP
-                    var[start:stop] = kxx - np.sum(s * s, axis=0) + sigma2
-                else:
-                    q = scipy.linalg.solve_triangular(self.L_mm_, Kxm.T, lower=True)
-                    var[start:stop] = (
-                        kxx - np.sum(q * q, axis=0) + sigma2 * np.sum(s * s, axis=0) + sigma2
-                    )
+        from .. import get_num_threads
+
+        # every BLAS call below on matchar's thread setting, as the kernels
+        with _blas_threads(get_num_threads()):
+            for start in starts:  # the kernel against the sparse points, unless not needed
+                stop = min(len(X_), start + _BLOCK_ROWS)
+                Kxm = self._sparse_kernel(X_[start:stop], n_kernel)
+                Kxm = np.asarray(Kxm, dtype=np.float64)
+                if not compressed:
+                    mean[start:stop] = Kxm @ self.weights_ + self.y_mean_
+                if committee:
+                    Kc = Kxm[:, : self._n_committee_sparse()]
+                    preds = self.committee_weights_ @ Kc.T + self.committee_y_mean_[:, None]
+                    var[start:stop] = preds.var(axis=0, ddof=1)
+                elif var is not None:
+                    s = scipy.linalg.solve_triangular(self.L_a_, Kxm.T, lower=True)
+                    kxx = _kernel_diag(kernel, X_[start:stop])
+                    if self.L_mm_ is None:  # every training row a sparse point: the full GP
+                        var[start:stop] = kxx - np.sum(s * s, axis=0) + sigma2
+                    else:
+                        q = scipy.linalg.solve_triangular(self.L_mm_, Kxm.T, lower=True)
+                        var[start:stop] = (
+                            kxx - np.sum(q * q, axis=0) + sigma2 * np.sum(s * s, axis=0) + sigma2
+                        )
         scale = getattr(self, "y_scale_", 1.0)
         mean *= scale
         if compressed:
