@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate_crystal_classifier import scores
+from evaluate_crystal_classifier import image_alone_limit, scores
 
 import matchar as mc
-from matchar.imaging._dataset import CbedGenerator
+from matchar.imaging._dataset import A_RANGE, CbedGenerator
 from matchar.imaging._simulate import ZONE_AXES
 
 
@@ -94,6 +94,9 @@ def main(argv=None) -> int:
             clf, CbedGenerator(4444, tilt_mrad=1.5), args.n // 2, dose=5000.0
         ),
     }
+    # the same look-alike groups: equal projected potentials give equal zero-order Laue
+    # zones (the projection-slice theorem), up to scale
+    results["class_accuracy_limit_image_alone"] = image_alone_limit(A_RANGE)
     results["seconds"] = round(time.perf_counter() - t0, 1)
     results["command"] = "OMP_NUM_THREADS=2 python scripts/evaluate_cbed_classifier.py " + " ".join(
         argv if argv is not None else sys.argv[1:]

@@ -32,8 +32,8 @@ import numpy as np
 
 import matchar as mc
 from matchar.imaging._classifier import LATTICE_TOLERANCE as LATTICE_TOL
-from matchar.imaging._dataset import WindowGenerator
-from matchar.imaging._simulate import ZONE_AXES
+from matchar.imaging._dataset import A_RANGE, WindowGenerator
+from matchar.imaging._simulate import ZONE_AXES, projected_cell
 
 #: Classes whose projected column patterns coincide up to scale and rotation (the same
 #: 2-D lattice with equal columns): only the absolute spacing tells them apart, and the
@@ -43,6 +43,39 @@ DEGENERATE = [
     [("fcc", (1, 1, 1)), ("bcc", (1, 1, 1))],  # triangular
     [("fcc", (2, 1, 1)), ("hcp", (1, 0, -1, 0))],  # rectangular, sides 1 : sqrt(8/3)
 ]
+
+
+def column_spacing(prototype: str, zone_axis: tuple[int, ...]) -> float:
+    """Nearest-neighbour distance between the projected columns, in units of a."""
+    cell = projected_cell(prototype, zone_axis)
+    basis = np.stack([cell.a1, cell.a2])
+    frac = cell.columns[:, :2]
+    shifts = np.array([(i, j) for i in range(-2, 3) for j in range(-2, 3)], dtype=float)
+    d = frac[None, :, None, :] - frac[:, None, None, :] + shifts[None, None, :, :]
+    r = np.linalg.norm(d @ basis, axis=-1)
+    return float(r[r > 1e-9].min())
+
+
+def image_alone_limit(a_range: tuple[float, float]) -> dict:
+    """The best accuracy any classifier can reach from the image alone on balanced
+    classes with a ~ U(a_range): within a look-alike group only the spacing d = k a tells
+    the classes apart (k: :func:`column_spacing`), so the Bayes rule takes the class with
+    the highest density of d, 1 / (k (hi - lo)) on [k lo, k hi]. Returns the limit of each
+    group (their mean accuracy) and of all 12 classes."""
+    lo, hi = a_range
+    out, total = {}, 0.0
+    for members in DEGENERATE:
+        k = np.array([column_spacing(*m) for m in members])
+        edges = np.unique(np.concatenate([k * lo, k * hi]))
+        mid = 0.5 * (edges[1:] + edges[:-1])
+        inside = (mid[None, :] >= (k * lo)[:, None]) & (mid[None, :] <= (k * hi)[:, None])
+        density = np.where(inside, 1.0 / (k * (hi - lo))[:, None], 0.0)
+        acc = float(np.sum(density.max(axis=0) * np.diff(edges)) / len(members))
+        out[" / ".join(f"{p}{list(z)}" for p, z in members)] = acc
+        total += acc * len(members)
+    n_alone = len(ZONE_AXES) - sum(len(m) for m in DEGENERATE)
+    out["all_classes"] = (total + n_alone) / len(ZONE_AXES)
+    return out
 
 
 def pattern_groups() -> np.ndarray:
@@ -166,6 +199,7 @@ def main(argv=None) -> int:
         clf, gen, args.n // 2, dose=1000.0, distortion=0.05
     )
     res["bicrystals"] = evaluate_bicrystals(clf, args.pairs, args.seed)
+    res["class_accuracy_limit_image_alone"] = image_alone_limit(A_RANGE)
     res["command"] = "OMP_NUM_THREADS=2 python scripts/evaluate_crystal_classifier.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )

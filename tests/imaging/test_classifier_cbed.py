@@ -31,6 +31,30 @@ def test_center_found_to_a_tenth_of_a_pixel():
         assert abs(cx - c[0]) < 0.1 and abs(cy - c[1]) < 0.1, (proto, zone)
 
 
+@pytest.mark.parametrize("dose", [None, 5000.0, 300.0])
+def test_center_found_over_a_background(dose):
+    """A uniform background (and its shot noise) must not pull the estimate towards the
+    centre of the frame: the training generator's patterns carry up to 0.01."""
+    rng = np.random.default_rng(7)
+    errors = []
+    for i, (proto, zone) in enumerate(mc.imaging.ZONE_AXES):
+        c = (63.5 + rng.uniform(-4, 4), 63.5 + rng.uniform(-4, 4))
+        p = pattern(
+            proto,
+            zone,
+            rng.uniform(2.6, 5.2),
+            rng.uniform(0, 360),
+            seed=i,
+            center=c,
+            dose=dose,
+            background=rng.uniform(0.004, 0.01),
+            thickness=40.0,
+            read_noise=0.002 if dose else 0.0,
+        )
+        errors.append(np.hypot(*(np.array(cbed_center(p)) - c)))
+    assert max(errors) < 0.3, (dose, np.round(errors, 2))
+
+
 def test_features_turn_with_the_pattern():
     """A rotation by k angle bins (3° each) is a cyclic shift of the polar features."""
     f0 = cbed_features(pattern("fcc", (1, 1, 0), 3.7, 0.0, dose=None)[None], PS)[0, 0]
