@@ -140,6 +140,13 @@ def scores(cls, a, rot, order, k, lattice, rotation, uncertainty) -> dict:
         "lattice_mae_percent_all": float(lat.mean()),
         "rotation_mae_deg_correct": float(drot[ok].mean()) if ok.any() else None,
         "per_class_accuracy": per_class,
+        # mean class accuracy of each look-alike group, to set beside image_alone_limit
+        "look_alike_group_accuracy": {
+            " / ".join(f"{p}{list(z)}" for p, z in members): float(
+                np.mean([per_class[f"{p}{list(z)}"] for p, z in members])
+            )
+            for members in DEGENERATE
+        },
         "mean_uncertainty": float(np.mean(uncertainty)),
     }
 
