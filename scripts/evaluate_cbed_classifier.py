@@ -84,8 +84,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1200, help="patterns per test set")
     ap.add_argument("--write", action="store_true", help="store results in the model JSON")
+    ap.add_argument(
+        "--model",
+        help="evaluate this ONNX graph (its JSON beside it) instead of the shipped one",
+    )
     args = ap.parse_args(argv)
-    clf = mc.imaging.CrystalClassifier.default("cbed")
+    if args.model and args.write:
+        ap.error("--write stores results for the shipped model only; drop --model")
+    clf = (
+        mc.imaging.CrystalClassifier(args.model)
+        if args.model
+        else mc.imaging.CrystalClassifier.default("cbed")
+    )
     t0 = time.perf_counter()
     results = {
         "held_out": evaluate_patterns(clf, CbedGenerator(4242), args.n, dose=5000.0),

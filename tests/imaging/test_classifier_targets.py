@@ -60,7 +60,7 @@ def distorted(ev, clf):
 
 
 @pytest.mark.xfail(
-    strict=True, reason="about 87% at 20 e/pixel: above the image-alone limit of 88.1%"
+    strict=True, reason="about 87% at 20 e/pixel, against an image-alone limit of 88.1%"
 )
 def test_low_dose_accuracy_90(low_dose):
     assert low_dose["class_accuracy"] >= 0.90
