@@ -191,9 +191,19 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=2400)
     ap.add_argument("--pairs", type=int, default=12)
     ap.add_argument("--seed", type=int, default=777)
-    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--write", action="store_true", help="store results in the model JSON")
+    ap.add_argument(
+        "--model",
+        help="evaluate this ONNX graph (its JSON beside it) instead of the shipped one",
+    )
     args = ap.parse_args(argv)
-    clf = mc.imaging.CrystalClassifier.default()
+    if args.model and args.write:
+        ap.error("--write stores results for the shipped model only; drop --model")
+    clf = (
+        mc.imaging.CrystalClassifier(args.model)
+        if args.model
+        else mc.imaging.CrystalClassifier.default()
+    )
     t0 = time.perf_counter()
     gen = WindowGenerator(args.seed)
     dose = np.exp(gen.rng.uniform(np.log(50), np.log(5000)))

@@ -34,10 +34,13 @@ from train_crystal_classifier import (
     CircConv,
     PolarNet,
     add_head_arguments,
+    continued_history,
     export_onnx,
+    freeze_batch_norms,
     head_stage,
     load_net_state,
     loss_fn,
+    onnx_weights_into,
     single_head_export,
 )
 
@@ -67,78 +70,9 @@ class CbedNet(PolarNet):
 
 
 def net_from_onnx(path, order) -> CbedNet:
-    """A ``CbedNet`` holding the weights of an exported graph (``EnsembleExport``).
-
-    The export folded each batch norm into its convolution; here the folded kernel
-    becomes the convolution and the batch norm the identity plus the folded bias
-    (running mean 0, running variance 1 - eps, scale 1), so the network computes what
-    the graph computes as long as its batch norms stay in eval mode (the fine-tuning
-    stage keeps them there). The network's own fc and head are those of the graph's
-    first head. Used to continue training a shipped model whose torch state was not
-    kept (``--init-onnx``)."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(path))
-    init = {
-        t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in model.graph.initializer
-    }
-    net = CbedNet(order)
-    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in init]
-    trunk = [m for m in net.trunk if isinstance(m, CircConv)]
-    if len(convs) != len(trunk) + 1:  # + the 1x1 angle score
-        raise SystemExit(f"{path}: expected {len(trunk) + 1} convolutions, found {len(convs)}")
-    with torch.no_grad():
-        for layer, node in zip(trunk, convs):
-            layer.conv.weight.copy_(init[node.input[1]])
-            bn = layer.bn
-            bn.weight.fill_(1.0)
-            bn.bias.copy_(init[node.input[2]])
-            bn.running_mean.zero_()
-            bn.running_var.fill_(1.0 - bn.eps)
-        for name in ("angle_score.weight", "angle_score.bias", "phase"):
-            dict(net.named_parameters())[name].copy_(init["net." + name])
-        gemm = next(
-            n
-            for n in model.graph.node
-            if n.op_type == "Gemm" and n.input[1] == "heads.0.fc.0.weight"
-        )
-        trans_b = next((a.i for a in gemm.attribute if a.name == "transB"), 0)
-        w = init["heads.0.fc.0.weight"]
-        net.fc[0].weight.copy_(w if trans_b else w.T)
-        net.fc[0].bias.copy_(init["heads.0.fc.0.bias"])
-        matmul = next(
-            n
-            for n in model.graph.node
-            if n.op_type == "MatMul"
-            and n.input[1] in init
-            and tuple(init[n.input[1]].shape) == (net.head.in_features, net.head.out_features)
-        )
-        net.head.weight.copy_(init[matmul.input[1]].T)
-        net.head.bias.copy_(init["heads.0.head.bias"])
-    return net
-
-
-def freeze_batch_norms(net: nn.Module) -> None:
-    """Batch norms to eval mode (running statistics fixed; scale and shift still train)."""
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.eval()
-
-
-def continued_history(args, json_path: Path, meta: dict) -> dict:
-    """``meta`` of a stage that continues an earlier model (``--init``: the JSON at
-    ``json_path``; ``--init-onnx``: the JSON beside that graph): the earlier stages'
-    commands, pattern counts and times come first, as lists, so the JSON records every
-    stage that made the model."""
-    src = Path(args.init_onnx).with_suffix(".json") if args.init_onnx else json_path
-    if not (args.init or args.init_onnx) or not src.is_file():
-        return meta
-    prev = json.loads(src.read_text())
-    for key in ("training_command", "training_patterns", "training_seconds"):
-        old = prev.get(key, [])
-        meta[key] = (old if isinstance(old, list) else [old]) + [meta[key]]
-    return meta
+    """A ``CbedNet`` holding the weights of an exported graph (``--init-onnx``; see
+    ``train_crystal_classifier.onnx_weights_into``)."""
+    return onnx_weights_into(CbedNet(order), path)
 
 
 def targets(order, cls, a, rot):
@@ -262,7 +196,9 @@ def main(argv=None) -> int:
         "torch_version": torch.__version__,
         "validation_accuracy_last_chunk": acc,
     }
-    meta = continued_history(args, out_dir / "crystal_classifier_cbed.json", meta)
+    meta = continued_history(
+        args, out_dir / "crystal_classifier_cbed.json", meta, "training_patterns"
+    )
     (out_dir / "crystal_classifier_cbed.json").write_text(json.dumps(meta, indent=2) + "\n")
     print("wrote", onnx_path, onnx_path.stat().st_size, "bytes")
     return 0

@@ -277,6 +277,87 @@ def load_net_state(path) -> dict:
     return state["net"] if "net" in state and "heads" in state else state
 
 
+def onnx_weights_into(net: PolarNet, path) -> PolarNet:
+    """``net`` (a ``PolarNet`` of the graph's design) with the weights of an exported graph
+    (``EnsembleExport``), for continuing to train a shipped model whose torch state was
+    not kept (``--init-onnx``).
+
+    The export folded each batch norm into its convolution; here the folded kernel
+    becomes the convolution and the batch norm the identity plus the folded bias
+    (running mean 0, running variance 1 - eps, scale 1), so the network computes what
+    the graph computes as long as its batch norms stay in eval mode
+    (``freeze_batch_norms``; the fine-tuning stage keeps them there). The network's own
+    fc and head are those of the graph's first head."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    init = {
+        t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in model.graph.initializer
+    }
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in init]
+    trunk = [m for m in net.trunk if isinstance(m, CircConv)]
+    if len(convs) != len(trunk) + 1:  # + the 1x1 angle score
+        raise SystemExit(f"{path}: expected {len(trunk) + 1} convolutions, found {len(convs)}")
+    with torch.no_grad():
+        for layer, node in zip(trunk, convs):
+            w = init[node.input[1]]
+            if tuple(w.shape) != tuple(layer.conv.weight.shape):
+                raise SystemExit(
+                    f"{path}: a {tuple(w.shape)} kernel where the network has "
+                    f"{tuple(layer.conv.weight.shape)} (another design?)"
+                )
+            layer.conv.weight.copy_(w)
+            bn = layer.bn
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(init[node.input[2]])
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+        for name in ("angle_score.weight", "angle_score.bias", "phase"):
+            dict(net.named_parameters())[name].copy_(init["net." + name])
+        gemm = next(
+            n
+            for n in model.graph.node
+            if n.op_type == "Gemm" and n.input[1] == "heads.0.fc.0.weight"
+        )
+        trans_b = next((a.i for a in gemm.attribute if a.name == "transB"), 0)
+        w = init["heads.0.fc.0.weight"]
+        net.fc[0].weight.copy_(w if trans_b else w.T)
+        net.fc[0].bias.copy_(init["heads.0.fc.0.bias"])
+        matmul = next(
+            n
+            for n in model.graph.node
+            if n.op_type == "MatMul"
+            and n.input[1] in init
+            and tuple(init[n.input[1]].shape) == (net.head.in_features, net.head.out_features)
+        )
+        net.head.weight.copy_(init[matmul.input[1]].T)
+        net.head.bias.copy_(init["heads.0.head.bias"])
+    return net
+
+
+def freeze_batch_norms(net: nn.Module) -> None:
+    """Batch norms to eval mode (running statistics fixed; scale and shift still train)."""
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()
+
+
+def continued_history(args, json_path: Path, meta: dict, count_key: str) -> dict:
+    """``meta`` of a stage that continues an earlier model (``--init``: the JSON at
+    ``json_path``; ``--init-onnx``: the JSON beside that graph): the earlier stages'
+    commands, input counts (``count_key``) and times come first, as lists, so the JSON
+    records every stage that made the model."""
+    src = Path(args.init_onnx).with_suffix(".json") if args.init_onnx else json_path
+    if not (args.init or args.init_onnx) or not src.is_file():
+        return meta
+    prev = json.loads(src.read_text())
+    for key in ("training_command", count_key, "training_seconds"):
+        old = prev.get(key, [])
+        meta[key] = (old if isinstance(old, list) else [old]) + [meta[key]]
+    return meta
+
+
 def export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
     """Write ``module`` (features -> probabilities, log_a, rotation) as ONNX, batch axis free."""
     torch.onnx.export(
@@ -385,6 +466,12 @@ def main(argv=None) -> int:
         default="crystal_classifier_state.pt",
         help="where to save the trained state dict",
     )
+    ap.add_argument(
+        "--init-onnx",
+        default=None,
+        help="continue from an exported graph (e.g. the shipped model) instead of a torch "
+        "state; its batch norms, folded into the convolutions, stay frozen",
+    )
     add_head_arguments(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -397,6 +484,10 @@ def main(argv=None) -> int:
     net = PolarNet(gen.order) if args.arch == "polar" else CrystalNet()
     if args.init:
         net.load_state_dict(load_net_state(args.init))
+    if args.init_onnx:
+        if args.init or args.arch != "polar":
+            raise SystemExit("--init-onnx continues a polar network; give it or --init, not both")
+        net = onnx_weights_into(net, args.init_onnx)
     if args.heads:
         if not args.init or args.arch != "polar":
             raise SystemExit("--heads needs --init (a trained polar network)")
@@ -420,6 +511,8 @@ def main(argv=None) -> int:
         feat = torch.from_numpy(featurize(x, workers=args.threads))
         tc, ta, tr = targets(gen, c, a, r)
         net.train()
+        if args.init_onnx:
+            freeze_batch_norms(net)
         perm = torch.randperm(len(c))
         for s in range(0, len(c) - args.batch + 1, args.batch):
             frac = min(1.0, (time.perf_counter() - t0) / budget)
@@ -469,6 +562,7 @@ def main(argv=None) -> int:
         "torch_version": torch.__version__,
         "validation_accuracy_last_chunk": acc,
     }
+    meta = continued_history(args, out_dir / "crystal_classifier.json", meta, "training_windows")
     (out_dir / "crystal_classifier.json").write_text(json.dumps(meta, indent=2) + "\n")
     print("wrote", onnx_path, onnx_path.stat().st_size, "bytes")
     return 0
