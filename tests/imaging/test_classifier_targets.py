@@ -28,10 +28,10 @@ def held_out(ev, clf):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="12-class accuracy is about 87%: fcc/bcc/diamond [100], "
+    reason="12-class accuracy is about 88%: fcc/bcc/diamond [100], "
     "fcc/bcc [111] and fcc[211]/hcp[10-10] project to the same column pattern up "
     "to scale, and their lattice-constant ranges overlap, so no classifier can exceed "
-    "88.1% from the image alone (test_image_alone_limit; 99.7% with the lattice constant "
+    "88.1% from the image alone (test_image_alone_limit; 100% with the lattice constant "
     "known, test_targets_with_the_lattice_constant_known)",
 )
 def test_class_accuracy_97(held_out):
@@ -44,19 +44,21 @@ def test_distinguishable_pattern_accuracy(held_out):
 
 
 def test_lattice_constant_and_rotation(held_out):
-    # on correctly classified windows (a wrong degenerate class gives a sqrt(2) or 2 error)
-    assert held_out["lattice_mae_percent_correct"] <= 2.5
+    # on correctly classified windows (a wrong degenerate class gives a sqrt(2) or 2
+    # error); measured 1.06% and 0.58 deg (modulo the symmetry) on 2,400 held-out windows
+    assert held_out["lattice_mae_percent_correct"] <= 2.0
     assert held_out["rotation_mae_deg_correct"] <= 2.0
 
 
 @pytest.fixture(scope="module")
 def low_dose(ev, clf):
-    return ev.evaluate_windows(clf, ev.WindowGenerator(4343), 240, dose=20.0, distortion=0.0)
+    # 720 windows: on 240 the sampling error (+-2%) reaches from the measured ~87% to 90%
+    return ev.evaluate_windows(clf, ev.WindowGenerator(4343), 720, dose=20.0, distortion=0.0)
 
 
 @pytest.fixture(scope="module")
 def distorted(ev, clf):
-    return ev.evaluate_windows(clf, ev.WindowGenerator(4444), 240, dose=1000.0, distortion=0.05)
+    return ev.evaluate_windows(clf, ev.WindowGenerator(4444), 720, dose=1000.0, distortion=0.05)
 
 
 @pytest.mark.xfail(
@@ -68,7 +70,7 @@ def test_low_dose_accuracy_90(low_dose):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="about 83% with 5% scan distortion (95% with the degenerate groups merged; the "
+    reason="about 86% with 5% scan distortion (97% with the degenerate groups merged; the "
     "image-alone limit is 88.1%)",
 )
 def test_distortion_accuracy_90(distorted):
@@ -78,6 +80,7 @@ def test_distortion_accuracy_90(distorted):
 def test_targets_with_the_lattice_constant_known(held_out, low_dose, distorted):
     # The same windows with the true lattice constant passed as lattice_constant (5%
     # tolerance): the look-alike classes separate, and the accuracy targets hold.
+    # Measured on the documented sets of 2,400 / 1,200 / 1,200: 100%, 99.8%, 99.1%.
     assert held_out["lattice_known"]["class_accuracy"] >= 0.97
     assert low_dose["lattice_known"]["class_accuracy"] >= 0.90
     assert distorted["lattice_known"]["class_accuracy"] >= 0.90
@@ -85,7 +88,8 @@ def test_targets_with_the_lattice_constant_known(held_out, low_dose, distorted):
 
 def test_bicrystal_uncertainty_ratio_3(ev, clf):
     # 12 random pairs of grains (a seed the documented evaluation does not use); the
-    # shipped ensemble measured 3.4-5.5x over five such seeds (docs/imaging_cnn.md)
+    # shipped ensemble measured 5.3x on the documented set of 12 pairs, 4.4-6.2x on four
+    # other seeds, 5.8x on this one (docs/imaging_cnn.md)
     r = ev.evaluate_bicrystals(clf, 12, 99)
     assert r["ratio"] >= 3.0
 
@@ -122,7 +126,7 @@ def test_image_alone_limit(ev):
 
 
 def test_near_the_image_alone_limit(ev, held_out):
-    # the network separates what can be separated: measured 87.4% (2,400 windows) against
+    # the network separates what can be separated: measured 87.8% (2,400 windows) against
     # a limit of 88.1%
     limit = ev.image_alone_limit(ev.A_RANGE)["all_classes"]
     assert held_out["class_accuracy"] >= limit - 0.05
