@@ -1,9 +1,13 @@
 """Train matchar's CBED crystal classifier (kinematic CBED pattern -> prototype + zone
 axis, lattice constant, in-plane rotation, MC-dropout uncertainty) and export it to ONNX.
 
-Reproduces the model shipped in python/matchar/imaging/models/crystal_classifier_cbed.*:
+Reproduces the model shipped in python/matchar/imaging/models/crystal_classifier_cbed.*
+(six stages: three of the whole network, a head ensemble, a fine-tuning stage continued
+from that exported graph with ``--init-onnx``, a fresh head ensemble; exact commands in
+docs/imaging_cnn.md and the model JSON):
 
     OMP_NUM_THREADS=2 python scripts/train_cbed_classifier.py --minutes 22 --seed 0 --epochs 3
+    ...
 
 Needs the ``train`` extra (torch, onnx). Patterns are rendered on the fly by matchar's C++
 CBED kernel (continuous random parameters, see ``matchar.imaging._dataset.CbedGenerator``);

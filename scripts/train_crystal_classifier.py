@@ -1,9 +1,10 @@
 """Train matchar's crystal classifier (HAADF windows -> prototype + zone axis, lattice
 constant, in-plane rotation, MC-dropout uncertainty) and export it to ONNX.
 
-Reproduces the model shipped in python/matchar/imaging/models/ (three stages: two of the
-whole network, then a small deep ensemble of heads on its trunk; exact commands in
-docs/imaging_cnn.md and the model JSON):
+Reproduces the model shipped in python/matchar/imaging/models/ (five stages: two of the
+whole network, a small deep ensemble of heads on its trunk, a fine-tuning stage of the
+whole network continued from that exported graph with ``--init-onnx``, and a fresh
+ensemble of heads; exact commands in docs/imaging_cnn.md and the model JSON):
 
     OMP_NUM_THREADS=2 python scripts/train_crystal_classifier.py --minutes 24 --seed 0 ...
     OMP_NUM_THREADS=2 python scripts/train_crystal_classifier.py --heads 4 --init stage2.pt ...
