@@ -30,7 +30,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate_crystal_classifier import image_alone_limit, scores
+from evaluate_crystal_classifier import (
+    add_model_arguments,
+    classifier_from_args,
+    image_alone_limit,
+    scores,
+)
 
 import matchar as mc
 from matchar.imaging._dataset import A_RANGE, CbedGenerator
@@ -83,19 +88,9 @@ def _gather(preds, n: int):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1200, help="patterns per test set")
-    ap.add_argument("--write", action="store_true", help="store results in the model JSON")
-    ap.add_argument(
-        "--model",
-        help="evaluate this ONNX graph (its JSON beside it) instead of the shipped one",
-    )
+    add_model_arguments(ap)
     args = ap.parse_args(argv)
-    if args.model and args.write:
-        ap.error("--write stores results for the shipped model only; drop --model")
-    clf = (
-        mc.imaging.CrystalClassifier(args.model)
-        if args.model
-        else mc.imaging.CrystalClassifier.default("cbed")
-    )
+    clf = classifier_from_args(ap, args, "cbed")
     t0 = time.perf_counter()
     results = {
         "held_out": evaluate_patterns(clf, CbedGenerator(4242), args.n, dose=5000.0),

@@ -186,24 +186,32 @@ def evaluate_bicrystals(clf, n_pairs: int, seed: int) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=2400)
-    ap.add_argument("--pairs", type=int, default=12)
-    ap.add_argument("--seed", type=int, default=777)
+def add_model_arguments(ap: argparse.ArgumentParser) -> None:
+    """``--write`` and ``--model`` of both evaluation scripts."""
     ap.add_argument("--write", action="store_true", help="store results in the model JSON")
     ap.add_argument(
         "--model",
         help="evaluate this ONNX graph (its JSON beside it) instead of the shipped one",
     )
-    args = ap.parse_args(argv)
+
+
+def classifier_from_args(ap: argparse.ArgumentParser, args, modality: str):
+    """The classifier to evaluate: ``--model`` if given, else the shipped one."""
     if args.model and args.write:
         ap.error("--write stores results for the shipped model only; drop --model")
-    clf = (
-        mc.imaging.CrystalClassifier(args.model)
-        if args.model
-        else mc.imaging.CrystalClassifier.default()
-    )
+    if args.model:
+        return mc.imaging.CrystalClassifier(args.model)
+    return mc.imaging.CrystalClassifier.default(modality)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=2400)
+    ap.add_argument("--pairs", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=777)
+    add_model_arguments(ap)
+    args = ap.parse_args(argv)
+    clf = classifier_from_args(ap, args, "haadf")
     t0 = time.perf_counter()
     gen = WindowGenerator(args.seed)
     dose = np.exp(gen.rng.uniform(np.log(50), np.log(5000)))
