@@ -2,11 +2,151 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
+import struct
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+class FileFormatError(ValueError):
+    """A file exists but cannot be read in the format its extension names: it is empty,
+    truncated, corrupt or of another format.
+
+    The message names the file and the format it was read as, e.g. ``cannot read
+    'map.bcf' as Bruker .bcf: file is truncated (166028 of 332056 bytes)``. A subclass of
+    :class:`ValueError`, so ``except ValueError`` catches it too.
+    """
+
+
+# File extension -> the format's name in error messages.
+_FORMAT_NAMES = {
+    ".bcf": "Bruker .bcf",
+    ".spx": "Bruker .spx",
+    ".emd": "EMD .emd",
+    ".hspy": "HyperSpy .hspy",
+    ".dm3": "Gatan DigitalMicrograph .dm3",
+    ".dm4": "Gatan DigitalMicrograph .dm4",
+    ".pts": "JEOL .pts",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".npy": "NumPy .npy",
+}
+
+
+def _format_name(p: Path) -> str:
+    ext = p.suffix.lower()
+    return _FORMAT_NAMES.get(ext, f"{ext} file")
+
+
+def _cannot_read(p: Path, fmt: str, reason: str) -> FileFormatError:
+    return FileFormatError(f"cannot read {str(p)!r} as {fmt}: {reason}")
+
+
+def _check_readable_file(p: Path, fmt: str) -> None:
+    """FileNotFoundError, IsADirectoryError or FileFormatError (empty) naming ``p``."""
+    if p.is_dir():
+        raise IsADirectoryError(
+            errno.EISDIR, f"expected a file to read as {fmt}, got a directory", str(p)
+        )
+    if not p.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such file", str(p))
+    if p.stat().st_size == 0:
+        raise _cannot_read(p, fmt, "file is empty")
+
+
+def _read_head(p: Path, n: int) -> bytes:
+    with open(p, "rb") as fh:
+        return fh.read(n)
+
+
+def _check_bcf(p: Path, fmt: str) -> None:
+    # A .bcf is an SFS container: a 0x118-byte header, then n_chunks chunks of chunk_size
+    # bytes. rosettasciio's reader crashes the interpreter (or silently returns zeros) on a
+    # truncated container, so the size is checked before it runs.
+    head = _read_head(p, 0x14C)
+    if not head.startswith(b"AAMVHFSS"):
+        raise _cannot_read(p, fmt, "not a .bcf file (no SFS container signature)")
+    if len(head) < 0x14C:
+        raise _cannot_read(p, fmt, f"file is truncated ({len(head)} bytes, header incomplete)")
+    (chunk_size,) = struct.unpack("<I", head[0x128:0x12C])
+    _, _, n_chunks = struct.unpack("<III", head[0x140:0x14C])
+    expected = 0x118 + chunk_size * n_chunks
+    size = p.stat().st_size
+    if chunk_size <= 0x20 or size < expected:
+        raise _cannot_read(p, fmt, f"file is truncated ({size} of {expected} bytes)")
+
+
+def _check_pts(p: Path, fmt: str) -> None:
+    # JEOL .pts: magic 304, then the offset and length of the event stream. The reader
+    # returns nothing for a wrong magic and zeros past the end of a truncated stream.
+    head = _read_head(p, 36)
+    if len(head) < 36 or struct.unpack("<I", head[:4])[0] != 304:
+        raise _cannot_read(p, fmt, "not a JEOL .pts file (no PTS signature)")
+    data_pos, data_len = struct.unpack("<II", head[28:36])
+    expected = data_pos + data_len
+    size = p.stat().st_size
+    if size < expected:
+        raise _cannot_read(p, fmt, f"file is truncated ({size} of {expected} bytes)")
+
+
+_PRECHECKS: dict[str, Callable[[Path, str], None]] = {".bcf": _check_bcf, ".pts": _check_pts}
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _reason(err: BaseException, p: Path) -> str:
+    """Why a reader failed, in words: HDF5's own diagnosis where it has one."""
+    msg = _one_line(str(err))
+    if isinstance(err, OSError) and "truncated file" in msg:
+        return "file is truncated"
+    if isinstance(err, OSError) and "file signature not found" in msg:
+        return f"not a {p.suffix.lower()} file (not HDF5)"
+    if type(err).__name__ == "UnknownFileTypeError":  # ase.io
+        return f"ASE does not know this format ({msg}); name the file .xyz, .extxyz, .cif, ..."
+    detail = f"{type(err).__name__}: {msg}" if msg else type(err).__name__
+    return f"file is truncated, corrupt or not a {p.suffix.lower()} file ({detail})"
+
+
+@contextmanager
+def _reading(p: Path, fmt: str) -> Iterator[None]:
+    """Turn whatever a reader raises on a bad file into one FileFormatError naming it.
+
+    ImportError (a missing optional reader dependency), MemoryError, PermissionError and
+    KeyboardInterrupt pass through."""
+    try:
+        yield
+    except ImportError as err:
+        need = f"the module {err.name!r}" if err.name else _one_line(str(err))
+        raise ImportError(
+            f"reading {str(p)!r} as {fmt} needs {need}: pip install 'matchar[io]'"
+        ) from err
+    except (FileFormatError, MemoryError, PermissionError, IsADirectoryError):
+        raise
+    except Exception as err:
+        raise _cannot_read(p, fmt, _reason(err, p)) from err
+
+
+def _load_npy(p: Path) -> np.ndarray:
+    fmt = _FORMAT_NAMES[".npy"]
+    _check_readable_file(p, fmt)
+    with _reading(p, fmt):
+        arr = np.load(p, allow_pickle=False)
+    if not isinstance(arr, np.ndarray):  # an .npz under a .npy name
+        raise _cannot_read(p, fmt, "file holds several arrays (an .npz archive?)")
+    return arr
+
 
 # File extension -> rosettasciio reader module.
 _READERS = {
@@ -60,6 +200,11 @@ def load_spectrum_image(
         If rosettasciio is not installed.
     FileNotFoundError
         If ``path`` does not exist.
+    IsADirectoryError
+        If ``path`` is a directory.
+    FileFormatError
+        (a :class:`ValueError`) If the file is empty, truncated, corrupt or not in the
+        format its extension names; the message names the file and the format.
     ValueError
         If the extension is not supported or the file holds no spectrum image.
 
@@ -72,12 +217,15 @@ def load_spectrum_image(
     """
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"path does not exist: {p}")
-    module = _READERS.get(p.suffix.lower())
+        raise FileNotFoundError(errno.ENOENT, "no such file", str(p))
+    ext = p.suffix.lower()
+    module = _READERS.get(ext)
     if module is None:
         raise ValueError(
-            f"path: unsupported extension {p.suffix!r}; expected one of {sorted(_READERS)}"
+            f"{str(p)!r}: unsupported extension {p.suffix!r}; expected one of {sorted(_READERS)}"
         )
+    fmt = _format_name(p)
+    _check_readable_file(p, fmt)
     try:
         reader = importlib.import_module(module).file_reader
     except ImportError as err:
@@ -85,7 +233,10 @@ def load_spectrum_image(
             "load_spectrum_image needs rosettasciio: pip install 'matchar[io]' "
             "(or pip install rosettasciio)"
         ) from err
-    items = reader(str(p), lazy=lazy)
+    if ext in _PRECHECKS:
+        _PRECHECKS[ext](p, fmt)
+    with _reading(p, fmt):
+        items = reader(str(p), lazy=lazy)
     items = items if isinstance(items, list) else [items]
     for item in items:
         if not _is_spectrum_image(item):
@@ -118,7 +269,10 @@ def load_spectrum_image(
                 "original_metadata": item.get("original_metadata", {}),
             },
         )
-    raise ValueError(f"path: {p.name} holds no spectrum image (no dataset with an energy axis)")
+    raise ValueError(
+        f"{str(p)!r} ({fmt}) holds no spectrum image (no dataset with one energy axis and "
+        "at least one navigation axis)"
+    )
 
 
 # File extension -> rosettasciio reader module, for 2-D images.
@@ -156,8 +310,15 @@ def load_image(path: str | Path) -> tuple[np.ndarray, float | None, dict[str, An
 
     Raises
     ------
-    FileNotFoundError, ValueError (unsupported extension, no 2-D dataset), ImportError
-    (rosettasciio missing for a microscope format).
+    FileNotFoundError, IsADirectoryError
+        If ``path`` does not exist or is a directory.
+    FileFormatError
+        (a :class:`ValueError`) If the file is empty, truncated, corrupt or not in the
+        format its extension names; the message names the file and the format.
+    ValueError
+        Unsupported extension, no 2-D dataset in the file.
+    ImportError
+        rosettasciio missing for a microscope format.
 
     Example
     -------
@@ -169,24 +330,28 @@ def load_image(path: str | Path) -> tuple[np.ndarray, float | None, dict[str, An
     ((8, 9), None)
     """
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"path does not exist: {p}")
+    if not p.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such file", str(p))
     ext = p.suffix.lower()
+    fmt = _format_name(p)
     if ext == ".npy":
-        img = np.load(p, allow_pickle=False)
-        return _check_2d(img, p), None, {}
+        return _check_2d(_load_npy(p), p), None, {}
     if ext in (".png", ".jpg", ".jpeg"):
         import matplotlib.image
 
-        img = np.asarray(matplotlib.image.imread(p))
-        img = img if img.ndim == 2 else img[..., :3].mean(axis=-1)
-        return img, None, {}
+        _check_readable_file(p, fmt)
+        with _reading(p, fmt):
+            img = np.asarray(matplotlib.image.imread(p))
+        if img.ndim == 3 and img.shape[-1] in (3, 4):
+            img = img[..., :3].mean(axis=-1)
+        return _check_2d(img, p), None, {}
     module = _IMAGE_READERS.get(ext)
     if module is None:
         raise ValueError(
-            f"{p.name}: unsupported image format {ext!r}; expected .npy, .png, .jpg or one of "
-            f"{sorted(_IMAGE_READERS)}"
+            f"{str(p)!r}: unsupported image format {ext!r}; expected .npy, .png, .jpg or one "
+            f"of {sorted(_IMAGE_READERS)}"
         )
+    _check_readable_file(p, fmt)
     try:
         reader = importlib.import_module(module).file_reader
     except ImportError as err:
@@ -194,7 +359,8 @@ def load_image(path: str | Path) -> tuple[np.ndarray, float | None, dict[str, An
             f"reading {ext} files needs rosettasciio with its optional readers: "
             "pip install 'matchar[io]'"
         ) from err
-    items = reader(str(p))
+    with _reading(p, fmt):
+        items = reader(str(p))
     items = items if isinstance(items, list) else [items]
     for item in items:
         data = np.asarray(item["data"])
@@ -202,13 +368,65 @@ def load_image(path: str | Path) -> tuple[np.ndarray, float | None, dict[str, An
             continue
         axes = item.get("axes", [])
         return data, _pixel_size(axes), {"axes": axes, "metadata": item.get("metadata", {})}
-    raise ValueError(f"{p.name} holds no 2-D image")
+    raise ValueError(f"{str(p)!r} ({fmt}) holds no 2-D image")
 
 
 def _check_2d(img: np.ndarray, p: Path) -> np.ndarray:
     if img.ndim != 2:
-        raise ValueError(f"{p.name}: expected a 2-D image, got shape {img.shape}")
+        raise ValueError(f"{str(p)!r}: expected a 2-D image, got shape {img.shape}")
     return img
+
+
+def load_structures(path: str | Path, *, format: str | None = None) -> list[Any]:
+    """Read every structure (frame) in a file through ASE (``.xyz``, ``.extxyz``, ``.cif``,
+    ``.pdb``, ... anything :func:`ase.io.read` reads).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+    format : str, optional
+        ASE's name of the format; default: guessed from the extension and contents.
+
+    Returns
+    -------
+    list of ase.Atoms
+        At least one frame, each with at least one atom and finite positions.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError
+        If ``path`` does not exist or is a directory.
+    FileFormatError
+        (a :class:`ValueError`) If the file is empty, not in a format ASE reads, corrupt,
+        truncated, holds no structure or non-finite positions; the message names the file.
+
+    Example
+    -------
+    >>> import ase.build, ase.io, matchar as mc, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "mols.xyz")
+    >>> ase.io.write(path, [ase.build.molecule("H2O"), ase.build.molecule("CH4")])
+    >>> [len(a) for a in mc.io.load_structures(path)]
+    [3, 5]
+    """
+    import ase.io
+
+    p = Path(path)
+    fmt = f"a structure file (ASE format {format!r})" if format else "a structure file"
+    ext = p.suffix.lower()
+    if not format and ext:
+        fmt = f"a structure file ({ext})"
+    _check_readable_file(p, fmt)
+    with _reading(p, fmt):
+        frames = ase.io.read(os.fspath(p), ":", format=format)
+    frames = frames if isinstance(frames, list) else [frames]
+    if not frames:
+        raise _cannot_read(p, fmt, "file holds no structure")
+    for i, atoms in enumerate(frames):
+        if len(atoms) == 0:
+            raise _cannot_read(p, fmt, f"frame {i} has no atoms")
+        if not np.isfinite(atoms.positions).all():
+            raise _cannot_read(p, fmt, f"frame {i} has non-finite (NaN or inf) positions")
+    return frames
 
 
 def _pixel_size(axes: list[dict[str, Any]]) -> float | None:
