@@ -43,3 +43,40 @@ def test_bruker_bcf_loads_and_decomposes(shared_data):
         f"mean-spectrum model {dev0:.1f}, {nmf.n_iter_} iterations"
     )
     assert deviance < dev0
+
+
+def test_jeol_pts_loads(shared_data):
+    pytest.importorskip("rsciio")
+    pytest.importorskip("numba")  # rosettasciio's .pts reader needs it (matchar[io])
+    path = shared_data / "jeol-edx-512x512.pts"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    cube, energy, meta = mc.io.load_spectrum_image(path)
+    assert cube.shape == (512, 512, 4096) and cube.dtype.kind == "u"
+    assert int(cube.sum(dtype=np.int64)) > 0
+    assert energy.shape == (4096,) and meta["energy_units"] == "keV"
+    np.testing.assert_allclose(np.diff(energy), meta["energy_scale"])
+
+
+def test_velox_emd_loads(shared_data, tmp_path):
+    import zipfile
+
+    pytest.importorskip("rsciio")
+    pytest.importorskip("h5py")
+    pytest.importorskip("sparse")  # rosettasciio's Velox EDS stream reader needs it
+    archive = shared_data / "velox-edx-16x16.zip"
+    if not archive.exists():
+        pytest.skip(f"{archive} not found")
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(tmp_path)
+    full = next(p for p in tmp_path.rglob("*.emd") if "Reduced" not in p.name)
+    cube, energy, meta = mc.io.load_spectrum_image(full)
+    assert cube.shape == (16, 16, 4096) and cube.dtype.kind == "u"
+    assert int(cube.sum(dtype=np.int64)) > 0
+    assert energy.shape == (4096,) and meta["energy_units"] == "keV"
+    image, pixel_size, _ = mc.io.load_image(full)
+    assert image.shape == (16, 16) and pixel_size is not None and pixel_size > 0
+    # the reduced file keeps the maps and the summed spectrum, not the spectrum image
+    reduced = next(p for p in tmp_path.rglob("*.emd") if "Reduced" in p.name)
+    with pytest.raises(ValueError, match="holds no spectrum image"):
+        mc.io.load_spectrum_image(reduced)
