@@ -214,3 +214,188 @@ def test_save_hspy_uncalibrated_axes_and_errors(tmp_path):
         matchar.io.save_hspy(tmp_path / "b", arr, n_signal_axes=4)
     with pytest.raises(ValueError, match="axes must have 3"):
         matchar.io.save_hspy(tmp_path / "c", arr, axes=axes[:2])
+
+
+def _one_line_error(capsys, *names: str) -> str:
+    """stderr holds one line, 'matchar <command>: error: ...', naming each of ``names``."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "error: " in lines[0] and "Traceback" not in err, err
+    for name in names:
+        assert name in lines[0], (name, err)
+    return lines[0]
+
+
+@pytest.mark.parametrize("ext", [".bcf", ".emd", ".hspy", ".dm3", ".dm4", ".pts"])
+@pytest.mark.parametrize("kind", ["empty", "random", "directory"])
+def test_decompose_unreadable_file_is_one_line(tmp_path, capsys, ext, kind):
+    pytest.importorskip("rsciio")
+    pytest.importorskip("h5py")
+    path = tmp_path / f"map{ext}"
+    if kind == "directory":
+        path.mkdir()
+    else:
+        path.write_bytes(b"" if kind == "empty" else np.random.default_rng(0).bytes(4096))
+    out = tmp_path / "out"
+    assert matchar.cli.main(["decompose", str(path), "--out", str(out)]) == 2
+    line = _one_line_error(capsys, str(path))
+    assert line.startswith("matchar decompose: error: ")
+    assert "got a directory" in line if kind == "directory" else "cannot read" in line
+
+
+@pytest.mark.parametrize(
+    ("name", "fraction"), [("bruker-test_TEM.bcf", 0.5), ("jeol-edx-512x512.pts", 0.3)]
+)
+def test_decompose_truncated_file_is_one_line(shared_data, tmp_path, capsys, name, fraction):
+    pytest.importorskip("rsciio")
+    data = (shared_data / name).read_bytes()
+    path = tmp_path / name
+    path.write_bytes(data[: int(len(data) * fraction)])
+    assert matchar.cli.main(["decompose", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "file is truncated" in _one_line_error(capsys, str(path))
+
+
+@pytest.mark.parametrize("command", ["segment", "identify"])
+@pytest.mark.parametrize("kind", ["empty", "random", "truncated"])
+def test_image_commands_corrupt_png_is_one_line(tmp_path, capsys, command, kind):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = tmp_path / "img.png"
+    if kind == "truncated":
+        plt.imsave(path, np.random.default_rng(0).random((64, 64)))
+        path.write_bytes(path.read_bytes()[:300])
+    else:
+        path.write_bytes(b"" if kind == "empty" else np.random.default_rng(0).bytes(1000))
+    args = [command, str(path), "--pixel-size", "0.2", "--out", str(tmp_path / "o")]
+    assert matchar.cli.main(args) == 2
+    assert "as PNG" in _one_line_error(capsys, str(path))
+
+
+@pytest.mark.parametrize("command", ["soap", "shifts", "rank"])
+@pytest.mark.parametrize("content", [b"", b"\n", b"garbage\n", b"1\n\nH nan 0 0\n"])
+def test_structure_commands_bad_xyz_is_one_line(tmp_path, capsys, command, content):
+    path = tmp_path / "mols.xyz"
+    path.write_bytes(content)
+    exp = tmp_path / "exp.csv"
+    exp.write_text("1.0\n2.0\n")
+    args = [command, str(path), "--out", str(tmp_path / "o")]
+    if command == "rank":
+        args += ["--experimental", str(exp)]
+    assert matchar.cli.main(args) == 2
+    _one_line_error(capsys, str(path), "structure file")
+
+
+def test_commands_missing_file_and_directory_are_one_line(tmp_path, capsys):
+    out = ["--out", str(tmp_path / "o")]
+    for command, ext in [("decompose", ".bcf"), ("segment", ".png"), ("soap", ".xyz")]:
+        assert matchar.cli.main([command, str(tmp_path / f"absent{ext}"), *out]) == 2
+        _one_line_error(capsys, str(tmp_path / f"absent{ext}"), "no such file")
+        (tmp_path / f"data{ext}").mkdir()
+        assert matchar.cli.main([command, str(tmp_path / f"data{ext}"), *out]) == 2
+        _one_line_error(capsys, str(tmp_path / f"data{ext}"), "got a directory")
+
+
+def _mols(tmp_path):
+    import ase.build
+    import ase.io
+
+    mol = ase.build.molecule("CH3OH")
+    mol.center(vacuum=5.0)
+    ase.io.write(tmp_path / "mols.xyz", [mol])
+    return tmp_path / "mols.xyz"
+
+
+@pytest.mark.parametrize("kind", ["random", "empty-npz", "other-npz"])
+def test_shifts_garbage_model_is_one_line(tmp_path, capsys, kind):
+    model = tmp_path / "model.npz"
+    if kind == "random":
+        model.write_bytes(np.random.default_rng(0).bytes(3000))
+    elif kind == "empty-npz":
+        np.savez(model)
+    else:
+        np.savez(model, weights=np.ones(3))  # no "config": KeyError inside load
+    args = ["shifts", str(_mols(tmp_path)), "--model", str(model), "--out", str(tmp_path / "o")]
+    assert matchar.cli.main(args) == 2
+    _one_line_error(capsys, str(model))
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(b"", "no values"), (b"a,b\nc,d\n", "could not convert"), (b"1\nnan\n", "NaN")],
+)
+def test_rank_bad_experimental_csv_is_one_line(tmp_path, capsys, content, reason):
+    exp = tmp_path / "exp.csv"
+    exp.write_bytes(content)
+    args = ["rank", str(_mols(tmp_path)), "--experimental", str(exp)]
+    assert matchar.cli.main([*args, "--out", str(tmp_path / "o")]) == 2
+    assert reason in _one_line_error(capsys, str(exp))
+
+
+def test_usage_error_is_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        matchar.cli.main(["decompose", "x.bcf", "-k", "four"])
+    assert info.value.code == 2
+    line = _one_line_error(capsys, "-k/--components", "four")
+    assert line.startswith("matchar decompose: error: ")
+    with pytest.raises(SystemExit) as info:
+        matchar.cli.main(["no-such-command"])
+    assert info.value.code == 2
+    _one_line_error(capsys, "no-such-command")
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "text"),
+    [
+        (ValueError("bad\nvalue"), 2, "error: bad value"),
+        (TypeError("wrong type"), 2, "error: wrong type"),
+        (MemoryError(), 2, "error: out of memory"),
+        (OSError("disk full"), 2, "error: disk full"),
+        (KeyError("z_"), 2, "internal error (KeyError"),
+        (RuntimeError("a bug"), 2, "internal error (RuntimeError: a bug)"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+    ],
+)
+def test_every_failure_is_one_line(monkeypatch, capsys, error, code, text):
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr(matchar.cli, "_segment", fail)
+    monkeypatch.delenv("MATCHAR_DEBUG", raising=False)
+    assert matchar.cli.main(["segment", "x.npy"]) == code
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and text in err, err
+    assert err.startswith("matchar segment: ")
+
+
+def test_debug_flag_and_variable_show_the_traceback(monkeypatch):
+    def fail(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(matchar.cli, "_segment", fail)
+    monkeypatch.delenv("MATCHAR_DEBUG", raising=False)
+    with pytest.raises(RuntimeError, match="a bug"):
+        matchar.cli.main(["--debug", "segment", "x.npy"])
+    with pytest.raises(RuntimeError, match="a bug"):
+        matchar.cli.main(["segment", "x.npy", "--debug"])
+    monkeypatch.setenv("MATCHAR_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="a bug"):
+        matchar.cli.main(["segment", "x.npy"])
+    assert "--debug" in matchar.cli.build_parser().format_help()
+
+
+def test_warnings_are_one_readable_line(monkeypatch, capsys):
+    import warnings
+
+    def warn(args):
+        warnings.warn("something odd\nabout the input", UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(matchar.cli, "_segment", warn)
+    assert matchar.cli.main(["segment", "x.npy"]) == 0
+    err = capsys.readouterr().err
+    assert err == "matchar segment: warning: something odd about the input\n"
+    assert warnings.showwarning is not None and "cli" not in warnings.showwarning.__module__

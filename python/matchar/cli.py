@@ -1,10 +1,20 @@
-"""The ``matchar`` command line."""
+"""The ``matchar`` command line.
+
+Every failure is one line on stderr, ``matchar <command>: error: <what went wrong>``, and
+exit status 2 (130 after Ctrl-C); Python warnings are one line each,
+``matchar <command>: warning: <message>``. ``matchar --debug <command> ...`` (or the
+environment variable ``MATCHAR_DEBUG=1``) shows the Python traceback instead, for bug
+reports.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+import warnings
+import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +49,6 @@ def _out_dir(args: argparse.Namespace) -> Path:
 def _read_image(path: str) -> tuple[np.ndarray, float | None]:
     import matchar as mc
 
-    if not Path(path).is_file():
-        raise ValueError(f"{path}: no such file")
     image, pixel_size, _ = mc.io.load_image(path)
     return image, pixel_size
 
@@ -54,11 +62,9 @@ def _decompose(args: argparse.Namespace) -> int:
     import matchar as mc
 
     _threads(args)
-    if not Path(args.file).is_file():
-        raise ValueError(f"{args.file}: no such file")
     energy, meta = None, {}
     if Path(args.file).suffix.lower() == ".npy":
-        cube = np.load(args.file, allow_pickle=False)
+        cube = mc.io._load_npy(Path(args.file))
     else:
         cube, energy, meta = mc.io.load_spectrum_image(args.file)
     nmf = mc.spectral.NMF(
@@ -211,11 +217,61 @@ def _known_lattice(values: list[str] | None):
 
 
 def _read_frames(path: str):
-    import ase.io
+    import matchar as mc
 
-    if not Path(path).is_file():
-        raise ValueError(f"{path}: no such file")
-    return ase.io.read(path, ":")
+    return mc.io.load_structures(path)
+
+
+def _read_shifts(path: str) -> np.ndarray:
+    """``--experimental``: the first column of a CSV, one finite shift (ppm) per line."""
+    from matchar.io import FileFormatError
+
+    p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(21, "expected a CSV file of shifts, got a directory", path)
+    if not p.exists():
+        raise FileNotFoundError(2, "no such file", path)
+    what = f"cannot read {path!r} as a CSV of experimental shifts (ppm, one per line)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data": refused below
+            exp = np.loadtxt(path, delimiter=",", ndmin=1, comments="#", usecols=0)
+    except (ValueError, IndexError, UnicodeDecodeError) as err:
+        raise FileFormatError(f"{what}: {_one_line(str(err))}") from err
+    if exp.size == 0:
+        raise FileFormatError(f"{what}: file holds no values")
+    if not np.isfinite(exp).all():
+        raise FileFormatError(f"{what}: {int((~np.isfinite(exp)).sum())} values are NaN or inf")
+    return exp
+
+
+def _load_shift_model(path: str):
+    """``--model``: a ShiftModel .npz; any failure to read it becomes one error naming it."""
+    import matchar as mc
+    from matchar.io import FileFormatError
+
+    p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(21, "expected a ShiftModel .npz file, got a directory", path)
+    if not p.exists():
+        raise FileNotFoundError(2, "no such file", path)
+    if not zipfile.is_zipfile(p):
+        raise FileFormatError(
+            f"cannot read {path!r} as a matchar ShiftModel .npz: not an .npz (zip) archive"
+        )
+    try:
+        return mc.nmr.ShiftModel.load(path)
+    except (ImportError, MemoryError, PermissionError):
+        raise
+    except Exception as err:
+        msg = _one_line(str(err))
+        if isinstance(err, ValueError) and (path in msg or p.name in msg):
+            raise  # already names the file
+        detail = f"{type(err).__name__}: {msg}" if msg else type(err).__name__
+        raise FileFormatError(
+            f"cannot read {path!r} as a matchar ShiftModel .npz: corrupt, truncated or not "
+            f"written by ShiftModel.save ({detail})"
+        ) from err
 
 
 def _soap(args: argparse.Namespace) -> int:
@@ -240,9 +296,7 @@ def _shifts(args: argparse.Namespace) -> int:
     _threads(args)
     frames = _read_frames(args.structures)
     model = (
-        mc.nmr.ShiftModel.load(args.model)
-        if args.model
-        else mc.nmr.ShiftModel.pretrained(args.element)
+        _load_shift_model(args.model) if args.model else mc.nmr.ShiftModel.pretrained(args.element)
     )
     sigma, std = model.predict(frames, return_std=True)
     out = _out_dir(args)
@@ -267,9 +321,7 @@ def _rank(args: argparse.Namespace) -> int:
 
     _threads(args)
     frames = _read_frames(args.candidates)
-    if not Path(args.experimental).is_file():
-        raise ValueError(f"{args.experimental}: no such file")
-    exp = np.loadtxt(args.experimental, delimiter=",", ndmin=1, comments="#", usecols=0)
+    exp = _read_shifts(args.experimental)
     res = mc.nmr.rank_candidates(
         frames, exp, args.element, sigma_exp=args.sigma_exp, assignment=args.assignment
     )
@@ -325,12 +377,33 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr (exit status 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(
+            f"{self.prog}: error: {_one_line(message)} (see '{self.prog} --help')",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``matchar`` command (one sub-command per job)."""
-    parser = argparse.ArgumentParser(
-        prog="matchar", description="Machine learning for materials characterization."
+    parser = _Parser(
+        prog="matchar",
+        description="Machine learning for materials characterization.",
+        epilog="Errors (bad input, unreadable files) are one line on stderr, "
+        "'matchar <command>: error: ...', with exit status 2 (130 after Ctrl-C). "
+        "--debug or MATCHAR_DEBUG=1 shows the Python traceback instead.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, show the Python traceback instead of one line "
+        "(also: environment variable MATCHAR_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command")
     demo = sub.add_parser("demo", help="run every available job on built-in synthetic data")
     demo.add_argument("--out", default="matchar-demo", help="output folder (default: %(default)s)")
@@ -414,11 +487,45 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--out", default=None, help="also write the table as CSV to this file")
     be.add_argument("--threads", type=int, default=None, help="number of threads")
     be.set_defaults(func=_bench)
+    for command in sub.choices.values():  # --debug after the command too
+        command.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="on an error, show the Python traceback instead of one line",
+        )
     return parser
 
 
+def _one_line(text: str, limit: int = 500) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(err: BaseException) -> str:
+    """One line about an error: an OSError's file and reason, else its message."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return _one_line(f"{str(err.filename)!r}: {err.strerror}")
+    msg = _one_line(str(err))
+    if isinstance(err, MemoryError):
+        return f"out of memory{': ' + msg if msg else ''} (try a smaller input)"
+    return msg or type(err).__name__
+
+
+def _warning_printer(prefix: str) -> Callable[..., None]:
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"{prefix}: warning: {_one_line(str(message))}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``matchar`` console script; returns the exit code."""
+    """Entry point of the ``matchar`` console script; returns the exit code.
+
+    Bad input, unreadable files and any other error are one line on stderr and exit
+    status 2 (Ctrl-C: 130); usage errors exit through :class:`SystemExit` with status 2.
+    ``--debug`` or ``MATCHAR_DEBUG=1`` re-raises instead, to show the traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -429,14 +536,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args))
-    except (ValueError, OSError, ImportError) as err:
-        print(f"matchar {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"matchar {args.command}: interrupted", file=sys.stderr)
-        return 130
+    debug = args.debug or os.environ.get("MATCHAR_DEBUG", "").strip() not in ("", "0")
+    prefix = f"matchar {args.command}"
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_printer(prefix)
+        try:
+            return int(args.func(args))
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            print(f"{prefix}: interrupted", file=sys.stderr)
+            return 130
+        except (ValueError, TypeError, OSError, ImportError, MemoryError) as err:
+            # bad input, unreadable or unsupported files, a missing optional dependency
+            if debug:
+                raise
+            print(f"{prefix}: error: {_describe(err)}", file=sys.stderr)
+            return 2
+        except Exception as err:
+            # a bug: one line by default, the traceback with --debug
+            if debug:
+                raise
+            print(
+                f"{prefix}: error: internal error ({type(err).__name__}: {_describe(err)}); "
+                "rerun with --debug for the traceback and report it",
+                file=sys.stderr,
+            )
+            return 2
 
 
 if __name__ == "__main__":
