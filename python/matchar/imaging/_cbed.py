@@ -14,7 +14,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import _core
-from ._simulate import _check_shape, _primitive, normalize_zone_axis, projected_cell
+from .._validation import check_float, check_int
+from ._simulate import (
+    MAX_DOSE,
+    MAX_LENGTH,
+    MAX_RELATIVE,
+    _check_pair,
+    _check_shape,
+    _primitive,
+    normalize_zone_axis,
+    projected_cell,
+)
 
 _FCC = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
 
@@ -188,18 +198,6 @@ def pattern_reach(shape: tuple[int, int], pixel_size: float, center, disk_radius
     return math.hypot(dx, dy) * pixel_size + disk_radius + pixel_size
 
 
-def _finite(name: str, value, *, low: float | None = None, strict: bool = True) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a number, got {value!r}") from exc
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if low is not None and (v <= low if strict else v < low):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
-    return v
-
-
 def simulate_cbed(
     prototype: str,
     zone_axis: Sequence[int],
@@ -245,22 +243,24 @@ def simulate_cbed(
     zone_axis : tuple of int
         Beam direction; hcp accepts (u, v, w) or Miller-Bravais (U, V, T, W).
     lattice_constant : float
-        Cubic lattice constant a (hcp: the basal a), Å, > 0.
+        Cubic lattice constant a (hcp: the basal a), Å, in (0, 1e4].
     rotation : float
         In-plane rotation in degrees, the same convention as
         :func:`simulate_haadf` (the crystal turned from +x towards +y, rows): the pattern
         turns with it.
     shape : (int, int)
-        Pattern shape (rows, cols) in pixels.
+        Pattern shape (rows, cols) in pixels, at most 2**28 pixels.
     pixel_size : float
         Calibration in 1/Å per pixel (reciprocal space; g = 1/d), > 0. At 300 kV,
         1 mrad = 0.0508 1/Å.
     dose : float or None
-        Electrons per pixel at intensity 1 (the direct disk); None = noiseless.
+        Electrons per pixel at intensity 1 (the direct disk), in (0, 1e15];
+        None = noiseless.
     thermal_sigma : float
-        RMS thermal displacement (Å, one direction) of the Debye-Waller factor, >= 0.
+        RMS thermal displacement (Å, one direction) of the Debye-Waller factor, in
+        [0, lattice_constant].
     seed : int or None
-        Seed of the noise; None = fresh.
+        Seed of the noise, in [0, 2**64 - 1]; None = fresh.
     atomic_number : int
         Z of the (single) element, 1-103.
     voltage_kv : float
@@ -273,9 +273,9 @@ def simulate_cbed(
         Crystal tilt off the zone axis (mrad) along x and y: moves the excitation errors
         (the intensities), not the disks.
     background : float
-        Constant background (units of the incident intensity), >= 0.
+        Constant background (units of the incident intensity), in [0, 1e6].
     read_noise : float
-        Gaussian read noise (standard deviation, same units), >= 0.
+        Gaussian read noise (standard deviation, same units), in [0, 1e6].
     center : (float, float) or None
         Direct-beam position (x = column, y = row) in pixels; None = the pattern centre.
     dtype : numpy.float32 or numpy.float64
@@ -294,44 +294,34 @@ def simulate_cbed(
     """
     zone = normalize_zone_axis(prototype, zone_axis)
     rows, cols = _check_shape(shape)
-    a = _finite("lattice_constant", lattice_constant, low=0.0)
-    ps = _finite("pixel_size", pixel_size, low=0.0)
-    rot = _finite("rotation", rotation)
-    sigma = _finite("thermal_sigma", thermal_sigma, low=0.0, strict=False)
-    kv = _finite("voltage_kv", voltage_kv, low=0.0)
-    alpha = _finite("convergence_mrad", convergence_mrad, low=0.0)
-    t = _finite("thickness", thickness, low=0.0)
-    bg = _finite("background", background, low=0.0, strict=False)
-    rn = _finite("read_noise", read_noise, low=0.0, strict=False)
-    if dose is not None:
-        dose = _finite("dose", dose, low=0.0)
-    try:
-        tilt = tuple(_finite("tilt_mrad", v) for v in tilt_mrad)
-    except TypeError as exc:
-        raise ValueError(f"tilt_mrad must be a pair of numbers, got {tilt_mrad!r}") from exc
-    if len(tilt) != 2:
-        raise ValueError(f"tilt_mrad must be a pair of numbers, got {tilt_mrad!r}")
-    if isinstance(atomic_number, bool) or int(atomic_number) != atomic_number:
-        raise ValueError(f"atomic_number must be an integer, got {atomic_number!r}")
-    if not 1 <= int(atomic_number) <= 103:
-        raise ValueError(f"atomic_number must be in 1-103, got {atomic_number!r}")
+    a = check_float(lattice_constant, "lattice_constant (Å)", low=0.0, high=MAX_LENGTH,
+                    low_open=True)  # fmt: skip
+    ps = check_float(pixel_size, "pixel_size (1/Å per pixel)", low=0.0, low_open=True)
+    rot = check_float(rotation, "rotation (degrees)")
+    sigma = check_float(
+        thermal_sigma, "thermal_sigma (Å, at most lattice_constant)", low=0.0, high=a
+    )
+    kv = check_float(voltage_kv, "voltage_kv", low=0.0, low_open=True)
+    alpha = check_float(convergence_mrad, "convergence_mrad", low=0.0, low_open=True)
+    t = check_float(thickness, "thickness (Å)", low=0.0, low_open=True)
+    bg = check_float(background, "background", low=0.0, high=MAX_RELATIVE)
+    rn = check_float(read_noise, "read_noise", low=0.0, high=MAX_RELATIVE)
+    dose = check_float(dose, "dose", low=0.0, high=MAX_DOSE, low_open=True, allow_none=True)
+    seed = check_int(seed, "seed", low=0, high=2**64 - 1, allow_none=True)
+    tilt = _check_pair(tilt_mrad, "tilt_mrad")
+    z = check_int(atomic_number, "atomic_number", low=1, high=103)
     if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
     if center is None:
         center = (0.5 * (cols - 1), 0.5 * (rows - 1))
-    try:
-        center = tuple(_finite("center", v) for v in center)
-    except TypeError as exc:
-        raise ValueError(f"center must be a pair of numbers, got {center!r}") from exc
-    if len(center) != 2:
-        raise ValueError(f"center must be a pair of numbers (x, y), got {center!r}")
+    center = _check_pair(center, "center (x, y) in pixels")
     params = cbed_params(
         a, rot, ps, center, voltage_kv=kv, convergence_mrad=alpha, thickness=t,
         thermal_sigma=sigma, tilt_mrad=tilt, background=bg, dose=dose, read_noise=rn,
     )[None, :]  # fmt: skip
     reach = max(pattern_reach((rows, cols), ps, center, params[0, 5]), G_DEPLETION)
     params[0, 15] = reach
-    refl, atoms, volume = cbed_motif(prototype, zone, math.ceil(reach * a), int(atomic_number))
+    refl, atoms, volume = cbed_motif(prototype, zone, math.ceil(reach * a), z)
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
     render = (

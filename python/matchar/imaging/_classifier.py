@@ -26,6 +26,8 @@ import scipy.ndimage
 
 from .._arrays import as_array
 from .._threads import get_num_threads
+from .._validation import check_int
+from ._correlation import finite_rescaled
 from ._features import (
     CBED_RADII,
     MODEL_PIXEL_SIZE,
@@ -47,6 +49,13 @@ PIXEL_SIZE_LIMITS = (0.02, 1.0)
 CBED_PIXEL_SIZE_WARN = (0.015, 0.06)
 CBED_PIXEL_SIZE_LIMITS = (0.003, 0.2)
 _MODALITIES = ("haadf", "cbed")
+#: HAADF images and windows whose largest |value| is outside this range are scaled
+#: exactly by a power of two first: the windows are standardized in float32, where their
+#: squares would overflow (or the 1e-6 guard against flat windows would dominate).
+HAADF_SAFE_PEAK = (2.0**-10, 2.0**40)
+#: CBED patterns are read on an absolute scale (units of the incident beam): values
+#: beyond this overflow the float32 features.
+CBED_MAX_INTENSITY = 1e30
 
 
 def _label(prototype: str, zone_axis: tuple[int, ...]) -> str:
@@ -210,6 +219,13 @@ def _check_pattern(pattern, pixel_size: float, ndim: int = 2) -> tuple[np.ndarra
     img = as_array(pattern, name, ndim=ndim)
     if not np.all(np.isfinite(img)):
         raise ValueError(f"{name} contains NaN or inf pixels")
+    peak = float(np.abs(img).max()) if img.size else 0.0
+    if peak > CBED_MAX_INTENSITY:
+        raise ValueError(
+            f"{name} holds values up to {peak:.3g}: CBED intensities are in units of the "
+            f"incident beam (the direct disk about 1) and must stay below "
+            f"{CBED_MAX_INTENSITY:g} (the features are computed in float32)"
+        )
     try:
         ps = float(pixel_size)
     except (TypeError, ValueError) as exc:
@@ -247,9 +263,7 @@ def _check_pattern(pattern, pixel_size: float, ndim: int = 2) -> tuple[np.ndarra
 def _check_image(image, pixel_size: float, modality: str) -> tuple[np.ndarray, float]:
     if _check_modality(modality) == "cbed":
         return _check_pattern(image, pixel_size)
-    img = as_array(image, "image", ndim=2)
-    if not np.all(np.isfinite(img)):
-        raise ValueError("image contains NaN or inf pixels")
+    img = finite_rescaled(as_array(image, "image", ndim=2), "image", HAADF_SAFE_PEAK)
     try:
         ps = float(pixel_size)
     except (TypeError, ValueError) as exc:
@@ -394,33 +408,79 @@ class CrystalClassifier:
         metadata_path = (
             model_path.with_suffix(".json") if metadata_path is None else Path(metadata_path)
         )
-        self.metadata = json.loads(metadata_path.read_text())
-        self.classes: tuple[str, ...] = tuple(
-            _label(c["prototype"], tuple(c["zone_axis"])) for c in self.metadata["classes"]
-        )
-        self._protos = [c["prototype"] for c in self.metadata["classes"]]
-        self._zones = [tuple(c["zone_axis"]) for c in self.metadata["classes"]]
-        self.symmetry_order = np.asarray(self.metadata["symmetry_order"], dtype=np.int64)
-        #: "haadf" or "cbed": what the network was trained on.
-        self.modality: str = self.metadata.get("modality", "haadf")
-        kind = self.metadata.get("features", "fft")
-        if self.modality == "cbed":
-            if kind != "cbed_polar":
-                raise ValueError(f"{metadata_path}: unknown CBED features {kind!r}")
-        elif (
-            float(self.metadata["pixel_size"]) != MODEL_PIXEL_SIZE
-            or int(self.metadata["window"]) != MODEL_WINDOW
-        ):
-            raise ValueError(f"{metadata_path}: pixel size/window do not match this matchar")
-        elif kind not in ("fft", "polar"):
-            raise ValueError(f"{metadata_path}: unknown features {kind!r}")
-        self._featurize = polar_features if kind == "polar" else fft_features
+        if not model_path.is_file():
+            raise FileNotFoundError(f"classifier model {str(model_path)!r} does not exist")
+        try:
+            text = metadata_path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FileNotFoundError(
+                f"the metadata of classifier model {str(model_path)!r} could not be read from "
+                f"{str(metadata_path)!r} (the JSON file written next to the .onnx by the "
+                f"training script): {exc}"
+            ) from exc
+        try:
+            self._read_metadata(json.loads(text))
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ValueError(
+                f"{str(metadata_path)!r} is not the metadata of a matchar crystal classifier: "
+                f"{detail}"
+            ) from exc
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = get_num_threads()
         opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(
-            str(model_path), sess_options=opts, providers=["CPUExecutionProvider"]
+        try:
+            self._session = ort.InferenceSession(
+                str(model_path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime's own exception types (InvalidProtobuf, Fail)
+            raise ValueError(
+                f"{str(model_path)!r} could not be loaded as an ONNX model: {exc}"
+            ) from exc
+        inputs = [i.name for i in self._session.get_inputs()]
+        n_out = len(self._session.get_outputs())
+        if inputs != ["features"] or n_out != 3:
+            raise ValueError(
+                f"{str(model_path)!r} is not a matchar crystal classifier: it takes inputs "
+                f"{inputs} and gives {n_out} outputs (expected the input 'features' and 3 "
+                "outputs: probabilities, log lattice constants, rotations)"
+            )
+
+    def _read_metadata(self, metadata: Any) -> None:
+        """Set the classes and the features from the model's metadata (raises KeyError,
+        TypeError or ValueError when it is not a classifier's metadata)."""
+        if not isinstance(metadata, dict):
+            raise TypeError(f"a JSON object is expected, got {type(metadata).__name__}")
+        self.metadata = metadata
+        classes = metadata["classes"]
+        if not isinstance(classes, list) or not classes:
+            raise ValueError("'classes' must be a non-empty list")
+        self._protos = [str(c["prototype"]) for c in classes]
+        self._zones = [tuple(int(v) for v in c["zone_axis"]) for c in classes]
+        self.classes: tuple[str, ...] = tuple(
+            _label(p, z) for p, z in zip(self._protos, self._zones)
         )
+        self.symmetry_order = np.asarray(metadata["symmetry_order"], dtype=np.int64)
+        if self.symmetry_order.shape != (len(classes),) or (self.symmetry_order < 1).any():
+            raise ValueError(
+                f"'symmetry_order' must hold one integer >= 1 per class ({len(classes)})"
+            )
+        #: "haadf" or "cbed": what the network was trained on.
+        self.modality: str = metadata.get("modality", "haadf")
+        kind = metadata.get("features", "fft")
+        if self.modality == "cbed":
+            if kind != "cbed_polar":
+                raise ValueError(f"unknown CBED features {kind!r}")
+        elif self.modality != "haadf":
+            raise ValueError(f"unknown modality {self.modality!r}")
+        elif (
+            float(metadata["pixel_size"]) != MODEL_PIXEL_SIZE
+            or int(metadata["window"]) != MODEL_WINDOW
+        ):
+            raise ValueError("pixel size/window do not match this matchar")
+        elif kind not in ("fft", "polar"):
+            raise ValueError(f"unknown features {kind!r}")
+        self._featurize = polar_features if kind == "polar" else fft_features
 
     @classmethod
     def default(cls, modality: str = "haadf") -> CrystalClassifier:
@@ -475,7 +535,7 @@ class CrystalClassifier:
         pixel_size : float
             Calibration in 1/Å per pixel.
         batch_size : int
-            Patterns per onnxruntime call.
+            Patterns per onnxruntime call, >= 1.
         lattice_constant, lattice_tolerance
             What you know of the lattice constant (Å) and its relative tolerance: see
             :meth:`predict`.
@@ -497,6 +557,7 @@ class CrystalClassifier:
         (1, 12)
         """
         clf = self._for("cbed")
+        batch_size = check_int(batch_size, "batch_size", low=1)
         x, ps = _check_pattern(patterns, pixel_size, ndim=3)
         prior = clf._prior(lattice_constant, lattice_tolerance)
         n = len(x)
@@ -525,9 +586,10 @@ class CrystalClassifier:
         Parameters
         ----------
         windows : numpy.ndarray, shape (N, 64, 64)
-            Windows at 0.25 Å per pixel (the model scale).
+            Windows at 0.25 Å per pixel (the model scale); finite values, any scale
+            (each window is standardized).
         batch_size : int
-            Windows per onnxruntime call.
+            Windows per onnxruntime call, >= 1.
 
         Returns
         -------
@@ -543,12 +605,13 @@ class CrystalClassifier:
         >>> out["probs_mc"].shape[0]
         2
         """
-        w = np.asarray(windows, dtype=np.float32)
+        if self.modality != "haadf":
+            raise ValueError("predict_windows runs the HAADF network; use predict_patterns")
+        batch_size = check_int(batch_size, "batch_size", low=1)
+        w = _check_windows(windows)
         n = len(w)
         probs, loga, rot = [], [], []
         threads = get_num_threads()
-        if self.modality != "haadf":
-            raise ValueError("predict_windows runs the HAADF network; use predict_patterns")
         for s in range(0, n, batch_size):
             p, la, r = self._run(self._featurize(w[s : s + batch_size], workers=threads))
             probs.append(p)
@@ -709,6 +772,7 @@ class CrystalClassifier:
     ) -> CrystalMap:
         """Classify every window of a sliding grid (see :func:`classify_map`)."""
         prior_kw = dict(lattice_constant=lattice_constant, lattice_tolerance=lattice_tolerance)
+        batch_size = check_int(batch_size, "batch_size", low=1)
         if _check_modality(modality) == "cbed":
             return self._cbed_map(image, pixel_size, window, stride, batch_size, **prior_kw)
         if self.modality != "haadf":
@@ -722,7 +786,7 @@ class CrystalClassifier:
             window = round(fov)
         if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
             raise TypeError(f"window must be an int (pixels), got {type(window).__name__}")
-        window = int(window)
+        window = check_int(window, "window (pixels)", low=1)
         if not 0.5 * fov - 1 <= window <= fov + 1:
             raise ValueError(
                 f"window={window} pixels must cover {0.5 * fov:.0f}-{fov:.0f} pixels at "
@@ -730,9 +794,7 @@ class CrystalClassifier:
             )
         if stride is None:
             stride = max(1, window // 4)
-        if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
-            raise ValueError(f"stride must be an int >= 1, got {stride!r}")
-        stride = int(stride)
+        stride = check_int(stride, "stride (pixels)", low=1)
         H, W = img.shape
         if H < window or W < window:
             raise ValueError(
@@ -834,6 +896,31 @@ def _load_default(cls: type, modality: str) -> CrystalClassifier:
     return cls(path)
 
 
+def _check_windows(windows: Any) -> np.ndarray:
+    """Model-scale windows (N, 64, 64): finite, each scaled by a power of two into
+    :data:`HAADF_SAFE_PEAK` when outside it (the features standardize every window)."""
+    w = as_array(windows, "windows", ndim=3, allow_empty=True)
+    if w.shape[1:] != (MODEL_WINDOW, MODEL_WINDOW):
+        raise ValueError(
+            f"windows must have shape (N, {MODEL_WINDOW}, {MODEL_WINDOW}), got {w.shape}"
+        )
+    if len(w) == 0:
+        return w
+    peak = np.maximum(np.abs(w.min(axis=(1, 2))), np.abs(w.max(axis=(1, 2))))
+    bad = np.flatnonzero(~np.isfinite(peak))
+    if len(bad):
+        raise ValueError(
+            f"windows contain NaN or infinite values ({len(bad)} of {len(w)} windows, the "
+            f"first at index {bad[0]})"
+        )
+    lo, hi = HAADF_SAFE_PEAK
+    out = (peak > 0) & ((peak < lo) | (peak > hi))
+    if out.any():
+        e = np.where(out, np.frexp(peak)[1], 0)
+        w = np.ldexp(w, -e[:, None, None]).astype(w.dtype, copy=False)
+    return w
+
+
 def _pad_windows(win: np.ndarray) -> np.ndarray:
     """Standardize + taper windows smaller than the model's, then zero-pad them."""
     n, wm = win.shape[0], win.shape[1]
@@ -888,7 +975,7 @@ def classify_map(
     classifier : CrystalClassifier or None
         None = :meth:`CrystalClassifier.default`.
     batch_size : int
-        Windows per network call (memory: about 50 kB per window).
+        Windows per network call, >= 1 (memory: about 50 kB per window).
     lattice_constant, lattice_tolerance
         What you know of the lattice constant (Å) and its relative tolerance: see
         :meth:`CrystalClassifier.predict`.

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import operator
-from typing import Any
 
 import numpy as np
 import scipy.fft
@@ -13,6 +11,7 @@ from scipy import ndimage
 
 from .. import _core
 from .._arrays import as_array
+from .._validation import check_choice, check_int
 
 #: Cost of the FFT path per unit of ``1.5 L² log2(L²)`` (three real 2-D FFTs of side L)
 #: in box-sum multiply-adds, measured on the 2-core development machine (1024² uint16,
@@ -22,17 +21,33 @@ from .._arrays import as_array
 _FFT_COST_FACTOR = 6.5
 
 
-def _int_arg(value: Any, name: str, minimum: int) -> int:
-    try:
-        out = operator.index(value)
-    except TypeError:
-        if isinstance(value, (float, np.floating)) and float(value).is_integer():
-            out = int(value)
-        else:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
-    if out < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return out
+#: The largest |value| of an image that the double-precision kernels take as it is; an
+#: image outside this range is scaled exactly by a power of two first (its squares and
+#: sums would overflow to inf or underflow to 0; every descriptor here is scale invariant).
+DOUBLE_SAFE_PEAK = (2.0**-200, 2.0**200)
+
+
+def finite_rescaled(
+    img: np.ndarray,
+    name: str = "image",
+    safe: tuple[float, float] = DOUBLE_SAFE_PEAK,
+) -> np.ndarray:
+    """Refuse NaN/inf; return ``img``, or a copy scaled by a power of two when its
+    largest |value| lies outside ``safe`` (largest |value| then in [0.5, 1)).
+
+    The scaling is exact (``numpy.ldexp``), so a scale-invariant result (correlations,
+    lattice vectors, standardized windows) does not depend on the image's units: an
+    image times 1e-300 or 1e300 gives what the image itself gives. An all-zero image is
+    returned as is (the callers report it as constant).
+    """
+    if img.size == 0:
+        return img
+    peak = max(abs(float(img.min())), abs(float(img.max())))  # NaN propagates
+    if not math.isfinite(peak):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if peak == 0.0 or safe[0] <= peak <= safe[1]:
+        return img
+    return np.ldexp(img, -math.frexp(peak)[1]).astype(img.dtype, copy=False)
 
 
 def as_image(image: ArrayLike, name: str = "image") -> np.ndarray:
@@ -82,8 +97,8 @@ def default_shifts(window: int = 20, n_shifts: int = 100) -> np.ndarray:
     >>> mc.imaging.default_shifts(window=2, n_shifts=5).tolist()  # step 1 needed
     [[0, 1], [1, 0], [1, 1], [1, -1], [0, 2]]
     """
-    window = _int_arg(window, "window", 1)
-    n_shifts = _int_arg(n_shifts, "n_shifts", 1)
+    window = check_int(window, "window", low=1)
+    n_shifts = check_int(n_shifts, "n_shifts", low=1)
     return _core.imaging.select_shifts(window, n_shifts)
 
 
@@ -125,10 +140,10 @@ def lcm_cost(patch: int = 20, window: int = 20, n_shifts: int = 100, stride: int
     >>> mc.imaging.lcm_cost(20, 20, 840, stride=32)["best"]
     'fft'
     """
-    patch = _int_arg(patch, "patch", 1)
-    window = _int_arg(window, "window", 1)
-    n_shifts = _int_arg(n_shifts, "n_shifts", 1)
-    stride = _int_arg(stride, "stride", 1)
+    patch = check_int(patch, "patch", low=1)
+    window = check_int(window, "window", low=1)
+    n_shifts = check_int(n_shifts, "n_shifts", low=1)
+    stride = check_int(stride, "stride", low=1)
     side = 2 * patch + 1
     box = float(n_shifts * stride * (min(2 * stride, side) + 1))
     L2 = _fft_length(patch, window) ** 2
@@ -236,6 +251,10 @@ def local_correlation_map(
     A flat neighbourhood (variance below 1e-12 times the image variance) has
     correlation 0 with everything rather than NaN; values are clamped to ``[-1, 1]``.
 
+    The maps do not depend on the image's scale: an image whose largest |value| is
+    outside ``2**±200`` (its squares would overflow or underflow in double precision)
+    is first scaled exactly by a power of two.
+
     Parameters
     ----------
     image : array_like, shape (H, W)
@@ -292,23 +311,37 @@ def local_correlation_map(
     >>> bool(np.allclose(maps[..., k], 1.0, atol=1e-5))
     True
     """
-    patch = _int_arg(patch, "patch", 1)
-    window = _int_arg(window, "window", 1)
-    stride = _int_arg(stride, "stride", 1)
+    patch = check_int(patch, "patch", low=1)
+    window = check_int(window, "window", low=1)
+    stride = check_int(stride, "stride", low=1)
+    n_shifts = check_int(n_shifts, "n_shifts", low=1)
+    check_choice(method, "method", ("auto", "boxsum", "fft"))
     img = as_image(image)
+    H, W = img.shape
+    m = patch + window
+    if H <= 2 * m or W <= 2 * m:
+        raise ValueError(
+            f"image of shape ({H}, {W}) is too small for patch={patch}, window={window}: "
+            f"both sides must exceed 2 * (patch + window) = {2 * m}"
+        )
     if shifts is None:
         shift_arr = default_shifts(window, n_shifts)
     else:
         raw = np.asarray(shifts)
         if raw.ndim != 2 or raw.shape[1] != 2 or raw.shape[0] < 1:
             raise ValueError(f"shifts must have shape (n_shifts, 2), got {raw.shape}")
-        if raw.dtype.kind not in "iu" and not np.array_equal(raw, np.round(raw)):
+        if raw.dtype.kind not in "iuf" or (
+            raw.dtype.kind == "f" and not np.array_equal(raw, np.round(raw))
+        ):
             raise ValueError("shifts must be integers (pixels)")
         if np.abs(raw).max() > window:
             raise ValueError(f"every shift must lie within +-window={window}")
         shift_arr = np.ascontiguousarray(raw, dtype=np.int32)
-    if method not in ("auto", "boxsum", "fft"):
-        raise ValueError(f"method must be 'auto', 'boxsum' or 'fft', got {method!r}")
+    # The kernels' allocations are checked before the pass over the image below.
+    n_out = -(-(H - 2 * m) // stride) * -(-(W - 2 * m) // stride) * len(shift_arr)
+    _core.check_allocation(n_out, 4, "local_correlation_map output")
+    _core.check_allocation(H * W, 8, "local_correlation_map centred image")
+    img = finite_rescaled(img)
     if method == "auto":
         method = lcm_cost(patch, window, len(shift_arr), stride)["best"]
     if method == "fft":

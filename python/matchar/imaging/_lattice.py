@@ -8,7 +8,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import ndimage
 
-from ._correlation import _int_arg, as_image
+from .._validation import check_float, check_int
+from ._correlation import as_image, finite_rescaled
 
 _NAN_BASIS = np.full((2, 2), np.nan)
 
@@ -76,7 +77,9 @@ def lattice_vectors(
     handled): local maxima at least 2 px from the origin and at least half as high as
     the highest one are candidates; the shortest candidate and the shortest one not
     within 20° of its direction span the lattice; each is refined to sub-pixel precision
-    with parabolas and the pair is Lagrange-Gauss reduced.
+    with parabolas and the pair is Lagrange-Gauss reduced. The result does not depend on
+    the image's scale (a region whose largest |value| is outside ``2**±200`` is first
+    scaled exactly by a power of two).
 
     Parameters
     ----------
@@ -94,6 +97,12 @@ def lattice_vectors(
         ``dx > 0``), ``v2`` on its counter-clockwise side in (dy, dx) axes. NaN when the
         region is too small (fewer than ``max_length²`` pixels) or shows no lattice.
 
+    Raises
+    ------
+    ValueError
+        NaN or infinite pixels inside the region, a mask of another shape, or
+        ``max_length`` not an integer >= 3.
+
     Example
     -------
     >>> import numpy as np, matchar as mc
@@ -102,16 +111,21 @@ def lattice_vectors(
     >>> np.round(np.abs(mc.imaging.lattice_vectors(image)), 1).tolist()
     [[0.0, 10.0], [10.0, 0.0]]
     """
-    img = as_image(image).astype(np.float64, copy=False)
-    L = _int_arg(max_length, "max_length", 3)
+    img = as_image(image)
+    L = check_int(max_length, "max_length", low=3)
     if mask is None:
         m = np.ones(img.shape, dtype=bool)
     else:
         m = np.asarray(mask, dtype=bool)
         if m.shape != img.shape:
             raise ValueError(f"mask must have the image's shape {img.shape}, got {m.shape}")
-    if m.sum() < L * L or not np.isfinite(img[m]).all():
+    if not m.any():
         return _NAN_BASIS.copy()
+    region = finite_rescaled(img[m], "image (inside the mask)")
+    if m.sum() < L * L:
+        return _NAN_BASIS.copy()
+    img = np.zeros(img.shape, dtype=np.float64)
+    img[m] = region
     ac = _masked_autocorrelation(img, m, L)
     peaks = (ndimage.maximum_filter(ac, size=3, mode="constant", cval=-np.inf) == ac) & (ac > 0)
     ii, jj = np.nonzero(peaks)
@@ -134,6 +148,18 @@ def lattice_vectors(
     return _NAN_BASIS.copy()
 
 
+def _basis(value: ArrayLike, name: str) -> np.ndarray:
+    """A (2, 2) float64 basis (rows ``(dy, dx)``; four numbers in any shape accepted)."""
+    expected = f"{name} must be a (2, 2) array of lattice vectors (rows (dy, dx))"
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{expected}, got {value!r}") from exc
+    if arr.size != 4:
+        raise ValueError(f"{expected}, got shape {arr.shape}")
+    return arr.reshape(2, 2)
+
+
 def misorientation_deg(a: ArrayLike, b: ArrayLike, tolerance: float = 0.1) -> float:
     """Smallest in-plane rotation (degrees) that maps lattice ``a`` onto lattice ``b``.
 
@@ -150,7 +176,8 @@ def misorientation_deg(a: ArrayLike, b: ArrayLike, tolerance: float = 0.1) -> fl
         Lattice vectors as rows ``(dy, dx)`` (any common unit), e.g. from
         :func:`lattice_vectors`.
     tolerance : float, default 0.1
-        Relative length mismatch and distance from integer coefficients still accepted.
+        Relative length mismatch and distance from integer coefficients still accepted,
+        in (0, 0.5].
 
     Returns
     -------
@@ -165,8 +192,9 @@ def misorientation_deg(a: ArrayLike, b: ArrayLike, tolerance: float = 0.1) -> fl
     >>> round(mc.imaging.misorientation_deg([[0, 10], [10, 0]], b), 1)
     15.0
     """
-    A = np.asarray(a, dtype=np.float64).reshape(2, 2)
-    B = np.asarray(b, dtype=np.float64).reshape(2, 2)
+    tolerance = check_float(tolerance, "tolerance", low=0.0, high=0.5, low_open=True)
+    A = _basis(a, "a")
+    B = _basis(b, "b")
     if not (np.isfinite(A).all() and np.isfinite(B).all()):
         return math.nan
     if abs(np.linalg.det(B)) < 1e-12 or abs(np.linalg.det(A)) < 1e-12:

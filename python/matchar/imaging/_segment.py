@@ -12,7 +12,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import ndimage
 
-from ._correlation import _int_arg, as_image, default_shifts, local_correlation_map
+from .._validation import check_choice, check_fitted, check_float, check_int
+from ._correlation import as_image, default_shifts, finite_rescaled, local_correlation_map
 from ._lattice import lattice_vectors as _region_lattice_vectors
 from ._lattice import misorientation_deg as _misorientation_deg
 from ._symmetry import symmetry_map
@@ -146,12 +147,13 @@ def _single_threaded_sklearn() -> Iterator[None]:
 
 
 def _check_pixel_size(pixel_size: float | None) -> None:
-    if pixel_size is not None and not (
-        isinstance(pixel_size, (int, float, np.floating, np.integer))
-        and pixel_size > 0
-        and math.isfinite(pixel_size)
-    ):
-        raise ValueError(f"pixel_size must be a positive number of Å, got {pixel_size!r}")
+    check_float(pixel_size, "pixel_size (Å)", low=0.0, low_open=True, allow_none=True)
+
+
+#: The largest |value| that the float32 contrast normalisation takes as it is (outside
+#: it, the image is scaled exactly by a power of two: its squares would overflow or
+#: lose precision in float32; the normalised image does not depend on the scale).
+_FLOAT32_SAFE_PEAK = (2.0**-40, 2.0**40)
 
 
 def _local_contrast(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -160,8 +162,7 @@ def _local_contrast(image: np.ndarray, sigma: float) -> np.ndarray:
     unit local contrast, so a patch that straddles a boundary between a bright,
     high-contrast phase and a dim one is not dominated by the bright one in the Pearson
     correlations."""
-    if not np.isfinite(image).all():
-        raise ValueError("image contains NaN or infinite values")
+    image = finite_rescaled(image, "image", _FLOAT32_SAFE_PEAK)
     img = image.astype(np.float32)  # a copy: the caller's array is never modified
     img -= ndimage.gaussian_filter(img, sigma, mode="reflect")
     sd = ndimage.gaussian_filter(np.square(img), sigma, mode="reflect")
@@ -249,11 +250,15 @@ class Segmenter:
         PCA components kept.
     smoothing : float, default 4.0
         Standard deviation, in pixels, of the Gaussian smoothing of the features;
-        0 disables it.
+        0 disables it; at most the image's larger side.
     method : {"kmeans", "gmm"}, default "kmeans"
         Clustering (see above); ``"gmm"`` gives posterior probabilities as scores.
     max_regions : int, default 6
+        Largest number of regions tried when ``n_regions`` is None; clamped to what the
+        image can hold: one region per non-overlapping ``(2 patch + 1)²`` patch and per
+        descriptor grid point (at least 2 are tried).
     min_silhouette : float, default 0.3
+        In [-1, 1].
     min_separation : float, default 3.5
         See *Choosing the number of regions*.
     random_state : int, default 0
@@ -271,7 +276,8 @@ class Segmenter:
         ``contrast_sigma`` pixels) and divide by the local standard deviation over the
         same σ, so phases of different brightness or contrast weigh equally in a patch
         that straddles their boundary (two-phase image: boundary offset 5 → 3 px);
-        0 disables it. Choose σ of about a lattice spacing or less.
+        0 disables it; at most the image's larger side. Choose σ of about a lattice
+        spacing or less.
 
     Attributes
     ----------
@@ -331,21 +337,47 @@ class Segmenter:
 
     # -- helpers -----------------------------------------------------------------------
     def _check_params(self) -> None:
-        _int_arg(self.patch, "patch", 1)
-        _int_arg(self.window, "window", 1)
-        _int_arg(self.stride, "stride", 1)
-        _int_arg(self.n_components, "n_components", 1)
-        _int_arg(self.max_regions, "max_regions", 2)
-        if not (self.min_separation >= 0 and math.isfinite(self.min_separation)):
-            raise ValueError(f"min_separation must be >= 0, got {self.min_separation!r}")
-        if self.n_regions is not None:
-            _int_arg(self.n_regions, "n_regions", 1)
-        if self.method not in ("kmeans", "gmm"):
-            raise ValueError(f"method must be 'kmeans' or 'gmm', got {self.method!r}")
-        if not (self.smoothing >= 0 and math.isfinite(self.smoothing)):
-            raise ValueError(f"smoothing must be >= 0 pixels, got {self.smoothing!r}")
-        if not (self.contrast_sigma >= 0 and math.isfinite(self.contrast_sigma)):
-            raise ValueError(f"contrast_sigma must be >= 0 pixels, got {self.contrast_sigma!r}")
+        check_int(self.patch, "patch", low=1)
+        check_int(self.window, "window", low=1)
+        check_int(self.n_shifts, "n_shifts", low=1)
+        check_int(self.stride, "stride", low=1)
+        check_int(self.n_components, "n_components", low=1)
+        check_int(self.max_regions, "max_regions", low=2)
+        check_int(self.n_regions, "n_regions", low=1, allow_none=True)
+        check_int(self.random_state, "random_state", low=0, high=2**32 - 1, allow_none=True)
+        check_float(self.min_silhouette, "min_silhouette", low=-1.0, high=1.0)
+        check_float(self.min_separation, "min_separation", low=0.0)
+        check_choice(self.method, "method", ("kmeans", "gmm"))
+        check_float(self.smoothing, "smoothing (pixels)", low=0.0)
+        check_float(self.contrast_sigma, "contrast_sigma (pixels)", low=0.0)
+
+    def _check_image(self, img: np.ndarray) -> int:
+        """Check the image's size against the parameters before any work; return the
+        number of points of the descriptor grid."""
+        H, W = img.shape
+        m = int(self.patch) + int(self.window)
+        if H <= 2 * m or W <= 2 * m:
+            raise ValueError(
+                f"image of shape ({H}, {W}) is too small for patch={self.patch}, "
+                f"window={self.window}: both sides must exceed 2 * (patch + window) = {2 * m}"
+            )
+        for name in ("smoothing", "contrast_sigma"):
+            sigma = float(getattr(self, name))
+            if sigma > max(H, W):
+                raise ValueError(
+                    f"{name}={sigma!r} pixels exceeds the image's larger side ({max(H, W)} "
+                    "pixels); a Gaussian that wide is flat over the image"
+                )
+        stride = int(self.stride)
+        return -(-(H - 2 * m) // stride) * -(-(W - 2 * m) // stride)
+
+    def _max_regions(self, shape: tuple[int, int], n_points: int) -> int:
+        """``max_regions`` clamped to what the image can hold: at most one region per
+        non-overlapping patch (``(2 patch + 1)²`` pixels) and per descriptor grid point,
+        and at least 2."""
+        side = 2 * int(self.patch) + 1
+        patches = (shape[0] // side) * (shape[1] // side)
+        return int(max(2, min(int(self.max_regions), patches, n_points)))
 
     def _descriptor(self, image: np.ndarray) -> np.ndarray:
         if self.contrast_sigma > 0:
@@ -418,7 +450,8 @@ class Segmenter:
         from sklearn.metrics import silhouette_score
 
         self.scores_: dict[int, float] = {}
-        kmax = int(min(self.max_regions, len(Z)))
+        # _fit_grid clamps max_regions to what the image holds (see _max_regions).
+        kmax = int(min(getattr(self, "_kmax", self.max_regions), len(Z)))
         if self.n_regions is not None:
             k = int(self.n_regions)
             if k > len(Z):
@@ -492,6 +525,13 @@ class Segmenter:
 
         self._check_params()
         img = as_image(image)
+        n_points = self._check_image(img)
+        if self.n_regions is not None and int(self.n_regions) > n_points:
+            raise ValueError(
+                f"n_regions={self.n_regions} exceeds the {n_points} descriptor grid points of "
+                f"the image of shape {img.shape}"
+            )
+        self._kmax = self._max_regions(img.shape, n_points)
         self.shifts_ = default_shifts(self.window, self.n_shifts)
         maps = self._descriptor(img)
         X = maps.reshape(-1, maps.shape[-1])
@@ -528,10 +568,10 @@ class Segmenter:
         -------
         Segmentation
         """
-        if not hasattr(self, "model_"):
-            raise RuntimeError("this Segmenter is not fitted yet; call fit(image) first")
+        check_fitted(self, "model_")
         _check_pixel_size(pixel_size)
         img = as_image(image)
+        self._check_image(img)
         maps = self._descriptor(img)
         with _single_threaded_sklearn():
             Z = self._features(maps)

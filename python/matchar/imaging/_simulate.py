@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _core
+from .._validation import check_float, check_int
 
 PROTOTYPES = ("fcc", "bcc", "hcp", "diamond")
 
@@ -36,6 +37,16 @@ ZONE_AXES: tuple[tuple[str, tuple[int, ...]], ...] = (
 )
 
 _HCP_C_OVER_A = math.sqrt(8.0 / 3.0)
+
+#: Largest lattice constant (Å) the simulators take.
+MAX_LENGTH = 1e4
+#: Largest |origin| component (Å) of simulate_haadf: positions stay exact to ~1e-7 Å.
+MAX_ORIGIN = 1e9
+#: Largest dose (electrons per pixel): beyond it the shot noise is negligible (use None)
+#: and dose x intensity could overflow.
+MAX_DOSE = 1e15
+#: Largest background and read noise, in units of the image's (or beam's) intensity.
+MAX_RELATIVE = 1e6
 _Z_EXPONENT = 1.7
 
 
@@ -252,8 +263,9 @@ def probe_sigma(
     >>> round(probe_sigma(300.0, 25.0, 0.0), 3)
     0.171
     """
-    if not (voltage_kv > 0 and convergence_mrad > 0 and source_fwhm >= 0):
-        raise ValueError("voltage_kv and convergence_mrad must be > 0, source_fwhm >= 0")
+    voltage_kv = check_float(voltage_kv, "voltage_kv", low=0.0, low_open=True)
+    convergence_mrad = check_float(convergence_mrad, "convergence_mrad", low=0.0, low_open=True)
+    source_fwhm = check_float(source_fwhm, "source_fwhm (Å)", low=0.0)
     v = voltage_kv * 1e3
     lam = 12.2643 / math.sqrt(v * (1 + 0.97845e-6 * v))  # Å
     fwhm = 0.51 * lam / (convergence_mrad * 1e-3)
@@ -352,36 +364,51 @@ def simulate_haadf(
     zone_axis : tuple of int
         Viewing direction; hcp accepts (u, v, w) or Miller-Bravais (U, V, T, W).
     lattice_constant : float
-        Cubic lattice constant a (hcp: the basal a), Å, > 0.
+        Cubic lattice constant a (hcp: the basal a), Å, in (0, 1e4], and at least the
+        width of the probe broadened by ``thermal_sigma`` (a finer lattice would be a
+        uniform image).
     rotation : float
         In-plane rotation in degrees: the angle from the image +x axis (columns) towards
         +y (rows) of the shortest projected lattice vector.
     shape : (int, int)
-        Image shape (rows, cols) in pixels.
+        Image shape (rows, cols) in pixels, at most 2**28 pixels.
     pixel_size : float
         Å per pixel, > 0.
     dose : float or None
-        Electrons per pixel at the mean intensity (Poisson noise); None = noiseless.
+        Electrons per pixel at the mean intensity (Poisson noise), in (0, 1e15];
+        None = noiseless.
     thermal_sigma : float
-        RMS thermal displacement in Å, >= 0.
+        RMS thermal displacement in Å, in [0, lattice_constant].
     seed : int or None
-        Seed of the random numbers (thermal jitter, noise, scan jitter); None = fresh.
+        Seed of the random numbers (thermal jitter, noise, scan jitter), in
+        [0, 2**64 - 1]; None = fresh.
     atomic_number : int
-        Z of the (single) element; sets the absolute column weights.
+        Z of the (single) element, 1-118; sets the absolute column weights.
     voltage_kv, convergence_mrad, source_fwhm : float
-        Probe (see :func:`probe_sigma`).
+        Probe (see :func:`probe_sigma`): > 0, > 0 and >= 0.
     background : float
-        Constant background as a fraction of the mean column signal, >= 0.
+        Constant background as a fraction of the mean column signal, in [0, 1e6].
     read_noise : float
-        Gaussian read noise (standard deviation in units of the mean intensity).
+        Gaussian read noise (standard deviation in units of the mean intensity), in
+        [0, 1e6].
     scan_jitter : float
-        Standard deviation (Å) of the per-scan-line x displacement.
+        Standard deviation (Å) of the per-scan-line x displacement, from 0 to the image
+        extent ``max(shape) * pixel_size``.
     drift : (float, float)
-        Linear drift (Å per scan line) in x and y.
+        Linear drift (Å per scan line) in x and y, each within ± the image extent.
     origin : (float, float) or None
-        Position (Å) of a lattice point in the image; None = the image centre.
+        Position (Å) of a lattice point in the image, each within ±1e9 Å; None = the
+        image centre.
     dtype : numpy.float32 or numpy.float64
         Output dtype.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, for any value outside the ranges above (non-integral
+        ``atomic_number``, ``shape`` or ``seed`` included).
+    MemoryError
+        For more than 2**28 pixels.
 
     Returns
     -------
@@ -397,32 +424,49 @@ def simulate_haadf(
     """
     zone = normalize_zone_axis(prototype, zone_axis)
     rows, cols = _check_shape(shape)
-    for name, val, lo in (
-        ("lattice_constant", lattice_constant, 0.0),
-        ("pixel_size", pixel_size, 0.0),
-    ):
-        if not (np.isfinite(val) and val > lo):
-            raise ValueError(f"{name} must be a finite number > 0, got {val!r}")
-    if not np.isfinite(rotation):
-        raise ValueError(f"rotation must be finite, got {rotation!r}")
-    if not (np.isfinite(thermal_sigma) and thermal_sigma >= 0):
-        raise ValueError(f"thermal_sigma must be finite and >= 0, got {thermal_sigma!r}")
-    if dose is not None and not (np.isfinite(dose) and dose > 0):
-        raise ValueError(f"dose must be None or a finite number > 0, got {dose!r}")
-    if int(atomic_number) < 1:
-        raise ValueError(f"atomic_number must be >= 1, got {atomic_number!r}")
+    a = check_float(lattice_constant, "lattice_constant (Å)", low=0.0, high=MAX_LENGTH,
+                    low_open=True)  # fmt: skip
+    rotation = check_float(rotation, "rotation (degrees)")
+    pixel_size = check_float(pixel_size, "pixel_size (Å)", low=0.0, low_open=True)
+    dose = check_float(dose, "dose", low=0.0, high=MAX_DOSE, low_open=True, allow_none=True)
+    thermal_sigma = check_float(thermal_sigma, "thermal_sigma (Å)", low=0.0)
+    seed = check_int(seed, "seed", low=0, high=2**64 - 1, allow_none=True)
+    z = check_int(atomic_number, "atomic_number", low=1, high=118)
+    voltage_kv = check_float(voltage_kv, "voltage_kv", low=0.0, low_open=True)
+    convergence_mrad = check_float(convergence_mrad, "convergence_mrad", low=0.0, low_open=True)
+    source_fwhm = check_float(source_fwhm, "source_fwhm (Å)", low=0.0)
+    background = check_float(background, "background", low=0.0, high=MAX_RELATIVE)
+    read_noise = check_float(read_noise, "read_noise", low=0.0, high=MAX_RELATIVE)
+    extent = max(rows, cols) * pixel_size
+    scan_jitter = check_float(
+        scan_jitter, f"scan_jitter (Å, at most the image extent {extent:g} Å)", low=0.0,
+        high=extent,
+    )  # fmt: skip
+    drift = _check_pair(drift, "drift (Å per scan line)", bound=extent)
+    if origin is not None:
+        origin = _check_pair(origin, "origin (Å)", bound=MAX_ORIGIN)
     if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    probe = probe_sigma(voltage_kv, convergence_mrad, source_fwhm)
+    if probe <= a:
+        check_float(thermal_sigma, "thermal_sigma (Å, at most lattice_constant)", low=0.0, high=a)
+    if math.hypot(probe, thermal_sigma) > a:
+        raise ValueError(
+            f"lattice_constant={a} Å is too fine for the probe: its width (sigma "
+            f"{probe:.3g} Å from voltage_kv, convergence_mrad and source_fwhm, broadened by "
+            f"thermal_sigma to {math.hypot(probe, thermal_sigma):.3g} Å) must be at most "
+            "the lattice constant, beyond which the columns merge into a uniform image"
+        )
     cell = projected_cell(prototype, zone)
     if origin is None:
         origin = (0.5 * (cols - 1) * pixel_size, 0.5 * (rows - 1) * pixel_size)
     params = haadf_params(
         cell,
-        lattice_constant,
+        a,
         rotation,
         pixel_size,
         origin=origin,
-        probe=probe_sigma(voltage_kv, convergence_mrad, source_fwhm),
+        probe=probe,
         thermal_sigma=thermal_sigma,
         background=background,
         dose=dose,
@@ -430,7 +474,7 @@ def simulate_haadf(
         jitter=scan_jitter,
         drift=drift,
     )[None, :]
-    columns = column_weights(cell, lattice_constant, int(atomic_number))
+    columns = column_weights(cell, a, z)
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
     render = (
@@ -451,12 +495,32 @@ def simulate_haadf(
 
 
 def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
+    """``shape`` as (rows, cols) of positive ints; MemoryError past 2**28 pixels."""
     try:
-        rows, cols = (int(s) for s in shape)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"shape must be a pair of positive ints, got {shape!r}") from exc
-    if rows < 1 or cols < 1:
-        raise ValueError(f"shape must be a pair of positive ints, got {shape!r}")
+        items = tuple(shape)
+    except TypeError:
+        items = ()
+    if len(items) != 2:
+        raise ValueError(f"shape must be a pair (rows, cols) of positive ints, got {shape!r}")
+    rows = check_int(items[0], "shape[0] (rows)", low=1)
+    cols = check_int(items[1], "shape[1] (cols)", low=1)
     if rows * cols > 1 << 28:
         raise MemoryError(f"shape {shape!r} is too large (more than 2^28 pixels)")
     return rows, cols
+
+
+def _check_pair(
+    value: Sequence[float], name: str, bound: float | None = None
+) -> tuple[float, float]:
+    """``value`` as a pair of finite floats, within ``[-bound, bound]`` when given."""
+    try:
+        items = tuple(value)
+    except TypeError:
+        items = ()
+    if len(items) != 2:
+        raise ValueError(f"{name} must be a pair of numbers, got {value!r}")
+    low = None if bound is None else -bound
+    return (
+        check_float(items[0], f"{name}[0]", low=low, high=bound),
+        check_float(items[1], f"{name}[1]", low=low, high=bound),
+    )

@@ -9,7 +9,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import _core
-from ._correlation import _int_arg, as_image
+from .._validation import check_float, check_int
+from ._correlation import as_image, finite_rescaled
 
 DEFAULT_FOLDS = (2, 3, 4, 6)
 DEFAULT_MIRRORS_DEG = (0.0, 30.0, 45.0, 60.0, 90.0, 120.0, 135.0, 150.0)
@@ -40,14 +41,13 @@ def symmetry_transforms(
     """
     mats, names = [], []
     for n in folds:
-        n_int = _int_arg(n, "folds", 2)
+        n_int = check_int(n, "folds", low=2)
         t = 2 * math.pi / n_int
         mats.append([[math.cos(t), math.sin(t)], [-math.sin(t), math.cos(t)]])
         names.append(f"rot{n_int}")
     for a in mirror_angles_deg:
-        if not math.isfinite(float(a)):
-            raise ValueError(f"mirror_angles_deg must be finite, got {a!r}")
-        t = 2 * math.radians(float(a))
+        a = check_float(a, "mirror_angles_deg")
+        t = 2 * math.radians(a)
         mats.append([[-math.cos(t), math.sin(t)], [math.sin(t), math.cos(t)]])
         names.append(f"mirror{float(a):g}")
     if not mats:
@@ -115,10 +115,20 @@ def symmetry_map(
     >>> bool(np.allclose(maps[..., 0], 1.0, atol=1e-5)), names  # pixels 9, 17, ...
     (True, ['rot4', 'mirror0'])
     """
-    patch = _int_arg(patch, "patch", 1)
-    stride = _int_arg(stride, "stride", 1)
+    patch = check_int(patch, "patch", low=1)
+    stride = check_int(stride, "stride", low=1)
     transforms, names = symmetry_transforms(folds, mirror_angles_deg)
     img = as_image(image)
+    H, W = img.shape
+    if H <= 2 * (patch + 1) or W <= 2 * (patch + 1):
+        raise ValueError(
+            f"image of shape ({H}, {W}) is too small for patch={patch}: both sides must "
+            f"exceed 2 * (patch + 1) = {2 * (patch + 1)}"
+        )
+    side = -(-(H - 2 * (patch + 1)) // stride), -(-(W - 2 * (patch + 1)) // stride)
+    _core.check_allocation(side[0] * side[1] * len(transforms), 4, "symmetry_map output")
+    _core.check_allocation(H * W, 8, "symmetry_map centred image")
+    img = finite_rescaled(img)
     fn = (
         _core.imaging.symmetry_map_f32
         if img.dtype == np.float32
