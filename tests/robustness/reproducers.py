@@ -436,11 +436,19 @@ def _cases() -> list[Case]:
     add(
         Case(
             "soap_max_radial_22_to_24",
-            "result = [mc.atoms.SOAP(cutoff=4.0, max_radial=n, max_angular=2, "
-            "species=['H', 'O']).compute(frames) for n in (22, 23, 24)]",
+            "result = []\n"
+            "for n in (22, 23, 24):\n"
+            "    soap = mc.atoms.SOAP(cutoff=4.0, max_radial=n, max_angular=2, "
+            "species=['H', 'O'])\n"
+            "    try:\n"
+            "        result.append(soap.compute(frames))\n"
+            "    except ValueError as err:\n"
+            "        raise AssertionError(f'max_radial={n}: accepted by SOAP(), "
+            "refused by compute(): {err}') from None",
             ("ok", "ValueError"),
             match="max_radial",
             setup=soap,
+            note="refused by the constructor, or computed",
         )
     )
 
@@ -750,10 +758,11 @@ def _cases() -> list[Case]:
     # -- the command line: one line on stderr naming the file, exit code 2 ------------
     cli_cases = [
         (
-            "cli_decompose_empty_files",
-            "for ext in ('.emd', '.hspy', '.dm3', '.dm4', '.pts', '.bcf'):\n"
-            "    p = tmp / f'empty{ext}'; p.write_bytes(b'')\n"
-            "    check(p, 'decompose', p)",
+            "cli_decompose_bad_files",
+            "for kind in ('empty', 'random', 'truncated', 'directory'):\n"
+            "    for ext in EXTS:\n"
+            "        p = make(kind, ext)\n"
+            "        check(p, 'decompose', p)",
         ),
         (
             "cli_shifts_empty_xyz",
@@ -777,7 +786,10 @@ def _cases() -> list[Case]:
         ),
     ]
     for name, code in cli_cases:
-        add(Case(name, code, ("ok",), setup=CLI))
+        setup = CLI
+        if name == "cli_decompose_bad_files":
+            setup += f"EXTS = {SPECTRUM_EXTS!r}\n" + BAD_FILES.replace("def check(", "def _(")
+        add(Case(name, code, ("ok",), setup=setup))
     return c
 
 
