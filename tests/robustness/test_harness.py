@@ -57,9 +57,10 @@ def test_crash_exit_and_hang():
 
 
 def test_memory_limit():
-    out = run_case("x = np.ones(2**30)")  # 8 GiB > the 4 GiB limit
+    # 4 GiB of address space (never touched): over the limit, fine without it.
+    out = run_case("x = np.empty(2**29)")
     assert out.exc_type == "MemoryError", out.outcome
-    assert run_case("x = np.ones(2**30)", memory_limit=None, timeout=0.5).kind != "error"
+    assert run_case("x = np.empty(2**29)", memory_limit=None).outcome == "ok"
 
 
 def test_callable_by_name(tmp_path):
