@@ -34,7 +34,7 @@ def test_bad_data(data, exc, match):
     ("params", "match"),
     [
         (dict(n_components=13), r"n_components=13 must be <= min"),
-        (dict(n_components=0), r"n_components must be an integer >= 1"),
+        (dict(n_components=0), r"n_components must be an integer in \[1, "),
         (dict(n_components=2.5), r"n_components must be an integer"),
         (dict(n_components=2, loss="l1"), r"loss must be 'kl' or 'frobenius'"),
         (dict(n_components=2, max_iter=0), r"max_iter must be"),

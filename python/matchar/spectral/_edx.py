@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +16,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import erf
+
+from .._validation import check_choice, check_float, check_int
 
 # Shells of the K, L and M families and their number of electrons (filled shells).
 _FAMILIES = {"K": ("K",), "L": ("L1", "L2", "L3"), "M": ("M1", "M2", "M3", "M4", "M5")}
@@ -29,6 +30,51 @@ _MIN_RATE = 1e-3  # radiative rates below are dropped
 #: Default detector: polymer window (0.3 um, C-based) with a 30 nm Al coating, 30 nm Si
 #: dead layer, 450 um Si crystal. Layers are (formula, density g/cm^3, thickness um).
 DEFAULT_WINDOW = (("C8H8", 1.05, 0.3), ("Al", 2.70, 0.03))
+#: Most bremsstrahlung columns an EDXModel builds (Kramers j=1, Lifshin j=2, ...): higher
+#: powers add columns that are nearly collinear with the last ones.
+MAX_BACKGROUND = 10
+#: Largest detector resolution (FWHM at Mn K-alpha, eV) accepted: beyond any
+#: energy-dispersive detector (peaks wider than a few keV cover the whole spectrum).
+MAX_RESOLUTION_EV = 10_000.0
+#: The Fano limit of the width formula: FWHM_MnKa^2 must exceed 2.5 eV * 5898.7 eV.
+MIN_RESOLUTION_EV = math.sqrt(_FANO_SLOPE_EV * _E_MN_KA_EV)
+
+
+def check_detector(
+    window: Any, dead_layer_um: Any, crystal_um: Any
+) -> tuple[tuple[tuple[str, float, float], ...], float, float]:
+    """(window layers, dead layer, crystal) validated: every layer a (formula xraylib
+    knows, density > 0 g/cm^3, thickness >= 0 um), dead layer >= 0 um, crystal > 0 um (all
+    finite), so that the efficiency is a fraction in [0, 1]."""
+    xl = _xraylib()
+    try:
+        layers = list(window)
+    except TypeError:
+        raise ValueError(
+            f"window must be a sequence of (formula, density g/cm^3, thickness um), got {window!r}"
+        ) from None
+    out = []
+    for i, layer in enumerate(layers):
+        if isinstance(layer, str) or not hasattr(layer, "__len__") or len(layer) != 3:
+            raise ValueError(
+                f"window[{i}] must be a (formula, density g/cm^3, thickness um) triple, "
+                f"got {layer!r}"
+            )
+        formula, rho, um = layer
+        if not isinstance(formula, str):
+            raise ValueError(f"window[{i}]: the formula must be a string, got {formula!r}")
+        try:
+            xl.CS_Total_CP(formula, 10.0)
+        except ValueError:
+            raise ValueError(
+                f"window[{i}]: {formula!r} is not a chemical formula xraylib knows"
+            ) from None
+        rho = check_float(rho, f"window[{i}] density (g/cm^3)", low=0.0, low_open=True)
+        um = check_float(um, f"window[{i}] thickness (um)", low=0.0)
+        out.append((formula, rho, um))
+    dead = check_float(dead_layer_um, "dead_layer_um", low=0.0)
+    crystal = check_float(crystal_um, "crystal_um", low=0.0, low_open=True)
+    return tuple(out), dead, crystal
 
 
 def _xraylib():
@@ -89,6 +135,9 @@ def ionization_cross_section(edge_keV: float, shell: str, beam_energy_keV: float
     >>> round(ionization_cross_section(7.112, "K", 200.0), 6)
     0.004691
     """
+    edge_keV = check_float(edge_keV, "edge_keV", low=0.0, low_open=True)
+    beam_energy_keV = check_float(beam_energy_keV, "beam_energy_keV", low=0.0, low_open=True)
+    check_choice(shell, "shell", tuple(_SHELL_ELECTRONS))
     U = beam_energy_keV / edge_keV
     if U <= 1.0:
         return 0.0
@@ -113,8 +162,9 @@ def detector_efficiency(
         Photon energies (keV).
     window : sequence of (formula, density g/cm^3, thickness um)
         Window layers (default: 0.3 um polymer + 30 nm Al); ``()`` for windowless.
+        Densities > 0, thicknesses >= 0, finite.
     dead_layer_um, crystal_um : float
-        Si dead layer and sensitive thickness (um).
+        Si dead layer (>= 0) and sensitive thickness (> 0), um.
 
     Returns
     -------
@@ -127,6 +177,7 @@ def detector_efficiency(
     True
     """
     xl = _xraylib()
+    window, dead_layer_um, crystal_um = check_detector(window, dead_layer_um, crystal_um)
     E = np.asarray(energy_keV, dtype=np.float64)
     flat = E.reshape(-1)
     out = np.zeros(flat.shape)
@@ -145,11 +196,16 @@ def detector_efficiency(
 def fwhm_keV(energy_keV: ArrayLike, resolution_eV: float = 130.0) -> np.ndarray:
     """Detector peak width: ``FWHM(E)^2 = FWHM_MnKa^2 + 2.5 eV (E - 5898.7 eV)``.
 
+    ``resolution_eV`` (the FWHM at Mn K-alpha) must lie in [121.4, 10000] eV.
+
     Example
     -------
     >>> float(np.round(fwhm_keV(5.8987), 4))
     0.13
     """
+    resolution_eV = check_float(
+        resolution_eV, "resolution_eV", low=MIN_RESOLUTION_EV, high=MAX_RESOLUTION_EV
+    )
     E = np.asarray(energy_keV, dtype=np.float64) * 1000.0
     sq = resolution_eV**2 + _FANO_SLOPE_EV * (E - _E_MN_KA_EV)
     return np.sqrt(np.maximum(sq, 1.0)) / 1000.0
@@ -197,20 +253,12 @@ def sample_absorption(
     if not isinstance(composition, dict) or not composition:
         raise ValueError(f"sample_composition must be a non-empty dict, got {composition!r}")
     zs = [atomic_number(el) for el in composition]
-    x = np.array([float(v) for v in composition.values()])
-    if not np.isfinite(x).all() or (x < 0).any() or x.sum() <= 0:
+    x = np.array([check_float(v, f"sample_composition[{k!r}]") for k, v in composition.items()])
+    if (x < 0).any() or not 0 < x.sum() < np.inf:
         raise ValueError("sample_composition: fractions must be finite, >= 0, not all 0")
-    density_g_cm3, thickness_nm, takeoff_deg = (
-        float(density_g_cm3),
-        float(thickness_nm),
-        float(takeoff_deg),
-    )
-    if not (np.isfinite(density_g_cm3) and density_g_cm3 > 0):
-        raise ValueError(f"density_g_cm3 must be > 0, got {density_g_cm3}")
-    if not (np.isfinite(thickness_nm) and thickness_nm >= 0):
-        raise ValueError(f"thickness_nm must be >= 0, got {thickness_nm}")
-    if not (np.isfinite(takeoff_deg) and 0 < takeoff_deg <= 90):
-        raise ValueError(f"takeoff_deg must be in (0, 90], got {takeoff_deg}")
+    density_g_cm3 = check_float(density_g_cm3, "density_g_cm3", low=0.0, low_open=True)
+    thickness_nm = check_float(thickness_nm, "thickness_nm", low=0.0)
+    takeoff_deg = check_float(takeoff_deg, "takeoff_deg", low=0.0, high=90.0, low_open=True)
     w = x * np.array([xl.AtomicWeight(z) for z in zs])
     w /= w.sum()
     E = np.asarray(energy_keV, dtype=np.float64)
@@ -257,12 +305,15 @@ def parse_energy_axis(energy_axis: Any, name: str = "energy_axis") -> tuple[floa
     """(offset, scale, n) from a 3-tuple or a uniform 1-D array of channel energies (keV)."""
     if isinstance(energy_axis, tuple) and len(energy_axis) == 3:
         offset, scale, n = energy_axis
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
-            raise ValueError(f"{name}: the channel count must be an integer >= 2, got {n!r}")
-        offset, scale = float(offset), float(scale)
-        if not (np.isfinite(offset) and np.isfinite(scale)) or scale <= 0:
-            raise ValueError(f"{name}: offset must be finite and scale > 0, got {offset}, {scale}")
-        return offset, scale, int(n)
+        n = check_int(n, f"{name}: the channel count", low=2)
+        offset = check_float(offset, f"{name}: the offset (keV)")
+        scale = check_float(scale, f"{name}: the scale (keV per channel)", low=0.0, low_open=True)
+        if not np.isfinite(offset + scale * (n - 1)) or offset + scale == offset:
+            raise ValueError(
+                f"{name}: offset {offset} and scale {scale} do not give distinct finite "
+                "channel energies"
+            )
+        return offset, scale, n
     try:
         e = np.asarray(energy_axis, dtype=np.float64)
     except (TypeError, ValueError):
@@ -306,25 +357,26 @@ class EDXModel:
     beam_energy_keV : float or None, default 200.0
         Incident electron energy E0. ``None`` reads it from the signal's metadata.
     resolution_eV : float, default 130.0
-        Detector FWHM at Mn K-alpha (5.899 keV), >= 121.5 eV (the Fano limit of the
-        width formula).
+        Detector FWHM at Mn K-alpha (5.899 keV), 121.4 eV (the Fano limit of the width
+        formula) to 10000 eV.
     n_background : int, default 2
-        Number of bremsstrahlung columns (0 for none).
+        Number of bremsstrahlung columns, 0 (none) to ``MAX_BACKGROUND`` (10).
     window : sequence of (formula, density g/cm^3, thickness um)
-        Detector window layers, see :func:`detector_efficiency`.
+        Detector window layers, see :func:`detector_efficiency` (densities > 0,
+        thicknesses >= 0).
     dead_layer_um, crystal_um : float
-        Detector Si dead layer and crystal thickness (um).
+        Detector Si dead layer (>= 0) and crystal thickness (> 0), um.
     thickness_nm : float, default 0.0
-        Film thickness for self-absorption of the X-rays on their way out
+        Film thickness (>= 0) for self-absorption of the X-rays on their way out
         (:func:`sample_absorption`, applied to lines and bremsstrahlung alike); 0 is the
         thin-film approximation (no absorption).
     density_g_cm3 : float, optional
-        Film density (g/cm^3), required when ``thickness_nm > 0``.
+        Film density (g/cm^3, > 0), required when ``thickness_nm > 0``.
     sample_composition : dict of str to float, optional
         Atomic fractions of the film for its attenuation (default: equal fractions of
         ``elements``).
     takeoff_deg : float, default 20.0
-        Detector take-off angle (degrees).
+        Detector take-off angle (degrees, in (0, 90]).
     low_cut_keV : float, default 0.15
         Channels below this energy (the detector's zero/noise peak) are outside the model:
         ``fit_channels`` is False there and PhysicsNMF leaves them out of the fit.
@@ -379,17 +431,18 @@ class EDXModel:
         takeoff_deg: float = 20.0,
         data: Any = None,
     ) -> None:
-        self.thickness_nm = float(thickness_nm)
-        self.density_g_cm3 = density_g_cm3
+        self.thickness_nm = check_float(thickness_nm, "thickness_nm", low=0.0)
+        self.density_g_cm3 = check_float(
+            density_g_cm3, "density_g_cm3", low=0.0, low_open=True, allow_none=True
+        )
         self.sample_composition = sample_composition
-        self.takeoff_deg = float(takeoff_deg)
-        if not (np.isfinite(self.thickness_nm) and self.thickness_nm >= 0):
-            raise ValueError(f"thickness_nm must be >= 0, got {thickness_nm!r}")
-        if self.thickness_nm > 0:
-            if density_g_cm3 is None:
-                raise ValueError("density_g_cm3 is required with thickness_nm > 0")
-            probe = sample_composition if sample_composition is not None else {"Si": 1.0}
-            sample_absorption([1.0], probe, density_g_cm3, self.thickness_nm, self.takeoff_deg)
+        self.takeoff_deg = check_float(
+            takeoff_deg, "takeoff_deg", low=0.0, high=90.0, low_open=True
+        )
+        if self.thickness_nm > 0 and density_g_cm3 is None:
+            raise ValueError("density_g_cm3 is required with thickness_nm > 0")
+        if sample_composition is not None:  # checks the composition
+            sample_absorption([1.0], sample_composition, 1.0, 0.0, self.takeoff_deg)
         sig_beam = sig_elements = None
         if data is not None and is_signal(data):
             off, sc, n, sig_beam, sig_elements = _axis_from_signal(data)
@@ -403,26 +456,20 @@ class EDXModel:
             beam_energy_keV = sig_beam
         if beam_energy_keV is None:
             raise ValueError("beam_energy_keV is required (none in the signal's metadata)")
-        beam = float(beam_energy_keV)
-        if not np.isfinite(beam) or beam <= 0:
-            raise ValueError(f"beam_energy_keV must be a positive number, got {beam_energy_keV!r}")
-        self.beam_energy_keV = beam
-        resolution_eV = float(resolution_eV)
-        if not np.isfinite(resolution_eV) or resolution_eV**2 < _FANO_SLOPE_EV * _E_MN_KA_EV:
-            raise ValueError(
-                f"resolution_eV must be >= {math.sqrt(_FANO_SLOPE_EV * _E_MN_KA_EV):.1f} eV "
-                f"(FWHM at Mn K-alpha), got {resolution_eV}"
-            )
-        self.resolution_eV = resolution_eV
-        if isinstance(n_background, bool) or not isinstance(n_background, numbers.Integral):
-            raise ValueError(f"n_background must be an integer >= 0, got {n_background!r}")
-        if n_background < 0:
-            raise ValueError(f"n_background must be an integer >= 0, got {n_background!r}")
-        self.n_background = int(n_background)
-        self.window = tuple((str(f), float(r), float(t)) for f, r, t in window)
-        self.dead_layer_um = float(dead_layer_um)
-        self.crystal_um = float(crystal_um)
-        self.low_cut_keV = float(low_cut_keV)
+        self.beam_energy_keV = check_float(
+            beam_energy_keV, "beam_energy_keV", low=0.0, low_open=True
+        )
+        self.resolution_eV = check_float(
+            resolution_eV,
+            "resolution_eV (FWHM at Mn K-alpha)",
+            low=MIN_RESOLUTION_EV,
+            high=MAX_RESOLUTION_EV,
+        )
+        self.n_background = check_int(n_background, "n_background", low=0, high=MAX_BACKGROUND)
+        self.window, self.dead_layer_um, self.crystal_um = check_detector(
+            window, dead_layer_um, crystal_um
+        )
+        self.low_cut_keV = check_float(low_cut_keV, "low_cut_keV")
         self.fit_channels = self.energy >= self.low_cut_keV
         if not self.fit_channels.any():
             raise ValueError(f"energy_axis: no channel above low_cut_keV={low_cut_keV}")
@@ -524,7 +571,9 @@ class EDXModel:
             if col is None:
                 raise ValueError(
                     f"energy_axis [{self.energy[0]:.3f}, {self.energy[-1]:.3f}] keV covers no "
-                    f"X-ray line of {symbol} excited at {self.beam_energy_keV} keV"
+                    f"X-ray line of {symbol} excited at {self.beam_energy_keV} keV, or the "
+                    "detector (window, dead_layer_um) and the sample (thickness_nm) absorb "
+                    "all of them"
                 )
             lines = self._last_lines
             cols.append(col)
@@ -551,7 +600,10 @@ class EDXModel:
         out = np.zeros((E.size, self.n_background))
         for j in range(1, self.n_background + 1):
             b = np.zeros_like(E)
-            b[ok] = (self.beam_energy_keV - E[ok]) ** j / E[ok] * eff[ok]
+            # (E0 - E)^j / E with E0^j divided out (the column is normalised anyway):
+            # no overflow for any beam energy and power
+            x = 1.0 - E[ok] / self.beam_energy_keV
+            b[ok] = x**j / E[ok] * eff[ok]
             s = b.sum()
             out[:, j - 1] = b / s if s > 0 else b
         return out
@@ -582,7 +634,8 @@ class EDXModel:
         ``knot_keV`` over the fitted channels: non-negative combinations follow a
         background whose shape departs smoothly from Kramers/Lifshin (sample absorption,
         detector details) on a scale of ``knot_keV``, much broader than an X-ray peak.
-        ``knot_keV=inf`` gives the plain bremsstrahlung columns.
+        ``knot_keV`` must be at least one channel width; ``knot_keV=inf`` gives the plain
+        bremsstrahlung columns.
 
         Example
         -------
@@ -595,10 +648,11 @@ class EDXModel:
 
         keep = self.fit_channels
         base = self.bremsstrahlung().T if self.n_background else [keep / keep.sum()]
+        knot_keV = check_float(
+            knot_keV, "knot_keV", low=self.scale, allow_inf=True
+        )  # one knot per channel at most
         if not np.isfinite(knot_keV):
             return np.stack(list(base), axis=1)
-        if not knot_keV > 0:
-            raise ValueError(f"knot_keV must be > 0, got {knot_keV!r}")
         lo, hi = float(self.energy[keep][0]), float(self.energy[-1])
         knots = np.arange(lo - 3 * knot_keV, hi + 4 * knot_keV, knot_keV)
         cols = []
@@ -674,12 +728,12 @@ class EDXModel:
             Peaks below this many Poisson standard deviations, and elements whose deviance
             drop is below its square, are not proposed.
         max_elements : int, default 20
-            Most elements proposed from the peaks (``known`` not counted).
+            Most elements proposed from the peaks (``known`` not counted), 0 to 200.
         candidates : sequence of str, optional
             Elements to consider (default Be..U).
         knot_keV : float, default 1.0
-            Knot spacing of the flexible background (``inf``: the plain bremsstrahlung
-            only, no test).
+            Knot spacing of the flexible background, at least one channel width (``inf``:
+            the plain bremsstrahlung only, no test).
         model_error : float, default 0.02
             Relative error allowed for the model's counts (peak shapes, line ratios).
 
@@ -701,6 +755,10 @@ class EDXModel:
         >>> sorted(p["element"] for p in m.propose_elements(counts))
         ['Cu', 'Fe']
         """
+        min_significance = check_float(min_significance, "min_significance", low=0.0)
+        max_elements = check_int(max_elements, "max_elements", low=0, high=200)
+        knot_keV = check_float(knot_keV, "knot_keV", low=0.0, low_open=True, allow_inf=True)
+        model_error = check_float(model_error, "model_error", low=0.0)
         x = np.asarray(data, dtype=np.float64)
         C = self.energy.size
         if x.ndim == 0 or x.shape[-1] != C:
@@ -892,7 +950,7 @@ class ReferenceModel:
         Names of the references (default "ref0", "ref1", ...).
     background : {"power_law", None}, default "power_law"
     exponents : sequence of float, default (2.0, 3.0, 4.0)
-        Power-law exponents r of the background columns.
+        Power-law exponents r of the background columns (finite).
 
     Attributes
     ----------
@@ -909,9 +967,9 @@ class ReferenceModel:
     Raises
     ------
     ValueError
-        A dictionary whose channel count differs from the energy axis, negative or
-        non-finite references, an all-zero reference, non-positive energies with a
-        background.
+        A dictionary whose channel count differs from the energy axis, negative,
+        non-finite or complex references, an all-zero reference, column sums beyond the
+        float64 range, non-positive energies with a background.
 
     Example
     -------
@@ -931,7 +989,10 @@ class ReferenceModel:
     ) -> None:
         offset, scale, n = parse_energy_axis(energy_axis)
         self.energy = offset + scale * np.arange(n, dtype=np.float64)
-        R = np.array(references, dtype=np.float64, copy=True)
+        raw = np.asarray(references)
+        if raw.dtype.kind not in "biuf":
+            raise ValueError(f"references must hold real numbers, got dtype {raw.dtype}")
+        R = np.array(raw, dtype=np.float64, copy=True)
         if R.ndim == 1:
             R = R[:, None]
         if R.ndim != 2:
@@ -945,7 +1006,13 @@ class ReferenceModel:
             raise ValueError("references must hold at least one spectrum")
         if not np.isfinite(R).all() or (R < 0).any():
             raise ValueError("references must be finite and non-negative")
-        self.yields = R.sum(axis=0)
+        with np.errstate(over="ignore"):
+            self.yields = R.sum(axis=0)
+        if not np.isfinite(self.yields).all():
+            raise ValueError(
+                f"references are too large: a column sums to more than {np.finfo(float).max:.3g}"
+                "; divide them by a common constant"
+            )
         if (self.yields <= 0).any():
             bad = np.flatnonzero(self.yields <= 0).tolist()
             raise ValueError(f"references: column(s) {bad} are all zero")
@@ -962,11 +1029,18 @@ class ReferenceModel:
         if background == "power_law":
             if (self.energy <= 0).any():
                 raise ValueError("energy_axis must be > 0 everywhere for a power-law background")
-            exps = [float(r) for r in exponents]
-            if not exps or not all(np.isfinite(exps)):
-                raise ValueError(f"exponents must be finite numbers, got {exponents!r}")
-            ref_e = self.energy[0]
-            bg = np.stack([(self.energy / ref_e) ** -r for r in exps], axis=1)
+            try:
+                exps = [check_float(r, "exponents") for r in exponents]
+            except TypeError:
+                raise ValueError(
+                    f"exponents must be a sequence of numbers, got {exponents!r}"
+                ) from None
+            if not exps:
+                raise ValueError("exponents must hold at least one exponent")
+            # E^-r in log space, shifted to a maximum of 1: no overflow for any exponent
+            log_e = np.log(self.energy)
+            bg = np.stack([-r * log_e for r in exps], axis=1)
+            bg = np.exp(bg - bg.max(axis=0))
             cols.append(bg / bg.sum(axis=0))
         self.G = np.ascontiguousarray(np.concatenate(cols, axis=1))
         self.n_elements = R.shape[1]

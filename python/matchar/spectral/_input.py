@@ -59,6 +59,61 @@ def _integers_to_counts(arr: np.ndarray, name: str) -> np.ndarray:
     return arr.astype(np.uint32 if hi < 2**32 else np.float64)
 
 
+def check_sparse_structure(X: Any, name: str) -> None:
+    """Raise ValueError unless the index arrays of a scipy.sparse matrix fit its shape.
+
+    scipy checks CSR/CSC/BSR/COO index arrays only when asked (``check_format``), not when
+    they are passed to the constructor or changed afterwards; its conversions
+    (``tocsr``, ``toarray``) and matchar's kernels read them unchecked, so an index out
+    of range would read or write outside the arrays. One vectorised pass over the
+    indices, before any of that; the matrix is not modified.
+    """
+    fmt = getattr(X, "format", None)
+    n_rows, n_cols = (int(v) for v in X.shape)
+    what = f"{name} is a malformed {str(fmt).upper()} matrix"
+    if fmt in ("csr", "csc", "bsr"):
+        if fmt == "bsr":
+            br, bc = X.blocksize
+            major, minor = n_rows // br, n_cols // bc
+        else:
+            major, minor = (n_rows, n_cols) if fmt == "csr" else (n_cols, n_rows)
+        indptr, indices = np.asarray(X.indptr), np.asarray(X.indices)
+        n_data = np.shape(X.data)[0] if np.ndim(X.data) else 0
+        if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
+            raise ValueError(f"{what}: indptr and indices must hold integers")
+        if indptr.ndim != 1 or indptr.shape[0] != major + 1 or indices.ndim != 1:
+            raise ValueError(
+                f"{what}: indptr must be 1-D of length {major + 1}, got shape {indptr.shape}"
+            )
+        nnz = int(indptr[-1])
+        bad_ends = int(indptr[0]) != 0 or nnz > min(indices.shape[0], n_data)
+        if bad_ends or (np.diff(indptr) < 0).any():
+            raise ValueError(
+                f"{what}: indptr must start at 0, never decrease and end at most at "
+                f"len(indices) = {indices.shape[0]} (and len(data) = {n_data}); it runs from "
+                f"{int(indptr[0])} to {nnz}"
+            )
+        if nnz:
+            lo, hi = int(indices[:nnz].min()), int(indices[:nnz].max())
+            if lo < 0 or hi >= minor:
+                raise ValueError(
+                    f"{what}: indices must lie in [0, {minor}), got values in [{lo}, {hi}]"
+                )
+    elif fmt == "coo":
+        row, col = np.asarray(X.row), np.asarray(X.col)
+        n = np.shape(X.data)[0] if np.ndim(X.data) else 0
+        if row.ndim != 1 or col.ndim != 1 or not row.shape[0] == col.shape[0] == n:
+            raise ValueError(f"{what}: row, col and data must be 1-D of one length")
+        if row.dtype.kind not in "iu" or col.dtype.kind not in "iu":
+            raise ValueError(f"{what}: row and col must hold integers")
+        for arr, size, axis in ((row, n_rows, "row"), (col, n_cols, "col")):
+            if n and (int(arr.min()) < 0 or int(arr.max()) >= size):
+                raise ValueError(
+                    f"{what}: {axis} indices must lie in [0, {size}), got values in "
+                    f"[{int(arr.min())}, {int(arr.max())}]"
+                )
+
+
 def as_spectrum_matrix(X: Any, name: str = "X", *, allow_sparse: bool = True) -> SpectrumMatrix:
     """Validate a spectrum image and view it as (N, C) without copying when possible.
 
@@ -74,6 +129,7 @@ def as_spectrum_matrix(X: Any, name: str = "X", *, allow_sparse: bool = True) ->
             raise ValueError(f"{name} must be 2-D (pixels, channels), got shape {X.shape}")
         if X.shape[0] == 0 or X.shape[1] == 0:
             raise ValueError(f"{name} is empty (shape {X.shape})")
+        check_sparse_structure(X, name)
         csr = X.tocsr()
         data = csr.data
         if data.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
@@ -10,11 +9,19 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 
 from .. import _core
+from .._threads import drop_lock, serialized
+from .._validation import check_fitted, check_float, check_int
 from ._dask import DaskSpectrumMatrix, is_dask_input
-from ._input import SpectrumMatrix, as_mask, as_spectrum_matrix, factor_dtype, unflatten
+from ._input import (
+    SpectrumMatrix,
+    as_mask,
+    as_spectrum_matrix,
+    check_sparse_structure,
+    factor_dtype,
+    unflatten,
+)
 from ._svd import randomized_svd
 
 _LOSSES = ("kl", "frobenius")
@@ -122,10 +129,19 @@ def _nndsvd(data: SpectrumMatrix, k: int, random_state, dtype, fill: bool):
     return W.astype(dtype), H.astype(dtype)
 
 
-def _check_int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
+def nav_channels(X: Any) -> tuple[int, int] | None:
+    """(pixels N, channels C) from ``X.shape`` without reading X (None without a usable
+    shape): lets parameters and memory be checked before any pass over the data."""
+    shape = getattr(X, "shape", None)
+    if shape is None or len(shape) not in (2, 3):
+        return None
+    return int(np.prod(shape[:-1], dtype=np.float64)), int(shape[-1])
+
+
+def check_maps_memory(n_pixels: int, k: int, copies: int, what: str) -> None:
+    """MemoryError (before any pass over the data) when ``copies`` float64 (N, K) arrays
+    cannot fit: the maps, their update and the initialisation's temporaries."""
+    _core.check_allocation(copies * n_pixels * k + n_pixels, 8, what)
 
 
 class NMF(TransformerMixin, BaseEstimator):
@@ -280,17 +296,32 @@ class NMF(TransformerMixin, BaseEstimator):
 
     # -- parameters -----------------------------------------------------------------
     def _check_params(self, N: int, C: int) -> int:
-        if self.loss not in _LOSSES:
+        if not isinstance(self.loss, str) or self.loss not in _LOSSES:
             raise ValueError(f"loss must be 'kl' or 'frobenius', got {self.loss!r}")
-        k = _check_int(self.n_components, "n_components", 1)
+        k = check_int(self.n_components, "n_components", low=1)
         if k > min(N, C):
             raise ValueError(f"n_components={k} must be <= min(n_pixels, n_channels) = {min(N, C)}")
-        _check_int(self.max_iter, "max_iter", 1)
-        _check_int(self.eval_every, "eval_every", 1)
-        _check_int(self.inner_sweeps, "inner_sweeps", 1)
-        if not isinstance(self.tol, numbers.Real) or not np.isfinite(self.tol) or self.tol < 0:
-            raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
+        self._check_iteration_params()
         return k
+
+    def _check_iteration_params(self) -> None:
+        """The parameters fit and transform iterate with (the C++ kernels take C ints)."""
+        check_int(self.max_iter, "max_iter", low=1)
+        check_int(self.eval_every, "eval_every", low=1)
+        check_int(self.inner_sweeps, "inner_sweeps", low=1)
+        check_float(self.tol, "tol", low=0.0)
+
+    def _check_memory(self, X: Any) -> None:
+        """MemoryError from X's shape, before any pass over X (the checks of the values
+        of X and of cubes that cannot fit would be passes that come to nothing)."""
+        nc = nav_channels(X)
+        if nc is None or min(nc) < 1:
+            return
+        try:
+            k = self._check_params(*nc)
+        except ValueError:
+            return  # raised again, after the checks of X, in their usual order
+        check_maps_memory(nc[0], k, 4, "NMF: the maps (N x K) and their working copies")
 
     def _initial_factors(self, data: SpectrumMatrix, k: int, dtype: np.dtype):
         N, C = data.shape
@@ -325,6 +356,7 @@ class NMF(TransformerMixin, BaseEstimator):
         return W, H
 
     # -- fitting --------------------------------------------------------------------
+    @serialized
     def fit(self, X: ArrayLike, y: Any = None, **fit_params: Any) -> NMF:
         """Fit the factorisation to a spectrum image; see :meth:`fit_transform`.
 
@@ -338,6 +370,7 @@ class NMF(TransformerMixin, BaseEstimator):
         self.fit_transform(X, y, **fit_params)
         return self
 
+    @serialized
     def fit_transform(
         self,
         X: ArrayLike,
@@ -379,9 +412,11 @@ class NMF(TransformerMixin, BaseEstimator):
         """
         if is_dask_input(X):
             return self._fit_transform_dask(X, pixel_mask, channel_mask)
+        self._check_memory(X)
         data = as_spectrum_matrix(X, "X")
         N, C = data.shape
         k = self._check_params(N, C)
+        check_maps_memory(N, k, 4, "NMF: the maps (N x K) and their working copies")
         dtype = factor_dtype(data, self.dtype)
         pm = as_mask(pixel_mask, "pixel_mask", data.nav_shape, N)
         cm = as_mask(channel_mask, "channel_mask", (C,), C)
@@ -428,6 +463,7 @@ class NMF(TransformerMixin, BaseEstimator):
         avg = np.sqrt(max(_data_mean(data), 0.0) / k)
         return np.full((data.shape[0], k), avg, dtype=dtype), H
 
+    @serialized
     def partial_fit(self, X: ArrayLike, y: Any = None) -> NMF:
         """Merge a block of spectra (e.g. one scan line) into an online KL NMF.
 
@@ -473,6 +509,7 @@ class NMF(TransformerMixin, BaseEstimator):
         ((2, 64), 400)
         """
         if sp.issparse(X):
+            check_sparse_structure(X, "X")
             X = X.toarray()
         data = as_spectrum_matrix(X, "X", allow_sparse=False)
         N, C = data.shape
@@ -484,10 +521,8 @@ class NMF(TransformerMixin, BaseEstimator):
                     "the stream state is not serialised, start a new estimator"
                 )
             k = self._check_params(max(N, C), C)
-            rho = self.forget_factor
-            if not isinstance(rho, numbers.Real) or not 0.0 < rho <= 1.0:
-                raise ValueError(f"forget_factor must be in (0, 1], got {rho!r}")
-            inner = _check_int(self.batch_iter, "batch_iter", 1)
+            rho = check_float(self.forget_factor, "forget_factor", low=0.0, high=1.0, low_open=True)
+            inner = check_int(self.batch_iter, "batch_iter", low=1)
             dtype = factor_dtype(data, self.dtype)
             rng = check_random_state(self.random_state)
             seed = int(rng.randint(0, 2**31 - 1))
@@ -496,7 +531,7 @@ class NMF(TransformerMixin, BaseEstimator):
                 if dtype == np.float64
                 else _core.spectral.OnlineNMF_float32
             )
-            online = cls(C, k, float(rho), inner, int(self.max_iter), seed, self.loss)
+            online = cls(C, k, rho, inner, int(self.max_iter), seed, self.loss)
             H0 = None
             if not isinstance(self.init, str):
                 H0 = self._initial_factors(data, k, dtype)[1] if N >= 1 else None
@@ -529,13 +564,15 @@ class NMF(TransformerMixin, BaseEstimator):
         return self
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(super().__getstate__())  # the C++ stream state is not serialised
+        state = drop_lock(dict(super().__getstate__()))  # nor is the C++ stream state
         if state.pop("_online", None) is not None:
             state["_online_lost"] = True
         return state
 
     def _iterate(self, data, W, H, pm, cm, *, update_H: bool):
-        loss_name, every, tol = self.loss, self.eval_every, float(self.tol)
+        # validated by _check_params (integral floats such as 4.0 included)
+        loss_name, every, tol = self.loss, int(self.eval_every), float(self.tol)
+        max_iter, sweeps = int(self.max_iter), int(self.inner_sweeps)
         # Dask input: update() returns the loss and H as dask objects (iterations are
         # submitted without waiting); resolve() fetches them when a value is needed.
         resolve = getattr(data, "resolve", None) or _identity
@@ -547,9 +584,9 @@ class NMF(TransformerMixin, BaseEstimator):
         if self.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=self.max_iter, desc=f"NMF ({loss_name})", unit="it")
+            bar = tqdm(total=max_iter, desc=f"NMF ({loss_name})", unit="it")
         try:
-            for it in range(self.max_iter):
+            for it in range(max_iter):
                 if loss_name == "kl":
                     # The KL pass returns the loss of its input state (after `it` iterations).
                     with_loss = it % every == 0
@@ -557,7 +594,7 @@ class NMF(TransformerMixin, BaseEstimator):
                     evaluated_at = it
                 else:
                     value, W_new, H_new = _update(
-                        data, "frobenius", W, H, pm, cm, update_H, True, self.inner_sweeps
+                        data, "frobenius", W, H, pm, cm, update_H, True, sweeps
                     )
                     with_loss = (it + 1) % every == 0
                     evaluated_at = it + 1
@@ -643,7 +680,8 @@ class NMF(TransformerMixin, BaseEstimator):
         >>> nmf.transform(X[:5]).shape
         (5, 2)
         """
-        check_is_fitted(self, "components_")
+        check_fitted(self, "components_")
+        self._check_iteration_params()
         dask_input = is_dask_input(X)
         data = DaskSpectrumMatrix(X, "X") if dask_input else as_spectrum_matrix(X, "X")
         N, C = data.shape
@@ -682,7 +720,7 @@ class NMF(TransformerMixin, BaseEstimator):
         >>> nmf.inverse_transform(nmf.fit_transform(X)).shape
         (50, 40)
         """
-        check_is_fitted(self, "components_")
+        check_fitted(self, "components_")
         maps = np.asarray(X)
         if maps.ndim not in (2, 3) or maps.shape[-1] != self.n_components_:
             raise ValueError(
@@ -715,7 +753,7 @@ class NMF(TransformerMixin, BaseEstimator):
         """
         from ._plots import plot_components
 
-        check_is_fitted(self, "components_")
+        check_fitted(self, "components_")
         fig = plot_components(self.components_, maps, energy, fig=fig)
         if self.loss_history_.size > 1:
             inset = fig.add_axes((0.01, 0.01, 0.12, 0.12))

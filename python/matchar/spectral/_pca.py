@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 
 from .. import _core
+from .._threads import drop_lock, serialized
+from .._validation import check_fitted, check_int
 from ._dask import DaskSpectrumMatrix, is_dask_input
 from ._input import as_spectrum_matrix, factor_dtype, unflatten
 from ._svd import randomized_svd, randomized_svd_gram
+
+#: Largest ``n_iter``: subspace iteration converges geometrically (scikit-learn uses 4 to
+#: 7 passes); more passes only cost time.
+MAX_N_ITER = 100
+#: Largest magnitude of the weighted data (``|X|`` without the Poisson weighting, at most
+#: ``sqrt(total counts)`` with it) that :meth:`PCA.partial_fit` merges, per factor dtype:
+#: the streaming sketch holds products of four such values (overflow near 1e77 in float64,
+#: 1e18 for float32 factors), so larger values would turn its state into inf/NaN.
+STREAM_MAX_WEIGHTED = {np.dtype(np.float64): 1e50, np.dtype(np.float32): 1e12}
+
+
+def _check_finite_sums(sumsq: float, mean: np.ndarray) -> None:
+    """ValueError when the sums of squares of the weighted data overflow float64."""
+    with np.errstate(over="ignore"):
+        finite = np.isfinite(sumsq) and np.isfinite(float(mean @ mean) * 2.0)
+    if not finite:
+        raise ValueError(
+            "X is too large for PCA: the sum of squares of the (weighted) data overflows "
+            "float64. Divide X by a constant: the components are the same"
+        )
 
 
 def _inv_sqrt(v: np.ndarray) -> np.ndarray:
@@ -44,9 +64,11 @@ class PCA(TransformerMixin, BaseEstimator):
     random_state : int, numpy.random.Generator/RandomState or None
         Seed of the random start of the subspace iteration.
     n_iter : int or "auto", default "auto"
-        Power (subspace) iterations: 7 when K < 0.1 min(N, C), else 4 (scikit-learn's rule).
-        One pass over the data each, plus 3 passes (weights, mean/variance, Rayleigh-Ritz).
+        Power (subspace) iterations, 0 to ``MAX_N_ITER`` (100): 7 when K < 0.1 min(N, C),
+        else 4 (scikit-learn's rule). One pass over the data each, plus 3 passes
+        (weights, mean/variance, Rayleigh-Ritz).
     n_oversamples : int, default 10
+        Extra random directions of the sketch (>= 0).
     center : bool, default True
         Subtract the mean (weighted) spectrum, as scikit-learn's PCA does.
     dtype : {None, "float32", "float64"}
@@ -120,21 +142,31 @@ class PCA(TransformerMixin, BaseEstimator):
 
     def _check_params(self, N: int, C: int) -> tuple[int, int]:
         """(n_components, n_iter) for N pixels and C channels, or ValueError."""
-        k = self.n_components
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= min(N, C):
-            raise ValueError(
-                f"n_components must be an integer in [1, min(n_pixels, n_channels)] = "
-                f"[1, {min(N, C)}], got {k!r}"
-            )
+        k = self._n_components(min(N, C), "min(n_pixels, n_channels)")
         if N < 2:
             raise ValueError(f"X must have at least 2 pixels for PCA, got n_samples={N}")
-        n_iter = self.n_iter
-        if n_iter == "auto":
+        if isinstance(self.n_iter, str) and self.n_iter == "auto":
             n_iter = 7 if k < 0.1 * min(N, C) else 4
-        if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral) or n_iter < 0:
-            raise ValueError(f"n_iter must be 'auto' or an integer >= 0, got {self.n_iter!r}")
-        return int(k), int(n_iter)
+        else:
+            try:
+                n_iter = check_int(self.n_iter, "n_iter", low=0, high=MAX_N_ITER)
+            except ValueError:
+                raise ValueError(
+                    f"n_iter must be 'auto' or an integer in [0, {MAX_N_ITER}], got {self.n_iter!r}"
+                ) from None
+        check_int(self.n_oversamples, "n_oversamples", low=0)
+        return k, n_iter
 
+    def _n_components(self, limit: int, what: str) -> int:
+        k = self.n_components
+        try:
+            return check_int(k, "n_components", low=1, high=limit)
+        except ValueError:
+            raise ValueError(
+                f"n_components must be an integer in [1, {what}] = [1, {limit}], got {k!r}"
+            ) from None
+
+    @serialized
     def fit(self, X: ArrayLike, y: Any = None) -> PCA:
         """Fit the weighted PCA; see :meth:`fit_transform`.
 
@@ -157,6 +189,7 @@ class PCA(TransformerMixin, BaseEstimator):
         g, r, c = self._weights(X2)
         col_sums, sumsq = _core.spectral.weighted_sums(X2, r, c)[1:]
         mean = col_sums / N if self.center else np.zeros(C)
+        _check_finite_sums(sumsq, mean)
         total_var = (sumsq - N * float(mean @ mean)) / (N - 1)
         S, Vt = randomized_svd(
             X2,
@@ -165,10 +198,11 @@ class PCA(TransformerMixin, BaseEstimator):
             c=c,
             mean=mean if self.center else None,
             n_oversamples=int(self.n_oversamples),
-            n_iter=int(n_iter),
+            n_iter=n_iter,
             random_state=self.random_state,
             dtype=dtype,
         )
+
         self.components_ = Vt
         self.singular_values_ = S
         self.explained_variance_ = S**2 / (N - 1)
@@ -200,13 +234,14 @@ class PCA(TransformerMixin, BaseEstimator):
             r, c = np.ones_like(g), np.ones_like(h)
         col_sums, sumsq = data.weighted_sums(r, c)[1:]
         mean = col_sums / N if self.center else np.zeros(C)
+        _check_finite_sums(sumsq, mean)
         total_var = (sumsq - N * float(mean @ mean)) / (N - 1)
         S, Vt = randomized_svd_gram(
             lambda V: data.gram(r, c, V, mean if self.center else None, dtype),
             (N, C),
             k,
             n_oversamples=int(self.n_oversamples),
-            n_iter=int(n_iter),
+            n_iter=n_iter,
             random_state=self.random_state,
         )
         self.components_ = Vt
@@ -224,6 +259,7 @@ class PCA(TransformerMixin, BaseEstimator):
         self._dtype = dtype
         return self
 
+    @serialized
     def partial_fit(self, X: ArrayLike, y: Any = None) -> PCA:
         """Merge a block of spectra (e.g. one scan line) into an incremental PCA.
 
@@ -271,6 +307,7 @@ class PCA(TransformerMixin, BaseEstimator):
         """
         data = as_spectrum_matrix(X, "X", allow_sparse=False)
         _, C = data.shape
+        g = _core.spectral.weighted_sums(data.X, None, None)[0]  # totals per pixel
         stream = self.__dict__.get("_stream")
         if stream is None:
             if self.__dict__.get("_stream_lost"):
@@ -278,14 +315,8 @@ class PCA(TransformerMixin, BaseEstimator):
                     "this PCA was unpickled or copied in the middle of a partial_fit stream; "
                     "the stream state is not serialised, start a new estimator"
                 )
-            k = self.n_components
-            if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= C:
-                raise ValueError(
-                    f"n_components must be an integer in [1, n_channels] = [1, {C}], got {k!r}"
-                )
-            over = self.n_oversamples
-            if isinstance(over, bool) or not isinstance(over, numbers.Integral) or over < 0:
-                raise ValueError(f"n_oversamples must be an integer >= 0, got {over!r}")
+            k = self._n_components(C, "n_channels")
+            over = check_int(self.n_oversamples, "n_oversamples", low=0)
             dtype = factor_dtype(data, self.dtype)
             seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
             cls = (
@@ -293,21 +324,26 @@ class PCA(TransformerMixin, BaseEstimator):
                 if dtype == np.float64
                 else _core.spectral.StreamingPCA_float32
             )
-            stream = cls(C, int(k), bool(self.poisson), bool(self.center), int(over), seed)
+            self._check_stream_range(data.X, g, dtype, 0.0)
+            stream = cls(C, k, bool(self.poisson), bool(self.center), over, seed)
             self._stream = stream
+            self._stream_total = 0.0
             self._dtype = dtype
             self.n_features_in_ = C
+            self.n_components_ = k
         elif C != self.n_features_in_:
             raise ValueError(
                 f"X has {C} features, but PCA is expecting {self.n_features_in_} features "
                 "as input (channels); the channel count cannot change during a stream"
             )
+        else:
+            self._check_stream_range(data.X, g, self._dtype, self._stream_total)
         stream.partial_fit(data.X)
+        self._stream_total += float(g.sum())
         n = int(stream.n_samples_seen)
         self.n_samples_seen_ = n
         self.n_samples_ = n
-        self.n_components_ = int(self.n_components)
-        self.image_ = _core.spectral.weighted_sums(data.X, None, None)[0].reshape(data.nav_shape)
+        self.image_ = g.reshape(data.nav_shape)
         if n >= 2:
             self.components_ = stream.components()
             self.singular_values_ = stream.singular_values()
@@ -317,12 +353,28 @@ class PCA(TransformerMixin, BaseEstimator):
             self.spectrum_weights_ = stream.spectrum_weights()
         return self
 
+    def _check_stream_range(self, X: np.ndarray, g: np.ndarray, dtype: np.dtype, past: float):
+        """ValueError before a block whose weighted values could overflow the sketch."""
+        limit = STREAM_MAX_WEIGHTED[np.dtype(dtype)]
+        if self.poisson:  # |X_w| <= sqrt(total counts): X_ic^2 <= g_i h_c
+            value, what = float(np.sqrt(past + float(g.sum()))), "sqrt(total counts)"
+        else:
+            value, what = float(X.max()), "max(X)"
+        if not value <= limit:
+            raise ValueError(
+                f"X is too large for a streaming PCA with {dtype} factors: {what} = "
+                f"{value:.3g} > {limit:.3g}, where the sums the stream keeps would overflow. "
+                "Divide every block by one constant (the components are the same)"
+                + (" or pass dtype='float64'" if dtype == np.float32 else "")
+            )
+
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(super().__getstate__())  # the C++ stream state is not serialised
+        state = drop_lock(dict(super().__getstate__()))  # nor is the C++ stream state
         if state.pop("_stream", None) is not None:
             state["_stream_lost"] = True
         return state
 
+    @serialized
     def fit_transform(self, X: ArrayLike, y: Any = None) -> np.ndarray:
         """Fit and return the scores of X.
 
@@ -365,7 +417,7 @@ class PCA(TransformerMixin, BaseEstimator):
         >>> mc.spectral.PCA(2, random_state=0).fit(X).transform(X[:4]).shape
         (4, 2)
         """
-        check_is_fitted(self, "components_")
+        check_fitted(self, "components_")
         if is_dask_input(X):
             ddata = DaskSpectrumMatrix(X, "X")
             if ddata.shape[1] != self.n_features_in_:
@@ -414,7 +466,7 @@ class PCA(TransformerMixin, BaseEstimator):
         >>> pca.inverse_transform(pca.fit_transform(X)).shape
         (100, 30)
         """
-        check_is_fitted(self, "components_")
+        check_fitted(self, "components_")
         Z = np.asarray(X, dtype=np.float64)
         if Z.ndim not in (2, 3) or Z.shape[-1] != self.n_components_:
             raise ValueError(
@@ -462,8 +514,8 @@ class PCA(TransformerMixin, BaseEstimator):
 
         from ._plots import plot_components, plot_scree
 
-        check_is_fitted(self, "components_")
-        k = int(min(max(1, n_show), self.n_components_))
+        check_fitted(self, "components_")
+        k = min(check_int(n_show, "n_show", low=1), self.n_components_)
         if fig is None:
             fig = plt.figure(
                 figsize=(2.8 * (k + 1), 4.8 if scores is not None else 2.6), layout="constrained"

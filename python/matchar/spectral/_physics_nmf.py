@@ -11,12 +11,16 @@ from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits
 
 from .. import _core
+from .._validation import check_fitted, check_float, check_int
 from ._dask import DaskSpectrumMatrix, is_dask_input
 from ._edx import is_signal
 from ._input import SpectrumMatrix, as_mask, as_spectrum_matrix, factor_dtype, unflatten
-from ._nmf import NMF, _deviance, _sparse_if_mostly_zero
+from ._nmf import NMF, _deviance, _sparse_if_mostly_zero, check_maps_memory, nav_channels
 
 _SIMPLEX = ("W", "H", None)
+#: Largest smoothness, sparsity and epsilon_sparse: the surrogate's terms (penalty times
+#: counts) must stay far inside the float64 range.
+MAX_PENALTY = 1e100
 
 
 def neighbour_sums(A: np.ndarray, nav_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -111,6 +115,16 @@ def w_step(
     if not simplex:
         return top / den
     new = top / den
+    # A phase whose element rows get no counts (no pixel of it holds any) has no simplex
+    # solution: its element weights stay 0, i.e. a zero composition.
+    live = (top[:n_elements] > 0).any(axis=0)
+    if not live.all():
+        out = new.copy()
+        out[:n_elements, ~live] = 0.0
+        if live.any():
+            sub = w_step(W[:, live], G, numerator[live], colsum[live], n_elements, True, n_bisect)
+            out[:, live] = sub
+        return out
     t, d = top[:n_elements], den[:n_elements]
     # sum_e t_e / (d_e + nu) = 1: decreasing in nu > -min d.
     lo = np.max(t - d, axis=0)  # each term <= 1 there  => sum >= max term ... >= 1
@@ -179,9 +193,9 @@ class PhysicsNMF(BaseEstimator):
         Number of phases K.
     smoothness : float, default 0.0
         Weight of the Laplacian penalty on the maps (units of counts for simplex="W" or
-        None, dimensionless for simplex="H").
+        None, dimensionless for simplex="H"), 0 to 1e100.
     sparsity : float, default 0.0
-        Weight of the log penalty on the maps.
+        Weight of the log penalty on the maps, 0 to 1e100.
     simplex : {"W", "H", None}, default "W"
     fixed : dict {int: array_like}, optional
         Pinned components: component k keeps the W column given (length E = G's columns;
@@ -209,7 +223,7 @@ class PhysicsNMF(BaseEstimator):
     init_iter : int, default 20
         Iterations of the "nmf" initialisation.
     epsilon_sparse : float, default 1.0
-        Offset of the log penalty.
+        Offset of the log penalty, in (0, 1e100].
     eval_every : int, default 10
     dtype : {None, "float32", "float64"}
         Dtype of the maps and components (float64 accumulation either way).
@@ -298,16 +312,10 @@ class PhysicsNMF(BaseEstimator):
             )
         if not np.isfinite(G).all() or (G < 0).any():
             raise ValueError("model.G must be finite and non-negative")
-        k = self.n_components
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1 or k > N:
-            raise ValueError(f"n_components must be an integer in [1, n_pixels={N}], got {k!r}")
+        k = self._n_components(N)
         for name in ("smoothness", "sparsity"):
-            v = getattr(self, name)
-            if not isinstance(v, numbers.Real) or not np.isfinite(v) or v < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-        e = self.epsilon_sparse
-        if not isinstance(e, numbers.Real) or not np.isfinite(e) or e <= 0:
-            raise ValueError(f"epsilon_sparse must be a finite number > 0, got {e!r}")
+            check_float(getattr(self, name), name, low=0.0, high=MAX_PENALTY)
+        check_float(self.epsilon_sparse, "epsilon_sparse", low=0.0, high=MAX_PENALTY, low_open=True)
         if self.simplex not in _SIMPLEX:
             raise ValueError(f"simplex must be 'W', 'H' or None, got {self.simplex!r}")
         if not isinstance(self.init, tuple) and self.init not in (
@@ -320,13 +328,30 @@ class PhysicsNMF(BaseEstimator):
                 "init must be 'kmeans', 'vertex', 'nmf', 'random' or a (maps, W) pair, "
                 f"got {self.init!r}"
             )
-        for name, low in (("max_iter", 1), ("eval_every", 1), ("init_iter", 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
-        if not isinstance(self.tol, numbers.Real) or not np.isfinite(self.tol) or self.tol < 0:
-            raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
-        return int(k), G
+        for name in ("max_iter", "eval_every", "init_iter"):
+            check_int(getattr(self, name), name, low=1)
+        check_float(self.tol, "tol", low=0.0)
+        return k, G
+
+    def _n_components(self, N: int) -> int:
+        try:
+            return check_int(self.n_components, "n_components", low=1, high=N)
+        except ValueError:
+            raise ValueError(
+                f"n_components must be an integer in [1, n_pixels={N}], got {self.n_components!r}"
+            ) from None
+
+    def _check_memory(self, X: Any) -> None:
+        """MemoryError from X's shape, before any pass over X: the maps and the
+        surrogate's per-pixel terms are (N, K) float64 arrays."""
+        nc = nav_channels(X)
+        if nc is None or min(nc) < 1:
+            return
+        try:
+            k = self._n_components(nc[0])
+        except ValueError:
+            return  # raised again, after the checks of X, in their usual order
+        check_maps_memory(nc[0], k, 6, "PhysicsNMF: the maps (N x K) and their working copies")
 
     def _pins(self, K: int, E: int, C: int, n_el: int):
         w_pins: dict[int, np.ndarray] = {}
@@ -415,6 +440,7 @@ class PhysicsNMF(BaseEstimator):
         raw = X.data if self._signal is not None else X
         if is_dask_input(raw):
             return self._fit_transform_dask(raw, pixel_mask, channel_mask)
+        self._check_memory(raw)
         data = as_spectrum_matrix(raw, "X")
         N, C = data.shape
         K, G = self._check(N, C)
@@ -563,7 +589,7 @@ class PhysicsNMF(BaseEstimator):
         if A0 is None and init in ("kmeans", "vertex", "nmf"):
             nmf = NMF(
                 K,
-                max_iter=max(self.init_iter, 1),
+                max_iter=int(self.init_iter),
                 tol=0,
                 random_state=self.random_state,
                 dtype=dtype,
@@ -743,8 +769,7 @@ class PhysicsNMF(BaseEstimator):
         >>> [row["element"] for row in est.quantification()]
         ['Cu', 'Zn']
         """
-        if not hasattr(self, "composition_"):
-            raise RuntimeError("PhysicsNMF is not fitted yet: call fit first")
+        check_fitted(self, "composition_")
         names = list(self.model.elements)
         weights = None
         zs = getattr(self.model, "atomic_numbers", None)
@@ -792,15 +817,15 @@ class PhysicsNMF(BaseEstimator):
         """
         from ._plots import plot_components
 
-        if not hasattr(self, "composition_"):
-            raise RuntimeError("PhysicsNMF is not fitted yet: call fit first")
+        check_fitted(self, "composition_")
+        top = check_int(top, "top", low=1)
         names = list(self.model.elements)
         titles = []
         for k, frac in enumerate(self.composition_):
             if not np.isfinite(frac).all():
                 titles.append(f"component {k} (pinned spectrum)")
                 continue
-            order = np.argsort(-frac)[: max(1, int(top))]
+            order = np.argsort(-frac)[:top]
             titles.append(
                 f"{k}: "
                 + " ".join(f"{names[e]} {100 * frac[e]:.0f}%" for e in order if frac[e] >= 0.005)
@@ -818,8 +843,7 @@ class PhysicsNMF(BaseEstimator):
         -------
         >>> maps, spectra = est.to_signals()   # doctest: +SKIP
         """
-        if not hasattr(self, "components_"):
-            raise RuntimeError("PhysicsNMF is not fitted yet: call fit first")
+        check_fitted(self, "components_")
         try:
             import hyperspy.api as hs
         except ImportError as err:

@@ -63,6 +63,18 @@ def randomized_svd(
     )
 
 
+def _finite(G: np.ndarray) -> np.ndarray:
+    """G itself, or a ValueError when the blocked products overflowed (values of X so
+    large that squares of them exceed the float range of the products)."""
+    if not np.isfinite(G).all():
+        raise ValueError(
+            "X is too large: the products X^T X V of the randomized SVD overflow (inf/NaN). "
+            "Divide X by a constant (the components are the same) or compute in float64 "
+            "(dtype='float64')"
+        )
+    return G
+
+
 def randomized_svd_gram(
     gram: Callable[[np.ndarray], np.ndarray],
     shape: tuple[int, int],
@@ -85,10 +97,10 @@ def randomized_svd_gram(
     with threadpool_limits(1, user_api="blas"):
         V = scipy.linalg.qr(rng.standard_normal((C, L)), mode="economic")[0]
     for _ in range(n_iter):
-        G = gram(V)
+        G = _finite(gram(V))
         with threadpool_limits(1, user_api="blas"):
             V = scipy.linalg.qr(G, mode="economic")[0]
-    G = gram(V)
+    G = _finite(gram(V))
     M = V.T @ G  # (A V)^T (A V): its eigenvalues are the squared singular values
     M = 0.5 * (M + M.T)
     evals, U = np.linalg.eigh(M)
