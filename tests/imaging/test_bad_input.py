@@ -463,3 +463,79 @@ def test_a_copied_model_still_loads(tmp_path, clf):
     other = CrystalClassifier(_copy_model(tmp_path))
     assert other.classes == clf.classes
     assert math.isclose(float(other.symmetry_order.sum()), float(clf.symmetry_order.sum()))
+
+
+# -- the other public functions -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0.7, 3.3, 1e-300])
+def test_constant_images_are_refused_whatever_the_rounding(value, clf):
+    flat = np.full((96, 96), value)
+    with pytest.raises(ValueError, match="image is constant"):
+        local_correlation_map(flat, 8, 8, 20)
+    with pytest.raises(ValueError, match="image is constant"):
+        symmetry_map(flat, 6, 4)
+    with pytest.raises(ValueError, match="image is constant"):
+        segment(flat, **SMALL)
+    with pytest.raises(ValueError, match="image is constant"):
+        clf.predict(flat, 0.2)
+    with pytest.raises(ValueError, match="image is constant"):
+        classify_map(flat, 0.2, classifier=clf)
+
+
+@pytest.mark.parametrize("zone", [(1, np.nan, 0), "100", (10**6, 1, 0), (1e300, 1, 0), 3])
+def test_bad_zone_axes(zone):
+    match = r"zone_axis must be a tuple of integers in \[-1000, 1000\]"
+    with pytest.raises(ValueError, match=match):
+        simulate_haadf("fcc", zone, 4.0, shape=(32, 32))
+    with pytest.raises(ValueError, match=match):
+        simulate_cbed("fcc", zone, 4.0, shape=(32, 32))
+    with pytest.raises(ValueError, match=match):
+        mc.imaging.projected_cell("fcc", zone)
+
+
+def test_projected_cell_takes_a_list():
+    cell = mc.imaging.projected_cell("fcc", [1, 0, 0])
+    assert cell is mc.imaging.projected_cell("fcc", (2, 0, 0))  # cached, normalized
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(voltage_kv=1e300), r"voltage_kv must be a finite number in \(0.0, 10000.0\]"),
+        (dict(voltage_kv="300"), "voltage_kv"),
+        (dict(convergence_mrad=1e300), r"convergence_mrad must be a finite number in"),
+    ],
+)
+def test_probe_parameters_bounded(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        simulate_cbed("fcc", (1, 1, 0), 3.6, shape=(32, 32), **kwargs)
+    with pytest.raises(ValueError, match=match):
+        simulate_haadf("fcc", (1, 1, 0), 3.6, shape=(32, 32), **kwargs)
+
+
+def test_electron_wavelength_bad_voltage():
+    with pytest.raises(ValueError, match="voltage_kv"):
+        mc.imaging.electron_wavelength("300")
+
+
+def test_cbed_direct_beam_far_outside_names_the_center():
+    with pytest.raises(ValueError, match=r"center=\(1000000000.0, 0.0\).*Miller indices"):
+        simulate_cbed("fcc", (1, 1, 0), 4.0, shape=(32, 32), center=(1e9, 0))
+
+
+def test_symmetry_transforms_need_sequences():
+    with pytest.raises(ValueError, match="folds must be a sequence"):
+        symmetry_transforms(folds=4)
+    with pytest.raises(ValueError, match="mirror_angles_deg must be a sequence"):
+        symmetry_transforms(mirror_angles_deg="0")
+
+
+def test_segmentation_plot_bad_alpha():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    seg = segment(limg(), n_regions=1, **SMALL)
+    with pytest.raises(ValueError, match=r"alpha must be a finite number in \[0.0, 1.0\]"):
+        seg.plot(alpha=float("nan"))

@@ -16,8 +16,11 @@ import numpy as np
 from .. import _core
 from .._validation import check_float, check_int
 from ._simulate import (
+    _HCP_C_OVER_A,
     MAX_DOSE,
+    MAX_KV,
     MAX_LENGTH,
+    MAX_MRAD,
     MAX_RELATIVE,
     _check_pair,
     _check_shape,
@@ -51,7 +54,7 @@ def electron_wavelength(voltage_kv: float) -> float:
     Parameters
     ----------
     voltage_kv : float
-        Accelerating voltage in kV (> 0).
+        Accelerating voltage in kV, in (0, 1e4].
 
     Returns
     -------
@@ -63,8 +66,7 @@ def electron_wavelength(voltage_kv: float) -> float:
     >>> round(electron_wavelength(300.0), 5)
     0.01969
     """
-    if not (np.isfinite(voltage_kv) and voltage_kv > 0):
-        raise ValueError(f"voltage_kv must be a finite number > 0, got {voltage_kv!r}")
+    voltage_kv = check_float(voltage_kv, "voltage_kv", low=0.0, high=MAX_KV, low_open=True)
     v = voltage_kv * 1e3
     return 12.2643 / math.sqrt(v * (1 + 0.97845e-6 * v))
 
@@ -264,9 +266,9 @@ def simulate_cbed(
     atomic_number : int
         Z of the (single) element, 1-103.
     voltage_kv : float
-        Accelerating voltage (kV) for the wavelength and gamma.
+        Accelerating voltage (kV) for the wavelength and gamma, in (0, 1e4].
     convergence_mrad : float
-        Convergence semi-angle (mrad), > 0: disk radius alpha / lambda.
+        Convergence semi-angle (mrad), in (0, 1000]: disk radius alpha / lambda.
     thickness : float
         Specimen thickness T (Å), > 0.
     tilt_mrad : (float, float)
@@ -301,8 +303,8 @@ def simulate_cbed(
     sigma = check_float(
         thermal_sigma, "thermal_sigma (Å, at most lattice_constant)", low=0.0, high=a
     )
-    kv = check_float(voltage_kv, "voltage_kv", low=0.0, low_open=True)
-    alpha = check_float(convergence_mrad, "convergence_mrad", low=0.0, low_open=True)
+    kv = check_float(voltage_kv, "voltage_kv", low=0.0, high=MAX_KV, low_open=True)
+    alpha = check_float(convergence_mrad, "convergence_mrad", low=0.0, high=MAX_MRAD, low_open=True)
     t = check_float(thickness, "thickness (Å)", low=0.0, low_open=True)
     bg = check_float(background, "background", low=0.0, high=MAX_RELATIVE)
     rn = check_float(read_noise, "read_noise", low=0.0, high=MAX_RELATIVE)
@@ -321,6 +323,14 @@ def simulate_cbed(
     )[None, :]  # fmt: skip
     reach = max(pattern_reach((rows, cols), ps, center, params[0, 5]), G_DEPLETION)
     params[0, 15] = reach
+    if reach * a * (_HCP_C_OVER_A if prototype == "hcp" else 1.0) > _MAX_INDEX:
+        raise ValueError(
+            f"the pattern reaches |g| = {reach:.3g} 1/Å from the direct beam (pixel_size="
+            f"{ps} 1/Å per pixel, center={center}, disk radius {params[0, 5]:.3g} 1/Å from "
+            f"convergence_mrad={alpha}): more than {_MAX_INDEX} Miller indices per axis at "
+            f"lattice_constant={a} Å (is pixel_size in 1/Å per pixel, and the direct beam "
+            "near the pattern?)"
+        )
     refl, atoms, volume = cbed_motif(prototype, zone, math.ceil(reach * a), z)
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])

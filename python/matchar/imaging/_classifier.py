@@ -730,6 +730,7 @@ class CrystalClassifier:
         prior = self._prior(lattice_constant, lattice_tolerance)
         r = _resample(img, ps)
         windows = self._grid_windows(r, img.shape, MODEL_WINDOW, MODEL_WINDOW // 2)[0]
+        _refuse_constant(img)
         out = self.predict_windows(windows.reshape(-1, MODEL_WINDOW, MODEL_WINDOW))
         pooled = {key: v.mean(axis=0, keepdims=True) for key, v in out.items()}
         s = self._summarize(pooled, prior)
@@ -801,6 +802,7 @@ class CrystalClassifier:
                 f"image of shape {(H, W)} is smaller than one window ({window} "
                 f"pixels = {window * ps:.1f} Å)"
             )
+        _refuse_constant(img)
         r = _resample(img, ps)
         scale = ps / MODEL_PIXEL_SIZE
         wm = min(MODEL_WINDOW, round(window * scale))
@@ -894,6 +896,11 @@ def _load_default(cls: type, modality: str) -> CrystalClassifier:
             f"the shipped {modality.upper()} classifier is missing ({path}): reinstall matchar"
         )
     return cls(path)
+
+
+def _refuse_constant(img: np.ndarray) -> None:
+    if img.min() == img.max():
+        raise ValueError("image is constant: a flat image shows no crystal to classify")
 
 
 def _check_windows(windows: Any) -> np.ndarray:

@@ -27,24 +27,32 @@ _FFT_COST_FACTOR = 6.5
 DOUBLE_SAFE_PEAK = (2.0**-200, 2.0**200)
 
 
+#: The message for a constant image, whose correlations are undefined.
+CONSTANT_IMAGE = "image is constant: the correlation of a flat image is undefined"
+
+
 def finite_rescaled(
     img: np.ndarray,
     name: str = "image",
     safe: tuple[float, float] = DOUBLE_SAFE_PEAK,
+    constant: str | None = None,
 ) -> np.ndarray:
     """Refuse NaN/inf; return ``img``, or a copy scaled by a power of two when its
     largest |value| lies outside ``safe`` (largest |value| then in [0.5, 1)).
 
     The scaling is exact (``numpy.ldexp``), so a scale-invariant result (correlations,
     lattice vectors, standardized windows) does not depend on the image's units: an
-    image times 1e-300 or 1e300 gives what the image itself gives. An all-zero image is
-    returned as is (the callers report it as constant).
+    image times 1e-300 or 1e300 gives what the image itself gives. A constant image is
+    refused with the message ``constant`` when given, else returned as is.
     """
     if img.size == 0:
         return img
-    peak = max(abs(float(img.min())), abs(float(img.max())))  # NaN propagates
+    lo, hi = float(img.min()), float(img.max())  # NaN propagates
+    peak = max(abs(lo), abs(hi))
     if not math.isfinite(peak):
         raise ValueError(f"{name} contains NaN or infinite values")
+    if constant is not None and lo == hi:
+        raise ValueError(constant)
     if peak == 0.0 or safe[0] <= peak <= safe[1]:
         return img
     return np.ldexp(img, -math.frexp(peak)[1]).astype(img.dtype, copy=False)
@@ -183,7 +191,7 @@ def _fft_map(
     c -= c.mean()
     mean_square = float(np.mean(c * c))
     if not mean_square > 0.0:
-        raise ValueError("image is constant: the correlation of a flat image is undefined")
+        raise ValueError(CONSTANT_IMAGE)
     s1 = ndimage.uniform_filter(c, side, mode="constant") * n
     var = ndimage.uniform_filter(c * c, side, mode="constant") * n - s1 * s1 / n
     a = s1 / math.sqrt(n)
@@ -341,7 +349,7 @@ def local_correlation_map(
     n_out = -(-(H - 2 * m) // stride) * -(-(W - 2 * m) // stride) * len(shift_arr)
     _core.check_allocation(n_out, 4, "local_correlation_map output")
     _core.check_allocation(H * W, 8, "local_correlation_map centred image")
-    img = finite_rescaled(img)
+    img = finite_rescaled(img, constant=CONSTANT_IMAGE)
     if method == "auto":
         method = lcm_cost(patch, window, len(shift_arr), stride)["best"]
     if method == "fft":

@@ -13,7 +13,13 @@ from numpy.typing import ArrayLike
 from scipy import ndimage
 
 from .._validation import check_choice, check_fitted, check_float, check_int
-from ._correlation import as_image, default_shifts, finite_rescaled, local_correlation_map
+from ._correlation import (
+    CONSTANT_IMAGE,
+    as_image,
+    default_shifts,
+    finite_rescaled,
+    local_correlation_map,
+)
 from ._lattice import lattice_vectors as _region_lattice_vectors
 from ._lattice import misorientation_deg as _misorientation_deg
 from ._symmetry import symmetry_map
@@ -65,7 +71,7 @@ class Segmentation:
             The segmented image, drawn in grey below the labels.
         ax : matplotlib Axes, optional
         alpha : float, default 0.35
-            Opacity of the label colours over the image.
+            Opacity of the label colours over the image, in [0, 1].
 
         Returns
         -------
@@ -77,6 +83,7 @@ class Segmentation:
         >>> img, truth = mc.datasets.bicrystal(15.0, shape=(128, 128), seed=0)
         >>> ax = mc.imaging.segment(img, n_regions=2).plot(img)
         """
+        alpha = check_float(alpha, "alpha", low=0.0, high=1.0)
         if ax is None:
             import matplotlib.pyplot as plt
 
@@ -162,14 +169,14 @@ def _local_contrast(image: np.ndarray, sigma: float) -> np.ndarray:
     unit local contrast, so a patch that straddles a boundary between a bright,
     high-contrast phase and a dim one is not dominated by the bright one in the Pearson
     correlations."""
-    image = finite_rescaled(image, "image", _FLOAT32_SAFE_PEAK)
+    image = finite_rescaled(image, "image", _FLOAT32_SAFE_PEAK, constant=CONSTANT_IMAGE)
     img = image.astype(np.float32)  # a copy: the caller's array is never modified
     img -= ndimage.gaussian_filter(img, sigma, mode="reflect")
     sd = ndimage.gaussian_filter(np.square(img), sigma, mode="reflect")
     np.sqrt(sd, out=sd)
     top = float(sd.max())
     if not top > 0:
-        raise ValueError("image is constant: the correlation of a flat image is undefined")
+        raise ValueError(CONSTANT_IMAGE)
     np.maximum(sd, np.float32(1e-6 * top), out=sd)
     img /= sd
     return img

@@ -38,6 +38,12 @@ ZONE_AXES: tuple[tuple[str, tuple[int, ...]], ...] = (
 
 _HCP_C_OVER_A = math.sqrt(8.0 / 3.0)
 
+#: Largest |index| of a zone axis: a higher-index axis projects the crystal onto a 2-D
+#: lattice of columns far finer than any image resolves.
+MAX_ZONE_INDEX = 1000
+#: Largest accelerating voltage (kV) and convergence semi-angle (mrad) the simulators take.
+MAX_KV = 1e4
+MAX_MRAD = 1e3
 #: Largest lattice constant (Å) the simulators take.
 MAX_LENGTH = 1e4
 #: Largest |origin| component (Å) of simulate_haadf: positions stay exact to ~1e-7 Å.
@@ -88,14 +94,20 @@ def normalize_zone_axis(prototype: str, zone_axis: Sequence[int]) -> tuple[int, 
     >>> normalize_zone_axis("hcp", (2, 1, 0))
     (1, 0, -1, 0)
     """
-    if prototype not in PROTOTYPES:
+    if not isinstance(prototype, str) or prototype not in PROTOTYPES:
         raise ValueError(f"prototype must be one of {PROTOTYPES}, got {prototype!r}")
+    expected = (
+        f"zone_axis must be a tuple of integers in [-{MAX_ZONE_INDEX}, {MAX_ZONE_INDEX}], "
+        f"got {zone_axis!r}"
+    )
     try:
-        axis = tuple(int(v) for v in zone_axis)
-    except TypeError as exc:
-        raise ValueError(f"zone_axis must be a tuple of integers, got {zone_axis!r}") from exc
-    if any(float(v) != float(w) for v, w in zip(axis, zone_axis)):
-        raise ValueError(f"zone_axis must hold integers, got {zone_axis!r}")
+        if isinstance(zone_axis, (str, bytes)):
+            raise TypeError
+        axis = tuple(
+            check_int(v, "zone_axis", low=-MAX_ZONE_INDEX, high=MAX_ZONE_INDEX) for v in zone_axis
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(expected) from exc
     if not any(axis):
         raise ValueError("zone_axis must not be (0, 0, 0)")
     if prototype == "hcp":
@@ -163,16 +175,16 @@ def _symmetry_order(a1: np.ndarray, a2: np.ndarray, columns: np.ndarray) -> int:
     return 1
 
 
-@functools.lru_cache(maxsize=64)
-def projected_cell(prototype: str, zone_axis: tuple[int, ...]) -> ProjectedCell:
+def projected_cell(prototype: str, zone_axis: Sequence[int]) -> ProjectedCell:
     """Projected 2-D cell and atomic columns of a crystal seen along ``zone_axis``.
 
     Parameters
     ----------
     prototype : {"fcc", "bcc", "hcp", "diamond"}
         Crystal prototype (hcp with the ideal c/a = sqrt(8/3)).
-    zone_axis : tuple of int
-        Viewing direction [uvw] in the conventional cell (hcp: [uvw] or [UVTW]).
+    zone_axis : sequence of int
+        Viewing direction [uvw] in the conventional cell (hcp: [uvw] or [UVTW]), indices
+        in [-1000, 1000].
 
     Returns
     -------
@@ -185,7 +197,12 @@ def projected_cell(prototype: str, zone_axis: tuple[int, ...]) -> ProjectedCell:
     >>> round(float(np.linalg.norm(cell.a1)), 3), cell.symmetry_order
     (0.5, 4)
     """
-    axis = normalize_zone_axis(prototype, zone_axis)
+    return _projected_cell(prototype, normalize_zone_axis(prototype, zone_axis))
+
+
+@functools.lru_cache(maxsize=64)
+def _projected_cell(prototype: str, axis: tuple[int, ...]) -> ProjectedCell:
+    """:func:`projected_cell` of a normalized zone axis (cached)."""
     conv, prim, basis = _primitive(prototype)
     if prototype == "hcp":
         u, v, w = axis[0] - axis[2], axis[1] - axis[2], axis[3]
@@ -247,9 +264,9 @@ def probe_sigma(
     Parameters
     ----------
     voltage_kv : float
-        Accelerating voltage in kV (> 0).
+        Accelerating voltage in kV, in (0, 1e4].
     convergence_mrad : float
-        Convergence semi-angle in mrad (> 0).
+        Convergence semi-angle in mrad, in (0, 1000].
     source_fwhm : float
         Effective source size (FWHM, Å, >= 0) blurring the diffraction-limited probe.
 
@@ -263,8 +280,10 @@ def probe_sigma(
     >>> round(probe_sigma(300.0, 25.0, 0.0), 3)
     0.171
     """
-    voltage_kv = check_float(voltage_kv, "voltage_kv", low=0.0, low_open=True)
-    convergence_mrad = check_float(convergence_mrad, "convergence_mrad", low=0.0, low_open=True)
+    voltage_kv = check_float(voltage_kv, "voltage_kv", low=0.0, high=MAX_KV, low_open=True)
+    convergence_mrad = check_float(
+        convergence_mrad, "convergence_mrad", low=0.0, high=MAX_MRAD, low_open=True
+    )
     source_fwhm = check_float(source_fwhm, "source_fwhm (Å)", low=0.0)
     v = voltage_kv * 1e3
     lam = 12.2643 / math.sqrt(v * (1 + 0.97845e-6 * v))  # Å
@@ -385,7 +404,7 @@ def simulate_haadf(
     atomic_number : int
         Z of the (single) element, 1-118; sets the absolute column weights.
     voltage_kv, convergence_mrad, source_fwhm : float
-        Probe (see :func:`probe_sigma`): > 0, > 0 and >= 0.
+        Probe (see :func:`probe_sigma`): in (0, 1e4] kV, (0, 1000] mrad, >= 0 Å.
     background : float
         Constant background as a fraction of the mean column signal, in [0, 1e6].
     read_noise : float
@@ -432,8 +451,10 @@ def simulate_haadf(
     thermal_sigma = check_float(thermal_sigma, "thermal_sigma (Å)", low=0.0)
     seed = check_int(seed, "seed", low=0, high=2**64 - 1, allow_none=True)
     z = check_int(atomic_number, "atomic_number", low=1, high=118)
-    voltage_kv = check_float(voltage_kv, "voltage_kv", low=0.0, low_open=True)
-    convergence_mrad = check_float(convergence_mrad, "convergence_mrad", low=0.0, low_open=True)
+    voltage_kv = check_float(voltage_kv, "voltage_kv", low=0.0, high=MAX_KV, low_open=True)
+    convergence_mrad = check_float(
+        convergence_mrad, "convergence_mrad", low=0.0, high=MAX_MRAD, low_open=True
+    )
     source_fwhm = check_float(source_fwhm, "source_fwhm (Å)", low=0.0)
     background = check_float(background, "background", low=0.0, high=MAX_RELATIVE)
     read_noise = check_float(read_noise, "read_noise", low=0.0, high=MAX_RELATIVE)

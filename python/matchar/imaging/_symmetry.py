@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike
 
 from .. import _core
 from .._validation import check_float, check_int
-from ._correlation import as_image, finite_rescaled
+from ._correlation import CONSTANT_IMAGE, as_image, finite_rescaled
 
 DEFAULT_FOLDS = (2, 3, 4, 6)
 DEFAULT_MIRRORS_DEG = (0.0, 30.0, 45.0, 60.0, 90.0, 120.0, 135.0, 150.0)
@@ -39,6 +39,9 @@ def symmetry_transforms(
     >>> names, M.round(6).tolist()
     (['rot4', 'mirror0'], [[[0.0, 1.0], [-1.0, 0.0]], [[-1.0, 0.0], [0.0, 1.0]]])
     """
+    for name, seq in (("folds", folds), ("mirror_angles_deg", mirror_angles_deg)):
+        if isinstance(seq, (str, bytes)) or not hasattr(seq, "__iter__"):
+            raise ValueError(f"{name} must be a sequence of numbers, got {seq!r}")
     mats, names = [], []
     for n in folds:
         n_int = check_int(n, "folds", low=2)
@@ -128,7 +131,7 @@ def symmetry_map(
     side = -(-(H - 2 * (patch + 1)) // stride), -(-(W - 2 * (patch + 1)) // stride)
     _core.check_allocation(side[0] * side[1] * len(transforms), 4, "symmetry_map output")
     _core.check_allocation(H * W, 8, "symmetry_map centred image")
-    img = finite_rescaled(img)
+    img = finite_rescaled(img, constant=CONSTANT_IMAGE)
     fn = (
         _core.imaging.symmetry_map_f32
         if img.dtype == np.float32
