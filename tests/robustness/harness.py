@@ -72,7 +72,11 @@ def limg(n=96, period=6):
 
 # The child's code. Placeholders are filled by _child_code with repr()s.
 _CHILD = r"""
-import json as _json, os as _os, sys as _sys, time as _time
+import json as _json, os as _os, signal as _signal, sys as _sys, time as _time
+# Ctrl-C raises KeyboardInterrupt, as in an interactive Python, even when the parent
+# runs in the background (a non-interactive shell starts background jobs with SIGINT
+# ignored, and Python then keeps it ignored).
+_signal.signal(_signal.SIGINT, _signal.default_int_handler)
 _DIR = {dir!r}
 def _report(d):
     tmp = _os.path.join(_DIR, "result.tmp")

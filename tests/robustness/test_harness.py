@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import harness
@@ -109,3 +110,14 @@ def test_verdicts():
 def test_every_case_runs_through_run():
     """run() runs a Case after the default prelude (matchar and the helpers)."""
     assert run(Case("a", "result = base().sum()", ("ok",), setup="import os")).outcome == "ok"
+
+
+def test_interrupt_when_the_parent_ignores_sigint():
+    """A background job starts with SIGINT ignored, which children inherit: the child
+    restores Python's handler, so Ctrl-C cases mean the same there."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        out = run_interrupt("import time\ntime.sleep(30)")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert out.exc_type == "KeyboardInterrupt", out.outcome
