@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import operator
+import math
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import _core
 from .._arrays import as_array, common_float_dtype
+from .._validation import check_int
 
 
 def polynomial_kernel(
@@ -50,7 +51,8 @@ def polynomial_kernel(
     ------
     ValueError
         If an input holds NaN/inf, is not 2-D, is empty, the feature dimensions differ,
-        or ``zeta`` is not an integer ``>= 1``.
+        ``zeta`` is not an integer in ``[1, 2**31 - 1]``, or, with ``normalize=False``, a
+        value ``(X[i] · Y[j]) ** zeta`` exceeds the range of the output dtype.
     MemoryError
         If the (n, m) result cannot fit in this machine's memory (raised before
         allocating).
@@ -63,20 +65,12 @@ def polynomial_kernel(
     >>> K.shape, bool(np.allclose(np.diag(K), 1.0))
     ((5, 5), True)
     """
-    try:
-        zeta_int = operator.index(zeta)
-    except TypeError:
-        if isinstance(zeta, (float, np.floating)) and float(zeta).is_integer():
-            zeta_int = int(zeta)
-        else:
-            raise ValueError(f"zeta must be an integer >= 1, got {zeta!r}") from None
-    if zeta_int < 1:
-        raise ValueError(f"zeta must be an integer >= 1, got {zeta!r}")
-
+    zeta_int = check_int(zeta, "zeta", low=1)
     X_ = as_array(X, "X", ndim=2)
     if Y is None or Y is X:
         # The Gram matrix: symmetric, so the core computes half of it and mirrors.
-        return _kernel_fn(X_.dtype)(X_, None, zeta_int, bool(normalize))
+        K = _kernel_fn(X_.dtype)(X_, None, zeta_int, bool(normalize))
+        return K if normalize else _check_range(K, X_, X_, zeta_int)
     Y_ = as_array(Y, "Y", ndim=2)
     if X_.shape[1] != Y_.shape[1]:
         raise ValueError(
@@ -88,8 +82,36 @@ def polynomial_kernel(
     Y_ = Y_.astype(dtype, copy=False)
     n, m, d = X_.shape[0], Y_.shape[0], X_.shape[1]
     if n * m * d >= _BLAS_MIN_WORK and n > 0 and m > 0 and d > 0:
-        return _blas_kernel(X_, Y_, zeta_int, bool(normalize))
-    return _kernel_fn(dtype)(X_, Y_, zeta_int, bool(normalize))
+        K = _blas_kernel(X_, Y_, zeta_int, bool(normalize))
+    else:
+        K = _kernel_fn(dtype)(X_, Y_, zeta_int, bool(normalize))
+    return K if normalize else _check_range(K, X_, Y_, zeta_int)
+
+
+def _log_max_abs(A: np.ndarray) -> float:
+    """log max|A| (-inf for an all-zero A); two reductions, no temporary."""
+    m = max(abs(float(A.max())), abs(float(A.min())))
+    return math.log(m) if m > 0 else -math.inf
+
+
+def _check_range(K: np.ndarray, X: np.ndarray, Y: np.ndarray, zeta: int) -> np.ndarray:
+    """K, or a ValueError where an unnormalised kernel overflowed its dtype.
+
+    ``|x · y| <= d max|X| max|Y|``: when that bound to the power zeta fits the dtype no
+    value can overflow and K is not scanned; otherwise it is.
+    """
+    if K.size == 0:
+        return K
+    log_bound = zeta * (math.log(X.shape[1]) + _log_max_abs(X) + _log_max_abs(Y))
+    if log_bound < math.log(float(np.finfo(K.dtype).max)) or np.isfinite(K).all():
+        return K
+    raise ValueError(
+        f"polynomial_kernel with normalize=False overflows {K.dtype}: some "
+        f"(X[i] . Y[j]) ** {zeta} exceed {float(np.finfo(K.dtype).max):.3g}. Use "
+        "normalize=True, a smaller zeta, "
+        + ("float64 input, " if K.dtype == np.float32 else "")
+        + "or divide X and Y by a constant"
+    )
 
 
 #: Rectangular kernels with at least this many multiply-adds take the BLAS route.
@@ -189,5 +211,7 @@ def prepared_kernel(
     X_ = X_.astype(Y.dtype, copy=False)
     n, m, d = X_.shape[0], Y.shape[0], X_.shape[1]
     if n * m * d >= _BLAS_MIN_WORK and n > 0 and m > 0 and d > 0:
-        return _blas_kernel(X_, Y, zeta, normalize, sy=sy)
-    return _kernel_fn(Y.dtype)(X_, Y, zeta, normalize)
+        K = _blas_kernel(X_, Y, zeta, normalize, sy=sy)
+    else:
+        K = _kernel_fn(Y.dtype)(X_, Y, zeta, normalize)
+    return K if normalize else _check_range(K, X_, Y, zeta)

@@ -9,14 +9,18 @@ import scipy.linalg
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.extmath import randomized_svd
-from sklearn.utils.validation import check_is_fitted
 
 from .. import _core
 from .._arrays import as_array
+from .._validation import check_fitted, check_float, check_int
 from ._kernels import _blas_threads, polynomial_kernel, prepared_kernel, row_scales
 
 # Rows of X per block when forming K_NM^T K_NM: bounds memory to block x n_sparse.
 _BLOCK_ROWS = 8192
+#: Largest ``regularizer`` (σ): σ² stays a finite float64.
+MAX_REGULARIZER = 1e150
+#: Largest ``n_committee``: each member is a full solve of the sparse problem.
+MAX_COMMITTEE = 10_000
 # OpenBLAS (0.3.31, as in the NumPy and SciPy wheels) crashes with 2 threads in DSYRK,
 # and so in DPOTRF, on matrices of order >= ~16,000 (measured on a 2-core Haswell;
 # OpenBLAS issues #2562, #2821). Above this order K_MN^T K_NM is accumulated by GEMM
@@ -44,8 +48,8 @@ class PolynomialKernel:
     """
 
     def __init__(self, zeta: int = 2, normalize: bool = True) -> None:
-        self.zeta = zeta
-        self.normalize = normalize
+        self.zeta = check_int(zeta, "zeta", low=1)
+        self.normalize = bool(normalize)
 
     def __call__(self, X: np.ndarray, Y: np.ndarray | None = None) -> np.ndarray:
         """Kernel matrix (n, m) between the rows of X (n, d) and Y (m, d); Y=None: K(X, X)."""
@@ -65,7 +69,14 @@ class PolynomialKernel:
     def diag(self, X: np.ndarray) -> np.ndarray:
         """``k(x_i, x_i)`` for every row of X (n, d): 1, or 0 for all-zero rows."""
         if not self.normalize:
-            return np.einsum("ij,ij->i", X, X, dtype=np.float64) ** self.zeta
+            with np.errstate(over="ignore"):
+                out = np.einsum("ij,ij->i", X, X, dtype=np.float64) ** self.zeta
+            if not np.isfinite(out).all():
+                raise ValueError(
+                    f"PolynomialKernel(zeta={self.zeta}, normalize=False) overflows float64 "
+                    "on these rows: use normalize=True or divide X by a constant"
+                )
+            return out
         return (np.abs(X).sum(axis=1) > 0).astype(np.float64)
 
     def __repr__(self) -> str:
@@ -96,15 +107,21 @@ class MultiPolynomialKernel:
     """
 
     def __init__(self, block_sizes, weights=None, zeta: int = 2) -> None:
-        self.block_sizes = [int(b) for b in block_sizes]
-        if not self.block_sizes or min(self.block_sizes) < 1:
+        try:
+            sizes = list(block_sizes)
+        except TypeError:
+            raise ValueError(
+                f"block_sizes must be a sequence of positive integers, got {block_sizes!r}"
+            ) from None
+        self.block_sizes = [check_int(b, "block_sizes", low=1) for b in sizes]
+        if not self.block_sizes:
             raise ValueError(f"block_sizes must be positive integers, got {block_sizes!r}")
         n = len(self.block_sizes)
         w = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, dtype=np.float64)
         if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any():
             raise ValueError(f"weights must be {n} finite non-negative numbers, got {weights!r}")
         self.weights = w
-        self.zeta = zeta
+        self.zeta = check_int(zeta, "zeta", low=1)
         self._offsets = np.concatenate([[0], np.cumsum(self.block_sizes)])
 
     def _check(self, X: np.ndarray, name: str) -> None:
@@ -210,6 +227,43 @@ def _kernel_column(kernel: Callable, X: np.ndarray) -> Callable[[int], np.ndarra
     return column
 
 
+def _finite_rows(X: ArrayLike, name: str) -> np.ndarray:
+    """A 2-D float array of ``X`` (no copy when possible); ValueError for NaN/inf."""
+    X_ = as_array(X, name, ndim=2)
+    step = max(1, (1 << 22) // max(X_.shape[1], 1))  # bounded temporaries
+    if not all(np.isfinite(X_[i : i + step]).all() for i in range(0, len(X_), step)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return X_
+
+
+def _targets(y: ArrayLike, name: str) -> np.ndarray:
+    """``y`` as float64; a ValueError (not a ComplexWarning and a lost imaginary part) for
+    complex, object or string values."""
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64, copy=False)
+
+
+def _n_select(n_select: object, n: int) -> int:
+    try:
+        return check_int(n_select, "n_select", low=1, high=n)
+    except ValueError:
+        raise ValueError(
+            f"n_select must be an integer between 1 and the number of rows ({n}), got {n_select!r}"
+        ) from None
+
+
+def _check_kernel(kernel: object) -> Callable:
+    """``kernel`` itself when callable; else a TypeError naming what it is."""
+    if not callable(kernel):
+        raise TypeError(
+            "kernel must be a callable kernel(A, B) -> (len(A), len(B)) array (e.g. "
+            f"matchar.gp.PolynomialKernel()), got {type(kernel).__name__} {kernel!r:.60}"
+        )
+    return kernel
+
+
 def farthest_point_sampling(
     X: ArrayLike, n_select: int, kernel: Callable | None = None, start: int = 0
 ) -> np.ndarray:
@@ -221,13 +275,13 @@ def farthest_point_sampling(
     Parameters
     ----------
     X : array_like, shape (n, d)
-        Feature vectors.
+        Feature vectors (finite).
     n_select : int
         Number of rows to select, ``1 <= n_select <= n``.
     kernel : callable, optional
         ``kernel(A, B) -> (len(A), len(B))``; default ``PolynomialKernel(zeta=2)``.
     start : int, default 0
-        Index of the first selected row.
+        Index of the first selected row, ``0 <= start < n``.
 
     Returns
     -------
@@ -241,18 +295,22 @@ def farthest_point_sampling(
     >>> mc.gp.farthest_point_sampling(X, 2).tolist()
     [0, 2]
     """
-    X_ = as_array(X, "X", ndim=2)
+    X_ = _finite_rows(X, "X")
     n = X_.shape[0]
-    if not 1 <= n_select <= n:
-        raise ValueError(f"n_select must be between 1 and the number of rows ({n}), got {n_select}")
-    kernel = PolynomialKernel() if kernel is None else kernel
+    n_select = _n_select(n_select, n)
+    start = check_int(start, "start", low=0, high=n - 1)
+    kernel = PolynomialKernel() if kernel is None else _check_kernel(kernel)
     diag = _kernel_diag(kernel, X_)
+    if not np.isfinite(diag).all():
+        raise ValueError("kernel(x, x) is not finite for some rows of X")
     column = _kernel_column(kernel, X_)
-    selected = [int(start)]
+    selected = [start]
     dist = np.full(n, np.inf)
     for _ in range(n_select - 1):
         s = selected[-1]
         k = column(s)
+        if not np.isfinite(k).all():
+            raise ValueError(f"kernel(X, X[{s}]) is not finite")
         dist = np.minimum(dist, diag + diag[s] - 2.0 * k)
         dist[selected] = -np.inf
         selected.append(int(np.argmax(dist)))
@@ -277,10 +335,9 @@ def cur_selection(X: ArrayLike, n_select: int, random_state: int | None = 0) -> 
     numpy.ndarray, shape (n_select,), int64
         Row indices, highest leverage first.
     """
-    X_ = as_array(X, "X", ndim=2)
+    X_ = _finite_rows(X, "X")
     n, d = X_.shape
-    if not 1 <= n_select <= n:
-        raise ValueError(f"n_select must be between 1 and the number of rows ({n}), got {n_select}")
+    n_select = _n_select(n_select, n)
     k = max(1, min(n_select, d, n) - 1) if min(n, d) > 1 else 1
     U, _, _ = randomized_svd(np.asarray(X_, dtype=np.float64), k, random_state=random_state)
     leverage = np.einsum("ij,ij->i", U, U)
@@ -413,18 +470,19 @@ class SparseGPR(RegressorMixin, BaseEstimator):
     Parameters
     ----------
     kernel : callable, default PolynomialKernel(zeta=2)
-        ``kernel(A, B) -> (len(A), len(B))`` array; optional ``.diag(A)``.
+        ``kernel(A, B) -> (len(A), len(B))`` array; optional ``.diag(A)``. A kernel that
+        is not callable raises TypeError at fit.
     n_sparse : int, default 1000
         Number of sparse points (capped by nothing: must be <= number of training rows).
     selection : {"fps", "cur", "random"} or array of int, default "fps"
         How sparse points are chosen from the training rows, or the row indices
         themselves (``n_sparse`` is then ignored).
     regularizer : float, default 1e-3
-        σ, the noise standard deviation in target units (> 0).
+        σ, the noise standard deviation in target units, in (0, 1e150].
     n_committee : int, default 0
-        0 for the GP variance, or the number of committee members (>= 2).
+        0 for the GP variance, or the number of committee members (2 to 10000).
     subsample : float, default 0.5
-        Fraction of training rows each committee member sees.
+        Fraction of training rows each committee member sees, in (0, 1].
     random_state : int, optional
         Seed for random selection and committee subsamples.
     normalize_y : bool, default False
@@ -490,6 +548,8 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         return PolynomialKernel() if self.kernel is None else self.kernel
 
     def _check_params(self, n: int) -> None:
+        if self.kernel is not None:
+            _check_kernel(self.kernel)
         if not isinstance(self.selection, str):
             idx = np.asarray(self.selection)
             if idx.ndim != 1 or idx.dtype.kind not in "iu" or len(np.unique(idx)) != len(idx):
@@ -498,22 +558,22 @@ class SparseGPR(RegressorMixin, BaseEstimator):
                 raise ValueError(f"selection indices must lie in [0, {n}) and not be empty")
         elif self.selection not in ("fps", "cur", "random"):
             raise ValueError(f"selection must be 'fps', 'cur' or 'random', got {self.selection!r}")
-        if isinstance(self.selection, str) and not (
-            isinstance(self.n_sparse, (int, np.integer)) and 1 <= self.n_sparse <= n
-        ):
-            raise ValueError(
-                f"n_sparse must be an integer between 1 and the number of training rows "
-                f"({n}), got {self.n_sparse!r}"
-            )
-        if not (np.isfinite(self.regularizer) and self.regularizer > 0):
-            raise ValueError(f"regularizer must be a finite number > 0, got {self.regularizer!r}")
-        if self.n_committee == 1 or self.n_committee < 0:
+        if isinstance(self.selection, str):
+            try:
+                check_int(self.n_sparse, "n_sparse", low=1, high=n)
+            except ValueError:
+                raise ValueError(
+                    f"n_sparse must be an integer between 1 and the number of training rows "
+                    f"({n}), got {self.n_sparse!r}"
+                ) from None
+        # sigma^2 must stay a finite float64
+        check_float(self.regularizer, "regularizer", low=0.0, high=MAX_REGULARIZER, low_open=True)
+        nc = check_int(self.n_committee, "n_committee", low=0, high=MAX_COMMITTEE)
+        if nc == 1:
             raise ValueError(f"n_committee must be 0 or >= 2, got {self.n_committee!r}")
-        nsc = self.n_sparse_committee
-        if nsc is not None and not (isinstance(nsc, (int, np.integer)) and nsc >= 1):
-            raise ValueError(f"n_sparse_committee must be None or an integer >= 1, got {nsc!r}")
-        if not 0 < self.subsample <= 1:
-            raise ValueError(f"subsample must be in (0, 1], got {self.subsample!r}")
+        check_int(self.n_sparse_committee, "n_sparse_committee", low=1, allow_none=True)
+        check_float(self.subsample, "subsample", low=0.0, high=1.0, low_open=True)
+        _core.check_allocation((1 + nc) * n, 1, "SparseGPR: the committee's row masks")
 
     def _committee_size(self, m: int) -> int:
         """How many of the ``m`` sparse points (the first ones) the committee uses."""
@@ -524,10 +584,10 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         if not isinstance(self.selection, str):
             return np.asarray(self.selection, dtype=np.int64)
         if self.selection == "random":  # in random order: every prefix is a random subset
-            return rng.choice(len(X), self.n_sparse, replace=False).astype(np.int64)
+            return rng.choice(len(X), int(self.n_sparse), replace=False).astype(np.int64)
         if self.selection == "cur":
             return cur_selection(X, self.n_sparse, random_state=int(rng.integers(2**31)))
-        mc = self._committee_size(self.n_sparse)
+        mc = self._committee_size(int(self.n_sparse))
         if self.n_sparse == len(X) and mc < self.n_sparse:
             # Every row is a sparse point: only the committee's prefix needs the FPS order
             # (a greedy FPS of n_sparse rows starts with the FPS of its first mc rows).
@@ -551,7 +611,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         self
         """
         X_ = as_array(X, "X", ndim=2)
-        y_ = np.asarray(y, dtype=np.float64)
+        y_ = _targets(y, "y")
         if y_.ndim != 1 or len(y_) != len(X_):
             raise ValueError(
                 f"y must be a 1-D array with one value per row of X ({len(X_)}), "
@@ -559,10 +619,10 @@ class SparseGPR(RegressorMixin, BaseEstimator):
             )
         if not np.isfinite(y_).all():
             raise ValueError("y contains NaN or infinite values")
-        if not np.isfinite(X_).all():
-            raise ValueError("X contains NaN or infinite values")
+        X_ = _finite_rows(X_, "X")
         n = len(X_)
         self._check_params(n)
+        n_committee = int(self.n_committee)  # validated: an integer, maybe given as 4.0
         rng = np.random.default_rng(self.random_state)
         kernel = self._kernel()
 
@@ -581,9 +641,9 @@ class SparseGPR(RegressorMixin, BaseEstimator):
 
         # Model 0 sees every row (it gives the mean); committee members see subsamples
         # and use the first ``mc`` sparse points.
-        n_models = 1 + self.n_committee
+        n_models = 1 + n_committee
         masks = np.ones((n_models, n), dtype=bool)
-        if self.n_committee:
+        if n_committee:
             n_sub = max(1, round(self.subsample * n))
             masks[1:] = False
             for k in range(1, n_models):
@@ -595,7 +655,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
 
         # Accumulate K_MN K_NM and K_MN (y - ȳ) per model over blocks of rows (with
         # ``exact``, K_NM is K_MM with its rows in sparse order: no kernel to evaluate).
-        sizes = [m] + [mc] * self.n_committee
+        sizes = [m] + [mc] * n_committee
         KtK = [None if exact and k == 0 else np.zeros((sizes[k],) * 2) for k in range(n_models)]
         Kty = [np.zeros(size) for size in sizes]
         rows = range(0, m if exact else n, _BLOCK_ROWS)
@@ -633,11 +693,11 @@ class SparseGPR(RegressorMixin, BaseEstimator):
                 del A
                 rhs = Kty[k]
             weights.append(scipy.linalg.cho_solve((L, True), rhs))
-            if k == 0 and not self.n_committee:  # the GP variance needs the factors
+            if k == 0 and not n_committee:  # the GP variance needs the factors
                 self.L_a_ = L
                 self.L_mm_ = None if exact else _cholesky(Kmm, "K_MM")
             del L
-        for name in ("L_a_", "L_mm_") if self.n_committee else ():
+        for name in ("L_a_", "L_mm_") if n_committee else ():
             self.__dict__.pop(name, None)
 
         for name in ("mean_basis_", "mean_eigenvalues_", "mean_error_bound_", "mean_error_sparse_"):
@@ -649,7 +709,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         self.y_mean_ = float(y_mean[0])
         self.y_scale_ = y_scale
         self.n_committee_sparse_ = mc
-        if self.n_committee:
+        if n_committee:
             self.committee_weights_ = np.array(weights[1:])
             self.committee_y_mean_ = y_mean[1:]
         self.alpha_, self.beta_ = 1.0, 0.0
@@ -700,8 +760,8 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         """
         X_ = as_array(X, "X", ndim=2)
         Xv = as_array(X_val, "X_val", ndim=2)
-        y_ = np.asarray(y, dtype=np.float64)
-        yv = np.asarray(y_val, dtype=np.float64)
+        y_ = _targets(y, "y")
+        yv = _targets(y_val, "y_val")
         if y_.shape != (len(X_),) or yv.shape != (len(Xv),):
             raise ValueError("y and y_val must be 1-D with one value per row of X and X_val")
         if Xv.shape[1] != X_.shape[1]:
@@ -830,7 +890,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         >>> bool(np.abs(gpr.predict(X[:5]) - exact).max() <= gpr.mean_error_bound_ + 1e-12)
         True
         """
-        check_is_fitted(self, "weights_")
+        check_fitted(self, "weights_")
         if self.weights_ is None or len(self.weights_) != len(self.X_sparse_):
             raise ValueError(
                 "this SparseGPR keeps only its committee's sparse points (a compressed model "
@@ -849,9 +909,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         if getattr(kernel, "zeta", None) != 2:
             raise ValueError(f"compress() needs zeta = 2, got {getattr(kernel, 'zeta', None)!r}")
         y_scale = float(getattr(self, "y_scale_", 1.0))
-        tol = 1e-3 * y_scale if tol is None else float(tol)
-        if not (np.isfinite(tol) and tol > 0):
-            raise ValueError(f"tol must be a positive number, got {tol!r}")
+        tol = 1e-3 * y_scale if tol is None else check_float(tol, "tol", low=0.0, low_open=True)
         a = np.asarray(self.weights_, dtype=np.float64)
         m = len(a)
         nb = len(block_w)
@@ -910,7 +968,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         return (f + self.y_mean_) * getattr(self, "y_scale_", 1.0)
 
     def _check_X(self, X: ArrayLike) -> np.ndarray:
-        check_is_fitted(self, "weights_")
+        check_fitted(self, "weights_")
         X_ = as_array(X, "X", ndim=2)
         if X_.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -1033,7 +1091,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         """
         _check_calibration_method(method)
         X_ = self._check_X(X)
-        y_ = np.asarray(y, dtype=np.float64)
+        y_ = _targets(y, "y")
         if y_.shape != (len(X_),) or not np.isfinite(y_).all():
             raise ValueError("y must be finite, with one value per row of X")
         self.alpha_, self.beta_ = 1.0, 0.0
@@ -1061,8 +1119,8 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         self
         """
         _check_calibration_method(method)
-        err = np.asarray(errors, dtype=np.float64)
-        sd = np.asarray(std, dtype=np.float64)
+        err = _targets(errors, "errors")
+        sd = _targets(std, "std")
         if err.ndim != 1 or sd.shape != err.shape or len(err) == 0:
             raise ValueError("errors and std must be non-empty 1-D arrays of the same length")
         if not (np.isfinite(err).all() and np.isfinite(sd).all()) or (sd < 0).any():
