@@ -27,8 +27,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
+from ._validation import check_float, check_int
 
 __all__ = ["bicrystal", "stacking_fault", "twin", "two_phase"]
 
@@ -153,11 +156,12 @@ def _render(
     R = math.ceil(4 * sigma / (1 - scan.k) + np.abs(scan.jitter).max()) + (scan.k > 0)
     off = np.arange(-R, R + 1)
     px, py = scan.image_position(positions[:, 0], positions[:, 1])
-    for start in range(0, len(positions), 4096):
-        pos = positions[start : start + 4096]
-        amp = intensities[start : start + 4096]
-        cy = np.round(py[start : start + 4096]).astype(np.int64)
-        cx = np.round(px[start : start + 4096]).astype(np.int64)
+    chunk = max(1, min(4096, (1 << 21) // len(off) ** 2))  # temporaries of ~16 MB
+    for start in range(0, len(positions), chunk):
+        pos = positions[start : start + chunk]
+        amp = intensities[start : start + chunk]
+        cy = np.round(py[start : start + chunk]).astype(np.int64)
+        cx = np.round(px[start : start + chunk]).astype(np.int64)
         yy, xx = np.broadcast_arrays(
             cy[:, None, None] + off[None, :, None], cx[:, None, None] + off[None, None, :]
         )
@@ -176,27 +180,42 @@ def _detector(
     img = clean
     scale = 1.0
     if dose is not None:
-        if not dose > 0:
-            raise ValueError(f"dose must be > 0 electrons per pixel, got {dose!r}")
+        dose = check_float(dose, "dose (electrons per pixel)", low=0.0, high=1e15, low_open=True)
         scale = dose / clean.mean()
         img = rng.poisson(clean * scale).astype(np.float64)
+    noise = check_float(noise, "noise", low=0.0, high=1e6)
     if noise:
-        if noise < 0:
-            raise ValueError(f"noise must be >= 0, got {noise!r}")
         img = img + rng.normal(0.0, noise * scale, clean.shape)
     return img
 
 
-def _check_common(shape: Sequence[int], spacing: float, sigma: float | None) -> tuple:
-    shape_t = tuple(int(s) for s in shape)
-    if len(shape_t) != 2 or min(shape_t) < 8:
+def _check_common(
+    shape: Sequence[int], spacing: float, sigma: float | None, scan_jitter: float = 0.0
+) -> tuple:
+    try:
+        items = () if isinstance(shape, (str, bytes)) else tuple(shape)
+    except TypeError:
+        items = ()
+    if len(items) != 2:
         raise ValueError(f"shape must be two sides >= 8 pixels, got {shape!r}")
-    if not spacing > 1:
-        raise ValueError(f"spacing must be > 1 pixel, got {spacing!r}")
+    shape_t = tuple(check_int(v, "shape (sides in pixels)", low=8) for v in items)
+    if shape_t[0] * shape_t[1] > 1 << 28:
+        raise MemoryError(f"shape {shape!r} is too large (more than 2^28 pixels)")
+    spacing = check_float(spacing, "spacing (pixels)", low=1.0, high=1e6, low_open=True)
     sig = 0.18 * spacing if sigma is None else float(sigma)
-    if not sig > 0:
-        raise ValueError(f"sigma must be > 0 pixels, got {sigma!r}")
+    if sigma is not None:
+        sig = check_float(sigma, "sigma (pixels, at most spacing)", low=0.0, high=spacing,
+                          low_open=True)  # fmt: skip
+    check_float(scan_jitter, "scan_jitter (pixels, at most spacing)", low=0.0, high=spacing)
     return shape_t, sig
+
+
+def _check_generator_args(seed: Any, background: Any, **angles: Any) -> None:
+    """The arguments every generator shares: seed, background and angles/positions."""
+    check_int(seed, "seed", low=0, high=None, allow_none=True)
+    check_float(background, "background", low=0.0, high=1e6)
+    for name, value in angles.items():
+        check_float(value, name, low=-1e6, high=1e6)
 
 
 def _finish(scan, rng, positions, intensities, sigma, background, dose, noise):
@@ -244,9 +263,9 @@ def bicrystal(
     misorientation_deg : float, default 15
         In-plane rotation of grain 1 relative to grain 0, in degrees.
     shape : (int, int), default (256, 256)
-        Image shape (H, W) in pixels.
+        Image shape (H, W) in pixels: sides >= 8, at most 2**28 pixels.
     spacing : float, default 10
-        Lattice constant in pixels.
+        Lattice constant in pixels, in (1, 1e6].
     lattice : {"square", "hexagonal", "fcc110"}, default "square"
         Projected lattice (``"fcc110"``: fcc along [110], centred a × a/√2 cell).
     rotation_deg : float, default 0
@@ -256,15 +275,17 @@ def bicrystal(
     boundary_position : float, default 0.5
         Where the boundary crosses the horizontal mid-line, as a fraction of the width.
     sigma : float, optional
-        Width of a column in pixels; default ``0.18 * spacing``.
+        Width of a column in pixels, in (0, spacing]; default ``0.18 * spacing``.
     background : float, default 0.1
-        Constant background, relative to a column height of 1.
+        Constant background, relative to a column height of 1, in [0, 1e6].
     dose : float, optional
-        Mean electrons per pixel; the image is then Poisson counts. ``None``: noiseless.
+        Mean electrons per pixel, in (0, 1e15]; the image is then Poisson counts.
+        ``None``: noiseless.
     noise : float, default 0
-        Gaussian noise standard deviation, relative to a column height.
+        Gaussian noise standard deviation, relative to a column height, in [0, 1e6].
     scan_jitter : float, default 0
-        Standard deviation in pixels of a random horizontal shift of every scan line.
+        Standard deviation in pixels of a random horizontal shift of every scan line,
+        in [0, spacing].
     drift : (float, float), default (0, 0)
         Sample drift ``(dy, dx)`` in pixels per scan line (see the module docstring).
     flyback : (float, float), default (0, 10)
@@ -272,7 +293,7 @@ def bicrystal(
         ``amplitude · exp(-x / decay)`` at the start of every line.
         ``|drift[0]| + |drift[1]| + |amplitude| / decay`` must stay below 0.5.
     seed : int, optional
-        Seed of the random generator (noise, dose, jitter).
+        Seed of the random generator (noise, dose, jitter), >= 0.
 
     Returns
     -------
@@ -288,7 +309,15 @@ def bicrystal(
     >>> image.shape, sorted(set(labels.ravel().tolist()))
     ((128, 128), [0, 1])
     """
-    shape_t, sig = _check_common(shape, spacing, sigma)
+    shape_t, sig = _check_common(shape, spacing, sigma, scan_jitter)
+    _check_generator_args(
+        seed,
+        background,
+        misorientation_deg=misorientation_deg,
+        rotation_deg=rotation_deg,
+        boundary_angle_deg=boundary_angle_deg,
+        boundary_position=boundary_position,
+    )
     H, W = shape_t
     rng = np.random.default_rng(seed)
     scan = _Scan(shape_t, scan_jitter, drift, flyback, rng)
@@ -349,7 +378,8 @@ def twin(
     >>> float(labels.mean()) > 0.2
     True
     """
-    shape_t, sig = _check_common(shape, spacing, sigma)
+    shape_t, sig = _check_common(shape, spacing, sigma, scan_jitter)
+    _check_generator_args(seed, background)
     H, W = shape_t
     top, bottom = (float(f) * H for f in lamella)
     if not 0 <= top < bottom <= H:
@@ -425,7 +455,8 @@ def stacking_fault(
     >>> image.shape == labels.shape
     True
     """
-    shape_t, sig = _check_common(shape, spacing, sigma)
+    shape_t, sig = _check_common(shape, spacing, sigma, scan_jitter)
+    _check_generator_args(seed, background)
     H, W = shape_t
     top, bottom = (float(f) * H for f in band)
     if not 0 <= top < bottom <= H:
@@ -515,7 +546,22 @@ def two_phase(
     >>> image.shape
     (128, 128)
     """
-    shape_t, _ = _check_common(shape, min(spacings), sigma)
+    try:
+        pair = [float(v) for v in spacings]
+    except (TypeError, ValueError):
+        pair = []
+    if len(pair) != 2:
+        raise ValueError(f"spacings must be a pair of numbers (pixels), got {spacings!r}")
+    for v in pair:
+        _check_common(shape, v, None)
+    shape_t, _ = _check_common(shape, min(pair), sigma, scan_jitter)
+    _check_generator_args(
+        seed,
+        background,
+        boundary_angle_deg=boundary_angle_deg,
+        boundary_position=boundary_position,
+        **{f"intensities[{i}]": v for i, v in enumerate(intensities)},
+    )
     H, W = shape_t
     rng = np.random.default_rng(seed)
     scan = _Scan(shape_t, scan_jitter, drift, flyback, rng)

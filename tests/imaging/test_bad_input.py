@@ -539,3 +539,41 @@ def test_segmentation_plot_bad_alpha():
     seg = segment(limg(), n_regions=1, **SMALL)
     with pytest.raises(ValueError, match=r"alpha must be a finite number in \[0.0, 1.0\]"):
         seg.plot(alpha=float("nan"))
+
+
+# -- synthetic images (matchar.datasets) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(shape=(64.5, 64)), r"shape \(sides in pixels\) must be an integer"),
+        (dict(shape=(2**31, 64)), "shape"),
+        (dict(seed=2.5), "seed must be an integer"),
+        (dict(misorientation_deg=float("nan")), "misorientation_deg"),
+        (dict(spacing=float("inf")), "spacing"),
+        (dict(dose=1e300), "dose"),
+        (dict(noise=float("inf")), "noise"),
+        (dict(background=float("nan")), "background"),
+        (dict(sigma=1e4), r"sigma \(pixels, at most spacing\)"),
+        (dict(scan_jitter=1e4), r"scan_jitter \(pixels, at most spacing\)"),
+    ],
+)
+def test_bicrystal_bad_arguments(kwargs, match):
+    args = dict(misorientation_deg=10.0, shape=(64, 64))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        mc.datasets.bicrystal(**args)
+
+
+def test_other_generators_bad_arguments():
+    with pytest.raises(ValueError, match="shape"):
+        mc.datasets.twin(shape=(64.5, 64))
+    with pytest.raises(ValueError, match="seed"):
+        mc.datasets.stacking_fault(shape=(64, 64), seed=1.5)
+    with pytest.raises(ValueError, match="spacing"):
+        mc.datasets.two_phase(shape=(64, 64), spacings=(10.0, float("inf")))
+    with pytest.raises(ValueError, match=r"intensities\[1\]"):
+        mc.datasets.two_phase(shape=(64, 64), intensities=(1.0, float("nan")))
+    with pytest.raises(MemoryError, match="2\\^28"):
+        mc.datasets.bicrystal(10.0, shape=(2**20, 2**20))
