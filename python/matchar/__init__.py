@@ -21,10 +21,12 @@ except ImportError as err:  # pragma: no cover - depends on how the package was 
 
 from . import atoms, datasets, gp, imaging, io, nmr, spectral
 from ._threads import get_num_threads, set_num_threads, threads
+from ._validation import NotFittedError
 
 __version__: str = "0.1.0"
 
 __all__ = [
+    "NotFittedError",
     "__version__",
     "atoms",
     "datasets",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -34,7 +35,7 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of OpenMP threads matchar's kernels use (``n >= 1``).
+    """Set the number of OpenMP threads matchar's kernels use (``1 <= n <= 4 x processors``).
 
     Equivalent to ``threadpoolctl.threadpool_limits(n, user_api="openmp")`` for matchar's
     kernels, but permanent for the calling thread. It also applies to other OpenMP code
@@ -56,6 +57,12 @@ def _check_n(n: int) -> int:
     n = int(n.__index__())
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    limit = int(_core.max_num_threads())
+    if n > limit:
+        # thousands of OpenMP threads make libgomp fail to create them and end the process
+        raise ValueError(
+            f"n must be <= {limit} (4 threads per processor available to this process), got {n}"
+        )
     return n
 
 
@@ -131,3 +138,33 @@ def task_threads(fn: _F) -> _F:
             return fn(*args, **kwargs)
 
     return run  # type: ignore[return-value]
+
+
+#: The instance attribute that holds an estimator's lock (never pickled: see
+#: :func:`drop_lock`).
+_LOCK_ATTRIBUTE = "_matchar_lock"
+
+
+def serialized(method: _F) -> _F:
+    """Decorate an estimator method so that calls on one instance run one at a time.
+
+    Two Python threads that call ``partial_fit`` (or ``fit``) on one shared estimator
+    then take turns, and every call sees the state the previous one left: no lost
+    updates. The lock is per instance and re-entrant (``fit_transform`` may call
+    ``fit``); waiting for it releases the GIL.
+    """
+
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # dict.setdefault is atomic under the GIL: one lock per instance, whoever wins
+        lock = self.__dict__.setdefault(_LOCK_ATTRIBUTE, threading.RLock())
+        with lock:
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
+def drop_lock(state: dict[str, Any]) -> dict[str, Any]:
+    """Remove the :func:`serialized` lock from a ``__getstate__`` dict (locks don't pickle)."""
+    state.pop(_LOCK_ATTRIBUTE, None)
+    return state
