@@ -134,3 +134,38 @@ def test_as_array_copies_contiguous_but_misaligned_input():
         np.testing.assert_array_equal(out, mis)
     K = mc.gp.polynomial_kernel(mis + 0, mis)  # through the kernel entry point
     assert K.shape == (3, 3)
+
+
+@pytest.mark.parametrize("n", [10**6, 2**31, 2**63])
+def test_set_num_threads_refuses_more_threads_than_the_machine_can_start(n):
+    # 600 threads under a 4 GB address-space limit made libgomp fail and end the process;
+    # a million crashed it.
+    limit = mc._core.max_num_threads()
+    assert limit == 4 * os.cpu_count() or limit >= 4
+    with pytest.raises(ValueError, match=f"n must be <= {limit}"):
+        mc.set_num_threads(n)
+    with pytest.raises(ValueError, match="4 per processor"):
+        mc._core.set_num_threads(min(n, 2**31 - 1))
+
+
+def test_allocation_check_respects_the_address_space_limit():
+    # A 3 GB request under a 2 GB `ulimit -v` is a MemoryError before allocating, in the
+    # kernels' own check (it used to compare with the physical memory only).
+    code = textwrap.dedent(
+        """
+        import resource
+        import matchar as mc
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+        try:
+            mc._core.check_allocation(3 << 30, 1, "test buffer")
+        except MemoryError as err:
+            print("MemoryError:", err)
+        mc._core.check_allocation(1 << 20, 1, "small buffer")  # still fine
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=os.environ
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "MemoryError: test buffer would need" in proc.stdout
+    assert "address-space limit" in proc.stdout

@@ -20,14 +20,17 @@ void register_runtime(py::module_& m) {
   m.def("get_num_threads", &matchar::num_threads,
         "Number of OpenMP threads the kernels use (OpenMP's max-threads setting).");
   m.def("set_num_threads", &matchar::set_num_threads, py::arg("n"),
-        "Set the number of OpenMP threads the kernels use.");
+        "Set the number of OpenMP threads the kernels use (1 <= n <= max_num_threads()).");
+  m.def("max_num_threads", &matchar::max_num_threads,
+        "The largest thread count set_num_threads accepts: 4 per processor available.");
   m.def(
       "check_allocation",
       [](std::size_t n_elements, std::size_t element_size, const std::string& what) {
         matchar::check_allocation(n_elements, element_size, what.c_str());
       },
       py::arg("n_elements"), py::arg("element_size"), py::arg("what"),
-      "Raise MemoryError if n_elements * element_size bytes cannot fit in this machine.");
+      "Raise MemoryError if n_elements * element_size bytes exceed what this process may "
+      "allocate (address-space limit, cgroup memory limit, physical memory).");
   m.def("parallel_team_size", &matchar::parallel_team_size,
         "Threads a kernel's parallel region gets right now (a diagnostic for tests).");
   m.def(

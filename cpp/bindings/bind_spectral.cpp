@@ -312,7 +312,9 @@ py::tuple nmf_frobenius_stats(const py::array& X, const py::array& W,
 }
 
 // Streaming objects: one mutex per object, so that Python threads sharing one object
-// (with the GIL released during updates) take turns instead of racing.
+// (with the GIL released during updates) take turns instead of racing. The mutex is only
+// ever taken with the GIL released: a thread holding it polls for Ctrl-C, which takes the
+// GIL, so a thread waiting for it must not hold the GIL (that was a deadlock).
 template <class T>
 struct PyStreamingPCA {
   sp::StreamingPCA<T> pca;
@@ -324,25 +326,26 @@ struct PyStreamingPCA {
     dispatch_counts(X, [&](auto tx) {
       using TX = typename decltype(tx)::type;
       const auto xv = matrix_view<TX>(X, "X");
-      py::gil_scoped_release release;
-      std::lock_guard<std::mutex> g(lock);
-      pca.template partial_fit<TX>(xv);
+      locked([&] { pca.template partial_fit<TX>(xv); });
     });
+  }
+  // f() under the object's mutex, with the GIL released while waiting and working.
+  template <class F>
+  auto locked(F&& f) {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> g(lock);
+    return f();
   }
   py::array_t<double> vector_query(void (sp::StreamingPCA<T>::*f)(double*), index_t n) {
     py::array_t<double> out(n);
     double* o = out.mutable_data();
-    py::gil_scoped_release release;
-    std::lock_guard<std::mutex> g(lock);
-    (pca.*f)(o);
+    locked([&] { (pca.*f)(o); });
     return out;
   }
   py::array_t<double> components() {
     auto out = new_matrix<double>(pca.n_components(), pca.n_channels(), "components");
     double* o = out.mutable_data();
-    py::gil_scoped_release release;
-    std::lock_guard<std::mutex> g(lock);
-    pca.components(o);
+    locked([&] { pca.components(o); });
     return out;
   }
   py::array_t<double> transform(const py::array& X) {
@@ -351,9 +354,7 @@ struct PyStreamingPCA {
       const auto xv = matrix_view<TX>(X, "X");
       auto out = new_matrix<double>(xv.rows, pca.n_components(), "scores");
       double* o = out.mutable_data();
-      py::gil_scoped_release release;
-      std::lock_guard<std::mutex> g(lock);
-      pca.template transform<TX>(xv, o);
+      locked([&] { pca.template transform<TX>(xv, o); });
       return out;
     });
   }
@@ -380,8 +381,7 @@ struct PyOnlineNMF {
     std::vector<T> h(static_cast<std::size_t>(hv.rows * hv.cols));
     for (index_t k = 0; k < hv.rows; ++k)
       for (index_t c = 0; c < hv.cols; ++c) h[k * hv.cols + c] = hv(k, c);
-    std::lock_guard<std::mutex> g(lock);
-    nmf.set_components(h.data());
+    locked([&] { nmf.set_components(h.data()); });
   }
   py::tuple partial_fit(const py::array& X) {
     return dispatch_counts(X, [&](auto tx) {
@@ -389,12 +389,7 @@ struct PyOnlineNMF {
       const auto xv = matrix_view<TX>(X, "X");
       auto maps = new_matrix<T>(xv.rows, nmf.n_components(), "maps");
       T* m = maps.mutable_data();
-      double loss;
-      {
-        py::gil_scoped_release release;
-        std::lock_guard<std::mutex> g(lock);
-        loss = nmf.template partial_fit<TX>(xv, m);
-      }
+      const double loss = locked([&] { return nmf.template partial_fit<TX>(xv, m); });
       return py::tuple(py::make_tuple(loss, maps));
     });
   }
@@ -404,17 +399,22 @@ struct PyOnlineNMF {
       const auto xv = matrix_view<TX>(X, "X");
       auto maps = new_matrix<T>(xv.rows, nmf.n_components(), "maps");
       T* m = maps.mutable_data();
-      py::gil_scoped_release release;
-      std::lock_guard<std::mutex> g(lock);
-      nmf.template transform<TX>(xv, n_iter, m);
+      locked([&] { nmf.template transform<TX>(xv, n_iter, m); });
       return maps;
     });
   }
   py::array_t<T> components() const {
     auto out = new_matrix<T>(nmf.n_components(), nmf.n_channels(), "components");
-    std::lock_guard<std::mutex> g(lock);
-    nmf.components(out.mutable_data());
+    T* o = out.mutable_data();
+    locked([&] { nmf.components(o); });
     return out;
+  }
+  // See PyStreamingPCA::locked.
+  template <class F>
+  auto locked(F&& f) const {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> g(lock);
+    return f();
   }
 };
 
@@ -446,14 +446,10 @@ void register_streaming(py::module_& m, const char* pca_name, const char* nmf_na
            [](P& p) {
              return p.vector_query(&sp::StreamingPCA<T>::spectrum_weights, p.pca.n_channels());
            })
-      .def("total_variance",
-           [](P& p) {
-             py::gil_scoped_release release;
-             std::lock_guard<std::mutex> g(p.lock);
-             return p.pca.total_variance();
-           })
+      .def("total_variance", [](P& p) { return p.locked([&] { return p.pca.total_variance(); }); })
       .def("transform", &P::transform, py::arg("X"))
-      .def_property_readonly("n_samples_seen", [](P& p) { return p.pca.n_samples_seen(); })
+      .def_property_readonly("n_samples_seen",
+                             [](P& p) { return p.locked([&] { return p.pca.n_samples_seen(); }); })
       .def_property_readonly("n_channels", [](P& p) { return p.pca.n_channels(); });
 
   using N = PyOnlineNMF<T>;
@@ -466,8 +462,10 @@ void register_streaming(py::module_& m, const char* pca_name, const char* nmf_na
       .def("partial_fit", &N::partial_fit, py::arg("X"))
       .def("transform", &N::transform, py::arg("X"), py::arg("n_iter"))
       .def("components", &N::components)
-      .def_property_readonly("n_samples_seen", [](N& n) { return n.nmf.n_samples_seen(); })
-      .def_property_readonly("n_batches", [](N& n) { return n.nmf.n_batches(); })
+      .def_property_readonly("n_samples_seen",
+                             [](N& n) { return n.locked([&] { return n.nmf.n_samples_seen(); }); })
+      .def_property_readonly("n_batches",
+                             [](N& n) { return n.locked([&] { return n.nmf.n_batches(); }); })
       .def_property_readonly("n_channels", [](N& n) { return n.nmf.n_channels(); });
 }
 

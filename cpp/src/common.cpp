@@ -2,14 +2,17 @@
 
 #include <omp.h>
 
-#include <atomic>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <mutex>
 #include <string>
 
 #if defined(__unix__) || defined(__APPLE__)
+#include <sys/resource.h>
 #include <unistd.h>
 #endif
 
@@ -29,21 +32,66 @@ void require_finite(ConstMatrixView<T> m, const char* name) {
 template void require_finite<float>(ConstMatrixView<float>, const char*);
 template void require_finite<double>(ConstMatrixView<double>, const char*);
 
+namespace {
+
+// A number from the first line of a file (cgroup limits), or -1 ("max", absent, unreadable).
+double read_limit(const char* path) {
+  std::FILE* f = std::fopen(path, "r");
+  if (f == nullptr) return -1.0;
+  char buf[64] = {0};
+  const bool ok = std::fgets(buf, sizeof buf, f) != nullptr;
+  std::fclose(f);
+  if (!ok || buf[0] < '0' || buf[0] > '9') return -1.0;
+  return std::strtod(buf, nullptr);
+}
+
+// The memory limit of this process's cgroup (v2, else v1), or -1 when there is none.
+// Read once: a container's limit does not change while it runs.
+double cgroup_limit() {
+  static const double limit = [] {
+    double v = read_limit("/sys/fs/cgroup/memory.max");
+    if (v < 0) v = read_limit("/sys/fs/cgroup/memory/memory.limit_in_bytes");
+    // v1 reports "no limit" as a huge page-aligned number
+    return v > 0 && v < 1e18 ? v : -1.0;
+  }();
+  return limit;
+}
+
+}  // namespace
+
 void check_allocation(std::size_t n_elements, std::size_t element_size, const char* what) {
   const std::size_t max_elements =
       std::numeric_limits<std::size_t>::max() / (element_size ? element_size : 1);
   if (n_elements > max_elements)
     throw OutOfMemory(std::string(what) + ": the requested size overflows the address space");
   const double bytes = static_cast<double>(n_elements) * static_cast<double>(element_size);
+  auto refuse = [&](const char* whose, double limit) {
+    throw OutOfMemory(std::string(what) + " would need " + std::to_string(bytes / 1e9) +
+                      " GB, more than " + whose + " (" + std::to_string(limit / 1e9) + " GB)");
+  };
+#if defined(__unix__) || defined(__APPLE__)
+  // What this process may still map (ulimit -v): the limit less what is mapped now.
+  struct rlimit as{};
+  if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) {
+    double mapped = 0.0;
+    if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+      long pages = 0;
+      if (std::fscanf(f, "%ld", &pages) == 1)
+        mapped = static_cast<double>(pages) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+      std::fclose(f);
+    }
+    const double left = static_cast<double>(as.rlim_cur) - mapped;
+    if (bytes > left) refuse("this process's address-space limit leaves", left);
+  }
+  const double cgroup = cgroup_limit();
+  if (cgroup > 0 && bytes > cgroup) refuse("this container's memory limit", cgroup);
+#endif
 #if defined(_SC_PHYS_PAGES) && defined(_SC_PAGE_SIZE)
   const long pages = sysconf(_SC_PHYS_PAGES);
   const long page_size = sysconf(_SC_PAGE_SIZE);
   if (pages > 0 && page_size > 0) {
     const double physical = static_cast<double>(pages) * static_cast<double>(page_size);
-    if (bytes > physical)
-      throw OutOfMemory(std::string(what) + " would need " + std::to_string(bytes / 1e9) +
-                        " GB, more than this machine's " + std::to_string(physical / 1e9) +
-                        " GB of memory");
+    if (bytes > physical) refuse("this machine's memory", physical);
   }
 #endif
   (void)bytes;
@@ -64,7 +112,11 @@ BuildInfo build_info() {
   return info;
 }
 
-int num_threads() { return omp_get_max_threads(); }
+int max_num_threads() { return 4 * std::max(1, omp_get_num_procs()); }
+
+// Clamped: an OMP_NUM_THREADS far beyond the machine (thousands of threads) would make
+// libgomp fail to create threads and end the process.
+int num_threads() { return std::min(omp_get_max_threads(), max_num_threads()); }
 
 int parallel_team_size() {
   int size = 0;
@@ -77,14 +129,19 @@ int parallel_team_size() {
 }
 
 void set_num_threads(int n) {
-  if (n < 1) throw InvalidArgument("n_threads must be >= 1, got " + std::to_string(n));
+  const int limit = max_num_threads();
+  if (n < 1 || n > limit)
+    throw InvalidArgument("n_threads must be in [1, " + std::to_string(limit) +
+                          "] (4 per processor available), got " + std::to_string(n));
   omp_set_num_threads(n);
 }
 
 namespace {
 std::mutex g_handler_mutex;
 InterruptHandler g_handler;
-std::atomic<long long> g_last_poll_ns{0};
+// Per OS thread: a kernel polling in one Python thread must not suppress the polls of a
+// kernel running in another (only the main thread sees Ctrl-C).
+thread_local long long t_last_poll_ns = 0;
 }  // namespace
 
 void set_interrupt_handler(InterruptHandler handler) {
@@ -97,8 +154,8 @@ bool poll_interrupt() {
   const long long now =
       std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now().time_since_epoch()).count();
   // Checking costs a GIL round trip in Python: do it at most every 50 ms.
-  if (now - g_last_poll_ns.load(std::memory_order_relaxed) < 50'000'000LL) return false;
-  g_last_poll_ns.store(now, std::memory_order_relaxed);
+  if (now - t_last_poll_ns < 50'000'000LL) return false;
+  t_last_poll_ns = now;
   InterruptHandler handler;
   {
     std::lock_guard<std::mutex> lock(g_handler_mutex);

@@ -59,16 +59,20 @@ using ConstMatrixView = MatrixView<const T>;
 template <class T>
 void require_finite(ConstMatrixView<T> m, const char* name);
 
-// Throws OutOfMemory before a caller allocates n_elements * element_size bytes
-// that overflow size_t or exceed the machine's physical memory.
+// Throws OutOfMemory before a caller allocates n_elements * element_size bytes that
+// overflow size_t or exceed what the process may allocate: its address-space limit
+// (ulimit -v) less what is mapped, its cgroup's memory limit, the physical memory.
 void check_allocation(std::size_t n_elements, std::size_t element_size, const char* what);
 
 // ---------------------------------------------------------------------------
 // Threads: the one place that decides how many OpenMP threads a kernel uses.
 // It is OpenMP's own setting, so OMP_NUM_THREADS and threadpoolctl apply.
 // ---------------------------------------------------------------------------
+// num_threads() is OpenMP's max-threads setting, clamped to max_num_threads();
+// set_num_threads throws InvalidArgument outside [1, max_num_threads()].
 int num_threads();
 void set_num_threads(int n);
+int max_num_threads();  // 4 x the processors available to this process
 // The size of the team a kernel's parallel region gets right now (a diagnostic).
 int parallel_team_size();
 

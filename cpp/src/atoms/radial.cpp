@@ -7,6 +7,8 @@
 
 #include "matchar/atoms/soap.hpp"
 
+#include "../parallel.hpp"
+
 namespace matchar::atoms {
 namespace {
 
@@ -127,11 +129,11 @@ GtoRadialIntegral::GtoRadialIntegral(const SoapParameters& p)
   const int M = size();
   check_allocation(static_cast<std::size_t>(n_nodes_) * 2 * M, sizeof(double), "SOAP radial table");
   table_.resize(static_cast<std::size_t>(n_nodes_ * 2 * M));
-#pragma omp parallel for schedule(dynamic, 8) num_threads(num_threads())
-  for (index_t k = 0; k < n_nodes_; ++k) {
-    double* row = table_.data() + k * 2 * M;
-    compute_exact(static_cast<double>(k) * step_, row, row + M);
-  }
+  matchar::detail::parallel_for(n_nodes_, num_threads(), matchar::detail::Schedule::Dynamic, 8,
+                                [&](index_t k) {
+                                  double* row = table_.data() + k * 2 * M;
+                                  compute_exact(static_cast<double>(k) * step_, row, row + M);
+                                });
 }
 
 void GtoRadialIntegral::compute_exact(double r, double* values, double* derivatives) const {

@@ -1,14 +1,12 @@
 #include "matchar/atoms/soap.hpp"
 
-#include <omp.h>
-
 #include <Eigen/Core>
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <exception>
 #include <string>
 #include <vector>
+
+#include "../parallel.hpp"
 
 namespace matchar::atoms {
 namespace {
@@ -151,25 +149,16 @@ void Soap::run(const Frames& f, const index_t* centers, index_t n_centers, Sink&
     used[s] = 1;
   }
   std::vector<std::unique_ptr<NeighborList>> lists(static_cast<std::size_t>(f.n_frames));
-  std::atomic<bool> stop{false};
-  std::exception_ptr error;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads())
-  for (index_t s = 0; s < f.n_frames; ++s) {
-    if (!used[s] || stop.load(std::memory_order_relaxed)) continue;
-    try {
-      Structure st;
-      st.positions = f.positions + 3 * f.offsets[s];
-      st.n_atoms = f.offsets[s + 1] - f.offsets[s];
-      st.cell = f.cells + 9 * s;
-      for (int d = 0; d < 3; ++d) st.pbc[d] = f.pbc[3 * s + d];
-      lists[s] = std::make_unique<NeighborList>(st, params_.cutoff);
-    } catch (...) {
-#pragma omp critical(matchar_soap_error)
-      if (!error) error = std::current_exception();
-      stop.store(true);
-    }
-  }
-  if (error) std::rethrow_exception(error);
+  matchar::detail::parallel_for(f.n_frames, num_threads(), matchar::detail::Schedule::Dynamic, 1,
+                                [&](index_t s) {
+                                  if (!used[s]) return;
+                                  Structure st;
+                                  st.positions = f.positions + 3 * f.offsets[s];
+                                  st.n_atoms = f.offsets[s + 1] - f.offsets[s];
+                                  st.cell = f.cells + 9 * s;
+                                  for (int d = 0; d < 3; ++d) st.pbc[d] = f.pbc[3 * s + d];
+                                  lists[s] = std::make_unique<NeighborList>(st, params_.cutoff);
+                                });
 
   const int N = params_.n_radial, L = params_.max_angular, S = n_species_;
   const int LM = (L + 1) * (L + 1);
@@ -179,18 +168,23 @@ void Soap::run(const Frames& f, const index_t* centers, index_t n_centers, Sink&
   radial_->compute_exact(0.0, self.data(), nullptr);
   const double y00 = 0.5 / std::sqrt(kPi);
 
-#pragma omp parallel num_threads(num_threads())
-  {
+  struct Scratch {
     std::vector<Neighbor> nbrs;
-    std::vector<double> coef(static_cast<std::size_t>(n_coef));
-    std::vector<double> R(static_cast<std::size_t>(radial_->size()));
-    std::vector<double> Y(static_cast<std::size_t>(LM));
-    std::vector<double> fR(static_cast<std::size_t>(N));
-    std::vector<char> present(static_cast<std::size_t>(S));
-#pragma omp for schedule(dynamic, 4)
-    for (index_t c = 0; c < n_centers; ++c) {
-      if (stop.load(std::memory_order_relaxed)) continue;
-      try {
+    std::vector<double> coef, R, Y, fR;
+    std::vector<char> present;
+  };
+  matchar::detail::parallel_for(
+      n_centers, num_threads(), matchar::detail::Schedule::Dynamic, 4,
+      [&] {
+        return Scratch{{},
+                       std::vector<double>(static_cast<std::size_t>(n_coef)),
+                       std::vector<double>(static_cast<std::size_t>(radial_->size())),
+                       std::vector<double>(static_cast<std::size_t>(LM)),
+                       std::vector<double>(static_cast<std::size_t>(N)),
+                       std::vector<char>(static_cast<std::size_t>(S))};
+      },
+      [&](index_t c, Scratch& w) {
+        auto& [nbrs, coef, R, Y, fR, present] = w;
         const index_t s = centers[2 * c], atom = centers[2 * c + 1];
         const int* species = f.species + f.offsets[s];
         std::fill(coef.begin(), coef.end(), 0.0);
@@ -223,16 +217,7 @@ void Soap::run(const Frames& f, const index_t* centers, index_t n_centers, Sink&
           }
         }
         sink(c, coef.data(), present.data());
-        if (omp_get_thread_num() == 0 && poll_interrupt()) stop.store(true);
-      } catch (...) {
-#pragma omp critical(matchar_soap_error)
-        if (!error) error = std::current_exception();
-        stop.store(true);
-      }
-    }
-  }
-  if (error) std::rethrow_exception(error);
-  if (stop.load()) throw Interrupted();
+      });
 }
 
 template <class T>

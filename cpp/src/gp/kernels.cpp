@@ -4,11 +4,11 @@
 
 #include <Eigen/Core>
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <exception>
 #include <string>
 #include <vector>
+
+#include "../parallel.hpp"
 
 namespace matchar::gp {
 namespace {
@@ -158,31 +158,29 @@ void kernel_blocks(ConstMatrixView<T> X, ConstMatrixView<T> Y, int zeta, bool no
   const index_t n = X.rows, m = Y.rows, d = X.cols;
   const index_t nbx = (n + kBlockRowsX - 1) / kBlockRowsX;
 
-  std::atomic<bool> stop{false};
-  std::exception_ptr error;
+  matchar::detail::ParallelGuard guard;
   RowMajor<T> yb;  // shared chunk of normalised Y
 
-  for (index_t j0 = 0; j0 < m && !stop.load(); j0 += kChunkY) {
+  for (index_t j0 = 0; j0 < m && !guard.stopped(); j0 += kChunkY) {
     const index_t nj = std::min(kChunkY, m - j0);
-    for (index_t k0 = 0; k0 < d && !stop.load(); k0 += kBlockDepth) {
+    for (index_t k0 = 0; k0 < d && !guard.stopped(); k0 += kBlockDepth) {
       const index_t nk = std::min(kBlockDepth, d - k0);
       const bool last_depth = k0 + nk == d;
       yb.resize(nj, nk);
+      guard.begin_region();
 #pragma omp parallel num_threads(num_threads())
       {
 #pragma omp for schedule(static)
         for (index_t j = 0; j < nj; ++j) pack_rows(Y, sy, j0 + j, 1, k0, nk, yb.data() + j * nk);
 
         RowMajor<T> xb;  // per-thread block of normalised X
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
         for (index_t b = 0; b < nbx; ++b) {
-          if (stop.load(std::memory_order_relaxed)) continue;
-          // Exceptions must not cross the OpenMP region: keep the first, stop the rest.
-          try {
+          guard.step([&] {
             const index_t i0 = b * kBlockRowsX, ni = std::min(kBlockRowsX, n - i0);
             // Symmetric: columns left of this block's first row come from the mirror.
             const index_t js = symmetric ? std::max(j0, i0) : j0;
-            if (js >= j0 + nj) continue;
+            if (js >= j0 + nj) return;
             const index_t nw = j0 + nj - js;
             xb.resize(ni, nk);
             pack_rows(X, sx, i0, ni, k0, nk, xb.data());
@@ -197,18 +195,13 @@ void kernel_blocks(ConstMatrixView<T> X, ConstMatrixView<T> Y, int zeta, bool no
               for (index_t i = 0; i < ni; ++i)
                 for (index_t j = 0; j < nw; ++j) o(i, j) = integer_power(o(i, j), zeta);
             }
-            if (omp_get_thread_num() == 0 && poll_interrupt()) stop.store(true);
-          } catch (...) {
-#pragma omp critical(matchar_gp_error)
-            if (!error) error = std::current_exception();
-            stop.store(true);
-          }
+          });
         }
+        guard.arrive(omp_get_num_threads());
       }
     }
   }
-  if (error) std::rethrow_exception(error);
-  if (stop.load()) throw Interrupted();
+  guard.finish();
   if (symmetric) mirror_lower(out, n);
 }
 

@@ -3,14 +3,13 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <complex>
-#include <exception>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "../parallel.hpp"
 #include "random.hpp"
 
 namespace matchar::imaging {
@@ -53,7 +52,8 @@ struct Reflection {
 template <class T>
 void render_one(const double* refl, index_t n_refl, const double* atoms, index_t n_atoms,
                 double volume, const double* p, index_t rows, index_t cols, std::uint64_t seed,
-                std::vector<Reflection>& list, std::vector<double>& img, T* out) {
+                std::vector<Reflection>& list, std::vector<double>& img, T* out,
+                matchar::detail::ParallelGuard& guard) {
   const double a = p[kCbedLattice];
   const double th = p[kCbedRotation] * M_PI / 180.0;
   const double ct = std::cos(th), st = std::sin(th);
@@ -106,7 +106,10 @@ void render_one(const double* refl, index_t n_refl, const double* atoms, index_t
     const index_t c0 = std::max<index_t>(0, static_cast<index_t>(std::floor(pcx - rpx - 1.0)));
     const index_t c1 =
         std::min<index_t>(cols - 1, static_cast<index_t>(std::ceil(pcx + rpx + 1.0)));
-    for (index_t r = r0; r <= r1; ++r)
+    for (index_t r = r0; r <= r1; ++r) {
+      // a large frame takes seconds: let Ctrl-C (or another thread's error) end it early
+      guard.poll();
+      if (guard.stopped()) return;
       for (index_t c = c0; c <= c1; ++c) {
         const double dx = static_cast<double>(c) - pcx, dy = static_cast<double>(r) - pcy;
         const double cover = std::clamp(rpx - std::hypot(dx, dy) + 0.5, 0.0, 1.0);
@@ -114,6 +117,7 @@ void render_one(const double* refl, index_t n_refl, const double* atoms, index_t
         // incident wavevector: pixel position minus disk centre, plus the crystal tilt
         img[r * cols + c] += cover * value(dx * ps + tx, dy * ps + ty);
       }
+    }
   };
   for (const Reflection& h : list)
     if (h.visible) disk(h.gx, h.gy, [&](double kx, double ky) { return intensity(h, kx, ky); });
@@ -127,6 +131,10 @@ void render_one(const double* refl, index_t n_refl, const double* atoms, index_t
   const double bg = p[kCbedBackground], dose = p[kCbedDose], rn = p[kCbedReadNoise];
   const index_t npx = rows * cols;
   for (index_t q = 0; q < npx; ++q) {
+    if (q % 65536 == 0) {
+      guard.poll();
+      if (guard.stopped()) return;
+    }
     double v = img[q] + bg;
     if (dose > 0.0) v = detail::shot_noise(std::max(0.0, dose * v), rng, normal) / dose;
     if (rn > 0.0) v += rn * normal(rng);
@@ -179,38 +187,25 @@ void render_cbed(const double* reflections, const std::int64_t* refl_offsets, co
   check_allocation(static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols),
                    sizeof(double) * static_cast<std::size_t>(num_threads()), "render_cbed buffer");
 
-  std::atomic<bool> stop{false};
-  std::exception_ptr error = nullptr;
-  // no more threads than patterns: a lone pattern does not wait on an idle team
-#pragma omp parallel num_threads( \
-        static_cast<int>(std::min<index_t>(matchar::num_threads(), n_patterns)))
-  {
-    std::vector<double> img(static_cast<std::size_t>(rows * cols));
+  struct Buffers {
+    std::vector<double> img;
     std::vector<Reflection> list;
-#pragma omp for schedule(dynamic, 1)
-    for (index_t n = 0; n < n_patterns; ++n) {
-      if (stop.load(std::memory_order_relaxed)) continue;
-      if (omp_get_thread_num() == 0 && poll_interrupt()) {
-        stop = true;
-        continue;
-      }
-      try {
+  };
+  // no more threads than patterns: a lone pattern does not wait on an idle team
+  matchar::detail::ParallelGuard guard;
+  matchar::detail::parallel_for(
+      guard, n_patterns, num_threads(), matchar::detail::Schedule::Dynamic, 1,
+      [&] { return Buffers{std::vector<double>(static_cast<std::size_t>(rows * cols)), {}}; },
+      [&](index_t n, Buffers& b) {
         const std::int64_t m = motif_index[n];
         render_one<T>(reflections + 5 * refl_offsets[m],
                       static_cast<index_t>(refl_offsets[m + 1] - refl_offsets[m]),
                       atoms + 4 * atom_offsets[m],
                       static_cast<index_t>(atom_offsets[m + 1] - atom_offsets[m]), volumes[m],
-                      params + n * kCbedParams, rows, cols, detail::item_seed(seed, n), list, img,
-                      out + n * rows * cols);
-      } catch (...) {
-#pragma omp critical(matchar_render_cbed_error)
-        if (!error) error = std::current_exception();
-        stop = true;
-      }
-    }
-  }
-  if (error) std::rethrow_exception(error);
-  if (stop) throw Interrupted();
+                      params + n * kCbedParams, rows, cols, detail::item_seed(seed, n), b.list,
+                      b.img, out + n * rows * cols, guard);
+      });
+  guard.finish();
 }
 
 template void render_cbed<float>(const double*, const std::int64_t*, const double*,

@@ -3,12 +3,12 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <exception>
 #include <string>
 #include <tuple>
 #include <vector>
+
+#include "../parallel.hpp"
 
 namespace matchar::imaging {
 namespace {
@@ -22,34 +22,24 @@ inline void band(index_t n, int t, int team, index_t& begin, index_t& end) {
   end = begin + q + (t < rem ? 1 : 0);
 }
 
-// Runs body(t, team, stop) in a parallel region with the library's error/interrupt
-// conventions: the first exception is kept and rethrown, Ctrl-C becomes Interrupted.
+// Runs body(t, team, guard) on every thread of one region (thread t of team works on
+// its own band), with the error/interrupt plumbing of parallel.hpp.
 template <class Body>
 void parallel_bands(Body&& body) {
-  std::atomic<bool> stop{false};
-  std::atomic<bool> interrupted{false};
-  std::exception_ptr error;
+  matchar::detail::ParallelGuard guard;
+  guard.begin_region();
 #pragma omp parallel num_threads(num_threads())
   {
-    try {
-      body(omp_get_thread_num(), omp_get_num_threads(), stop, interrupted);
-    } catch (...) {
-#pragma omp critical(matchar_imaging_error)
-      if (!error) error = std::current_exception();
-      stop.store(true);
-    }
+    guard.run([&] { body(omp_get_thread_num(), omp_get_num_threads(), guard); });
+    guard.arrive(omp_get_num_threads());
   }
-  if (error) std::rethrow_exception(error);
-  if (interrupted.load()) throw Interrupted();
+  guard.finish();
 }
 
 // Called by every thread after each output row: thread 0 polls Ctrl-C.
-inline bool should_stop(std::atomic<bool>& stop, std::atomic<bool>& interrupted) {
-  if (omp_get_thread_num() == 0 && poll_interrupt()) {
-    interrupted.store(true);
-    stop.store(true);
-  }
-  return stop.load(std::memory_order_relaxed);
+inline bool should_stop(matchar::detail::ParallelGuard& guard) {
+  guard.poll();
+  return guard.stopped();
 }
 
 // The image minus its mean, as a contiguous double array, and the mean square of that.
@@ -95,7 +85,7 @@ void box_statistics(const std::vector<double>& c, index_t H, index_t W, int r, d
   a.assign(static_cast<std::size_t>(H * W), 0.0);
   isd.assign(static_cast<std::size_t>(H * W), 0.0);
   const index_t n_rows = H - 2 * r;
-  parallel_bands([&](int t, int team, std::atomic<bool>& stop, std::atomic<bool>& intr) {
+  parallel_bands([&](int t, int team, matchar::detail::ParallelGuard& guard) {
     index_t i0, i1;
     band(n_rows, t, team, i0, i1);
     std::vector<double> s1(static_cast<std::size_t>(W)), s2(static_cast<std::size_t>(W));
@@ -133,7 +123,7 @@ void box_statistics(const std::vector<double>& c, index_t H, index_t W, int r, d
         a[yc * W + xc] = b1 / sqrt_n;
         isd[yc * W + xc] = var > flat ? 1.0 / std::sqrt(var) : 0.0;
       }
-      if (should_stop(stop, intr)) return;
+      if (should_stop(guard)) return;
     }
   });
 }
@@ -220,7 +210,7 @@ void local_correlation_map(ConstMatrixView<T> image, int patch, int window, cons
                        static_cast<std::size_t>(std::max(1, num_threads())),
                    sizeof(double), "local_correlation_map column sums");
 
-  parallel_bands([&](int t, int team, std::atomic<bool>& stop, std::atomic<bool>& intr) {
+  parallel_bands([&](int t, int team, matchar::detail::ParallelGuard& guard) {
     index_t i0, i1;
     band(Ho, t, team, i0, i1);
     if (i0 >= i1) return;
@@ -293,7 +283,7 @@ void local_correlation_map(ConstMatrixView<T> image, int patch, int window, cons
             }
           }
         }
-        if (should_stop(stop, intr)) return;
+        if (should_stop(guard)) return;
       }
     }
   });

@@ -3,13 +3,12 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <exception>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "../parallel.hpp"
 #include "random.hpp"
 
 namespace matchar::imaging {
@@ -41,7 +40,7 @@ void check_params(const double* p, index_t n) {
 template <class T>
 void render_one(const double* col, index_t n_col, const double* p, index_t rows, index_t cols,
                 std::uint64_t seed, std::vector<double>& img, std::vector<double>& sx,
-                std::vector<double>& sy, T* out) {
+                std::vector<double>& sy, T* out, matchar::detail::ParallelGuard& guard) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> normal(0.0, 1.0);
   const double ps = p[kPixelSize];
@@ -91,7 +90,10 @@ void render_one(const double* col, index_t n_col, const double* p, index_t rows,
   const index_t j1 = static_cast<index_t>(std::floor(jmax)) + 1;
   std::fill(img.begin(), img.end(), 0.0);
   const double tc = 0.5 * ts;
-  for (index_t i = i0; i <= i1; ++i)
+  for (index_t i = i0; i <= i1; ++i) {
+    // one image can take seconds: let Ctrl-C (or another thread's error) end it early
+    guard.poll();
+    if (guard.stopped()) return;
     for (index_t j = j0; j <= j1; ++j)
       for (index_t k = 0; k < n_col; ++k) {
         const double fx = static_cast<double>(i) + col[3 * k];
@@ -128,6 +130,7 @@ void render_one(const double* col, index_t n_col, const double* p, index_t rows,
           }
         }
       }
+  }
   const index_t npx = rows * cols;
   double sum = 0.0;
   for (index_t q = 0; q < npx; ++q) sum += img[q];
@@ -173,34 +176,25 @@ void render_haadf(const double* columns, const std::int64_t* column_offsets, ind
   check_allocation(static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols),
                    sizeof(double) * static_cast<std::size_t>(num_threads()), "render_haadf buffer");
 
-  std::atomic<bool> stop{false};
-  std::exception_ptr error = nullptr;
-#pragma omp parallel num_threads(matchar::num_threads())
-  {
-    std::vector<double> img(static_cast<std::size_t>(rows * cols));
-    std::vector<double> sx(static_cast<std::size_t>(rows)), sy(static_cast<std::size_t>(rows));
-#pragma omp for schedule(dynamic, 1)
-    for (index_t n = 0; n < n_images; ++n) {
-      if (stop.load(std::memory_order_relaxed)) continue;
-      if (omp_get_thread_num() == 0 && poll_interrupt()) {
-        stop = true;
-        continue;
-      }
-      try {
+  struct Buffers {
+    std::vector<double> img, sx, sy;
+  };
+  matchar::detail::ParallelGuard guard;
+  matchar::detail::parallel_for(
+      guard, n_images, num_threads(), matchar::detail::Schedule::Dynamic, 1,
+      [&] {
+        return Buffers{std::vector<double>(static_cast<std::size_t>(rows * cols)),
+                       std::vector<double>(static_cast<std::size_t>(rows)),
+                       std::vector<double>(static_cast<std::size_t>(rows))};
+      },
+      [&](index_t n, Buffers& b) {
         const std::int64_t m = motif_index[n];
         const double* col = columns + 3 * column_offsets[m];
         const index_t n_col = static_cast<index_t>(column_offsets[m + 1] - column_offsets[m]);
         render_one<T>(col, n_col, params + n * kHaadfParams, rows, cols, detail::item_seed(seed, n),
-                      img, sx, sy, out + n * rows * cols);
-      } catch (...) {
-#pragma omp critical(matchar_render_haadf_error)
-        if (!error) error = std::current_exception();
-        stop = true;
-      }
-    }
-  }
-  if (error) std::rethrow_exception(error);
-  if (stop) throw Interrupted();
+                      b.img, b.sx, b.sy, out + n * rows * cols, guard);
+      });
+  guard.finish();
 }
 
 template void render_haadf<float>(const double*, const std::int64_t*, index_t, const std::int64_t*,

@@ -1,13 +1,11 @@
 #include "matchar/imaging/symmetry.hpp"
 
-#include <omp.h>
-
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <exception>
 #include <string>
 #include <vector>
+
+#include "../parallel.hpp"
 
 namespace matchar::imaging {
 
@@ -90,16 +88,10 @@ void symmetry_map(ConstMatrixView<T> image, int patch, const double* transforms,
   }
 
   const index_t m = static_cast<index_t>(patch) + 1;
-  std::atomic<bool> stop{false};
-  std::atomic<bool> interrupted{false};
-  std::exception_ptr error;
-#pragma omp parallel num_threads(num_threads())
-  {
-    std::vector<double> a(static_cast<std::size_t>(n));
-#pragma omp for schedule(dynamic, 1)
-    for (index_t i = 0; i < Ho; ++i) {
-      if (stop.load(std::memory_order_relaxed)) continue;
-      try {
+  matchar::detail::parallel_for(
+      Ho, num_threads(), matchar::detail::Schedule::Dynamic, 1,
+      [&] { return std::vector<double>(static_cast<std::size_t>(n)); },
+      [&](index_t i, std::vector<double>& a) {
         const index_t yc = m + i * stride;
         for (index_t j = 0; j < Wo; ++j) {
           const double* p = c.data() + yc * W + m + j * stride;
@@ -131,19 +123,7 @@ void symmetry_map(ConstMatrixView<T> image, int patch, const double* transforms,
             o[t] = static_cast<float>(std::min(1.0, std::max(-1.0, r)));
           }
         }
-        if (omp_get_thread_num() == 0 && poll_interrupt()) {
-          interrupted.store(true);
-          stop.store(true);
-        }
-      } catch (...) {
-#pragma omp critical(matchar_imaging_symmetry_error)
-        if (!error) error = std::current_exception();
-        stop.store(true);
-      }
-    }
-  }
-  if (error) std::rethrow_exception(error);
-  if (interrupted.load()) throw Interrupted();
+      });
 }
 
 template void symmetry_map<float>(ConstMatrixView<float>, int, const double*, index_t, int, float*);

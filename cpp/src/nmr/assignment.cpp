@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "../parallel.hpp"
+
 namespace matchar::nmr {
 namespace {
 
@@ -728,11 +730,9 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
            : 100.0 * static_cast<double>(kmax) * static_cast<double>(std::max<index_t>(kmax, 8)));
   const int threads = work < kSerialWork ? 1 : num_threads();
 
-  std::atomic<bool> stop{false};
-  std::exception_ptr error;
-  auto poll = [&]() {
-    if (omp_get_thread_num() == 0 && poll_interrupt()) stop.store(true);
-  };
+  matchar::detail::ParallelGuard guard;
+  auto poll = [&]() { guard.poll(); };
+  auto stopped = [&]() { return guard.stopped(); };
 
   if (method == AssignmentMethod::Enumerate) {
     // Tasks: (candidate, site chosen for peak 0), so that one large problem still
@@ -740,6 +740,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
     const index_t first = group_sizes[0];
     const index_t n_tasks = n_cand * first;
     std::vector<LogSumExp> parts(static_cast<std::size_t>(n_tasks));
+    guard.begin_region();
 #pragma omp parallel num_threads(threads)
     {
       Prepared p;
@@ -748,14 +749,16 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
       p.group_end = gend;
       p.row_off = row_off;
       p.size = row_off_size;
-      p.r.assign(static_cast<std::size_t>(row_off_size), 0.0);
-      p.w = p.r;
-      p.lc = p.r;
+      const bool ready = guard.run([&] {
+        p.r.assign(static_cast<std::size_t>(row_off_size), 0.0);
+        p.w = p.r;
+        p.lc = p.r;
+      });
       index_t prepared_for = -1;
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
       for (index_t task = 0; task < n_tasks; ++task) {
-        if (stop.load(std::memory_order_relaxed)) continue;
-        try {
+        if (!ready) continue;
+        guard.run([&] {
           const index_t c = task / first, k0 = task % first;
           if (prepared_for != c) {
             prepare(mean, var, y, var_exp, c, p);
@@ -780,15 +783,11 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
           e.dfs(1, s0 + p.w[jk], s1 + e.wr[jk], s2 + e.wr2[jk], l + p.lc[jk]);
           parts[task] = e.acc;
           poll();
-        } catch (...) {
-#pragma omp critical(matchar_nmr_error)
-          if (!error) error = std::current_exception();
-          stop.store(true);
-        }
+        });
       }
+      guard.arrive(omp_get_num_threads());
     }
-    if (error) std::rethrow_exception(error);
-    if (stop.load()) throw Interrupted();
+    guard.finish();
     for (index_t c = 0; c < n_cand; ++c) {
       LogSumExp acc;
       for (index_t k0 = 0; k0 < first; ++k0) acc.merge(parts[c * first + k0]);
@@ -798,6 +797,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
   }
 
   // Quadrature methods: one candidate per task.
+  guard.begin_region();
 #pragma omp parallel num_threads(threads)
   {
     Prepared p;
@@ -806,16 +806,18 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
     p.group_end = gend;
     p.row_off = row_off;
     p.size = row_off_size;
-    p.r.assign(static_cast<std::size_t>(row_off_size), 0.0);
-    p.w = p.r;
-    p.lc = p.r;
+    const bool ready = guard.run([&] {
+      p.r.assign(static_cast<std::size_t>(row_off_size), 0.0);
+      p.w = p.r;
+      p.lc = p.r;
+    });
     Workspace ws;
     std::vector<double> nodes, upper;
     std::vector<index_t> order;
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
     for (index_t c = 0; c < n_cand; ++c) {
-      if (stop.load(std::memory_order_relaxed)) continue;
-      try {
+      if (!ready) continue;
+      guard.run([&] {
         prepare(mean, var, y, var_exp, c, p);
         const bool sampling = method == AssignmentMethod::Sampling;
         ws.gamma.resize(static_cast<std::size_t>(n_groups));
@@ -1095,6 +1097,10 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
           TailSum complete{p, e, tail, used, gstart, gend, completions};
           const int n_draws = any_choice_in_prefix ? options.n_samples : 1;
           for (int smp = 0; smp < n_draws; ++smp) {
+            if ((smp & 63) == 0) {
+              poll();
+              if (stopped()) return -kInf;  // the result is discarded: Interrupted follows
+            }
             const double u = unif(rng) * cum[n_comp - 1];
             const index_t t0 = std::min<index_t>(
                 static_cast<index_t>(std::lower_bound(cum.begin(), cum.end(), u) - cum.begin()),
@@ -1123,7 +1129,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
           if (sampling) out[c] = sample(c) - log_perms;
           write_details();
           poll();
-          continue;
+          return;
         }
         // Node spacing from the largest possible total precision (narrowest Gaussian in b);
         // range: every assignment's weighted-mean residual lies in [rmin, rmax].
@@ -1206,7 +1212,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
             acc.add(v);
             if ((q & 15) == 15) {
               poll();
-              if (stop.load(std::memory_order_relaxed)) break;
+              if (stopped()) break;
             }
           }
         } else {
@@ -1215,7 +1221,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
           const index_t t0 =
               static_cast<index_t>(std::max_element(upper.begin(), upper.end()) - upper.begin());
           std::vector<std::vector<double>> gamma0 = ws.gamma;
-          for (int dir = 0; dir < 2 && !stop.load(std::memory_order_relaxed); ++dir) {
+          for (int dir = 0; dir < 2 && !stopped(); ++dir) {
             if (dir == 1) {
               ws.gamma = gamma0;
             }
@@ -1227,23 +1233,19 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
               acc.add(v);
               if (v < best - options.tail_nats) break;
               poll();
-              if (stop.load(std::memory_order_relaxed)) break;
+              if (stopped()) break;
             }
           }
         }
         out[c] = acc.value() + std::log(h) - log_perms;
-        if (sampling && !stop.load(std::memory_order_relaxed)) out[c] = sample(c) - log_perms;
-        if (!stop.load(std::memory_order_relaxed)) write_details();
+        if (sampling && !stopped()) out[c] = sample(c) - log_perms;
+        if (!stopped()) write_details();
         poll();
-      } catch (...) {
-#pragma omp critical(matchar_nmr_error)
-        if (!error) error = std::current_exception();
-        stop.store(true);
-      }
+      });
     }
+    guard.arrive(omp_get_num_threads());
   }
-  if (error) std::rethrow_exception(error);
-  if (stop.load()) throw Interrupted();
+  guard.finish();
 }
 
 template void assignment_log_evidence<float>(ConstMatrixView<float>, ConstMatrixView<float>,

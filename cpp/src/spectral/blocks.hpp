@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "../parallel.hpp"
 #include "matchar/common.hpp"
 #include "matchar/spectral/nmf.hpp"
 
@@ -79,35 +80,14 @@ RowMat<U> to_matrix(ConstMatrixView<T> v) {
   return m;
 }
 
-// Runs body(block_index, thread_id) for every block of a static schedule over n_blocks,
-// inside an OpenMP region of num_threads() threads; per-thread state is set up by
-// init(thread_id). Keeps the first exception, polls Ctrl-C from thread 0 between blocks,
-// and throws Interrupted after the region when asked to stop.
+// Runs body(block_index, thread_id) for every block of a static schedule over n_blocks on
+// at most n_threads threads (thread ids stay < n_threads, so per-thread accumulators
+// sized for n_threads remain valid), with the error/interrupt plumbing of parallel.hpp.
 template <class Body>
 void for_blocks(index_t n_blocks, int n_threads, Body&& body) {
-  std::atomic<bool> stop{false};
-  std::exception_ptr error;
-  // Small inputs: no idle threads waiting at the barrier (thread ids stay < n_threads, so
-  // per-thread accumulators sized for n_threads remain valid).
-  const int team = static_cast<int>(std::max<index_t>(1, std::min<index_t>(n_threads, n_blocks)));
-#pragma omp parallel num_threads(team)
-  {
-    const int tid = omp_get_thread_num();
-#pragma omp for schedule(static)
-    for (index_t b = 0; b < n_blocks; ++b) {
-      if (stop.load(std::memory_order_relaxed)) continue;
-      try {
-        body(b, tid);
-        if (tid == 0 && poll_interrupt()) stop.store(true);
-      } catch (...) {
-#pragma omp critical(matchar_spectral_error)
-        if (!error) error = std::current_exception();
-        stop.store(true);
-      }
-    }
-  }
-  if (error) std::rethrow_exception(error);
-  if (stop.load()) throw Interrupted();
+  matchar::detail::parallel_for(
+      n_blocks, n_threads, matchar::detail::Schedule::Static, 1,
+      [] { return omp_get_thread_num(); }, [&](index_t b, int tid) { body(b, tid); });
 }
 
 inline void check_factors(index_t n, index_t c, index_t wr, index_t wc, index_t hr, index_t hc) {

@@ -136,13 +136,26 @@ void finish_kl_h(ConstMatrixView<T> H, const Accumulators& acc, const std::vecto
 
 // Cyclic coordinate descent on the columns of one row w (K) of a factor:
 // minimises 0.5 w^T G w - b^T w over w >= 0, one coordinate at a time, in order.
-inline void cd_sweep(double* w, const double* G, const double* b, index_t K) {
+inline bool cd_sweep(double* w, const double* G, const double* b, index_t K) {
+  bool changed = false;
   for (index_t k = 0; k < K; ++k) {
     double grad = -b[k];
     for (index_t r = 0; r < K; ++r) grad += G[k * K + r] * w[r];
     const double hess = G[k * K + k];
-    if (hess != 0.0) w[k] = std::max(w[k] - grad / hess, 0.0);
+    if (hess != 0.0) {
+      const double v = std::max(w[k] - grad / hess, 0.0);
+      changed = changed || v != w[k];
+      w[k] = v;
+    }
   }
+  return changed;
+}
+
+// `sweeps` sweeps, or fewer once one leaves w unchanged (every later one would too: the
+// result is the same, and a huge `sweeps` cannot hang a pass).
+inline void cd_sweeps(double* w, const double* G, const double* b, index_t K, int sweeps) {
+  for (int sw = 0; sw < sweeps; ++sw)
+    if (!cd_sweep(w, G, b, K)) break;
 }
 
 // The H half of a HALS sweep and the loss of the new state:
@@ -156,33 +169,36 @@ double finish_hals(ConstMatrixView<T> H, Masks masks, bool update_H, XtW xtw,
   std::vector<double> hht_parts;
   const int nt = num_threads();
   hht_parts.assign(static_cast<std::size_t>(nt) * K * K, 0.0);
-#pragma omp parallel num_threads(nt) if (K * C > 65536)
-  {
-    const int tid = omp_get_thread_num();
-    std::vector<double> h(K), b(K);
-    double* hht = hht_parts.data() + static_cast<std::size_t>(tid) * K * K;
-#pragma omp for schedule(static)
-    for (index_t c = 0; c < C; ++c) {
-      for (index_t k = 0; k < K; ++k) {
-        h[k] = H(k, c);
-        b[k] = xtw(k, c);
-      }
-      if (update_H) {
-        for (int sw = 0; sw < sweeps; ++sw) cd_sweep(h.data(), WtW.data(), b.data(), K);
+  struct Row {
+    int tid;
+    std::vector<double> h, b;
+  };
+  matchar::detail::parallel_for(
+      C, K * C > 65536 ? nt : 1, matchar::detail::Schedule::Static, 1,
+      [&] { return Row{omp_get_thread_num(), std::vector<double>(K), std::vector<double>(K)}; },
+      [&](index_t c, Row& row) {
+        double* h = row.h.data();
+        double* b = row.b.data();
+        double* hht = hht_parts.data() + static_cast<std::size_t>(row.tid) * K * K;
         for (index_t k = 0; k < K; ++k) {
-          H_out[k * C + c] = static_cast<T>(h[k]);
-          h[k] = static_cast<double>(H_out[k * C + c]);
+          h[k] = H(k, c);
+          b[k] = xtw(k, c);
         }
-      }
-      if (included(masks.channels, c)) {
-        double x = 0.0;
-        for (index_t k = 0; k < K; ++k) x += h[k] * b[k];
-        cross[c] = x;
-        for (index_t k = 0; k < K; ++k)
-          for (index_t l = 0; l < K; ++l) hht[k * K + l] += h[k] * h[l];
-      }
-    }
-  }
+        if (update_H) {
+          cd_sweeps(h, WtW.data(), b, K, sweeps);
+          for (index_t k = 0; k < K; ++k) {
+            H_out[k * C + c] = static_cast<T>(h[k]);
+            h[k] = static_cast<double>(H_out[k * C + c]);
+          }
+        }
+        if (included(masks.channels, c)) {
+          double x = 0.0;
+          for (index_t k = 0; k < K; ++k) x += h[k] * b[k];
+          cross[c] = x;
+          for (index_t k = 0; k < K; ++k)
+            for (index_t l = 0; l < K; ++l) hht[k * K + l] += h[k] * h[l];
+        }
+      });
   double cross_sum = 0.0;
   for (index_t c = 0; c < C; ++c) cross_sum += cross[c];
   double quad = 0.0;
@@ -751,7 +767,7 @@ void hals_blocks_fixed(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixV
         if (r >= nr) continue;
         const index_t i = g0 + r;
         for (int k = 0; k < K; ++k) w[k] = W(i, k);
-        for (int sw = 0; sw < sweeps; ++sw) cd_sweep(w, HHt, xh + r * K, K);
+        cd_sweeps(w, HHt, xh + r * K, K, sweeps);
         for (int k = 0; k < K; ++k) {
           W_out[i * K + k] = static_cast<T>(w[k]);
           w[k] = static_cast<double>(W_out[i * K + k]);
@@ -1103,7 +1119,7 @@ double hals_update_stats(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatri
         load_row(X, i, x.data());
         for (index_t k = 0; k < K; ++k) w[k] = W(i, k);
         ops.dots(x.data(), Hp, K, C, xh.data());
-        for (int sw = 0; sw < sweeps; ++sw) cd_sweep(w.data(), HHt.data(), xh.data(), K);
+        cd_sweeps(w.data(), HHt.data(), xh.data(), K, sweeps);
         for (index_t k = 0; k < K; ++k) {
           W_out[i * K + k] = static_cast<T>(w[k]);
           w[k] = static_cast<double>(W_out[i * K + k]);
@@ -1187,7 +1203,7 @@ double hals_update_csr(CsrView<TX, TI> X, ConstMatrixView<T> W, ConstMatrixView<
         const double* h = Ht.data() + static_cast<index_t>(X.indices[p]) * K;
         for (index_t k = 0; k < K; ++k) xh[k] += x * h[k];
       }
-      for (int sw = 0; sw < sweeps; ++sw) cd_sweep(w.data(), HHt.data(), xh.data(), K);
+      cd_sweeps(w.data(), HHt.data(), xh.data(), K, sweeps);
       for (index_t k = 0; k < K; ++k) {
         W_out[i * K + k] = static_cast<T>(w[k]);
         w[k] = static_cast<double>(W_out[i * K + k]);

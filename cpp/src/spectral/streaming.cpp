@@ -75,17 +75,8 @@ template <class F>
 void for_row_ranges(index_t n, index_t cols, F&& f) {
   const index_t np = n_pieces(n, cols);
   const int nt = static_cast<int>(std::max<index_t>(1, std::min<index_t>(num_threads(), np)));
-  std::exception_ptr error;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
-  for (index_t p = 0; p < np; ++p) {
-    try {
-      f(n * p / np, n * (p + 1) / np, p);
-    } catch (...) {
-#pragma omp critical(matchar_streaming_error)
-      if (!error) error = std::current_exception();
-    }
-  }
-  if (error) std::rethrow_exception(error);
+  matchar::detail::parallel_for(np, nt, matchar::detail::Schedule::Dynamic, 1,
+                                [&](index_t p) { f(n * p / np, n * (p + 1) / np, p); });
 }
 
 // D (n x C row-major) times B (C x m): rows split across threads.
