@@ -141,6 +141,10 @@ void render_one(const double* col, index_t n_col, const double* p, index_t rows,
   const double dose = p[kDose];
   const double rn = p[kReadNoise];
   for (index_t q = 0; q < npx; ++q) {
+    if (q % 65536 == 0) {  // shot noise on a large frame takes seconds
+      guard.poll();
+      if (guard.stopped()) return;
+    }
     double v = (img[q] + offset) * scale;
     if (dose > 0.0) {
       v = shot_noise(std::max(0.0, dose * v), rng, normal) / dose;

@@ -120,6 +120,9 @@ _BLAS_MIN_WORK = 1 << 24
 #: wake-up of the BLAS threads, so blocks are large (a few calls even at 100000 x 2000);
 #: they only bound the time between Ctrl-C checks.
 _BLAS_BLOCK_BYTES = 1 << 28
+#: Multiply-adds per GEMM call (~0.05-0.1 s on 2 cores): Python sees Ctrl-C only between
+#: calls, and one 256 MB block of a 2000-feature product took seconds.
+_BLAS_BLOCK_FLOPS = 2 << 30
 #: Bytes of X per GEMM call when X's layout is not one BLAS can read (NumPy then copies
 #: the block): bounds that scratch.
 _BLAS_COPY_BYTES = 1 << 25
@@ -170,7 +173,7 @@ def _blas_kernel(
     itemsize = X.dtype.itemsize
     _core.check_allocation(n * m, itemsize, "polynomial_kernel output")
     out = np.empty((n, m), dtype=X.dtype)
-    rows = _BLAS_BLOCK_BYTES // (m * itemsize)
+    rows = min(_BLAS_BLOCK_BYTES // (m * itemsize), _BLAS_BLOCK_FLOPS // max(1, m * d))
     if not _blas_readable(X):
         rows = min(rows, _BLAS_COPY_BYTES // (d * itemsize))
     rows = max(1, min(n, rows))

@@ -201,7 +201,8 @@ class NMF(TransformerMixin, BaseEstimator):
         Glineur 2012). Extra sweeps cost K^2 per row, not another read of X, and never
         increase the loss, so fewer iterations reach a given loss. 1 is scikit-learn's
         ``solver="cd"`` iteration. Dask input too (the W sweeps in the chunk tasks,
-        the H sweeps in the reduction).
+        the H sweeps in the reduction). At most 1000; a row's sweeps stop early once
+        one changes nothing.
 
     Attributes
     ----------
@@ -308,7 +309,9 @@ class NMF(TransformerMixin, BaseEstimator):
         """The parameters fit and transform iterate with (the C++ kernels take C ints)."""
         check_int(self.max_iter, "max_iter", low=1)
         check_int(self.eval_every, "eval_every", low=1)
-        check_int(self.inner_sweeps, "inner_sweeps", low=1)
+        # a pass stops its sweeps early once they change nothing; beyond ~1000 they
+        # only cycle in the last bit, and one pass could run for hours
+        check_int(self.inner_sweeps, "inner_sweeps", low=1, high=1000)
         check_float(self.tol, "tol", low=0.0)
 
     def _check_memory(self, X: Any) -> None:
