@@ -11,8 +11,22 @@ from typing import Any
 import numpy as np
 
 from .. import _core
+from .._validation import check_float, check_int
 
 __all__ = ["SOAP"]
+
+#: Largest ``max_radial``: from 22 radial functions on, the overlap matrix of the GTOs is
+#: numerically singular (their Löwdin orthonormalisation fails), at any cutoff.
+MAX_RADIAL = 21
+MAX_ANGULAR = 20
+#: Cutoff range, Å: beyond it the GTO overlaps (powers of σ_n up to 2 max_radial + 3)
+#: leave the float64 range for the larger max_radial.
+MIN_CUTOFF, MAX_CUTOFF = 1e-3, 1e5
+#: Narrowest ``atomic_width`` relative to the largest cutoff: narrower Gaussians need
+#: radial tables beyond any memory, then underflow to NaN features.
+MIN_WIDTH_RATIO = 1e-3
+#: Largest ``|center_weight|``: the power spectrum holds its square (9e305 at 1e153).
+MAX_CENTER_WEIGHT = 1e100
 
 
 def _atomic_number(s: Any, name: str) -> int:
@@ -25,25 +39,6 @@ def _atomic_number(s: Any, name: str) -> int:
     if isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 < int(s) < 119:
         return int(s)
     raise ValueError(f"{name} must hold atomic numbers (1..118) or chemical symbols, got {s!r}")
-
-
-def _positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        expected = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {expected}, got {value!r}")
-    return v
-
-
-def _count(value: Any, name: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
-    if not lo <= int(value) <= hi:
-        raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
-    return int(value)
 
 
 class SOAP:
@@ -76,14 +71,15 @@ class SOAP:
     Parameters
     ----------
     cutoff : float or sequence of float, default 5.0
-        Cutoff radius, Å (> 0). A sequence computes one block of features per cutoff
-        in one call (multi-SOAP), concatenated in the given order.
+        Cutoff radius, Å (1e-3 to 1e5). A sequence computes one block of features per
+        cutoff in one call (multi-SOAP), concatenated in the given order.
     max_radial : int, default 8
-        Number of radial basis functions (1..24).
+        Number of radial basis functions (1..21: from 22 on the overlap matrix of the
+        GTOs is numerically singular).
     max_angular : int, default 6
         Largest angular channel l (0..20).
     atomic_width : float, default 0.3
-        Width σ of the atomic Gaussians, Å.
+        Width σ of the atomic Gaussians, Å, at least the largest cutoff / 1000.
     smoothing : float, default 0.5
         Width of the shifted-cosine cutoff region, Å; 0 gives a step at the cutoff.
     species : sequence of int or str, optional
@@ -96,7 +92,8 @@ class SOAP:
         Same-species blocks store ``n1 ≤ n2`` only, off-diagonal entries multiplied by
         √2, so that dot products between rows (and so kernels) are unchanged.
     center_weight : float, default 1.0
-        Weight of the centre atom's own Gaussian (featomic's ``center_atom_weight``).
+        Weight of the centre atom's own Gaussian (featomic's ``center_atom_weight``),
+        ``|center_weight| <= 1e100`` (the features hold its square).
     normalize : bool, default False
         Scale every row to unit Euclidean norm.
     exact_radial : bool, default False
@@ -144,25 +141,33 @@ class SOAP:
         dtype: Any = np.float64,
         radial_scaling: tuple[float, float, float] | None = None,
     ) -> None:
+        def one_cutoff(c: Any) -> float:
+            return check_float(c, "cutoff (Å)", low=MIN_CUTOFF, high=MAX_CUTOFF)
+
         if isinstance(cutoff, (Sequence, np.ndarray)) and not isinstance(cutoff, str):
-            cutoffs = tuple(_positive(c, "cutoff") for c in cutoff)
+            cutoffs = tuple(one_cutoff(c) for c in cutoff)
             if not cutoffs:
                 raise ValueError("cutoff must be a number or a non-empty sequence of numbers")
             self.cutoff: float | tuple[float, ...] = cutoffs
         else:
-            cutoffs = (_positive(cutoff, "cutoff"),)
+            cutoffs = (one_cutoff(cutoff),)
             self.cutoff = cutoffs[0]
         self._cutoffs = cutoffs
-        self.max_radial = _count(max_radial, "max_radial", 1, 24)
-        self.max_angular = _count(max_angular, "max_angular", 0, 20)
-        self.atomic_width = _positive(atomic_width, "atomic_width")
-        self.smoothing = _positive(smoothing, "smoothing", allow_zero=True)
+        self.max_radial = check_int(max_radial, "max_radial", low=1, high=MAX_RADIAL)
+        self.max_angular = check_int(max_angular, "max_angular", low=0, high=MAX_ANGULAR)
+        self.atomic_width = check_float(atomic_width, "atomic_width (Å)", low=0.0, low_open=True)
+        if self.atomic_width < MIN_WIDTH_RATIO * max(cutoffs):
+            raise ValueError(
+                f"atomic_width must be >= cutoff / {1 / MIN_WIDTH_RATIO:g} = "
+                f"{MIN_WIDTH_RATIO * max(cutoffs):g} Å (narrower Gaussians need radial tables "
+                f"beyond any memory and underflow to NaN features), got {atomic_width!r}"
+            )
+        self.smoothing = check_float(smoothing, "smoothing (Å)", low=0.0)
         if self.smoothing > min(cutoffs):
             raise ValueError(f"smoothing must be <= cutoff, got {smoothing!r} > {min(cutoffs)!r}")
-        cw = float(center_weight)
-        if not math.isfinite(cw):
-            raise ValueError(f"center_weight must be finite, got {center_weight!r}")
-        self.center_weight = cw
+        self.center_weight = check_float(
+            center_weight, "center_weight", low=-MAX_CENTER_WEIGHT, high=MAX_CENTER_WEIGHT
+        )
         self.normalize = bool(normalize)
         self.exact_radial = bool(exact_radial)
         self.radial_scaling: tuple[float, float, float] | None = None
@@ -424,7 +429,7 @@ class SOAP:
             import ase
         except ImportError as err:  # pragma: no cover - ase is a dependency
             raise ImportError("matchar.atoms needs ase (pip install ase)") from err
-        chunk = None if chunk_size is None else _count(chunk_size, "chunk_size", 1, 2**62)
+        chunk = check_int(chunk_size, "chunk_size", low=1, high=None, allow_none=True)
         total: int | None = None
         if isinstance(frames, ase.Atoms):
             frames = [frames]
