@@ -890,7 +890,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         >>> bool(np.abs(gpr.predict(X[:5]) - exact).max() <= gpr.mean_error_bound_ + 1e-12)
         True
         """
-        check_fitted(self, "weights_")
+        check_fitted(self, "X_sparse_")
         if self.weights_ is None or len(self.weights_) != len(self.X_sparse_):
             raise ValueError(
                 "this SparseGPR keeps only its committee's sparse points (a compressed model "
@@ -968,7 +968,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         return (f + self.y_mean_) * getattr(self, "y_scale_", 1.0)
 
     def _check_X(self, X: ArrayLike) -> np.ndarray:
-        check_fitted(self, "weights_")
+        check_fitted(self, "X_sparse_")
         X_ = as_array(X, "X", ndim=2)
         if X_.shape[1] != self.n_features_in_:
             raise ValueError(

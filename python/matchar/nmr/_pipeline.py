@@ -186,9 +186,11 @@ def candidate_similarity(candidates: Any, soap: Any = None, zeta: int = 2) -> Ca
     """
     from sklearn.decomposition import KernelPCA
 
+    from .._validation import check_int
     from ..atoms import SOAP
     from ..gp import polynomial_kernel
 
+    zeta = check_int(zeta, "zeta", low=1)
     frames = _as_frames(candidates)
     if len(frames) < 2:
         raise ValueError(f"candidate_similarity needs at least 2 candidates, got {len(frames)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from numpy.typing import ArrayLike
 
 from .. import _core
 from .._arrays import as_array
+from .._validation import check_float, check_int
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _METHODS = {"exact": 0, "quadrature": 1, "bethe": 2, "sampling": 3, "banded": 4}
@@ -37,6 +39,14 @@ BAND_TOLERANCE = 1e-2
 MAX_BAND = 5
 
 OffsetArg = str | float
+#: Largest magnitude (ppm, after ``slope``) the evidence is computed at, per dtype: larger
+#: shifts, standard deviations and offsets are rescaled by a power of two (and the
+#: evidence corrected exactly), so that their squares stay finite.
+_MAX_SCALE = {np.dtype(np.float64): 1e150, np.dtype(np.float32): 1e15}
+#: An ``offset_prior`` std below this fraction of the data's own resolution of the offset
+#: (``1 / sqrt(sum_j 1 / var_j)``) is used as a known offset, the limit of the Gaussian
+#: prior (the evidence then differs by ~1e-8 nats; the quadrature cannot resolve it).
+_DELTA_PRIOR = 1e-4
 
 
 @dataclass(frozen=True)
@@ -277,6 +287,8 @@ class _Nucleus:
     assignment_groups: np.ndarray  # (n_peaks,) labels
     kept: np.ndarray
     offset: tuple[int, float, float, float]
+    scale: float = 1.0  # ppm values are multiplied by this (a power of two) before the kernels
+    log_prior_density: float = 0.0  # a very wide offset prior, computed as a flat one
 
 
 def _prepare_nucleus(
@@ -371,15 +383,16 @@ def _prepare_nucleus(
     bad = np.isnan(y) | np.isnan(mu_peak).any(axis=0) | np.isnan(std_peak).any(axis=0)
     if bad.any():
         if missing == "error":
-            cand, peaks = np.nonzero(np.isnan(mu_peak) | np.isnan(std_peak))
             where = []
             if np.isnan(y).any():
                 where.append(f"experimental peaks {np.flatnonzero(np.isnan(y)).tolist()[:10]}")
-            if cand.size:
-                where.append(
-                    "predicted (candidate, peak) "
-                    + ", ".join(f"({c}, {p})" for c, p in zip(cand[:10], peaks[:10]))
-                )
+            for arg, values in (("predicted", mu_peak), ("predicted_std", std_peak)):
+                cand, peaks = np.nonzero(np.isnan(values))
+                if cand.size:
+                    where.append(
+                        f"{arg}{tag} (candidate, peak) "
+                        + ", ".join(f"({c}, {p})" for c, p in zip(cand[:10], peaks[:10]))
+                    )
             raise ValueError(
                 f"missing values (NaN) in {name}: {'; '.join(where)}. Pass missing='drop' to "
                 "leave these peaks out for every candidate."
@@ -387,9 +400,31 @@ def _prepare_nucleus(
         if bad.all():
             raise ValueError(f"every peak of {name} has a missing value; nothing to compare")
     kept = np.flatnonzero(~bad)
-    mean = sl * mu_peak[:, kept]
-    var = (sl * sl) * std_peak[:, kept] ** 2
-    var_exp = sig[kept] ** 2
+    dtype = np.float32 if pred.dtype == np.float32 and std.dtype == np.float32 else np.float64
+    off = _parse_offset(offset, offset_prior, name)
+    scale = _unit_scale(
+        abs(sl),
+        (mu_peak[:, kept], std_peak[:, kept]),
+        (y[kept], sig[kept], np.array(off[1:3])),
+        np.dtype(dtype),
+    )
+    sls = sl * scale
+    mean = sls * mu_peak[:, kept]
+    var = (sls * std_peak[:, kept]) ** 2
+    var_exp = (scale * sig[kept]) ** 2
+    y_kept = scale * y[kept]
+    off = (off[0], off[1] * scale, off[2] * scale, off[3] * scale)
+    log_prior_density = 0.0
+    if off[0] == 0 and math.isfinite(off[3]):
+        resolution = 1.0 / math.sqrt(float((1.0 / (var + var_exp[None, :])).sum(axis=1).max()))
+        reach = resolution + float(np.abs(y_kept).max()) + float(np.abs(mean).max()) + abs(off[2])
+        if off[3] < _DELTA_PRIOR * resolution:
+            # far below the data's resolution of the offset: its limit, a known offset
+            off = (2, off[2], 0.0, math.inf)
+        elif off[3] * _DELTA_PRIOR > reach:
+            # far wider than any offset the data allow: a flat prior times its density
+            log_prior_density = -math.log(off[3] / scale) - 0.5 * _LOG_2PI
+            off = (0, 0.0, 0.0, math.inf)
     zero = (var == 0.0) & (var_exp[None, :] == 0.0)
     if zero.any():
         c, p = np.argwhere(zero)[0]
@@ -398,16 +433,62 @@ def _prepare_nucleus(
             "sigma_exp is 0 (or absent); give sigma_exp > 0 (e.g. the typical prediction "
             "error) or positive predicted_std"
         )
-    dtype = np.float32 if pred.dtype == np.float32 and std.dtype == np.float32 else np.float64
     return _Nucleus(
         name,
         mean.astype(dtype),
         var.astype(dtype),
-        y[kept],
+        y_kept,
         var_exp,
         agroups[kept],
         kept,
-        _parse_offset(offset, offset_prior, name),
+        off,
+        scale,
+        log_prior_density,
+    )
+
+
+def _unit_scale(slope: float, model: tuple, data: tuple, dtype: np.dtype) -> float:
+    """1.0, or the power of two that brings the largest magnitude of the problem (ppm,
+    model values times ``|slope|``) down to ``_MAX_SCALE``, so that variances and squared
+    residuals stay finite. Computed on logarithms: nothing here overflows."""
+    logs = []
+    for arrays, factor in ((model, slope), (data, 1.0)):
+        for a in arrays:
+            a = np.abs(np.asarray(a, dtype=np.float64))
+            a = a[np.isfinite(a) & (a > 0)]
+            if a.size and factor > 0:
+                logs.append(math.log(float(a.max())) + math.log(factor))
+    limit = math.log(_MAX_SCALE[dtype])
+    if not logs or max(logs) <= limit:
+        return 1.0
+    return 2.0 ** math.floor((limit - max(logs)) / math.log(2.0))
+
+
+def _unscale(terms: NucleusTerms, nuc: _Nucleus) -> NucleusTerms:
+    """Terms of a problem computed in units scaled by ``nuc.scale`` back in ppm.
+
+    Densities of n scaled peaks are ``1 / scale**n`` times the original ones; integrating
+    the offset over a flat prior (density 1/ppm) gives back one factor ``scale``: the log
+    evidence changes by a constant, the probabilities not at all. A very wide Gaussian
+    offset prior computed as a flat one adds the log of its density."""
+    s = nuc.scale
+    if s == 1.0 and nuc.log_prior_density == 0.0:
+        return terms
+    log_s = math.log(s)
+    n = terms.experimental.shape[0]
+    flat = nuc.offset[0] == 0 and math.isinf(nuc.offset[3])
+    shift = (n - 1 if flat else n) * log_s + nuc.log_prior_density
+    site = None if terms.site_log_likelihood is None else terms.site_log_likelihood + log_s
+    extra = None if terms.offset_log_term is None else terms.offset_log_term + shift - n * log_s
+    return dataclasses.replace(
+        terms,
+        log_evidence=terms.log_evidence + shift,
+        site_log_likelihood=site,
+        offset_log_term=extra,
+        offset=None if terms.offset is None else terms.offset / s,
+        experimental=terms.experimental / s,
+        model_mean=terms.model_mean / s,
+        model_std=terms.model_std / s,
     )
 
 
@@ -438,12 +519,12 @@ def _given_assignment(nuc: _Nucleus) -> NucleusTerms:
         b = S1 / W
         extra = 0.5 * _LOG_2PI - 0.5 * np.log(W)
     else:
-        w0 = 1.0 / prior_std**2
+        w0 = prior_std**-2.0  # may underflow to 0 for a huge std: its log does not
         m0 = prior_mean - c0[:, 0]
         b = (S1 + w0 * m0) / (W + w0)
         extra = (
             -0.5 * w0 * (m0 - b) ** 2
-            + 0.5 * (math.log(w0) - _LOG_2PI)
+            + 0.5 * (-2.0 * math.log(prior_std) - _LOG_2PI)
             + 0.5 * _LOG_2PI
             - 0.5 * np.log(W + w0)
         )
@@ -657,6 +738,10 @@ def structure_posterior(
         a known value (a full global calibration together with ``slope``).
     offset_prior : (mean, std) or dict, optional
         Gaussian prior on ``b`` in ppm when marginalising; default flat (density 1/ppm).
+        A std far below what the shifts resolve of ``b`` (< 1e-4 of
+        ``1 / sqrt(sum_j 1 / var_j)``) is taken as its limit: ``b`` known, ``= mean``; one
+        far wider than the shifts (> 1e4 times their largest magnitude) as a flat prior
+        times its density ``1 / (std sqrt(2 pi))``.
     slope : float or dict, default -1.0
         Fixed slope between predictions and experimental shifts (``-1`` for shieldings,
         ``1`` for shifts, or a calibrated value such as ``-1.02``).
@@ -682,11 +767,13 @@ def structure_posterior(
         What a NaN in ``predicted``, ``predicted_std`` or ``experimental`` does: raise, or
         drop the affected peak for *every* candidate (so evidences stay comparable).
     max_permutations : float, default 4e7
-        Largest number of assignments ``method="exact"`` enumerates per candidate.
+        Largest number of assignments ``method="exact"`` enumerates per candidate (>= 1;
+        ``inf``: no limit).
     exact_group_size : int, default 8
-        ``method="bethe"``: groups up to this size still use exact permanents.
+        ``method="bethe"``: groups up to this size (0 to 20) still use exact permanents.
     n_samples, seed : int
-        ``method="sampling"``: assignments drawn per candidate, and the random seed.
+        ``method="sampling"``: assignments drawn per candidate (1 to 2**31 - 1), and the
+        random seed (0 to 2**64 - 1).
     band : int, optional
         ``method="banded"``: the half-width ``w`` of the band (1 to 10; cost grows as
         ``4^w``). Default: per candidate and group, ``w`` grows from 1 at the heaviest offset
@@ -721,10 +808,12 @@ def structure_posterior(
     >>> p.round(3)
     array([0.996, 0.004])
     """
-    if int(n_samples) < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples!r}")
-    if int(seed) < 0:
-        raise ValueError(f"seed must be >= 0, got {seed!r}")
+    n_samples = check_int(n_samples, "n_samples", low=1)
+    seed = check_int(seed, "seed", low=0, high=2**64 - 1)
+    exact_group_size = check_int(
+        exact_group_size, "exact_group_size", low=0, high=MAX_QUADRATURE_GROUP
+    )
+    max_permutations = check_float(max_permutations, "max_permutations", low=1.0, allow_inf=True)
     if band is not None and not (isinstance(band, int | np.integer) and 1 <= band <= 10):
         raise ValueError(f"band must be None (adaptive) or an integer in [1, 10], got {band!r}")
     if missing not in ("error", "drop"):
@@ -786,17 +875,20 @@ def structure_posterior(
             )
         how = _per_nucleus(assignment, name, names, "assignment")
         if how == "given":
-            terms[name] = _given_assignment(nuc)
+            terms[name] = _unscale(_given_assignment(nuc), nuc)
         elif how == "marginalize":
-            terms[name] = _marginal_assignment(
+            terms[name] = _unscale(
+                _marginal_assignment(
+                    nuc,
+                    method,
+                    max_permutations,
+                    exact_group_size,
+                    n_samples,
+                    seed,
+                    band,
+                    return_details,
+                ),
                 nuc,
-                method,
-                max_permutations,
-                exact_group_size,
-                n_samples,
-                seed,
-                band,
-                return_details,
             )
         else:
             raise ValueError(f"assignment must be 'given' or 'marginalize', got {how!r}")

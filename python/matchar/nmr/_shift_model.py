@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 
 from .._threads import threads
+from .._validation import check_choice, check_fitted, check_float, check_int
 from ..atoms import SOAP
 from ..gp import MultiPolynomialKernel, PolynomialKernel, SparseGPR
+from ..gp._sparse import _CALIBRATION_METHODS
 
 _FORMAT = "matchar.ShiftModel/1"
 
@@ -162,6 +164,25 @@ class ShiftModel:
         return self.soap_.compute(frames, centers=[self.z_])
 
     # -- training ------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        """The training parameters, before any SOAP feature is computed."""
+        check_int(self.zeta, "zeta", low=1)
+        check_int(self.n_sparse, "n_sparse", low=1)
+        check_choice(self.selection, "selection", ("fps", "cur", "random"))
+        check_float(self.regularizer, "regularizer", low=0.0, low_open=True, allow_none=True)
+        nc = check_int(self.n_committee, "n_committee", low=0, high=10_000)
+        if nc == 1:
+            raise ValueError(f"n_committee must be 0 or >= 2, got {self.n_committee!r}")
+        check_int(self.n_sparse_committee, "n_sparse_committee", low=1, allow_none=True)
+        check_float(self.subsample, "subsample", low=0.0, high=1.0, low_open=True)
+        check_float(
+            self.validation_fraction, "validation_fraction", low=0.0, high=1.0, high_open=True
+        )
+        folds = check_int(self.calibration_folds, "calibration_folds", low=0)
+        if folds == 1:
+            raise ValueError("calibration_folds must be 0 or >= 2, got 1")
+        check_choice(self.calibration, "calibration", _CALIBRATION_METHODS)
+
     def _split(self, frames: Any, shieldings: Sequence[Any]):
         """(frames, per-frame targets of the element, training and validation structure
         indices) as :meth:`fit` uses them (``random_state``, ``validation_fraction``)."""
@@ -215,8 +236,7 @@ class ShiftModel:
         -------
         >>> model = model.recalibrate(train_frames, train_shieldings, "coverage")  # doctest: +SKIP
         """
-        if not hasattr(self, "gpr_"):
-            raise ValueError("this ShiftModel is not fitted yet: nothing to recalibrate")
+        check_fitted(self, "gpr_")
         if not self.gpr_.n_committee:
             raise ValueError("recalibrate() needs a committee model (n_committee >= 2)")
         method = self.calibration if method is None else method
@@ -251,9 +271,10 @@ class ShiftModel:
         -------
         self
         """
+        self._check_params()
         frames, targets, train, val = self._split(frames, shieldings)
         k = self.calibration_folds
-        if k and not (isinstance(k, (int, np.integer)) and 2 <= k <= len(frames)):
+        if k and not 2 <= k <= len(frames):
             raise ValueError(
                 f"calibration_folds must be 0 or between 2 and the number of structures "
                 f"({len(frames)}), got {k!r}"
@@ -333,8 +354,7 @@ class ShiftModel:
         mean : numpy.ndarray, shape (n_atoms_of_element,)
         std : numpy.ndarray, shape (n_atoms_of_element,), only with ``return_std``
         """
-        if not hasattr(self, "gpr_"):
-            raise ValueError("this ShiftModel is not fitted yet: call fit() or load a model")
+        check_fitted(self, "gpr_")
         X = self.features(frames)
         if not return_std and len(X) <= _SMALL_CALL_ROWS and self._compressed():
             # One small structure: the compressed mean is a ~10 ms GEMM, too short to
@@ -373,8 +393,7 @@ class ShiftModel:
         >>> model.gpr_.mean_error_sparse_ <= 0.01
         True
         """
-        if not hasattr(self, "gpr_"):
-            raise ValueError("this ShiftModel is not fitted yet: call fit() or load a model")
+        check_fitted(self, "gpr_")
         self.gpr_.compress(tol)
         return self
 
@@ -391,8 +410,7 @@ class ShiftModel:
         ----------
         path : str or pathlib.Path
         """
-        if not hasattr(self, "gpr_"):
-            raise ValueError("this ShiftModel is not fitted yet: nothing to save")
+        check_fitted(self, "gpr_")
         if not self.gpr_.n_committee:
             raise ValueError("only ShiftModels with a committee (n_committee >= 2) can be saved")
         g = self.gpr_
@@ -463,11 +481,34 @@ class ShiftModel:
         Returns
         -------
         ShiftModel
+
+        Raises
+        ------
+        OSError
+            A file that cannot be opened (e.g. FileNotFoundError).
+        ValueError
+            A file that is not a ShiftModel written by :meth:`save` (naming the file).
         """
+        where = str(getattr(path, "name", path))
+        try:
+            return cls._load(path)
+        except Exception as err:  # a missing key, a broken zip, JSON, array: not a model
+            if isinstance(err, (OSError, MemoryError)) or str(err).startswith(repr(where)):
+                raise
+            raise ValueError(
+                f"{where!r} is not a readable matchar ShiftModel file (.npz written by "
+                f"ShiftModel.save): {type(err).__name__}: {err}"
+            ) from err
+
+    @classmethod
+    def _load(cls, path: Any) -> ShiftModel:
+        where = str(getattr(path, "name", path))
         with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files") or "config" not in data.files:
+                raise ValueError(f"{where!r} is not a matchar ShiftModel file (no config)")
             config = json.loads(bytes(data["config"]).decode())
-            if config.get("format") != _FORMAT:
-                raise ValueError(f"{path!r} is not a matchar ShiftModel file")
+            if not isinstance(config, dict) or config.get("format") != _FORMAT:
+                raise ValueError(f"{where!r} is not a matchar ShiftModel file")
             offsets = data["env_offsets"]
             numbers = data["env_numbers"]
             positions = data["env_positions"]
@@ -504,7 +545,7 @@ class ShiftModel:
         )
         if not np.allclose(X_sparse[: len(check)], check, rtol=1e-5, atol=1e-7):
             raise ValueError(
-                f"{path!r}: the SOAP features recomputed from the stored environments differ "
+                f"{where!r}: the SOAP features recomputed from the stored environments differ "
                 "from the ones the model was trained with (a different SOAP convention?)"
             )
         g = SparseGPR(
@@ -585,8 +626,9 @@ def shielding_to_shift(shielding: Any, reference: float, slope: float = -1.0) ->
     shielding : array_like
         Shieldings in ppm.
     reference : float
-        Intercept in ppm.
+        Intercept in ppm (finite).
     slope : float, default -1.0
+        Finite.
 
     Returns
     -------
@@ -598,15 +640,26 @@ def shielding_to_shift(shielding: Any, reference: float, slope: float = -1.0) ->
     >>> shielding_to_shift([25.0, 30.0], reference=31.0).tolist()
     [6.0, 1.0]
     """
-    s = np.asarray(shielding, dtype=np.float64)
-    return float(reference) + float(slope) * s
+    reference = check_float(reference, "reference")
+    slope = check_float(slope, "slope")
+    return reference + slope * _real(shielding, "shielding")
 
 
 def shift_to_shielding(shift: Any, reference: float, slope: float = -1.0) -> np.ndarray:
     """Inverse of :func:`shielding_to_shift`: ``σ = (δ - reference) / slope``."""
+    reference = check_float(reference, "reference")
+    slope = check_float(slope, "slope")
     if slope == 0:
         raise ValueError("slope must be non-zero")
-    return (np.asarray(shift, dtype=np.float64) - float(reference)) / float(slope)
+    return (_real(shift, "shift") - reference) / slope
+
+
+def _real(values: Any, name: str) -> np.ndarray:
+    """float64 array of ``values``; ValueError for complex, object or string values."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
 
 
 def load_chemiscope(path: str | Path, prop: str = "CS_total") -> tuple[list[Any], list[np.ndarray]]:
