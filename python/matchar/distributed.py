@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._threads import task_threads
+from ._validation import check_int
 
 __all__ = [
     "LazySegmentation",
@@ -46,11 +47,19 @@ def _dask():
 
 
 def _batches(n: int, batch_size: Any) -> list[tuple[int, int]]:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    return [(s, min(n, s + int(batch_size))) for s in range(0, n, int(batch_size))]
+    size = check_int(batch_size, "batch_size", low=1, high=None)
+    return [(s, min(n, s + size)) for s in range(0, n, size)]
+
+
+def _image_chunks(chunks: Any) -> int | tuple[int, int] | None:
+    """``chunks`` of a NumPy image: None, a positive integer, or two of them."""
+    if chunks is None:
+        return None
+    if isinstance(chunks, (tuple, list)):
+        if len(chunks) != 2:
+            raise ValueError(f"chunks must be an integer or a (rows, columns) pair, got {chunks!r}")
+        return tuple(check_int(c, "chunks", low=1) for c in chunks)  # type: ignore[return-value]
+    return check_int(chunks, "chunks", low=1)
 
 
 def _frames_list(frames: Any) -> list[Any]:
@@ -205,9 +214,9 @@ def local_correlation_map(
         As :func:`matchar.imaging.local_correlation_map` (stride 1 only).
     shifts : array_like of int, shape (S, 2), optional
         Explicit shifts; default :func:`matchar.imaging.default_shifts`.
-    chunks : int or tuple, optional
-        Chunk shape for a NumPy ``image`` (default 1024 x 1024); a dask image keeps its
-        chunks, merged where one is smaller than the halo.
+    chunks : int or (int, int), optional
+        Chunk shape for a NumPy ``image`` (positive integers; default 1024 x 1024); a dask
+        image keeps its chunks, merged where one is smaller than the halo.
 
     Returns
     -------
@@ -225,9 +234,10 @@ def local_correlation_map(
     _, da = _dask()
     from .imaging import default_shifts
 
-    for name, v in (("patch", patch), ("window", window)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    patch = check_int(patch, "patch", low=1)
+    window = check_int(window, "window", low=1)
+    n_shifts = check_int(n_shifts, "n_shifts", low=1)
+    chunks = _image_chunks(chunks)
     S = (
         default_shifts(int(window), int(n_shifts))
         if shifts is None
@@ -477,12 +487,8 @@ def segment(
             "symmetry=True is not supported by matchar.distributed.segment; use "
             "matchar.imaging.segment on an image that fits in memory"
         )
-    if isinstance(fit_size, bool) or not isinstance(fit_size, (int, np.integer)) or fit_size < 2:
-        raise ValueError(f"fit_size must be an integer >= 2, got {fit_size!r}")
-    if chunks is not None and (
-        isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1
-    ):
-        raise ValueError(f"chunks must be an integer >= 1 (pixels), got {chunks!r}")
+    fit_size = check_int(fit_size, "fit_size", low=2, high=None)
+    chunks = check_int(chunks, "chunks (pixels)", low=1, allow_none=True)
     img = image if hasattr(image, "dask") else np.asarray(image)
     if img.ndim != 2:
         raise ValueError(f"image must be 2-D (H, W), got shape {img.shape}")
