@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_int
+
 
 def _axes(ax: Any) -> Any:
     if ax is not None:
@@ -27,7 +29,7 @@ def plot_posterior(
         raise ValueError(f"labels must have {p.size} entries, got {len(names)}")
     order = np.argsort(-p, kind="stable") if sort else np.arange(p.size)
     if top is not None:
-        order = order[: int(top)]
+        order = order[: check_int(top, "top", low=1, high=None)]
     x = np.arange(order.size)
     ax.vlines(x, 0.0, p[order], color="0.6", lw=1.5)
     ax.plot(x, p[order], "o", color="C0")
@@ -51,7 +53,7 @@ def plot_parity(result: Any, candidate: int, nucleus: str | None = None, ax: Any
             "a parity plot needs a single offset: a given assignment, or a marginalised one "
             "with offset='marginalize' or a known offset"
         )
-    c = int(candidate)
+    c = check_int(candidate, "candidate", low=0, high=terms.model_mean.shape[0] - 1)
     site = np.arange(terms.experimental.size)
     if terms.method != "given":  # each peak against its most probable site
         site = np.argmax(terms.assignment_probabilities[c], axis=1)
