@@ -20,7 +20,9 @@ libasan=$(${CXX:-g++} -print-file-name=libasan.so)
 libubsan=$(${CXX:-g++} -print-file-name=libubsan.so)
 export LD_PRELOAD="$libasan:$libubsan"
 # CPython keeps interned objects alive at exit: leak reports would be noise.
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_init_order=1"
+# allocator_may_return_null: an impossible allocation is std::bad_alloc (MemoryError), as
+# without the sanitizer, instead of an ASan abort.
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_init_order=1:allocator_may_return_null=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 cd "$root"
 if [ "$#" -eq 0 ]; then set -- "$root/tests" -q; fi

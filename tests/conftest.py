@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 # libgomp hangs a child forked after an OpenMP parallel region: tests that need
-# processes use the "spawn" start method (see docs/threads.md).
+# processes use the "spawn" start method (see docs/developing.md, Forking).
 multiprocessing.set_start_method("spawn", force=True)
 
 SHARED_DATA = Path(

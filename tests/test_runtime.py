@@ -148,6 +148,10 @@ def test_set_num_threads_refuses_more_threads_than_the_machine_can_start(n):
         mc._core.set_num_threads(min(n, 2**31 - 1))
 
 
+@pytest.mark.skipif(
+    "libasan" in os.environ.get("LD_PRELOAD", ""),
+    reason="AddressSanitizer's shadow memory needs more address space than any limit allows",
+)
 def test_allocation_check_respects_the_address_space_limit():
     # A 3 GB request under a 2 GB `ulimit -v` is a MemoryError before allocating, in the
     # kernels' own check (it used to compare with the physical memory only).

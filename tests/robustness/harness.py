@@ -50,6 +50,9 @@ from pathlib import Path
 
 #: Address-space limit of the child (bytes): large requests must fail with MemoryError.
 MEMORY_LIMIT = 4 * 1024**3
+#: Under AddressSanitizer (scripts/sanitize.sh preloads libasan) the process reserves
+#: terabytes of address space for its shadow memory: no RLIMIT_AS can apply.
+SANITIZED = "libasan" in os.environ.get("LD_PRELOAD", "")
 #: Seconds before a case counts as a hang.
 TIMEOUT = 60.0
 
@@ -369,7 +372,7 @@ def run_case(
             tmp,
             setup=setup,
             prelude=prelude,
-            limit=memory_limit,
+            limit=None if SANITIZED else memory_limit,
             warnings_as_errors=warnings_as_errors,
             check_types=check_types,
         )
@@ -412,7 +415,7 @@ def run_interrupt(
             tmp,
             setup=setup,
             prelude=prelude,
-            limit=memory_limit,
+            limit=None if SANITIZED else memory_limit,
             warnings_as_errors=False,
             check_types=(*tuple(check_types), "KeyboardInterrupt"),
         )
