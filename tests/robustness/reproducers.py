@@ -608,7 +608,7 @@ def _cases() -> list[Case]:
     add(
         Case(
             "reference_model_1e308",
-            "m = mc.spectral.ReferenceModel(refs * 1e308, (100.0, 1.0, 200))\n"
+            "m = mc.spectral.ReferenceModel(refs / refs.max() * 1e308, (100.0, 1.0, 200))\n"
             "X = np.random.default_rng(1).poisson(m.G[:, :2] @ [50.0, 50.0] * 1e-300 + 1.0, "
             "(6, 6, 200))\n"
             "est = mc.spectral.PhysicsNMF(m, 1, max_iter=10, random_state=0)\n"

@@ -273,6 +273,8 @@ def test_physics_nmf_on_a_nearly_empty_map_gives_zero_composition_not_nan():
         for name in ("W_", "maps_", "element_maps_", "composition_", "components_"):
             assert np.isfinite(getattr(est, name)).all(), (init, name)
         np.testing.assert_array_equal(est.composition_, 0.0)
+        # and so are the weight fractions of the quantification table (they were NaN)
+        assert [row["weight_fraction"] for row in est.quantification()] == [0.0] * 4
 
 
 @pytest.mark.parametrize(

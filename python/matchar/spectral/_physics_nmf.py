@@ -758,7 +758,9 @@ class PhysicsNMF(BaseEstimator):
         -------
         list of dict
             ``{"component", "element", "atomic_fraction", "weight_fraction"}``
-            (weight fractions from xraylib's atomic weights for EDXModel, NaN otherwise).
+            (weight fractions from xraylib's atomic weights for EDXModel, all 0 for a
+            phase that received no counts; NaN for a ReferenceModel, whose references
+            carry no atomic weights).
 
         Example
         -------
@@ -782,7 +784,8 @@ class PhysicsNMF(BaseEstimator):
             wf = np.full(frac.shape, np.nan)
             if weights is not None and np.isfinite(frac).all():
                 m = frac * weights
-                wf = m / m.sum() if m.sum() > 0 else wf
+                # a phase without counts has zero composition: zero weight fractions too
+                wf = m / m.sum() if m.sum() > 0 else np.zeros_like(m)
             for e, name in enumerate(names):
                 rows.append(
                     dict(
