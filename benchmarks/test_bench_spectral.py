@@ -10,7 +10,9 @@ for scikit-learn and MATCHAR_BENCH_NMF_SKLEARN_ROUNDS [3]. When scikit-learn run
 iterations than matchar (the issue's 65,536 x 1024 / 200-iteration cube takes scikit-learn
 minutes per fit), compare the per-iteration times in extra_info["seconds_per_iteration"];
 extra_info also holds matchar's loss after scikit-learn's iteration count, for the
-equal-iteration quality comparison.
+equal-iteration quality comparison. MATCHAR_BENCH_NMF_COUNTS [1000] sets the counts per
+pixel. The "matchar float32 @LEVEL" rows force the NMF kernels' instruction-set level
+(every level this CPU runs, see matchar._core.build_info()["cpu_levels_supported"]).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sklearn.decomposition import PCA as SkPCA
 from sklearn.decomposition._nmf import _beta_divergence
 
 import matchar as mc
+from matchar import _core
 
 sys.path.insert(0, str(Path(__file__).parent))
 from spectral_cube import poisson_cube, weighted
@@ -36,12 +39,25 @@ ITER = int(os.environ.get("MATCHAR_BENCH_NMF_ITER", 50))
 SK_ITER = int(os.environ.get("MATCHAR_BENCH_NMF_SKLEARN_ITER", ITER))
 SK_ROUNDS = int(os.environ.get("MATCHAR_BENCH_NMF_SKLEARN_ROUNDS", 3))
 SWEEPS = int(os.environ.get("MATCHAR_BENCH_NMF_SWEEPS", 2))
+COUNTS = float(os.environ.get("MATCHAR_BENCH_NMF_COUNTS", 1000))
+LEVELS = [f"matchar float32 @{lv}" for lv in _core.build_info()["cpu_levels_supported"]]
+
+
+def run_at_level(impl, f):
+    """f() at the level an "@LEVEL" impl names (else the default level)."""
+    _core._set_cpu_level(impl.partition("@")[2])
+    try:
+        return f()
+    finally:
+        _core._set_cpu_level("")
+
+
 C, K = 1024, 4
 
 
 @pytest.fixture(scope="module")
 def cube():
-    X = poisson_cube(N, C, K)
+    X = poisson_cube(N, C, K, counts=COUNTS)
     rng = np.random.default_rng(1)
     avg = np.sqrt(X.mean() / K)
     W0 = (avg * rng.random((N, K)) + 1e-3).astype(np.float32)
@@ -90,7 +106,9 @@ def fit_matchar(X, W0, H0, loss, iterations):
     return W, est.components_
 
 
-@pytest.mark.parametrize("impl", ["sklearn-mu float32", "matchar float32", "matchar uint16"])
+@pytest.mark.parametrize(
+    "impl", ["sklearn-mu float32", "matchar float32", "matchar uint16", *LEVELS]
+)
 def test_nmf_kl(benchmark, cube, impl):
     X16, W0, H0 = cube
     X = X16 if impl == "matchar uint16" else X16.astype(np.float32)
@@ -106,11 +124,15 @@ def test_nmf_kl(benchmark, cube, impl):
         record(benchmark, SK_ITER, kl_divergence, X16, W, H, X, W0, H0, None)
     else:
         est = mc.spectral.NMF(K, max_iter=ITER, tol=0, init=(W0, H0), compute_residual_map=False)
-        W = benchmark.pedantic(est.fit_transform, args=(X,), rounds=3, iterations=1)
+        W = run_at_level(
+            impl, lambda: benchmark.pedantic(est.fit_transform, args=(X,), rounds=3, iterations=1)
+        )
         record(benchmark, ITER, kl_divergence, X16, W, est.components_, X, W0, H0, "kl")
 
 
-@pytest.mark.parametrize("impl", ["sklearn-cd float32", "matchar float32", "matchar uint16"])
+@pytest.mark.parametrize(
+    "impl", ["sklearn-cd float32", "matchar float32", "matchar uint16", *LEVELS]
+)
 def test_nmf_frobenius(benchmark, cube, impl):
     X16, W0, H0 = cube
     X = X16 if impl == "matchar uint16" else X16.astype(np.float32)
@@ -124,7 +146,9 @@ def test_nmf_frobenius(benchmark, cube, impl):
         est = mc.spectral.NMF(
             K, loss="frobenius", max_iter=ITER, tol=0, init=(W0, H0), compute_residual_map=False
         )
-        W = benchmark.pedantic(est.fit_transform, args=(X,), rounds=3, iterations=1)
+        W = run_at_level(
+            impl, lambda: benchmark.pedantic(est.fit_transform, args=(X,), rounds=3, iterations=1)
+        )
         record(benchmark, ITER, frobenius_error, X16, W, est.components_, X, W0, H0, "frobenius")
 
 

@@ -34,6 +34,11 @@ void register_runtime(py::module_& m) {
   m.def("parallel_team_size", &matchar::parallel_team_size,
         "Threads a kernel's parallel region gets right now (a diagnostic for tests).");
   m.def(
+      "_set_cpu_level", [](const std::string& level) { matchar::set_cpu_level(level); },
+      py::arg("level"),
+      "Force the level of the dispatched kernels ('' = back to the CPU's best or "
+      "MATCHAR_CPU_LEVEL); for tests and benchmarks.");
+  m.def(
       "build_info",
       []() {
         const auto info = matchar::build_info();
@@ -42,7 +47,16 @@ void register_runtime(py::module_& m) {
         d["fma"] = info.fma;
         d["avx512f"] = info.avx512f;
         d["openmp"] = info.openmp;
+        d["cpu_level"] = info.cpu_level;
+        py::list levels, supported;
+        for (const std::string& l : info.cpu_levels) levels.append(l);
+        for (const std::string& l : info.cpu_levels_supported) supported.append(l);
+        d["cpu_levels"] = levels;
+        d["cpu_levels_supported"] = supported;
         return d;
       },
-      "What libmatchar was compiled for: vector instructions and the OpenMP version.");
+      "What libmatchar was compiled for: vector instructions, the OpenMP version, the "
+      "instruction-set level of the dispatched kernels (cpu_level: chosen at first use, "
+      "or forced by MATCHAR_CPU_LEVEL), the levels compiled in (cpu_levels) and those this "
+      "CPU runs (cpu_levels_supported).");
 }

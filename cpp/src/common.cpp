@@ -3,10 +3,12 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <limits>
 #include <mutex>
 #include <string>
@@ -97,6 +99,71 @@ void check_allocation(std::size_t n_elements, std::size_t element_size, const ch
   (void)bytes;
 }
 
+namespace {
+struct CpuLevelSpec {
+  const char* name;
+  bool (*supported)();
+};
+#if defined(MATCHAR_CPU_DISPATCH)
+// The x86-64 micro-architecture levels the kernels are compiled for (what
+// -march=x86-64-v2|v3|v4 may use; the OS's support of the AVX registers included).
+bool cpu_v2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("ssse3") &&
+         __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("sse4.2");
+}
+bool cpu_v3() {
+  return cpu_v2() && __builtin_cpu_supports("avx") && __builtin_cpu_supports("avx2") &&
+         __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi") &&
+         __builtin_cpu_supports("bmi2");
+}
+bool cpu_v4() {
+  return cpu_v3() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+}
+constexpr CpuLevelSpec kCpuLevels[] = {{"baseline", cpu_v2}, {"avx2", cpu_v3}, {"avx512", cpu_v4}};
+#else
+bool cpu_any() { return true; }
+constexpr CpuLevelSpec kCpuLevels[] = {{"generic", cpu_any}};
+#endif
+
+std::string level_names(bool supported_only) {
+  std::string s;
+  for (const CpuLevelSpec& l : kCpuLevels)
+    if (!supported_only || l.supported()) s += (s.empty() ? "" : ", ") + std::string(l.name);
+  return s.empty() ? "none" : s;
+}
+
+// The index of the level called `name` (what MATCHAR_CPU_LEVEL or set_cpu_level gave).
+int checked_level(const std::string& name, const char* what) {
+  for (int i = 0; i < static_cast<int>(std::size(kCpuLevels)); ++i) {
+    if (name != kCpuLevels[i].name) continue;
+    if (kCpuLevels[i].supported()) return i;
+    throw InvalidArgument(std::string(what) + name +
+                          ": this CPU cannot run that level (it runs: " + level_names(true) + ")");
+  }
+  throw InvalidArgument(std::string(what) + name +
+                        ": not a level of this build (compiled: " + level_names(false) + ")");
+}
+
+int choose_cpu_level() {
+  const char* forced = std::getenv("MATCHAR_CPU_LEVEL");
+  if (forced != nullptr && *forced != '\0') return checked_level(forced, "MATCHAR_CPU_LEVEL=");
+  for (int i = static_cast<int>(std::size(kCpuLevels)) - 1; i >= 0; --i)
+    if (kCpuLevels[i].supported()) return i;
+  throw Error(
+      "this CPU is below x86-64-v2 (SSE4.2, POPCNT), the lowest level of this build's "
+      "NMF kernels; build with -DMATCHAR_CPU_DISPATCH=OFF");
+}
+
+int default_cpu_level() {
+  static const int level = choose_cpu_level();  // tried again after a throw
+  return level;
+}
+
+std::atomic<int> g_forced_level{-1};  // set_cpu_level's, -1: none
+}  // namespace
+
 BuildInfo build_info() {
   BuildInfo info{};
 #if defined(__AVX2__)
@@ -109,7 +176,22 @@ BuildInfo build_info() {
   info.avx512f = true;
 #endif
   info.openmp = _OPENMP;
+  info.cpu_level = cpu_level();
+  for (const CpuLevelSpec& l : kCpuLevels) {
+    info.cpu_levels.emplace_back(l.name);
+    if (l.supported()) info.cpu_levels_supported.emplace_back(l.name);
+  }
   return info;
+}
+
+const char* cpu_level() {
+  const int forced = g_forced_level.load(std::memory_order_acquire);
+  return kCpuLevels[forced >= 0 ? forced : default_cpu_level()].name;
+}
+
+void set_cpu_level(const std::string& level) {
+  g_forced_level.store(level.empty() ? -1 : checked_level(level, "cpu level "),
+                       std::memory_order_release);
 }
 
 int max_num_threads() { return 4 * std::max(1, omp_get_num_procs()); }

@@ -6,6 +6,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace matchar {
 
@@ -81,9 +82,25 @@ struct BuildInfo {
   bool avx2;
   bool fma;
   bool avx512f;
-  int openmp;  // the _OPENMP date, e.g. 201511
+  int openmp;                                     // the _OPENMP date, e.g. 201511
+  std::string cpu_level;                          // cpu_level()
+  std::vector<std::string> cpu_levels;            // compiled in, lowest first
+  std::vector<std::string> cpu_levels_supported;  // of those, what this CPU runs
 };
 BuildInfo build_info();
+
+// The instruction-set level of the kernels dispatched at run time (the register-blocked
+// NMF passes). x86-64 builds with MATCHAR_CPU_DISPATCH (the default there) hold
+// "baseline" (x86-64-v2), "avx2" (x86-64-v3: AVX2, FMA) and "avx512" (x86-64-v4:
+// AVX-512 F/BW/DQ/VL); other builds one, "generic", compiled with the build's flags.
+// Decided at the first call: the highest level this CPU runs, or the one the environment
+// variable MATCHAR_CPU_LEVEL names. Throws InvalidArgument for a name this build lacks or
+// a level this CPU cannot run (no silent fallback), and Error on an x86-64 CPU below
+// x86-64-v2.
+const char* cpu_level();
+// Forces a level from now on (same checks; "" returns to the decision above). For tests
+// and benchmarks: a pass already running keeps the level it started with.
+void set_cpu_level(const std::string& level);
 
 // ---------------------------------------------------------------------------
 // Cooperative interruption. An embedding application (e.g. the Python bindings,

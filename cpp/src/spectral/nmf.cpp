@@ -7,17 +7,17 @@
 #include <vector>
 
 #include "blocks.hpp"
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "nmf_blocked.hpp"
 
 namespace matchar::spectral {
 namespace {
 
 using detail::dispatch_small_k;
+using detail::HalsBlockArgs;
 using detail::included;
+using detail::KlBlockArgs;
 using detail::RowMat;
+using detail::RowSource;
 
 constexpr double kTiny = std::numeric_limits<double>::epsilon();  // H below this -> 0
 
@@ -151,12 +151,7 @@ inline bool cd_sweep(double* w, const double* G, const double* b, index_t K) {
   return changed;
 }
 
-// `sweeps` sweeps, or fewer once one leaves w unchanged (every later one would too: the
-// result is the same, and a huge `sweeps` cannot hang a pass).
-inline void cd_sweeps(double* w, const double* G, const double* b, index_t K, int sweeps) {
-  for (int sw = 0; sw < sweeps; ++sw)
-    if (!cd_sweep(w, G, b, K)) break;
-}
+using detail::cd_sweeps;
 
 // The H half of a HALS sweep and the loss of the new state:
 // xtw(k, c) = sum_i W_ik X_ic over included pixels, WtW (K x K), sumsq = sum X^2 over
@@ -214,6 +209,13 @@ double finish_hals(ConstMatrixView<T> H, Masks masks, bool update_H, XtW xtw,
 
 }  // namespace
 
+// `sweeps` sweeps, or fewer once one leaves w unchanged (every later one would too: the
+// result is the same, and a huge `sweeps` cannot hang a pass).
+void detail::cd_sweeps(double* w, const double* G, const double* b, index_t K, int sweeps) {
+  for (int sw = 0; sw < sweeps; ++sw)
+    if (!cd_sweep(w, G, b, K)) break;
+}
+
 // ---------------------------------------------------------------------------
 // Row kernels of the dense passes: everything about one pixel stays in L1 (its spectrum,
 // its W H and ratios, C elements each), H (K x C) in L1/L2. Vectorised over channels.
@@ -232,32 +234,20 @@ inline void load_row(ConstMatrixView<TX> X, index_t i, T* __restrict out) {
   }
 }
 
-// The pixels of X as rows of T, X's element type erased behind one function pointer per
-// row, so that the register-blocked passes below are compiled once per factor type T
-// instead of once per (count type, T) pair: a fifth of the code to compile.
-template <class T>
-struct RowSource {
-  const void* data;  // with the shape and element strides of the original view
-  index_t n_rows, n_cols, row_stride, col_stride;
-  void (*load)(const RowSource&, index_t, T*);
-  index_t rows() const { return n_rows; }
-  index_t cols() const { return n_cols; }
-  void operator()(index_t i, T* out) const { load(*this, i, out); }
-
-  template <class TX>
-  static RowSource of(ConstMatrixView<TX> X) {
-    return {X.data,
-            X.rows,
-            X.cols,
-            X.row_stride,
-            X.col_stride,
-            [](const RowSource& v, index_t i, T* out) {
-              load_row(ConstMatrixView<TX>{static_cast<const TX*>(v.data), v.n_rows, v.n_cols,
-                                           v.row_stride, v.col_stride},
-                       i, out);
-            }};
-  }
-};
+// X as a RowSource (nmf_blocked.hpp).
+template <class T, class TX>
+RowSource<T> row_source(ConstMatrixView<TX> X) {
+  return {X.data,
+          X.rows,
+          X.cols,
+          X.row_stride,
+          X.col_stride,
+          [](const RowSource<T>& v, index_t i, T* out) {
+            load_row(ConstMatrixView<TX>{static_cast<const TX*>(v.data), v.n_rows, v.n_cols,
+                                         v.row_stride, v.col_stride},
+                     i, out);
+          }};
+}
 
 // wh = w^T H for one pixel (H row-major K x C).
 template <class T>
@@ -375,465 +365,6 @@ inline double kl_row_terms(const T* __restrict x, const T* __restrict r, index_t
 }  // namespace
 
 // ---------------------------------------------------------------------------
-// Register-blocked kernels for small K (1..8). A group of R pixels is converted once into
-// a padded buffer (channels rounded up to a whole vector, zeros after the end); every
-// vector of channels is then used by the R pixels and K components while it sits in
-// registers: H (K vectors) is loaded once per R pixels, the block's H accumulator is
-// read and written once per R pixels, and W H is never stored. Portable GCC/Clang vector
-// extensions: 64-byte vectors (one AVX-512 register, two AVX2 or four SSE registers).
-// ---------------------------------------------------------------------------
-namespace {
-
-template <class T>
-struct Simd;
-template <>
-struct Simd<float> {
-  typedef float V __attribute__((vector_size(64)));
-  typedef std::int32_t I __attribute__((vector_size(64)));
-  static constexpr int n = 16;
-  static V splat(float s) { return V{} + s; }
-};
-template <>
-struct Simd<double> {
-  typedef double V __attribute__((vector_size(64)));
-  typedef std::int64_t I __attribute__((vector_size(64)));
-  static constexpr int n = 8;
-  static V splat(double s) { return V{} + s; }
-};
-
-template <class To, class From>
-inline To bitcast(const From& v) {
-  static_assert(sizeof(To) == sizeof(From));
-  To out;
-  std::memcpy(&out, &v, sizeof out);
-  return out;
-}
-
-template <class V, class T>
-inline V vload(const T* p) {
-  V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <class V, class T>
-inline void vstore(T* p, const V& v) {
-  std::memcpy(p, &v, sizeof v);
-}
-template <class V>
-inline double hsum(const V& v) {
-  double s = 0.0;
-  for (std::size_t j = 0; j < sizeof(V) / sizeof(v[0]); ++j) s += static_cast<double>(v[j]);
-  return s;
-}
-
-// fast_logf / fast_log on every lane (same formulas, same accuracy).
-inline Simd<float>::V vlog(Simd<float>::V v) {
-  using V = Simd<float>::V;
-  using I = Simd<float>::I;
-  using S = Simd<float>;
-  I bits = bitcast<I>(v);
-  const I e = ((bits >> 23) & 0xff) - 127;
-  bits = (bits & 0x007FFFFF) | 0x3F800000;
-  V m = bitcast<V>(bits);
-  const V high = m > S::splat(1.41421356f) ? S::splat(1.0f) : V{};
-  m *= 1.0f - 0.5f * high;
-  const V s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
-  const V p = s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9))));
-  return (__builtin_convertvector(e, V) + high) * 0.6931471805599453f + 2.0f * s * (1.0f + p);
-}
-inline Simd<double>::V vlog(Simd<double>::V v) {
-  using V = Simd<double>::V;
-  using I = Simd<double>::I;
-  using S = Simd<double>;
-  I bits = bitcast<I>(v);
-  const I e = ((bits >> 52) & 0x7ff) - 1023;
-  bits = (bits & 0x000FFFFFFFFFFFFFll) | 0x3FF0000000000000ll;
-  V m = bitcast<V>(bits);
-  const V high = m > S::splat(1.4142135623730951) ? S::splat(1.0) : V{};
-  m *= 1.0 - 0.5 * high;
-  const V s = (m - 1.0) / (m + 1.0), s2 = s * s;
-  const V p =
-      s2 * (1.0 / 3 +
-            s2 * (1.0 / 5 +
-                  s2 * (1.0 / 7 +
-                        s2 * (1.0 / 9 + s2 * (1.0 / 11 + s2 * (1.0 / 13 + s2 * (1.0 / 15)))))));
-  return (__builtin_convertvector(e, V) + high) * 0.6931471805599453 + 2.0 * s * (1.0 + p);
-}
-
-// max(a, b) per lane (b where a is NaN); one instruction where the ISA has it.
-inline Simd<float>::V vmax(Simd<float>::V a, Simd<float>::V b) {
-#if defined(__AVX512F__) && defined(__GNUC__) && !defined(__clang__)
-  return (Simd<float>::V)__builtin_ia32_maxps512_mask((__v16sf)a, (__v16sf)b, (__v16sf)a,
-                                                      (__mmask16)-1, _MM_FROUND_CUR_DIRECTION);
-#elif defined(__AVX512F__)
-  return (Simd<float>::V)_mm512_max_ps((__m512)a, (__m512)b);
-#else
-  return a > b ? a : b;
-#endif
-}
-inline Simd<double>::V vmax(Simd<double>::V a, Simd<double>::V b) {
-#if defined(__AVX512F__) && defined(__GNUC__) && !defined(__clang__)
-  return (Simd<double>::V)__builtin_ia32_maxpd512_mask((__v8df)a, (__v8df)b, (__v8df)a,
-                                                       (__mmask8)-1, _MM_FROUND_CUR_DIRECTION);
-#elif defined(__AVX512F__)
-  return (Simd<double>::V)_mm512_max_pd((__m512d)a, (__m512d)b);
-#else
-  return a > b ? a : b;
-#endif
-}
-
-// Rows per register group: R pixels x K components of partial sums stay in registers.
-template <int K>
-constexpr int group_rows() {
-  return K <= 4 ? 4 : 2;
-}
-
-// KL, the W half for R pixels (x: R rows of Cp, padded with zeros; H: K x Cp padded;
-// w: R x K). num(r, k) = sum_c r_c H_kc with r = x / max(w H, eps) over the included
-// channels (cm: 1/0 per channel when kMask); loss(r) = sum over the counted entries of
-// x log r - x when kLoss.
-template <int K, int R, bool kMask, bool kLoss, class T>
-inline void kl_group_w(const T* __restrict x, const T* __restrict H, const T* __restrict cm,
-                       index_t Cp, index_t ld, const T* __restrict w, double* __restrict num,
-                       double* __restrict loss) {
-  using V = typename Simd<T>::V;
-  constexpr int L = Simd<T>::n;
-  V acc[R][K];
-  V ls[R];
-  for (int r = 0; r < R; ++r) {
-    ls[r] = V{};
-    for (int k = 0; k < K; ++k) acc[r][k] = V{};
-  }
-  const V eps = Simd<T>::splat(static_cast<T>(kEpsilon)), one = Simd<T>::splat(T(1));
-  for (index_t c = 0; c < Cp; c += L) {
-    V h[K];
-    for (int k = 0; k < K; ++k) h[k] = vload<V>(H + k * ld + c);
-    V mk{};
-    if constexpr (kMask) mk = vload<V>(cm + c);
-    for (int r = 0; r < R; ++r) {
-      V xv = vload<V>(x + r * ld + c);
-      if constexpr (kMask) xv *= mk;
-      V wh = h[0] * w[r * K];
-      for (int k = 1; k < K; ++k) wh += h[k] * w[r * K + k];
-      wh = vmax(wh, eps);
-      const V q = xv / wh;  // exactly 0 where x == 0 (or the channel is excluded)
-      for (int k = 0; k < K; ++k) acc[r][k] += q * h[k];
-      if constexpr (kLoss) {
-        const auto counted = q > V{};
-        ls[r] += xv * vlog(counted ? q : one) - (counted ? xv : V{});
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int k = 0; k < K; ++k) num[r * K + k] = hsum(acc[r][k]);
-    if constexpr (kLoss) loss[r] = hsum(ls[r]);
-  }
-}
-
-// KL, the H numerator of R pixels: acc(k, c) += sum_r wa(r, k) x_rc / max((wn H)_rc, eps)
-// (all channels; wa = wn for pixels that drive H, 0 for the others).
-template <int K, int R, class T>
-inline void kl_group_h(const T* __restrict x, const T* __restrict H, index_t Cp, index_t ld,
-                       const T* __restrict wn, const T* __restrict wa, T* __restrict acc) {
-  using V = typename Simd<T>::V;
-  constexpr int L = Simd<T>::n;
-  const V eps = Simd<T>::splat(static_cast<T>(kEpsilon));
-  for (index_t c = 0; c < Cp; c += L) {
-    V h[K], a[K];
-    for (int k = 0; k < K; ++k) {
-      h[k] = vload<V>(H + k * ld + c);
-      a[k] = vload<V>(acc + k * ld + c);
-    }
-    for (int r = 0; r < R; ++r) {
-      const V xv = vload<V>(x + r * ld + c);
-      V wh = h[0] * wn[r * K];
-      for (int k = 1; k < K; ++k) wh += h[k] * wn[r * K + k];
-      wh = vmax(wh, eps);
-      const V q = xv / wh;
-      for (int k = 0; k < K; ++k) a[k] += q * wa[r * K + k];
-    }
-    for (int k = 0; k < K; ++k) vstore(acc + k * ld + c, a[k]);
-  }
-}
-
-// Frobenius, the W half for R pixels: xh(r, k) = sum_c x_rc H_kc (H with the excluded
-// channels zeroed) and sumsq(r) = sum of x^2 over the included channels.
-template <int K, int R, bool kMask, class T>
-inline void hals_group_w(const T* __restrict x, const T* __restrict H, const T* __restrict cm,
-                         index_t Cp, index_t ld, double* __restrict xh, double* __restrict sumsq) {
-  using V = typename Simd<T>::V;
-  constexpr int L = Simd<T>::n;
-  V acc[R][K];
-  V sq[R];
-  for (int r = 0; r < R; ++r) {
-    sq[r] = V{};
-    for (int k = 0; k < K; ++k) acc[r][k] = V{};
-  }
-  for (index_t c = 0; c < Cp; c += L) {
-    V h[K];
-    for (int k = 0; k < K; ++k) h[k] = vload<V>(H + k * ld + c);
-    V mk{};
-    if constexpr (kMask) mk = vload<V>(cm + c);
-    for (int r = 0; r < R; ++r) {
-      const V xv = vload<V>(x + r * ld + c);
-      for (int k = 0; k < K; ++k) acc[r][k] += xv * h[k];
-      if constexpr (kMask) {
-        sq[r] += xv * xv * mk;
-      } else {
-        sq[r] += xv * xv;
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int k = 0; k < K; ++k) xh[r * K + k] = hsum(acc[r][k]);
-    sumsq[r] = hsum(sq[r]);
-  }
-}
-
-// Frobenius, the X^T W half of R pixels: acc(k, c) += sum_r wa(r, k) x_rc.
-template <int K, int R, class T>
-inline void hals_group_h(const T* __restrict x, index_t Cp, index_t ld, const T* __restrict wa,
-                         T* __restrict acc) {
-  using V = typename Simd<T>::V;
-  constexpr int L = Simd<T>::n;
-  for (index_t c = 0; c < Cp; c += L) {
-    V a[K];
-    for (int k = 0; k < K; ++k) a[k] = vload<V>(acc + k * ld + c);
-    for (int r = 0; r < R; ++r) {
-      const V xv = vload<V>(x + r * ld + c);
-      for (int k = 0; k < K; ++k) a[k] += xv * wa[r * K + k];
-    }
-    for (int k = 0; k < K; ++k) vstore(acc + k * ld + c, a[k]);
-  }
-}
-
-// Channels rounded up to whole vectors.
-template <class T>
-index_t padded(index_t C) {
-  constexpr index_t L = Simd<T>::n;
-  return (C + L - 1) / L * L;
-}
-
-// Per-thread rows of one pass, in one 64-byte aligned allocation with a common stride
-// ld >= Cp: a private copy of H (K rows, zero padded), the packed pixels of a group
-// (R rows) and the block's H accumulator (K rows). Consecutive rows start 64 bytes apart
-// modulo 4 kB, so that the same channel of all these rows falls into different L1 sets
-// (with 4 kB rows, e.g. 1024 float channels, they would all compete for one set).
-template <class T>
-struct GroupWorkspace {
-  std::vector<T> buf;
-  T* base = nullptr;
-  index_t ld = 0, Cp = 0;
-  int K = 0, R = 0;
-
-  // Sets up the rows and copies H (excluded channels zeroed when zero_excluded).
-  void init(ConstMatrixView<T> H, int rows, const std::uint8_t* channels, bool zero_excluded) {
-    constexpr index_t L = Simd<T>::n, s = sizeof(T);
-    K = static_cast<int>(H.rows);
-    R = rows;
-    Cp = padded<T>(H.cols);
-    ld = Cp + ((64 - (Cp * s) % 4096) % 4096 + 4096) % 4096 / s;
-    buf.assign(static_cast<std::size_t>((2 * K + R) * ld + L), T(0));
-    const auto addr = reinterpret_cast<std::uintptr_t>(buf.data());
-    base = buf.data() + ((64 - addr % 64) % 64) / s;
-    for (index_t k = 0; k < K; ++k)
-      for (index_t c = 0; c < H.cols; ++c)
-        base[k * ld + c] = zero_excluded && !included(channels, c) ? T(0) : H(k, c);
-  }
-  T* h() { return base; }
-  T* x() { return base + K * ld; }
-  T* acc() { return base + (K + R) * ld; }
-
-  // Rows [i0, i0 + nr) of X converted into the R pixel rows (zeros beyond nr and C).
-  void pack(const RowSource<T>& X, index_t i0, index_t nr) {
-    const index_t C = X.cols();
-    for (int r = 0; r < R; ++r) {
-      T* d = x() + r * ld;
-      if (r < nr) {
-        X(i0 + r, d);
-        for (index_t c = C; c < Cp; ++c) d[c] = T(0);
-      } else {
-        std::fill(d, d + Cp, T(0));
-      }
-    }
-  }
-  void clear_acc() { std::fill(acc(), acc() + K * ld, T(0)); }
-  // acc += the block accumulator (K x C, float64).
-  void flush_acc(double* a, index_t C) {
-    const T* b = acc();
-    for (index_t k = 0; k < K; ++k)
-      for (index_t c = 0; c < C; ++c) a[k * C + c] += static_cast<double>(b[k * ld + c]);
-  }
-};
-
-// A channel mask as 1/0 factors, padded with zeros to Cp (empty without a mask).
-template <class T>
-std::vector<T> mask_factors(const std::uint8_t* channels, index_t C, index_t Cp) {
-  std::vector<T> m;
-  if (channels != nullptr) {
-    m.assign(static_cast<std::size_t>(Cp), T(0));
-    for (index_t c = 0; c < C; ++c) m[c] = channels[c] ? T(1) : T(0);
-  }
-  return m;
-}
-
-}  // namespace
-
-// ---------------------------------------------------------------------------
-// The dense KL and HALS passes for small K on the register-blocked kernels.
-// ---------------------------------------------------------------------------
-namespace {
-
-// What a dense KL pass shares between its blocks (set up by kl_pass).
-template <class T>
-struct KlShared {
-  RowSource<T> X;
-  ConstMatrixView<T> W;
-  ConstMatrixView<T> H;
-  Masks masks;
-  bool update_H, with_loss;
-  T* W_out;
-  const std::vector<T>& den;
-  Accumulators& acc;
-  Accumulators& wsum_new;
-  Accumulators& wsum_old;
-  std::vector<double>& loss_part;
-};
-
-template <int K, bool kMask, bool kLoss, class T>
-void kl_blocks_fixed(KlShared<T>& s) {
-  constexpr int R = group_rows<K>();
-  const index_t N = s.X.rows(), C = s.X.cols(), Cp = padded<T>(C);
-  const std::vector<T> cm = mask_factors<T>(s.masks.channels, C, Cp);
-  std::vector<GroupWorkspace<T>> spaces(static_cast<std::size_t>(s.acc.n_threads));
-  constexpr index_t B = 64;  // rows per block: H accumulated in T over a block, then float64
-  const index_t n_blocks = (N + B - 1) / B;
-  detail::for_blocks(n_blocks, s.acc.n_threads, [&](index_t b, int tid) {
-    GroupWorkspace<T>& ws = spaces[tid];
-    if (ws.base == nullptr) ws.init(s.H, R, nullptr, false);
-    const index_t ld = ws.ld;
-    if (s.update_H) ws.clear_acc();
-    T w[R * K], wn[R * K], wa[R * K];
-    double num[R * K], lrow[R];
-    double* wo = s.wsum_old.of(tid);
-    double* wsn = s.wsum_new.of(tid);
-    double loss = 0.0;
-    const index_t i0 = b * B, i1 = std::min(N, i0 + B);
-    for (index_t g = i0; g < i1; g += R) {
-      const index_t nr = std::min<index_t>(R, i1 - g);
-      ws.pack(s.X, g, nr);
-      for (int r = 0; r < R; ++r)
-        for (int k = 0; k < K; ++k) w[r * K + k] = r < nr ? s.W(g + r, k) : T(0);
-      kl_group_w<K, R, kMask, kLoss>(ws.x(), ws.h(), cm.data(), Cp, ld, w, num, lrow);
-      for (int r = 0; r < R; ++r) {
-        const bool row = r < nr;
-        const bool pix = row && included(s.masks.pixels, g + r);
-        if (kLoss && pix) {
-          loss += lrow[r];
-          for (int k = 0; k < K; ++k) wo[k] += w[r * K + k];
-        }
-        for (int k = 0; k < K; ++k) {
-          const T delta = static_cast<T>(num[r * K + k]) / s.den[k];
-          const T v = w[r * K + k] * delta;
-          wn[r * K + k] = v;
-          if (row) s.W_out[(g + r) * K + k] = v;
-          wa[r * K + k] = pix ? v : T(0);
-          if (pix && s.update_H) wsn[k] += v;
-        }
-      }
-      if (s.update_H) kl_group_h<K, R>(ws.x(), ws.h(), Cp, ld, wn, wa, ws.acc());
-    }
-    s.loss_part[tid] += loss;
-    if (s.update_H) ws.flush_acc(s.acc.of(tid), C);
-  });
-}
-
-template <int K, class T>
-void kl_blocks_k(KlShared<T>& s) {
-  const bool mask = s.masks.channels != nullptr;
-  if (mask && s.with_loss) return kl_blocks_fixed<K, true, true>(s);
-  if (mask) return kl_blocks_fixed<K, true, false>(s);
-  if (s.with_loss) return kl_blocks_fixed<K, false, true>(s);
-  return kl_blocks_fixed<K, false, false>(s);
-}
-
-// Runs the small-K pass; false for K > kMaxSmallK (the caller takes the general row path).
-template <class T>
-bool kl_blocks_small(KlShared<T>& s, index_t K) {
-  return dispatch_small_k(K, [&](auto k) { kl_blocks_k<decltype(k)::value>(s); });
-}
-
-// The dense HALS pass for small K (see hals_update): per group, X H^T and the sums of
-// squares in one sweep, the W rows by coordinate descent, then X^T W_new accumulated.
-template <int K, bool kMask, class T>
-void hals_blocks_fixed(const RowSource<T>& X, ConstMatrixView<T> W, ConstMatrixView<T> H,
-                       Masks masks, const double* HHt, int sweeps, T* W_out, Accumulators& acc,
-                       Accumulators& wtw, std::vector<double>& sumsq_part) {
-  constexpr int R = group_rows<K>();
-  const index_t N = X.rows(), C = X.cols(), Cp = padded<T>(C);
-  const std::vector<T> cm = mask_factors<T>(masks.channels, C, Cp);
-  std::vector<GroupWorkspace<T>> spaces(static_cast<std::size_t>(acc.n_threads));
-  constexpr index_t B = 64;
-  const index_t n_blocks = (N + B - 1) / B;
-  detail::for_blocks(n_blocks, acc.n_threads, [&](index_t b, int tid) {
-    GroupWorkspace<T>& ws = spaces[tid];
-    if (ws.base == nullptr) ws.init(H, R, masks.channels, true);
-    ws.clear_acc();
-    double w[K], xh[R * K], sq[R];
-    T wa[R * K];
-    double* g = wtw.of(tid);
-    double sumsq = 0.0;
-    const index_t i0 = b * B, i1 = std::min(N, i0 + B);
-    for (index_t g0 = i0; g0 < i1; g0 += R) {
-      const index_t nr = std::min<index_t>(R, i1 - g0);
-      ws.pack(X, g0, nr);
-      hals_group_w<K, R, kMask>(ws.x(), ws.h(), cm.data(), Cp, ws.ld, xh, sq);
-      for (int r = 0; r < R; ++r) {
-        for (int k = 0; k < K; ++k) wa[r * K + k] = T(0);
-        if (r >= nr) continue;
-        const index_t i = g0 + r;
-        for (int k = 0; k < K; ++k) w[k] = W(i, k);
-        cd_sweeps(w, HHt, xh + r * K, K, sweeps);
-        for (int k = 0; k < K; ++k) {
-          W_out[i * K + k] = static_cast<T>(w[k]);
-          w[k] = static_cast<double>(W_out[i * K + k]);
-        }
-        if (!included(masks.pixels, i)) continue;  // excluded pixels do not drive H
-        for (int k = 0; k < K; ++k)
-          for (int l = 0; l < K; ++l) g[k * K + l] += w[k] * w[l];
-        sumsq += sq[r];
-        for (int k = 0; k < K; ++k) wa[r * K + k] = static_cast<T>(w[k]);
-      }
-      hals_group_h<K, R>(ws.x(), Cp, ws.ld, wa, ws.acc());
-    }
-    sumsq_part[tid] += sumsq;
-    ws.flush_acc(acc.of(tid), C);
-  });
-}
-
-template <int K, class T>
-void hals_blocks_k(const RowSource<T>& X, ConstMatrixView<T> W, ConstMatrixView<T> H, Masks masks,
-                   const double* HHt, int sweeps, T* W_out, Accumulators& acc, Accumulators& wtw,
-                   std::vector<double>& sumsq_part) {
-  if (masks.channels != nullptr)
-    hals_blocks_fixed<K, true>(X, W, H, masks, HHt, sweeps, W_out, acc, wtw, sumsq_part);
-  else
-    hals_blocks_fixed<K, false>(X, W, H, masks, HHt, sweeps, W_out, acc, wtw, sumsq_part);
-}
-
-// Runs the small-K HALS pass; false for K > kMaxSmallK.
-template <class T>
-bool hals_blocks_small(const RowSource<T>& X, ConstMatrixView<T> W, ConstMatrixView<T> H,
-                       Masks masks, const double* HHt, int sweeps, T* W_out, Accumulators& acc,
-                       Accumulators& wtw, std::vector<double>& sumsq_part) {
-  return dispatch_small_k(W.cols, [&](auto k) {
-    hals_blocks_k<decltype(k)::value>(X, W, H, masks, HHt, sweeps, W_out, acc, wtw, sumsq_part);
-  });
-}
-
-}  // namespace
-
-// ---------------------------------------------------------------------------
 // KL multiplicative updates, dense X
 // ---------------------------------------------------------------------------
 namespace {
@@ -860,19 +391,22 @@ double kl_pass(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixView<T> H
   Accumulators wsum_old(nt, K, "KL update accumulators");
   std::vector<double> loss_part(static_cast<std::size_t>(nt), 0.0);
 
-  KlShared<T> shared{RowSource<T>::of(X),
-                     W,
-                     H,
-                     masks,
-                     update_H,
-                     with_loss,
-                     W_out,
-                     den,
-                     acc,
-                     wsum_new,
-                     wsum_old,
-                     loss_part};
-  if (!kl_blocks_small(shared, K))
+  const KlBlockArgs<T> blocked{row_source<T>(X),
+                               W,
+                               H,
+                               masks,
+                               update_H,
+                               with_loss,
+                               W_out,
+                               den.data(),
+                               nt,
+                               acc.data.data(),
+                               acc.size,
+                               wsum_new.data.data(),
+                               wsum_old.data.data(),
+                               K,
+                               loss_part.data()};
+  if (!detail::blocked_kernels_for<T>().kl(blocked))
     detail::for_blocks(n_blocks, nt, [&](index_t b, int tid) {
       thread_local std::vector<T> x, r, accb, w, wn;
       thread_local std::vector<double> num;
@@ -1142,8 +676,20 @@ double hals_update_stats(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatri
   Accumulators wtw(nt, K * K, "HALS accumulators");
   std::vector<double> sumsq_part(static_cast<std::size_t>(nt), 0.0);
 
-  if (!hals_blocks_small(RowSource<T>::of(X), W, H, masks, HHt.data(), sweeps, W_out, acc, wtw,
-                         sumsq_part))
+  const HalsBlockArgs<T> blocked{row_source<T>(X),
+                                 W,
+                                 H,
+                                 masks,
+                                 HHt.data(),
+                                 sweeps,
+                                 W_out,
+                                 nt,
+                                 acc.data.data(),
+                                 acc.size,
+                                 wtw.data.data(),
+                                 wtw.size,
+                                 sumsq_part.data()};
+  if (!detail::blocked_kernels_for<T>().hals(blocked))
     detail::for_blocks(n_blocks, nt, [&](index_t b, int tid) {
       thread_local std::vector<T> x, xm, accb;
       x.resize(C);

@@ -1,0 +1,113 @@
+// The register-blocked dense NMF passes for small K (1..kMaxSmallK), compiled once per
+// instruction-set level and chosen at run time.
+//
+// nmf_blocked_impl.hpp holds the kernels. On x86-64 (MATCHAR_CPU_DISPATCH) it is
+// compiled three times, by isa/nmf_blocked_v2.cpp, _v3.cpp and _v4.cpp with
+// -march=x86-64-v2|v3|v4, each into its own namespace; elsewhere once, in
+// nmf_blocked.cpp, with the library's own flags. blocked_kernels() picks the table of
+// the level matchar::cpu_level() chose.
+//
+// The One Definition Rule across these translation units: only the plain structs below
+// (no member functions called by the kernels) and extern functions defined in baseline
+// code (run_blocks, cd_sweeps) are shared. The kernels use no inline function or
+// template of another namespace (no std containers, no MatrixView::operator()), so that
+// no weak symbol compiled for a newer CPU can replace the baseline one at link time.
+#pragma once
+
+#include <cstdint>
+
+#include "matchar/common.hpp"
+#include "matchar/spectral/nmf.hpp"
+
+namespace matchar::spectral::detail {
+
+// The pixels of X as rows of T: X's element type erased behind one function pointer per
+// row, so that the blocked passes are compiled once per factor type T, not once per
+// (count type, T) pair. `of` (in nmf.cpp) builds one from a view.
+template <class T>
+struct RowSource {
+  const void* data;  // with the shape and element strides of the original view
+  index_t n_rows, n_cols, row_stride, col_stride;
+  void (*load)(const RowSource&, index_t, T*);
+};
+
+// One dense KL pass (see kl_update): per-thread float64 outputs at tid * stride.
+template <class T>
+struct KlBlockArgs {
+  RowSource<T> X;
+  ConstMatrixView<T> W, H;
+  Masks masks;
+  bool update_H, with_loss;
+  T* W_out;
+  const T* den;  // K: the W update's denominators
+  int n_threads;
+  double* acc;  // K x C per thread (update_H): the H numerator
+  index_t acc_stride;
+  double* wsum_new;  // K per thread: column sums of the new W (included pixels)
+  double* wsum_old;  // K per thread: column sums of the old W (with_loss)
+  index_t wsum_stride;
+  double* loss_part;  // one per thread
+};
+
+// One dense HALS W half (see hals_update_stats).
+template <class T>
+struct HalsBlockArgs {
+  RowSource<T> X;
+  ConstMatrixView<T> W, H;
+  Masks masks;
+  const double* HHt;  // K x K, H with the excluded channels zeroed
+  int sweeps;
+  T* W_out;
+  int n_threads;
+  double* acc;  // K x C per thread: X^T W_new
+  index_t acc_stride;
+  double* wtw;  // K x K per thread
+  index_t wtw_stride;
+  double* sumsq_part;  // one per thread
+};
+
+// The passes of one level; each returns false (nothing done) for K > kMaxSmallK.
+template <class T>
+struct BlockedKernels {
+  bool (*kl)(const KlBlockArgs<T>&);
+  bool (*hals)(const HalsBlockArgs<T>&);
+};
+struct BlockedTable {
+  BlockedKernels<float> f32;
+  BlockedKernels<double> f64;
+};
+
+// The table of the level cpu_level() names now.
+const BlockedTable& blocked_kernels();
+template <class T>
+const BlockedKernels<T>& blocked_kernels_for() {
+  if constexpr (sizeof(T) == 4)
+    return blocked_kernels().f32;
+  else
+    return blocked_kernels().f64;
+}
+
+// Baseline services for the kernels (defined once, compiled with the library's flags):
+// body(ctx, block, thread) for every block on at most n_threads threads, with the
+// error/interrupt plumbing of parallel.hpp; and the HALS coordinate descent of one row.
+void run_blocks(index_t n_blocks, int n_threads, void (*body)(void*, index_t, int), void* ctx);
+void cd_sweeps(double* w, const double* G, const double* b, index_t K, int sweeps);
+
+// The levels' tables (those compiled in).
+#if defined(MATCHAR_CPU_DISPATCH)
+namespace x86_64_v2 {
+const BlockedTable& blocked_table();
+}
+namespace x86_64_v3 {
+const BlockedTable& blocked_table();
+}
+namespace x86_64_v4 {
+const BlockedTable& blocked_table();
+}
+#else
+namespace generic {
+const BlockedTable& blocked_table();
+}
+#endif
+
+}  // namespace matchar::spectral::detail

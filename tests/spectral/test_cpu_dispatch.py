@@ -1,0 +1,152 @@
+"""The register-blocked NMF passes at every instruction-set level compiled in (runtime
+dispatch: baseline / avx2 / avx512 on x86-64, generic elsewhere) against the NumPy
+references, and the MATCHAR_CPU_LEVEL environment variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from spectral_reference import reference_hals_step, reference_kl_step
+
+from matchar import _core
+
+INFO = _core.build_info()
+LEVELS = INFO["cpu_levels"]
+SUPPORTED = INFO["cpu_levels_supported"]
+TOL = {np.float32: dict(rtol=2e-4, atol=1e-6), np.float64: dict(rtol=1e-10, atol=1e-12)}
+HALS_TOL = {np.float32: dict(rtol=2e-3, atol=2e-4), np.float64: TOL[np.float64]}
+
+
+@pytest.fixture(params=LEVELS)
+def level(request):
+    if request.param not in SUPPORTED:
+        pytest.skip(f"this CPU cannot run {request.param}")
+    _core._set_cpu_level(request.param)
+    yield request.param
+    _core._set_cpu_level("")
+
+
+def problem(seed, N, C, K, rate=3.0):
+    rng = np.random.default_rng(seed)
+    W = rng.random((N, K)) + 0.05
+    H = rng.random((K, C)) + 0.05
+    X = rng.poisson(rate * (rng.random((N, K)) @ rng.random((K, C))))
+    return X, W, H
+
+
+# C not a multiple of any vector width (4..16 lanes), N not a multiple of the group rows;
+# K = 1..8 run the blocked kernels, K = 11 the general row path.
+KS = [1, 2, 3, 4, 5, 6, 7, 8, 11]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K", KS)
+def test_kl_at_level(level, dtype, K):
+    X, W, H = problem(K, 67, 37, K)
+    W, H = W.astype(dtype), H.astype(dtype)
+    assert _core.build_info()["cpu_level"] == level
+    loss, Wn, Hn = _core.spectral.nmf_update("kl", X.astype(np.uint16), W, H)
+    ref_loss, Wr, Hr = reference_kl_step(X, W, H)
+    np.testing.assert_allclose(Wn, Wr, **TOL[dtype])
+    np.testing.assert_allclose(Hn, Hr, **TOL[dtype])
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5 if dtype == np.float32 else 1e-11)
+    # masks, W only
+    rng = np.random.default_rng(K + 100)
+    pm, cm = rng.random(67) > 0.2, rng.random(37) > 0.3
+    loss, Wn, Hn = _core.spectral.nmf_update(
+        "kl", X.astype(dtype), W, H, pm.astype(np.uint8), cm.astype(np.uint8)
+    )
+    ref_loss, Wr, Hr = reference_kl_step(X, W, H, pm, cm)
+    np.testing.assert_allclose(Wn, Wr, **TOL[dtype])
+    np.testing.assert_allclose(Hn, Hr, **TOL[dtype])
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5 if dtype == np.float32 else 1e-11)
+    _, Wn, Hn = _core.spectral.nmf_update("kl", X.astype(dtype), W, H, update_H=False)
+    assert Hn is None
+    np.testing.assert_allclose(Wn, reference_kl_step(X, W, H, update_H=False)[1], **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K", KS)
+def test_kl_non_contiguous_at_level(level, dtype, K):
+    X, W, H = problem(K + 50, 2 * 41, 3 * 29, K)
+    Xs = X.astype(dtype)[::2, ::3]  # strided view, 29 channels
+    Wf = np.asfortranarray(W[::2].astype(dtype))
+    Ht = np.ascontiguousarray(H[:, ::3].T.astype(dtype)).T
+    _, Wn, Hn = _core.spectral.nmf_update("kl", Xs, Wf, Ht)
+    _, Wr, Hr = reference_kl_step(Xs, Wf, Ht)
+    np.testing.assert_allclose(Wn, Wr, **TOL[dtype])
+    np.testing.assert_allclose(Hn, Hr, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K", KS)
+def test_hals_at_level(level, dtype, K):
+    X, W, H = problem(K + 200, 53, 45, K)
+    W, H = W.astype(dtype), H.astype(dtype)
+    for sweeps in (1, 3):
+        ref_loss, Wr, Hr = reference_hals_step(X, W, H, sweeps=sweeps)
+        Xs = X.astype(dtype)[:, ::-1][:, ::-1]  # negative strides
+        loss, Wn, Hn = _core.spectral.nmf_update("frobenius", Xs, W, H, sweeps=sweeps)
+        np.testing.assert_allclose(Wn, Wr, **HALS_TOL[dtype])
+        np.testing.assert_allclose(Hn, Hr, **HALS_TOL[dtype])
+        np.testing.assert_allclose(
+            loss, ref_loss, rtol=1e-3 if dtype == np.float32 else 1e-8, atol=1e-6
+        )
+
+
+def test_levels_agree():
+    """Every level gives the same update up to the summation order of its width."""
+    X, W, H = problem(7, 301, 1027, 4, rate=50.0)
+    W, H = W.astype(np.float32), H.astype(np.float32)
+    results = {}
+    for lv in SUPPORTED:
+        _core._set_cpu_level(lv)
+        try:
+            results[lv] = _core.spectral.nmf_update("kl", X.astype(np.float32), W, H)
+        finally:
+            _core._set_cpu_level("")
+    first = results[SUPPORTED[0]]
+    for loss, Wn, Hn in results.values():
+        np.testing.assert_allclose(loss, first[0], rtol=1e-6)
+        np.testing.assert_allclose(Wn, first[1], rtol=1e-5)
+        np.testing.assert_allclose(Hn, first[2], rtol=1e-5)
+
+
+def test_set_cpu_level_rejects_unknown_names():
+    with pytest.raises(ValueError, match="not a level of this build"):
+        _core._set_cpu_level("sse9")
+    assert _core.build_info()["cpu_level"] in SUPPORTED
+
+
+def run_with_level(value):
+    env = dict(os.environ, MATCHAR_CPU_LEVEL=value)
+    code = (
+        "import numpy as np\n"
+        "from matchar import _core\n"
+        "X = np.ones((5, 7), np.float32); W = np.ones((5, 2), np.float32)\n"
+        "H = np.ones((2, 7), np.float32)\n"
+        "_core.spectral.nmf_update('kl', X, W, H)\n"
+        "print(_core.build_info()['cpu_level'])\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_environment_variable_forces_the_level():
+    for lv in SUPPORTED:
+        out = run_with_level(lv)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split()[-1] == lv
+    out = run_with_level("sse9")
+    assert out.returncode != 0
+    assert "MATCHAR_CPU_LEVEL=sse9: not a level of this build" in out.stderr
+    missing = [lv for lv in LEVELS if lv not in SUPPORTED]
+    if missing:
+        out = run_with_level(missing[0])
+        assert out.returncode != 0
+        assert "this CPU cannot run that level" in out.stderr
