@@ -152,12 +152,14 @@ inline V vmax(V a, V b) {
 }
 
 // Rows per register group: the R x K partial sums of a group stay in registers beside
-// R loss (or sum of squares) vectors, the K vectors of H and ~4 temporaries (the
-// logarithm's). 4 on AVX-512 for K <= 4, 2 for K = 5..8 (32 registers); on AVX2 and SSE
-// (16 registers) 3 to 4 for K <= 2, 1 from K = 4.
+// R loss (or sum of squares) vectors and ~4 temporaries (the logarithm's); the K vectors
+// of H are reloaded as memory operands of the FMAs when they do not fit. AVX-512 (32
+// registers): 4 for K <= 4, 3 for K = 5..6, 2 for K = 7..8; AVX2 and SSE (16): 4 for
+// K = 1..2, 3 for K = 3, 2 for K = 4..5, 1 from K = 6. (AVX2, K = 4, 25,600 x 1024
+// float32: R = 2 is 12-20% faster per KL/HALS iteration than R = 1, R = 3 no faster.)
 template <int K>
 constexpr int group_rows() {
-  constexpr int fit = (kVecRegs - K - 4) / (K + 1);
+  constexpr int fit = (kVecRegs - 4) / (K + 1);
   return fit < 1 ? 1 : fit > 4 ? 4 : fit;
 }
 
