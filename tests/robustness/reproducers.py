@@ -266,6 +266,19 @@ def _cases() -> list[Case]:
     )
     add(
         Case(
+            "ctrl_c_posterior_exact_enumeration",
+            "mc.nmr.structure_posterior(pred, 0.3, exp, assignment='marginalize', "
+            "method='exact', max_permutations=float('inf'))",
+            CTRL_C,
+            setup="rng = np.random.default_rng(0)\n"
+            "pred = rng.normal(30.0, 2.0, (2, 14))\n"
+            "exp = 31.0 - pred[0] + rng.normal(0.0, 0.2, 14)\n",
+            interrupt=True,
+            note="max_permutations=inf lets an enumeration of 14! permutations run",
+        )
+    )
+    add(
+        Case(
             "ctrl_c_haadf_12000",
             f"mc.imaging.simulate_haadf({HAADF}, shape=(12000, 12000))",
             CTRL_C,

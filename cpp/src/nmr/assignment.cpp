@@ -110,6 +110,10 @@ struct Enumerator {
   std::vector<char> used;
   std::vector<double> wr, wr2;
   LogSumExp acc;
+  // Set for the exact enumeration: polled every 2^16 leaves (tens of millions of
+  // permutations take seconds), and the search stops once a stop is requested.
+  matchar::detail::ParallelGuard* guard = nullptr;
+  std::uint64_t n_leaves = 0;
 
   Enumerator(const Prepared& prep, OffsetMode m, double shift, double lconst)
       : p(prep), mode(m), leaf_const(lconst), used(static_cast<std::size_t>(prep.n), 0) {
@@ -125,7 +129,10 @@ struct Enumerator {
       }
   }
 
-  void leaf(double s0, double s1, double s2, double l) { acc.add(leaf_value(s0, s1, s2, l)); }
+  void leaf(double s0, double s1, double s2, double l) {
+    acc.add(leaf_value(s0, s1, s2, l));
+    if (guard != nullptr && (++n_leaves & 0xFFFF) == 0) guard->poll();
+  }
 
   double leaf_value(double s0, double s1, double s2, double l) const {
     double v;
@@ -157,6 +164,7 @@ struct Enumerator {
     const index_t row = p.row_off[j];
     for (index_t k = p.group_start[j]; k < p.group_end[j]; ++k) {
       if (used[k]) continue;
+      if (guard != nullptr && guard->stopped()) return;  // the result is discarded
       used[k] = 1;
       dfs(j + 1, s0 + p.w[row + k], s1 + wr[row + k], s2 + wr2[row + k], l + p.lc[row + k]);
       used[k] = 0;
@@ -778,6 +786,7 @@ void assignment_log_evidence(ConstMatrixView<T> mean, ConstMatrixView<T> var, co
             }
           }
           Enumerator e(p, offset.mode, shift, lconst);
+          e.guard = &guard;
           const index_t jk = k0;  // peak 0 -> site k0 (group 0 starts at 0)
           e.used[k0] = 1;
           e.dfs(1, s0 + p.w[jk], s1 + e.wr[jk], s2 + e.wr2[jk], l + p.lc[jk]);
