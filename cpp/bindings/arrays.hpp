@@ -31,6 +31,15 @@ ConstMatrixView<T> matrix_view(const py::array& a, const char* name) {
                             a.strides(0) / item, a.strides(1) / item};
 }
 
+// Small parameter arrays (shifts, offsets, per-image parameters): C-contiguous T, converted
+// by pybind11 when needed. pybind11 passes these flags on to NumPy's PyArray_FromAny, so
+// NPY_ARRAY_ALIGNED (0x0100) makes it copy a buffer that does not start on a multiple of
+// alignof(T): an array unpickled on a dask worker can start at any byte, and the kernels
+// read these through T pointers.
+constexpr int kNpyAligned = 0x0100;
+template <class T>
+using CArray = py::array_t<T, py::array::c_style | py::array::forcecast | kNpyAligned>;
+
 // A new C-contiguous (rows, cols) array, after checking that it fits in memory.
 template <class T>
 py::array_t<T> new_matrix(index_t rows, index_t cols, const char* what) {

@@ -16,9 +16,6 @@ using matchar::atoms::Soap;
 
 namespace {
 
-template <class T>
-using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
-
 void require(bool ok, const std::string& what) {
   if (!ok) throw py::value_error(what);
 }

@@ -22,9 +22,8 @@ py::array_t<int> select_shifts(int window, int n_shifts) {
 }
 
 template <class T>
-py::array_t<float> local_correlation_map(
-    const py::array& image, int patch, int window,
-    const py::array_t<int, py::array::c_style | py::array::forcecast>& shifts, int stride) {
+py::array_t<float> local_correlation_map(const py::array& image, int patch, int window,
+                                         const CArray<int>& shifts, int stride) {
   const auto iv = matrix_view<T>(image, "image");
   if (shifts.ndim() != 2 || shifts.shape(1) != 2)
     throw py::value_error("shifts must have shape (n_shifts, 2)");
@@ -48,9 +47,8 @@ py::array_t<float> local_correlation_map(
 }
 
 template <class T>
-py::array_t<float> symmetry_map(
-    const py::array& image, int patch,
-    const py::array_t<double, py::array::c_style | py::array::forcecast>& transforms, int stride) {
+py::array_t<float> symmetry_map(const py::array& image, int patch, const CArray<double>& transforms,
+                                int stride) {
   const auto iv = matrix_view<T>(image, "image");
   if (transforms.ndim() != 3 || transforms.shape(1) != 2 || transforms.shape(2) != 2)
     throw py::value_error("transforms must have shape (n_transforms, 2, 2)");

@@ -15,8 +15,8 @@ using namespace matchar::bindings;
 
 namespace {
 
-using f64_c = py::array_t<double, py::array::c_style | py::array::forcecast>;
-using i64_c = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+using f64_c = CArray<double>;
+using i64_c = CArray<std::int64_t>;
 
 template <class T>
 py::array_t<T> render_haadf(const f64_c& columns, const i64_c& column_offsets,

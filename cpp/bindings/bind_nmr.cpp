@@ -14,8 +14,8 @@ using namespace matchar::bindings;
 
 namespace {
 
-using Vec = py::array_t<double, py::array::c_style | py::array::forcecast>;
-using IVec = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+using Vec = CArray<double>;
+using IVec = CArray<std::int64_t>;
 
 template <class T>
 py::tuple assignment_log_evidence(const py::array& mean, const py::array& var, const Vec& y,
