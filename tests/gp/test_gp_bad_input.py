@@ -126,3 +126,16 @@ def test_sparse_gpr_not_fitted_and_compress_tolerance():
     gpr = mc.gp.SparseGPR(n_sparse=30).fit(XX, Y)
     with pytest.raises(ValueError, match=r"tol must be a finite number > 0"):
         gpr.compress(np.nan)
+
+
+def test_farthest_point_sampling_on_rows_near_the_float64_limit():
+    # Row norms of 1e300-sized rows overflowed (a RuntimeWarning, then a zero row): the
+    # kernel is scale-free, so the selection is the one of the unscaled data.
+    rng = np.random.default_rng(0)
+    X = rng.random((30, 6)) + 0.05
+    big = X.copy()
+    big[[3, 7]] *= 1e300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        picked = mc.gp.farthest_point_sampling(big, 10, start=0)
+    np.testing.assert_array_equal(picked, mc.gp.farthest_point_sampling(X, 10, start=0))

@@ -5,6 +5,7 @@ never NaN, a ZeroDivisionError or a "math domain error"."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -154,3 +155,18 @@ def test_candidate_similarity_zeta():
     frames = [ase.build.molecule("CH3CH2OH"), ase.build.molecule("CH3OCH3")]
     with pytest.raises(ValueError, match=r"zeta must be an integer in \[1, 2147483647\]"):
         mc.nmr.candidate_similarity(frames, zeta=2**63)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, [30.0, np.nan]])
+def test_shift_conversions_refuse_nan_values(bad):
+    with pytest.raises(ValueError, match="shielding must be finite"):
+        mc.nmr.shielding_to_shift(bad, 31.0)
+    with pytest.raises(ValueError, match="shift must be finite"):
+        mc.nmr.shift_to_shielding(bad, 31.0)
+
+
+def test_shift_conversion_overflow_is_an_error_not_inf():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="overflows"):
+            mc.nmr.shielding_to_shift([1e308], 0.0, slope=-10.0)

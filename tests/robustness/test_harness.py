@@ -7,7 +7,7 @@ import sys
 
 import harness
 import pytest
-from harness import Case, callable_code, run, verdict
+from harness import SANITIZED, Case, callable_code, run, verdict
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX rlimits and signals")
 
@@ -46,6 +46,7 @@ def test_errors_and_warnings():
     assert out.exc_type == "NotFittedError" and out.isa == {"matchar.NotFittedError": True}
 
 
+@pytest.mark.skipif(SANITIZED, reason="ASan turns a SIGSEGV into its own report and abort")
 def test_crash_exit_and_hang():
     assert run_case("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)").outcome == (
         "crash:SIGSEGV"
@@ -57,6 +58,7 @@ def test_crash_exit_and_hang():
     assert out.outcome == "hang" and 3 <= out.seconds < 30
 
 
+@pytest.mark.skipif(SANITIZED, reason="no address-space limit under AddressSanitizer")
 def test_memory_limit():
     # 4 GiB of address space (never touched): over the limit, fine without it.
     out = run_case("x = np.empty(2**29)")

@@ -87,8 +87,8 @@ def _same(a, b) -> bool:
         )
     if isinstance(a, (list, tuple)):
         return type(a) is type(b) and len(a) == len(b) and all(map(_same, a, b))
-    if isinstance(a, float) and math.isnan(a):
-        return isinstance(b, float) and math.isnan(b)
+    if isinstance(a, (float, np.floating)) and math.isnan(a):  # np.float32(nan) too
+        return isinstance(b, (float, np.floating)) and math.isnan(b)
     return a == b
 
 

@@ -213,7 +213,10 @@ def _kernel_column(kernel: Callable, X: np.ndarray) -> Callable[[int], np.ndarra
     if normalize:
         unit = []
         for B in blocks:
-            norm = np.linalg.norm(B, axis=1, keepdims=True)
+            # row norms scaled by each row's largest |x|: no overflow for rows near 1e300
+            big = np.max(np.abs(B), axis=1, keepdims=True)
+            big = np.where(big > 0, big, 1.0)
+            norm = big * np.linalg.norm(B / big, axis=1, keepdims=True)
             unit.append(np.divide(B, norm, out=np.zeros(B.shape, B.dtype), where=norm > 0))
         blocks = unit
     zeta = kernel.zeta

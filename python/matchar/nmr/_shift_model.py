@@ -624,7 +624,7 @@ def shielding_to_shift(shielding: Any, reference: float, slope: float = -1.0) ->
     Parameters
     ----------
     shielding : array_like
-        Shieldings in ppm.
+        Shieldings in ppm (finite).
     reference : float
         Intercept in ppm (finite).
     slope : float, default -1.0
@@ -642,7 +642,7 @@ def shielding_to_shift(shielding: Any, reference: float, slope: float = -1.0) ->
     """
     reference = check_float(reference, "reference")
     slope = check_float(slope, "slope")
-    return reference + slope * _real(shielding, "shielding")
+    return _finite_result(lambda: reference + slope * _real(shielding, "shielding"), "shift")
 
 
 def shift_to_shielding(shift: Any, reference: float, slope: float = -1.0) -> np.ndarray:
@@ -651,15 +651,31 @@ def shift_to_shielding(shift: Any, reference: float, slope: float = -1.0) -> np.
     slope = check_float(slope, "slope")
     if slope == 0:
         raise ValueError("slope must be non-zero")
-    return (_real(shift, "shift") - reference) / slope
+    return _finite_result(lambda: (_real(shift, "shift") - reference) / slope, "shielding")
 
 
 def _real(values: Any, name: str) -> np.ndarray:
-    """float64 array of ``values``; ValueError for complex, object or string values."""
+    """float64 array of ``values``; ValueError for complex, object or string values and
+    for NaN or infinite entries (a conversion would only carry them on)."""
     arr = np.asarray(values)
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    return arr.astype(np.float64)
+    arr = arr.astype(np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = np.argwhere(bad)[0]
+        where = f" at index {tuple(int(i) for i in first)}" if arr.ndim else ""
+        raise ValueError(f"{name} must be finite: {int(bad.sum())} NaN or infinite value(s){where}")
+    return arr
+
+
+def _finite_result(compute: Any, name: str) -> np.ndarray:
+    """compute() with float overflow reported as one clear ValueError, not inf."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = compute()
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"the {name} overflows float64: reference or slope too large")
+    return out
 
 
 def load_chemiscope(path: str | Path, prop: str = "CS_total") -> tuple[list[Any], list[np.ndarray]]:
