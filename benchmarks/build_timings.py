@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from spectral_cube import poisson_cube  # noqa: E402
+from spectral_cube import poisson_cube
 
 
 def cpu() -> dict:
