@@ -213,3 +213,32 @@ def test_estimators_with_their_lock_still_pickle():
         clone = pickle.loads(pickle.dumps(est))
         np.testing.assert_array_equal(clone.components_, est.components_)
         clone.fit(X)  # and the copy gets a lock of its own
+
+
+def test_every_estimator_shared_between_threads_takes_turns():
+    # fit/predict/compute on one shared instance are serialized per instance: two threads
+    # fitting and predicting at once leave it exactly as one thread would.
+    import ase.build
+
+    rng = np.random.default_rng(2)
+    X, y = rng.random((120, 6)) + 0.05, rng.random(120)
+    gpr = mc.gp.SparseGPR(n_sparse=30, regularizer=0.1)
+    run_in_threads(lambda: gpr.fit(X, y), lambda: gpr.fit(X, y))
+    serial = mc.gp.SparseGPR(n_sparse=30, regularizer=0.1).fit(X, y)
+    got = run_in_threads(lambda: gpr.predict(X[:20]), lambda: gpr.predict(X[20:40]))
+    np.testing.assert_array_equal(np.concatenate(got), serial.predict(X[:40]))
+
+    soap = mc.atoms.SOAP(cutoff=4.0, max_radial=4, max_angular=3, species=["Na", "Cl"])
+    a = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    b = a.copy()
+    b.rattle(0.05, seed=1)
+    got = run_in_threads(lambda: soap.compute([a]), lambda: soap.compute([b]))
+    np.testing.assert_array_equal(got[0], soap.compute([a]))
+    np.testing.assert_array_equal(got[1], soap.compute([b]))
+
+    model = mc.spectral.EDXModel(["Cu", "Zn"], (0.2, 0.02, 300))
+    counts = rng.poisson(model.G @ [50, 50, 20, 20] + 1.0, (8, 8, 300))
+    est = mc.spectral.PhysicsNMF(model, 2, max_iter=20, random_state=0)
+    run_in_threads(lambda: est.fit(counts), lambda: est.fit(counts))
+    ref = mc.spectral.PhysicsNMF(model, 2, max_iter=20, random_state=0).fit(counts)
+    np.testing.assert_array_equal(est.components_, ref.components_)

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -140,9 +141,21 @@ def task_threads(fn: _F) -> _F:
     return run  # type: ignore[return-value]
 
 
-#: The instance attribute that holds an estimator's lock (never pickled: see
-#: :func:`drop_lock`).
-_LOCK_ATTRIBUTE = "_matchar_lock"
+#: One re-entrant lock per instance that uses :func:`serialized`, kept outside the
+#: instance (keyed by id, removed when the instance is collected) so that estimators
+#: still pickle, copy and compare as before.
+_LOCKS: dict[int, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _instance_lock(obj: Any) -> threading.RLock:
+    key = id(obj)
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = _LOCKS[key] = threading.RLock()
+            weakref.finalize(obj, _LOCKS.pop, key, None)
+        return lock
 
 
 def serialized(method: _F) -> _F:
@@ -156,15 +169,7 @@ def serialized(method: _F) -> _F:
 
     @functools.wraps(method)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        # dict.setdefault is atomic under the GIL: one lock per instance, whoever wins
-        lock = self.__dict__.setdefault(_LOCK_ATTRIBUTE, threading.RLock())
-        with lock:
+        with _instance_lock(self):
             return method(self, *args, **kwargs)
 
     return run  # type: ignore[return-value]
-
-
-def drop_lock(state: dict[str, Any]) -> dict[str, Any]:
-    """Remove the :func:`serialized` lock from a ``__getstate__`` dict (locks don't pickle)."""
-    state.pop(_LOCK_ATTRIBUTE, None)
-    return state

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
+from .._threads import serialized
 from .._validation import check_float, check_int
 
 __all__ = ["SOAP"]
@@ -369,6 +370,7 @@ class SOAP:
         return args, samples
 
     # -- computation -------------------------------------------------------------------
+    @serialized
     def compute(
         self,
         frames: Any,

@@ -12,6 +12,7 @@ from sklearn.utils.extmath import randomized_svd
 
 from .. import _core
 from .._arrays import as_array
+from .._threads import serialized
 from .._validation import check_fitted, check_float, check_int
 from ._kernels import _blas_threads, polynomial_kernel, prepared_kernel, row_scales
 
@@ -599,6 +600,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         return farthest_point_sampling(X, self.n_sparse, self._kernel(), start=0)
 
     # -- fitting -------------------------------------------------------------------------
+    @serialized
     def fit(self, X: ArrayLike, y: ArrayLike) -> SparseGPR:
         """Select sparse points and solve for the weights.
 
@@ -719,6 +721,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         return self
 
     # -- prediction ----------------------------------------------------------------------
+    @serialized
     def tune_regularizer(
         self,
         X: ArrayLike,
@@ -842,6 +845,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         state.pop("_sparse_prepared", None)  # a cache, rebuilt on the first prediction
         return state
 
+    @serialized
     def compress(self, tol: float | None = None) -> SparseGPR:
         """Low-rank form of the mean prediction for the ζ = 2 polynomial kernels.
 
@@ -990,6 +994,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
             out[:, start:stop] = self.committee_weights_ @ Kxm.T + self.committee_y_mean_[:, None]
         return out * getattr(self, "y_scale_", 1.0)
 
+    @serialized
     def predict(
         self, X: ArrayLike, return_std: bool = False
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -1057,6 +1062,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         beta = getattr(self, "beta_", 0.0)
         return np.sqrt((self.alpha_ * std) ** 2 + beta**2)
 
+    @serialized
     def calibrate(self, X: ArrayLike, y: ArrayLike, method: str = "musil") -> SparseGPR:
         """Fit the calibration of the predicted uncertainty on validation data.
 
@@ -1101,6 +1107,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         mean, std = self.predict(X_, return_std=True)
         return self.calibrate_errors(mean - y_, std, method)
 
+    @serialized
     def calibrate_errors(
         self, errors: ArrayLike, std: ArrayLike, method: str = "musil"
     ) -> SparseGPR:

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import ndimage
 
+from .._threads import serialized
 from .._validation import check_choice, check_fitted, check_float, check_int
 from ._correlation import (
     CONSTANT_IMAGE,
@@ -512,6 +513,7 @@ class Segmenter:
         return m + float(half[0]), m + float(half[1])
 
     # -- public ------------------------------------------------------------------------
+    @serialized
     def fit(self, image: ArrayLike) -> Segmenter:
         """Learn the PCA and the clusters from one frame.
 
@@ -561,6 +563,7 @@ class Segmenter:
         scores = self._reorder(scores)
         return img, grid, scores.reshape(*maps.shape[:2], -1)
 
+    @serialized
     def predict(self, image: ArrayLike, pixel_size: float | None = None) -> Segmentation:
         """Segment a frame with the fitted model.
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._threads import threads
+from .._threads import serialized, threads
 from .._validation import check_choice, check_fitted, check_float, check_int
 from ..atoms import SOAP
 from ..gp import MultiPolynomialKernel, PolynomialKernel, SparseGPR
@@ -209,6 +209,7 @@ class ShiftModel:
         order = rng.permutation(len(frames))
         return frames, targets, np.sort(order[n_val:]), np.sort(order[:n_val])
 
+    @serialized
     def recalibrate(
         self, frames: Any, shieldings: Sequence[Any], method: str | None = None
     ) -> ShiftModel:
@@ -256,6 +257,7 @@ class ShiftModel:
         Xv = self.features([frames[i] for i in val])
         self.gpr_.calibrate(Xv, np.concatenate([targets[i] for i in val]), method=method)
 
+    @serialized
     def fit(self, frames: Any, shieldings: Sequence[Any]) -> ShiftModel:
         """Train on structures and their per-atom shieldings.
 
@@ -338,6 +340,7 @@ class ShiftModel:
         self.cv_errors_, self.cv_std_ = errors, std
 
     # -- prediction ----------------------------------------------------------------------
+    @serialized
     def predict(
         self, frames: Any, return_std: bool = False
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -367,6 +370,7 @@ class ShiftModel:
     def _compressed(self) -> bool:
         return self.gpr_.__dict__.get("mean_basis_") is not None
 
+    @serialized
     def compress(self, tol: float | None = 0.01) -> ShiftModel:
         """Make the mean prediction cheap: the low-rank form of :meth:`SparseGPR.compress`.
 

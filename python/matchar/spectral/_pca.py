@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
 from .. import _core
-from .._threads import drop_lock, serialized
+from .._threads import serialized
 from .._validation import check_fitted, check_int
 from ._dask import DaskSpectrumMatrix, is_dask_input
 from ._input import as_spectrum_matrix, factor_dtype, unflatten
@@ -369,7 +369,7 @@ class PCA(TransformerMixin, BaseEstimator):
             )
 
     def __getstate__(self) -> dict[str, Any]:
-        state = drop_lock(dict(super().__getstate__()))  # nor is the C++ stream state
+        state = dict(super().__getstate__())  # the C++ stream state is not serialised
         if state.pop("_stream", None) is not None:
             state["_stream_lost"] = True
         return state

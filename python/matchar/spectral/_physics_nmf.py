@@ -11,6 +11,7 @@ from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits
 
 from .. import _core
+from .._threads import serialized
 from .._validation import check_fitted, check_float, check_int
 from ._dask import DaskSpectrumMatrix, is_dask_input
 from ._edx import is_signal
@@ -382,6 +383,7 @@ class PhysicsNMF(BaseEstimator):
         return w_pins, h_pins
 
     # -- fitting ----------------------------------------------------------------------
+    @serialized
     def fit(self, X: Any, y: Any = None, **kwargs: Any) -> PhysicsNMF:
         """Fit to a spectrum image; see :meth:`fit_transform`.
 
@@ -396,6 +398,7 @@ class PhysicsNMF(BaseEstimator):
         self.fit_transform(X, y, **kwargs)
         return self
 
+    @serialized
     def fit_transform(
         self,
         X: Any,
