@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -39,8 +40,8 @@ void check_params(const double* p, index_t n) {
 
 template <class T>
 void render_one(const double* col, index_t n_col, const double* p, index_t rows, index_t cols,
-                std::uint64_t seed, std::vector<double>& img, std::vector<double>& sx,
-                std::vector<double>& sy, T* out, matchar::detail::ParallelGuard& guard) {
+                std::uint64_t seed, double* img, std::vector<double>& sx, std::vector<double>& sy,
+                T* out, matchar::detail::ParallelGuard& guard) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> normal(0.0, 1.0);
   const double ps = p[kPixelSize];
@@ -88,7 +89,13 @@ void render_one(const double* col, index_t n_col, const double* p, index_t rows,
   const index_t i1 = static_cast<index_t>(std::floor(imax)) + 1;
   const index_t j0 = static_cast<index_t>(std::floor(jmin)) - 1;
   const index_t j1 = static_cast<index_t>(std::floor(jmax)) + 1;
-  std::fill(img.begin(), img.end(), 0.0);
+  const index_t npx = rows * cols;
+  // a large frame is over a GB: clear it in pieces between Ctrl-C polls
+  for (index_t q0 = 0; q0 < npx; q0 += 1 << 20) {
+    guard.poll();
+    if (guard.stopped()) return;
+    std::fill(img + q0, img + std::min(npx, q0 + (index_t{1} << 20)), 0.0);
+  }
   const double tc = 0.5 * ts;
   for (index_t i = i0; i <= i1; ++i) {
     // one image can take seconds: let Ctrl-C (or another thread's error) end it early
@@ -116,7 +123,7 @@ void render_one(const double* col, index_t n_col, const double* p, index_t rows,
           const double c_hi = std::floor((px + cut - sx[r]) / ps);
           const index_t c0 = static_cast<index_t>(std::max(0.0, c_lo));
           const index_t c1 = static_cast<index_t>(std::min(static_cast<double>(cols - 1), c_hi));
-          double* row = img.data() + r * cols;
+          double* row = img + r * cols;
           if (c1 < c0) continue;
           // Gaussian recurrence along the row: g(x + h) = g(x) exp(-(2 x h + h^2) k),
           // the ratio itself advancing by exp(-2 h^2 k): three exp() per row segment.
@@ -131,9 +138,11 @@ void render_one(const double* col, index_t n_col, const double* p, index_t rows,
         }
       }
   }
-  const index_t npx = rows * cols;
   double sum = 0.0;
-  for (index_t q = 0; q < npx; ++q) sum += img[q];
+  for (index_t q = 0; q < npx; ++q) {
+    if (q % (1 << 20) == 0) guard.poll();
+    sum += img[q];
+  }
   const double m = sum / static_cast<double>(npx);
   const double b = p[kBackground];
   const double scale = m > 0.0 ? 1.0 / ((1.0 + b) * m) : 0.0;
@@ -181,13 +190,14 @@ void render_haadf(const double* columns, const std::int64_t* column_offsets, ind
                    sizeof(double) * static_cast<std::size_t>(num_threads()), "render_haadf buffer");
 
   struct Buffers {
-    std::vector<double> img, sx, sy;
+    std::unique_ptr<double[]> img;  // not value-initialised: render_one clears it, polling
+    std::vector<double> sx, sy;
   };
   matchar::detail::ParallelGuard guard;
   matchar::detail::parallel_for(
       guard, n_images, num_threads(), matchar::detail::Schedule::Dynamic, 1,
       [&] {
-        return Buffers{std::vector<double>(static_cast<std::size_t>(rows * cols)),
+        return Buffers{std::unique_ptr<double[]>(new double[static_cast<std::size_t>(rows * cols)]),
                        std::vector<double>(static_cast<std::size_t>(rows)),
                        std::vector<double>(static_cast<std::size_t>(rows))};
       },
@@ -196,7 +206,7 @@ void render_haadf(const double* columns, const std::int64_t* column_offsets, ind
         const double* col = columns + 3 * column_offsets[m];
         const index_t n_col = static_cast<index_t>(column_offsets[m + 1] - column_offsets[m]);
         render_one<T>(col, n_col, params + n * kHaadfParams, rows, cols, detail::item_seed(seed, n),
-                      b.img, b.sx, b.sy, out + n * rows * cols, guard);
+                      b.img.get(), b.sx, b.sy, out + n * rows * cols, guard);
       });
   guard.finish();
 }
