@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import errno
+import functools
 import importlib
 import os
+import re
 import struct
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,15 +27,8 @@ class FileFormatError(ValueError):
     """
 
 
-# File extension -> the format's name in error messages.
+# Formats matchar reads without rosettasciio: extension -> the format's name in messages.
 _FORMAT_NAMES = {
-    ".bcf": "Bruker .bcf",
-    ".spx": "Bruker .spx",
-    ".emd": "EMD .emd",
-    ".hspy": "HyperSpy .hspy",
-    ".dm3": "Gatan DigitalMicrograph .dm3",
-    ".dm4": "Gatan DigitalMicrograph .dm4",
-    ".pts": "JEOL .pts",
     ".tif": "TIFF",
     ".tiff": "TIFF",
     ".png": "PNG",
@@ -40,11 +36,55 @@ _FORMAT_NAMES = {
     ".jpeg": "JPEG",
     ".npy": "NumPy .npy",
 }
+# rosettasciio plugin names that read poorly in a sentence.
+_PLUGIN_DISPLAY = {"HSPY": "HyperSpy"}
+
+
+@functools.cache
+def _rsciio_plugins() -> dict[str, dict[str, Any]]:
+    """File extension (lower case, with the dot) -> rosettasciio plugin, from
+    ``rsciio.IO_PLUGINS`` (its own registry); empty when rosettasciio is missing."""
+    try:
+        import rsciio
+    except ImportError:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for plugin in rsciio.IO_PLUGINS:
+        for ext in plugin.get("file_extensions", []):
+            out.setdefault("." + str(ext).lower(), plugin)
+    return out
 
 
 def _format_name(p: Path) -> str:
     ext = p.suffix.lower()
+    plugin = _rsciio_plugins().get(ext)
+    if plugin is not None and ext not in (".png", ".jpg", ".jpeg", ".npy"):
+        return f"{_PLUGIN_DISPLAY.get(plugin['name'], plugin['name'])} {ext}"
     return _FORMAT_NAMES.get(ext, f"{ext} file")
+
+
+def _rsciio_reader(p: Path, what: str) -> Callable[..., Any]:
+    """rosettasciio's ``file_reader`` for ``p``'s extension (ImportError without
+    rosettasciio, ValueError for an extension no plugin reads)."""
+    try:
+        import rsciio  # noqa: F401
+    except ImportError as err:
+        raise ImportError(
+            f"{what} needs rosettasciio: pip install 'matchar[io]' (or pip install rosettasciio)"
+        ) from err
+    plugin = _rsciio_plugins().get(p.suffix.lower())
+    if plugin is None:
+        raise ValueError(
+            f"{str(p)!r}: unsupported extension {p.suffix!r}; expected one that rosettasciio "
+            f"reads, e.g. {sorted(SPECTRUM_IMAGE_EXTENSIONS)}"
+        )
+    try:
+        return importlib.import_module(plugin["api"]).file_reader
+    except ImportError as err:
+        need = f"the module {err.name!r}" if err.name else _one_line(str(err))
+        raise ImportError(
+            f"reading {str(p)!r} as {_format_name(p)} needs {need}: pip install 'matchar[io]'"
+        ) from err
 
 
 def _cannot_read(p: Path, fmt: str, reason: str) -> FileFormatError:
@@ -148,38 +188,286 @@ def _load_npy(p: Path) -> np.ndarray:
     return arr
 
 
-# File extension -> rosettasciio reader module.
-_READERS = {
-    ".bcf": "rsciio.bruker",
-    ".spx": "rsciio.bruker",
-    ".emd": "rsciio.emd",
-    ".hspy": "rsciio.hspy",
-    ".dm3": "rsciio.digitalmicrograph",
-    ".dm4": "rsciio.digitalmicrograph",
-    ".pts": "rsciio.jeol",
-}
+#: Extensions of the spectrum-image formats documented and tested with matchar (any other
+#: extension rosettasciio reads is tried too).
+SPECTRUM_IMAGE_EXTENSIONS = (".bcf", ".spx", ".emd", ".hspy", ".dm3", ".dm4", ".pts", ".spd")
 
 
-def _is_spectrum_image(item: dict[str, Any]) -> bool:
+def _signal_axis(item: dict[str, Any]) -> int | None:
+    """Index of the only signal (non-navigation) axis of a 2-D+ dataset, else None."""
     axes = item.get("axes", [])
-    signal = [a for a in axes if not a.get("navigate", True)]
-    return np.ndim(item["data"]) >= 2 and len(signal) == 1
+    signal = [i for i, a in enumerate(axes) if not a.get("navigate", True)]
+    return signal[0] if np.ndim(item["data"]) >= 2 and len(signal) == 1 else None
+
+
+def _kind(item: dict[str, Any]) -> str:
+    axes = item.get("axes", [])
+    n_sig = sum(1 for a in axes if not a.get("navigate", True))
+    if _signal_axis(item) is not None:
+        return "spectrum image"
+    if np.ndim(item["data"]) == 1:
+        return "spectrum"
+    if np.ndim(item["data"]) == 2 and n_sig in (0, 2):  # Bruker images: no navigate flags
+        return "image"
+    return f"{np.ndim(item['data'])}-D dataset"
+
+
+def _technique(item: dict[str, Any]) -> str | None:
+    """ "EDS" or "EELS" from a dataset's signal type (or its title), else None."""
+    md = item.get("metadata", {}) or {}
+    st = str(md.get("Signal", {}).get("signal_type") or "").upper()
+    title = str(md.get("General", {}).get("title") or "").upper()
+    if st.startswith("EDS") or st.startswith("EDX"):
+        return "EDS"
+    if st.startswith("EELS"):
+        return "EELS"
+    if not st and re.search(r"\b(EDS|EDX)\b", title):
+        return "EDS"
+    if not st and re.search(r"\bEELS\b", title):
+        return "EELS"
+    return None
+
+
+def _describe_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for i, item in enumerate(items):
+        md = item.get("metadata", {}) or {}
+        out.append(
+            {
+                "index": i,
+                "title": str(md.get("General", {}).get("title") or ""),
+                "signal_type": str(md.get("Signal", {}).get("signal_type") or ""),
+                "technique": _technique(item),
+                "kind": _kind(item),
+                "shape": tuple(int(n) for n in np.shape(item["data"])),
+            }
+        )
+    return out
+
+
+def _signals_text(signals: list[dict[str, Any]]) -> str:
+    return "; ".join(
+        f"[{s['index']}] {s['title'] or '(untitled)'} "
+        f"({s['signal_type'] or s['kind']}, {s['kind']}, shape {s['shape']})"
+        for s in signals
+    )
+
+
+def _read_items(p: Path, lazy: bool) -> list[dict[str, Any]]:
+    fmt = _format_name(p)
+    _check_readable_file(p, fmt)
+    reader = _rsciio_reader(p, "load_spectrum_image")
+    if p.suffix.lower() in _PRECHECKS:
+        _PRECHECKS[p.suffix.lower()](p, fmt)
+    with _reading(p, fmt):
+        items = reader(str(p), lazy=lazy)
+    return items if isinstance(items, list) else [items]
+
+
+def list_signals(path: str | Path) -> list[dict[str, Any]]:
+    """The datasets (signals) of a microscope file, e.g. a Velox .emd with EDS and EELS
+    spectrum images, or a Bruker .bcf with an EDX map and SEM/EBSD images.
+
+    The data are read lazily where the reader supports it.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Any file rosettasciio reads (``pip install 'matchar[io]'``).
+
+    Returns
+    -------
+    list of dict
+        One per dataset, in the file's order: ``index`` (what
+        ``load_spectrum_image(path, signal=index)`` takes), ``title``, ``signal_type``
+        (e.g. "EDS_TEM", "EELS", "" when the file has none), ``technique`` ("EDS",
+        "EELS" or None), ``kind`` ("spectrum image", "spectrum", "image", ...) and
+        ``shape``.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, FileFormatError, ImportError, ValueError
+        As :func:`load_spectrum_image`.
+
+    Example
+    -------
+    >>> [s["kind"] for s in mc.io.list_signals("map.bcf")]   # doctest: +SKIP
+    ['image', 'spectrum image']
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such file", str(p))
+    return _describe_items(_read_items(p, lazy=True))
+
+
+def _choose(p: Path, signals: list[dict[str, Any]], signal: Any) -> int:
+    """Index of the spectrum image ``signal`` names (see load_spectrum_image)."""
+    fmt = _format_name(p)
+    cubes = [s for s in signals if s["kind"] == "spectrum image"]
+    how = "choose one with signal=<index>, a title or 'EDS'/'EELS' (matchar decompose --signal ...)"
+    if not cubes:
+        raise ValueError(
+            f"{str(p)!r} ({fmt}) holds no spectrum image (no dataset with one energy axis "
+            f"and at least one navigation axis); its datasets: {_signals_text(signals)}"
+        )
+    if signal is None:
+        eds = [s for s in cubes if s["technique"] == "EDS"]
+        chosen = eds[0] if eds else cubes[0]
+        if len(cubes) > 1:
+            warnings.warn(
+                f"{str(p)!r} holds {len(cubes)} spectrum images; read [{chosen['index']}] "
+                f"{chosen['title'] or '(untitled)'} ({chosen['signal_type'] or 'no type'}). "
+                f"Signals: {_signals_text(signals)}; {how}",
+                UserWarning,
+                stacklevel=3,
+            )
+        return int(chosen["index"])
+    if isinstance(signal, (bool, np.bool_)) or not isinstance(signal, (int, np.integer, str)):
+        raise ValueError(
+            f"signal must be None, an int index or a str (title, 'EDS' or 'EELS'), got {signal!r}"
+        )
+    if isinstance(signal, (int, np.integer)):
+        i = int(signal)
+        if not -len(signals) <= i < len(signals):
+            raise ValueError(
+                f"signal={i} is out of range: {str(p)!r} holds {len(signals)} datasets: "
+                f"{_signals_text(signals)}"
+            )
+        s = signals[i]
+        if s["kind"] != "spectrum image":
+            raise ValueError(
+                f"signal={i}: dataset [{s['index']}] {s['title'] or '(untitled)'} of "
+                f"{str(p)!r} is a {s['kind']}, not a spectrum image; spectrum images: "
+                f"{_signals_text(cubes)}"
+            )
+        return int(s["index"])
+    key = signal.strip()
+    tech = {"EDS": "EDS", "EDX": "EDS", "EELS": "EELS"}.get(key.upper())
+    if tech is not None:
+        match = [s for s in cubes if s["technique"] == tech]
+    else:
+        match = [s for s in cubes if key.lower() in s["title"].lower()]
+        exact = [s for s in match if s["title"].lower() == key.lower()]
+        match = exact or match
+    if not match:
+        raise ValueError(
+            f"signal={signal!r}: no spectrum image of {str(p)!r} matches; its spectrum "
+            f"images: {_signals_text(cubes)}"
+        )
+    if len(match) > 1:
+        warnings.warn(
+            f"signal={signal!r} matches {len(match)} spectrum images of {str(p)!r}; read "
+            f"the first, [{match[0]['index']}]: {_signals_text(match)}; choose one by index",
+            UserWarning,
+            stacklevel=3,
+        )
+    return int(match[0]["index"])
+
+
+def _get_path(tree: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *head, last = dotted.split(".")
+    for key in head:
+        node = tree.get(key)
+        if not isinstance(node, dict):
+            node = tree[key] = {}
+        tree = node
+    tree[last] = value
+
+
+class _TreeLike(dict):
+    """A dict whose ``keys()`` is a list, like HyperSpy's DictionaryTreeBrowser: the
+    readers' mapping functions are written for it (``d[d.keys()[0]]``)."""
+
+    def keys(self) -> list[Any]:  # type: ignore[override]
+        return list(super().keys())
+
+    @classmethod
+    def of(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return cls({k: cls.of(v) for k, v in value.items()})
+        return value
+
+
+def _mapped_metadata(item: dict[str, Any]) -> dict[str, Any]:
+    """The reader's metadata completed by its ``mapping`` from the original metadata,
+    as HyperSpy does on loading (Velox .emd: beam energy, elements, detector angles)."""
+    import copy
+
+    meta = copy.deepcopy(item.get("metadata", {}) or {})
+    original = item.get("original_metadata", {}) or {}
+    for source, target in (item.get("mapping") or {}).items():
+        value = _get_path(original, source)
+        if value is None:
+            continue
+        dest, convert = target if isinstance(target, tuple) else (target, None)
+        try:
+            value = convert(_TreeLike.of(value)) if convert is not None else value
+        except Exception:  # a field the reader cannot convert: left out, as HyperSpy does
+            continue
+        if value is not None:
+            _set_path(meta, dest, value)
+    _velox_detector_angles(meta, original)
+    return meta
+
+
+def _velox_detector_angles(meta: dict[str, Any], original: dict[str, Any]) -> None:
+    """Velox keeps the EDS detectors' elevation/azimuth (radians) per detector under
+    ``Detectors``; their common values become ``Detector.EDS.elevation_angle`` /
+    ``azimuth_angle`` (degrees) when the mapping gave none."""
+    import math
+
+    dets = original.get("Detectors")
+    instrument = meta.get("Acquisition_instrument") or {}
+    if not isinstance(dets, dict) or len(instrument) != 1:
+        return
+    angles: dict[str, set[float]] = {"elevation_angle": set(), "azimuth_angle": set()}
+    for det in dets.values():
+        if not isinstance(det, dict) or det.get("DetectorType") != "AnalyticalDetector":
+            continue
+        for key, name in (("elevation_angle", "ElevationAngle"), ("azimuth_angle", "AzimuthAngle")):
+            try:
+                angles[key].add(round(math.degrees(float(det[name])), 6))
+            except (KeyError, TypeError, ValueError):
+                pass
+    (name,) = instrument
+    eds = _get_path(instrument, f"{name}.Detector.EDS")
+    for key in ("elevation_angle",):  # azimuths differ per segment of a SuperX detector
+        if len(angles[key]) == 1 and (eds is None or key not in eds):
+            _set_path(meta, f"Acquisition_instrument.{name}.Detector.EDS.{key}", angles[key].pop())
 
 
 def load_spectrum_image(
-    path: str | Path, *, lazy: bool = False
+    path: str | Path, signal: int | str | None = None, *, lazy: bool = False
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Load a spectrum image and its energy axis from a .bcf, .emd, .hspy, .dm3/.dm4 or .pts file.
+    """Load a spectrum image and its energy axis from a microscope file (.bcf, .emd, .hspy,
+    .dm3/.dm4, .pts, ... anything rosettasciio reads).
 
-    The first dataset in the file with one signal (energy) axis and at least one
-    navigation axis is returned, with the energy axis last, in the file's own dtype
-    (raw counts stay integers, which :class:`matchar.spectral.NMF` reads in place).
+    The chosen dataset (one signal axis, the energy, and at least one navigation axis) is
+    returned with the energy axis last, in the file's own dtype (raw counts stay
+    integers, which :class:`matchar.spectral.NMF` reads in place), and its energy axis in
+    the file's own unit (keV for most EDX files, eV for EELS).
 
     Parameters
     ----------
     path : str or pathlib.Path
         The file. Requires the optional dependency ``rosettasciio``
-        (``pip install matchar[io]``).
+        (``pip install 'matchar[io]'``); which reader runs comes from rosettasciio's
+        plugin registry (``rsciio.IO_PLUGINS``) by the file's extension.
+    signal : int or str, optional
+        Which spectrum image of a file with several (:func:`list_signals` lists them):
+        the dataset's index, ``"EDS"``/``"EDX"`` or ``"EELS"`` (by signal type), or a
+        title (case-insensitive; an exact title first, else a substring). Default: the
+        EDX/EDS spectrum image if there is one, else the first spectrum image; when the
+        file holds several spectrum images a :class:`UserWarning` lists them and says
+        how to choose.
     lazy : bool, default False
         Ask the reader for a lazy (dask) array where it supports it.
 
@@ -188,16 +476,21 @@ def load_spectrum_image(
     cube : ndarray, shape (H, W, C) or (N, C)
         Counts per energy channel.
     energy_axis : ndarray, shape (C,), float64
-        Channel energies in the file's units (keV for EDX), ``offset + scale * i``.
+        Channel energies ``offset + scale * i`` in the file's unit
+        (``metadata["energy_unit"]``).
     metadata : dict
-        ``{"energy_offset", "energy_scale", "energy_units", "signal_type",
-        "navigation_axes": [{name, size, scale, offset, units}, ...],
-        "metadata": <the reader's metadata>, "original_metadata": <...>}``.
+        ``energy_offset``, ``energy_scale`` (file unit), ``energy_size`` (C), ``energy_unit`` (e.g. "keV",
+        "eV"; also under the older key ``energy_units``), ``signal_type``,
+        ``technique`` ("EDS", "EELS" or None), ``signal_index``, ``signal_title``,
+        ``signals`` (:func:`list_signals` of the file), ``navigation_axes``
+        ``[{name, size, scale, offset, units}, ...]``, ``metadata`` (the reader's
+        HyperSpy-style metadata, completed from the original metadata as HyperSpy does
+        on loading: beam energy, elements, detector angles) and ``original_metadata``.
 
     Raises
     ------
     ImportError
-        If rosettasciio is not installed.
+        If rosettasciio (or a module its reader needs, e.g. numba for .pts) is missing.
     FileNotFoundError
         If ``path`` does not exist.
     IsADirectoryError
@@ -206,84 +499,62 @@ def load_spectrum_image(
         (a :class:`ValueError`) If the file is empty, truncated, corrupt or not in the
         format its extension names; the message names the file and the format.
     ValueError
-        If the extension is not supported or the file holds no spectrum image.
+        If the extension is not one rosettasciio reads, the file holds no spectrum
+        image, or ``signal`` names none (the message lists the file's datasets).
 
     Example
     -------
     >>> import matchar as mc                                    # doctest: +SKIP
     >>> cube, energy, meta = mc.io.load_spectrum_image("map.bcf")  # doctest: +SKIP
-    >>> cube.shape, energy[:2], meta["energy_units"]            # doctest: +SKIP
+    >>> cube.shape, energy[:2], meta["energy_unit"]             # doctest: +SKIP
     ((64, 64, 2048), array([-0.4754, -0.4654]), 'keV')
+    >>> eels, ev, meta = mc.io.load_spectrum_image("si.emd", signal="EELS")  # doctest: +SKIP
     """
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(errno.ENOENT, "no such file", str(p))
-    ext = p.suffix.lower()
-    module = _READERS.get(ext)
-    if module is None:
-        raise ValueError(
-            f"{str(p)!r}: unsupported extension {p.suffix!r}; expected one of {sorted(_READERS)}"
-        )
-    fmt = _format_name(p)
-    _check_readable_file(p, fmt)
-    try:
-        reader = importlib.import_module(module).file_reader
-    except ImportError as err:
-        raise ImportError(
-            "load_spectrum_image needs rosettasciio: pip install 'matchar[io]' "
-            "(or pip install rosettasciio)"
-        ) from err
-    if ext in _PRECHECKS:
-        _PRECHECKS[ext](p, fmt)
-    with _reading(p, fmt):
-        items = reader(str(p), lazy=lazy)
-    items = items if isinstance(items, list) else [items]
-    for item in items:
-        if not _is_spectrum_image(item):
-            continue
-        axes = item["axes"]
-        signal_index = next(i for i, a in enumerate(axes) if not a.get("navigate", True))
-        data = item["data"]
-        if signal_index != len(axes) - 1:
-            data = np.moveaxis(data, signal_index, -1)
-        energy = axes[signal_index]
-        offset = float(energy.get("offset", 0.0))
-        scale = float(energy.get("scale", 1.0))
-        size = int(energy.get("size", np.shape(data)[-1]))
-        meta = item.get("metadata", {}) or {}
-        nav = [
-            {k: a.get(k) for k in ("name", "size", "scale", "offset", "units")}
-            for i, a in enumerate(axes)
-            if i != signal_index
-        ]
-        return (
-            data,
-            offset + scale * np.arange(size, dtype=np.float64),
-            {
-                "energy_offset": offset,
-                "energy_scale": scale,
-                "energy_units": energy.get("units"),
-                "signal_type": meta.get("Signal", {}).get("signal_type"),
-                "navigation_axes": nav,
-                "metadata": meta,
-                "original_metadata": item.get("original_metadata", {}),
-            },
-        )
-    raise ValueError(
-        f"{str(p)!r} ({fmt}) holds no spectrum image (no dataset with one energy axis and "
-        "at least one navigation axis)"
+    items = _read_items(p, lazy)
+    signals = _describe_items(items)
+    index = _choose(p, signals, signal)
+    item = items[index]
+    axes = item["axes"]
+    signal_index = _signal_axis(item)
+    data = item["data"]
+    if signal_index != len(axes) - 1:
+        data = np.moveaxis(data, signal_index, -1)
+    energy = axes[signal_index]
+    offset = float(energy.get("offset", 0.0) or 0.0)
+    scale = float(energy.get("scale", 1.0) or 1.0)
+    size = int(energy.get("size", np.shape(data)[-1]))
+    meta = _mapped_metadata(item)
+    unit = energy.get("units")
+    unit = str(unit).strip() if unit not in (None, "") else None
+    nav = [
+        {k: a.get(k) for k in ("name", "size", "scale", "offset", "units")}
+        for i, a in enumerate(axes)
+        if i != signal_index
+    ]
+    return (
+        data,
+        offset + scale * np.arange(size, dtype=np.float64),
+        {
+            "energy_offset": offset,
+            "energy_scale": scale,
+            "energy_size": size,
+            "energy_unit": unit,
+            "energy_units": unit,
+            "signal_type": meta.get("Signal", {}).get("signal_type"),
+            "technique": signals[index]["technique"],
+            "signal_index": index,
+            "signal_title": signals[index]["title"],
+            "signals": signals,
+            "navigation_axes": nav,
+            "metadata": meta,
+            "original_metadata": item.get("original_metadata", {}),
+        },
     )
 
 
-# File extension -> rosettasciio reader module, for 2-D images.
-_IMAGE_READERS = {
-    ".tif": "rsciio.tiff",
-    ".tiff": "rsciio.tiff",
-    ".dm3": "rsciio.digitalmicrograph",
-    ".dm4": "rsciio.digitalmicrograph",
-    ".emd": "rsciio.emd",
-    ".hspy": "rsciio.hspy",
-}
 _TO_ANGSTROM = {"å": 1.0, "a": 1.0, "angstrom": 1.0, "nm": 10.0, "pm": 0.01, "µm": 1e4, "um": 1e4}
 
 
@@ -345,20 +616,13 @@ def load_image(path: str | Path) -> tuple[np.ndarray, float | None, dict[str, An
         if img.ndim == 3 and img.shape[-1] in (3, 4):
             img = img[..., :3].mean(axis=-1)
         return _check_2d(img, p), None, {}
-    module = _IMAGE_READERS.get(ext)
-    if module is None:
+    if ext not in _rsciio_plugins() and _rsciio_plugins():
         raise ValueError(
-            f"{str(p)!r}: unsupported image format {ext!r}; expected .npy, .png, .jpg or one "
-            f"of {sorted(_IMAGE_READERS)}"
+            f"{str(p)!r}: unsupported image format {ext!r}; expected .npy, .png, .jpg or a "
+            "format rosettasciio reads (.tif, .dm3/.dm4, .emd, .hspy, ...)"
         )
     _check_readable_file(p, fmt)
-    try:
-        reader = importlib.import_module(module).file_reader
-    except ImportError as err:
-        raise ImportError(
-            f"reading {ext} files needs rosettasciio with its optional readers: "
-            "pip install 'matchar[io]'"
-        ) from err
+    reader = _rsciio_reader(p, f"reading {ext} images")
     with _reading(p, fmt):
         items = reader(str(p))
     items = items if isinstance(items, list) else [items]

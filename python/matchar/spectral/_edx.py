@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,10 @@ DEFAULT_WINDOW = (("C8H8", 1.05, 0.3), ("Al", 2.70, 0.03))
 #: Most bremsstrahlung columns an EDXModel builds (Kramers j=1, Lifshin j=2, ...): higher
 #: powers add columns that are nearly collinear with the last ones.
 MAX_BACKGROUND = 10
+#: Beam energy (keV) and detector resolution (FWHM at Mn K-alpha, eV) when neither the
+#: user nor the file's metadata give one.
+DEFAULT_BEAM_ENERGY_KEV = 200.0
+DEFAULT_RESOLUTION_EV = 130.0
 #: Largest detector resolution (FWHM at Mn K-alpha, eV) accepted: beyond any
 #: energy-dispersive detector (peaks wider than a few keV cover the whole spectrum).
 MAX_RESOLUTION_EV = 10_000.0
@@ -236,8 +241,9 @@ def sample_absorption(
         Film density (g/cm^3), > 0.
     thickness_nm : float
         Film thickness (nm), >= 0.
-    takeoff_deg : float, default 20.0
-        Detector take-off angle (degrees, in (0, 90]).
+    takeoff_deg : float or None, default None
+        Detector take-off angle (degrees, in (0, 90]). ``None``: from the metadata's
+        detector elevation and azimuth and stage tilt (:func:`take_off_angle`), else 20.
 
     Returns
     -------
@@ -276,24 +282,198 @@ def sample_absorption(
     return out.reshape(E.shape)
 
 
-def _axis_from_signal(signal: Any) -> tuple[float, float, int, float | None, list[str] | None]:
-    """(offset keV, scale keV, n, beam energy keV or None, elements or None) of an EDS signal."""
-    axis = signal.axes_manager.signal_axes[0]
-    factor = 1e-3 if str(getattr(axis, "units", "keV")).strip() == "eV" else 1.0
-    md = signal.metadata
-    beam = elements = None
+def take_off_angle(tilt_deg: float, azimuth_deg: float, elevation_deg: float) -> float:
+    """X-ray take-off angle (degrees) of a detector over a tilted specimen.
+
+    ``asin(-cos(a) cos(b) cos(c) + sin(a) sin(c))`` with ``a = 90 deg + tilt``, ``b`` the
+    detector's azimuth (0 = perpendicular to the tilt axis) and ``c`` its elevation
+    (Schaffer et al., Ultramicroscopy 107, 587 (2007); HyperSpy/exspy's convention: the
+    specimen faces the detector when positively tilted).
+
+    Example
+    -------
+    >>> round(take_off_angle(0.0, 45.0, 18.0), 6)
+    18.0
+    >>> round(take_off_angle(10.0, 45.0, 22.0), 3)
+    28.866
+    """
+    a = math.radians(90.0 + float(tilt_deg))
+    b = math.radians(float(azimuth_deg))
+    c = math.radians(float(elevation_deg))
+    s = -math.cos(a) * math.cos(b) * math.cos(c) + math.sin(a) * math.sin(c)
+    return math.degrees(math.asin(max(-1.0, min(1.0, s))))
+
+
+def _number(value: Any) -> float | None:
     try:
-        beam = float(md.Acquisition_instrument.TEM.beam_energy)
-    except AttributeError:
-        try:
-            beam = float(md.Acquisition_instrument.SEM.beam_energy)
-        except AttributeError:
-            beam = None
-    try:
-        elements = list(md.Sample.elements)
-    except AttributeError:
-        elements = None
-    return float(axis.offset) * factor, float(axis.scale) * factor, int(axis.size), beam, elements
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _tree_get(tree: Any, *keys: str) -> Any:
+    for key in keys:
+        if isinstance(tree, dict):
+            tree = tree.get(key)
+        else:
+            tree = getattr(tree, key, None)
+        if tree is None:
+            return None
+    return tree
+
+
+#: Energy units of a spectrum's axis -> keV.
+_TO_KEV = {"kev": 1.0, "ev": 1e-3, "mev": 1e3}
+
+
+def edx_metadata(metadata: Any, n_channels: int | None = None) -> dict[str, Any]:
+    """The EDX settings a file records: energy axis (keV), beam energy, take-off angle,
+    energy resolution and elements.
+
+    Parameters
+    ----------
+    metadata : dict or HyperSpy signal
+        The metadata dict of :func:`matchar.io.load_spectrum_image` (with
+        ``energy_offset``/``energy_scale``/``energy_unit`` and the reader's ``metadata``
+        tree), a HyperSpy-style metadata tree (``Acquisition_instrument``, ``Sample``),
+        or a HyperSpy/exspy signal.
+    n_channels : int, optional
+        Channel count when the metadata do not say (the data's last axis).
+
+    Returns
+    -------
+    dict
+        ``energy_axis`` ((offset_keV, scale_keV, n) or None), ``energy_unit`` (the
+        file's), ``beam_energy_keV``, ``takeoff_deg`` (from the detector's elevation and
+        azimuth and the stage tilt, :func:`take_off_angle`), ``resolution_eV`` (FWHM at Mn
+        K-alpha, ``Detector.EDS.energy_resolution_MnKa``) and ``elements``
+        (``Sample.elements``); each None when the metadata do not record it.
+
+    Raises
+    ------
+    ValueError
+        If the energy axis's unit is neither eV nor keV (nor unrecorded).
+
+    Example
+    -------
+    >>> md = {"energy_offset": -250.0, "energy_scale": 10.0, "energy_unit": "eV",
+    ...       "energy_size": 4096, "metadata": {"Acquisition_instrument": {"TEM": {
+    ...       "beam_energy": 300.0, "Detector": {"EDS": {"elevation_angle": 18.0}}}}}}
+    >>> s = edx_metadata(md)
+    >>> s["energy_axis"], s["beam_energy_keV"], s["takeoff_deg"]
+    ((-0.25, 0.01, 4096), 300.0, 18.0)
+    """
+    out: dict[str, Any] = dict(
+        energy_axis=None,
+        energy_unit=None,
+        beam_energy_keV=None,
+        takeoff_deg=None,
+        resolution_eV=None,
+        elements=None,
+    )
+    if is_signal(metadata):
+        axis = metadata.axes_manager.signal_axes[0]
+        tree: Any = metadata.metadata
+        offset, scale, unit = axis.offset, axis.scale, getattr(axis, "units", None)
+        n_channels = int(axis.size)
+    else:
+        if not isinstance(metadata, dict):
+            raise ValueError(
+                f"metadata must be a dict (load_spectrum_image's, or a HyperSpy-style tree) "
+                f"or a HyperSpy signal, got {type(metadata).__name__}"
+            )
+        tree = metadata.get("metadata", metadata)
+        offset, scale = metadata.get("energy_offset"), metadata.get("energy_scale")
+        unit = metadata.get("energy_unit", metadata.get("energy_units"))
+        n_channels = metadata.get("energy_size", n_channels)
+    unit_text = "" if unit is None else str(unit).strip()
+    if unit_text.lower() in ("", "<undefined>", "undefined"):
+        factor = 1.0  # no unit recorded: keV, the EDX convention
+    elif unit_text.lower() in _TO_KEV:
+        factor = _TO_KEV[unit_text.lower()]
+    else:
+        raise ValueError(
+            f"metadata: the energy axis is in {unit_text!r}; expected eV or keV for an "
+            "X-ray spectrum"
+        )
+    out["energy_unit"] = unit_text or None
+    off, sc = _number(offset), _number(scale)
+    if off is not None and sc is not None and n_channels is not None:
+        out["energy_axis"] = (off * factor, sc * factor, int(n_channels))
+    instrument = _tree_get(tree, "Acquisition_instrument")
+    for mode in ("TEM", "SEM"):
+        sub = _tree_get(instrument, mode)
+        if sub is None:
+            continue
+        beam = _number(_tree_get(sub, "beam_energy"))
+        if beam is not None and beam > 0:
+            out["beam_energy_keV"] = beam
+        eds = _tree_get(sub, "Detector", "EDS")
+        elevation = _number(_tree_get(eds, "elevation_angle"))
+        if elevation is not None:
+            azimuth = _number(_tree_get(eds, "azimuth_angle")) or 0.0
+            tilt = _number(_tree_get(sub, "Stage", "tilt_alpha")) or 0.0
+            toa = take_off_angle(tilt, azimuth, elevation)
+            out["takeoff_deg"] = toa if 0 < toa <= 90 else None
+        res = _number(_tree_get(eds, "energy_resolution_MnKa"))
+        if res is not None and MIN_RESOLUTION_EV <= res <= MAX_RESOLUTION_EV:
+            out["resolution_eV"] = res
+        break
+    elements = _tree_get(tree, "Sample", "elements")
+    if elements is not None and not isinstance(elements, str):
+        els = [str(e) for e in elements]
+        out["elements"] = els or None
+    return out
+
+
+def _summed_spectrum(data: Any, n_channels: int, chunk_bytes: int = 1 << 26) -> np.ndarray:
+    """Sum of the spectra of ``data`` ((C,), (N, C), (H, W, C), scipy.sparse, dask, or a
+    signal) as float64 (C,), accumulated in row blocks of about ``chunk_bytes``: no
+    float64 copy of the whole cube. Raises ValueError for a channel-count mismatch or
+    negative/non-finite values."""
+    if is_signal(data):
+        data = data.data
+    shape = getattr(data, "shape", None)
+    if shape is None:
+        data = np.asarray(data)
+        shape = data.shape
+    if len(shape) == 0 or shape[-1] != n_channels:
+        raise ValueError(
+            f"data has {shape[-1] if len(shape) else 0} channels, the energy axis {n_channels}"
+        )
+    bad = "data must be finite and non-negative counts"
+    if hasattr(data, "tocsr") or hasattr(data, "compute"):  # scipy.sparse, dask
+        total = data.reshape(-1, n_channels).sum(axis=0)
+        if hasattr(data, "compute"):
+            import dask.array as da
+
+            lo = da.nanmin(data) if data.dtype.kind == "f" else None
+            total, lo = da.compute(total, lo)
+            if lo is not None and lo < 0:
+                raise ValueError(bad)
+        spec = np.asarray(total, dtype=np.float64).ravel()
+        if hasattr(data, "tocsr") and data.nnz and (data.data < 0).any():
+            raise ValueError(bad)
+        if not np.isfinite(spec).all() or (spec < 0).any():
+            raise ValueError(bad)
+        return spec
+    x = np.asarray(data)
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"data must be numeric counts, got dtype {x.dtype}")
+    # blocks along the first axis: views even of a cropped (non-contiguous) cube, and
+    # the float64 sum casts in NumPy's small buffers, not a copy of the block
+    lead = x.reshape(x.shape[0], -1, n_channels) if x.ndim >= 2 else x.reshape(1, 1, -1)
+    step = max(1, chunk_bytes // max(1, lead.shape[1] * n_channels * 8))
+    spec = np.zeros(n_channels, dtype=np.float64)
+    for i in range(0, lead.shape[0], step):
+        block = lead[i : i + step]
+        if x.dtype.kind == "f" and not (np.isfinite(block).all() and (block >= 0).all()):
+            raise ValueError(bad)
+        if x.dtype.kind == "i" and (block < 0).any():
+            raise ValueError(bad)
+        spec += block.sum(axis=(0, 1), dtype=np.float64)
+    return spec
 
 
 def is_signal(obj: Any) -> bool:
@@ -347,18 +527,21 @@ class EDXModel:
 
     Parameters
     ----------
-    elements : sequence of str or None
-        Element symbols ("Fe", "O", ...). ``None`` proposes them from the peaks of
-        ``data`` (see :meth:`propose_elements`); for a signal, the elements of its
-        metadata are kept (``known``) and further ones proposed from the peaks.
+    elements : sequence of str or None, default None
+        Element symbols ("Fe", "O", ...). ``None``: with ``data``, proposed from its
+        peaks (see :meth:`propose_elements`), the metadata's elements (``Sample.elements``)
+        kept as ``known`` ones; without ``data``, the metadata's elements. Elements of the
+        metadata with no X-ray line on the axis are left out with a warning naming them.
     energy_axis : (offset_keV, scale_keV, n_channels) or 1-D array or None
-        Channel energies ``offset + scale * i`` (keV). ``None`` reads it from ``data``
-        when that is a HyperSpy/exspy signal.
-    beam_energy_keV : float or None, default 200.0
-        Incident electron energy E0. ``None`` reads it from the signal's metadata.
-    resolution_eV : float, default 130.0
+        Channel energies ``offset + scale * i`` (keV). ``None`` reads it from
+        ``metadata`` (or a signal), converted to keV from the file's unit (eV or keV).
+    beam_energy_keV : float or None, default None
+        Incident electron energy E0. ``None``: the metadata's beam energy, else
+        ``DEFAULT_BEAM_ENERGY_KEV`` (200 keV).
+    resolution_eV : float or None, default None
         Detector FWHM at Mn K-alpha (5.899 keV), 121.4 eV (the Fano limit of the width
-        formula) to 10000 eV.
+        formula) to 10000 eV. ``None``: the metadata's
+        ``Detector.EDS.energy_resolution_MnKa``, else ``DEFAULT_RESOLUTION_EV`` (130 eV).
     n_background : int, default 2
         Number of bremsstrahlung columns, 0 (none) to ``MAX_BACKGROUND`` (10).
     window : sequence of (formula, density g/cm^3, thickness um)
@@ -375,14 +558,20 @@ class EDXModel:
     sample_composition : dict of str to float, optional
         Atomic fractions of the film for its attenuation (default: equal fractions of
         ``elements``).
-    takeoff_deg : float, default 20.0
-        Detector take-off angle (degrees, in (0, 90]).
+    takeoff_deg : float or None, default None
+        Detector take-off angle (degrees, in (0, 90]). ``None``: from the metadata's
+        detector elevation and azimuth and stage tilt (:func:`take_off_angle`), else 20.
     low_cut_keV : float, default 0.15
         Channels below this energy (the detector's zero/noise peak) are outside the model:
         ``fit_channels`` is False there and PhysicsNMF leaves them out of the fit.
     data : array_like (N, C)/(H, W, C)/(C,) or a HyperSpy signal, optional
-        Used to propose elements when ``elements is None`` and, for a signal, for the
-        energy axis, beam energy and elements from its metadata.
+        Used to propose elements when ``elements is None`` (summed in blocks, never
+        copied to float64 whole) and, for a signal, as ``metadata``.
+    metadata : dict or HyperSpy signal, optional
+        The file's settings, read by :func:`edx_metadata`: the metadata dict of
+        :func:`matchar.io.load_spectrum_image` (energy axis in the file's unit, beam
+        energy, detector angles, resolution, elements). What the user passes wins; the
+        metadata win over the defaults.
 
     Attributes
     ----------
@@ -396,7 +585,11 @@ class EDXModel:
     lines : list of dict
         Every modelled line: element, family, shell, line (IUPAC), energy_keV, weight.
     fit_channels : ndarray of bool, shape (C,)
-    beam_energy_keV : float
+    beam_energy_keV, resolution_eV, takeoff_deg : float
+        The values used (the user's, the metadata's or the defaults).
+    from_metadata : list of str
+        Which of energy_axis, beam_energy_keV, takeoff_deg, resolution_eV and elements
+        came from the metadata.
     n_elements, n_background : int
 
     Raises
@@ -411,15 +604,17 @@ class EDXModel:
     >>> model = mc.spectral.EDXModel(["Fe", "O"], energy_axis=(0.0, 0.01, 1024))
     >>> model.G.shape
     (1024, 4)
+    >>> cube, energy, meta = mc.io.load_spectrum_image("map.bcf")      # doctest: +SKIP
+    >>> model = mc.spectral.EDXModel(metadata=meta)   # axis, kV, angles, elements  # doctest: +SKIP
     """
 
     def __init__(
         self,
-        elements: Sequence[str] | None,
+        elements: Sequence[str] | None = None,
         energy_axis: Any = None,
-        beam_energy_keV: float | None = 200.0,
+        beam_energy_keV: float | None = None,
         *,
-        resolution_eV: float = 130.0,
+        resolution_eV: float | None = None,
         n_background: int = 2,
         window: Sequence[tuple[str, float, float]] = DEFAULT_WINDOW,
         dead_layer_um: float = 0.03,
@@ -428,39 +623,57 @@ class EDXModel:
         thickness_nm: float = 0.0,
         density_g_cm3: float | None = None,
         sample_composition: dict[str, float] | None = None,
-        takeoff_deg: float = 20.0,
+        takeoff_deg: float | None = None,
         data: Any = None,
+        metadata: Any = None,
     ) -> None:
+        if metadata is None and data is not None and is_signal(data):
+            metadata = data
+        file: dict[str, Any] = {}
+        if metadata is not None:
+            n_ch = getattr(data, "shape", (None,))[-1] if data is not None else None
+            file = edx_metadata(metadata, n_ch)
+        #: The settings read from the file's metadata (the others are the user's or the
+        #: defaults): a subset of energy_axis, beam_energy_keV, takeoff_deg,
+        #: resolution_eV, elements.
+        self.from_metadata: list[str] = []
+
+        def pick(name: str, given: Any, default: Any) -> Any:
+            if given is not None:
+                return given
+            if file.get(name) is not None:
+                self.from_metadata.append(name)
+                return file[name]
+            return default
+
         self.thickness_nm = check_float(thickness_nm, "thickness_nm", low=0.0)
         self.density_g_cm3 = check_float(
             density_g_cm3, "density_g_cm3", low=0.0, low_open=True, allow_none=True
         )
         self.sample_composition = sample_composition
         self.takeoff_deg = check_float(
-            takeoff_deg, "takeoff_deg", low=0.0, high=90.0, low_open=True
+            pick("takeoff_deg", takeoff_deg, 20.0), "takeoff_deg", low=0.0, high=90.0, low_open=True
         )
         if self.thickness_nm > 0 and density_g_cm3 is None:
             raise ValueError("density_g_cm3 is required with thickness_nm > 0")
         if sample_composition is not None:  # checks the composition
             sample_absorption([1.0], sample_composition, 1.0, 0.0, self.takeoff_deg)
-        sig_beam = sig_elements = None
-        if data is not None and is_signal(data):
-            off, sc, n, sig_beam, sig_elements = _axis_from_signal(data)
-            if energy_axis is None:
-                energy_axis = (off, sc, n)
+        energy_axis = pick("energy_axis", energy_axis, None)
         if energy_axis is None:
-            raise ValueError("energy_axis is required (or pass a HyperSpy signal as data=)")
+            raise ValueError(
+                "energy_axis is required (or pass metadata= from load_spectrum_image, or a "
+                "HyperSpy signal as data=)"
+            )
         self.offset, self.scale, n = parse_energy_axis(energy_axis)
         self.energy = self.offset + self.scale * np.arange(n, dtype=np.float64)
-        if beam_energy_keV is None:
-            beam_energy_keV = sig_beam
-        if beam_energy_keV is None:
-            raise ValueError("beam_energy_keV is required (none in the signal's metadata)")
         self.beam_energy_keV = check_float(
-            beam_energy_keV, "beam_energy_keV", low=0.0, low_open=True
+            pick("beam_energy_keV", beam_energy_keV, DEFAULT_BEAM_ENERGY_KEV),
+            "beam_energy_keV",
+            low=0.0,
+            low_open=True,
         )
         self.resolution_eV = check_float(
-            resolution_eV,
+            pick("resolution_eV", resolution_eV, DEFAULT_RESOLUTION_EV),
             "resolution_eV (FWHM at Mn K-alpha)",
             low=MIN_RESOLUTION_EV,
             high=MAX_RESOLUTION_EV,
@@ -474,14 +687,27 @@ class EDXModel:
         if not self.fit_channels.any():
             raise ValueError(f"energy_axis: no channel above low_cut_keV={low_cut_keV}")
 
+        file_elements = file.get("elements")
+        if elements is None and file_elements:
+            self.from_metadata.append("elements")
         if elements is None:
-            if data is None:
-                raise ValueError("elements=None needs data= to propose elements from")
-            spectrum = np.asarray(data.data if is_signal(data) else data, dtype=np.float64)
-            found = self.propose_elements(spectrum, known=sig_elements)
-            elements = [p["element"] for p in found]
-            if not elements:
-                raise ValueError("elements: no element could be identified in data's peaks")
+            if data is not None:
+                found = self.propose_elements(data, known=file_elements)
+                elements = [p["element"] for p in found]
+                if not elements:
+                    raise ValueError("elements: no element could be identified in data's peaks")
+            elif file_elements:
+                elements = self._on_axis(file_elements)
+                if not elements:
+                    raise ValueError(
+                        f"elements: none of the metadata's elements {file_elements} has an "
+                        "X-ray line on the energy axis; name the elements"
+                    )
+            else:
+                raise ValueError(
+                    "elements=None needs data= to propose elements from (or metadata= "
+                    "that lists them)"
+                )
         if isinstance(elements, str):
             elements = [elements]
         elements = list(elements)
@@ -494,6 +720,23 @@ class EDXModel:
         self._build()
 
     # -- construction -----------------------------------------------------------------
+    def _on_axis(self, elements: Sequence[str], stacklevel: int = 3) -> list[str]:
+        """The elements with an X-ray line on this axis; a warning names the others."""
+        keep, out = [], []
+        for el in elements:
+            Z = atomic_number(el)
+            (keep if self._column(Z, el) is not None else out).append(el)
+        if out:
+            warnings.warn(
+                f"EDXModel: known element(s) {', '.join(out)} have no X-ray line excited "
+                f"at {self.beam_energy_keV:g} keV on the energy axis [{self.energy[0]:.3f}, "
+                f"{self.energy[-1]:.3f}] keV above low_cut_keV={self.low_cut_keV:g}: left "
+                "out of the model",
+                UserWarning,
+                stacklevel=stacklevel,
+            )
+        return keep
+
     def efficiency(self, energy_keV: ArrayLike) -> np.ndarray:
         """Detector efficiency of this model at ``energy_keV`` (see detector_efficiency).
 
@@ -759,20 +1002,14 @@ class EDXModel:
         max_elements = check_int(max_elements, "max_elements", low=0, high=200)
         knot_keV = check_float(knot_keV, "knot_keV", low=0.0, low_open=True, allow_inf=True)
         model_error = check_float(model_error, "model_error", low=0.0)
-        x = np.asarray(data, dtype=np.float64)
         C = self.energy.size
-        if x.ndim == 0 or x.shape[-1] != C:
-            raise ValueError(
-                f"data has {x.shape[-1] if x.ndim else 0} channels, the energy axis {C}"
-            )
-        spec = x.reshape(-1, C).sum(axis=0)
-        if not np.isfinite(spec).all() or (spec < 0).any():
-            raise ValueError("data must be finite and non-negative counts")
+        spec = _summed_spectrum(data, C)
         keep = self.fit_channels.copy()
         if candidates is None:
             candidates = [_symbol(z) for z in range(4, 93)]
         cand = {el: atomic_number(el) for el in candidates}
         known = [] if known is None else ([known] if isinstance(known, str) else list(known))
+        known = self._on_axis(known, stacklevel=3)
         args = (spec, keep, cand, known, min_significance, max_elements, model_error)
         plain = self.background_basis(np.inf)
         found, elem_cols = self._greedy(plain, *args)
@@ -798,7 +1035,7 @@ class EDXModel:
         for el in known:
             col = self._column(atomic_number(el), el)
             if col is None:
-                continue  # no line of it on this axis: nothing to fit
+                continue  # no line on this axis (propose_elements warned)
             top = max(self._last_lines, key=lambda ln: ln["weight"])
             known_cols.append((el, col, top))
         cols += [c for _, c, _ in known_cols]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -130,15 +131,25 @@ def w_step(
     # sum_e t_e / (d_e + nu) = 1: decreasing in nu > -min d.
     lo = np.max(t - d, axis=0)  # each term <= 1 there  => sum >= max term ... >= 1
     hi = np.max(n_elements * t - d, axis=0)
-    lo = np.maximum(lo, -d.min(axis=0) + 1e-300)
+    dmin = d.min(axis=0)
+    # strictly above -min d even where d is so small (a map of a few counts) that
+    # -dmin + 1e-300 rounds to -dmin and t / (d + nu) would divide by zero
+    lo = np.maximum(lo, -dmin + np.maximum(1e-300, 1e-12 * np.abs(dmin)))
     hi = np.maximum(hi, lo)
+
+    def ratio(nu: np.ndarray) -> np.ndarray:
+        den_nu = d + nu
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            r = np.where(t > 0, t / np.where(den_nu > 0, den_nu, 1e-300), 0.0)
+        return np.where(np.isfinite(r), r, 1e300)
+
     for _ in range(n_bisect):
         mid = 0.5 * (lo + hi)
-        tot = (t / (d + mid)).sum(axis=0)
+        tot = ratio(mid).sum(axis=0)
         big = tot > 1.0
         lo = np.where(big, mid, lo)
         hi = np.where(big, hi, mid)
-    el = t / (d + 0.5 * (lo + hi))
+    el = ratio(0.5 * (lo + hi))
     tot = el.sum(axis=0)
     new[:n_elements] = el / np.where(tot > 0, tot, 1.0)
     return new
@@ -461,6 +472,7 @@ class PhysicsNMF(BaseEstimator):
         Gm = G * incl[:, None]
         work = _sparse_if_mostly_zero(data)
         self.nav_shape_ = data.nav_shape
+        self._fitted_counts = _fitted_counts(data, incl)
         args = (G, Gm, n_el, dtype, pm, cm, incl, w_pins, h_pins)
         n_iter = int(self.max_iter)
         # The NumPy side works on small matrices (E x C, bins x C): multi-threaded BLAS
@@ -482,6 +494,7 @@ class PhysicsNMF(BaseEstimator):
         fall back to ``"nmf"`` (an NMF fitted on the dask array); ``init_used_`` says so.
         """
         data = DaskSpectrumMatrix(raw, "X")
+        self._fitted_counts = None
         N, C = data.shape
         K, G = self._check(N, C)
         n_el = int(self.model.n_elements)
@@ -719,6 +732,13 @@ class PhysicsNMF(BaseEstimator):
 
     def _set_results(self, H, W, n_iter, hist, kls, its, n_el, h_pins) -> None:
         """The fitted attributes both fit paths (in memory, dask) share."""
+        if not (np.isfinite(H).all() and np.isfinite(W).all()):
+            # never hand back NaN maps/composition silently
+            raise ValueError(
+                f"PhysicsNMF: the fit reached non-finite (NaN/inf) phases after {n_iter} "
+                "iterations: X's counts are too large for float arithmetic or degenerate; "
+                "divide X by a constant or check the data"
+            )
         self.components_ = H
         self.W_ = W
         self.n_components_ = H.shape[0]
@@ -730,6 +750,14 @@ class PhysicsNMF(BaseEstimator):
         el = W[:n_el].T.copy()
         tot = el.sum(axis=1, keepdims=True)
         comp = el / np.where(tot > 0, tot, 1.0)
+        if getattr(self, "_fitted_counts", None) == 0:
+            warnings.warn(
+                "PhysicsNMF: X holds no counts in the fitted channels (an empty map, or "
+                "counts only below the model's low_cut_keV or in masked channels): the "
+                "maps and composition_ are 0",
+                UserWarning,
+                stacklevel=4,
+            )
         for k in h_pins:
             comp[k] = np.nan
         self.composition_ = comp
@@ -742,6 +770,12 @@ class PhysicsNMF(BaseEstimator):
             hist.append(self.objective(A, kl))
             kls.append(kl)
             its.append(n_iter)
+        if not np.isfinite(A).all():
+            raise ValueError(
+                f"PhysicsNMF: the fit reached non-finite (NaN/inf) maps after {n_iter} "
+                "iterations: X's counts are too large for float arithmetic or degenerate; "
+                "divide X by a constant or check the data"
+            )
         self._A = A
         self._set_results(H, W, n_iter, hist, kls, its, n_el, h_pins)
         self.maps_ = unflatten(A, data.nav_shape)
@@ -876,6 +910,17 @@ class PhysicsNMF(BaseEstimator):
                     a_in.name,
                 )
         return m, spectra
+
+
+def _fitted_counts(data: SpectrumMatrix, incl: np.ndarray) -> float | None:
+    """Total counts of X in the fitted channels (None for distributed data)."""
+    if getattr(data, "distributed", False):
+        return None
+    if data.sparse:
+        cols = np.asarray(data.X.sum(axis=0), dtype=np.float64).ravel()
+    else:
+        cols = _core.spectral.weighted_sums(data.X, None, None)[1]
+    return float(cols[incl].sum())
 
 
 def da_log_sum(A: Any, eps: float) -> float:
