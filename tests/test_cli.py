@@ -125,8 +125,8 @@ def test_rank_command(tmp_path):
     out = tmp_path / "rank"
     args = ["rank", str(tmp_path / "cands.xyz"), "--experimental", str(tmp_path / "exp.csv")]
     assert matchar.cli.main([*args, "--out", str(out)]) == 0
-    table = np.loadtxt(out / "posterior.csv", delimiter=",", skiprows=1)
-    assert table.shape == (2, 3) and abs(table[:, 1].sum() - 1) < 1e-5
+    table = np.loadtxt(out / "posterior.csv", delimiter=",", skiprows=1, usecols=(0, 2, 3, 4))
+    assert table.shape == (2, 4) and abs(table[:, 1].sum() - 1) < 1e-5
     assert (out / "posterior.png").exists() and (out / "similarity.png").exists()
     missing = ["rank", str(tmp_path / "cands.xyz"), "--experimental", str(tmp_path / "no.csv")]
     assert matchar.cli.main([*missing, "--out", str(out)]) == 2
@@ -325,7 +325,13 @@ def test_shifts_garbage_model_is_one_line(tmp_path, capsys, kind):
 
 @pytest.mark.parametrize(
     ("content", "reason"),
-    [(b"", "no values"), (b"a,b\nc,d\n", "could not convert"), (b"1\nnan\n", "NaN")],
+    [
+        (b"", "holds no rows"),
+        (b"a,b\nc,d\n", "no 'shift' column"),
+        (b"1\nnan\n", "not finite"),
+        (b"shift,sites\n1.0,H\n", "cannot read site"),
+        (b"shift\n", "no peaks"),
+    ],
 )
 def test_rank_bad_experimental_csv_is_one_line(tmp_path, capsys, content, reason):
     exp = tmp_path / "exp.csv"

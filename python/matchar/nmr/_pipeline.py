@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,13 +15,15 @@ from ._shift_model import ShiftModel, _as_frames
 
 def rank_candidates(
     candidates: Any,
-    experimental: ArrayLike,
+    experimental: Any,
     element: str = "H",
     *,
     model: ShiftModel | None = None,
     sigma_exp: float | None = None,
-    assignment: str = "marginalize",
-    groups: ArrayLike | None = None,
+    assignment: str = "auto",
+    groups: Any = None,
+    reference: Any = None,
+    bond_tolerance: float | None = None,
     **posterior_kwargs: Any,
 ) -> StructurePosterior:
     """Posterior probability of each candidate structure from its predicted shieldings.
@@ -30,54 +33,158 @@ def rank_candidates(
     are compared through :func:`structure_posterior` with slope −1 and the reference
     offset marginalised, so no shielding reference needs to be known.
 
+    Two ways to line predictions up with peaks:
+
+    - **Molecule mapping** (used when ``reference`` is given, when ``experimental`` is a
+      table that names sites, or when the candidates hold different numbers of
+      ``element`` atoms): :func:`map_sites` maps every molecule of every candidate onto the
+      labelled sites of the reference molecule and the predictions are averaged over the
+      molecule copies, so candidates of any Z, cell and atom order compare site by site.
+      The table says which sites each peak may be (see :func:`read_shift_table`).
+    - **Atom order** (a plain array, no ``reference``, equal counts): one shift per atom of
+      ``element`` in the file's order (or per ``groups`` label).
+
     Parameters
     ----------
     candidates : sequence of ase.Atoms
-        Candidate structures; each must hold the same number of atoms of ``element``
-        (in the same chemical order when ``assignment="given"``).
-    experimental : array_like, shape (n_peaks,)
-        Experimental shifts (ppm). Without ``groups``, one per atom of ``element``.
+        Candidate structures of one compound.
+    experimental : ShiftTable or str or pathlib.Path or array_like, shape (n_peaks,)
+        Experimental shifts (ppm): a table (or its CSV file) with what is known of each
+        peak's sites, or plain shifts.
     element : str, default "H"
     model : ShiftModel, optional
     sigma_exp : float, optional
         Typical prediction-vs-experiment error (ppm) added in quadrature to the model's
         σ; default 0.33 ppm for ¹H (Engel et al. 2019), 1.9 ppm for ¹³C, else 0.
-    assignment : {"marginalize", "given"}, default "marginalize"
-    groups : array_like of int, shape (n_sites,), optional
-        Peak label of every site (e.g. methyl protons share one peak).
+    assignment : {"auto", "given", "marginalize"}, default "auto"
+        ``"auto"``: the table's site sets (a peak with one site is assigned, one with a few
+        is ambiguous among them, one without is any site); a plain array has no site
+        knowledge and is marginalised. ``"given"``: every peak must name exactly one site
+        (group), or for a plain array peak ``j`` is atom (group) ``j``. ``"marginalize"``:
+        ignore the table's site sets (its groups of equivalent sites stay) and sum over
+        every assignment. ``docs/nmr.md`` measures what each costs in power.
+    groups : optional
+        Molecule mapping: more groups of equivalent sites, as sequences of 1-based atom
+        numbers of the reference (e.g. from ``ReferenceMolecule.rotor_groups``), or
+        ``"rotors"`` for every XH₃ rotor. Atom order: the peak label of every atom
+        (``structure_posterior``'s ``groups``).
+    reference : ase.Atoms or str or pathlib.Path, optional
+        The labelled reference molecule (see :func:`map_sites`; default: the first
+        candidate's first molecule).
+    bond_tolerance : float, optional
+        Bond criterion of the molecule mapping (default 1.15 × the covalent radii sum).
     **posterior_kwargs
-        Passed to :func:`structure_posterior` (``prior``, ``method``, ...).
+        Passed to :func:`structure_posterior` (``prior``, ``method``, ``band``, ...).
 
     Returns
     -------
     StructurePosterior
-        ``.probabilities`` (n_candidates,), ``.log_evidence``, ``.plot()``.
+        ``.probabilities`` (n_candidates,), ``.log_evidence``, ``.candidate_names``,
+        ``.site_labels``, ``.plot()``, ``.plot_parity(c)``.
+
+    Raises
+    ------
+    ValueError
+        Naming the candidate, peak or site: a molecule that is not the reference one,
+        a peak naming an unknown site, overlapping groups, a site in two peaks, a number
+        of peaks that does not match the sites.
 
     Example
     -------
-    >>> res = mc.nmr.rank_candidates(frames, shifts_H, "H")   # doctest: +SKIP
-    >>> res.probabilities                                     # doctest: +SKIP
+    >>> res = mc.nmr.rank_candidates(frames, "shifts.csv", "H")   # doctest: +SKIP
+    >>> res.probabilities                                         # doctest: +SKIP
     """
+    from ._sites import BOND_TOLERANCE, candidate_name, map_sites
+    from ._table import read_shift_table
+
+    if assignment not in ("auto", "given", "marginalize"):
+        raise ValueError(f"assignment must be 'auto', 'given' or 'marginalize', got {assignment!r}")
     frames = _as_frames(candidates)
+    names = [candidate_name(f, c) for c, f in enumerate(frames)]
     model = ShiftModel.pretrained(element) if model is None else model
-    counts = [int((f.numbers == model.z_).sum()) for f in frames]
-    if len(set(counts)) != 1:
-        raise ValueError(
-            f"every candidate must hold the same number of {element} atoms, got {counts}"
-        )
-    sigma, std = model.predict(frames, return_std=True)
-    n = counts[0]
     if sigma_exp is None:
         sigma_exp = {1: 0.33, 6: 1.9}.get(model.z_, 0.0)
-    return structure_posterior(
-        sigma.reshape(len(frames), n),
-        std.reshape(len(frames), n),
-        np.asarray(experimental, dtype=np.float64),
-        sigma_exp=sigma_exp,
-        assignment=assignment,
-        groups=groups,
-        return_details=True,
-        **posterior_kwargs,
+    counts = [int((f.numbers == model.z_).sum()) for f in frames]
+    table = read_shift_table(experimental)
+    use_molecules = reference is not None or table.has_sites or len(set(counts)) != 1
+    if 0 in counts:
+        c = counts.index(0)
+        raise ValueError(f"{names[c]} holds no {element} atom")
+    sigma, std = model.predict(frames, return_std=True)
+    ends = np.cumsum([0, *counts])
+    kwargs = dict(posterior_kwargs)
+    if not use_molecules:
+        n = counts[0]
+        how = "marginalize" if assignment == "auto" else assignment
+        res = structure_posterior(
+            sigma.reshape(len(frames), n),
+            std.reshape(len(frames), n),
+            table.shifts,
+            sigma_exp=sigma_exp,
+            assignment=how,
+            groups=groups,
+            return_details=True,
+            **kwargs,
+        )
+        return dataclasses.replace(res, candidate_names=tuple(names))
+
+    tol = BOND_TOLERANCE if bond_tolerance is None else bond_tolerance
+    ref, maps = map_sites(frames, reference, bond_tolerance=tol)
+    sites = ref.sites(element)
+    pred = np.empty((len(frames), sites.size))
+    pstd = np.empty((len(frames), sites.size))
+    for c, (frame, smap) in enumerate(zip(frames, maps)):
+        full = np.full(len(frame), np.nan)
+        full_std = np.full(len(frame), np.nan)
+        mask = frame.numbers == model.z_
+        full[mask] = sigma[ends[c] : ends[c + 1]]
+        full_std[mask] = std[ends[c] : ends[c + 1]]
+        pred[c] = smap.average(full, sites)
+        pstd[c] = smap.average(full_std, sites)
+    extra = None
+    if isinstance(groups, str):
+        if groups != "rotors":
+            raise ValueError(f"groups must be 'rotors' or a list of site groups, got {groups!r}")
+        extra = [[k + 1 for k in g] for g in ref.rotor_groups(element)]
+    elif groups is not None:
+        extra = [list(g) for g in groups]
+    problem = table.problem(ref, element, groups=extra)
+    if assignment == "given" and not table.has_sites:
+        # plain shifts in the order of the reference's sites (units)
+        problem = dataclasses.replace(problem, allowed=[[u] for u in range(len(problem.units))])
+    if assignment == "given":
+        if not problem.fully_assigned:
+            open_peaks = [
+                table.labels[j] for j, a in enumerate(problem.allowed) if a is None or len(a) != 1
+            ]
+            raise ValueError(
+                f"assignment='given' needs one site per peak; {len(open_peaks)} peaks have "
+                f"none or several: {open_peaks[:6]}; use assignment='auto'"
+            )
+        unit_of_peak = [a[0] for a in problem.allowed]  # type: ignore[index]
+        peak_of_unit = np.empty(len(unit_of_peak), dtype=np.int64)
+        peak_of_unit[unit_of_peak] = np.arange(len(unit_of_peak))
+        res = structure_posterior(
+            pred, pstd, table.shifts, sigma_exp=sigma_exp, assignment="given",
+            groups=peak_of_unit[problem.groups], return_details=True, **kwargs,
+        )  # fmt: skip
+        labels = [problem.unit_labels[u] for u in unit_of_peak]
+    else:
+        allowed = problem.allowed if assignment == "auto" else None
+        if allowed is not None and all(a is None for a in allowed):
+            allowed = None
+        res = structure_posterior(
+            pred, pstd, table.shifts, sigma_exp=sigma_exp, assignment="marginalize",
+            groups=problem.groups, allowed=allowed, return_details=True, **kwargs,
+        )  # fmt: skip
+        labels = list(problem.unit_labels)
+    return dataclasses.replace(
+        res,
+        candidate_names=tuple(names),
+        site_labels=tuple(labels),
+        peak_labels=tuple(table.labels),
+        reference=ref,
+        site_maps=tuple(maps),
     )
 
 

@@ -24,6 +24,8 @@ def plot_posterior(
     """Lollipop chart of posterior probabilities (see StructurePosterior.plot)."""
     ax = _axes(ax)
     p = np.asarray(result.probabilities)
+    if labels is None:
+        labels = getattr(result, "candidate_names", None)
     names = [str(i) for i in range(p.size)] if labels is None else [str(s) for s in labels]
     if len(names) != p.size:
         raise ValueError(f"labels must have {p.size} entries, got {len(names)}")
@@ -34,7 +36,8 @@ def plot_posterior(
     ax.vlines(x, 0.0, p[order], color="0.6", lw=1.5)
     ax.plot(x, p[order], "o", color="C0")
     ax.set_xticks(x)
-    ax.set_xticklabels([names[i] for i in order], rotation=90 if order.size > 12 else 0)
+    long = order.size > 12 or max(len(names[i]) for i in order) * order.size > 60
+    ax.set_xticklabels([names[i] for i in order], rotation=90 if long else 0)
     ax.set_ylim(0.0, 1.05)
     ax.set_xlabel("candidate")
     ax.set_ylabel("posterior probability")
@@ -63,7 +66,10 @@ def plot_parity(result: Any, candidate: int, nucleus: str | None = None, ax: Any
     lo = float(min(model.min(), terms.experimental.min()))
     hi = float(max(model.max(), terms.experimental.max()))
     ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-    ax.set_xlabel(f"predicted shift + offset (ppm), candidate {c}")
+    names = getattr(result, "candidate_names", None)
+    name = names[c] if names else f"candidate {c}"
+    ax.set_xlabel("predicted shift + offset (ppm)")
     ax.set_ylabel("experimental shift (ppm)")
-    ax.set_title(f"{nucleus}: P = {result.probabilities[c]:.3g}")
+    ax.set_title(f"{name} ({nucleus}): P = {result.probabilities[c]:.3g}", fontsize=9)
+    ax.set_aspect("equal", adjustable="datalim")
     return ax
