@@ -6,6 +6,7 @@ from __future__ import annotations
 from ._cbed import electron_wavelength, simulate_cbed
 from ._classifier import CrystalClassifier, CrystalMap, CrystalPrediction, classify_map
 from ._correlation import default_shifts, lcm_cost, local_correlation_map
+from ._denoise import DenoiseResult, denoise
 from ._lattice import lattice_vectors, misorientation_deg
 from ._segment import Segmentation, Segmenter, segment
 from ._simulate import ZONE_AXES, projected_cell, simulate_haadf
@@ -16,10 +17,12 @@ __all__ = [
     "CrystalClassifier",
     "CrystalMap",
     "CrystalPrediction",
+    "DenoiseResult",
     "Segmentation",
     "Segmenter",
     "classify_map",
     "default_shifts",
+    "denoise",
     "electron_wavelength",
     "lattice_vectors",
     "lcm_cost",
