@@ -337,7 +337,8 @@ def _choose(p: Path, signals: list[dict[str, Any]], signal: Any) -> int:
         if s["kind"] != "spectrum image":
             raise ValueError(
                 f"signal={i}: dataset [{s['index']}] {s['title'] or '(untitled)'} of "
-                f"{str(p)!r} is a {s['kind']}, not a spectrum image; spectrum images: "
+                f"{str(p)!r} is {'an' if s['kind'][0] in 'aeiou' else 'a'} {s['kind']}, not a "
+                f"spectrum image; spectrum images: "
                 f"{_signals_text(cubes)}"
             )
         return int(s["index"])
@@ -479,8 +480,9 @@ def load_spectrum_image(
         Channel energies ``offset + scale * i`` in the file's unit
         (``metadata["energy_unit"]``).
     metadata : dict
-        ``energy_offset``, ``energy_scale`` (file unit), ``energy_size`` (C), ``energy_unit`` (e.g. "keV",
-        "eV"; also under the older key ``energy_units``), ``signal_type``,
+        ``energy_offset``, ``energy_scale`` (file unit), ``energy_size`` (C),
+        ``energy_unit`` (e.g. "keV", "eV"; also under the older key ``energy_units``),
+        ``signal_type``,
         ``technique`` ("EDS", "EELS" or None), ``signal_index``, ``signal_title``,
         ``signals`` (:func:`list_signals` of the file), ``navigation_axes``
         ``[{name, size, scale, offset, units}, ...]``, ``metadata`` (the reader's
