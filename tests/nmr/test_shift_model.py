@@ -280,7 +280,7 @@ def test_rank_candidates_end_to_end():
     # Offset invariance: shifting every experimental shift changes nothing.
     res2 = mc.nmr.rank_candidates(cands, exp + 3.0, "H", model=model, assignment="given")
     np.testing.assert_allclose(res2.probabilities, res.probabilities, atol=1e-9)
-    with pytest.raises(ValueError, match="candidate 1, molecule 1 .* is CH4, the reference"):
+    with pytest.raises(ValueError, match=r"candidate 1, molecule 1 .* is CH4, the reference"):
         mc.nmr.rank_candidates([cands[0], ase_build.molecule("CH4")], exp, "H", model=model)
 
 

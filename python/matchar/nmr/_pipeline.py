@@ -36,8 +36,9 @@ def rank_candidates(
     Two ways to line predictions up with peaks:
 
     - **Molecule mapping** (used when ``reference`` is given, when ``experimental`` is a
-      table that names sites, or when the candidates hold different numbers of
-      ``element`` atoms): :func:`map_sites` maps every molecule of every candidate onto the
+      table that names sites, when the candidates hold different numbers of ``element``
+      atoms, or when there are fewer peaks than atoms and no ``groups``):
+      :func:`map_sites` maps every molecule of every candidate onto the
       labelled sites of the reference molecule and the predictions are averaged over the
       molecule copies, so candidates of any Z, cell and atom order compare site by site.
       The table says which sites each peak may be (see :func:`read_shift_table`).
@@ -106,7 +107,12 @@ def rank_candidates(
         sigma_exp = {1: 0.33, 6: 1.9}.get(model.z_, 0.0)
     counts = [int((f.numbers == model.z_).sum()) for f in frames]
     table = read_shift_table(experimental)
-    use_molecules = reference is not None or table.has_sites or len(set(counts)) != 1
+    use_molecules = (
+        reference is not None
+        or table.has_sites
+        or len(set(counts)) != 1
+        or (groups is None and len(table.peaks) != counts[0])
+    )
     if 0 in counts:
         c = counts.index(0)
         raise ValueError(f"{names[c]} holds no {element} atom")

@@ -42,8 +42,6 @@ def _bonds(atoms: Any, tolerance: float) -> tuple[np.ndarray, np.ndarray, np.nda
     """Bonded pairs (i < j listed both ways) and their vectors ``D`` (Å, periodic images)."""
     from ase.neighborlist import natural_cutoffs, neighbor_list
 
-    if len(atoms) == 1:
-        return np.zeros(0, int), np.zeros(0, int), np.zeros((0, 3))
     work = atoms
     if np.any(atoms.pbc) and abs(atoms.cell.volume) < 1e-6:
         raise ValueError("periodic structure with a degenerate (zero-volume) cell")
@@ -382,13 +380,51 @@ def _automorphisms(graph: Any, nodes: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype=np.int64).reshape(-1, len(nodes))
 
 
-def _superpose(ref: np.ndarray, mobile: np.ndarray) -> np.ndarray:
-    """``mobile`` (m, 3) moved onto ``ref`` (n, 3) by the best rotation or reflection found
-    from the first ``n`` rows (the matched skeleton)."""
+def _superpositions(ref: np.ndarray, mobile: np.ndarray) -> list[np.ndarray]:
+    """``mobile`` (m, 3) moved onto ``ref`` (n, 3) by the best proper rotation and by the best
+    improper one (a rotation times a reflection), both fitted on the first ``n`` rows (the
+    matched skeleton). Both are kept: a flat or tiny skeleton fits either equally well, and
+    only the terminal H decide the handedness."""
     n = len(ref)
     ra, mb = ref.mean(axis=0), mobile[:n].mean(axis=0)
     u, _, vt = np.linalg.svd((mobile[:n] - mb).T @ (ref - ra))
-    return (mobile - mb) @ (u @ vt) + ra
+    out = []
+    for sign in (1.0, -1.0):
+        d = np.ones(3)
+        if np.linalg.det(u @ vt) * sign < 0:
+            d[-1] = -1.0
+        out.append((mobile - mb) @ (u @ np.diag(d) @ vt) + ra)
+    return out
+
+
+def _match_terminal_h(
+    ref_pos: np.ndarray,
+    ref_groups: list[tuple[np.ndarray, int]],
+    moved: np.ndarray,
+    parent: np.ndarray,
+    site: np.ndarray,
+) -> tuple[np.ndarray, float]:
+    """Complete ``site`` (reference position -> molecule atom) with the terminal H: per
+    parent atom, the permutation of its H closest to the reference. Returns the completed
+    map and the RMSD (Å) of all atoms."""
+    from scipy.optimize import linear_sum_assignment
+
+    site = site.copy()
+    for hr, p_ref in ref_groups:
+        hm = np.flatnonzero(parent == site[p_ref])
+        if len(hr) == 1:
+            site[hr] = hm
+            continue
+        d = ((ref_pos[hr][:, None, :] - moved[hm][None, :, :]) ** 2).sum(-1)
+        _, cols = linear_sum_assignment(d)
+        site[hr] = hm[cols]
+    return site, float(np.sqrt(((moved[site] - ref_pos) ** 2).sum(axis=1).mean()))
+
+
+#: Skeleton mappings within this RMSD (Å) of the best one are completed with their H and
+#: compared on all atoms (at most ``MAX_SHORTLIST`` of them).
+SHORTLIST_RMSD = 0.25
+MAX_SHORTLIST = 64
 
 
 def map_sites(
@@ -441,7 +477,6 @@ def map_sites(
     (['O3'], (1, 9))
     """
     from networkx.algorithms.isomorphism import GraphMatcher
-    from scipy.optimize import linear_sum_assignment
 
     from ._shift_model import _as_frames
 
@@ -451,6 +486,10 @@ def map_sites(
     ref_graph, ref_keep = _skeleton_graph(ref.numbers, ref.edges)
     ref_term, ref_parent = _terminal_h(ref.numbers, ref.edges)
     autos = _automorphisms(ref_graph, ref_keep)  # (n_auto, n_skeleton) reference ids
+    h_groups = [
+        (np.flatnonzero(ref_term & (ref_parent == p)), int(p))
+        for p in np.unique(ref_parent[ref_term])
+    ]
     ref_formula = ref.formula
     n_ref = len(ref.numbers)
     maps: list[SiteMap] = []
@@ -478,26 +517,27 @@ def map_sites(
                     f"{where} has the reference's formula {ref_formula} but another bond "
                     "graph (connectivity mismatch: another isomer or a broken bond)"
                 )
-            # every skeleton mapping the reference's symmetry allows: phi o automorphism
+            # every skeleton mapping the reference's symmetry allows: phi o automorphism;
+            # the near-best ones are completed with their terminal H (both handednesses)
             options = np.vectorize(phi.__getitem__, otypes=[np.int64])(autos)
             r = _procrustes_rmsd(ref.positions[ref_keep], mol.positions[options])
-            best = options[int(np.argmin(r))]
-            site = -np.ones(n_ref, dtype=np.int64)
-            site[ref_keep] = best
-            # terminal H: per parent atom, the permutation closest after superposition
+            short = np.argsort(r, kind="stable")[:MAX_SHORTLIST]
+            short = short[r[short] <= r[short[0]] + SHORTLIST_RMSD]
             _, parent = _terminal_h(nums, mol.edges)
-            moved = _superpose(ref.positions[ref_keep], mol.positions[np.r_[best, : len(nums)]])
-            moved = moved[len(best) :]
-            for p_ref in np.unique(ref_parent[ref_term]):
-                hr = np.flatnonzero(ref_term & (ref_parent == p_ref))
-                hm = np.flatnonzero(parent == site[p_ref])
-                if len(hr) == 1:
-                    site[hr] = hm
-                    continue
-                d = ((ref.positions[hr][:, None, :] - moved[hm][None, :, :]) ** 2).sum(-1)
-                _, cols = linear_sum_assignment(d)
-                site[hr] = hm[cols]
-            rmsds.append(float(np.sqrt(((moved[site] - ref.positions) ** 2).sum(1).mean())))
+            best_rmsd, best_site = np.inf, None
+            for o in short:
+                skeleton = options[o]
+                start = -np.ones(n_ref, dtype=np.int64)
+                start[ref_keep] = skeleton
+                mobile = mol.positions[np.r_[skeleton, : len(nums)]]
+                for moved in _superpositions(ref.positions[ref_keep], mobile):
+                    cand, rmsd = _match_terminal_h(
+                        ref.positions, h_groups, moved[len(skeleton) :], parent, start
+                    )
+                    if rmsd < best_rmsd - 1e-9:
+                        best_rmsd, best_site = rmsd, cand
+            site = best_site
+            rmsds.append(best_rmsd)
             rows.append(mol.atoms[site])
         if not rows:
             raise ValueError(f"{name} holds no molecule")
