@@ -280,6 +280,37 @@ def _fit_basis(rows: np.ndarray, weights: np.ndarray, centroids: np.ndarray, B: 
     return fitted
 
 
+def _fringe_frequency(
+    F: np.ndarray, window: _Window, g: np.ndarray, mask: np.ndarray
+) -> list[float]:
+    """Frequency (cycles/pixel) of the lattice fringe near ``g``, from the mean phase
+    gradient of the demodulated fringe over ``mask``. The fringe is band-limited to the
+    window, so it is synthesised on a coarse grid from the window's box alone (as in
+    geometric phase analysis), not on the full padded frame."""
+    P, Q = F.shape
+    H, W = mask.shape
+    (iy, ix), G = window.at(g)
+    ny, nx = G.shape
+    sy, sx = sfft.next_fast_len(2 * ny), sfft.next_fast_len(2 * nx)
+    box = np.zeros((sy, sx), dtype=np.complex128)
+    box[:ny, :nx] = F[iy, ix] * G
+    # bin j of the box is frequency (iy[0] + j) / P: demodulate by the box's first bin
+    z = sfft.ifft2(box)
+    step_y, step_x = P / sy, Q / sx  # pixels per coarse sample
+    uy = np.arange(sy) * step_y
+    ux = np.arange(sx) * step_x
+    inside = np.zeros((sy, sx), dtype=bool)
+    ky, kx = uy < H, ux < W
+    inside[np.ix_(ky, kx)] = mask[np.ix_(uy[ky].astype(np.int64), ux[kx].astype(np.int64))]
+    pair_y = inside[1:, :] & inside[:-1, :]
+    pair_x = inside[:, 1:] & inside[:, :-1]
+    dy = np.angle((z[1:, :] * np.conj(z[:-1, :]))[pair_y].sum()) / (2 * math.pi * step_y)
+    dx = np.angle((z[:, 1:] * np.conj(z[:, :-1]))[pair_x].sum()) / (2 * math.pi * step_x)
+    first_y = round(g[0] * P) - window.ry
+    first_x = round(g[1] * Q) - window.rx
+    return [first_y / P + dy, first_x / Q + dx]
+
+
 def _refine_basis(
     F: np.ndarray, B: np.ndarray, N0: float, sigma_k: float, mask: np.ndarray
 ) -> np.ndarray:
@@ -292,10 +323,7 @@ def _refine_basis(
     the region (amplitude-weighted) gives the true ``g + Δg``, free of the sampling bias
     of peak centroids; ``B`` is then fitted to all of them. Two passes, wide then narrow.
     """
-    H, W = mask.shape
     P, Q = F.shape
-    inside_y = mask[1:, :] & mask[:-1, :]
-    inside_x = mask[:, 1:] & mask[:, :-1]
     for frac, reach in ((0.1, 1.5), (0.05, 2.5)):
         b = float(np.linalg.norm(B, axis=1).min())
         window = _Window((P, Q), max(frac * b, sigma_k))
@@ -304,17 +332,7 @@ def _refine_basis(
             return B
         strongest = np.argsort(-a, kind="stable")[:12]
         rows, a = rows[strongest], a[strongest]
-        measured = []
-        for row in rows:
-            idx, G = window.at(row[2:])
-            M = np.zeros((P, Q), dtype=np.complex128)
-            M[idx] = G
-            z = sfft.ifft2(F * M, workers=-1)[:H, :W]
-            z *= np.exp(-2j * math.pi * row[2] * np.arange(H))[:, None]
-            z *= np.exp(-2j * math.pi * row[3] * np.arange(W))[None, :]
-            dgy = np.angle((z[1:, :] * np.conj(z[:-1, :]))[inside_y].sum()) / (2 * math.pi)
-            dgx = np.angle((z[:, 1:] * np.conj(z[:, :-1]))[inside_x].sum()) / (2 * math.pi)
-            measured.append([row[2] + dgy, row[3] + dgx])
+        measured = [_fringe_frequency(F, window, row[2:], mask) for row in rows]
         B = _fit_basis(rows, a, np.array(measured), B)
     return B
 
@@ -453,7 +471,7 @@ def denoise(
     shape = (sfft.next_fast_len(H + pad, real=False), sfft.next_fast_len(W + pad, real=False))
     sigma_k = 1.0 / (2 * math.pi * sigma_r)
     window = _Window(shape, sigma_k)
-    G0 = _gaussian_kernel_ft(shape, sigma_k)
+    G0 = _gaussian_kernel_ft(shape, sigma_k)[:, : shape[1] // 2 + 1]  # rfft half-plane
 
     if gain is None:
         # the floor of the unpadded spectrum: zero padding would thin it
@@ -465,22 +483,33 @@ def denoise(
     # each connected piece of a region on its own: the two sides of a lamella are the
     # same lattice, but usually translated against each other (a twin's stacking shift)
     pieces = []
+    owner = np.zeros(img.shape, dtype=np.int64)  # index into pieces
     for r in present:
         parts, n = ndimage.label(labels == r)
-        pieces += [(r, parts == i) for i in range(1, n + 1)]
+        for i in range(1, n + 1):
+            owner[parts == i] = len(pieces)
+            pieces.append((r, parts == i))
+    edge = np.zeros(img.shape, dtype=bool)
+    edge[:, 1:] |= owner[:, 1:] != owner[:, :-1]
+    edge[1:, :] |= owner[1:, :] != owner[:-1, :]
+    to_boundary = (
+        ndimage.distance_transform_edt(~edge) if edge.any() else np.full(img.shape, np.inf)
+    )
     estimates = []
     found: set[int] = set()
     for r, piece in pieces:
         # estimate from the piece less a margin: the segmentation's boundaries are only
         # good to a few pixels, and another lattice's pixels would leak into this one
-        data = ndimage.distance_transform_edt(piece) > margin
+        data = piece & (to_boundary > margin)
         if data.sum() < 0.25 * piece.sum():
             data = piece
         m = data.astype(np.float64)
-        den = sfft.ifft2(sfft.fft2(m, s=shape, workers=-1) * G0, workers=-1).real[:H, :W]
+        # real transforms where no spectrum is measured (half the work)
+        den = sfft.irfft2(sfft.rfft2(m, s=shape, workers=-1) * G0, s=shape, workers=-1)[:H, :W]
         F = sfft.fft2(img * m, s=shape, workers=-1)
         floor = 1e-6 * den.max()
-        est = sfft.ifft2(F * G0, workers=-1).real[:H, :W] / np.maximum(den, floor)
+        mean = sfft.irfft2(F[:, : G0.shape[1]] * G0, s=shape, workers=-1)[:H, :W]
+        est = mean / np.maximum(den, floor)
         if r in with_lattice:
             B = np.linalg.inv(vectors[r]).T  # rows b1, b2: v_i . b_j = delta_ij
             N0 = gain * float((img * m).sum())
@@ -498,8 +527,9 @@ def denoise(
                     idx, G = window.at(row[2:])
                     M[idx] += weight * G
                 del F
-                F = sfft.fft2((img - est) * m, s=shape, workers=-1)
-                est += sfft.ifft2(F * M, workers=-1).real[:H, :W] / np.maximum(den, floor)
+                F = sfft.rfft2((img - est) * m, s=shape, workers=-1)
+                F *= M[:, : F.shape[1]]  # M holds g and -g: its half-plane suffices
+                est += sfft.irfft2(F, s=shape, workers=-1)[:H, :W] / np.maximum(den, floor)
                 del M
         del F
         estimates.append(est)
@@ -516,7 +546,7 @@ def denoise(
             RuntimeWarning,
             stacklevel=2,
         )
-    owner = _assign_boundary_pixels(img, [p for _, p in pieces], estimates, shortest)
+    owner = _assign_boundary_pixels(img, owner, to_boundary <= 2 * shortest, estimates, shortest)
     lattice = np.zeros_like(img)
     weight_sum = np.zeros_like(img)
     for i, est in enumerate(estimates):
@@ -546,31 +576,43 @@ def denoise(
 
 
 def _assign_boundary_pixels(
-    img: np.ndarray, pieces: list[np.ndarray], estimates: list[np.ndarray], spacing: float
+    img: np.ndarray,
+    owner: np.ndarray,
+    near_boundary: np.ndarray,
+    estimates: list[np.ndarray],
+    spacing: float,
 ) -> np.ndarray:
-    """Index of the piece that owns every pixel: the segmentation's, except within one
-    lattice spacing of a boundary, where the piece whose lattice estimate fits the image
-    best (smoothed squared residual over half a spacing) takes the pixel. The
-    segmentation comes from a coarse grid; the lattices themselves say where each ends."""
-    owner = np.zeros(img.shape, dtype=np.int64)
-    for i, piece in enumerate(pieces):
-        owner[piece] = i
-    if len(pieces) < 2:
+    """Index of the piece that owns every pixel: ``owner`` (the segmentation's), except
+    on ``near_boundary``, where the piece whose lattice estimate fits the image best
+    (squared residual smoothed over a third of a spacing) among the pieces within one
+    spacing takes the pixel. The segmentation comes from a coarse grid; the lattices
+    themselves say where each ends."""
+    if len(estimates) < 2 or not near_boundary.any():
         return owner
     reach = max(1, round(spacing))
-    best = np.full(img.shape, np.inf)
-    choice = owner.copy()
-    zone = np.zeros(img.shape, dtype=bool)
-    for i, (piece, est) in enumerate(zip(pieces, estimates)):
-        near = ndimage.binary_dilation(piece, iterations=reach)
-        zone |= near & ~piece
-        cost = ndimage.gaussian_filter((img - est) ** 2, 0.35 * spacing, mode="nearest")
+    sigma = 0.35 * spacing
+    rows = np.nonzero(near_boundary.any(axis=1))[0]
+    cols = np.nonzero(near_boundary.any(axis=0))[0]
+    pad = reach + math.ceil(4 * sigma) + 1
+    crop = (
+        slice(max(rows[0] - pad, 0), rows[-1] + pad + 1),
+        slice(max(cols[0] - pad, 0), cols[-1] + pad + 1),
+    )
+    sub_owner = owner[crop]
+    best = np.full(sub_owner.shape, np.inf)
+    choice = sub_owner.copy()
+    for i, est in enumerate(estimates):
+        near = ndimage.maximum_filter(sub_owner == i, size=2 * reach + 1)
+        if not near.any():
+            continue
+        cost = ndimage.gaussian_filter((img[crop] - est[crop]) ** 2, sigma, mode="nearest")
         better = near & (cost < best)
         best[better] = cost[better]
         choice[better] = i
-    zone = ndimage.binary_dilation(zone, iterations=reach)
-    owner[zone] = choice[zone]
-    return owner
+    result = owner.copy()
+    zone = near_boundary[crop]
+    result[crop][zone] = choice[zone]
+    return result
 
 
 def _local_correction(
@@ -581,11 +623,11 @@ def _local_correction(
     sigma_c = 0.1 * spacing
     sigma_e = 0.5 * spacing
     S = ndimage.gaussian_filter(img - lattice, sigma_c, mode="reflect")
-    # Var[Σ G(x) n(x)] = gain Σ G² λ, and G² = G(σ/√2) / (4π σ²) for a normalised G
-    var = (
-        gain * ndimage.gaussian_filter(lattice, sigma_c / math.sqrt(2)) / (4 * math.pi * sigma_c**2)
-    )
-    energy = ndimage.gaussian_filter(S * S, sigma_e, mode="reflect")
-    expected = ndimage.gaussian_filter(var, sigma_e, mode="reflect")
+    energy = ndimage.gaussian_filter(S * S, sigma_e, mode="reflect", truncate=3.0)
+    # Var[S] = gain Σ G² λ, and G² = G(σ/√2) / (4π σ²) for a normalised G; smoothed
+    # like the energy: one Gaussian of the combined width
+    sigma_v = math.sqrt(sigma_e**2 + sigma_c**2 / 2)
+    expected = ndimage.gaussian_filter(lattice, sigma_v, mode="reflect", truncate=3.0)
+    expected *= gain / (4 * math.pi * sigma_c**2)
     c = np.clip(1.0 - strength * expected / np.maximum(energy, 1e-300), 0.0, 1.0)
     return lattice + c * S, c
