@@ -70,6 +70,10 @@ def test_ev_axis_is_converted_to_kev():
     # the same model as one built on the keV axis by hand
     ref = mc.spectral.EDXModel(["Fe"], (-0.25, 0.01, 2048))
     np.testing.assert_allclose(m.G, ref.G)
+    eV_axis = -250.0 + 10.0 * np.arange(2048)  # load_spectrum_image's axis of that file
+    with pytest.raises(ValueError, match="the file's axis in eV; EDXModel takes keV"):
+        mc.spectral.EDXModel(["Fe"], eV_axis, metadata=meta)
+    np.testing.assert_allclose(mc.spectral.EDXModel(["Fe"], eV_axis / 1000, metadata=meta).G, ref.G)
     with pytest.raises(ValueError, match="energy axis is in 'nm'"):
         edx_metadata(_meta(unit="nm"))
 

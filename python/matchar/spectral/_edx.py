@@ -658,6 +658,15 @@ class EDXModel:
             raise ValueError("density_g_cm3 is required with thickness_nm > 0")
         if sample_composition is not None:  # checks the composition
             sample_absorption([1.0], sample_composition, 1.0, 0.0, self.takeoff_deg)
+        if energy_axis is not None and file.get("energy_axis") and file["energy_unit"] == "eV":
+            # the file's own axis in eV (what load_spectrum_image returns) is not keV
+            off, sc, _ = parse_energy_axis(energy_axis)
+            f_off, f_sc, _ = file["energy_axis"]
+            if abs(sc - 1e3 * f_sc) <= 1e-6 * abs(sc) and abs(off - 1e3 * f_off) <= abs(sc):
+                raise ValueError(
+                    "energy_axis is the file's axis in eV; EDXModel takes keV: leave "
+                    "energy_axis=None to read it from metadata= (converted), or divide by 1000"
+                )
         energy_axis = pick("energy_axis", energy_axis, None)
         if energy_axis is None:
             raise ValueError(
