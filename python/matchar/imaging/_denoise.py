@@ -104,7 +104,7 @@ class DenoiseResult:
             ax.set_title(title, fontsize=10)
             ax.set_axis_off()
             cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-            cb.set_label("counts" if self.gain == 1.0 else "detector units")
+            cb.set_label("counts (e⁻)" if abs(self.gain - 1) < 0.1 else "detector units")
             _scale_bar(ax, data.shape, self.pixel_size)
         fig.tight_layout()
         return fig
@@ -312,7 +312,7 @@ def _fringe_frequency(
 
 
 def _refine_basis(
-    F: np.ndarray, B: np.ndarray, N0: float, sigma_k: float, mask: np.ndarray
+    F: np.ndarray, B: np.ndarray, N0: float, sigma_k: float, mask: np.ndarray, area: float
 ) -> np.ndarray:
     """Reciprocal basis refined by geometric phase analysis on the region's spectrum.
 
@@ -327,7 +327,7 @@ def _refine_basis(
     for frac, reach in ((0.1, 1.5), (0.05, 2.5)):
         b = float(np.linalg.norm(B, axis=1).min())
         window = _Window((P, Q), max(frac * b, sigma_k))
-        rows, a = _reflections(F, window, B, N0, float(mask.sum()), max_order=reach)
+        rows, a = _reflections(F, window, B, N0, area, max_order=reach)
         if len(rows) < 3:
             return B
         strongest = np.argsort(-a, kind="stable")[:12]
@@ -453,17 +453,10 @@ def denoise(
     with_lattice = [r for r in present if np.isfinite(vectors[r]).all()]
     if not with_lattice:
         raise ValueError(
-            "no region of the image shows a lattice (amorphous, or pure noise): "
-            "segmentation-guided denoising needs a crystalline region"
+            "no lattice found: the segmentation found no lattice vectors in any region "
+            "(amorphous, or pure noise); segmentation-guided denoising needs a crystalline "
+            "region"
         )
-    if len(with_lattice) < len(present):
-        missing = sorted(set(present) - set(with_lattice))
-        warnings.warn(
-            f"regions {missing} show no lattice: they get the local (Poisson) smoothing only",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-
     spacing = {r: float(np.linalg.norm(vectors[r], axis=1).mean()) for r in with_lattice}
     shortest = min(float(np.linalg.norm(vectors[r], axis=1).min()) for r in with_lattice)
     sigma_r = cells * max(spacing.values())
@@ -506,15 +499,22 @@ def denoise(
         m = data.astype(np.float64)
         # real transforms where no spectrum is measured (half the work)
         den = sfft.irfft2(sfft.rfft2(m, s=shape, workers=-1) * G0, s=shape, workers=-1)[:H, :W]
-        F = sfft.fft2(img * m, s=shape, workers=-1)
         floor = 1e-6 * den.max()
-        mean = sfft.irfft2(F[:, : G0.shape[1]] * G0, s=shape, workers=-1)[:H, :W]
-        est = mean / np.maximum(den, floor)
+        F = sfft.rfft2(img * m, s=shape, workers=-1)
+        est = sfft.irfft2(F * G0, s=shape, workers=-1)[:H, :W] / np.maximum(den, floor)
+        del F
         if r in with_lattice:
+            # the spectrum is measured on the piece less its local mean, tapered to 0 at
+            # its edges: a hard edge's sinc tails would pass for reflections
+            s = np.clip(2 * den / den.max() - 1, 0, 1) * m
+            taper = s * s * (3 - 2 * s)
+            F = sfft.fft2((img - est) * taper, s=shape, workers=-1)
             B = np.linalg.inv(vectors[r]).T  # rows b1, b2: v_i . b_j = delta_ij
-            N0 = gain * float((img * m).sum())
-            B = _refine_basis(F, B, N0, sigma_k, data)
-            rows, a = _reflections(F, window, B, N0, float(m.sum()))
+            N0 = gain * float((img * taper * taper).sum())
+            area = float((taper * taper).sum())
+            B = _refine_basis(F, B, N0, sigma_k, taper > 0.5, area)
+            rows, a = _reflections(F, window, B, N0, area)
+            del F
             if len(rows) < 4 or np.linalg.matrix_rank(rows[:, :2]) < 2:
                 rows, a = rows[:0], a[:0]  # no lattice stands out of the noise here
             else:
@@ -526,12 +526,10 @@ def denoise(
                 for row, weight in zip(rows, a):
                     idx, G = window.at(row[2:])
                     M[idx] += weight * G
-                del F
                 F = sfft.rfft2((img - est) * m, s=shape, workers=-1)
                 F *= M[:, : F.shape[1]]  # M holds g and -g: its half-plane suffices
                 est += sfft.irfft2(F, s=shape, workers=-1)[:H, :W] / np.maximum(den, floor)
-                del M
-        del F
+                del M, F
         estimates.append(est)
     if not found:
         raise ValueError(
@@ -539,10 +537,10 @@ def denoise(
             "noise (amorphous, or pure noise); segmentation-guided denoising needs a "
             "crystalline region"
         )
-    if found != set(with_lattice):
+    if found != set(present):
         warnings.warn(
-            f"regions {sorted(set(with_lattice) - found)} show no reflections above the "
-            "noise: they get the local (Poisson) smoothing only",
+            f"regions {sorted(set(present) - found)} show no lattice (no reflections above "
+            "the noise): they get the local (Poisson) smoothing only",
             RuntimeWarning,
             stacklevel=2,
         )
