@@ -631,12 +631,13 @@ class NMF(TransformerMixin, BaseEstimator):
         # last_value is None after an interrupt (no extra pass then), else for Frobenius
         # the loss of the final state returned by the last pass.
         final = last_value is not None
-        if not (np.isfinite(H).all() and np.isfinite(W).all()):
+        in_memory_w = isinstance(W, np.ndarray)  # dask fits keep W in chunks on the workers
+        if not (np.isfinite(H).all() and (not in_memory_w or np.isfinite(W).all())):
             # never hand back NaN maps/components (values near the float range overflow)
             raise ValueError(
                 f"NMF (loss={self.loss!r}): the fit reached non-finite (NaN/inf) maps or "
                 f"components after {n_iter} iterations: X's values are too large for "
-                f"{np.dtype(W.dtype).name} arithmetic; divide X by a constant (the "
+                f"{np.dtype(H.dtype).name} arithmetic; divide X by a constant (the "
                 "components are the same up to scale)"
             )
         self.components_ = H
