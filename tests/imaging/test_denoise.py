@@ -70,6 +70,7 @@ def test_denoise_removes_most_noise_without_bias(bicrystal_dose2):
     np.testing.assert_allclose(result.residual, noisy - result.denoised, rtol=0, atol=1e-12)
     assert result.denoised.min() >= 0
     assert 0.9 < result.gain < 1.1  # Poisson counts: variance = mean
+    assert 0.7 < result.noise_scale < 1.5  # and the local correction's model agrees
     assert all(len(r) >= 8 for r in result.reflections)
 
 

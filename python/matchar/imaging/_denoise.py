@@ -48,6 +48,11 @@ class DenoiseResult:
     gain : float
         Detector gain used by the noise model (variance = gain × mean): 1 for counts;
         estimated from the noise floor of the image's spectrum unless given.
+    noise_scale : float
+        Residual energy over the modelled noise energy (median over the image), by which
+        the local correction rescales its noise model: about 1 for Poisson counts that
+        follow their lattice; larger for scan-correlated noise or a detector offset.
+        NaN without the local correction.
     pixel_size : float or None
         Pixel size in Å, when known (used by :meth:`plot` for the scale bar).
     """
@@ -59,6 +64,7 @@ class DenoiseResult:
     segmentation: Segmentation
     reflections: list[np.ndarray]
     gain: float
+    noise_scale: float = math.nan
     pixel_size: float | None = None
 
     def plot(self, image: ArrayLike, fig: Any = None, crop: tuple[slice, slice] | None = None):
@@ -557,9 +563,9 @@ def denoise(
     np.clip(lattice, 0.0, None, out=lattice)
 
     if correction:
-        denoised, corr = _local_correction(img, lattice, gain, shortest, strength)
+        denoised, corr, noise_scale = _local_correction(img, lattice, gain, shortest, strength)
     else:
-        denoised, corr = lattice.copy(), np.zeros_like(img)
+        denoised, corr, noise_scale = lattice.copy(), np.zeros_like(img), math.nan
     np.clip(denoised, 0.0, None, out=denoised)
     return DenoiseResult(
         denoised=denoised,
@@ -569,6 +575,7 @@ def denoise(
         segmentation=segmentation,
         reflections=reflections,
         gain=float(gain),
+        noise_scale=noise_scale,
         pixel_size=pixel_size,
     )
 
@@ -615,7 +622,7 @@ def _assign_boundary_pixels(
 
 def _local_correction(
     img: np.ndarray, lattice: np.ndarray, gain: float, spacing: float, strength: float
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, float]:
     """lattice + c · S, S the residual smoothed at the column scale, c = max(0, 1 −
     strength · Var[S] / <S²>) with Var[S] the Poisson variance of S (gain × lattice)."""
     sigma_c = 0.1 * spacing
@@ -627,5 +634,10 @@ def _local_correction(
     sigma_v = math.sqrt(sigma_e**2 + sigma_c**2 / 2)
     expected = ndimage.gaussian_filter(lattice, sigma_v, mode="reflect", truncate=3.0)
     expected *= gain / (4 * math.pi * sigma_c**2)
-    c = np.clip(1.0 - strength * expected / np.maximum(energy, 1e-300), 0.0, 1.0)
-    return lattice + c * S, c
+    # calibrate the noise model on the image itself: most of a crystal follows its
+    # lattice, so the median ratio of residual energy to modelled noise is the noise's
+    # true level (scan-correlated noise, detector offset or gain off the Poisson model)
+    ratio = energy / np.maximum(expected, 1e-300)
+    scale = float(np.clip(np.median(ratio), 0.25, 100.0))
+    c = np.clip(1.0 - strength * scale * expected / np.maximum(energy, 1e-300), 0.0, 1.0)
+    return lattice + c * S, c, scale
