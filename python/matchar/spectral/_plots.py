@@ -9,7 +9,10 @@ import numpy as np
 
 def _energy(energy: Any, n_channels: int, unit: str | None = "keV") -> tuple[np.ndarray, str]:
     """The x axis of spectra: channel indices, or an (offset, scale) pair / an array in
-    ``unit`` (keV by default; "eV" for EELS)."""
+    ``unit`` (keV by default; "eV" for EELS); an (offset, scale, unit) triple names its
+    own unit."""
+    if isinstance(energy, tuple) and len(energy) == 3 and isinstance(energy[2], str):
+        unit = energy[2]
     label = f"energy ({unit})" if unit else "energy"
     if energy is None:
         return np.arange(n_channels), "channel"
@@ -49,8 +52,9 @@ def plot_components(
     components : ndarray, shape (K, C)
     maps : array_like, shape (N, K) or (H, W, K), optional
         Cube maps are drawn as images, (N, K) maps as line profiles.
-    energy : (offset, scale) or array of shape (C,), optional
-        Channel energies in ``energy_unit``.
+    energy : (offset, scale), (offset, scale, unit) or array of shape (C,), optional
+        Channel energies in ``energy_unit`` (or the triple's unit, e.g.
+        ``(meta["energy_offset"], meta["energy_scale"], meta["energy_unit"])``).
     titles : list of K str, optional
     fig : matplotlib Figure, optional
     energy_unit : str, default "keV"
