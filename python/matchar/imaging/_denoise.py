@@ -118,6 +118,8 @@ class DenoiseResult:
 
 def _scale_bar(ax: Any, shape: tuple[int, int], pixel_size: float | None) -> None:
     """A white bar of a round length (Å, nm or px) in the lower left corner."""
+    from matplotlib import patheffects
+
     width_px = shape[1]
     unit_px = 1.0 if pixel_size is None else pixel_size  # Å per pixel
     target = 0.2 * width_px * unit_px
@@ -135,9 +137,16 @@ def _scale_bar(ax: Any, shape: tuple[int, int], pixel_size: float | None) -> Non
     bar = length / unit_px
     y = shape[0] * 0.93
     x0 = shape[1] * 0.05
-    ax.plot([x0, x0 + bar], [y, y], color="white", lw=4, solid_capstyle="butt")
-    ax.text(x0 + bar / 2, y - shape[0] * 0.03, label, color="white", ha="center", va="bottom",
-            fontsize=9, fontweight="bold")  # fmt: skip
+    # white with a black outline: legible on the grey images and on the residual's white
+    outline = [patheffects.withStroke(linewidth=2.5, foreground="black")]
+    ax.plot(
+        [x0, x0 + bar], [y, y], color="white", lw=4, solid_capstyle="butt",
+        path_effects=[patheffects.withStroke(linewidth=6, foreground="black")],
+    )  # fmt: skip
+    ax.text(
+        x0 + bar / 2, y - shape[0] * 0.03, label, color="white", ha="center", va="bottom",
+        fontsize=9, fontweight="bold", path_effects=outline,
+    )  # fmt: skip
 
 
 def _check_counts(image: ArrayLike) -> np.ndarray:
@@ -466,11 +475,6 @@ def denoise(
     spacing = {r: float(np.linalg.norm(vectors[r], axis=1).mean()) for r in with_lattice}
     shortest = min(float(np.linalg.norm(vectors[r], axis=1).min()) for r in with_lattice)
     sigma_r = cells * max(spacing.values())
-    pad = math.ceil(4.5 * sigma_r)  # wrap-around leakage below exp(-10)
-    shape = (sfft.next_fast_len(H + pad, real=False), sfft.next_fast_len(W + pad, real=False))
-    sigma_k = 1.0 / (2 * math.pi * sigma_r)
-    window = _Window(shape, sigma_k)
-    G0 = _gaussian_kernel_ft(shape, sigma_k)[:, : shape[1] // 2 + 1]  # rfft half-plane
 
     if gain is None:
         # the floor of the unpadded spectrum: zero padding would thin it
@@ -494,6 +498,9 @@ def denoise(
     to_boundary = (
         ndimage.distance_transform_edt(~edge) if edge.any() else np.full(img.shape, np.inf)
     )
+    # each piece is filtered in its bounding box plus what the blending and the boundary
+    # reassignment read around it (4 spacings); outside that its estimate is not used
+    need = math.ceil(4 * max(spacing.values()))
     estimates = []
     found: set[int] = set()
     for r, piece in pieces:
@@ -502,41 +509,19 @@ def denoise(
         data = piece & (to_boundary > margin)
         if data.sum() < 0.25 * piece.sum():
             data = piece
-        m = data.astype(np.float64)
-        # real transforms where no spectrum is measured (half the work)
-        den = sfft.irfft2(sfft.rfft2(m, s=shape, workers=-1) * G0, s=shape, workers=-1)[:H, :W]
-        floor = 1e-6 * den.max()
-        F = sfft.rfft2(img * m, s=shape, workers=-1)
-        est = sfft.irfft2(F * G0, s=shape, workers=-1)[:H, :W] / np.maximum(den, floor)
-        del F
-        if r in with_lattice:
-            # the spectrum is measured on the piece less its local mean, tapered to 0 at
-            # its edges: a hard edge's sinc tails would pass for reflections
-            s = np.clip(2 * den / den.max() - 1, 0, 1) * m
-            taper = s * s * (3 - 2 * s)
-            F = sfft.fft2((img - est) * taper, s=shape, workers=-1)
-            B = np.linalg.inv(vectors[r]).T  # rows b1, b2: v_i . b_j = delta_ij
-            N0 = gain * float((img * taper * taper).sum())
-            area = float((taper * taper).sum())
-            B = _refine_basis(F, B, N0, sigma_k, taper > 0.5, area)
-            rows, a = _reflections(F, window, B, N0, area)
-            del F
-            if len(rows) < 4 or np.linalg.matrix_rank(rows[:, :2]) < 2:
-                rows, a = rows[:0], a[:0]  # no lattice stands out of the noise here
-            else:
-                found.add(r)
-                reflections[r] = rows if len(rows) > len(reflections[r]) else reflections[r]
-                # the reflections from the image less its local mean: at the edge of a
-                # piece the mean's own spectrum (the edge's) would leak into them
-                M = np.zeros(shape)
-                for row, weight in zip(rows, a):
-                    idx, G = window.at(row[2:])
-                    M[idx] += weight * G
-                F = sfft.rfft2((img - est) * m, s=shape, workers=-1)
-                F *= M[:, : F.shape[1]]  # M holds g and -g: its half-plane suffices
-                est += sfft.irfft2(F, s=shape, workers=-1)[:H, :W] / np.maximum(den, floor)
-                del M, F
+        ys, xs = np.nonzero(piece)
+        crop = (
+            slice(max(ys.min() - need, 0), min(ys.max() + need + 1, H)),
+            slice(max(xs.min() - need, 0), min(xs.max() + need + 1, W)),
+        )
+        basis = vectors[r] if r in with_lattice else None
+        est_crop, rows = _piece_estimate(img[crop], data[crop], basis, gain, sigma_r)
+        est = np.zeros_like(img)
+        est[crop] = est_crop
         estimates.append(est)
+        if len(rows):
+            found.add(r)
+            reflections[r] = rows if len(rows) > len(reflections[r]) else reflections[r]
     if not found:
         raise ValueError(
             "no lattice found: no region of the image shows Bragg reflections above the "
@@ -578,6 +563,57 @@ def denoise(
         noise_scale=noise_scale,
         pixel_size=pixel_size,
     )
+
+
+def _piece_estimate(
+    img: np.ndarray, data: np.ndarray, vectors: np.ndarray | None, gain: float, sigma_r: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lattice estimate (H, W) of one piece from its pixels ``data`` (bool), and the
+    reflections kept (rows (h, k, g_y, g_x); none when ``vectors`` is None or no lattice
+    stands out of the noise, and the estimate is then the local mean).
+
+    Normalised convolution with the Gaussian envelope ``sigma_r`` (pixels): the local
+    mean, plus the Wiener-weighted reflections of the image less its local mean."""
+    H, W = img.shape
+    pad = math.ceil(4.5 * sigma_r)  # wrap-around leakage below exp(-10)
+    shape = (sfft.next_fast_len(H + pad, real=False), sfft.next_fast_len(W + pad, real=False))
+    sigma_k = 1.0 / (2 * math.pi * sigma_r)
+    G0 = _gaussian_kernel_ft(shape, sigma_k)[:, : shape[1] // 2 + 1]  # rfft half-plane
+    m = data.astype(np.float64)
+    # real transforms where no spectrum is measured (half the work)
+    den = sfft.irfft2(sfft.rfft2(m, s=shape, workers=-1) * G0, s=shape, workers=-1)[:H, :W]
+    floor = 1e-6 * den.max()
+    F = sfft.rfft2(img * m, s=shape, workers=-1)
+    est = sfft.irfft2(F * G0, s=shape, workers=-1)[:H, :W] / np.maximum(den, floor)
+    del F
+    if vectors is None:
+        return est, np.zeros((0, 4))
+    # the spectrum is measured on the piece less its local mean, tapered to 0 at its
+    # edges: a hard edge's sinc tails would pass for reflections
+    s = np.clip(2 * den / den.max() - 1, 0, 1) * m
+    taper = s * s * (3 - 2 * s)
+    F = sfft.fft2((img - est) * taper, s=shape, workers=-1)
+    B = np.linalg.inv(vectors).T  # rows b1, b2: v_i . b_j = delta_ij
+    N0 = gain * float((img * taper * taper).sum())
+    area = float((taper * taper).sum())
+    if area <= 0:
+        return est, np.zeros((0, 4))
+    B = _refine_basis(F, B, N0, sigma_k, taper > 0.5, area)
+    window = _Window(shape, sigma_k)
+    rows, a = _reflections(F, window, B, N0, area)
+    del F
+    if len(rows) < 4 or np.linalg.matrix_rank(rows[:, :2]) < 2:
+        return est, np.zeros((0, 4))  # no lattice stands out of the noise here
+    # the reflections from the image less its local mean: at the edge of a piece the
+    # mean's own spectrum (the edge's) would leak into them
+    M = np.zeros(shape)
+    for row, weight in zip(rows, a):
+        idx, G = window.at(row[2:])
+        M[idx] += weight * G
+    F = sfft.rfft2((img - est) * m, s=shape, workers=-1)
+    F *= M[:, : F.shape[1]]  # M holds g and -g: its half-plane suffices
+    est += sfft.irfft2(F, s=shape, workers=-1)[:H, :W] / np.maximum(den, floor)
+    return est, rows
 
 
 def _assign_boundary_pixels(
