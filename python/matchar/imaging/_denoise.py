@@ -368,6 +368,7 @@ def denoise(
     strength: float = 1.5,
     boundary_width: float | None = None,
     gain: float | None = None,
+    progress: bool = False,
     **segment_kwargs: Any,
 ) -> DenoiseResult:
     """Denoise an atomic-resolution STEM image region by region, using each region's
@@ -415,6 +416,8 @@ def denoise(
     gain : float, optional
         Detector gain: noise variance = gain × mean. 1 for counts; None estimates it
         from the flat noise floor of the image's spectrum.
+    progress : bool, default False
+        Show a progress bar (tqdm) over the pieces of the regions.
     **segment_kwargs
         Passed to :func:`segment` when ``segmentation`` is None.
 
@@ -501,9 +504,11 @@ def denoise(
     # each piece is filtered in its bounding box plus what the blending and the boundary
     # reassignment read around it (4 spacings); outside that its estimate is not used
     need = math.ceil(4 * max(spacing.values()))
+    from tqdm.auto import tqdm
+
     estimates = []
     found: set[int] = set()
-    for r, piece in pieces:
+    for r, piece in tqdm(pieces, desc="denoise", unit="piece", disable=not progress):
         # estimate from the piece less a margin: the segmentation's boundaries are only
         # good to a few pixels, and another lattice's pixels would leak into this one
         data = piece & (to_boundary > margin)
@@ -516,9 +521,7 @@ def denoise(
         )
         basis = vectors[r] if r in with_lattice else None
         est_crop, rows = _piece_estimate(img[crop], data[crop], basis, gain, sigma_r)
-        est = np.zeros_like(img)
-        est[crop] = est_crop
-        estimates.append(est)
+        estimates.append((crop, est_crop))
         if len(rows):
             found.add(r)
             reflections[r] = rows if len(rows) > len(reflections[r]) else reflections[r]
@@ -538,12 +541,12 @@ def denoise(
     owner = _assign_boundary_pixels(img, owner, to_boundary <= 2 * shortest, estimates, shortest)
     lattice = np.zeros_like(img)
     weight_sum = np.zeros_like(img)
-    for i, est in enumerate(estimates):
-        w = (owner == i).astype(np.float64)
+    for i, (crop, est) in enumerate(estimates):
+        w = (owner[crop] == i).astype(np.float64)
         if sigma_b > 0:
             w = ndimage.gaussian_filter(w, sigma_b, mode="nearest")
-        lattice += w * est
-        weight_sum += w
+        lattice[crop] += w * est
+        weight_sum[crop] += w
     lattice /= np.maximum(weight_sum, 1e-12)
     np.clip(lattice, 0.0, None, out=lattice)
 
@@ -620,7 +623,7 @@ def _assign_boundary_pixels(
     img: np.ndarray,
     owner: np.ndarray,
     near_boundary: np.ndarray,
-    estimates: list[np.ndarray],
+    estimates: list[tuple[tuple[slice, slice], np.ndarray]],
     spacing: float,
 ) -> np.ndarray:
     """Index of the piece that owns every pixel: ``owner`` (the segmentation's), except
@@ -639,17 +642,26 @@ def _assign_boundary_pixels(
         slice(max(rows[0] - pad, 0), rows[-1] + pad + 1),
         slice(max(cols[0] - pad, 0), cols[-1] + pad + 1),
     )
-    sub_owner = owner[crop]
-    best = np.full(sub_owner.shape, np.inf)
-    choice = sub_owner.copy()
-    for i, est in enumerate(estimates):
-        near = ndimage.maximum_filter(sub_owner == i, size=2 * reach + 1)
+    best = np.full(owner[crop].shape, np.inf)
+    choice = owner[crop].copy()
+    for i, (box, est) in enumerate(estimates):
+        # the part of the strip inside the piece's box (its estimate exists there)
+        y0, y1 = max(crop[0].start, box[0].start), min(crop[0].stop, box[0].stop)
+        x0, x1 = max(crop[1].start, box[1].start), min(crop[1].stop, box[1].stop)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        near = ndimage.maximum_filter(owner[y0:y1, x0:x1] == i, size=2 * reach + 1)
         if not near.any():
             continue
-        cost = ndimage.gaussian_filter((img[crop] - est[crop]) ** 2, sigma, mode="nearest")
-        better = near & (cost < best)
-        best[better] = cost[better]
-        choice[better] = i
+        sub = est[y0 - box[0].start : y1 - box[0].start, x0 - box[1].start : x1 - box[1].start]
+        cost = ndimage.gaussian_filter((img[y0:y1, x0:x1] - sub) ** 2, sigma, mode="nearest")
+        at = (
+            slice(y0 - crop[0].start, y1 - crop[0].start),
+            slice(x0 - crop[1].start, x1 - crop[1].start),
+        )
+        better = near & (cost < best[at])
+        best[at][better] = cost[better]
+        choice[at][better] = i
     result = owner.copy()
     zone = near_boundary[crop]
     result[crop][zone] = choice[zone]

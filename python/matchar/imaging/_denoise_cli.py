@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         cells=args.cells,
         gain=args.gain,
         correction=not args.no_correction,
+        progress=True,
         **kwargs,
     )
     out = Path(args.out)
