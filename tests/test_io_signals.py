@@ -170,3 +170,26 @@ def test_jeol_metadata_resolution_and_angles(shared_data):
     assert model.resolution_eV == pytest.approx(float(eds["energy_resolution_MnKa"]))  # 138
     assert model.takeoff_deg == pytest.approx(22.3, abs=1e-4)  # elevation 22.3, no tilt
     np.testing.assert_allclose(model.energy, energy)  # keV file, keV model
+
+
+@pytest.mark.parametrize(("ext", "fmt"), [(".msa", "MSA .msa"), (".emi", "TIA .emi")])
+def test_garbage_text_formats_are_one_error(tmp_path, ext, fmt):
+    # these readers returned an empty spectrum / no dataset for random bytes
+    pytest.importorskip("rsciio")
+    path = tmp_path / f"random{ext}"
+    path.write_bytes(np.random.default_rng(0).bytes(3000))
+    with pytest.raises(mc.io.FileFormatError, match=rf"as {fmt}: file holds no data"):
+        mc.io.load_spectrum_image(path)
+
+
+def test_missing_reader_module_says_how_to_install(tmp_path, monkeypatch):
+    import sys
+
+    pytest.importorskip("rsciio")
+    path = tmp_path / "x.mrc"
+    path.write_bytes(b"\0" * 2048)
+    monkeypatch.setitem(sys.modules, "mrcz", None)  # import mrcz -> ImportError
+    monkeypatch.delitem(sys.modules, "rsciio.mrcz", raising=False)
+    monkeypatch.delitem(sys.modules, "rsciio.mrcz._api", raising=False)
+    with pytest.raises(ImportError, match=r"needs the module 'mrcz': pip install mrcz \(not in"):
+        mc.io.load_spectrum_image(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import importlib
+import math
 import os
 import re
 import struct
@@ -81,10 +82,23 @@ def _rsciio_reader(p: Path, what: str) -> Callable[..., Any]:
     try:
         return importlib.import_module(plugin["api"]).file_reader
     except ImportError as err:
-        need = f"the module {err.name!r}" if err.name else _one_line(str(err))
-        raise ImportError(
-            f"reading {str(p)!r} as {_format_name(p)} needs {need}: pip install 'matchar[io]'"
-        ) from err
+        raise _missing_module(err, p, _format_name(p)) from err
+
+
+# Modules the io extra installs (rosettasciio's readers of the EDX/EELS formats).
+_IO_EXTRA_MODULES = {"rsciio", "h5py", "numba", "sparse", "tifffile", "imagecodecs"}
+
+
+def _missing_module(err: ImportError, p: Path, fmt: str) -> ImportError:
+    """An ImportError naming the module a reader needs and how to install it."""
+    name = (err.name or "").split(".")[0]
+    need = f"the module {err.name!r}" if err.name else _one_line(str(err))
+    how = (
+        "pip install 'matchar[io]'"
+        if not name or name in _IO_EXTRA_MODULES
+        else (f"pip install {name} (not in matchar[io])")
+    )
+    return ImportError(f"reading {str(p)!r} as {fmt} needs {need}: {how}")
 
 
 def _cannot_read(p: Path, fmt: str, reason: str) -> FileFormatError:
@@ -168,10 +182,7 @@ def _reading(p: Path, fmt: str) -> Iterator[None]:
     try:
         yield
     except ImportError as err:
-        need = f"the module {err.name!r}" if err.name else _one_line(str(err))
-        raise ImportError(
-            f"reading {str(p)!r} as {fmt} needs {need}: pip install 'matchar[io]'"
-        ) from err
+        raise _missing_module(err, p, fmt) from err
     except (FileFormatError, MemoryError, PermissionError, IsADirectoryError):
         raise
     except Exception as err:
@@ -261,7 +272,11 @@ def _read_items(p: Path, lazy: bool) -> list[dict[str, Any]]:
         _PRECHECKS[p.suffix.lower()](p, fmt)
     with _reading(p, fmt):
         items = reader(str(p), lazy=lazy)
-    return items if isinstance(items, list) else [items]
+    items = items if isinstance(items, list) else [items]
+    if not items or all(math.prod(np.shape(item.get("data", []))) == 0 for item in items):
+        # readers of text/XML formats return empty datasets for garbage
+        raise _cannot_read(p, fmt, "file holds no data (empty, corrupt or another format)")
+    return items
 
 
 def list_signals(path: str | Path) -> list[dict[str, Any]]:
@@ -420,29 +435,25 @@ def _mapped_metadata(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _velox_detector_angles(meta: dict[str, Any], original: dict[str, Any]) -> None:
-    """Velox keeps the EDS detectors' elevation/azimuth (radians) per detector under
-    ``Detectors``; their common values become ``Detector.EDS.elevation_angle`` /
-    ``azimuth_angle`` (degrees) when the mapping gave none."""
-    import math
-
+    """Velox keeps each EDS detector's elevation (radians) under ``Detectors``; their
+    common value becomes ``Detector.EDS.elevation_angle`` (degrees) when the mapping gave
+    none. (Azimuths differ per segment of a SuperX detector: none is set.)"""
     dets = original.get("Detectors")
     instrument = meta.get("Acquisition_instrument") or {}
     if not isinstance(dets, dict) or len(instrument) != 1:
         return
-    angles: dict[str, set[float]] = {"elevation_angle": set(), "azimuth_angle": set()}
+    elevations = set()
     for det in dets.values():
-        if not isinstance(det, dict) or det.get("DetectorType") != "AnalyticalDetector":
-            continue
-        for key, name in (("elevation_angle", "ElevationAngle"), ("azimuth_angle", "AzimuthAngle")):
+        if isinstance(det, dict) and det.get("DetectorType") == "AnalyticalDetector":
             try:
-                angles[key].add(round(math.degrees(float(det[name])), 6))
+                elevations.add(round(math.degrees(float(det["ElevationAngle"])), 6))
             except (KeyError, TypeError, ValueError):
                 pass
     (name,) = instrument
     eds = _get_path(instrument, f"{name}.Detector.EDS")
-    for key in ("elevation_angle",):  # azimuths differ per segment of a SuperX detector
-        if len(angles[key]) == 1 and (eds is None or key not in eds):
-            _set_path(meta, f"Acquisition_instrument.{name}.Detector.EDS.{key}", angles[key].pop())
+    if len(elevations) == 1 and (eds is None or "elevation_angle" not in eds):
+        path = f"Acquisition_instrument.{name}.Detector.EDS.elevation_angle"
+        _set_path(meta, path, elevations.pop())
 
 
 def load_spectrum_image(
