@@ -301,7 +301,8 @@ def take_off_angle(tilt_deg: float, azimuth_deg: float, elevation_deg: float) ->
     b = math.radians(float(azimuth_deg))
     c = math.radians(float(elevation_deg))
     s = -math.cos(a) * math.cos(b) * math.cos(c) + math.sin(a) * math.sin(c)
-    return math.degrees(math.asin(max(-1.0, min(1.0, s))))
+    # rounded: cos(90 deg) is 6e-17 in floating point, not 0
+    return round(math.degrees(math.asin(max(-1.0, min(1.0, s)))), 9)
 
 
 def _number(value: Any) -> float | None:
