@@ -60,34 +60,213 @@ def _decompose(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     import matchar as mc
+    from matchar.spectral._plots import pixel_size_nm, plot_decomposition
+
+    zero_peak_keV = 0.15  # the EDX detector's zero (noise) peak lies below
+    to_keV = {"keV": 1.0, "eV": 1e-3}
+
+    def span(text: str, option: str) -> tuple[float | None, float | None]:
+        lo, sep, hi = text.partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            return (float(lo) if lo.strip() else None, float(hi) if hi.strip() else None)
+        except ValueError:
+            raise ValueError(
+                f"{option}: expected LO:HI (numbers, either may be empty), got {text!r}"
+            ) from None
+
+    def pixels(text: str, n: int, what: str) -> slice:
+        lo, hi = span(text, "--crop")
+        for v in (lo, hi):
+            if v is not None and v != int(v):
+                raise ValueError(f"--crop: {what} bounds must be integers, got {text!r}")
+        sl = slice(None if lo is None else int(lo), None if hi is None else int(hi))
+        start, stop, _ = sl.indices(n)
+        if stop <= start:
+            raise ValueError(f"--crop: {what} range {text!r} selects no pixel of {n}")
+        return slice(start, stop)
 
     _threads(args)
+    if args.elements is not None and not args.physics:
+        raise ValueError("--elements needs --physics")
+    signal = args.signal
+    if signal is not None and signal.strip().lstrip("-").isdigit():
+        signal = int(signal)
     energy, meta = None, {}
     if Path(args.file).suffix.lower() == ".npy":
+        if signal is not None:
+            raise ValueError("--signal needs a microscope file with several signals, not .npy")
         cube = mc.io._load_npy(Path(args.file))
     else:
-        cube, energy, meta = mc.io.load_spectrum_image(args.file)
-    nmf = mc.spectral.NMF(
-        args.components, loss=args.loss, max_iter=args.max_iter, random_state=0, progress=True
+        cube, energy, meta = mc.io.load_spectrum_image(args.file, signal=signal)
+    cube = np.asarray(cube)
+    if cube.ndim not in (2, 3):
+        raise ValueError(f"{args.file!r}: expected a (H, W, C) or (N, C) cube, got {cube.shape}")
+    unit = meta.get("energy_unit")
+    nav = [dict(a) for a in meta.get("navigation_axes") or []]
+    if len(nav) != cube.ndim - 1:
+        nav = [
+            {"name": f"nav{i}", "scale": 1.0, "offset": 0.0, "units": None}
+            for i in range(cube.ndim - 1)
+        ]
+
+    if args.crop:
+        parts = args.crop.split(",")
+        if len(parts) != cube.ndim - 1:
+            want = "y0:y1,x0:x1" if cube.ndim == 3 else "n0:n1"
+            raise ValueError(
+                f"--crop: expected {want} for a {cube.shape[:-1]} map, got {args.crop!r}"
+            )
+        slices = [pixels(t, n, w) for t, n, w in zip(parts, cube.shape[:-1], ("y", "x"))]
+        cube = cube[tuple(slices)]
+        for a, sl in zip(nav, slices):
+            a["offset"] = (a.get("offset") or 0.0) + sl.start * (a.get("scale") or 1.0)
+            a["size"] = sl.stop - sl.start
+    if args.bin < 1:
+        raise ValueError(f"--bin must be an integer >= 1, got {args.bin}")
+    if args.bin > 1:
+        b = args.bin
+        shape = [n // b for n in cube.shape[:-1]]
+        if min(shape) == 0:
+            raise ValueError(f"--bin {b} is larger than the {cube.shape[:-1]} map")
+        acc = (
+            np.float64
+            if cube.dtype.kind == "f"
+            else np.uint32
+            if cube.dtype.kind in "bu" and cube.dtype.itemsize < 4
+            else np.int64
+        )
+        trimmed = cube[tuple(slice(0, n * b) for n in shape)]
+        split = [d for n in shape for d in (n, b)]
+        cube = trimmed.reshape(*split, cube.shape[-1]).sum(
+            axis=tuple(range(1, 2 * len(shape), 2)), dtype=acc
+        )
+        for a, n in zip(nav, shape):
+            a["scale"] = (a.get("scale") or 1.0) * b
+            a["size"] = n
+
+    C = cube.shape[-1]
+    keep = np.ones(C, dtype=bool)
+    axis = energy if energy is not None else np.arange(C, dtype=np.float64)
+    if args.energy_range:
+        lo, hi = span(args.energy_range, "--energy-range")
+        keep &= (axis >= (-np.inf if lo is None else lo)) & (axis <= (np.inf if hi is None else hi))
+    is_edx = energy is not None and (
+        meta.get("technique") == "EDS" or (meta.get("technique") is None and unit == "keV")
     )
-    maps = nmf.fit_transform(cube)
+    cut = None
+    if is_edx and not args.keep_zero_peak and unit in to_keV:
+        cut = zero_peak_keV / to_keV[unit]
+        keep &= axis >= cut
+    if not keep.any():
+        raise ValueError(
+            f"no channel left: --energy-range {args.energy_range} of "
+            f"[{axis[0]:g}, {axis[-1]:g}] {unit or 'channels'}"
+            + (f" above the zero peak ({zero_peak_keV} keV)" if cut is not None else "")
+        )
+    i0, i1 = int(np.argmax(keep)), int(C - np.argmax(keep[::-1]))
+    cube = cube[..., i0:i1]
+    if energy is not None:
+        energy = energy[i0:i1]
+        print(
+            f"channels {i0}..{i1 - 1} of {C} ({energy[0]:g} to {energy[-1]:g} {unit or ''})"
+            + (f"; zero peak below {zero_peak_keV} keV left out" if cut is not None else "")
+        )
+
     out = _out_dir(args)
+    extra: dict[str, np.ndarray] = {}
+    if args.physics:
+        if energy is None or unit not in to_keV or meta.get("technique") == "EELS":
+            raise ValueError(
+                "--physics needs an EDX spectrum image with an energy axis in eV or keV"
+            )
+        axis_keV = (
+            float(energy[0]) * to_keV[unit],
+            float(meta["energy_scale"]) * to_keV[unit],
+            int(energy.size),
+        )
+        names = (
+            None
+            if args.elements in (None, "auto")
+            else [e.strip() for e in args.elements.split(",") if e.strip()]
+        )
+        model = mc.spectral.EDXModel(
+            names, axis_keV, metadata=meta, data=cube if names is None else None
+        )
+        print(
+            f"EDX model: {', '.join(model.elements)}; {model.beam_energy_keV:g} keV beam, "
+            f"take-off {model.takeoff_deg:g} deg, resolution {model.resolution_eV:g} eV"
+            + (f" (from the file: {', '.join(model.from_metadata)})" if model.from_metadata else "")
+        )
+        est = mc.spectral.PhysicsNMF(model, args.components, max_iter=args.max_iter, random_state=0)
+        maps = est.fit_transform(cube)
+        titles = []
+        for k, frac in enumerate(est.composition_):
+            top = np.argsort(frac)[::-1][:3]
+            titles.append(
+                f"phase {k}: "
+                + " ".join(f"{model.elements[j]} {frac[j]:.0%}" for j in top if frac[j] > 0.005)
+            )
+        extra = {
+            "elements": np.array(model.elements),
+            "composition": est.composition_,
+            "element_maps": est.element_maps_,
+            "W": est.W_,
+        }
+        loss_label = "objective"
+        fitted = est
+    else:
+        fitted = mc.spectral.NMF(
+            args.components, loss=args.loss, max_iter=args.max_iter, random_state=0, progress=True
+        )
+        maps = fitted.fit_transform(cube)
+        titles = None
+        loss_label = "KL divergence" if args.loss == "kl" else "squared error / 2"
+    # components scaled to unit sum: maps in counts per pixel per component
+    comp = np.asarray(fitted.components_, dtype=np.float64)
+    sums = comp.sum(axis=1)
+    sums = np.where(sums > 0, sums, 1.0)
+    comp = comp / sums[:, None]
+    maps = np.asarray(maps, dtype=np.float64) * sums
     np.savez(
         out / "decomposition.npz",
         maps=maps,
-        components=nmf.components_,
-        residual_map=nmf.residual_map_,
-        loss_history=np.asarray(nmf.loss_history_),
+        components=comp,
+        residual_map=fitted.residual_map_,
+        loss_history=np.asarray(fitted.loss_history_),
+        energy=np.arange(i0, i1) if energy is None else energy,
+        energy_unit=np.array(unit or "channel"),
+        **extra,
     )
-    k = args.components
-    axis = None if energy is None else (meta["energy_offset"], meta["energy_scale"])
-    fig = nmf.plot(maps, energy=axis)
+    fig = plot_decomposition(
+        comp,
+        maps,
+        None if energy is None else energy,
+        energy_unit=unit,
+        titles=titles,
+        map_label="counts per pixel",
+        pixel_nm=pixel_size_nm(nav) if cube.ndim == 3 else None,
+        residual_map=fitted.residual_map_,
+        loss_history=np.asarray(fitted.loss_history_),
+        loss_iterations=getattr(fitted, "loss_iterations_", None),
+        loss_label=loss_label,
+    )
     fig.savefig(out / "decomposition.png", dpi=100)
     plt.close(fig)
-    written = _save_decomposition_hspy(out, maps, nmf.components_, meta)
+    sub_meta = dict(meta, navigation_axes=nav, energy_units=unit)
+    if energy is not None:
+        sub_meta["energy_offset"] = float(energy[0])
+    written = _save_decomposition_hspy(out, maps, comp, sub_meta)
     if written:
         print("HyperSpy signals: " + ", ".join(str(p) for p in written))
-    print(f"{k} components after {nmf.n_iter_} iterations -> {out / 'decomposition.npz'}")
+    if args.physics:
+        for t in titles:
+            print(t)
+    print(
+        f"{args.components} components after {fitted.n_iter_} iterations -> "
+        f"{out / 'decomposition.npz'}"
+    )
     return 0
 
 
@@ -222,29 +401,6 @@ def _read_frames(path: str):
     return mc.io.load_structures(path)
 
 
-def _read_shifts(path: str) -> np.ndarray:
-    """``--experimental``: the first column of a CSV, one finite shift (ppm) per line."""
-    from matchar.io import FileFormatError
-
-    p = Path(path)
-    if p.is_dir():
-        raise IsADirectoryError(21, "expected a CSV file of shifts, got a directory", path)
-    if not p.exists():
-        raise FileNotFoundError(2, "no such file", path)
-    what = f"cannot read {path!r} as a CSV of experimental shifts (ppm, one per line)"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "input contained no data": refused below
-            exp = np.loadtxt(path, delimiter=",", ndmin=1, comments="#", usecols=0)
-    except (ValueError, IndexError, UnicodeDecodeError) as err:
-        raise FileFormatError(f"{what}: {_one_line(str(err))}") from err
-    if exp.size == 0:
-        raise FileFormatError(f"{what}: file holds no values")
-    if not np.isfinite(exp).all():
-        raise FileFormatError(f"{what}: {int((~np.isfinite(exp)).sum())} values are NaN or inf")
-    return exp
-
-
 def _load_shift_model(path: str):
     """``--model``: a ShiftModel .npz; any failure to read it becomes one error naming it."""
     import matchar as mc
@@ -312,38 +468,12 @@ def _shifts(args: argparse.Namespace) -> int:
 
 
 def _rank(args: argparse.Namespace) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    import matchar as mc
+    from .nmr._cli import run
 
     _threads(args)
     frames = _read_frames(args.candidates)
-    exp = _read_shifts(args.experimental)
-    res = mc.nmr.rank_candidates(
-        frames, exp, args.element, sigma_exp=args.sigma_exp, assignment=args.assignment
-    )
-    out = _out_dir(args)
-    rows = ["candidate,posterior,log_evidence"]
-    for c, (p, le) in enumerate(zip(res.probabilities, res.log_evidence)):
-        rows.append(f"{c},{p:.6g},{le:.6f}")
-    (out / "posterior.csv").write_text("\n".join(rows) + "\n")
-    fig, ax = plt.subplots(figsize=(6, 3))
-    res.plot(ax=ax)
-    fig.tight_layout()
-    fig.savefig(out / "posterior.png", dpi=100)
-    plt.close(fig)
-    if len(frames) >= 2:
-        fig, ax = plt.subplots(figsize=(5.5, 4))
-        mc.nmr.candidate_similarity(frames).plot(res.probabilities, ax=ax)
-        fig.tight_layout()
-        fig.savefig(out / "similarity.png", dpi=100)
-        plt.close(fig)
-    best = int(np.argmax(res.probabilities))
-    print(f"most probable: candidate {best} (p = {res.probabilities[best]:.3f}) -> {out}")
-    return 0
+    model = _load_shift_model(args.model) if args.model else None
+    return run(args, frames, model, _out_dir(args))
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -414,11 +544,69 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default=out, help="output folder (default: %(default)s)")
         p.add_argument("--threads", type=int, default=None, help="number of threads")
 
-    dec = sub.add_parser("decompose", help="NMF of a spectrum image (.bcf, .emd, .hspy, .npy)")
+    dec = sub.add_parser(
+        "decompose",
+        help="NMF (or physics-constrained NMF) of a spectrum image (.bcf, .emd, .pts, .hspy, .npy)",
+        description="Decompose a spectrum image into K components: abundance maps (counts per "
+        "pixel; the components are scaled to unit sum) and spectra. Writes decomposition.npz, "
+        "decomposition.png (maps with colorbars and, when the file records the pixel size, "
+        "scale bars; spectra on the file's energy unit; residual map and loss history) and "
+        "maps.hspy/components.hspy when rosettasciio is installed.",
+    )
     dec.add_argument("file")
     dec.add_argument("-k", "--components", type=int, default=4)
     dec.add_argument("--loss", choices=["kl", "frobenius"], default="kl")
     dec.add_argument("--max-iter", type=int, default=200)
+    dec.add_argument(
+        "--signal",
+        default=None,
+        help="which spectrum image of a file with several: an index, a title, EDS or EELS "
+        "(default: the EDS one, else the first; a warning lists them when there are several)",
+    )
+    dec.add_argument(
+        "--energy-range",
+        default=None,
+        metavar="LO:HI",
+        help="keep channels with LO <= energy <= HI, in the file's energy unit (keV for most "
+        "EDX files, eV for EELS; channel indices for .npy); either side may be empty",
+    )
+    dec.add_argument(
+        "--crop",
+        default=None,
+        metavar="Y0:Y1,X0:X1",
+        help="keep pixel rows Y0..Y1-1 and columns X0..X1-1 (Python slices; N0:N1 for an "
+        "(N, C) cube), before binning",
+    )
+    dec.add_argument(
+        "--bin",
+        type=int,
+        default=1,
+        metavar="N",
+        help="sum the counts of N x N pixel blocks (rows/columns that do not fill a block "
+        "are dropped; the pixel size grows N times)",
+    )
+    dec.add_argument(
+        "--keep-zero-peak",
+        action="store_true",
+        help="keep the channels below 0.15 keV of an EDX spectrum image (signal type EDS, "
+        "or an energy axis in keV): by default they are left out, as they hold the "
+        "detector's zero (noise) peak",
+    )
+    dec.add_argument(
+        "--physics",
+        action="store_true",
+        help="physics-constrained NMF (PhysicsNMF with an EDXModel of the file's beam "
+        "energy, take-off angle, resolution and energy axis): phases as element "
+        "compositions; EDX only. The model leaves out the channels below 0.15 keV "
+        "whatever --keep-zero-peak says",
+    )
+    dec.add_argument(
+        "--elements",
+        default=None,
+        metavar="auto|Fe,Ni,...",
+        help="with --physics: the elements (comma-separated), or auto (default): proposed "
+        "from the peaks of the summed spectrum, the file's elements included",
+    )
     common(dec, "matchar-decompose")
     dec.set_defaults(func=_decompose)
 
@@ -473,11 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
     sh.set_defaults(func=_shifts)
 
     rk = sub.add_parser("rank", help="posterior of candidate structures from experimental shifts")
-    rk.add_argument("candidates", help="candidate structures (one file ase reads, one frame each)")
-    rk.add_argument("--experimental", required=True, help="CSV: one experimental shift per line")
-    rk.add_argument("--element", default="H")
-    rk.add_argument("--sigma-exp", type=float, default=None, help="ppm (default per element)")
-    rk.add_argument("--assignment", choices=["marginalize", "given"], default="marginalize")
+    from .nmr._cli import add_arguments as add_rank_arguments
+
+    add_rank_arguments(rk)
     common(rk, "matchar-rank")
     rk.set_defaults(func=_rank)
 

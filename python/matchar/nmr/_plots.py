@@ -70,6 +70,7 @@ def plot_parity(result: Any, candidate: int, nucleus: str | None = None, ax: Any
     name = names[c] if names else f"candidate {c}"
     ax.set_xlabel("predicted shift + offset (ppm)")
     ax.set_ylabel("experimental shift (ppm)")
-    ax.set_title(f"{name} ({nucleus}): P = {result.probabilities[c]:.3g}", fontsize=9)
+    what = "" if nucleus == "shifts" else f" ({nucleus})"
+    ax.set_title(f"{name}{what}: P = {result.probabilities[c]:.3g}", fontsize=9)
     ax.set_aspect("equal", adjustable="datalim")
     return ax

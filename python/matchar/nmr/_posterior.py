@@ -655,8 +655,8 @@ def _marginal_assignment(
         warnings.warn(
             f"{nuc.name}: the adaptive band stopped at its cap w={MAX_BAND} before converging "
             f"(candidate {c}: the log-permanent still changed by {change[c, g]:.3g} nats from "
-            f"w={MAX_BAND - 1}); the evidence may be too low. Pass a wider band= (slower) "
-            "and compare.",
+            f"w={MAX_BAND - 1}); the evidence may be too low. Pass a wider band= (matchar "
+            "rank --band; slower) and compare.",
             RuntimeWarning,
             stacklevel=3,
         )

@@ -9,9 +9,17 @@ from xraylib; ``ReferenceModel``: EELS references). See ``docs/spectral.md`` and
 
 from __future__ import annotations
 
-from ._edx import EDXModel, ReferenceModel
+from ._edx import EDXModel, ReferenceModel, edx_metadata, take_off_angle
 from ._nmf import NMF
 from ._pca import PCA
 from ._physics_nmf import PhysicsNMF
 
-__all__ = ["NMF", "PCA", "EDXModel", "PhysicsNMF", "ReferenceModel"]
+__all__ = [
+    "NMF",
+    "PCA",
+    "EDXModel",
+    "PhysicsNMF",
+    "ReferenceModel",
+    "edx_metadata",
+    "take_off_angle",
+]
