@@ -58,7 +58,9 @@ def partial_sets(rng, y, site_of_peak, pred_mean):
     """Half assigned, a third ambiguous among 2-3 sites of close predicted shift (truth
     included), the rest unknown."""
     n = len(y)
-    kind = rng.permutation(np.r_[np.zeros(n // 2), np.ones(n // 3), 2 * np.ones(n - n // 2 - n // 3)])
+    n_given, n_ambiguous = n // 2, n // 3
+    kinds = np.r_[np.zeros(n_given), np.ones(n_ambiguous), 2 * np.ones(n - n_given - n_ambiguous)]
+    kind = rng.permutation(kinds)
     allowed = []
     for j in range(n):
         s = int(site_of_peak[j])
