@@ -218,6 +218,12 @@ def test_bad_segmentation_arguments():
         denoise(image, _single_region((96, 96), [[8.0, 0.0], [0.0, 8.0]]), n_regions=2)
     with pytest.raises(ValueError, match="cells"):
         denoise(image, _single_region((96, 96), [[8.0, 0.0], [0.0, 8.0]]), cells=0.0)
+    with pytest.raises(ValueError, match="boundary_width"):
+        denoise(image, _single_region((96, 96), [[8.0, 0.0], [0.0, 8.0]]), boundary_width=-1)
+    bad_labels = _single_region((96, 96), [[8.0, 0.0], [0.0, 8.0]])
+    bad_labels.labels[:10] = 3  # only region 0 exists
+    with pytest.raises(ValueError, match=r"integers in \[0, n_regions"):
+        denoise(image, bad_labels)
 
 
 def test_region_without_lattice_gets_local_smoothing_with_a_warning():
