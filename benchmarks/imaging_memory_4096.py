@@ -1,4 +1,4 @@
-"""Peak memory of local_correlation_map on a 4096² image (issue 6: ≤ 3× the descriptor).
+"""Peak memory of local_correlation_map on a 4096² image (target: ≤ 3× the descriptor).
 
 Run: OMP_NUM_THREADS=2 python benchmarks/imaging_memory_4096.py [side]
 Needs ~7 GB of RAM at 4096² (the descriptor itself is 6.2 GB of float32).

@@ -1,7 +1,7 @@
 """Peak resident memory of polynomial_kernel vs the NumPy chain, each in a fresh process.
 
 Run: python benchmarks/peak_memory_gp.py [--n N --m M --d D --dtype float32|float64]
-(issue 9's shape: --n 100000 --m 2000 --d 5000 --dtype float32).
+(the sparse-GP target shape: --n 100000 --m 2000 --d 5000 --dtype float32).
 Prints, per implementation, the peak RSS above the inputs, in units of the output size;
 "gemm" (a bare X @ Y.T) is the floor: the output plus OpenBLAS's fixed work buffers.
 """

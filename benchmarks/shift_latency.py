@@ -1,4 +1,4 @@
-"""Latency of SOAP + ShiftModel prediction for one ~162-atom structure (issue 9 target:
+"""Latency of SOAP + ShiftModel prediction for one ~162-atom structure (target:
 <= 20 ms on 2 cores), and frames per second.
 
 ``ShiftModel.predict`` is timed as a user calls it, back to back: the mean alone

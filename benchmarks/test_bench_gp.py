@@ -2,7 +2,7 @@
 
 Run: python -m pytest benchmarks/test_bench_gp.py --benchmark-only \
         --benchmark-group-by=group --benchmark-columns=min,median,max
-(MATCHAR_BENCH_BIG=1 adds issue 9's 100000 x 2000 x 5000 case; run it alone with
+(MATCHAR_BENCH_BIG=1 adds the 100000 x 2000 x 5000 target case; run it alone with
  -k "100000 and float32" and OMP_NUM_THREADS=2.)
 """
 
@@ -34,7 +34,7 @@ CASES = {
     "gram 4000x4000, d=2000": (4000, None, 2000),
 }
 if os.environ.get("MATCHAR_BENCH_BIG"):
-    # issue 9's target shape (X 2 GB in float32, 4 GB in float64; output 0.8 / 1.6 GB;
+    # the sparse-GP target shape (X 2 GB in float32, 4 GB in float64; output 0.8 / 1.6 GB;
     # one GEMM is 2e12 flop: ~10-40 s on 2 cores)
     CASES["sparse-set 100000x2000, d=5000"] = (100000, 2000, 5000)
 

@@ -197,7 +197,7 @@ def _held_out_errors(shared_data, element):
 
 
 def test_pretrained_h_meets_the_shiftml_class_targets(shared_data):
-    # Issue 9: 1H RMSE <= 0.60 ppm; calibrated: 0.68 +- 0.05 within 1 sigma, 0.95 +- 0.03
+    # Target: 1H RMSE <= 0.60 ppm; calibrated: 0.68 +- 0.05 within 1 sigma, 0.95 +- 0.03
     # within 2 sigma, on the 100 held-out CSD-1000R structures.
     rmse, within1, within2 = _held_out_errors(shared_data, "H")
     assert rmse <= 0.60
@@ -206,7 +206,7 @@ def test_pretrained_h_meets_the_shiftml_class_targets(shared_data):
 
 
 def test_pretrained_c_meets_the_shiftml_class_targets(shared_data):
-    # Issue 9: 13C RMSE <= 5.0 ppm on the 100 held-out structures (shipped: 4.86 ppm, the
+    # Target: 13C RMSE <= 5.0 ppm on the 100 held-out structures (shipped: 4.86 ppm, the
     # full-GP mean); calibrated: 0.68 +- 0.05 within 1 sigma (0.726), 0.95 +- 0.03 within
     # 2 sigma (0.942) with the "band" calibration on 5-fold cross-validated errors
     # (docs/nmr.md).
