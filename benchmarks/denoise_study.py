@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 import matchar as mc
 from matchar import datasets
+from matchar.imaging._denoise import _scale_bar
 
 
 def anscombe(x: np.ndarray) -> np.ndarray:
@@ -161,9 +162,17 @@ def real_image_figures(path: str, out_dir: str) -> list[str]:
     fig = result.plot(image, crop=crop)
     fig.savefig(out / "hea_denoise_detail.jpg", dpi=90, **jpeg)
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    result.segmentation.plot(np.asarray(image, dtype=np.float64), ax=ax)
-    fig.savefig(out / "hea_segmentation.png", dpi=70)
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.8))
+    result.segmentation.plot(np.asarray(image, dtype=np.float64), ax=axes[0])
+    axes[0].set_title(f"segmentation: {result.segmentation.n_regions} regions", fontsize=10)
+    im = axes[1].imshow(result.correction, cmap="viridis", vmin=0, vmax=1)
+    axes[1].set_title("weight of the local correction", fontsize=10)
+    axes[1].set_axis_off()
+    fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.03).set_label("weight (0 = lattice only)")
+    for ax in axes:
+        _scale_bar(ax, image.shape, pixel_size)
+    fig.tight_layout()
+    fig.savefig(out / "hea_segmentation.png", dpi=60)
     plt.close(fig)
     lines.append(f"figures: {out}/hea_denoise.jpg, hea_denoise_detail.jpg, hea_segmentation.png")
     return lines
