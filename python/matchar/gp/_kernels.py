@@ -127,8 +127,8 @@ _BLAS_BLOCK_FLOPS = 2 << 30
 #: the block): bounds that scratch.
 _BLAS_COPY_BYTES = 1 << 25
 #: Threads of the scale-and-power epilogue (0: matchar's setting). 1 was tried, since the
-#: pass runs while the BLAS threads still spin for work; on the shared 2-core machine 0
-#: was as fast or faster (docs/benchmarks.md, gp).
+#: pass runs while the BLAS threads still spin for work; on a shared 2-core machine 0
+#: was as fast or faster (benchmarks/kernel_rounds_gp.py with this constant patched).
 _EPILOGUE_THREADS = 0
 _controller = None
 
