@@ -291,3 +291,34 @@ def test_nmf_reduction_task_path_equals_in_memory(client, cube, monkeypatch, los
     np.testing.assert_allclose(est.components_, ref.components_, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(maps, maps_ref, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(est.loss_history_, ref.loss_history_, rtol=1e-9)
+
+
+def test_in_memory_cube_travels_to_the_workers_once(client, cube, monkeypatch):
+    # da.from_array of a NumPy cube embeds the data in the graph: without care, every
+    # iteration's graph carries the whole cube to the scheduler. The fit scatters the
+    # chunks once; no graph of the fit then holds more than a few kB.
+    import warnings
+
+    from matchar.spectral import _dask
+
+    monkeypatch.setattr(_dask, "_EMBEDDED_BYTES", 1024)  # the test cube is 72 kB
+    X = da.from_array(cube, chunks=(12, 24, 64)).reshape(-1, 64)
+    assert _dask._embedded_bytes(X) == cube.nbytes
+    R = _dask._resident(X)
+    assert _dask._embedded_bytes(R) == 0 and R.chunks == X.chunks
+    np.testing.assert_array_equal(R.compute(), cube.reshape(-1, 64))
+    kw = dict(random_state=0, max_iter=6, tol=0, dtype="float64", eval_every=3)
+    ref = mc.spectral.NMF(3, **kw).fit(cube)
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "16kB"}):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est = mc.spectral.NMF(3, **kw).fit(da.from_array(cube, chunks=(12, 24, 64)))
+    assert not [w for w in caught if "large graph" in str(w.message)]
+    np.testing.assert_allclose(est.components_, ref.components_, rtol=1e-8, atol=1e-12)
+    # without the scatter the same fit sends the cube with its graphs
+    monkeypatch.setattr(_dask, "_EMBEDDED_BYTES", 2**40)
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "16kB"}):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mc.spectral.NMF(3, **kw).fit(da.from_array(cube, chunks=(12, 24, 64)))
+    assert [w for w in caught if "large graph" in str(w.message)]

@@ -448,6 +448,78 @@ class ChunkedFactor:
         return ChunkedFactor(list(self.pieces), self.rows, self.shape[1], self.dtype)
 
 
+#: Data embedded in a dask graph (``da.from_array`` of a NumPy array) beyond this many bytes
+#: is persisted on a ``dask.distributed`` cluster before the iterations (see ``_resident``).
+_EMBEDDED_BYTES = 2**20
+
+
+def _embedded_bytes(arr) -> int:
+    """Bytes of array data held in the graph itself (``da.from_array`` of an in-memory
+    array), which every graph submitted to a distributed scheduler carries along."""
+    total = 0
+    for value in dict(arr.__dask_graph__()).values():
+        value = getattr(value, "value", value)  # a DataNode of newer dask wraps the data
+        if isinstance(value, np.ndarray):
+            total += value.nbytes
+    return total
+
+
+def _resident(arr):
+    """The cube as results on the workers when its data would otherwise travel with every
+    iteration's graph.
+
+    On a ``dask.distributed`` client, a graph that embeds in-memory data (``da.from_array``
+    of a NumPy array or a memmap) ships the whole cube to the scheduler with every
+    submitted iteration ("Sending large graph of size ..." each time; a 20-iteration fit of
+    a 128 MB cube took 8.8x the in-memory time). Such a cube is scattered to the workers
+    once, chunk by chunk, when it fits in half the cluster's memory, and released with the
+    fit. Cubes read from files
+    are left as they are (they are read again at every iteration; persist them yourself
+    when the cluster can hold them), as is everything under the local schedulers."""
+    try:
+        from distributed import default_client
+    except ImportError:
+        return arr
+    try:
+        client = default_client()
+    except ValueError:  # no client: a local scheduler
+        return arr
+    embedded = _embedded_bytes(arr)
+    if embedded < _EMBEDDED_BYTES:
+        return arr
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+    capacity = sum(limits) if limits and all(limits) else None
+    if capacity is not None and arr.nbytes > capacity / 2:
+        import warnings
+
+        warnings.warn(
+            f"the cube ({arr.nbytes / 2**20:.0f} MiB, held in this process) travels to the "
+            f"workers with every iteration: it does not fit in half the cluster's memory "
+            f"({capacity / 2**20:.0f} MiB); write it to a file dask reads chunk by chunk, "
+            "or add workers",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return arr
+    # Scatter the chunks straight to the workers (persisting the graph would send the whole
+    # cube through the scheduler once more); arr is 2-D with whole spectra per chunk here.
+    _, da = _lib()
+    import dask
+
+    blocks = [arr.blocks[i, 0] for i in range(arr.numblocks[0])]
+    local = [b.compute(scheduler="sync") for b in blocks]  # views of the in-memory data
+    futures = client.scatter(local, hash=False)  # hashing would read the whole cube
+    parts = [
+        da.from_delayed(dask.delayed(f), shape=b.shape, dtype=arr.dtype)
+        for f, b in zip(futures, blocks)
+    ]
+    # persisted: the iterations refer to the chunks on the workers by key, with no alias
+    # task in between that a worker might run on (and copy the chunk to) at every iteration
+    resident = client.persist(da.concatenate(parts, axis=0))
+    _wait_futures(_futures_of(resident))
+    return resident
+
+
 class DaskSpectrumMatrix:
     """A dask spectrum image seen as (N, C), chunked over pixels only."""
 
@@ -476,6 +548,7 @@ class DaskSpectrumMatrix:
             arr = arr.rechunk({arr.ndim - 1: -1})
         if arr.ndim == 3:
             arr = arr.reshape(-1, C)
+        arr = _resident(arr)
         self.X = arr
         self.rows = tuple(int(n) for n in arr.chunks[0])
         self.pieces = list(arr.to_delayed().ravel())
