@@ -43,8 +43,9 @@ _VECTOR_FLAGS = re.compile(
     r"^(sse4_[12]|avx|avx2|fma|f16c|avx_vnni|avx512\w*|amx\w*|neon|asimd\w*|sve\w*)$"
 )
 
-# Environment variables that set a thread count somewhere in the stack.
+# Environment variables that change what a run measures: kernel level and thread counts.
 _THREAD_ENV = (
+    "MATCHAR_CPU_LEVEL",
     "OMP_NUM_THREADS",
     "OMP_WAIT_POLICY",
     "OPENBLAS_NUM_THREADS",
@@ -123,9 +124,12 @@ def machine_info() -> dict[str, Any]:
         if mod is not None and hasattr(mod, "__version__"):
             versions[name] = str(mod.__version__)
     mc = sys.modules.get("matchar")
+    build: dict[str, Any] | None = None
     if mc is not None and hasattr(mc, "get_num_threads"):
         try:
             threads["matchar.get_num_threads()"] = int(mc.get_num_threads())
+            # the kernel level this process dispatches to (MATCHAR_CPU_LEVEL can force one)
+            build = dict(mc._core.build_info())
         except Exception:  # a half-imported or broken build must not lose the results
             pass
     try:
@@ -142,6 +146,7 @@ def machine_info() -> dict[str, Any]:
         "load_average": load,
         "platform": platform.platform(),
         "versions": versions,
+        "matchar_build": build,
     }
 
 
