@@ -217,6 +217,16 @@ def test_rank_cli_on_a_mixed_z_pool(tmp_path, capsys, pool):
     }
     np.testing.assert_allclose(res["auto"].probabilities, res["given"].probabilities, atol=1e-9)
     assert res["auto"].candidate_names == ("true-Z4", "true-Z8", "decoy-0", "decoy-1")
+    # methyl rotors as one averaged peak each: plain shifts, one per unit, marginalised
+    rotors = ref.rotor_groups("H")
+    assert len(rotors) == 2
+    grouped = set().union(*rotors)
+    units = sorted([tuple(g) for g in rotors] + [(k,) for k in h if k not in grouped])
+    shift = dict(zip(h.tolist(), experimental))
+    per_unit = [np.mean([shift[k] for k in u]) for u in units]
+    res = mc.nmr.rank_candidates(frames, per_unit, "H", groups="rotors")
+    assert res.site_labels is not None and len(res.site_labels) == 6
+    assert abs(res.probabilities[0] - res.probabilities[1]) < 1e-6
 
 
 def test_rank_cli_errors_are_one_line(tmp_path, capsys, pool):

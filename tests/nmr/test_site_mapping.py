@@ -138,3 +138,21 @@ def test_csd_crystal_and_its_shuffled_2z_supercell_give_identical_site_predictio
         per_site.append(smap.average(full, ref.sites("H")))
     assert np.all(np.isfinite(per_site[0]))
     np.testing.assert_allclose(per_site[1], per_site[0], rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("name", "sizes"),
+    [
+        ("CH3CH2OH", [2, 3]),  # the CH2 pair, the methyl
+        ("isobutane", [9]),  # three methyls on one carbon: one orbit of nine
+        ("C5H5N", [2, 2]),  # ortho and meta pairs of the ring flip
+        ("C6H6", [6]),
+    ],
+)
+def test_symmetry_groups_are_the_automorphism_orbits(name, sizes):
+    ref_mol, _ = mc.nmr.map_sites([molecule(name)])
+    groups = ref_mol.symmetry_groups("H")
+    assert sorted(len(g) for g in groups) == sizes
+    for g in groups:  # every member is an H bonded to atoms of one element
+        assert {int(ref_mol.numbers[k]) for k in g} == {1}
+        assert len({int(ref_mol.numbers[ref_mol.neighbours(k)[0]]) for k in g}) == 1

@@ -46,7 +46,8 @@ def add_arguments(rk: argparse.ArgumentParser) -> None:
     rk.add_argument(
         "--groups",
         default=None,
-        help="extra groups of equivalent sites: 'rotors' (every XH3 rotor) or '11,12,13;20,21,22'",
+        help="extra groups of equivalent sites: 'rotors' (every XH3 rotor), 'symmetric' "
+        "(sites the bond graph cannot tell apart: rotors, ring flips) or '11,12,13;20,21,22'",
     )
     rk.add_argument(
         "--band",
@@ -61,7 +62,7 @@ def add_arguments(rk: argparse.ArgumentParser) -> None:
 
 
 def _parse_groups(text: str | None) -> Any:
-    if text is None or text == "rotors":
+    if text is None or text in ("rotors", "symmetric"):
         return text
     groups = []
     for part in text.split(";"):
@@ -119,10 +120,14 @@ def run(args: argparse.Namespace, frames: list[Any], model: Any, out: Path) -> i
             "sites matched to peaks: " + "; ".join(res.site_labels or ()),
         ]
         rotors = ref.rotor_groups(args.element)
-        if rotors and args.groups is None:
+        symmetric = ref.symmetry_groups(args.element)
+        if args.groups is None and (rotors or symmetric):
             text.append(
-                "XH3 rotors (pass --groups rotors to treat each as one averaged peak): "
-                + "; ".join(",".join(ref.labels[k] for k in g) for g in rotors)
+                "proposed groups of equivalent sites (each averaged as one peak if accepted): "
+                "--groups rotors: "
+                + ("; ".join(",".join(ref.labels[k] for k in g) for g in rotors) or "none")
+                + " | --groups symmetric: "
+                + ("; ".join(",".join(ref.labels[k] for k in g) for g in symmetric) or "none")
             )
         (out / "sites.txt").write_text("\n".join(text) + "\n")
         print(text[0])

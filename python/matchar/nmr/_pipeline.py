@@ -67,8 +67,9 @@ def rank_candidates(
     groups : optional
         Molecule mapping: more groups of equivalent sites, as sequences of 1-based atom
         numbers of the reference (e.g. from ``ReferenceMolecule.rotor_groups``), or
-        ``"rotors"`` for every XH₃ rotor. Atom order: the peak label of every atom
-        (``structure_posterior``'s ``groups``).
+        ``"rotors"`` for every XH₃ rotor, or ``"symmetric"`` for every set of sites the
+        bond graph cannot tell apart (rotors, ring flips; ``symmetry_groups``). Atom
+        order: the peak label of every atom (``structure_posterior``'s ``groups``).
     reference : ase.Atoms or str or pathlib.Path, optional
         The labelled reference molecule (see :func:`map_sites`; default: the first
         candidate's first molecule).
@@ -149,9 +150,12 @@ def rank_candidates(
         pstd[c] = smap.average(full_std, sites)
     extra = None
     if isinstance(groups, str):
-        if groups != "rotors":
-            raise ValueError(f"groups must be 'rotors' or a list of site groups, got {groups!r}")
-        extra = [[k + 1 for k in g] for g in ref.rotor_groups(element)]
+        if groups not in ("rotors", "symmetric"):
+            raise ValueError(
+                f"groups must be 'rotors', 'symmetric' or a list of site groups, got {groups!r}"
+            )
+        found = ref.rotor_groups(element) if groups == "rotors" else ref.symmetry_groups(element)
+        extra = [[k + 1 for k in g] for g in found]
     elif groups is not None:
         extra = [list(g) for g in groups]
     problem = table.problem(ref, element, groups=extra)

@@ -276,6 +276,33 @@ class ReferenceMolecule:
                 groups.append(hs)
         return groups
 
+    def symmetry_groups(self, element: str | int = "H") -> list[list[int]]:
+        """Sites of ``element`` that the molecule's bond graph cannot tell apart (orbits of
+        its automorphisms, size > 1; 0-based positions): every XH₃ rotor, the two ortho
+        and the two meta H of a phenyl ring (ring flips), the nine H of a tert-butyl
+        group, ... Dynamics make many of them one peak, but not all (diastereotopic
+        groups stay distinct): a proposal for the user to accept or not."""
+        graph, keep = _skeleton_graph(self.numbers, self.edges)
+        autos = _automorphisms(graph, keep)
+        term, parent = _terminal_h(self.numbers, self.edges)
+        sites = set(self.sites(element).tolist())
+        col = {int(k): i for i, k in enumerate(keep)}
+        seen: set[int] = set()
+        groups = []
+        for k in sorted(sites):
+            if k in seen:
+                continue
+            if term[k]:  # terminal H: every terminal H on an atom of its parent's orbit
+                orbit_parents = set(autos[:, col[int(parent[k])]].tolist())
+                orbit = [int(h) for h in np.flatnonzero(term) if parent[h] in orbit_parents]
+            else:
+                orbit = sorted(set(autos[:, col[k]].tolist()))
+            orbit = [h for h in orbit if h in sites]
+            seen.update(orbit)
+            if len(orbit) > 1:
+                groups.append(sorted(orbit))
+        return groups
+
 
 def _as_reference(reference: Any, first: Any, tol: float) -> ReferenceMolecule:
     import ase
