@@ -1,6 +1,6 @@
 """Scale run: KL NMF of a large uint16 spectrum image read from a memmap.
 
-Run (the issue's target size, ~4 GB on disk, minutes on 2 cores):
+Run (the target size, ~4 GB on disk, minutes on 2 cores):
     OMP_NUM_THREADS=2 python benchmarks/spectral_scale.py --side 1000 --channels 2048 \\
         --components 8 --iterations 100 --path /tmp/cube.u16
 A smaller check: --side 200 --channels 1024 --iterations 20.

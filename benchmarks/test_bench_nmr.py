@@ -76,7 +76,7 @@ def test_exact_enumeration_9_sites_10_candidates(benchmark, impl):
     [("bethe", False), ("sampling", False), ("banded", False), ("banded", True)],
 )
 def test_approximation_40_sites_100_candidates(benchmark, method, details):
-    """The issue's 40 x 100 problem (5 sites per ppm: a crowded spectrum); "banded" with
+    """The 40 x 100 target problem (5 sites per ppm: a crowded spectrum); "banded" with
     the adaptive band (the default method here), with details also the marginals."""
     pred, std, y, sig = problem(100, 40)
     benchmark.group = "approximate marginalisation, 40 sites x 100 candidates"

@@ -7,7 +7,7 @@ The cube size and iteration counts come from the environment (defaults in bracke
 MATCHAR_BENCH_NMF_PIXELS [16384] pixels x 1024 channels, MATCHAR_BENCH_NMF_ITER [50]
 iterations for matchar, MATCHAR_BENCH_NMF_SKLEARN_ITER [= MATCHAR_BENCH_NMF_ITER] iterations
 for scikit-learn and MATCHAR_BENCH_NMF_SKLEARN_ROUNDS [3]. When scikit-learn runs fewer
-iterations than matchar (the issue's 65,536 x 1024 / 200-iteration cube takes scikit-learn
+iterations than matchar (the target's 65,536 x 1024 / 200-iteration cube takes scikit-learn
 minutes per fit), compare the per-iteration times in extra_info["seconds_per_iteration"];
 extra_info also holds matchar's loss after scikit-learn's iteration count, for the
 equal-iteration quality comparison. MATCHAR_BENCH_NMF_COUNTS [1000] sets the counts per

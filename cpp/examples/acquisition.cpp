@@ -5,7 +5,7 @@
 // the time per line update. Links the installed libmatchar (find_package(matchar)).
 //
 //   acquisition [lines=24] [width=256] [channels=512] [every=8]
-//   acquisition 20 1000 2048 5      # the 1,000 x 2,048 scan line of the target
+//   acquisition 20 1000 2048 5      # the 1,000 x 2,048 scan line of the < 20 ms target
 #include <matchar/common.hpp>
 #include <matchar/spectral/streaming.hpp>
 

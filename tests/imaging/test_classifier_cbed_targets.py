@@ -1,4 +1,4 @@
-"""The issue's targets for the shipped CBED classifier, on small fresh simulated test sets
+"""The accuracy targets for the shipped CBED classifier, on small fresh simulated test sets
 (a few hundred patterns; the full evaluation is scripts/evaluate_cbed_classifier.py,
 numbers in docs/imaging_cnn.md). Unmet targets are strict xfails."""
 

@@ -1,4 +1,4 @@
-"""The issue's accuracy targets for the shipped crystal classifier, on small fresh
+"""The accuracy targets for the shipped crystal classifier, on small fresh
 simulated test sets (a few hundred windows each; the full evaluation with more windows is
 scripts/evaluate_crystal_classifier.py, numbers in docs/imaging_cnn.md). Targets the
 shipped model does not reach are strict xfails: they start failing when it improves."""
@@ -79,7 +79,7 @@ def test_distortion_accuracy_90(distorted):
 
 def test_targets_with_the_lattice_constant_known(held_out, low_dose, distorted):
     # The same windows with the true lattice constant passed as lattice_constant (5%
-    # tolerance): the look-alike classes separate, and the issue's accuracy targets hold.
+    # tolerance): the look-alike classes separate, and the accuracy targets hold.
     # Measured on the documented sets of 2,400 / 1,200 / 1,200: 100%, 99.8%, 99.1%.
     assert held_out["lattice_known"]["class_accuracy"] >= 0.97
     assert low_dose["lattice_known"]["class_accuracy"] >= 0.90
@@ -121,7 +121,7 @@ def test_image_alone_limit(ev):
     assert lim["fcc[1, 1, 1] / bcc[1, 1, 1]"] == pytest.approx((1 + hi / (2 * (hi - lo))) / 2)
     # ranges too narrow to overlap: every class separable
     assert ev.image_alone_limit((3.0, 3.1))["all_classes"] == pytest.approx(1.0)
-    # the issue's 97% is out of reach from the image alone on the training range
+    # the 97% target is out of reach from the image alone on the training range
     assert lim["all_classes"] < 0.9
 
 
