@@ -96,6 +96,25 @@ def test_perfect_lattice_is_reproduced_from_perturbed_vectors():
     np.testing.assert_array_equal(result.denoised, np.clip(result.lattice, 0, None))
 
 
+def test_supercell_found_when_segmentation_gives_a_subcell():
+    """A period-doubling wave (half-order reflections) on a lattice given by its sub-cell:
+    the supercell is adopted and the wave reproduced, not filtered out."""
+    H, W = 192, 200
+    v = np.array([[9.0, 1.5], [-1.0, 8.5]])
+    b = np.linalg.inv(v).T
+    y, x = np.mgrid[:H, :W].astype(np.float64)
+
+    def wave(g):
+        return np.cos(2 * np.pi * (g[0] * y + g[1] * x))
+
+    image = 5.0 + wave(b[0]) + 0.8 * wave(b[1]) + 0.4 * wave(0.5 * b[0]) + 0.3 * wave(1.5 * b[0])
+    result = denoise(image, _single_region((H, W), v), gain=1e-9, correction=False)
+    hk = result.reflections[0][:, 2:] @ v.T  # indices on the given sub-cell lattice
+    assert (np.abs(hk - np.round(hk)) > 0.4).any()  # half-order reflections kept
+    inner = (slice(80, -80), slice(80, -80))  # three envelope widths from the frame
+    assert np.abs(result.lattice - image)[inner].max() < 2e-3  # half-order amplitude 0.4
+
+
 def test_point_defect_stays_visible():
     """A vacancy in a square lattice at 5 e/pixel: the lattice-only estimate fills it,
     the local correction keeps it empty."""

@@ -249,6 +249,8 @@ def _reflections(
     area: float,
     z: float = 4.0,
     max_order: float | None = None,
+    powers: list[float] | None = None,
+    skip_lattice: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Wiener weights of the reciprocal-lattice points (harmonics included) of one region.
 
@@ -259,10 +261,14 @@ def _reflections(
     (``N sqrt(Σ G⁴ PQ / area)``: the spectrum of a region of ``area`` pixels zero-padded
     to P × Q is smooth over PQ / area bins, so fewer of them are independent), with
     weight S / (S + N Σ G²).
-    Returns (rows (h, k, g_y, g_x), weights)."""
+    Returns (rows (h, k, g_y, g_x), weights); the signal powers S are appended to
+    ``powers`` when given."""
     cand = _candidates(B)
     if max_order is not None:  # |g| within max_order times the longest basis vector
         cand = cand[np.hypot(cand[:, 2], cand[:, 3]) <= max_order * np.linalg.norm(B, axis=1).max()]
+    if skip_lattice is not None:  # only points off the lattice of these real vectors
+        coords = cand[:, 2:] @ skip_lattice.T
+        cand = cand[np.abs(coords - np.round(coords)).max(axis=1) > 0.2]
     P, Q = window.shape
     rows, weights = [], []
     for row in cand:
@@ -274,6 +280,8 @@ def _reflections(
             continue
         rows.append(row)
         weights.append(S / (S + N * float(G2.sum())))
+        if powers is not None:
+            powers.append(S)
     if not rows:
         return np.zeros((0, 4)), np.zeros(0)
     return np.array(rows), np.array(weights)
@@ -342,14 +350,57 @@ def _refine_basis(
     for frac, reach in ((0.1, 1.5), (0.05, 2.5)):
         b = float(np.linalg.norm(B, axis=1).min())
         window = _Window((P, Q), max(frac * b, sigma_k))
-        rows, a = _reflections(F, window, B, N0, area, max_order=reach)
+        powers: list[float] = []
+        rows, _ = _reflections(F, window, B, N0, area, max_order=reach, powers=powers)
         if len(rows) < 3:
             return B
-        strongest = np.argsort(-a, kind="stable")[:12]
-        rows, a = rows[strongest], a[strongest]
+        # the strongest by power (Wiener weights saturate near 1 at high dose), weighted
+        # by power: a fringe's phase is as precise as its amplitude is large
+        S = np.array(powers)
+        strongest = np.argsort(-S, kind="stable")[:12]
+        rows, S = rows[strongest], S[strongest]
         measured = [_fringe_frequency(F, window, row[2:], mask) for row in rows]
-        B = _fit_basis(rows, a, np.array(measured), B)
+        B = _fit_basis(rows, S / S.max(), np.array(measured), B)
     return B
+
+
+# Integer matrices T of the sublattices of index 2 and 3 (new vectors = T @ old vectors,
+# up to a change of basis): every superlattice a doubled or tripled cell can make.
+_SUPERCELLS = [
+    np.array(t, dtype=np.float64)
+    for t in (
+        [[2, 0], [0, 1]], [[1, 0], [0, 2]], [[1, 1], [0, 2]],
+        [[3, 0], [0, 1]], [[1, 0], [0, 3]], [[1, 1], [0, 3]], [[1, 2], [0, 3]],
+    )
+]  # fmt: skip
+
+
+def _superlattice(
+    F: np.ndarray, window: _Window, B: np.ndarray, N0: float, area: float
+) -> np.ndarray:
+    """The reciprocal basis of the true lattice when the given one is a sub-cell.
+
+    The segmentation's lattice vectors come from the strongest autocorrelation peaks,
+    which can span a sub-cell of the real periodicity (e.g. an ABAB-stacked band whose
+    rows repeat every second row). Each supercell of index 2 or 3 is tried; it is
+    adopted when it adds at least two pairs of significant reflections between the
+    points of the given lattice holding at least 5 % of the lattice's signal power (weaker
+    ones are leakage from a neighbouring lattice); the one adding the most power wins."""
+    V = np.linalg.inv(B).T
+    reach = 2.5 * float(np.linalg.norm(B, axis=1).max())  # low orders tell a supercell
+    base: list[float] = []
+    _reflections(F, window, B, N0, area, max_order=2.5, powers=base)
+    best, best_power = B, 0.05 * sum(base)
+    for T in _SUPERCELLS:
+        B2 = np.linalg.inv(T @ V).T
+        added: list[float] = []
+        order = reach / float(np.linalg.norm(B2, axis=1).max())
+        rows, _ = _reflections(
+            F, window, B2, N0, area, max_order=order, powers=added, skip_lattice=V
+        )
+        if len(rows) >= 4 and sum(added) > best_power:
+            best, best_power = B2, sum(added)
+    return best
 
 
 def _gaussian_kernel_ft(shape: tuple[int, int], sigma_k: float) -> np.ndarray:
@@ -623,6 +674,7 @@ def _piece_estimate(
         return est, np.zeros((0, 4))
     B = _refine_basis(F, B, N0, sigma_k, taper > 0.5, area)
     window = _Window(shape, sigma_k)
+    B = _superlattice(F, window, B, N0, area)
     rows, a = _reflections(F, window, B, N0, area)
     del F
     if len(rows) < 4 or np.linalg.matrix_rank(rows[:, :2]) < 2:
