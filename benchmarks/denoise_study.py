@@ -122,9 +122,14 @@ def measured_pixel_size(result, lattice_constant: float = 3.6) -> tuple[float, n
     refined in the largest region."""
     labels = result.segmentation.labels
     region = int(np.argmax(np.bincount(labels.ravel())))
-    rows = result.reflections[region]
-    B = np.linalg.lstsq(rows[:, :2], rows[:, 2:], rcond=None)[0]
-    V = np.linalg.inv(B).T  # rows (dy, dx), pixels
+    g = result.reflections[region][:, 2:]
+    # the reflections of the segmentation's (primitive) lattice: the denoiser may have
+    # adopted a supercell (extra reflections, e.g. of twins, between them)
+    V0 = np.asarray(result.segmentation.lattice_vectors[region])
+    hk = g @ V0.T
+    on = np.abs(hk - np.round(hk)).max(axis=1) < 0.2
+    B = np.linalg.lstsq(np.round(hk[on]), g[on], rcond=None)[0]
+    V = np.linalg.inv(B).T  # rows (dy, dx), pixels, refined
     return lattice_constant * math.sqrt(3 / 8) / float(np.linalg.norm(V, axis=1).mean()), V
 
 
