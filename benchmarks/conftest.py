@@ -17,8 +17,10 @@ multiprocessing.set_start_method("spawn", force=True)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _results  # noqa: E402
+import pytest  # noqa: E402
 
 
+@pytest.hookimpl(optionalhook=True)  # a pytest-benchmark hook: fine without the plugin
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     output_json.setdefault("machine_info", {})["matchar"] = _results.machine_info()
     output_json["command"] = _results.command_line(
