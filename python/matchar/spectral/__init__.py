@@ -9,6 +9,7 @@ from xraylib; ``ReferenceModel``: EELS references). See ``docs/spectral.md`` and
 
 from __future__ import annotations
 
+from ._anomaly import AnomalyRegion, ResidualAnomalies, residual_anomalies
 from ._edx import EDXModel, ReferenceModel, edx_metadata, take_off_angle
 from ._nmf import NMF
 from ._pca import PCA
@@ -17,9 +18,12 @@ from ._physics_nmf import PhysicsNMF
 __all__ = [
     "NMF",
     "PCA",
+    "AnomalyRegion",
     "EDXModel",
     "PhysicsNMF",
     "ReferenceModel",
+    "ResidualAnomalies",
     "edx_metadata",
+    "residual_anomalies",
     "take_off_angle",
 ]

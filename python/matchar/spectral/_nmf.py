@@ -13,7 +13,10 @@ from sklearn.utils import check_random_state
 from .. import _core
 from .._threads import serialized
 from .._validation import check_fitted, check_float, check_int
+from ._anomaly import anomalies_of_fit
 from ._dask import DaskSpectrumMatrix, is_dask_input
+from ._edx import is_signal
+from ._hyperspy import axes_of, hyperspy_decomposition_call, to_signals, warn_hyperspy_treatments
 from ._input import (
     SpectrumMatrix,
     as_mask,
@@ -203,6 +206,11 @@ class NMF(TransformerMixin, BaseEstimator):
         ``solver="cd"`` iteration. Dask input too (the W sweeps in the chunk tasks,
         the H sweeps in the reduction). At most 1000; a row's sweeps stop early once
         one changes nothing.
+    anomaly_fdr : float in (0, 1] or None, default 0.01
+        False-discovery rate of the residual test run at the end of ``fit`` (with
+        ``compute_residual_map``; in-memory input): pixels whose counts exceed the fitted
+        model by more than Poisson noise allows are flagged in ``anomaly_map_`` and
+        grouped in ``anomaly_regions_`` (see :func:`residual_anomalies`). None skips it.
 
     Attributes
     ----------
@@ -220,6 +228,14 @@ class NMF(TransformerMixin, BaseEstimator):
     residual_map_ : ndarray, shape (N,) or (H, W)
         Poisson deviance of the reconstruction per pixel over the included channels:
         bright pixels carry signal that K components do not explain.
+    residual_pvalues_ : ndarray, shape (N,) or (H, W)
+        Per-pixel p-value of an excess of counts over the model in some channel window
+        (adjusted for the windows scanned; see :func:`residual_anomalies`), or None.
+    anomaly_map_ : ndarray of bool, shape (N,) or (H, W)
+        Pixels flagged at false-discovery rate ``anomaly_fdr`` (None when not computed).
+    anomaly_regions_ : list of AnomalyRegion
+        Connected flagged regions, most significant first, each with its summed
+        residual spectrum (the peak the model does not explain), or None.
     n_features_in_ : int
     n_samples_seen_ : int
         Spectra merged by :meth:`partial_fit` (only after ``partial_fit``; there
@@ -270,6 +286,7 @@ class NMF(TransformerMixin, BaseEstimator):
         forget_factor: float = 1.0,
         batch_iter: int = 20,
         inner_sweeps: int = 1,
+        anomaly_fdr: float | None = 0.01,
     ) -> None:
         self.n_components = n_components
         self.loss = loss
@@ -285,6 +302,7 @@ class NMF(TransformerMixin, BaseEstimator):
         self.warm_start = warm_start
         self.forget_factor = forget_factor
         self.batch_iter = batch_iter
+        self.anomaly_fdr = anomaly_fdr
 
     def __sklearn_tags__(self):  # scikit-learn >= 1.6
         tags = super().__sklearn_tags__()
@@ -303,6 +321,8 @@ class NMF(TransformerMixin, BaseEstimator):
         if k > min(N, C):
             raise ValueError(f"n_components={k} must be <= min(n_pixels, n_channels) = {min(N, C)}")
         self._check_iteration_params()
+        if self.anomaly_fdr is not None:
+            check_float(self.anomaly_fdr, "anomaly_fdr", low=0.0, high=1.0, low_open=True)
         return k
 
     def _check_iteration_params(self) -> None:
@@ -413,6 +433,9 @@ class NMF(TransformerMixin, BaseEstimator):
         >>> mc.spectral.NMF(2, random_state=0, max_iter=20).fit_transform(X).shape
         (8, 8, 2)
         """
+        call = hyperspy_decomposition_call()
+        warn_hyperspy_treatments(f"NMF(loss={self.loss!r})", call, weighted=self.loss == "kl")
+        self._signal_axes = axes_of(X) if is_signal(X) else None
         if is_dask_input(X):
             return self._fit_transform_dask(X, pixel_mask, channel_mask)
         self._check_memory(X)
@@ -564,6 +587,7 @@ class NMF(TransformerMixin, BaseEstimator):
         self.loss_iterations_ = np.arange(1, len(self._online_losses) + 1, dtype=np.int64)
         self.reconstruction_err_ = float(np.sqrt(2.0 * max(self._online_losses[-1], 0.0)))
         self.residual_map_ = None
+        self.residual_pvalues_ = self.anomaly_map_ = self.anomaly_regions_ = None
         return self
 
     def __getstate__(self) -> dict[str, Any]:
@@ -668,6 +692,18 @@ class NMF(TransformerMixin, BaseEstimator):
             if residual is not None and self.compute_residual_map
             else None
         )
+        self.residual_pvalues_ = self.anomaly_map_ = self.anomaly_regions_ = None
+        if (
+            final
+            and self.compute_residual_map
+            and self.anomaly_fdr is not None
+            and in_memory_w
+            and not getattr(data, "distributed", False)
+        ):
+            res = anomalies_of_fit(data, W, H, pm, cm, fdr=float(self.anomaly_fdr))
+            self.residual_pvalues_ = res.p_values
+            self.anomaly_map_ = res.flags
+            self.anomaly_regions_ = res.regions
 
     # -- using a fitted model ---------------------------------------------------------
     def transform(self, X: ArrayLike) -> np.ndarray:
@@ -740,6 +776,45 @@ class NMF(TransformerMixin, BaseEstimator):
                 f"(H, W, {self.n_components_}), got {maps.shape}"
             )
         return maps @ self.components_
+
+    def to_signals(
+        self, maps: ArrayLike, reference: Any = None, energy: Any = None
+    ) -> tuple[Any, Any]:
+        """(maps, components) as HyperSpy signals, HyperSpy's (loadings, factors).
+
+        Parameters
+        ----------
+        maps : array_like, shape (H, W, K) or (N, K)
+            What :meth:`fit_transform` returned.
+        reference : HyperSpy signal, optional
+            Its navigation axes (scale, offset, units) label the maps and its signal axis
+            the components. Default: the signal passed to ``fit`` (if one was).
+        energy : (offset, scale) or (offset, scale, unit) or array of shape (C,), optional
+            Energy axis of the components (keV unless a unit is given); wins over the
+            reference's signal axis.
+
+        Returns
+        -------
+        maps : hyperspy Signal2D (K | H, W), or BaseSignal (K | N) for (N, K) maps
+        components : hyperspy Signal1D (K | C)
+
+        Example
+        -------
+        >>> import numpy as np, matchar as mc, hyperspy.api as hs   # doctest: +SKIP
+        >>> s = hs.signals.Signal1D(np.random.default_rng(0).poisson(5.0, (8, 8, 40)))
+        >>> nmf = mc.spectral.NMF(2, random_state=0, max_iter=20)
+        >>> loadings, factors = nmf.to_signals(nmf.fit_transform(s))
+        >>> loadings.data.shape, factors.data.shape
+        ((2, 8, 8), (2, 40))
+        """
+        check_fitted(self, "components_")
+        return to_signals(
+            maps,
+            self.components_,
+            reference=reference,
+            axes=self.__dict__.get("_signal_axes"),
+            energy=energy,
+        )
 
     def plot(self, maps: ArrayLike | None = None, energy: Any = None, fig: Any = None) -> Any:
         """Component spectra (and abundance maps when given) plus the loss history.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,8 @@ from .. import _core
 from .._threads import serialized
 from .._validation import check_fitted, check_int
 from ._dask import DaskSpectrumMatrix, is_dask_input
+from ._edx import is_signal
+from ._hyperspy import axes_of, hyperspy_decomposition_call, to_signals, warn_hyperspy_treatments
 from ._input import as_spectrum_matrix, factor_dtype, unflatten
 from ._svd import randomized_svd, randomized_svd_gram
 
@@ -66,11 +69,15 @@ class PCA(TransformerMixin, BaseEstimator):
     n_iter : int or "auto", default "auto"
         Power (subspace) iterations, 0 to ``MAX_N_ITER`` (100): 7 when K < 0.1 min(N, C),
         else 4 (scikit-learn's rule). One pass over the data each, plus 3 passes
-        (weights, mean/variance, Rayleigh-Ritz).
+        (weights, mean/variance, Rayleigh-Ritz). The error of the subspace decays as
+        ``(s[K + n_oversamples] / s[K - 1]) ** (2 n_iter + 1)`` (s the singular values):
+        on sparse EDX maps, whose noise spectrum is flat, raise it (e.g. 30) to match an
+        exact SVD such as HyperSpy's.
     n_oversamples : int, default 10
         Extra random directions of the sketch (>= 0).
     center : bool, default True
-        Subtract the mean (weighted) spectrum, as scikit-learn's PCA does.
+        Subtract the mean (weighted) spectrum, as scikit-learn's PCA does. False gives
+        HyperSpy's convention (its SVD does not centre): see :meth:`hyperspy_factors`.
     dtype : {None, "float32", "float64"}
         Precision of the blocked products (accumulated in float64 either way); default
         float64 for float64 data, float32 otherwise.
@@ -177,6 +184,7 @@ class PCA(TransformerMixin, BaseEstimator):
         >>> mc.spectral.PCA(2, random_state=0).fit(X).components_.shape
         (2, 30)
         """
+        self._note_caller(X)
         if is_dask_input(X):
             return self._fit_dask(X)
         data = as_spectrum_matrix(X, "X", allow_sparse=False)
@@ -217,6 +225,25 @@ class PCA(TransformerMixin, BaseEstimator):
         self.n_samples_ = N
         self._dtype = dtype
         return self
+
+    def _note_caller(self, X: Any) -> None:
+        """Warn about HyperSpy treatments that do not suit this PCA; keep X's axes."""
+        call = hyperspy_decomposition_call()
+        if call is not None:
+            warn_hyperspy_treatments(
+                f"PCA(poisson={self.poisson!r})", call, weighted=bool(self.poisson)
+            )
+            if self.poisson and not call["normalize_poissonian_noise"]:
+                warnings.warn(
+                    "PCA(poisson=True) was called by HyperSpy's decomposition: HyperSpy "
+                    "stores its weighted-space scores and components as loadings and "
+                    "factors, so get_decomposition_model is not in counts. Use "
+                    "PCA(K, poisson=False, center=False) with "
+                    "normalize_poissonian_noise=True (HyperSpy weights and unweights)",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        self._signal_axes = axes_of(X) if is_signal(X) else None
 
     def _fit_dask(self, X: Any) -> PCA:
         """fit of a dask array (or lazy HyperSpy signal): the same passes over the chunks."""
@@ -485,6 +512,112 @@ class PCA(TransformerMixin, BaseEstimator):
             unweight_c = np.divide(1.0, c, out=np.zeros_like(c), where=c > 0)
             Xw *= np.sqrt(g)[:, None] * unweight_c[None, :]
         return Xw.reshape(*Z.shape[:-1], -1)
+
+    def hyperspy_factors(self, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """(loadings, factors) in HyperSpy's convention: unweighted, uncentred.
+
+        HyperSpy's ``decomposition(algorithm="SVD", normalize_poissonian_noise=True)``
+        decomposes ``X / sqrt(g b^T)`` (g counts per pixel, b counts per channel) without
+        centring and returns ``factors = V sqrt(b)`` and ``loadings = U S sqrt(g)``, so
+        that ``loadings @ factors.T`` is the model in counts. This method returns the
+        same quantities from a fit with ``center=False``: ``factors = components_ /
+        spectrum_weights_`` (0 in empty channels) and ``loadings = scores * sqrt(image_)``
+        (``poisson=False``: ``components_`` and ``scores`` as they are, HyperSpy's
+        ``normalize_poissonian_noise=False``). They span the same subspaces as HyperSpy's
+        (tested on real files), with factors scaled per component differently.
+
+        Parameters
+        ----------
+        scores : array_like, shape (N, K) or (H, W, K)
+            What :meth:`fit_transform` returned (the fitted data's pixels).
+
+        Returns
+        -------
+        loadings : ndarray, shape (N, K) or (H, W, K), float64
+        factors : ndarray, shape (K, C), float64
+
+        Raises
+        ------
+        ValueError
+            A fit with ``center=True`` (the mean spectrum is not a HyperSpy factor), or
+            scores of another shape.
+
+        Example
+        -------
+        >>> import numpy as np, matchar as mc
+        >>> X = np.random.default_rng(0).poisson(5.0, (100, 30))
+        >>> pca = mc.spectral.PCA(2, center=False, random_state=0)
+        >>> loadings, factors = pca.hyperspy_factors(pca.fit_transform(X))
+        >>> np.allclose(loadings @ factors, pca.inverse_transform(pca.transform(X)))
+        True
+        """
+        check_fitted(self, "components_")
+        if self.center:
+            raise ValueError(
+                "hyperspy_factors needs a fit with center=False (HyperSpy's SVD does not "
+                "centre; a centred fit's mean spectrum is not one of its factors)"
+            )
+        Z = np.asarray(scores, dtype=np.float64)
+        n = int(np.prod(np.shape(self.image_)))
+        if Z.ndim not in (2, 3) or Z.shape[-1] != self.n_components_ or Z[..., 0].size != n:
+            raise ValueError(
+                f"scores must have shape {(*np.shape(self.image_), self.n_components_)} "
+                f"(the fitted pixels), got {Z.shape}"
+            )
+        H = np.asarray(self.components_, dtype=np.float64)
+        if not self.poisson:
+            return Z.copy(), H.copy()
+        c = np.asarray(self.spectrum_weights_, dtype=np.float64)
+        factors = H * np.divide(1.0, c, out=np.zeros_like(c), where=c > 0)
+        g = np.asarray(self.image_, dtype=np.float64).reshape(Z.shape[:-1])
+        return Z * np.sqrt(g)[..., None], factors
+
+    def to_signals(
+        self,
+        scores: ArrayLike,
+        reference: Any = None,
+        energy: Any = None,
+        convention: str = "weighted",
+    ) -> tuple[Any, Any]:
+        """(scores, components) as HyperSpy signals (loadings, factors).
+
+        Parameters
+        ----------
+        scores : array_like, shape (H, W, K) or (N, K)
+            What :meth:`fit_transform` returned.
+        reference : HyperSpy signal, optional
+            Its navigation axes label the maps and its signal axis the factors. Default:
+            the signal passed to ``fit`` (if one was).
+        energy : (offset, scale) or (offset, scale, unit) or array of shape (C,), optional
+            Energy axis of the factors (keV unless a unit is given).
+        convention : {"weighted", "hyperspy"}, default "weighted"
+            "weighted": ``scores`` and ``components_`` as they are (weighted space);
+            "hyperspy": :meth:`hyperspy_factors` (needs ``center=False``).
+
+        Returns
+        -------
+        loadings : hyperspy Signal2D (K | H, W), or BaseSignal (K | N) for (N, K) scores
+        factors : hyperspy Signal1D (K | C)
+
+        Example
+        -------
+        >>> pca = mc.spectral.PCA(3, center=False, random_state=0)   # doctest: +SKIP
+        >>> loadings, factors = pca.to_signals(pca.fit_transform(s), convention="hyperspy")
+        """
+        check_fitted(self, "components_")
+        if convention == "hyperspy":
+            scores, comps = self.hyperspy_factors(scores)
+        elif convention == "weighted":
+            comps = self.components_
+        else:
+            raise ValueError(f"convention must be 'weighted' or 'hyperspy', got {convention!r}")
+        return to_signals(
+            scores,
+            comps,
+            reference=reference,
+            axes=self.__dict__.get("_signal_axes"),
+            energy=energy,
+        )
 
     def plot(
         self, scores: ArrayLike | None = None, energy: Any = None, n_show: int = 4, fig: Any = None

@@ -14,8 +14,10 @@ from threadpoolctl import threadpool_limits
 from .. import _core
 from .._threads import serialized
 from .._validation import check_fitted, check_float, check_int
+from ._anomaly import DEFAULT_FDR, anomalies_of_fit
 from ._dask import DaskSpectrumMatrix, is_dask_input
 from ._edx import is_signal
+from ._hyperspy import to_signals
 from ._input import SpectrumMatrix, as_mask, as_spectrum_matrix, factor_dtype, unflatten
 from ._nmf import NMF, _deviance, _sparse_if_mostly_zero, check_maps_memory, nav_channels
 
@@ -257,6 +259,14 @@ class PhysicsNMF(BaseEstimator):
         F at the evaluated iterations (the last entry is the final state).
     kl_history_ : ndarray
         Its KL part.
+    residual_map_ : ndarray, shape nav_shape
+        Poisson deviance of the fit per pixel over the fitted channels.
+    residual_pvalues_, anomaly_map_, anomaly_regions_
+        The residual test of :func:`residual_anomalies` at false-discovery rate 0.01,
+        run at the end of an in-memory fit: pixels whose counts exceed the fitted model
+        by more than Poisson noise allows (an inclusion of an element no phase has),
+        as for :class:`NMF` (None for dask input). Other settings:
+        ``residual_anomalies(X, est.maps_, est.components_, fdr=...)``.
     n_iter_ : int
     n_features_in_ : int
 
@@ -560,6 +570,7 @@ class PhysicsNMF(BaseEstimator):
             elem.reshape(*data.nav_shape, n_el) if len(data.nav_shape) > 1 else elem
         )
         self.residual_map_ = dev.reshape(data.nav_shape) if len(data.nav_shape) > 1 else dev
+        self.residual_pvalues_ = self.anomaly_map_ = self.anomaly_regions_ = None
         return maps
 
     def _components(self, G, W, dtype, h_pins):
@@ -786,6 +797,10 @@ class PhysicsNMF(BaseEstimator):
         self.residual_map_ = (
             unflatten(dev[:, None], data.nav_shape)[..., 0] if len(data.nav_shape) > 1 else dev
         )
+        res = anomalies_of_fit(data, A, H, pm, cm, fdr=DEFAULT_FDR)
+        self.residual_pvalues_ = res.p_values
+        self.anomaly_map_ = res.flags
+        self.anomaly_regions_ = res.regions
 
     # -- results ----------------------------------------------------------------------
     def quantification(self) -> list[dict[str, Any]]:
@@ -876,40 +891,25 @@ class PhysicsNMF(BaseEstimator):
     def to_signals(self) -> tuple[Any, Any]:
         """(maps, components) as HyperSpy signals (needs hyperspy; fit on any input).
 
-        The maps are a ``Signal2D`` stack (K, H, W) (``BaseSignal`` for (N, C) input), the
-        components a ``Signal1D`` (K, C) with the model's energy axis (keV) when known.
+        The maps are a ``Signal2D`` stack (K | H, W) (``BaseSignal`` (K | N) for (N, C)
+        input) with the fitted signal's navigation axes, the components a ``Signal1D``
+        (K | C) with the model's energy axis (keV) when known.
 
         Example
         -------
         >>> maps, spectra = est.to_signals()   # doctest: +SKIP
         """
         check_fitted(self, "components_")
-        try:
-            import hyperspy.api as hs
-        except ImportError as err:
-            raise ImportError("to_signals needs hyperspy: pip install hyperspy") from err
-        maps = np.moveaxis(np.asarray(self.maps_), -1, 0)
-        m = hs.signals.Signal2D(maps) if maps.ndim == 3 else hs.signals.BaseSignal(maps)
-        spectra = hs.signals.Signal1D(np.asarray(self.components_))
         energy = getattr(self.model, "energy", None)
-        if energy is not None and len(energy) > 1:
-            ax = spectra.axes_manager.signal_axes[0]
-            ax.offset, ax.scale, ax.units, ax.name = (
-                float(energy[0]),
-                float(energy[1] - energy[0]),
-                "keV",
-                "Energy",
-            )
-        src = self._signal
-        if src is not None and maps.ndim == 3:
-            for a_out, a_in in zip(m.axes_manager.signal_axes, src.axes_manager.navigation_axes):
-                a_out.scale, a_out.offset, a_out.units, a_out.name = (
-                    a_in.scale,
-                    a_in.offset,
-                    a_in.units,
-                    a_in.name,
-                )
-        return m, spectra
+        if energy is not None and len(energy) < 2:
+            energy = None
+        return to_signals(
+            self.maps_,
+            self.components_,
+            reference=self.__dict__.get("_signal"),
+            energy=energy,
+            titles=("Abundance maps", "Components"),
+        )
 
 
 def _fitted_counts(data: SpectrumMatrix, incl: np.ndarray) -> float | None:
