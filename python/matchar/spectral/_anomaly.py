@@ -357,4 +357,4 @@ def residual_anomalies(
             raise ValueError(f"{name} must be finite and non-negative")
     pm = as_mask(pixel_mask, "pixel_mask", data.nav_shape, N)
     cm = as_mask(channel_mask, "channel_mask", (C,), C)
-    return anomalies_of_fit(data, A, H, pm, cm, windows=tuple(windows), box=box, fdr=fdr)
+    return anomalies_of_fit(data, A, H, pm, cm, windows=windows, box=box, fdr=fdr)
