@@ -287,8 +287,8 @@ def _reflections(
     return np.array(rows), np.array(weights)
 
 
-def _fit_basis(rows: np.ndarray, weights: np.ndarray, centroids: np.ndarray, B: np.ndarray):
-    """Reciprocal basis fitted (weighted least squares) to the measured peak centroids;
+def _fit_basis(rows: np.ndarray, weights: np.ndarray, measured: np.ndarray, B: np.ndarray):
+    """Reciprocal basis fitted (weighted least squares) to the measured reflections;
     ``B`` unchanged when fewer than three non-collinear peaks are available or the fit
     moves it by more than 15 % (then it is not a refinement of this lattice)."""
     if len(rows) < 3:
@@ -297,7 +297,7 @@ def _fit_basis(rows: np.ndarray, weights: np.ndarray, centroids: np.ndarray, B: 
     if np.linalg.matrix_rank(hk) < 2:
         return B
     w = np.sqrt(weights)[:, None]
-    fitted, *_ = np.linalg.lstsq(hk * w, centroids * w, rcond=None)
+    fitted, *_ = np.linalg.lstsq(hk * w, measured * w, rcond=None)
     if np.abs(fitted - B).max() > 0.15 * np.linalg.norm(B, axis=1).min():
         return B
     return fitted
