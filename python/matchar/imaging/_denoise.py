@@ -168,14 +168,28 @@ def _check_counts(image: ArrayLike) -> np.ndarray:
 
 
 def _lattice_px(seg: Segmentation, pixel_size: float | None) -> list[np.ndarray]:
-    """Per region, the lattice vectors in pixels (NaN rows when no lattice)."""
-    if seg.units == "px":
-        return [np.asarray(v, dtype=np.float64) for v in seg.lattice_vectors]
-    if pixel_size is None:
+    """Per region, the lattice vectors in pixels (NaN rows when no lattice, or when the
+    two vectors are collinear or shorter than 1 pixel: not a lattice to filter with)."""
+    if seg.units != "px" and pixel_size is None:
         raise ValueError(
             "the segmentation's lattice vectors are in Å: pass pixel_size (Å) to denoise"
         )
-    return [np.asarray(v, dtype=np.float64) / pixel_size for v in seg.lattice_vectors]
+    scale = 1.0 if seg.units == "px" else float(pixel_size)
+    out = []
+    for v in seg.lattice_vectors:
+        try:
+            V = np.asarray(v, dtype=np.float64).reshape(2, 2) / scale
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"segmentation.lattice_vectors must be (2, 2) arrays, got {v!r}"
+            ) from None
+        ok = bool(np.isfinite(V).all())
+        if ok:  # lengths by hypot and bounded before the determinant: nothing overflows
+            lengths = np.hypot(V[:, 0], V[:, 1])
+            ok = 1.0 <= lengths.min() and lengths.max() <= 1e6
+            ok = ok and abs(np.linalg.det(V)) > 1e-3 * lengths.prod()
+        out.append(V if ok else np.full((2, 2), np.nan))
+    return out
 
 
 def _noise_floor(F: np.ndarray, shape: tuple[int, int]) -> float:
@@ -461,8 +475,9 @@ def denoise(
         by :meth:`DenoiseResult.plot`.
     cells : float, default 3
         Standard deviation of the Gaussian envelope of the lattice averaging, in lattice
-        spacings (mean length of the two lattice vectors): larger averages more unit
-        cells (stronger denoising, less tolerant of lattice distortion).
+        spacings (mean length of the two lattice vectors), in [0.25, 100]: larger
+        averages more unit cells (stronger denoising, less tolerant of lattice
+        distortion). Capped at half the image's longer side.
     correction : bool, default True
         Apply the local correction (step 4); False returns the lattice-only estimate,
         which erases point defects.
@@ -504,7 +519,7 @@ def denoise(
     """
     img = _check_counts(image)
     H, W = img.shape
-    cells = check_float(cells, "cells (lattice spacings)", low=0.25, high=1e3)
+    cells = check_float(cells, "cells (lattice spacings)", low=0.25, high=100.0)
     strength = check_float(strength, "strength", low=0.0, high=1e3)
     if pixel_size is not None:
         pixel_size = check_float(pixel_size, "pixel_size (Å)", low=0.0, high=1e6, low_open=True)
@@ -539,7 +554,13 @@ def denoise(
         )
     vectors = _lattice_px(segmentation, pixel_size)
     present = [r for r in range(segmentation.n_regions) if (labels == r).any()]
-    with_lattice = [r for r in present if np.isfinite(vectors[r]).all()]
+    # a lattice vector longer than half the image is not a lattice this image can show
+    with_lattice = [
+        r
+        for r in present
+        if np.isfinite(vectors[r]).all()
+        and np.linalg.norm(vectors[r], axis=1).max() <= 0.5 * max(H, W)
+    ]
     if not with_lattice:
         raise ValueError(
             "no lattice found: the segmentation found no lattice vectors in any region "
@@ -548,13 +569,16 @@ def denoise(
         )
     spacing = {r: float(np.linalg.norm(vectors[r], axis=1).mean()) for r in with_lattice}
     shortest = min(float(np.linalg.norm(vectors[r], axis=1).min()) for r in with_lattice)
-    sigma_r = cells * max(spacing.values())
+    # an envelope wider than half the image averages nothing more: capped (and the FFTs
+    # stay a few times the image)
+    sigma_r = min(cells * max(spacing.values()), 0.5 * max(H, W))
 
     if gain is None:
         # the floor of the unpadded spectrum: zero padding would thin it
         gain = _noise_floor(sfft.rfft2(img, workers=-1), img.shape) / max(float(img.sum()), 1e-300)
 
     sigma_b = 0.25 * shortest if boundary_width is None else float(boundary_width)
+    sigma_b = min(sigma_b, 0.5 * max(H, W))
     margin = 0.5 * shortest
     reflections: list[np.ndarray] = [np.zeros((0, 4)) for _ in range(segmentation.n_regions)]
     # each connected piece of a region on its own: the two sides of a lamella are the
