@@ -15,10 +15,19 @@ from ._shift_model import (
 )
 from ._sites import Molecule, ReferenceMolecule, SiteMap, find_molecules, map_sites
 from ._table import Peak, ShiftTable, SiteProblem, read_shift_table
+from ._trajectory import (
+    FrameSelection,
+    Trajectory,
+    TrajectoryShifts,
+    frame_descriptors,
+    predict_trajectory,
+    select_frames,
+)
 
 __all__ = [
     "DEFAULT_SOAP",
     "CandidateMap",
+    "FrameSelection",
     "Molecule",
     "NucleusTerms",
     "Peak",
@@ -28,13 +37,18 @@ __all__ = [
     "SiteMap",
     "SiteProblem",
     "StructurePosterior",
+    "Trajectory",
+    "TrajectoryShifts",
     "available_pretrained",
     "candidate_similarity",
     "find_molecules",
+    "frame_descriptors",
     "load_chemiscope",
     "map_sites",
+    "predict_trajectory",
     "rank_candidates",
     "read_shift_table",
+    "select_frames",
     "shielding_to_shift",
     "shift_to_shielding",
     "structure_posterior",
