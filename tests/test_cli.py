@@ -406,3 +406,48 @@ def test_warnings_are_one_readable_line(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err == "matchar segment: warning: something odd about the input\n"
     assert warnings.showwarning is before  # restored when main returns
+
+
+def test_denoise_command(tmp_path, capsys):
+    from matchar import datasets
+
+    noisy, _ = datasets.bicrystal(15.0, shape=(160, 160), dose=5.0, seed=0)
+    np.save(tmp_path / "img.npy", noisy)
+    out = tmp_path / "dn"
+    args = ["denoise", str(tmp_path / "img.npy"), "--pixel-size", "0.2", "--out", str(out)]
+    assert matchar.cli.main(args) == 0
+    den = np.load(out / "denoised.npy")
+    assert den.shape == noisy.shape and np.isfinite(den).all()
+    assert (out / "denoise.png").exists()
+    capsys.readouterr()  # the progress bar of the run above
+    np.save(tmp_path / "flat.npy", np.full((64, 64), np.nan))
+    assert matchar.cli.main(["denoise", str(tmp_path / "flat.npy"), "--out", str(out)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_shifts_trajectory_command(tmp_path, capsys):
+    import ase.build
+    import ase.io
+
+    rng = np.random.default_rng(0)
+    base = ase.build.molecule("CH3CH2OH")
+    base.center(vacuum=5.0)
+    frames = []
+    for _ in range(12):
+        f = base.copy()
+        f.positions += rng.normal(0.0, 0.05, f.positions.shape)
+        frames.append(f)
+    ase.io.write(tmp_path / "md.extxyz", frames)
+    out = tmp_path / "traj"
+    args = ["shifts", str(tmp_path / "md.extxyz"), "--trajectory", "--timestep-fs", "10"]
+    assert matchar.cli.main([*args, "--chunk-size", "5", "--out", str(out)]) == 0
+    stats = np.loadtxt(out / "site_statistics.csv", delimiter=",", skiprows=1, usecols=(0, 2, 3))
+    assert stats.shape == (6, 3)
+    data = np.load(out / "trajectory_shieldings.npz")
+    assert data["shielding"].shape == (12, 6)
+    np.testing.assert_allclose(stats[:, 1], data["shielding"].mean(0), atol=1e-4)
+    assert (out / "site_averages.png").exists() and (out / "distributions.png").exists()
+    ase.io.write(tmp_path / "bad.extxyz", [frames[0], frames[1][:4]])
+    bad = ["shifts", str(tmp_path / "bad.extxyz"), "--trajectory", "--out", str(out)]
+    assert matchar.cli.main(bad) == 2
+    assert "frame 1 has 4 atoms" in capsys.readouterr().err

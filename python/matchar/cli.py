@@ -450,10 +450,14 @@ def _shifts(args: argparse.Namespace) -> int:
     import matchar as mc
 
     _threads(args)
-    frames = _read_frames(args.structures)
     model = (
         _load_shift_model(args.model) if args.model else mc.nmr.ShiftModel.pretrained(args.element)
     )
+    if args.trajectory:
+        from .nmr._cli import run_trajectory
+
+        return run_trajectory(args, model, _out_dir(args))
+    frames = _read_frames(args.structures)
     sigma, std = model.predict(frames, return_std=True)
     out = _out_dir(args)
     rows = ["frame,atom,element,shielding_ppm,std_ppm"]
@@ -657,6 +661,15 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("structures")
     sh.add_argument("--element", default="H", help="nucleus with a shipped model (H, C)")
     sh.add_argument("--model", default=None, help="a ShiftModel .npz instead of the shipped one")
+    sh.add_argument(
+        "--trajectory",
+        action="store_true",
+        help="the file is an MD trajectory: stream every frame, write per-site averages, "
+        "fluctuations, correlation times, distributions and the frames flagged by σ",
+    )
+    sh.add_argument("--index", default=":", help="--trajectory: frames to read (ase syntax)")
+    sh.add_argument("--timestep-fs", type=float, default=None, help="--trajectory: fs per frame")
+    sh.add_argument("--chunk-size", type=int, default=250, help="--trajectory: frames per chunk")
     common(sh, "matchar-shifts")
     sh.set_defaults(func=_shifts)
 
@@ -666,6 +679,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_rank_arguments(rk)
     common(rk, "matchar-rank")
     rk.set_defaults(func=_rank)
+
+    from .imaging import _denoise_cli
+
+    _denoise_cli.add_parser(sub, common)
 
     be = sub.add_parser("bench", help="time matchar against the installed peers, print ratios")
     be.add_argument("--quick", action="store_true", help="small problems (a few seconds)")

@@ -155,3 +155,51 @@ def run(args: argparse.Namespace, frames: list[Any], model: Any, out: Path) -> i
     best = int(order[0])
     print(f"most probable: {names[best]} (p = {res.probabilities[best]:.3f}) -> {out}")
     return 0
+
+
+def run_trajectory(args: argparse.Namespace, model: Any, out: Path) -> int:
+    """``matchar shifts --trajectory``: stream every frame, write per-site statistics."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import matchar as mc
+
+    traj = mc.nmr.Trajectory(args.structures, index=args.index)
+    res = mc.nmr.predict_trajectory(
+        model, traj, chunk_size=args.chunk_size, timestep_fs=args.timestep_fs, progress=True
+    )
+    np.savez(
+        out / "trajectory_shieldings.npz",
+        shielding=res.shielding,
+        std=res.std,
+        atoms=res.atoms,
+        timestep_fs=np.nan if res.timestep_fs is None else res.timestep_fs,
+    )
+    tau = res.autocorrelation_time()
+    unit = "fs" if res.timestep_fs is not None else "frames"
+    rows = [f"atom,element,mean_ppm,fluctuation_ppm,standard_error_ppm,mean_std_ppm,tau_{unit}"]
+    for k, a in enumerate(res.atoms):
+        rows.append(
+            f"{a},{res.element},{res.mean()[k]:.4f},{res.fluctuation()[k]:.4f},"
+            f"{res.standard_error()[k]:.4f},{float(res.std[:, k].mean()):.4f},{tau[k]:.4g}"
+        )
+    (out / "site_statistics.csv").write_text("\n".join(rows) + "\n")
+    flagged = res.flagged_frames()
+    (out / "flagged_frames.csv").write_text("frame\n" + "".join(f"{int(f)}\n" for f in flagged))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.18 * len(res.atoms) + 2.0), 3.6))
+    res.plot_sites(ax=ax)
+    fig.tight_layout()
+    fig.savefig(out / "site_averages.png", dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    res.plot_distributions(ax=ax)
+    fig.tight_layout()
+    fig.savefig(out / "distributions.png", dpi=100)
+    plt.close(fig)
+    print(
+        f"{res.n_frames} frames x {len(res.atoms)} {res.element} sites; "
+        f"{len(flagged)} frames flagged (σ > 2x the site's median) -> {out}"
+    )
+    return 0
