@@ -69,6 +69,13 @@ def test_nmf_in_decomposition_with_the_documented_settings_is_the_direct_fit(eds
     lr = t.learning_results
     np.testing.assert_allclose(lr.factors.T, direct.components_, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(lr.loadings, maps.reshape(-1, 4), rtol=1e-4, atol=1e-6)
+    # the estimator kept the axes of the signal HyperSpy was decomposing
+    loadings, factors = est.to_signals(lr.loadings)
+    assert loadings.data.shape == (4, 64, 64)
+    e_in, e_out = t.axes_manager.signal_axes[0], factors.axes_manager.signal_axes[0]
+    assert (e_out.offset, e_out.scale, e_out.units) == (e_in.offset, e_in.scale, e_in.units)
+    x_in, x_out = t.axes_manager.navigation_axes[0], loadings.axes_manager.signal_axes[0]
+    assert (x_out.scale, x_out.units) == (x_in.scale, x_in.units)
 
 
 def test_exspy_defaults_feed_nmf_treated_data_and_it_says_so(eds):

@@ -97,6 +97,12 @@ def axes_of(signal: Any) -> dict[str, list[dict[str, Any]]]:
         "scale", "offset", "size"}``, in NumPy order (slowest first).
     """
     am = signal.axes_manager
+    try:  # HyperSpy's decomposition unfolds the navigation axes while it runs
+        folding = signal.metadata._HyperSpy.Folding
+        if folding.unfolded and folding.original_axes_manager is not None:
+            am = folding.original_axes_manager
+    except AttributeError:
+        pass
 
     def desc(axes):
         out = []
@@ -155,7 +161,8 @@ def to_signals(
     Parameters
     ----------
     maps : array_like, shape (H, W, K) or (N, K)
-        Abundances or scores.
+        Abundances or scores ((N, K) with N = H W of the reference's (H, W) scan is
+        reshaped to it).
     components : array_like, shape (K, C)
         Component spectra (factors).
     reference : HyperSpy signal, optional
@@ -197,6 +204,11 @@ def to_signals(
         if not is_signal(reference):
             raise ValueError("reference must be a HyperSpy signal")
         axes = axes_of(reference)
+    nav_in = (axes or {}).get("navigation")
+    if nav_in and A.ndim == 2 and len(nav_in) == 2:
+        shape = [a["size"] for a in nav_in]
+        if shape[0] * shape[1] == A.shape[0]:  # (N, K) maps of an (H, W) scan, e.g.
+            A = A.reshape(*shape, A.shape[1])  # HyperSpy's learning_results.loadings
     stack = np.moveaxis(A, -1, 0)
     m = hs.signals.Signal2D(stack) if stack.ndim == 3 else hs.signals.BaseSignal(stack)
     if stack.ndim == 2:
@@ -206,7 +218,6 @@ def to_signals(
     for s in (m, spectra):
         ax = s.axes_manager.navigation_axes[0]
         ax.name = "Component index"
-    nav_in = (axes or {}).get("navigation")
     if nav_in is not None and [a["size"] for a in nav_in] == list(A.shape[:-1]):
         # NumPy order (slowest first) on both sides; HyperSpy's signal_axes are fastest first
         for a_out, desc in zip(m.axes_manager.signal_axes[::-1], nav_in):

@@ -435,7 +435,9 @@ class NMF(TransformerMixin, BaseEstimator):
         """
         call = hyperspy_decomposition_call()
         warn_hyperspy_treatments(f"NMF(loss={self.loss!r})", call, weighted=self.loss == "kl")
-        self._signal_axes = axes_of(X) if is_signal(X) else None
+        # the axes of the signal fitted (directly, or by HyperSpy's decomposition)
+        source = X if is_signal(X) else (call or {}).get("signal")
+        self._signal_axes = axes_of(source) if is_signal(source) else None
         if is_dask_input(X):
             return self._fit_transform_dask(X, pixel_mask, channel_mask)
         self._check_memory(X)

@@ -243,7 +243,9 @@ class PCA(TransformerMixin, BaseEstimator):
                     UserWarning,
                     stacklevel=3,
                 )
-        self._signal_axes = axes_of(X) if is_signal(X) else None
+        # the axes of the signal fitted (directly, or by HyperSpy's decomposition)
+        source = X if is_signal(X) else (call or {}).get("signal")
+        self._signal_axes = axes_of(source) if is_signal(source) else None
 
     def _fit_dask(self, X: Any) -> PCA:
         """fit of a dask array (or lazy HyperSpy signal): the same passes over the chunks."""
