@@ -26,6 +26,9 @@ from ._input import SpectrumMatrix, as_mask, as_spectrum_matrix
 DEFAULT_WINDOWS = (2, 6, 16)
 #: Default false-discovery rate over the pixels.
 DEFAULT_FDR = 0.01
+#: Spectra with more channels are tested in groups of ceil(C / this) summed channels
+#: (EDX lines span ~13 channels at 10 eV/channel): the test's cost stays bounded.
+MAX_TEST_CHANNELS = 512
 _BLOCK_ELEMENTS = 1 << 22  # pixels x channels per block: bounded temporaries
 
 
@@ -98,11 +101,23 @@ def _check_options(windows: Any, box: Any, fdr: Any, C: int) -> tuple[tuple[int,
     return tuple(sorted(set(ws))), box, fdr
 
 
-def _dense_rows(X: Any, lo: int, hi: int) -> np.ndarray:
+def _binned_rows(X: Any, lo: int, hi: int, incl_c: np.ndarray, group: int) -> np.ndarray:
+    """Rows lo:hi of X as float64 with excluded channels zeroed and ``group`` consecutive
+    channels summed: (hi - lo, ceil(C / group))."""
     blk = X[lo:hi]
+    C = blk.shape[1]
     if sp.issparse(blk):
-        blk = blk.toarray()
-    return np.asarray(blk, dtype=np.float64)
+        cols = np.arange(C)
+        B = sp.csr_matrix(
+            (incl_c.astype(np.float64), (cols, cols // group)), shape=(C, -(-C // group))
+        )
+        return np.asarray((blk @ B).toarray(), dtype=np.float64)
+    blk = np.asarray(blk)
+    if not incl_c.all():
+        blk = np.where(incl_c, blk, 0)
+    if group == 1:
+        return blk.astype(np.float64)
+    return np.add.reduceat(blk, np.arange(0, C, group), axis=1, dtype=np.float64)
 
 
 def _window_scan(x: np.ndarray, mu: np.ndarray, windows: tuple[int, ...]):
@@ -178,24 +193,28 @@ def anomalies_of_fit(
     incl_p = np.ones(N, dtype=bool) if pm is None else np.asarray(pm).astype(bool)
     Hd = np.asarray(H, dtype=np.float64) * incl_c  # excluded channels count for nothing
     Wd = np.asarray(W, dtype=np.float64)
+    group = -(-C // MAX_TEST_CHANNELS)
+    Cb = -(-C // group)
+    Hb = np.add.reduceat(Hd, np.arange(0, C, group), axis=1) if group > 1 else Hd
+    win_b = tuple(sorted({min(Cb, max(1, round(w / group))) for w in windows}))
     nav = data.nav_shape
     grid = len(nav) == 2 and box > 1
     boxes = (1, box) if grid else (1,)
-    n_tests = len(boxes) * sum(C - w + 1 for w in windows)
+    n_tests = len(boxes) * sum(Cb - w + 1 for w in win_b)
     logp = np.zeros(N)  # log of the unadjusted p-value of each pixel's best test
     best_w = np.zeros(N, dtype=np.int64)
     best_c = np.zeros(N, dtype=np.int64)  # first channel of the pixel's best window
     from_box = np.zeros(N, dtype=bool)  # the pixel's best test was its box sum
     rows_w = nav[1] if grid else 1
     halo = box // 2 if grid else 0
-    step = max(1, _BLOCK_ELEMENTS // (max(C, 1) * rows_w))  # image rows (or pixels) per block
+    step = max(1, _BLOCK_ELEMENTS // (Cb * rows_w))  # image rows (or pixels) per block
     n_rows = nav[0] if grid else N
     for r0 in range(0, n_rows, step):
         r1 = min(n_rows, r0 + step)
         lo, hi = max(0, r0 - halo), min(n_rows, r1 + halo)
         p0, p1 = lo * rows_w, hi * rows_w
-        x = _dense_rows(data.X, p0, p1) * incl_c
-        mu = Wd[p0:p1] @ Hd
+        x = _binned_rows(data.X, p0, p1, incl_c, group)
+        mu = Wd[p0:p1] @ Hb
         keep = incl_p[p0:p1]
         x[~keep] = 0.0
         mu[~keep] = 0.0
@@ -208,13 +227,13 @@ def anomalies_of_fit(
             if b == 1:
                 xs, ms = x[own], mu[own]
             else:  # b x b box sums centred on each pixel (zeros outside the image)
-                shape = (hi - lo, rows_w, C)
+                shape = (hi - lo, rows_w, Cb)
                 xs = ndimage.uniform_filter(x.reshape(shape), (b, b, 1), mode="constant")
                 ms = ndimage.uniform_filter(mu.reshape(shape), (b, b, 1), mode="constant")
-                xs = (xs * (b * b)).reshape(-1, C)[own]
-                ms = (ms * (b * b)).reshape(-1, C)[own]
+                xs = (xs * (b * b)).reshape(-1, Cb)[own]
+                ms = (ms * (b * b)).reshape(-1, Cb)[own]
                 np.maximum(xs, 0.0, out=xs)  # the filter's rounding can leave -1e-16
-            _, S, M, j, start = _window_scan(xs, ms, windows)
+            _, S, M, j, start = _window_scan(xs, ms, win_b)
             with np.errstate(divide="ignore"):
                 lp = np.log(_poisson_upper_tail(S, M))
             better = lp < best_logp
@@ -236,11 +255,12 @@ def anomalies_of_fit(
             (flags & from_box).reshape(nav), structure=np.ones((box, box), dtype=bool)
         )
         flags |= grown.reshape(-1) & incl_p
-    regions = _regions(data, Wd, Hd, incl_c, flags, p, best_w, best_c, windows)
+    regions = _regions(data, Wd, Hd, incl_c, flags, p, best_w, best_c * group, win_b, group)
     return ResidualAnomalies(p.reshape(nav), flags.reshape(nav), regions, fdr)
 
 
-def _regions(data, Wd, Hd, incl_c, flags, p, best_w, best_c, windows) -> list[AnomalyRegion]:
+def _regions(data, Wd, Hd, incl_c, flags, p, best_w, best_c, win_b, group):
+    """Connected flagged regions; best_c in channels, win_b in groups of channels."""
     nav = data.nav_shape
     if not flags.any():
         return []
@@ -259,14 +279,14 @@ def _regions(data, Wd, Hd, incl_c, flags, p, best_w, best_c, windows) -> list[An
             x = blk.toarray() if sp.issparse(blk) else np.asarray(blk, dtype=np.float64)
             resid += (x * incl_c - Wd[part] @ Hd).sum(axis=0)
         k = int(idx[np.argmin(p[idx])])
-        w, start = windows[int(best_w[k])], int(best_c[k])
+        w, start = win_b[int(best_w[k])] * group, int(best_c[k])
         pixels = np.stack(np.unravel_index(idx, nav), axis=1) if len(nav) == 2 else idx
         out.append(
             AnomalyRegion(
                 pixels=pixels,
                 p_value=float(p[idx].min()),
                 residual_spectrum=resid,
-                peak_channel=start + w // 2,
+                peak_channel=min(start + w // 2, resid.shape[0] - 1),
                 excess_counts=float(resid[start : start + w].sum()),
             )
         )
@@ -314,7 +334,9 @@ def residual_anomalies(
     fdr : float in (0, 1], default 0.01
         Expected fraction of false discoveries among the flagged pixels.
     windows : sequence of int, default (2, 6, 16)
-        Channel-window widths scanned (each >= 1; wider than C means C).
+        Channel-window widths scanned (each >= 1; wider than C means C). Spectra of
+        more than 512 channels are tested in groups of ``g = ceil(C / 512)`` summed
+        channels, the windows rounded to multiples of g.
     box : odd int, default 3
         Side of the pixel box of the second scale (1: single pixels only).
     pixel_mask, channel_mask : bool arrays, shape (N,)/(H, W) and (C,), optional
