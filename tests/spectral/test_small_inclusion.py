@@ -116,11 +116,16 @@ def test_residual_anomalies_against_the_true_model():
     # single-pixel scale only, on (N, C) input, with an excluded channel range
     flat = mc.spectral.residual_anomalies(X2.reshape(-1, 80), maps.reshape(-1, 2), spectra, box=1)
     assert flat.flags.shape == (1024,)
+    before = (X2.copy(), maps.copy(), spectra.copy())
     masked = mc.spectral.residual_anomalies(
         X2, maps, spectra, channel_mask=np.arange(80) >= 45, pixel_mask=None
     )
-    assert not masked.flags.any()
-    assert np.array_equal(X2, X2.copy()) and maps.shape == (32, 32, 2)
+    assert not masked.flags.any()  # the excess lies in the excluded channels
+    for a, b in zip((X2, maps, spectra), before):
+        np.testing.assert_array_equal(a, b)  # inputs untouched
+    hidden = np.zeros((32, 32), dtype=bool)
+    hidden[4:9, 19:24] = True  # excluded pixels are never flagged
+    assert not mc.spectral.residual_anomalies(X2, maps, spectra, pixel_mask=hidden).flags.any()
 
 
 @pytest.mark.parametrize(
