@@ -369,6 +369,59 @@ def test_compress_mean_is_the_quadratic_form_and_respects_tol(n_sparse, dtype):
     assert "mean_basis_" not in gpr.__dict__
 
 
+def _committee_reference(gpr, X, blocks, block_w):
+    """Calibrated committee std from every member's quadratic form formed explicitly."""
+    m = gpr.n_committee_sparse_
+    preds = []
+    for c, y0 in zip(gpr.committee_weights_, gpr.committee_y_mean_):
+        f = np.zeros(len(X))
+        for (a, b), w in zip(blocks, block_w):
+            Y = gpr.X_sparse_[:m, a:b].astype(np.float64)
+            Y = Y / np.linalg.norm(Y, axis=1, keepdims=True)
+            Xb = X[:, a:b] / np.linalg.norm(X[:, a:b], axis=1, keepdims=True)
+            f += w * np.einsum("ni,ij,nj->n", Xb, (Y.T * c) @ Y, Xb)
+        preds.append(f + y0)
+    sd = gpr.y_scale_ * np.std(np.array(preds), axis=0, ddof=1)
+    return np.sqrt((gpr.alpha_ * sd) ** 2 + getattr(gpr, "beta_", 0.0) ** 2)
+
+
+@pytest.mark.parametrize("n_sparse", [17, 60])  # d > M (QR route) and d < M (eigh)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compressed_committee_std_is_within_tol(n_sparse, dtype):
+    X, y, _ = make_data(240, 31, seed=3)
+    X = X.astype(dtype)
+    Xt, _, _ = make_data(50, 31, seed=4)
+    kernel = mc.gp.MultiPolynomialKernel([12, 19], weights=[0.3, 0.7])
+    gpr = mc.gp.SparseGPR(
+        kernel=kernel, n_sparse=n_sparse, regularizer=1e-2, normalize_y=True, n_committee=4
+    ).fit(X, y)
+    gpr.calibrate(Xt, make_data(50, 31, seed=4)[1])
+    _exact_mean, exact_std = gpr.predict(Xt, return_std=True)
+    ref = _committee_reference(gpr, Xt.astype(np.float64), [(0, 12), (12, 31)], [0.3, 0.7])
+    rounding = 1e-4 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(exact_std, ref, atol=rounding * ref.max() + 1e-12)
+    tol = 0.02 * float(exact_std.mean())
+    gpr.compress(tol, committee=True)
+    ranks = [sum(V.shape[1] for V in member) for member in gpr.committee_basis_]
+    assert len(ranks) == 4 and max(ranks) <= 31  # at most the blocks' dimensions
+    _mean_c, std_c = gpr.predict(Xt, return_std=True)
+    # on the sparse points the std is within tol; elsewhere the error stays of that order
+    sp = gpr.X_sparse_[: gpr.n_committee_sparse_]
+    sp_exact = _committee_reference(gpr, sp.astype(np.float64), [(0, 12), (12, 31)], [0.3, 0.7])
+    assert np.abs(gpr.predict(sp, return_std=True)[1] - sp_exact).max() <= tol * (1 + 1e-6) + (
+        rounding * sp_exact.max()
+    )
+    assert np.abs(std_c - exact_std).max() <= 20 * tol
+    gpr.compress(1e-12, committee=True)  # every eigenpair: exact up to rounding
+    np.testing.assert_allclose(
+        gpr.predict(Xt, return_std=True)[1], ref, atol=rounding * ref.max() + 1e-9
+    )
+    gpr.fit(X, y)  # a refit drops it
+    assert "committee_basis_" not in gpr.__dict__
+    with pytest.raises(ValueError, match="needs a committee"):
+        mc.gp.SparseGPR(kernel=kernel, n_sparse=10).fit(X, y).compress(committee=True)
+
+
 def test_compress_bad_input():
     X, y, _ = make_data(60, 5)
     with pytest.raises(ValueError, match="not fitted"):

@@ -110,7 +110,7 @@ def test_streaming_prediction_equals_predict(tmp_path, model):
     frames = _md_like(9)
     path = tmp_path / "md.extxyz"
     ase.io.write(path, frames)
-    res = mc.nmr.predict_trajectory(model, path, chunk_size=4, timestep_fs=5.0)
+    res = mc.nmr.predict_trajectory(model, path, chunk_size=4, timestep_fs=5.0, compress=False)
     mean, std = model.predict(frames, return_std=True)
     assert res.shielding.shape == (9, 6) and res.shielding.dtype == np.float32
     np.testing.assert_array_equal(res.atoms, np.flatnonzero(frames[0].numbers == 1))
@@ -118,7 +118,7 @@ def test_streaming_prediction_equals_predict(tmp_path, model):
     # σ is the spread of committee members (~30 ppm each, ~1 ppm apart) evaluated in
     # float32 by chunk: cancellation leaves ~ε32 · 30 / 1 · sqrt(features) relative
     np.testing.assert_allclose(res.std, std.reshape(9, 6), rtol=2e-4, atol=1e-5)
-    one = mc.nmr.predict_trajectory(model, frames, chunk_size=100, return_std=False)
+    one = mc.nmr.predict_trajectory(model, frames, chunk_size=100, return_std=False)  # compressed
     np.testing.assert_allclose(one.shielding, res.shielding, rtol=1e-6, atol=1e-5)
     assert one.std is None
     with pytest.raises(ValueError, match="no σ"):

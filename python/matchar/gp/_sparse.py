@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -705,7 +706,16 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         for name in ("L_a_", "L_mm_") if n_committee else ():
             self.__dict__.pop(name, None)
 
-        for name in ("mean_basis_", "mean_eigenvalues_", "mean_error_bound_", "mean_error_sparse_"):
+        for name in (
+            "mean_basis_",
+            "mean_eigenvalues_",
+            "mean_error_bound_",
+            "mean_error_sparse_",
+            "committee_basis_",
+            "committee_eigenvalues_",
+            "committee_error_sparse_",
+            "_committee_stacked",
+        ):
             self.__dict__.pop(name, None)  # a refit invalidates an earlier compress()
         self.sparse_indices_ = idx
         self.X_sparse_ = Xm
@@ -843,10 +853,11 @@ class SparseGPR(RegressorMixin, BaseEstimator):
     def __getstate__(self) -> dict:
         state = super().__getstate__()
         state.pop("_sparse_prepared", None)  # a cache, rebuilt on the first prediction
+        state.pop("_committee_stacked", None)
         return state
 
     @serialized
-    def compress(self, tol: float | None = None) -> SparseGPR:
+    def compress(self, tol: float | None = None, committee: bool = False) -> SparseGPR:
         """Low-rank form of the mean prediction for the ζ = 2 polynomial kernels.
 
         With ``k(x, y) = Σ_b w_b (x̂_b · ŷ_b)²`` the mean is a quadratic form per block,
@@ -861,17 +872,27 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         the errors seen. The basis is stored in the sparse points' dtype, so a float32
         model adds float32 rounding, as its exact kernel path does.
 
-        After this, :meth:`predict` computes the mean this way (the committee standard
-        deviation, when asked for, still uses the exact kernel). :meth:`fit` discards the
-        compression. One symmetric eigendecomposition per block of size ``min(d_b, M)``
-        (about a minute for d_b = 4480 on 2 cores).
+        After this, :meth:`predict` computes the mean this way. With ``committee=True``
+        every committee member's prediction (a quadratic form over the committee's sparse
+        points) is compressed the same way, so the standard deviation costs no kernel
+        evaluation either: each member's ranks keep its prediction within
+        ``tol / (2 α sqrt(n / (n − 1)))`` on the sparse points (α the calibration factor,
+        n the committee size), which keeps the calibrated std within ``tol`` there
+        (``committee_error_sparse_``, the largest member error; not saved by
+        ``ShiftModel.save``). :meth:`fit` discards the compression. One symmetric
+        eigendecomposition per block (and member) of size ``min(d_b, M)`` (about a minute
+        for d_b = 4480 on 2 cores).
 
         Parameters
         ----------
         tol : float, optional
-            Bound on the absolute error of the mean, in target units (default:
-            ``1e-3 · y_scale_``, a thousandth of the training targets' spread with
-            ``normalize_y``).
+            Bound on the absolute error of the mean (and with ``committee`` of the std),
+            in target units (default: ``1e-3 · y_scale_``, a thousandth of the training
+            targets' spread with ``normalize_y``).
+        committee : bool, default False
+            Also compress the committee members (needs ``n_committee >= 2``). A model
+            whose exact mean weights are not stored (a compressed model loaded from a
+            file) keeps its compressed mean and compresses only the committee.
 
         Returns
         -------
@@ -898,11 +919,14 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         True
         """
         check_fitted(self, "X_sparse_")
-        if self.weights_ is None or len(self.weights_) != len(self.X_sparse_):
+        exact_mean = self.weights_ is not None and len(self.weights_) == len(self.X_sparse_)
+        if not exact_mean and not (committee and self.__dict__.get("mean_basis_") is not None):
             raise ValueError(
                 "this SparseGPR keeps only its committee's sparse points (a compressed model "
                 "loaded from a file): the exact mean it would compress from is not stored"
             )
+        if committee and not self.n_committee:
+            raise ValueError("compress(committee=True) needs a committee (n_committee >= 2)")
         kernel = self._kernel()
         if isinstance(kernel, MultiPolynomialKernel):
             offsets, block_w = kernel._offsets, kernel.weights
@@ -917,12 +941,41 @@ class SparseGPR(RegressorMixin, BaseEstimator):
             raise ValueError(f"compress() needs zeta = 2, got {getattr(kernel, 'zeta', None)!r}")
         y_scale = float(getattr(self, "y_scale_", 1.0))
         tol = 1e-3 * y_scale if tol is None else check_float(tol, "tol", low=0.0, low_open=True)
-        a = np.asarray(self.weights_, dtype=np.float64)
-        m = len(a)
+        if exact_mean:
+            bases, eigs, bound, sparse_err = self._low_rank(
+                self.weights_, len(self.X_sparse_), tol, offsets, block_w, y_scale
+            )
+            self.mean_basis_ = bases
+            self.mean_eigenvalues_ = eigs
+            self.mean_error_bound_ = float(bound)
+            self.mean_error_sparse_ = float(sparse_err)
+        if committee:
+            n_c = len(self.committee_weights_)
+            alpha = float(getattr(self, "alpha_", 1.0))
+            member_tol = tol / (2.0 * max(alpha, 1e-12) * math.sqrt(n_c / (n_c - 1)))
+            c_bases, c_eigs, worst = [], [], 0.0
+            for w in self.committee_weights_:
+                bases, eigs, _, err = self._low_rank(
+                    w, self._n_committee_sparse(), member_tol, offsets, block_w, y_scale
+                )
+                c_bases.append(bases)
+                c_eigs.append(eigs)
+                worst = max(worst, err)
+            self.committee_basis_ = c_bases
+            self.committee_eigenvalues_ = c_eigs
+            self.committee_error_sparse_ = float(worst)
+        return self
+
+    def _low_rank(self, weights, n_points, tol, offsets, block_w, y_scale):
+        """Eigen-truncated form of ``x -> Σ_b w_b x̂_bᵀ (Σ_j a_j ŷ_bj ŷ_bjᵀ) x̂_b`` over the
+        first ``n_points`` sparse points (see :meth:`compress`): (bases, eigenvalues, bound
+        over all inputs, largest error on the sparse points), errors in target units."""
+        a = np.asarray(weights, dtype=np.float64)
+        m = int(n_points)
         nb = len(block_w)
         bases, eigs, bound, sparse_err = [], [], 0.0, 0.0
         for b in range(nb):
-            Y = np.asarray(self.X_sparse_[:, offsets[b] : offsets[b + 1]], dtype=np.float64)
+            Y = np.asarray(self.X_sparse_[:m, offsets[b] : offsets[b + 1]], dtype=np.float64)
             d = Y.shape[1]
             norms = np.linalg.norm(Y, axis=1)
             Y = Y / np.where(norms > 0, norms, 1.0)[:, None]
@@ -949,14 +1002,46 @@ class SparseGPR(RegressorMixin, BaseEstimator):
             eigs.append(lam[:r].copy())
             bound += scale * (np.abs(lam[r:]).max() if r < len(lam) else 0.0)
             sparse_err += scale * worst[r]
-        self.mean_basis_ = bases
-        self.mean_eigenvalues_ = eigs
-        self.mean_error_bound_ = float(bound)
-        self.mean_error_sparse_ = float(sparse_err)
-        return self
+        return bases, eigs, bound, sparse_err
 
     def _compressed_mean(self, X_: np.ndarray) -> np.ndarray:
         """Mean in target units from the compressed form (see :meth:`compress`)."""
+        f = self._quadratic(X_, self.mean_basis_, self.mean_eigenvalues_)
+        return (f + self.y_mean_) * getattr(self, "y_scale_", 1.0)
+
+    def _committee_quadratics(self, X_: np.ndarray) -> np.ndarray:
+        """Every compressed committee member's quadratic form, (n_committee, n), before
+        ``y_scale_``: per block one GEMM with the members' bases side by side."""
+        kernel = self._kernel()
+        offsets = getattr(kernel, "_offsets", np.array([0, self.n_features_in_]))
+        block_w = getattr(kernel, "weights", np.ones(1))
+        cache = self.__dict__.get("_committee_stacked")
+        if cache is None or cache[0] is not self.committee_basis_:
+            stacked = []
+            for b in range(len(block_w)):
+                bases = [member[b] for member in self.committee_basis_]
+                eigs = [member[b] for member in self.committee_eigenvalues_]
+                ends = np.cumsum([0] + [v.shape[1] for v in bases])
+                stacked.append((np.ascontiguousarray(np.hstack(bases)), eigs, ends))
+            cache = (self.committee_basis_, stacked)
+            self.__dict__["_committee_stacked"] = cache
+        from .. import get_num_threads
+
+        out = np.zeros((len(self.committee_basis_), len(X_)))
+        with _blas_threads(get_num_threads()):
+            for b, (V, eigs, ends) in enumerate(cache[1]):
+                if V.shape[1] == 0:
+                    continue
+                Xb = np.asarray(X_[:, offsets[b] : offsets[b + 1]], dtype=V.dtype)
+                norms = np.einsum("ij,ij->i", Xb, Xb, dtype=np.float64)
+                Z2 = np.square(Xb @ V, dtype=np.float64)  # (n, Σ r_i): one GEMM
+                inv = block_w[b] / np.where(norms > 0, norms, 1.0)
+                for i, lam in enumerate(eigs):
+                    out[i] += (Z2[:, ends[i] : ends[i + 1]] @ lam) * inv
+        return out
+
+    def _quadratic(self, X_: np.ndarray, basis: list, eigenvalues: list) -> np.ndarray:
+        """``Σ_b w_b Σ_k λ_bk (v_bk · x̂_b)²`` per row (before ``y_scale_``)."""
         kernel = self._kernel()
         offsets = getattr(kernel, "_offsets", np.array([0, self.n_features_in_]))
         block_w = getattr(kernel, "weights", np.ones(1))
@@ -964,7 +1049,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
 
         f = np.zeros(len(X_))
         with _blas_threads(get_num_threads()):  # matchar's thread setting, as the kernels
-            for b, (V, lam) in enumerate(zip(self.mean_basis_, self.mean_eigenvalues_)):
+            for b, (V, lam) in enumerate(zip(basis, eigenvalues)):
                 if V.shape[1] == 0:
                     continue
                 Xb = np.asarray(X_[:, offsets[b] : offsets[b + 1]], dtype=V.dtype)
@@ -972,7 +1057,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
                 Z = Xb @ V  # (n, r): BLAS GEMM
                 q = (np.square(Z, dtype=np.float64) @ lam) / np.where(norms > 0, norms, 1.0)
                 f += block_w[b] * q
-        return (f + self.y_mean_) * getattr(self, "y_scale_", 1.0)
+        return f
 
     def _check_X(self, X: ArrayLike) -> np.ndarray:
         check_fitted(self, "X_sparse_")
@@ -1023,9 +1108,11 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         kernel = self._kernel()
         sigma2 = float(self.regularizer) ** 2
         compressed = self.__dict__.get("mean_basis_") is not None
+        fast_committee = committee and self.__dict__.get("committee_basis_") is not None
         # With a compressed mean a committee needs only its own sparse points' kernel.
         n_kernel = self._n_committee_sparse() if compressed and committee else None
-        starts = range(0, len(X_), _BLOCK_ROWS) if (return_std or not compressed) else ()
+        need_kernel = not compressed or (return_std and not fast_committee)
+        starts = range(0, len(X_), _BLOCK_ROWS) if need_kernel else ()
         from .. import get_num_threads
 
         # every BLAS call below on matchar's thread setting, as the kernels
@@ -1036,11 +1123,11 @@ class SparseGPR(RegressorMixin, BaseEstimator):
                 Kxm = np.asarray(Kxm, dtype=np.float64)
                 if not compressed:
                     mean[start:stop] = Kxm @ self.weights_ + self.y_mean_
-                if committee:
+                if committee and not fast_committee:
                     Kc = Kxm[:, : self._n_committee_sparse()]
                     preds = self.committee_weights_ @ Kc.T + self.committee_y_mean_[:, None]
                     var[start:stop] = preds.var(axis=0, ddof=1)
-                elif var is not None:
+                elif var is not None and not committee:
                     s = scipy.linalg.solve_triangular(self.L_a_, Kxm.T, lower=True)
                     kxx = _kernel_diag(kernel, X_[start:stop])
                     if self.L_mm_ is None:  # every training row a sparse point: the full GP
@@ -1050,6 +1137,9 @@ class SparseGPR(RegressorMixin, BaseEstimator):
                         var[start:stop] = (
                             kxx - np.sum(q * q, axis=0) + sigma2 * np.sum(s * s, axis=0) + sigma2
                         )
+        if fast_committee:
+            preds = self._committee_quadratics(X_) + self.committee_y_mean_[:, None]
+            var = preds.var(axis=0, ddof=1)
         scale = getattr(self, "y_scale_", 1.0)
         mean *= scale
         if compressed:

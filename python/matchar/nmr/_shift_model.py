@@ -371,20 +371,25 @@ class ShiftModel:
         return self.gpr_.__dict__.get("mean_basis_") is not None
 
     @serialized
-    def compress(self, tol: float | None = 0.01) -> ShiftModel:
+    def compress(self, tol: float | None = 0.01, committee: bool = False) -> ShiftModel:
         """Make the mean prediction cheap: the low-rank form of :meth:`SparseGPR.compress`.
 
         The mean then costs one small GEMM per SOAP block instead of the kernel against
         every sparse point; the ranks are chosen so that it stays within ``tol`` ppm of
         the exact mean on every sparse environment (``gpr_.mean_error_sparse_``; the
-        worst case over all inputs is ``gpr_.mean_error_bound_``). The standard deviation
-        (``return_std``) still uses the exact kernel. Saved and loaded with the model;
-        the shipped models are compressed.
+        worst case over all inputs is ``gpr_.mean_error_bound_``). Saved and loaded with
+        the model; the shipped models are compressed. With ``committee=True`` the
+        committee members are compressed too, so the standard deviation (``return_std``)
+        stops costing a kernel evaluation against the committee's sparse points (the
+        calibrated std then stays within ``tol`` ppm on them); this part is not saved:
+        call it again after loading (:func:`predict_trajectory` does, on a copy).
 
         Parameters
         ----------
         tol : float or None, default 0.01
-            Bound on the change of the mean, ppm (None: 1e-3 of the training spread).
+            Bound on the change of the mean (and of the std with ``committee``), ppm
+            (None: 1e-3 of the training spread).
+        committee : bool, default False
 
         Returns
         -------
@@ -398,7 +403,7 @@ class ShiftModel:
         True
         """
         check_fitted(self, "gpr_")
-        self.gpr_.compress(tol)
+        self.gpr_.compress(tol, committee=committee)
         return self
 
     # -- persistence ---------------------------------------------------------------------

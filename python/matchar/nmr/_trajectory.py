@@ -496,6 +496,7 @@ def predict_trajectory(
     chunk_size: int = 250,
     timestep_fs: float | None = None,
     return_std: bool = True,
+    compress: bool = True,
     progress: bool = False,
 ) -> TrajectoryShifts:
     """Predict every frame's shieldings ± σ in one streaming pass.
@@ -513,7 +514,14 @@ def predict_trajectory(
     timestep_fs : float, optional
         Time between frames (fs).
     return_std : bool, default True
-        Also compute σ (for a committee model this is most of the cost).
+        Also compute σ.
+    compress : bool, default True
+        Predict with a copy of the model whose mean and committee are compressed
+        (:meth:`ShiftModel.compress` with ``committee=True``, ``tol=0.01`` ppm: the mean and
+        the calibrated σ stay within 0.01 ppm of the exact ones on the sparse
+        environments). A one-time cost (about 20 s for a model trained with the
+        defaults, 3 minutes for the shipped ¹H model on 2 cores) that makes σ 10-30×
+        cheaper per frame; ``False`` predicts with the model as it is.
     progress : bool, default False
         tqdm progress bar over chunks.
 
@@ -538,6 +546,14 @@ def predict_trajectory(
         raise ValueError(f"{traj._name()} holds no {symbol} atom")
     ts = check_float(timestep_fs, "timestep_fs", low=0.0, low_open=True, allow_none=True)
     chunk = check_int(chunk_size, "chunk_size", low=1, high=None)
+    if compress and (
+        model.gpr_.__dict__.get("mean_basis_") is None
+        or (return_std and model.gpr_.n_committee and "committee_basis_" not in model.gpr_.__dict__)
+    ):
+        import copy
+
+        model = copy.deepcopy(model)
+        model.compress(0.01, committee=bool(return_std and model.gpr_.n_committee))
     means: list[np.ndarray] = []
     stds: list[np.ndarray] = []
 
