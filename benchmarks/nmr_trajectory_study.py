@@ -149,7 +149,7 @@ def stream(args) -> None:
     model = mc.nmr.ShiftModel("H").fit(train, [_full(f, lab) for f, lab in zip(train, labels)])
     mc.set_num_threads(2)
     t = time.perf_counter()
-    res = mc.nmr.predict_trajectory(model, big, chunk_size=250, timestep_fs=100.0, progress=True)
+    res = mc.nmr.predict_trajectory(model, big, timestep_fs=100.0, progress=True)
     dt = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     per_frame = 1e3 * dt / res.n_frames

@@ -669,7 +669,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sh.add_argument("--index", default=":", help="--trajectory: frames to read (ase syntax)")
     sh.add_argument("--timestep-fs", type=float, default=None, help="--trajectory: fs per frame")
-    sh.add_argument("--chunk-size", type=int, default=250, help="--trajectory: frames per chunk")
+    sh.add_argument(
+        "--chunk-size", type=int, default=None, help="--trajectory: frames per chunk (auto)"
+    )
     common(sh, "matchar-shifts")
     sh.set_defaults(func=_shifts)
 

@@ -493,7 +493,7 @@ def predict_trajectory(
     model: Any,
     trajectory: Any,
     *,
-    chunk_size: int = 250,
+    chunk_size: int | None = None,
     timestep_fs: float | None = None,
     return_std: bool = True,
     compress: bool = True,
@@ -503,14 +503,20 @@ def predict_trajectory(
 
     Frames are read ``chunk_size`` at a time; each chunk's SOAP features are predicted and
     dropped, so the working memory does not grow with the trajectory; the result holds
-    two float32 numbers per site and frame (0.6 kB per frame of 75 sites).
+    two float32 numbers per site and frame (0.6 kB per frame of 75 sites). 90,000 frames
+    of 192 atoms (128 H) took 467 s on 2 cores with a model trained with the defaults
+    (docs/nmr.md).
 
     Parameters
     ----------
     model : ShiftModel
         Fitted, loaded or pretrained.
     trajectory : Trajectory or path or sequence of ase.Atoms
-    chunk_size : int, default 250
+    chunk_size : int, optional
+        Frames per chunk; default: about 8,192 environments per chunk (64 frames of 128
+        sites). Much larger chunks cost more than they save: their feature arrays are
+        fresh memory every time (page faults: 250 frames of 128 sites took 4.6 ms per
+        frame against 3.7 ms for 64 in the study below).
     timestep_fs : float, optional
         Time between frames (fs).
     return_std : bool, default True
@@ -545,7 +551,9 @@ def predict_trajectory(
     if atoms.size == 0:
         raise ValueError(f"{traj._name()} holds no {symbol} atom")
     ts = check_float(timestep_fs, "timestep_fs", low=0.0, low_open=True, allow_none=True)
-    chunk = check_int(chunk_size, "chunk_size", low=1, high=None)
+    chunk = check_int(chunk_size, "chunk_size", low=1, high=None, allow_none=True)
+    if chunk is None:
+        chunk = max(1, 8192 // int(atoms.size))
     if compress and (
         model.gpr_.__dict__.get("mean_basis_") is None
         or (return_std and model.gpr_.n_committee and "committee_basis_" not in model.gpr_.__dict__)
