@@ -78,7 +78,8 @@ class NucleusTerms:
         (n_candidates, n_kept) and the total standard deviation per peak, for plots.
     method : str
         ``"given"``, ``"exact"``, ``"quadrature"``, ``"bethe"``, ``"sampling"`` or
-        ``"banded"``.
+        ``"banded"``; ``"allowed"`` when ``allowed`` sets leave only single pairs that
+        are not peak ``j`` to site ``j`` (or several enumerated bijections of them).
     band : numpy.ndarray of int or None, shape (n_candidates, n_assignment_groups)
         ``method="banded"``: the band half-width used per candidate and assignment group
         (groups ordered by decreasing size, ties by label).
