@@ -189,3 +189,24 @@ def test_bad_input(model):
         mc.nmr.predict_trajectory(mc.nmr.ShiftModel.pretrained("C"), [molecule("H2O")])
     with pytest.raises(ValueError, match="timestep_fs"):
         mc.nmr.predict_trajectory(model, frames, timestep_fs=-1.0)
+
+
+def test_mdanalysis_formats_with_a_topology(tmp_path):
+    mda = pytest.importorskip("MDAnalysis")
+    frames = _md_like(5)
+    ase.io.write(tmp_path / "top.pdb", frames[0])
+    u = mda.Universe(str(tmp_path / "top.pdb"))
+    with mda.Writer(str(tmp_path / "md.dcd"), n_atoms=len(frames[0])) as w:
+        for f in frames:
+            u.atoms.positions = f.positions
+            w.write(u.atoms)
+    traj = mc.nmr.Trajectory(tmp_path / "md.dcd", topology=tmp_path / "top.pdb")
+    assert len(traj) == 5
+    read = traj.frames([3])[0]
+    np.testing.assert_array_equal(read.numbers, frames[0].numbers)
+    np.testing.assert_allclose(read.positions, frames[3].positions, atol=1e-3)
+    assert (
+        len(mc.nmr.Trajectory(tmp_path / "md.dcd", index="::2", topology=tmp_path / "top.pdb")) == 3
+    )
+    with pytest.raises(ValueError, match="needs topology"):
+        mc.nmr.Trajectory(tmp_path / "md.dcd")
