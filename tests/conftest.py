@@ -18,6 +18,13 @@ import pytest
 # processes use the "spawn" start method (see docs/developing.md, Forking).
 multiprocessing.set_start_method("spawn", force=True)
 
+# A test run started in the background (``cmd &`` in a script, nohup) inherits SIGINT
+# ignored, and Python then installs no KeyboardInterrupt handler: the Ctrl-C tests that
+# interrupt the main thread would wait for a signal that never arrives. Ctrl-C is what
+# they test, so the suite takes Python's default handler back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 SHARED_DATA = Path(
     os.environ.get(
         "MATCHAR_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
