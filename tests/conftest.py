@@ -117,3 +117,21 @@ def dask_client():
         with distributed.Client(cluster, set_as_default=False) as c:
             yield c
         cluster.close()
+
+
+@pytest.fixture
+def velox(shared_data: Path, tmp_path: Path) -> Path:
+    """The Velox EDS .emd of ../shared/data/velox-edx-16x16.zip, extracted to tmp_path
+    (skips without the file or rosettasciio's readers)."""
+    import zipfile
+
+    pytest.importorskip("rsciio")
+    pytest.importorskip("h5py")
+    pytest.importorskip("sparse")
+    archive = shared_data / "velox-edx-16x16.zip"
+    if not archive.exists():
+        pytest.skip(f"{archive} not found")
+    with zipfile.ZipFile(archive) as z:
+        name = next(n for n in z.namelist() if n.endswith(".emd") and "Reduced" not in n)
+        z.extract(name, tmp_path)
+    return tmp_path / name

@@ -4,27 +4,12 @@ title, EDS/EELS), the default and its warning, units and metadata kept."""
 from __future__ import annotations
 
 import warnings
-import zipfile
 
 import numpy as np
 import pytest
 
 import matchar as mc
 import matchar.io
-
-
-@pytest.fixture
-def velox(shared_data, tmp_path):
-    pytest.importorskip("rsciio")
-    pytest.importorskip("h5py")
-    pytest.importorskip("sparse")
-    archive = shared_data / "velox-edx-16x16.zip"
-    if not archive.exists():
-        pytest.skip(f"{archive} not found")
-    with zipfile.ZipFile(archive) as z:
-        name = next(n for n in z.namelist() if n.endswith(".emd") and "Reduced" not in n)
-        z.extract(name, tmp_path)
-    return tmp_path / name
 
 
 def _bcf(shared_data, name):

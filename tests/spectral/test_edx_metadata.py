@@ -130,18 +130,8 @@ def test_bruker_file_settings(shared_data):
     np.testing.assert_allclose(m.energy, energy)
 
 
-def test_velox_beam_energy_is_the_files(shared_data, tmp_path):
-    import zipfile
-
-    pytest.importorskip("rsciio")
-    pytest.importorskip("sparse")
-    archive = shared_data / "velox-edx-16x16.zip"
-    if not archive.exists():
-        pytest.skip(f"{archive} not found")
-    with zipfile.ZipFile(archive) as z:
-        name = next(n for n in z.namelist() if n.endswith(".emd") and "Reduced" not in n)
-        z.extract(name, tmp_path)
-    cube, _energy, meta = mc.io.load_spectrum_image(tmp_path / name)
+def test_velox_beam_energy_is_the_files(velox):
+    cube, _energy, meta = mc.io.load_spectrum_image(velox)
     m = mc.spectral.EDXModel(metadata=meta)
     assert m.beam_energy_keV == 300.0  # the 200 keV default overrode it before
     assert m.elements == ["C", "O", "Ca", "Cu"]
