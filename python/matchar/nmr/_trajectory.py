@@ -525,9 +525,10 @@ def predict_trajectory(
         Predict with a copy of the model whose mean and committee are compressed
         (:meth:`ShiftModel.compress` with ``committee=True``, ``tol=0.01`` ppm: the mean and
         the calibrated σ stay within 0.01 ppm of the exact ones on the sparse
-        environments). A one-time cost (about 20 s for a model trained with the
-        defaults, 3 minutes for the shipped ¹H model on 2 cores) that makes σ 10-30×
-        cheaper per frame; ``False`` predicts with the model as it is.
+        environments). A one-time cost (14 s for a model trained with the defaults,
+        about 2 minutes for the shipped ¹H model on 2 cores) that made mean and σ 14×
+        cheaper per frame for the former and 1.2× for the latter (docs/nmr.md);
+        ``False`` predicts with the model as it is.
     progress : bool, default False
         tqdm progress bar over chunks.
 
