@@ -529,9 +529,10 @@ def two_phase(
         Lattices of the two phases (see :func:`bicrystal`).
     intensities : (float, float), default (1.0, 0.7)
         Column heights of the two phases (Z contrast).
-    boundary_angle_deg, boundary_position, sigma, background, dose, noise, scan_jitter,
-    drift, flyback, seed
+    boundary_angle_deg, boundary_position, sigma, background, dose, noise
         As in :func:`bicrystal` (``sigma`` defaults to 0.18 × each phase's spacing).
+    scan_jitter, drift, flyback, seed
+        As in :func:`bicrystal`.
 
     Returns
     -------

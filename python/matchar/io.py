@@ -735,7 +735,7 @@ def save_hspy(
     ----------
     path : str or pathlib.Path
         Output file (``.hspy`` is appended when missing).
-    data : ndarray, shape (*navigation, *signal)
+    data : ndarray, shape ``(*navigation, *signal)``
     n_signal_axes : int, default 1
         How many trailing axes are signal axes (1 for spectra, 2 for images).
     axes : list of dict, optional

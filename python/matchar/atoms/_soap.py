@@ -577,7 +577,7 @@ class SOAP:
         -------
         coefficients : numpy.ndarray, shape (n_envs, (max_angular+1)², n_species, max_radial)
             Axis 1 is ``lm = l² + l + m`` (m = -l..l, real spherical harmonics without
-            the Condon-Shortley phase, m < 0 ↔ sin |m|φ). Flattened per row this is
+            the Condon-Shortley phase, m < 0 ↔ ``sin |m|φ``). Flattened per row this is
             featomic's dense spherical-expansion layout.
 
         Example

@@ -510,7 +510,8 @@ class SparseGPR(RegressorMixin, BaseEstimator):
     y_mean_ : float
     n_committee_sparse_ : int
         m_c, the sparse points the committee uses (the first ones).
-    committee_weights_ : (n_committee, m_c), committee_y_mean_ : (n_committee,)
+    committee_weights_ : (n_committee, m_c)
+    committee_y_mean_ : (n_committee,)
         Committee members (only with ``n_committee >= 2``; they give the spread).
     alpha_, beta_ : float
         Calibration ``σ' = sqrt(α² σ² + β²)`` (1 and 0 until :meth:`calibrate`).

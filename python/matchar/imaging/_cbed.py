@@ -227,10 +227,10 @@ def simulate_cbed(
     disk of radius alpha / lambda (convergence semi-angle over the relativistic
     wavelength) centred at g. Inside it, the pixel at k sees the incident direction
     K = k - g (+ the crystal tilt) and the kinematic intensity
-    (lambda |F_g| / V)^2 sin^2(pi T s) / (pi s)^2 with excitation error
+    ``(lambda |F_g| / V)^2 sin^2(pi T s) / (pi s)^2`` with excitation error
     s = -(lambda / 2)(2 K . g + g^2) (Ewald-sphere curvature and tilt) and thickness T;
     the direct disk holds 1 minus the diffracted intensities of all reflections out to
-    |g| = 4 1/Å or the pattern's edge (clipped at 0). F_g is the
+    ``|g|`` = 4 1/Å or the pattern's edge (clipped at 0). F_g is the
     kinematic structure factor sum_j gamma f(Z, g) exp(-2 pi^2 sigma^2 g^2)
     exp(2 pi i g . r_j) over the conventional cell, with f the Born scattering factor of
     the Thomas-Fermi-Moliere atom (a Z-based approximation) and the Debye-Waller factor

@@ -259,7 +259,7 @@ def local_correlation_map(
     A flat neighbourhood (variance below 1e-12 times the image variance) has
     correlation 0 with everything rather than NaN; values are clamped to ``[-1, 1]``.
 
-    The maps do not depend on the image's scale: an image whose largest |value| is
+    The maps do not depend on the image's scale: an image whose largest ``|value|`` is
     outside ``2**±200`` (its squares would overflow or underflow in double precision)
     is first scaled exactly by a power of two.
 

@@ -78,7 +78,7 @@ def lattice_vectors(
     the highest one are candidates; the shortest candidate and the shortest one not
     within 20° of its direction span the lattice; each is refined to sub-pixel precision
     with parabolas and the pair is Lagrange-Gauss reduced. The result does not depend on
-    the image's scale (a region whose largest |value| is outside ``2**±200`` is first
+    the image's scale (a region whose largest ``|value|`` is outside ``2**±200`` is first
     scaled exactly by a power of two).
 
     Parameters

@@ -1203,7 +1203,7 @@ class ReferenceModel:
     ----------
     G : ndarray, shape (C, R + n_background)
     elements : list of str
-        The reference names (PhysicsNMF's composition_ is over these).
+        The reference names (PhysicsNMF's ``composition_`` is over these).
     n_elements, n_background : int
     energy : ndarray, shape (C,)
     fit_channels : ndarray of bool, shape (C,)

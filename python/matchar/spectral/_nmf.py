@@ -148,7 +148,7 @@ def check_maps_memory(n_pixels: int, k: int, copies: int, what: str) -> None:
 
 
 class NMF(TransformerMixin, BaseEstimator):
-    """Non-negative matrix factorisation of a spectrum image, X ~ maps @ components_.
+    """Non-negative matrix factorisation of a spectrum image, ``X ~ maps @ components_``.
 
     The Kullback-Leibler (Poisson) loss uses Lee-Seung multiplicative updates, the
     Frobenius loss HALS (cyclic coordinate descent); both run in C++ as one blocked pass
