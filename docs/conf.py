@@ -12,8 +12,6 @@ fetched from the network: no intersphinx, no remote images.
 
 from __future__ import annotations
 
-import os
-
 import matchar
 
 project = "matchar"
@@ -58,8 +56,6 @@ sphinx_gallery_conf = {
     "remove_config_comments": True,
     "min_reported_time": 0,
 }
-# The scripts share the machine with the build: keep OpenMP to what the caller allows.
-os.environ.setdefault("OMP_NUM_THREADS", str(min(os.cpu_count() or 1, 2)))
 
 html_theme = "alabaster"
 html_title = f"matchar {release}"
