@@ -473,12 +473,18 @@ def main(argv=None) -> int:
         help="continue from an exported graph (e.g. the shipped model) instead of a torch "
         "state; its batch norms, folded into the convolutions, stay frozen",
     )
+    ap.add_argument(
+        "--nuisance",
+        action="store_true",
+        help="train on windows passed through the microscope nuisance model "
+        "(matchar.imaging._dataset.microscope_nuisance) instead of the renderer's noise",
+    )
     add_head_arguments(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    gen = WindowGenerator(args.seed)
-    val_gen = WindowGenerator(10_000 + args.seed)
+    gen = WindowGenerator(args.seed, nuisance=args.nuisance)
+    val_gen = WindowGenerator(10_000 + args.seed, nuisance=args.nuisance)
     vx, vc, va, _vr = val_gen.sample(2048)
     featurize = polar_features if args.arch == "polar" else fft_features
     vfeat = torch.from_numpy(featurize(vx, workers=args.threads))

@@ -43,6 +43,7 @@ def repo_script():
             pytest.skip(f"scripts/{name}.py not found")
         spec = importlib.util.spec_from_file_location(name, path)
         mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod  # dataclasses with string annotations look themselves up
         spec.loader.exec_module(mod)
         return mod
 

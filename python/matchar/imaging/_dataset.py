@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.fft
+import scipy.ndimage
 
 from .. import _core
 from ._features import MODEL_PIXEL_SIZE, MODEL_WINDOW
@@ -12,6 +14,8 @@ from ._simulate import ZONE_AXES, haadf_params, projected_cell
 
 #: Lattice constants (Å) the classifier is trained on (AI-STEM/Yeo et al.'s range).
 A_RANGE = (2.5, 5.4)
+#: Extra pixels rendered on each side of a window before the nuisance model's blur.
+_NUISANCE_MARGIN = 16
 
 
 class WindowGenerator:
@@ -21,6 +25,12 @@ class WindowGenerator:
     ----------
     seed : int
         Seed of the generator's random parameters and noise.
+    nuisance : bool
+        Render noise-free windows with a margin and pass them through
+        :func:`microscope_nuisance` (mistilt blur, thickness and contamination fields,
+        detector non-linearity, correlated noise, line offsets, coarse pixels,
+        quantisation) instead of the renderer's own noise; the renderer's scan jitter and
+        drift stay.
 
     Examples
     --------
@@ -30,8 +40,9 @@ class WindowGenerator:
     ((4, 64, 64), dtype('float32'))
     """
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, nuisance: bool = False) -> None:
         self.rng = np.random.default_rng(seed)
+        self.nuisance = bool(nuisance)
         self.cells = [projected_cell(p, z) for p, z in ZONE_AXES]
         self.order = np.array([c.symmetry_order for c in self.cells])
         cols = [c.columns for c in self.cells]
@@ -91,25 +102,184 @@ class WindowGenerator:
                 rot[i],
                 ps,
                 origin=tuple(rng.uniform(0, 20, 2)),
-                probe=rng.uniform(0.25, 0.45),
+                probe=rng.uniform(0.25, 0.6 if self.nuisance else 0.45),
                 thermal_sigma=thermal[i],
                 background=rng.uniform(0, 0.4),
-                dose=d[i],
-                read_noise=rng.uniform(0, 0.08),
+                dose=0.0 if self.nuisance else d[i],
+                read_noise=0.0 if self.nuisance else rng.uniform(0, 0.08),
                 jitter=dist[i] * a[i],
                 drift=(sign[0] * dist[i] * ps, sign[1] * dist[i] * ps),
             )
         seed = int(rng.integers(0, 2**63))
+        size = MODEL_WINDOW + 2 * _NUISANCE_MARGIN if self.nuisance else MODEL_WINDOW
         img = _core.imaging.render_haadf_f32(
             self.columns,
             self.offsets,
             cls.astype(np.int64),
             params,
-            MODEL_WINDOW,
-            MODEL_WINDOW,
+            size,
+            size,
             seed,
         )
+        if self.nuisance:
+            img = microscope_nuisance(img, rng, dose=d)
         return img, cls, a, rot
+
+
+def _smooth_field(rng: np.random.Generator, n: int, size: int, scale_px: np.ndarray) -> np.ndarray:
+    """Smooth random fields (n, size, size), zero mean, unit standard deviation: white noise
+    low-passed by a Gaussian of ``scale_px`` pixels (one scale per field)."""
+    ky = scipy.fft.fftfreq(size)[:, None]
+    kx = scipy.fft.rfftfreq(size)[None, :]
+    k2 = (ky**2 + kx**2).astype(np.float32)
+    noise = rng.standard_normal((n, size, size), dtype=np.float32)
+    spec = scipy.fft.rfft2(noise, workers=-1)
+    spec *= np.exp(-2 * np.pi**2 * scale_px.astype(np.float32)[:, None, None] ** 2 * k2)
+    f = scipy.fft.irfft2(spec, s=(size, size), workers=-1)
+    f -= f.mean(axis=(1, 2), keepdims=True)
+    f /= f.std(axis=(1, 2), keepdims=True) + np.float32(1e-12)
+    return f
+
+
+def microscope_nuisance(
+    signal: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    pixel_size: float = MODEL_PIXEL_SIZE,
+    dose: np.ndarray | None = None,
+) -> np.ndarray:
+    """What a microscope does to a noise-free rendered window, randomised per window.
+
+    The renderer draws ideal columns; real HAADF images differ in ways that change the
+    power spectrum the classifier reads (see docs/imaging_cnn.md, "Training data"). Each
+    window gets, independently, with the probability in brackets:
+
+    * mistilt or astigmatism (0.5): an anisotropic Gaussian blur, sigma U(0.1, 1.0) Å
+      along a random direction and U(0, 0.25) Å across it;
+    * thickness and channelling contrast (0.5): the signal times 1 + A f, f a smooth
+      random field (correlation length U(4, 16) Å), A ~ U(0, 0.4);
+    * contamination, thickness ramps, amorphous layers (0.6): an additive smooth field
+      (correlation length U(3, 20) Å) plus a linear ramp, U(0, 1.5) times the signal's
+      standard deviation;
+    * detector non-linearity (0.3): intensity**gamma, gamma ~ U(0.6, 1.6);
+    * shot noise at ``dose`` electrons per pixel at the mean (log-uniform 5-5000 when
+      None; 10% noiseless), Gaussian read noise U(0, 0.05) of the mean, and correlated
+      (blurred, sigma U(0.5, 1.5) px) noise U(0, 0.3) of the signal's std (0.3);
+    * scan-line offsets (0.3): one additive offset per row, N(0, U(0, 0.3) std);
+    * a coarser acquisition pixel (0.35): averaged down by U(1.15, 1.8) and linearly
+      upsampled back, as the classifier resamples an image taken at 0.29-0.45 Å/px;
+    * quantisation with saturation (0.3): 16-256 levels between the 0.2 and 99.8
+      percentiles, values beyond clipped.
+
+    Parameters
+    ----------
+    signal : numpy.ndarray, shape (n, H, W), float32
+        Noise-free windows (any positive scale), H = W >= 64; the output is the central
+        64 x 64 (the margin keeps the blur free of wrap-around).
+    rng : numpy.random.Generator
+    pixel_size : float
+        Å per pixel of ``signal``.
+    dose : numpy.ndarray, shape (n,), optional
+        Electrons per pixel at the mean intensity (0 = noiseless).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, 64, 64), float32
+    """
+    x = np.array(signal, dtype=np.float32)
+    n, size = len(x), x.shape[-1]
+    m = MODEL_WINDOW
+    lo = (size - m) // 2
+    u = rng.random((9, n))
+    # mistilt / astigmatism: anisotropic Gaussian in Fourier space (window has a margin)
+    sel = np.flatnonzero(u[0] < 0.5)
+    if sel.size:
+        ky = (scipy.fft.fftfreq(size) / pixel_size)[:, None].astype(np.float32)  # 1/Å
+        kx = (scipy.fft.rfftfreq(size) / pixel_size)[None, :].astype(np.float32)
+        th = rng.uniform(0, np.pi, sel.size).astype(np.float32)[:, None, None]
+        s_long = rng.uniform(0.1, 1.0, sel.size).astype(np.float32)[:, None, None]
+        s_short = rng.uniform(0.0, 0.25, sel.size).astype(np.float32)[:, None, None]
+        ku = kx * np.cos(th) + ky * np.sin(th)
+        kv = -kx * np.sin(th) + ky * np.cos(th)
+        h = np.exp(np.float32(-2 * np.pi**2) * (s_long**2 * ku**2 + s_short**2 * kv**2))
+        spec = scipy.fft.rfft2(x[sel], workers=-1) * h
+        x[sel] = scipy.fft.irfft2(spec, s=(size, size), workers=-1)
+    x = x[:, lo : lo + m, lo : lo + m].copy()
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    std = x.std(axis=(1, 2), keepdims=True) + 1e-12
+    sel = np.flatnonzero(u[1] < 0.5)
+    if sel.size:
+        f = _smooth_field(rng, sel.size, m, rng.uniform(4, 16, sel.size) / pixel_size)
+        x[sel] *= np.clip(1 + rng.uniform(0, 0.4, sel.size)[:, None, None] * f, 0.2, None)
+    sel = np.flatnonzero(u[2] < 0.6)
+    if sel.size:
+        f = _smooth_field(rng, sel.size, m, rng.uniform(3, 20, sel.size) / pixel_size)
+        yy, xx = np.mgrid[0:m, 0:m] / m - 0.5
+        g = rng.normal(0, 1, (2, sel.size))[:, :, None, None]
+        ramp = g[0] * yy + g[1] * xx
+        bg = f + ramp / (ramp.std(axis=(1, 2), keepdims=True) + 1e-12) * rng.random(
+            (sel.size, 1, 1)
+        )
+        bg -= bg.min(axis=(1, 2), keepdims=True)
+        bg /= bg.std(axis=(1, 2), keepdims=True) + 1e-12
+        x[sel] += rng.uniform(0, 1.5, sel.size)[:, None, None] * std[sel] * bg
+    sel = np.flatnonzero(u[3] < 0.3)
+    if sel.size:
+        pos = np.clip(x[sel], 0, None) / mean[sel]
+        x[sel] = mean[sel] * pos ** rng.uniform(0.6, 1.6, sel.size)[:, None, None]
+    # noise at the mean intensity's dose
+    if dose is None:
+        dose = np.exp(rng.uniform(math.log(5), math.log(5000), n))
+        dose[rng.random(n) < 0.1] = 0.0
+    dose = np.asarray(dose, dtype=np.float64)
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    std = x.std(axis=(1, 2), keepdims=True) + 1e-12
+    noisy = np.flatnonzero(dose > 0)
+    if noisy.size:
+        # Poisson counts; the normal approximation above 64 electrons per pixel (as the
+        # renderer does)
+        low = noisy[dose[noisy] < 64]
+        high = noisy[dose[noisy] >= 64]
+        if low.size:
+            lam = np.clip(x[low], 0, None) / mean[low] * dose[low, None, None]
+            x[low] = rng.poisson(lam) / dose[low, None, None] * mean[low]
+        if high.size:
+            rel = np.clip(x[high], 0, None) / mean[high]
+            sd = np.sqrt(rel / dose[high, None, None].astype(np.float32))
+            x[high] = (rel + sd * rng.standard_normal(rel.shape, dtype=np.float32)) * mean[high]
+    read = rng.uniform(0, 0.05, n).astype(np.float32)[:, None, None] * mean
+    x += read * rng.standard_normal(x.shape, dtype=np.float32)
+    sel = np.flatnonzero(u[4] < 0.3)
+    if sel.size:
+        f = _smooth_field(rng, sel.size, m, rng.uniform(0.5, 1.5, sel.size))
+        x[sel] += rng.uniform(0, 0.3, sel.size)[:, None, None] * std[sel] * f
+    sel = np.flatnonzero(u[5] < 0.3)
+    if sel.size:
+        amp = rng.uniform(0, 0.3, sel.size)[:, None, None] * std[sel]
+        x[sel] += amp * rng.standard_normal((sel.size, m, 1))
+    sel = np.flatnonzero(u[6] < 0.35)
+    if sel.size:
+        f = rng.uniform(1.15, 1.8, sel.size)
+        for i, fi in zip(sel, f):
+            small = scipy.ndimage.zoom(
+                scipy.ndimage.gaussian_filter(x[i], 0.5 * math.sqrt(fi**2 - 1)),
+                1 / fi, order=1, grid_mode=False,
+            )  # fmt: skip
+            big = scipy.ndimage.zoom(small, fi, order=1, prefilter=False, grid_mode=False)
+            out = np.empty((m, m))
+            h, w = min(m, big.shape[0]), min(m, big.shape[1])
+            out[:h, :w] = big[:h, :w]
+            out[h:, :] = out[h - 1 : h, :]  # edge rows/columns lost to rounding
+            out[:, w:] = out[:, w - 1 : w]
+            x[i] = out
+    sel = np.flatnonzero(u[7] < 0.3)
+    if sel.size:
+        lo_, hi_ = np.percentile(x[sel], [0.2, 99.8], axis=(1, 2))
+        levels = rng.integers(16, 257, sel.size)
+        span = (hi_ - lo_)[:, None, None] + 1e-12
+        q = np.clip((x[sel] - lo_[:, None, None]) / span, 0, 1)
+        x[sel] = np.round(q * (levels[:, None, None] - 1))
+    return x.astype(np.float32)
 
 
 #: CBED training patterns: shape (pixels) and calibration range (1/Å per pixel).

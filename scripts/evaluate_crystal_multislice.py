@@ -1,0 +1,323 @@
+"""Evaluate the crystal classifier on images no renderer of matchar made.
+
+Two test sets:
+
+* **multislice**: the abTEM frozen-phonon images cached by
+  ``scripts/simulate_multislice.py`` (real materials at their lattice constants and
+  random ones, random thickness and optics), each turned into ``--variants`` test images:
+  a random in-plane rotation, pixel size (``--pixel-range``, Å), source size (Gaussian,
+  sigma U(0.15, 0.35) Å) and dose (log-uniform 50-2000 e/pixel, Poisson), 24 Å square;
+  scored from the image alone and with the true lattice constant given; expected
+  calibration error (15 bins) of the class probabilities;
+* **real**: ``high_entropy_alloy.npy`` (an fcc alloy, a ~ 3.6 Å, along <110>): its pixel
+  size measured from its own {111} and {200} lattice fringes, then ``classify_map`` at
+  that pixel size, the fraction of windows called fcc [110], and the uncertainty at the
+  twin boundaries (from ``segment``) over the grain interiors.
+
+    OMP_NUM_THREADS=2 python scripts/evaluate_crystal_multislice.py --cache multislice \\
+        --real ../shared/data/high_entropy_alloy.npy --figure docs/imaging/crystal_map_hea.png
+
+``--fit-temperature`` fits the temperature of the ensemble's probabilities on one half
+of the multislice images (by image, not by variant) and reports the calibration on the
+other half; ``--write-temperature`` stores it in the model JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import scipy.ndimage
+import scipy.optimize
+
+import matchar as mc
+from matchar.imaging._simulate import ZONE_AXES, projected_cell
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from evaluate_crystal_classifier import DEGENERATE, column_spacing, scores
+
+A_TRAIN = (2.5, 5.4)
+
+
+def bayes_rule_class(cls: int, a: float, a_range=A_TRAIN) -> int:
+    """The class a perfect image-alone classifier names: inside a look-alike group only
+    the column spacing d = k a is visible, and the training prior (a uniform on
+    ``a_range`` for every class) gives class j the density 1 / (k_j (hi - lo)) on
+    [k_j lo, k_j hi]; the rule takes the class of highest density at d."""
+    label = ZONE_AXES[cls]
+    for members in DEGENERATE:
+        if label in members:
+            k = np.array([column_spacing(*m) for m in members])
+            d = column_spacing(*label) * a
+            inside = (d >= k * a_range[0] - 1e-9) & (d <= k * a_range[1] + 1e-9)
+            if not inside.any():
+                return cls
+            j = int(np.argmin(np.where(inside, k, np.inf)))
+            return ZONE_AXES.index(members[j])
+    return cls
+
+
+def test_image(periodic, sampling, rotation, pixel_size, size_a, source_sigma, dose, rng):
+    """A ``size_a`` Å square image of the periodic multislice image, turned by
+    ``rotation`` degrees (a1 from +x towards +y, as the classifier reports it), sampled at
+    ``pixel_size`` Å, blurred by the source size and with Poisson noise at ``dose``
+    electrons per pixel at the mean."""
+    sy, sx = sampling
+    ny, nx = periodic.shape
+    # source size: an incoherent Gaussian blur, exact on the periodic image (FFT)
+    ky = np.fft.fftfreq(ny, d=sy)[:, None]
+    kx = np.fft.fftfreq(nx, d=sx)[None, :]
+    h = np.exp(-2 * np.pi**2 * source_sigma**2 * (kx**2 + ky**2))
+    img = np.fft.ifft2(np.fft.fft2(periodic) * h).real
+    n = round(size_a / pixel_size)
+    r, c = np.mgrid[0:n, 0:n].astype(float)
+    y, x = (r - n / 2) * pixel_size, (c - n / 2) * pixel_size
+    t = math.radians(rotation)
+    # crystal coordinates of each pixel: R(-t) (x, y) plus a random origin
+    u = math.cos(t) * x + math.sin(t) * y + rng.uniform(0, nx * sx)
+    v = -math.sin(t) * x + math.cos(t) * y + rng.uniform(0, ny * sy)
+    out = scipy.ndimage.map_coordinates(img, [v / sy, u / sx], order=3, mode="grid-wrap")
+    out = np.clip(out, 1e-9, None)
+    lam = out / out.mean() * dose
+    return (rng.poisson(lam) / dose).astype(np.float32)
+
+
+def load_cache(folder: Path) -> list[dict]:
+    items = []
+    for path in sorted(folder.glob("*.npz")):
+        if path.name.endswith(".tmp.npz"):
+            continue
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"]))
+            items.append(
+                dict(meta, image=z["image"], sampling=tuple(z["sampling"]), file=path.name)
+            )
+    return items
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE of the top-class probability, equal-width bins."""
+    conf = probs.max(axis=1)
+    ok = probs.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(conf, edges) - 1, 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            ece += m.mean() * abs(ok[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def tempered(probs_mc: np.ndarray, temperature: float) -> np.ndarray:
+    """Mean over Monte-Carlo samples of softmax(logits / T) (probs_mc: (N, T, C))."""
+    logp = np.log(np.clip(probs_mc, 1e-12, None)) / temperature
+    logp -= logp.max(axis=-1, keepdims=True)
+    p = np.exp(logp)
+    p /= p.sum(axis=-1, keepdims=True)
+    return p.mean(axis=1)
+
+
+def fit_temperature(probs_mc: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature minimising the negative log-likelihood of the ensemble mean."""
+
+    def nll(logt: float) -> float:
+        p = tempered(probs_mc, math.exp(logt))
+        return float(-np.mean(np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, None))))
+
+    res = scipy.optimize.minimize_scalar(
+        nll, bounds=(math.log(0.2), math.log(20)), method="bounded"
+    )
+    return float(math.exp(res.x))
+
+
+def evaluate_multislice(clf, items, variants, pixel_range, seed, fit_temp=False) -> dict:
+    rng = np.random.default_rng(seed)
+    order = np.array([projected_cell(p, z).symmetry_order for p, z in ZONE_AXES])
+    rows = []
+    pooled = []
+    for i, it in enumerate(items):
+        for _ in range(variants):
+            rot = rng.uniform(0, 360)
+            ps = rng.uniform(*pixel_range)
+            img = test_image(
+                it["image"], it["sampling"], rot, ps, 24.0, rng.uniform(0.15, 0.35),
+                math.exp(rng.uniform(math.log(50), math.log(2000))), rng,
+            )  # fmt: skip
+            r = mc.imaging._classifier._resample(img, ps)
+            win = clf._grid_windows(r, img.shape, 64, 32)[0].reshape(-1, 64, 64)
+            out = clf.predict_windows(win)
+            pooled.append({k: v.mean(axis=0, keepdims=True) for k, v in out.items()})
+            rows.append((i, it["cls"], it["a"], rot, ps))
+    idx = np.array([r[0] for r in rows])
+    cls = np.array([r[1] for r in rows])
+    a = np.array([r[2] for r in rows])
+    rot = np.array([r[3] for r in rows])
+    out = {k: np.concatenate([p[k] for p in pooled]) for k in pooled[0]}
+    s = clf._summarize(out)
+    res = scores(
+        cls, a, rot, order, s["class"], s["lattice_constant"], s["rotation"], s["uncertainty"]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        known = [
+            clf._summarize({k: v[j : j + 1] for k, v in out.items()}, clf._prior(a[j], 0.05))
+            for j in range(len(a))
+        ]
+    kk = np.concatenate([d["class"] for d in known])
+    res["lattice_known"] = scores(
+        cls, a, rot, order, kk,
+        np.concatenate([d["lattice_constant"] for d in known]),
+        np.concatenate([d["rotation"] for d in known]),
+        np.concatenate([d["uncertainty"] for d in known]),
+    )  # fmt: skip
+    rule = np.array([bayes_rule_class(c, aa) for c, aa in zip(cls, a)])
+    res["image_alone_limit"] = float((rule == cls).mean())
+    res["ece"] = expected_calibration_error(s["probabilities"], cls)
+    res["n_multislice_images"] = len(items)
+    res["variants"] = variants
+    if fit_temp:
+        half = np.isin(idx, np.arange(len(items))[rng.permutation(len(items))[: len(items) // 2]])
+        t = fit_temperature(out["probs_mc"][half].astype(np.float64), cls[half])
+        res["temperature"] = t
+        res["ece_fit_half_before"] = expected_calibration_error(s["probabilities"][half], cls[half])
+        res["ece_other_half_before"] = expected_calibration_error(
+            s["probabilities"][~half], cls[~half]
+        )
+        res["ece_other_half_after"] = expected_calibration_error(
+            tempered(out["probs_mc"][~half].astype(np.float64), t), cls[~half]
+        )
+    return res
+
+
+def measure_pixel_size(image: np.ndarray, a: float = 3.6) -> dict:
+    """Pixel size (Å) of an fcc <110> image from its {111} and {200} fringes: the two
+    strongest non-collinear power-spectrum peaks ({111} at d = a/sqrt(3), {200} at a/2;
+    which is which from their spacing ratio) on a Hann-tapered 512 x 512 crop."""
+    n = 512
+    x = image[:n, :n].astype(float)
+    x = (x - x.mean()) * np.outer(np.hanning(n), np.hanning(n))
+    f = np.abs(np.fft.fftshift(np.fft.fft2(x))) ** 2
+    yy, xx = np.mgrid[-n // 2 : n // 2, -n // 2 : n // 2]
+    f[np.hypot(yy, xx) < 20] = 0
+    f[yy < 0] = 0  # centrosymmetric: one half-plane
+    peaks = []
+    for flat in np.argsort(f.ravel())[::-1][:2000]:
+        py, px = np.unravel_index(flat, f.shape)
+        py, px = py - n // 2, px - n // 2
+        if all(math.hypot(py - q[0], px - q[1]) > 6 for q in peaks):
+            peaks.append((py, px, f[py + n // 2, px + n // 2]))
+        if len(peaks) == 3:
+            break
+    d = sorted(n / math.hypot(p[0], p[1]) for p in peaks[:2])  # pixels; {200} < {111}
+    d200_px, d111_px = d
+    ps111 = a / math.sqrt(3) / d111_px
+    ps200 = a / 2 / d200_px
+    return {
+        "d111_px": d111_px,
+        "d200_px": d200_px,
+        "pixel_size_111": ps111,
+        "pixel_size_200": ps200,
+        "pixel_size": 0.5 * (ps111 + ps200),
+    }
+
+
+def evaluate_real(clf, path: Path, figure: Path | None, stride_a: float = 4.0) -> dict:
+    image = np.load(path).astype(np.float32)
+    cal = measure_pixel_size(image)
+    ps = cal["pixel_size"]
+    stride = max(1, round(stride_a / ps))
+    res = {"calibration": cal}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        m = clf.classify_map(image, ps, stride=stride)
+        mk = clf.classify_map(image, ps, stride=stride, lattice_constant=3.6)
+    target = ZONE_AXES.index(("fcc", (1, 1, 0)))
+    for name, mm in (("image_alone", m), ("lattice_constant_3.6", mk)):
+        k = mm.probabilities.argmax(axis=-1)
+        counts = np.bincount(k.ravel(), minlength=len(ZONE_AXES))
+        res[name] = {
+            "windows": int(k.size),
+            "fraction_fcc110": float((k == target).mean()),
+            "classes": {f"{p}{list(z)}": int(c) for (p, z), c in zip(ZONE_AXES, counts) if c},
+            "median_lattice_constant_fcc110": float(np.median(mm.lattice_constant[k == target]))
+            if (k == target).any()
+            else None,
+        }
+    # uncertainty at the twin boundaries: regions from segment(), windows centred within
+    # 1 nm of a region boundary against windows lying wholly inside one region
+    seg = mc.imaging.segment(image, n_regions=2, stride=4)
+    labels = np.asarray(seg.labels)
+    if labels.shape != image.shape:
+        labels = scipy.ndimage.zoom(labels, np.array(image.shape) / labels.shape, order=0)
+    edge = labels != scipy.ndimage.grey_erosion(labels, size=3)
+    dist = scipy.ndimage.distance_transform_edt(~edge) * ps  # Å
+    half = 8.0  # half the 16 Å window
+    cy, cx = np.round(m.centers[..., 0]).astype(int), np.round(m.centers[..., 1]).astype(int)
+    dc = dist[cy.clip(0, image.shape[0] - 1), cx.clip(0, image.shape[1] - 1)]
+    near = dc <= 10.0
+    inside = dc > half * math.sqrt(2)
+    res["uncertainty_boundary"] = float(m.uncertainty[near].mean())
+    res["uncertainty_interior"] = float(m.uncertainty[inside].mean())
+    res["uncertainty_ratio"] = res["uncertainty_boundary"] / res["uncertainty_interior"]
+    if figure is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        fig = m.plot(image)
+        fig.savefig(figure, dpi=120, bbox_inches="tight")
+        res["figure"] = str(figure)
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", default="multislice", help="folder of simulate_multislice.py")
+    ap.add_argument("--variants", type=int, default=20, help="test images per multislice image")
+    ap.add_argument("--pixel-range", type=float, nargs=2, default=(0.1, 0.3))
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--real", default=None, help="high_entropy_alloy.npy")
+    ap.add_argument("--figure", default=None, help="crystal-map figure of the real image")
+    ap.add_argument("--model", default=None, help="an ONNX graph (its JSON beside it)")
+    ap.add_argument("--fit-temperature", action="store_true")
+    ap.add_argument("--write-temperature", action="store_true")
+    ap.add_argument("--json", default=None, help="write the results here")
+    args = ap.parse_args(argv)
+    clf = (
+        mc.imaging.CrystalClassifier(args.model)
+        if args.model
+        else mc.imaging.CrystalClassifier.default()
+    )
+    res = {}
+    items = load_cache(Path(args.cache)) if Path(args.cache).is_dir() else []
+    if items:
+        res["multislice"] = evaluate_multislice(
+            clf, items, args.variants, tuple(args.pixel_range), args.seed,
+            fit_temp=args.fit_temperature or args.write_temperature,
+        )  # fmt: skip
+    if args.real:
+        res["real"] = evaluate_real(
+            clf, Path(args.real), Path(args.figure) if args.figure else None
+        )
+    text = json.dumps(res, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    if args.write_temperature and "multislice" in res:
+        path = Path(args.model).with_suffix(".json") if args.model else None
+        if path is None:
+            path = mc.imaging._classifier._MODELS / "crystal_classifier.json"
+        meta = json.loads(path.read_text())
+        meta["temperature"] = round(res["multislice"]["temperature"], 4)
+        path.write_text(json.dumps(meta, indent=2) + "\n")
+        print("wrote temperature", meta["temperature"], "to", path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
