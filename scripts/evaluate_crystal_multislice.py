@@ -36,6 +36,8 @@ import scipy.ndimage
 import scipy.optimize
 
 import matchar as mc
+from matchar.imaging._classifier import _pad_windows
+from matchar.imaging._features import MODEL_PIXEL_SIZE, MODEL_WINDOW
 from matchar.imaging._simulate import ZONE_AXES, projected_cell
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -136,7 +138,9 @@ def fit_temperature(probs_mc: np.ndarray, labels: np.ndarray) -> float:
     return float(math.exp(res.x))
 
 
-def evaluate_multislice(clf, items, variants, pixel_range, seed, fit_temp=False) -> dict:
+def evaluate_multislice(
+    clf, items, variants, pixel_range, seed, fit_temp=False, window_a=16.0
+) -> dict:
     rng = np.random.default_rng(seed)
     order = np.array([projected_cell(p, z).symmetry_order for p, z in ZONE_AXES])
     rows = []
@@ -150,7 +154,10 @@ def evaluate_multislice(clf, items, variants, pixel_range, seed, fit_temp=False)
                 math.exp(rng.uniform(math.log(50), math.log(2000))), rng,
             )  # fmt: skip
             r = mc.imaging._classifier._resample(img, ps)
-            win = clf._grid_windows(r, img.shape, 64, 32)[0].reshape(-1, 64, 64)
+            wm = round(window_a / MODEL_PIXEL_SIZE)
+            win = clf._grid_windows(r, img.shape, wm, wm // 2)[0].reshape(-1, wm, wm)
+            if wm < MODEL_WINDOW:  # as classify_map(window=...) feeds smaller windows
+                win = _pad_windows(win)
             out = clf.predict_windows(win)
             pooled.append({k: v.mean(axis=0, keepdims=True) for k, v in out.items()})
             rows.append((i, it["cls"], it["a"], rot, ps))
@@ -181,6 +188,7 @@ def evaluate_multislice(clf, items, variants, pixel_range, seed, fit_temp=False)
     res["ece"] = expected_calibration_error(s["probabilities"], cls)
     res["n_multislice_images"] = len(items)
     res["variants"] = variants
+    res["window_angstrom"] = window_a
     if fit_temp:
         half = np.isin(idx, np.arange(len(items))[rng.permutation(len(items))[: len(items) // 2]])
         t = fit_temperature(out["probs_mc"][half].astype(np.float64), cls[half])
@@ -284,6 +292,7 @@ def main(argv=None) -> int:
     ap.add_argument("--real", default=None, help="high_entropy_alloy.npy")
     ap.add_argument("--figure", default=None, help="crystal-map figure of the real image")
     ap.add_argument("--model", default=None, help="an ONNX graph (its JSON beside it)")
+    ap.add_argument("--window", type=float, default=16.0, help="window side, Å (8-16)")
     ap.add_argument("--fit-temperature", action="store_true")
     ap.add_argument("--write-temperature", action="store_true")
     ap.add_argument("--json", default=None, help="write the results here")
@@ -298,7 +307,7 @@ def main(argv=None) -> int:
     if items:
         res["multislice"] = evaluate_multislice(
             clf, items, args.variants, tuple(args.pixel_range), args.seed,
-            fit_temp=args.fit_temperature or args.write_temperature,
+            fit_temp=args.fit_temperature or args.write_temperature, window_a=args.window,
         )  # fmt: skip
     if args.real:
         res["real"] = evaluate_real(

@@ -147,6 +147,7 @@ def microscope_nuisance(
     *,
     pixel_size: float = MODEL_PIXEL_SIZE,
     dose: np.ndarray | None = None,
+    effects: float = 1.0,
 ) -> np.ndarray:
     """What a microscope does to a noise-free rendered window, randomised per window.
 
@@ -181,6 +182,8 @@ def microscope_nuisance(
         Å per pixel of ``signal``.
     dose : numpy.ndarray, shape (n,), optional
         Electrons per pixel at the mean intensity (0 = noiseless).
+    effects : float
+        Multiplies every probability above (0: shot and read noise only).
 
     Returns
     -------
@@ -190,7 +193,10 @@ def microscope_nuisance(
     n, size = len(x), x.shape[-1]
     m = MODEL_WINDOW
     lo = (size - m) // 2
-    u = rng.random((9, n))
+    if not 0.0 <= effects <= 1.0 / 0.6:
+        raise ValueError(f"effects must be in [0, {1 / 0.6:.3g}], got {effects}")
+    u = rng.random((9, n))  # effect j when u[j] < its probability times ``effects``
+    u = u / effects if effects > 0 else np.full_like(u, np.inf)
     # mistilt / astigmatism: anisotropic Gaussian in Fourier space (window has a margin)
     sel = np.flatnonzero(u[0] < 0.5)
     if sel.size:

@@ -1,0 +1,73 @@
+"""The microscope nuisance model of the classifier's training windows
+(matchar.imaging._dataset.microscope_nuisance, WindowGenerator(nuisance=True)) and the
+classifier's independence of absolute intensity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import matchar as mc
+from matchar.imaging._dataset import WindowGenerator, microscope_nuisance
+
+
+def test_output_shape_inputs_untouched_and_reproducible():
+    rng = np.random.default_rng(0)
+    sig = rng.random((5, 96, 96)).astype(np.float32) + 0.5
+    before = sig.copy()
+    a = microscope_nuisance(sig, np.random.default_rng(1))
+    b = microscope_nuisance(sig, np.random.default_rng(1))
+    assert a.shape == (5, 64, 64) and a.dtype == np.float32
+    assert np.all(np.isfinite(a))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(sig, before)
+
+
+def test_shot_and_read_noise_only_statistics():
+    """effects=0 leaves shot noise at ``dose`` (normal approximation above 64 e/px, Poisson
+    below) and read noise U(0, 0.05) of the mean: on a flat signal the relative variance is
+    1/dose + E[r^2] = 1/dose + 0.05^2/3."""
+    flat = np.full((400, 96, 96), 2.0, np.float32)
+    for dose in (20.0, 100.0):
+        out = microscope_nuisance(
+            flat, np.random.default_rng(2), dose=np.full(400, dose), effects=0.0
+        )
+        rel = out.var(axis=(1, 2)).mean() / out.mean() ** 2
+        expected = 1 / dose + 0.05**2 / 3
+        assert rel == pytest.approx(expected, rel=0.05)
+        assert out.mean() == pytest.approx(2.0, rel=0.01)
+
+
+def test_noiseless_without_effects_is_the_central_crop():
+    rng = np.random.default_rng(3)
+    sig = rng.random((3, 96, 96)).astype(np.float32) + 1.0
+    out = microscope_nuisance(sig, np.random.default_rng(4), dose=np.zeros(3), effects=0.0)
+    # only read noise (at most 5% of the mean per pixel, Gaussian) remains
+    resid = out - sig[:, 16:80, 16:80]
+    assert np.abs(resid).mean() < 0.05 * sig.mean()
+
+
+def test_bad_effects():
+    with pytest.raises(ValueError, match="effects"):
+        microscope_nuisance(np.ones((1, 96, 96)), np.random.default_rng(0), effects=-1)
+
+
+def test_generator_with_nuisance():
+    g = WindowGenerator(5, nuisance=True)
+    x, c, a, r = g.sample(16)
+    assert x.shape == (16, 64, 64) and x.dtype == np.float32 and np.all(np.isfinite(x))
+    assert c.shape == a.shape == r.shape == (16,)
+    # the same seed gives the same windows
+    y = WindowGenerator(5, nuisance=True).sample(16)[0]
+    np.testing.assert_array_equal(x, y)
+
+
+def test_classifier_ignores_gain_and_offset():
+    """Per-window standardization: a detector gain and offset change nothing."""
+    img = mc.imaging.simulate_haadf(
+        "bcc", (1, 1, 0), 3.2, rotation=17.0, shape=(64, 64), pixel_size=0.25, dose=300, seed=1
+    )
+    clf = mc.imaging.CrystalClassifier.default()
+    p1 = clf.predict_windows(img[None])["probs_mc"]
+    p2 = clf.predict_windows((7.0 * img + 1000.0)[None])["probs_mc"]
+    np.testing.assert_allclose(p1, p2, atol=2e-4)
