@@ -718,8 +718,13 @@ def _describe(err: BaseException) -> str:
 
 
 def _warning_printer(prefix: str) -> Callable[..., None]:
+    seen: set[str] = set()
+
     def show(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"{prefix}: warning: {_one_line(str(message))}", file=sys.stderr)
+        text = _one_line(str(message))
+        if text not in seen:  # e.g. identify --map: the same pixel-size warning twice
+            seen.add(text)
+            print(f"{prefix}: warning: {text}", file=sys.stderr)
 
     return show
 

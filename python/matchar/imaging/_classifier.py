@@ -37,6 +37,14 @@ from ._features import (
     fft_features,
     polar_features,
 )
+from ._refine import (
+    LATTICE_SIGNIFICANCE,
+    first_order_peak,
+    plausible_spacings,
+    power_spectra,
+    refine_lattice,
+    reflection_table,
+)
 
 _MODELS = Path(__file__).resolve().parent / "models"
 
@@ -352,12 +360,22 @@ def _lattice_prior(
     return np.log(lo), np.log(hi), tol
 
 
+_MISFIT = (
+    "no class's predicted lattice constant is within 3 × lattice_tolerance of lattice_constant"
+)
+
+
 def _apply_lattice_prior(
-    probs_mc: np.ndarray, log_a: np.ndarray, prior: tuple[np.ndarray, np.ndarray, float]
-) -> np.ndarray:
+    probs_mc: np.ndarray,
+    log_a: np.ndarray,
+    prior: tuple[np.ndarray, np.ndarray, float],
+    warn: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities (N, T, C) reweighted by how well each class's predicted
     lattice constant fits the known one: ``p_c exp(-d_c² / (2 tol²))``, ``d_c`` the
-    distance of ``log a_c`` from the known log range (0 inside), then renormalised."""
+    distance of ``log a_c`` from the known log range (0 inside), then renormalised.
+    Also returns the (N,) mask of the rows that no class fits within 3 tolerances (a
+    warning names how many when ``warn``)."""
     llo, lhi, tol = prior
 
     def log_weight(la: np.ndarray) -> np.ndarray:  # NaN bounds (excluded classes): -inf
@@ -367,10 +385,9 @@ def _apply_lattice_prior(
     la = np.asarray(log_a, dtype=np.float64)
     logw = log_weight(la)
     misfit = log_weight(la.mean(axis=1)).max(axis=-1) < -4.5  # no class within 3 tol
-    if misfit.any():
+    if warn and misfit.any():
         warnings.warn(
-            f"for {int(misfit.sum())} of {len(misfit)} windows/patterns no class's predicted "
-            "lattice constant is within 3 × lattice_tolerance of lattice_constant; they get "
+            f"for {int(misfit.sum())} of {len(misfit)} windows/patterns {_MISFIT}; they get "
             "the class that fits it best",
             UserWarning,
             stacklevel=4,
@@ -378,7 +395,30 @@ def _apply_lattice_prior(
     lp = np.log(np.clip(probs_mc, 1e-30, None)) + logw
     lp -= lp.max(axis=-1, keepdims=True)
     p = np.exp(lp)
-    return p / p.sum(axis=-1, keepdims=True)
+    return p / p.sum(axis=-1, keepdims=True), misfit
+
+
+def _given_text(lattice_constant: Any, prototype: str | None) -> str:
+    """The known lattice constant as the user gave it, for messages ("2.87 Å")."""
+
+    def one(v: Any) -> str:
+        lo, hi = _lattice_range(v, "lattice_constant")
+        return f"{lo:.3g} Å" if lo == hi else f"{lo:.3g}-{hi:.3g} Å"
+
+    if not isinstance(lattice_constant, dict):
+        return one(lattice_constant)
+    if prototype is not None and prototype in lattice_constant:
+        return f"{prototype} {one(lattice_constant[prototype])}"
+    return ", ".join(f"{k} {one(v)}" for k, v in lattice_constant.items())
+
+
+def _prior_deviation(
+    a: np.ndarray, k: np.ndarray, prior: tuple[np.ndarray, np.ndarray, float]
+) -> np.ndarray:
+    """Relative distance of lattice constants ``a`` (Å) from the known range of their
+    class ``k`` (0 inside; NaN for classes the prior excludes)."""
+    lo, hi = np.exp(prior[0][k]), np.exp(prior[1][k])
+    return np.maximum(lo - a, 0.0) / lo + np.maximum(a - hi, 0.0) / hi
 
 
 class CrystalClassifier:
@@ -634,10 +674,11 @@ class CrystalClassifier:
     def _prior(self, lattice_constant: Any, lattice_tolerance: float):
         return _lattice_prior(lattice_constant, lattice_tolerance, self._protos)
 
-    def _summarize(self, out: dict, prior: Any = None) -> dict:
+    def _summarize(self, out: dict, prior: Any = None, warn_misfit: bool = True) -> dict:
         pm = out["probs_mc"].astype(np.float64)  # (N, T, C)
+        misfit = np.zeros(len(pm), bool)
         if prior is not None:
-            pm = _apply_lattice_prior(pm, out["log_a"], prior)
+            pm, misfit = _apply_lattice_prior(pm, out["log_a"], prior, warn_misfit)
         mean = pm.mean(axis=1)
         ent = -np.sum(mean * np.log(np.clip(mean, 1e-12, None)), axis=-1)
         ent_t = -np.sum(pm * np.log(np.clip(pm, 1e-12, None)), axis=-1).mean(axis=1)
@@ -649,13 +690,16 @@ class CrystalClassifier:
         order = self.symmetry_order[k]
         rot = np.degrees(np.arctan2(cs[:, 1], cs[:, 0])) / order
         rot = np.mod(rot, 360.0 / order)
-        return {
+        summary = {
             "class": k,
             "probabilities": mean,
             "lattice_constant": a,
             "rotation": rot,
             "uncertainty": mi,
         }
+        if not warn_misfit:
+            summary["misfit"] = misfit
+        return summary
 
     # -- public API --------------------------------------------------------------
     def predict(
@@ -733,15 +777,114 @@ class CrystalClassifier:
         _refuse_constant(img)
         out = self.predict_windows(windows.reshape(-1, MODEL_WINDOW, MODEL_WINDOW))
         pooled = {key: v.mean(axis=0, keepdims=True) for key, v in out.items()}
-        s = self._summarize(pooled, prior)
+        s = self._summarize(pooled, prior, warn_misfit=False)
         k = int(s["class"][0])
+        a = float(s["lattice_constant"][0])
+        # The lattice constant is measured on the original image, not on the resampled
+        # one: no interpolation blurs or aliases its peaks, and the whole field of view
+        # gives the finest frequency bins.
+        spec = power_spectra(img[None], workers=get_num_threads())
+        measured = False
+        if self._shows_lattice(spec, img.shape, ps, "the image", s["probabilities"][0]):
+            g, sep = self._reflections()
+            am, found = refine_lattice(
+                spec, img.shape, ps, g[[k]], sep[[k]], s["lattice_constant"][:1],
+                s["rotation"][:1],
+            )  # fmt: skip
+            a, measured = float(am[0]), bool(found[0] >= 2)
+            if prior is not None:
+                self._warn_prior(
+                    np.array([a]), np.array([k]), np.array([measured]), s["misfit"], prior,
+                    lattice_constant,
+                )  # fmt: skip
+        elif prior is not None and s["misfit"][0]:
+            _warn(f"{_MISFIT}; the image gets the class that fits it best")
         return CrystalPrediction(
             prototype=self._protos[k],
             zone_axis=self._zones[k],
             probabilities=s["probabilities"][0],
-            lattice_constant=float(s["lattice_constant"][0]),
+            lattice_constant=a,
             rotation=float(s["rotation"][0]),
             uncertainty=float(s["uncertainty"][0]),
+        )
+
+    def _reflections(self) -> tuple[np.ndarray, np.ndarray]:
+        """Reflections (C, M) and smallest separations (C,) of the classes, in 1/a."""
+        return reflection_table(tuple(zip(self._protos, self._zones)))
+
+    def _shows_lattice(
+        self, spec: np.ndarray, shape: tuple[int, int], ps: float, what: str,
+        probabilities: np.ndarray | None = None,
+    ) -> bool:  # fmt: skip
+        """Whether the power spectrum (1, H, W//2+1) of an image shows lattice peaks;
+        warns when it does not (naming the class given ``probabilities``), or when its
+        first-order spacing fits no class."""
+        spacing, ratio = first_order_peak(spec, shape, ps)
+        if ratio < LATTICE_SIGNIFICANCE:
+            if probabilities is None:
+                verdict = "the classes and lattice constants of its windows mean nothing"
+            else:
+                best = int(np.argmax(probabilities))
+                verdict = (
+                    f"the class ({self.classes[best]}, p = {probabilities[best]:.2f}) and the "
+                    "lattice constant mean nothing"
+                )
+            _warn(
+                f"{what} shows no lattice: its strongest FFT peak (at {spacing:.2f} Å) is only "
+                f"{ratio:.0f} times the background, where an atomic-resolution image of a "
+                f"crystal gives over {LATTICE_SIGNIFICANCE:.0f} (noise, an amorphous or "
+                f"blurred region, or a pixel size far from the true one); {verdict}"
+            )
+            return False
+        a_range = tuple(self.metadata.get("lattice_constant_range", (2.5, 5.4)))
+        lo, hi = plausible_spacings(tuple(zip(self._protos, self._zones)), a_range)
+        if not lo / 1.25 <= spacing <= 1.25 * hi:
+            _warn(
+                f"the first-order lattice peak of {what}'s FFT is at a spacing of "
+                f"{spacing:.2f} Å, outside the {lo:.2f}-{hi:.2f} Å of the first-order "
+                f"spacings of every class at lattice constants "
+                f"{a_range[0]:g}-{a_range[1]:g} Å (what the network knows): check "
+                f"pixel_size ({ps:g} Å per pixel)"
+            )
+        return True
+
+    def _warn_prior(
+        self, a: np.ndarray, k: np.ndarray, measured: np.ndarray, misfit: np.ndarray,
+        prior: tuple[np.ndarray, np.ndarray, float], lattice_constant: Any,
+    ) -> None:  # fmt: skip
+        """One warning when the lattice constants reported (measured, else the network's)
+        disagree with the known one beyond the tolerance, or no class fitted it."""
+        tol = prior[2]
+        dev = np.nan_to_num(_prior_deviation(a, k, prior), nan=0.0)
+        off = dev > tol
+        n = len(a)
+        tail = ""
+        if misfit.any():
+            tail = f"; {_MISFIT}" + (
+                f" for {int(misfit.sum())} of {n} windows: they get" if n > 1
+                else ": the image gets"
+            ) + " the class that fits it best"  # fmt: skip
+        if not off.any():
+            if tail:
+                _warn(tail[2].upper() + tail[3:])
+            return
+        if n == 1:
+            src = "measured from the image" if measured[0] else "read by the network"
+            _warn(
+                f"lattice constant {src}, {a[0]:.2f} Å, differs from the given "
+                f"{_given_text(lattice_constant, self._protos[int(k[0])])} by {dev[0]:.0%} "
+                f"(tolerance {tol:.0%}): check the pixel size or the material{tail}"
+            )
+            return
+        med = int(np.argsort(dev[off])[len(dev[off]) // 2])
+        src = "measured from the image" if measured[off].all() else (
+            "(measured, or read by the network in windows with too few lattice peaks)"
+        )  # fmt: skip
+        _warn(
+            f"lattice constant {src} differs from the given "
+            f"{_given_text(lattice_constant, None)} by more than {tol:.0%} in "
+            f"{int(off.sum())} of {n} windows (median {float(np.median(a[off])):.2f} Å, "
+            f"{dev[off][med]:.0%} off): check the pixel size or the material{tail}"
         )
 
     @staticmethod
@@ -822,14 +965,32 @@ class CrystalClassifier:
         unc = np.empty(n_r * n_c, np.float32)
         flat_y = np.repeat(y0, n_c)
         flat_x = np.tile(x0, n_r)
+        measured = np.zeros(n_r * n_c, bool)
+        misfit = np.zeros(n_r * n_c, bool)
+        spec = power_spectra(img[None], workers=get_num_threads())
+        refine = self._shows_lattice(spec, img.shape, ps, "the image")
+        g, sep = self._reflections()
+        threads = get_num_threads()
         for s in range(0, n_r * n_c, batch_size):
             sl = slice(s, s + batch_size)
             win = view[flat_y[sl], flat_x[sl]]
             if wm < MODEL_WINDOW:
                 win = _pad_windows(win)
-            sm = self._summarize(self.predict_windows(win, batch_size), prior)
-            k[sl], prob[sl] = sm["class"], sm["probabilities"]
+            sm = self._summarize(self.predict_windows(win, batch_size), prior, warn_misfit=False)
+            k[sl], prob[sl], misfit[sl] = sm["class"], sm["probabilities"], sm["misfit"]
             lat[sl], rot[sl], unc[sl] = sm["lattice_constant"], sm["rotation"], sm["uncertainty"]
+            if refine:
+                # Per window on the model-scale windows the network read: one batched
+                # FFT, the same 16 Å field of view (finer bins would need larger windows).
+                p = power_spectra(win, workers=threads, taper=wm == MODEL_WINDOW)
+                ks = sm["class"]
+                am, found = refine_lattice(
+                    p, (MODEL_WINDOW, MODEL_WINDOW), MODEL_PIXEL_SIZE, g[ks], sep[ks],
+                    sm["lattice_constant"], sm["rotation"], field=wm * MODEL_PIXEL_SIZE,
+                )  # fmt: skip
+                lat[sl], measured[sl] = am, found >= 2
+        if prior is not None:
+            self._warn_prior(lat, k, measured, misfit, prior, lattice_constant)
         k = k.reshape(n_r, n_c)
         protos = np.array(self._protos, dtype=object)[k]
         zones = np.empty(len(self._zones), dtype=object)
@@ -896,6 +1057,11 @@ def _load_default(cls: type, modality: str) -> CrystalClassifier:
             f"the shipped {modality.upper()} classifier is missing ({path}): reinstall matchar"
         )
     return cls(path)
+
+
+def _warn(message: str) -> None:
+    """A UserWarning pointing at the caller of predict/classify_map."""
+    warnings.warn(message, UserWarning, stacklevel=4)
 
 
 def _refuse_constant(img: np.ndarray) -> None:
