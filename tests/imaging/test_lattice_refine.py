@@ -259,3 +259,17 @@ def test_window_larger_than_the_image_raises(clf):
         clf.classify_map(img, PS)
     with pytest.raises(ValueError, match="window"):
         clf.classify_map(img[:70, :70], PS, window=100)
+
+
+def test_refinement_keeps_the_start_for_a_class_the_image_does_not_show():
+    from matchar.imaging._refine import power_spectra, refine_lattice, reflection_table
+
+    img = _image("diamond", (1, 1, 0), 5.43, 17.0, seed=1)
+    spec = power_spectra(img[None])
+    g, sep = reflection_table((("diamond", (1, 1, 0)), ("hcp", (0, 0, 0, 1))))
+    # the right class from a start 4% off and 3° off finds its peaks ...
+    a, found = refine_lattice(spec, img.shape, PS, g[[0]], sep[[0]], [5.43 * 1.04], [20.0])
+    assert found[0] >= 4 and abs(a[0] / 5.43 - 1) < 0.003
+    # ... a class with another pattern finds too few of its own and keeps the start
+    a, found = refine_lattice(spec, img.shape, PS, g[[1]], sep[[1]], [3.165], [17.0])
+    assert found[0] == 0 and a[0] == 3.165

@@ -43,6 +43,9 @@ MAX_FREQUENCY = 1.2
 #: Frequencies closer than this many bins to zero are not used (the Hann window's
 #: leakage of the mean and of slow intensity variations).
 _MIN_BINS = 3.0
+#: A fit counts when at least this fraction of the predicted reflections in range (and at
+#: least two) are found.
+MIN_FOUND_FRACTION = 0.6
 #: Reflections closer than this (frequency bins) overlap under the Hann window's main
 #: lobe (4 bins wide): such a class is not refined at that lattice constant.
 MIN_SEPARATION_BINS = 3.5
@@ -192,10 +195,11 @@ def refine_lattice(
     Returns
     -------
     a : numpy.ndarray, shape (N,), float64
-        Fitted lattice constants in Å; ``a0`` where fewer than two reflections were found
-        or the fit moved more than 15% away from ``a0``, or the peaks overlap.
+        Fitted lattice constants in Å; ``a0`` where fewer than two reflections, or under
+        :data:`MIN_FOUND_FRACTION` of those in range, were found, where the fit moved
+        more than 15% away from ``a0``, or where the peaks overlap.
     n_peaks : numpy.ndarray, shape (N,), int64
-        Reflections found (0 or 1: not refined).
+        Reflections found in the last pass (0: not refined).
     """
     n = p.shape[0]
     H, W = shape
@@ -225,6 +229,7 @@ def refine_lattice(
             use &= gabs <= 1.6 * gmin
         row, col = np.nonzero(use)  # only the reflections in range: (L,) pairs
         if len(row) == 0:
+            found[:] = 0
             break
         k, gu = k[row, col], g[row, col]
         # search half-width: the first pass allows ~7% scale or ~4° rotation error
@@ -259,9 +264,13 @@ def refine_lattice(
         cnt = np.bincount(row, ok, n).astype(np.int64)
         with np.errstate(divide="ignore", invalid="ignore"):
             zn = num / den
-        good = (cnt >= 2) & np.isfinite(zn) & (np.abs(np.abs(zn) / np.abs(z0) - 1) < 0.15)
+        # A class that does not fit the image (a look-alike forced by a prior) leaves
+        # most of its predicted peaks unfound; the right class finds nearly all of them
+        # even at 1 electron per pixel.
+        enough = cnt >= np.maximum(2, MIN_FOUND_FRACTION * np.bincount(row, minlength=n))
+        good = enough & np.isfinite(zn) & (np.abs(np.abs(zn) / np.abs(z0) - 1) < 0.15)
         z = np.where(good, zn, z)
-        found = np.where(good, cnt, found)
+        found = np.where(good, cnt, 0)  # the last pass, over all orders, decides
     a = np.where(found >= 2, 1.0 / np.abs(z), a0)
     return a, found
 
