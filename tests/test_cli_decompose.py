@@ -154,6 +154,7 @@ def test_npy_cannot_take_physics_or_signal(tmp_path, capsys):
 
 def test_figure_panels_do_not_overlap():
     import matplotlib.pyplot as plt
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
     from matchar.spectral._plots import plot_decomposition
 
@@ -174,7 +175,8 @@ def test_figure_panels_do_not_overlap():
     assert labels.count("energy (eV)") == 3 and "iteration" in labels
     # every map has a colorbar (3 + residual) and a scale bar ("5 nm" of 30 x 0.77 nm)
     assert sum(1 for ax in axes if ax.get_label() == "<colorbar>") == 4
-    assert sum(1 for ax in axes for t in ax.texts if t.get_text() == "5 nm") == 4
+    bars = [a for ax in axes for a in ax.get_children() if isinstance(a, AnchoredSizeBar)]
+    assert [b.txt_label.get_text() for b in bars] == ["5 nm"] * 4
     boxes = [ax.get_tightbbox(renderer) for ax in axes]
     for i in range(len(boxes)):
         for j in range(i + 1, len(boxes)):

@@ -31,14 +31,15 @@ def test_nmf_plot_maps_spectra_and_energy_axis():
     maps = nmf.fit_transform(X)
     fig = nmf.plot(maps, energy=(0.2, 0.01))
     axes = fig.axes
-    assert len(axes) == 2 * 3 + 1  # maps, spectra, loss inset
+    assert len(axes) == 2 * 3 + 1 + 3  # maps, spectra, loss history, the maps' colorbars
+    assert [ax.get_label() for ax in axes[7:]] == ["<colorbar>"] * 3
     # the spectra are drawn against the energy axis, the maps as images
     line = axes[3].get_lines()[0]
     np.testing.assert_allclose(line.get_xdata(), 0.2 + 0.01 * np.arange(50))
     np.testing.assert_allclose(line.get_ydata(), nmf.components_[0])
     assert axes[0].get_images()[0].get_array().shape == (12, 10)
     # spectra only, and (N, K) maps as profiles
-    assert len(nmf.plot().axes) == 3 + 1
+    assert len(nmf.plot().axes) == 3 + 1  # spectra, loss history
     assert len(nmf.plot(maps.reshape(-1, 3)).axes[0].get_lines()) == 1
     with pytest.raises(ValueError, match="maps must have shape"):
         nmf.plot(maps[..., :2])
@@ -54,7 +55,7 @@ def test_pca_plot_has_scree_and_components():
     scree = [ax for ax in fig.axes if ax.get_title() == "scree plot"]
     assert len(scree) == 1
     np.testing.assert_allclose(scree[0].get_lines()[0].get_ydata(), pca.explained_variance_ratio_)
-    assert len(fig.axes) == 1 + 2 * 2
+    assert len(fig.axes) == 1 + 2 * 2 + 2  # scree, maps, spectra, the maps' colorbars
 
 
 def test_plot_before_fit_raises():
@@ -83,7 +84,7 @@ def test_physics_nmf_plot_titles_name_the_elements():
     X = np.random.default_rng(0).poisson(model.G @ [50, 50, 20, 20] + 1.0, (8, 8, 500))
     est = mc.spectral.PhysicsNMF(model, 1, max_iter=20).fit(X)
     fig = est.plot()
-    assert len(fig.axes) == 2
+    assert len(fig.axes) == 4  # map, spectrum, loss history, the map's colorbar
     assert "Cu" in fig.axes[0].get_title() and "Zn" in fig.axes[0].get_title()
     np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_xdata(), model.energy)
 

@@ -278,8 +278,10 @@ def test_plot_has_scale_bar_and_colorbars(bicrystal_dose2):
     noisy, _, _, result = bicrystal_dose2
     result.pixel_size = 0.2
     fig = result.plot(noisy)
-    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
-    assert any(t.endswith(("Å", "nm")) for t in texts)
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    bars = [a for ax in fig.axes for a in ax.get_children() if isinstance(a, AnchoredSizeBar)]
+    assert len(bars) == 3 and all(b.txt_label.get_text().endswith(("Å", "nm")) for b in bars)
     labels = [ax.get_ylabel() for ax in fig.axes]
     assert labels.count("counts (e⁻)") == 3  # one colorbar per panel (gain ≈ 1)
     plt.close(fig)

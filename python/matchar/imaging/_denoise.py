@@ -67,9 +67,16 @@ class DenoiseResult:
     noise_scale: float = math.nan
     pixel_size: float | None = None
 
-    def plot(self, image: ArrayLike, fig: Any = None, crop: tuple[slice, slice] | None = None):
+    def plot(
+        self,
+        image: ArrayLike,
+        fig: Any = None,
+        crop: tuple[slice, slice] | None = None,
+        *,
+        pixel_size: float | None = None,
+    ):
         """Noisy image, denoised image and residual side by side, with a scale bar (Å or
-        nm when ``pixel_size`` is known, else pixels) and colorbars (counts).
+        nm when the pixel size is known, else pixel axes) and colorbars (counts).
 
         Parameters
         ----------
@@ -79,13 +86,17 @@ class DenoiseResult:
             Figure to draw in (three axes are added); a new one by default.
         crop : (slice, slice), optional
             Region of the images to show, e.g. ``(slice(0, 256), slice(0, 256))``.
+        pixel_size : float, optional
+            Å per pixel, for the scale bar (default: the attribute ``pixel_size``).
 
         Returns
         -------
         matplotlib Figure
         """
-        import matplotlib.pyplot as plt
+        from .._plotting import add_colorbar, constrained, new_figure, set_title, style_map_axes
 
+        if pixel_size is None:
+            pixel_size = self.pixel_size
         img = np.asarray(image, dtype=np.float64)
         if img.shape != self.denoised.shape:
             raise ValueError(
@@ -98,8 +109,10 @@ class DenoiseResult:
             ("residual (noisy − denoised)", self.residual[crop]),
         ]
         if fig is None:
-            fig = plt.figure(figsize=(13.5, 4.6))
+            fig = new_figure((13.5, 4.6))
+        constrained(fig)
         axes = fig.subplots(1, 3)
+        unit = "counts (e⁻)" if abs(self.gain - 1) < 0.1 else "detector units"
         lo, hi = np.percentile(self.denoised[crop], [0.5, 99.5])
         r = float(np.percentile(np.abs(self.residual[crop]), 99.5)) or 1.0
         for ax, (title, data) in zip(axes, panels):
@@ -107,46 +120,10 @@ class DenoiseResult:
                 im = ax.imshow(data, cmap="RdBu_r", vmin=-r, vmax=r, interpolation="nearest")
             else:
                 im = ax.imshow(data, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
-            ax.set_title(title, fontsize=10)
-            ax.set_axis_off()
-            cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-            cb.set_label("counts (e⁻)" if abs(self.gain - 1) < 0.1 else "detector units")
-            _scale_bar(ax, data.shape, self.pixel_size)
-        fig.tight_layout()
+            set_title(ax, title)
+            add_colorbar(fig, im, ax, unit)
+            style_map_axes(ax, pixel_size, data.shape[1])
         return fig
-
-
-def _scale_bar(ax: Any, shape: tuple[int, int], pixel_size: float | None) -> None:
-    """A white bar of a round length (Å, nm or px) in the lower left corner."""
-    from matplotlib import patheffects
-
-    width_px = shape[1]
-    unit_px = 1.0 if pixel_size is None else pixel_size  # Å per pixel
-    target = 0.2 * width_px * unit_px
-    length = 10 ** math.floor(math.log10(target))
-    for step in (5, 2, 1):
-        if step * length <= target:
-            length *= step
-            break
-    if pixel_size is None:
-        label = f"{length:g} px"
-    elif length >= 10:
-        label = f"{length / 10:g} nm"
-    else:
-        label = f"{length:g} Å"
-    bar = length / unit_px
-    y = shape[0] * 0.93
-    x0 = shape[1] * 0.05
-    # white with a black outline: legible on the grey images and on the residual's white
-    outline = [patheffects.withStroke(linewidth=2.5, foreground="black")]
-    ax.plot(
-        [x0, x0 + bar], [y, y], color="white", lw=4, solid_capstyle="butt",
-        path_effects=[patheffects.withStroke(linewidth=6, foreground="black")],
-    )  # fmt: skip
-    ax.text(
-        x0 + bar / 2, y - shape[0] * 0.03, label, color="white", ha="center", va="bottom",
-        fontsize=9, fontweight="bold", path_effects=outline,
-    )  # fmt: skip
 
 
 def _check_counts(image: ArrayLike) -> np.ndarray:

@@ -53,6 +53,8 @@ class Segmentation:
         Labels on the descriptor grid (see :func:`local_correlation_map`).
     units : str
         ``"Å"`` or ``"px"``: the unit of ``lattice_vectors``.
+    pixel_size : float or None
+        Pixel size in Å when it was given (used by :meth:`plot` for the scale bar).
     """
 
     labels: np.ndarray
@@ -62,9 +64,19 @@ class Segmentation:
     misorientation: dict[tuple[int, int], float]
     grid_labels: np.ndarray
     units: str = "px"
+    pixel_size: float | None = None
 
-    def plot(self, image: ArrayLike | None = None, ax: Any = None, alpha: float = 0.35) -> Any:
-        """The labels over the image (when given), with the region boundaries in black.
+    def plot(
+        self,
+        image: ArrayLike | None = None,
+        ax: Any = None,
+        alpha: float = 0.35,
+        *,
+        pixel_size: float | None = None,
+    ) -> Any:
+        """The labels over the image (when given), with the region boundaries in black,
+        a colorbar naming every region and a scale bar (Å or nm) when the pixel size is
+        known (else pixel axes).
 
         Parameters
         ----------
@@ -73,6 +85,8 @@ class Segmentation:
         ax : matplotlib Axes, optional
         alpha : float, default 0.35
             Opacity of the label colours over the image, in [0, 1].
+        pixel_size : float, optional
+            Å per pixel, for the scale bar (default: the one given to the segmenter).
 
         Returns
         -------
@@ -84,11 +98,14 @@ class Segmentation:
         >>> img, truth = mc.datasets.bicrystal(15.0, shape=(128, 128), seed=0)
         >>> ax = mc.imaging.segment(img, n_regions=2).plot(img)
         """
-        alpha = check_float(alpha, "alpha", low=0.0, high=1.0)
-        if ax is None:
-            import matplotlib.pyplot as plt
+        from .._plotting import class_colorbar, class_colormap, new_axes, set_title, style_map_axes
 
-            _, ax = plt.subplots(figsize=(5, 5))
+        alpha = check_float(alpha, "alpha", low=0.0, high=1.0)
+        _check_pixel_size(pixel_size)
+        if pixel_size is None:
+            pixel_size = self.pixel_size
+        if ax is None:
+            ax = new_axes((5.5, 4.8))
         if image is not None:
             img = np.asarray(image)
             if img.shape != self.labels.shape:
@@ -96,19 +113,20 @@ class Segmentation:
                     f"image must have the labels' shape {self.labels.shape}, got {img.shape}"
                 )
             ax.imshow(img, cmap="gray")
-        cmap = "tab10" if self.n_regions <= 10 else "tab20"
+        names = [f"region {i}" for i in range(self.n_regions)]
+        cmap, norm = class_colormap(self.n_regions)
         ax.imshow(
             self.labels,
             cmap=cmap,
+            norm=norm,
             alpha=alpha if image is not None else 1.0,
-            vmin=0,
-            vmax=max(9 if cmap == "tab10" else 19, self.n_regions - 1),
             interpolation="nearest",
         )
         edge = np.ma.masked_where(~self.boundaries, self.boundaries)
         ax.imshow(edge, cmap="gray_r", vmin=0, vmax=1, alpha=0.9, interpolation="nearest")
-        ax.set_title(f"{self.n_regions} regions", fontsize=9)
-        ax.set_axis_off()
+        set_title(ax, f"{self.n_regions} regions")
+        class_colorbar(ax.figure, ax, names, label="region")
+        style_map_axes(ax, pixel_size, self.labels.shape[1])
         return ax
 
 
@@ -620,6 +638,7 @@ class Segmenter:
             misorientation=misorientation,
             grid_labels=grid,
             units="px" if pixel_size is None else "Å",
+            pixel_size=None if pixel_size is None else float(pixel_size),
         )
 
 

@@ -237,10 +237,10 @@ class CandidateMap:
         -------
         matplotlib Axes
         """
-        if ax is None:
-            import matplotlib.pyplot as plt
+        from .._plotting import SMALL_FONT_SIZE, add_colorbar, new_axes, set_title, style_axes
 
-            _, ax = plt.subplots(figsize=(5, 4))
+        if ax is None:
+            ax = new_axes((5.5, 4.5))
         n = len(self.coordinates)
         names = [str(i) for i in range(n)] if labels is None else [str(s) for s in labels]
         if len(names) != n:
@@ -257,14 +257,21 @@ class CandidateMap:
                 x[order], y[order], c=p[order], s=20 + 200 * p[order], cmap="viridis",
                 vmin=0.0, vmax=max(float(p.max()), 1e-12), edgecolors="k", linewidths=0.5,
             )  # fmt: skip
-            ax.figure.colorbar(sc, ax=ax, label="posterior probability")
+            add_colorbar(ax.figure, sc, ax, "posterior probability")
         for i in range(n):
             ax.annotate(
-                names[i], (x[i], y[i]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                names[i],
+                (x[i], y[i]),
+                fontsize=SMALL_FONT_SIZE,
+                xytext=(3, 3),
+                textcoords="offset points",
             )
-        ax.set_xlabel(f"kernel PC 1 ({100 * self.explained[0]:.0f} %)")
-        ax.set_ylabel(f"kernel PC 2 ({100 * self.explained[1]:.0f} %)")
-        ax.set_title("candidate similarity (structure-averaged SOAP)", fontsize=9)
+        style_axes(
+            ax,
+            f"kernel PC 1 ({100 * self.explained[0]:.0f} %)",
+            f"kernel PC 2 ({100 * self.explained[1]:.0f} %)",
+        )
+        set_title(ax, "candidate similarity (structure-averaged SOAP)")
         return ax
 
 

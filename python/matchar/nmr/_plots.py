@@ -6,16 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from .._plotting import new_axes, set_title, style_axes
 from .._validation import check_int
 
 
-def _axes(ax: Any) -> Any:
-    if ax is not None:
-        return ax
-    import matplotlib.pyplot as plt
-
-    _, ax = plt.subplots(figsize=(6, 3.5))
-    return ax
+def _axes(ax: Any, figsize: tuple[float, float] = (6.0, 3.8)) -> Any:
+    return new_axes(figsize) if ax is None else ax
 
 
 def plot_posterior(
@@ -39,8 +35,7 @@ def plot_posterior(
     long = order.size > 12 or max(len(names[i]) for i in order) * order.size > 60
     ax.set_xticklabels([names[i] for i in order], rotation=90 if long else 0)
     ax.set_ylim(0.0, 1.05)
-    ax.set_xlabel("candidate")
-    ax.set_ylabel("posterior probability")
+    style_axes(ax, "candidate", "posterior probability")
     return ax
 
 
@@ -60,7 +55,7 @@ def plot_parity(result: Any, candidate: int, nucleus: str | None = None, ax: Any
     site = np.arange(terms.experimental.size)
     if terms.method != "given":  # each peak against its most probable site
         site = np.argmax(terms.assignment_probabilities[c], axis=1)
-    ax = _axes(ax)
+    ax = _axes(ax, (4.8, 4.5))
     model = terms.model_mean[c, site] + terms.offset[c]
     ax.errorbar(model, terms.experimental, xerr=terms.model_std[c, site], fmt="o", ms=4, capsize=2)
     lo = float(min(model.min(), terms.experimental.min()))
@@ -68,9 +63,8 @@ def plot_parity(result: Any, candidate: int, nucleus: str | None = None, ax: Any
     ax.plot([lo, hi], [lo, hi], "k--", lw=1)
     names = getattr(result, "candidate_names", None)
     name = names[c] if names else f"candidate {c}"
-    ax.set_xlabel("predicted shift + offset (ppm)")
-    ax.set_ylabel("experimental shift (ppm)")
+    style_axes(ax, "predicted shift + offset (ppm)", "experimental shift (ppm)")
     what = "" if nucleus == "shifts" else f" ({nucleus})"
-    ax.set_title(f"{name}{what}: P = {result.probabilities[c]:.3g}", fontsize=9)
+    set_title(ax, f"{name}{what}: P = {result.probabilities[c]:.3g}")
     ax.set_aspect("equal", adjustable="datalim")
     return ax

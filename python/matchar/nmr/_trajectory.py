@@ -454,10 +454,10 @@ class TrajectoryShifts:
 
     def plot_sites(self, ax: Any = None, labels: Any = None) -> Any:
         """Time average per site with its fluctuation (bars) and σ (markers' error)."""
-        if ax is None:
-            import matplotlib.pyplot as plt
+        from .._plotting import SMALL_FONT_SIZE, new_axes, style_axes
 
-            _, ax = plt.subplots(figsize=(max(5.0, 0.18 * len(self.atoms) + 2.0), 3.5))
+        if ax is None:
+            ax = new_axes((max(5.0, 0.18 * len(self.atoms) + 2.0), 3.8))
         x = np.arange(len(self.atoms))
         ax.errorbar(x, self.mean(), yerr=self.fluctuation(), fmt="o", ms=3, capsize=2,
                     label="time average ± fluctuation")  # fmt: skip
@@ -465,27 +465,25 @@ class TrajectoryShifts:
             ax.plot(x, self.std.mean(axis=0), "s", ms=3, color="C1", label="mean σ (model)")
         names = [f"{self.element}{a + 1}" for a in self.atoms] if labels is None else labels
         ax.set_xticks(x)
-        ax.set_xticklabels(names, rotation=90, fontsize=7)
-        ax.set_xlabel("site (atom)")
-        ax.set_ylabel("shielding (ppm)")
-        ax.legend(fontsize=7)
+        ax.set_xticklabels(names, rotation=90)
+        style_axes(ax, "site (atom)", "shielding (ppm)")
+        ax.legend(fontsize=SMALL_FONT_SIZE)
         return ax
 
     def plot_distributions(self, sites: Sequence[int] | None = None, ax: Any = None) -> Any:
         """Histograms of chosen sites (positions in ``atoms``; default: up to 6)."""
-        if ax is None:
-            import matplotlib.pyplot as plt
+        from .._plotting import SMALL_FONT_SIZE, new_axes, style_axes
 
-            _, ax = plt.subplots(figsize=(5.5, 3.5))
+        if ax is None:
+            ax = new_axes((5.5, 3.8))
         sel = list(range(min(6, len(self.atoms)))) if sites is None else list(sites)
         counts, edges = self.histogram()
         centres = 0.5 * (edges[1:] + edges[:-1])
         for s in sel:
             name = f"{self.element}{self.atoms[s] + 1}"
             ax.plot(centres, counts[s] / max(int(counts[s].sum()), 1), label=name)
-        ax.set_xlabel("shielding (ppm)")
-        ax.set_ylabel("fraction of frames")
-        ax.legend(fontsize=7)
+        style_axes(ax, "shielding (ppm)", "fraction of frames")
+        ax.legend(fontsize=SMALL_FONT_SIZE)
         return ax
 
 

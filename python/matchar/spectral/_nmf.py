@@ -818,16 +818,31 @@ class NMF(TransformerMixin, BaseEstimator):
             energy=energy,
         )
 
-    def plot(self, maps: ArrayLike | None = None, energy: Any = None, fig: Any = None) -> Any:
+    def plot(
+        self,
+        maps: ArrayLike | None = None,
+        energy: Any = None,
+        fig: Any = None,
+        *,
+        energy_unit: str = "keV",
+        pixel_size: float | None = None,
+    ) -> Any:
         """Component spectra (and abundance maps when given) plus the loss history.
 
         Parameters
         ----------
         maps : array_like, shape (N, K) or (H, W, K), optional
-            What :meth:`fit_transform` returned.
-        energy : (offset_keV, scale_keV) or array of shape (C,), optional
-            Energy axis of the spectra (default: channel index).
+            What :meth:`fit_transform` returned (drawn as maps with colorbars).
+        energy : (offset, scale), (offset, scale, unit) or array of shape (C,), optional
+            Energy axis of the spectra in ``energy_unit`` (or the triple's unit). Default:
+            the fitted signal's energy axis when it is calibrated in eV or keV, else
+            the channel index.
         fig : matplotlib Figure, optional
+        energy_unit : str, default "keV"
+            Unit of ``energy`` on the axis label ("eV" for EELS).
+        pixel_size : float, optional
+            Å per pixel of the maps, for a scale bar (default: from the fitted signal's
+            calibrated navigation axes, else pixel axes).
 
         Returns
         -------
@@ -840,14 +855,23 @@ class NMF(TransformerMixin, BaseEstimator):
         >>> nmf = mc.spectral.NMF(2, random_state=0, max_iter=20)
         >>> fig = nmf.plot(nmf.fit_transform(X))
         """
-        from ._plots import plot_components
+        from ._plots import plot_components, signal_energy, signal_pixel_size
 
         check_fitted(self, "components_")
-        fig = plot_components(self.components_, maps, energy, fig=fig)
-        if self.loss_history_.size > 1:
-            inset = fig.add_axes((0.01, 0.01, 0.12, 0.12))
-            inset.semilogy(self.loss_iterations_, self.loss_history_, lw=0.8)
-            inset.set_xticks([])
-            inset.set_yticks([])
-            inset.set_title("loss", fontsize=6)
-        return fig
+        axes = self.__dict__.get("_signal_axes")
+        if energy is None:
+            energy = signal_energy(axes)
+        if pixel_size is None:
+            pixel_size = signal_pixel_size(axes)
+        return plot_components(
+            self.components_,
+            maps,
+            energy,
+            fig=fig,
+            energy_unit=energy_unit,
+            map_label="abundance (a.u.)",
+            spectrum_label="counts per channel (a.u.)",
+            pixel_size=pixel_size,
+            loss=(self.loss_iterations_, self.loss_history_),
+            loss_label="loss (Poisson deviance)",
+        )

@@ -622,7 +622,14 @@ class PCA(TransformerMixin, BaseEstimator):
         )
 
     def plot(
-        self, scores: ArrayLike | None = None, energy: Any = None, n_show: int = 4, fig: Any = None
+        self,
+        scores: ArrayLike | None = None,
+        energy: Any = None,
+        n_show: int = 4,
+        fig: Any = None,
+        *,
+        energy_unit: str = "keV",
+        pixel_size: float | None = None,
     ) -> Any:
         """Scree plot of the explained variance and the first ``n_show`` components.
 
@@ -630,10 +637,18 @@ class PCA(TransformerMixin, BaseEstimator):
         ----------
         scores : array_like, shape (N, K) or (H, W, K), optional
             What :meth:`fit_transform` returned (drawn as maps above the spectra).
-        energy : (offset_keV, scale_keV) or array of shape (C,), optional
+        energy : (offset, scale), (offset, scale, unit) or array of shape (C,), optional
+            Energy axis of the spectra in ``energy_unit`` (or the triple's unit). Default:
+            the fitted signal's energy axis when it is calibrated in eV or keV, else
+            the channel index.
         n_show : int, default 4
             Components shown (the scree plot shows all K).
         fig : matplotlib Figure, optional
+        energy_unit : str, default "keV"
+            Unit of ``energy`` on the axis label ("eV" for EELS).
+        pixel_size : float, optional
+            Å per pixel of the score maps, for a scale bar (default: from the fitted
+            signal's calibrated navigation axes, else pixel axes).
 
         Returns
         -------
@@ -645,18 +660,30 @@ class PCA(TransformerMixin, BaseEstimator):
         >>> X = np.random.default_rng(0).poisson(5.0, (8, 8, 40))
         >>> fig = mc.spectral.PCA(3, random_state=0).fit(X).plot()
         """
-        import matplotlib.pyplot as plt
-
-        from ._plots import plot_components, plot_scree
+        from .._plotting import constrained, new_figure
+        from ._plots import plot_components, plot_scree, signal_energy, signal_pixel_size
 
         check_fitted(self, "components_")
         k = min(check_int(n_show, "n_show", low=1), self.n_components_)
+        axes = self.__dict__.get("_signal_axes")
+        if energy is None:
+            energy = signal_energy(axes)
+        if pixel_size is None:
+            pixel_size = signal_pixel_size(axes)
         if fig is None:
-            fig = plt.figure(
-                figsize=(2.8 * (k + 1), 4.8 if scores is not None else 2.6), layout="constrained"
-            )
+            fig = new_figure((3.0 * (k + 1), 5.6 if scores is not None else 2.8))
+        constrained(fig)
         left, right = fig.subfigures(1, 2, width_ratios=[1, k])
         plot_scree(self.explained_variance_ratio_, ax=left.subplots())
         s = None if scores is None else np.asarray(scores)[..., :k]
-        plot_components(self.components_[:k], s, energy, fig=right)
+        plot_components(
+            self.components_[:k],
+            s,
+            energy,
+            fig=right,
+            energy_unit=energy_unit,
+            map_label="score (a.u.)",
+            spectrum_label="loading (a.u.)",
+            pixel_size=pixel_size,
+        )
         return fig

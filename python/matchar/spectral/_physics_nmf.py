@@ -849,15 +849,30 @@ class PhysicsNMF(BaseEstimator):
                 )
         return rows
 
-    def plot(self, fig: Any = None, top: int = 3) -> Any:
-        """Each component's map above its spectrum (on the model's energy axis, keV),
-        titled with its ``top`` most abundant elements (atomic %).
+    def plot(
+        self,
+        fig: Any = None,
+        top: int = 3,
+        *,
+        energy_unit: str | None = None,
+        pixel_size: float | None = None,
+    ) -> Any:
+        """Each component's map (with a colorbar) above its spectrum on the model's
+        energy axis, titled with its ``top`` most abundant elements (atomic %).
 
         Parameters
         ----------
         fig : matplotlib Figure, optional
         top : int, default 3
             Elements named in each title.
+        energy_unit : str, optional
+            Unit of the model's energy axis on the label. Default: keV for an
+            :class:`EDXModel`; for a :class:`ReferenceModel`, the fitted signal's energy
+            unit when it records one, else eV when the axis reaches beyond 50 (energy
+            losses in eV), else no unit (pass it).
+        pixel_size : float, optional
+            Å per pixel of the maps, for a scale bar (default: from the fitted signal's
+            calibrated navigation axes, else pixel axes).
 
         Returns
         -------
@@ -870,7 +885,8 @@ class PhysicsNMF(BaseEstimator):
         >>> X = np.random.default_rng(0).poisson(m.G @ [50, 50, 20, 20] + 1.0, (8, 8, 500))
         >>> fig = mc.spectral.PhysicsNMF(m, 1, max_iter=20).fit(X).plot()
         """
-        from ._plots import plot_components
+        from ._edx import EDXModel
+        from ._plots import plot_components, signal_energy, signal_pixel_size
 
         check_fitted(self, "composition_")
         top = check_int(top, "top", low=1)
@@ -886,7 +902,34 @@ class PhysicsNMF(BaseEstimator):
                 + " ".join(f"{names[e]} {100 * frac[e]:.0f}%" for e in order if frac[e] >= 0.005)
             )
         energy = getattr(self.model, "energy", None)
-        return plot_components(self.components_, self.maps_, energy, titles=titles, fig=fig)
+        signal = self.__dict__.get("_signal")
+        axes = None
+        if signal is not None:
+            from ._hyperspy import axes_of
+
+            axes = axes_of(signal)
+        if energy_unit is None and energy is not None:
+            if isinstance(self.model, EDXModel):
+                energy_unit = "keV"
+            elif signal_energy(axes) is not None:
+                energy_unit = signal_energy(axes)[2]
+            elif float(np.max(energy)) > 50.0:
+                energy_unit = "eV"
+        if pixel_size is None:
+            pixel_size = signal_pixel_size(axes)
+        return plot_components(
+            self.components_,
+            self.maps_,
+            energy,
+            titles=titles,
+            fig=fig,
+            energy_unit=energy_unit,
+            map_label="abundance (a.u.)",
+            spectrum_label="counts per channel (a.u.)",
+            pixel_size=pixel_size,
+            loss=(self.loss_iterations_, self.loss_history_),
+            loss_label="loss",
+        )
 
     def to_signals(self) -> tuple[Any, Any]:
         """(maps, components) as HyperSpy signals (needs hyperspy; fit on any input).

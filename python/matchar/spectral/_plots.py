@@ -6,6 +6,15 @@ from typing import Any
 
 import numpy as np
 
+from .._plotting import (
+    add_colorbar,
+    constrained,
+    new_figure,
+    set_title,
+    style_axes,
+    style_map_axes,
+)
+
 
 def _energy(energy: Any, n_channels: int, unit: str | None = "keV") -> tuple[np.ndarray, str]:
     """The x axis of spectra: channel indices, or an (offset, scale) pair / an array in
@@ -28,6 +37,25 @@ def _energy(energy: Any, n_channels: int, unit: str | None = "keV") -> tuple[np.
     return e, label
 
 
+def signal_energy(axes: Any) -> tuple[float, float, str] | None:
+    """(offset, scale, unit) of a fitted signal's spectral axis (see ``axes_of``) when it
+    is calibrated in eV or keV, else None."""
+    if not axes or not axes.get("signal"):
+        return None
+    a = axes["signal"][-1]
+    unit = str(a.get("units") or "").strip()
+    if unit not in ("eV", "keV"):
+        return None
+    return float(a["offset"]), float(a["scale"]), unit
+
+
+def signal_pixel_size(axes: Any) -> float | None:
+    """Å per pixel of a fitted signal's (y, x) navigation axes (see ``axes_of``) when both
+    are calibrated in a length unit and square, else None."""
+    nm = pixel_size_nm(axes.get("navigation") if axes else None)
+    return None if nm is None else 10.0 * nm
+
+
 def _check_maps(maps: Any, k: int) -> np.ndarray | None:
     if maps is None:
         return None
@@ -37,6 +65,19 @@ def _check_maps(maps: Any, k: int) -> np.ndarray | None:
     return m
 
 
+def _show_map(
+    fig: Any, ax: Any, img: np.ndarray, label: str, pixel_size: float | None, cmap: str
+) -> None:
+    """A 2-D map with its colorbar and scale bar, or a 1-D map as a line profile."""
+    if img.ndim == 2:
+        im = ax.imshow(img, cmap=cmap, interpolation="nearest")
+        add_colorbar(fig, im, ax, label)
+        style_map_axes(ax, pixel_size, img.shape[1])
+    else:
+        ax.plot(img, lw=0.8)
+        style_axes(ax, "pixel", label)
+
+
 def plot_components(
     components: np.ndarray,
     maps: Any = None,
@@ -44,6 +85,12 @@ def plot_components(
     titles: list[str] | None = None,
     fig: Any = None,
     energy_unit: str | None = "keV",
+    *,
+    map_label: str = "abundance (a.u.)",
+    spectrum_label: str = "intensity (a.u.)",
+    pixel_size: float | None = None,
+    loss: tuple[np.ndarray, np.ndarray] | None = None,
+    loss_label: str = "loss",
 ) -> Any:
     """One column per component: its map (top, when given) and its spectrum (bottom).
 
@@ -51,7 +98,7 @@ def plot_components(
     ----------
     components : ndarray, shape (K, C)
     maps : array_like, shape (N, K) or (H, W, K), optional
-        Cube maps are drawn as images, (N, K) maps as line profiles.
+        Cube maps are drawn as images (with a colorbar), (N, K) maps as line profiles.
     energy : (offset, scale), (offset, scale, unit) or array of shape (C,), optional
         Channel energies in ``energy_unit`` (or the triple's unit, e.g.
         ``(meta["energy_offset"], meta["energy_scale"], meta["energy_unit"])``).
@@ -59,39 +106,50 @@ def plot_components(
     fig : matplotlib Figure, optional
     energy_unit : str, default "keV"
         The unit of ``energy`` on the axis label (e.g. "eV" for EELS).
+    map_label : str, default "abundance (a.u.)"
+        What the map values are (the colorbars' label).
+    spectrum_label : str, default "intensity (a.u.)"
+        The spectra's y label.
+    pixel_size : float, optional
+        Å per pixel of the maps, for a scale bar; None: pixel axes.
+    loss : (iterations, values), optional
+        A loss history, drawn in a last column of its own.
+    loss_label : str, default "loss"
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
-
     comp = np.asarray(components)
     k = comp.shape[0]
     m = _check_maps(maps, k)
     x, xlabel = _energy(energy, comp.shape[1], energy_unit)
     rows = 1 if m is None else 2
+    has_loss = loss is not None and len(loss[1]) > 1
+    cols = k + int(has_loss)
     if fig is None:
-        fig = plt.figure(figsize=(2.8 * k, 2.4 * rows))
-    axes = fig.subplots(rows, k, squeeze=False)
+        fig = new_figure((3.0 * cols, 2.8 * rows))
+    constrained(fig)
+    gs = fig.add_gridspec(rows, cols)
+    # every panel first, then the colorbars: fig.axes lists maps, spectra, loss in order
+    map_axes = [fig.add_subplot(gs[0, i]) for i in range(k)] if m is not None else []
+    spec_axes = [fig.add_subplot(gs[rows - 1, i]) for i in range(k)]
+    loss_ax = fig.add_subplot(gs[:, k]) if has_loss else None
     for i in range(k):
         title = titles[i] if titles is not None else f"component {i}"
         if m is not None:
-            ax = axes[0, i]
-            if m.ndim == 3:
-                ax.imshow(m[..., i], cmap="viridis")
-                ax.set_axis_off()
-            else:
-                ax.plot(m[:, i], lw=0.8)
-                ax.set_xlabel("pixel")
-            ax.set_title(title, fontsize=9)
-        ax = axes[rows - 1, i]
+            _show_map(fig, map_axes[i], m[..., i], map_label, pixel_size, "viridis")
+            set_title(map_axes[i], title)
+        ax = spec_axes[i]
         ax.plot(x, comp[i], lw=0.8)
-        ax.set_xlabel(xlabel, fontsize=8)
+        style_axes(ax, xlabel, spectrum_label if i == 0 else None)
         if m is None:
-            ax.set_title(title, fontsize=9)
-    if hasattr(fig, "tight_layout"):  # a Figure, not a SubFigure
-        fig.tight_layout()
+            set_title(ax, title)
+    if loss_ax is not None:
+        it, values = loss
+        loss_ax.semilogy(it, values, lw=0.8)
+        style_axes(loss_ax, "iteration", loss_label)
+        set_title(loss_ax, "loss history")
     return fig
 
 
@@ -108,14 +166,11 @@ def plot_scree(explained_variance_ratio: np.ndarray, ax: Any = None) -> Any:
     matplotlib Axes
     """
     if ax is None:
-        import matplotlib.pyplot as plt
-
-        _, ax = plt.subplots(figsize=(4, 3))
+        ax = new_figure((4, 3)).subplots()
     r = np.asarray(explained_variance_ratio, dtype=np.float64)
     ax.semilogy(np.arange(r.size), r, "o-", ms=4)
-    ax.set_xlabel("component")
-    ax.set_ylabel("explained variance ratio")
-    ax.set_title("scree plot", fontsize=9)
+    style_axes(ax, "component", "explained variance ratio")
+    set_title(ax, "scree plot")
     return ax
 
 
@@ -146,47 +201,6 @@ def pixel_size_nm(axes: Any) -> float | None:
             return None
         sizes.append(float(scale) * factor)
     return sizes[0] if np.isclose(sizes[0], sizes[1], rtol=1e-2) else None
-
-
-def _nice_length(target_nm: float) -> tuple[float, str, float]:
-    """(length in nm, label, value in its unit): a 1/2/5 x 10^k length <= target."""
-    exp = np.floor(np.log10(target_nm))
-    base = target_nm / 10**exp
-    step = 5 if base >= 5 else 2 if base >= 2 else 1
-    nm = step * 10**exp
-    for unit, factor in (("mm", 1e6), ("µm", 1e3), ("nm", 1.0), ("pm", 1e-3)):
-        if nm >= factor:
-            value = nm / factor
-            return nm, f"{value:g} {unit}", value
-    return nm, f"{nm * 1e3:g} pm", nm * 1e3
-
-
-def add_scale_bar(ax: Any, pixel_nm: float, width_px: int, height_px: int) -> None:
-    """A white bar of a round length (about a quarter of the image width) with its label,
-    at the bottom left of an image axes."""
-    from matplotlib.patches import Rectangle
-
-    nm, label, _ = _nice_length(0.25 * width_px * pixel_nm)
-    length_px = nm / pixel_nm
-    x0, y0 = 0.05 * width_px - 0.5, 0.92 * height_px - 0.5
-    thick = max(0.6, 0.025 * height_px)
-    ax.add_patch(Rectangle((x0, y0), length_px, thick, color="white", ec="black", lw=0.4))
-    ax.text(
-        x0 + length_px / 2,
-        y0 - 0.02 * height_px,
-        label,
-        color="white",
-        ha="center",
-        va="bottom",
-        fontsize=7,
-        path_effects=_outline(),
-    )
-
-
-def _outline() -> list[Any]:
-    import matplotlib.patheffects as pe
-
-    return [pe.withStroke(linewidth=1.5, foreground="black")]
 
 
 def plot_decomposition(
@@ -229,58 +243,35 @@ def plot_decomposition(
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
-
     comp = np.asarray(components)
     k = comp.shape[0]
     m = _check_maps(maps, k)
     x, xlabel = _energy(energy, comp.shape[1], energy_unit)
     extra = residual_map is not None or (loss_history is not None and len(loss_history) > 1)
     cols = k + int(extra)
-    fig = plt.figure(figsize=(3.0 * cols, 5.4), layout="constrained")
+    fig = new_figure((3.0 * cols, 5.4))
     axes = fig.subplots(2, cols, squeeze=False)
-
-    def show_map(ax: Any, img: np.ndarray, title: str, label: str) -> None:
-        if img.ndim == 2:
-            h, w = img.shape
-            im = ax.imshow(img, cmap="viridis", interpolation="nearest")
-            bar = fig.colorbar(im, ax=ax, shrink=0.8)
-            bar.set_label(label, fontsize=8)
-            bar.ax.tick_params(labelsize=7)
-            if pixel_nm is not None:
-                add_scale_bar(ax, pixel_nm, w, h)
-                ax.set_xticks([])
-                ax.set_yticks([])
-            else:
-                ax.set_xlabel("x (pixel)", fontsize=8)
-                ax.set_ylabel("y (pixel)", fontsize=8)
-        else:
-            ax.plot(img, lw=0.8)
-            ax.set_xlabel("pixel", fontsize=8)
-            ax.set_ylabel(label, fontsize=8)
-        ax.set_title(title, fontsize=9)
+    pixel_size = None if pixel_nm is None else 10.0 * float(pixel_nm)
 
     for i in range(k):
         title = titles[i] if titles is not None else f"component {i}"
-        show_map(axes[0, i], m[..., i], title, map_label)
-        ax = axes[1, i]
-        ax.plot(x, comp[i], lw=0.8)
-        ax.set_xlabel(xlabel, fontsize=8)
-        ax.set_ylabel("fraction of counts per channel", fontsize=7)
-        ax.tick_params(labelsize=7)
+        _show_map(fig, axes[0, i], m[..., i], map_label, pixel_size, "viridis")
+        set_title(axes[0, i], title)
+        style_axes(axes[1, i], xlabel, "fraction of counts per channel" if i == 0 else None)
+        axes[1, i].plot(x, comp[i], lw=0.8)
     if extra:
         ax_r, ax_l = axes[0, k], axes[1, k]
         if residual_map is not None:
-            show_map(ax_r, np.asarray(residual_map), "residual", "Poisson deviance")
+            residual = np.asarray(residual_map)
+            _show_map(fig, ax_r, residual, "Poisson deviance", pixel_size, "viridis")
+            set_title(ax_r, "residual")
         else:
             ax_r.set_axis_off()
         if loss_history is not None and len(loss_history) > 1:
             it = np.arange(len(loss_history)) if loss_iterations is None else loss_iterations
             ax_l.semilogy(it, loss_history, lw=0.8)
-            ax_l.set_xlabel("iteration", fontsize=8)
-            ax_l.set_ylabel(loss_label, fontsize=8)
-            ax_l.set_title("loss history", fontsize=9)
-            ax_l.tick_params(which="both", labelsize=7)
+            style_axes(ax_l, "iteration", loss_label)
+            set_title(ax_l, "loss history")
         else:
             ax_l.set_axis_off()
     return fig
