@@ -97,7 +97,7 @@ def reflection_table(
 
 
 def power_spectra(x: np.ndarray, workers: int = 1, taper: bool = True) -> np.ndarray:
-    """Power spectra of standardized, Hann-tapered images (half plane, rfft layout).
+    """Power spectra of mean-subtracted, Hann-tapered images (half plane, rfft layout).
 
     Parameters
     ----------
@@ -112,9 +112,8 @@ def power_spectra(x: np.ndarray, workers: int = 1, taper: bool = True) -> np.nda
     numpy.ndarray, shape (N, H, W // 2 + 1), float32
     """
     x = np.asarray(x, dtype=np.float32)
-    if taper:
+    if taper:  # no scaling: peaks are judged against the background, a ratio
         x = x - x.mean(axis=(1, 2), keepdims=True)
-        x /= x.std(axis=(1, 2), keepdims=True) + np.float32(1e-6)
         hy = np.hanning(x.shape[1] + 2)[1:-1].astype(np.float32)
         hx = np.hanning(x.shape[2] + 2)[1:-1].astype(np.float32)
         x *= hy[:, None] * hx[None, :]
