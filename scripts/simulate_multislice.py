@@ -240,16 +240,20 @@ def run(configs, out: Path, threads: int = 2, log=print) -> list[Path]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="multislice", help="cache folder")
-    ap.add_argument("--per-class", type=int, default=4, help="images per class")
+    ap.add_argument("--per-class", type=int, default=2, help="images per class")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-thickness", type=float, default=200.0, help="Å")
+    ap.add_argument("--max-thickness", type=float, default=120.0, help="Å")
     ap.add_argument("--min-extent", type=float, default=9.0, help="smallest cell side, Å")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--shard", default="0/1", help="i/n: every n-th image from the i-th (parallel runs)"
+    )
     args = ap.parse_args(argv)
+    shard, n_shards = (int(v) for v in args.shard.split("/"))
     cfgs = draw_configs(args.per_class, args.seed, args.max_thickness, args.min_extent)
     # interleave the classes so that a partial run covers all of them
     order = sorted(range(len(cfgs)), key=lambda i: (i % args.per_class, i))
-    run([cfgs[i] for i in order], Path(args.out), args.threads)
+    run([cfgs[i] for i in order][shard::n_shards], Path(args.out), args.threads)
     return 0
 
 
