@@ -322,7 +322,8 @@ def main(argv=None) -> int:
         if path is None:
             path = mc.imaging._classifier._MODELS / "crystal_classifier.json"
         meta = json.loads(path.read_text())
-        meta["temperature"] = round(res["multislice"]["temperature"], 4)
+        # the fit tempers what the model gives, already at its own temperature
+        meta["temperature"] = round(clf.temperature * res["multislice"]["temperature"], 4)
         path.write_text(json.dumps(meta, indent=2) + "\n")
         print("wrote temperature", meta["temperature"], "to", path)
     return 0

@@ -521,6 +521,12 @@ class CrystalClassifier:
         elif kind not in ("fft", "polar"):
             raise ValueError(f"unknown features {kind!r}")
         self._featurize = polar_features if kind == "polar" else fft_features
+        #: Temperature of the class probabilities (softmax(logits / T) per Monte-Carlo
+        #: sample), fitted on multislice images by
+        #: ``scripts/evaluate_crystal_multislice.py --write-temperature``; 1 = as trained.
+        self.temperature = float(metadata.get("temperature", 1.0))
+        if not (math.isfinite(self.temperature) and 0.05 <= self.temperature <= 20.0):
+            raise ValueError(f"'temperature' must be in [0.05, 20], got {self.temperature}")
 
     @classmethod
     def default(cls, modality: str = "haadf") -> CrystalClassifier:
@@ -552,6 +558,11 @@ class CrystalClassifier:
 
     def _run(self, feat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         p, la, r = self._session.run(None, {"features": feat})
+        if self.temperature != 1.0:  # p ∝ exp(logit): p^(1/T), renormalised
+            logp = np.log(np.clip(p, 1e-30, None)) / np.float32(self.temperature)
+            logp -= logp.max(axis=-1, keepdims=True)
+            p = np.exp(logp)
+            p /= p.sum(axis=-1, keepdims=True)
         if r.ndim == 2:  # rotation head outside the dropout: one value for all samples
             r = r[:, None, :]
         return p, la, np.broadcast_to(r.reshape(r.shape[0], r.shape[1], -1, 2), (*p.shape, 2))
