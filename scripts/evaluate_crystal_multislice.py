@@ -160,7 +160,12 @@ def evaluate_multislice(
                 win = _pad_windows(win)
             out = clf.predict_windows(win)
             pooled.append({k: v.mean(axis=0, keepdims=True) for k, v in out.items()})
-            rows.append((i, it["cls"], it["a"], rot, ps))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                p = clf.predict(img, ps)  # the reported a: fitted to the image's FFT peaks
+            rows.append(
+                (i, it["cls"], it["a"], rot, ps, p.lattice_constant, p.prototype, p.zone_axis)
+            )
     idx = np.array([r[0] for r in rows])
     cls = np.array([r[1] for r in rows])
     a = np.array([r[2] for r in rows])
@@ -186,6 +191,14 @@ def evaluate_multislice(
     rule = np.array([bayes_rule_class(c, aa) for c, aa in zip(cls, a)])
     res["image_alone_limit"] = float((rule == cls).mean())
     res["ece"] = expected_calibration_error(s["probabilities"], cls)
+    # predict(): the same windows pooled, the lattice constant measured from the image
+    pk = np.array([ZONE_AXES.index((r[6], tuple(r[7]))) for r in rows])
+    pa = np.array([r[5] for r in rows])
+    okp = pk == cls
+    res["predict_class_accuracy"] = float(okp.mean())
+    res["predict_lattice_mae_percent_correct"] = (
+        float(np.mean(np.abs(pa[okp] / a[okp] - 1)) * 100) if okp.any() else None
+    )
     res["n_multislice_images"] = len(items)
     res["variants"] = variants
     res["window_angstrom"] = window_a
@@ -296,6 +309,9 @@ def main(argv=None) -> int:
     ap.add_argument("--fit-temperature", action="store_true")
     ap.add_argument("--write-temperature", action="store_true")
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument(
+        "--write", action="store_true", help="store the results in the shipped model's JSON"
+    )
     args = ap.parse_args(argv)
     clf = (
         mc.imaging.CrystalClassifier(args.model)
@@ -317,6 +333,17 @@ def main(argv=None) -> int:
     print(text)
     if args.json:
         Path(args.json).write_text(text + "\n")
+    if args.write:
+        if args.model:
+            ap.error("--write stores results for the shipped model only; drop --model")
+        path = mc.imaging._classifier._MODELS / "crystal_classifier.json"
+        meta = json.loads(path.read_text())
+        meta["evaluation_multislice_and_real"] = dict(
+            res,
+            command="OMP_NUM_THREADS=2 python scripts/evaluate_crystal_multislice.py "
+            + " ".join(argv if argv is not None else sys.argv[1:]),
+        )
+        path.write_text(json.dumps(meta, indent=2) + "\n")
     if args.write_temperature and "multislice" in res:
         path = Path(args.model).with_suffix(".json") if args.model else None
         if path is None:

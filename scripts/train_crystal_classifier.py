@@ -432,7 +432,30 @@ class ExportNet(nn.Module):
         return probs, out[..., c : 2 * c] + LOG_A0, out[..., 2 * c :]
 
 
-def targets(gen: WindowGenerator, cls, a, rot):
+class MixedGenerator:
+    """Windows of the renderer (its own noise) and, a ``fraction`` of them, of the
+    microscope nuisance model, shuffled together."""
+
+    def __init__(self, seed: int, fraction: float) -> None:
+        if not 0.0 <= fraction <= 1.0:
+            raise SystemExit(f"--nuisance must be in [0, 1], got {fraction}")
+        self.fraction = fraction
+        self.clean = WindowGenerator(seed)
+        # all-nuisance runs draw from WindowGenerator(seed, nuisance=True) itself
+        self.nuisance = WindowGenerator(seed + (fraction < 1) * 1_000_003, nuisance=True)
+        self.order = self.clean.order
+        self.rng = np.random.default_rng(seed + 7)
+
+    def sample(self, n: int):
+        if self.fraction in (0.0, 1.0):
+            return (self.nuisance if self.fraction else self.clean).sample(n)
+        k = int(self.rng.binomial(n, self.fraction))
+        parts = [self.clean.sample(n - k), self.nuisance.sample(k)]
+        perm = self.rng.permutation(n)
+        return tuple(np.concatenate([p[i] for p in parts])[perm] for i in range(4))
+
+
+def targets(gen, cls, a, rot):
     n = gen.order[cls]
     th = np.deg2rad(rot) * n
     return (
@@ -475,16 +498,20 @@ def main(argv=None) -> int:
     )
     ap.add_argument(
         "--nuisance",
-        action="store_true",
-        help="train on windows passed through the microscope nuisance model "
-        "(matchar.imaging._dataset.microscope_nuisance) instead of the renderer's noise",
+        type=float,
+        nargs="?",
+        const=1.0,
+        default=0.0,
+        help="fraction of the windows passed through the microscope nuisance model "
+        "(matchar.imaging._dataset.microscope_nuisance) instead of the renderer's noise "
+        "(no value: all)",
     )
     add_head_arguments(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    gen = WindowGenerator(args.seed, nuisance=args.nuisance)
-    val_gen = WindowGenerator(10_000 + args.seed, nuisance=args.nuisance)
+    gen = MixedGenerator(args.seed, args.nuisance)
+    val_gen = MixedGenerator(10_000 + args.seed, args.nuisance)
     vx, vc, va, _vr = val_gen.sample(2048)
     featurize = polar_features if args.arch == "polar" else fft_features
     vfeat = torch.from_numpy(featurize(vx, workers=args.threads))

@@ -449,3 +449,22 @@ def test_checks_catch_bad_figures():
     ax.imshow(np.zeros((5, 5)))
     with pytest.raises(AssertionError, match="colorbars"):
         _check_map(fig, ax, None)
+
+
+@pytest.mark.parametrize("pixel_size", [None, 0.2])
+def test_crystal_map_plot_style(pixel_size):
+    """CrystalMap.plot: every panel a map with a labelled colorbar and (with the pixel
+    size) a scale bar of the image's or the window grid's pixel; the class colorbar names
+    all 12 classes."""
+    img = mc.imaging.simulate_haadf(
+        "fcc", (1, 1, 0), 3.6, shape=(160, 160), pixel_size=0.2, dose=500, seed=0
+    )
+    m = mc.imaging.classify_map(img, 0.2, stride=16)
+    fig = _check_style(m.plot(img, pixel_size=pixel_size))
+    axes = _map_axes(fig)
+    assert len(axes) == 4
+    for k, ax in enumerate(axes):
+        grid = None if pixel_size is None else pixel_size * (1 if k == 0 else m.stride)
+        _check_map(fig, ax, grid)
+    (cax,) = _colorbar_of(fig, axes[1])
+    assert [t.get_text() for t in cax.get_yticklabels()] == list(m.classes)

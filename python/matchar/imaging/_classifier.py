@@ -171,7 +171,7 @@ class CrystalMap:
     window: int
     stride: int
 
-    def plot(self, image: Any = None, fig: Any = None) -> Any:
+    def plot(self, image: Any = None, fig: Any = None, pixel_size: float | None = None) -> Any:
         """The class map (with the image when given), the lattice-constant map and the
         uncertainty (mutual information) map, on the window grid.
 
@@ -180,38 +180,49 @@ class CrystalMap:
         image : array_like, shape (H, W), optional
             The classified image, drawn first.
         fig : matplotlib Figure, optional
+        pixel_size : float, optional
+            Å per pixel of the classified image: scale bars on every panel (the maps'
+            cells are ``stride`` image pixels); without it, axes in pixels.
 
         Returns
         -------
         matplotlib.figure.Figure
         """
-        import matplotlib.pyplot as plt
+        from .._plotting import (
+            add_colorbar,
+            class_colorbar,
+            class_colormap,
+            constrained,
+            new_figure,
+            set_title,
+            style_map_axes,
+        )
 
         panels = 3 if image is None else 4
-        if fig is None:
-            fig = plt.figure(figsize=(4.2 * panels, 4))
+        fig = new_figure((4.4 * panels, 4.2)) if fig is None else constrained(fig)
         axes = fig.subplots(1, panels)
+        grid_ps = None if pixel_size is None else float(pixel_size) * self.stride
+        width = self.class_index.shape[1]
         i = 0
         if image is not None:
-            axes[0].imshow(np.asarray(image), cmap="gray")
-            axes[0].set_title("image", fontsize=9)
+            img = np.asarray(image)
+            im = axes[0].imshow(img, cmap="gray")
+            add_colorbar(fig, im, axes[0], "intensity (a.u.)")
+            style_map_axes(axes[0], pixel_size, img.shape[1])
+            set_title(axes[0], "image")
             i = 1
-        im = axes[i].imshow(
-            self.class_index, cmap="tab20", vmin=0, vmax=max(1, len(self.classes) - 1),
-            interpolation="nearest",
-        )  # fmt: skip
-        present = sorted({int(c) for c in np.unique(self.class_index)})
-        cb = fig.colorbar(im, ax=axes[i], ticks=present)
-        cb.ax.set_yticklabels([self.classes[c] for c in present], fontsize=7)
-        axes[i].set_title("class", fontsize=9)
+        cmap, norm = class_colormap(len(self.classes), "tab20")
+        axes[i].imshow(self.class_index, cmap=cmap, norm=norm, interpolation="nearest")
+        class_colorbar(fig, axes[i], self.classes, cmap="tab20")
+        set_title(axes[i], "class")
         im = axes[i + 1].imshow(self.lattice_constant, cmap="viridis")
-        fig.colorbar(im, ax=axes[i + 1], label="Å")
-        axes[i + 1].set_title("lattice constant", fontsize=9)
+        add_colorbar(fig, im, axes[i + 1], "lattice constant (Å)")
+        set_title(axes[i + 1], "lattice constant")
         im = axes[i + 2].imshow(self.uncertainty, cmap="magma")
-        fig.colorbar(im, ax=axes[i + 2], label="nats")
-        axes[i + 2].set_title("uncertainty (mutual information)", fontsize=9)
-        for a in axes:
-            a.set_axis_off()
+        add_colorbar(fig, im, axes[i + 2], "mutual information (nats)")
+        set_title(axes[i + 2], "uncertainty")
+        for a in axes[i:]:
+            style_map_axes(a, grid_ps, width)
         return fig
 
 
