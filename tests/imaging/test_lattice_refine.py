@@ -273,3 +273,23 @@ def test_refinement_keeps_the_start_for_a_class_the_image_does_not_show():
     # ... a class with another pattern finds too few of its own and keeps the start
     a, found = refine_lattice(spec, img.shape, PS, g[[1]], sep[[1]], [3.165], [17.0])
     assert found[0] == 0 and a[0] == 3.165
+
+
+def test_refinement_flags_a_look_alike_whose_peaks_sit_off_its_lattice():
+    """fcc [110] (Cu) read as the near-hexagonal bcc [111] (a = 2.81 Å, rotation 23.8°,
+    what the network reads for that class): its first-order peaks are found, but 1-2 bins
+    off the places bcc [111] puts them (the right class: a few hundredths of a bin), so
+    the fit is refused and flagged."""
+    from matchar.imaging._refine import power_spectra, refine_lattice, reflection_table
+
+    img = _image("fcc", (1, 1, 0), 3.61, 17.0, seed=1)
+    spec = power_spectra(img[None])
+    g, sep = reflection_table((("fcc", (1, 1, 0)), ("bcc", (1, 1, 1))))
+    a, found, off = refine_lattice(
+        spec, img.shape, PS, g[[0]], sep[[0]], [3.64], [17.0], return_misfit=True
+    )
+    assert found[0] >= 4 and not off[0] and abs(a[0] / 3.61 - 1) < 0.003
+    a, found, off = refine_lattice(
+        spec, img.shape, PS, g[[1]], sep[[1]], [2.81], [23.8], return_misfit=True
+    )
+    assert off[0] and found[0] == 0 and a[0] == 2.81

@@ -809,11 +809,34 @@ class CrystalClassifier:
         measured = False
         if self._shows_lattice(spec, img.shape, ps, "the image", s["probabilities"][0]):
             g, sep = self._reflections()
-            am, found = refine_lattice(
+            am, found, off = refine_lattice(
                 spec, img.shape, ps, g[[k]], sep[[k]], s["lattice_constant"][:1],
-                s["rotation"][:1],
+                s["rotation"][:1], return_misfit=True,
             )  # fmt: skip
             a, measured = float(am[0]), bool(found[0] >= 2)
+            if prior is not None and off[0]:
+                # The class the prior favours does not fit the image's peaks: the prior is
+                # wrong for this image (pixel size or material). Report the class the image
+                # shows when it fits, with its measured lattice constant, and warn.
+                s0 = self._summarize(pooled, None)
+                k0 = int(s0["class"][0])
+                if k0 != k:
+                    am0, found0, off0 = refine_lattice(
+                        spec, img.shape, ps, g[[k0]], sep[[k0]], s0["lattice_constant"][:1],
+                        s0["rotation"][:1], return_misfit=True,
+                    )  # fmt: skip
+                    if found0[0] >= 2 and not off0[0]:
+                        s0["misfit"] = s["misfit"]  # no class within 3 tolerances
+                        s, k, a, measured = s0, k0, float(am0[0]), True
+                        if np.isnan(_prior_deviation(np.array([a]), np.array([k]), prior)[0]):
+                            _warn(
+                                f"the image shows {self.classes[k]} (lattice constant "
+                                f"measured from the image, {a:.2f} Å), a prototype the given "
+                                f"{_given_text(lattice_constant, None)} excludes; the "
+                                "classes it allows do not fit the image's FFT peaks: check "
+                                "the pixel size or the material"
+                            )
+                            prior = None
             if prior is not None:
                 self._warn_prior(
                     np.array([a]), np.array([k]), np.array([measured]), s["misfit"], prior,
@@ -998,19 +1021,40 @@ class CrystalClassifier:
             win = view[flat_y[sl], flat_x[sl]]
             if wm < MODEL_WINDOW:
                 win = _pad_windows(win)
-            sm = self._summarize(self.predict_windows(win, batch_size), prior, warn_misfit=False)
-            k[sl], prob[sl], misfit[sl] = sm["class"], sm["probabilities"], sm["misfit"]
-            lat[sl], rot[sl], unc[sl] = sm["lattice_constant"], sm["rotation"], sm["uncertainty"]
+            out = self.predict_windows(win, batch_size)
+            sm = self._summarize(out, prior, warn_misfit=False)
             if refine:
                 # Per window on the model-scale windows the network read: one batched
                 # FFT, the same 16 Å field of view (finer bins would need larger windows).
                 p = power_spectra(win, workers=threads, taper=wm == MODEL_WINDOW)
                 ks = sm["class"]
-                am, found = refine_lattice(
+                am, found, off = refine_lattice(
                     p, (MODEL_WINDOW, MODEL_WINDOW), MODEL_PIXEL_SIZE, g[ks], sep[ks],
                     sm["lattice_constant"], sm["rotation"], field=wm * MODEL_PIXEL_SIZE,
+                    return_misfit=True,
                 )  # fmt: skip
-                lat[sl], measured[sl] = am, found >= 2
+                sm["lattice_constant"], found = am, found
+                if prior is not None and off.any():
+                    # windows whose prior-favoured class misses their peaks: the class
+                    # the window shows, where it fits (see predict)
+                    idx = np.flatnonzero(off)
+                    s0 = self._summarize({key: v[idx] for key, v in out.items()}, None)
+                    k0 = s0["class"]
+                    am0, found0, off0 = refine_lattice(
+                        p[idx], (MODEL_WINDOW, MODEL_WINDOW), MODEL_PIXEL_SIZE, g[k0],
+                        sep[k0], s0["lattice_constant"], s0["rotation"],
+                        field=wm * MODEL_PIXEL_SIZE, return_misfit=True,
+                    )  # fmt: skip
+                    sw = (k0 != ks[idx]) & (found0 >= 2) & ~off0
+                    j = idx[sw]
+                    s0["lattice_constant"] = am0
+                    for key in ("class", "probabilities", "rotation", "uncertainty",
+                                "lattice_constant"):  # fmt: skip
+                        sm[key][j] = s0[key][sw]
+                    found[j] = found0[sw]
+                measured[sl] = found >= 2
+            k[sl], prob[sl], misfit[sl] = sm["class"], sm["probabilities"], sm["misfit"]
+            lat[sl], rot[sl], unc[sl] = sm["lattice_constant"], sm["rotation"], sm["uncertainty"]
         if prior is not None:
             self._warn_prior(lat, k, measured, misfit, prior, lattice_constant)
         k = k.reshape(n_r, n_c)

@@ -46,6 +46,9 @@ _MIN_BINS = 3.0
 #: A fit counts when at least this fraction of the predicted reflections in range (and at
 #: least two) are found.
 MIN_FOUND_FRACTION = 0.6
+#: ... and the found peaks' RMS distance (frequency bins) from where the fitted lattice
+#: puts them must stay under this.
+MAX_RESIDUAL_BINS = 0.6
 #: Reflections closer than this (frequency bins) overlap under the Hann window's main
 #: lobe (4 bins wide): such a class is not refined at that lattice constant.
 MIN_SEPARATION_BINS = 3.5
@@ -164,7 +167,8 @@ def refine_lattice(
     rotation: np.ndarray,
     log_bg: np.ndarray | None = None,
     field: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    return_misfit: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Lattice constants fitted to the FFT peaks of a stack of power spectra.
 
     Parameters
@@ -190,6 +194,8 @@ def refine_lattice(
     field : float, optional
         Side (Å) of the data inside zero-padded windows (their peaks are broader);
         default: the images' larger side.
+    return_misfit : bool
+        Also return ``misfit``.
 
     Returns
     -------
@@ -199,6 +205,10 @@ def refine_lattice(
         more than 15% away from ``a0``, or where the peaks overlap.
     n_peaks : numpy.ndarray, shape (N,), int64
         Reflections found in the last pass (0: not refined).
+    misfit : numpy.ndarray, shape (N,), bool
+        (``return_misfit``) Spectra where enough peaks were found but they sit off the
+        class's lattice (RMS over :data:`MAX_RESIDUAL_BINS` bins): the class does not
+        fit the image.
     """
     n = p.shape[0]
     H, W = shape
@@ -217,6 +227,7 @@ def refine_lattice(
     gabs = np.abs(g)
     gmin = np.nanmin(np.where(np.isnan(gabs), np.inf, gabs), axis=1, keepdims=True)
     found = np.zeros(n, np.int64)
+    misfit = np.zeros(n, bool)
     extent = side if field is None else min(side, float(field))
     resolved = np.asarray(separation) * extent / a0 >= MIN_SEPARATION_BINS
     d = np.arange(-16, 17)
@@ -267,11 +278,20 @@ def refine_lattice(
         # most of its predicted peaks unfound; the right class finds nearly all of them
         # even at 1 electron per pixel.
         enough = cnt >= np.maximum(2, MIN_FOUND_FRACTION * np.bincount(row, minlength=n))
-        good = enough & np.isfinite(zn) & (np.abs(np.abs(zn) / np.abs(z0) - 1) < 0.15)
+        # ... and the peaks it finds sit off the places its fitted lattice predicts: a
+        # pseudo-match (fcc [110]'s near-hexagonal peaks read as bcc [111]) leaves
+        # residuals of a bin or more where the right class's are a fraction of a bin
+        miss = km - np.where(np.isfinite(zn), zn, 0.0)[row] * gu
+        res_bins = np.hypot(miss.real * sx, miss.imag * sy)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rms = np.sqrt(np.bincount(row, np.where(ok, res_bins**2, 0.0), n) / cnt)
+        fits = ~(rms > MAX_RESIDUAL_BINS) if it == 2 else np.ones(n, bool)
+        misfit = enough & ~fits
+        good = enough & fits & np.isfinite(zn) & (np.abs(np.abs(zn) / np.abs(z0) - 1) < 0.15)
         z = np.where(good, zn, z)
         found = np.where(good, cnt, 0)  # the last pass, over all orders, decides
     a = np.where(found >= 2, 1.0 / np.abs(z), a0)
-    return a, found
+    return (a, found, misfit) if return_misfit else (a, found)
 
 
 def first_order_peak(
