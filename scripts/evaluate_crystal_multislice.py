@@ -290,8 +290,8 @@ def evaluate_real(clf, path: Path, figure: Path | None, stride_a: float = 4.0) -
         import matplotlib
 
         matplotlib.use("Agg")
-        fig = m.plot(image)
-        fig.savefig(figure, dpi=120, bbox_inches="tight")
+        fig = m.plot(image, pixel_size=ps)
+        fig.savefig(figure, dpi=80, bbox_inches="tight")
         res["figure"] = str(figure)
     return res
 

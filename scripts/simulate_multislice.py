@@ -8,7 +8,7 @@ them. Every image is cached as one ``.npz`` file named by its parameters, so a r
 only simulates what is missing.
 
     pip install "matchar[train]"   # abTEM, torch, onnx
-    OMP_NUM_THREADS=2 python scripts/simulate_multislice.py --out multislice --per-class 4
+    OMP_NUM_THREADS=2 python scripts/simulate_multislice.py --out multislice
 
 The structure is built in the classifier's own frame (``projected_cell(...).frame``):
 the shortest projected lattice vector ``a1`` lies along +x (image columns) and the
