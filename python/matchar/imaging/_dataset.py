@@ -152,8 +152,8 @@ def microscope_nuisance(
     """What a microscope does to a noise-free rendered window, randomised per window.
 
     The renderer draws ideal columns; real HAADF images differ in ways that change the
-    power spectrum the classifier reads (see docs/imaging_cnn.md, "Training data"). Each
-    window gets, independently, with the probability in brackets:
+    power spectrum the classifier reads (docs/imaging_cnn.md, the microscope nuisance
+    model). Each window gets, independently, with the probability in brackets:
 
     * mistilt or astigmatism (0.5): an anisotropic Gaussian blur, sigma U(0.1, 1.0) Å
       along a random direction and U(0, 0.25) Å across it;
