@@ -293,3 +293,17 @@ def test_refinement_flags_a_look_alike_whose_peaks_sit_off_its_lattice():
         spec, img.shape, PS, g[[1]], sep[[1]], [2.81], [23.8], return_misfit=True
     )
     assert off[0] and found[0] == 0 and a[0] == 2.81
+
+
+def test_prior_that_excludes_the_class_the_image_shows(clf):
+    """A dict prior that allows only bcc on a Cu [110] image: no bcc class fits the
+    image's peaks, so the image's own class is reported, with its measured lattice
+    constant, and a warning says that the prior excludes it."""
+    img = _image("fcc", (1, 1, 0), 3.61, 17.0, seed=1)
+    with pytest.warns(UserWarning, match=r"fcc\[110\].*3\.61 Å.*given bcc 2\.87 Å excludes"):
+        p = clf.predict(img, PS, lattice_constant={"bcc": 2.87})
+    assert (p.prototype, p.zone_axis) == ("fcc", (1, 1, 0))
+    assert abs(p.lattice_constant / 3.61 - 1) < 0.005
+    with pytest.warns(UserWarning, match=r"windows show a class of a prototype the given bcc"):
+        m = clf.classify_map(img, PS, lattice_constant={"bcc": 2.87})
+    assert (m.prototype == "fcc").mean() > 0.5

@@ -1012,6 +1012,7 @@ class CrystalClassifier:
         flat_x = np.tile(x0, n_r)
         measured = np.zeros(n_r * n_c, bool)
         misfit = np.zeros(n_r * n_c, bool)
+        excluded = 0  # windows moved to a class the prior excludes
         spec = power_spectra(img[None], workers=get_num_threads())
         refine = self._shows_lattice(spec, img.shape, ps, "the image")
         g, sep = self._reflections()
@@ -1033,7 +1034,7 @@ class CrystalClassifier:
                     sm["lattice_constant"], sm["rotation"], field=wm * MODEL_PIXEL_SIZE,
                     return_misfit=True,
                 )  # fmt: skip
-                sm["lattice_constant"], found = am, found
+                sm["lattice_constant"] = am
                 if prior is not None and off.any():
                     # windows whose prior-favoured class misses their peaks: the class
                     # the window shows, where it fits (see predict)
@@ -1052,9 +1053,17 @@ class CrystalClassifier:
                                 "lattice_constant"):  # fmt: skip
                         sm[key][j] = s0[key][sw]
                     found[j] = found0[sw]
+                    excluded += int(np.isnan(_prior_deviation(am0[sw], k0[sw], prior)).sum())
                 measured[sl] = found >= 2
             k[sl], prob[sl], misfit[sl] = sm["class"], sm["probabilities"], sm["misfit"]
             lat[sl], rot[sl], unc[sl] = sm["lattice_constant"], sm["rotation"], sm["uncertainty"]
+        if excluded:
+            _warn(
+                f"{excluded} of {n_r * n_c} windows show a class of a prototype the given "
+                f"{_given_text(lattice_constant, None)} excludes (with its lattice constant "
+                "measured from the image): the classes it allows do not fit their FFT peaks; "
+                "check the pixel size or the material"
+            )
         if prior is not None:
             self._warn_prior(lat, k, measured, misfit, prior, lattice_constant)
         k = k.reshape(n_r, n_c)
