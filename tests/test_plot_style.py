@@ -139,20 +139,21 @@ def _check_style(fig, spectra_unit=None, skip_overlap_of=()):
         if "energy" in ax.get_xlabel() and spectra_unit is not None:
             assert ax.get_xlabel() == f"energy ({spectra_unit})", ax.get_xlabel()
         texts = [t for t in _texts(ax) if t.get_text() not in skip_overlap_of]
-        boxes = [t.get_window_extent(renderer) for t in texts]
-        for i in range(len(boxes)):
-            for j in range(i + 1, len(boxes)):
-                ov = boxes[i].intersection(boxes[i], boxes[j])
-                area = 0.0 if ov is None else max(ov.width, 0) * max(ov.height, 0)
-                assert area < 1.0, (texts[i].get_text(), texts[j].get_text(), area)
+        _assert_no_overlap(
+            [t.get_window_extent(renderer) for t in texts], [t.get_text() for t in texts]
+        )
     axes = [ax for ax in fig.axes if ax.get_visible()]
-    boxes = [ax.get_tightbbox(renderer) for ax in axes]
+    _assert_no_overlap([ax.get_tightbbox(renderer) for ax in axes], [a.get_title() for a in axes])
+    return fig
+
+
+def _assert_no_overlap(boxes, names):
+    """No two bounding boxes share more than a square pixel."""
     for i in range(len(boxes)):
         for j in range(i + 1, len(boxes)):
             ov = boxes[i].intersection(boxes[i], boxes[j])
             area = 0.0 if ov is None else max(ov.width, 0) * max(ov.height, 0)
-            assert area < 1.0, (axes[i].get_title(), axes[j].get_title(), area)
-    return fig
+            assert area < 1.0, (names[i], names[j], area)
 
 
 def _shares_row_label(fig, ax):
