@@ -25,6 +25,22 @@ def poisson_cube(
     return out
 
 
+def poisson_cube_truth(
+    n_pixels: int, n_channels: int, n_phases: int = 4, counts: float = 1000.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The expectation of :func:`poisson_cube` with the same arguments, as (maps (N, K) in
+    counts, spectra (K, C) summing to 1): maps @ spectra is the Poisson mean."""
+    rng = np.random.default_rng(seed)
+    E = np.linspace(0.2, 10.0, n_channels)
+    S = np.empty((n_phases, n_channels))
+    for k in range(n_phases):
+        lines = rng.uniform(0.5, 9.5, size=3)
+        S[k] = 0.2 * np.exp(-E / 3) + sum(np.exp(-0.5 * ((E - e) / 0.1) ** 2) for e in lines)
+    S /= S.sum(1, keepdims=True)
+    A = rng.dirichlet(np.full(n_phases, 0.5), size=n_pixels)
+    return counts * A, S
+
+
 def weighted(X: np.ndarray) -> np.ndarray:
     """Keenan-Kotula weighted float64 copy X / sqrt(g h^T): what a scikit-learn user forms."""
     Xf = X.astype(np.float64)

@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "arrays.hpp"
+#include "matchar/spectral/anomaly.hpp"
 #include "matchar/spectral/chunk_stats.hpp"
 #include "matchar/spectral/nmf.hpp"
 #include "matchar/spectral/streaming.hpp"
@@ -218,6 +219,42 @@ py::array_t<double> poisson_deviance_csr(const py::array& data, const py::array&
       sp::poisson_deviance_csr<TX, TI, T>(xv, wv, hv, m, o);
       return out;
     });
+  });
+}
+
+// (S, M, window, start) per pixel for the pixel scale and (box > 1) the box scale: see
+// matchar/spectral/anomaly.hpp; the box-scale arrays are empty when box == 1.
+py::tuple residual_window_scan(const py::array& X, const py::array& W, const py::array& Hb,
+                               const std::optional<py::array>& channels,
+                               const std::optional<py::array>& pixels, index_t group,
+                               const std::vector<index_t>& windows, index_t nav_rows,
+                               index_t nav_cols, int box) {
+  return dispatch_counts(X, [&](auto tx) {
+    using TX = typename decltype(tx)::type;
+    const auto xv = matrix_view<TX>(X, "X");
+    const auto wv = matrix_view<double>(W, "W");
+    const auto hv = matrix_view<double>(Hb, "Hb");
+    sp::WindowScanArgs a;
+    a.channels = vector_ptr<std::uint8_t>(channels, xv.cols, "channel mask");
+    a.pixels = vector_ptr<std::uint8_t>(pixels, xv.rows, "pixel mask");
+    a.group = group;
+    a.windows = windows.data();
+    a.n_windows = static_cast<int>(windows.size());
+    a.nav_rows = nav_rows;
+    a.nav_cols = nav_cols;
+    a.box = box;
+    const index_t N = xv.rows, NB = box > 1 ? N : 0;
+    py::array_t<double> S1(N), M1(N), S2(NB), M2(NB);
+    py::array_t<std::int32_t> w1(N), c1(N), w2(NB), c2(NB);
+    const sp::WindowScanOut one{S1.mutable_data(), M1.mutable_data(), w1.mutable_data(),
+                                c1.mutable_data()};
+    const sp::WindowScanOut boxed{S2.mutable_data(), M2.mutable_data(), w2.mutable_data(),
+                                  c2.mutable_data()};
+    {
+      py::gil_scoped_release release;
+      sp::residual_window_scan<TX>(xv, wv, hv, a, one, boxed);
+    }
+    return py::tuple(py::make_tuple(S1, M1, w1, c1, S2, M2, w2, c2));
   });
 }
 
@@ -498,6 +535,11 @@ void register_spectral(py::module_& m) {
   m.def("poisson_deviance_csr", &poisson_deviance_csr, py::arg("data"), py::arg("indices"),
         py::arg("indptr"), py::arg("n_cols"), py::arg("W"), py::arg("H"),
         py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none());
+  m.def("residual_window_scan", &residual_window_scan, py::arg("X"), py::arg("W"), py::arg("Hb"),
+        py::arg("channel_mask").none(true), py::arg("pixel_mask").none(true), py::arg("group"),
+        py::arg("windows"), py::arg("nav_rows"), py::arg("nav_cols"), py::arg("box") = 1,
+        "Per pixel (and box of pixels) the channel window of largest Poisson excess over "
+        "W @ Hb: (S, M, window, start) per scale.");
   m.def("weighted_sums", &weighted_sums, py::arg("X"), py::arg("r") = py::none(),
         py::arg("c") = py::none());
   m.def("weighted_project", &weighted_project, py::arg("X"), py::arg("r"), py::arg("c"),

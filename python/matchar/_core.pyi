@@ -376,6 +376,28 @@ class _SpectralModule:
         channel_mask: NDArray[np.uint8] | None = None,
     ) -> NDArray[np.float64]: ...
     @staticmethod
+    def residual_window_scan(
+        X: NDArray[Any],
+        W: NDArray[np.float64],
+        Hb: NDArray[np.float64],
+        channel_mask: NDArray[np.uint8] | None,
+        pixel_mask: NDArray[np.uint8] | None,
+        group: int,
+        windows: list[int],
+        nav_rows: int,
+        nav_cols: int,
+        box: int = 1,
+    ) -> tuple[
+        NDArray[np.float64],
+        NDArray[np.float64],
+        NDArray[np.int32],
+        NDArray[np.int32],
+        NDArray[np.float64],
+        NDArray[np.float64],
+        NDArray[np.int32],
+        NDArray[np.int32],
+    ]: ...
+    @staticmethod
     def weighted_sums(
         X: NDArray[Any], r: NDArray[np.float64] | None = None, c: NDArray[np.float64] | None = None
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], float]: ...

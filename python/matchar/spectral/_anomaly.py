@@ -152,6 +152,81 @@ def _window_scan(x: np.ndarray, mu: np.ndarray, windows: tuple[int, ...]):
     return best, S_best, M_best, w_best, c_best
 
 
+#: dtypes the C++ scan reads in place
+_KERNEL_DTYPES = (np.uint8, np.uint16, np.uint32, np.float32, np.float64)
+
+
+def _scan_scales(data, Wd, Hb, incl_c, incl_p, group, win_b, box):
+    """Per scale (pixel, then box when box > 1): the best window's (S, M, window index,
+    start) per pixel. Dense arrays of the dtypes the C++ kernel reads go to
+    ``_core.spectral.residual_window_scan``; sparse or other input to the NumPy scan
+    :func:`_scan_scales_numpy` (the kernel's reference)."""
+    X = data.X
+    if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.type in _KERNEL_DTYPES:
+        from .. import _core
+
+        nav = data.nav_shape
+        rows, cols = (nav[0], nav[1]) if box > 1 else (data.shape[0], 1)
+        out = _core.spectral.residual_window_scan(
+            X,
+            np.ascontiguousarray(Wd, dtype=np.float64),
+            np.ascontiguousarray(Hb, dtype=np.float64),
+            None if incl_c.all() else np.asarray(incl_c, dtype=np.uint8),
+            None if incl_p.all() else np.asarray(incl_p, dtype=np.uint8),
+            int(group),
+            [int(w) for w in win_b],
+            int(rows),
+            int(cols),
+            int(box),
+        )
+        scales = [out[:4]]
+        if box > 1:
+            scales.append(out[4:])
+        return scales
+    return _scan_scales_numpy(data, Wd, Hb, incl_c, incl_p, group, win_b, box)
+
+
+def _scan_scales_numpy(data, Wd, Hb, incl_c, incl_p, group, win_b, box):
+    """:func:`_scan_scales` in NumPy, in blocks of image rows (any input, sparse too)."""
+    N = data.shape[0]
+    Cb = Hb.shape[1]
+    nav = data.nav_shape
+    grid = box > 1
+    boxes = (1, box) if grid else (1,)
+    out = [
+        (np.zeros(N), np.ones(N), np.zeros(N, dtype=np.int64), np.zeros(N, dtype=np.int64))
+        for _ in boxes
+    ]
+    rows_w = nav[1] if grid else 1
+    halo = box // 2 if grid else 0
+    step = max(1, _BLOCK_ELEMENTS // (Cb * rows_w))  # image rows (or pixels) per block
+    n_rows = nav[0] if grid else N
+    for r0 in range(0, n_rows, step):
+        r1 = min(n_rows, r0 + step)
+        lo, hi = max(0, r0 - halo), min(n_rows, r1 + halo)
+        p0, p1 = lo * rows_w, hi * rows_w
+        x = _binned_rows(data.X, p0, p1, incl_c, group)
+        mu = Wd[p0:p1] @ Hb
+        keep = incl_p[p0:p1]
+        x[~keep] = 0.0
+        mu[~keep] = 0.0
+        own = slice((r0 - lo) * rows_w, (r1 - lo) * rows_w)
+        dst = slice(r0 * rows_w, r1 * rows_w)
+        for b, (S_o, M_o, j_o, c_o) in zip(boxes, out):
+            if b == 1:
+                xs, ms = x[own], mu[own]
+            else:  # b x b box sums centred on each pixel (zeros outside the image)
+                shape = (hi - lo, rows_w, Cb)
+                xs = ndimage.uniform_filter(x.reshape(shape), (b, b, 1), mode="constant")
+                ms = ndimage.uniform_filter(mu.reshape(shape), (b, b, 1), mode="constant")
+                xs = (xs * (b * b)).reshape(-1, Cb)[own]
+                ms = (ms * (b * b)).reshape(-1, Cb)[own]
+                np.maximum(xs, 0.0, out=xs)  # the filter's rounding can leave -1e-16
+            _, S, M, j, start = _window_scan(xs, ms, win_b)
+            S_o[dst], M_o[dst], j_o[dst], c_o[dst] = S, M, j, start
+    return out
+
+
 def _poisson_upper_tail(S: np.ndarray, M: np.ndarray) -> np.ndarray:
     """P(Poisson(M) >= S) for S > 0 (1 where S <= M: no excess). S may be non-integer
     (float data): the regularised incomplete gamma interpolates the tail."""
@@ -201,50 +276,19 @@ def anomalies_of_fit(
     grid = len(nav) == 2 and box > 1
     boxes = (1, box) if grid else (1,)
     n_tests = len(boxes) * sum(Cb - w + 1 for w in win_b)
+    scales = _scan_scales(data, Wd, Hb, incl_c, incl_p, group, win_b, box if grid else 1)
     logp = np.zeros(N)  # log of the unadjusted p-value of each pixel's best test
     best_w = np.zeros(N, dtype=np.int64)
     best_c = np.zeros(N, dtype=np.int64)  # first channel of the pixel's best window
     from_box = np.zeros(N, dtype=bool)  # the pixel's best test was its box sum
-    rows_w = nav[1] if grid else 1
-    halo = box // 2 if grid else 0
-    step = max(1, _BLOCK_ELEMENTS // (Cb * rows_w))  # image rows (or pixels) per block
-    n_rows = nav[0] if grid else N
-    for r0 in range(0, n_rows, step):
-        r1 = min(n_rows, r0 + step)
-        lo, hi = max(0, r0 - halo), min(n_rows, r1 + halo)
-        p0, p1 = lo * rows_w, hi * rows_w
-        x = _binned_rows(data.X, p0, p1, incl_c, group)
-        mu = Wd[p0:p1] @ Hb
-        keep = incl_p[p0:p1]
-        x[~keep] = 0.0
-        mu[~keep] = 0.0
-        own = slice((r0 - lo) * rows_w, (r1 - lo) * rows_w)
-        best_logp = np.zeros(own.stop - own.start)
-        best_j = np.zeros_like(best_logp, dtype=np.int64)
-        best_b = np.zeros_like(best_logp, dtype=bool)
-        best_s = np.zeros_like(best_j)
-        for b in boxes:
-            if b == 1:
-                xs, ms = x[own], mu[own]
-            else:  # b x b box sums centred on each pixel (zeros outside the image)
-                shape = (hi - lo, rows_w, Cb)
-                xs = ndimage.uniform_filter(x.reshape(shape), (b, b, 1), mode="constant")
-                ms = ndimage.uniform_filter(mu.reshape(shape), (b, b, 1), mode="constant")
-                xs = (xs * (b * b)).reshape(-1, Cb)[own]
-                ms = (ms * (b * b)).reshape(-1, Cb)[own]
-                np.maximum(xs, 0.0, out=xs)  # the filter's rounding can leave -1e-16
-            _, S, M, j, start = _window_scan(xs, ms, win_b)
-            with np.errstate(divide="ignore"):
-                lp = np.log(_poisson_upper_tail(S, M))
-            better = lp < best_logp
-            best_logp = np.where(better, lp, best_logp)
-            best_j = np.where(better, j, best_j)
-            best_b = np.where(better, b > 1, best_b)
-            best_s = np.where(better, start, best_s)
-        logp[r0 * rows_w : r1 * rows_w] = best_logp
-        best_w[r0 * rows_w : r1 * rows_w] = best_j
-        from_box[r0 * rows_w : r1 * rows_w] = best_b
-        best_c[r0 * rows_w : r1 * rows_w] = best_s
+    for is_box, (S, M, j, start) in zip((False, True), scales):
+        with np.errstate(divide="ignore"):
+            lp = np.log(_poisson_upper_tail(S, M))
+        better = lp < logp
+        logp = np.where(better, lp, logp)
+        best_w = np.where(better, j, best_w)
+        from_box = np.where(better, is_box, from_box)
+        best_c = np.where(better, start, best_c)
     p = np.minimum(1.0, np.exp(logp) * n_tests)
     p[~incl_p] = 1.0
     flags = np.zeros(N, dtype=bool)

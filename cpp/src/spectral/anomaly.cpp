@@ -1,0 +1,210 @@
+#include "matchar/spectral/anomaly.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "../parallel.hpp"
+
+namespace matchar::spectral {
+namespace {
+
+// Binned counts and expectation of one pixel: x and mu of length Cb.
+template <class TX>
+void bin_pixel(ConstMatrixView<TX> X, ConstMatrixView<double> W, ConstMatrixView<double> Hb,
+               const WindowScanArgs& a, index_t i, double* x, double* mu) {
+  const index_t C = X.cols, Cb = Hb.cols, K = W.cols;
+  if (a.pixels != nullptr && a.pixels[i] == 0) {
+    std::fill(x, x + Cb, 0.0);
+    std::fill(mu, mu + Cb, 0.0);
+    return;
+  }
+  const TX* row = X.data + i * X.row_stride;
+  const index_t cs = X.col_stride, g = a.group;
+  for (index_t b = 0; b < Cb; ++b) {
+    const index_t c0 = b * g, c1 = std::min(C, c0 + g);
+    double v = 0.0;
+    if (a.channels == nullptr) {
+      for (index_t c = c0; c < c1; ++c) v += static_cast<double>(row[c * cs]);
+    } else {
+      for (index_t c = c0; c < c1; ++c)
+        if (a.channels[c] != 0) v += static_cast<double>(row[c * cs]);
+    }
+    x[b] = v;
+  }
+  for (index_t c = 0; c < Cb; ++c) mu[c] = 0.0;
+  for (index_t k = 0; k < K; ++k) {
+    const double w = W(i, k);
+    const double* h = Hb.data + k * Hb.row_stride;
+    for (index_t c = 0; c < Cb; ++c) mu[c] += w * h[c * Hb.col_stride];
+  }
+}
+
+// The scan of one (x, mu) pair into out[j]; cx, cm, ub: scratch of Cb + 1.
+void scan(const double* x, const double* mu, index_t Cb, const WindowScanArgs& a, double* cx,
+          double* cm, double* ub, WindowScanOut out, index_t j) {
+  cx[0] = cm[0] = 0.0;
+  for (index_t c = 0; c < Cb; ++c) {
+    cx[c + 1] = cx[c] + x[c];
+    cm[c + 1] = cm[c] + mu[c];
+  }
+  double best = -1.0, S_best = 0.0, M_best = 1.0;
+  std::int32_t w_best = 0, c_best = 0;
+  for (int jw = 0; jw < a.n_windows; ++jw) {
+    const index_t w = a.windows[jw], n = Cb - w + 1;
+    // log y <= y - 1 bounds G by 2 d^2 / M (d = S - M > 0; 0 without an excess): a
+    // branch-free pass for the bounds, then the logarithm only where G can win
+#pragma omp simd
+    for (index_t s = 0; s < n; ++s) {
+      const double d = (cx[s + w] - cx[s]) - std::max(cm[s + w] - cm[s], 1e-12);
+      const double M = std::max(cm[s + w] - cm[s], 1e-12);
+      ub[s] = d > 0.0 ? (2.0 + 1e-12) * d * d / M : 0.0;  // margin for rounding
+    }
+    double g_max = -1.0, S_max = 0.0, M_max = 1.0;
+    index_t s_max = 0;
+    for (index_t s = 0; s < n; ++s) {
+      if (ub[s] <= g_max) continue;
+      const double S = cx[s + w] - cx[s];
+      const double M = std::max(cm[s + w] - cm[s], 1e-12);
+      const double d = S - M;
+      const double g = d > 0.0 ? 2.0 * (S * std::log(S / M) - d) : 0.0;
+      if (g > g_max) {
+        g_max = g;
+        S_max = S;
+        M_max = M;
+        s_max = s;
+      }
+    }
+    if (g_max > best) {
+      best = g_max;
+      S_best = S_max;
+      M_best = M_max;
+      w_best = jw;
+      c_best = static_cast<std::int32_t>(s_max);
+    }
+  }
+  out.S[j] = S_best;
+  out.M[j] = M_best;
+  out.window[j] = w_best;
+  out.start[j] = c_best;
+}
+
+}  // namespace
+
+template <class TX>
+void residual_window_scan(ConstMatrixView<TX> X, ConstMatrixView<double> W,
+                          ConstMatrixView<double> Hb, const WindowScanArgs& a, WindowScanOut one,
+                          WindowScanOut boxed) {
+  const index_t N = X.rows, C = X.cols, K = W.cols, Cb = Hb.cols;
+  if (N < 1 || C < 1) throw InvalidArgument("X is empty");
+  if (W.rows != N || K < 1 || Hb.rows != K)
+    throw InvalidArgument("W must be (N, K) and Hb (K, Cb) with the N of X");
+  if (a.group < 1 || Cb != (C + a.group - 1) / a.group)
+    throw InvalidArgument(
+        "Hb must have ceil(C / group) = " +
+        std::to_string((C + std::max<index_t>(a.group, 1) - 1) / std::max<index_t>(a.group, 1)) +
+        " columns, got " + std::to_string(Cb));
+  if (a.n_windows < 1 || a.windows == nullptr) throw InvalidArgument("no window widths");
+  for (int j = 0; j < a.n_windows; ++j)
+    if (a.windows[j] < 1 || a.windows[j] > Cb)
+      throw InvalidArgument("window widths must lie in [1, " + std::to_string(Cb) + "]");
+  if (a.nav_rows < 1 || a.nav_cols < 1 || a.nav_rows * a.nav_cols != N)
+    throw InvalidArgument("nav_rows * nav_cols must equal the number of pixels");
+  if (a.box < 1 || a.box % 2 == 0) throw InvalidArgument("box must be an odd number >= 1");
+  const bool with_box = a.box > 1;
+  const index_t rows = a.nav_rows, cols = a.nav_cols, h = a.box / 2;
+  // Per thread: a ring of box rows of binned counts and expectation, and their
+  // horizontal box sums; the scan's prefix sums.
+  const index_t ring = with_box ? a.box : 1;
+  const std::size_t per_row = static_cast<std::size_t>(cols) * static_cast<std::size_t>(Cb);
+  const int nt = num_threads();
+  check_allocation(static_cast<std::size_t>(nt) * (4 * ring * per_row + 5 * (Cb + 1)),
+                   sizeof(double), "residual scan buffers");
+
+  // Each task scans a contiguous range of image rows, filling its ring row by row.
+  const index_t n_tasks = std::min<index_t>(rows, std::max<index_t>(1, 16 * nt));
+  struct State {
+    std::vector<double> x, mu, hx, hm, cx, cm, ub, sx, sm;
+  };
+  detail::parallel_for(
+      n_tasks, nt, detail::Schedule::Dynamic, 1,
+      [&] {
+        State s;
+        s.x.resize(ring * per_row);
+        s.mu.resize(ring * per_row);
+        if (with_box) {
+          s.hx.resize(ring * per_row);
+          s.hm.resize(ring * per_row);
+          s.sx.resize(static_cast<std::size_t>(Cb));
+          s.sm.resize(static_cast<std::size_t>(Cb));
+        }
+        s.cx.resize(static_cast<std::size_t>(Cb) + 1);
+        s.cm.resize(static_cast<std::size_t>(Cb) + 1);
+        s.ub.resize(static_cast<std::size_t>(Cb) + 1);
+        return s;
+      },
+      [&](index_t task, State& s) {
+        const index_t r0 = task * rows / n_tasks, r1 = (task + 1) * rows / n_tasks;
+        auto slot = [&](index_t r) { return static_cast<std::size_t>(r % ring) * per_row; };
+        // load image row r into its ring slot (binned, expectation, horizontal box sums)
+        auto load = [&](index_t r) {
+          double* x = s.x.data() + slot(r);
+          double* mu = s.mu.data() + slot(r);
+          for (index_t c = 0; c < cols; ++c)
+            bin_pixel(X, W, Hb, a, r * cols + c, x + c * Cb, mu + c * Cb);
+          if (!with_box) return;
+          double* hx = s.hx.data() + slot(r);
+          double* hm = s.hm.data() + slot(r);
+          for (index_t c = 0; c < cols; ++c) {
+            double* ox = hx + c * Cb;
+            double* om = hm + c * Cb;
+            std::fill(ox, ox + Cb, 0.0);
+            std::fill(om, om + Cb, 0.0);
+            for (index_t cc = std::max<index_t>(0, c - h); cc <= std::min(cols - 1, c + h); ++cc) {
+              const double* ix = x + cc * Cb;
+              const double* im = mu + cc * Cb;
+              for (index_t b = 0; b < Cb; ++b) {
+                ox[b] += ix[b];
+                om[b] += im[b];
+              }
+            }
+          }
+        };
+        const index_t first = with_box ? std::max<index_t>(0, r0 - h) : r0;
+        index_t loaded = first;  // rows [first, loaded) are in the ring
+        for (index_t r = r0; r < r1; ++r) {
+          const index_t need = with_box ? std::min(rows, r + h + 1) : r + 1;
+          for (; loaded < need; ++loaded) load(loaded);
+          for (index_t c = 0; c < cols; ++c) {
+            const index_t i = r * cols + c;
+            scan(s.x.data() + slot(r) + c * Cb, s.mu.data() + slot(r) + c * Cb, Cb, a, s.cx.data(),
+                 s.cm.data(), s.ub.data(), one, i);
+            if (!with_box) continue;
+            std::fill(s.sx.begin(), s.sx.end(), 0.0);
+            std::fill(s.sm.begin(), s.sm.end(), 0.0);
+            for (index_t rr = std::max<index_t>(0, r - h); rr <= std::min(rows - 1, r + h); ++rr) {
+              const double* ix = s.hx.data() + slot(rr) + c * Cb;
+              const double* im = s.hm.data() + slot(rr) + c * Cb;
+              for (index_t b = 0; b < Cb; ++b) {
+                s.sx[b] += ix[b];
+                s.sm[b] += im[b];
+              }
+            }
+            scan(s.sx.data(), s.sm.data(), Cb, a, s.cx.data(), s.cm.data(), s.ub.data(), boxed, i);
+          }
+        }
+      });
+}
+
+#define MATCHAR_WINDOW_SCAN(TX)                                                          \
+  template void residual_window_scan<TX>(ConstMatrixView<TX>, ConstMatrixView<double>,   \
+                                         ConstMatrixView<double>, const WindowScanArgs&, \
+                                         WindowScanOut, WindowScanOut);
+MATCHAR_WINDOW_SCAN(std::uint8_t)
+MATCHAR_WINDOW_SCAN(std::uint16_t)
+MATCHAR_WINDOW_SCAN(std::uint32_t)
+MATCHAR_WINDOW_SCAN(float)
+MATCHAR_WINDOW_SCAN(double)
+
+}  // namespace matchar::spectral
