@@ -43,6 +43,9 @@ DEFAULT_RESOLUTION_EV = 130.0
 MAX_RESOLUTION_EV = 10_000.0
 #: The Fano limit of the width formula: FWHM_MnKa^2 must exceed 2.5 eV * 5898.7 eV.
 MIN_RESOLUTION_EV = math.sqrt(_FANO_SLOPE_EV * _E_MN_KA_EV)
+#: Elements whose lines often come from the detector, grid or holder (see
+#: :meth:`EDXModel.propose_elements`).
+DETECTOR_ELEMENTS = ("C", "Al", "Si", "Ni", "Cu", "Mo", "Au")
 
 
 def check_detector(
@@ -929,45 +932,69 @@ class EDXModel:
         candidates: Sequence[str] | None = None,
         knot_keV: float = 1.0,
         model_error: float = 0.02,
+        fdr: float = 0.01,
+        family_check: bool = True,
+        family_tolerance: float = 0.5,
+        family_z: float = 5.0,
+        artefacts: bool = True,
+        detector_elements: Sequence[str] | None = DETECTOR_ELEMENTS,
     ) -> list[dict[str, Any]]:
         """Elements whose X-ray lines explain the peaks of the summed spectrum of ``data``.
 
         A greedy, model-based search on the summed spectrum x (fitted channels only),
         judged by the Poisson deviance ``D`` of non-negative Poisson regressions (KL
-        multiplicative updates):
+        multiplicative updates), then a test per element with false-discovery control:
 
-        1. the background is the flexible bremsstrahlung basis of :meth:`background_basis`
-           (``knot_keV``), so that a background shape the two-term Kramers/Lifshin model
-           misses is not read as (or does not hide) a peak; the ``known`` elements (e.g.
-           the signal's metadata) are in the fit from the start;
+        1. the background is the bremsstrahlung, or the flexible bremsstrahlung basis of
+           :meth:`background_basis` (``knot_keV``) when the data need it (below); the
+           ``known`` elements (e.g. the signal's metadata) are in the fit from the start.
+           With ``artefacts``, every fit also holds two artefact columns built from the
+           element lines fitted so far (:func:`~matchar.spectral._elements.artefact_columns`):
+           the Si escape peaks (each line above the Si K edge, 1.740 keV lower, scaled
+           by the Si escape fraction) and the pile-up peaks (every pair of strong lines at
+           the sum of their energies, scaled by the product of their intensities), each
+           with a free non-negative amplitude, so that neither is taken for an element;
         2. the channel with the largest residual significance
            ``(x - fit) / sqrt(fit + (model_error * m)^2)`` (sums over half the largest
            FWHM; m the largest such fitted sum within one largest FWHM: Poisson noise
            plus a relative model error, so that the shoulders of a strong peak whose
-           shape the model does not follow exactly, e.g. a detector's low-energy tail or
-           a resolution a little off, are not taken for peaks) is the next peak, if that
-           exceeds ``min_significance``;
+           shape the model does not follow exactly are not taken for peaks) is the next
+           peak, if that exceeds ``min_significance``; the first FWHM above
+           ``low_cut_keV`` (the zero peak's tail) holds no peaks;
         3. every candidate element with a line of >= 10 % of its strongest line within
-           ``max(FWHM / 2, 2 channels)`` of the peak is tried with its whole G column (all
-           its K, L and M lines at once, so an element whose other families are absent
-           explains less): the column is added, the fit redone and the deviance drop
-           ``dD`` recorded; the candidate with the largest drop is proposed if ``dD >=
-           min_significance**2 * (1 + model_error^2 * m)``, m the fitted counts in the
-           peak's neighbourhood as in 2 (a likelihood-ratio test: ``dD`` is about
-           chi-square with one degree of freedom when the element is absent, inflated by
-           the model error); otherwise the peak's channels are masked. Overlaps are
-           resolved by the same rule: of two elements
-           with lines under one peak (Pd L / Cd L, Rh L) the one whose full line pattern
-           fits better wins, and the loser gains little once the winner is in;
-        4. repeat until no significant peak is left or ``max_elements`` are proposed.
+           ``max(FWHM / 2, 2 channels)`` of the peak is fitted with its whole G column
+           (all its K, L and M lines with the model's fixed ratios) and its deviance drop
+           ``dD`` recorded. The candidates are taken by decreasing ``dD`` while ``dD >=
+           min_significance**2 * (1 + model_error^2 * m)`` and ``dD`` exceeds by as much
+           the best drop from changing one line of an element already in (its size by
+           up to ``1 / family_tolerance`` times, its width by -20 % to +40 %, its
+           position by a quarter FWHM; lines within 1.5 FWHM of the peak: a line ratio,
+           resolution or calibration a little off is not a new element); the first one
+           whose line families are consistent with the data is proposed. Consistency (with
+           ``family_check``): the element's lines are merged into resolvable peaks
+           (lines within one FWHM), each fitted with its own amplitude; a companion peak
+           (K-beta of a K-alpha, L-beta/L-gamma of an L-alpha, the L family of an M peak)
+           must show at least ``family_tolerance`` times the counts the peak's amplitude
+           predicts, else the deficit in standard deviations (Poisson plus model error)
+           is computed and an element with a deficit above ``family_z`` is rejected.
+           Companions of another family at lower energy (L lines below a K peak) are
+           not required: a thick specimen absorbs them more than the thin-film model
+           says. If no candidate passes, the peak's channels are masked;
+        4. repeat until no significant peak is left or ``max_elements`` are proposed;
+        5. false discoveries: with the final fit, each element found gets the drop-one
+           deviance ``dD`` (fit without it against the fit with everything), every other
+           candidate the score statistic of adding it; each gives ``z = sqrt(dD / (1 +
+           model_error^2 m))`` and the one-sided p-value ``p = 0.5 P(chi2_1 > z^2)``
+           (a non-negative amplitude). Benjamini-Hochberg q-values are taken over all
+           the candidates with a line on the axis (about 90 by default) and the known
+           elements left out; while an element found has ``q > fdr``, the one with the
+           largest p leaves and the tests are redone.
 
         The search runs first with the plain bremsstrahlung columns; the flexible
         background replaces them (and the search is redone) only if, with the elements
         found, it lowers the deviance by more than its extra columns' count plus
         ``min_significance`` standard deviations of a chi-square with that many degrees
-        of freedom: at low counts (a few thousand) the plain model keeps the weak peaks'
-        power, on a real detector's background (bruker-test_TEM.bcf) the flexible one
-        removes the misfit that otherwise becomes spurious elements.
+        of freedom.
 
         Parameters
         ----------
@@ -975,8 +1002,8 @@ class EDXModel:
             Counts on this model's energy axis.
         known : sequence of str, optional
             Elements known to be present (e.g. ``metadata.Sample.elements``): fitted from
-            the start and returned first, each with its own deviance drop (the fit without
-            it against the fit with all known ones), whatever its significance.
+            the start and returned first, each with its own deviance drop, whatever its
+            significance.
         min_significance : float, default 6.0
             Peaks below this many Poisson standard deviations, and elements whose deviance
             drop is below its square, are not proposed.
@@ -989,16 +1016,32 @@ class EDXModel:
             the plain bremsstrahlung only, no test).
         model_error : float, default 0.02
             Relative error allowed for the model's counts (peak shapes, line ratios).
+        fdr : float, default 0.01
+            Benjamini-Hochberg level over the candidate elements, in (0, 1]; 1 keeps
+            every element the search found.
+        family_check : bool, default True
+            Reject elements whose companion lines are missing (step 3).
+        family_tolerance : float, default 0.5
+            Fraction (0 to 1) of a companion peak's predicted counts it must reach.
+        family_z : float, default 5.0
+            Deficit (standard deviations) above which an element is rejected.
+        artefacts : bool, default True
+            Fit escape and pile-up peaks of the fitted lines (step 1).
+        detector_elements : sequence of str or None, default ``DETECTOR_ELEMENTS``
+            Elements whose lines often come from the detector, grid or holder (C, Al,
+            Si, Ni, Cu, Mo, Au). When ``known`` is given, one of them found in the peaks
+            and not known is returned with ``source="detector/holder"``.
 
         Returns
         -------
         list of dict
             One per element, known ones first then in the order found: element, source
-            ("known" or "peaks"), line (the line nearest the peak, or the strongest line
-            for a known element), energy_keV (that line's energy), peak_keV (None for a
-            known element), significance (of the peak; ``sqrt(dD)`` for a known
-            element), deviance_gain ``dD`` (for a known element: the fit with all the
-            elements found against the fit without it).
+            ("known", "peaks" or "detector/holder"), line (the line nearest the peak, or
+            the strongest line for a known element), energy_keV (that line's energy),
+            peak_keV (None for a known element), significance (of the peak; ``sqrt(dD)``
+            for a known element), deviance_gain ``dD`` (when found; for a known element
+            the drop-one one), z, p_value and q_value of step 5 (q_value None for a known
+            element), detector_line (whether the element is in ``detector_elements``).
 
         Example
         -------
@@ -1008,137 +1051,24 @@ class EDXModel:
         >>> sorted(p["element"] for p in m.propose_elements(counts))
         ['Cu', 'Fe']
         """
-        min_significance = check_float(min_significance, "min_significance", low=0.0)
-        max_elements = check_int(max_elements, "max_elements", low=0, high=200)
-        knot_keV = check_float(knot_keV, "knot_keV", low=0.0, low_open=True, allow_inf=True)
-        model_error = check_float(model_error, "model_error", low=0.0)
-        C = self.energy.size
-        spec = _summed_spectrum(data, C)
-        keep = self.fit_channels.copy()
-        if candidates is None:
-            candidates = [_symbol(z) for z in range(4, 93)]
-        cand = {el: atomic_number(el) for el in candidates}
-        known = [] if known is None else ([known] if isinstance(known, str) else list(known))
-        known = self._on_axis(known, stacklevel=3)
-        args = (spec, keep, cand, known, min_significance, max_elements, model_error)
-        plain = self.background_basis(np.inf)
-        found, elem_cols = self._greedy(plain, *args)
-        if np.isfinite(knot_keV):
-            # the flexible background only where the data need it: a likelihood-ratio
-            # test of it against the plain bremsstrahlung, with the elements found
-            flex = self.background_basis(knot_keV)
-            el = np.stack(elem_cols, 1) if elem_cols else np.zeros((C, 0))
-            _, d_plain = _poisson_fit(spec[keep], np.hstack([plain, el])[keep], n_iter=1000)
-            _, d_flex = _poisson_fit(spec[keep], np.hstack([flex, el])[keep], n_iter=1000)
-            extra = flex.shape[1] - plain.shape[1]
-            if d_plain - d_flex > extra + min_significance * np.sqrt(2.0 * extra):
-                found, _ = self._greedy(flex, *args)
-        return found
+        from ._elements import propose_elements
 
-    def _greedy(self, basis, spec, keep, cand, known, min_significance, max_elements, model_error):
-        """The greedy search of :meth:`propose_elements` on one background basis."""
-        C = self.energy.size
-        cols = list(basis.T)
-        n_bg = len(cols)
-        proposals: list[dict[str, Any]] = []
-        known_cols = []
-        for el in known:
-            col = self._column(atomic_number(el), el)
-            if col is None:
-                continue  # no line on this axis (propose_elements warned)
-            top = max(self._last_lines, key=lambda ln: ln["weight"])
-            known_cols.append((el, col, top))
-        cols += [c for _, c, _ in known_cols]
-        fit, dev, coef = _poisson_fit(spec[keep], np.stack(cols, 1)[keep], return_coef=True)
-        have = {el for el, _, _ in known_cols}
-        fwhm_ch = np.maximum(1, np.round(fwhm_keV(self.energy, self.resolution_eV) / self.scale))
-        win = int(fwhm_ch.max())
-        from scipy.ndimage import maximum_filter1d, uniform_filter1d
-
-        masked = np.zeros(C, dtype=bool)
-        n_found = 0
-        for _ in range(4 * max_elements):
-            if n_found >= max_elements:
-                break
-            full = np.zeros(C)
-            full[keep] = fit
-            w = max(3, win // 2)
-            resid = uniform_filter1d(spec - full, size=w) * w
-            model = uniform_filter1d(full, size=w) * w
-            local = maximum_filter1d(model, size=2 * win + 1)
-            z = resid / np.sqrt(np.maximum(model + (model_error * local) ** 2, 1.0))
-            z[~keep | masked] = -np.inf
-            i = int(np.argmax(z))
-            if not np.isfinite(z[i]) or z[i] < min_significance:
-                break
-            pe = float(self.energy[i])
-            tol = max(0.5 * float(fwhm_keV(pe, self.resolution_eV)), 2 * self.scale)
-            best = None
-            for el, Z in cand.items():
-                if el in have:
-                    continue
-                if not any(abs(t[3] - pe) <= tol for t in _shell_lines(Z)):
-                    continue
-                col = self._column(Z, el)
-                if col is None:
-                    continue
-                lines = self._last_lines
-                top = max(ln["weight"] for ln in lines)
-                near = [
-                    (abs(ln["energy_keV"] - pe), ln["line"], ln["energy_keV"])
-                    for ln in lines
-                    if ln["weight"] >= 0.1 * top and abs(ln["energy_keV"] - pe) <= tol
-                ]
-                if not near:
-                    continue
-                B = np.stack([*cols, col], 1)[keep]
-                start = np.append(coef, 0.0)
-                start[-1] = max(float((spec[keep] - fit).clip(0).sum()), 1.0) / max(
-                    col.sum(), 1e-300
-                )
-                f2, d2, c2 = _poisson_fit(spec[keep], B, n_iter=150, start=start, return_coef=True)
-                gain = dev - d2
-                if best is None or gain > best[0]:
-                    best = (gain, el, col, min(near), f2, d2, c2)
-            need = min_significance**2 * (1.0 + model_error**2 * max(float(local[i]), 0.0))
-            if best is None or best[0] < need:
-                lo, hi = max(0, i - win // 2), min(C, i + win // 2 + 1)
-                masked[lo:hi] = True
-                continue
-            gain, el, col, (_, name, e_line), _, _, _ = best
-            cols.append(col)
-            have.add(el)
-            n_found += 1
-            # refit properly from scratch (the candidate fits above are warm-started)
-            fit, dev, coef = _poisson_fit(spec[keep], np.stack(cols, 1)[keep], return_coef=True)
-            proposals.append(
-                dict(
-                    element=el,
-                    source="peaks",
-                    line=name,
-                    energy_keV=e_line,
-                    peak_keV=pe,
-                    significance=float(z[i]),
-                    deviance_gain=float(gain),
-                )
-            )
-        known_out = []
-        for j, (el, _, top) in enumerate(known_cols):
-            rest = [c for i, c in enumerate(cols) if i != n_bg + j]
-            _, d_wo = _poisson_fit(spec[keep], np.stack(rest, 1)[keep])
-            gain = max(d_wo - dev, 0.0)
-            known_out.append(
-                dict(
-                    element=el,
-                    source="known",
-                    line=top["line"],
-                    energy_keV=top["energy_keV"],
-                    peak_keV=None,
-                    significance=float(np.sqrt(gain)),
-                    deviance_gain=float(gain),
-                )
-            )
-        return known_out + proposals, cols[n_bg:]
+        return propose_elements(
+            self,
+            data,
+            known=known,
+            min_significance=min_significance,
+            max_elements=max_elements,
+            candidates=candidates,
+            knot_keV=knot_keV,
+            model_error=model_error,
+            fdr=fdr,
+            family_check=family_check,
+            family_tolerance=family_tolerance,
+            family_z=family_z,
+            artefacts=artefacts,
+            detector_elements=detector_elements,
+        )
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,665 @@
+"""Element proposal for EDX spectra: greedy likelihood-ratio search with line-family
+consistency, escape and pile-up artefacts, detector/holder labels and Benjamini-Hochberg
+control of false discoveries over the candidate elements.
+
+:meth:`matchar.spectral.EDXModel.propose_elements` is the public entry point; this
+module holds its implementation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy.ndimage import maximum_filter1d, uniform_filter1d
+from scipy.special import erf
+from scipy.stats import chi2
+
+from .._validation import check_float, check_int
+from ._edx import (
+    DETECTOR_ELEMENTS,
+    _poisson_fit,
+    _shell_lines,
+    _summed_spectrum,
+    _symbol,
+    _xraylib,
+    atomic_number,
+    fwhm_keV,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._edx import EDXModel
+
+#: Si K-alpha (keV): an Si detector's escape peak sits this far below its parent line.
+SI_KA_KEV = 1.740
+#: Si K edge (keV): only lines above it make escape peaks.
+SI_K_EDGE_KEV = 1.839
+_SIGMA_PER_FWHM = 1.0 / 2.3548200450309493
+# Shells whose lines the deficit test requires: the model has no Coster-Kronig
+# transfers, so it overstates the L1, L2 (and M1-M3) lines and understates L3, M4, M5
+_MAIN_SHELLS = ("K", "L3", "M4", "M5")
+
+
+def _gauss(model: EDXModel, energy_keV: float, sigma_keV: float) -> np.ndarray:
+    """A unit-area Gaussian line at ``energy_keV`` integrated over each channel (C,)."""
+    half = 0.5 * model.scale
+    edges = np.concatenate([model.energy - half, [model.energy[-1] + half]])
+    z = (edges - energy_keV) / (sigma_keV * math.sqrt(2.0))
+    g = 0.5 * np.diff(erf(z))
+    g[~model.fit_channels] = 0.0
+    return g
+
+
+def _sigma(model: EDXModel, energy_keV: float) -> float:
+    return float(fwhm_keV(max(energy_keV, 0.0), model.resolution_eV)) * _SIGMA_PER_FWHM
+
+
+def si_escape_fraction(energy_keV: float) -> float:
+    """Fraction of photons of ``energy_keV`` absorbed in an Si detector whose Si K
+    fluorescence photon escapes (Reed & Ware 1972, normal incidence):
+    ``0.5 omega_K (1 - 1/r) [1 - (mu_K / mu_E) ln(1 + mu_E / mu_K)]`` with ``omega_K``
+    the Si K fluorescence yield, ``r`` the K jump ratio, ``mu_E`` and ``mu_K`` Si's mass
+    attenuation at the photon energy and at Si K-alpha (xraylib). 0 below the Si K edge.
+
+    Example
+    -------
+    >>> 0.005 < si_escape_fraction(2.0) < 0.03, si_escape_fraction(1.5)
+    (True, 0.0)
+    """
+    if energy_keV <= SI_K_EDGE_KEV:
+        return 0.0
+    xl = _xraylib()
+    omega = xl.FluorYield(14, xl.K_SHELL)
+    r = xl.JumpFactor(14, xl.K_SHELL)
+    mu_e = xl.CS_Total(14, float(energy_keV))
+    mu_k = xl.CS_Total(14, SI_KA_KEV)
+    return float(0.5 * omega * (1.0 - 1.0 / r) * (1.0 - mu_k / mu_e * math.log1p(mu_e / mu_k)))
+
+
+def artefact_columns(
+    model: EDXModel, elements: Sequence[tuple[str, np.ndarray, list]], amplitudes: np.ndarray
+) -> list[np.ndarray]:
+    """Escape-peak and pile-up (sum-peak) columns of the fitted element lines, shape (C,) each.
+
+    Every line l of the elements, with fitted intensity ``I_l = a_e * weight_l`` (counts),
+    makes an Si escape peak ``I_l * si_escape_fraction(E_l)`` at ``E_l - 1.740 keV``; every
+    pair of the 30 strongest lines (a line with itself included) a sum peak ``I_l * I_m``
+    at ``E_l + E_m`` (random coincidences: proportional to the product of the rates). Each
+    peak has the detector's width at its own energy. The two columns (escape, pile-up)
+    enter the fit with free non-negative amplitudes; all-zero columns are left out.
+
+    Parameters
+    ----------
+    model : EDXModel
+        The energy axis, resolution and fitted channels.
+    elements : sequence of (symbol, column (C,), lines)
+        Element columns and their lines (dicts with ``energy_keV`` and ``weight``, as
+        ``EDXModel.lines``).
+    amplitudes : ndarray, shape (n_elements,)
+        Fitted amplitude of each element column.
+
+    Returns
+    -------
+    list of ndarray, each shape (C,), unit sum
+    """
+    E, w = [], []
+    for (_, _, lines), a in zip(elements, amplitudes):
+        for ln in lines:
+            E.append(ln["energy_keV"])
+            w.append(float(a) * ln["weight"])
+    out: list[np.ndarray] = []
+    if not E:
+        return out
+    E_arr, w_arr = np.asarray(E), np.asarray(w)
+    if not (w_arr > 0).any():
+        return out
+    lo, hi = float(model.energy[0]), float(model.energy[-1])
+    esc = np.zeros(model.energy.size)
+    for e, i in zip(E_arr, w_arr):
+        f = si_escape_fraction(e) if i > 0 else 0.0
+        if f > 0 and lo <= e - SI_KA_KEV <= hi:
+            esc += i * f * _gauss(model, e - SI_KA_KEV, _sigma(model, e - SI_KA_KEV))
+    pile = np.zeros(model.energy.size)
+    top = np.argsort(w_arr)[::-1][:30]
+    top = top[w_arr[top] >= 1e-3 * w_arr.max()]
+    for a, i in enumerate(top):
+        for j in top[a:]:
+            s = E_arr[i] + E_arr[j]
+            if lo <= s <= hi:
+                pair = w_arr[i] * w_arr[j] * (1.0 if i == j else 2.0)
+                pile += pair * _gauss(model, s, _sigma(model, s))
+    for col in (esc, pile):
+        if col.sum() > 0:
+            out.append(col / col.sum())
+    return out
+
+
+def _line_groups(model: EDXModel, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Lines merged into resolvable peaks: lines closer than one FWHM share a group."""
+    order = sorted(lines, key=lambda ln: ln["energy_keV"])
+    groups: list[list[dict[str, Any]]] = []
+    for ln in order:
+        if groups:
+            prev = groups[-1][-1]["energy_keV"]
+            if ln["energy_keV"] - prev <= _sigma(model, ln["energy_keV"]) / _SIGMA_PER_FWHM:
+                groups[-1].append(ln)
+                continue
+        groups.append([ln])
+    out = []
+    for g in groups:
+        w = np.array([ln["weight"] for ln in g])
+        col = sum(ln["weight"] * _gauss(model, ln["energy_keV"], ln["sigma_keV"]) for ln in g)
+        strongest = g[int(np.argmax(w))]
+        out.append(
+            dict(
+                lines=[ln["line"] for ln in g],
+                family=strongest["family"],
+                shell=strongest["shell"],
+                energy_keV=float(np.average([ln["energy_keV"] for ln in g], weights=w)),
+                column=col,
+            )
+        )
+    return out
+
+
+def family_deficit(
+    model: EDXModel,
+    spec: np.ndarray,
+    keep: np.ndarray,
+    cols: list[np.ndarray],
+    coef: np.ndarray,
+    lines: list[dict[str, Any]],
+    peak_line: str,
+    model_error: float,
+    tolerance: float,
+) -> tuple[float, str | None]:
+    """How strongly the data contradict an element's fixed line ratios (missing or
+    excess companion peaks).
+
+    The element's lines are merged into resolvable peaks (groups of lines within one
+    FWHM) and fitted with one free non-negative amplitude each, next to ``cols`` (the
+    background, the elements already in and the artefacts). With ``b`` the amplitudes and
+    ``S_g`` a group's modelled counts per unit amplitude, a companion group g of the group
+    holding ``peak_line`` should show at least ``tolerance * b_main * S_g`` counts; the
+    deficit is ``z_g = (tolerance * b_main * S_g - b_g * S_g) / sqrt(F_g + (model_error
+    F_g)^2 + 1)``, F_g the fitted counts within one FWHM of the group, for companions
+    whose strongest line is of a K, L3, M4 or M5 shell. Companions of another family at
+    lower energy than the peak (an L family below a K peak: absorbed in a thick specimen
+    far more than the model's thin film says) are tested only for a TEM beam (>= 60
+    keV) and above 1 keV. A companion at >= 1 keV holding more counts than the peak
+    and more than ``b_main * S_g / tolerance``, by ``z`` standard deviations (with the
+    peak amplitude's error), is an excess: the element explains another peak.
+
+    Parameters
+    ----------
+    model : EDXModel
+    spec : ndarray, shape (C,)
+        Summed counts.
+    keep : ndarray of bool, shape (C,)
+        Fitted channels.
+    cols : list of ndarray, each shape (C,)
+        Columns already in the fit (background, elements, artefacts).
+    coef : ndarray, shape (len(cols),)
+        Their fitted amplitudes (the start of the free-group fit).
+    lines : list of dict
+        The candidate's lines (``energy_keV``, ``weight``, ``sigma_keV``, ``family``,
+        ``shell``, ``line``).
+    peak_line : str
+        The line (IUPAC name) nearest the peak that proposed the candidate.
+    model_error : float
+        Relative model error (as in propose_elements).
+    tolerance : float
+        The fraction of a companion's predicted counts it must show (0 to 1).
+
+    Returns
+    -------
+    (z, group) : (float, str or None)
+        The largest deficit or excess in standard deviations (0 when no companion is
+        tested) and its group's lines with "missing" or "in excess".
+    """
+    groups = _line_groups(model, lines)
+    main = next((k for k, g in enumerate(groups) if peak_line in g["lines"]), None)
+    if main is None or len(groups) < 2:
+        return 0.0, None
+    G = np.stack([g["column"] for g in groups], 1)
+    B = np.hstack([np.stack(cols, 1), G])[keep]
+    start = np.concatenate([coef, np.full(len(groups), 1.0)])
+    start[-len(groups) :] = max(float(spec[keep].sum()) * 1e-3, 1.0) / np.maximum(
+        G[keep].sum(0), 1e-300
+    )
+    fit, _, c = _poisson_fit(spec[keep], B, n_iter=300, start=start, return_coef=True)
+    full = np.zeros(spec.size)
+    full[keep] = fit
+    b = c[-len(groups) :]
+    S = G[keep].sum(0)
+    worst, which = 0.0, None
+    e_main, fam_main = groups[main]["energy_keV"], groups[main]["family"]
+    # a TEM (beam >= 60 keV) specimen is thin: its lines above 1 keV are hardly absorbed
+    thin = model.beam_energy_keV >= 60.0
+
+    def window_counts(k: int) -> float:
+        fw = _sigma(model, groups[k]["energy_keV"]) / _SIGMA_PER_FWHM
+        return float(full[np.abs(model.energy - groups[k]["energy_keV"]) <= fw].sum())
+
+    main_signal = b[main] * S[main]
+    # relative variance of the main peak's amplitude (Poisson counts under it)
+    rel_main = (window_counts(main) + 1.0) / max(main_signal, 1e-12) ** 2
+    for k, g in enumerate(groups):
+        if k == main:
+            continue
+        F = window_counts(k)
+        noise = F + (model_error * F) ** 2 + 1.0
+        seen = b[k] * S[k]
+        # excess: a companion with more counts than the peak itself and far above what
+        # the peak predicts (the element explains another peak, not this one)
+        pred = b[main] * S[k] / max(tolerance, 1e-12)
+        z_ex = (seen - pred) / math.sqrt(noise + pred**2 * rel_main)
+        if seen < main_signal or g["energy_keV"] < 1.0:
+            z_ex = -np.inf
+        z_def = -np.inf
+        if g["shell"] in _MAIN_SHELLS and (
+            g["family"] == fam_main or g["energy_keV"] > e_main or (thin and g["energy_keV"] >= 1.0)
+        ):
+            z_def = (tolerance * b[main] * S[k] - seen) / math.sqrt(noise)
+        z = max(z_ex, z_def)
+        if z > worst:
+            kind = "missing" if z_def >= z_ex else "in excess"
+            worst, which = float(z), "+".join(g["lines"]) + " " + kind
+    return worst, which
+
+
+def _bh(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values) of ``p`` (n,)."""
+    n = p.size
+    if n == 0:
+        return p
+    order = np.argsort(p)
+    q = p[order] * n / np.arange(1, n + 1)
+    q = np.minimum.accumulate(q[::-1])[::-1]
+    out = np.empty(n)
+    out[order] = np.minimum(q, 1.0)
+    return out
+
+
+def _p_value(gain: float, counts: float, model_error: float) -> tuple[float, float]:
+    """(z, p) of a deviance drop ``gain`` for one non-negative amplitude: ``gain`` divided by
+    ``1 + model_error^2 * counts`` (the model-error inflation), then the boundary
+    chi-square ``0.5 chi2_1`` (half the time an absent element's best amplitude is 0)."""
+    d = max(gain, 0.0) / (1.0 + model_error**2 * max(counts, 0.0))
+    if d <= 0:
+        return 0.0, 1.0
+    return math.sqrt(d), float(0.5 * chi2.sf(d, 1))
+
+
+class _Search:
+    """State of one greedy search on one background basis."""
+
+    def __init__(self, model: EDXModel, spec: np.ndarray, opts: dict[str, Any]) -> None:
+        self.model, self.spec, self.o = model, spec, opts
+        self.keep = model.fit_channels.copy()
+        fwhm_ch = np.maximum(1, np.round(fwhm_keV(model.energy, model.resolution_eV) / model.scale))
+        self.win = int(fwhm_ch.max())
+        self.trace: list = []
+        # the detector's zero (noise) peak tails into the first FWHM above the low cut
+        cut = model.low_cut_keV
+        self.zero_tail = model.energy < cut + _sigma(model, cut) / _SIGMA_PER_FWHM
+
+    def fit(self, basis, elems, n_iter=300):
+        """Fit background + elements, then again with the artefacts of that fit."""
+        keep, spec = self.keep, self.spec
+        n_bg = self.n_bg = basis.shape[1]
+        cols = [*basis.T, *(c for _, c, _ in elems)]
+        f, d, c = _poisson_fit(spec[keep], np.stack(cols, 1)[keep], n_iter=n_iter, return_coef=True)
+        arts = []
+        if self.o["artefacts"] and elems:
+            arts = artefact_columns(self.model, elems, c[n_bg:])
+            if arts:
+                cols += arts
+                start = np.concatenate([c, np.full(len(arts), 1e-6 * max(spec.sum(), 1.0))])
+                f, d, c = _poisson_fit(
+                    spec[keep], np.stack(cols, 1)[keep], n_iter=n_iter, start=start,
+                    return_coef=True,
+                )  # fmt: skip
+        return cols, f, d, c
+
+    def ratio_gain(self, elems, coef, cols, fit, pe, tol) -> float:
+        """The largest deviance drop from changing one line of an element already in,
+        by what the model may plausibly have wrong: its size (a line within ``tol`` of
+        ``pe`` raised by up to ``1 / family_tolerance - 1`` times), its width (up to 40 %
+        wider or 20 % narrower) or its position (up to a quarter FWHM), for the lines
+        within 1.5 FWHM of ``pe`` (the detector's resolution, its calibration)."""
+        m, spec, keep = self.model, self.spec, self.keep
+        x = spec[keep]
+        f0 = np.maximum(fit, 1e-12)
+        pos = x > 0
+
+        def deviance(f: np.ndarray) -> float:
+            f = np.maximum(f, 1e-12)
+            return 2.0 * float(np.sum(x[pos] * np.log(x[pos] / f[pos])) - x.sum() + f.sum())
+
+        def best_step(col: np.ndarray, lo: float, hi: float) -> float:
+            # the Poisson likelihood's maximum along f0 + t col, t in [lo, hi] (Newton)
+            t = 0.0
+            for _ in range(20):
+                f = np.maximum(f0 + t * col, 1e-12)
+                grad = float(col @ (x / f - 1.0))
+                hess = float(col @ (col * x / f**2)) + 1e-300
+                t = min(max(t + grad / hess, lo), hi)
+            return d0 - deviance(f0 + t * col)
+
+        d0 = deviance(f0)
+        fw = _sigma(m, pe) / _SIGMA_PER_FWHM
+        best = 0.0
+        cap = 1.0 / max(self.o["family_tolerance"], 1e-12) - 1.0
+        for j, (_, _, lines) in enumerate(elems):
+            a = float(coef[self.n_bg + j])
+            if a <= 0:
+                continue
+            for ln in lines:
+                e, s, w = ln["energy_keV"], ln["sigma_keV"], a * ln["weight"]
+                if abs(e - pe) > 1.5 * fw:
+                    continue
+                g = _gauss(m, e, s)[keep]
+                if abs(e - pe) <= tol:
+                    best = max(best, best_step(w * g, 0.0, cap))
+                wide = w * (_gauss(m, e, 1.4 * s)[keep] - g)
+                best = max(best, best_step(wide, -0.5, 1.0))
+                d = 0.25 * s / _SIGMA_PER_FWHM
+                shift = w * 0.5 * (_gauss(m, e + d, s)[keep] - _gauss(m, e - d, s)[keep])
+                best = max(best, best_step(shift, -1.0, 1.0))
+        return best
+
+    def where(self, col: np.ndarray, full: np.ndarray, local: np.ndarray) -> int:
+        """The channel where ``col`` stands out most from the fit's noise and model error."""
+        noise = np.sqrt(np.maximum(full + (self.o["model_error"] * local) ** 2, 1.0))
+        return int(np.argmax(np.where(self.keep, col, 0.0) / noise))
+
+    def local_counts(self, full: np.ndarray) -> tuple[np.ndarray, int]:
+        w = max(3, self.win // 2)
+        model = uniform_filter1d(full, size=w) * w
+        return maximum_filter1d(model, size=2 * self.win + 1), w
+
+    def run(self, basis: np.ndarray, known_cols: list) -> tuple[list, list]:
+        """The greedy search (steps 2-4 of EDXModel.propose_elements)."""
+        m, o, spec, keep = self.model, self.o, self.spec, self.keep
+        C = m.energy.size
+        elems = list(known_cols)
+        have = {el for el, _, _ in elems}
+        cols, fit, dev, coef = self.fit(basis, elems)
+        masked = np.zeros(C, dtype=bool)
+        found: list[dict[str, Any]] = []
+        rejected: dict[str, str] = {}
+        for _ in range(4 * o["max_elements"]):
+            if len(found) >= o["max_elements"]:
+                break
+            full = np.zeros(C)
+            full[keep] = fit
+            local, w = self.local_counts(full)
+            resid = uniform_filter1d(spec - full, size=w) * w
+            model_sum = uniform_filter1d(full, size=w) * w
+            z = resid / np.sqrt(np.maximum(model_sum + (o["model_error"] * local) ** 2, 1.0))
+            z[~keep | masked | self.zero_tail] = -np.inf
+            i = int(np.argmax(z))
+            if not np.isfinite(z[i]) or z[i] < o["min_significance"]:
+                break
+            pe = float(m.energy[i])
+            fw_pe = _sigma(m, pe) / _SIGMA_PER_FWHM
+            tol = max(0.5 * fw_pe, 2 * m.scale)
+            tried = []
+            for el, Z in o["cand"].items():
+                if el in have or not any(abs(t[3] - pe) <= tol for t in _shell_lines(Z)):
+                    continue
+                col = m._column(Z, el)
+                if col is None:
+                    continue
+                lines = m._last_lines
+                top = max(ln["weight"] for ln in lines)
+                near = [
+                    (abs(ln["energy_keV"] - pe), ln["line"], ln["energy_keV"])
+                    for ln in lines
+                    if ln["weight"] >= 0.1 * top and abs(ln["energy_keV"] - pe) <= tol
+                ]
+                if not near:
+                    continue
+                start = np.append(coef, 0.0)
+                start[-1] = max(float((spec[keep] - fit).clip(0).sum()), 1.0) / max(
+                    col[keep].sum(), 1e-300
+                )
+                B = np.stack([*cols, col], 1)[keep]
+                _, d2 = _poisson_fit(spec[keep], B, n_iter=150, start=start)
+                tried.append((dev - d2, el, col, lines, min(near)))
+            need = o["min_significance"] ** 2 * (1.0 + o["model_error"] ** 2 * float(local[i]))
+            tried.sort(key=lambda t: -t[0])
+            # a peak that a line of an element already in explains with its ratio off by
+            # up to 1 / family_tolerance is that element's, not a new one's
+            gain_ratio = self.ratio_gain(elems, coef, cols, fit, pe, tol) if tried else 0.0
+            self.trace.append(
+                (
+                    round(pe, 3),
+                    round(float(z[i]), 1),
+                    round(need, 1),
+                    [(t[1], round(t[0], 1)) for t in tried[:4]],
+                )
+            )
+            chosen = None
+            for gain, el, col, lines, near in tried[:4]:
+                if gain < need or gain - gain_ratio < need:
+                    break
+                if o["family_check"]:
+                    deficit, group = family_deficit(
+                        m, spec, keep, cols, coef, lines, near[1], o["model_error"],
+                        o["family_tolerance"],
+                    )  # fmt: skip
+                    if deficit > o["family_z"]:
+                        rejected.setdefault(
+                            el, f"{group} ({deficit:.1f} sd) for a peak at {pe:.3f} keV"
+                        )
+                        continue
+                chosen = (gain, el, col, lines, near)
+                break
+            if chosen is None:
+                half = max(1, round(0.5 * fw_pe / m.scale))
+                lo, hi = max(0, i - half), min(C, i + half + 1)
+                masked[lo:hi] = True
+                continue
+            gain, el, col, lines, (_, name, e_line) = chosen
+            elems.append((el, col, lines))
+            have.add(el)
+            cols, fit, dev, coef = self.fit(basis, elems)
+            found.append(
+                dict(
+                    element=el,
+                    source="peaks",
+                    line=name,
+                    energy_keV=e_line,
+                    peak_keV=pe,
+                    significance=float(z[i]),
+                    deviance_gain=float(gain),
+                )
+            )
+        self.rejected = rejected
+        return found, elems
+
+    def tests(self, basis, elems, cand) -> tuple[list, list]:
+        """Drop-one likelihood-ratio tests of the elements in ``elems`` and score tests
+        of every other candidate against the final fit: (z, p, dD) per element, (p,) per
+        other candidate."""
+        m, o, spec, keep = self.model, self.o, self.spec, self.keep
+        cols, fit, dev, coef = self.fit(basis, elems)
+        n_bg = basis.shape[1]
+        full = np.zeros(m.energy.size)
+        full[keep] = fit
+        local, _ = self.local_counts(full)
+        out = []
+        for j, (_, col, _) in enumerate(elems):
+            rest = [c for k, c in enumerate(cols) if k != n_bg + j]
+            start = np.delete(coef, n_bg + j)
+            _, d_wo = _poisson_fit(spec[keep], np.stack(rest, 1)[keep], n_iter=300, start=start)
+            gain = max(d_wo - dev, 0.0)
+            counts = float(local[self.where(col, full, local)])
+            z, p = _p_value(gain, counts, o["model_error"])
+            out.append((z, p, gain))
+        # score test (the LRT's first-order equivalent, one pass) for every candidate
+        # that is not in: sum g (x/f - 1) over sqrt(sum g^2 / f), g its column
+        others = []
+        have = {el for el, _, _ in elems}
+        f = np.maximum(fit, 1e-12)
+        for el, Z in cand.items():
+            if el in have:
+                continue
+            col = m._column(Z, el)
+            if col is None:
+                continue
+            g = col[keep]
+            u = float(g @ (spec[keep] / f - 1.0))
+            info = float(g @ (g / f))
+            gain = u * u / info if (u > 0 and info > 0) else 0.0
+            counts = float(local[self.where(col, full, local)])
+            others.append(_p_value(gain, counts, o["model_error"])[1])
+        return out, others
+
+
+def _columns(model: EDXModel, elements: Sequence[str]) -> list[tuple[str, np.ndarray, list]]:
+    """(symbol, G column (C,), lines) of each element with a line on the axis."""
+    out = []
+    for el in elements:
+        col = model._column(atomic_number(el), el)
+        if col is not None:
+            out.append((el, col, model._last_lines))
+    return out
+
+
+def propose_elements(
+    model: EDXModel,
+    data: Any,
+    *,
+    known: Sequence[str] | None = None,
+    min_significance: float = 6.0,
+    max_elements: int = 20,
+    candidates: Sequence[str] | None = None,
+    knot_keV: float = 1.0,
+    model_error: float = 0.02,
+    fdr: float = 0.01,
+    family_check: bool = True,
+    family_tolerance: float = 0.5,
+    family_z: float = 5.0,
+    artefacts: bool = True,
+    detector_elements: Sequence[str] | None = DETECTOR_ELEMENTS,
+    return_details: bool = False,
+) -> Any:
+    """Implementation of :meth:`EDXModel.propose_elements` (see its docstring for the
+    method and every parameter but ``return_details``).
+
+    Parameters
+    ----------
+    model : EDXModel
+        Energy axis (keV), resolution, beam energy and detector of the data.
+    data : array_like, shape (C,), (N, C) or (H, W, C)
+        Counts on ``model``'s energy axis.
+    return_details : bool, default False
+        Also return a dict: ``rejected`` (element -> why the family test or the FDR
+        removed it), ``background`` (which background basis the search kept),
+        ``n_tests`` (how many candidates the Benjamini-Hochberg step counted) and
+        ``trace`` (each peak visited: energy keV, significance, the deviance needed,
+        the best candidates with their deviance drops).
+
+    Returns
+    -------
+    list of dict, or (list of dict, dict) with ``return_details``
+    """
+    min_significance = check_float(min_significance, "min_significance", low=0.0)
+    max_elements = check_int(max_elements, "max_elements", low=0, high=200)
+    knot_keV = check_float(knot_keV, "knot_keV", low=0.0, low_open=True, allow_inf=True)
+    model_error = check_float(model_error, "model_error", low=0.0)
+    fdr = check_float(fdr, "fdr", low=0.0, high=1.0, low_open=True)
+    family_tolerance = check_float(family_tolerance, "family_tolerance", low=0.0, high=1.0)
+    family_z = check_float(family_z, "family_z", low=0.0)
+    C = model.energy.size
+    spec = _summed_spectrum(data, C)
+    if candidates is None:
+        candidates = [_symbol(z) for z in range(4, 93)]
+    cand = {el: atomic_number(el) for el in candidates}
+    known = [] if known is None else ([known] if isinstance(known, str) else list(known))
+    known_given = bool(known)
+    known = model._on_axis(known, stacklevel=4)
+    detector = set(detector_elements or ())
+    for el in detector:
+        atomic_number(el)
+    opts = dict(
+        cand=cand,
+        min_significance=min_significance,
+        max_elements=max_elements,
+        model_error=model_error,
+        family_check=bool(family_check),
+        family_tolerance=family_tolerance,
+        family_z=family_z,
+        artefacts=bool(artefacts),
+    )
+    known_cols = _columns(model, known)
+    search = _Search(model, spec, opts)
+    basis = model.background_basis(np.inf)
+    found, elems = search.run(basis, known_cols)
+    background = "bremsstrahlung"
+    if np.isfinite(knot_keV):
+        # the flexible background only where the data need it: a likelihood-ratio
+        # test of it against the plain bremsstrahlung, with the elements found
+        flex = model.background_basis(knot_keV)
+        _, _, d_plain, _ = search.fit(basis, elems, n_iter=1000)
+        _, _, d_flex, _ = search.fit(flex, elems, n_iter=1000)
+        extra = flex.shape[1] - basis.shape[1]
+        if d_plain - d_flex > extra + min_significance * np.sqrt(2.0 * extra):
+            basis, background = flex, f"flexible ({knot_keV:g} keV knots)"
+            found, elems = search.run(basis, known_cols)
+    # false discoveries: drop-one tests of the elements found, score tests of the other
+    # candidates, Benjamini-Hochberg over all the candidates; an element found with
+    # q > fdr leaves and the tests are redone
+    n_known = len(known_cols)
+    for _ in range(max_elements + 1):
+        stats, others = search.tests(basis, elems, cand)
+        p_found = np.array([s[1] for s in stats[n_known:]])
+        q = _bh(np.concatenate([p_found, np.asarray(others, dtype=float)]))[: p_found.size]
+        bad = [k for k in range(p_found.size) if q[k] > fdr]
+        if not bad:
+            break
+        worst = max(bad, key=lambda k: p_found[k])
+        search.rejected.setdefault(
+            found[worst]["element"], f"q = {q[worst]:.3g} > fdr = {fdr:g} after the others"
+        )
+        del found[worst]
+        del elems[n_known + worst]
+    out = []
+    for j, (el, _, lines) in enumerate(known_cols):
+        z, p, gain = stats[j]
+        top = max(lines, key=lambda ln: ln["weight"])
+        out.append(
+            dict(
+                element=el,
+                source="known",
+                line=top["line"],
+                energy_keV=top["energy_keV"],
+                peak_keV=None,
+                significance=float(np.sqrt(gain)),
+                deviance_gain=float(gain),
+                z=z,
+                p_value=p,
+                q_value=None,
+                detector_line=el in detector,
+            )
+        )
+    for k, prop in enumerate(found):
+        z, p, gain = stats[n_known + k]
+        el = prop["element"]
+        if known_given and el in detector:
+            prop["source"] = "detector/holder"
+        prop.update(z=z, p_value=p, q_value=float(q[k]), detector_line=el in detector)
+        out.append(prop)
+    if return_details:
+        return out, dict(
+            trace=search.trace,
+            rejected=dict(search.rejected),
+            background=background,
+            n_tests=p_found.size + len(others),
+        )
+    return out
