@@ -224,6 +224,38 @@ py::array_t<double> poisson_deviance_csr(const py::array& data, const py::array&
 
 // (S, M, window, start) per pixel for the pixel scale and (box > 1) the box scale: see
 // matchar/spectral/anomaly.hpp; the box-scale arrays are empty when box == 1.
+template <class Call>
+py::tuple window_scan_result(index_t N, int box, Call&& call) {
+  const index_t NB = box > 1 ? N : 0;
+  py::array_t<double> S1(N), M1(N), S2(NB), M2(NB);
+  py::array_t<std::int32_t> w1(N), c1(N), w2(NB), c2(NB);
+  const sp::WindowScanOut one{S1.mutable_data(), M1.mutable_data(), w1.mutable_data(),
+                              c1.mutable_data()};
+  const sp::WindowScanOut boxed{S2.mutable_data(), M2.mutable_data(), w2.mutable_data(),
+                                c2.mutable_data()};
+  {
+    py::gil_scoped_release release;
+    call(one, boxed);
+  }
+  return py::tuple(py::make_tuple(S1, M1, w1, c1, S2, M2, w2, c2));
+}
+
+sp::WindowScanArgs window_scan_args(index_t N, index_t C, const std::optional<py::array>& channels,
+                                    const std::optional<py::array>& pixels, index_t group,
+                                    const std::vector<index_t>& windows, index_t nav_rows,
+                                    index_t nav_cols, int box) {
+  sp::WindowScanArgs a;
+  a.channels = vector_ptr<std::uint8_t>(channels, C, "channel mask");
+  a.pixels = vector_ptr<std::uint8_t>(pixels, N, "pixel mask");
+  a.group = group;
+  a.windows = windows.data();
+  a.n_windows = static_cast<int>(windows.size());
+  a.nav_rows = nav_rows;
+  a.nav_cols = nav_cols;
+  a.box = box;
+  return a;
+}
+
 py::tuple residual_window_scan(const py::array& X, const py::array& W, const py::array& Hb,
                                const std::optional<py::array>& channels,
                                const std::optional<py::array>& pixels, index_t group,
@@ -234,27 +266,31 @@ py::tuple residual_window_scan(const py::array& X, const py::array& W, const py:
     const auto xv = matrix_view<TX>(X, "X");
     const auto wv = matrix_view<double>(W, "W");
     const auto hv = matrix_view<double>(Hb, "Hb");
-    sp::WindowScanArgs a;
-    a.channels = vector_ptr<std::uint8_t>(channels, xv.cols, "channel mask");
-    a.pixels = vector_ptr<std::uint8_t>(pixels, xv.rows, "pixel mask");
-    a.group = group;
-    a.windows = windows.data();
-    a.n_windows = static_cast<int>(windows.size());
-    a.nav_rows = nav_rows;
-    a.nav_cols = nav_cols;
-    a.box = box;
-    const index_t N = xv.rows, NB = box > 1 ? N : 0;
-    py::array_t<double> S1(N), M1(N), S2(NB), M2(NB);
-    py::array_t<std::int32_t> w1(N), c1(N), w2(NB), c2(NB);
-    const sp::WindowScanOut one{S1.mutable_data(), M1.mutable_data(), w1.mutable_data(),
-                                c1.mutable_data()};
-    const sp::WindowScanOut boxed{S2.mutable_data(), M2.mutable_data(), w2.mutable_data(),
-                                  c2.mutable_data()};
-    {
-      py::gil_scoped_release release;
+    const auto a = window_scan_args(xv.rows, xv.cols, channels, pixels, group, windows, nav_rows,
+                                    nav_cols, box);
+    return window_scan_result(xv.rows, box, [&](sp::WindowScanOut one, sp::WindowScanOut boxed) {
       sp::residual_window_scan<TX>(xv, wv, hv, a, one, boxed);
-    }
-    return py::tuple(py::make_tuple(S1, M1, w1, c1, S2, M2, w2, c2));
+    });
+  });
+}
+
+py::tuple residual_window_scan_csr(const py::array& data, const py::array& indices,
+                                   const py::array& indptr, index_t n_cols, const py::array& W,
+                                   const py::array& Hb, const std::optional<py::array>& channels,
+                                   const std::optional<py::array>& pixels, index_t group,
+                                   const std::vector<index_t>& windows, index_t nav_rows,
+                                   index_t nav_cols, int box) {
+  return dispatch_csr(data, indices, [&](auto tx, auto ti) {
+    using TX = typename decltype(tx)::type;
+    using TI = typename decltype(ti)::type;
+    const auto wv = matrix_view<double>(W, "W");
+    const auto hv = matrix_view<double>(Hb, "Hb");
+    const auto xv = csr_view<TX, TI>(data, indices, indptr, wv.rows, n_cols);
+    const auto a = window_scan_args(xv.rows, xv.cols, channels, pixels, group, windows, nav_rows,
+                                    nav_cols, box);
+    return window_scan_result(xv.rows, box, [&](sp::WindowScanOut one, sp::WindowScanOut boxed) {
+      sp::residual_window_scan_csr<TX, TI>(xv, wv, hv, a, one, boxed);
+    });
   });
 }
 
@@ -540,6 +576,11 @@ void register_spectral(py::module_& m) {
         py::arg("windows"), py::arg("nav_rows"), py::arg("nav_cols"), py::arg("box") = 1,
         "Per pixel (and box of pixels) the channel window of largest Poisson excess over "
         "W @ Hb: (S, M, window, start) per scale.");
+  m.def("residual_window_scan_csr", &residual_window_scan_csr, py::arg("data"), py::arg("indices"),
+        py::arg("indptr"), py::arg("n_cols"), py::arg("W"), py::arg("Hb"),
+        py::arg("channel_mask").none(true), py::arg("pixel_mask").none(true), py::arg("group"),
+        py::arg("windows"), py::arg("nav_rows"), py::arg("nav_cols"), py::arg("box") = 1,
+        "residual_window_scan for CSR counts.");
   m.def("weighted_sums", &weighted_sums, py::arg("X"), py::arg("r") = py::none(),
         py::arg("c") = py::none());
   m.def("weighted_project", &weighted_project, py::arg("X"), py::arg("r"), py::arg("c"),

@@ -398,6 +398,22 @@ class _SpectralModule:
         NDArray[np.int32],
     ]: ...
     @staticmethod
+    def residual_window_scan_csr(
+        data: NDArray[np.floating[Any]],
+        indices: NDArray[np.integer[Any]],
+        indptr: NDArray[np.integer[Any]],
+        n_cols: int,
+        W: NDArray[np.float64],
+        Hb: NDArray[np.float64],
+        channel_mask: NDArray[np.uint8] | None,
+        pixel_mask: NDArray[np.uint8] | None,
+        group: int,
+        windows: list[int],
+        nav_rows: int,
+        nav_cols: int,
+        box: int = 1,
+    ) -> tuple[NDArray[Any], ...]: ...
+    @staticmethod
     def weighted_sums(
         X: NDArray[Any], r: NDArray[np.float64] | None = None, c: NDArray[np.float64] | None = None
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], float]: ...

@@ -10,29 +10,57 @@
 namespace matchar::spectral {
 namespace {
 
-// Binned counts and expectation of one pixel: x and mu of length Cb.
+// The binned counts of pixel i of a dense X (excluded channels count 0).
 template <class TX>
-void bin_pixel(ConstMatrixView<TX> X, ConstMatrixView<double> W, ConstMatrixView<double> Hb,
+struct DenseRows {
+  ConstMatrixView<TX> X;
+  index_t rows() const { return X.rows; }
+  index_t cols() const { return X.cols; }
+  void load(const WindowScanArgs& a, index_t i, index_t Cb, double* x) const {
+    const TX* row = X.data + i * X.row_stride;
+    const index_t C = X.cols, cs = X.col_stride, g = a.group;
+    for (index_t b = 0; b < Cb; ++b) {
+      const index_t c0 = b * g, c1 = std::min(C, c0 + g);
+      double v = 0.0;
+      if (a.channels == nullptr) {
+        for (index_t c = c0; c < c1; ++c) v += static_cast<double>(row[c * cs]);
+      } else {
+        for (index_t c = c0; c < c1; ++c)
+          if (a.channels[c] != 0) v += static_cast<double>(row[c * cs]);
+      }
+      x[b] = v;
+    }
+  }
+};
+
+// The same for a CSR X (entries in any order; duplicates add up).
+template <class TX, class TI>
+struct CsrRows {
+  CsrView<TX, TI> X;
+  index_t rows() const { return X.rows; }
+  index_t cols() const { return X.cols; }
+  void load(const WindowScanArgs& a, index_t i, index_t Cb, double* x) const {
+    std::fill(x, x + Cb, 0.0);
+    for (auto p = static_cast<index_t>(X.indptr[i]); p < static_cast<index_t>(X.indptr[i + 1]);
+         ++p) {
+      const auto c = static_cast<index_t>(X.indices[p]);
+      if (a.channels == nullptr || a.channels[c] != 0)
+        x[c / a.group] += static_cast<double>(X.data[p]);
+    }
+  }
+};
+
+// Binned counts and expectation W(i, :) Hb of one pixel: x and mu of length Cb.
+template <class Rows>
+void bin_pixel(const Rows& X, ConstMatrixView<double> W, ConstMatrixView<double> Hb,
                const WindowScanArgs& a, index_t i, double* x, double* mu) {
-  const index_t C = X.cols, Cb = Hb.cols, K = W.cols;
+  const index_t Cb = Hb.cols, K = W.cols;
   if (a.pixels != nullptr && a.pixels[i] == 0) {
     std::fill(x, x + Cb, 0.0);
     std::fill(mu, mu + Cb, 0.0);
     return;
   }
-  const TX* row = X.data + i * X.row_stride;
-  const index_t cs = X.col_stride, g = a.group;
-  for (index_t b = 0; b < Cb; ++b) {
-    const index_t c0 = b * g, c1 = std::min(C, c0 + g);
-    double v = 0.0;
-    if (a.channels == nullptr) {
-      for (index_t c = c0; c < c1; ++c) v += static_cast<double>(row[c * cs]);
-    } else {
-      for (index_t c = c0; c < c1; ++c)
-        if (a.channels[c] != 0) v += static_cast<double>(row[c * cs]);
-    }
-    x[b] = v;
-  }
+  X.load(a, i, Cb, x);
   for (index_t c = 0; c < Cb; ++c) mu[c] = 0.0;
   for (index_t k = 0; k < K; ++k) {
     const double w = W(i, k);
@@ -90,13 +118,10 @@ void scan(const double* x, const double* mu, index_t Cb, const WindowScanArgs& a
   out.start[j] = c_best;
 }
 
-}  // namespace
-
-template <class TX>
-void residual_window_scan(ConstMatrixView<TX> X, ConstMatrixView<double> W,
-                          ConstMatrixView<double> Hb, const WindowScanArgs& a, WindowScanOut one,
-                          WindowScanOut boxed) {
-  const index_t N = X.rows, C = X.cols, K = W.cols, Cb = Hb.cols;
+template <class Rows>
+void window_scan(const Rows& X, ConstMatrixView<double> W, ConstMatrixView<double> Hb,
+                 const WindowScanArgs& a, WindowScanOut one, WindowScanOut boxed) {
+  const index_t N = X.rows(), C = X.cols(), K = W.cols, Cb = Hb.cols;
   if (N < 1 || C < 1) throw InvalidArgument("X is empty");
   if (W.rows != N || K < 1 || Hb.rows != K)
     throw InvalidArgument("W must be (N, K) and Hb (K, Cb) with the N of X");
@@ -197,6 +222,28 @@ void residual_window_scan(ConstMatrixView<TX> X, ConstMatrixView<double> W,
       });
 }
 
+}  // namespace
+
+template <class TX>
+void residual_window_scan(ConstMatrixView<TX> X, ConstMatrixView<double> W,
+                          ConstMatrixView<double> Hb, const WindowScanArgs& args, WindowScanOut one,
+                          WindowScanOut boxed) {
+  window_scan(DenseRows<TX>{X}, W, Hb, args, one, boxed);
+}
+
+template <class TX, class TI>
+void residual_window_scan_csr(CsrView<TX, TI> X, ConstMatrixView<double> W,
+                              ConstMatrixView<double> Hb, const WindowScanArgs& args,
+                              WindowScanOut one, WindowScanOut boxed) {
+  for (index_t i = 0; i < X.rows; ++i)
+    if (X.indptr[i + 1] < X.indptr[i]) throw InvalidArgument("indptr must be non-decreasing");
+  const auto nnz = static_cast<index_t>(X.indptr[X.rows]);
+  for (index_t j = 0; j < nnz; ++j)
+    if (X.indices[j] < 0 || static_cast<index_t>(X.indices[j]) >= X.cols)
+      throw InvalidArgument("indices out of range");
+  window_scan(CsrRows<TX, TI>{X}, W, Hb, args, one, boxed);
+}
+
 #define MATCHAR_WINDOW_SCAN(TX)                                                          \
   template void residual_window_scan<TX>(ConstMatrixView<TX>, ConstMatrixView<double>,   \
                                          ConstMatrixView<double>, const WindowScanArgs&, \
@@ -206,5 +253,14 @@ MATCHAR_WINDOW_SCAN(std::uint16_t)
 MATCHAR_WINDOW_SCAN(std::uint32_t)
 MATCHAR_WINDOW_SCAN(float)
 MATCHAR_WINDOW_SCAN(double)
+
+#define MATCHAR_WINDOW_SCAN_CSR(TX, TI)                                                          \
+  template void residual_window_scan_csr<TX, TI>(CsrView<TX, TI>, ConstMatrixView<double>,       \
+                                                 ConstMatrixView<double>, const WindowScanArgs&, \
+                                                 WindowScanOut, WindowScanOut);
+MATCHAR_WINDOW_SCAN_CSR(float, std::int32_t)
+MATCHAR_WINDOW_SCAN_CSR(float, std::int64_t)
+MATCHAR_WINDOW_SCAN_CSR(double, std::int32_t)
+MATCHAR_WINDOW_SCAN_CSR(double, std::int64_t)
 
 }  // namespace matchar::spectral

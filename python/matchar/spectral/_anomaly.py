@@ -158,31 +158,40 @@ _KERNEL_DTYPES = (np.uint8, np.uint16, np.uint32, np.float32, np.float64)
 
 def _scan_scales(data, Wd, Hb, incl_c, incl_p, group, win_b, box):
     """Per scale (pixel, then box when box > 1): the best window's (S, M, window index,
-    start) per pixel. Dense arrays of the dtypes the C++ kernel reads go to
-    ``_core.spectral.residual_window_scan``; sparse or other input to the NumPy scan
-    :func:`_scan_scales_numpy` (the kernel's reference)."""
-    X = data.X
-    if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.type in _KERNEL_DTYPES:
-        from .. import _core
+    start) per pixel. Dense arrays of the dtypes the C++ kernel reads, and CSR matrices
+    (what the fits pass for sparse counts), go to ``_core.spectral.residual_window_scan``
+    (``_csr``); other input to the NumPy scan :func:`_scan_scales_numpy` (the kernel's
+    reference)."""
+    from .. import _core
 
-        nav = data.nav_shape
-        rows, cols = (nav[0], nav[1]) if box > 1 else (data.shape[0], 1)
-        out = _core.spectral.residual_window_scan(
-            X,
-            np.ascontiguousarray(Wd, dtype=np.float64),
-            np.ascontiguousarray(Hb, dtype=np.float64),
-            None if incl_c.all() else np.asarray(incl_c, dtype=np.uint8),
-            None if incl_p.all() else np.asarray(incl_p, dtype=np.uint8),
-            int(group),
-            [int(w) for w in win_b],
-            int(rows),
-            int(cols),
-            int(box),
+    X = data.X
+    nav = data.nav_shape
+    rows, cols = (nav[0], nav[1]) if box > 1 else (data.shape[0], 1)
+    common = (
+        np.ascontiguousarray(Wd, dtype=np.float64),
+        np.ascontiguousarray(Hb, dtype=np.float64),
+        None if incl_c.all() else np.asarray(incl_c, dtype=np.uint8),
+        None if incl_p.all() else np.asarray(incl_p, dtype=np.uint8),
+        int(group),
+        [int(w) for w in win_b],
+        int(rows),
+        int(cols),
+        int(box),
+    )
+    out = None
+    if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.type in _KERNEL_DTYPES:
+        out = _core.spectral.residual_window_scan(X, *common)
+    elif (
+        sp.isspmatrix_csr(X)
+        and X.dtype.type in (np.float32, np.float64)
+        and X.indices.dtype.type in (np.int32, np.int64)
+        and X.indptr.dtype == X.indices.dtype
+    ):
+        out = _core.spectral.residual_window_scan_csr(
+            X.data, X.indices, X.indptr, X.shape[1], *common
         )
-        scales = [out[:4]]
-        if box > 1:
-            scales.append(out[4:])
-        return scales
+    if out is not None:
+        return [out[:4], out[4:]] if box > 1 else [out[:4]]
     return _scan_scales_numpy(data, Wd, Hb, incl_c, incl_p, group, win_b, box)
 
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "matchar/common.hpp"
+#include "matchar/spectral/nmf.hpp"
 
 namespace matchar::spectral {
 
@@ -40,5 +41,11 @@ template <class TX>
 void residual_window_scan(ConstMatrixView<TX> X, ConstMatrixView<double> W,
                           ConstMatrixView<double> Hb, const WindowScanArgs& args, WindowScanOut one,
                           WindowScanOut boxed);
+
+// The same for CSR counts (indptr non-decreasing and indices within [0, C) are checked).
+template <class TX, class TI>
+void residual_window_scan_csr(CsrView<TX, TI> X, ConstMatrixView<double> W,
+                              ConstMatrixView<double> Hb, const WindowScanArgs& args,
+                              WindowScanOut one, WindowScanOut boxed);
 
 }  // namespace matchar::spectral
