@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from spectral_reference import reference_hals_step, reference_kl_step
+from spectral_reference import reference_deviance, reference_hals_step, reference_kl_step
 
 from matchar import _core
 
@@ -80,6 +80,29 @@ def test_kl_non_contiguous_at_level(level, dtype, K):
     _, Wr, Hr = reference_kl_step(Xs, Wf, Ht)
     np.testing.assert_allclose(Wn, Wr, **TOL[dtype])
     np.testing.assert_allclose(Hn, Hr, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K", KS)
+def test_poisson_deviance_at_level(level, dtype, K):
+    X, W, H = problem(K + 300, 2 * 59, 3 * 43, K)
+    W, H = W.astype(dtype), H.astype(dtype)
+    Xs = X.astype(np.uint16)[::2, ::3]  # strided view: 59 pixels, 43 channels
+    Wc, Hc = W[::2], H[:, ::3]
+    rng = np.random.default_rng(K)
+    cm = rng.random(43) > 0.3
+    for mask in (None, cm):
+        got = _core.spectral.poisson_deviance(
+            Xs, Wc, Hc, None, None if mask is None else mask.astype(np.uint8)
+        )
+        keep = np.ones(43, dtype=bool) if mask is None else mask
+        ref = reference_deviance(Xs[:, keep], Wc, Hc[:, keep])
+        # the sum of |terms| bounds the rounding: float32 lanes (eps 6e-8, a log to 1e-6)
+        # or float64 (a log to 1e-13), over 43 channels
+        scale = 2 * np.sum(Xs[:, keep] * (1 + np.abs(np.log1p(Xs[:, keep]))), axis=1) + 1
+        rel = 1e-5 if dtype == np.float32 else 1e-11
+        np.testing.assert_allclose(got, ref, rtol=rel, atol=0)
+        assert np.all(np.abs(got - ref) <= rel * scale)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -12,6 +12,7 @@
 namespace matchar::spectral {
 namespace {
 
+using detail::DevianceBlockArgs;
 using detail::dispatch_small_k;
 using detail::HalsBlockArgs;
 using detail::included;
@@ -832,8 +833,12 @@ void poisson_deviance(ConstMatrixView<TX> X, ConstMatrixView<T> W, ConstMatrixVi
                       Masks masks, double* out) {
   const index_t N = X.rows, C = X.cols, K = W.cols;
   detail::check_factors(N, C, W.rows, W.cols, H.rows, H.cols);
-  const RowMat<T> Hm = detail::to_matrix(H);
   const std::vector<double> hsum = masked_row_sums(H, masks.channels);
+  // K <= kMaxSmallK: the blocked pass of the CPU's level
+  const DevianceBlockArgs<T> blocked{row_source<T>(X), W,  H, masks.channels, hsum.data(),
+                                     num_threads(),    out};
+  if (detail::blocked_kernels_for<T>().deviance(blocked)) return;
+  const RowMat<T> Hm = detail::to_matrix(H);
   constexpr index_t B = 64;
   detail::for_blocks((N + B - 1) / B, num_threads(), [&](index_t b, int) {
     thread_local std::vector<T> x, r, w;

@@ -66,11 +66,25 @@ struct HalsBlockArgs {
   double* sumsq_part;  // one per thread
 };
 
+// The Poisson deviance of every pixel (see poisson_deviance):
+// out[i] = 2 (sum_k W(i, k) hsum[k] + sum_c [x log(x / (W H)) - x] over the counted
+// entries), hsum[k] the sum of H's row k over the included channels.
+template <class T>
+struct DevianceBlockArgs {
+  RowSource<T> X;
+  ConstMatrixView<T> W, H;
+  const std::uint8_t* channels;  // 1 = included; null: all
+  const double* hsum;            // K
+  int n_threads;
+  double* out;  // N
+};
+
 // The passes of one level; each returns false (nothing done) for K > kMaxSmallK.
 template <class T>
 struct BlockedKernels {
   bool (*kl)(const KlBlockArgs<T>&);
   bool (*hals)(const HalsBlockArgs<T>&);
+  bool (*deviance)(const DevianceBlockArgs<T>&);
 };
 struct BlockedTable {
   BlockedKernels<float> f32;

@@ -459,6 +459,58 @@ void kl_blocks_k(const KlBlockArgs<T>& s) {
   return kl_blocks_fixed<K, false, false>(s);
 }
 
+// The per-pixel Poisson deviance (DevianceBlockArgs): the loss of kl_group_w per row.
+template <int K, bool kMask, class T>
+void deviance_blocks_fixed(const DevianceBlockArgs<T>& s) {
+  constexpr int R = group_rows<K>();
+  const index_t N = s.X.n_rows, C = s.X.n_cols, Cp = padded<T>(C);
+  Buffer<T> cm;
+  mask_factors(cm, s.channels, C, Cp);
+  Workspaces<T> spaces(s.n_threads);
+  constexpr index_t B = 64;
+  auto body = [&](index_t b, int tid) {
+    GroupWorkspace<T>& ws = spaces.p[tid];
+    if (ws.base == nullptr) ws.init(s.H, R, nullptr, false);
+    T w[R * K];
+    double num[R * K], lrow[R];
+    const index_t i0 = b * B, i1 = i0 + B < N ? i0 + B : N;
+    for (index_t g = i0; g < i1; g += R) {
+      const index_t nr = i1 - g < R ? i1 - g : R;
+      ws.pack(s.X, g, nr);
+      for (int r = 0; r < R; ++r)
+        for (int k = 0; k < K; ++k) w[r * K + k] = r < nr ? at(s.W, g + r, k) : T(0);
+      kl_group_w<K, R, kMask, true>(ws.x(), ws.h(), cm.p, Cp, ws.ld, w, num, lrow);
+      for (int r = 0; r < nr; ++r) {
+        double dev = 0.0;
+        for (int k = 0; k < K; ++k) dev += static_cast<double>(w[r * K + k]) * s.hsum[k];
+        s.out[g + r] = 2.0 * (dev + lrow[r]);
+      }
+    }
+  };
+  blocks((N + B - 1) / B, s.n_threads, body);
+}
+
+template <class T>
+bool deviance_small(const DevianceBlockArgs<T>& s) {
+  const bool mask = s.channels != nullptr;
+  switch (s.W.cols) {
+#define MATCHAR_DEVIANCE_CASE(KK) \
+  case KK:                        \
+    return (mask ? deviance_blocks_fixed<KK, true>(s) : deviance_blocks_fixed<KK, false>(s)), true;
+    MATCHAR_DEVIANCE_CASE(1)
+    MATCHAR_DEVIANCE_CASE(2)
+    MATCHAR_DEVIANCE_CASE(3)
+    MATCHAR_DEVIANCE_CASE(4)
+    MATCHAR_DEVIANCE_CASE(5)
+    MATCHAR_DEVIANCE_CASE(6)
+    MATCHAR_DEVIANCE_CASE(7)
+    MATCHAR_DEVIANCE_CASE(8)
+#undef MATCHAR_DEVIANCE_CASE
+    default:
+      return false;
+  }
+}
+
 // The dense HALS pass for small K (see hals_update): per group, X H^T and the sums of
 // squares in one sweep, the W rows by coordinate descent, then X^T W_new accumulated.
 template <int K, bool kMask, class T>
@@ -562,8 +614,8 @@ bool hals_small(const HalsBlockArgs<T>& s) {
   }
 }
 
-const BlockedTable kTable{{kl_small<float>, hals_small<float>},
-                          {kl_small<double>, hals_small<double>}};
+const BlockedTable kTable{{kl_small<float>, hals_small<float>, deviance_small<float>},
+                          {kl_small<double>, hals_small<double>, deviance_small<double>}};
 
 }  // namespace
 
