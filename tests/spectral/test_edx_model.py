@@ -160,9 +160,10 @@ def test_bcf_proposed_elements(shared_data):
     proposed = set(model.elements)
     # From the peaks alone: Si, Ti and O. Pd's L-alpha (2.84 keV, ~30 counts above
     # background) lies on the Si escape peak of Ti K-alpha (4.51 - 1.74 keV), which the
-    # proposal models: its peak is no longer above 6 sd. N is proposed on the Ti L-l
-    # line (0.39 keV), which the model's Ti L lines do not explain. Cd, whose L lines
-    # overlap Pd's, and Kr on the Si peak's low-energy tail are not proposed.
+    # proposal models: its peak is no longer above 6 sd. The background steps at the
+    # window's edges (C, N, O K), and no N is proposed on the step at 0.41 keV. Cd,
+    # whose L lines overlap Pd's, and Kr on the Si peak's low-energy tail are not
+    # proposed.
     assert {"Si", "Ti", "O"} <= proposed
     assert not proposed & {"Cd", "Kr", "Rh", "Ag"}
     assert len(proposed) <= 6

@@ -946,8 +946,10 @@ class EDXModel:
         multiplicative updates), then a test per element with false-discovery control:
 
         1. the background is the bremsstrahlung, or the flexible bremsstrahlung basis of
-           :meth:`background_basis` (``knot_keV``) when the data need it (below); the
-           ``known`` elements (e.g. the signal's metadata) are in the fit from the start.
+           :meth:`background_basis` (``knot_keV``), either with steps of free size at the
+           K edges of window, coating and dead-layer materials (C, N, O, Al, Si), when the
+           data need them (below); the ``known`` elements (e.g. the signal's metadata)
+           are in the fit from the start.
            With ``artefacts``, every fit also holds two artefact columns built from the
            element lines fitted so far (:func:`~matchar.spectral._elements.artefact_columns`):
            the Si escape peaks (each line above the Si K edge, 1.740 keV lower, scaled
@@ -991,10 +993,11 @@ class EDXModel:
            largest p leaves and the tests are redone.
 
         The search runs first with the plain bremsstrahlung columns; the flexible
-        background replaces them (and the search is redone) only if, with the elements
-        found, it lowers the deviance by more than its extra columns' count plus
-        ``min_significance`` standard deviations of a chi-square with that many degrees
-        of freedom.
+        background, then the flexible background with the edge steps (with
+        ``knot_keV=inf``: the plain one with the edge steps), replaces them (and the
+        search is redone) only if, with the elements found, it lowers the deviance by
+        more than its extra columns' count plus ``min_significance`` standard deviations
+        of a chi-square with that many degrees of freedom.
 
         Parameters
         ----------

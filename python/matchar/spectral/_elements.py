@@ -1,6 +1,7 @@
 """Element proposal for EDX spectra: greedy likelihood-ratio search with line-family
-consistency, escape and pile-up artefacts, detector/holder labels and Benjamini-Hochberg
-control of false discoveries over the candidate elements.
+consistency, escape and pile-up artefacts, window-edge steps in the background,
+detector/holder labels and Benjamini-Hochberg control of false discoveries over the
+candidate elements.
 
 :meth:`matchar.spectral.EDXModel.propose_elements` is the public entry point; this
 module holds its implementation.
@@ -521,6 +522,30 @@ class _Search:
         return out, others
 
 
+#: K edges (keV) of the materials of detector windows and their coatings (C, N, O, Al)
+#: and of the Si dead layer, where the background's transmission steps.
+WINDOW_EDGES_KEV = (0.284, 0.410, 0.543, 1.560, 1.839)
+
+
+def _with_edges(model: EDXModel, basis: np.ndarray) -> np.ndarray:
+    """``basis`` plus each bremsstrahlung column times each segment between the window
+    edges (smoothed by the detector width): a step of any size at each edge."""
+    E = model.energy
+    inside = [e for e in WINDOW_EDGES_KEV if E[0] < e < E[-1]]
+    if not inside:
+        return basis
+    brems = model.bremsstrahlung().T if model.n_background else [model.fit_channels * 1.0]
+    steps = [0.5 * (1 + erf((E - e) / (_sigma(model, e) * math.sqrt(2.0)))) for e in inside]
+    bounds = [np.ones_like(E), *steps, np.zeros_like(E)]
+    cols = []
+    for b in brems:
+        for j in range(len(bounds) - 1):
+            c = b * (bounds[j] - bounds[j + 1])
+            if c.sum() > 0:
+                cols.append(c / c.sum())
+    return np.column_stack([basis, *cols])
+
+
 def _columns(model: EDXModel, elements: Sequence[str]) -> list[tuple[str, np.ndarray, list]]:
     """(symbol, G column (C,), lines) of each element with a line on the axis."""
     out = []
@@ -602,15 +627,23 @@ def propose_elements(
     basis = model.background_basis(np.inf)
     found, elems = search.run(basis, known_cols)
     background = "bremsstrahlung"
+    # richer backgrounds only where the data need them: likelihood-ratio tests against
+    # the current one, with the elements found (then the search is redone)
+    richer = []
     if np.isfinite(knot_keV):
-        # the flexible background only where the data need it: a likelihood-ratio
-        # test of it against the plain bremsstrahlung, with the elements found
         flex = model.background_basis(knot_keV)
-        _, _, d_plain, _ = search.fit(basis, elems, n_iter=1000)
-        _, _, d_flex, _ = search.fit(flex, elems, n_iter=1000)
-        extra = flex.shape[1] - basis.shape[1]
-        if d_plain - d_flex > extra + min_significance * np.sqrt(2.0 * extra):
-            basis, background = flex, f"flexible ({knot_keV:g} keV knots)"
+        richer.append((flex, f"flexible ({knot_keV:g} keV knots)"))
+        richer.append((_with_edges(model, flex), f"flexible ({knot_keV:g} keV knots) + edges"))
+    else:
+        richer.append((_with_edges(model, basis), "bremsstrahlung + edges"))
+    for cand_basis, label in richer:
+        if cand_basis.shape[1] <= basis.shape[1]:
+            continue
+        _, _, d_old, _ = search.fit(basis, elems, n_iter=1000)
+        _, _, d_new, _ = search.fit(cand_basis, elems, n_iter=1000)
+        extra = cand_basis.shape[1] - basis.shape[1]
+        if d_old - d_new > extra + min_significance * np.sqrt(2.0 * extra):
+            basis, background = cand_basis, label
             found, elems = search.run(basis, known_cols)
     # false discoveries: drop-one tests of the elements found, score tests of the other
     # candidates, Benjamini-Hochberg over all the candidates; an element found with
