@@ -106,6 +106,32 @@ def test_poisson_deviance_at_level(level, dtype, K):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("L", [1, 2, 3, 4, 5, 7, 13, 64, 65])
+def test_weighted_gram_at_level(level, dtype, L):
+    # L = 1..64 run the blocked pass (chunks of 4 columns and a remainder of 1..3),
+    # L = 65 Eigen's GEMM; odd N and C, strided X and V, weights and an offset
+    rng = np.random.default_rng(L)
+    X = rng.poisson(3.0, size=(2 * 71, 3 * 45)).astype(np.uint16)[::2, ::3]
+    V = rng.standard_normal((45, 2 * L)).astype(dtype)[:, ::2]
+    r, c = rng.random(71) + 0.5, rng.random(45) + 0.5
+    offset = rng.standard_normal(L)
+    Xw = X.astype(np.float64) * r[:, None] * c[None, :]
+    for off in (None, offset):
+        Y = Xw @ V.astype(np.float64) - (0.0 if off is None else off)
+        Z, s = _core.spectral.weighted_gram_apply(X, r, c, V, off)
+        # float32: products rounded in float32 and summed over 45 channels, then 71 rows
+        scale = np.abs(Xw).T @ np.abs(Y) + np.abs(Xw).T @ (np.abs(Xw) @ np.abs(V))
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        assert np.all(np.abs(Z - Xw.T @ Y) <= tol * scale + 1e-300)
+        np.testing.assert_allclose(
+            s, Y.sum(0), rtol=0, atol=tol * float(np.abs(Xw).sum() * np.abs(V).max() + 1)
+        )
+        np.testing.assert_allclose(
+            Z, Xw.T @ Y, rtol=2e-3 if dtype == np.float32 else 1e-10, atol=tol * scale.max()
+        )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("K", KS)
 def test_hals_at_level(level, dtype, K):
     X, W, H = problem(K + 200, 53, 45, K)

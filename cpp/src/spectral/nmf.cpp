@@ -8,6 +8,7 @@
 
 #include "blocks.hpp"
 #include "nmf_blocked.hpp"
+#include "row_source.hpp"
 
 namespace matchar::spectral {
 namespace {
@@ -17,6 +18,8 @@ using detail::dispatch_small_k;
 using detail::HalsBlockArgs;
 using detail::included;
 using detail::KlBlockArgs;
+using detail::load_row;
+using detail::row_source;
 using detail::RowMat;
 using detail::RowSource;
 
@@ -222,33 +225,6 @@ void detail::cd_sweeps(double* w, const double* G, const double* b, index_t K, i
 // its W H and ratios, C elements each), H (K x C) in L1/L2. Vectorised over channels.
 // ---------------------------------------------------------------------------
 namespace {
-
-template <class TX, class T>
-inline void load_row(ConstMatrixView<TX> X, index_t i, T* __restrict out) {
-  const TX* src = X.data + i * X.row_stride;
-  const index_t cs = X.col_stride, C = X.cols;
-  if (cs == 1) {
-#pragma omp simd
-    for (index_t c = 0; c < C; ++c) out[c] = static_cast<T>(src[c]);
-  } else {
-    for (index_t c = 0; c < C; ++c) out[c] = static_cast<T>(src[c * cs]);
-  }
-}
-
-// X as a RowSource (nmf_blocked.hpp).
-template <class T, class TX>
-RowSource<T> row_source(ConstMatrixView<TX> X) {
-  return {X.data,
-          X.rows,
-          X.cols,
-          X.row_stride,
-          X.col_stride,
-          [](const RowSource<T>& v, index_t i, T* out) {
-            load_row(ConstMatrixView<TX>{static_cast<const TX*>(v.data), v.n_rows, v.n_cols,
-                                         v.row_stride, v.col_stride},
-                     i, out);
-          }};
-}
 
 // wh = w^T H for one pixel (H row-major K x C).
 template <class T>

@@ -66,6 +66,9 @@ struct HalsBlockArgs {
   double* sumsq_part;  // one per thread
 };
 
+// Widest V the blocked Gram pass takes (wider: Eigen's GEMM).
+constexpr index_t kMaxGramL = 64;
+
 // The Poisson deviance of every pixel (see poisson_deviance):
 // out[i] = 2 (sum_k W(i, k) hsum[k] + sum_c [x log(x / (W H)) - x] over the counted
 // entries), hsum[k] the sum of H's row k over the included channels.
@@ -79,12 +82,28 @@ struct DevianceBlockArgs {
   double* out;  // N
 };
 
+// One pass of the weighted Gram product (see weighted_gram_apply in svd.hpp): with
+// Xw = diag(r) X diag(c) and Y = Xw V - offset, per thread Z += Y^T Xw (L x C, float64,
+// at tid * stride) and s += the column sums of Y (L, at tid * stride + L * C).
+template <class T>
+struct GramBlockArgs {
+  RowSource<T> X;
+  const double* r;       // N row weights (null: 1)
+  const double* c;       // C column weights (null: 1)
+  ConstMatrixView<T> V;  // C x L
+  const double* offset;  // L (null: 0)
+  int n_threads;
+  double* acc;
+  index_t acc_stride;
+};
+
 // The passes of one level; each returns false (nothing done) for K > kMaxSmallK.
 template <class T>
 struct BlockedKernels {
   bool (*kl)(const KlBlockArgs<T>&);
   bool (*hals)(const HalsBlockArgs<T>&);
   bool (*deviance)(const DevianceBlockArgs<T>&);
+  bool (*gram)(const GramBlockArgs<T>&);  // false for L > kMaxGramL
 };
 struct BlockedTable {
   BlockedKernels<float> f32;

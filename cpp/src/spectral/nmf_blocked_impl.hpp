@@ -511,6 +511,119 @@ bool deviance_small(const DevianceBlockArgs<T>& s) {
   }
 }
 
+// The weighted Gram pass (GramBlockArgs), for LB of the L columns of V at a time:
+// y(r, l) = sum_c x_rc Vt(l, c) for R packed (weighted) rows ...
+template <int R, int LB, class T>
+inline void gram_group_y(const T* __restrict x, const T* __restrict Vt, index_t Cp, index_t ld,
+                         double* __restrict y) {
+  using S = SimdT<T>;
+  using V = typename S::V;
+  constexpr int L = S::n;
+  V acc[R][LB];
+  for (int r = 0; r < R; ++r)
+    for (int l = 0; l < LB; ++l) acc[r][l] = V{};
+  for (index_t c = 0; c < Cp; c += L) {
+    V v[LB];
+    for (int l = 0; l < LB; ++l) v[l] = vload<V>(Vt + l * ld + c);
+    for (int r = 0; r < R; ++r) {
+      const V xv = vload<V>(x + r * ld + c);
+      for (int l = 0; l < LB; ++l) acc[r][l] += xv * v[l];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int l = 0; l < LB; ++l) y[r * LB + l] = hsum(acc[r][l]);
+}
+
+// ... and Z(l, c) += sum_r y(r, l) x_rc into LB accumulator rows.
+template <int R, int LB, class T>
+inline void gram_group_z(const T* __restrict x, index_t Cp, index_t ld, const T* __restrict y,
+                         T* __restrict Z) {
+  using S = SimdT<T>;
+  using V = typename S::V;
+  constexpr int L = S::n;
+  V yv[R][LB];
+  for (int r = 0; r < R; ++r)
+    for (int l = 0; l < LB; ++l) yv[r][l] = S::splat(y[r * LB + l]);
+  for (index_t c = 0; c < Cp; c += L) {
+    V xv[R];
+    for (int r = 0; r < R; ++r) xv[r] = vload<V>(x + r * ld + c);
+    for (int l = 0; l < LB; ++l) {
+      V z = vload<V>(Z + l * ld + c);
+      for (int r = 0; r < R; ++r) z += xv[r] * yv[r][l];
+      vstore(Z + l * ld + c, z);
+    }
+  }
+}
+
+// One chunk of LB columns of V starting at l0 for the R rows of a group.
+template <int R, int LB, class T>
+inline void gram_chunk(GroupWorkspace<T>& ws, index_t l0, index_t nr, const double* offset,
+                       double* s) {
+  double y[R * LB];
+  T yt[R * LB];
+  gram_group_y<R, LB>(ws.x(), ws.h() + l0 * ws.ld, ws.Cp, ws.ld, y);
+  for (int r = 0; r < R; ++r)
+    for (int l = 0; l < LB; ++l) {
+      // rows past the end of X are zero rows: no Y row (and no offset) of theirs
+      const T v = r < nr ? static_cast<T>(y[r * LB + l] - (offset ? offset[l0 + l] : 0.0)) : T(0);
+      yt[r * LB + l] = v;
+      s[l0 + l] += static_cast<double>(v);
+    }
+  gram_group_z<R, LB>(ws.x(), ws.Cp, ws.ld, yt, ws.acc() + l0 * ws.ld);
+}
+
+template <class T>
+bool gram_small(const GramBlockArgs<T>& s) {
+  constexpr int R = group_rows<4>();
+  const index_t N = s.X.n_rows, C = s.X.n_cols, Lc = s.V.cols, Cp = padded<T>(C);
+  if (Lc > kMaxGramL) return false;
+  Buffer<T> cw;  // column weights, zero padded
+  cw.zeroed(Cp);
+  for (index_t c = 0; c < C; ++c) cw.p[c] = static_cast<T>(s.c ? s.c[c] : 1.0);
+  // V^T (L x C) as the workspace's "H" rows
+  const ConstMatrixView<T> Vt{s.V.data, Lc, C, s.V.col_stride, s.V.row_stride};
+  Workspaces<T> spaces(s.n_threads);
+  constexpr index_t B = 64;  // rows per block: Z accumulated in T over a block, then float64
+  auto body = [&](index_t b, int tid) {
+    using V = typename SimdT<T>::V;
+    constexpr int Ln = SimdT<T>::n;
+    GroupWorkspace<T>& ws = spaces.p[tid];
+    if (ws.base == nullptr) ws.init(Vt, R, nullptr, false);
+    ws.clear_acc();
+    double* a = s.acc + tid * s.acc_stride;
+    double* sums = a + Lc * C;
+    const index_t i0 = b * B, i1 = i0 + B < N ? i0 + B : N;
+    for (index_t g = i0; g < i1; g += R) {
+      const index_t nr = i1 - g < R ? i1 - g : R;
+      ws.pack(s.X, g, nr);
+      for (index_t r = 0; r < nr; ++r) {  // Xw = diag(r) X diag(c)
+        T* xr = ws.x() + r * ws.ld;
+        const V rw = SimdT<T>::splat(static_cast<T>(s.r ? s.r[g + r] : 1.0));
+        for (index_t c = 0; c < Cp; c += Ln)
+          vstore(xr + c, vload<V>(xr + c) * vload<V>(cw.p + c) * rw);
+      }
+      index_t l0 = 0;
+      for (; l0 + 4 <= Lc; l0 += 4) gram_chunk<R, 4>(ws, l0, nr, s.offset, sums);
+      switch (Lc - l0) {
+        case 3:
+          gram_chunk<R, 3>(ws, l0, nr, s.offset, sums);
+          break;
+        case 2:
+          gram_chunk<R, 2>(ws, l0, nr, s.offset, sums);
+          break;
+        case 1:
+          gram_chunk<R, 1>(ws, l0, nr, s.offset, sums);
+          break;
+        default:
+          break;
+      }
+    }
+    ws.flush_acc(a, C);
+  };
+  blocks((N + B - 1) / B, s.n_threads, body);
+  return true;
+}
+
 // The dense HALS pass for small K (see hals_update): per group, X H^T and the sums of
 // squares in one sweep, the W rows by coordinate descent, then X^T W_new accumulated.
 template <int K, bool kMask, class T>
@@ -614,8 +727,9 @@ bool hals_small(const HalsBlockArgs<T>& s) {
   }
 }
 
-const BlockedTable kTable{{kl_small<float>, hals_small<float>, deviance_small<float>},
-                          {kl_small<double>, hals_small<double>, deviance_small<double>}};
+const BlockedTable kTable{
+    {kl_small<float>, hals_small<float>, deviance_small<float>, gram_small<float>},
+    {kl_small<double>, hals_small<double>, deviance_small<double>, gram_small<double>}};
 
 }  // namespace
 

@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "blocks.hpp"
+#include "nmf_blocked.hpp"
+#include "row_source.hpp"
 
 namespace matchar::spectral {
 
@@ -85,6 +87,23 @@ void weighted_gram_apply(ConstMatrixView<TX> X, const double* r, const double* c
   check_allocation(static_cast<std::size_t>(nt) * static_cast<std::size_t>(C * L + L),
                    sizeof(double), "weighted_gram_apply accumulators");
   std::vector<double> acc(static_cast<std::size_t>(nt) * (C * L + L), 0.0);
+  // L <= kMaxGramL: the register-blocked pass of the CPU's level (L x C per thread)
+  const detail::GramBlockArgs<T> blocked{
+      detail::row_source<T>(X), r, c, V, offset, nt, acc.data(), C * L + L};
+  if (L <= detail::kMaxGramL && detail::blocked_kernels_for<T>().gram(blocked)) {
+    for (index_t l = 0; l < L; ++l) {
+      for (index_t j = 0; j < C; ++j) {
+        double v = 0.0;
+        for (int t = 0; t < nt; ++t)
+          v += acc[static_cast<std::size_t>(t) * (C * L + L) + l * C + j];
+        Z[j * L + l] = v;
+      }
+      double v = 0.0;
+      for (int t = 0; t < nt; ++t) v += acc[static_cast<std::size_t>(t) * (C * L + L) + C * L + l];
+      s[l] = v;
+    }
+    return;
+  }
   const index_t B = detail::block_rows(C);
   detail::for_blocks((N + B - 1) / B, nt, [&](index_t b, int tid) {
     thread_local RowMat<T> Xb, Yb, Zb;
