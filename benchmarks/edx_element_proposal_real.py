@@ -156,6 +156,7 @@ def main() -> None:
               f"{(', '.join(extra) or 'none') if listed else 'n/a'} | {rej or '-'} | "
               f"{dt:.1f} s | {', '.join(info['loose']) or '-'} |")  # fmt: skip
     for name, *_, fig, info in rows:
+        print(f"{name}: background {info['background']}, {info['n_tests']} candidates tested")
         if fig is not None:
             print(f"{name}: figure {fig}")
         for el, why in info["rejected"].items():
