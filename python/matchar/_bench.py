@@ -203,6 +203,8 @@ def run_bench(quick: bool = False, repeat: int = 3) -> list[BenchRow]:
 
     Example
     -------
+    Not run with the doctests: it times every case against its peer (minutes).
+
     >>> from matchar._bench import run_bench, format_table  # doctest: +SKIP
     >>> print(format_table(run_bench(quick=True)))          # doctest: +SKIP
     """

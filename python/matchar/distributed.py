@@ -167,8 +167,11 @@ def predict_shieldings(
 
     Example
     -------
-    >>> import matchar.distributed as mcd  # doctest: +SKIP
-    >>> mcd.predict_shieldings(model, trajectory, batch_size=500)  # doctest: +SKIP
+    >>> import ase.build, dask, matchar as mc, matchar.distributed as mcd
+    >>> model = mc.nmr.ShiftModel.pretrained("H")
+    >>> frames = [ase.build.molecule("CH4") for _ in range(6)]
+    >>> mcd.predict_shieldings(model, frames, batch_size=2).shape   # 6 frames x 4 H
+    (24,)
     """
     dask, _ = _dask()
     frames = _frames_list(frames)

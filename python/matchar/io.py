@@ -306,6 +306,9 @@ def list_signals(path: str | Path) -> list[dict[str, Any]]:
 
     Example
     -------
+    ``map.bcf`` stands for a microscope file of yours (none ships with matchar, so the
+    example is not run):
+
     >>> [s["kind"] for s in mc.io.list_signals("map.bcf")]   # doctest: +SKIP
     ['image', 'spectrum image']
     """
@@ -517,6 +520,9 @@ def load_spectrum_image(
 
     Example
     -------
+    ``map.bcf`` and ``si.emd`` stand for microscope files of yours (none ships with
+    matchar, so the example is not run):
+
     >>> import matchar as mc                                    # doctest: +SKIP
     >>> cube, energy, meta = mc.io.load_spectrum_image("map.bcf")  # doctest: +SKIP
     >>> cube.shape, energy[:2], meta["energy_unit"]             # doctest: +SKIP

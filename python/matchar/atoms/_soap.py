@@ -533,7 +533,7 @@ class SOAP:
         >>> import ase.build, matchar as mc
         >>> soap = mc.atoms.SOAP(cutoff=3.0, max_radial=3, max_angular=2, species=["H", "O"])
         >>> soap.compute_atoms([ase.build.molecule("H2O")], [[0, 2], [0, 0]]).shape
-        (2, 54)
+        (2, 81)
         """
         import ase
 

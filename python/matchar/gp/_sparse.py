@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.linalg
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.extmath import randomized_svd
 
 from .. import _core
@@ -232,9 +234,44 @@ def _kernel_column(kernel: Callable, X: np.ndarray) -> Callable[[int], np.ndarra
     return column
 
 
+def _feature_rows(X: ArrayLike, name: str) -> np.ndarray:
+    """A 2-D float array of ``X`` (no copy when possible), as :func:`as_array` gives it.
+
+    The messages of the failures scikit-learn's ``check_array`` also reports use its
+    words ("Reshape your data", "0 feature(s)", "Complex data not supported"), so that
+    code written against scikit-learn recognises them; object arrays of numbers are read
+    as float64, as scikit-learn does.
+    """
+    if X is None:
+        raise ValueError(f"{name} must be a 2-D array (samples, features), got None")
+    arr = np.asarray(X) if not (hasattr(X, "tocsr") and hasattr(X, "nnz")) else X
+    if isinstance(arr, np.ndarray):
+        if arr.ndim == 1:
+            raise ValueError(
+                f"{name} must be a 2-D array (samples, features), got an array of shape "
+                f"{arr.shape}. Reshape your data: X.reshape(-1, 1) for one feature, "
+                "X.reshape(1, -1) for one sample"
+            )
+        if arr.ndim == 2 and arr.size == 0:
+            what = "0 feature(s)" if arr.shape[1] == 0 else "0 sample(s)"
+            raise ValueError(
+                f"{name} is empty: {what} (shape={arr.shape}) while a minimum of 1 is required."
+            )
+        if arr.dtype.kind == "c":
+            raise ValueError(
+                f"{name} must hold real numbers, got dtype {arr.dtype}: Complex data not supported"
+            )
+        if arr.dtype == object:
+            try:
+                arr = arr.astype(np.float64)
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"{name} must hold real numbers; {err}") from err
+    return as_array(arr, name, ndim=2)
+
+
 def _finite_rows(X: ArrayLike, name: str) -> np.ndarray:
     """A 2-D float array of ``X`` (no copy when possible); ValueError for NaN/inf."""
-    X_ = as_array(X, name, ndim=2)
+    X_ = _feature_rows(X, name)
     step = max(1, (1 << 22) // max(X_.shape[1], 1))  # bounded temporaries
     if not all(np.isfinite(X_[i : i + step]).all() for i in range(0, len(X_), step)):
         raise ValueError(f"{name} contains NaN or infinite values")
@@ -245,6 +282,11 @@ def _targets(y: ArrayLike, name: str) -> np.ndarray:
     """``y`` as float64; a ValueError (not a ComplexWarning and a lost imaginary part) for
     complex, object or string values."""
     arr = np.asarray(y)
+    if arr.dtype == object:  # numbers in an object array are read, as scikit-learn does
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name} must hold real numbers, got dtype object ({err})") from None
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     return arr.astype(np.float64, copy=False)
@@ -549,6 +591,22 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         self.normalize_y = normalize_y
         self.n_sparse_committee = n_sparse_committee
 
+    def _descriptor_kernel(self) -> bool:
+        """The kernel is the normalised polynomial one (the default), made for descriptors."""
+        kernel = self._kernel()
+        return isinstance(kernel, PolynomialKernel) and kernel.normalize
+
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6
+        tags = super().__sklearn_tags__()
+        # The normalised polynomial kernel sees only the direction of a feature vector and
+        # is even in it (a SOAP power spectrum's similarity): it cannot fit targets that
+        # depend on the length or the sign of x, such as scikit-learn's linear test data.
+        tags.regressor_tags.poor_score = self._descriptor_kernel()
+        return tags
+
+    def _more_tags(self) -> dict:  # scikit-learn < 1.6
+        return {"poor_score": self._descriptor_kernel()}
+
     # -- helpers -------------------------------------------------------------------------
     def _kernel(self) -> Callable:
         return PolynomialKernel() if self.kernel is None else self.kernel
@@ -570,7 +628,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
             except ValueError:
                 raise ValueError(
                     f"n_sparse must be an integer between 1 and the number of training rows "
-                    f"({n}), got {self.n_sparse!r}"
+                    f"(n_samples={n}), got {self.n_sparse!r}"
                 ) from None
         # sigma^2 must stay a finite float64
         check_float(self.regularizer, "regularizer", low=0.0, high=MAX_REGULARIZER, low_open=True)
@@ -617,8 +675,18 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         -------
         self
         """
-        X_ = as_array(X, "X", ndim=2)
+        X_ = _feature_rows(X, "X")
+        if y is None:
+            raise ValueError("SparseGPR requires y to be passed, but the target y is None")
         y_ = _targets(y, "y")
+        if y_.ndim == 2 and y_.shape[1] == 1:  # scikit-learn's rule for a column vector
+            warnings.warn(
+                "A column-vector y was passed when a 1d array was expected. Please change "
+                "the shape of y to (n_samples,), for example using ravel().",
+                DataConversionWarning,
+                stacklevel=3,
+            )
+            y_ = y_[:, 0]
         if y_.ndim != 1 or len(y_) != len(X_):
             raise ValueError(
                 f"y must be a 1-D array with one value per row of X ({len(X_)}), "
@@ -729,6 +797,11 @@ class SparseGPR(RegressorMixin, BaseEstimator):
             self.committee_weights_ = np.array(weights[1:])
             self.committee_y_mean_ = y_mean[1:]
         self.alpha_, self.beta_ = 1.0, 0.0
+        self.__dict__.pop("_sparse_prepared", None)
+        if hasattr(kernel, "prepare") and hasattr(kernel, "cross"):
+            # prepared here, not at the first prediction: predict leaves the state as is
+            for size in {m, mc}:
+                self._prepared_sparse(kernel, size)
         return self
 
     # -- prediction ----------------------------------------------------------------------
@@ -842,14 +915,20 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         Y = self.X_sparse_ if n is None or n >= len(self.X_sparse_) else self.X_sparse_[:n]
         if not (hasattr(kernel, "prepare") and hasattr(kernel, "cross")):
             return kernel(X, Y)
-        key = (id(kernel), id(self.X_sparse_), self.X_sparse_.shape, self.X_sparse_.dtype)
+        return kernel.cross(X, self._prepared_sparse(kernel, len(Y)))
+
+    def _prepared_sparse(self, kernel, n: int):
+        """``kernel.prepare`` of the first ``n`` sparse points, cached until they change."""
+        # self.kernel, not the kernel built from it: the default is built anew at each call
+        owner = None if self.kernel is None else id(self.kernel)
+        key = (owner, id(self.X_sparse_), self.X_sparse_.shape, self.X_sparse_.dtype)
         cache = self.__dict__.get("_sparse_prepared")
         if cache is None or cache[0] != key:
             cache = (key, {})
             self.__dict__["_sparse_prepared"] = cache
-        if len(Y) not in cache[1]:
-            cache[1][len(Y)] = kernel.prepare(Y)
-        return kernel.cross(X, cache[1][len(Y)])
+        if n not in cache[1]:
+            cache[1][n] = kernel.prepare(self.X_sparse_[:n])
+        return cache[1][n]
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
@@ -1087,11 +1166,11 @@ class SparseGPR(RegressorMixin, BaseEstimator):
 
     def _check_X(self, X: ArrayLike) -> np.ndarray:
         check_fitted(self, "X_sparse_")
-        X_ = as_array(X, "X", ndim=2)
+        X_ = _feature_rows(X, "X")
         if X_.shape[1] != self.n_features_in_:
             raise ValueError(
-                f"X has {X_.shape[1]} features, but this SparseGPR was fitted with "
-                f"{self.n_features_in_}"
+                f"X has {X_.shape[1]} features, but SparseGPR is expecting "
+                f"{self.n_features_in_} features as input (it was fitted with that many)"
             )
         return X_
 

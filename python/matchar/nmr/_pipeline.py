@@ -93,6 +93,10 @@ def rank_candidates(
 
     Example
     -------
+    ``frames`` stands for the candidate structures and ``shifts.csv`` for the measured
+    shift table (see :func:`read_shift_table`), neither part of matchar, so the example
+    is not run:
+
     >>> res = mc.nmr.rank_candidates(frames, "shifts.csv", "H")   # doctest: +SKIP
     >>> res.probabilities                                         # doctest: +SKIP
     """

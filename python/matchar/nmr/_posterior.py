@@ -196,7 +196,7 @@ class StructurePosterior:
         >>> import numpy as np, matchar as mc
         >>> res = mc.nmr.structure_posterior([[1.0, 2.0], [1.5, 2.6]], 0.2, [1.1, 2.0],
         ...                                  sigma_exp=0.3, slope=1.0, return_details=True)
-        >>> ax = res.plot()  # doctest: +SKIP
+        >>> ax = res.plot()
         """
         from ._plots import plot_posterior
 
@@ -225,7 +225,7 @@ class StructurePosterior:
         >>> import matchar as mc
         >>> res = mc.nmr.structure_posterior([[1.0, 2.0]], 0.2, [1.1, 2.0], sigma_exp=0.3,
         ...                                  slope=1.0, return_details=True)
-        >>> ax = res.plot_parity(0)  # doctest: +SKIP
+        >>> ax = res.plot_parity(0)
         """
         from ._plots import plot_parity
 

@@ -99,9 +99,11 @@ class ShiftModel:
 
     Example
     -------
-    >>> import matchar as mc
-    >>> model = mc.nmr.ShiftModel.pretrained("H")          # doctest: +SKIP
-    >>> sigma, std = model.predict(frames, return_std=True)  # doctest: +SKIP
+    >>> import ase.build, matchar as mc
+    >>> model = mc.nmr.ShiftModel.pretrained("H")
+    >>> sigma, std = model.predict([ase.build.molecule("CH4")], return_std=True)
+    >>> sigma.shape, std.shape   # ppm, one value per H atom
+    ((4,), (4,))
     """
 
     def __init__(
@@ -235,6 +237,9 @@ class ShiftModel:
 
         Example
         -------
+        ``train_frames`` and ``train_shieldings`` stand for the reference set the model was
+        fitted on (not part of matchar, so the example is not run):
+
         >>> model = model.recalibrate(train_frames, train_shieldings, "coverage")  # doctest: +SKIP
         """
         check_fitted(self, "gpr_")

@@ -315,8 +315,16 @@ def select_frames(
 
     Example
     -------
-    >>> sel = mc.nmr.select_frames("md.extxyz", 50, "H")          # doctest: +SKIP
-    >>> labels = my_dft(trajectory.frames(sel.indices))           # doctest: +SKIP
+    >>> import ase.build, matchar as mc
+    >>> frames = [ase.build.molecule("CH4") for _ in range(20)]  # a stand-in trajectory
+    >>> for i, atoms in enumerate(frames):
+    ...     atoms.rattle(0.05, seed=i)
+    >>> sel = mc.nmr.select_frames(frames, 3, "H")
+    >>> len(sel.indices), len(sel.fill_distance)
+    (3, 3)
+
+    The frames ``[frames[i] for i in sel.indices]`` are the ones to label with the
+    reference (DFT) calculation.
     """
     if method not in ("fps", "random"):
         raise ValueError(f"method must be 'fps' or 'random', got {method!r}")
@@ -536,8 +544,14 @@ def predict_trajectory(
 
     Example
     -------
-    >>> res = mc.nmr.predict_trajectory(model, "md.extxyz", timestep_fs=10.0)  # doctest: +SKIP
-    >>> res.mean(), res.autocorrelation_time(), res.flagged_frames()        # doctest: +SKIP
+    >>> import ase.build, matchar as mc
+    >>> frames = [ase.build.molecule("CH4") for _ in range(20)]  # a stand-in trajectory
+    >>> for i, atoms in enumerate(frames):
+    ...     atoms.rattle(0.05, seed=i)
+    >>> model = mc.nmr.ShiftModel.pretrained("H")
+    >>> res = mc.nmr.predict_trajectory(model, frames, timestep_fs=10.0, compress=False)
+    >>> res.mean().shape, res.autocorrelation_time().shape   # per H site
+    ((4,), (4,))
     """
     from ase.data import chemical_symbols
 

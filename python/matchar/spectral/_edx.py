@@ -608,6 +608,10 @@ class EDXModel:
     >>> model = mc.spectral.EDXModel(["Fe", "O"], energy_axis=(0.0, 0.01, 1024))
     >>> model.G.shape
     (1024, 4)
+
+    From a microscope file of yours (``map.bcf``; none ships with matchar, so this part
+    is not run), the metadata give the axis, beam energy, angles and elements:
+
     >>> cube, energy, meta = mc.io.load_spectrum_image("map.bcf")      # doctest: +SKIP
     >>> model = mc.spectral.EDXModel(metadata=meta)   # axis, kV, angles, elements  # doctest: +SKIP
     """

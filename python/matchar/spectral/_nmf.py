@@ -802,7 +802,7 @@ class NMF(TransformerMixin, BaseEstimator):
 
         Example
         -------
-        >>> import numpy as np, matchar as mc, hyperspy.api as hs   # doctest: +SKIP
+        >>> import numpy as np, matchar as mc, hyperspy.api as hs
         >>> s = hs.signals.Signal1D(np.random.default_rng(0).poisson(5.0, (8, 8, 40)))
         >>> nmf = mc.spectral.NMF(2, random_state=0, max_iter=20)
         >>> loadings, factors = nmf.to_signals(nmf.fit_transform(s))

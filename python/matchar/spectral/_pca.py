@@ -603,8 +603,12 @@ class PCA(TransformerMixin, BaseEstimator):
 
         Example
         -------
-        >>> pca = mc.spectral.PCA(3, center=False, random_state=0)   # doctest: +SKIP
+        >>> import numpy as np, matchar as mc, hyperspy.api as hs
+        >>> s = hs.signals.Signal1D(np.random.default_rng(0).poisson(5.0, (8, 8, 40)))
+        >>> pca = mc.spectral.PCA(3, center=False, random_state=0)
         >>> loadings, factors = pca.to_signals(pca.fit_transform(s), convention="hyperspy")
+        >>> loadings.data.shape, factors.data.shape
+        ((3, 8, 8), (3, 40))
         """
         check_fitted(self, "components_")
         if convention == "hyperspy":

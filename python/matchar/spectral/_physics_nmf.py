@@ -321,6 +321,15 @@ class PhysicsNMF(BaseEstimator):
         self.eval_every = eval_every
         self.dtype = dtype
 
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True  # counts: negative values are rejected
+        tags.input_tags.sparse = True
+        return tags
+
+    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
+        return {"requires_positive_X": True, "X_types": ["2darray", "sparse"]}
+
     # -- validation -------------------------------------------------------------------
     def _check(self, N: int, C: int) -> tuple[int, np.ndarray]:
         G = getattr(self.model, "G", None)
@@ -330,7 +339,8 @@ class PhysicsNMF(BaseEstimator):
         if G.ndim != 2 or G.shape[0] != C:
             raise ValueError(
                 f"X has {C} channels but the model's dictionary G has {G.shape[0]} rows: build "
-                "the model on the data's energy axis"
+                f"the model on the data's energy axis (X's n_features = {C} must equal the "
+                "model's channel count)"
             )
         if not np.isfinite(G).all() or (G < 0).any():
             raise ValueError("model.G must be finite and non-negative")
@@ -940,7 +950,12 @@ class PhysicsNMF(BaseEstimator):
 
         Example
         -------
-        >>> maps, spectra = est.to_signals()   # doctest: +SKIP
+        >>> import numpy as np, matchar as mc, hyperspy.api as hs
+        >>> m = mc.spectral.EDXModel(["Cu", "Zn"], (0.2, 0.02, 500))
+        >>> X = np.random.default_rng(0).poisson(m.G @ [50, 50, 20, 20] + 1.0, (8, 8, 500))
+        >>> maps, spectra = mc.spectral.PhysicsNMF(m, 1, max_iter=20).fit(X).to_signals()
+        >>> maps.data.shape, spectra.data.shape, isinstance(spectra, hs.signals.Signal1D)
+        ((1, 8, 8), (1, 500), True)
         """
         check_fitted(self, "components_")
         energy = getattr(self.model, "energy", None)
