@@ -961,8 +961,8 @@ class EDXModel:
            the sum of their energies, scaled by the product of their intensities), each
            with a free non-negative amplitude, so that neither is taken for an element;
         2. the channel with the largest residual significance
-           ``(x - fit) / sqrt(fit + (model_error * m)^2)`` (sums over half the largest
-           FWHM; m the largest such fitted sum within one largest FWHM: Poisson noise
+           ``(x - fit) / sqrt(fit + (model_error * m)^2)`` (sums over half the FWHM
+           at that energy; m the largest such fitted sum within one FWHM: Poisson noise
            plus a relative model error, so that the shoulders of a strong peak whose
            shape the model does not follow exactly are not taken for peaks) is the next
            peak, if that exceeds ``min_significance``; the first FWHM above

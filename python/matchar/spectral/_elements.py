@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d, uniform_filter1d
+from scipy.ndimage import maximum_filter1d
 from scipy.special import erf
 from scipy.stats import chi2
 
@@ -302,6 +302,10 @@ class _Search:
         self.keep = model.fit_channels.copy()
         fwhm_ch = np.maximum(1, np.round(fwhm_keV(model.energy, model.resolution_eV) / model.scale))
         self.win = int(fwhm_ch.max())
+        # windows follow the detector width at each energy: half an FWHM for the sums
+        # (at least 3 channels), one FWHM on either side for the largest nearby sum
+        self.half = np.maximum(1, np.round(fwhm_ch / 4)).astype(int)
+        self.reach = fwhm_ch.astype(int)
         self.trace: list = []
         # the detector's zero (noise) peak tails into the first FWHM above the low cut
         cut = model.low_cut_keV
@@ -377,10 +381,22 @@ class _Search:
         noise = np.sqrt(np.maximum(full + (self.o["model_error"] * local) ** 2, 1.0))
         return int(np.argmax(np.where(self.keep, col, 0.0) / noise))
 
-    def local_counts(self, full: np.ndarray) -> tuple[np.ndarray, int]:
-        w = max(3, self.win // 2)
-        model = uniform_filter1d(full, size=w) * w
-        return maximum_filter1d(model, size=2 * self.win + 1), w
+    def window_sum(self, x: np.ndarray) -> np.ndarray:
+        """Sums of ``x`` over half an FWHM around each channel (C,)."""
+        cs = np.concatenate([[0.0], np.cumsum(x)])
+        i = np.arange(x.size)
+        lo = np.clip(i - self.half, 0, x.size)
+        hi = np.clip(i + self.half + 1, 0, x.size)
+        return cs[hi] - cs[lo]
+
+    def local_counts(self, full: np.ndarray) -> np.ndarray:
+        """The largest window sum of the fit within one FWHM of each channel (C,)."""
+        model = self.window_sum(full)
+        out = np.empty_like(model)
+        for r in np.unique(self.reach):
+            sel = self.reach == r
+            out[sel] = maximum_filter1d(model, size=2 * int(r) + 1)[sel]
+        return out
 
     def run(self, basis: np.ndarray, known_cols: list) -> tuple[list, list]:
         """The greedy search (steps 2-4 of EDXModel.propose_elements)."""
@@ -397,9 +413,9 @@ class _Search:
                 break
             full = np.zeros(C)
             full[keep] = fit
-            local, w = self.local_counts(full)
-            resid = uniform_filter1d(spec - full, size=w) * w
-            model_sum = uniform_filter1d(full, size=w) * w
+            local = self.local_counts(full)
+            resid = self.window_sum(spec - full)
+            model_sum = self.window_sum(full)
             z = resid / np.sqrt(np.maximum(model_sum + (o["model_error"] * local) ** 2, 1.0))
             z[~keep | masked | self.zero_tail] = -np.inf
             i = int(np.argmax(z))
@@ -492,7 +508,7 @@ class _Search:
         n_bg = basis.shape[1]
         full = np.zeros(m.energy.size)
         full[keep] = fit
-        local, _ = self.local_counts(full)
+        local = self.local_counts(full)
         out = []
         for j, (_, col, _) in enumerate(elems):
             rest = [c for k, c in enumerate(cols) if k != n_bg + j]
