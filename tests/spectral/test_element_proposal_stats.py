@@ -166,3 +166,18 @@ def test_bruker_tem_no_element_outside_metadata(shared_data):
     labelled = {p["element"] for p in found if p["source"] == "detector/holder"}
     assert "Si" in labelled
     assert not _outside(found, listed), found
+
+
+def test_geological_map_gets_its_rock_forming_elements_only(shared_data):
+    """sem-edx-P45.bcf (no element metadata): the peaks visible in its summed spectrum
+    are O, Na, Mg, Al, Si, K, Ca, Ti and Fe Kα; no rare earth, Sn or Se from the M/L
+    lines that fall on them (proposed before the family test and the artefacts)."""
+    path = shared_data / "sem-edx-P45.bcf"
+    if not path.exists():
+        pytest.skip("sem-edx-P45.bcf not in the shared data")
+    pytest.importorskip("rsciio")
+    cube, _, meta = mc.io.load_spectrum_image(path)
+    model = mc.spectral.EDXModel(["Si"], metadata=meta)
+    found = _names(model.propose_elements(cube))
+    assert {"O", "Na", "Al", "Si", "K", "Ca", "Fe"} <= found, found
+    assert found <= {"C", "O", "Na", "Mg", "Al", "Si", "K", "Ca", "Ti", "Mn", "Fe"}, found
