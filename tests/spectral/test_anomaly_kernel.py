@@ -62,6 +62,20 @@ def test_grid_scan_matches_numpy(dtype, box):
     _assert_same(got, ref)
 
 
+@pytest.mark.parametrize("level", mc._core.build_info()["cpu_levels"])
+def test_scan_at_every_cpu_level(level):
+    # the scan's arithmetic is compiled per instruction-set level (runtime dispatch)
+    if level not in mc._core.build_info()["cpu_levels_supported"]:
+        pytest.skip(f"this CPU cannot run {level}")
+    X, maps, spectra = _inputs((13, 10), 61, 3, np.float32, seed=21)
+    mc._core._set_cpu_level(level)
+    try:
+        got, ref = _both(X, maps, spectra, box=3)
+    finally:
+        mc._core._set_cpu_level("")
+    _assert_same(got, ref)
+
+
 def test_pixel_list_and_binned_channels_match_numpy():
     # (N, C) input, and more channels than the test bins: groups of 3 summed channels
     X, maps, spectra = _inputs((301,), 1100, 4, np.float32, seed=7)

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../parallel.hpp"
+#include "nmf_blocked.hpp"
 
 namespace matchar::spectral {
 namespace {
@@ -50,72 +51,34 @@ struct CsrRows {
   }
 };
 
-// Binned counts and expectation W(i, :) Hb of one pixel: x and mu of length Cb.
+// Binned counts and expectation W(i, :) Hb of one pixel: x and mu of length Cb (Hb
+// contiguous, K x Cb; w: scratch of K).
 template <class Rows>
-void bin_pixel(const Rows& X, ConstMatrixView<double> W, ConstMatrixView<double> Hb,
-               const WindowScanArgs& a, index_t i, double* x, double* mu) {
-  const index_t Cb = Hb.cols, K = W.cols;
+void bin_pixel(const detail::ScanKernels& k, const Rows& X, ConstMatrixView<double> W,
+               const double* Hb, index_t Cb, const WindowScanArgs& a, index_t i, double* w,
+               double* x, double* mu) {
+  const index_t K = W.cols;
   if (a.pixels != nullptr && a.pixels[i] == 0) {
     std::fill(x, x + Cb, 0.0);
     std::fill(mu, mu + Cb, 0.0);
     return;
   }
   X.load(a, i, Cb, x);
-  for (index_t c = 0; c < Cb; ++c) mu[c] = 0.0;
-  for (index_t k = 0; k < K; ++k) {
-    const double w = W(i, k);
-    const double* h = Hb.data + k * Hb.row_stride;
-    for (index_t c = 0; c < Cb; ++c) mu[c] += w * h[c * Hb.col_stride];
-  }
+  for (index_t j = 0; j < K; ++j) w[j] = W(i, j);
+  k.expectation(w, K, Hb, Cb, Cb, mu);
 }
 
-// The scan of one (x, mu) pair into out[j]; cx, cm, ub: scratch of Cb + 1.
-void scan(const double* x, const double* mu, index_t Cb, const WindowScanArgs& a, double* cx,
-          double* cm, double* ub, WindowScanOut out, index_t j) {
-  cx[0] = cm[0] = 0.0;
-  for (index_t c = 0; c < Cb; ++c) {
-    cx[c + 1] = cx[c] + x[c];
-    cm[c + 1] = cm[c] + mu[c];
-  }
-  double best = -1.0, S_best = 0.0, M_best = 1.0;
-  std::int32_t w_best = 0, c_best = 0;
-  for (int jw = 0; jw < a.n_windows; ++jw) {
-    const index_t w = a.windows[jw], n = Cb - w + 1;
-    // log y <= y - 1 bounds G by 2 d^2 / M (d = S - M > 0; 0 without an excess): a
-    // branch-free pass for the bounds, then the logarithm only where G can win
-#pragma omp simd
-    for (index_t s = 0; s < n; ++s) {
-      const double d = (cx[s + w] - cx[s]) - std::max(cm[s + w] - cm[s], 1e-12);
-      const double M = std::max(cm[s + w] - cm[s], 1e-12);
-      ub[s] = d > 0.0 ? (2.0 + 1e-12) * d * d / M : 0.0;  // margin for rounding
-    }
-    double g_max = -1.0, S_max = 0.0, M_max = 1.0;
-    index_t s_max = 0;
-    for (index_t s = 0; s < n; ++s) {
-      if (ub[s] <= g_max) continue;
-      const double S = cx[s + w] - cx[s];
-      const double M = std::max(cm[s + w] - cm[s], 1e-12);
-      const double d = S - M;
-      const double g = d > 0.0 ? 2.0 * (S * std::log(S / M) - d) : 0.0;
-      if (g > g_max) {
-        g_max = g;
-        S_max = S;
-        M_max = M;
-        s_max = s;
-      }
-    }
-    if (g_max > best) {
-      best = g_max;
-      S_best = S_max;
-      M_best = M_max;
-      w_best = jw;
-      c_best = static_cast<std::int32_t>(s_max);
-    }
-  }
-  out.S[j] = S_best;
-  out.M[j] = M_best;
-  out.window[j] = w_best;
-  out.start[j] = c_best;
+// The scan of one (x, mu) pair into out[j], at the CPU's level.
+inline void scan(const detail::ScanKernels& k, const double* x, const double* mu, index_t Cb,
+                 const WindowScanArgs& a, double* cx, double* cm, double* ub, WindowScanOut out,
+                 index_t j) {
+  double SM[2];
+  std::int32_t wc[2];
+  k.scan(x, mu, Cb, a.windows, a.n_windows, cx, cm, ub, SM, wc);
+  out.S[j] = SM[0];
+  out.M[j] = SM[1];
+  out.window[j] = wc[0];
+  out.start[j] = wc[1];
 }
 
 template <class Rows>
@@ -138,6 +101,10 @@ void window_scan(const Rows& X, ConstMatrixView<double> W, ConstMatrixView<doubl
     throw InvalidArgument("nav_rows * nav_cols must equal the number of pixels");
   if (a.box < 1 || a.box % 2 == 0) throw InvalidArgument("box must be an odd number >= 1");
   const bool with_box = a.box > 1;
+  const detail::ScanKernels& kern = detail::blocked_kernels().scan;
+  std::vector<double> hb(static_cast<std::size_t>(K * Cb));  // Hb, contiguous
+  for (index_t k = 0; k < K; ++k)
+    for (index_t c = 0; c < Cb; ++c) hb[static_cast<std::size_t>(k * Cb + c)] = Hb(k, c);
   const index_t rows = a.nav_rows, cols = a.nav_cols, h = a.box / 2;
   // Per thread: a ring of box rows of binned counts and expectation, and their
   // horizontal box sums; the scan's prefix sums.
@@ -150,10 +117,10 @@ void window_scan(const Rows& X, ConstMatrixView<double> W, ConstMatrixView<doubl
   // Each task scans a contiguous range of image rows, filling its ring row by row.
   const index_t n_tasks = std::min<index_t>(rows, std::max<index_t>(1, 16 * nt));
   struct State {
-    std::vector<double> x, mu, hx, hm, cx, cm, ub, sx, sm;
+    std::vector<double> x, mu, hx, hm, cx, cm, ub, sx, sm, w;
   };
-  detail::parallel_for(
-      n_tasks, nt, detail::Schedule::Dynamic, 1,
+  matchar::detail::parallel_for(
+      n_tasks, nt, matchar::detail::Schedule::Dynamic, 1,
       [&] {
         State s;
         s.x.resize(ring * per_row);
@@ -167,6 +134,7 @@ void window_scan(const Rows& X, ConstMatrixView<double> W, ConstMatrixView<doubl
         s.cx.resize(static_cast<std::size_t>(Cb) + 1);
         s.cm.resize(static_cast<std::size_t>(Cb) + 1);
         s.ub.resize(static_cast<std::size_t>(Cb) + 1);
+        s.w.resize(static_cast<std::size_t>(K));
         return s;
       },
       [&](index_t task, State& s) {
@@ -177,7 +145,8 @@ void window_scan(const Rows& X, ConstMatrixView<double> W, ConstMatrixView<doubl
           double* x = s.x.data() + slot(r);
           double* mu = s.mu.data() + slot(r);
           for (index_t c = 0; c < cols; ++c)
-            bin_pixel(X, W, Hb, a, r * cols + c, x + c * Cb, mu + c * Cb);
+            bin_pixel(kern, X, W, hb.data(), Cb, a, r * cols + c, s.w.data(), x + c * Cb,
+                      mu + c * Cb);
           if (!with_box) return;
           double* hx = s.hx.data() + slot(r);
           double* hm = s.hm.data() + slot(r);
@@ -187,12 +156,8 @@ void window_scan(const Rows& X, ConstMatrixView<double> W, ConstMatrixView<doubl
             std::fill(ox, ox + Cb, 0.0);
             std::fill(om, om + Cb, 0.0);
             for (index_t cc = std::max<index_t>(0, c - h); cc <= std::min(cols - 1, c + h); ++cc) {
-              const double* ix = x + cc * Cb;
-              const double* im = mu + cc * Cb;
-              for (index_t b = 0; b < Cb; ++b) {
-                ox[b] += ix[b];
-                om[b] += im[b];
-              }
+              kern.add(ox, x + cc * Cb, Cb);
+              kern.add(om, mu + cc * Cb, Cb);
             }
           }
         };
@@ -203,20 +168,17 @@ void window_scan(const Rows& X, ConstMatrixView<double> W, ConstMatrixView<doubl
           for (; loaded < need; ++loaded) load(loaded);
           for (index_t c = 0; c < cols; ++c) {
             const index_t i = r * cols + c;
-            scan(s.x.data() + slot(r) + c * Cb, s.mu.data() + slot(r) + c * Cb, Cb, a, s.cx.data(),
-                 s.cm.data(), s.ub.data(), one, i);
+            scan(kern, s.x.data() + slot(r) + c * Cb, s.mu.data() + slot(r) + c * Cb, Cb, a,
+                 s.cx.data(), s.cm.data(), s.ub.data(), one, i);
             if (!with_box) continue;
             std::fill(s.sx.begin(), s.sx.end(), 0.0);
             std::fill(s.sm.begin(), s.sm.end(), 0.0);
             for (index_t rr = std::max<index_t>(0, r - h); rr <= std::min(rows - 1, r + h); ++rr) {
-              const double* ix = s.hx.data() + slot(rr) + c * Cb;
-              const double* im = s.hm.data() + slot(rr) + c * Cb;
-              for (index_t b = 0; b < Cb; ++b) {
-                s.sx[b] += ix[b];
-                s.sm[b] += im[b];
-              }
+              kern.add(s.sx.data(), s.hx.data() + slot(rr) + c * Cb, Cb);
+              kern.add(s.sm.data(), s.hm.data() + slot(rr) + c * Cb, Cb);
             }
-            scan(s.sx.data(), s.sm.data(), Cb, a, s.cx.data(), s.cm.data(), s.ub.data(), boxed, i);
+            scan(kern, s.sx.data(), s.sm.data(), Cb, a, s.cx.data(), s.cm.data(), s.ub.data(),
+                 boxed, i);
           }
         }
       });

@@ -105,9 +105,23 @@ struct BlockedKernels {
   bool (*deviance)(const DevianceBlockArgs<T>&);
   bool (*gram)(const GramBlockArgs<T>&);  // false for L > kMaxGramL
 };
+// The per-pixel arithmetic of the residual scan (anomaly.cpp), float64.
+struct ScanKernels {
+  // mu[c] = sum_k w[k] Hb[k * ld + c], c < Cb
+  void (*expectation)(const double* w, index_t K, const double* Hb, index_t ld, index_t Cb,
+                      double* mu);
+  // dst[i] += src[i], i < n
+  void (*add)(double* dst, const double* src, index_t n);
+  // The window of largest likelihood ratio of an excess (see anomaly.hpp): SM = (S, M),
+  // wc = (window index, start); cx, cm, ub: scratch of Cb + 1.
+  void (*scan)(const double* x, const double* mu, index_t Cb, const index_t* windows, int n_windows,
+               double* cx, double* cm, double* ub, double* SM, std::int32_t* wc);
+};
+
 struct BlockedTable {
   BlockedKernels<float> f32;
   BlockedKernels<double> f64;
+  ScanKernels scan;
 };
 
 // The table of the level cpu_level() names now.
