@@ -173,3 +173,21 @@ def test_allocation_check_respects_the_address_space_limit():
     assert proc.returncode == 0, proc.stderr
     assert "MemoryError: test buffer would need" in proc.stdout
     assert "address-space limit" in proc.stdout
+
+
+def _spin_setting(extra_env: dict[str, str]) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(extra_env)
+    code = "import os, matchar; print(os.environ.get('GOMP_SPINCOUNT', '-'))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+def test_short_openmp_spin_unless_the_user_chose():
+    # matchar shortens libgomp's spin before sleeping at barriers (threads under load),
+    # but leaves a user's own wait policy or spin count alone
+    assert _spin_setting({}) == "10000"
+    assert _spin_setting({"OMP_WAIT_POLICY": "active"}) == "-"
+    assert _spin_setting({"GOMP_SPINCOUNT": "123"}) == "123"

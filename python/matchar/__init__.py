@@ -7,6 +7,17 @@ determination. See ``docs/`` and ``matchar demo``.
 
 from __future__ import annotations
 
+import os as _os
+
+# OpenMP threads that reach a barrier first spin before they sleep. libgomp's default
+# spin (300,000 rounds, milliseconds on current CPUs) takes a core from other work on a
+# busy machine; unless the user chose (OMP_WAIT_POLICY or GOMP_SPINCOUNT), matchar's
+# threads spin for tens of microseconds and then sleep (docs/benchmarks.md, "threads
+# under load"). Set before the OpenMP runtime loads; no effect if another library has
+# loaded it already.
+if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+    _os.environ["GOMP_SPINCOUNT"] = "10000"
+
 try:
     from . import _core  # noqa: F401  (fail early, with the message below)
 except ImportError as err:  # pragma: no cover - depends on how the package was installed
