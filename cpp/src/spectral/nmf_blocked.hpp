@@ -23,7 +23,7 @@ namespace matchar::spectral::detail {
 
 // The pixels of X as rows of T: X's element type erased behind one function pointer per
 // row, so that the blocked passes are compiled once per factor type T, not once per
-// (count type, T) pair. `of` (in nmf.cpp) builds one from a view.
+// (count type, T) pair. `row_source` (row_source.hpp) builds one from a view.
 template <class T>
 struct RowSource {
   const void* data;  // with the shape and element strides of the original view
