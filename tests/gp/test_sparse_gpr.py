@@ -207,7 +207,7 @@ def test_coverage_calibration_matches_the_gaussian_coverages():
     the likelihood fit puts too many errors within 1σ; "coverage" picks (α, β) whose 1σ
     and 2σ coverages on the calibration data are the Gaussian ones to binomial accuracy,
     and the minimax it solves is checked against a brute-force grid."""
-    from matchar.gp._sparse import _coverage_calibration
+    from matchar.gp._calibration import _coverage_calibration
 
     rng = np.random.default_rng(17)
     gpr, Xv, yv, mean, spread = _calibration_problem(3000, lambda n: rng.standard_t(3, n))
@@ -455,27 +455,27 @@ def test_large_order_path_matches_lapack(monkeypatch):
     # Above _LARGE_ORDER the Gram matrix is accumulated by GEMM panels and the Cholesky
     # factor is computed blockwise (OpenBLAS's 2-thread DSYRK/DPOTRF crash at order
     # >= ~16,000). Shrink the threshold to exercise that path on a small problem.
-    from matchar.gp import _sparse
+    from matchar.gp import _linalg
 
     rng = np.random.default_rng(3)
     K = rng.standard_normal((50, 23))
     A = K.T @ K + 0.1 * np.eye(23)
-    monkeypatch.setattr(_sparse, "_LARGE_ORDER", 5)
+    monkeypatch.setattr(_linalg, "_LARGE_ORDER", 5)
     G = np.zeros((23, 23))
-    _sparse._add_gram(G, K)
+    _linalg._add_gram(G, K)
     np.testing.assert_allclose(G, K.T @ K, rtol=1e-12, atol=1e-12)
     A_in = A.copy()
-    L = _sparse._cholesky(A, "A")
+    L = _linalg._cholesky(A, "A")
     np.testing.assert_array_equal(A, A_in)  # the caller's matrix is not overwritten
     np.testing.assert_allclose(L, np.linalg.cholesky(A), rtol=1e-10, atol=1e-12)
     assert np.all(np.triu(L, 1) == 0)
     with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
-        _sparse._cholesky(-A, "A")
+        _linalg._cholesky(-A, "A")
 
     X, y, _ = make_data(200, 8, seed=4)
     params = dict(n_sparse=30, regularizer=0.05, n_committee=3, random_state=0)
     blocked = mc.gp.SparseGPR(**params).fit(X, y)
-    monkeypatch.setattr(_sparse, "_LARGE_ORDER", 8192)
+    monkeypatch.setattr(_linalg, "_LARGE_ORDER", 8192)
     plain = mc.gp.SparseGPR(**params).fit(X, y)
     np.testing.assert_allclose(blocked.weights_, plain.weights_, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(

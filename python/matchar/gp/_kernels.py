@@ -1,14 +1,22 @@
-"""Kernel functions evaluated by the C++ core."""
+"""Polynomial kernels: the function evaluated by the C++ core and the kernel objects.
+
+:func:`polynomial_kernel` (and :func:`prepared_kernel` for a fixed, prepared second
+set), the callables :class:`PolynomialKernel` and :class:`MultiPolynomialKernel` that
+:class:`~matchar.gp.SparseGPR` and the selections take, and the diagonal and single
+columns of a kernel matrix that farthest-point sampling and the predictive variance use.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import _core
 from .._arrays import as_array, common_float_dtype
+from .._threads import get_num_threads
 from .._validation import check_int
 
 
@@ -162,8 +170,6 @@ def _blas_kernel(
     pass over X and Y, which also rejects NaN/inf) and the scale-and-power epilogue run
     in C++. No normalised copies of X or Y are made. ``sy``: Y's row scales when they
     are already known (a prepared, fixed Y such as a GP's sparse points)."""
-    from .. import get_num_threads
-
     f32 = X.dtype == np.float32
     scales = _core.gp.kernel_row_scales_f32 if f32 else _core.gp.kernel_row_scales_f64
     epilogue = _core.gp.scale_and_power_f32 if f32 else _core.gp.scale_and_power_f64
@@ -218,3 +224,214 @@ def prepared_kernel(
     else:
         K = _kernel_fn(Y.dtype)(X_, Y, zeta, normalize)
     return K if normalize else _check_range(K, X_, Y, zeta)
+
+
+class PolynomialKernel:
+    """The normalised polynomial kernel ``k(x, y) = (x̂ · ŷ) ** zeta`` as a callable.
+
+    Parameters
+    ----------
+    zeta : int, default 2
+        Integer exponent ``>= 1``.
+    normalize : bool, default True
+        Normalise feature vectors to unit length first.
+
+    Example
+    -------
+    >>> import numpy as np, matchar as mc
+    >>> k = mc.gp.PolynomialKernel(zeta=2)
+    >>> k(np.eye(2)).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+
+    def __init__(self, zeta: int = 2, normalize: bool = True) -> None:
+        self.zeta = check_int(zeta, "zeta", low=1)
+        self.normalize = bool(normalize)
+
+    def __call__(self, X: np.ndarray, Y: np.ndarray | None = None) -> np.ndarray:
+        """Kernel matrix (n, m) between the rows of X (n, d) and Y (m, d); Y=None: K(X, X)."""
+        return polynomial_kernel(X, Y, zeta=self.zeta, normalize=self.normalize)
+
+    def prepare(self, Y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Y (m, d) made ready for repeated :meth:`cross` calls: a C-contiguous copy and
+        its row scales (for a GP's fixed sparse points)."""
+        Yc = np.ascontiguousarray(as_array(Y, "Y", ndim=2))
+        return [(Yc, row_scales(Yc, self.normalize))]
+
+    def cross(self, X: np.ndarray, prepared: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """``self(X, Y)`` (n, m) for a Y made ready by :meth:`prepare`."""
+        (Yc, sy) = prepared[0]
+        return prepared_kernel(X, Yc, sy, self.zeta, self.normalize)
+
+    def diag(self, X: np.ndarray) -> np.ndarray:
+        """``k(x_i, x_i)`` for every row of X (n, d): 1, or 0 for all-zero rows."""
+        if not self.normalize:
+            with np.errstate(over="ignore"):
+                out = np.einsum("ij,ij->i", X, X, dtype=np.float64) ** self.zeta
+            if not np.isfinite(out).all():
+                raise ValueError(
+                    f"PolynomialKernel(zeta={self.zeta}, normalize=False) overflows float64 "
+                    "on these rows: use normalize=True or divide X by a constant"
+                )
+            return out
+        return (np.abs(X).sum(axis=1) > 0).astype(np.float64)
+
+    def __repr__(self) -> str:
+        return f"PolynomialKernel(zeta={self.zeta}, normalize={self.normalize})"
+
+
+class MultiPolynomialKernel:
+    """A weighted sum of polynomial kernels over column blocks (e.g. SOAP at several cutoffs).
+
+    ``k(x, y) = Σ_b w_b (x̂_b · ŷ_b) ** zeta``, where ``x_b`` is the block of columns
+    ``[offsets[b], offsets[b+1])`` of the concatenated feature vector, normalised on its
+    own. Each block is evaluated by the C++ kernel on a strided view, without a copy.
+
+    Parameters
+    ----------
+    block_sizes : sequence of int
+        Number of features of each block, in column order; they must add up to d.
+    weights : sequence of float, optional
+        Non-negative block weights (default: equal weights summing to 1).
+    zeta : int, default 2
+
+    Example
+    -------
+    >>> import numpy as np, matchar as mc
+    >>> k = mc.gp.MultiPolynomialKernel([2, 3], weights=[0.25, 0.75])
+    >>> round(float(k(np.ones((1, 5)))[0, 0]), 12)
+    1.0
+    """
+
+    def __init__(self, block_sizes, weights=None, zeta: int = 2) -> None:
+        try:
+            sizes = list(block_sizes)
+        except TypeError:
+            raise ValueError(
+                f"block_sizes must be a sequence of positive integers, got {block_sizes!r}"
+            ) from None
+        self.block_sizes = [check_int(b, "block_sizes", low=1) for b in sizes]
+        if not self.block_sizes:
+            raise ValueError(f"block_sizes must be positive integers, got {block_sizes!r}")
+        n = len(self.block_sizes)
+        w = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, dtype=np.float64)
+        if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError(f"weights must be {n} finite non-negative numbers, got {weights!r}")
+        self.weights = w
+        self.zeta = check_int(zeta, "zeta", low=1)
+        self._offsets = np.concatenate([[0], np.cumsum(self.block_sizes)])
+
+    def _check(self, X: np.ndarray, name: str) -> None:
+        if X.shape[1] != self._offsets[-1]:
+            raise ValueError(
+                f"{name} has {X.shape[1]} features, but the blocks add up to {self._offsets[-1]}"
+            )
+
+    def __call__(self, X: np.ndarray, Y: np.ndarray | None = None) -> np.ndarray:
+        """Kernel matrix (n, m) between the rows of X (n, d) and Y (m, d); Y=None: K(X, X)."""
+        X = as_array(X, "X", ndim=2)
+        self._check(X, "X")
+        if Y is not None:
+            Y = as_array(Y, "Y", ndim=2)
+            self._check(Y, "Y")
+        return self._weighted_sum(
+            lambda b, cols: polynomial_kernel(
+                X[:, cols], None if Y is None else Y[:, cols], zeta=self.zeta
+            )
+        )
+
+    def _weighted_sum(self, block: Callable[[int, slice], np.ndarray]) -> np.ndarray:
+        """Σ_b w_b block(b, columns of b), accumulated in the first block's array."""
+        K = None
+        for b, w in enumerate(self.weights):
+            Kb = block(b, slice(self._offsets[b], self._offsets[b + 1]))
+            Kb *= w  # in place: no output-sized temporary
+            if K is None:
+                K = Kb
+            else:
+                K += Kb
+        return K
+
+    def prepare(self, Y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Y (m, d) made ready for repeated :meth:`cross` calls: every column block as a
+        C-contiguous copy with its row scales (for a GP's fixed sparse points, so that a
+        prediction reads each block with one GEMM and no strided copy or norm pass)."""
+        Y = as_array(Y, "Y", ndim=2)
+        self._check(Y, "Y")
+        out = []
+        for b in range(len(self.weights)):
+            Yb = np.ascontiguousarray(Y[:, self._offsets[b] : self._offsets[b + 1]])
+            out.append((Yb, row_scales(Yb, True)))
+        return out
+
+    def cross(self, X: np.ndarray, prepared: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """``self(X, Y)`` (n, m) for a Y made ready by :meth:`prepare`."""
+        X = as_array(X, "X", ndim=2)
+        self._check(X, "X")
+        return self._weighted_sum(
+            lambda b, cols: prepared_kernel(X[:, cols], *prepared[b], self.zeta, True)
+        )
+
+    def diag(self, X: np.ndarray) -> np.ndarray:
+        """``k(x_i, x_i)`` for every row of X (n, d): the weights of the non-zero blocks."""
+        X = as_array(X, "X", ndim=2)
+        self._check(X, "X")
+        out = np.zeros(len(X))
+        for b, w in enumerate(self.weights):
+            block = X[:, self._offsets[b] : self._offsets[b + 1]]
+            out += w * (np.abs(block).sum(axis=1) > 0)
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"MultiPolynomialKernel({self.block_sizes}, weights={self.weights.tolist()}, "
+            f"zeta={self.zeta})"
+        )
+
+
+def _kernel_diag(kernel: Callable, X: np.ndarray) -> np.ndarray:
+    if hasattr(kernel, "diag"):
+        return np.asarray(kernel.diag(X), dtype=np.float64)
+    return np.array([float(kernel(X[i : i + 1], X[i : i + 1])[0, 0]) for i in range(len(X))])
+
+
+def _kernel_column(kernel: Callable, X: np.ndarray) -> Callable[[int], np.ndarray]:
+    """``s -> k(X, X[s])`` (n,), float64. Polynomial kernels normalise X once and use a
+    matrix-vector product per call; other kernels are called as they are."""
+    if isinstance(kernel, PolynomialKernel):
+        blocks, weights = [X], np.ones(1)
+        normalize = kernel.normalize
+    elif isinstance(kernel, MultiPolynomialKernel):
+        o = kernel._offsets
+        blocks = [X[:, o[b] : o[b + 1]] for b in range(len(kernel.block_sizes))]
+        weights, normalize = kernel.weights, True
+    else:
+        return lambda s: np.asarray(kernel(X, X[s : s + 1]), dtype=np.float64)[:, 0]
+    if normalize:
+        unit = []
+        for B in blocks:
+            # row norms scaled by each row's largest |x|: no overflow for rows near 1e300
+            big = np.max(np.abs(B), axis=1, keepdims=True)
+            big = np.where(big > 0, big, 1.0)
+            norm = big * np.linalg.norm(B / big, axis=1, keepdims=True)
+            unit.append(np.divide(B, norm, out=np.zeros(B.shape, B.dtype), where=norm > 0))
+        blocks = unit
+    zeta = kernel.zeta
+
+    def column(s: int) -> np.ndarray:
+        k = np.zeros(len(X))
+        for w, B in zip(weights, blocks):
+            k += w * (B @ B[s]).astype(np.float64) ** zeta
+        return k
+
+    return column
+
+
+def _check_kernel(kernel: object) -> Callable:
+    """``kernel`` itself when callable; else a TypeError naming what it is."""
+    if not callable(kernel):
+        raise TypeError(
+            "kernel must be a callable kernel(A, B) -> (len(A), len(B)) array (e.g. "
+            f"matchar.gp.PolynomialKernel()), got {type(kernel).__name__} {kernel!r:.60}"
+        )
+    return kernel

@@ -1,4 +1,14 @@
-"""Sparse Gaussian-process regression (projected process / DTC) on descriptor kernels."""
+"""SparseGPR: sparse Gaussian-process regression (projected process / DTC).
+
+The estimator (fit, regularizer scan, prediction, compression, calibration). Its pieces
+live beside it: the kernels in ``_kernels``, the sparse-point selections in
+``_selection``, the blockwise linear algebra in ``_linalg``, the calibration fits in
+``_calibration`` and the low-rank form of ``compress`` in ``_compression``.
+
+Over 600 lines because it is one class: the estimator's public methods, each with its
+documented parameters, share the fitted state; what computes on its own is in those
+modules.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +21,30 @@ import scipy.linalg
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import DataConversionWarning
-from sklearn.utils.extmath import randomized_svd
 
 from .. import _core
 from .._arrays import as_array
-from .._threads import serialized
+from .._threads import get_num_threads, serialized
 from .._validation import check_fitted, check_float, check_int
-from ._kernels import _blas_threads, polynomial_kernel, prepared_kernel, row_scales
+from ._calibration import _check_calibration_method, fit_calibration
+from ._compression import (
+    block_layout,
+    committee_quadratic_forms,
+    inverse_block_norms,
+    low_rank_form,
+    quadratic_form,
+    stack_committee,
+)
+from ._inputs import _feature_rows, _finite_rows, _targets
+from ._kernels import (
+    MultiPolynomialKernel,
+    PolynomialKernel,
+    _blas_threads,
+    _check_kernel,
+    _kernel_diag,
+)
+from ._linalg import _add_gram, _cholesky
+from ._selection import cur_selection, farthest_point_sampling
 
 # Rows of X per block when forming K_NM^T K_NM: bounds memory to block x n_sparse.
 _BLOCK_ROWS = 8192
@@ -25,474 +52,6 @@ _BLOCK_ROWS = 8192
 MAX_REGULARIZER = 1e150
 #: Largest ``n_committee``: each member is a full solve of the sparse problem.
 MAX_COMMITTEE = 10_000
-# OpenBLAS (0.3.31, as in the NumPy and SciPy wheels) crashes with 2 threads in DSYRK,
-# and so in DPOTRF, on matrices of order >= ~16,000 (measured on a 2-core Haswell;
-# OpenBLAS issues #2562, #2821). Above this order K_MN^T K_NM is accumulated by GEMM
-# panels and Cholesky factors are computed blockwise (n_sparse of 20,000 must not
-# take the interpreter down).
-_LARGE_ORDER = 8192
-
-
-class PolynomialKernel:
-    """The normalised polynomial kernel ``k(x, y) = (x̂ · ŷ) ** zeta`` as a callable.
-
-    Parameters
-    ----------
-    zeta : int, default 2
-        Integer exponent ``>= 1``.
-    normalize : bool, default True
-        Normalise feature vectors to unit length first.
-
-    Example
-    -------
-    >>> import numpy as np, matchar as mc
-    >>> k = mc.gp.PolynomialKernel(zeta=2)
-    >>> k(np.eye(2)).tolist()
-    [[1.0, 0.0], [0.0, 1.0]]
-    """
-
-    def __init__(self, zeta: int = 2, normalize: bool = True) -> None:
-        self.zeta = check_int(zeta, "zeta", low=1)
-        self.normalize = bool(normalize)
-
-    def __call__(self, X: np.ndarray, Y: np.ndarray | None = None) -> np.ndarray:
-        """Kernel matrix (n, m) between the rows of X (n, d) and Y (m, d); Y=None: K(X, X)."""
-        return polynomial_kernel(X, Y, zeta=self.zeta, normalize=self.normalize)
-
-    def prepare(self, Y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Y (m, d) made ready for repeated :meth:`cross` calls: a C-contiguous copy and
-        its row scales (for a GP's fixed sparse points)."""
-        Yc = np.ascontiguousarray(as_array(Y, "Y", ndim=2))
-        return [(Yc, row_scales(Yc, self.normalize))]
-
-    def cross(self, X: np.ndarray, prepared: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """``self(X, Y)`` (n, m) for a Y made ready by :meth:`prepare`."""
-        (Yc, sy) = prepared[0]
-        return prepared_kernel(X, Yc, sy, self.zeta, self.normalize)
-
-    def diag(self, X: np.ndarray) -> np.ndarray:
-        """``k(x_i, x_i)`` for every row of X (n, d): 1, or 0 for all-zero rows."""
-        if not self.normalize:
-            with np.errstate(over="ignore"):
-                out = np.einsum("ij,ij->i", X, X, dtype=np.float64) ** self.zeta
-            if not np.isfinite(out).all():
-                raise ValueError(
-                    f"PolynomialKernel(zeta={self.zeta}, normalize=False) overflows float64 "
-                    "on these rows: use normalize=True or divide X by a constant"
-                )
-            return out
-        return (np.abs(X).sum(axis=1) > 0).astype(np.float64)
-
-    def __repr__(self) -> str:
-        return f"PolynomialKernel(zeta={self.zeta}, normalize={self.normalize})"
-
-
-class MultiPolynomialKernel:
-    """A weighted sum of polynomial kernels over column blocks (e.g. SOAP at several cutoffs).
-
-    ``k(x, y) = Σ_b w_b (x̂_b · ŷ_b) ** zeta``, where ``x_b`` is the block of columns
-    ``[offsets[b], offsets[b+1])`` of the concatenated feature vector, normalised on its
-    own. Each block is evaluated by the C++ kernel on a strided view, without a copy.
-
-    Parameters
-    ----------
-    block_sizes : sequence of int
-        Number of features of each block, in column order; they must add up to d.
-    weights : sequence of float, optional
-        Non-negative block weights (default: equal weights summing to 1).
-    zeta : int, default 2
-
-    Example
-    -------
-    >>> import numpy as np, matchar as mc
-    >>> k = mc.gp.MultiPolynomialKernel([2, 3], weights=[0.25, 0.75])
-    >>> round(float(k(np.ones((1, 5)))[0, 0]), 12)
-    1.0
-    """
-
-    def __init__(self, block_sizes, weights=None, zeta: int = 2) -> None:
-        try:
-            sizes = list(block_sizes)
-        except TypeError:
-            raise ValueError(
-                f"block_sizes must be a sequence of positive integers, got {block_sizes!r}"
-            ) from None
-        self.block_sizes = [check_int(b, "block_sizes", low=1) for b in sizes]
-        if not self.block_sizes:
-            raise ValueError(f"block_sizes must be positive integers, got {block_sizes!r}")
-        n = len(self.block_sizes)
-        w = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, dtype=np.float64)
-        if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any():
-            raise ValueError(f"weights must be {n} finite non-negative numbers, got {weights!r}")
-        self.weights = w
-        self.zeta = check_int(zeta, "zeta", low=1)
-        self._offsets = np.concatenate([[0], np.cumsum(self.block_sizes)])
-
-    def _check(self, X: np.ndarray, name: str) -> None:
-        if X.shape[1] != self._offsets[-1]:
-            raise ValueError(
-                f"{name} has {X.shape[1]} features, but the blocks add up to {self._offsets[-1]}"
-            )
-
-    def __call__(self, X: np.ndarray, Y: np.ndarray | None = None) -> np.ndarray:
-        """Kernel matrix (n, m) between the rows of X (n, d) and Y (m, d); Y=None: K(X, X)."""
-        X = as_array(X, "X", ndim=2)
-        self._check(X, "X")
-        if Y is not None:
-            Y = as_array(Y, "Y", ndim=2)
-            self._check(Y, "Y")
-        return self._weighted_sum(
-            lambda b, cols: polynomial_kernel(
-                X[:, cols], None if Y is None else Y[:, cols], zeta=self.zeta
-            )
-        )
-
-    def _weighted_sum(self, block: Callable[[int, slice], np.ndarray]) -> np.ndarray:
-        """Σ_b w_b block(b, columns of b), accumulated in the first block's array."""
-        K = None
-        for b, w in enumerate(self.weights):
-            Kb = block(b, slice(self._offsets[b], self._offsets[b + 1]))
-            Kb *= w  # in place: no output-sized temporary
-            if K is None:
-                K = Kb
-            else:
-                K += Kb
-        return K
-
-    def prepare(self, Y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Y (m, d) made ready for repeated :meth:`cross` calls: every column block as a
-        C-contiguous copy with its row scales (for a GP's fixed sparse points, so that a
-        prediction reads each block with one GEMM and no strided copy or norm pass)."""
-        Y = as_array(Y, "Y", ndim=2)
-        self._check(Y, "Y")
-        out = []
-        for b in range(len(self.weights)):
-            Yb = np.ascontiguousarray(Y[:, self._offsets[b] : self._offsets[b + 1]])
-            out.append((Yb, row_scales(Yb, True)))
-        return out
-
-    def cross(self, X: np.ndarray, prepared: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """``self(X, Y)`` (n, m) for a Y made ready by :meth:`prepare`."""
-        X = as_array(X, "X", ndim=2)
-        self._check(X, "X")
-        return self._weighted_sum(
-            lambda b, cols: prepared_kernel(X[:, cols], *prepared[b], self.zeta, True)
-        )
-
-    def diag(self, X: np.ndarray) -> np.ndarray:
-        """``k(x_i, x_i)`` for every row of X (n, d): the weights of the non-zero blocks."""
-        X = as_array(X, "X", ndim=2)
-        self._check(X, "X")
-        out = np.zeros(len(X))
-        for b, w in enumerate(self.weights):
-            block = X[:, self._offsets[b] : self._offsets[b + 1]]
-            out += w * (np.abs(block).sum(axis=1) > 0)
-        return out
-
-    def __repr__(self) -> str:
-        return (
-            f"MultiPolynomialKernel({self.block_sizes}, weights={self.weights.tolist()}, "
-            f"zeta={self.zeta})"
-        )
-
-
-def _kernel_diag(kernel: Callable, X: np.ndarray) -> np.ndarray:
-    if hasattr(kernel, "diag"):
-        return np.asarray(kernel.diag(X), dtype=np.float64)
-    return np.array([float(kernel(X[i : i + 1], X[i : i + 1])[0, 0]) for i in range(len(X))])
-
-
-def _kernel_column(kernel: Callable, X: np.ndarray) -> Callable[[int], np.ndarray]:
-    """``s -> k(X, X[s])`` (n,), float64. Polynomial kernels normalise X once and use a
-    matrix-vector product per call; other kernels are called as they are."""
-    if isinstance(kernel, PolynomialKernel):
-        blocks, weights = [X], np.ones(1)
-        normalize = kernel.normalize
-    elif isinstance(kernel, MultiPolynomialKernel):
-        o = kernel._offsets
-        blocks = [X[:, o[b] : o[b + 1]] for b in range(len(kernel.block_sizes))]
-        weights, normalize = kernel.weights, True
-    else:
-        return lambda s: np.asarray(kernel(X, X[s : s + 1]), dtype=np.float64)[:, 0]
-    if normalize:
-        unit = []
-        for B in blocks:
-            # row norms scaled by each row's largest |x|: no overflow for rows near 1e300
-            big = np.max(np.abs(B), axis=1, keepdims=True)
-            big = np.where(big > 0, big, 1.0)
-            norm = big * np.linalg.norm(B / big, axis=1, keepdims=True)
-            unit.append(np.divide(B, norm, out=np.zeros(B.shape, B.dtype), where=norm > 0))
-        blocks = unit
-    zeta = kernel.zeta
-
-    def column(s: int) -> np.ndarray:
-        k = np.zeros(len(X))
-        for w, B in zip(weights, blocks):
-            k += w * (B @ B[s]).astype(np.float64) ** zeta
-        return k
-
-    return column
-
-
-def _feature_rows(X: ArrayLike, name: str) -> np.ndarray:
-    """A 2-D float array of ``X`` (no copy when possible), as :func:`as_array` gives it.
-
-    The messages of the failures scikit-learn's ``check_array`` also reports use its
-    words ("Reshape your data", "0 feature(s)", "Complex data not supported"), so that
-    code written against scikit-learn recognises them; object arrays of numbers are read
-    as float64, as scikit-learn does.
-    """
-    if X is None:
-        raise ValueError(f"{name} must be a 2-D array (samples, features), got None")
-    arr = np.asarray(X) if not (hasattr(X, "tocsr") and hasattr(X, "nnz")) else X
-    if isinstance(arr, np.ndarray):
-        if arr.ndim == 1:
-            raise ValueError(
-                f"{name} must be a 2-D array (samples, features), got an array of shape "
-                f"{arr.shape}. Reshape your data: X.reshape(-1, 1) for one feature, "
-                "X.reshape(1, -1) for one sample"
-            )
-        if arr.ndim == 2 and arr.size == 0:
-            what = "0 feature(s)" if arr.shape[1] == 0 else "0 sample(s)"
-            raise ValueError(
-                f"{name} is empty: {what} (shape={arr.shape}) while a minimum of 1 is required."
-            )
-        if arr.dtype.kind == "c":
-            raise ValueError(
-                f"{name} must hold real numbers, got dtype {arr.dtype}: Complex data not supported"
-            )
-        if arr.dtype == object:
-            try:
-                arr = arr.astype(np.float64)
-            except (TypeError, ValueError) as err:
-                raise type(err)(f"{name} must hold real numbers; {err}") from err
-    return as_array(arr, name, ndim=2)
-
-
-def _finite_rows(X: ArrayLike, name: str) -> np.ndarray:
-    """A 2-D float array of ``X`` (no copy when possible); ValueError for NaN/inf."""
-    X_ = _feature_rows(X, name)
-    step = max(1, (1 << 22) // max(X_.shape[1], 1))  # bounded temporaries
-    if not all(np.isfinite(X_[i : i + step]).all() for i in range(0, len(X_), step)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return X_
-
-
-def _targets(y: ArrayLike, name: str) -> np.ndarray:
-    """``y`` as float64; a ValueError (not a ComplexWarning and a lost imaginary part) for
-    complex, object or string values."""
-    arr = np.asarray(y)
-    if arr.dtype == object:  # numbers in an object array are read, as scikit-learn does
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{name} must hold real numbers, got dtype object ({err})") from None
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    return arr.astype(np.float64, copy=False)
-
-
-def _n_select(n_select: object, n: int) -> int:
-    try:
-        return check_int(n_select, "n_select", low=1, high=n)
-    except ValueError:
-        raise ValueError(
-            f"n_select must be an integer between 1 and the number of rows ({n}), got {n_select!r}"
-        ) from None
-
-
-def _check_kernel(kernel: object) -> Callable:
-    """``kernel`` itself when callable; else a TypeError naming what it is."""
-    if not callable(kernel):
-        raise TypeError(
-            "kernel must be a callable kernel(A, B) -> (len(A), len(B)) array (e.g. "
-            f"matchar.gp.PolynomialKernel()), got {type(kernel).__name__} {kernel!r:.60}"
-        )
-    return kernel
-
-
-def farthest_point_sampling(
-    X: ArrayLike, n_select: int, kernel: Callable | None = None, start: int = 0
-) -> np.ndarray:
-    """Greedy farthest-point selection of ``n_select`` rows in the kernel-induced metric.
-
-    ``d(x, y)^2 = k(x, x) + k(y, y) - 2 k(x, y)``; each step adds the row farthest from
-    every row selected so far.
-
-    Parameters
-    ----------
-    X : array_like, shape (n, d)
-        Feature vectors (finite).
-    n_select : int
-        Number of rows to select, ``1 <= n_select <= n``.
-    kernel : callable, optional
-        ``kernel(A, B) -> (len(A), len(B))``; default ``PolynomialKernel(zeta=2)``.
-    start : int, default 0
-        Index of the first selected row, ``0 <= start < n``.
-
-    Returns
-    -------
-    numpy.ndarray, shape (n_select,), int64
-        Indices into the rows of X, in selection order.
-
-    Example
-    -------
-    >>> import numpy as np, matchar as mc
-    >>> X = np.array([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0]])
-    >>> mc.gp.farthest_point_sampling(X, 2).tolist()
-    [0, 2]
-    """
-    X_ = _finite_rows(X, "X")
-    n = X_.shape[0]
-    n_select = _n_select(n_select, n)
-    start = check_int(start, "start", low=0, high=n - 1)
-    kernel = PolynomialKernel() if kernel is None else _check_kernel(kernel)
-    diag = _kernel_diag(kernel, X_)
-    if not np.isfinite(diag).all():
-        raise ValueError("kernel(x, x) is not finite for some rows of X")
-    column = _kernel_column(kernel, X_)
-    selected = [start]
-    dist = np.full(n, np.inf)
-    for _ in range(n_select - 1):
-        s = selected[-1]
-        k = column(s)
-        if not np.isfinite(k).all():
-            raise ValueError(f"kernel(X, X[{s}]) is not finite")
-        dist = np.minimum(dist, diag + diag[s] - 2.0 * k)
-        dist[selected] = -np.inf
-        selected.append(int(np.argmax(dist)))
-    return np.asarray(selected, dtype=np.int64)
-
-
-def cur_selection(X: ArrayLike, n_select: int, random_state: int | None = 0) -> np.ndarray:
-    """Deterministic CUR row selection: the rows of highest statistical leverage.
-
-    Leverage scores come from the leading ``min(n_select, d)`` left singular vectors of X
-    (randomized SVD); the ``n_select`` rows with the largest scores are returned.
-
-    Parameters
-    ----------
-    X : array_like, shape (n, d)
-    n_select : int
-    random_state : int, optional
-        Seed of the randomized SVD.
-
-    Returns
-    -------
-    numpy.ndarray, shape (n_select,), int64
-        Row indices, highest leverage first.
-    """
-    X_ = _finite_rows(X, "X")
-    n, d = X_.shape
-    n_select = _n_select(n_select, n)
-    k = max(1, min(n_select, d, n) - 1) if min(n, d) > 1 else 1
-    U, _, _ = randomized_svd(np.asarray(X_, dtype=np.float64), k, random_state=random_state)
-    leverage = np.einsum("ij,ij->i", U, U)
-    return np.argsort(-leverage, kind="stable")[:n_select].astype(np.int64)
-
-
-def _add_gram(out: np.ndarray, K: np.ndarray) -> None:
-    """``out += K.T @ K`` (m, m) for K (n, m); by GEMM column panels when m is large."""
-    m = K.shape[1]
-    if m <= _LARGE_ORDER:
-        out += K.T @ K
-        return
-    for j in range(0, m, _LARGE_ORDER):
-        stop = min(m, j + _LARGE_ORDER)
-        out[:, j:stop] += K.T @ K[:, j:stop]
-
-
-def _cholesky_in_place(B: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factor of B (n, n), overwriting B; blockwise when n is large.
-
-    Blockwise (right-looking, block order ``_LARGE_ORDER``): LAPACK's potrf only sees
-    diagonal blocks, the panel is a triangular solve and the trailing update GEMMs on
-    the lower block columns, so no SYRK of order above the block size is called.
-    """
-    n = len(B)
-    if n <= _LARGE_ORDER:
-        return scipy.linalg.cholesky(B, lower=True, overwrite_a=True)
-    b = _LARGE_ORDER
-    for k in range(0, n, b):
-        e = min(n, k + b)
-        B[k:e, k:e] = scipy.linalg.cholesky(B[k:e, k:e], lower=True, check_finite=False)
-        if e == n:
-            break
-        B[k:e, e:] = 0.0
-        B[e:, k:e] = scipy.linalg.solve_triangular(
-            B[k:e, k:e], B[e:, k:e].T, lower=True, check_finite=False
-        ).T
-        for j in range(e, n, b):
-            stop = min(n, j + b)
-            B[j:, j:stop] -= B[j:, k:e] @ B[j:stop, k:e].T
-    return B
-
-
-def _cholesky(A: np.ndarray, what: str) -> np.ndarray:
-    """Lower Cholesky factor of a symmetric PSD matrix, adding jitter until it succeeds."""
-    scale = max(float(np.trace(A)) / len(A), np.finfo(np.float64).tiny)
-    jitter = 0.0
-    for _ in range(12):
-        B = np.array(A, dtype=np.float64, order="C")
-        B[np.diag_indices_from(B)] += jitter
-        try:
-            return _cholesky_in_place(B)
-        except np.linalg.LinAlgError:
-            jitter = 1e-12 * scale if jitter == 0.0 else jitter * 10.0
-    raise np.linalg.LinAlgError(f"{what} is not positive definite even with jitter {jitter:g}")
-
-
-_COVERAGE_1 = 0.6826894921370859  # P(|z| <= 1), P(|z| <= 2) for a standard normal z
-_COVERAGE_2 = 0.9544997361036416
-
-
-# Half-widths of the coverage bands that "band" calibration centres the errors in:
-# 0.683 ± 0.05 within 1σ and 0.954 ± 0.03 within 2σ.
-_BAND_HALF_WIDTHS = (0.05, 0.03)
-
-
-def _coverage_calibration(
-    err: np.ndarray,
-    sigma: np.ndarray,
-    n_beta: int = 201,
-    units: tuple[float, float] | None = None,
-):
-    """(α, β) of ``σ' = sqrt(α² σ² + β²)`` whose 1σ' and 2σ' coverages of ``|err|`` are
-    closest to the Gaussian values (minimax), each deviation measured in ``units``: by
-    default the binomial spreads ``sqrt(p (1 - p))``, or a pair of band half-widths.
-
-    For a given β, ``|e| <= k σ'`` holds exactly when ``α² >= (e²/k² - β²) / σ²``, so each
-    coverage is a step function of α² with steps at those thresholds: every step is tried.
-    """
-    err2 = np.square(err)
-    sigma2 = np.square(np.maximum(sigma, np.finfo(np.float64).tiny))
-    n = len(err2)
-    if units is None:
-        units = (np.sqrt(_COVERAGE_1 * (1 - _COVERAGE_1)), np.sqrt(_COVERAGE_2 * (1 - _COVERAGE_2)))
-    w1, w2 = units
-    best = (np.inf, 1.0, 0.0)
-    for beta in np.linspace(0.0, float(np.sqrt(np.mean(err2))), n_beta):
-        t1 = np.sort((err2 - beta**2) / sigma2)  # alpha² thresholds for 1σ'
-        t2 = np.sort((err2 / 4.0 - beta**2) / sigma2)  # and for 2σ'
-        cand = np.unique(np.concatenate([t1, t2, [0.0]]).clip(min=0.0))
-        c1 = np.searchsorted(t1, cand, side="right") / n
-        c2 = np.searchsorted(t2, cand, side="right") / n
-        dev = np.maximum(np.abs(c1 - _COVERAGE_1) / w1, np.abs(c2 - _COVERAGE_2) / w2)
-        i = int(np.argmin(dev))
-        if dev[i] < best[0] - 1e-12:
-            best = (float(dev[i]), float(np.sqrt(cand[i])), float(beta))
-    alpha = best[1] if best[1] > 0 else float(np.finfo(np.float64).eps)
-    return alpha, best[2]
-
-
-_CALIBRATION_METHODS = ("musil", "ml", "affine", "coverage", "band")
-
-
-def _check_calibration_method(method: str) -> None:
-    if method not in _CALIBRATION_METHODS:
-        raise ValueError(
-            f"method must be one of {', '.join(map(repr, _CALIBRATION_METHODS))}, got {method!r}"
-        )
 
 
 class SparseGPR(RegressorMixin, BaseEstimator):
@@ -1022,8 +581,8 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         y_scale = float(getattr(self, "y_scale_", 1.0))
         tol = 1e-3 * y_scale if tol is None else check_float(tol, "tol", low=0.0, low_open=True)
         if exact_mean:
-            bases, eigs, bound, sparse_err = self._low_rank(
-                self.weights_, len(self.X_sparse_), tol, offsets, block_w, y_scale
+            bases, eigs, bound, sparse_err = low_rank_form(
+                self.X_sparse_, self.weights_, len(self.X_sparse_), tol, offsets, block_w, y_scale
             )
             self.mean_basis_ = bases
             self.mean_eigenvalues_ = eigs
@@ -1035,8 +594,14 @@ class SparseGPR(RegressorMixin, BaseEstimator):
             member_tol = tol / (2.0 * max(alpha, 1e-12) * math.sqrt(n_c / (n_c - 1)))
             c_bases, c_eigs, worst = [], [], 0.0
             for w in self.committee_weights_:
-                bases, eigs, _, err = self._low_rank(
-                    w, self._n_committee_sparse(), member_tol, offsets, block_w, y_scale
+                bases, eigs, _, err = low_rank_form(
+                    self.X_sparse_,
+                    w,
+                    self._n_committee_sparse(),
+                    member_tol,
+                    offsets,
+                    block_w,
+                    y_scale,
                 )
                 c_bases.append(bases)
                 c_eigs.append(eigs)
@@ -1046,123 +611,38 @@ class SparseGPR(RegressorMixin, BaseEstimator):
             self.committee_error_sparse_ = float(worst)
         return self
 
-    def _low_rank(self, weights, n_points, tol, offsets, block_w, y_scale):
-        """Eigen-truncated form of ``x -> Σ_b w_b x̂_bᵀ (Σ_j a_j ŷ_bj ŷ_bjᵀ) x̂_b`` over the
-        first ``n_points`` sparse points (see :meth:`compress`): (bases, eigenvalues, bound
-        over all inputs, largest error on the sparse points), errors in target units."""
-        a = np.asarray(weights, dtype=np.float64)
-        m = int(n_points)
-        nb = len(block_w)
-        bases, eigs, bound, sparse_err = [], [], 0.0, 0.0
-        for b in range(nb):
-            Y = np.asarray(self.X_sparse_[:m, offsets[b] : offsets[b + 1]], dtype=np.float64)
-            d = Y.shape[1]
-            norms = np.linalg.norm(Y, axis=1)
-            Y = Y / np.where(norms > 0, norms, 1.0)[:, None]
-            _core.check_allocation(min(d, m) ** 2, 8, "compress() eigenproblem")
-            if d <= m:
-                lam, V = np.linalg.eigh((Y.T * a) @ Y)
-                Z = Y @ V  # the sparse points in the eigenbasis
-            else:  # A = Yᵀ D Y = Q (R D Rᵀ) Qᵀ with Yᵀ = Q R: an m × m problem
-                Q, R = np.linalg.qr(Y.T)
-                lam, U = np.linalg.eigh((R * a) @ R.T)
-                V = Q @ U
-                Z = R.T @ U
-            order = np.argsort(-np.abs(lam), kind="stable")
-            lam, V, Z = lam[order], V[:, order], Z[:, order]
-            scale = block_w[b] * y_scale
-            budget = tol / nb
-            # err[j, r] = |Σ_{k>=r} λ_k z_jk²|: the error on sparse point j with r pairs kept
-            contrib = Z * Z * lam
-            err = np.abs(np.cumsum(contrib[:, ::-1], axis=1)[:, ::-1])
-            worst = np.append(err.max(axis=0), 0.0)
-            ok = np.flatnonzero(scale * worst > budget)
-            r = 0 if len(ok) == 0 else int(ok[-1]) + 1
-            bases.append(np.ascontiguousarray(V[:, :r], dtype=self.X_sparse_.dtype))
-            eigs.append(lam[:r].copy())
-            bound += scale * (np.abs(lam[r:]).max() if r < len(lam) else 0.0)
-            sparse_err += scale * worst[r]
-        return bases, eigs, bound, sparse_err
-
     def _compressed_mean(
         self, X_: np.ndarray, inv_norms: list[np.ndarray] | None = None
     ) -> np.ndarray:
         """Mean in target units from the compressed form (see :meth:`compress`)."""
-        f = self._quadratic(X_, self.mean_basis_, self.mean_eigenvalues_, inv_norms)
+        offsets, block_w = block_layout(self._kernel(), self.n_features_in_)
+        inv_norms = inverse_block_norms(X_, offsets) if inv_norms is None else inv_norms
+        f = quadratic_form(
+            X_, self.mean_basis_, self.mean_eigenvalues_, offsets, block_w, inv_norms
+        )
         return (f + self.y_mean_) * getattr(self, "y_scale_", 1.0)
 
     def _inverse_block_norms(self, X_: np.ndarray) -> list[np.ndarray]:
-        """``1 / |x_b|²`` per row and kernel block (1 for zero rows), float64. float32 rows
-        are summed in float32 (a vectorised pass, ~1e-6 relative: far below the
-        compression's tolerance) instead of being cast to float64 first (5x slower)."""
-        kernel = self._kernel()
-        offsets = getattr(kernel, "_offsets", np.array([0, self.n_features_in_]))
-        out = []
-        for b in range(len(offsets) - 1):
-            Xb = X_[:, offsets[b] : offsets[b + 1]]
-            if Xb.dtype == np.float32:
-                norms = np.einsum("ij,ij->i", Xb, Xb).astype(np.float64)
-            else:
-                norms = np.einsum("ij,ij->i", Xb, Xb, dtype=np.float64)
-            out.append(1.0 / np.where(norms > 0, norms, 1.0))
-        return out
+        """``1 / |x_b|²`` per row and kernel block (1 for zero rows), float64."""
+        return inverse_block_norms(X_, block_layout(self._kernel(), self.n_features_in_)[0])
 
     def _committee_quadratics(
         self, X_: np.ndarray, inv_norms: list[np.ndarray] | None = None
     ) -> np.ndarray:
         """Every compressed committee member's quadratic form, (n_committee, n), before
-        ``y_scale_``: per block one GEMM with the members' bases side by side."""
-        kernel = self._kernel()
-        offsets = getattr(kernel, "_offsets", np.array([0, self.n_features_in_]))
-        block_w = getattr(kernel, "weights", np.ones(1))
+        ``y_scale_``; the members' stacked bases are cached until they change."""
+        offsets, block_w = block_layout(self._kernel(), self.n_features_in_)
         cache = self.__dict__.get("_committee_stacked")
         if cache is None or cache[0] is not self.committee_basis_:
-            stacked = []
-            for b in range(len(block_w)):
-                bases = [member[b] for member in self.committee_basis_]
-                eigs = [member[b] for member in self.committee_eigenvalues_]
-                ends = np.cumsum([0] + [v.shape[1] for v in bases])
-                stacked.append((np.ascontiguousarray(np.hstack(bases)), eigs, ends))
+            stacked = stack_committee(
+                self.committee_basis_, self.committee_eigenvalues_, len(block_w)
+            )
             cache = (self.committee_basis_, stacked)
             self.__dict__["_committee_stacked"] = cache
-        from .. import get_num_threads
-
-        out = np.zeros((len(self.committee_basis_), len(X_)))
-        inv_norms = self._inverse_block_norms(X_) if inv_norms is None else inv_norms
-        with _blas_threads(get_num_threads()):
-            for b, (V, eigs, ends) in enumerate(cache[1]):
-                if V.shape[1] == 0:
-                    continue
-                Xb = np.asarray(X_[:, offsets[b] : offsets[b + 1]], dtype=V.dtype)
-                Z2 = np.square(Xb @ V, dtype=np.float64)  # (n, Σ r_i): one GEMM
-                inv = block_w[b] * inv_norms[b]
-                for i, lam in enumerate(eigs):
-                    out[i] += (Z2[:, ends[i] : ends[i + 1]] @ lam) * inv
-        return out
-
-    def _quadratic(
-        self,
-        X_: np.ndarray,
-        basis: list,
-        eigenvalues: list,
-        inv_norms: list[np.ndarray] | None = None,
-    ) -> np.ndarray:
-        """``Σ_b w_b Σ_k λ_bk (v_bk · x̂_b)²`` per row (before ``y_scale_``)."""
-        kernel = self._kernel()
-        offsets = getattr(kernel, "_offsets", np.array([0, self.n_features_in_]))
-        block_w = getattr(kernel, "weights", np.ones(1))
-        from .. import get_num_threads
-
-        f = np.zeros(len(X_))
-        inv_norms = self._inverse_block_norms(X_) if inv_norms is None else inv_norms
-        with _blas_threads(get_num_threads()):  # matchar's thread setting, as the kernels
-            for b, (V, lam) in enumerate(zip(basis, eigenvalues)):
-                if V.shape[1] == 0:
-                    continue
-                Xb = np.asarray(X_[:, offsets[b] : offsets[b + 1]], dtype=V.dtype)
-                Z = Xb @ V  # (n, r): BLAS GEMM
-                f += block_w[b] * (np.square(Z, dtype=np.float64) @ lam) * inv_norms[b]
-        return f
+        inv_norms = inverse_block_norms(X_, offsets) if inv_norms is None else inv_norms
+        return committee_quadratic_forms(
+            X_, cache[1], len(self.committee_basis_), offsets, block_w, inv_norms
+        )
 
     def _check_X(self, X: ArrayLike) -> np.ndarray:
         check_fitted(self, "X_sparse_")
@@ -1218,8 +698,6 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         n_kernel = self._n_committee_sparse() if compressed and committee else None
         need_kernel = not compressed or (return_std and not fast_committee)
         starts = range(0, len(X_), _BLOCK_ROWS) if need_kernel else ()
-        from .. import get_num_threads
-
         # every BLAS call below on matchar's thread setting, as the kernels
         with _blas_threads(get_num_threads()):
             for start in starts:  # the kernel against the sparse points, unless not needed
@@ -1331,31 +809,5 @@ class SparseGPR(RegressorMixin, BaseEstimator):
             raise ValueError("errors and std must be non-empty 1-D arrays of the same length")
         if not (np.isfinite(err).all() and np.isfinite(sd).all()) or (sd < 0).any():
             raise ValueError("errors and std must be finite, std >= 0")
-        var = np.maximum(sd**2, np.finfo(np.float64).tiny)
-        err2 = err**2
-        ratio = float(np.mean(err2 / var))
-        eps = np.finfo(np.float64).eps
-        self.alpha_, self.beta_ = 1.0, 0.0
-        if method == "musil" and self.n_committee:
-            nc = self.n_committee
-            self.alpha_ = float(np.sqrt(max(-1.0 / nc + (nc - 3.0) / (nc - 1.0) * ratio, eps)))
-        elif method in ("musil", "ml"):
-            self.alpha_ = float(np.sqrt(max(ratio, eps)))
-        elif method in ("coverage", "band"):
-            units = _BAND_HALF_WIDTHS if method == "band" else None
-            self.alpha_, self.beta_ = _coverage_calibration(
-                np.sqrt(err2), np.sqrt(var), units=units
-            )
-        else:
-            import scipy.optimize
-
-            def nll(p: np.ndarray) -> float:
-                v = np.exp(2 * p[0]) * var + np.exp(2 * p[1])
-                return float(np.sum(np.log(v) + err2 / v))
-
-            p0 = np.array(
-                [0.5 * np.log(max(ratio, eps)), np.log(np.sqrt(np.mean(err2)) / 10 + eps)]
-            )
-            p = scipy.optimize.minimize(nll, p0, method="Nelder-Mead").x
-            self.alpha_, self.beta_ = float(np.exp(p[0])), float(np.exp(p[1]))
+        self.alpha_, self.beta_ = fit_calibration(err, sd, method, self.n_committee)
         return self

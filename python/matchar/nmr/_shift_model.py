@@ -15,7 +15,7 @@ from .._threads import serialized, threads
 from .._validation import check_choice, check_fitted, check_float, check_int
 from ..atoms import SOAP
 from ..gp import MultiPolynomialKernel, PolynomialKernel, SparseGPR
-from ..gp._sparse import _CALIBRATION_METHODS
+from ..gp._calibration import _CALIBRATION_METHODS
 
 _FORMAT = "matchar.ShiftModel/1"
 
