@@ -119,8 +119,9 @@ void window_scan(const Rows& X, ConstMatrixView<double> W, ConstMatrixView<doubl
   struct State {
     std::vector<double> x, mu, hx, hm, cx, cm, ub, sx, sm, w;
   };
+  matchar::detail::ParallelGuard guard;  // Ctrl-C is polled per image row, too
   matchar::detail::parallel_for(
-      n_tasks, nt, matchar::detail::Schedule::Dynamic, 1,
+      guard, n_tasks, nt, matchar::detail::Schedule::Dynamic, 1,
       [&] {
         State s;
         s.x.resize(ring * per_row);
@@ -164,6 +165,8 @@ void window_scan(const Rows& X, ConstMatrixView<double> W, ConstMatrixView<doubl
         const index_t first = with_box ? std::max<index_t>(0, r0 - h) : r0;
         index_t loaded = first;  // rows [first, loaded) are in the ring
         for (index_t r = r0; r < r1; ++r) {
+          guard.poll();
+          if (guard.stopped()) return;
           const index_t need = with_box ? std::min(rows, r + h + 1) : r + 1;
           for (; loaded < need; ++loaded) load(loaded);
           for (index_t c = 0; c < cols; ++c) {
@@ -182,6 +185,7 @@ void window_scan(const Rows& X, ConstMatrixView<double> W, ConstMatrixView<doubl
           }
         }
       });
+  guard.finish();
 }
 
 }  // namespace
