@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install a built matchar wheel into a fresh virtual environment on a PATH without any
 # C/C++ compiler (so nothing can be built from source behind our back), then run the
-# demo, which calls every job's kernels on built-in data, and report the CPU dispatch.
+# demo, which calls every job's kernels on built-in data (the wheel with every job's extra,
+# so that no job is skipped), and report the CPU dispatch.
 #   usage: scripts/wheel_smoke.sh dist/matchar-*.whl
 set -euo pipefail
 wheel=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
@@ -25,7 +26,7 @@ for cc in cc gcc g++ c++ clang clang++ cmake; do
   fi
 done
 
-pip install -q --only-binary=:all: "$wheel"
+pip install -q --only-binary=:all: "$wheel[edx,imaging,nmr]"
 cd "$venv"  # not the source tree: matchar must come from the wheel
 python - <<'EOF'
 import matchar
@@ -34,4 +35,6 @@ print("build_info", matchar._core.build_info())
 EOF
 matchar demo --out "$venv/demo"
 test -s "$venv/demo/report.html"
+python -c "import json, sys; s = json.load(open(sys.argv[1]))['skipped']; assert not s, s" \
+    "$venv/demo/report.json"
 echo "wheel_smoke: ok"

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import require
 from ._threads import task_threads
 from ._validation import check_int
 
@@ -63,7 +64,7 @@ def _image_chunks(chunks: Any) -> int | tuple[int, int] | None:
 
 
 def _frames_list(frames: Any) -> list[Any]:
-    import ase
+    ase = require("ase", "nmr", "matchar.distributed")
 
     if isinstance(frames, ase.Atoms):
         frames = [frames]
@@ -119,8 +120,7 @@ def soap_features(
         soap._set_species(np.unique(np.concatenate([f.numbers for f in frames])).tolist())
     keep = None
     if centers is not None:
-        from ase.data import atomic_numbers
-
+        atomic_numbers = require("ase.data", "nmr", "matchar.distributed").atomic_numbers
         keep = {atomic_numbers[c] if isinstance(c, str) else int(c) for c in centers}
     task = dask.delayed(_soap_batch, pure=True)
     dtype = np.dtype(soap.dtype)

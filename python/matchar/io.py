@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import require
+
 
 class FileFormatError(ValueError):
     """A file exists but cannot be read in the format its extension names: it is empty,
@@ -691,7 +693,7 @@ def load_structures(path: str | Path, *, format: str | None = None) -> list[Any]
     >>> [len(a) for a in mc.io.load_structures(path)]
     [3, 5]
     """
-    import ase.io
+    ase_io = require("ase.io", "nmr", "load_structures")
 
     p = Path(path)
     fmt = f"a structure file (ASE format {format!r})" if format else "a structure file"
@@ -700,7 +702,7 @@ def load_structures(path: str | Path, *, format: str | None = None) -> list[Any]
         fmt = f"a structure file ({ext})"
     _check_readable_file(p, fmt)
     with _reading(p, fmt):
-        frames = ase.io.read(os.fspath(p), ":", format=format)
+        frames = ase_io.read(os.fspath(p), ":", format=format)
     frames = frames if isinstance(frames, list) else [frames]
     if not frames:
         raise _cannot_read(p, fmt, "file holds no structure")

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
+from .._optional import require
 from .._threads import serialized
 from .._validation import check_float, check_int
 
@@ -31,8 +32,7 @@ MAX_CENTER_WEIGHT = 1e100
 
 
 def _atomic_number(s: Any, name: str) -> int:
-    from ase.data import atomic_numbers
-
+    atomic_numbers = require("ase.data", "nmr", "SOAP").atomic_numbers
     if isinstance(s, str):
         if s not in atomic_numbers:
             raise ValueError(f"{name}: unknown chemical symbol {s!r}")
@@ -309,10 +309,7 @@ class SOAP:
         self, frames: Any, centers: Any, first: int = 0
     ) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         # `first`: index of frames[0] in the caller's sequence, for error messages.
-        try:
-            import ase
-        except ImportError as err:  # pragma: no cover - ase is a dependency
-            raise ImportError("matchar.atoms needs ase (pip install ase)") from err
+        ase = require("ase", "nmr", "SOAP")
         if isinstance(frames, ase.Atoms):
             frames = [frames]
         frames = list(frames)
@@ -427,10 +424,7 @@ class SOAP:
         >>> soap.compute(ase.build.bulk("Si", "diamond", a=5.43)).shape
         (2, 27)
         """
-        try:
-            import ase
-        except ImportError as err:  # pragma: no cover - ase is a dependency
-            raise ImportError("matchar.atoms needs ase (pip install ase)") from err
+        ase = require("ase", "nmr", "SOAP")
         chunk = check_int(chunk_size, "chunk_size", low=1, high=None, allow_none=True)
         total: int | None = None
         if isinstance(frames, ase.Atoms):
@@ -535,8 +529,7 @@ class SOAP:
         >>> soap.compute_atoms([ase.build.molecule("H2O")], [[0, 2], [0, 0]]).shape
         (2, 81)
         """
-        import ase
-
+        ase = require("ase", "nmr", "SOAP")
         frame_list = [frames] if isinstance(frames, ase.Atoms) else list(frames)
         args, _ = self._prepare(frame_list, None)
         pairs = np.asarray(atoms)

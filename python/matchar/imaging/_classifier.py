@@ -25,6 +25,7 @@ import numpy as np
 import scipy.ndimage
 
 from .._arrays import as_array
+from .._optional import require
 from .._threads import get_num_threads
 from .._validation import check_int
 from ._correlation import finite_rescaled
@@ -453,7 +454,7 @@ class CrystalClassifier:
     """
 
     def __init__(self, model_path, metadata_path=None) -> None:
-        import onnxruntime as ort
+        ort = require("onnxruntime", "imaging", "CrystalClassifier")
 
         model_path = Path(model_path)
         metadata_path = (

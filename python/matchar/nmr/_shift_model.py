@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .._optional import require
 from .._threads import serialized, threads
 from .._validation import check_choice, check_fitted, check_float, check_int
 from ..atoms import SOAP
@@ -30,8 +31,8 @@ DEFAULT_SOAP: dict[str, Any] = {
 
 
 def _atomic_number(element: str | int) -> int:
-    from ase.data import atomic_numbers, chemical_symbols
-
+    ase_data = require("ase.data", feature="ShiftModel")
+    atomic_numbers, chemical_symbols = ase_data.atomic_numbers, ase_data.chemical_symbols
     if isinstance(element, str) and element in atomic_numbers:
         return int(atomic_numbers[element])
     if isinstance(element, (int, np.integer)) and 0 < int(element) < len(chemical_symbols):
@@ -599,8 +600,7 @@ class ShiftModel:
         -------
         ShiftModel
         """
-        from ase.data import chemical_symbols
-
+        chemical_symbols = require("ase.data", feature="ShiftModel.pretrained").chemical_symbols
         symbol = chemical_symbols[_atomic_number(element)]
         name = f"{symbol}.npz"
         files = resources.files("matchar.nmr") / "models"
@@ -708,7 +708,7 @@ def load_chemiscope(path: str | Path, prop: str = "CS_total") -> tuple[list[Any]
     values : list of numpy.ndarray
         One (n_atoms,) array per frame.
     """
-    import ase
+    ase = require("ase", feature="load_chemiscope")
 
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rt") as fh:
@@ -733,16 +733,14 @@ _N_CHECK = 8  # sparse points whose features are stored to check a loaded model
 
 
 def _cluster(numbers: np.ndarray, positions: np.ndarray) -> Any:
-    import ase
-
+    ase = require("ase", feature="ShiftModel")
     return ase.Atoms(numbers=np.asarray(numbers, dtype=int), positions=positions, pbc=False)
 
 
 def _environments(frames: list[Any], pairs: np.ndarray, cutoff: float) -> list[Any]:
     """Non-periodic clusters: atom 0 is the centre (frame, atom) of each pair, at the
     origin, followed by every atom (periodic images included) closer than ``cutoff``."""
-    from ase.neighborlist import neighbor_list
-
+    neighbor_list = require("ase.neighborlist", feature="ShiftModel").neighbor_list
     out: list[Any] = [None] * len(pairs)
     for f in np.unique(pairs[:, 0]):
         frame = frames[int(f)]
@@ -756,9 +754,8 @@ def _environments(frames: list[Any], pairs: np.ndarray, cutoff: float) -> list[A
     return out
 
 
-def _as_frames(frames: Any) -> list[Any]:
-    import ase
-
+def _as_frames(frames: Any, feature: str = "ShiftModel") -> list[Any]:
+    ase = require("ase", feature=feature)
     if isinstance(frames, ase.Atoms):
         return [frames]
     frames = list(frames)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._optional import require
 from .._validation import check_float
 
 #: Covalent radii (ase.data.covalent_radii) times this factor: the bond criterion.
@@ -40,7 +41,8 @@ def candidate_name(atoms: Any, index: int) -> str:
 
 def _bonds(atoms: Any, tolerance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bonded pairs (i < j listed both ways) and their vectors ``D`` (Å, periodic images)."""
-    from ase.neighborlist import natural_cutoffs, neighbor_list
+    nl = require("ase.neighborlist", feature="find_molecules")
+    natural_cutoffs, neighbor_list = nl.natural_cutoffs, nl.neighbor_list
 
     work = atoms
     if np.any(atoms.pbc) and abs(atoms.cell.volume) < 1e-6:
@@ -140,8 +142,8 @@ def find_molecules(atoms: Any, bond_tolerance: float = BOND_TOLERANCE) -> list[M
 
 
 def _formula(numbers: np.ndarray) -> str:
-    from ase.data import chemical_symbols
-    from ase.formula import Formula
+    chemical_symbols = require("ase.data", feature="matchar.nmr").chemical_symbols
+    Formula = require("ase.formula", feature="matchar.nmr").Formula
 
     return str(Formula("".join(chemical_symbols[int(z)] for z in numbers)).format("hill"))
 
@@ -243,8 +245,7 @@ class ReferenceMolecule:
 
     def sites(self, element: str | int) -> np.ndarray:
         """0-based positions of the atoms of ``element``, in label order."""
-        from ase.data import atomic_numbers
-
+        atomic_numbers = require("ase.data", feature="ReferenceMolecule").atomic_numbers
         z = atomic_numbers[element] if isinstance(element, str) else int(element)
         return np.flatnonzero(self.numbers == z)
 
@@ -305,8 +306,8 @@ class ReferenceMolecule:
 
 
 def _as_reference(reference: Any, first: Any, tol: float) -> ReferenceMolecule:
-    import ase
-    import ase.io
+    ase = require("ase", feature="map_sites")
+    ase_io = require("ase.io", feature="map_sites")
 
     if reference is None:
         mols = find_molecules(first, tol)
@@ -326,7 +327,7 @@ def _as_reference(reference: Any, first: Any, tol: float) -> ReferenceMolecule:
         if not path.is_file():
             raise FileNotFoundError(2, "no such reference molecule file", str(path))
         try:
-            reference = ase.io.read(str(path), index=0)
+            reference = ase_io.read(str(path), index=0)
         except Exception as err:
             from ..io import FileFormatError
 
@@ -353,8 +354,7 @@ def _as_reference(reference: Any, first: Any, tol: float) -> ReferenceMolecule:
 
 
 def _make_labels(numbers: np.ndarray) -> list[str]:
-    from ase.data import chemical_symbols
-
+    chemical_symbols = require("ase.data", feature="matchar.nmr").chemical_symbols
     return [f"{chemical_symbols[int(z)]}{k + 1}" for k, z in enumerate(numbers)]
 
 
@@ -379,7 +379,7 @@ def _terminal_h(numbers: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.
 def _skeleton_graph(numbers: np.ndarray, edges: np.ndarray) -> tuple[Any, np.ndarray]:
     """Graph of the atoms that are not terminal H, each labelled with its element and its
     number of terminal H; and the skeleton's atom positions (indices into the molecule)."""
-    import networkx as nx
+    nx = require("networkx", feature="map_sites")
 
     term, parent = _terminal_h(numbers, edges)
     keep = np.flatnonzero(~term)
@@ -396,8 +396,7 @@ def _skeleton_graph(numbers: np.ndarray, edges: np.ndarray) -> tuple[Any, np.nda
 
 def _automorphisms(graph: Any, nodes: np.ndarray) -> np.ndarray:
     """Automorphisms of the (skeleton) graph as rows of node ids in the order of ``nodes``."""
-    from networkx.algorithms.isomorphism import GraphMatcher
-
+    GraphMatcher = require("networkx.algorithms.isomorphism", feature="map_sites").GraphMatcher
     gm = GraphMatcher(graph, graph, node_match=_same_z)
     out = []
     for m in gm.isomorphisms_iter():
@@ -503,11 +502,11 @@ def map_sites(
     >>> [ref.labels[k] for k in ref.sites("O")], maps[1].atoms.shape
     (['O3'], (1, 9))
     """
-    from networkx.algorithms.isomorphism import GraphMatcher
-
     from ._shift_model import _as_frames
 
-    frames = _as_frames(candidates)
+    GraphMatcher = require("networkx.algorithms.isomorphism", feature="map_sites").GraphMatcher
+
+    frames = _as_frames(candidates, "map_sites")
     tol = check_float(bond_tolerance, "bond_tolerance", low=0.5, high=3.0)
     ref = _as_reference(reference, frames[0], tol)
     ref_graph, ref_keep = _skeleton_graph(ref.numbers, ref.edges)

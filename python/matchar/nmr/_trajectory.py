@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .._optional import require
 from .._validation import check_float, check_int
 
 _MDA_SUFFIXES = {".dcd", ".xtc", ".trr", ".nc", ".ncdf", ".netcdf", ".lammpstrj", ".dump"}
@@ -58,7 +59,7 @@ class Trajectory:
         format: str | None = None,
         topology: Any = None,
     ) -> None:
-        import ase
+        ase = require("ase", feature="Trajectory")
 
         self.index = index
         self.format = format
@@ -96,10 +97,9 @@ class Trajectory:
             return iter(self.source)
         if self.topology is not None or self.source.suffix.lower() in _MDA_SUFFIXES:
             return self._mdanalysis()
-        import ase.io
-
+        ase_io = require("ase.io", feature="Trajectory")
         try:
-            return ase.io.iread(str(self.source), index=self.index, format=self.format)
+            return ase_io.iread(str(self.source), index=self.index, format=self.format)
         except Exception as err:  # ase raises many types for unknown formats
             from ..io import FileFormatError
 
@@ -117,12 +117,10 @@ class Trajectory:
             ) from err
         if self.topology is None:
             raise ValueError(f"{self.source}: an MDAnalysis trajectory needs topology=")
-        import ase
-
+        ase = require("ase", feature="Trajectory")
+        atomic_numbers = require("ase.data", feature="Trajectory").atomic_numbers
         u = mda.Universe(str(self.topology), str(self.source))
-        numbers = np.array(
-            [ase.data.atomic_numbers[e.capitalize()] for e in u.atoms.elements], dtype=int
-        )
+        numbers = np.array([atomic_numbers[e.capitalize()] for e in u.atoms.elements], dtype=int)
         start, stop, step = _parse_index(self.index)
         for ts in u.trajectory[start:stop:step]:
             cell = ts.dimensions
@@ -553,9 +551,9 @@ def predict_trajectory(
     >>> res.mean().shape, res.autocorrelation_time().shape   # per H site
     ((4,), (4,))
     """
-    from ase.data import chemical_symbols
-
     from .._validation import check_fitted
+
+    chemical_symbols = require("ase.data", feature="predict_trajectory").chemical_symbols
 
     check_fitted(model, "gpr_")
     traj = _as_trajectory(trajectory)

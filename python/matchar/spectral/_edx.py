@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import erf
 
+from .._optional import require
 from .._validation import check_choice, check_float, check_int
 
 # Shells of the K, L and M families and their number of electrons (filled shells).
@@ -86,11 +87,7 @@ def check_detector(
 
 
 def _xraylib():
-    try:
-        import xraylib
-    except ImportError as err:  # pragma: no cover - xraylib is a dependency
-        raise ImportError("EDXModel needs xraylib: pip install xraylib") from err
-    return xraylib
+    return require("xraylib", "edx", "EDXModel")
 
 
 @functools.cache

@@ -12,6 +12,7 @@ from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits
 
 from .. import _core
+from .._optional import require
 from .._threads import serialized
 from .._validation import check_fitted, check_float, check_int
 from ._anomaly import DEFAULT_FDR, anomalies_of_fit
@@ -838,8 +839,7 @@ class PhysicsNMF(BaseEstimator):
         weights = None
         zs = getattr(self.model, "atomic_numbers", None)
         if zs is not None:
-            import xraylib
-
+            xraylib = require("xraylib", "edx", "PhysicsNMF.quantification")
             weights = np.array([xraylib.AtomicWeight(int(z)) for z in zs])
         rows = []
         for k, frac in enumerate(self.composition_):
