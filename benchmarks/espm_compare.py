@@ -12,6 +12,11 @@ import, so it lives in its own virtual environment, never in matchar's extras::
     #    (no initialisation or set-up in it), alternating espm / matchar, 3 rounds
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/espm_compare.py timing build/espm_bench \
         build/espm-venv/bin/python
+    # 4. matchar's own EDXModel (not espm's G), nominal and refined on the data
+    #    (refine_detector), against SmoothNMF with espm's G, 200 iterations each
+    OMP_NUM_THREADS=2 build/espm-venv/bin/python benchmarks/espm_compare.py espm-fit \
+        build/espm_bench
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/espm_compare.py own-model build/espm_bench
 
 The dataset is espm's built-in "particles" configuration (``particles_phases_dict`` /
 ``particles_misc_dict`` of espm.datasets.built_in_EDXS_datasets: 80 x 80 pixels, 1980
@@ -359,6 +364,139 @@ def run_timing(out: Path, espm_python: str, n_iter: int = 20, rounds: int = 3) -
     print(json.dumps(summary, indent=1))
 
 
+OWN_ITER = 200  # iterations of the "own-model" comparison (both tools)
+
+
+def run_espm_fit(out: Path) -> None:
+    """espm venv: SmoothNMF with espm's own G, OWN_ITER iterations, default settings but
+    lambda_L = mu = 0; saves the maps, spectra and seconds to ``espm_fit.npz``."""
+    from espm.estimators import SmoothNMF
+
+    d = np.load(out / "data.npz")
+    X = d["X"].astype(np.float64)
+    est = SmoothNMF(
+        n_components=3,
+        G=d["G"],
+        shape_2d=tuple(int(v) for v in d["shape_2d"]),
+        lambda_L=0.0,
+        mu=0.0,
+        max_iter=OWN_ITER,
+        tol=0.0,
+        no_stop_criterion=True,
+        simplex_W=True,
+        simplex_H=False,
+        random_state=0,
+        verbose=0,
+    )
+    t0 = time.perf_counter()
+    GW = est.fit_transform(X.T)
+    seconds = time.perf_counter() - t0
+    np.savez(
+        out / "espm_fit.npz",
+        maps=np.asarray(est.H_).T,
+        spectra=np.asarray(GW).T,
+        seconds=seconds,
+        iterations=int(est.n_iter_),
+    )
+
+
+def abundance_mse(maps, true_maps, spectra=None, densities=None) -> float:
+    """Mean squared error of the per-pixel phase fractions after the best matching; with
+    ``spectra`` and ``densities``, of the count fractions (gauge-free, see
+    :func:`count_fraction_mae`)."""
+    K = true_maps.shape[1]
+    if spectra is not None:
+        maps = maps * np.maximum(spectra.sum(axis=1), 0.0)[None, :]
+        true_maps = true_maps * np.asarray(densities)[None, :]
+        true_maps = true_maps / np.maximum(true_maps.sum(1, keepdims=True), 1e-300)
+    frac = maps / np.maximum(maps.sum(1, keepdims=True), 1e-300)
+    return float(
+        min(np.mean((frac[:, list(p)] - true_maps) ** 2) for p in itertools.permutations(range(K)))
+    )
+
+
+def run_own_model(out: Path) -> None:
+    """matchar venv: PhysicsNMF with matchar's own EDXModel (not espm's G), built from the
+    dataset's elements, energy axis and beam energy, with and without
+    :func:`matchar.spectral.refine_detector`, against espm's SmoothNMF with its own G
+    (``espm_fit.npz`` of the ``espm-fit`` mode). OWN_ITER iterations, tol=0, each
+    PhysicsNMF with its default init ("kmeans") and with init="nmf". Seconds per iteration
+    of PhysicsNMF: (t(60) - t(10)) / 50 from the fitted state (no initialisation), the
+    least of 3 repeats of each; espm's: its fit's seconds over its iterations."""
+    import matchar as mc
+
+    d = np.load(out / "data.npz")
+    X = d["X"].reshape(*d["shape_2d"], -1)
+    T, M = d["true_spectra"], d["true_maps"]
+    elements = ["V", "Rb", "W", "N", "Yb", "Pt", "Al", "Ti", "La"]  # the particles' 9
+    nominal = mc.spectral.EDXModel(elements, (0.2, 0.01, X.shape[-1]), 200.0)
+    t0 = time.perf_counter()
+    refined, report = mc.spectral.refine_detector(nominal, X)
+    t_refine = time.perf_counter() - t0
+    rows = []
+    ef = out / "espm_fit.npz"
+    if ef.exists():
+        e = np.load(ef)
+        err, ang = metrics(e["maps"], e["spectra"], M, T)
+        rows.append(
+            dict(
+                tool=f"espm SmoothNMF, espm's G, {int(e['iterations'])} iterations",
+                max_angle_deg=max(ang),
+                angles_deg=ang,
+                abundance_mse=abundance_mse(e["maps"], M),
+                count_fraction_mse=abundance_mse(e["maps"], M, e["spectra"], d["densities"]),
+                abundance_mae=err,
+                s_per_iter=float(e["seconds"]) / int(e["iterations"]),
+            )
+        )
+    for name, model in (("nominal EDXModel", nominal), ("refined EDXModel", refined)):
+        for init in ("kmeans", "nmf"):
+            est = mc.spectral.PhysicsNMF(
+                model, 3, max_iter=OWN_ITER, tol=0, random_state=0, init=init
+            )
+            maps = est.fit_transform(X).reshape(-1, 3)
+            err, ang = metrics(maps, est.components_, M, T)
+            times = {}
+            for n in (10, 60):
+                ts = []
+                for _ in range(3):
+                    again = mc.spectral.PhysicsNMF(
+                        model, 3, max_iter=n, tol=0, init=(maps.copy(), est.W_.copy())
+                    )
+                    t0 = time.perf_counter()
+                    again.fit_transform(X)
+                    ts.append(time.perf_counter() - t0)
+                times[n] = min(ts)
+            rows.append(
+                dict(
+                    tool=f"matchar PhysicsNMF, {name}, init={init}, {OWN_ITER} iterations",
+                    max_angle_deg=max(ang),
+                    angles_deg=ang,
+                    abundance_mse=abundance_mse(maps, M),
+                    count_fraction_mse=abundance_mse(
+                        maps, M, est.components_.astype(float), d["densities"]
+                    ),
+                    abundance_mae=err,
+                    s_per_iter=(times[60] - times[10]) / 50,
+                )
+            )
+    # the best any non-negative combination of G's columns does for each true phase
+    # spectrum (Poisson fit on G): the model's own limit, whatever the NMF
+    from matchar.spectral._edx import _poisson_fit
+
+    shell, _ = mc.spectral.refine_detector(nominal, X, ratios="shell")
+    span = {}
+    for name, model in (("nominal", nominal), ("refined", refined), ("refined, shell", shell)):
+        span[name] = []
+        for t in T:
+            f, _ = _poisson_fit(t * 1e6, model.G, n_iter=3000)
+            c = f @ t / (np.linalg.norm(f) * np.linalg.norm(t))
+            span[name].append(float(np.degrees(np.arccos(np.clip(c, -1, 1)))))
+    result = dict(rows=rows, refine_seconds=t_refine, detector=report, best_in_span_deg=span)
+    (out / "own_model.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
 if __name__ == "__main__":
     which, folder = sys.argv[1], Path(sys.argv[2])
     if which == "timing":
@@ -370,4 +508,6 @@ if __name__ == "__main__":
         args = sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
         print(json.dumps(run_matchar_one(folder, *args)))
     else:
-        {"espm": run_espm, "matchar": run_matchar}[which](folder)
+        modes = {"espm": run_espm, "matchar": run_matchar, "espm-fit": run_espm_fit}
+        modes["own-model"] = run_own_model
+        modes[which](folder)

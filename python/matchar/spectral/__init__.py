@@ -10,6 +10,7 @@ from xraylib; ``ReferenceModel``: EELS references). See ``docs/spectral.md`` and
 from __future__ import annotations
 
 from ._anomaly import AnomalyRegion, ResidualAnomalies, residual_anomalies
+from ._detector import RefinedEDXModel, refine_detector
 from ._edx import EDXModel, ReferenceModel, edx_metadata, take_off_angle
 from ._nmf import NMF
 from ._pca import PCA
@@ -22,8 +23,10 @@ __all__ = [
     "EDXModel",
     "PhysicsNMF",
     "ReferenceModel",
+    "RefinedEDXModel",
     "ResidualAnomalies",
     "edx_metadata",
+    "refine_detector",
     "residual_anomalies",
     "take_off_angle",
 ]
