@@ -669,3 +669,27 @@ def test_compute_atoms_matches_compute_rows(cutoff):
         soap.compute_atoms([crystal, mol], [[1, 6]])
     with pytest.raises(ValueError, match=r"\(n, 2\) integer"):
         soap.compute_atoms([crystal, mol], [1, 2])
+
+
+def test_power_spectrum_same_at_every_cpu_level():
+    # SOAP's per-centre loops have a copy per x86-64 level in builds not made for the host
+    # (MATCHAR_ARCH=portable); every copy must give the baseline's features. Sums run in
+    # another order (FMA, vector width): relative 1e-12 of the largest feature.
+    info = _core.build_info()
+    frames = [bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat((2, 2, 2)), molecule("CH3OH")]
+    for f in frames[1:]:
+        f.center(vacuum=4.0)
+    soap = mc.atoms.SOAP(cutoff=4.5, species=["H", "C", "O", "Na", "Cl"], max_angular=6)
+    ref = None
+    for level in info["cpu_levels"]:
+        if level not in info["cpu_levels_supported"]:
+            continue
+        _core._set_cpu_level(level)
+        try:
+            X = soap.compute(frames)
+        finally:
+            _core._set_cpu_level("")
+        if ref is None:
+            ref = X
+        np.testing.assert_allclose(X, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+    assert ref is not None and np.abs(ref).max() > 0

@@ -50,44 +50,56 @@ const LegendreCoefficients& legendre_coefficients() {
   return table;
 }
 
+// The per-centre loops, once per level (soap_kernels.inc).
+#define MATCHAR_SOAP_NS level_base
+#define MATCHAR_SOAP_ATTR
+#include "soap_kernels.inc"
+#undef MATCHAR_SOAP_NS
+#undef MATCHAR_SOAP_ATTR
+#if defined(MATCHAR_CPU_DISPATCH) && !defined(MATCHAR_ARCH_NATIVE)
+#define MATCHAR_SOAP_NS level_v3
+#define MATCHAR_SOAP_ATTR __attribute__((target("arch=x86-64-v3")))
+#include "soap_kernels.inc"
+#undef MATCHAR_SOAP_NS
+#undef MATCHAR_SOAP_ATTR
+#define MATCHAR_SOAP_NS level_v4
+#define MATCHAR_SOAP_ATTR __attribute__((target("arch=x86-64-v4")))
+#include "soap_kernels.inc"
+#undef MATCHAR_SOAP_NS
+#undef MATCHAR_SOAP_ATTR
+#endif
+
+// Eigen's GEMM for g = A^T A (the baseline copy: Eigen vectorises for the library's own
+// flags; the level copies use their plain loops).
+void gram_eigen(const double* A, int M, index_t K, double* g) {
+  using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  Eigen::Map<const RowMajor> a(A, M, K);
+  Eigen::Map<RowMajor> out(g, K, K);
+  out.noalias() = a.transpose() * a;
+}
+
+struct SoapLevel {
+  void (*harmonics)(int, double, double, double, double*);
+  void (*accumulate)(double*, const double*, const double*, double, int, int, index_t, double*);
+  void (*gram)(const double*, int, index_t, double*);
+};
+
+// The copy of the level cpu_level() names (looked up per call: set_cpu_level may change
+// it). A build for this host (MATCHAR_ARCH=native) has no use for them: its own flags
+// already fit the CPU (and the target copies, with generic tuning, were not faster).
+SoapLevel soap_level() {
+#if defined(MATCHAR_CPU_DISPATCH) && !defined(MATCHAR_ARCH_NATIVE)
+  const std::string level = cpu_level();
+  if (level == "avx512") return {level_v4::harmonics, level_v4::accumulate, level_v4::gram};
+  if (level == "avx2") return {level_v3::harmonics, level_v3::accumulate, level_v3::gram};
+#endif
+  return {level_base::harmonics, level_base::accumulate, gram_eigen};
+}
+
 }  // namespace
 
 void real_spherical_harmonics(int L, double x, double y, double z, double* out) {
-  // Orthonormal associated Legendre functions without the Condon-Shortley phase,
-  // P[l][m] (l >= m), then Y_l0 = P_l0, Y_lm = sqrt(2) P_lm cos(m phi),
-  // Y_l,-m = sqrt(2) P_lm sin(m phi).
-  const LegendreCoefficients& t = legendre_coefficients();
-  const double rho = std::sqrt(x * x + y * y);
-  const double cos_t = z, sin_t = rho;
-  double cos_p = 1.0, sin_p = 0.0;
-  if (rho > 1e-300) {
-    cos_p = x / rho;
-    sin_p = y / rho;
-  }
-  double P[kLegendreSize];
-  P[0] = 0.5 / std::sqrt(kPi);
-  for (int m = 1; m <= L; ++m)
-    P[legendre_index(m, m)] = t.diag[m] * sin_t * P[legendre_index(m - 1, m - 1)];
-  for (int m = 0; m < L; ++m)
-    P[legendre_index(m + 1, m)] = t.sub[m] * cos_t * P[legendre_index(m, m)];
-  for (int m = 0; m <= L; ++m)
-    for (int l = m + 2; l <= L; ++l) {
-      const int i = legendre_index(l, m);
-      P[i] = t.a[i] * (cos_t * P[legendre_index(l - 1, m)] - t.b[i] * P[legendre_index(l - 2, m)]);
-    }
-  for (int l = 0; l <= L; ++l) out[l * l + l] = P[legendre_index(l, 0)];
-  double cm = 1.0, sm = 0.0;  // cos(m phi), sin(m phi)
-  constexpr double kSqrt2 = 1.41421356237309504880;
-  for (int m = 1; m <= L; ++m) {
-    const double c2 = cm * cos_p - sm * sin_p;
-    sm = sm * cos_p + cm * sin_p;
-    cm = c2;
-    for (int l = m; l <= L; ++l) {
-      const double p = kSqrt2 * P[legendre_index(l, m)];
-      out[l * l + l + m] = p * cm;
-      out[l * l + l - m] = p * sm;
-    }
-  }
+  soap_level().harmonics(L, x, y, z, out);
 }
 
 Soap::Soap(const SoapParameters& params, int n_species, std::vector<char> pair_mask)
@@ -168,6 +180,8 @@ void Soap::run(const Frames& f, const index_t* centers, index_t n_centers, Sink&
   radial_->compute_exact(0.0, self.data(), nullptr);
   const double y00 = 0.5 / std::sqrt(kPi);
 
+  const SoapLevel level = soap_level();
+  const bool base = level.accumulate == &level_base::accumulate;
   struct Scratch {
     std::vector<Neighbor> nbrs;
     std::vector<double> coef, R, Y, fR;
@@ -203,17 +217,16 @@ void Soap::run(const Frames& f, const index_t* centers, index_t n_centers, Sink&
                    std::pow(nb.r / params_.scaling_radius, params_.scaling_exponent));
           radial_->compute(nb.r, R.data());
           const double inv = 1.0 / nb.r;
-          real_spherical_harmonics(L, nb.dx * inv, nb.dy * inv, nb.dz * inv, Y.data());
           present[species[nb.atom]] = 1;
           double* ca = coef.data() + static_cast<index_t>(species[nb.atom]) * N;
-          for (int l = 0; l <= L; ++l) {
-            for (int n = 0; n < N; ++n) fR[n] = fc * R[l * N + n];
-            for (int lm = l * l; lm < (l + 1) * (l + 1); ++lm) {
-              const double y = Y[lm];
-              double* dst = ca + static_cast<index_t>(lm) * S * N;
-#pragma omp simd
-              for (int n = 0; n < N; ++n) dst[n] += y * fR[n];
-            }
+          if (base) {  // direct calls: inlined
+            level_base::harmonics(L, nb.dx * inv, nb.dy * inv, nb.dz * inv, Y.data());
+            level_base::accumulate(ca, R.data(), Y.data(), fc, L, N, static_cast<index_t>(S) * N,
+                                   fR.data());
+          } else {
+            level.harmonics(L, nb.dx * inv, nb.dy * inv, nb.dz * inv, Y.data());
+            level.accumulate(ca, R.data(), Y.data(), fc, L, N, static_cast<index_t>(S) * N,
+                             fR.data());
           }
         }
         sink(c, coef.data(), present.data());
@@ -230,9 +243,9 @@ void Soap::power_spectrum(const Frames& frames, const index_t* centers, index_t 
   std::vector<double> factor(static_cast<std::size_t>(L + 1));
   for (int l = 0; l <= L; ++l) factor[l] = (l % 2 == 0 ? 1.0 : -1.0) / std::sqrt(2.0 * l + 1.0);
   const double sqrt2 = std::sqrt(2.0);
-  using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const SoapLevel level = soap_level();
   struct Scratch {
-    RowMajor packed, gram;
+    std::vector<double> packed, gram;
     std::vector<int> species;
   };
   run(frames, centers, n_centers, [&](index_t row, const double* coef, const char* present) {
@@ -243,16 +256,17 @@ void Soap::power_spectrum(const Frames& frames, const index_t* centers, index_t 
       if (present[a]) w.species.push_back(a);
     const int P = static_cast<int>(w.species.size());
     const index_t PN = static_cast<index_t>(P) * N;
-    // Only the species present around the centre take part: for each l, one small GEMM
-    // C_l^T C_l on the (2l+1, P N) packed coefficients gives every (a, b) block at once.
+    // Only the species present around the centre take part: for each l, one small Gram
+    // product C_l^T C_l of the (2l+1, P N) packed coefficients gives every (a, b) block.
     for (int l = 0; l <= L; ++l) {
       const int M = 2 * l + 1;
-      w.packed.resize(M, PN);
+      w.packed.resize(static_cast<std::size_t>(M * PN));
+      w.gram.resize(static_cast<std::size_t>(PN * PN));
       for (int m = 0; m < M; ++m)
         for (int p = 0; p < P; ++p)
           std::copy_n(coef + (static_cast<index_t>(l * l + m) * S + w.species[p]) * N, N,
                       w.packed.data() + m * PN + static_cast<index_t>(p) * N);
-      w.gram.noalias() = w.packed.transpose() * w.packed;
+      level.gram(w.packed.data(), M, PN, w.gram.data());
       for (int p = 0; p < P; ++p)
         for (int q = p; q < P; ++q) {
           const int a = w.species[p], b = w.species[q];
