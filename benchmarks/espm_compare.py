@@ -53,6 +53,28 @@ import numpy as np
 N_ITER = 50
 
 
+def smooth_nmf(G, shape_2d, max_iter: int, **extra):
+    """espm's SmoothNMF as every mode here runs it (espm venv only): K = 3, espm's G, no
+    regularisation (lambda_L = mu = 0), simplex on W, max_iter iterations, no stopping."""
+    from espm.estimators import SmoothNMF
+
+    return SmoothNMF(
+        n_components=3,
+        G=G,
+        shape_2d=tuple(int(v) for v in shape_2d),
+        lambda_L=0.0,
+        mu=0.0,
+        max_iter=max_iter,
+        tol=0.0,
+        no_stop_criterion=True,
+        simplex_W=True,
+        simplex_H=False,
+        random_state=0,
+        verbose=0,
+        **extra,
+    )
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -103,7 +125,6 @@ def count_fraction_mae(maps, spectra, true_maps, true_spectra, densities):
 def run_espm(out: Path) -> None:
     from espm.datasets.base import generate_spim
     from espm.datasets.built_in_EDXS_datasets import particles_misc_dict, particles_phases_dict
-    from espm.estimators import SmoothNMF
     from espm.models import EDXS
     from espm.models.EDXS_function import elts_list_from_dict_list
     from espm.models.generate_EDXS_phases import generate_modular_phases
@@ -119,20 +140,7 @@ def run_espm(out: Path) -> None:
     model.generate_g_matr(g_type="bremsstrahlung", elements=elements, elements_dict={})
     G = np.asarray(model.G, dtype=np.float64)
     before = peak_rss_mb()
-    est = SmoothNMF(
-        n_components=3,
-        G=G,
-        shape_2d=misc["shape_2d"],
-        lambda_L=0.0,
-        mu=0.0,
-        max_iter=N_ITER,
-        tol=0.0,
-        no_stop_criterion=True,
-        simplex_W=True,
-        simplex_H=False,
-        random_state=0,
-        verbose=0,
-    )
+    est = smooth_nmf(G, misc["shape_2d"], N_ITER)
     t0 = time.perf_counter()
     GW = est.fit_transform(X.T)  # espm: (channels, pixels)
     seconds = time.perf_counter() - t0
@@ -287,26 +295,10 @@ def common_start(X: np.ndarray, G: np.ndarray, K: int = 3) -> tuple[np.ndarray, 
 
 def time_espm_iters(out: Path, n_iter: int) -> dict:
     """espm SmoothNMF from the common start (init="custom"): seconds for n_iter iterations."""
-    from espm.estimators import SmoothNMF
-
     d = np.load(out / "data.npz")
     X = d["X"].reshape(-1, d["X"].shape[-1]).astype(np.float64)
     A0, W0 = common_start(X, d["G"])
-    est = SmoothNMF(
-        n_components=3,
-        G=d["G"],
-        shape_2d=tuple(int(v) for v in d["shape_2d"]),
-        lambda_L=0.0,
-        mu=0.0,
-        max_iter=n_iter,
-        tol=0.0,
-        no_stop_criterion=True,
-        simplex_W=True,
-        simplex_H=False,
-        init="custom",
-        random_state=0,
-        verbose=0,
-    )
+    est = smooth_nmf(d["G"], d["shape_2d"], n_iter, init="custom")
     t0 = time.perf_counter()
     est.fit_transform(X.T, W=W0.copy(), H=A0.T.copy())
     return dict(tool="espm", iterations=int(est.n_iter_), seconds=time.perf_counter() - t0)
@@ -370,24 +362,9 @@ OWN_ITER = 200  # iterations of the "own-model" comparison (both tools)
 def run_espm_fit(out: Path) -> None:
     """espm venv: SmoothNMF with espm's own G, OWN_ITER iterations, default settings but
     lambda_L = mu = 0; saves the maps, spectra and seconds to ``espm_fit.npz``."""
-    from espm.estimators import SmoothNMF
-
     d = np.load(out / "data.npz")
     X = d["X"].astype(np.float64)
-    est = SmoothNMF(
-        n_components=3,
-        G=d["G"],
-        shape_2d=tuple(int(v) for v in d["shape_2d"]),
-        lambda_L=0.0,
-        mu=0.0,
-        max_iter=OWN_ITER,
-        tol=0.0,
-        no_stop_criterion=True,
-        simplex_W=True,
-        simplex_H=False,
-        random_state=0,
-        verbose=0,
-    )
+    est = smooth_nmf(d["G"], d["shape_2d"], OWN_ITER)
     t0 = time.perf_counter()
     GW = est.fit_transform(X.T)
     seconds = time.perf_counter() - t0
