@@ -91,3 +91,26 @@ def require(module: str, extra: str | None = None, feature: str = "this feature"
             extra=extra,
             feature=feature,
         ) from err
+
+
+def require_dask(feature: str) -> tuple[ModuleType, ModuleType]:
+    """Import ``dask`` and ``dask.array`` or raise an ImportError naming the ``dask`` extra.
+
+    Parameters
+    ----------
+    feature : str
+        What needs dask, in the user's words (``"matchar.distributed"``).
+
+    Returns
+    -------
+    (types.ModuleType, types.ModuleType)
+        ``dask`` and ``dask.array``.
+    """
+    try:
+        import dask
+        import dask.array as da
+    except ImportError as err:  # pragma: no cover - an extra
+        raise ImportError(
+            f"{feature} needs dask: pip install 'matchar[dask]' (dask[array], distributed)"
+        ) from err
+    return dask, da

@@ -173,3 +173,18 @@ def serialized(method: _F) -> _F:
             return method(self, *args, **kwargs)
 
     return run  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def single_threaded_sklearn() -> Iterator[None]:
+    """Run scikit-learn's OpenMP and BLAS code on one thread.
+
+    scikit-learn ships its own OpenMP runtime; with matchar's runtime (and the BLAS
+    pool) in the same process, the teams' spin-waiting threads fight over the cores
+    (measured on 2 loaded cores: the real-image segmentation took 23 s instead of
+    3.3 s). Clustering and PCA of low-dimensional descriptors lose little on one thread.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield

@@ -3,202 +3,31 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import ndimage
 
-from .._threads import serialized
+from .._threads import serialized, single_threaded_sklearn
 from .._validation import check_choice, check_fitted, check_float, check_int
 from ._correlation import (
-    CONSTANT_IMAGE,
     as_image,
     default_shifts,
-    finite_rescaled,
     local_correlation_map,
 )
 from ._lattice import lattice_vectors as _region_lattice_vectors
 from ._lattice import misorientation_deg as _misorientation_deg
+from ._segmentation import (
+    Segmentation,
+    _boundaries,
+    _check_pixel_size,
+    _local_contrast,
+    _upsample_scores,
+)
 from ._symmetry import symmetry_map
 
-
-@dataclass
-class Segmentation:
-    """The result of :func:`segment` / :meth:`Segmenter.predict`.
-
-    Attributes
-    ----------
-    labels : numpy.ndarray, shape (H, W), int64
-        Region of every image pixel, ``0 .. n_regions - 1``; the same shape as the image.
-        Labels are ordered by the size of the regions in the frame the segmenter was
-        fitted on (0 = largest), ties by the first pixel in raster order.
-    n_regions : int
-        Number of regions (clusters) of the fitted model.
-    boundaries : numpy.ndarray, shape (H, W), bool
-        True on pixels whose right or lower neighbour has another label.
-    lattice_vectors : list of numpy.ndarray, shape (2, 2) each
-        Per region, the two shortest lattice vectors as rows ``(dy, dx)`` (a reduced
-        basis, from the peaks of the region's masked autocorrelation), in Å when
-        ``pixel_size`` was given, else pixels; rows of NaN when a region shows no
-        lattice (or is absent from the frame).
-    misorientation : dict of (int, int) -> float
-        For every pair of touching regions ``(i, j)``, ``i < j``: the smallest rotation
-        (degrees) that maps a shortest lattice vector of one onto one of the same length
-        (within 10 %) of the other; NaN when no lengths match (different phases).
-    grid_labels : numpy.ndarray, shape (H', W'), int64
-        Labels on the descriptor grid (see :func:`local_correlation_map`).
-    units : str
-        ``"Å"`` or ``"px"``: the unit of ``lattice_vectors``.
-    pixel_size : float or None
-        Pixel size in Å when it was given (used by :meth:`plot` for the scale bar).
-    """
-
-    labels: np.ndarray
-    n_regions: int
-    boundaries: np.ndarray
-    lattice_vectors: list[np.ndarray]
-    misorientation: dict[tuple[int, int], float]
-    grid_labels: np.ndarray
-    units: str = "px"
-    pixel_size: float | None = None
-
-    def plot(
-        self,
-        image: ArrayLike | None = None,
-        ax: Any = None,
-        alpha: float = 0.35,
-        *,
-        pixel_size: float | None = None,
-    ) -> Any:
-        """The labels over the image (when given), with the region boundaries in black,
-        a colorbar naming every region and a scale bar (Å or nm) when the pixel size is
-        known (else pixel axes).
-
-        Parameters
-        ----------
-        image : array_like, shape (H, W), optional
-            The segmented image, drawn in grey below the labels.
-        ax : matplotlib Axes, optional
-        alpha : float, default 0.35
-            Opacity of the label colours over the image, in [0, 1].
-        pixel_size : float, optional
-            Å per pixel, for the scale bar (default: the one given to the segmenter).
-
-        Returns
-        -------
-        matplotlib Axes
-
-        Example
-        -------
-        >>> import numpy as np, matchar as mc
-        >>> img, truth = mc.datasets.bicrystal(15.0, shape=(128, 128), seed=0)
-        >>> ax = mc.imaging.segment(img, n_regions=2).plot(img)
-        """
-        from .._plotting import class_colorbar, class_colormap, new_axes, set_title, style_map_axes
-
-        alpha = check_float(alpha, "alpha", low=0.0, high=1.0)
-        _check_pixel_size(pixel_size)
-        if pixel_size is None:
-            pixel_size = self.pixel_size
-        if ax is None:
-            ax = new_axes((5.5, 4.8))
-        if image is not None:
-            img = np.asarray(image)
-            if img.shape != self.labels.shape:
-                raise ValueError(
-                    f"image must have the labels' shape {self.labels.shape}, got {img.shape}"
-                )
-            ax.imshow(img, cmap="gray")
-        names = [f"region {i}" for i in range(self.n_regions)]
-        cmap, norm = class_colormap(self.n_regions)
-        ax.imshow(
-            self.labels,
-            cmap=cmap,
-            norm=norm,
-            alpha=alpha if image is not None else 1.0,
-            interpolation="nearest",
-        )
-        edge = np.ma.masked_where(~self.boundaries, self.boundaries)
-        ax.imshow(edge, cmap="gray_r", vmin=0, vmax=1, alpha=0.9, interpolation="nearest")
-        set_title(ax, f"{self.n_regions} regions")
-        class_colorbar(ax.figure, ax, names, label="region")
-        style_map_axes(ax, pixel_size, self.labels.shape[1])
-        return ax
-
-
-def _upsample_scores(
-    scores: np.ndarray, shape: tuple[int, int], origin: tuple[float, float], stride: int
-) -> np.ndarray:
-    """Full-resolution labels: the cluster scores (Hg, Wg, k) interpolated bilinearly to
-    every pixel (nearest grid value beyond the grid), then the best cluster per pixel.
-
-    Grid point (i, j) sits at pixel (origin[0] + i stride, origin[1] + j stride).
-    """
-    gy = np.clip((np.arange(shape[0]) - origin[0]) / stride, 0, scores.shape[0] - 1)
-    gx = np.clip((np.arange(shape[1]) - origin[1]) / stride, 0, scores.shape[1] - 1)
-    y0 = np.minimum(np.floor(gy).astype(np.intp), scores.shape[0] - 2 if scores.shape[0] > 1 else 0)
-    x0 = np.minimum(np.floor(gx).astype(np.intp), scores.shape[1] - 2 if scores.shape[1] > 1 else 0)
-    y1 = np.minimum(y0 + 1, scores.shape[0] - 1)
-    x1 = np.minimum(x0 + 1, scores.shape[1] - 1)
-    wx = (gx - x0)[None, :, None]
-    labels = np.empty(shape, dtype=np.int64)
-    # Blocks of rows keep the (rows, W, k) temporaries small on large images.
-    block = max(1, (1 << 22) // max(1, shape[1] * scores.shape[2]))
-    for r0 in range(0, shape[0], block):
-        rows = slice(r0, min(shape[0], r0 + block))
-        wy = (gy[rows] - y0[rows])[:, None, None]
-        top = scores[y0[rows]][:, x0] * (1 - wx) + scores[y0[rows]][:, x1] * wx
-        bottom = scores[y1[rows]][:, x0] * (1 - wx) + scores[y1[rows]][:, x1] * wx
-        labels[rows] = np.argmax(top * (1 - wy) + bottom * wy, axis=-1)
-    return labels
-
-
-@contextmanager
-def _single_threaded_sklearn() -> Iterator[None]:
-    """Run scikit-learn's OpenMP and BLAS code on one thread.
-
-    scikit-learn ships its own OpenMP runtime; with matchar's runtime (and the BLAS
-    pool) in the same process, the teams' spin-waiting threads fight over the cores
-    (measured on 2 loaded cores: the real-image segmentation took 23 s instead of
-    3.3 s). The clustering works on low-dimensional points, so one thread loses little.
-    """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
-        yield
-
-
-def _check_pixel_size(pixel_size: float | None) -> None:
-    check_float(pixel_size, "pixel_size (Å)", low=0.0, low_open=True, allow_none=True)
-
-
-#: The largest |value| that the float32 contrast normalisation takes as it is (outside
-#: it, the image is scaled exactly by a power of two: its squares would overflow or
-#: lose precision in float32; the normalised image does not depend on the scale).
-_FLOAT32_SAFE_PEAK = (2.0**-40, 2.0**40)
-
-
-def _local_contrast(image: np.ndarray, sigma: float) -> np.ndarray:
-    """``(image - G(image)) / sqrt(G((image - G(image))²))`` with G a Gaussian of
-    ``sigma`` pixels, in float32 (three image-sized buffers at most): every area gets
-    unit local contrast, so a patch that straddles a boundary between a bright,
-    high-contrast phase and a dim one is not dominated by the bright one in the Pearson
-    correlations."""
-    image = finite_rescaled(image, "image", _FLOAT32_SAFE_PEAK, constant=CONSTANT_IMAGE)
-    img = image.astype(np.float32)  # a copy: the caller's array is never modified
-    img -= ndimage.gaussian_filter(img, sigma, mode="reflect")
-    sd = ndimage.gaussian_filter(np.square(img), sigma, mode="reflect")
-    np.sqrt(sd, out=sd)
-    top = float(sd.max())
-    if not top > 0:
-        raise ValueError(CONSTANT_IMAGE)
-    np.maximum(sd, np.float32(1e-6 * top), out=sd)
-    img /= sd
-    return img
+__all__ = ["Segmentation", "Segmenter", "segment"]
 
 
 def _two_means_separation(km: Any, Z: np.ndarray) -> float:
@@ -215,13 +44,6 @@ def _two_means_separation(km: Any, Z: np.ndarray) -> float:
         return 0.0
     pooled = math.sqrt((np.var(t[lab == 0]) * n0 + np.var(t[lab == 1]) * n1) / (n0 + n1))
     return abs(float(t[lab == 1].mean() - t[lab == 0].mean())) / max(pooled, 1e-300)
-
-
-def _boundaries(labels: np.ndarray) -> np.ndarray:
-    b = np.zeros(labels.shape, dtype=bool)
-    b[:, :-1] |= labels[:, :-1] != labels[:, 1:]
-    b[:-1, :] |= labels[:-1, :] != labels[1:, :]
-    return b
 
 
 class Segmenter:
@@ -314,6 +136,10 @@ class Segmenter:
         Silhouette for each k tried (empty when ``n_regions`` is given).
     separation_ : float
         Separation of the two k-means halves (only when ``n_regions`` is None).
+    shifts_ : numpy.ndarray, shape (S, 2), int32
+        Shifts of the correlation maps (pixels): ``default_shifts(window, n_shifts)``.
+    label_map_ : numpy.ndarray, shape (n_regions_,), int64
+        Region label of each cluster of ``model_`` (labels ordered by region size).
 
     Example
     -------
@@ -362,21 +188,6 @@ class Segmenter:
         self.contrast_sigma = contrast_sigma
 
     # -- helpers -----------------------------------------------------------------------
-    def _check_params(self) -> None:
-        check_int(self.patch, "patch", low=1)
-        check_int(self.window, "window", low=1)
-        check_int(self.n_shifts, "n_shifts", low=1)
-        check_int(self.stride, "stride", low=1)
-        check_int(self.n_components, "n_components", low=1)
-        check_int(self.max_regions, "max_regions", low=2)
-        check_int(self.n_regions, "n_regions", low=1, allow_none=True)
-        check_int(self.random_state, "random_state", low=0, high=2**32 - 1, allow_none=True)
-        check_float(self.min_silhouette, "min_silhouette", low=-1.0, high=1.0)
-        check_float(self.min_separation, "min_separation", low=0.0)
-        check_choice(self.method, "method", ("kmeans", "gmm"))
-        check_float(self.smoothing, "smoothing (pixels)", low=0.0)
-        check_float(self.contrast_sigma, "contrast_sigma (pixels)", low=0.0)
-
     def _check_image(self, img: np.ndarray) -> int:
         """Check the image's size against the parameters before any work; return the
         number of points of the descriptor grid."""
@@ -406,37 +217,14 @@ class Segmenter:
         return int(max(2, min(int(self.max_regions), patches, n_points)))
 
     def _descriptor(self, image: np.ndarray) -> np.ndarray:
-        if self.contrast_sigma > 0:
-            image = _local_contrast(image, float(self.contrast_sigma))
-        maps = self._correlation_maps(image)
+        image = self.contrast_normalised(image)
+        maps = self.correlation_maps(image)
         if self.symmetry:
             # Cropping by window - 1 puts the symmetry grid on the correlation-map grid.
             d = int(self.window) - 1
             H, W = image.shape
             sym, _ = symmetry_map(image[d : H - d, d : W - d], self.patch, self.stride)
             maps = np.concatenate([maps, sym], axis=-1)
-        return maps
-
-    def _correlation_maps(self, image: np.ndarray) -> np.ndarray:
-        """The (centred) correlation maps of a contrast-normalised image."""
-        maps, _ = local_correlation_map(
-            image, self.patch, self.window, stride=self.stride, shifts=self.shifts_
-        )
-        if self.centred:
-            # C(p, s) compares p with p + s, C(p, -s) with p - s: their mean describes
-            # the area centred on p (the descriptor of the half-plane alone leans
-            # towards the shifts and places boundaries off-centre).
-            # The -s maps in four pieces: the extra memory is a quarter of the maps.
-            step = -(-len(self.shifts_) // 4)
-            for k in range(0, len(self.shifts_), step):
-                maps[..., k : k + step] += local_correlation_map(
-                    image,
-                    self.patch,
-                    self.window,
-                    stride=self.stride,
-                    shifts=-self.shifts_[k : k + step],
-                )[0]
-            maps *= 0.5
         return maps
 
     def _features(self, maps: np.ndarray) -> np.ndarray:
@@ -472,11 +260,129 @@ class Segmenter:
             random_state=self.random_state,
         ).fit(Z)
 
-    def _choose(self, Z: np.ndarray):
+    # -- pipeline steps ----------------------------------------------------------------
+    # fit / predict run these on a whole image; matchar.distributed.segment runs them on
+    # blocks of a large one.
+    def check_params(self) -> None:
+        """Check the constructor parameters (types and ranges) before any work.
+
+        Raises
+        ------
+        ValueError
+            A parameter of the wrong type or out of range, named in the message.
+        """
+        check_int(self.patch, "patch", low=1)
+        check_int(self.window, "window", low=1)
+        check_int(self.n_shifts, "n_shifts", low=1)
+        check_int(self.stride, "stride", low=1)
+        check_int(self.n_components, "n_components", low=1)
+        check_int(self.max_regions, "max_regions", low=2)
+        check_int(self.n_regions, "n_regions", low=1, allow_none=True)
+        check_int(self.random_state, "random_state", low=0, high=2**32 - 1, allow_none=True)
+        check_float(self.min_silhouette, "min_silhouette", low=-1.0, high=1.0)
+        check_float(self.min_separation, "min_separation", low=0.0)
+        check_choice(self.method, "method", ("kmeans", "gmm"))
+        check_float(self.smoothing, "smoothing (pixels)", low=0.0)
+        check_float(self.contrast_sigma, "contrast_sigma (pixels)", low=0.0)
+
+    def contrast_normalised(self, image: np.ndarray) -> np.ndarray:
+        """The image with unit local contrast, as the descriptor sees it.
+
+        ``(image - G(image)) / sqrt(G((image - G(image))²))`` with ``G`` a Gaussian of
+        ``contrast_sigma`` pixels (reflected at the border); the image itself when
+        ``contrast_sigma`` is 0.
+
+        Parameters
+        ----------
+        image : numpy.ndarray, shape (H, W)
+            Intensity image (float or integer counts); not modified.
+
+        Returns
+        -------
+        numpy.ndarray, shape (H, W)
+            float32 (dimensionless) when normalised, else ``image``.
+
+        Raises
+        ------
+        ValueError
+            NaN/inf pixels or a constant image.
+        """
+        if self.contrast_sigma > 0:
+            return _local_contrast(image, float(self.contrast_sigma))
+        return image
+
+    def correlation_maps(self, image: np.ndarray) -> np.ndarray:
+        """The local correlation maps of an image on the descriptor grid.
+
+        :func:`local_correlation_map` with ``patch``, ``window``, ``stride`` and the
+        shifts ``shifts_``; with ``centred``, the mean of the maps of ``s`` and ``-s``.
+        The symmetry descriptors (``symmetry=True``) are not included.
+
+        Parameters
+        ----------
+        image : numpy.ndarray, shape (H, W)
+            A contrast-normalised image (:meth:`contrast_normalised`); both sides must
+            exceed ``2 (patch + window)``.
+
+        Returns
+        -------
+        numpy.ndarray, shape (H', W', S), float32
+            Pearson correlations in [-1, 1] per grid point and shift;
+            ``H' = ceil((H - 2 (patch + window)) / stride)``, likewise ``W'``, ``S =
+            len(shifts_)``. Grid point (0, 0) sits at pixel :meth:`grid_origin`.
+
+        Notes
+        -----
+        Needs ``shifts_``: set by :meth:`fit`, or
+        ``default_shifts(window, n_shifts)`` before a fit.
+        """
+        maps, _ = local_correlation_map(
+            image, self.patch, self.window, stride=self.stride, shifts=self.shifts_
+        )
+        if self.centred:
+            # C(p, s) compares p with p + s, C(p, -s) with p - s: their mean describes
+            # the area centred on p (the descriptor of the half-plane alone leans
+            # towards the shifts and places boundaries off-centre).
+            # The -s maps in four pieces: the extra memory is a quarter of the maps.
+            step = -(-len(self.shifts_) // 4)
+            for k in range(0, len(self.shifts_), step):
+                maps[..., k : k + step] += local_correlation_map(
+                    image,
+                    self.patch,
+                    self.window,
+                    stride=self.stride,
+                    shifts=-self.shifts_[k : k + step],
+                )[0]
+            maps *= 0.5
+        return maps
+
+    def fit_clusters(self, features: np.ndarray) -> Any:
+        """Fit the clustering on PCA features; choose the number of regions if needed.
+
+        With ``n_regions`` None the number is chosen as the class description says
+        (silhouette and two-means separation, ``scores_`` and ``separation_`` set);
+        otherwise ``n_regions`` clusters are fitted.
+
+        Parameters
+        ----------
+        features : numpy.ndarray, shape (n_points, n_components)
+            The smoothed PCA features of the grid points (or of a subsample of them).
+
+        Returns
+        -------
+        sklearn.cluster.KMeans or sklearn.mixture.GaussianMixture
+            The fitted model (``method``), to be stored as ``model_``.
+
+        Raises
+        ------
+        ValueError
+            ``n_regions`` larger than ``n_points``.
+        """
         from sklearn.metrics import silhouette_score
 
+        Z = features
         self.scores_: dict[int, float] = {}
-        # _fit_grid clamps max_regions to what the image holds (see _max_regions).
+        # fit clamps max_regions to what its image holds (see _max_regions).
         kmax = int(min(getattr(self, "_kmax", self.max_regions), len(Z)))
         if self.n_regions is not None:
             k = int(self.n_regions)
@@ -508,19 +414,54 @@ class Segmenter:
             best = 1
         return self._fit_model(best, Z)
 
-    def _scores(self, Z: np.ndarray) -> np.ndarray:
-        """Per grid point and cluster (model order): larger is more likely."""
-        if self.method == "kmeans":
-            return -(self.model_.transform(Z) ** 2)
-        return self.model_.predict_proba(Z)
+    def cluster_scores(self, features: np.ndarray) -> np.ndarray:
+        """The score of every point for every cluster of ``model_``: larger is more likely.
 
-    def _reorder(self, raw: np.ndarray) -> np.ndarray:
-        """Cluster columns -> label columns."""
-        out = np.empty_like(raw)
-        out[:, self.label_map_] = raw
+        Parameters
+        ----------
+        features : numpy.ndarray, shape (n_points, n_components)
+            Smoothed PCA features.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_points, n_clusters)
+            Columns in the model's cluster order: minus the squared distance to each
+            k-means centre (squared feature units), or the Gaussian mixture's posterior
+            probabilities (``method="gmm"``).
+        """
+        if self.method == "kmeans":
+            return -(self.model_.transform(features) ** 2)
+        return self.model_.predict_proba(features)
+
+    def label_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Cluster scores with their columns in region-label order (``label_map_``).
+
+        Parameters
+        ----------
+        scores : numpy.ndarray, shape (n_points, n_clusters)
+            :meth:`cluster_scores` output (model order).
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_points, n_regions)
+            Column ``label_map_[c]`` holds cluster ``c``'s scores; a new array.
+        """
+        out = np.empty_like(scores)
+        out[:, self.label_map_] = scores
         return out
 
-    def _origin(self) -> tuple[float, float]:
+    def grid_origin(self) -> tuple[float, float]:
+        """The pixel position of descriptor grid point (0, 0).
+
+        Grid point ``(i, j)`` sits at pixel ``(row + i stride, col + j stride)``: where
+        its descriptor is centred (``patch + window`` from the image corner for the
+        centred descriptor, half the mean shift further otherwise).
+
+        Returns
+        -------
+        (float, float)
+            Row and column, in pixels.
+        """
         # The descriptor at p compares p with p + s: it describes the area around
         # p + mean(s) / 2 (the shifts fill a half-plane), so grid points sit there;
         # the centred descriptor (+s and -s) describes the area around p.
@@ -550,7 +491,7 @@ class Segmenter:
     def _fit_grid(self, image: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from sklearn.decomposition import PCA
 
-        self._check_params()
+        self.check_params()
         img = as_image(image)
         n_points = self._check_image(img)
         if self.n_regions is not None and int(self.n_regions) > n_points:
@@ -563,12 +504,12 @@ class Segmenter:
         maps = self._descriptor(img)
         X = maps.reshape(-1, maps.shape[-1])
         n_comp = min(int(self.n_components), X.shape[1], X.shape[0])
-        with _single_threaded_sklearn():
+        with single_threaded_sklearn():
             self.pca_ = PCA(n_components=n_comp, random_state=self.random_state).fit(X)
             Z = self._features(maps)
-            self.model_ = self._choose(Z)
+            self.model_ = self.fit_clusters(Z)
             raw = self.model_.predict(Z)
-            scores = self._scores(Z)
+            scores = self.cluster_scores(Z)
         k = self.model_.n_clusters if self.method == "kmeans" else self.model_.n_components
         # Deterministic label order: by size in the fitting frame, ties by first pixel.
         sizes = np.bincount(raw, minlength=k)
@@ -578,7 +519,7 @@ class Segmenter:
         self.label_map_[order] = np.arange(k)
         self.n_regions_ = k
         grid = self.label_map_[raw].reshape(maps.shape[:2])
-        scores = self._reorder(scores)
+        scores = self.label_scores(scores)
         return img, grid, scores.reshape(*maps.shape[:2], -1)
 
     @serialized
@@ -601,10 +542,10 @@ class Segmenter:
         img = as_image(image)
         self._check_image(img)
         maps = self._descriptor(img)
-        with _single_threaded_sklearn():
+        with single_threaded_sklearn():
             Z = self._features(maps)
             grid = self.label_map_[self.model_.predict(Z)].reshape(maps.shape[:2])
-            scores = self._reorder(self._scores(Z))
+            scores = self.label_scores(self.cluster_scores(Z))
         return self._result(img, grid, scores.reshape(*maps.shape[:2], -1), pixel_size)
 
     def fit_predict(self, image: ArrayLike, pixel_size: float | None = None) -> Segmentation:
@@ -616,7 +557,7 @@ class Segmenter:
     def _result(
         self, img: np.ndarray, grid: np.ndarray, scores: np.ndarray, pixel_size: float | None
     ) -> Segmentation:
-        labels = _upsample_scores(scores, img.shape, self._origin(), int(self.stride))
+        labels = _upsample_scores(scores, img.shape, self.grid_origin(), int(self.stride))
         scale = 1.0 if pixel_size is None else float(pixel_size)
         vectors = []
         for region in range(self.n_regions_):
