@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from ._anomaly import AnomalyRegion, ResidualAnomalies, residual_anomalies
 from ._detector import RefinedEDXModel, refine_detector
-from ._edx import EDXModel, ReferenceModel, edx_metadata, take_off_angle
+from ._edx import EDXModel, edx_metadata, take_off_angle
 from ._nmf import NMF
 from ._pca import PCA
 from ._physics_nmf import PhysicsNMF
+from ._reference import ReferenceModel
 
 __all__ = [
     "NMF",
