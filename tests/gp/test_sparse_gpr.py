@@ -562,3 +562,63 @@ def test_calibrate_errors_equals_calibrate():
         g.calibrate_errors(np.array([np.nan]), np.ones(1))
     with pytest.raises(ValueError, match="method"):
         g.calibrate_errors(np.zeros(3), np.ones(3), "bogus")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_full_gp_without_committee_factorises_in_the_sparse_order(dtype, monkeypatch):
+    # n_sparse = n, FPS, no committee: the GP variance uses the factor of K + σ² I in
+    # the sparse (FPS) order; K is filled by several row panels (odd sizes).
+    from matchar.gp import _linalg
+
+    monkeypatch.setattr(_linalg, "_PANEL_BYTES", 8 * 97 * 23)  # 23-row panels
+    X, y, _ = make_data(97, 5, seed=11)
+    Xt, _, _ = make_data(13, 5, seed=12)
+    sigma = 0.1
+    g = mc.gp.SparseGPR(n_sparse=97, regularizer=sigma).fit(X.astype(dtype), y)
+    np.testing.assert_array_equal(g.sparse_indices_, mc.gp.farthest_point_sampling(X, 97))
+    mean, std = g.predict(Xt.astype(dtype), return_std=True)
+    C = kernel_ref(X, X) + sigma**2 * np.eye(97)
+    Ks = kernel_ref(Xt, X)
+    mean_ref = Ks @ np.linalg.solve(C, y - y.mean()) + y.mean()
+    var_ref = 1.0 - np.einsum("ij,ji->i", Ks, np.linalg.solve(C, Ks.T)) + sigma**2
+    tol = 1e-4 if dtype == np.float32 else 1e-7
+    np.testing.assert_allclose(mean, mean_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(std, np.sqrt(var_ref), rtol=10 * tol, atol=10 * tol)
+
+
+def test_full_kernel_by_panels_is_the_symmetric_kernel(monkeypatch):
+    from matchar.gp import _linalg
+
+    X, _, _ = make_data(61, 7, seed=13)
+    k = mc.gp.MultiPolynomialKernel([3, 4], weights=[0.3, 0.7])
+    for rows in (1, 7, 61):
+        monkeypatch.setattr(_linalg, "_PANEL_BYTES", 8 * 61 * rows)
+        K = _linalg._full_kernel(k, X[::1])
+        ref = 0.3 * kernel_ref(X[:, :3], X[:, :3]) + 0.7 * kernel_ref(X[:, 3:], X[:, 3:])
+        np.testing.assert_array_equal(K, K.T)
+        np.testing.assert_allclose(K, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_full_gp_recomputes_the_kernel_when_the_in_place_factorisation_fails(monkeypatch):
+    # The in-place Cholesky overwrites K; if it fails, K is computed again and factorised
+    # with jitter, and the fit equals the normal one.
+    from matchar.gp import _sparse
+
+    X, y, _ = make_data(60, 5, seed=14)
+    params = dict(
+        n_sparse=60, regularizer=0.05, n_committee=2, n_sparse_committee=10, random_state=0
+    )
+    normal = mc.gp.SparseGPR(**params).fit(X, y)
+
+    def fail(B):
+        B[:] = np.nan
+        raise np.linalg.LinAlgError("not positive definite")
+
+    monkeypatch.setattr(_sparse, "_cholesky_in_place", fail)
+    fallback = mc.gp.SparseGPR(**params).fit(X, y)
+    np.testing.assert_allclose(fallback.weights_, normal.weights_, rtol=1e-9, atol=1e-12)
+    # (the members' weights are ill-conditioned: their predictions are compared)
+    Xt, _, _ = make_data(20, 5, seed=15)
+    np.testing.assert_allclose(
+        fallback._committee_predictions(Xt), normal._committee_predictions(Xt), rtol=1e-6, atol=1e-8
+    )

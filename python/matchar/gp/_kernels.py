@@ -134,6 +134,9 @@ _BLAS_BLOCK_FLOPS = 2 << 30
 #: Bytes of X per GEMM call when X's layout is not one BLAS can read (NumPy then copies
 #: the block): bounds that scratch.
 _BLAS_COPY_BYTES = 1 << 25
+#: Smallest row block of X and column panel of Y per GEMM call (packing amortised).
+_BLAS_MIN_ROWS = 1024
+_BLAS_MIN_COLS = 8192
 #: Threads of the scale-and-power epilogue (0: matchar's setting). 1 was tried, since the
 #: pass runs while the BLAS threads still spin for work; on a shared 2-core machine 0
 #: was as fast or faster (benchmarks/kernel_rounds_gp.py with this constant patched).
@@ -179,17 +182,30 @@ def _blas_kernel(
     itemsize = X.dtype.itemsize
     _core.check_allocation(n * m, itemsize, "polynomial_kernel output")
     out = np.empty((n, m), dtype=X.dtype)
+    # Every GEMM call packs its panel of Y and its rows of X again, so a call must reuse
+    # each packed panel many times: at least _BLAS_MIN_ROWS rows of X (with 39 rows, as
+    # a pure multiply-add budget gave for 6000 x 9000 sparse features, packing made the
+    # product 5x slower) and column panels of at least _BLAS_MIN_COLS rows of Y; the
+    # budget only splits larger blocks, so that Ctrl-C is seen between calls.
     rows = min(_BLAS_BLOCK_BYTES // (m * itemsize), _BLAS_BLOCK_FLOPS // max(1, m * d))
+    rows = max(rows, _BLAS_MIN_ROWS)
     if not _blas_readable(X):
-        rows = min(rows, _BLAS_COPY_BYTES // (d * itemsize))
+        rows = min(rows, max(1, _BLAS_COPY_BYTES // (d * itemsize)))
     rows = max(1, min(n, rows))
+    cols = max(_BLAS_MIN_COLS, _BLAS_BLOCK_FLOPS // max(1, rows * d))
+    cols = m if cols >= m else cols
     # A Y that BLAS cannot read would be copied by every GEMM call: copy it once.
     Yt = (Y if _blas_readable(Y) else np.ascontiguousarray(Y)).T
     with _blas_threads(get_num_threads()):
         for i0 in range(0, n, rows):
             i1 = min(n, i0 + rows)
             blk = out[i0:i1]
-            np.matmul(X[i0:i1], Yt, out=blk)
+            if cols == m:
+                np.matmul(X[i0:i1], Yt, out=blk)
+            else:
+                for j0 in range(0, m, cols):
+                    j1 = min(m, j0 + cols)
+                    np.matmul(X[i0:i1], Yt[:, j0:j1], out=blk[:, j0:j1])
             epilogue(blk, sx[i0:i1], sy, zeta, _EPILOGUE_THREADS)
     return out
 

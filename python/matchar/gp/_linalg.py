@@ -6,6 +6,8 @@ OpenBLAS's threaded DSYRK crashes is made.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.linalg
 
@@ -66,3 +68,28 @@ def _cholesky(A: np.ndarray, what: str) -> np.ndarray:
         except np.linalg.LinAlgError:
             jitter = 1e-12 * scale if jitter == 0.0 else jitter * 10.0
     raise np.linalg.LinAlgError(f"{what} is not positive definite even with jitter {jitter:g}")
+
+
+#: Bytes of one row panel of :func:`_full_kernel` (float64).
+_PANEL_BYTES = 1 << 28
+
+
+def _full_kernel(kernel: Callable, X: np.ndarray) -> np.ndarray:
+    """``kernel(X, X)`` (n, n) as a symmetric float64 matrix, filled by row panels.
+
+    Each panel ``kernel(X[a:b], X[:b])`` covers the lower triangle up to its own
+    diagonal block (which is symmetrised) and is mirrored into the upper triangle, so
+    every pair is computed once and no kernel-sized temporary (e.g. a float32 copy of
+    the whole matrix) is made.
+    """
+    n = len(X)
+    K = np.empty((n, n))
+    rows = max(1, min(n, _PANEL_BYTES // (8 * max(n, 1))))
+    for a in range(0, n, rows):
+        b = min(n, a + rows)
+        P = np.asarray(kernel(X[a:b], X[:b]), dtype=np.float64)
+        K[a:b, :a] = P[:, :a]
+        K[:a, a:b] = P[:, :a].T
+        D = P[:, a:b]
+        K[a:b, a:b] = 0.5 * (D + D.T)
+    return K

@@ -61,7 +61,16 @@ def farthest_point_sampling(
     diag = _kernel_diag(kernel, X_)
     if not np.isfinite(diag).all():
         raise ValueError("kernel(x, x) is not finite for some rows of X")
-    column = _kernel_column(kernel, X_)
+    return _greedy_farthest(diag, _kernel_column(kernel, X_), n_select, start)
+
+
+def _greedy_farthest(
+    diag: np.ndarray, column: Callable[[int], np.ndarray], n_select: int, start: int
+) -> np.ndarray:
+    """The greedy loop of :func:`farthest_point_sampling` from the kernel's diagonal (n,)
+    and its columns ``column(s) -> k(X, X[s])`` (n,): from features, or read from a
+    kernel matrix that is already computed (a full GP's)."""
+    n = len(diag)
     selected = [start]
     dist = np.full(n, np.inf)
     for _ in range(n_select - 1):

@@ -43,8 +43,8 @@ from ._kernels import (
     _check_kernel,
     _kernel_diag,
 )
-from ._linalg import _add_gram, _cholesky
-from ._selection import cur_selection, farthest_point_sampling
+from ._linalg import _add_gram, _cholesky, _cholesky_in_place, _full_kernel
+from ._selection import _greedy_farthest, cur_selection, farthest_point_sampling
 
 # Rows of X per block when forming K_NM^T K_NM: bounds memory to block x n_sparse.
 _BLOCK_ROWS = 8192
@@ -260,18 +260,43 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         kernel = self._kernel()
 
-        idx = self._select(X_, rng)
-        Xm = np.ascontiguousarray(X_[idx])
-        m = len(idx)
+        m = min(int(self.n_sparse), n) if isinstance(self.selection, str) else 0
+        m = m or len(np.asarray(self.selection))
         mc = self._committee_size(m)
         # Every training row a sparse point: the projected process is the full GP, solved
         # as (K + σ² I) w = y - ȳ (the same weights as (σ² K + K²) w = K (y - ȳ), without
-        # squaring the condition number or the K² product).
+        # squaring the condition number or the K² product). K is computed once, in the
+        # rows' own order, and factorised in place: the farthest-point order of the
+        # committee's sparse points is read from its columns, the committee's products
+        # from its rows.
         exact = m == n
-        _core.check_allocation((3 if exact else 5) * m * m, 8, "SparseGPR.fit")
-        Kmm = np.asarray(kernel(Xm), dtype=np.float64)
-        Kmm += Kmm.T
-        Kmm *= 0.5
+        _core.check_allocation((1 if exact else 5) * m * m, 8, "SparseGPR.fit")
+        if exact and self.selection == "fps":
+            K = _full_kernel(kernel, X_)
+            head = _greedy_farthest(_kernel_diag(kernel, X_), K.__getitem__, mc, 0)
+            idx = np.concatenate([head, np.setdiff1d(np.arange(n), head)]) if mc < n else head
+        else:
+            idx = self._select(X_, rng)
+            K = _full_kernel(kernel, X_) if exact else None
+        if exact and not n_committee:
+            K = K[np.ix_(idx, idx)]  # the GP variance needs the factor in sparse order
+            order = idx
+        else:
+            order = np.arange(n) if exact else idx
+        # ``order``: the training row of each row of K (sparse order without ``exact``).
+        if exact:
+            head = order[:mc] if not n_committee else idx[:mc]
+            pos = np.empty(n, dtype=np.int64)
+            pos[order] = np.arange(n)
+            Kmm = K  # K_MM with rows and columns in ``order``
+            head_cols = pos[head]
+        else:
+            Xm = np.ascontiguousarray(X_[idx])
+            Kmm = np.asarray(kernel(Xm), dtype=np.float64)
+            Kmm += Kmm.T
+            Kmm *= 0.5
+            head_cols = np.arange(mc)
+        Kcc = Kmm[np.ix_(head_cols, head_cols)]  # the committee's K_MM
 
         # Model 0 sees every row (it gives the mean); committee members see subsamples
         # and use the first ``mc`` sparse points.
@@ -288,51 +313,65 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         y_mean = np.array([y_[mask].mean() for mask in masks])
 
         # Accumulate K_MN K_NM and K_MN (y - ȳ) per model over blocks of rows (with
-        # ``exact``, K_NM is K_MM with its rows in sparse order: no kernel to evaluate).
+        # ``exact``, K_NM is K's rows: no kernel to evaluate, and model 0 needs none).
         sizes = [m] + [mc] * n_committee
         KtK = [None if exact and k == 0 else np.zeros((sizes[k],) * 2) for k in range(n_models)]
-        Kty = [np.zeros(size) for size in sizes]
-        rows = range(0, m if exact else n, _BLOCK_ROWS)
-        for start in rows:
-            stop = min(m if exact else n, start + _BLOCK_ROWS)
-            if exact:
-                Knm, r = Kmm[start:stop], idx[start:stop]
-            else:
-                Knm = np.asarray(kernel(X_[start:stop], Xm), dtype=np.float64)
-                r = np.arange(start, stop)
-            for k in range(n_models):
-                mk = masks[k, r]
-                Kb = Knm if mk.all() else Knm[mk]
-                Kb = Kb[:, : sizes[k]]
-                if KtK[k] is not None:
+        Kty = [None if exact and k == 0 else np.zeros(size) for k, size in enumerate(sizes)]
+        if n_models > 1 or not exact:
+            for start in range(0, n, _BLOCK_ROWS):
+                stop = min(n, start + _BLOCK_ROWS)
+                if exact:
+                    r = order[start:stop]
+                    Knm = Kmm[start:stop][:, head_cols]
+                else:
+                    Knm = np.asarray(kernel(X_[start:stop], Xm), dtype=np.float64)
+                    r = np.arange(start, stop)
+                for k in range(0 if not exact else 1, n_models):
+                    mk = masks[k, r]
+                    Kb = Knm if mk.all() else Knm[mk]
+                    Kb = Kb[:, : sizes[k]]
                     _add_gram(KtK[k], Kb)
-                Kty[k] += Kb.T @ (y_[r][mk] - y_mean[k])
+                    Kty[k] += Kb.T @ (y_[r][mk] - y_mean[k])
 
         sigma2 = float(self.regularizer) ** 2
-        weights = []
-        for k in range(n_models):
-            if KtK[k] is None:  # exact: (K + σ² I) w = y - ȳ, σ² added to K_MM's diagonal
-                diag = np.diag_indices_from(Kmm)  # for the factorisation only (no M² copy)
-                Kmm[diag] += sigma2
-                L = _cholesky(Kmm, "K + sigma^2 I")
-                Kmm[diag] -= sigma2
-                rhs = y_[idx] - y_mean[0]
+        weights: list[np.ndarray] = [np.empty(0)] * n_models
+        # The committee first: the full GP's factorisation overwrites K.
+        for k in [*range(1, n_models), 0]:
+            if exact and k == 0:  # (K + σ² I) w = y - ȳ, factorised in place
+                Kmm[np.diag_indices_from(Kmm)] += sigma2
+                try:
+                    L = _cholesky_in_place(Kmm)
+                except np.linalg.LinAlgError:  # jitter needs the matrix: compute it again
+                    K = Kmm = None
+                    Kmm = _full_kernel(kernel, X_)
+                    Kmm = Kmm[np.ix_(order, order)] if not n_committee else Kmm
+                    Kmm[np.diag_indices_from(Kmm)] += sigma2
+                    L = _cholesky(Kmm, "K + sigma^2 I")
+                del Kmm, K
+                # two triangular solves: no Fortran-order copy of the n x n factor
+                w = scipy.linalg.solve_triangular(
+                    L, y_[order] - y_mean[0], lower=True, check_finite=False
+                )
+                w = scipy.linalg.solve_triangular(L, w, lower=True, trans="T", check_finite=False)
+                w = w[pos[idx]]  # in the sparse order
             else:
                 A = KtK[k]
-                A += sigma2 * Kmm[: sizes[k], : sizes[k]]
+                A += sigma2 * (Kcc if k else Kmm)[: sizes[k], : sizes[k]]
                 A += A.T
                 A *= 0.5
                 KtK[k] = None
                 L = _cholesky(A, "sigma^2 K_MM + K_MN K_NM")
                 del A
-                rhs = Kty[k]
-            weights.append(scipy.linalg.cho_solve((L, True), rhs))
+                w = scipy.linalg.cho_solve((L, True), Kty[k])
+            weights[k] = w
             if k == 0 and not n_committee:  # the GP variance needs the factors
                 self.L_a_ = L
                 self.L_mm_ = None if exact else _cholesky(Kmm, "K_MM")
             del L
         for name in ("L_a_", "L_mm_") if n_committee else ():
             self.__dict__.pop(name, None)
+        if exact:
+            Xm = np.ascontiguousarray(X_[idx])
 
         for name in (
             "mean_basis_",
