@@ -5,9 +5,11 @@ ppm). Split by structure with a fixed seed: numpy.random.default_rng(0).permutat
 the first 400 structures train, the last 100 test (the same split in docs/nmr.md).
 
 Usage:
-    python scripts/train_shift_models.py [--elements H C N O] [--n-sparse 1500]
+    python scripts/train_shift_models.py [--elements H C N O] [--n-sparse N]
         [--data ../shared/data/CSD-1000R.json.gz] [--out python/matchar/nmr/models]
         [--metrics docs/nmr_models.json]
+
+Every model option left out takes ShiftModel's default (docs/nmr.md).
 
 Writes one <element>.npz per element and a JSON file with the held-out metrics.
 """
@@ -62,38 +64,48 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "CSD-1000R.json.gz"))
     p.add_argument("--elements", nargs="+", default=["H", "C", "N", "O"])
-    p.add_argument("--n-sparse", type=int, default=1500)
+    p.add_argument(
+        "--n-sparse",
+        type=int,
+        default=None,
+        help="sparse points of the mean (default: ShiftModel's, the full GP up to 25,000)",
+    )
     p.add_argument("--n-committee", type=int, default=8)
     p.add_argument(
         "--n-sparse-committee",
         type=int,
         default=None,
-        help="sparse points of the committee (the first of the selection; default: all)",
+        help="sparse points of the committee (the first of the selection; default: "
+        "ShiftModel's, 3000)",
     )
-    p.add_argument("--cutoffs", type=float, nargs="+", default=[3.0, 5.0])
-    p.add_argument("--max-radial", type=int, default=6)
-    p.add_argument("--max-angular", type=int, default=4)
+    soap_default = mc.nmr.DEFAULT_SOAP
+    p.add_argument("--cutoffs", type=float, nargs="+", default=list(soap_default["cutoff"]))
+    p.add_argument("--max-radial", type=int, default=soap_default["max_radial"])
+    p.add_argument("--max-angular", type=int, default=soap_default["max_angular"])
     p.add_argument(
         "--radial-scaling",
         type=float,
         nargs=3,
-        default=None,
+        default=list(soap_default["radial_scaling"]),
         metavar=("RADIUS", "RATE", "EXPONENT"),
-        help="SOAP radial scaling u(r) = rate / (rate + (r/radius)^exponent) (default: none)",
+        help="SOAP radial scaling u(r) = rate / (rate + (r/radius)^exponent) "
+        "(default: ShiftModel's, 2.5 1 6)",
     )
+    p.add_argument("--no-radial-scaling", action="store_true", help="no radial scaling")
     p.add_argument("--selection", default="fps")
     p.add_argument(
         "--calibration-folds",
         type=int,
-        default=0,
+        default=None,
         help="k-fold cross-validated calibration over the training structures "
-        "(0: calibrate on 10 %% held out)",
+        "(0: calibrate on 10 %% held out; default: ShiftModel's, 5)",
     )
     p.add_argument(
         "--regularizer",
         type=float,
-        default=0.15,
-        help="GP noise relative to the spread of the training shieldings",
+        default=None,
+        help="GP noise relative to the spread of the training shieldings "
+        "(default: ShiftModel's for the element)",
     )
     p.add_argument(
         "--calibration", default="band", choices=["band", "coverage", "affine", "musil", "ml"]
@@ -127,8 +139,9 @@ def main() -> None:
     soap.update(
         cutoff=tuple(args.cutoffs), max_radial=args.max_radial, max_angular=args.max_angular
     )
-    if args.radial_scaling is not None:
-        soap["radial_scaling"] = tuple(args.radial_scaling)
+    soap["radial_scaling"] = tuple(args.radial_scaling)
+    if args.no_radial_scaling:
+        del soap["radial_scaling"]
     if args.recalibrate_existing:
         tr_frames = [frames[i] for i in train]
         tr_y = [shieldings[i] for i in train]
@@ -194,7 +207,7 @@ def main() -> None:
             alpha=model.gpr_.alpha_,
             beta=model.gpr_.beta_,
             fit_seconds=round(t_fit, 1),
-            regularizer=args.regularizer,
+            regularizer=model.gpr_.regularizer,
             calibration=args.calibration,
             file_bytes=path.stat().st_size,
             soap={k: (list(v) if isinstance(v, tuple) else v) for k, v in soap.items()},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 
 import numpy as np
@@ -56,17 +57,26 @@ def test_fit_predict_save_load_roundtrip(tmp_path):
 
 def test_full_gp_mean_with_a_small_committee_saves_compressed(tmp_path):
     # Every training environment a sparse point (the full GP) for the mean, the first 12
-    # for the committee: saving needs compress() and stores only the committee's
-    # environments; the loaded model predicts the same compressed mean and std.
+    # for the committee: saving stores the compressed mean (save compresses a model that
+    # is not yet, with the default tolerance) and only the committee's environments; the
+    # loaded model predicts the same compressed mean and std.
     frames, values = toy_data()
     kw = dict(soap=SMALL_SOAP, n_committee=3, n_sparse_committee=12, regularizer=0.05)
     model = mc.nmr.ShiftModel("H", n_sparse=10_000, **kw).fit(frames, values)
     g = model.gpr_
     assert len(g.weights_) == model.n_train_environments_ > 12  # every environment
     assert g.committee_weights_.shape == (3, 12) and len(model.sparse_environments_) == 12
-    with pytest.raises(ValueError, match="compress"):
-        model.save(tmp_path / "h.npz")
     exact = model.predict(frames[:3])
+    auto = copy.deepcopy(model)
+    auto.save(tmp_path / "auto.npz")
+    assert auto._compressed() and not model._compressed()
+    spread = float(np.std(np.concatenate([v[f.numbers == 1] for f, v in zip(frames, values)])))
+    assert auto.gpr_.mean_error_sparse_ <= 1e-3 * spread * (1 + 1e-9)
+    np.testing.assert_allclose(
+        mc.nmr.ShiftModel.load(tmp_path / "auto.npz").predict(frames[:3]),
+        auto.predict(frames[:3]),
+        rtol=1e-6,
+    )
     model.compress(1e-4)
     mean, std = model.predict(frames[:3], return_std=True)
     np.testing.assert_allclose(mean, exact, atol=2e-4)
@@ -314,3 +324,25 @@ def test_shipped_models_are_compressed_and_agree_with_the_exact_mean(element, to
     diff = np.abs(g.predict(X) - exact.predict(X))
     assert diff.max() <= g.mean_error_bound_
     assert diff.max() <= 5 * tol
+
+
+def test_defaults_are_the_full_gp_with_cross_validated_calibration(tmp_path):
+    # ShiftModel(element) with no other argument: every training environment a sparse
+    # point, a committee on the first 3000 (here all), the element's regulariser, 5-fold
+    # cross-validated calibration (fewer folds for fewer structures; one structure cannot
+    # be calibrated).
+    frames, values = toy_data(8)
+    model = mc.nmr.ShiftModel("H").fit(frames, values)
+    g = model.gpr_
+    assert model.calibration_folds_ == 5 and len(model.cv_errors_) == model.n_train_environments_
+    assert len(g.X_sparse_) == model.n_train_environments_ == g.n_committee_sparse_
+    assert g.regularizer == mc.nmr.DEFAULT_REGULARIZER[1]
+    assert model.soap_params == mc.nmr.DEFAULT_SOAP
+    three = mc.nmr.ShiftModel("H").fit(frames[:3], values[:3])
+    assert three.calibration_folds_ == 3
+    model.save(tmp_path / "h.npz")
+    loaded = mc.nmr.ShiftModel.load(tmp_path / "h.npz")
+    assert loaded.calibration_folds_ == 5
+    np.testing.assert_allclose(loaded.predict(frames[:2]), model.predict(frames[:2]), rtol=1e-6)
+    with pytest.raises(ValueError, match="no structure to calibrate"):
+        mc.nmr.ShiftModel("H").fit(frames[:1], values[:1])

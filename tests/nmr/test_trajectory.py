@@ -97,7 +97,7 @@ def test_frame_descriptors_preserve_distances():
     # Johnson-Lindenstrauss: with many dimensions, descriptor distances approximate the
     # distances between the frames' concatenated (per-environment normalised) SOAP rows.
     frames = _md_like(6, seed=4, amplitude=0.1)
-    z = mc.nmr.ShiftModel("H")
+    z = mc.nmr.ShiftModel("H", soap=mc.nmr.FRAME_SOAP)  # the descriptors' SOAP
     X = np.stack([z.features(f).astype(np.float64).ravel() for f in frames])
     exact = np.linalg.norm(X[:, None] - X[None], axis=-1)
     D = mc.nmr.frame_descriptors(frames, "H", dim=2048, seed=0)
@@ -118,7 +118,7 @@ def test_streaming_prediction_equals_predict(tmp_path, model):
     # σ is the spread of committee members (~30 ppm each, ~1 ppm apart) evaluated in
     # float32 by chunk: cancellation leaves ~ε32 · 30 / 1 · sqrt(features) relative
     np.testing.assert_allclose(res.std, std.reshape(9, 6), rtol=2e-4, atol=1e-5)
-    one = mc.nmr.predict_trajectory(model, frames, chunk_size=100, return_std=False)  # compressed
+    one = mc.nmr.predict_trajectory(model, frames, chunk_size=100, return_std=False, compress=True)
     np.testing.assert_allclose(one.shielding, res.shielding, rtol=1e-6, atol=1e-5)
     assert one.std is None
     with pytest.raises(ValueError, match="no σ"):
@@ -210,3 +210,32 @@ def test_mdanalysis_formats_with_a_topology(tmp_path):
     )
     with pytest.raises(ValueError, match="needs topology"):
         mc.nmr.Trajectory(tmp_path / "md.dcd")
+
+
+def test_compresses_by_default_only_long_trajectories(monkeypatch):
+    # The one-time compression is repaid only over many environments: a short trajectory
+    # is predicted with the model as it is, a long one (here: a lowered threshold) with a
+    # compressed copy; the model passed in is never modified.
+    from matchar.nmr import _trajectory
+
+    frames = _md_like(4)
+    train = _md_like(6, seed=1)
+    values = [30.0 + 0.1 * f.positions[:, 0] for f in train]  # any smooth per-atom target
+    model = mc.nmr.ShiftModel(
+        "H", soap=mc.nmr.FRAME_SOAP, n_sparse=12, n_committee=2, calibration_folds=2
+    ).fit(train, values)
+    calls = []
+    real = type(model).compress
+
+    def counted(self, *args, **kwargs):
+        calls.append(args)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "compress", counted)
+    short = mc.nmr.predict_trajectory(model, frames)
+    assert calls == []
+    monkeypatch.setattr(_trajectory, "_COMPRESS_MIN_ENVIRONMENTS", 4 * 6)
+    long = mc.nmr.predict_trajectory(model, frames)
+    assert len(calls) == 1 and "committee_basis_" not in model.gpr_.__dict__
+    np.testing.assert_allclose(long.shielding, short.shielding, atol=0.02)
+    np.testing.assert_allclose(long.std, short.std, atol=0.02)

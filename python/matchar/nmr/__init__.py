@@ -6,7 +6,10 @@ from __future__ import annotations
 from ._pipeline import CandidateMap, candidate_similarity, rank_candidates
 from ._posterior import NucleusTerms, StructurePosterior, structure_posterior
 from ._shift_model import (
+    DEFAULT_REGULARIZER,
     DEFAULT_SOAP,
+    DEFAULT_SPARSE_COMMITTEE,
+    FULL_GP_LIMIT,
     ShiftModel,
     available_pretrained,
     load_chemiscope,
@@ -16,6 +19,7 @@ from ._shift_model import (
 from ._sites import Molecule, ReferenceMolecule, SiteMap, find_molecules, map_sites
 from ._table import Peak, ShiftTable, SiteProblem, read_shift_table
 from ._trajectory import (
+    FRAME_SOAP,
     FrameSelection,
     Trajectory,
     TrajectoryShifts,
@@ -25,7 +29,11 @@ from ._trajectory import (
 )
 
 __all__ = [
+    "DEFAULT_REGULARIZER",
     "DEFAULT_SOAP",
+    "DEFAULT_SPARSE_COMMITTEE",
+    "FRAME_SOAP",
+    "FULL_GP_LIMIT",
     "CandidateMap",
     "FrameSelection",
     "Molecule",

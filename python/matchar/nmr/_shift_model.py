@@ -20,14 +20,29 @@ from ..gp._calibration import _CALIBRATION_METHODS
 
 _FORMAT = "matchar.ShiftModel/1"
 
-#: Default SOAP hyper-parameters of a ShiftModel (two cutoffs, Å).
+#: Default SOAP hyper-parameters of a ShiftModel: two cutoffs (Å), 10 radial x l <= 8
+#: angular functions, neighbour densities scaled by ``1 / (1 + (r / 2.5 Å)^6)`` (chosen
+#: on validation structures of CSD-1000R, docs/nmr.md).
 DEFAULT_SOAP: dict[str, Any] = {
     "cutoff": (3.0, 5.0),
-    "max_radial": 6,
-    "max_angular": 4,
+    "max_radial": 10,
+    "max_angular": 8,
     "atomic_width": 0.3,
     "smoothing": 0.5,
+    "radial_scaling": (2.5, 1.0, 6.0),
 }
+
+#: Default ``regularizer`` per atomic number (GP noise relative to the spread of the
+#: training shieldings), chosen on validation structures of CSD-1000R (docs/nmr.md);
+#: other elements use :data:`DEFAULT_REGULARIZER_OTHER`.
+DEFAULT_REGULARIZER: dict[int, float] = {1: 0.16, 6: 0.03, 7: 0.03, 8: 0.03}
+DEFAULT_REGULARIZER_OTHER = 0.05
+
+#: With ``n_sparse=None`` every training environment is a sparse point (the full GP)
+#: up to this many; above it, this many are chosen by farthest-point sampling.
+FULL_GP_LIMIT = 25_000
+#: Default sparse points of the committee (the first of the selection).
+DEFAULT_SPARSE_COMMITTEE = 3000
 
 
 def _atomic_number(element: str | int) -> int:
@@ -63,32 +78,35 @@ class ShiftModel:
         Kernel weight of each cutoff block (default equal).
     zeta : int, default 2
         Kernel exponent.
-    n_sparse : int, default 2000
-        Sparse points (capped at the number of training environments).
+    n_sparse : int, optional
+        Sparse points (capped at the number of training environments). Default: every
+        training environment (the full GP; its mean costs no more to predict once
+        :meth:`compress`-ed) up to :data:`FULL_GP_LIMIT` (25,000), else that many.
     selection : {"fps", "cur", "random"}, default "fps"
     regularizer : float, optional
         GP noise relative to the spread of the training shieldings (the GP is fitted on
-        standardised targets); default 0.15.
+        standardised targets); default per element, :data:`DEFAULT_REGULARIZER`.
     n_committee : int, default 8
         Committee size for the uncertainty (0: the GP's own variance).
     n_sparse_committee : int, optional
-        Sparse points of the committee (the first ones of the selection); default: all.
-        With a large ``n_sparse`` (up to every training environment, the full GP) the
-        mean is more accurate while the committee's spread stays cheap to evaluate; such
-        a model must be :meth:`compress`-ed before :meth:`save`, which then stores only
-        the committee's sparse environments.
+        Sparse points of the committee (the first ones of the selection); default 3000
+        (:data:`DEFAULT_SPARSE_COMMITTEE`, or all if fewer). With a large ``n_sparse``
+        (up to every training environment, the full GP) the mean is more accurate while
+        the committee's spread stays cheap to evaluate; :meth:`save` then stores the
+        :meth:`compress`-ed mean and only the committee's sparse environments.
     subsample : float, default 0.5
         Fraction of training environments each committee member sees.
     validation_fraction : float, default 0.1
         Fraction of the training *structures* held out to calibrate the uncertainty
         (with ``calibration_folds=0``).
-    calibration_folds : int, default 0
-        0: calibrate on the held-out ``validation_fraction`` and fit the GP on the other
-        structures. k >= 2: k-fold cross-validation over the structures — each fold's
-        model predicts the structures it did not see, the calibration is fitted on the
-        pooled errors and committee spreads of *every* training structure, and the final
-        GP is fitted on all structures (k + 1 fits; a calibration on ten times the data,
-        and no structure withheld from the mean).
+    calibration_folds : int, optional
+        k >= 2: k-fold cross-validation over the structures — each fold's model predicts
+        the structures it did not see, the calibration is fitted on the pooled errors and
+        committee spreads of *every* training structure, and the final GP is fitted on
+        all structures (k + 1 fits; a calibration on ten times the data, and no
+        structure withheld from the mean). 0: calibrate on the held-out
+        ``validation_fraction`` and fit the GP on the other structures (one fit).
+        Default: 5 (or the number of structures, if fewer).
     calibration : {"band", "coverage", "affine", "musil", "ml"}, default "band"
         How the committee spread is calibrated (see :meth:`matchar.gp.SparseGPR.calibrate`):
         "band" and "coverage" make the fractions of held-out errors within 1σ and 2σ
@@ -114,7 +132,7 @@ class ShiftModel:
         soap: dict[str, Any] | None = None,
         cutoff_weights: Sequence[float] | None = None,
         zeta: int = 2,
-        n_sparse: int = 2000,
+        n_sparse: int | None = None,
         selection: str = "fps",
         regularizer: float | None = None,
         n_committee: int = 8,
@@ -123,7 +141,7 @@ class ShiftModel:
         calibration: str = "band",
         random_state: int = 0,
         n_sparse_committee: int | None = None,
-        calibration_folds: int = 0,
+        calibration_folds: int | None = None,
     ) -> None:
         self.element = element
         self.z_ = _atomic_number(element)
@@ -170,7 +188,7 @@ class ShiftModel:
     def _check_params(self) -> None:
         """The training parameters, before any SOAP feature is computed."""
         check_int(self.zeta, "zeta", low=1)
-        check_int(self.n_sparse, "n_sparse", low=1)
+        check_int(self.n_sparse, "n_sparse", low=1, allow_none=True)
         check_choice(self.selection, "selection", ("fps", "cur", "random"))
         check_float(self.regularizer, "regularizer", low=0.0, low_open=True, allow_none=True)
         nc = check_int(self.n_committee, "n_committee", low=0, high=10_000)
@@ -181,15 +199,23 @@ class ShiftModel:
         check_float(
             self.validation_fraction, "validation_fraction", low=0.0, high=1.0, high_open=True
         )
-        folds = check_int(self.calibration_folds, "calibration_folds", low=0)
+        folds = check_int(self.calibration_folds, "calibration_folds", low=0, allow_none=True)
         if folds == 1:
             raise ValueError("calibration_folds must be 0 or >= 2, got 1")
         check_choice(self.calibration, "calibration", _CALIBRATION_METHODS)
 
-    def _split(self, frames: Any, shieldings: Sequence[Any]):
+    def _folds(self, n_frames: int) -> int:
+        """The number of calibration folds for ``n_frames`` training structures."""
+        if self.calibration_folds is None:
+            return min(5, n_frames) if n_frames >= 2 else 0
+        return int(self.calibration_folds)
+
+    def _split(self, frames: Any, shieldings: Sequence[Any], folds: int | None = None):
         """(frames, per-frame targets of the element, training and validation structure
-        indices) as :meth:`fit` uses them (``random_state``, ``validation_fraction``)."""
+        indices) as :meth:`fit` uses them (``random_state``, ``validation_fraction``;
+        no validation structure with cross-validated calibration)."""
         frames = _as_frames(frames)
+        folds = self._folds(len(frames)) if folds is None else folds
         if len(shieldings) != len(frames):
             raise ValueError(
                 f"shieldings must hold one array per frame ({len(frames)}), got {len(shieldings)}"
@@ -206,8 +232,8 @@ class ShiftModel:
                 raise ValueError(f"shieldings[{k}] holds NaN/inf for atoms of {self.element!r}")
             targets.append(t)
         rng = np.random.default_rng(self.random_state)
-        n_val = 0 if self.calibration_folds else round(self.validation_fraction * len(frames))
-        if self.n_committee and n_val < 1 and not self.calibration_folds:
+        n_val = 0 if folds else round(self.validation_fraction * len(frames))
+        if self.n_committee and n_val < 1 and not folds:
             raise ValueError("validation_fraction leaves no structure to calibrate on")
         order = rng.permutation(len(frames))
         return frames, targets, np.sort(order[n_val:]), np.sort(order[:n_val])
@@ -247,13 +273,15 @@ class ShiftModel:
         if not self.gpr_.n_committee:
             raise ValueError("recalibrate() needs a committee model (n_committee >= 2)")
         method = self.calibration if method is None else method
-        if self.calibration_folds:  # the cross-validated errors and spreads are kept
+        folds = self.__dict__.get("calibration_folds_", self.calibration_folds or 0)
+        if folds:  # the cross-validated errors and spreads are kept
             if not hasattr(self, "cv_errors_"):
                 raise ValueError("this model keeps no cross-validation errors: fit it again")
             self.gpr_.calibrate_errors(self.cv_errors_, self.cv_std_, method)
             self.calibration = method
             return self
-        frames, targets, _, val = self._split(frames, shieldings)  # raises: val empty (committee)
+        # raises: val empty (committee)
+        frames, targets, _, val = self._split(frames, shieldings, folds=0)
         self._calibrate(frames, targets, val, method)
         self.calibration = method
         return self
@@ -280,8 +308,9 @@ class ShiftModel:
         self
         """
         self._check_params()
-        frames, targets, train, val = self._split(frames, shieldings)
-        k = self.calibration_folds
+        frames = _as_frames(frames)
+        k = self._folds(len(frames))
+        frames, targets, train, val = self._split(frames, shieldings, folds=k)
         if k and not 2 <= k <= len(frames):
             raise ValueError(
                 f"calibration_folds must be 0 or between 2 and the number of structures "
@@ -295,7 +324,7 @@ class ShiftModel:
         for name in ("cv_errors_", "cv_std_"):
             self.__dict__.pop(name, None)
         if k and self.n_committee:
-            self._cross_validate(X, y, samples[:, 0])
+            self._cross_validate(X, y, samples[:, 0], k)
         self.gpr_ = self._new_gpr(X).fit(X, y)
         if k and self.n_committee:
             self.gpr_.calibrate_errors(self.cv_errors_, self.cv_std_, self.calibration)
@@ -310,28 +339,32 @@ class ShiftModel:
         )
         self.n_train_environments_ = len(X)
         self.n_sparse_mean_ = len(g.X_sparse_)
+        self.calibration_folds_ = k if self.n_committee else 0
         return self
 
     def _new_gpr(self, X: np.ndarray) -> SparseGPR:
-        reg = self.regularizer if self.regularizer is not None else 0.15
+        reg = self.regularizer
+        if reg is None:
+            reg = DEFAULT_REGULARIZER.get(self.z_, DEFAULT_REGULARIZER_OTHER)
+        n_sparse = FULL_GP_LIMIT if self.n_sparse is None else int(self.n_sparse)
+        committee = self.n_sparse_committee
         return SparseGPR(
             kernel=self._kernel(X.shape[1]),
-            n_sparse=min(self.n_sparse, len(X)),
+            n_sparse=min(n_sparse, len(X)),
             selection=self.selection,
             regularizer=reg,
             n_committee=self.n_committee,
             subsample=self.subsample,
             random_state=self.random_state,
             normalize_y=True,
-            n_sparse_committee=self.n_sparse_committee,
+            n_sparse_committee=DEFAULT_SPARSE_COMMITTEE if committee is None else committee,
         )
 
-    def _cross_validate(self, X: np.ndarray, y: np.ndarray, structure: np.ndarray) -> None:
+    def _cross_validate(self, X: np.ndarray, y: np.ndarray, structure: np.ndarray, k: int) -> None:
         """``cv_errors_``/``cv_std_`` (n,): every environment predicted by the model of the
         fold that did not see its structure (mean error, uncalibrated committee spread)."""
         from tqdm.auto import tqdm
 
-        k = int(self.calibration_folds)
         n_struct = int(structure.max()) + 1
         fold = np.empty(n_struct, dtype=np.int64)
         fold[np.random.default_rng(self.random_state).permutation(n_struct)] = (
@@ -343,6 +376,7 @@ class ShiftModel:
             g = self._new_gpr(X[~out]).fit(X[~out], y[~out])
             errors[out] = g.predict(X[out]) - y[out]
             std[out] = g._committee_predictions(X[out]).std(axis=0, ddof=1)
+            del g  # before the next fold's kernel matrix is made
         self.cv_errors_, self.cv_std_ = errors, std
 
     # -- prediction ----------------------------------------------------------------------
@@ -421,6 +455,10 @@ class ShiftModel:
         SOAP vectors: that is ~20× smaller, and :meth:`load` recomputes their features
         with matchar's SOAP (checked against a stored sample of the original features).
 
+        A model whose committee uses fewer sparse points than its mean (the default
+        full GP) is :meth:`compress`-ed first, with the default tolerance (1e-3 of the
+        training spread), unless it already is.
+
         Parameters
         ----------
         path : str or pathlib.Path
@@ -429,14 +467,9 @@ class ShiftModel:
         if not self.gpr_.n_committee:
             raise ValueError("only ShiftModels with a committee (n_committee >= 2) can be saved")
         g = self.gpr_
-        compressed = g.__dict__.get("mean_basis_") is not None
         n_env = len(self.sparse_environments_)
-        if n_env < len(g.X_sparse_) and not compressed:
-            raise ValueError(
-                f"this model's mean uses {len(g.X_sparse_)} sparse points and its committee "
-                f"{n_env}: compress() it before saving (only the committee's sparse "
-                "environments and the compressed mean are stored)"
-            )
+        if n_env < len(g.X_sparse_) and g.__dict__.get("mean_basis_") is None:
+            self.compress(None)  # only the committee's environments are stored
         config = {
             "format": _FORMAT,
             "element": int(self.z_),
@@ -455,10 +488,10 @@ class ShiftModel:
             "n_train_environments": int(self.n_train_environments_),
             # a loaded full-GP model holds only the committee's points: keep the count
             "n_sparse_mean": int(self.__dict__.get("n_sparse_mean_", len(g.X_sparse_))),
-            "calibration_folds": int(self.calibration_folds),
+            "calibration_folds": int(self.__dict__.get("calibration_folds_", 0)),
         }
         extra = {}
-        if self.calibration_folds and hasattr(self, "cv_errors_"):  # for recalibrate()
+        if config["calibration_folds"] and hasattr(self, "cv_errors_"):  # for recalibrate()
             extra["cv_errors"] = np.asarray(self.cv_errors_, dtype=np.float64)
             extra["cv_std"] = np.asarray(self.cv_std_, dtype=np.float64)
         if n_env == len(g.X_sparse_) and g.weights_ is not None:  # the exact mean is stored
@@ -550,6 +583,7 @@ class ShiftModel:
             calibration=config.get("calibration", "affine"),
             calibration_folds=config.get("calibration_folds", 0),
         )
+        model.calibration_folds_ = int(model.calibration_folds)
         if cv is not None:
             model.cv_errors_, model.cv_std_ = cv
         model.sparse_environments_ = [

@@ -27,6 +27,19 @@ import numpy as np
 from .._optional import require
 from .._validation import check_float, check_int
 
+#: :func:`predict_trajectory` compresses the model by default from this many
+#: environments of the element (frames x sites) on.
+_COMPRESS_MIN_ENVIRONMENTS = 200_000
+
+#: SOAP of :func:`frame_descriptors` by default (cutoffs in Å).
+FRAME_SOAP: dict[str, Any] = {
+    "cutoff": (3.0, 5.0),
+    "max_radial": 6,
+    "max_angular": 4,
+    "atomic_width": 0.3,
+    "smoothing": 0.5,
+}
+
 _MDA_SUFFIXES = {".dcd", ".xtc", ".trr", ".nc", ".ncdf", ".netcdf", ".lammpstrj", ".dump"}
 
 
@@ -238,7 +251,8 @@ def frame_descriptors(
     trajectory : Trajectory or path or sequence of ase.Atoms
     element : str, default "H"
     soap : matchar.atoms.SOAP, optional
-        Default: a :class:`ShiftModel`'s (``DEFAULT_SOAP``: cutoffs 3 and 5 Å).
+        Default: :data:`FRAME_SOAP` (cutoffs 3 and 5 Å, 6 radial x l <= 4: lighter than
+        a ShiftModel's, enough to tell frames apart).
     dim : int, default 64
     seed : int, default 0
     chunk_size : int, default 250
@@ -258,7 +272,7 @@ def frame_descriptors(
         raise ValueError(f"{traj._name()} holds no {element} atom")
     if soap is None:
         species = sorted({1, 6, 7, 8} | set(traj.numbers.tolist()))
-        soap = ShiftModel(element, species=species).soap_
+        soap = ShiftModel(element, species=species, soap=FRAME_SOAP).soap_
     rng = np.random.default_rng(check_int(seed, "seed", low=0, high=2**63 - 1))
     proj: np.ndarray | None = None
     out: list[np.ndarray] = []
@@ -500,7 +514,7 @@ def predict_trajectory(
     chunk_size: int | None = None,
     timestep_fs: float | None = None,
     return_std: bool = True,
-    compress: bool = True,
+    compress: bool | None = None,
     progress: bool = False,
 ) -> TrajectoryShifts:
     """Predict every frame's shieldings ± σ in one streaming pass.
@@ -525,14 +539,16 @@ def predict_trajectory(
         Time between frames (fs).
     return_std : bool, default True
         Also compute σ.
-    compress : bool, default True
+    compress : bool, optional
         Predict with a copy of the model whose mean and committee are compressed
         (:meth:`ShiftModel.compress` with ``committee=True``, ``tol=0.01`` ppm: the mean and
         the calibrated σ stay within 0.01 ppm of the exact ones on the sparse
-        environments). A one-time cost (14 s for a model trained with the defaults,
-        about 2 minutes for the shipped ¹H model on 2 cores) that made mean and σ 14×
-        cheaper per frame for the former and 1.2× for the latter (docs/nmr.md);
-        ``False`` predicts with the model as it is.
+        environments). A one-time cost (14 s for a light 2000-point model, about 2
+        minutes for the shipped ¹H model on 2 cores) that made mean and σ 14× cheaper
+        per frame for the former and 1.2× for the latter (docs/nmr.md); ``False``
+        predicts with the model as it is. Default: compress for trajectories of at
+        least 200,000 environments of the element (e.g. 1,563 frames of 128 sites),
+        where the one-time cost is repaid.
     progress : bool, default False
         tqdm progress bar over chunks.
 
@@ -565,6 +581,8 @@ def predict_trajectory(
     chunk = check_int(chunk_size, "chunk_size", low=1, high=None, allow_none=True)
     if chunk is None:
         chunk = max(1, 8192 // int(atoms.size))
+    if compress is None:
+        compress = len(traj) * int(atoms.size) >= _COMPRESS_MIN_ENVIRONMENTS
     if compress and (
         model.gpr_.__dict__.get("mean_basis_") is None
         or (return_std and model.gpr_.n_committee and "committee_basis_" not in model.gpr_.__dict__)
