@@ -56,7 +56,7 @@ def scan(elements: list[str], data: Path, grid: dict[str, list[float]]) -> list[
     import scipy.linalg
 
     import matchar as mc
-    from matchar.gp._linalg import _full_kernel
+    from matchar.gp._linalg import _cholesky_in_place, _full_kernel
 
     frames, shieldings = mc.nmr.load_chemiscope(data, "CS_total")
     train, _ = _split(0, len(frames))
@@ -77,11 +77,12 @@ def scan(elements: list[str], data: Path, grid: dict[str, list[float]]) -> list[
         Kv = np.asarray(kernel(Xv, X), dtype=np.float64)
         scale, mean = float(np.std(y)), float(np.mean(y))
         for reg in grid.get(element, grid["default"]):
-            A = K.copy()
-            A[np.diag_indices_from(A)] += reg**2
-            L = scipy.linalg.cholesky(A, lower=True, overwrite_a=True, check_finite=False)
-            del A
-            w = scipy.linalg.cho_solve((L, True), (y - mean) / scale)
+            L = K.copy()
+            L[np.diag_indices_from(L)] += reg**2
+            L = _cholesky_in_place(L)  # blockwise, no further n x n copy
+            w = scipy.linalg.solve_triangular(L, (y - mean) / scale, lower=True)
+            w = scipy.linalg.solve_triangular(L, w, lower=True, trans="T")
+            del L
             rmse = float(np.sqrt(np.mean((Kv @ w * scale + mean - yv) ** 2)))
             row = {
                 "element": element,
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--elements", nargs="+", default=["C", "H"])
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--grid", type=float, nargs="+", help="regularizers to scan (scan only)")
     args = p.parse_args(argv)
     if args.mode == "one":  # the child process of "splits"
         print(json.dumps(one_split(args.elements[0], args.seeds[0], args.data)), flush=True)
@@ -142,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             "C": [0.02, 0.03, 0.045],
             "default": [0.02, 0.03, 0.05, 0.08],
         }
+        if args.grid:
+            grid = {"default": args.grid}
         rows = scan(args.elements, args.data, grid)
     else:
         rows = []

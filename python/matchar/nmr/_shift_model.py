@@ -35,7 +35,7 @@ DEFAULT_SOAP: dict[str, Any] = {
 #: Default ``regularizer`` per atomic number (GP noise relative to the spread of the
 #: training shieldings), chosen on validation structures of CSD-1000R (docs/nmr.md);
 #: other elements use :data:`DEFAULT_REGULARIZER_OTHER`.
-DEFAULT_REGULARIZER: dict[int, float] = {1: 0.16, 6: 0.03, 7: 0.03, 8: 0.03}
+DEFAULT_REGULARIZER: dict[int, float] = {1: 0.035, 6: 0.03, 7: 0.05, 8: 0.05}
 DEFAULT_REGULARIZER_OTHER = 0.05
 
 #: With ``n_sparse=None`` every training environment is a sparse point (the full GP)
