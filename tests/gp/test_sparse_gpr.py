@@ -622,3 +622,21 @@ def test_full_gp_recomputes_the_kernel_when_the_in_place_factorisation_fails(mon
     np.testing.assert_allclose(
         fallback._committee_predictions(Xt), normal._committee_predictions(Xt), rtol=1e-6, atol=1e-8
     )
+
+
+def test_full_gp_from_explicit_indices_of_every_row():
+    # selection = a permutation of every row: the full GP, with the committee on the
+    # first indices given.
+    X, y, _ = make_data(70, 5, seed=16)
+    Xt, _, _ = make_data(9, 5, seed=17)
+    order = np.random.default_rng(0).permutation(70)
+    params = dict(regularizer=0.05, n_committee=2, n_sparse_committee=10, random_state=0)
+    g = mc.gp.SparseGPR(selection=order, **params).fit(X, y)
+    np.testing.assert_array_equal(g.sparse_indices_, order)
+    C = kernel_ref(X, X) + 0.05**2 * np.eye(70)
+    ref = kernel_ref(Xt, X) @ np.linalg.solve(C, y - y.mean()) + y.mean()
+    np.testing.assert_allclose(g.predict(Xt), ref, rtol=1e-7, atol=1e-8)
+    prefix = mc.gp.SparseGPR(selection=order[:10], **params).fit(X, y)
+    np.testing.assert_allclose(
+        g._committee_predictions(Xt), prefix._committee_predictions(Xt), rtol=1e-6, atol=1e-8
+    )

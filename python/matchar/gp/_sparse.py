@@ -271,7 +271,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         # from its rows.
         exact = m == n
         _core.check_allocation((1 if exact else 5) * m * m, 8, "SparseGPR.fit")
-        if exact and self.selection == "fps":
+        if exact and isinstance(self.selection, str) and self.selection == "fps":
             K = _full_kernel(kernel, X_)
             head = _greedy_farthest(_kernel_diag(kernel, X_), K.__getitem__, mc, 0)
             idx = np.concatenate([head, np.setdiff1d(np.arange(n), head)]) if mc < n else head
@@ -296,7 +296,8 @@ class SparseGPR(RegressorMixin, BaseEstimator):
             Kmm += Kmm.T
             Kmm *= 0.5
             head_cols = np.arange(mc)
-        Kcc = Kmm[np.ix_(head_cols, head_cols)]  # the committee's K_MM
+        # the committee's K_MM (a copy: the full GP's factorisation overwrites K)
+        Kcc = Kmm[np.ix_(head_cols, head_cols)] if n_committee else None
 
         # Model 0 sees every row (it gives the mean); committee members see subsamples
         # and use the first ``mc`` sparse points.
