@@ -70,8 +70,21 @@ def _cholesky(A: np.ndarray, what: str) -> np.ndarray:
     raise np.linalg.LinAlgError(f"{what} is not positive definite even with jitter {jitter:g}")
 
 
-#: Bytes of one row panel of :func:`_full_kernel` (float64).
-_PANEL_BYTES = 1 << 28
+#: Bytes of one float32 row panel of the kernel in :func:`_full_kernel`.
+_PANEL_BYTES = 1 << 27
+
+
+def _kernel_blocks(kernel: Callable) -> list[tuple[float, slice, bool]] | None:
+    """``(weight, feature columns, normalize)`` of each polynomial block of ``kernel``
+    (its power is ``kernel.zeta``), or None for any other kernel."""
+    from ._kernels import MultiPolynomialKernel, PolynomialKernel
+
+    if isinstance(kernel, PolynomialKernel):
+        return [(1.0, slice(None), bool(kernel.normalize))]
+    if isinstance(kernel, MultiPolynomialKernel):
+        o = kernel._offsets
+        return [(float(w), slice(o[b], o[b + 1]), True) for b, w in enumerate(kernel.weights)]
+    return None
 
 
 def _full_kernel(kernel: Callable, X: np.ndarray) -> np.ndarray:
@@ -79,17 +92,33 @@ def _full_kernel(kernel: Callable, X: np.ndarray) -> np.ndarray:
 
     Each panel ``kernel(X[a:b], X[:b])`` covers the lower triangle up to its own
     diagonal block (which is symmetrised) and is mirrored into the upper triangle, so
-    every pair is computed once and no kernel-sized temporary (e.g. a float32 copy of
-    the whole matrix) is made.
+    every pair is computed once. Polynomial kernels are added block by block straight
+    into the matrix: besides it, only one float32 panel of one block is held (no
+    float64 panel, no kernel-sized temporary).
     """
+    from ._kernels import polynomial_kernel
+
     n = len(X)
     K = np.empty((n, n))
-    rows = max(1, min(n, _PANEL_BYTES // (8 * max(n, 1))))
+    blocks = _kernel_blocks(kernel)
+    rows = max(1, min(n, _PANEL_BYTES // (4 * max(n, 1))))
     for a in range(0, n, rows):
         b = min(n, a + rows)
-        P = np.asarray(kernel(X[a:b], X[:b]), dtype=np.float64)
-        K[a:b, :a] = P[:, :a]
-        K[:a, a:b] = P[:, :a].T
-        D = P[:, a:b]
+        out = K[a:b, :b]
+        if blocks is None:
+            out[...] = kernel(X[a:b], X[:b])
+        else:
+            for j, (w, cols, normalize) in enumerate(blocks):
+                P = polynomial_kernel(
+                    X[a:b, cols], X[:b, cols], zeta=kernel.zeta, normalize=normalize
+                )
+                P *= w
+                if j == 0:
+                    out[...] = P
+                else:
+                    out += P
+                del P
+        K[:a, a:b] = K[a:b, :a].T
+        D = K[a:b, a:b]
         K[a:b, a:b] = 0.5 * (D + D.T)
     return K

@@ -48,6 +48,8 @@ from ._selection import _greedy_farthest, cur_selection, farthest_point_sampling
 
 # Rows of X per block when forming K_NM^T K_NM: bounds memory to block x n_sparse.
 _BLOCK_ROWS = 8192
+# Rows of a full GP's K per block of a committee member's products (block x mc float64).
+_EXACT_BLOCK_ROWS = 2048
 #: Largest ``regularizer`` (σ): σ² stays a finite float64.
 MAX_REGULARIZER = 1e150
 #: Largest ``n_committee``: each member is a full solve of the sparse problem.
@@ -316,23 +318,33 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         # Accumulate K_MN K_NM and K_MN (y - ȳ) per model over blocks of rows (with
         # ``exact``, K_NM is K's rows: no kernel to evaluate, and model 0 needs none).
         sizes = [m] + [mc] * n_committee
-        KtK = [None if exact and k == 0 else np.zeros((sizes[k],) * 2) for k in range(n_models)]
-        Kty = [None if exact and k == 0 else np.zeros(size) for k, size in enumerate(sizes)]
-        if n_models > 1 or not exact:
+        KtK: list = [None] * n_models
+        Kty: list = [None] * n_models
+        if not exact:  # one pass of kernel evaluations serves every model
+            KtK = [np.zeros((size, size)) for size in sizes]
+            Kty = [np.zeros(size) for size in sizes]
             for start in range(0, n, _BLOCK_ROWS):
                 stop = min(n, start + _BLOCK_ROWS)
-                if exact:
-                    r = order[start:stop]
-                    Knm = Kmm[start:stop][:, head_cols]
-                else:
-                    Knm = np.asarray(kernel(X_[start:stop], Xm), dtype=np.float64)
-                    r = np.arange(start, stop)
-                for k in range(0 if not exact else 1, n_models):
+                Knm = np.asarray(kernel(X_[start:stop], Xm), dtype=np.float64)
+                r = np.arange(start, stop)
+                for k in range(n_models):
                     mk = masks[k, r]
                     Kb = Knm if mk.all() else Knm[mk]
                     Kb = Kb[:, : sizes[k]]
                     _add_gram(KtK[k], Kb)
                     Kty[k] += Kb.T @ (y_[r][mk] - y_mean[k])
+
+        def member_products(k: int) -> tuple[np.ndarray, np.ndarray]:
+            """K_MN K_NM and K_MN (y - ȳ) of committee member k, read from K's rows
+            (``exact``): one member at a time, so one (mc, mc) product is held."""
+            A, b = np.zeros((mc, mc)), np.zeros(mc)
+            for start in range(0, n, _EXACT_BLOCK_ROWS):
+                stop = min(n, start + _EXACT_BLOCK_ROWS)
+                rows = start + np.flatnonzero(masks[k, order[start:stop]])
+                Kb = Kmm[np.ix_(rows, head_cols)]
+                _add_gram(A, Kb)
+                b += Kb.T @ (y_[order[rows]] - y_mean[k])
+            return A, b
 
         sigma2 = float(self.regularizer) ** 2
         weights: list[np.ndarray] = [np.empty(0)] * n_models
@@ -356,14 +368,14 @@ class SparseGPR(RegressorMixin, BaseEstimator):
                 w = scipy.linalg.solve_triangular(L, w, lower=True, trans="T", check_finite=False)
                 w = w[pos[idx]]  # in the sparse order
             else:
-                A = KtK[k]
+                A, rhs = member_products(k) if exact else (KtK[k], Kty[k])
                 A += sigma2 * (Kcc if k else Kmm)[: sizes[k], : sizes[k]]
                 A += A.T
                 A *= 0.5
                 KtK[k] = None
                 L = _cholesky(A, "sigma^2 K_MM + K_MN K_NM")
                 del A
-                w = scipy.linalg.cho_solve((L, True), Kty[k])
+                w = scipy.linalg.cho_solve((L, True), rhs)
             weights[k] = w
             if k == 0 and not n_committee:  # the GP variance needs the factors
                 self.L_a_ = L
