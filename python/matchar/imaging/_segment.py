@@ -138,7 +138,7 @@ class Segmenter:
         Separation of the two k-means halves (only when ``n_regions`` is None).
     shifts_ : numpy.ndarray, shape (S, 2), int32
         Shifts of the correlation maps (pixels): ``default_shifts(window, n_shifts)``.
-    label_map_ : numpy.ndarray, shape (n_regions_,), int64
+    label_map_ : numpy.ndarray, shape (``n_regions_``,), int64
         Region label of each cluster of ``model_`` (labels ordered by region size).
 
     Example
