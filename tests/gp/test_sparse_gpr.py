@@ -451,16 +451,19 @@ def test_prepared_sparse_points_give_the_same_kernel():
     assert "_sparse_prepared" not in pickle.loads(pickle.dumps(gpr)).__dict__
 
 
-def test_large_order_path_matches_lapack(monkeypatch):
+@pytest.mark.parametrize("panel_rows", [3, 2048])
+def test_large_order_path_matches_lapack(monkeypatch, panel_rows):
     # Above _LARGE_ORDER the Gram matrix is accumulated by GEMM panels and the Cholesky
     # factor is computed blockwise (OpenBLAS's 2-thread DSYRK/DPOTRF crash at order
-    # >= ~16,000). Shrink the threshold to exercise that path on a small problem.
+    # >= ~16,000), its solves and updates by panels of rows. Shrink the threshold to
+    # exercise that path on a small problem.
     from matchar.gp import _linalg
 
     rng = np.random.default_rng(3)
     K = rng.standard_normal((50, 23))
     A = K.T @ K + 0.1 * np.eye(23)
     monkeypatch.setattr(_linalg, "_LARGE_ORDER", 5)
+    monkeypatch.setattr(_linalg, "_PANEL_ROWS", panel_rows)
     G = np.zeros((23, 23))
     _linalg._add_gram(G, K)
     np.testing.assert_allclose(G, K.T @ K, rtol=1e-12, atol=1e-12)
@@ -472,11 +475,19 @@ def test_large_order_path_matches_lapack(monkeypatch):
     with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
         _linalg._cholesky(-A, "A")
 
+    B = A.copy()  # the in-place factorisation of a full GP
+    np.testing.assert_allclose(
+        _linalg._cholesky_in_place(B), np.linalg.cholesky(A), rtol=1e-10, atol=1e-12
+    )
+
     X, y, _ = make_data(200, 8, seed=4)
     params = dict(n_sparse=30, regularizer=0.05, n_committee=3, random_state=0)
     blocked = mc.gp.SparseGPR(**params).fit(X, y)
+    full_blocked = mc.gp.SparseGPR(n_sparse=200, regularizer=0.05).fit(X, y)
     monkeypatch.setattr(_linalg, "_LARGE_ORDER", 8192)
     plain = mc.gp.SparseGPR(**params).fit(X, y)
+    full = mc.gp.SparseGPR(n_sparse=200, regularizer=0.05).fit(X, y)
+    np.testing.assert_allclose(full_blocked.weights_, full.weights_, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(blocked.weights_, plain.weights_, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(
         blocked.committee_weights_, plain.committee_weights_, rtol=1e-8, atol=1e-10

@@ -17,6 +17,8 @@ import scipy.linalg
 # panels and Cholesky factors are computed blockwise (n_sparse of 20,000 must not
 # take the interpreter down).
 _LARGE_ORDER = 8192
+#: Rows per panel of the blockwise factorisation (its temporaries: rows x block order).
+_PANEL_ROWS = 2048
 
 
 def _add_gram(out: np.ndarray, K: np.ndarray) -> None:
@@ -41,18 +43,22 @@ def _cholesky_in_place(B: np.ndarray) -> np.ndarray:
     if n <= _LARGE_ORDER:
         return scipy.linalg.cholesky(B, lower=True, overwrite_a=True)
     b = _LARGE_ORDER
+    r = _PANEL_ROWS  # rows per triangular solve and GEMM: bounded temporaries
     for k in range(0, n, b):
         e = min(n, k + b)
         B[k:e, k:e] = scipy.linalg.cholesky(B[k:e, k:e], lower=True, check_finite=False)
         if e == n:
             break
         B[k:e, e:] = 0.0
-        B[e:, k:e] = scipy.linalg.solve_triangular(
-            B[k:e, k:e], B[e:, k:e].T, lower=True, check_finite=False
-        ).T
+        Lkk = B[k:e, k:e]
+        for i in range(e, n, r):
+            B[i : i + r, k:e] = scipy.linalg.solve_triangular(
+                Lkk, B[i : i + r, k:e].T, lower=True, check_finite=False
+            ).T
         for j in range(e, n, b):
             stop = min(n, j + b)
-            B[j:, j:stop] -= B[j:, k:e] @ B[j:stop, k:e].T
+            for i in range(j, n, r):
+                B[i : i + r, j:stop] -= B[i : i + r, k:e] @ B[j:stop, k:e].T
     return B
 
 
