@@ -411,18 +411,26 @@ def _kernel_diag(kernel: Callable, X: np.ndarray) -> np.ndarray:
     return np.array([float(kernel(X[i : i + 1], X[i : i + 1])[0, 0]) for i in range(len(X))])
 
 
+def _kernel_blocks(kernel: Callable) -> list[tuple[float, slice, bool]] | None:
+    """``(weight, feature columns, normalize)`` of each polynomial block of ``kernel``
+    (its power is ``kernel.zeta``), or None for any other kernel."""
+    if isinstance(kernel, PolynomialKernel):
+        return [(1.0, slice(None), bool(kernel.normalize))]
+    if isinstance(kernel, MultiPolynomialKernel):
+        o = kernel._offsets
+        return [(float(w), slice(o[b], o[b + 1]), True) for b, w in enumerate(kernel.weights)]
+    return None
+
+
 def _kernel_column(kernel: Callable, X: np.ndarray) -> Callable[[int], np.ndarray]:
     """``s -> k(X, X[s])`` (n,), float64. Polynomial kernels normalise X once and use a
     matrix-vector product per call; other kernels are called as they are."""
-    if isinstance(kernel, PolynomialKernel):
-        blocks, weights = [X], np.ones(1)
-        normalize = kernel.normalize
-    elif isinstance(kernel, MultiPolynomialKernel):
-        o = kernel._offsets
-        blocks = [X[:, o[b] : o[b + 1]] for b in range(len(kernel.block_sizes))]
-        weights, normalize = kernel.weights, True
-    else:
+    parts = _kernel_blocks(kernel)
+    if parts is None:
         return lambda s: np.asarray(kernel(X, X[s : s + 1]), dtype=np.float64)[:, 0]
+    blocks = [X[:, cols] for _, cols, _ in parts]
+    weights = np.array([w for w, _, _ in parts])
+    normalize = parts[0][2]
     if normalize:
         unit = []
         for B in blocks:

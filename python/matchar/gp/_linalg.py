@@ -80,19 +80,6 @@ def _cholesky(A: np.ndarray, what: str) -> np.ndarray:
 _PANEL_BYTES = 1 << 27
 
 
-def _kernel_blocks(kernel: Callable) -> list[tuple[float, slice, bool]] | None:
-    """``(weight, feature columns, normalize)`` of each polynomial block of ``kernel``
-    (its power is ``kernel.zeta``), or None for any other kernel."""
-    from ._kernels import MultiPolynomialKernel, PolynomialKernel
-
-    if isinstance(kernel, PolynomialKernel):
-        return [(1.0, slice(None), bool(kernel.normalize))]
-    if isinstance(kernel, MultiPolynomialKernel):
-        o = kernel._offsets
-        return [(float(w), slice(o[b], o[b + 1]), True) for b, w in enumerate(kernel.weights)]
-    return None
-
-
 def _full_kernel(kernel: Callable, X: np.ndarray) -> np.ndarray:
     """``kernel(X, X)`` (n, n) as a symmetric float64 matrix, filled by row panels.
 
@@ -102,7 +89,7 @@ def _full_kernel(kernel: Callable, X: np.ndarray) -> np.ndarray:
     into the matrix: besides it, only one float32 panel of one block is held (no
     float64 panel, no kernel-sized temporary).
     """
-    from ._kernels import polynomial_kernel
+    from ._kernels import _kernel_blocks, polynomial_kernel
 
     n = len(X)
     K = np.empty((n, n))

@@ -287,7 +287,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
             order = np.arange(n) if exact else idx
         # ``order``: the training row of each row of K (sparse order without ``exact``).
         if exact:
-            head = order[:mc] if not n_committee else idx[:mc]
+            head = idx[:mc]
             pos = np.empty(n, dtype=np.int64)
             pos[order] = np.arange(n)
             Kmm = K  # K_MM with rows and columns in ``order``
