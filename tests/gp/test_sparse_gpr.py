@@ -302,9 +302,15 @@ def test_tune_regularizer_matches_refits(normalize_y):
         rmse = np.sqrt(np.mean((ref.predict(Xv) - yv) ** 2))
         assert gpr.regularizer_scores_[sigma] == pytest.approx(rmse, rel=1e-6)
     best = min(grid, key=lambda s: gpr.regularizer_scores_[s])
-    assert gpr.regularizer == best
+    assert gpr.regularizer_ == best
+    assert gpr.regularizer == 1e-3  # the parameter is left as it was (the default)
+    assert gpr.get_params()["regularizer"] == 1e-3
     ref = mc.gp.SparseGPR(mc.gp.PolynomialKernel(2), regularizer=best, **kw).fit(Xt, yt)
     np.testing.assert_allclose(gpr.predict(Xv), ref.predict(Xv), rtol=1e-10)
+    np.testing.assert_allclose(
+        gpr.predict(Xv, return_std=True), ref.predict(Xv, return_std=True), rtol=1e-10
+    )
+    assert gpr.fit(Xt, yt).regularizer_ == 1e-3  # a plain fit uses the parameter again
 
 
 def test_tune_regularizer_bad_input():

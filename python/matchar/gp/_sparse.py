@@ -111,6 +111,9 @@ class SparseGPR(RegressorMixin, BaseEstimator):
     weights_ : (M,)
         Weights of the model fitted on every training row (it gives the mean).
     y_mean_ : float
+    regularizer_ : float
+        σ of the fitted model: ``regularizer``, or the value :meth:`tune_regularizer`
+        chose.
     n_committee_sparse_ : int
         m_c, the sparse points the committee uses (the first ones).
     committee_weights_ : (n_committee, m_c)
@@ -258,6 +261,9 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         X_ = _finite_rows(X_, "X")
         n = len(X_)
         self._check_params(n)
+        # the σ of this fit: the parameter, or the value tune_regularizer chose
+        sigma = self.__dict__.pop("_tuned_regularizer", None)
+        self.regularizer_ = float(self.regularizer if sigma is None else sigma)
         n_committee = int(self.n_committee)  # validated: an integer, maybe given as 4.0
         rng = np.random.default_rng(self.random_state)
         kernel = self._kernel()
@@ -346,7 +352,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
                 b += Kb.T @ (y_[order[rows]] - y_mean[k])
             return A, b
 
-        sigma2 = float(self.regularizer) ** 2
+        sigma2 = self.regularizer_**2
         weights: list[np.ndarray] = [np.empty(0)] * n_models
         # The committee first: the full GP's factorisation overwrites K.
         for k in [*range(1, n_models), 0]:
@@ -425,7 +431,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         y_val: ArrayLike,
         grid: Sequence[float] | None = None,
     ) -> SparseGPR:
-        """Choose ``regularizer`` on validation data, then fit with it.
+        """Choose σ (``regularizer``) on validation data, then fit with it.
 
         The sparse points, ``K_MM``, ``K_MN K_NM``, ``K_MN y`` and the validation kernel
         are computed once; each candidate σ only costs one m × m Cholesky solve, so a
@@ -446,8 +452,10 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         Returns
         -------
         self
-            Fitted with the chosen ``regularizer``; ``regularizer_scores_`` maps every σ
-            tried to its validation RMSE.
+            Fitted with the chosen σ, which is ``regularizer_``; ``regularizer_scores_``
+            maps every σ tried to its validation RMSE. The ``regularizer`` parameter is
+            left as it was (a scikit-learn parameter is never changed by a fit), so a
+            later :meth:`fit` uses the parameter again.
 
         Example
         -------
@@ -456,7 +464,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         >>> X = rng.random((200, 6)); y = X @ rng.random(6)
         >>> gpr = mc.gp.SparseGPR(mc.gp.PolynomialKernel(2), n_sparse=50)
         >>> gpr = gpr.tune_regularizer(X[:150], y[:150], X[150:], y[150:])
-        >>> gpr.regularizer in gpr.regularizer_scores_
+        >>> gpr.regularizer_ in gpr.regularizer_scores_
         True
         """
         X_ = as_array(X, "X", ndim=2)
@@ -509,10 +517,18 @@ class SparseGPR(RegressorMixin, BaseEstimator):
             pred = (Kvm @ w + y_mean) * y_scale
             scores[float(sigma)] = float(np.sqrt(np.mean((pred - yv) ** 2)))
         best = min(scores, key=lambda s: (scores[s], -s))
-        self.regularizer = best
-        self.fit(X_, y_)
+        self._tuned_regularizer = best  # fit's σ, leaving the parameter as it is
+        try:
+            self.fit(X_, y_)
+        finally:
+            self.__dict__.pop("_tuned_regularizer", None)
         self.regularizer_scores_ = scores
         return self
+
+    def _fitted_regularizer(self) -> float:
+        """σ of the fitted model (``regularizer_``; the parameter for a model fitted before
+        that attribute existed)."""
+        return float(self.__dict__.get("regularizer_", self.regularizer))
 
     def _n_committee_sparse(self) -> int:
         return int(self.__dict__.get("n_committee_sparse_", len(self.X_sparse_)))
@@ -743,7 +759,7 @@ class SparseGPR(RegressorMixin, BaseEstimator):
         mean = np.empty(len(X_))
         var = np.empty(len(X_)) if return_std else None
         kernel = self._kernel()
-        sigma2 = float(self.regularizer) ** 2
+        sigma2 = self._fitted_regularizer() ** 2
         compressed = self.__dict__.get("mean_basis_") is not None
         fast_committee = committee and self.__dict__.get("committee_basis_") is not None
         # With a compressed mean a committee needs only its own sparse points' kernel.

@@ -479,7 +479,7 @@ class ShiftModel:
             },
             "cutoff_weights": self.cutoff_weights,
             "zeta": self.zeta,
-            "regularizer": float(g.regularizer),
+            "regularizer": float(getattr(g, "regularizer_", g.regularizer)),
             "y_scale": float(g.y_scale_),
             "n_committee": int(g.n_committee),
             "alpha": float(g.alpha_),
