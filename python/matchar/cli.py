@@ -438,10 +438,10 @@ def _soap(args: argparse.Namespace) -> int:
     soap = mc.atoms.SOAP(
         cutoff=args.cutoff, max_radial=args.max_radial, max_angular=args.max_angular
     )
-    X = soap.compute(frames, progress=True)
+    X, samples = soap.compute(frames, progress=True, return_samples=True)
     out = _out_dir(args)
     np.save(out / "soap.npy", X)
-    np.save(out / "soap_samples.npy", soap.samples_)
+    np.save(out / "soap_samples.npy", samples)
     print(f"features {X.shape} -> {out / 'soap.npy'} (rows: {out / 'soap_samples.npy'})")
     return 0
 

@@ -158,10 +158,10 @@ def assert_matches_reference(X, ref, rel=1e-8):
 def test_featomic_power_spectrum_regression(shared_data, exact_radial):
     frame, kw, ref = load_featomic(shared_data, "soap-power-spectrum")
     soap = mc.atoms.SOAP(**kw, exact_radial=exact_radial)
-    X = soap.compute([frame])
+    X, samples = soap.compute([frame], return_samples=True)
     assert_matches_reference(X, ref, rel=1e-9)
     # rows are atoms in order
-    np.testing.assert_array_equal(soap.samples_[:, 1], np.arange(len(frame)))
+    np.testing.assert_array_equal(samples[:, 1], np.arange(len(frame)))
 
 
 @pytest.mark.parametrize("exact_radial", [True, False])
@@ -430,11 +430,11 @@ def test_slab_and_wire_with_zero_non_periodic_vectors():
 def test_labels_centers_and_feature_layout():
     frames = [molecule("H2O"), molecule("CH4"), molecule("NH3")]
     soap = mc.atoms.SOAP(4.0, 3, 2, species=["H", "C", "N", "O"])
-    X = soap.compute(frames)
+    X, samples = soap.compute(frames, return_samples=True)
     assert X.shape == (3 + 5 + 4, 10 * 3 * 9)
-    np.testing.assert_array_equal(soap.samples_[:, 0], [0] * 3 + [1] * 5 + [2] * 4)
-    np.testing.assert_array_equal(soap.samples_[:3, 1], [0, 1, 2])
-    np.testing.assert_array_equal(soap.samples_[:3, 2], [8, 1, 1])
+    np.testing.assert_array_equal(samples[:, 0], [0] * 3 + [1] * 5 + [2] * 4)
+    np.testing.assert_array_equal(samples[:3, 1], [0, 1, 2])
+    np.testing.assert_array_equal(samples[:3, 2], [8, 1, 1])
     labels = soap.feature_labels()
     assert labels.shape == (X.shape[1], 6)
     assert (labels[:, 0] == 0).all()
@@ -445,9 +445,9 @@ def test_labels_centers_and_feature_layout():
     # species absent from a frame give exact zeros
     h2o = X[0]
     assert np.all(h2o[(labels[:, 1] == 6) | (labels[:, 2] == 6)] == 0)
-    Xh = soap.compute(frames, centers=["H"])
+    Xh, samples = soap.compute(frames, centers=["H"], return_samples=True)
     np.testing.assert_array_equal(Xh, X[soap_rows_with(X, soap, frames, 1)])
-    assert set(soap.samples_[:, 2]) == {1}
+    assert set(samples[:, 2]) == {1}
 
 
 def soap_rows_with(X, soap, frames, z):
@@ -472,9 +472,15 @@ def test_normalize_and_chunked_callback_and_out():
     assert res is not None and np.shares_memory(res, out)
     # an iterator (like ase.io.iread) is consumed chunk by chunk
     seen.clear()
-    soap.compute(iter(frames), chunk_size=2, callback=lambda r, F, s: seen.append((r, F, s)))
+    none, samples = soap.compute(
+        iter(frames),
+        chunk_size=2,
+        callback=lambda r, F, s: seen.append((r, F, s)),
+        return_samples=True,
+    )
+    assert none is None
     np.testing.assert_array_equal(np.concatenate([F for _, F, _ in seen]), X)
-    np.testing.assert_array_equal(np.concatenate([s for _, _, s in seen]), soap.samples_)
+    np.testing.assert_array_equal(np.concatenate([s for _, _, s in seen]), samples)
     np.testing.assert_array_equal(soap.compute(f for f in frames), X)
     with pytest.raises(ValueError, match="frames is empty"):
         soap.compute(iter([]), chunk_size=2)
@@ -660,8 +666,8 @@ def test_compute_atoms_matches_compute_rows(cutoff):
     crystal.rattle(0.05, seed=1)
     mol = ase.build.molecule("CH3OH")
     soap = mc.atoms.SOAP(cutoff=cutoff, max_radial=3, max_angular=2, species=[1, 6, 8, 11, 17])
-    full = soap.compute([crystal, mol])
-    rows = {tuple(s[:2]): k for k, s in enumerate(soap.samples_)}
+    full, samples = soap.compute([crystal, mol], return_samples=True)
+    rows = {tuple(s[:2]): k for k, s in enumerate(samples)}
     pairs = np.array([[1, 3], [0, 5], [0, 0], [1, 0]])
     X = soap.compute_atoms([crystal, mol], pairs)
     np.testing.assert_allclose(X, full[[rows[tuple(p)] for p in pairs]], rtol=1e-12, atol=1e-14)
@@ -693,3 +699,24 @@ def test_power_spectrum_same_at_every_cpu_level():
             ref = X
         np.testing.assert_allclose(X, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
     assert ref is not None and np.abs(ref).max() > 0
+
+
+def test_samples_returned_per_call_from_threads_and_samples_attribute_deprecated():
+    """One calculator shared by threads: every call gets the samples of its own frames;
+    the old ``samples_`` attribute still answers (the last call's) with a FutureWarning."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    soap = mc.atoms.SOAP(3.0, 3, 2, species=["H", "C", "N", "O"])
+    jobs = [[molecule("H2O")], [molecule("CH4"), molecule("NH3")], [molecule("CH3OH")]] * 4
+    expected = [soap.compute(f, return_samples=True)[1] for f in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda f: soap.compute(f, return_samples=True)[1], jobs))
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(g, e)
+    _, last = soap.compute(jobs[1], return_samples=True)
+    with pytest.warns(FutureWarning, match="return_samples=True"):
+        np.testing.assert_array_equal(soap.samples_, last)
+    C, samples = soap.spherical_expansion(jobs[0], return_samples=True)
+    assert len(C) == len(samples) == 3
+    with pytest.raises(AttributeError), pytest.warns(FutureWarning):
+        _ = mc.atoms.SOAP(3.0, 3, 2, species=["H"]).samples_

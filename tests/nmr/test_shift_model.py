@@ -104,8 +104,9 @@ def test_cross_validated_calibration(tmp_path):
     frames, values = toy_data(16)
     kw = dict(soap=SMALL_SOAP, n_sparse=24, n_committee=3, regularizer=0.05)
     model = mc.nmr.ShiftModel("H", calibration_folds=4, **kw).fit(frames, values)
-    X = model.features(frames)
-    structure = model.soap_.samples_[:, 0]
+    X, samples = model.soap_.compute(frames, centers=[1], return_samples=True)
+    np.testing.assert_array_equal(X, model.features(frames))
+    structure = samples[:, 0]
     y = np.concatenate([v[f.numbers == 1] for f, v in zip(frames, values)])
     assert model.n_train_environments_ == len(X)
     fold = np.empty(16, dtype=int)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -114,14 +115,16 @@ class SOAP:
     species_ : numpy.ndarray of int, shape (n_species,)
         Atomic numbers in feature order (set by the constructor or the first compute).
     samples_ : numpy.ndarray of int64, shape (n_envs, 3)
-        After :meth:`compute`: (frame index, atom index, centre atomic number) per row.
+        Deprecated: the samples of the last :meth:`compute` call on this instance, which
+        in a calculator shared between threads may be another thread's. Pass
+        ``return_samples=True`` to :meth:`compute` instead.
 
     Example
     -------
     >>> import ase.build, matchar as mc
     >>> soap = mc.atoms.SOAP(cutoff=4.0, max_radial=4, max_angular=3, species=["H", "O"])
-    >>> X = soap.compute([ase.build.molecule("H2O")])
-    >>> X.shape, soap.samples_[:, 2].tolist()
+    >>> X, samples = soap.compute([ase.build.molecule("H2O")], return_samples=True)
+    >>> X.shape, samples[:, 2].tolist()
     ((3, 192), [8, 1, 1])
     """
 
@@ -377,7 +380,8 @@ class SOAP:
         callback: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
         out: np.ndarray | None = None,
         progress: bool = False,
-    ) -> np.ndarray | None:
+        return_samples: bool = False,
+    ) -> Any:
         """SOAP power spectra of every (selected) atom of ``frames``.
 
         Parameters
@@ -402,12 +406,17 @@ class SOAP:
             ``numpy.memmap``) filled in place, without temporaries for one cutoff.
         progress : bool, default False
             Show a tqdm progress bar over chunks.
+        return_samples : bool, default False
+            Also return which atom each row describes.
 
         Returns
         -------
         features : numpy.ndarray, shape (n_envs, n_features), or None with a callback
-            Rows in frame order, then atom order (``samples_`` says which is which);
-            ``dtype`` float64 or float32.
+            Rows in frame order, then atom order; ``dtype`` float64 or float32.
+        samples : numpy.ndarray of int64, shape (n_envs, 3)
+            Only with ``return_samples=True``: (frame index, atom index, centre atomic
+            number) per row. Each call returns its own samples, so one instance can
+            serve several threads.
 
         Raises
         ------
@@ -500,12 +509,32 @@ class SOAP:
             row += len(samples)
         if row == 0 and not all_samples:
             raise ValueError("frames is empty: at least one ase.Atoms is needed")
-        self.samples_ = np.concatenate(all_samples)
+        samples = np.concatenate(all_samples)
+        self._last_samples = samples
         if callback is not None:
-            return None
-        if out is not None:
-            return out[:row]
-        return results[0] if len(results) == 1 else np.concatenate(results)
+            X = None
+        elif out is not None:
+            X = out[:row]
+        else:
+            X = results[0] if len(results) == 1 else np.concatenate(results)
+        return (X, samples) if return_samples else X
+
+    @property
+    def samples_(self) -> np.ndarray:
+        """Deprecated: the samples of the last :meth:`compute` or
+        :meth:`spherical_expansion` call (``compute(..., return_samples=True)`` returns
+        them with the features and is safe when threads share the calculator)."""
+        warnings.warn(
+            "SOAP.samples_ is deprecated and will be removed in the next release: it holds "
+            "the last call's samples, which another thread may have replaced; use "
+            "X, samples = soap.compute(frames, return_samples=True)",
+            FutureWarning,
+            stacklevel=2,
+        )
+        last = self.__dict__.get("_last_samples", self.__dict__.get("samples_"))
+        if last is None:
+            raise AttributeError("samples_: compute has not been called")
+        return last
 
     def compute_atoms(self, frames: Any, atoms: Any) -> np.ndarray:
         """SOAP power spectra of chosen atoms: one row per (frame index, atom index) pair.
@@ -555,8 +584,12 @@ class SOAP:
         return X
 
     def spherical_expansion(
-        self, frames: Any, centers: Sequence[int | str] | None = None
-    ) -> np.ndarray:
+        self,
+        frames: Any,
+        centers: Sequence[int | str] | None = None,
+        *,
+        return_samples: bool = False,
+    ) -> Any:
         """Density expansion coefficients ``c^a_{nlm}`` (float64).
 
         Parameters
@@ -565,6 +598,8 @@ class SOAP:
             As for :meth:`compute`.
         centers : sequence of int or str, optional
             Centre species to keep; ``None``: all atoms.
+        return_samples : bool, default False
+            Also return the (n_envs, 3) samples, as :meth:`compute` does.
 
         Returns
         -------
@@ -585,9 +620,10 @@ class SOAP:
             raise NotImplementedError("spherical_expansion supports a single cutoff only")
         calc = self._core()[0]
         C = calc.spherical_expansion(*args, np.ascontiguousarray(samples[:, :2]))
-        self.samples_ = samples
+        self._last_samples = samples
         assert self.species_ is not None
-        return C.reshape(len(samples), (self.max_angular + 1) ** 2, len(self.species_), -1)
+        C = C.reshape(len(samples), (self.max_angular + 1) ** 2, len(self.species_), -1)
+        return (C, samples) if return_samples else C
 
     def __getstate__(self) -> dict[str, Any]:
         # The compiled calculators are rebuilt on demand (pickle, joblib, spawn).

@@ -178,11 +178,15 @@ class ShiftModel:
 
     def features(self, frames: Any) -> np.ndarray:
         """SOAP features (n_atoms_of_element, n_features), float32, frame then atom order."""
+        return self._features(frames)
+
+    def _features(self, frames: Any, return_samples: bool = False) -> Any:
+        """:meth:`features`, and with ``return_samples`` the (n, 3) SOAP samples too."""
         frames = _as_frames(frames)
         present = any((f.numbers == self.z_).any() for f in frames)
         if not present:
             raise ValueError(f"no atom of element {self.element!r} in the frames")
-        return self.soap_.compute(frames, centers=[self.z_])
+        return self.soap_.compute(frames, centers=[self.z_], return_samples=return_samples)
 
     # -- training ------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -318,8 +322,7 @@ class ShiftModel:
             )
 
         train_frames = [frames[i] for i in train]
-        X = self.features(train_frames)
-        samples = self.soap_.samples_.copy()
+        X, samples = self._features(train_frames, return_samples=True)
         y = np.concatenate([targets[i] for i in train])
         for name in ("cv_errors_", "cv_std_"):
             self.__dict__.pop(name, None)
