@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 
 import matchar as mc
-from matchar._bench import numpy_polynomial_kernel
+from matchar._bench import kernel_features, numpy_polynomial_kernel
 
 
 def numpy_gemm(X, Y, zeta=2):
@@ -47,12 +46,7 @@ def _data(name: str, dtype: str):
     float32 copy: the big case's X is 2 GB in float32); only the latest case is kept."""
     if (name, dtype) not in _DATA:
         _DATA.clear()
-        n, m, d = CASES[name]
-        rng = np.random.default_rng(0)
-        basis = rng.random((16, d)).astype(dtype)
-        X = rng.random((n, 16)).astype(dtype) @ basis
-        Y = None if m is None else rng.random((m, 16)).astype(dtype) @ basis
-        _DATA[(name, dtype)] = (X, Y)
+        _DATA[(name, dtype)] = kernel_features(*CASES[name], dtype=dtype)
     return _DATA[(name, dtype)]
 
 

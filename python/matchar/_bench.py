@@ -112,6 +112,33 @@ def poisson_cube_truth(
     return counts * A, S
 
 
+def kernel_features(
+    n: int, m: int | None, d: int, dtype: str = "float32", seed: int = 0
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The polynomial-kernel benchmarks' data: rows of rank 16 (like SOAP features, whose
+    rows span few directions), generated directly in ``dtype``.
+
+    Parameters
+    ----------
+    n, m : int
+        Rows of X and of Y (``m=None``: no Y, for a Gram matrix).
+    d : int
+        Features.
+    dtype : {"float32", "float64"}
+    seed : int
+
+    Returns
+    -------
+    X : numpy.ndarray, shape (n, d)
+    Y : numpy.ndarray, shape (m, d), or None
+    """
+    rng = np.random.default_rng(seed)
+    basis = rng.random((16, d)).astype(dtype)
+    X = rng.random((n, 16)).astype(dtype) @ basis
+    Y = None if m is None else rng.random((m, 16)).astype(dtype) @ basis
+    return X, Y
+
+
 def numpy_polynomial_kernel(X: np.ndarray, Y: np.ndarray, zeta: int = 2) -> np.ndarray:
     """The NumPy chain that :func:`matchar.gp.polynomial_kernel` fuses (its peer).
 
