@@ -236,8 +236,12 @@ def write_results(
     return path
 
 
-def latest_runs(directory: str | os.PathLike | None = None) -> dict[tuple[str, str], dict]:
-    """The latest results file per (benchmark, CPU class) in ``directory``."""
+def latest_runs(
+    directory: str | os.PathLike | None = None, per_command: bool = False
+) -> dict[tuple[str, ...], dict]:
+    """The latest results file per (benchmark, CPU class) in ``directory``; with
+    ``per_command``, per (benchmark, CPU class, command), so that runs of one script
+    with different arguments (other elements, another kernel level) are all kept."""
     folder = Path(directory) if directory is not None else (results_dir() or DEFAULT_DIR)
     latest: dict[tuple[str, str], dict] = {}
     for path in sorted(folder.glob("*.json")):
@@ -247,15 +251,196 @@ def latest_runs(directory: str | os.PathLike | None = None) -> dict[tuple[str, s
             continue
         if not isinstance(doc, dict) or "benchmark" not in doc:
             continue
-        key = (doc["benchmark"], doc.get("machine", {}).get("cpu_class", "?"))
+        key: tuple[str, ...] = (doc["benchmark"], doc.get("machine", {}).get("cpu_class", "?"))
+        if per_command:
+            key += (str(doc.get("command")),)
         if key not in latest or doc.get("date", "") >= latest[key].get("date", ""):
             doc["_path"] = str(path)
             latest[key] = doc
     return latest
 
 
+def _fmt(value: Any) -> str:
+    """One table cell: 4 significant digits for floats, text as it is (pipes escaped)."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys; lists are left out (per-round arrays, flag lists)."""
+    flat: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        elif not isinstance(v, (list, tuple)):
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def _benchmark_table(results: list[dict[str, Any]]) -> list[str]:
+    """A pytest-benchmark run: one row per case, grouped as the run grouped them, with
+    each case's median relative to matchar's in the same group (peer / matchar: above 1
+    means matchar is faster)."""
+    lines = [
+        "| group | case | min (s) | median (s) | rounds | median / matchar's |",
+        "|---|---|---|---|---|---|",
+    ]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault(str(r.get("group") or ""), []).append(r)
+    for group, rows in groups.items():
+        ours = [r for r in rows if "matchar" in str(r.get("param") or r.get("name"))]
+        ref = ours[0]["stats"].get("median") if ours else None
+        for r in rows:
+            st = r["stats"]
+            ratio = st["median"] / ref if ref else None
+            lines.append(
+                f"| {_fmt(group)} | `{r.get('name')}` | {st.get('min', float('nan')):.4g} | "
+                f"{st.get('median', float('nan')):.4g} | {st.get('rounds')} | "
+                f"{'' if ratio is None else f'{ratio:.3g}'} |"
+            )
+    return lines
+
+
+def _script_table(results: list[dict[str, Any]]) -> list[str]:
+    """A script's rows: columns that never change are listed once above the table; rows
+    that differ only by ``round`` are reduced to the median of each number."""
+    rows = [_flatten(r) for r in results if isinstance(r, dict)]
+    if not rows:
+        return []
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    common = {k: rows[0].get(k) for k in keys if all(r.get(k) == rows[0].get(k) for r in rows)}
+    varying = [k for k in keys if k not in common]
+    if "round" in varying and len(rows) > 1:
+        labels = [
+            k
+            for k in varying
+            if k != "round" and not all(isinstance(r.get(k), (int, float)) for r in rows)
+        ]
+        merged: dict[tuple, list[dict[str, Any]]] = {}
+        for r in rows:
+            merged.setdefault(tuple(str(r.get(k)) for k in labels), []).append(r)
+        reduced = []
+        for group in merged.values():
+            out = {k: group[0].get(k) for k in labels}
+            out["rounds"] = len(group)
+            for k in varying:
+                values = [g.get(k) for g in group]
+                if (
+                    k not in labels
+                    and k != "round"
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+                ):
+                    out[f"{k} (median)"] = float(sorted(values)[len(values) // 2])
+            reduced.append(out)
+        rows = reduced
+        varying = list(dict.fromkeys(k for r in rows for k in r))
+    lines = []
+    if len(rows) == 1:
+        lines += ["| quantity | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in rows[0].items()]
+        return lines
+    if common:
+        lines.append(
+            "Same in every row: " + "; ".join(f"{k} = {_fmt(v)}" for k, v in common.items())
+        )
+        lines.append("")
+    if not varying:
+        return lines
+    if len(varying) > 8 and len(rows) <= 8:  # wide and short: one row per quantity
+        lines.append("| quantity | " + " | ".join(str(i + 1) for i in range(len(rows))) + " |")
+        lines.append("|---" * (len(rows) + 1) + "|")
+        for k in varying:
+            lines.append(f"| {k} | " + " | ".join(_fmt(r.get(k, "")) for r in rows) + " |")
+    else:
+        lines.append("| " + " | ".join(varying) + " |")
+        lines.append("|---" * len(varying) + "|")
+        for r in rows:
+            lines.append("| " + " | ".join(_fmt(r.get(k, "")) for k in varying) + " |")
+    return lines
+
+
+def render_markdown(directory: str | os.PathLike | None = None) -> str:
+    """The benchmarks results page: the latest run of each benchmark on each CPU class.
+
+    Used by ``docs/conf.py``, which writes it to ``docs/benchmark_results.md`` at every
+    documentation build; nothing on that page is typed by hand.
+
+    Parameters
+    ----------
+    directory : path, optional
+        The results folder (default: :func:`results_dir`, else ``benchmarks/results``).
+
+    Returns
+    -------
+    str
+        Markdown: one section per CPU class, one subsection per benchmark with its
+        command, commit, date, threads, load and numbers.
+    """
+    runs = latest_runs(directory, per_command=True)
+    out = [
+        "# Latest benchmark results",
+        "",
+        "Generated from `benchmarks/results/*.json` when the documentation is built: for",
+        "each CPU class, the latest run of each benchmark command, with the command, the",
+        "commit, the date, the thread settings and the load average during the run. What",
+        "each benchmark measures, and the reading of its numbers, is in",
+        "[Benchmarks](benchmarks.md). To add a run, run the command shown (it writes a",
+        "results file) and commit the file.",
+        "",
+        "In pytest-benchmark tables, *median / matchar's* divides each case's median by",
+        "the median of matchar's case in the same group: a peer at 3 takes three times as",
+        "long as matchar on the same data in the same run.",
+        "",
+    ]
+    by_class: dict[str, list[tuple[str, dict]]] = {}
+    for (name, cls, _), doc in sorted(runs.items(), key=lambda kv: (kv[0], kv[1].get("date"))):
+        by_class.setdefault(cls, []).append((name, doc))
+    for cls, docs in by_class.items():
+        first = docs[0][1].get("machine", {})
+        out += [f"## {cls}", ""]
+        out.append(
+            f"CPU model `{first.get('cpu_model')}`, {first.get('logical_cpus')} logical CPUs; "
+            f"vector flags: {' '.join(first.get('vector_flags') or []) or 'not recorded'}."
+        )
+        out.append("")
+        for name, doc in docs:
+            m = doc.get("machine", {})
+            git = doc.get("git", {})
+            commit = str(git.get("commit") or "unknown")[:10]
+            dirty = " (with uncommitted changes)" if git.get("dirty") else ""
+            build = m.get("matchar_build") or {}
+            out += [f"### {name}", ""]
+            out.append(
+                f"{doc.get('date')}, commit `{commit}`{dirty}; threads "
+                f"{_fmt(m.get('threads') or 'default')}; load average (1, 5, 15 min) "
+                f"{m.get('load_average')}; kernels `{build.get('cpu_level', 'n/a')}`; "
+                f"file `{Path(doc.get('_path', '')).name}`."
+            )
+            out += ["", "```bash", str(doc.get("command")), "```", ""]
+            results = doc.get("results")
+            if isinstance(results, dict):
+                results = [results]
+            if not isinstance(results, list):
+                continue
+            if results and all(isinstance(r, dict) and "stats" in r for r in results):
+                out += _benchmark_table(results)
+            else:
+                out += _script_table(results)
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
 def _main(argv: list[str]) -> int:
-    """Print the latest run of each benchmark per CPU class (``--json`` for JSON)."""
+    """Print the latest run of each benchmark per CPU class (``--json`` for JSON,
+    ``--markdown`` for the documentation page)."""
+    if "--markdown" in argv:
+        args = [a for a in argv if a != "--markdown"]
+        print(render_markdown(args[0] if args else None), end="")
+        return 0
     args = [a for a in argv if a != "--json"]
     runs = latest_runs(args[0] if args else None)
     if "--json" in argv:

@@ -12,6 +12,9 @@ fetched from the network: no intersphinx, no remote images.
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import matchar
 
 project = "matchar"
@@ -66,6 +69,25 @@ html_theme_options = {
 }
 html_static_path: list[str] = []
 html_show_sourcelink = False
+
+
+def _write_benchmark_results_page() -> None:
+    """``benchmark_results.md``: the latest run of each benchmark command per CPU class,
+    rendered from the committed results files (``benchmarks/_results.py``)."""
+    here = Path(__file__).resolve().parent
+    spec = importlib.util.spec_from_file_location(
+        "_matchar_bench_results", here.parent / "benchmarks" / "_results.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    page = module.render_markdown(here.parent / "benchmarks" / "results")
+    target = here / "benchmark_results.md"
+    if not target.exists() or target.read_text() != page:  # no rebuild when unchanged
+        target.write_text(page)
+
+
+_write_benchmark_results_page()
 
 
 def _skip_metadata_requests(app, what, name, obj, skip, options):
