@@ -1,209 +1,59 @@
-"""Reading spectrum images (EDX/EELS) from microscope files through rosettasciio."""
+"""Reading microscope files through rosettasciio: spectrum images (EDX/EELS) with their
+signals and metadata, 2-D images with their pixel size, atomic structures through ase.
+
+The spectrum-image readers are here; :func:`load_image` and :func:`load_structures`
+live in ``_io_images.py`` and the checks and error messages every loader shares in
+``_io_files.py``.
+"""
 
 from __future__ import annotations
 
 import errno
-import functools
-import importlib
 import math
-import os
 import re
-import struct
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._optional import require
+from ._io_files import (  # noqa: F401  (re-exported: one import path for users and tests)
+    _FORMAT_NAMES,
+    _IO_EXTRA_MODULES,
+    _PLUGIN_DISPLAY,
+    _PRECHECKS,
+    SPECTRUM_IMAGE_EXTENSIONS,
+    FileFormatError,
+    _cannot_read,
+    _check_bcf,
+    _check_pts,
+    _check_readable_file,
+    _format_name,
+    _load_npy,
+    _missing_module,
+    _one_line,
+    _read_head,
+    _reading,
+    _reason,
+    _rsciio_plugins,
+    _rsciio_reader,
+)
+from ._io_images import _TO_ANGSTROM, _check_2d, _pixel_size, load_image, load_structures  # noqa: F401
 
+__all__ = [
+    "SPECTRUM_IMAGE_EXTENSIONS",
+    "FileFormatError",
+    "list_signals",
+    "load_image",
+    "load_spectrum_image",
+    "load_structures",
+    "save_hspy",
+]
 
-class FileFormatError(ValueError):
-    """A file exists but cannot be read in the format its extension names: it is empty,
-    truncated, corrupt or of another format.
-
-    The message names the file and the format it was read as, e.g. ``cannot read
-    'map.bcf' as Bruker .bcf: file is truncated (166028 of 332056 bytes)``. A subclass of
-    :class:`ValueError`, so ``except ValueError`` catches it too.
-    """
-
-
-# Formats matchar reads without rosettasciio: extension -> the format's name in messages.
-_FORMAT_NAMES = {
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".npy": "NumPy .npy",
-}
-# rosettasciio plugin names that read poorly in a sentence.
-_PLUGIN_DISPLAY = {"HSPY": "HyperSpy"}
-
-
-@functools.cache
-def _rsciio_plugins() -> dict[str, dict[str, Any]]:
-    """File extension (lower case, with the dot) -> rosettasciio plugin, from
-    ``rsciio.IO_PLUGINS`` (its own registry); empty when rosettasciio is missing."""
-    try:
-        import rsciio
-    except ImportError:
-        return {}
-    out: dict[str, dict[str, Any]] = {}
-    for plugin in rsciio.IO_PLUGINS:
-        for ext in plugin.get("file_extensions", []):
-            out.setdefault("." + str(ext).lower(), plugin)
-    return out
-
-
-def _format_name(p: Path) -> str:
-    ext = p.suffix.lower()
-    plugin = _rsciio_plugins().get(ext)
-    if plugin is not None and ext not in (".png", ".jpg", ".jpeg", ".npy"):
-        return f"{_PLUGIN_DISPLAY.get(plugin['name'], plugin['name'])} {ext}"
-    return _FORMAT_NAMES.get(ext, f"{ext} file")
-
-
-def _rsciio_reader(p: Path, what: str) -> Callable[..., Any]:
-    """rosettasciio's ``file_reader`` for ``p``'s extension (ImportError without
-    rosettasciio, ValueError for an extension no plugin reads)."""
-    try:
-        import rsciio  # noqa: F401
-    except ImportError as err:
-        raise ImportError(
-            f"{what} needs rosettasciio: pip install 'matchar[io]' (or pip install rosettasciio)"
-        ) from err
-    plugin = _rsciio_plugins().get(p.suffix.lower())
-    if plugin is None:
-        raise ValueError(
-            f"{str(p)!r}: unsupported extension {p.suffix!r}; expected one that rosettasciio "
-            f"reads, e.g. {sorted(SPECTRUM_IMAGE_EXTENSIONS)}"
-        )
-    try:
-        return importlib.import_module(plugin["api"]).file_reader
-    except ImportError as err:
-        raise _missing_module(err, p, _format_name(p)) from err
-
-
-# Modules the io extra installs (rosettasciio's readers of the EDX/EELS formats).
-_IO_EXTRA_MODULES = {"rsciio", "h5py", "numba", "sparse", "tifffile", "imagecodecs"}
-
-
-def _missing_module(err: ImportError, p: Path, fmt: str) -> ImportError:
-    """An ImportError naming the module a reader needs and how to install it."""
-    name = (err.name or "").split(".")[0]
-    need = f"the module {err.name!r}" if err.name else _one_line(str(err))
-    how = (
-        "pip install 'matchar[io]'"
-        if not name or name in _IO_EXTRA_MODULES
-        else (f"pip install {name} (not in matchar[io])")
-    )
-    return ImportError(f"reading {str(p)!r} as {fmt} needs {need}: {how}")
-
-
-def _cannot_read(p: Path, fmt: str, reason: str) -> FileFormatError:
-    return FileFormatError(f"cannot read {str(p)!r} as {fmt}: {reason}")
-
-
-def _check_readable_file(p: Path, fmt: str) -> None:
-    """FileNotFoundError, IsADirectoryError or FileFormatError (empty) naming ``p``."""
-    if p.is_dir():
-        raise IsADirectoryError(
-            errno.EISDIR, f"expected a file to read as {fmt}, got a directory", str(p)
-        )
-    if not p.exists():
-        raise FileNotFoundError(errno.ENOENT, "no such file", str(p))
-    if p.stat().st_size == 0:
-        raise _cannot_read(p, fmt, "file is empty")
-
-
-def _read_head(p: Path, n: int) -> bytes:
-    with open(p, "rb") as fh:
-        return fh.read(n)
-
-
-def _check_bcf(p: Path, fmt: str) -> None:
-    # A .bcf is an SFS container: a 0x118-byte header, then n_chunks chunks of chunk_size
-    # bytes. rosettasciio's reader crashes the interpreter (or silently returns zeros) on a
-    # truncated container, so the size is checked before it runs.
-    head = _read_head(p, 0x14C)
-    if not head.startswith(b"AAMVHFSS"):
-        raise _cannot_read(p, fmt, "not a .bcf file (no SFS container signature)")
-    if len(head) < 0x14C:
-        raise _cannot_read(p, fmt, f"file is truncated ({len(head)} bytes, header incomplete)")
-    (chunk_size,) = struct.unpack("<I", head[0x128:0x12C])
-    _, _, n_chunks = struct.unpack("<III", head[0x140:0x14C])
-    expected = 0x118 + chunk_size * n_chunks
-    size = p.stat().st_size
-    if chunk_size <= 0x20 or size < expected:
-        raise _cannot_read(p, fmt, f"file is truncated ({size} of {expected} bytes)")
-
-
-def _check_pts(p: Path, fmt: str) -> None:
-    # JEOL .pts: magic 304, then the offset and length of the event stream. The reader
-    # returns nothing for a wrong magic and zeros past the end of a truncated stream.
-    head = _read_head(p, 36)
-    if len(head) < 36 or struct.unpack("<I", head[:4])[0] != 304:
-        raise _cannot_read(p, fmt, "not a JEOL .pts file (no PTS signature)")
-    data_pos, data_len = struct.unpack("<II", head[28:36])
-    expected = data_pos + data_len
-    size = p.stat().st_size
-    if size < expected:
-        raise _cannot_read(p, fmt, f"file is truncated ({size} of {expected} bytes)")
-
-
-_PRECHECKS: dict[str, Callable[[Path, str], None]] = {".bcf": _check_bcf, ".pts": _check_pts}
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _reason(err: BaseException, p: Path) -> str:
-    """Why a reader failed, in words: HDF5's own diagnosis where it has one."""
-    msg = _one_line(str(err))
-    if isinstance(err, OSError) and "truncated file" in msg:
-        return "file is truncated"
-    if isinstance(err, OSError) and "file signature not found" in msg:
-        return f"not a {p.suffix.lower()} file (not HDF5)"
-    if type(err).__name__ == "UnknownFileTypeError":  # ase.io
-        return f"ASE does not know this format ({msg}); name the file .xyz, .extxyz, .cif, ..."
-    detail = f"{type(err).__name__}: {msg}" if msg else type(err).__name__
-    return f"file is truncated, corrupt or not a {p.suffix.lower()} file ({detail})"
-
-
-@contextmanager
-def _reading(p: Path, fmt: str) -> Iterator[None]:
-    """Turn whatever a reader raises on a bad file into one FileFormatError naming it.
-
-    ImportError (a missing optional reader dependency), MemoryError, PermissionError and
-    KeyboardInterrupt pass through."""
-    try:
-        yield
-    except ImportError as err:
-        raise _missing_module(err, p, fmt) from err
-    except (FileFormatError, MemoryError, PermissionError, IsADirectoryError):
-        raise
-    except Exception as err:
-        raise _cannot_read(p, fmt, _reason(err, p)) from err
-
-
-def _load_npy(p: Path) -> np.ndarray:
-    fmt = _FORMAT_NAMES[".npy"]
-    _check_readable_file(p, fmt)
-    with _reading(p, fmt):
-        arr = np.load(p, allow_pickle=False)
-    if not isinstance(arr, np.ndarray):  # an .npz under a .npy name
-        raise _cannot_read(p, fmt, "file holds several arrays (an .npz archive?)")
-    return arr
-
-
-#: Extensions of the spectrum-image formats documented and tested with matchar (any other
-#: extension rosettasciio reads is tried too).
-SPECTRUM_IMAGE_EXTENSIONS = (".bcf", ".spx", ".emd", ".hspy", ".dm3", ".dm4", ".pts", ".spd")
+# documented and raised as matchar.io.<name>
+for _name in ("FileFormatError", "load_image", "load_structures"):
+    globals()[_name].__module__ = __name__
+del _name
 
 
 def _signal_axis(item: dict[str, Any]) -> int | None:
@@ -574,157 +424,6 @@ def load_spectrum_image(
             "original_metadata": item.get("original_metadata", {}),
         },
     )
-
-
-_TO_ANGSTROM = {"å": 1.0, "a": 1.0, "angstrom": 1.0, "nm": 10.0, "pm": 0.01, "µm": 1e4, "um": 1e4}
-
-
-def load_image(path: str | Path) -> tuple[np.ndarray, float | None, dict[str, Any]]:
-    """Load a 2-D image (e.g. HAADF STEM) and its pixel size.
-
-    ``.npy`` through NumPy, ``.png``/``.jpg`` through matplotlib (colour averaged to grey),
-    ``.tif``/``.tiff``, ``.dm3``/``.dm4``, ``.emd`` and ``.hspy`` through rosettasciio
-    (``pip install 'matchar[io]'``); the first 2-D dataset in the file is returned.
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-
-    Returns
-    -------
-    image : ndarray, shape (H, W)
-        In the file's dtype.
-    pixel_size : float or None
-        Å per pixel from the file's axes when they are calibrated in a length unit
-        (Å, nm, pm, µm) and square; None otherwise (and for .npy/.png).
-    metadata : dict
-        ``{"axes": [...], "metadata": <the reader's>}`` (empty for .npy/.png).
-
-    Raises
-    ------
-    FileNotFoundError, IsADirectoryError
-        If ``path`` does not exist or is a directory.
-    FileFormatError
-        (a :class:`ValueError`) If the file is empty, truncated, corrupt or not in the
-        format its extension names; the message names the file and the format.
-    ValueError
-        Unsupported extension, no 2-D dataset in the file.
-    ImportError
-        rosettasciio missing for a microscope format.
-
-    Example
-    -------
-    >>> import numpy as np, matchar as mc, tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "img.npy")
-    >>> np.save(path, np.zeros((8, 9)))
-    >>> image, pixel_size, _ = mc.io.load_image(path)
-    >>> image.shape, pixel_size
-    ((8, 9), None)
-    """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(errno.ENOENT, "no such file", str(p))
-    ext = p.suffix.lower()
-    fmt = _format_name(p)
-    if ext == ".npy":
-        return _check_2d(_load_npy(p), p), None, {}
-    if ext in (".png", ".jpg", ".jpeg"):
-        import matplotlib.image
-
-        _check_readable_file(p, fmt)
-        with _reading(p, fmt):
-            img = np.asarray(matplotlib.image.imread(p))
-        if img.ndim == 3 and img.shape[-1] in (3, 4):
-            img = img[..., :3].mean(axis=-1)
-        return _check_2d(img, p), None, {}
-    if ext not in _rsciio_plugins() and _rsciio_plugins():
-        raise ValueError(
-            f"{str(p)!r}: unsupported image format {ext!r}; expected .npy, .png, .jpg or a "
-            "format rosettasciio reads (.tif, .dm3/.dm4, .emd, .hspy, ...)"
-        )
-    _check_readable_file(p, fmt)
-    reader = _rsciio_reader(p, f"reading {ext} images")
-    with _reading(p, fmt):
-        items = reader(str(p))
-    items = items if isinstance(items, list) else [items]
-    for item in items:
-        data = np.asarray(item["data"])
-        if data.ndim != 2:
-            continue
-        axes = item.get("axes", [])
-        return data, _pixel_size(axes), {"axes": axes, "metadata": item.get("metadata", {})}
-    raise ValueError(f"{str(p)!r} ({fmt}) holds no 2-D image")
-
-
-def _check_2d(img: np.ndarray, p: Path) -> np.ndarray:
-    if img.ndim != 2:
-        raise ValueError(f"{str(p)!r}: expected a 2-D image, got shape {img.shape}")
-    return img
-
-
-def load_structures(path: str | Path, *, format: str | None = None) -> list[Any]:
-    """Read every structure (frame) in a file through ASE (``.xyz``, ``.extxyz``, ``.cif``,
-    ``.pdb``, ... anything :func:`ase.io.read` reads).
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-    format : str, optional
-        ASE's name of the format; default: guessed from the extension and contents.
-
-    Returns
-    -------
-    list of ase.Atoms
-        At least one frame, each with at least one atom and finite positions.
-
-    Raises
-    ------
-    FileNotFoundError, IsADirectoryError
-        If ``path`` does not exist or is a directory.
-    FileFormatError
-        (a :class:`ValueError`) If the file is empty, not in a format ASE reads, corrupt,
-        truncated, holds no structure or non-finite positions; the message names the file.
-
-    Example
-    -------
-    >>> import ase.build, ase.io, matchar as mc, tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "mols.xyz")
-    >>> ase.io.write(path, [ase.build.molecule("H2O"), ase.build.molecule("CH4")])
-    >>> [len(a) for a in mc.io.load_structures(path)]
-    [3, 5]
-    """
-    ase_io = require("ase.io", "nmr", "load_structures")
-
-    p = Path(path)
-    fmt = f"a structure file (ASE format {format!r})" if format else "a structure file"
-    ext = p.suffix.lower()
-    if not format and ext:
-        fmt = f"a structure file ({ext})"
-    _check_readable_file(p, fmt)
-    with _reading(p, fmt):
-        frames = ase_io.read(os.fspath(p), ":", format=format)
-    frames = frames if isinstance(frames, list) else [frames]
-    if not frames:
-        raise _cannot_read(p, fmt, "file holds no structure")
-    for i, atoms in enumerate(frames):
-        if len(atoms) == 0:
-            raise _cannot_read(p, fmt, f"frame {i} has no atoms")
-        if not np.isfinite(atoms.positions).all():
-            raise _cannot_read(p, fmt, f"frame {i} has non-finite (NaN or inf) positions")
-    return frames
-
-
-def _pixel_size(axes: list[dict[str, Any]]) -> float | None:
-    sizes = []
-    for a in axes[:2]:
-        factor = _TO_ANGSTROM.get(str(a.get("units", "")).strip().lower())
-        scale = a.get("scale")
-        if factor is None or scale is None or not np.isfinite(scale) or scale <= 0:
-            return None
-        sizes.append(float(scale) * factor)
-    if len(sizes) != 2 or not np.isclose(sizes[0], sizes[1], rtol=1e-3):
-        return None
-    return sizes[0]
 
 
 def save_hspy(
