@@ -1,0 +1,222 @@
+"""Checks of what the crystal classifier reads (modality, HAADF images and their pixel
+size, CBED patterns and their calibration, model-scale windows), the resampling to the
+model's pixel size, and the warnings that point at the user's call."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import warnings
+from typing import Any
+
+import numpy as np
+import scipy.ndimage
+
+from .._arrays import as_array
+from ._correlation import finite_rescaled
+from ._features import CBED_RADII, MODEL_PIXEL_SIZE, MODEL_WINDOW
+from ._refine import LATTICE_SIGNIFICANCE, first_order_peak, plausible_spacings
+
+#: Pixel sizes (Å) outside this range give a warning; outside PIXEL_SIZE_LIMITS an error.
+PIXEL_SIZE_WARN = (0.06, 0.4)
+PIXEL_SIZE_LIMITS = (0.02, 1.0)
+#: CBED calibrations (1/Å per pixel): a warning outside the first range (around the
+#: trained 0.03-0.045), an error outside the second (disks unresolved, or a pattern
+#: reaching too little of reciprocal space to hold several reflections).
+CBED_PIXEL_SIZE_WARN = (0.015, 0.06)
+CBED_PIXEL_SIZE_LIMITS = (0.003, 0.2)
+_MODALITIES = ("haadf", "cbed")
+#: HAADF images and windows whose largest |value| is outside this range are scaled
+#: exactly by a power of two first: the windows are standardized in float32, where their
+#: squares would overflow (or the 1e-6 guard against flat windows would dominate).
+HAADF_SAFE_PEAK = (2.0**-10, 2.0**40)
+#: CBED patterns are read on an absolute scale (units of the incident beam): values
+#: beyond this overflow the float32 features.
+CBED_MAX_INTENSITY = 1e30
+
+#: This subpackage's folder: warnings point at the first caller outside it.
+_HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _warn(message: str) -> None:
+    """A UserWarning pointing at the first caller outside ``matchar.imaging`` (the
+    user's call of predict or classify_map, however deep it is raised)."""
+    level, frame = 1, sys._getframe(0)
+    while frame is not None and frame.f_code.co_filename.startswith(_HERE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
+
+
+def _check_modality(modality: str) -> str:
+    if modality not in _MODALITIES:
+        raise ValueError(f"modality must be 'haadf' or 'cbed', got {modality!r}")
+    return modality
+
+
+def _check_pattern(pattern, pixel_size: float, ndim: int = 2) -> tuple[np.ndarray, float]:
+    """Validate CBED pattern(s) (last two axes) and the calibration in 1/Å per pixel."""
+    name = "pattern" if ndim == 2 else "patterns"
+    img = as_array(pattern, name, ndim=ndim)
+    if not np.all(np.isfinite(img)):
+        raise ValueError(f"{name} contains NaN or inf pixels")
+    peak = float(np.abs(img).max()) if img.size else 0.0
+    if peak > CBED_MAX_INTENSITY:
+        raise ValueError(
+            f"{name} holds values up to {peak:.3g}: CBED intensities are in units of the "
+            f"incident beam (the direct disk about 1) and must stay below "
+            f"{CBED_MAX_INTENSITY:g} (the features are computed in float32)"
+        )
+    try:
+        ps = float(pixel_size)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"pixel_size must be a number (1/Å per pixel for CBED), got {pixel_size!r}"
+        ) from exc
+    if not (math.isfinite(ps) and ps > 0):
+        raise ValueError(f"pixel_size must be a finite number > 0 (1/Å per pixel), got {ps!r}")
+    lo, hi = CBED_PIXEL_SIZE_LIMITS
+    if not lo <= ps <= hi:
+        raise ValueError(
+            f"pixel_size={ps} 1/Å per pixel is far outside the range the CBED classifier "
+            f"supports ({lo}-{hi}; CBED calibrations are reciprocal: 1/Å per pixel, "
+            "g = 1/d; trained at 0.03-0.045)"
+        )
+    h, w = img.shape[-2:]
+    half = 0.5 * min(h, w) * ps
+    if half < 0.6:
+        raise ValueError(
+            f"{name} of shape {img.shape[-2:]} at pixel_size={ps} reaches only {half:.2f} 1/Å "
+            "from the centre: at least 0.6 1/Å (a few reflections) is needed"
+        )
+    wlo, whi = CBED_PIXEL_SIZE_WARN
+    if not wlo <= ps <= whi or half < 0.8 * CBED_RADII[-1]:
+        warnings.warn(
+            f"pixel_size={ps} 1/Å per pixel with a {h}x{w} pattern (reaching {half:.2f} 1/Å) "
+            f"is outside what the CBED classifier was trained on (0.03-0.045 1/Å per pixel, "
+            f"patterns reaching {CBED_RADII[-1]} 1/Å): predictions may be unreliable",
+            UserWarning,
+            stacklevel=3,
+        )
+    return img, ps
+
+
+def _check_image(image, pixel_size: float, modality: str) -> tuple[np.ndarray, float]:
+    if _check_modality(modality) == "cbed":
+        return _check_pattern(image, pixel_size)
+    img = finite_rescaled(as_array(image, "image", ndim=2), "image", HAADF_SAFE_PEAK)
+    try:
+        ps = float(pixel_size)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"pixel_size must be a number (Å per pixel), got {pixel_size!r}") from exc
+    if not (math.isfinite(ps) and ps > 0):
+        raise ValueError(f"pixel_size must be a finite number > 0 (Å per pixel), got {ps!r}")
+    lo, hi = PIXEL_SIZE_LIMITS
+    if not lo <= ps <= hi:
+        raise ValueError(
+            f"pixel_size={ps} Å is far outside the range the classifier supports "
+            f"({lo}-{hi} Å; trained at {MODEL_PIXEL_SIZE} Å with columns 0.9-4.4 Å apart): "
+            "atomic columns would be unresolved or the window would hold under a unit cell"
+        )
+    wlo, whi = PIXEL_SIZE_WARN
+    if not wlo <= ps <= whi:
+        warnings.warn(
+            f"pixel_size={ps} Å is outside {wlo}-{whi} Å: the image is resampled to "
+            f"{MODEL_PIXEL_SIZE} Å per pixel and predictions may be unreliable",
+            UserWarning,
+            stacklevel=3,
+        )
+    return img, ps
+
+
+def _resample(img: np.ndarray, pixel_size: float) -> np.ndarray:
+    """Resample to the model pixel size (linear; Gaussian anti-aliasing when shrinking)."""
+    zoom = pixel_size / MODEL_PIXEL_SIZE
+    x = np.asarray(img, dtype=np.float32)
+    if abs(zoom - 1.0) < 1e-6:
+        return x.copy()
+    if zoom < 1.0:
+        # anti-aliasing before shrinking: sigma (input pixels) grows with the shrink factor
+        x = scipy.ndimage.gaussian_filter(x, sigma=0.5 * math.sqrt(1.0 / zoom - 1.0))
+    return scipy.ndimage.zoom(x, zoom, order=1, prefilter=False, grid_mode=False)
+
+
+def _refuse_constant(img: np.ndarray) -> None:
+    if img.min() == img.max():
+        raise ValueError("image is constant: a flat image shows no crystal to classify")
+
+
+def _check_windows(windows: Any) -> np.ndarray:
+    """Model-scale windows (N, 64, 64): finite, each scaled by a power of two into
+    :data:`HAADF_SAFE_PEAK` when outside it (the features standardize every window)."""
+    w = as_array(windows, "windows", ndim=3, allow_empty=True)
+    if w.shape[1:] != (MODEL_WINDOW, MODEL_WINDOW):
+        raise ValueError(
+            f"windows must have shape (N, {MODEL_WINDOW}, {MODEL_WINDOW}), got {w.shape}"
+        )
+    if len(w) == 0:
+        return w
+    peak = np.maximum(np.abs(w.min(axis=(1, 2))), np.abs(w.max(axis=(1, 2))))
+    bad = np.flatnonzero(~np.isfinite(peak))
+    if len(bad):
+        raise ValueError(
+            f"windows contain NaN or infinite values ({len(bad)} of {len(w)} windows, the "
+            f"first at index {bad[0]})"
+        )
+    lo, hi = HAADF_SAFE_PEAK
+    out = (peak > 0) & ((peak < lo) | (peak > hi))
+    if out.any():
+        e = np.where(out, np.frexp(peak)[1], 0)
+        w = np.ldexp(w, -e[:, None, None]).astype(w.dtype, copy=False)
+    return w
+
+
+def _pad_windows(win: np.ndarray) -> np.ndarray:
+    """Standardize + taper windows smaller than the model's, then zero-pad them."""
+    n, wm = win.shape[0], win.shape[1]
+    x = win.astype(np.float32) - win.mean(axis=(1, 2), keepdims=True)
+    x /= x.std(axis=(1, 2), keepdims=True) + np.float32(1e-6)
+    h = np.hanning(wm + 2)[1:-1].astype(np.float32)
+    x *= np.outer(h, h)
+    out = np.zeros((n, MODEL_WINDOW, MODEL_WINDOW), np.float32)
+    o = (MODEL_WINDOW - wm) // 2
+    out[:, o : o + wm, o : o + wm] = x
+    return out
+
+
+def shows_lattice(
+    clf: Any, spec: np.ndarray, shape: tuple[int, int], ps: float, what: str,
+    probabilities: np.ndarray | None = None,
+) -> bool:  # fmt: skip
+    """Whether the power spectrum (1, H, W//2+1) of an image shows lattice peaks for the
+    classes of classifier ``clf``;
+    warns when it does not (naming the class given ``probabilities``), or when its
+    first-order spacing fits no class."""
+    spacing, ratio = first_order_peak(spec, shape, ps)
+    if ratio < LATTICE_SIGNIFICANCE:
+        if probabilities is None:
+            verdict = "the classes and lattice constants of its windows mean nothing"
+        else:
+            best = int(np.argmax(probabilities))
+            verdict = (
+                f"the class ({clf.classes[best]}, p = {probabilities[best]:.2f}) and the "
+                "lattice constant mean nothing"
+            )
+        _warn(
+            f"{what} shows no lattice: its strongest FFT peak (at {spacing:.2f} Å) is only "
+            f"{ratio:.0f} times the background, where an atomic-resolution image of a "
+            f"crystal gives over {LATTICE_SIGNIFICANCE:.0f} (noise, an amorphous or "
+            f"blurred region, or a pixel size far from the true one); {verdict}"
+        )
+        return False
+    a_range = tuple(clf.metadata.get("lattice_constant_range", (2.5, 5.4)))
+    lo, hi = plausible_spacings(tuple(zip(clf._protos, clf._zones)), a_range)
+    if not lo / 1.25 <= spacing <= 1.25 * hi:
+        _warn(
+            f"the first-order lattice peak of {what}'s FFT is at a spacing of "
+            f"{spacing:.2f} Å, outside the {lo:.2f}-{hi:.2f} Å of the first-order "
+            f"spacings of every class at lattice constants "
+            f"{a_range[0]:g}-{a_range[1]:g} Å (what the network knows): check "
+            f"pixel_size ({ps:g} Å per pixel)"
+        )
+    return True
