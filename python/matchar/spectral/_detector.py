@@ -18,13 +18,9 @@ from scipy.optimize import minimize
 from scipy.special import erf
 
 from .._validation import check_choice, check_float, check_int
-from ._edx import (
-    _E_MN_KA_EV,
-    MIN_RESOLUTION_EV,
-    EDXModel,
-    _summed_spectrum,
-    _xraylib,
-)
+from ._edx import EDXModel
+from ._edx_physics import _E_MN_KA_EV, MIN_RESOLUTION_EV, _xraylib
+from ._edx_spectrum import _summed_spectrum
 
 #: Mean energy per electron-hole pair in Si (eV) and 8 ln 2 (FWHM^2 per variance):
 #: the Fano term of the peak width is ``FWHM^2 = noise^2 + 8 ln2 * F * 3.64 eV * E``.

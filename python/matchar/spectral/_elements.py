@@ -19,16 +19,15 @@ from scipy.special import erf
 from scipy.stats import chi2
 
 from .._validation import check_float, check_int
-from ._edx import (
+from ._edx_physics import (
     DETECTOR_ELEMENTS,
-    _poisson_fit,
     _shell_lines,
-    _summed_spectrum,
     _symbol,
     _xraylib,
     atomic_number,
     fwhm_keV,
 )
+from ._edx_spectrum import _poisson_fit, _summed_spectrum
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._edx import EDXModel
