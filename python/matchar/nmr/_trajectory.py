@@ -13,6 +13,10 @@ The workflow of learning shieldings on a few frames and predicting them on all o
 4. :func:`predict_trajectory` predicts every frame in one streaming pass with σ, and
    :class:`TrajectoryShifts` gives per-site time series, averages, distributions,
    autocorrelation times and the frames whose environments lie outside the training data.
+
+Kept as one module (a little over 600 lines) because it is this one workflow, step by
+step as above: reading, selecting and predicting share the trajectory handling and the
+element's SOAP environments.
 """
 
 from __future__ import annotations

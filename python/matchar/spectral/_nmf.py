@@ -1,4 +1,13 @@
-"""Non-negative matrix factorisation of spectrum images (KL / Poisson and Frobenius)."""
+"""Non-negative matrix factorisation of spectrum images (KL / Poisson and Frobenius).
+
+Kept as one module because it is one estimator: the :class:`NMF` class is about 730 of
+its lines, and its documented part alone (the class docstring and the public ``fit``,
+``fit_transform``, ``partial_fit``, ``transform``, ``inverse_transform``, ``to_signals``
+and ``plot``, which the API reference reads from the class itself) is about 500; the
+private methods hold the iterations and the streaming state those methods share. The
+helpers above the class (sparse input, deviance, NNDSVD start, memory check) are shared
+with ``PhysicsNMF`` and ``PCA``.
+"""
 
 from __future__ import annotations
 
