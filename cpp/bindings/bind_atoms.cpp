@@ -52,11 +52,11 @@ index_t centers_count(const CArray<index_t>& centers) {
 }
 
 template <class T>
-py::array_t<T> power_spectrum(const Soap& soap, const CArray<double>& positions,
-                              const CArray<int>& species, const CArray<index_t>& offsets,
-                              const CArray<double>& cells, const CArray<bool>& pbc,
-                              const CArray<index_t>& centers, bool normalize,
-                              const py::object& out_arg) {
+py::array_t<T> power_spectrum_t(const Soap& soap, const CArray<double>& positions,
+                                const CArray<int>& species, const CArray<index_t>& offsets,
+                                const CArray<double>& cells, const CArray<bool>& pbc,
+                                const CArray<index_t>& centers, bool normalize,
+                                const py::object& out_arg) {
   const auto f = frames_view(positions, species, offsets, cells, pbc);
   const index_t n = centers_count(centers);
   py::array_t<T> out;
@@ -77,6 +77,18 @@ py::array_t<T> power_spectrum(const Soap& soap, const CArray<double>& positions,
     soap.power_spectrum<T>(f, centers.data(), n, normalize, o);
   }
   return out;
+}
+
+// The features' dtype (float32 or float64) is the `dtype` argument; an `out` must have it.
+py::array power_spectrum(const Soap& soap, const CArray<double>& positions,
+                         const CArray<int>& species, const CArray<index_t>& offsets,
+                         const CArray<double>& cells, const CArray<bool>& pbc,
+                         const CArray<index_t>& centers, bool normalize, const py::object& dtype,
+                         const py::object& out) {
+  return dispatch_real_dtype(dtype, [&](auto tag) -> py::array {
+    return power_spectrum_t<typename decltype(tag)::type>(soap, positions, species, offsets, cells,
+                                                          pbc, centers, normalize, out);
+  });
 }
 
 py::array_t<double> spherical_expansion(const Soap& soap, const CArray<double>& positions,
@@ -129,12 +141,9 @@ void register_atoms(py::module_& m) {
            py::arg("scaling_exponent") = 0.0)
       .def_property_readonly("n_features", &Soap::n_features)
       .def_property_readonly("n_coefficients", &Soap::n_coefficients)
-      .def("power_spectrum_f32", &power_spectrum<float>, py::arg("positions"), py::arg("species"),
+      .def("power_spectrum", &power_spectrum, py::arg("positions"), py::arg("species"),
            py::arg("offsets"), py::arg("cells"), py::arg("pbc"), py::arg("centers"),
-           py::arg("normalize"), py::arg("out") = py::none())
-      .def("power_spectrum_f64", &power_spectrum<double>, py::arg("positions"), py::arg("species"),
-           py::arg("offsets"), py::arg("cells"), py::arg("pbc"), py::arg("centers"),
-           py::arg("normalize"), py::arg("out") = py::none())
+           py::arg("normalize"), py::arg("dtype"), py::arg("out") = py::none())
       .def("spherical_expansion", &spherical_expansion, py::arg("positions"), py::arg("species"),
            py::arg("offsets"), py::arg("cells"), py::arg("pbc"), py::arg("centers"));
 

@@ -22,8 +22,8 @@ py::array_t<int> select_shifts(int window, int n_shifts) {
 }
 
 template <class T>
-py::array_t<float> local_correlation_map(const py::array& image, int patch, int window,
-                                         const CArray<int>& shifts, int stride) {
+py::array_t<float> local_correlation_map_t(const py::array& image, int patch, int window,
+                                           const CArray<int>& shifts, int stride) {
   const auto iv = matrix_view<T>(image, "image");
   if (shifts.ndim() != 2 || shifts.shape(1) != 2)
     throw py::value_error("shifts must have shape (n_shifts, 2)");
@@ -46,9 +46,18 @@ py::array_t<float> local_correlation_map(const py::array& image, int patch, int 
   return out;
 }
 
+// The image's dtype (float32 or float64) picks the kernel; the map is float32 either way.
+py::array_t<float> local_correlation_map(const py::array& image, int patch, int window,
+                                         const CArray<int>& shifts, int stride) {
+  return dispatch_real(image, "image", [&](auto tag) {
+    return local_correlation_map_t<typename decltype(tag)::type>(image, patch, window, shifts,
+                                                                 stride);
+  });
+}
+
 template <class T>
-py::array_t<float> symmetry_map(const py::array& image, int patch, const CArray<double>& transforms,
-                                int stride) {
+py::array_t<float> symmetry_map_t(const py::array& image, int patch,
+                                  const CArray<double>& transforms, int stride) {
   const auto iv = matrix_view<T>(image, "image");
   if (transforms.ndim() != 3 || transforms.shape(1) != 2 || transforms.shape(2) != 2)
     throw py::value_error("transforms must have shape (n_transforms, 2, 2)");
@@ -71,16 +80,19 @@ py::array_t<float> symmetry_map(const py::array& image, int patch, const CArray<
   return out;
 }
 
+py::array_t<float> symmetry_map(const py::array& image, int patch, const CArray<double>& transforms,
+                                int stride) {
+  return dispatch_real(image, "image", [&](auto tag) {
+    return symmetry_map_t<typename decltype(tag)::type>(image, patch, transforms, stride);
+  });
+}
+
 }  // namespace
 
 void register_imaging(py::module_& m) {
   m.def("select_shifts", &select_shifts, py::arg("window"), py::arg("n_shifts"));
-  m.def("local_correlation_map_f32", &local_correlation_map<float>, py::arg("image"),
-        py::arg("patch"), py::arg("window"), py::arg("shifts"), py::arg("stride"));
-  m.def("local_correlation_map_f64", &local_correlation_map<double>, py::arg("image"),
-        py::arg("patch"), py::arg("window"), py::arg("shifts"), py::arg("stride"));
-  m.def("symmetry_map_f32", &symmetry_map<float>, py::arg("image"), py::arg("patch"),
-        py::arg("transforms"), py::arg("stride"));
-  m.def("symmetry_map_f64", &symmetry_map<double>, py::arg("image"), py::arg("patch"),
-        py::arg("transforms"), py::arg("stride"));
+  m.def("local_correlation_map", &local_correlation_map, py::arg("image"), py::arg("patch"),
+        py::arg("window"), py::arg("shifts"), py::arg("stride"));
+  m.def("symmetry_map", &symmetry_map, py::arg("image"), py::arg("patch"), py::arg("transforms"),
+        py::arg("stride"));
 }

@@ -19,9 +19,9 @@ using f64_c = CArray<double>;
 using i64_c = CArray<std::int64_t>;
 
 template <class T>
-py::array_t<T> render_haadf(const f64_c& columns, const i64_c& column_offsets,
-                            const i64_c& motif_index, const f64_c& params, matchar::index_t rows,
-                            matchar::index_t cols, std::uint64_t seed) {
+py::array_t<T> render_haadf_t(const f64_c& columns, const i64_c& column_offsets,
+                              const i64_c& motif_index, const f64_c& params, matchar::index_t rows,
+                              matchar::index_t cols, std::uint64_t seed) {
   if (columns.ndim() != 2 || columns.shape(1) != 3)
     throw py::value_error("columns must have shape (n_columns, 3)");
   if (column_offsets.ndim() != 1 || column_offsets.shape(0) < 2)
@@ -50,11 +50,21 @@ py::array_t<T> render_haadf(const f64_c& columns, const i64_c& column_offsets,
   return out;
 }
 
+// The images' dtype (float32 or float64) is the `dtype` argument: no input decides it.
+py::array render_haadf(const f64_c& columns, const i64_c& column_offsets, const i64_c& motif_index,
+                       const f64_c& params, matchar::index_t rows, matchar::index_t cols,
+                       std::uint64_t seed, const py::object& dtype) {
+  return dispatch_real_dtype(dtype, [&](auto tag) -> py::array {
+    return render_haadf_t<typename decltype(tag)::type>(columns, column_offsets, motif_index,
+                                                        params, rows, cols, seed);
+  });
+}
+
 template <class T>
-py::array_t<T> render_cbed(const f64_c& reflections, const i64_c& refl_offsets, const f64_c& atoms,
-                           const i64_c& atom_offsets, const f64_c& volumes,
-                           const i64_c& motif_index, const f64_c& params, matchar::index_t rows,
-                           matchar::index_t cols, std::uint64_t seed) {
+py::array_t<T> render_cbed_t(const f64_c& reflections, const i64_c& refl_offsets,
+                             const f64_c& atoms, const i64_c& atom_offsets, const f64_c& volumes,
+                             const i64_c& motif_index, const f64_c& params, matchar::index_t rows,
+                             matchar::index_t cols, std::uint64_t seed) {
   if (reflections.ndim() != 2 || reflections.shape(1) != 5)
     throw py::value_error("reflections must have shape (n_reflections, 5)");
   if (atoms.ndim() != 2 || atoms.shape(1) != 4)
@@ -91,23 +101,28 @@ py::array_t<T> render_cbed(const f64_c& reflections, const i64_c& refl_offsets, 
   return out;
 }
 
+py::array render_cbed(const f64_c& reflections, const i64_c& refl_offsets, const f64_c& atoms,
+                      const i64_c& atom_offsets, const f64_c& volumes, const i64_c& motif_index,
+                      const f64_c& params, matchar::index_t rows, matchar::index_t cols,
+                      std::uint64_t seed, const py::object& dtype) {
+  return dispatch_real_dtype(dtype, [&](auto tag) -> py::array {
+    return render_cbed_t<typename decltype(tag)::type>(reflections, refl_offsets, atoms,
+                                                       atom_offsets, volumes, motif_index, params,
+                                                       rows, cols, seed);
+  });
+}
+
 }  // namespace
 
 void register_imaging_sim(py::module_& m) {
   m.attr("HAADF_N_PARAMS") = matchar::imaging::kHaadfParams;
-  m.def("render_haadf_f32", &render_haadf<float>, py::arg("columns"), py::arg("column_offsets"),
+  m.def("render_haadf", &render_haadf, py::arg("columns"), py::arg("column_offsets"),
         py::arg("motif_index"), py::arg("params"), py::arg("rows"), py::arg("cols"),
-        py::arg("seed"));
-  m.def("render_haadf_f64", &render_haadf<double>, py::arg("columns"), py::arg("column_offsets"),
-        py::arg("motif_index"), py::arg("params"), py::arg("rows"), py::arg("cols"),
-        py::arg("seed"));
+        py::arg("seed"), py::arg("dtype"));
   m.attr("CBED_N_PARAMS") = matchar::imaging::kCbedParams;
-  m.def("render_cbed_f32", &render_cbed<float>, py::arg("reflections"), py::arg("refl_offsets"),
+  m.def("render_cbed", &render_cbed, py::arg("reflections"), py::arg("refl_offsets"),
         py::arg("atoms"), py::arg("atom_offsets"), py::arg("volumes"), py::arg("motif_index"),
-        py::arg("params"), py::arg("rows"), py::arg("cols"), py::arg("seed"));
-  m.def("render_cbed_f64", &render_cbed<double>, py::arg("reflections"), py::arg("refl_offsets"),
-        py::arg("atoms"), py::arg("atom_offsets"), py::arg("volumes"), py::arg("motif_index"),
-        py::arg("params"), py::arg("rows"), py::arg("cols"), py::arg("seed"));
+        py::arg("params"), py::arg("rows"), py::arg("cols"), py::arg("seed"), py::arg("dtype"));
   m.def("moliere_scattering_factor", &matchar::imaging::moliere_scattering_factor, py::arg("z"),
         py::arg("g"));
 }

@@ -18,13 +18,13 @@ using Vec = CArray<double>;
 using IVec = CArray<std::int64_t>;
 
 template <class T>
-py::tuple assignment_log_evidence(const py::array& mean, const py::array& var, const Vec& y,
-                                  const Vec& var_exp, const IVec& group_sizes, int offset_mode,
-                                  double offset_value, double prior_mean, double prior_std,
-                                  int method, double step_factor, double tail_nats,
-                                  int exact_group_size, int max_bp_iterations, double bp_tolerance,
-                                  int n_samples, std::uint64_t seed, int band,
-                                  double band_tolerance, int max_band, bool details) {
+py::tuple assignment_log_evidence_t(const py::array& mean, const py::array& var, const Vec& y,
+                                    const Vec& var_exp, const IVec& group_sizes, int offset_mode,
+                                    double offset_value, double prior_mean, double prior_std,
+                                    int method, double step_factor, double tail_nats,
+                                    int exact_group_size, int max_bp_iterations,
+                                    double bp_tolerance, int n_samples, std::uint64_t seed,
+                                    int band, double band_tolerance, int max_band, bool details) {
   const auto mv = matrix_view<T>(mean, "mean");
   const auto vv = matrix_view<T>(var, "var");
   if (y.ndim() != 1 || y.shape(0) != mv.cols)
@@ -91,6 +91,22 @@ py::tuple assignment_log_evidence(const py::array& mean, const py::array& var, c
   return py::make_tuple(out, marg, site, offset_mean, bands, change);
 }
 
+// mean's dtype (float32 or float64) picks the kernel; var must have the same.
+py::tuple assignment_log_evidence(const py::array& mean, const py::array& var, const Vec& y,
+                                  const Vec& var_exp, const IVec& group_sizes, int offset_mode,
+                                  double offset_value, double prior_mean, double prior_std,
+                                  int method, double step_factor, double tail_nats,
+                                  int exact_group_size, int max_bp_iterations, double bp_tolerance,
+                                  int n_samples, std::uint64_t seed, int band,
+                                  double band_tolerance, int max_band, bool details) {
+  return dispatch_real(mean, "mean", [&](auto tag) {
+    return assignment_log_evidence_t<typename decltype(tag)::type>(
+        mean, var, y, var_exp, group_sizes, offset_mode, offset_value, prior_mean, prior_std,
+        method, step_factor, tail_nats, exact_group_size, max_bp_iterations, bp_tolerance,
+        n_samples, seed, band, band_tolerance, max_band, details);
+  });
+}
+
 py::tuple permanent_marginals(const py::array& log_a, int band) {
   const auto v = matrix_view<double>(log_a, "log_a");
   if (v.rows != v.cols || v.rows < 1) throw py::value_error("log_a must be square, non-empty");
@@ -124,20 +140,13 @@ double log_permanent(const py::array& log_a, bool bethe, int max_iterations, dou
 }  // namespace
 
 void register_nmr(py::module_& m) {
-  m.def("assignment_log_evidence_f32", &assignment_log_evidence<float>, py::arg("mean"),
-        py::arg("var"), py::arg("y"), py::arg("var_exp"), py::arg("group_sizes"),
-        py::arg("offset_mode"), py::arg("offset_value"), py::arg("prior_mean"),
-        py::arg("prior_std"), py::arg("method"), py::arg("step_factor"), py::arg("tail_nats"),
-        py::arg("exact_group_size"), py::arg("max_bp_iterations"), py::arg("bp_tolerance"),
-        py::arg("n_samples"), py::arg("seed"), py::arg("band") = 0,
-        py::arg("band_tolerance") = 1e-3, py::arg("max_band") = 7, py::arg("details") = false);
-  m.def("assignment_log_evidence_f64", &assignment_log_evidence<double>, py::arg("mean"),
-        py::arg("var"), py::arg("y"), py::arg("var_exp"), py::arg("group_sizes"),
-        py::arg("offset_mode"), py::arg("offset_value"), py::arg("prior_mean"),
-        py::arg("prior_std"), py::arg("method"), py::arg("step_factor"), py::arg("tail_nats"),
-        py::arg("exact_group_size"), py::arg("max_bp_iterations"), py::arg("bp_tolerance"),
-        py::arg("n_samples"), py::arg("seed"), py::arg("band") = 0,
-        py::arg("band_tolerance") = 1e-3, py::arg("max_band") = 7, py::arg("details") = false);
+  m.def("assignment_log_evidence", &assignment_log_evidence, py::arg("mean"), py::arg("var"),
+        py::arg("y"), py::arg("var_exp"), py::arg("group_sizes"), py::arg("offset_mode"),
+        py::arg("offset_value"), py::arg("prior_mean"), py::arg("prior_std"), py::arg("method"),
+        py::arg("step_factor"), py::arg("tail_nats"), py::arg("exact_group_size"),
+        py::arg("max_bp_iterations"), py::arg("bp_tolerance"), py::arg("n_samples"),
+        py::arg("seed"), py::arg("band") = 0, py::arg("band_tolerance") = 1e-3,
+        py::arg("max_band") = 7, py::arg("details") = false);
   m.def("permanent_marginals", &permanent_marginals, py::arg("log_a"), py::arg("band") = -1);
   m.def("log_permanent", &log_permanent, py::arg("log_a"), py::arg("bethe") = false,
         py::arg("max_iterations") = 300, py::arg("tolerance") = 1e-10);

@@ -8,7 +8,9 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 
+#include "arrays.hpp"
 #include "matchar/spectral/nmf.hpp"
 
 namespace matchar::bindings {
@@ -16,11 +18,6 @@ namespace matchar::bindings {
 namespace py = pybind11;
 namespace sp = matchar::spectral;
 using matchar::index_t;
-
-template <class T>
-struct Tag {
-  using type = T;
-};
 
 // Calls f(Tag<TX>{}) for the dtype of the dense counts array X.
 template <class F>
@@ -35,13 +32,11 @@ auto dispatch_counts(const py::array& X, F&& f) {
                         std::string(py::str(dt)));
 }
 
-// Calls f(Tag<T>{}) for the dtype of a factor (float32 or float64), named in errors.
+// Calls f(Tag<T>{}) for the dtype of a factor (float32 or float64), named in errors
+// (a TypeError otherwise, as for every binding: arrays.hpp's dispatch_real).
 template <class F>
 auto dispatch_factor(const py::array& W, F&& f, const char* name = "W") {
-  if (W.dtype().equal(py::dtype::of<float>())) return f(Tag<float>{});
-  if (W.dtype().equal(py::dtype::of<double>())) return f(Tag<double>{});
-  throw py::value_error(std::string(name) + " must have dtype float32 or float64, got " +
-                        std::string(py::str(W.dtype())));
+  return dispatch_real(W, name, std::forward<F>(f));
 }
 
 template <class T>

@@ -1,8 +1,15 @@
 # Hand-kept stubs for matchar's compiled core. Keep in sync with cpp/bindings/.
-from typing import Any
+from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
 from numpy.typing import NDArray
+
+# The kernels bound once for float32 and float64 dispatch on the dtype of their deciding
+# array (a TypeError for any other dtype), or take a `dtype` argument when no input
+# decides it.
+_F = TypeVar("_F", np.float32, np.float64)
+_Float32 = type[np.float32] | np.dtype[np.float32] | Literal["float32"]
+_Float64 = type[np.float64] | np.dtype[np.float64] | Literal["float64"]
 
 __version__: str
 
@@ -18,37 +25,19 @@ class _GPModule:
     """matchar._core.gp (a submodule at run time)."""
 
     @staticmethod
-    def kernel_row_scales_f32(
-        X: NDArray[np.float32], normalize: bool, name: str
-    ) -> NDArray[np.float32]: ...
+    def kernel_row_scales(X: NDArray[_F], normalize: bool, name: str) -> NDArray[_F]: ...
     @staticmethod
-    def kernel_row_scales_f64(
-        X: NDArray[np.float64], normalize: bool, name: str
-    ) -> NDArray[np.float64]: ...
-    @staticmethod
-    def scale_and_power_f32(
-        block: NDArray[np.float32],
-        row_scale: NDArray[np.float32],
-        col_scale: NDArray[np.float32],
+    def scale_and_power(
+        block: NDArray[_F],
+        row_scale: NDArray[_F],
+        col_scale: NDArray[_F],
         zeta: int,
         threads: int = 0,
     ) -> None: ...
     @staticmethod
-    def scale_and_power_f64(
-        block: NDArray[np.float64],
-        row_scale: NDArray[np.float64],
-        col_scale: NDArray[np.float64],
-        zeta: int,
-        threads: int = 0,
-    ) -> None: ...
-    @staticmethod
-    def polynomial_kernel_f32(
-        X: NDArray[np.float32], Y: NDArray[np.float32] | None, zeta: int, normalize: bool
-    ) -> NDArray[np.float32]: ...
-    @staticmethod
-    def polynomial_kernel_f64(
-        X: NDArray[np.float64], Y: NDArray[np.float64] | None, zeta: int, normalize: bool
-    ) -> NDArray[np.float64]: ...
+    def polynomial_kernel(
+        X: NDArray[_F], Y: NDArray[_F] | None, zeta: int, normalize: bool
+    ) -> NDArray[_F]: ...
 
 gp: _GPModule
 
@@ -58,24 +47,17 @@ class _ImagingModule:
     @staticmethod
     def select_shifts(window: int, n_shifts: int) -> NDArray[np.int32]: ...
     @staticmethod
-    def local_correlation_map_f32(
-        image: NDArray[np.float32], patch: int, window: int, shifts: NDArray[np.int32], stride: int
+    def local_correlation_map(
+        image: NDArray[_F], patch: int, window: int, shifts: NDArray[np.int32], stride: int
     ) -> NDArray[np.float32]: ...
     @staticmethod
-    def local_correlation_map_f64(
-        image: NDArray[np.float64], patch: int, window: int, shifts: NDArray[np.int32], stride: int
-    ) -> NDArray[np.float32]: ...
-    @staticmethod
-    def symmetry_map_f32(
-        image: NDArray[np.float32], patch: int, transforms: NDArray[np.float64], stride: int
-    ) -> NDArray[np.float32]: ...
-    @staticmethod
-    def symmetry_map_f64(
-        image: NDArray[np.float64], patch: int, transforms: NDArray[np.float64], stride: int
+    def symmetry_map(
+        image: NDArray[_F], patch: int, transforms: NDArray[np.float64], stride: int
     ) -> NDArray[np.float32]: ...
     HAADF_N_PARAMS: int
+    @overload
     @staticmethod
-    def render_haadf_f32(
+    def render_haadf(
         columns: NDArray[np.float64],
         column_offsets: NDArray[np.int64],
         motif_index: NDArray[np.int64],
@@ -83,9 +65,11 @@ class _ImagingModule:
         rows: int,
         cols: int,
         seed: int,
+        dtype: _Float32,
     ) -> NDArray[np.float32]: ...
+    @overload
     @staticmethod
-    def render_haadf_f64(
+    def render_haadf(
         columns: NDArray[np.float64],
         column_offsets: NDArray[np.int64],
         motif_index: NDArray[np.int64],
@@ -93,10 +77,12 @@ class _ImagingModule:
         rows: int,
         cols: int,
         seed: int,
+        dtype: _Float64,
     ) -> NDArray[np.float64]: ...
     CBED_N_PARAMS: int
+    @overload
     @staticmethod
-    def render_cbed_f32(
+    def render_cbed(
         reflections: NDArray[np.float64],
         refl_offsets: NDArray[np.int64],
         atoms: NDArray[np.float64],
@@ -107,9 +93,11 @@ class _ImagingModule:
         rows: int,
         cols: int,
         seed: int,
+        dtype: _Float32,
     ) -> NDArray[np.float32]: ...
+    @overload
     @staticmethod
-    def render_cbed_f64(
+    def render_cbed(
         reflections: NDArray[np.float64],
         refl_offsets: NDArray[np.int64],
         atoms: NDArray[np.float64],
@@ -120,6 +108,7 @@ class _ImagingModule:
         rows: int,
         cols: int,
         seed: int,
+        dtype: _Float64,
     ) -> NDArray[np.float64]: ...
     @staticmethod
     def moliere_scattering_factor(z: float, g: float) -> float: ...
@@ -149,7 +138,8 @@ class _Soap:
     def n_features(self) -> int: ...
     @property
     def n_coefficients(self) -> int: ...
-    def power_spectrum_f32(
+    @overload
+    def power_spectrum(
         self,
         positions: NDArray[np.float64],
         species: NDArray[np.int32],
@@ -158,9 +148,11 @@ class _Soap:
         pbc: NDArray[np.bool_],
         centers: NDArray[np.int64],
         normalize: bool,
+        dtype: _Float32,
         out: NDArray[np.float32] | None = None,
     ) -> NDArray[np.float32]: ...
-    def power_spectrum_f64(
+    @overload
+    def power_spectrum(
         self,
         positions: NDArray[np.float64],
         species: NDArray[np.int32],
@@ -169,6 +161,7 @@ class _Soap:
         pbc: NDArray[np.bool_],
         centers: NDArray[np.int64],
         normalize: bool,
+        dtype: _Float64,
         out: NDArray[np.float64] | None = None,
     ) -> NDArray[np.float64]: ...
     def spherical_expansion(
@@ -205,33 +198,9 @@ class _NMRModule:
     """matchar._core.nmr (a submodule at run time)."""
 
     @staticmethod
-    def assignment_log_evidence_f32(
-        mean: NDArray[np.float32],
-        var: NDArray[np.float32],
-        y: NDArray[np.float64],
-        var_exp: NDArray[np.float64],
-        group_sizes: NDArray[np.int64],
-        offset_mode: int,
-        offset_value: float,
-        prior_mean: float,
-        prior_std: float,
-        method: int,
-        step_factor: float,
-        tail_nats: float,
-        exact_group_size: int,
-        max_bp_iterations: int,
-        bp_tolerance: float,
-        n_samples: int,
-        seed: int,
-        band: int = 0,
-        band_tolerance: float = 1e-3,
-        max_band: int = 7,
-        details: bool = False,
-    ) -> tuple[Any, ...]: ...
-    @staticmethod
-    def assignment_log_evidence_f64(
-        mean: NDArray[np.float64],
-        var: NDArray[np.float64],
+    def assignment_log_evidence(
+        mean: NDArray[_F],
+        var: NDArray[_F],
         y: NDArray[np.float64],
         var_exp: NDArray[np.float64],
         group_sizes: NDArray[np.int64],

@@ -490,10 +490,10 @@ def test_normalize_and_chunked_callback_and_out():
     calc = soap._core()[0]
     args, samples = soap._prepare(frames[:1], None)
     with pytest.raises(ValueError, match="out must be a writeable C-contiguous"):
-        calc.power_spectrum_f64(*args, samples[:, :2].copy(), False, np.empty((9, 3)))
+        calc.power_spectrum(*args, samples[:, :2].copy(), False, np.float64, np.empty((9, 3)))
     with pytest.raises(ValueError, match="out must be a writeable C-contiguous"):
-        calc.power_spectrum_f64(
-            *args, samples[:, :2].copy(), False, np.empty((9, X.shape[1]), np.float32)
+        calc.power_spectrum(
+            *args, samples[:, :2].copy(), False, np.float64, np.empty((9, X.shape[1]), np.float32)
         )
 
 

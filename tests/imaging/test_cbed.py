@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -13,7 +14,10 @@ from matchar import _core
 from matchar.imaging._cbed import cbed_motif, cbed_params, zolz_reflections
 from matchar.imaging._simulate import ZONE_AXES, projected_cell
 
-RENDER = {np.float32: _core.imaging.render_cbed_f32, np.float64: _core.imaging.render_cbed_f64}
+# the kernel at each output dtype (the binding's dtype argument)
+RENDER = {
+    dt: functools.partial(_core.imaging.render_cbed, dtype=dt) for dt in (np.float32, np.float64)
+}
 A0 = 0.529177210903
 
 
@@ -166,10 +170,10 @@ def test_kernel_batch_non_contiguous_and_mixed_motifs():
     refl_nc = np.asfortranarray(refl)
     params_nc = np.concatenate([params, params], axis=1)[:, ::2]
     params_nc[:] = params  # strided view with the right values
-    out = _core.imaging.render_cbed_f64(refl_nc, ro, atoms, ao, vol, idx, params_nc, 31, 33, 0)
+    out = RENDER[np.float64](refl_nc, ro, atoms, ao, vol, idx, params_nc, 31, 33, 0)
     assert out.shape == (3, 31, 33)
     for n, m in enumerate(idx):
-        one = _core.imaging.render_cbed_f64(
+        one = RENDER[np.float64](
             refl[ro[m] : ro[m + 1]],
             np.array([0, ro[m + 1] - ro[m]]),
             atoms[ao[m] : ao[m + 1]],
@@ -449,7 +453,7 @@ def test_kernel_rejects_bad_tables():
     off = np.array([0, len(refl)], np.int64)
     aoff = np.array([0, len(atoms)], np.int64)
     one = np.zeros(1, np.int64)
-    r = _core.imaging.render_cbed_f64
+    r = RENDER[np.float64]
     with pytest.raises(ValueError, match="motif_index"):
         r(refl, off, atoms, aoff, np.array([vol]), np.ones(1, np.int64), p, 8, 8, 0)
     bad = atoms.copy()

@@ -364,5 +364,5 @@ def test_misaligned_shift_array_is_copied_not_read_misaligned():
     raw[1:] = shifts.reshape(-1).view(np.uint8)
     odd = np.frombuffer(raw.data, dtype=np.int32, count=shifts.size, offset=1).reshape(shifts.shape)
     assert not odd.flags.aligned and np.array_equal(odd, shifts)
-    f = _core.imaging.local_correlation_map_f64
+    f = _core.imaging.local_correlation_map
     np.testing.assert_array_equal(f(image, 3, 4, odd, 1), f(image, 3, 4, shifts, 1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import threadpoolctl
@@ -17,7 +19,10 @@ from matchar.imaging._simulate import (
     projected_cell,
 )
 
-RENDER = {np.float32: _core.imaging.render_haadf_f32, np.float64: _core.imaging.render_haadf_f64}
+# the kernel at each output dtype (the binding's dtype argument)
+RENDER = {
+    dt: functools.partial(_core.imaging.render_haadf, dtype=dt) for dt in (np.float32, np.float64)
+}
 
 
 def reference_render(columns, p, rows, cols):
@@ -93,17 +98,17 @@ def test_batch_mixes_motifs_and_is_thread_independent():
             for n, k in enumerate(idx)
         ]
     )
-    a = _core.imaging.render_haadf_f32(cols, offs, idx, params, 32, 32, 11)
+    a = RENDER[np.float32](cols, offs, idx, params, 32, 32, 11)
     with threadpoolctl.threadpool_limits(1, user_api="openmp"):
-        b = _core.imaging.render_haadf_f32(cols, offs, idx, params, 32, 32, 11)
+        b = RENDER[np.float32](cols, offs, idx, params, 32, 32, 11)
     np.testing.assert_array_equal(a, b)
     # image n depends only on (seed, n) and its own parameters
-    one = _core.imaging.render_haadf_f32(cols, offs, idx[:2], params[:2], 32, 32, 11)
+    one = RENDER[np.float32](cols, offs, idx[:2], params[:2], 32, 32, 11)
     np.testing.assert_array_equal(one, a[:2])
     # the noise-free part of each image matches its motif rendered alone
     clean = params.copy()
     clean[:, 8] = clean[:, 10] = clean[:, 11] = clean[:, 12] = 0.0
-    c = _core.imaging.render_haadf_f64(cols, offs, idx, clean, 32, 32, 0)
+    c = RENDER[np.float64](cols, offs, idx, clean, 32, 32, 0)
     for n, k in enumerate(idx):
         ref = reference_render(cells[k].columns, clean[n], 32, 32)
         np.testing.assert_allclose(c[n], ref, rtol=1e-9, atol=1e-9)
@@ -239,7 +244,7 @@ def test_kernel_rejects_bad_tables():
     p = haadf_params(cell, 4.0, 0.0, 0.2)[None]
     cols = cell.columns
     off = np.array([0, len(cols)])
-    r = _core.imaging.render_haadf_f32
+    r = RENDER[np.float32]
     with pytest.raises(ValueError, match="motif_index"):
         r(cols, off, np.array([1], np.int64), p, 8, 8, 0)
     bad = p.copy()
@@ -269,12 +274,10 @@ def test_non_contiguous_tables_and_float_dtypes():
     wide[0, ::2] = p  # a strided (non-contiguous) view
     cols_f = np.asfortranarray(cols)
     args = (np.array([0, len(cols)]), np.zeros(1, np.int64))
-    ref = _core.imaging.render_haadf_f64(cols, *args, p[None], 21, 19, 0)
-    got = _core.imaging.render_haadf_f64(cols_f, *args, wide[:, ::2], 21, 19, 0)
+    ref = RENDER[np.float64](cols, *args, p[None], 21, 19, 0)
+    got = RENDER[np.float64](cols_f, *args, wide[:, ::2], 21, 19, 0)
     np.testing.assert_array_equal(got, ref)
-    got32 = _core.imaging.render_haadf_f32(
-        cols_f.astype(np.float32), *args, wide[:, ::2], 21, 19, 0
-    )
+    got32 = RENDER[np.float32](cols_f.astype(np.float32), *args, wide[:, ::2], 21, 19, 0)
     np.testing.assert_allclose(got32, ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(wide[0, ::2], p)  # the caller's table is untouched
 
@@ -289,7 +292,7 @@ def test_ctrl_c_interrupts_render(ctrl_c):
         n = 60000
         p = np.tile(haadf_params(cell, 2.5, 0.0, 0.25, dose=20.0), (n, 1))
         """,
-        "_core.imaging.render_haadf_f32(cell.columns, np.array([0, 1]), np.zeros(n, np.int64), "
-        "p, 64, 64, 0)",
+        "_core.imaging.render_haadf(cell.columns, np.array([0, 1]), np.zeros(n, np.int64), "
+        "p, 64, 64, 0, np.float32)",
         wait=1.5,
     )

@@ -460,7 +460,6 @@ class SOAP:
             else:
                 chunks = iter(lambda: list(itertools.islice(iterator, chunk)), [])
             n_chunks = None
-        name = "power_spectrum_f32" if self.dtype == np.float32 else "power_spectrum_f64"
 
         if out is not None:
             if not isinstance(out, np.ndarray) or out.dtype != self.dtype or out.ndim != 2:
@@ -477,7 +476,7 @@ class SOAP:
             if len(frame_chunk) == 0:
                 break
             args, samples = self._prepare(frame_chunk, centers, first_frame)
-            fns = [getattr(calc, name) for calc in self._core()]
+            fns = [calc.power_spectrum for calc in self._core()]
             if out is not None and (out.shape[1] != self.n_features or not out.flags.c_contiguous):
                 raise ValueError(
                     f"out must be C-contiguous with {self.n_features} columns, got "
@@ -492,9 +491,9 @@ class SOAP:
                 target = None
                 if out is not None and callback is None:
                     target = out[row : row + len(samples)]  # written in place by C++
-                X = fns[0](*args, cen, self.normalize, target)
+                X = fns[0](*args, cen, self.normalize, self.dtype, target)
             else:
-                X = np.hstack([fn(*args, cen, False) for fn in fns])
+                X = np.hstack([fn(*args, cen, False, self.dtype) for fn in fns])
                 if self.normalize:
                     norm = np.linalg.norm(X, axis=1, keepdims=True)
                     np.divide(X, norm, out=X, where=norm > 0)
@@ -572,12 +571,11 @@ class SOAP:
             or (pairs[:, 1] >= counts[pairs[:, 0]]).any()
         ):
             raise ValueError("atoms holds a (frame, atom) pair outside the frames")
-        name = "power_spectrum_f32" if self.dtype == np.float32 else "power_spectrum_f64"
-        fns = [getattr(calc, name) for calc in self._core()]
+        fns = [calc.power_spectrum for calc in self._core()]
         cen = np.ascontiguousarray(pairs, dtype=np.int64)
         if len(fns) == 1:
-            return fns[0](*args, cen, self.normalize, None)
-        X = np.hstack([fn(*args, cen, False) for fn in fns])
+            return fns[0](*args, cen, self.normalize, self.dtype, None)
+        X = np.hstack([fn(*args, cen, False, self.dtype) for fn in fns])
         if self.normalize:
             norm = np.linalg.norm(X, axis=1, keepdims=True)
             np.divide(X, norm, out=X, where=norm > 0)

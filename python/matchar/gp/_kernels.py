@@ -77,7 +77,7 @@ def polynomial_kernel(
     X_ = as_array(X, "X", ndim=2)
     if Y is None or Y is X:
         # The Gram matrix: symmetric, so the core computes half of it and mirrors.
-        K = _kernel_fn(X_.dtype)(X_, None, zeta_int, bool(normalize))
+        K = _core.gp.polynomial_kernel(X_, None, zeta_int, bool(normalize))
         return K if normalize else _check_range(K, X_, X_, zeta_int)
     Y_ = as_array(Y, "Y", ndim=2)
     if X_.shape[1] != Y_.shape[1]:
@@ -92,7 +92,7 @@ def polynomial_kernel(
     if n * m * d >= _BLAS_MIN_WORK and n > 0 and m > 0 and d > 0:
         K = _blas_kernel(X_, Y_, zeta_int, bool(normalize))
     else:
-        K = _kernel_fn(dtype)(X_, Y_, zeta_int, bool(normalize))
+        K = _core.gp.polynomial_kernel(X_, Y_, zeta_int, bool(normalize))
     return K if normalize else _check_range(K, X_, Y_, zeta_int)
 
 
@@ -173,9 +173,8 @@ def _blas_kernel(
     pass over X and Y, which also rejects NaN/inf) and the scale-and-power epilogue run
     in C++. No normalised copies of X or Y are made. ``sy``: Y's row scales when they
     are already known (a prepared, fixed Y such as a GP's sparse points)."""
-    f32 = X.dtype == np.float32
-    scales = _core.gp.kernel_row_scales_f32 if f32 else _core.gp.kernel_row_scales_f64
-    epilogue = _core.gp.scale_and_power_f32 if f32 else _core.gp.scale_and_power_f64
+    scales = _core.gp.kernel_row_scales  # both dispatch on the dtype (float32 / float64)
+    epilogue = _core.gp.scale_and_power
     sx = scales(X, normalize, "X")
     sy = scales(Y, normalize, "Y") if sy is None else sy
     n, m, d = X.shape[0], Y.shape[0], X.shape[1]
@@ -210,15 +209,10 @@ def _blas_kernel(
     return out
 
 
-def _kernel_fn(dtype: np.dtype):
-    return _core.gp.polynomial_kernel_f32 if dtype == np.float32 else _core.gp.polynomial_kernel_f64
-
-
 def row_scales(Y: np.ndarray, normalize: bool = True) -> np.ndarray:
     """Row scales of Y (m, d) as the kernel uses them: ``1/|y|`` (0 for zero rows) with
     ``normalize``, else 1. Rejects NaN/inf."""
-    f = _core.gp.kernel_row_scales_f32 if Y.dtype == np.float32 else _core.gp.kernel_row_scales_f64
-    return f(Y, normalize, "Y")
+    return _core.gp.kernel_row_scales(Y, normalize, "Y")
 
 
 def prepared_kernel(
@@ -238,7 +232,7 @@ def prepared_kernel(
     if n * m * d >= _BLAS_MIN_WORK and n > 0 and m > 0 and d > 0:
         K = _blas_kernel(X_, Y, zeta, normalize, sy=sy)
     else:
-        K = _kernel_fn(Y.dtype)(X_, Y, zeta, normalize)
+        K = _core.gp.polynomial_kernel(X_, Y, zeta, normalize)
     return K if normalize else _check_range(K, X_, Y, zeta)
 
 

@@ -334,12 +334,7 @@ def simulate_cbed(
     refl, atoms, volume = cbed_motif(prototype, zone, math.ceil(reach * a), z)
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
-    render = (
-        _core.imaging.render_cbed_f32
-        if np.dtype(dtype) == np.float32
-        else _core.imaging.render_cbed_f64
-    )
-    out = render(
+    out = _core.imaging.render_cbed(
         refl,
         np.array([0, len(refl)], dtype=np.int64),
         atoms,
@@ -350,5 +345,6 @@ def simulate_cbed(
         rows,
         cols,
         int(seed) % (1 << 64),
+        dtype,
     )
     return out[0]

@@ -354,9 +354,4 @@ def local_correlation_map(
         method = lcm_cost(patch, window, len(shift_arr), stride)["best"]
     if method == "fft":
         return _fft_map(img, patch, window, shift_arr, stride), shift_arr
-    fn = (
-        _core.imaging.local_correlation_map_f32
-        if img.dtype == np.float32
-        else _core.imaging.local_correlation_map_f64
-    )
-    return fn(img, patch, window, shift_arr, stride), shift_arr
+    return _core.imaging.local_correlation_map(img, patch, window, shift_arr, stride), shift_arr

@@ -112,7 +112,7 @@ class WindowGenerator:
             )
         seed = int(rng.integers(0, 2**63))
         size = MODEL_WINDOW + 2 * _NUISANCE_MARGIN if self.nuisance else MODEL_WINDOW
-        img = _core.imaging.render_haadf_f32(
+        img = _core.imaging.render_haadf(
             self.columns,
             self.offsets,
             cls.astype(np.int64),
@@ -120,6 +120,7 @@ class WindowGenerator:
             size,
             size,
             seed,
+            np.float32,
         )
         if self.nuisance:
             img = microscope_nuisance(img, rng, dose=d)
@@ -438,8 +439,8 @@ class CbedGenerator:
         for zi in np.unique(z):
             sel = np.flatnonzero(z == zi)
             atoms[:, 3] = zi
-            out[sel] = _core.imaging.render_cbed_f32(
+            out[sel] = _core.imaging.render_cbed(
                 self.reflections, self.refl_offsets, atoms, self.atom_offsets, self.volumes,
-                cls[sel].astype(np.int64), params[sel], rows, cols, seed + int(zi),
+                cls[sel].astype(np.int64), params[sel], rows, cols, seed + int(zi), np.float32,
             )  # fmt: skip
         return out, ps, cls, a, rot

@@ -498,12 +498,7 @@ def simulate_haadf(
     columns = column_weights(cell, a, z)
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
-    render = (
-        _core.imaging.render_haadf_f32
-        if np.dtype(dtype) == np.float32
-        else _core.imaging.render_haadf_f64
-    )
-    out = render(
+    out = _core.imaging.render_haadf(
         columns,
         np.array([0, len(columns)], dtype=np.int64),
         np.zeros(1, dtype=np.int64),
@@ -511,6 +506,7 @@ def simulate_haadf(
         rows,
         cols,
         int(seed) % (1 << 64),
+        dtype,
     )
     return out[0]
 

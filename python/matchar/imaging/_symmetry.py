@@ -132,9 +132,4 @@ def symmetry_map(
     _core.check_allocation(side[0] * side[1] * len(transforms), 4, "symmetry_map output")
     _core.check_allocation(H * W, 8, "symmetry_map centred image")
     img = finite_rescaled(img, constant=CONSTANT_IMAGE)
-    fn = (
-        _core.imaging.symmetry_map_f32
-        if img.dtype == np.float32
-        else _core.imaging.symmetry_map_f64
-    )
-    return fn(img, patch, transforms, stride), names
+    return _core.imaging.symmetry_map(img, patch, transforms, stride), names
