@@ -9,6 +9,8 @@
 // R pixels, the block's H accumulator is read and written once per R pixels, and W H is
 // never stored. Portable GCC/Clang vector extensions of the width of the target's
 // registers (16 bytes SSE/NEON, 32 AVX2, 64 AVX-512); R from the register budget.
+// The vector layer is nmf_simd_impl.hpp; the residual scan's kernels, which share this
+// file's dispatch table, are residual_scan_impl.hpp.
 #ifndef MATCHAR_ISA
 #error "define MATCHAR_ISA (the namespace of this level's kernels) before including"
 #endif
@@ -25,131 +27,11 @@
 
 #include "nmf_blocked.hpp"
 
+#include "nmf_simd_impl.hpp"
+#include "residual_scan_impl.hpp"
+
 namespace matchar::spectral::detail::MATCHAR_ISA {
 namespace {
-
-// The target's vector registers: bytes each and how many.
-#if defined(__AVX512F__)
-constexpr int kVecBytes = 64, kVecRegs = 32;
-#elif defined(__AVX__)
-constexpr int kVecBytes = 32, kVecRegs = 16;
-#elif defined(__aarch64__)
-constexpr int kVecBytes = 16, kVecRegs = 32;
-#else
-constexpr int kVecBytes = 16, kVecRegs = 16;
-#endif
-
-template <class T, int Bytes>
-struct Simd {
-  using I1 = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
-  typedef T V __attribute__((vector_size(Bytes)));
-  typedef I1 I __attribute__((vector_size(Bytes)));
-  static constexpr int n = Bytes / static_cast<int>(sizeof(T));
-  static V splat(T s) { return V{} + s; }
-};
-
-template <class T>
-using SimdT = Simd<T, kVecBytes>;
-
-template <class To, class From>
-inline To bitcast(const From& v) {
-  static_assert(sizeof(To) == sizeof(From));
-  To out;
-  std::memcpy(&out, &v, sizeof out);
-  return out;
-}
-
-template <class V, class T>
-inline V vload(const T* p) {
-  V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <class V, class T>
-inline void vstore(T* p, const V& v) {
-  std::memcpy(p, &v, sizeof v);
-}
-template <class V>
-inline double hsum(const V& v) {
-  double s = 0.0;
-  for (std::size_t j = 0; j < sizeof(V) / sizeof(v[0]); ++j) s += static_cast<double>(v[j]);
-  return s;
-}
-
-// The natural logarithm of positive normal numbers on every lane, branch-free: exponent
-// from the bits, mantissa m in [sqrt(1/2), sqrt(2)), log m = 2 atanh((m - 1) / (m + 1))
-// by its series (to s^9 in float, relative error < 1e-6; to s^15 in double, < 1e-13).
-template <class T>
-inline typename SimdT<T>::V vlog(typename SimdT<T>::V v) {
-  using S = SimdT<T>;
-  using V = typename S::V;
-  using I = typename S::I;
-  I bits = bitcast<I>(v);
-  if constexpr (sizeof(T) == 4) {
-    const I e = ((bits >> 23) & 0xff) - 127;
-    bits = (bits & 0x007FFFFF) | 0x3F800000;
-    V m = bitcast<V>(bits);
-    const V high = m > S::splat(1.41421356f) ? S::splat(1.0f) : V{};
-    m *= 1.0f - 0.5f * high;
-    const V s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
-    const V p = s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9))));
-    return (__builtin_convertvector(e, V) + high) * 0.6931471805599453f + 2.0f * s * (1.0f + p);
-  } else {
-    const I e = ((bits >> 52) & 0x7ff) - 1023;
-    bits = (bits & 0x000FFFFFFFFFFFFFll) | 0x3FF0000000000000ll;
-    V m = bitcast<V>(bits);
-    const V high = m > S::splat(1.4142135623730951) ? S::splat(1.0) : V{};
-    m *= 1.0 - 0.5 * high;
-    const V s = (m - 1.0) / (m + 1.0), s2 = s * s;
-    const V p =
-        s2 * (1.0 / 3 +
-              s2 * (1.0 / 5 +
-                    s2 * (1.0 / 7 +
-                          s2 * (1.0 / 9 + s2 * (1.0 / 11 + s2 * (1.0 / 13 + s2 * (1.0 / 15)))))));
-    return (__builtin_convertvector(e, V) + high) * 0.6931471805599453 + 2.0 * s * (1.0 + p);
-  }
-}
-
-// max(a, b) per lane (b where a is NaN). x86's max instructions have exactly these
-// semantics; GCC does not always find them for the comparison (a compare and a blend).
-template <class V>
-inline V vmax(V a, V b) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(V) == 64) {
-    // GCC's _mm512_max_ps warns about its own _mm512_undefined_ps: the builtin directly.
-#if defined(__GNUC__) && !defined(__clang__)
-    if constexpr (sizeof(a[0]) == 4)
-      return (V)__builtin_ia32_maxps512_mask((__v16sf)a, (__v16sf)b, (__v16sf)a, (__mmask16)-1,
-                                             _MM_FROUND_CUR_DIRECTION);
-    else
-      return (V)__builtin_ia32_maxpd512_mask((__v8df)a, (__v8df)b, (__v8df)a, (__mmask8)-1,
-                                             _MM_FROUND_CUR_DIRECTION);
-#else
-    if constexpr (sizeof(a[0]) == 4)
-      return (V)_mm512_max_ps((__m512)a, (__m512)b);
-    else
-      return (V)_mm512_max_pd((__m512d)a, (__m512d)b);
-#endif
-  }
-#endif
-#if defined(__AVX__)
-  if constexpr (sizeof(V) == 32) {
-    if constexpr (sizeof(a[0]) == 4)
-      return (V)_mm256_max_ps((__m256)a, (__m256)b);
-    else
-      return (V)_mm256_max_pd((__m256d)a, (__m256d)b);
-  }
-#endif
-#if defined(__SSE2__)
-  if constexpr (sizeof(V) == 16) {
-    if constexpr (sizeof(a[0]) == 4)
-      return (V)_mm_max_ps((__m128)a, (__m128)b);
-    else
-      return (V)_mm_max_pd((__m128d)a, (__m128d)b);
-  }
-#endif
-  return a > b ? a : b;
-}
 
 // Rows per register group: the R x K partial sums of a group stay in registers beside
 // R loss (or sum of squares) vectors and ~4 temporaries (the logarithm's); the K vectors
@@ -725,73 +607,6 @@ bool hals_small(const HalsBlockArgs<T>& s) {
     default:
       return false;
   }
-}
-
-// The residual scan's arithmetic (ScanKernels; the algorithm is described in
-// anomaly.hpp and anomaly.cpp).
-void scan_expectation(const double* __restrict w, index_t K, const double* __restrict Hb,
-                      index_t ld, index_t Cb, double* __restrict mu) {
-  for (index_t c = 0; c < Cb; ++c) mu[c] = 0.0;
-  for (index_t k = 0; k < K; ++k) {
-    const double wk = w[k];
-    const double* __restrict h = Hb + k * ld;
-    for (index_t c = 0; c < Cb; ++c) mu[c] += wk * h[c];
-  }
-}
-
-void scan_add(double* __restrict dst, const double* __restrict src, index_t n) {
-  for (index_t i = 0; i < n; ++i) dst[i] += src[i];
-}
-
-void scan_windows(const double* __restrict x, const double* __restrict mu, index_t Cb,
-                  const index_t* windows, int n_windows, double* __restrict cx,
-                  double* __restrict cm, double* __restrict ub, double* SM, std::int32_t* wc) {
-  cx[0] = cm[0] = 0.0;
-  for (index_t c = 0; c < Cb; ++c) {
-    cx[c + 1] = cx[c] + x[c];
-    cm[c + 1] = cm[c] + mu[c];
-  }
-  double best = -1.0, S_best = 0.0, M_best = 1.0;
-  std::int32_t w_best = 0, c_best = 0;
-  for (int jw = 0; jw < n_windows; ++jw) {
-    const index_t w = windows[jw], n = Cb - w + 1;
-    // log y <= y - 1 bounds G by 2 d^2 / M (d = S - M > 0; 0 without an excess): a
-    // branch-free pass for the bounds (with a margin for rounding), then the logarithm
-    // only where G can win
-    for (index_t s = 0; s < n; ++s) {
-      const double m = cm[s + w] - cm[s];
-      const double M = m > 1e-12 ? m : 1e-12;
-      const double d = (cx[s + w] - cx[s]) - M;
-      ub[s] = d > 0.0 ? (2.0 + 1e-12) * d * d / M : 0.0;
-    }
-    double g_max = -1.0, S_max = 0.0, M_max = 1.0;
-    index_t s_max = 0;
-    for (index_t s = 0; s < n; ++s) {
-      if (ub[s] <= g_max) continue;
-      const double S = cx[s + w] - cx[s];
-      const double m = cm[s + w] - cm[s];
-      const double M = m > 1e-12 ? m : 1e-12;
-      const double d = S - M;
-      const double g = d > 0.0 ? 2.0 * (S * __builtin_log(S / M) - d) : 0.0;
-      if (g > g_max) {
-        g_max = g;
-        S_max = S;
-        M_max = M;
-        s_max = s;
-      }
-    }
-    if (g_max > best) {
-      best = g_max;
-      S_best = S_max;
-      M_best = M_max;
-      w_best = jw;
-      c_best = static_cast<std::int32_t>(s_max);
-    }
-  }
-  SM[0] = S_best;
-  SM[1] = M_best;
-  wc[0] = w_best;
-  wc[1] = c_best;
 }
 
 const BlockedTable kTable{
