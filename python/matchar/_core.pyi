@@ -194,9 +194,85 @@ class _AtomsModule:
 
 atoms: _AtomsModule
 
+class _OffsetMode:
+    """matchar._core.nmr.OffsetMode (a pybind11 enum): how the reference offset is treated."""
+
+    Marginal: _OffsetMode
+    Profile: _OffsetMode
+    Fixed: _OffsetMode
+    def __init__(self, value: int) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+    def __int__(self) -> int: ...
+
+class _AssignmentMethod:
+    """matchar._core.nmr.AssignmentMethod (a pybind11 enum)."""
+
+    Enumerate: _AssignmentMethod
+    Quadrature: _AssignmentMethod
+    Bethe: _AssignmentMethod
+    Sampling: _AssignmentMethod
+    Banded: _AssignmentMethod
+    def __init__(self, value: int) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+    def __int__(self) -> int: ...
+
+class _OffsetSpec:
+    """matchar._core.nmr.OffsetSpec: the reference offset's mode and values."""
+
+    mode: _OffsetMode
+    value: float
+    prior_mean: float
+    prior_std: float
+    def __init__(
+        self,
+        *,
+        mode: _OffsetMode = ...,
+        value: float = 0.0,
+        prior_mean: float = 0.0,
+        prior_std: float = ...,
+    ) -> None: ...
+
+class _QuadratureOptions:
+    """matchar._core.nmr.QuadratureOptions: tuning of the non-enumerating methods."""
+
+    step_factor: float
+    tail_nats: float
+    exact_group_size: int
+    max_bp_iterations: int
+    bp_tolerance: float
+    n_samples: int
+    seed: int
+    band: int
+    band_tolerance: float
+    max_band: int
+    def __init__(
+        self,
+        *,
+        step_factor: float = 0.7,
+        tail_nats: float = 45.0,
+        exact_group_size: int = 8,
+        max_bp_iterations: int = 300,
+        bp_tolerance: float = 1e-10,
+        n_samples: int = 2000,
+        seed: int = 0,
+        band: int = 0,
+        band_tolerance: float = 1e-3,
+        max_band: int = 7,
+    ) -> None: ...
+
 class _NMRModule:
     """matchar._core.nmr (a submodule at run time)."""
 
+    OffsetMode: type[_OffsetMode]
+    AssignmentMethod: type[_AssignmentMethod]
+    OffsetSpec: type[_OffsetSpec]
+    QuadratureOptions: type[_QuadratureOptions]
     @staticmethod
     def assignment_log_evidence(
         mean: NDArray[_F],
@@ -204,21 +280,9 @@ class _NMRModule:
         y: NDArray[np.float64],
         var_exp: NDArray[np.float64],
         group_sizes: NDArray[np.int64],
-        offset_mode: int,
-        offset_value: float,
-        prior_mean: float,
-        prior_std: float,
-        method: int,
-        step_factor: float,
-        tail_nats: float,
-        exact_group_size: int,
-        max_bp_iterations: int,
-        bp_tolerance: float,
-        n_samples: int,
-        seed: int,
-        band: int = 0,
-        band_tolerance: float = 1e-3,
-        max_band: int = 7,
+        offset: _OffsetSpec,
+        method: _AssignmentMethod,
+        options: _QuadratureOptions,
         details: bool = False,
     ) -> tuple[Any, ...]: ...
     @staticmethod

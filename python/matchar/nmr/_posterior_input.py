@@ -10,10 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from .. import _core
 from .._arrays import as_array
 
 _LOG_2PI = math.log(2.0 * math.pi)
-_OFFSET_MODES = {"marginalize": 0, "fit": 1}
+_OffsetMode = _core.nmr.OffsetMode
+_OFFSET_MODES = {"marginalize": _OffsetMode.Marginal, "fit": _OffsetMode.Profile}
 #: Largest magnitude (ppm, after ``slope``) the evidence is computed at, per dtype: larger
 #: shifts, standard deviations and offsets are rescaled by a power of two (and the
 #: evidence corrected exactly), so that their squares stay finite.
@@ -42,7 +44,9 @@ def _real_scalar(x: Any, name: str) -> float:
     return v
 
 
-def _parse_offset(offset: Any, offset_prior: Any, name: str) -> tuple[int, float, float, float]:
+def _parse_offset(
+    offset: Any, offset_prior: Any, name: str
+) -> tuple[_OffsetMode, float, float, float]:
     if isinstance(offset, str):
         if offset not in _OFFSET_MODES:
             raise ValueError(
@@ -51,10 +55,10 @@ def _parse_offset(offset: Any, offset_prior: Any, name: str) -> tuple[int, float
             )
         mode, value = _OFFSET_MODES[offset], 0.0
     else:
-        mode, value = 2, _real_scalar(offset, f"{name}: offset")
+        mode, value = _OffsetMode.Fixed, _real_scalar(offset, f"{name}: offset")
     prior_mean, prior_std = 0.0, math.inf
     if offset_prior is not None:
-        if mode != 0:
+        if mode != _OffsetMode.Marginal:
             raise ValueError(f"{name}: offset_prior only applies to offset='marginalize'")
         try:
             m, s = offset_prior
@@ -219,16 +223,16 @@ def _prepare_nucleus(
     y_kept = scale * y[kept]
     off = (off[0], off[1] * scale, off[2] * scale, off[3] * scale)
     log_prior_density = 0.0
-    if off[0] == 0 and math.isfinite(off[3]):
+    if off[0] == _OffsetMode.Marginal and math.isfinite(off[3]):
         resolution = 1.0 / math.sqrt(float((1.0 / (var + var_exp[None, :])).sum(axis=1).max()))
         reach = resolution + float(np.abs(y_kept).max()) + float(np.abs(mean).max()) + abs(off[2])
         if off[3] < _DELTA_PRIOR * resolution:
             # far below the data's resolution of the offset: its limit, a known offset
-            off = (2, off[2], 0.0, math.inf)
+            off = (_OffsetMode.Fixed, off[2], 0.0, math.inf)
         elif off[3] * _DELTA_PRIOR > reach:
             # far wider than any offset the data allow: a flat prior times its density
             log_prior_density = -math.log(off[3] / scale) - 0.5 * _LOG_2PI
-            off = (0, 0.0, 0.0, math.inf)
+            off = (_OffsetMode.Marginal, 0.0, 0.0, math.inf)
     zero = (var == 0.0) & (var_exp[None, :] == 0.0)
     if zero.any():
         c, p = np.argwhere(zero)[0]

@@ -13,17 +13,24 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from ._posterior_input import _LOG_2PI, _Nucleus
+from ._posterior_input import _LOG_2PI, _Nucleus, _OffsetMode
 
-_METHODS = {"exact": 0, "quadrature": 1, "bethe": 2, "sampling": 3, "banded": 4}
+_Method = _core.nmr.AssignmentMethod
+_METHODS = {
+    "exact": _Method.Enumerate,
+    "quadrature": _Method.Quadrature,
+    "bethe": _Method.Bethe,
+    "sampling": _Method.Sampling,
+    "banded": _Method.Banded,
+}
 # (step_factor, tail_nats, max BP iterations, BP tolerance): exact quadrature needs the
 # fine grid (error ~exp(-2 pi^2 / 0.7^2) ~ 1e-17); the approximations are far coarser.
 # The banded grid (1.5: error ~exp(-2 pi^2 / 1.5^2) ~ 2e-4 relative) is finer than its band error.
 _QUADRATURE = {
-    1: (0.7, 45.0, 300, 1e-10),
-    2: (1.5, 25.0, 100, 1e-7),
-    3: (1.5, 25.0, 100, 1e-7),
-    4: (1.5, 25.0, 100, 1e-7),
+    _Method.Quadrature: (0.7, 45.0, 300, 1e-10),
+    _Method.Bethe: (1.5, 25.0, 100, 1e-7),
+    _Method.Sampling: (1.5, 25.0, 100, 1e-7),
+    _Method.Banded: (1.5, 25.0, 100, 1e-7),
 }
 #: largest assignment group that ``method="quadrature"`` (exact permanents) accepts
 MAX_QUADRATURE_GROUP = 20
@@ -125,7 +132,7 @@ def _unscale(terms: NucleusTerms, nuc: _Nucleus) -> NucleusTerms:
         return terms
     log_s = math.log(s)
     n = terms.experimental.shape[0]
-    flat = nuc.offset[0] == 0 and math.isinf(nuc.offset[3])
+    flat = nuc.offset[0] == _OffsetMode.Marginal and math.isinf(nuc.offset[3])
     shift = (n - 1 if flat else n) * log_s + nuc.log_prior_density
     site = None if terms.site_log_likelihood is None else terms.site_log_likelihood + log_s
     extra = None if terms.offset_log_term is None else terms.offset_log_term + shift - n * log_s
@@ -153,10 +160,10 @@ def _given_assignment(nuc: _Nucleus) -> NucleusTerms:
     mode, value, prior_mean, prior_std = nuc.offset
     W = w.sum(axis=1)
     S1 = (w * rc).sum(axis=1)
-    if mode == 2:
+    if mode == _OffsetMode.Fixed:
         b = np.full(mean.shape[0], value) - c0[:, 0]
         extra = np.zeros(mean.shape[0])
-    elif mode == 1:
+    elif mode == _OffsetMode.Profile:
         b = S1 / W
         extra = np.zeros(mean.shape[0])
     elif math.isinf(prior_std):
@@ -207,7 +214,7 @@ def _marginal_assignment(
     kmax = int(gsizes.max())
     mode = nuc.offset[0]
     if method == "auto":
-        if mode == 1:
+        if mode == _OffsetMode.Profile:
             method = "exact"
         else:
             method = "quadrature" if kmax <= AUTO_EXACT_GROUP else "banded"
@@ -227,48 +234,46 @@ def _marginal_assignment(
             f"{nuc.name}: method='quadrature' handles assignment groups of up to "
             f"{MAX_QUADRATURE_GROUP} peaks, got {kmax}; use method='banded'"
         )
-    if mode == 1 and method != "exact":
+    if mode == _OffsetMode.Profile and method != "exact":
         raise ValueError(
             f"{nuc.name}: offset='fit' with assignment='marginalize' needs method='exact' "
             "(the offset is fitted per assignment); or use offset='marginalize'"
         )
     _, value, prior_mean, prior_std = nuc.offset
-    fn = _core.nmr.assignment_log_evidence  # dispatches on the dtype of mean
+    offset = _core.nmr.OffsetSpec(
+        mode=mode, value=value, prior_mean=prior_mean, prior_std=prior_std
+    )
     args = (
         nuc.mean[:, perm],
         nuc.var[:, perm],
         np.ascontiguousarray(nuc.y[perm]),
         np.ascontiguousarray(nuc.var_exp[perm]),
         gsizes,
-        mode,
-        value,
-        prior_mean,
-        prior_std,
+        offset,
     )
 
     def call(name: str, want: bool) -> Any:
-        code = _METHODS[name]
-        step, tail, iters, tol = _QUADRATURE.get(code, _QUADRATURE[1])
-        return fn(
-            *args,
-            code,
-            step,
-            tail,
-            int(exact_group_size),
-            iters,
-            tol,
-            int(n_samples),
-            int(seed),
+        kernel_method = _METHODS[name]
+        step, tail, iters, tol = _QUADRATURE.get(kernel_method, _QUADRATURE[_Method.Quadrature])
+        options = _core.nmr.QuadratureOptions(
+            step_factor=step,
+            tail_nats=tail,
+            exact_group_size=int(exact_group_size),
+            max_bp_iterations=iters,
+            bp_tolerance=tol,
+            n_samples=int(n_samples),
+            seed=int(seed),
             band=0 if band is None else int(band),
             band_tolerance=BAND_TOLERANCE,
             max_band=MAX_BAND,
-            details=want,
         )
+        # dispatches on the dtype of mean (float32 or float64)
+        return _core.nmr.assignment_log_evidence(*args, kernel_method, options, details=want)
 
     # Marginals and per-site terms come from the quadrature methods; "exact" and
     # "sampling" take them from the exact quadrature (or the banded one for big groups).
     in_kernel = method in ("quadrature", "bethe", "banded")
-    want = details and mode != 1
+    want = details and mode != _OffsetMode.Profile
     logz, marg, site, b_mean, bands, change = call(method, want and in_kernel)
     if want and not in_kernel:
         _, marg, site, b_mean, _, _ = call(
