@@ -12,22 +12,44 @@ stay chunked); every reduction checks that the rows of all chunks add up to N, s
 chunk that is missing can never pass silently; a failure inside the cluster (a worker
 lost beyond what the scheduler recovers) raises ``RuntimeError`` naming the iteration,
 and the estimator keeps no partial result of that fit.
+
+This module is the client's side (the chunked cube and factors, the iterations submitted
+and their results awaited); the tasks that run on the workers, and the reductions of
+their statistics, are in ``_dask_tasks.py``.
 """
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections import deque
 from typing import Any
 
 import numpy as np
 
-from .. import _core
-from .._threads import task_threads
-from ._input import as_spectrum_matrix
+from ._dask_tasks import _CHECKED as _CHECKED
+from ._dask_tasks import DaskFailure as DaskFailure
+from ._dask_tasks import (
+    _check_total,
+    _first,
+    _gather_rows,
+    _reduce,
+    _reduce_pairs,
+    _second,
+    _task_deviance,
+    _task_frobenius,
+    _task_gram,
+    _task_kl,
+    _task_nndsvd_norms,
+    _task_nndsvd_w,
+    _task_penalty,
+    _task_physics,
+    _task_project,
+    _task_sum_values,
+    _task_sums,
+    _task_w_only,
+    _unpair,
+)
+from ._dask_tasks import _chunk_matrix as _chunk_matrix
 
-_EPS = float(np.finfo(np.float32).eps)
 # Iterations the client submits ahead of the last finished one (distributed scheduler).
 _LOOKAHEAD = 3
 # Up to this many chunks, and maps of at most _DIRECT_BYTES in all, every chunk task
@@ -35,7 +57,6 @@ _LOOKAHEAD = 3
 # reduces the components itself; beyond, one reduction task over the statistics.
 _DIRECT_CHUNKS = 16
 _DIRECT_BYTES = 32 * 2**20
-_TINY = float(np.finfo(np.float64).eps)
 
 
 def is_dask_input(X: Any) -> bool:
@@ -53,10 +74,6 @@ def _lib():
             "dask input needs dask: pip install 'matchar[dask]' (dask[array], distributed)"
         ) from err
     return dask, da
-
-
-class DaskFailure(RuntimeError):
-    """The dask computation of an iteration failed (e.g. a worker was lost)."""
 
 
 def _compute(what: str, *objs):
@@ -87,270 +104,6 @@ def _persist(what: str, *objs):
         ) from err
 
 
-# -- tasks (top-level functions: they travel to the workers by pickle) ---------------------
-def _unpair(a):
-    """A factor piece or the components as a task received them: the array itself, or
-    the first item of the (array, statistics) result of the task that made it (the next
-    iteration's tasks take those results whole, with no getter task in between)."""
-    return a[0] if isinstance(a, tuple) else a
-
-
-def _al(a):
-    """Arrays unpickled from a message may be unaligned: the kernels need aligned ones."""
-    return None if a is None else np.require(_unpair(a), requirements=["A", "C"])
-
-
-# Chunks already validated in this worker, keyed by the id of the chunk object, each with
-# its aligned copy when the chunk itself is misaligned (None: the chunk is used as it is).
-# An entry is dropped when its chunk object is freed (weakref callback): an iterative fit
-# over a persisted cube validates (and aligns) every chunk once, not on every iteration.
-_CHECKED: dict[int, tuple[weakref.ref, np.ndarray | None]] = {}
-_CHECKED_LOCK = threading.Lock()
-
-
-def _chunk_matrix(x: np.ndarray) -> np.ndarray:
-    """Validate one chunk like in-memory input (NaN/inf/negative -> ValueError).
-
-    A chunk deserialised from a message (e.g. a cube scattered from the client, then
-    persisted) can sit at an odd address while C-contiguous; the kernels need aligned
-    data, and ``np.ascontiguousarray`` does not fix that: such a chunk is copied. Copying
-    or scanning 10^7-10^8 values on every iteration would cost as much as the pass itself,
-    so both happen once per chunk object: dask chunks are immutable.
-    """
-    if not isinstance(x, np.ndarray):
-        return as_spectrum_matrix(x, "X (a dask chunk)", allow_sparse=False).X
-    key = id(x)
-    with _CHECKED_LOCK:
-        hit = _CHECKED.get(key)
-    if hit is not None and hit[0]() is x:
-        return x if hit[1] is None else hit[1]
-    src = x if x.flags.aligned else np.require(x, requirements=["A", "C"])
-    X = as_spectrum_matrix(src, "X (a dask chunk)", allow_sparse=False).X
-    if X is not x and np.may_share_memory(X, x):
-        return X  # a view would keep the chunk alive from the cache: not cached
-    try:
-        ref = weakref.ref(x, lambda _r, k=key: _CHECKED.pop(k, None))
-    except TypeError:  # pragma: no cover - ndarrays support weak references
-        return X
-    with _CHECKED_LOCK:
-        _CHECKED[key] = (ref, None if X is x else X)
-    return X
-
-
-@task_threads
-def _task_sums(x, r, c):
-    X = _chunk_matrix(x)
-    rows, cols, sumsq = _core.spectral.weighted_sums(X, _al(r), _al(c))
-    return rows, cols, sumsq, X.shape[0]
-
-
-@task_threads
-def _task_gram(x, r, c, V, offset):
-    X = _chunk_matrix(x)
-    Z, s = _core.spectral.weighted_gram_apply(X, _al(r), _al(c), _al(V), _al(offset))
-    return Z, s, X.shape[0]
-
-
-@task_threads
-def _task_project(x, r, c, V, offset):
-    return _core.spectral.weighted_project(_chunk_matrix(x), _al(r), _al(c), _al(V), _al(offset))
-
-
-def _components(H, prev):
-    """The components a chunk task works with: an array, the (H, loss) result of a
-    reduction task, or the list of the previous iteration's (maps, (statistics, H))
-    results of every chunk, reduced here (each task of the iteration computes the same
-    H, summing the chunks in the same order)."""
-    if isinstance(H, list):
-        return _reduce_pairs(prev, *H)[0]
-    return _al(H)
-
-
-@task_threads
-def _task_kl(x, W, H, prev, pm, cm, with_loss):
-    """One chunk's KL pass: (W_new, ((loss, numerator, colsum, rows), H used))."""
-    X = _chunk_matrix(x)
-    H = _components(H, prev)
-    value, W_new, num, colsum = _core.spectral.nmf_kl_stats(
-        X, _al(W), H, _al(pm), _al(cm), with_loss
-    )
-    return W_new, ((float(value), num, colsum, X.shape[0]), H)
-
-
-@task_threads
-def _task_frobenius(x, W, H, prev, pm, cm, sweeps):
-    """One chunk's HALS pass: (W_new, ((sum x², WᵀX, WᵀW, rows), H used))."""
-    X = _chunk_matrix(x)
-    H = _components(H, prev)
-    sumsq, W_new, WtX, WtW = _core.spectral.nmf_hals_stats(X, _al(W), H, _al(pm), _al(cm), sweeps)
-    return W_new, ((float(sumsq), WtX, WtW, X.shape[0]), H)
-
-
-def _gather_rows(lo, hi, starts, *parts):
-    """Rows [lo, hi) of a factor from the consecutive pieces ``parts`` starting at
-    ``starts`` (global row indices)."""
-    out = [
-        np.asarray(_unpair(p))[max(lo - s0, 0) : max(min(hi - s0, len(_unpair(p))), 0)]
-        for s0, p in zip(starts, parts)
-    ]
-    return np.concatenate(out, axis=0)
-
-
-def _grid_neighbours(A, prev, nxt, start, nav_shape):
-    """Neighbour sums (n, K) float64 and counts (n, 1) of the chunk rows [start, start+n)
-    of the flattened pixel grid, with the rows just before (``prev``) and after (``nxt``)
-    the chunk — the same sums as PhysicsNMF's in-memory ``neighbour_sums``."""
-    n = A.shape[0]
-    ext = np.concatenate([prev, A, nxt], axis=0).astype(np.float64)
-    e0 = start - len(prev)
-    N = int(np.prod(nav_shape))
-    w = nav_shape[1] if len(nav_shape) == 2 else N
-    g = np.arange(start, start + n)
-    s = np.zeros((n, A.shape[1]))
-    d = np.zeros((n, 1))
-    steps = [(-1, (g % w) > 0), (1, (g % w) < w - 1)]
-    if len(nav_shape) == 2:
-        steps += [(-w, g - w >= 0), (w, g + w < N)]
-    for step, ok in steps:  # order as neighbour_sums: up, down, left, right
-        s[ok] += ext[g[ok] + step - e0]
-        d[ok] += 1
-    return s, d
-
-
-def _grid_penalty(A, nxt, start, nav_shape):
-    """0.5 Σ (a_i - a_j)² over the grid edges from the chunk's pixels to the right and
-    downwards (each edge counted once across chunks)."""
-    n = A.shape[0]
-    ext = np.concatenate([A, nxt], axis=0).astype(np.float64)
-    N = int(np.prod(nav_shape))
-    w = nav_shape[1] if len(nav_shape) == 2 else N
-    g = np.arange(start, start + n)
-    total = 0.0
-    steps = [(1, ((g % w) < w - 1) & (g + 1 < N))]
-    if len(nav_shape) == 2:
-        steps.append((w, g + w < N))
-    for step, ok in steps:
-        i = g[ok] - start
-        total += float(((ext[i] - ext[i + step]) ** 2).sum())
-    return 0.5 * total
-
-
-@task_threads
-def _task_physics(x, A, H, s, sparsity, eps, simplex_h, pm, cm, with_loss, lap=None):
-    """PhysicsNMF's pass over one chunk: the maps update (with the surrogates of the
-    sparsity and Laplacian penalties and the per-pixel simplex when asked) and the KL
-    statistics of the components, plus the chunk's penalties of the input maps.
-    ``lap``: (smoothness, rows before, rows after, first row, nav_shape) or None."""
-    X = _chunk_matrix(x)
-    A, H = _al(A), _al(H)
-    lappen = 0.0
-    if s is None:
-        value, A_new, num, colsum = _core.spectral.nmf_kl_stats(
-            X, A, H, _al(pm), _al(cm), with_loss
-        )
-    else:  # surrogate_terms of PhysicsNMF, chunk by chunk
-        beta = np.empty(A.shape, dtype=np.float64)
-        beta[:] = s[None, :]
-        q = 0.0
-        if sparsity > 0:
-            beta += sparsity / (A.astype(np.float64) + eps)
-        if lap is not None:
-            smoothness, prev, nxt, start, nav_shape = lap
-            nb, deg = _grid_neighbours(A, prev, nxt, start, nav_shape)
-            sigma = 8.0 if len(nav_shape) == 2 else 4.0
-            beta -= smoothness * ((sigma - deg) * A + nb)
-            q = smoothness * sigma
-            if with_loss:
-                lappen = _grid_penalty(A, nxt, start, nav_shape)
-        value, A_new, num, colsum = _core.spectral.physics_kl_pass(
-            X, A, H, beta, q, simplex_h, _al(pm), _al(cm), with_loss
-        )
-    logpen = 0.0
-    if with_loss and sparsity > 0:
-        logpen = float(np.log(A.astype(np.float64) + eps).sum())
-    return A_new, (float(value), logpen, num, colsum, X.shape[0], lappen)
-
-
-def _task_penalty(A, nxt, start, nav_shape):
-    return _grid_penalty(np.asarray(_unpair(A)), nxt, start, nav_shape)
-
-
-@task_threads
-def _task_w_only(x, W, H, loss, with_loss):
-    X = _chunk_matrix(x)
-    if loss == "kl":  # the loss of the input state, as nmf_update's
-        value, W_new, _, _ = _core.spectral.nmf_kl_stats(X, _al(W), _al(H), None, None, with_loss)
-    else:  # the loss of (W_new, H)
-        value, W_new, _ = _core.spectral.nmf_update(
-            loss, X, _al(W), _al(H), None, None, False, True
-        )
-    return W_new, (float(value), X.shape[0])
-
-
-def _check_total(counts, n_total: int, what: str) -> None:
-    got = int(sum(counts))
-    if got != n_total:
-        raise DaskFailure(
-            f"{what}: the chunks covered {got} pixels instead of {n_total}; refusing to "
-            "return a result computed from part of the data"
-        )
-
-
-def _reduce(spec, *results):
-    """(H_new, loss) from every chunk's (statistics, H used) of one iteration.
-    ``spec``: ("kl", N, None, 1) or ("frobenius", N, channel mask, sweeps)."""
-    stats, H = [r[0] for r in results], results[0][1]
-    if spec[0] == "kl":
-        return _reduce_kl(H, spec[1], *stats)
-    return _reduce_frobenius(H, spec[2], spec[3], spec[1], *stats)
-
-
-def _reduce_pairs(spec, *pairs):
-    """:func:`_reduce` of the chunk tasks' whole (maps, (statistics, H)) results."""
-    return _reduce(spec, *[p[1] for p in pairs])
-
-
-def _reduce_kl(H, n_total, *stats):
-    """The KL components update from the chunks' statistics: (H_new, loss)."""
-    _check_total([s[3] for s in stats], n_total, "an NMF iteration")
-    H = _al(H)
-    num = np.sum([s[1] for s in stats], axis=0)
-    colsum = np.sum([s[2] for s in stats], axis=0)
-    den = np.where(colsum == 0, _EPS, colsum)
-    # As kl_update: the quotient rounded to the factor dtype, then the product.
-    H_new = H * (num / den[:, None]).astype(H.dtype)
-    H_new[H_new < _TINY] = 0
-    return H_new, float(sum(s[0] for s in stats))
-
-
-def _reduce_frobenius(H, cm, sweeps, n_total, *stats):
-    """``sweeps`` HALS sweeps of the columns of H from the chunks' statistics (as
-    hals_update's H half): (H_new, the loss of (W_new, H_new))."""
-    _check_total([s[3] for s in stats], n_total, "an NMF iteration")
-    H = _al(H)
-    sumsq = sum(s[0] for s in stats)
-    WtX = np.sum([s[1] for s in stats], axis=0)  # K x C
-    WtW = np.sum([s[2] for s in stats], axis=0)  # K x K
-    Hd = H.astype(np.float64)
-    for _ in range(sweeps):
-        for k in range(Hd.shape[0]):  # coordinate k of every column at once
-            if WtW[k, k] != 0:
-                Hd[k] = np.maximum(Hd[k] - (WtW[k] @ Hd - WtX[k]) / WtW[k, k], 0.0)
-    H_new = Hd.astype(H.dtype)
-    Hc = H_new.astype(np.float64)
-    if cm is not None:
-        Hc = Hc[:, cm.astype(bool)]
-        WtX = WtX[:, cm.astype(bool)]
-    cross = float(np.sum(Hc * WtX))
-    quad = float(np.sum(WtW * (Hc @ Hc.T)))
-    return H_new, max(0.5 * (sumsq - 2.0 * cross + quad), 0.0)
-
-
-def _task_sum_values(n_total, *stats):
-    _check_total([s[1] for s in stats], n_total, "a map update")
-    return float(sum(s[0] for s in stats))
-
-
 class _Pending:
     """The components (index 0) or the loss (index 1) of an iteration still being
     computed. ``task``: what the next iteration's chunk tasks take as their H — the
@@ -379,49 +132,6 @@ def _wait_futures(futures) -> None:
     from distributed import wait
 
     wait(futures)
-
-
-@task_threads
-def _task_deviance(x, W, H, pm, cm):
-    return _core.spectral.poisson_deviance(_chunk_matrix(x), _al(W), _al(H), _al(pm), _al(cm))
-
-
-@task_threads
-def _task_nndsvd_norms(x, Vt, S):
-    U = _core.spectral.weighted_project(
-        _chunk_matrix(x), None, None, _al(np.ascontiguousarray(Vt.T))
-    )
-    U = U.astype(np.float64) / np.where(S > 0, S, 1.0)
-    pos, neg = np.maximum(U, 0), np.minimum(U, 0)
-    return U, ((pos**2).sum(0), (neg**2).sum(0))
-
-
-def _task_nndsvd_w(U, S, Vt, xpn, xnn, avg, fill, dtype):
-    k = U.shape[1]
-    W = np.zeros((U.shape[0], k))
-    W[:, 0] = np.sqrt(S[0]) * np.abs(U[:, 0])
-    for j in range(1, k):
-        x, y = U[:, j], Vt[j]
-        yp, yn = np.maximum(y, 0), np.abs(np.minimum(y, 0))
-        ypn, ynn = np.linalg.norm(yp), np.linalg.norm(yn)
-        mp, mn = xpn[j] * ypn, xnn[j] * ynn
-        if mp > mn:
-            u, sigma = np.maximum(x, 0) / xpn[j], mp
-        else:
-            u, sigma = np.abs(np.minimum(x, 0)) / max(xnn[j], 1e-300), mn
-        W[:, j] = np.sqrt(S[j] * sigma) * u
-    W[W < 1e-6] = 0
-    if fill:
-        W[W == 0] = avg
-    return W.astype(dtype)
-
-
-def _first(t):
-    return t[0]
-
-
-def _second(t):
-    return t[1]
 
 
 # -- the chunked spectrum image ---------------------------------------------------------------
