@@ -17,7 +17,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._arrays import as_array
+from .._moved import forward_private
 from .._validation import check_float, check_int
+from . import _posterior_allowed, _posterior_input, _posterior_terms
 from ._posterior_allowed import MAX_ENUMERATED as MAX_ENUMERATED
 from ._posterior_allowed import _constrained_assignment, _parse_allowed
 from ._posterior_input import _Nucleus, _per_nucleus, _prepare_nucleus
@@ -419,3 +421,7 @@ def structure_posterior(
     if not return_details:
         return probs
     return StructurePosterior(probs, log_evidence, log_prior, log_post, terms)
+
+
+#: The private helpers moved to the sibling modules, under this module's name as well.
+__getattr__ = forward_private(__name__, _posterior_input, _posterior_terms, _posterior_allowed)

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from .._moved import forward_private
+from . import _dask_tasks
 from ._dask_tasks import _CHECKED as _CHECKED
 from ._dask_tasks import DaskFailure as DaskFailure
 from ._dask_tasks import (
@@ -537,3 +539,7 @@ class DaskSpectrumMatrix:
     def unflatten(self, W: ChunkedFactor):
         arr = W.to_dask()
         return arr.reshape(*self.nav_shape, W.shape[1]) if len(self.nav_shape) > 1 else arr
+
+
+#: The private helpers moved to ``_dask_tasks``, under this module's name as well.
+__getattr__ = forward_private(__name__, _dask_tasks)

@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import erf
 
+from .._moved import forward_private
 from .._validation import check_float, check_int
 from . import _edx_physics, _edx_spectrum
 from ._edx_physics import _MIN_LINE_KEV, _shell_lines
@@ -624,8 +625,7 @@ def __getattr__(name: str) -> Any:
         from ._reference import ReferenceModel
 
         return ReferenceModel
-    if name.startswith("_") and not name.startswith("__"):
-        for module in (_edx_physics, _edx_spectrum):
-            if name in vars(module):
-                return vars(module)[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _forward(name)
+
+
+_forward = forward_private(__name__, _edx_physics, _edx_spectrum)

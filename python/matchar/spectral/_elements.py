@@ -20,7 +20,9 @@ from scipy.ndimage import maximum_filter1d
 from scipy.special import erf
 from scipy.stats import chi2
 
+from .._moved import forward_private
 from .._validation import check_float, check_int
+from . import _element_lines
 from ._edx_physics import (
     DETECTOR_ELEMENTS,
     _shell_lines,
@@ -481,3 +483,7 @@ def propose_elements(
             n_tests=p_found.size + len(others),
         )
     return out
+
+
+#: The private helpers moved to ``_element_lines``, under this module's name as well.
+__getattr__ = forward_private(__name__, _element_lines)

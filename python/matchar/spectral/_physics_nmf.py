@@ -16,9 +16,11 @@ from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits
 
+from .._moved import forward_private
 from .._optional import require
 from .._threads import serialized
 from .._validation import check_fitted, check_float, check_int
+from . import _physics_nmf_init, _physics_nmf_solver, _physics_nmf_updates
 from ._dask import is_dask_input
 from ._edx import is_signal
 from ._hyperspy import to_signals
@@ -549,3 +551,9 @@ class PhysicsNMF(_PhysicsNMFSolver, BaseEstimator):
             energy=energy,
             titles=("Abundance maps", "Components"),
         )
+
+
+#: The private helpers moved to the sibling modules, under this module's name as well.
+__getattr__ = forward_private(
+    __name__, _physics_nmf_solver, _physics_nmf_updates, _physics_nmf_init
+)

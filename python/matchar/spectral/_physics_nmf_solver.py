@@ -1,8 +1,8 @@
 """The fitting machinery of :class:`PhysicsNMF`: initial maps and W, the iterations (one
 C++ pass over the data per iteration in ``_pass``: ``_core.spectral.physics_kl_pass``,
-``cpp/src/spectral/physics.cpp``, or without penalties and simplex="H" the NMF engine's
-``nmf_kl_stats``, ``cpp/src/spectral/nmf_kl.cpp``; then the W step), the dask path, and
-the fitted attributes.
+``cpp/src/spectral/physics.cpp``, or, without smoothness, sparsity and simplex="H", the
+NMF engine's ``nmf_kl_stats``, ``cpp/src/spectral/nmf_kl.cpp``; then the W step), the dask
+path, and the fitted attributes.
 
 ``_PhysicsNMFSolver`` is a private base of :class:`PhysicsNMF` (defined, and pickled,
 in ``_physics_nmf.py``); its methods read the estimator's parameters from ``self``.
