@@ -17,7 +17,7 @@ from pathlib import Path
 import matchar as mc
 
 N_PATTERNS = 5
-KW = dict(shape=(128, 128), pixel_size=0.035, thermal_sigma=0.05)
+KW = dict(shape=(128, 128), reciprocal_pixel_size=0.035, thermal_sigma=0.05)
 GROUP = f"simulate_cbed, {N_PATTERNS} patterns 128x128"
 
 
@@ -45,7 +45,9 @@ def test_numpy_reference(benchmark):
 
     def run():
         for i in range(N_PATTERNS):
-            ref("fcc", (1, 1, 0), 3.6, 3.0 * i, KW["shape"], KW["pixel_size"], sigma=0.05)
+            ref(
+                "fcc", (1, 1, 0), 3.6, 3.0 * i, KW["shape"], KW["reciprocal_pixel_size"], sigma=0.05
+            )
 
     benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=0)
 

@@ -35,7 +35,7 @@ def image():
         "fcc",
         (1, 1, 0),
         4.05,
-        rotation=20.0,
+        rotation_deg=20.0,
         shape=SHAPE,
         pixel_size=PS,
         dose=1000,

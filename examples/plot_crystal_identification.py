@@ -32,7 +32,7 @@ cases = [
 images = []
 for i, (prototype, zone, a, rotation) in enumerate(cases):
     img = mc.imaging.simulate_haadf(
-        prototype, zone, a, rotation=rotation, shape=(160, 160), pixel_size=pixel_size,
+        prototype, zone, a, rotation_deg=rotation, shape=(160, 160), pixel_size=pixel_size,
         dose=200, seed=i,
     )  # fmt: skip
     images.append(img)
@@ -62,7 +62,7 @@ left = mc.imaging.simulate_haadf(
     "fcc", (1, 1, 0), 3.61, shape=(480, 240), pixel_size=pixel_size, dose=200, seed=10
 )
 right = mc.imaging.simulate_haadf(
-    "bcc", (1, 1, 0), 2.87, rotation=20.0, shape=(480, 240), pixel_size=pixel_size,
+    "bcc", (1, 1, 0), 2.87, rotation_deg=20.0, shape=(480, 240), pixel_size=pixel_size,
     dose=200, seed=11,
 )  # fmt: skip
 pair = np.hstack([left, right])

@@ -154,8 +154,8 @@ def scores(cls, a, rot, order, k, lattice, rotation, uncertainty) -> dict:
 def bicrystal(pair, a, rots, seed, ps=0.12, size=400):
     (p1, z1), (p2, z2) = pair
     kw = dict(shape=(size, size), pixel_size=ps, dose=1000, thermal_sigma=0.05)
-    g1 = mc.imaging.simulate_haadf(p1, z1, a[0], rotation=rots[0], seed=seed, **kw)
-    g2 = mc.imaging.simulate_haadf(p2, z2, a[1], rotation=rots[1], seed=seed + 1, **kw)
+    g1 = mc.imaging.simulate_haadf(p1, z1, a[0], rotation_deg=rots[0], seed=seed, **kw)
+    g2 = mc.imaging.simulate_haadf(p2, z2, a[1], rotation_deg=rots[1], seed=seed + 1, **kw)
     col = np.arange(size)
     img = np.where(col[None, :] < size // 2, g1, g2)
     return img, (size // 2 - 0.5)

@@ -300,7 +300,7 @@ def _job_crystal_id() -> JobResult:
     for i, (proto, zone, a) in enumerate(cases):
         rot = float(rng.uniform(0, 30))
         img = mc.imaging.simulate_haadf(
-            proto, zone, a, rotation=rot, shape=(160, 160), pixel_size=px, dose=200, seed=i
+            proto, zone, a, rotation_deg=rot, shape=(160, 160), pixel_size=px, dose=200, seed=i
         )
         images.append(img)
         pred = cls.predict(img, px)
@@ -322,7 +322,7 @@ def _job_crystal_id() -> JobResult:
         )
     # Cu [100]: the same square column pattern as bcc and diamond [100] up to scale; the
     # known lattice constant tells them apart where the image cannot.
-    cu = mc.imaging.simulate_haadf("fcc", (1, 0, 0), 3.61, rotation=10.0, shape=(160, 160),
+    cu = mc.imaging.simulate_haadf("fcc", (1, 0, 0), 3.61, rotation_deg=10.0, shape=(160, 160),
                                    pixel_size=px, dose=200, seed=7)  # fmt: skip
     alone, known = cls.predict(cu, px), cls.predict(cu, px, lattice_constant=3.61)
     res.lines.append(
@@ -336,7 +336,7 @@ def _job_crystal_id() -> JobResult:
     # maps show the class change and the uncertainty at the interface.
     left = mc.imaging.simulate_haadf("fcc", (1, 1, 0), 3.61, shape=(480, 240), pixel_size=px,
                                      dose=200, seed=10)  # fmt: skip
-    right = mc.imaging.simulate_haadf("bcc", (1, 1, 0), 2.87, rotation=20.0, shape=(480, 240),
+    right = mc.imaging.simulate_haadf("bcc", (1, 1, 0), 2.87, rotation_deg=20.0, shape=(480, 240),
                                       pixel_size=px, dose=200, seed=11)  # fmt: skip
     pair = np.hstack([left, right])
     cmap = mc.imaging.classify_map(pair, px, stride=16)

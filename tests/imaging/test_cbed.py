@@ -121,14 +121,14 @@ def reference_cbed(
     ],
 )
 def test_pattern_matches_reference(dtype, proto, zone, a, rot):
-    kw = dict(thickness=45.0, convergence_mrad=3.0, tilt_mrad=(0.7, -0.4), background=0.01)
+    kw = dict(thickness_nm=4.5, convergence_mrad=3.0, tilt_mrad=(0.7, -0.4), background=0.01)
     got = mc.imaging.simulate_cbed(
         proto,
         zone,
         a,
         rot,
         shape=(45, 58),
-        pixel_size=0.07,
+        reciprocal_pixel_size=0.07,
         thermal_sigma=0.08,
         center=(27.3, 20.6),
         dtype=dtype,
@@ -297,10 +297,10 @@ def test_extinction_rules(proto, hkl, allowed):
         a,
         0.0,
         shape=(301, 301),
-        pixel_size=ps,
+        reciprocal_pixel_size=ps,
         convergence_mrad=0.5,
         thermal_sigma=0.0,
-        thickness=20.0,
+        thickness_nm=2.0,
     )
     r, c = round(150 + gy / ps), round(150 + gx / ps)
     val = img[r, c]
@@ -313,11 +313,19 @@ def test_extinction_rules(proto, hkl, allowed):
 
 @pytest.mark.parametrize("proto,zone", [("fcc", (1, 0, 0)), ("hcp", (0, 0, 0, 1))])
 def test_disk_positions_and_radii(proto, zone):
-    """Centroid of each isolated disk at g / pixel_size, area pi R^2 (R = alpha / lambda)."""
+    """Centroid of each isolated disk at g / reciprocal_pixel_size, area pi R^2
+    (R = alpha / lambda)."""
     a, rot, ps, alpha = 4.1, 17.0, 0.02, 1.5
     shape = (201, 201)
     img = mc.imaging.simulate_cbed(
-        proto, zone, a, rot, shape=shape, pixel_size=ps, convergence_mrad=alpha, thickness=5.0
+        proto,
+        zone,
+        a,
+        rot,
+        shape=shape,
+        reciprocal_pixel_size=ps,
+        convergence_mrad=alpha,
+        thickness_nm=0.5,
     )
     lam = mc.imaging.electron_wavelength(300.0)
     rpx = alpha * 1e-3 / lam / ps
@@ -348,16 +356,16 @@ def test_disk_positions_and_radii(proto, zone):
 def test_intensity_follows_structure_factor_and_debye_waller():
     """Thin crystal at the zone axis: disk-centre intensity ratio of two reflections equals
     the ratio of |F|^2 sinc^2 (independent check of gamma, volume, DW, Ewald curvature)."""
-    a, ps, t, sig = 4.0, 0.01, 15.0, 0.1
+    a, ps, t, sig = 4.0, 0.01, 15.0, 0.1  # t in Å
     img = mc.imaging.simulate_cbed(
         "fcc",
         (1, 0, 0),
         a,
         0.0,
         shape=(301, 301),
-        pixel_size=ps,
+        reciprocal_pixel_size=ps,
         convergence_mrad=0.3,
-        thickness=t,
+        thickness_nm=t / 10,
         thermal_sigma=sig,
     )
     lam = mc.imaging.electron_wavelength(300.0)
@@ -376,7 +384,7 @@ def test_intensity_follows_structure_factor_and_debye_waller():
 
 
 def test_noise_statistics_and_seed():
-    kw = dict(shape=(64, 64), pixel_size=0.05, thickness=10.0, background=0.5)
+    kw = dict(shape=(64, 64), reciprocal_pixel_size=0.05, thickness_nm=1.0, background=0.5)
     clean = mc.imaging.simulate_cbed("bcc", (1, 1, 0), 3.0, **kw)
     a = mc.imaging.simulate_cbed("bcc", (1, 1, 0), 3.0, dose=40.0, seed=3, **kw)
     b = mc.imaging.simulate_cbed("bcc", (1, 1, 0), 3.0, dose=40.0, seed=3, **kw)
@@ -394,7 +402,7 @@ def test_noise_statistics_and_seed():
 
 
 def test_tilt_breaks_symmetry_and_rotation_turns_pattern():
-    kw = dict(shape=(81, 81), pixel_size=0.04, thickness=60.0, convergence_mrad=1.5)
+    kw = dict(shape=(81, 81), reciprocal_pixel_size=0.04, thickness_nm=6.0, convergence_mrad=1.5)
     p0 = mc.imaging.simulate_cbed("fcc", (1, 0, 0), 3.6, **kw)
     np.testing.assert_allclose(p0, np.rot90(p0), atol=1e-12)  # 4-fold on the zone axis
     pt = mc.imaging.simulate_cbed("fcc", (1, 0, 0), 3.6, tilt_mrad=(3.0, 0.0), **kw)
@@ -413,15 +421,15 @@ def test_tilt_breaks_symmetry_and_rotation_turns_pattern():
         (dict(prototype="hcp", zone_axis=(1, 1, 1, 0)), "U \\+ V \\+ T"),
         (dict(lattice_constant=0.0), "lattice_constant"),
         (dict(lattice_constant=float("nan")), "lattice_constant"),
-        (dict(pixel_size=-0.1), "pixel_size"),
-        (dict(pixel_size=float("inf")), "pixel_size"),
-        (dict(rotation=float("nan")), "rotation"),
+        (dict(reciprocal_pixel_size=-0.1), "reciprocal_pixel_size"),
+        (dict(reciprocal_pixel_size=float("inf")), "reciprocal_pixel_size"),
+        (dict(rotation_deg=float("nan")), "rotation_deg"),
         (dict(thermal_sigma=-0.01), "thermal_sigma"),
         (dict(dose=-5.0), "dose"),
         (dict(dose=0.0), "dose"),
-        (dict(thickness=0.0), "thickness"),
+        (dict(thickness_nm=0.0), "thickness_nm"),
         (dict(convergence_mrad=0.0), "convergence_mrad"),
-        (dict(voltage_kv=-1.0), "voltage_kv"),
+        (dict(beam_energy_keV=-1.0), "beam_energy_keV"),
         (dict(background=-1.0), "background"),
         (dict(read_noise=-1.0), "read_noise"),
         (dict(tilt_mrad=(1.0,)), "tilt_mrad"),
@@ -432,7 +440,7 @@ def test_tilt_breaks_symmetry_and_rotation_turns_pattern():
         (dict(shape=(0, 10)), "shape"),
         (dict(shape=(10, 10, 10)), "shape"),
         (dict(dtype=np.int32), "dtype"),
-        (dict(pixel_size=5.0), "Miller indices"),
+        (dict(reciprocal_pixel_size=5.0), "Miller indices"),
     ],
 )
 def test_bad_input(kw, match):

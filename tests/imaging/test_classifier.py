@@ -112,7 +112,7 @@ def test_known_lattice_constant_separates_look_alikes(clf, proto, a):
     # fcc, bcc and diamond [100] are the same square column pattern up to scale: the
     # image alone cannot tell them apart, the known lattice constant can.
     img = mc.imaging.simulate_haadf(
-        proto, (1, 0, 0), a, rotation=10.0, shape=(96, 96), pixel_size=0.2, dose=2000, seed=3
+        proto, (1, 0, 0), a, rotation_deg=10.0, shape=(96, 96), pixel_size=0.2, dose=2000, seed=3
     )
     p = clf.predict(img, 0.2, lattice_constant=a)
     assert (p.prototype, p.zone_axis) == (proto, (1, 0, 0))
@@ -172,7 +172,7 @@ def test_features_shapes_and_invariance():
 )
 def test_predict_simulated_image(clf, proto, zone, a, rot):
     img = mc.imaging.simulate_haadf(
-        proto, zone, a, rotation=rot, shape=(160, 160), pixel_size=0.15, dose=2000, seed=5
+        proto, zone, a, rotation_deg=rot, shape=(160, 160), pixel_size=0.15, dose=2000, seed=5
     )
     before = img.copy()
     p = clf.predict(img, 0.15)
@@ -231,7 +231,7 @@ def test_bad_pixel_sizes_and_options(clf):
     with pytest.warns(UserWarning, match="pixel_size"):
         clf.predict(img, 0.5)
     with pytest.raises(ValueError, match="1/Å per pixel"):  # CBED calibrations are reciprocal
-        clf.predict(img, 0.5, modality="cbed")
+        clf.predict(img, modality="cbed", reciprocal_pixel_size=0.5)
     with pytest.raises(ValueError, match="modality"):
         clf.predict(img, 0.1, modality="tem")
     with pytest.raises(ValueError, match="window"):
@@ -244,7 +244,7 @@ def test_bad_pixel_sizes_and_options(clf):
 
 def test_pixel_size_resampling_consistent(clf):
     # the same crystal imaged at 0.1 and 0.25 A/pixel gives the same lattice constant
-    kw = dict(rotation=12.0, dose=3000, thermal_sigma=0.05)
+    kw = dict(rotation_deg=12.0, dose=3000, thermal_sigma=0.05)
     fine = mc.imaging.simulate_haadf(
         "hcp", (2, -1, -1, 0), 3.2, shape=(192, 192), pixel_size=0.1, seed=3, **kw
     )

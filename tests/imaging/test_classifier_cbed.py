@@ -19,14 +19,14 @@ def clf():
 
 
 def pattern(proto="hcp", zone=(0, 0, 0, 1), a=3.2, rot=10.0, seed=0, **kw):
-    kw = {"shape": (128, 128), "pixel_size": PS, "dose": 5000, "seed": seed, **kw}
+    kw = {"shape": (128, 128), "reciprocal_pixel_size": PS, "dose": 5000, "seed": seed, **kw}
     return mc.imaging.simulate_cbed(proto, zone, a, rot, **kw)
 
 
 def test_center_found_to_a_tenth_of_a_pixel():
     for i, (proto, zone) in enumerate(mc.imaging.ZONE_AXES):
         c = (60.3 + 0.37 * i, 66.8 - 0.21 * i)
-        p = pattern(proto, zone, 3.0 + 0.2 * i, 7.0 * i, seed=i, center=c, thickness=40.0)
+        p = pattern(proto, zone, 3.0 + 0.2 * i, 7.0 * i, seed=i, center=c, thickness_nm=4.0)
         cx, cy = cbed_center(p)
         assert abs(cx - c[0]) < 0.1 and abs(cy - c[1]) < 0.1, (proto, zone)
 
@@ -48,7 +48,7 @@ def test_center_found_over_a_background(dose):
             center=c,
             dose=dose,
             background=rng.uniform(0.004, 0.01),
-            thickness=40.0,
+            thickness_nm=4.0,
             read_noise=0.002 if dose else 0.0,
         )
         errors.append(np.hypot(*(np.array(cbed_center(p)) - c)))
@@ -68,8 +68,10 @@ def test_features_turn_with_the_pattern():
 
 def test_predict_matches_predict_patterns_and_default_dispatch(clf):
     p = pattern()
-    a = clf.predict(p, PS, modality="cbed")
-    b = mc.imaging.CrystalClassifier.default().predict(p, PS, modality="cbed")  # HAADF one
+    a = clf.predict(p, modality="cbed", reciprocal_pixel_size=PS)
+    b = mc.imaging.CrystalClassifier.default().predict(
+        p, modality="cbed", reciprocal_pixel_size=PS
+    )  # HAADF one
     s = clf.predict_patterns(p[None], PS)
     assert (a.prototype, a.zone_axis, a.lattice_constant) == (
         b.prototype,
@@ -91,8 +93,8 @@ def test_best_class_mostly_right(clf):
     ok, lat = 0, []
     for i in range(12):
         a = rng.uniform(2.6, 5.2)
-        p = pattern("hcp", (0, 0, 0, 1), a, rng.uniform(0, 360), seed=100 + i, thickness=60.0)
-        r = clf.predict(p, PS, modality="cbed")
+        p = pattern("hcp", (0, 0, 0, 1), a, rng.uniform(0, 360), seed=100 + i, thickness_nm=6.0)
+        r = clf.predict(p, modality="cbed", reciprocal_pixel_size=PS)
         if (r.prototype, r.zone_axis) == ("hcp", (0, 0, 0, 1)):
             ok += 1
             lat.append(abs(r.lattice_constant / a - 1))
@@ -104,18 +106,20 @@ def test_classify_map_over_4d_stem(clf):
     p1 = pattern("hcp", (0, 0, 0, 1), 3.2, 5.0, seed=1)
     p2 = pattern("fcc", (1, 1, 0), 4.0, 40.0, seed=2)
     data = np.stack([np.stack([p1, p2, p1]), np.stack([p2, p2, p1])])  # (2, 3, 128, 128)
-    m = mc.imaging.classify_map(data, PS, modality="cbed", classifier=clf)
+    m = mc.imaging.classify_map(data, modality="cbed", reciprocal_pixel_size=PS, classifier=clf)
     assert m.probabilities.shape == (2, 3, 12) and m.uncertainty.shape == (2, 3)
     for i, j in np.ndindex(2, 3):  # each scan position classified as on its own
-        single = clf.predict(data[i, j], PS, modality="cbed")
+        single = clf.predict(data[i, j], modality="cbed", reciprocal_pixel_size=PS)
         assert m.prototype[i, j] == single.prototype and m.zone_axis[i, j] == single.zone_axis
     assert m.centers.shape == (2, 3, 2) and m.centers[1, 2].tolist() == [1.0, 2.0]
-    single = clf.predict(p1, PS, modality="cbed")
+    single = clf.predict(p1, modality="cbed", reciprocal_pixel_size=PS)
     assert m.lattice_constant[0, 0] == pytest.approx(single.lattice_constant, rel=1e-5)
     with pytest.raises(ValueError, match="window"):
-        mc.imaging.classify_map(data, PS, window=3, modality="cbed", classifier=clf)
+        mc.imaging.classify_map(
+            data, window=3, modality="cbed", reciprocal_pixel_size=PS, classifier=clf
+        )
     with pytest.raises(ValueError, match="patterns"):
-        mc.imaging.classify_map(p1, PS, modality="cbed", classifier=clf)
+        mc.imaging.classify_map(p1, modality="cbed", reciprocal_pixel_size=PS, classifier=clf)
 
 
 @pytest.mark.parametrize(
@@ -130,23 +134,23 @@ def test_classify_map_over_4d_stem(clf):
 )
 def test_bad_patterns(clf, bad, match):
     with pytest.raises(ValueError, match=match):
-        clf.predict(bad, PS, modality="cbed")
+        clf.predict(bad, modality="cbed", reciprocal_pixel_size=PS)
 
 
 def test_bad_calibrations(clf):
     p = pattern()
     for ps in (0.0, -1.0, float("nan"), 5.0, 0.001, "x"):
-        with pytest.raises(ValueError, match="pixel_size"):
-            clf.predict(p, ps, modality="cbed")
-    with pytest.warns(UserWarning, match="pixel_size"):
-        clf.predict(p, 0.1, modality="cbed")
+        with pytest.raises(ValueError, match="reciprocal_pixel_size"):
+            clf.predict(p, modality="cbed", reciprocal_pixel_size=ps)
+    with pytest.warns(UserWarning, match="reciprocal_pixel_size"):
+        clf.predict(p, modality="cbed", reciprocal_pixel_size=0.1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        clf.predict(p, PS, modality="cbed")
+        clf.predict(p, modality="cbed", reciprocal_pixel_size=PS)
     with pytest.raises(ValueError, match="modality"):
         clf.predict(p, PS, modality="tem")
     with pytest.raises(ValueError, match="predict_patterns"):
         clf.predict_windows(np.ones((1, 64, 64)))
     q = p.copy()
-    clf.predict(q, PS, modality="cbed")
+    clf.predict(q, modality="cbed", reciprocal_pixel_size=PS)
     np.testing.assert_array_equal(q, p)  # the input is not modified

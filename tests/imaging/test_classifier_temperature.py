@@ -24,7 +24,7 @@ def _windows():
     return np.stack(
         [
             mc.imaging.simulate_haadf(
-                p, z, 3.3, rotation=11.0 * i, shape=(64, 64), pixel_size=0.25, dose=200, seed=i
+                p, z, 3.3, rotation_deg=11.0 * i, shape=(64, 64), pixel_size=0.25, dose=200, seed=i
             )
             for i, (p, z) in enumerate(mc.imaging.ZONE_AXES[:5])
         ]

@@ -270,12 +270,12 @@ HAADF = dict(prototype="fcc", zone_axis=(1, 0, 0), lattice_constant=4.0, shape=(
         (dict(seed=2.5), "seed must be an integer"),
         (dict(seed=-1), "seed must be an integer"),
         (dict(seed=2**64), "seed must be an integer"),
-        (dict(rotation=np.inf), "rotation"),
+        (dict(rotation_deg=np.inf), "rotation_deg"),
         (dict(lattice_constant=1e300), "lattice_constant"),
         (dict(pixel_size=np.nan), "pixel_size"),
         (dict(dose=np.inf), "dose"),
         (dict(dose=0.0), "dose"),
-        (dict(voltage_kv=np.nan), "voltage_kv"),
+        (dict(beam_energy_keV=np.nan), "beam_energy_keV"),
         (dict(convergence_mrad=-1.0), "convergence_mrad"),
         (dict(source_fwhm=np.inf), "source_fwhm"),
         (dict(source_fwhm=1e300), "too fine for the probe"),
@@ -319,7 +319,7 @@ CBED = dict(prototype="fcc", zone_axis=(1, 1, 0), lattice_constant=3.6, shape=(4
         (dict(tilt_mrad=1.0), "tilt_mrad must be a pair"),
         (dict(thermal_sigma=1e300), "thermal_sigma"),
         (dict(seed=2.5), "seed"),
-        (dict(thickness=np.inf), "thickness"),
+        (dict(thickness_nm=np.inf), "thickness_nm"),
         (dict(lattice_constant=1e300), "lattice_constant"),
         (dict(dose=np.nan), "dose"),
         (dict(dose=1e300), "dose"),
@@ -404,16 +404,16 @@ def test_windows_larger_than_the_image(clf):
 
 def test_predict_patterns_bad_batch_size():
     cbed = CrystalClassifier.default("cbed")
-    p = simulate_cbed("fcc", (1, 1, 0), 3.6, shape=(96, 96), pixel_size=0.035)
+    p = simulate_cbed("fcc", (1, 1, 0), 3.6, shape=(96, 96), reciprocal_pixel_size=0.035)
     with pytest.raises(ValueError, match="batch_size must be an integer in \\[1,"):
         cbed.predict_patterns(p[None], 0.035, batch_size=0)
 
 
 def test_cbed_pattern_overflowing_float32_is_refused():
     cbed = CrystalClassifier.default("cbed")
-    p = simulate_cbed("fcc", (1, 1, 0), 3.6, shape=(96, 96), pixel_size=0.035)
+    p = simulate_cbed("fcc", (1, 1, 0), 3.6, shape=(96, 96), reciprocal_pixel_size=0.035)
     with pytest.raises(ValueError, match="units of the incident beam"):
-        cbed.predict(p * 1e300, 0.035, modality="cbed")
+        cbed.predict(p * 1e300, modality="cbed", reciprocal_pixel_size=0.035)
 
 
 def _copy_model(tmp_path, onnx_bytes=None, metadata=None):
@@ -502,8 +502,11 @@ def test_projected_cell_takes_a_list():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(voltage_kv=1e300), r"voltage_kv must be a finite number in \(0.0, 10000.0\]"),
-        (dict(voltage_kv="300"), "voltage_kv"),
+        (
+            dict(beam_energy_keV=1e300),
+            r"beam_energy_keV must be a finite number in \(0.0, 10000.0\]",
+        ),
+        (dict(beam_energy_keV="300"), "beam_energy_keV"),
         (dict(convergence_mrad=1e300), r"convergence_mrad must be a finite number in"),
     ],
 )
@@ -514,8 +517,8 @@ def test_probe_parameters_bounded(kwargs, match):
         simulate_haadf("fcc", (1, 1, 0), 3.6, shape=(32, 32), **kwargs)
 
 
-def test_electron_wavelength_bad_voltage():
-    with pytest.raises(ValueError, match="voltage_kv"):
+def test_electron_wavelength_bad_beam_energy():
+    with pytest.raises(ValueError, match="beam_energy_keV"):
         mc.imaging.electron_wavelength("300")
 
 

@@ -25,7 +25,7 @@ def clf():
 
 def _image(proto, zone, a, rotation=17.0, shape=SHAPE, ps=PS, dose=300, seed=0):
     return mc.imaging.simulate_haadf(
-        proto, zone, a, rotation=rotation, shape=shape, pixel_size=ps, dose=dose, seed=seed
+        proto, zone, a, rotation_deg=rotation, shape=shape, pixel_size=ps, dose=dose, seed=seed
     )
 
 

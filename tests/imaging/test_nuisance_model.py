@@ -65,7 +65,7 @@ def test_generator_with_nuisance():
 def test_classifier_ignores_gain_and_offset():
     """Per-window standardization: a detector gain and offset change nothing."""
     img = mc.imaging.simulate_haadf(
-        "bcc", (1, 1, 0), 3.2, rotation=17.0, shape=(64, 64), pixel_size=0.25, dose=300, seed=1
+        "bcc", (1, 1, 0), 3.2, rotation_deg=17.0, shape=(64, 64), pixel_size=0.25, dose=300, seed=1
     )
     clf = mc.imaging.CrystalClassifier.default()
     p1 = clf.predict_windows(img[None])["probs_mc"]

@@ -222,7 +222,7 @@ def test_probe_sigma():
         (dict(shape=(0, 5)), "shape"),
         (dict(dose=-3.0), "dose"),
         (dict(thermal_sigma=float("inf")), "thermal_sigma"),
-        (dict(rotation=float("nan")), "rotation"),
+        (dict(rotation_deg=float("nan")), "rotation_deg"),
     ],
 )
 def test_bad_input(kwargs, match):

@@ -157,7 +157,7 @@ def _cases() -> list[Case]:
         (
             "cbed_16k",
             "mc.imaging.simulate_cbed('fcc', (1, 0, 0), 3.6, shape=(2**14, 2**14), "
-            "pixel_size=1e-4)",
+            "reciprocal_pixel_size=1e-4)",
         ),
     ]:
         if name == "haadf_16k_float32":
@@ -301,7 +301,7 @@ def _cases() -> list[Case]:
         Case(
             "ctrl_c_cbed_big",
             "mc.imaging.simulate_cbed('fcc', (1, 0, 0), 3.6, shape=(6144, 6144), "
-            "pixel_size=0.004, convergence_mrad=10.0)",
+            "reciprocal_pixel_size=0.004, convergence_mrad=10.0)",
             CTRL_C,
             interrupt=True,
         )

@@ -320,7 +320,7 @@ def test_local_correlation_map(kw):
 @given(
     kw=arguments(
         lattice_constant=(4.0, bad_float()),
-        rotation=(0.0, bad_float()),
+        rotation_deg=(0.0, bad_float()),
         shape=(
             (48, 48),
             st.one_of(

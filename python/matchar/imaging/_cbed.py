@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import _core
+from .._deprecation import Renamed, renamed_parameters
 from .._validation import check_float, check_int
 from ._simulate import (
     _HCP_C_OVER_A,
@@ -43,18 +44,25 @@ _CONVENTIONAL_BASIS = {
 #: outside the pattern (beyond it f(g)^2 has dropped below ~1e-4 of its value at g = 0.5).
 G_DEPLETION = 4.0
 
+
+def _angstrom_to_nm(thickness: float) -> float:
+    return thickness / 10.0
+
+
 # Enumerating more Miller indices than this per axis means a pattern reaching absurdly
 # far into reciprocal space (a caller error, not a diffraction pattern).
 _MAX_INDEX = 200
 
 
-def electron_wavelength(voltage_kv: float) -> float:
+@renamed_parameters(voltage_kv="beam_energy_keV")
+def electron_wavelength(beam_energy_keV: float) -> float:
     """Relativistic electron wavelength in Å.
 
     Parameters
     ----------
-    voltage_kv : float
-        Accelerating voltage in kV, in (0, 1e4].
+    beam_energy_keV : float
+        Beam energy in keV (the accelerating voltage in kV), in (0, 1e4]. Was
+        ``voltage_kv``, deprecated.
 
     Returns
     -------
@@ -66,14 +74,16 @@ def electron_wavelength(voltage_kv: float) -> float:
     >>> round(electron_wavelength(300.0), 5)
     0.01969
     """
-    voltage_kv = check_float(voltage_kv, "voltage_kv", low=0.0, high=MAX_KV, low_open=True)
-    v = voltage_kv * 1e3
+    beam_energy_keV = check_float(
+        beam_energy_keV, "beam_energy_keV", low=0.0, high=MAX_KV, low_open=True
+    )
+    v = beam_energy_keV * 1e3
     return 12.2643 / math.sqrt(v * (1 + 0.97845e-6 * v))
 
 
-def _gamma(voltage_kv: float) -> float:
+def _gamma(beam_energy_keV: float) -> float:
     """Relativistic mass ratio 1 + eV / (m0 c^2)."""
-    return 1.0 + voltage_kv / 510.99895
+    return 1.0 + beam_energy_keV / 510.99895
 
 
 def conventional_cell(prototype: str) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +130,7 @@ def zolz_reflections(prototype: str, zone_axis: tuple[int, ...], g_max: int) -> 
     if max(bounds) > _MAX_INDEX:
         raise ValueError(
             f"the pattern reaches |g| = {g_max}/a: more than {_MAX_INDEX} Miller indices "
-            "per axis (is pixel_size in 1/Å per pixel?)"
+            "per axis (is reciprocal_pixel_size in 1/Å per pixel?)"
         )
     h, k, l = np.meshgrid(*(np.arange(-b, b + 1) for b in bounds), indexing="ij")
     hkl = np.stack([h.ravel(), k.ravel(), l.ravel()], axis=1)
@@ -145,13 +155,13 @@ def cbed_motif(
 
 def cbed_params(
     lattice_constant: float,
-    rotation: float,
-    pixel_size: float,
+    rotation_deg: float,
+    reciprocal_pixel_size: float,
     center: tuple[float, float],
     *,
-    voltage_kv: float = 300.0,
+    beam_energy_keV: float = 300.0,
     convergence_mrad: float = 2.0,
-    thickness: float = 30.0,
+    thickness_nm: float = 3.0,
     thermal_sigma: float = 0.05,
     tilt_mrad: tuple[float, float] = (0.0, 0.0),
     background: float = 0.0,
@@ -159,27 +169,28 @@ def cbed_params(
     read_noise: float = 0.0,
     g_max: float | None = None,
 ) -> np.ndarray:
-    """One row of the kernel's parameter table (see ``render_cbed`` in C++).
+    """One row of the kernel's parameter table (see ``render_cbed`` in C++; the kernel
+    takes the thickness in Å).
 
     ``g_max`` (1/Å) defaults to the larger of :data:`G_DEPLETION` and the reach of a
     pattern whose direct beam is at ``center`` and that extends as far on the other side.
     """
-    lam = electron_wavelength(voltage_kv)
+    lam = electron_wavelength(beam_energy_keV)
     if g_max is None:
         far = (round(2 * center[1]) + 1, round(2 * center[0]) + 1)
         radius = convergence_mrad * 1e-3 / lam
-        g_max = max(G_DEPLETION, pattern_reach(far, pixel_size, center, radius))
+        g_max = max(G_DEPLETION, pattern_reach(far, reciprocal_pixel_size, center, radius))
     return np.array(
         [
             lattice_constant,
-            rotation,
-            pixel_size,
+            rotation_deg,
+            reciprocal_pixel_size,
             center[0],
             center[1],
             convergence_mrad * 1e-3 / lam,
             lam,
-            _gamma(voltage_kv),
-            thickness,
+            _gamma(beam_energy_keV),
+            thickness_nm * 10.0,
             thermal_sigma,
             tilt_mrad[0] * 1e-3 / lam,
             tilt_mrad[1] * 1e-3 / lam,
@@ -192,29 +203,37 @@ def cbed_params(
     )
 
 
-def pattern_reach(shape: tuple[int, int], pixel_size: float, center, disk_radius: float) -> float:
+def pattern_reach(
+    shape: tuple[int, int], reciprocal_pixel_size: float, center, disk_radius: float
+) -> float:
     """Largest |g| (1/Å) whose disk can touch a pattern of ``shape``."""
     rows, cols = shape
     dx = max(abs(center[0]), abs(cols - 1 - center[0]))
     dy = max(abs(center[1]), abs(rows - 1 - center[1]))
-    return math.hypot(dx, dy) * pixel_size + disk_radius + pixel_size
+    return math.hypot(dx, dy) * reciprocal_pixel_size + disk_radius + reciprocal_pixel_size
 
 
+@renamed_parameters(
+    rotation="rotation_deg",
+    pixel_size="reciprocal_pixel_size",
+    voltage_kv="beam_energy_keV",
+    thickness=Renamed("thickness_nm", _angstrom_to_nm, "thickness was in Å: divided by 10"),
+)
 def simulate_cbed(
     prototype: str,
     zone_axis: Sequence[int],
     lattice_constant: float,
-    rotation: float = 0.0,
+    rotation_deg: float = 0.0,
     shape: tuple[int, int] = (96, 96),
-    pixel_size: float = 0.04,
+    reciprocal_pixel_size: float = 0.04,
     dose: float | None = None,
     thermal_sigma: float = 0.05,
     seed: int | None = None,
     *,
     atomic_number: int = 29,
-    voltage_kv: float = 300.0,
+    beam_energy_keV: float = 300.0,
     convergence_mrad: float = 2.0,
-    thickness: float = 30.0,
+    thickness_nm: float = 3.0,
     tilt_mrad: tuple[float, float] = (0.0, 0.0),
     background: float = 0.0,
     read_noise: float = 0.0,
@@ -246,15 +265,15 @@ def simulate_cbed(
         Beam direction; hcp accepts (u, v, w) or Miller-Bravais (U, V, T, W).
     lattice_constant : float
         Cubic lattice constant a (hcp: the basal a), Å, in (0, 1e4].
-    rotation : float
+    rotation_deg : float
         In-plane rotation in degrees, the same convention as
         :func:`simulate_haadf` (the crystal turned from +x towards +y, rows): the pattern
-        turns with it.
+        turns with it. Was ``rotation``, deprecated.
     shape : (int, int)
         Pattern shape (rows, cols) in pixels, at most 2**28 pixels.
-    pixel_size : float
-        Calibration in 1/Å per pixel (reciprocal space; g = 1/d), > 0. At 300 kV,
-        1 mrad = 0.0508 1/Å.
+    reciprocal_pixel_size : float
+        Calibration in 1/Å per pixel (reciprocal space; g = 1/d), > 0. At 300 keV,
+        1 mrad = 0.0508 1/Å. Was ``pixel_size``, deprecated.
     dose : float or None
         Electrons per pixel at intensity 1 (the direct disk), in (0, 1e15];
         None = noiseless.
@@ -265,12 +284,14 @@ def simulate_cbed(
         Seed of the noise, in [0, 2**64 - 1]; None = fresh.
     atomic_number : int
         Z of the (single) element, 1-103.
-    voltage_kv : float
-        Accelerating voltage (kV) for the wavelength and gamma, in (0, 1e4].
+    beam_energy_keV : float
+        Beam energy in keV (the accelerating voltage in kV) for the wavelength and gamma,
+        in (0, 1e4]. Was ``voltage_kv``, deprecated.
     convergence_mrad : float
         Convergence semi-angle (mrad), in (0, 1000]: disk radius alpha / lambda.
-    thickness : float
-        Specimen thickness T (Å), > 0.
+    thickness_nm : float
+        Specimen thickness T in nm, > 0. Was ``thickness`` in Å, deprecated (an old
+        value is divided by 10).
     tilt_mrad : (float, float)
         Crystal tilt off the zone axis (mrad) along x and y: moves the excitation errors
         (the intensities), not the disks.
@@ -290,7 +311,7 @@ def simulate_cbed(
 
     Examples
     --------
-    >>> p = simulate_cbed("fcc", (1, 0, 0), 3.6, shape=(65, 65), pixel_size=0.05)
+    >>> p = simulate_cbed("fcc", (1, 0, 0), 3.6, shape=(65, 65), reciprocal_pixel_size=0.05)
     >>> p.shape, float(p[32, 32]) < 1.0  # the direct beam, depleted by diffraction
     ((65, 65), True)
     """
@@ -298,14 +319,16 @@ def simulate_cbed(
     rows, cols = _check_shape(shape)
     a = check_float(lattice_constant, "lattice_constant (Å)", low=0.0, high=MAX_LENGTH,
                     low_open=True)  # fmt: skip
-    ps = check_float(pixel_size, "pixel_size (1/Å per pixel)", low=0.0, low_open=True)
-    rot = check_float(rotation, "rotation (degrees)")
+    ps = check_float(
+        reciprocal_pixel_size, "reciprocal_pixel_size (1/Å per pixel)", low=0.0, low_open=True
+    )
+    rot = check_float(rotation_deg, "rotation_deg (degrees)")
     sigma = check_float(
         thermal_sigma, "thermal_sigma (Å, at most lattice_constant)", low=0.0, high=a
     )
-    kv = check_float(voltage_kv, "voltage_kv", low=0.0, high=MAX_KV, low_open=True)
+    kev = check_float(beam_energy_keV, "beam_energy_keV", low=0.0, high=MAX_KV, low_open=True)
     alpha = check_float(convergence_mrad, "convergence_mrad", low=0.0, high=MAX_MRAD, low_open=True)
-    t = check_float(thickness, "thickness (Å)", low=0.0, low_open=True)
+    t = check_float(thickness_nm, "thickness_nm", low=0.0, low_open=True)
     bg = check_float(background, "background", low=0.0, high=MAX_RELATIVE)
     rn = check_float(read_noise, "read_noise", low=0.0, high=MAX_RELATIVE)
     dose = check_float(dose, "dose", low=0.0, high=MAX_DOSE, low_open=True, allow_none=True)
@@ -318,17 +341,19 @@ def simulate_cbed(
         center = (0.5 * (cols - 1), 0.5 * (rows - 1))
     center = _check_pair(center, "center (x, y) in pixels")
     params = cbed_params(
-        a, rot, ps, center, voltage_kv=kv, convergence_mrad=alpha, thickness=t,
+        a, rot, ps, center, beam_energy_keV=kev, convergence_mrad=alpha, thickness_nm=t,
         thermal_sigma=sigma, tilt_mrad=tilt, background=bg, dose=dose, read_noise=rn,
     )[None, :]  # fmt: skip
     reach = max(pattern_reach((rows, cols), ps, center, params[0, 5]), G_DEPLETION)
     params[0, 15] = reach
     if reach * a * (_HCP_C_OVER_A if prototype == "hcp" else 1.0) > _MAX_INDEX:
         raise ValueError(
-            f"the pattern reaches |g| = {reach:.3g} 1/Å from the direct beam (pixel_size="
+            f"the pattern reaches |g| = {reach:.3g} 1/Å from the direct beam "
+            f"(reciprocal_pixel_size="
             f"{ps} 1/Å per pixel, center={center}, disk radius {params[0, 5]:.3g} 1/Å from "
             f"convergence_mrad={alpha}): more than {_MAX_INDEX} Miller indices per axis at "
-            f"lattice_constant={a} Å (is pixel_size in 1/Å per pixel, and the direct beam "
+            f"lattice_constant={a} Å (is reciprocal_pixel_size in 1/Å per pixel, and the "
+            "direct beam "
             "near the pattern?)"
         )
     refl, atoms, volume = cbed_motif(prototype, zone, math.ceil(reach * a), z)

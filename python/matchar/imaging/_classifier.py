@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .._deprecation import renamed_parameters
 from .._optional import require
 from .._threads import get_num_threads
 from .._validation import check_int
@@ -38,6 +39,7 @@ from ._classifier_checks import (
     HAADF_SAFE_PEAK,
     PIXEL_SIZE_LIMITS,
     PIXEL_SIZE_WARN,
+    _calibration,
     _check_image,
     _check_modality,
     _check_pattern,
@@ -235,10 +237,11 @@ class CrystalClassifier:
             r = r[:, None, :]
         return p, la, np.broadcast_to(r.reshape(r.shape[0], r.shape[1], -1, 2), (*p.shape, 2))
 
+    @renamed_parameters(pixel_size="reciprocal_pixel_size")
     def predict_patterns(
         self,
         patterns,
-        pixel_size: float,
+        reciprocal_pixel_size: float,
         batch_size: int = 1024,
         *,
         lattice_constant: Any = None,
@@ -251,8 +254,8 @@ class CrystalClassifier:
         patterns : array_like, shape (N, H, W)
             CBED patterns, intensities in units of the incident beam (the direct disk
             about 1), direct beam anywhere inside (found from the centrosymmetry).
-        pixel_size : float
-            Calibration in 1/Å per pixel.
+        reciprocal_pixel_size : float
+            Calibration in 1/Å per pixel. Was ``pixel_size``, deprecated.
         batch_size : int
             Patterns per onnxruntime call, >= 1.
         lattice_constant, lattice_tolerance
@@ -270,14 +273,14 @@ class CrystalClassifier:
         --------
         >>> import numpy as np, matchar as mc
         >>> p = mc.imaging.simulate_cbed("bcc", (1, 1, 0), 3.2, shape=(128, 128),
-        ...                              pixel_size=0.035, dose=5000, seed=0)
+        ...                              reciprocal_pixel_size=0.035, dose=5000, seed=0)
         >>> clf = mc.imaging.CrystalClassifier.default("cbed")
         >>> clf.predict_patterns(p[None], 0.035)["probabilities"].shape
         (1, 12)
         """
         clf = self._for("cbed")
         batch_size = check_int(batch_size, "batch_size", low=1)
-        x, ps = _check_pattern(patterns, pixel_size, ndim=3)
+        x, ps = _check_pattern(patterns, reciprocal_pixel_size, ndim=3)
         prior = clf._prior(lattice_constant, lattice_tolerance)
         n = len(x)
         centers = np.array([cbed_center(v) for v in x]).reshape(n, 2)
@@ -384,9 +387,10 @@ class CrystalClassifier:
     def predict(
         self,
         image,
-        pixel_size: float,
+        pixel_size: float | None = None,
         *,
         modality: str = "haadf",
+        reciprocal_pixel_size: float | None = None,
         lattice_constant: Any = None,
         lattice_tolerance: float = LATTICE_TOLERANCE,
     ) -> CrystalPrediction:
@@ -399,11 +403,14 @@ class CrystalClassifier:
             ``modality="cbed"``, one CBED pattern at a zone axis (intensities in units of
             the incident beam, as from :func:`simulate_cbed`).
         pixel_size : float
-            Å per pixel of ``image``; for CBED the calibration in 1/Å per pixel (g = 1/d;
-            at 300 kV, 1 mrad = 0.0508 1/Å).
+            Å per pixel of a HAADF ``image``.
         modality : {"haadf", "cbed"}
             Image or diffraction pattern; each is classified by the network trained on it
             (:meth:`default` of that modality).
+        reciprocal_pixel_size : float
+            For CBED (and only CBED), the calibration in 1/Å per pixel (g = 1/d; at
+            300 keV, 1 mrad = 0.0508 1/Å). Passing it as ``pixel_size`` with
+            ``modality="cbed"`` is deprecated.
         lattice_constant : float, (min, max) or dict, optional
             What you know of the lattice constant, in Å (hcp: basal a): one value, a
             range, or a dict per prototype (``{"fcc": 3.59, "bcc": 2.87}``; prototypes left
@@ -423,7 +430,7 @@ class CrystalClassifier:
         Examples
         --------
         >>> import matchar as mc
-        >>> img = mc.imaging.simulate_haadf("bcc", (1, 1, 1), 3.3, rotation=20.0,
+        >>> img = mc.imaging.simulate_haadf("bcc", (1, 1, 1), 3.3, rotation_deg=20.0,
         ...     shape=(96, 96), pixel_size=0.2, dose=2000, seed=3)
         >>> p = mc.imaging.CrystalClassifier.default().predict(img, 0.2)
         >>> p.prototype, p.zone_axis
@@ -434,7 +441,8 @@ class CrystalClassifier:
         ...     ).prototype
         'fcc'
         """
-        img, ps = _check_image(image, pixel_size, modality)
+        calibration = _calibration(pixel_size, reciprocal_pixel_size, modality, "predict")
+        img, ps = _check_image(image, calibration, modality)
         prior_kw = dict(lattice_constant=lattice_constant, lattice_tolerance=lattice_tolerance)
         if modality == "cbed":
             s = self.predict_patterns(img[None], ps, **prior_kw)
@@ -523,25 +531,27 @@ class CrystalClassifier:
     def classify_map(
         self,
         image,
-        pixel_size: float,
+        pixel_size: float | None = None,
         window: int | None = None,
         stride: int | None = None,
         *,
         modality: str = "haadf",
+        reciprocal_pixel_size: float | None = None,
         batch_size: int = 2048,
         lattice_constant: Any = None,
         lattice_tolerance: float = LATTICE_TOLERANCE,
     ) -> CrystalMap:
         """Classify every window of a sliding grid (see :func:`classify_map`)."""
         prior_kw = dict(lattice_constant=lattice_constant, lattice_tolerance=lattice_tolerance)
+        calibration = _calibration(pixel_size, reciprocal_pixel_size, modality, "classify_map")
         batch_size = check_int(batch_size, "batch_size", low=1)
-        if _check_modality(modality) == "cbed":
-            return cbed_map(self, image, pixel_size, window, stride, batch_size, **prior_kw)
+        if modality == "cbed":
+            return cbed_map(self, image, calibration, window, stride, batch_size, **prior_kw)
         if self.modality != "haadf":
             return self._for("haadf").classify_map(
-                image, pixel_size, window, stride, batch_size=batch_size, **prior_kw
+                image, calibration, window, stride, batch_size=batch_size, **prior_kw
             )
-        img, ps = _check_image(image, pixel_size, modality)
+        img, ps = _check_image(image, calibration, modality)
         return haadf_map(
             self, img, ps, window, stride, batch_size, lattice_constant, lattice_tolerance
         )

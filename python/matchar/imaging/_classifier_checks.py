@@ -39,13 +39,56 @@ CBED_MAX_INTENSITY = 1e30
 _HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-def _warn(message: str) -> None:
-    """A UserWarning pointing at the first caller outside ``matchar.imaging`` (the
-    user's call of predict or classify_map, however deep it is raised)."""
+def _warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """A warning pointing at the first caller outside ``matchar.imaging`` (the user's
+    call of predict or classify_map, however deep it is raised)."""
     level, frame = 1, sys._getframe(0)
     while frame is not None and frame.f_code.co_filename.startswith(_HERE):
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, UserWarning, stacklevel=level)
+    warnings.warn(message, category, stacklevel=level)
+
+
+def _calibration(pixel_size: Any, reciprocal_pixel_size: Any, modality: str, what: str) -> Any:
+    """The calibration of ``what``'s input: ``pixel_size`` (Å per pixel) for a HAADF
+    image, ``reciprocal_pixel_size`` (1/Å per pixel) for CBED. ``pixel_size`` with
+    ``modality="cbed"`` is the deprecated spelling of ``reciprocal_pixel_size``."""
+    if _check_modality(modality) == "haadf":
+        if reciprocal_pixel_size is not None:
+            raise ValueError(
+                "reciprocal_pixel_size is the calibration of CBED patterns (modality='cbed'); "
+                "a HAADF image takes pixel_size (Å per pixel)"
+            )
+        if pixel_size is None:
+            raise TypeError(f"{what}() needs pixel_size (Å per pixel of the image)")
+        return pixel_size
+    if pixel_size is None:
+        if reciprocal_pixel_size is None:
+            raise TypeError(
+                f"{what}(..., modality='cbed') needs reciprocal_pixel_size (1/Å per pixel)"
+            )
+        return reciprocal_pixel_size
+    if reciprocal_pixel_size is not None:
+        raise TypeError(
+            f"{what}() got both pixel_size and reciprocal_pixel_size: a CBED pattern's "
+            "calibration is reciprocal_pixel_size (1/Å per pixel)"
+        )
+    _warn(
+        f"{what}(..., pixel_size, modality='cbed') is deprecated and will be removed in the "
+        "next release: pass the CBED calibration (1/Å per pixel) as reciprocal_pixel_size=...",
+        FutureWarning,
+    )
+    return pixel_size
+
+
+def _positive(value: Any, name: str, unit: str) -> float:
+    """A calibration as a finite float > 0, or a ValueError naming it and its unit."""
+    try:
+        ps = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a number ({unit}), got {value!r}") from exc
+    if not (math.isfinite(ps) and ps > 0):
+        raise ValueError(f"{name} must be a finite number > 0 ({unit}), got {ps!r}")
+    return ps
 
 
 def _check_modality(modality: str) -> str:
@@ -54,7 +97,9 @@ def _check_modality(modality: str) -> str:
     return modality
 
 
-def _check_pattern(pattern, pixel_size: float, ndim: int = 2) -> tuple[np.ndarray, float]:
+def _check_pattern(
+    pattern, reciprocal_pixel_size: float, ndim: int = 2
+) -> tuple[np.ndarray, float]:
     """Validate CBED pattern(s) (last two axes) and the calibration in 1/Å per pixel."""
     name = "pattern" if ndim == 2 else "patterns"
     img = as_array(pattern, name, ndim=ndim)
@@ -67,34 +112,28 @@ def _check_pattern(pattern, pixel_size: float, ndim: int = 2) -> tuple[np.ndarra
             f"incident beam (the direct disk about 1) and must stay below "
             f"{CBED_MAX_INTENSITY:g} (the features are computed in float32)"
         )
-    try:
-        ps = float(pixel_size)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"pixel_size must be a number (1/Å per pixel for CBED), got {pixel_size!r}"
-        ) from exc
-    if not (math.isfinite(ps) and ps > 0):
-        raise ValueError(f"pixel_size must be a finite number > 0 (1/Å per pixel), got {ps!r}")
+    ps = _positive(reciprocal_pixel_size, "reciprocal_pixel_size", "1/Å per pixel")
     lo, hi = CBED_PIXEL_SIZE_LIMITS
     if not lo <= ps <= hi:
         raise ValueError(
-            f"pixel_size={ps} 1/Å per pixel is far outside the range the CBED classifier "
-            f"supports ({lo}-{hi}; CBED calibrations are reciprocal: 1/Å per pixel, "
-            "g = 1/d; trained at 0.03-0.045)"
+            f"reciprocal_pixel_size={ps} 1/Å per pixel is far outside the range the CBED "
+            f"classifier supports ({lo}-{hi}; CBED calibrations are reciprocal: 1/Å per "
+            "pixel, g = 1/d; trained at 0.03-0.045)"
         )
     h, w = img.shape[-2:]
     half = 0.5 * min(h, w) * ps
     if half < 0.6:
         raise ValueError(
-            f"{name} of shape {img.shape[-2:]} at pixel_size={ps} reaches only {half:.2f} 1/Å "
-            "from the centre: at least 0.6 1/Å (a few reflections) is needed"
+            f"{name} of shape {img.shape[-2:]} at reciprocal_pixel_size={ps} reaches only "
+            f"{half:.2f} 1/Å from the centre: at least 0.6 1/Å (a few reflections) is needed"
         )
     wlo, whi = CBED_PIXEL_SIZE_WARN
     if not wlo <= ps <= whi or half < 0.8 * CBED_RADII[-1]:
         warnings.warn(
-            f"pixel_size={ps} 1/Å per pixel with a {h}x{w} pattern (reaching {half:.2f} 1/Å) "
-            f"is outside what the CBED classifier was trained on (0.03-0.045 1/Å per pixel, "
-            f"patterns reaching {CBED_RADII[-1]} 1/Å): predictions may be unreliable",
+            f"reciprocal_pixel_size={ps} 1/Å per pixel with a {h}x{w} pattern (reaching "
+            f"{half:.2f} 1/Å) is outside what the CBED classifier was trained on (0.03-0.045 "
+            f"1/Å per pixel, patterns reaching {CBED_RADII[-1]} 1/Å): predictions may be "
+            "unreliable",
             UserWarning,
             stacklevel=3,
         )
@@ -102,15 +141,12 @@ def _check_pattern(pattern, pixel_size: float, ndim: int = 2) -> tuple[np.ndarra
 
 
 def _check_image(image, pixel_size: float, modality: str) -> tuple[np.ndarray, float]:
+    """A HAADF image and its pixel size (Å), or with ``modality="cbed"`` a CBED pattern
+    and its calibration (1/Å per pixel, passed as ``pixel_size``)."""
     if _check_modality(modality) == "cbed":
         return _check_pattern(image, pixel_size)
     img = finite_rescaled(as_array(image, "image", ndim=2), "image", HAADF_SAFE_PEAK)
-    try:
-        ps = float(pixel_size)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"pixel_size must be a number (Å per pixel), got {pixel_size!r}") from exc
-    if not (math.isfinite(ps) and ps > 0):
-        raise ValueError(f"pixel_size must be a finite number > 0 (Å per pixel), got {ps!r}")
+    ps = _positive(pixel_size, "pixel_size", "Å per pixel")
     lo, hi = PIXEL_SIZE_LIMITS
     if not lo <= ps <= hi:
         raise ValueError(

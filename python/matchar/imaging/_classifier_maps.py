@@ -5,12 +5,15 @@ function :func:`classify_map`."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._threads import get_num_threads
 from .._validation import check_int
+
+if TYPE_CHECKING:
+    from ._classifier import CrystalClassifier
 from ._classifier_checks import (
     _check_pattern,
     _pad_windows,
@@ -172,14 +175,16 @@ def haadf_map(
     )
 
 
-def cbed_map(clf: Any, data, pixel_size, window, stride, batch_size, **prior_kw: Any) -> CrystalMap:
+def cbed_map(
+    clf: Any, data, reciprocal_pixel_size, window, stride, batch_size, **prior_kw: Any
+) -> CrystalMap:
     """Maps over the scan grid of a 4-D STEM data set (one CBED pattern per position)."""
     if window is not None or stride is not None:
         raise ValueError(
             "window and stride do not apply to modality='cbed': every scan position's "
             "pattern is classified (pass them as None)"
         )
-    arr, ps = _check_pattern(data, pixel_size, ndim=4)
+    arr, ps = _check_pattern(data, reciprocal_pixel_size, ndim=4)
     n_r, n_c, h, w = arr.shape
     clf = clf._for("cbed")
     s = clf.predict_patterns(arr.reshape(n_r * n_c, h, w), ps, batch_size=batch_size, **prior_kw)
@@ -205,12 +210,13 @@ def cbed_map(clf: Any, data, pixel_size, window, stride, batch_size, **prior_kw:
 
 def classify_map(
     image,
-    pixel_size: float,
+    pixel_size: float | None = None,
     window: int | None = None,
     stride: int | None = None,
     *,
     modality: str = "haadf",
-    classifier: Any = None,
+    reciprocal_pixel_size: float | None = None,
+    classifier: CrystalClassifier | None = None,
     batch_size: int = 2048,
     lattice_constant: Any = None,
     lattice_tolerance: float = LATTICE_TOLERANCE,
@@ -223,17 +229,16 @@ def classify_map(
     interfaces, defects and amorphous regions.
 
     With ``modality="cbed"``, ``image`` is a 4-D STEM data set of shape
-    (scan rows, scan cols, H, W), one CBED pattern per probe position, ``pixel_size`` its
-    calibration in 1/Å per pixel, ``window`` and ``stride`` must be None, and the maps
-    are on the scan grid (``centers`` holds the scan indices).
+    (scan rows, scan cols, H, W), one CBED pattern per probe position,
+    ``reciprocal_pixel_size`` its calibration in 1/Å per pixel, ``window`` and ``stride``
+    must be None, and the maps are on the scan grid (``centers`` holds the scan indices).
 
     Parameters
     ----------
     image : array_like, shape (H, W)
         HAADF image (finite values); for CBED, shape (Y, X, H, W).
     pixel_size : float
-        Å per pixel of ``image`` (0.02-1.0; a warning outside 0.06-0.4); for CBED
-        1/Å per pixel (0.003-0.2; a warning outside 0.015-0.06).
+        Å per pixel of a HAADF ``image`` (0.02-1.0; a warning outside 0.06-0.4).
     window : int or None
         Window side in pixels of ``image``: from 8 Å to 16 Å worth of pixels; None = 16 Å
         (the network's field of view; smaller windows are zero-padded).
@@ -241,6 +246,10 @@ def classify_map(
         Step between windows in pixels of ``image``; None = window // 4.
     modality : {"haadf", "cbed"}
         HAADF image or 4-D STEM stack of CBED patterns.
+    reciprocal_pixel_size : float
+        For CBED (and only CBED), the calibration in 1/Å per pixel (0.003-0.2; a warning
+        outside 0.015-0.06). Passing it as ``pixel_size`` with ``modality="cbed"`` is
+        deprecated.
     classifier : CrystalClassifier or None
         None = :meth:`CrystalClassifier.default`.
     batch_size : int
@@ -273,6 +282,7 @@ def classify_map(
         window,
         stride,
         modality=modality,
+        reciprocal_pixel_size=reciprocal_pixel_size,
         batch_size=batch_size,
         lattice_constant=lattice_constant,
         lattice_tolerance=lattice_tolerance,

@@ -9,6 +9,7 @@ import scipy.fft
 import scipy.ndimage
 
 from .. import _core
+from .._deprecation import renamed_parameters
 from ._features import MODEL_PIXEL_SIZE, MODEL_WINDOW
 from ._simulate import ZONE_AXES, haadf_params, projected_cell
 
@@ -49,6 +50,7 @@ class WindowGenerator:
         self.columns = np.concatenate(cols)
         self.offsets = np.concatenate([[0], np.cumsum([len(c) for c in cols])]).astype(np.int64)
 
+    @renamed_parameters(rotation="rotation_deg")
     def sample(
         self,
         n: int,
@@ -57,7 +59,7 @@ class WindowGenerator:
         distortion=None,
         classes=None,
         a=None,
-        rotation=None,
+        rotation_deg=None,
         thermal=None,
     ):
         """Draw ``n`` windows.
@@ -75,13 +77,13 @@ class WindowGenerator:
         images : numpy.ndarray, shape (n, 64, 64), float32
         classes : numpy.ndarray, shape (n,), int
         a : numpy.ndarray, shape (n,), float64, Å
-        rotation : numpy.ndarray, shape (n,), float64, degrees
+        rotation_deg : numpy.ndarray, shape (n,), float64, degrees
         """
         rng = self.rng
         n_classes = len(self.cells)
         cls = rng.integers(0, n_classes, n) if classes is None else np.asarray(classes)
         a = rng.uniform(*A_RANGE, n) if a is None else np.asarray(a, dtype=float)
-        rot = rng.uniform(0, 360, n) if rotation is None else np.asarray(rotation, dtype=float)
+        rot = rng.uniform(0, 360, n) if rotation_deg is None else np.asarray(rotation_deg, float)
         thermal = rng.uniform(0.0, 0.12, n) if thermal is None else np.full(n, thermal)
         if dose is None:
             d = np.exp(rng.uniform(math.log(10), math.log(5000), n))
@@ -339,7 +341,7 @@ class CbedGenerator:
             keep = np.flatnonzero(geo > 1e-6)[:24]
             self.strong.append((np.hypot(refl[keep, 3], refl[keep, 4]), geo[keep]))
 
-    def _thickness(self, cls: int, a: float, z: int, sigma: float, kv: float) -> float:
+    def _thickness(self, cls: int, a: float, z: int, sigma: float, kev: float) -> float:
         """Thickness (Å) giving the strongest disk-centre intensity log-uniform in
         0.01-0.3 (visible, and within the kinematic regime)."""
         from ._cbed import _gamma, electron_wavelength
@@ -347,8 +349,8 @@ class CbedGenerator:
         g_a, geo = self.strong[cls]
         g = g_a / a
         f = np.array([_core.imaging.moliere_scattering_factor(float(z), float(v)) for v in g])
-        lam = electron_wavelength(kv)
-        amp = lam * _gamma(kv) * f * np.exp(-2 * np.pi**2 * sigma**2 * g**2) * geo
+        lam = electron_wavelength(kev)
+        amp = lam * _gamma(kev) * f * np.exp(-2 * np.pi**2 * sigma**2 * g**2) * geo
         amp /= self.volumes[cls] * a**3  # pi / extinction distance, 1/Å
         target = math.exp(self.rng.uniform(math.log(0.01), math.log(0.3)))
         # peak intensity at the disk centres, Ewald curvature included: the thinnest T on
@@ -366,6 +368,7 @@ class CbedGenerator:
         phi = rng.uniform(0, 2 * math.pi)
         return (self.tilt_mrad * math.cos(phi), self.tilt_mrad * math.sin(phi))
 
+    @renamed_parameters(rotation="rotation_deg")
     def sample(
         self,
         n: int,
@@ -373,7 +376,7 @@ class CbedGenerator:
         dose=None,
         classes=None,
         a=None,
-        rotation=None,
+        rotation_deg=None,
         thermal=None,
         atomic_number=None,
     ):
@@ -382,8 +385,8 @@ class CbedGenerator:
         Parameters left as None are drawn per pattern: class uniform over the 12 classes,
         a ~ U(2.5, 5.4) Å, rotation ~ U(0, 360)°, thermal sigma ~ U(0.02, 0.12) Å, dose
         log-uniform 300-30000 e/pixel at the incident intensity (15% noiseless), Z uniform
-        in 12-79; always random: calibration U(0.03, 0.045) 1/Å per pixel, voltage
-        U(100, 300) kV, convergence U(0.8, 2.5) mrad, thickness such that the strongest
+        in 12-79; always random: calibration U(0.03, 0.045) 1/Å per pixel, beam energy
+        U(100, 300) keV, convergence U(0.8, 2.5) mrad, thickness such that the strongest
         reflection's kinematic peak intensity at its disk centre (Ewald curvature
         included) is log-uniform in 0.01-0.3 (the thinnest such T in 5-500 Å), tilt
         N(0, 0.5 mrad) per axis (or ``tilt_mrad``), direct beam within ±4 px of the
@@ -392,17 +395,17 @@ class CbedGenerator:
         Returns
         -------
         patterns : numpy.ndarray, shape (n, 128, 128), float32
-        pixel_size : numpy.ndarray, shape (n,), 1/Å per pixel
+        reciprocal_pixel_size : numpy.ndarray, shape (n,), 1/Å per pixel
         classes : numpy.ndarray, shape (n,), int
         a : numpy.ndarray, shape (n,), float64, Å
-        rotation : numpy.ndarray, shape (n,), float64, degrees
+        rotation_deg : numpy.ndarray, shape (n,), float64, degrees
         """
         from ._cbed import G_DEPLETION, cbed_params
 
         rng = self.rng
         cls = rng.integers(0, len(ZONE_AXES), n) if classes is None else np.asarray(classes)
         a = rng.uniform(*A_RANGE, n) if a is None else np.asarray(a, dtype=float)
-        rot = rng.uniform(0, 360, n) if rotation is None else np.asarray(rotation, dtype=float)
+        rot = rng.uniform(0, 360, n) if rotation_deg is None else np.asarray(rotation_deg, float)
         thermal = rng.uniform(0.02, 0.12, n) if thermal is None else np.full(n, thermal)
         if dose is None:
             d = np.exp(rng.uniform(math.log(300), math.log(30000), n))
@@ -416,15 +419,15 @@ class CbedGenerator:
         params = np.empty((n, _core.imaging.CBED_N_PARAMS))
         for i in range(n):
             center = np.array([0.5 * (cols - 1), 0.5 * (rows - 1)]) + rng.uniform(-4, 4, 2)
-            kv = rng.uniform(100, 300)
+            kev = rng.uniform(100, 300)
             params[i] = cbed_params(
                 a[i],
                 rot[i],
                 ps[i],
                 tuple(center),
-                voltage_kv=kv,
+                beam_energy_keV=kev,
                 convergence_mrad=rng.uniform(0.8, 2.5),
-                thickness=self._thickness(cls[i], a[i], z[i], thermal[i], kv),
+                thickness_nm=self._thickness(cls[i], a[i], z[i], thermal[i], kev) / 10.0,
                 thermal_sigma=thermal[i],
                 tilt_mrad=self._tilt(rng),
                 background=rng.uniform(0, 0.01),

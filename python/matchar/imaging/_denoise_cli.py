@@ -67,14 +67,16 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import matchar as mc
+    from .._threads import set_num_threads
+    from ..io import load_image
+    from ._denoise import denoise
 
     if getattr(args, "threads", None) is not None:
-        mc.set_num_threads(args.threads)
-    image, file_pixel_size, _ = mc.io.load_image(args.image)
+        set_num_threads(args.threads)
+    image, file_pixel_size, _ = load_image(args.image)
     pixel_size = args.pixel_size if args.pixel_size is not None else file_pixel_size
     kwargs = {} if args.regions is None else {"n_regions": args.regions}
-    result = mc.imaging.denoise(
+    result = denoise(
         image,
         pixel_size=pixel_size,
         cells=args.cells,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _core
+from .._deprecation import renamed_parameters
 from .._validation import check_float, check_int
 
 PROTOTYPES = ("fcc", "bcc", "hcp", "diamond")
@@ -41,7 +42,7 @@ _HCP_C_OVER_A = math.sqrt(8.0 / 3.0)
 #: Largest |index| of a zone axis: a higher-index axis projects the crystal onto a 2-D
 #: lattice of columns far finer than any image resolves.
 MAX_ZONE_INDEX = 1000
-#: Largest accelerating voltage (kV) and convergence semi-angle (mrad) the simulators take.
+#: Largest beam energy (keV) and convergence semi-angle (mrad) the simulators take.
 MAX_KV = 1e4
 MAX_MRAD = 1e3
 #: Largest lattice constant (Å) the simulators take.
@@ -252,8 +253,9 @@ def _projected_cell(prototype: str, axis: tuple[int, ...]) -> ProjectedCell:
     return ProjectedCell(b1, b2, columns, _symmetry_order(b1, b2, columns), P @ R.T)
 
 
+@renamed_parameters(voltage_kv="beam_energy_keV")
 def probe_sigma(
-    voltage_kv: float = 300.0, convergence_mrad: float = 25.0, source_fwhm: float = 0.7
+    beam_energy_keV: float = 300.0, convergence_mrad: float = 25.0, source_fwhm: float = 0.7
 ) -> float:
     """Gaussian standard deviation (Å) approximating a STEM probe.
 
@@ -263,8 +265,9 @@ def probe_sigma(
 
     Parameters
     ----------
-    voltage_kv : float
-        Accelerating voltage in kV, in (0, 1e4].
+    beam_energy_keV : float
+        Beam energy in keV (the accelerating voltage in kV), in (0, 1e4]. Was
+        ``voltage_kv``, deprecated.
     convergence_mrad : float
         Convergence semi-angle in mrad, in (0, 1000].
     source_fwhm : float
@@ -280,12 +283,14 @@ def probe_sigma(
     >>> round(probe_sigma(300.0, 25.0, 0.0), 3)
     0.171
     """
-    voltage_kv = check_float(voltage_kv, "voltage_kv", low=0.0, high=MAX_KV, low_open=True)
+    beam_energy_keV = check_float(
+        beam_energy_keV, "beam_energy_keV", low=0.0, high=MAX_KV, low_open=True
+    )
     convergence_mrad = check_float(
         convergence_mrad, "convergence_mrad", low=0.0, high=MAX_MRAD, low_open=True
     )
     source_fwhm = check_float(source_fwhm, "source_fwhm (Å)", low=0.0)
-    v = voltage_kv * 1e3
+    v = beam_energy_keV * 1e3
     lam = 12.2643 / math.sqrt(v * (1 + 0.97845e-6 * v))  # Å
     fwhm = 0.51 * lam / (convergence_mrad * 1e-3)
     return math.hypot(fwhm, source_fwhm) / (2 * math.sqrt(2 * math.log(2)))
@@ -299,7 +304,7 @@ def _rotation_matrix(deg: float) -> np.ndarray:
 def haadf_params(
     cell: ProjectedCell,
     lattice_constant: float,
-    rotation: float,
+    rotation_deg: float,
     pixel_size: float,
     *,
     origin: tuple[float, float] = (0.0, 0.0),
@@ -312,7 +317,7 @@ def haadf_params(
     drift: tuple[float, float] = (0.0, 0.0),
 ) -> np.ndarray:
     """One row of the renderer's parameter table (see ``render_haadf`` in C++)."""
-    R = _rotation_matrix(rotation)
+    R = _rotation_matrix(rotation_deg)
     a1 = R @ cell.a1 * lattice_constant
     a2 = R @ cell.a2 * lattice_constant
     return np.array(
@@ -344,11 +349,12 @@ def column_weights(cell: ProjectedCell, lattice_constant: float, atomic_number: 
     return cols
 
 
+@renamed_parameters(rotation="rotation_deg", voltage_kv="beam_energy_keV")
 def simulate_haadf(
     prototype: str,
     zone_axis: Sequence[int],
     lattice_constant: float,
-    rotation: float = 0.0,
+    rotation_deg: float = 0.0,
     shape: tuple[int, int] = (256, 256),
     pixel_size: float = 0.12,
     dose: float | None = None,
@@ -356,7 +362,7 @@ def simulate_haadf(
     seed: int | None = None,
     *,
     atomic_number: int = 29,
-    voltage_kv: float = 300.0,
+    beam_energy_keV: float = 300.0,
     convergence_mrad: float = 25.0,
     source_fwhm: float = 0.7,
     background: float = 0.1,
@@ -386,9 +392,9 @@ def simulate_haadf(
         Cubic lattice constant a (hcp: the basal a), Å, in (0, 1e4], and at least the
         width of the probe broadened by ``thermal_sigma`` (a finer lattice would be a
         uniform image).
-    rotation : float
+    rotation_deg : float
         In-plane rotation in degrees: the angle from the image +x axis (columns) towards
-        +y (rows) of the shortest projected lattice vector.
+        +y (rows) of the shortest projected lattice vector. Was ``rotation``, deprecated.
     shape : (int, int)
         Image shape (rows, cols) in pixels, at most 2**28 pixels.
     pixel_size : float
@@ -403,8 +409,9 @@ def simulate_haadf(
         [0, 2**64 - 1]; None = fresh.
     atomic_number : int
         Z of the (single) element, 1-118; sets the absolute column weights.
-    voltage_kv, convergence_mrad, source_fwhm : float
-        Probe (see :func:`probe_sigma`): in (0, 1e4] kV, (0, 1000] mrad, >= 0 Å.
+    beam_energy_keV, convergence_mrad, source_fwhm : float
+        Probe (see :func:`probe_sigma`): in (0, 1e4] keV, (0, 1000] mrad, >= 0 Å.
+        ``beam_energy_keV`` was ``voltage_kv``, deprecated.
     background : float
         Constant background as a fraction of the mean column signal, in [0, 1e6].
     read_noise : float
@@ -436,7 +443,7 @@ def simulate_haadf(
 
     Examples
     --------
-    >>> img = simulate_haadf("fcc", (1, 1, 0), 4.05, rotation=10.0, shape=(64, 64),
+    >>> img = simulate_haadf("fcc", (1, 1, 0), 4.05, rotation_deg=10.0, shape=(64, 64),
     ...                      pixel_size=0.2, dose=500, seed=0)
     >>> img.shape, bool(abs(img.mean() - 1.0) < 0.1)
     ((64, 64), True)
@@ -445,13 +452,15 @@ def simulate_haadf(
     rows, cols = _check_shape(shape)
     a = check_float(lattice_constant, "lattice_constant (Å)", low=0.0, high=MAX_LENGTH,
                     low_open=True)  # fmt: skip
-    rotation = check_float(rotation, "rotation (degrees)")
+    rotation_deg = check_float(rotation_deg, "rotation_deg (degrees)")
     pixel_size = check_float(pixel_size, "pixel_size (Å)", low=0.0, low_open=True)
     dose = check_float(dose, "dose", low=0.0, high=MAX_DOSE, low_open=True, allow_none=True)
     thermal_sigma = check_float(thermal_sigma, "thermal_sigma (Å)", low=0.0)
     seed = check_int(seed, "seed", low=0, high=2**64 - 1, allow_none=True)
     z = check_int(atomic_number, "atomic_number", low=1, high=118)
-    voltage_kv = check_float(voltage_kv, "voltage_kv", low=0.0, high=MAX_KV, low_open=True)
+    beam_energy_keV = check_float(
+        beam_energy_keV, "beam_energy_keV", low=0.0, high=MAX_KV, low_open=True
+    )
     convergence_mrad = check_float(
         convergence_mrad, "convergence_mrad", low=0.0, high=MAX_MRAD, low_open=True
     )
@@ -468,13 +477,13 @@ def simulate_haadf(
         origin = _check_pair(origin, "origin (Å)", bound=MAX_ORIGIN)
     if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-    probe = probe_sigma(voltage_kv, convergence_mrad, source_fwhm)
+    probe = probe_sigma(beam_energy_keV, convergence_mrad, source_fwhm)
     if probe <= a:
         check_float(thermal_sigma, "thermal_sigma (Å, at most lattice_constant)", low=0.0, high=a)
     if math.hypot(probe, thermal_sigma) > a:
         raise ValueError(
             f"lattice_constant={a} Å is too fine for the probe: its width (sigma "
-            f"{probe:.3g} Å from voltage_kv, convergence_mrad and source_fwhm, broadened by "
+            f"{probe:.3g} Å from beam_energy_keV, convergence_mrad and source_fwhm, broadened by "
             f"thermal_sigma to {math.hypot(probe, thermal_sigma):.3g} Å) must be at most "
             "the lattice constant, beyond which the columns merge into a uniform image"
         )
@@ -484,7 +493,7 @@ def simulate_haadf(
     params = haadf_params(
         cell,
         a,
-        rotation,
+        rotation_deg,
         pixel_size,
         origin=origin,
         probe=probe,
