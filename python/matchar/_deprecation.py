@@ -3,7 +3,8 @@
 A renamed parameter keeps its old keyword through :func:`renamed_parameters`: the call
 works as before (the value converted to the new unit where the unit changed) and gives a
 ``FutureWarning`` that names the new parameter, pointing at the caller. The names follow
-the convention of docs/developing.md ("Names and units").
+the convention of docs/developing.md ("Names and units"). A value whose meaning moves to
+another parameter (not a keyword that changes name) warns from the function itself.
 """
 
 from __future__ import annotations
@@ -70,9 +71,3 @@ def renamed_parameters(**renames: str | Renamed) -> Callable[[F], F]:
         return inner  # type: ignore[return-value]
 
     return wrap
-
-
-def deprecated_value(message: str, stacklevel: int = 3) -> None:
-    """A ``FutureWarning`` for a deprecated use that is not a keyword (an argument whose
-    meaning moves to another parameter); ``stacklevel`` counts from the caller."""
-    warnings.warn(message, FutureWarning, stacklevel=stacklevel)
