@@ -176,7 +176,7 @@ def cbed_center(pattern: np.ndarray) -> tuple[float, float]:
 
 
 def cbed_features(
-    patterns: np.ndarray, pixel_size, centers: np.ndarray | None = None
+    patterns: np.ndarray, reciprocal_pixel_size, centers: np.ndarray | None = None
 ) -> np.ndarray:
     """Polar, log-compressed CBED patterns for the CBED classifier.
 
@@ -189,7 +189,7 @@ def cbed_features(
     ----------
     patterns : numpy.ndarray, shape (N, H, W)
         Intensities in units of the incident beam (as from :func:`simulate_cbed`).
-    pixel_size : float or numpy.ndarray, shape (N,)
+    reciprocal_pixel_size : float or numpy.ndarray, shape (N,)
         Calibration in 1/Å per pixel.
     centers : numpy.ndarray, shape (N, 2), or None
         Direct-beam positions (x, y) in pixels; None = :func:`cbed_center` of each.
@@ -205,7 +205,7 @@ def cbed_features(
     """
     p = np.asarray(patterns)
     n = len(p)
-    ps = np.broadcast_to(np.asarray(pixel_size, dtype=np.float64), (n,))
+    ps = np.broadcast_to(np.asarray(reciprocal_pixel_size, dtype=np.float64), (n,))
     t = np.arange(2 * len(CBED_ANGLES)) * (np.pi / len(CBED_ANGLES))
     cos_t, sin_t = np.cos(t), np.sin(t)
     out = np.empty((n, 1, len(CBED_RADII), len(CBED_ANGLES)), np.float32)
