@@ -1,7 +1,7 @@
-// The permanents behind the assignment posterior (permanents.cpp), shared with
-// assignment.cpp: exact (subset dynamic program), Bethe (belief propagation), banded (a
-// dynamic program over the band of sorted rows and columns), their scaling and
-// marginals. Internal to cpp/src/nmr.
+// The permanents behind the assignment posterior (permanents.cpp), shared with the
+// assignment methods (assignment_quadrature.cpp, assignment_banded.cpp): exact (subset
+// dynamic program), Bethe (belief propagation), banded (a dynamic program over the band
+// of sorted rows and columns), their scaling and marginals. Internal to cpp/src/nmr.
 #pragma once
 
 #include <cmath>

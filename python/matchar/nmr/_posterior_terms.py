@@ -1,6 +1,6 @@
 """What one nucleus contributes to the posterior: :class:`NucleusTerms`, and the evidence
 with the peak-site assignment given (closed form) or marginalised (the C++ kernels of
-``_core.nmr``, ``cpp/src/nmr/assignment.cpp``)."""
+``_core.nmr``, ``cpp/src/nmr/assignment*.cpp``)."""
 
 from __future__ import annotations
 
