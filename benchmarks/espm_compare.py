@@ -426,7 +426,15 @@ def run_own_model(out: Path) -> None:
                 s_per_iter=float(e["seconds"]) / int(e["iterations"]),
             )
         )
-    for name, model in (("nominal EDXModel", nominal), ("refined EDXModel", refined)):
+    t0 = time.perf_counter()
+    shell, report_shell = mc.spectral.refine_detector(nominal, X, ratios="shell")
+    t_refine_shell = time.perf_counter() - t0
+    models = (
+        ("nominal EDXModel", nominal),
+        ("refined EDXModel", refined),
+        ('refined EDXModel (ratios="shell")', shell),
+    )
+    for name, model in models:
         for init in ("kmeans", "nmf"):
             est = mc.spectral.PhysicsNMF(
                 model, 3, max_iter=OWN_ITER, tol=0, random_state=0, init=init
@@ -461,7 +469,6 @@ def run_own_model(out: Path) -> None:
     # spectrum (Poisson fit on G): the model's own limit, whatever the NMF
     from matchar.spectral._edx import _poisson_fit
 
-    shell, _ = mc.spectral.refine_detector(nominal, X, ratios="shell")
     span = {}
     for name, model in (("nominal", nominal), ("refined", refined), ("refined, shell", shell)):
         span[name] = []
@@ -469,8 +476,27 @@ def run_own_model(out: Path) -> None:
             f, _ = _poisson_fit(t * 1e6, model.G, n_iter=3000)
             c = f @ t / (np.linalg.norm(f) * np.linalg.norm(t))
             span[name].append(float(np.degrees(np.arccos(np.clip(c, -1, 1)))))
-    result = dict(rows=rows, refine_seconds=t_refine, detector=report, best_in_span_deg=span)
+    result = dict(
+        rows=rows,
+        refine_seconds=t_refine,
+        refine_shell_seconds=t_refine_shell,
+        detector=report,
+        detector_shell=report_shell,
+        best_in_span_deg=span,
+    )
     (out / "own_model.json").write_text(json.dumps(result, indent=1))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _results import write_results
+
+    table = [
+        {k: r[k] for k in ("tool", "max_angle_deg", "count_fraction_mse", "s_per_iter")}
+        for r in rows
+    ]
+    write_results(
+        "espm_compare_own_model",
+        table,
+        extra={k: v for k, v in result.items() if k != "rows"},
+    )
     print(json.dumps(result, indent=1))
 
 

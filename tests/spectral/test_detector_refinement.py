@@ -37,11 +37,13 @@ def spectrum(
     cu_l_factor: float,
     amplitudes: dict[str, float],
     background: float,
+    collection: float = 0.0,
 ) -> np.ndarray:
     """Expected counts on the data's channels: the nominal model's lines (energy, weight
-    incl. detector efficiency) as Gaussians of FWHM^2 = R^2 + 2.5 eV (E - E_MnKa) on the
-    channels ``offset + shift + gain * scale * i``, Cu L lines times ``cu_l_factor``,
-    plus the nominal bremsstrahlung."""
+    incl. detector efficiency) as Gaussians of FWHM^2 = R^2 + 2.5 eV (E - E_MnKa) +
+    q^2 (E^2 - E_MnKa^2) (q = ``collection``, 0: EDXModel's width) on the channels
+    ``offset + shift + gain * scale * i``, Cu L lines times ``cu_l_factor``, plus the
+    nominal bremsstrahlung."""
     nominal = mc.spectral.EDXModel(ELEMENTS, AXIS, 200.0)
     off, sc, n = AXIS
     centres = off + offset_shift + gain * sc * np.arange(n)
@@ -49,7 +51,9 @@ def spectrum(
     per_el = {el: np.zeros(n) for el in ELEMENTS}
     for ln in nominal.lines:
         E = ln["energy_keV"]
-        fwhm = math.sqrt(resolution_eV**2 + 2.5 * (E * 1000 - MN_KA_EV)) / 1000
+        e_ev = E * 1000
+        fwhm2 = resolution_eV**2 + 2.5 * (e_ev - MN_KA_EV) + collection**2 * (e_ev**2 - MN_KA_EV**2)
+        fwhm = math.sqrt(fwhm2) / 1000
         s = fwhm / (2 * math.sqrt(2 * math.log(2)))
         w = ln["weight"] * (cu_l_factor if (ln["element"], ln["family"]) == ("Cu", "L") else 1)
         per_el[ln["element"]] += w * 0.5 * np.diff(erf((edges - E) / (s * math.sqrt(2))))
@@ -183,3 +187,25 @@ def test_all_zero_data_raises():
     model = mc.spectral.EDXModel(ELEMENTS, AXIS, 200.0)
     with pytest.raises(ValueError, match="no counts"):
         refine_detector(model, np.zeros((4, 4, AXIS[2]), dtype=np.uint16))
+
+
+def test_charge_collection_term_recovered():
+    """A detector whose width grows faster than the Fano term (incomplete charge
+    collection, q = 0.015: +150 eV in quadrature at 10 keV) is found back: the collection
+    term and the widths at low and high energy; an ideal detector's data give a small q."""
+    q = 0.015
+    lam = spectrum(0.0, 1.0, 150.0, 1.0, AMPS, 2e6, collection=q)
+    x = np.random.default_rng(5).poisson(lam)
+    model = mc.spectral.EDXModel(ELEMENTS, AXIS, 200.0)
+    refined, rep = refine_detector(model, x)
+    assert rep["collection"] == pytest.approx(q, abs=0.003)
+    for e_kev in (1.0, 6.4, 8.0):  # Fe/Cu L, Fe K-alpha, Cu K-alpha
+        e_ev = e_kev * 1000
+        truth = math.sqrt(150.0**2 + 2.5 * (e_ev - MN_KA_EV) + q**2 * (e_ev**2 - MN_KA_EV**2))
+        assert float(refined.fwhm_keV(e_kev)) * 1000 == pytest.approx(truth, abs=4.0)
+    assert rep["deviance_after"] < 1.5 * rep["n_channels_fitted"]
+    assert refined.collection == rep["collection"]
+    # EDXModel's own width (no collection term): q stays small
+    lam0 = spectrum(0.0, 1.0, 150.0, 1.0, AMPS, 2e6)
+    _, rep0 = refine_detector(model, np.random.default_rng(6).poisson(lam0))
+    assert rep0["collection"] < 0.005

@@ -23,7 +23,8 @@ from ._edx_physics import _E_MN_KA_EV, MIN_RESOLUTION_EV, _xraylib
 from ._edx_spectrum import _summed_spectrum
 
 #: Mean energy per electron-hole pair in Si (eV) and 8 ln 2 (FWHM^2 per variance):
-#: the Fano term of the peak width is ``FWHM^2 = noise^2 + 8 ln2 * F * 3.64 eV * E``.
+#: the peak width is ``FWHM^2 = noise^2 + 8 ln2 * F * 3.64 eV * E + (collection * E)^2``
+#: (electronic noise, the Fano statistics of the charge, incomplete charge collection).
 _PAIR_EV = 3.64
 _FWHM2_PER_VAR = 8.0 * math.log(2.0)
 _SIGMA_PER_FWHM = 1.0 / math.sqrt(_FWHM2_PER_VAR)
@@ -33,9 +34,25 @@ NOISE_BOUNDS_EV = (0.0, 250.0)
 GAIN_BOUNDS = (0.98, 1.02)
 WINDOW_SCALE_BOUNDS = (0.0, 5.0)
 DEAD_LAYER_BOUNDS_UM = (0.0, 0.5)
+#: FWHM of incomplete charge collection per unit energy (eV per eV): 0 for an ideal
+#: detector; 0.01 adds 100 eV in quadrature at 10 keV.
+COLLECTION_BOUNDS = (0.0, 0.03)
 RATIO_BOUNDS = (0.5, 2.0)
 _GROUPS = ("K", "L", "M", "L1", "L2", "L3", "M1", "M2", "M3", "M4", "M5")
-_PARAMS = ("offset_keV", "gain", "noise_eV", "fano", "window_scale", "dead_layer_um")
+_PARAMS = (
+    "offset_keV",
+    "gain",
+    "noise_eV",
+    "fano",
+    "window_scale",
+    "dead_layer_um",
+    "collection",
+)
+
+
+def _fwhm2_eV2(noise_eV: float, fano: float, collection: float, energy_eV: Any) -> Any:
+    """FWHM^2 (eV^2) at ``energy_eV``: noise, Fano and charge-collection terms."""
+    return noise_eV**2 + fano_slope_eV(fano) * energy_eV + (collection * energy_eV) ** 2
 
 
 def fano_slope_eV(fano: float) -> float:
@@ -50,10 +67,11 @@ def fano_slope_eV(fano: float) -> float:
 
 
 class RefinedEDXModel(EDXModel):
-    """An :class:`EDXModel` with a two-parameter peak width and per-family line factors.
+    """An :class:`EDXModel` with a physical peak width and per-family line factors.
 
-    The peak width is ``FWHM(E)^2 = noise_eV^2 + 8 ln2 * fano * 3.64 eV * E`` (electronic
-    noise plus the Fano term) instead of EDXModel's fixed slope, and the intensity of every
+    The peak width is ``FWHM(E)^2 = noise_eV^2 + 8 ln2 * fano * 3.64 eV * E +
+    (collection * E)^2`` (electronic noise, the Fano term and incomplete charge
+    collection) instead of EDXModel's fixed slope, and the intensity of every
     line of family f (K, L, M) of element e is multiplied by ``line_scale[e][f]``
     (default 1). All other parameters are EDXModel's; :func:`refine_detector` builds one.
 
@@ -65,6 +83,8 @@ class RefinedEDXModel(EDXModel):
         Electronic-noise FWHM (eV), in ``NOISE_BOUNDS_EV``.
     fano : float
         Fano factor, in ``FANO_BOUNDS``.
+    collection : float, default 0
+        Charge-collection FWHM per unit energy (eV per eV), in ``COLLECTION_BOUNDS``.
     line_scale : dict of str to dict of str to float, optional
         ``{element: {family: factor}}``, factors > 0.
     **kwargs
@@ -76,7 +96,7 @@ class RefinedEDXModel(EDXModel):
     resolution_eV : float
         FWHM at Mn K-alpha (eV) of the refined width, at least ``MIN_RESOLUTION_EV`` (the
         value EDXModel's element finder uses; ``resolution_mnka_eV`` is the exact one).
-    noise_eV, fano, resolution_mnka_eV : float
+    noise_eV, fano, collection, resolution_mnka_eV : float
     line_scale : dict
 
     Example
@@ -94,6 +114,7 @@ class RefinedEDXModel(EDXModel):
         *,
         noise_eV: float,
         fano: float,
+        collection: float = 0.0,
         line_scale: dict[str, dict[str, float]] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -103,6 +124,9 @@ class RefinedEDXModel(EDXModel):
             noise_eV, "noise_eV", low=NOISE_BOUNDS_EV[0], high=NOISE_BOUNDS_EV[1]
         )
         self.fano = check_float(fano, "fano", low=FANO_BOUNDS[0], high=FANO_BOUNDS[1])
+        self.collection = check_float(
+            collection, "collection", low=COLLECTION_BOUNDS[0], high=COLLECTION_BOUNDS[1]
+        )
         scale: dict[str, dict[str, float]] = {}
         for el, fams in dict(line_scale or {}).items():
             scale[str(el)] = {}
@@ -117,13 +141,14 @@ class RefinedEDXModel(EDXModel):
                 )
         self.line_scale = scale
         self.resolution_mnka_eV = math.sqrt(
-            self.noise_eV**2 + fano_slope_eV(self.fano) * _E_MN_KA_EV
+            _fwhm2_eV2(self.noise_eV, self.fano, self.collection, _E_MN_KA_EV)
         )
         kwargs["resolution_eV"] = max(self.resolution_mnka_eV, MIN_RESOLUTION_EV)
         super().__init__(elements, energy_axis, beam_energy_keV, **kwargs)
 
     def fwhm_keV(self, energy_keV: ArrayLike) -> np.ndarray:
-        """Refined peak FWHM (keV) at ``energy_keV``: ``sqrt(noise^2 + 8ln2 F 3.64 eV E)``.
+        """Refined peak FWHM (keV) at ``energy_keV``:
+        ``sqrt(noise^2 + 8ln2 F 3.64 eV E + (collection E)^2)``.
 
         Example
         -------
@@ -131,8 +156,8 @@ class RefinedEDXModel(EDXModel):
         >>> float(np.round(m.fwhm_keV(0.0), 3))
         0.06
         """
-        E = np.asarray(energy_keV, dtype=np.float64) * 1000.0
-        sq = self.noise_eV**2 + fano_slope_eV(self.fano) * np.maximum(E, 0.0)
+        E = np.maximum(np.asarray(energy_keV, dtype=np.float64) * 1000.0, 0.0)
+        sq = _fwhm2_eV2(self.noise_eV, self.fano, self.collection, E)
         return np.sqrt(np.maximum(sq, 1.0)) / 1000.0
 
     def _element_lines(self, Z: int, symbol: str) -> list[dict[str, Any]]:
@@ -199,6 +224,7 @@ class _Problem:
                 2.5 / (_FWHM2_PER_VAR * _PAIR_EV),
                 1.0,
                 model.dead_layer_um,
+                0.0,
             ]
         )
 
@@ -212,12 +238,13 @@ class _Problem:
     def design(self, theta: np.ndarray) -> np.ndarray:
         """D(theta): (fitted channels, n_groups + n_background)."""
         d0, g, noise, fano = theta[:4]
+        collection = math.sqrt(max(theta[6], 0.0))  # theta holds its square
         m = self.model
         scale = m.scale * g
         lo = m.offset + d0 + scale * (self.idx - 0.5)
         edges = np.concatenate([lo, [lo[-1] + scale]])
         # channels are contiguous above the low cut, so the edges are those of each channel
-        fw2 = noise**2 + fano_slope_eV(fano) * self.line_E * 1000.0
+        fw2 = _fwhm2_eV2(noise, fano, collection, self.line_E * 1000.0)
         sig = np.sqrt(np.maximum(fw2, 1.0)) / 1000.0 * _SIGMA_PER_FWHM
         amp = self.line_w * self.efficiency(self.a_w, self.mu_si, theta) * self.sample
         z = (edges[None, :] - self.line_E[:, None]) / (sig[:, None] * math.sqrt(2.0))
@@ -270,8 +297,10 @@ def refine_detector(
     - ``offset_keV`` (shift of the channel energies, +-max(50 eV, 5 channels)) and ``gain``
       (factor on the keV per channel, ``GAIN_BOUNDS``): the data's channel i is at
       ``offset + offset_keV + gain * scale * i``;
-    - ``noise_eV`` (electronic noise FWHM, ``NOISE_BOUNDS_EV``) and ``fano`` (Fano factor,
-      ``FANO_BOUNDS``): ``FWHM(E)^2 = noise^2 + 8 ln2 * fano * 3.64 eV * E``;
+    - ``noise_eV`` (electronic noise FWHM, ``NOISE_BOUNDS_EV``), ``fano`` (Fano factor,
+      ``FANO_BOUNDS``) and ``collection`` (incomplete charge collection, FWHM per unit
+      energy, ``COLLECTION_BOUNDS``): ``FWHM(E)^2 = noise^2 + 8 ln2 * fano * 3.64 eV * E
+      + (collection * E)^2``;
     - ``window_scale`` (factor on every window layer's thickness,
       ``WINDOW_SCALE_BOUNDS``) and ``dead_layer_um`` (Si dead layer,
       ``DEAD_LAYER_BOUNDS_UM``);
@@ -303,7 +332,8 @@ def refine_detector(
         ``model`` rebuilt with the refined axis, width, window, dead layer and line factors.
     report : dict
         ``offset_keV``, ``gain``, ``noise_eV``, ``fano``, ``window_scale``,
-        ``dead_layer_um``, ``resolution_mnka_eV`` (FWHM at Mn K-alpha, eV): the values;
+        ``dead_layer_um``, ``collection``, ``resolution_mnka_eV`` (FWHM at Mn K-alpha,
+        eV): the values;
         ``stderr``: their standard errors (same keys); ``line_scale``:
         ``{element: {family: factor}}``; ``line_scale_stderr``; ``deviance_before``,
         ``deviance_after`` (Poisson deviance of the summed spectrum with the nominal and
@@ -345,10 +375,13 @@ def refine_detector(
         FANO_BOUNDS,
         WINDOW_SCALE_BOUNDS,
         DEAD_LAYER_BOUNDS_UM,
+        (COLLECTION_BOUNDS[0] ** 2, COLLECTION_BOUNDS[1] ** 2),  # its square: see below
     ]
     theta = np.clip(prob.theta0, [b[0] for b in bounds], [b[1] for b in bounds])
     # theta in units where a step of 1 is a sensible change, for L-BFGS-B's gradients
-    unit = np.array([model.scale, 1e-3, 10.0, 0.01, 0.1, 0.01])
+    # (the collection term enters as its square, which FWHM^2 is linear in: at q = 0 the
+    # deviance's derivative in q itself is 0, and L-BFGS-B would never leave it)
+    unit = np.array([model.scale, 1e-3, 10.0, 0.01, 0.1, 0.01, 1e-5])
     D = prob.design(theta)
     c = np.full(D.shape[1], x.sum() / D.shape[1]) / np.maximum(D.sum(axis=0), 1e-300)
     c = _coef(x, D, c, 500)
@@ -409,8 +442,13 @@ def refine_detector(
 
     names = list(_PARAMS)
     report: dict[str, Any] = {n: float(v) for n, v in zip(names, theta)}
-    report["resolution_mnka_eV"] = math.sqrt(theta[2] ** 2 + fano_slope_eV(theta[3]) * _E_MN_KA_EV)
+    q = math.sqrt(max(theta[6], 0.0))
+    report["collection"] = q
+    report["resolution_mnka_eV"] = math.sqrt(_fwhm2_eV2(theta[2], theta[3], q, _E_MN_KA_EV))
     report["stderr"] = {n: float(s) for n, s in zip(names, se[: len(theta)])}
+    # delta method from q^2 to q (at q = 0: the q whose square is one standard error)
+    se_q2 = report["stderr"]["collection"]
+    report["stderr"]["collection"] = se_q2 / (2 * q) if q > 0 else math.sqrt(se_q2)
     report["line_scale"] = line_scale
     report["line_scale_stderr"] = line_se
     report["deviance_before"] = dev_before
@@ -429,6 +467,7 @@ def refine_detector(
         model.beam_energy_keV,
         noise_eV=theta[2],
         fano=theta[3],
+        collection=q,
         line_scale=line_scale,
         n_background=model.n_background,
         window=window,
