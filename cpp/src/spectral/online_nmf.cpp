@@ -274,13 +274,9 @@ void OnlineNMF<T>::components(T* out) const {
 #define MATCHAR_STREAMING_TX(T, TX)                                       \
   template double OnlineNMF<T>::partial_fit<TX>(ConstMatrixView<TX>, T*); \
   template void OnlineNMF<T>::transform<TX>(ConstMatrixView<TX>, int, T*) const;
-#define MATCHAR_STREAMING(T)             \
-  template class OnlineNMF<T>;           \
-  MATCHAR_STREAMING_TX(T, std::uint8_t)  \
-  MATCHAR_STREAMING_TX(T, std::uint16_t) \
-  MATCHAR_STREAMING_TX(T, std::uint32_t) \
-  MATCHAR_STREAMING_TX(T, float)         \
-  MATCHAR_STREAMING_TX(T, double)
+#define MATCHAR_STREAMING(T)   \
+  template class OnlineNMF<T>; \
+  MATCHAR_STREAMING_COUNT_TYPES(MATCHAR_STREAMING_TX, T)
 
 MATCHAR_STREAMING(float)
 MATCHAR_STREAMING(double)

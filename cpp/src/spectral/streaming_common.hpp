@@ -18,6 +18,15 @@
 #include "matchar/spectral/nmf.hpp"
 #include "matchar/spectral/streaming.hpp"
 
+// M(T, TX) for every count type the streaming estimators read: the explicit
+// instantiations of streaming_pca.cpp and online_nmf.cpp.
+#define MATCHAR_STREAMING_COUNT_TYPES(M, T) \
+  M(T, std::uint8_t)                        \
+  M(T, std::uint16_t)                       \
+  M(T, std::uint32_t)                       \
+  M(T, float)                               \
+  M(T, double)
+
 namespace matchar::spectral::streaming_detail {
 
 using detail::RowMat;

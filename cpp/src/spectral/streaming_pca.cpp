@@ -399,13 +399,9 @@ void StreamingPCA<T>::transform(ConstMatrixView<TX> X, double* out) {
   template void StreamingPCA<T>::partial_fit<TX>(ConstMatrixView<TX>); \
   template void StreamingPCA<T>::add_spectrum<TX>(const TX*, index_t); \
   template void StreamingPCA<T>::transform<TX>(ConstMatrixView<TX>, double*);
-#define MATCHAR_STREAMING(T)             \
-  template class StreamingPCA<T>;        \
-  MATCHAR_STREAMING_TX(T, std::uint8_t)  \
-  MATCHAR_STREAMING_TX(T, std::uint16_t) \
-  MATCHAR_STREAMING_TX(T, std::uint32_t) \
-  MATCHAR_STREAMING_TX(T, float)         \
-  MATCHAR_STREAMING_TX(T, double)
+#define MATCHAR_STREAMING(T)      \
+  template class StreamingPCA<T>; \
+  MATCHAR_STREAMING_COUNT_TYPES(MATCHAR_STREAMING_TX, T)
 
 MATCHAR_STREAMING(float)
 MATCHAR_STREAMING(double)
