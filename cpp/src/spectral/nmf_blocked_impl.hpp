@@ -11,6 +11,9 @@
 // registers (16 bytes SSE/NEON, 32 AVX2, 64 AVX-512); R from the register budget.
 // The vector layer is nmf_simd_impl.hpp; the residual scan's kernels, which share this
 // file's dispatch table, are residual_scan_impl.hpp.
+// Kept as one file (about 620 lines): the KL, HALS, deviance and Gram passes are one
+// family of register-blocked templates over the same packed buffers, workspace and
+// dispatch table, instantiated together once per instruction-set level.
 #ifndef MATCHAR_ISA
 #error "define MATCHAR_ISA (the namespace of this level's kernels) before including"
 #endif

@@ -1,4 +1,10 @@
-"""SOAP power spectra and spherical expansions, featomic's convention, computed in C++."""
+"""SOAP power spectra and spherical expansions, featomic's convention, computed in C++.
+
+Kept as one module (about 640 lines) because it is one class, :class:`SOAP`: its public
+methods (``compute``, ``compute_atoms``, ``spherical_expansion``, ``feature_labels``)
+share the species, the feature layout and the compiled calculators, and about half of
+the file is their documented parameters; the arithmetic is in ``cpp/src/atoms/``.
+"""
 
 from __future__ import annotations
 
