@@ -407,10 +407,11 @@ def test_sklearn_estimator_conventions():
     est = mc.spectral.PhysicsNMF(model, 2, smoothness=0.5, max_iter=15, random_state=0)
     params = est.get_params()
     assert params["n_components"] == 2 and params["smoothness"] == 0.5
-    assert params["model"] is model and params["init"] == "kmeans"
+    assert params["model"] is model and params["init"] == "auto" and params["refine"] == "auto"
     assert set(params) == {
         "model", "n_components", "smoothness", "sparsity", "simplex", "fixed", "max_iter",
-        "tol", "random_state", "init", "init_iter", "epsilon_sparse", "eval_every", "dtype",
+        "tol", "random_state", "init", "init_iter", "refine", "epsilon_sparse", "eval_every",
+        "dtype",
     }  # fmt: skip
     assert est.set_params(sparsity=0.1, simplex="H") is est
     assert est.sparsity == 0.1 and est.simplex == "H"

@@ -24,6 +24,9 @@ from ._nmf import NMF, _deviance
 from ._physics_nmf_init import _kmeans_init, _poisson_regression, _vertex_init
 from ._physics_nmf_updates import _stalled, da_log_sum, surrogate_terms, w_step
 
+#: The candidates of init="auto", in the order tried (ties go to the first).
+AUTO_INITS = ("kmeans", "nmf", "vertex")
+
 
 class _PhysicsNMFSolver:
     """Fitting methods of :class:`PhysicsNMF` (a private base class)."""
@@ -35,14 +38,15 @@ class _PhysicsNMFSolver:
         K x C statistics of the components on the client. The Laplacian smoothness
         couples neighbouring pixels across chunks: each chunk's task also reads one image
         row of its neighbours' maps (from the previous iteration, as in memory).
-        ``init="kmeans"``/``"vertex"`` (which bin neighbouring pixels)
+        ``init="kmeans"``/``"vertex"`` (which bin neighbouring pixels) and ``"auto"``
         fall back to ``"nmf"`` (an NMF fitted on the dask array); ``init_used_`` says so.
         """
         data = DaskSpectrumMatrix(raw, "X")
         self._fitted_counts = None
         N, C = data.shape
+        self._resolve_model(raw, C)
         K, G = self._check(N, C)
-        n_el = int(self.model.n_elements)
+        n_el = int(self._used_model().n_elements)
         E = G.shape[1]
         w_pins, h_pins = self._pins(K, E, C, n_el)
         dtype = data.factor_dtype(self.dtype)
@@ -50,15 +54,18 @@ class _PhysicsNMFSolver:
         user_cm = np.zeros(C, dtype=bool) if channel_mask is None else np.asarray(channel_mask)
         if user_cm.shape != (C,) or user_cm.dtype != np.bool_:
             raise ValueError(f"channel_mask must be a boolean array of shape ({C},)")
-        fit_ch = np.asarray(getattr(self.model, "fit_channels", np.ones(C, dtype=bool)), dtype=bool)
+        fit_ch = np.asarray(
+            getattr(self._used_model(), "fit_channels", np.ones(C, dtype=bool)), dtype=bool
+        )
         cm = as_mask(user_cm | ~fit_ch, "channel_mask", (C,), C)
         incl = np.ones(C, dtype=bool) if cm is None else cm.astype(bool)
         Gm = G * incl[:, None]
         self.nav_shape_ = data.nav_shape
-        init = "nmf" if self.init in ("kmeans", "vertex") else self.init
+        init = "nmf" if self.init in ("kmeans", "vertex", "auto") else self.init
         with threadpool_limits(limits=1, user_api="blas"):
             A0, W = self._init(data, G, Gm, K, n_el, dtype, pm, cm, w_pins, h_pins, init)
             self.init_used_ = init if isinstance(init, str) else "given"
+            self.init_losses_ = None
             A = data.factor_from_array(A0)
             del A0
             smoothness = float(self.smoothness)
@@ -218,37 +225,130 @@ class _PhysicsNMFSolver:
             )
         return _core.spectral.nmf_kl_stats(X, A, H, pm, cm, with_loss)
 
-    def _run(self, data, A, W, G, Gm, n_el, dtype, pm, cm, incl, w_pins, h_pins, n_iter):
-        regular = self.smoothness > 0 or self.sparsity > 0 or self.simplex == "H"
-        every, tol = int(self.eval_every), float(self.tol)
-        hist, kls, its = [], [], []
-        n_done = 0
+    def _run(
+        self, data, A, W, G, Gm, n_el, dtype, pm, cm, incl, w_pins, h_pins, n_iter, start=None
+    ):
+        """``n_iter`` iterations from (A, W), then the fitted attributes. ``start``: the
+        (iterations done, hist, kls, its) of a trial run continued here ("auto" init)."""
+        it0, hist, kls, its = start if start is not None else (0, [], [], [])
+        n_done = it0
         try:
-            for it in range(n_iter):
-                H = self._components(G, W, dtype, h_pins)
-                with_loss = it % every == 0
-                beta = q = None
-                if regular:
-                    s = H[:, incl].sum(axis=1, dtype=np.float64)
-                    beta, q = surrogate_terms(
-                        A,
-                        s,
-                        data.nav_shape,
-                        float(self.smoothness),
-                        float(self.sparsity),
-                        float(self.epsilon_sparse),
-                    )
-                kl, A_new, num, colsum = self._pass(data, A, H, pm, cm, with_loss, beta, q)
-                if with_loss:
-                    hist.append(self.objective(A, kl))
-                    kls.append(float(kl))
-                    its.append(it)
-                A, W = A_new, self._w_update(W, Gm, num, colsum, n_el, w_pins)
-                n_done = it + 1
-                if with_loss and _stalled(hist, tol):
-                    break
+            A, W, n_done = self._iterate(
+                data,
+                A,
+                W,
+                G,
+                Gm,
+                n_el,
+                dtype,
+                pm,
+                cm,
+                incl,
+                w_pins,
+                h_pins,
+                n_iter,
+                it0,
+                hist,
+                kls,
+                its,
+            )
         finally:
             self._finish(data, A, W, G, dtype, pm, cm, h_pins, n_done, hist, kls, its, n_el)
+
+    def _iterate(
+        self,
+        data,
+        A,
+        W,
+        G,
+        Gm,
+        n_el,
+        dtype,
+        pm,
+        cm,
+        incl,
+        w_pins,
+        h_pins,
+        n_iter,
+        it0,
+        hist,
+        kls,
+        its,
+    ):
+        """Up to ``n_iter`` iterations numbered from ``it0``; F appended to ``hist`` every
+        ``eval_every``; returns (A, W, iterations done in all)."""
+        regular = self.smoothness > 0 or self.sparsity > 0 or self.simplex == "H"
+        every, tol = int(self.eval_every), float(self.tol)
+        n_done = it0
+        for it in range(it0, it0 + n_iter):
+            H = self._components(G, W, dtype, h_pins)
+            with_loss = it % every == 0
+            beta = q = None
+            if regular:
+                s = H[:, incl].sum(axis=1, dtype=np.float64)
+                beta, q = surrogate_terms(
+                    A,
+                    s,
+                    data.nav_shape,
+                    float(self.smoothness),
+                    float(self.sparsity),
+                    float(self.epsilon_sparse),
+                )
+            kl, A_new, num, colsum = self._pass(data, A, H, pm, cm, with_loss, beta, q)
+            if with_loss:
+                hist.append(self.objective(A, kl))
+                kls.append(float(kl))
+                its.append(it)
+            A, W = A_new, self._w_update(W, Gm, num, colsum, n_el, w_pins)
+            n_done = it + 1
+            if with_loss and _stalled(hist, tol):
+                break
+        return A, W, n_done
+
+    def _auto_init(self, data, G, Gm, K, n_el, dtype, pm, cm, incl, w_pins, h_pins):
+        """init="auto": each of ``AUTO_INITS`` followed by min(init_iter, max_iter)
+        iterations of the full objective; the one with the lowest F wins. Returns the
+        winner's (A, W, (iterations done, hist, kls, its), iterations left): none left
+        when its trial stopped on ``tol`` (as the explicit init's fit would have)."""
+        n_try = min(int(self.init_iter), int(self.max_iter))
+        best = None
+        losses: dict[str, float] = {}
+        for name in AUTO_INITS:
+            A, W = self._init(data, G, Gm, K, n_el, dtype, pm, cm, w_pins, h_pins, name)
+            hist: list[float] = []
+            kls: list[float] = []
+            its: list[int] = []
+            A, W, n_done = self._iterate(
+                data,
+                A,
+                W,
+                G,
+                Gm,
+                n_el,
+                dtype,
+                pm,
+                cm,
+                incl,
+                w_pins,
+                h_pins,
+                n_try,
+                0,
+                hist,
+                kls,
+                its,
+            )
+            H = self._components(G, W, dtype, h_pins)
+            dev = _deviance(data, A, H, pm, cm)
+            kl = 0.5 * float(dev.sum() if pm is None else dev[pm.astype(bool)].sum())
+            F = self.objective(A, kl)
+            losses[name] = F
+            if best is None or (np.isfinite(F) and not F >= best[0]):
+                best = (F if np.isfinite(F) else np.inf, name, A, W, (n_done, hist, kls, its))
+        self.init_losses_ = losses
+        self.init_used_ = best[1]
+        n_done = best[4][0]
+        left = int(self.max_iter) - n_done if n_done == n_try else 0
+        return best[2], best[3], best[4], left
 
     def _w_update(self, W, Gm, num, colsum, n_el, w_pins):
         """The W step from one pass's statistics, pinned columns restored."""
