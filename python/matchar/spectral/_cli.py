@@ -161,6 +161,16 @@ def run_decompose(args: argparse.Namespace, out_dir: Callable[[], Path]) -> int:
         )
         est = mc.spectral.PhysicsNMF(model, args.components, max_iter=args.max_iter, random_state=0)
         maps = est.fit_transform(cube)
+        rep = est.detector_
+        if rep is not None:
+            print(
+                f"detector refined on the data: {rep['resolution_mnka_eV']:.0f} eV at Mn K-alpha, "
+                f"offset {1000 * rep['offset_keV']:+.1f} eV, gain {rep['gain']:.4f}, "
+                f"window x{rep['window_scale']:.2g}, dead layer {rep['dead_layer_um']:.2g} um"
+            )
+        else:
+            print("detector: as above (not refined: too few counts, or refine=False)")
+        print(f"initialisation: {est.init_used_} (lowest objective of the candidates)")
         titles = []
         for k, frac in enumerate(est.composition_):
             top = np.argsort(frac)[::-1][:3]
