@@ -27,199 +27,111 @@ namespace sp = matchar::spectral;
 
 namespace {
 
-// (loss, W_new, H_new or None) of one NMF iteration, dense X.
-py::tuple nmf_update(const std::string& loss, const py::array& X, const py::array& W,
-                     const py::array& H, const std::optional<py::array>& pixel_mask,
-                     const std::optional<py::array>& channel_mask, bool update_H, bool with_loss,
-                     int sweeps) {
+// (loss, W_new, H_new or None) of one NMF iteration, X dense or CSR.
+template <class Counts>
+py::tuple nmf_update_of(const std::string& loss, const Counts& x, const py::array& W,
+                        const py::array& H, const OptArray& pixel_mask,
+                        const OptArray& channel_mask, bool update_H, bool with_loss, int sweeps) {
   if (loss != "kl" && loss != "frobenius")
     throw py::value_error("loss must be 'kl' or 'frobenius', got '" + loss + "'");
-  return dispatch_counts(X, [&](auto tx) {
-    using TX = typename decltype(tx)::type;
-    return dispatch_factor(W, [&](auto tf) {
-      using T = typename decltype(tf)::type;
-      const auto xv = matrix_view<TX>(X, "X");
-      const auto wv = matrix_view<T>(W, "W");
-      const auto hv = matrix_view<T>(H, "H");
-      const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
-      auto W_out = new_matrix<T>(wv.rows, wv.cols, "W");
-      auto H_out = new_matrix<T>(update_H ? hv.rows : 0, update_H ? hv.cols : 0, "H");
-      T* wo = W_out.mutable_data();
-      T* ho = update_H ? H_out.mutable_data() : nullptr;
-      double value;
-      {
-        py::gil_scoped_release release;
-        value = loss == "kl" ? sp::kl_update<TX, T>(xv, wv, hv, m, update_H, with_loss, wo, ho)
-                             : sp::hals_update<TX, T>(xv, wv, hv, m, update_H, wo, ho, sweeps);
-      }
-      return py::tuple(
-          py::make_tuple(value, W_out, update_H ? py::object(H_out) : py::object(py::none())));
+  return with_factor_views(x, W, H, "W", [&](auto xv, auto wv, auto hv) {
+    using T = element_t<decltype(wv)>;
+    const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
+    const auto W_out = output_matrix<T>(wv.rows, wv.cols, "W");
+    const auto H_out = output_matrix<T>(update_H ? hv.rows : 0, update_H ? hv.cols : 0, "H");
+    T* ho = update_H ? H_out.ptr : nullptr;
+    const double value = without_gil([&] {
+      return loss == "kl" ? MATCHAR_SPECTRAL_KERNEL(kl_update)(xv, wv, hv, m, update_H, with_loss,
+                                                               W_out.ptr, ho)
+                          : MATCHAR_SPECTRAL_KERNEL(hals_update)(xv, wv, hv, m, update_H, W_out.ptr,
+                                                                 ho, sweeps);
     });
+    return py::tuple(py::make_tuple(value, W_out.array,
+                                    update_H ? py::object(H_out.array) : py::object(py::none())));
   });
+}
+
+py::tuple nmf_update(const std::string& loss, const py::array& X, const py::array& W,
+                     const py::array& H, const OptArray& pixel_mask, const OptArray& channel_mask,
+                     bool update_H, bool with_loss, int sweeps) {
+  return nmf_update_of(loss, DenseCounts{X}, W, H, pixel_mask, channel_mask, update_H, with_loss,
+                       sweeps);
 }
 
 py::tuple nmf_update_csr(const std::string& loss, const py::array& data, const py::array& indices,
                          const py::array& indptr, index_t n_cols, const py::array& W,
-                         const py::array& H, const std::optional<py::array>& pixel_mask,
-                         const std::optional<py::array>& channel_mask, bool update_H,
-                         bool with_loss, int sweeps) {
-  if (loss != "kl" && loss != "frobenius")
-    throw py::value_error("loss must be 'kl' or 'frobenius', got '" + loss + "'");
-  return dispatch_csr(data, indices, [&](auto tx, auto ti) {
-    using TX = typename decltype(tx)::type;
-    using TI = typename decltype(ti)::type;
-    return dispatch_factor(W, [&](auto tf) {
-      using T = typename decltype(tf)::type;
-      const auto wv = matrix_view<T>(W, "W");
-      const auto hv = matrix_view<T>(H, "H");
-      const auto xv = csr_view<TX, TI>(data, indices, indptr, wv.rows, n_cols);
-      const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
-      auto W_out = new_matrix<T>(wv.rows, wv.cols, "W");
-      auto H_out = new_matrix<T>(update_H ? hv.rows : 0, update_H ? hv.cols : 0, "H");
-      T* wo = W_out.mutable_data();
-      T* ho = update_H ? H_out.mutable_data() : nullptr;
-      double value;
-      {
-        py::gil_scoped_release release;
-        value = loss == "kl"
-                    ? sp::kl_update_csr<TX, TI, T>(xv, wv, hv, m, update_H, with_loss, wo, ho)
-                    : sp::hals_update_csr<TX, TI, T>(xv, wv, hv, m, update_H, wo, ho, sweeps);
-      }
-      return py::tuple(
-          py::make_tuple(value, W_out, update_H ? py::object(H_out) : py::object(py::none())));
+                         const py::array& H, const OptArray& pixel_mask,
+                         const OptArray& channel_mask, bool update_H, bool with_loss, int sweeps) {
+  return nmf_update_of(loss, CsrCounts{data, indices, indptr, n_cols}, W, H, pixel_mask,
+                       channel_mask, update_H, with_loss, sweeps);
+}
+
+// (loss, W_new, numerator (K x C float64), colsum (K float64)) of one KL pass without the
+// H update, X dense or CSR: the per-chunk statistics that callers reduce over chunks.
+template <class Counts>
+py::tuple nmf_kl_stats_of(const Counts& x, const py::array& W, const py::array& H,
+                          const OptArray& pixel_mask, const OptArray& channel_mask,
+                          bool with_loss) {
+  return with_factor_views(x, W, H, "W", [&](auto xv, auto wv, auto hv) {
+    const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
+    return kl_stats_result(wv, hv, "W", [&](auto* wo, double* num, double* colsum) {
+      return MATCHAR_SPECTRAL_KERNEL(kl_update_stats)(xv, wv, hv, m, with_loss, wo, num, colsum);
     });
   });
 }
 
-// (loss, W_new, numerator (K x C float64), colsum (K float64)) of one KL pass without the
-// H update, dense X: the per-chunk statistics that callers reduce over chunks.
 py::tuple nmf_kl_stats(const py::array& X, const py::array& W, const py::array& H,
-                       const std::optional<py::array>& pixel_mask,
-                       const std::optional<py::array>& channel_mask, bool with_loss) {
-  return dispatch_counts(X, [&](auto tx) {
-    using TX = typename decltype(tx)::type;
-    return dispatch_factor(W, [&](auto tf) {
-      using T = typename decltype(tf)::type;
-      const auto xv = matrix_view<TX>(X, "X");
-      const auto wv = matrix_view<T>(W, "W");
-      const auto hv = matrix_view<T>(H, "H");
-      const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
-      auto W_out = new_matrix<T>(wv.rows, wv.cols, "W");
-      auto num = new_matrix<double>(hv.rows, hv.cols, "numerator");
-      py::array_t<double> colsum(hv.rows);
-      T* wo = W_out.mutable_data();
-      double* np_ = num.mutable_data();
-      double* cs = colsum.mutable_data();
-      double value;
-      {
-        py::gil_scoped_release release;
-        value = sp::kl_update_stats<TX, T>(xv, wv, hv, m, with_loss, wo, np_, cs);
-      }
-      return py::tuple(py::make_tuple(value, W_out, num, colsum));
-    });
-  });
+                       const OptArray& pixel_mask, const OptArray& channel_mask, bool with_loss) {
+  return nmf_kl_stats_of(DenseCounts{X}, W, H, pixel_mask, channel_mask, with_loss);
+}
+
+py::tuple nmf_kl_stats_csr(const py::array& data, const py::array& indices, const py::array& indptr,
+                           index_t n_cols, const py::array& W, const py::array& H,
+                           const OptArray& pixel_mask, const OptArray& channel_mask,
+                           bool with_loss) {
+  return nmf_kl_stats_of(CsrCounts{data, indices, indptr, n_cols}, W, H, pixel_mask, channel_mask,
+                         with_loss);
 }
 
 // (sum of squares, W_new, W^T X (K x C float64), W^T W (K x K float64)) of one HALS pass
 // without the H sweep, dense X: the per-chunk statistics of the Frobenius solver.
 py::tuple nmf_hals_stats(const py::array& X, const py::array& W, const py::array& H,
-                         const std::optional<py::array>& pixel_mask,
-                         const std::optional<py::array>& channel_mask, int sweeps) {
-  return dispatch_counts(X, [&](auto tx) {
-    using TX = typename decltype(tx)::type;
-    return dispatch_factor(W, [&](auto tf) {
-      using T = typename decltype(tf)::type;
-      const auto xv = matrix_view<TX>(X, "X");
-      const auto wv = matrix_view<T>(W, "W");
-      const auto hv = matrix_view<T>(H, "H");
-      const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
-      auto W_out = new_matrix<T>(wv.rows, wv.cols, "W");
-      auto WtX = new_matrix<double>(hv.rows, hv.cols, "W^T X");
-      auto WtW = new_matrix<double>(hv.rows, hv.rows, "W^T W");
-      T* wo = W_out.mutable_data();
-      double* a = WtX.mutable_data();
-      double* b = WtW.mutable_data();
-      double sumsq;
-      {
-        py::gil_scoped_release release;
-        sumsq = sp::hals_update_stats<TX, T>(xv, wv, hv, m, sweeps, wo, a, b);
-      }
-      return py::tuple(py::make_tuple(sumsq, W_out, WtX, WtW));
-    });
+                         const OptArray& pixel_mask, const OptArray& channel_mask, int sweeps) {
+  return with_factor_views(DenseCounts{X}, W, H, "W", [&](auto xv, auto wv, auto hv) {
+    using T = element_t<decltype(wv)>;
+    const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
+    const auto W_out = output_matrix<T>(wv.rows, wv.cols, "W");
+    const auto WtX = output_matrix<double>(hv.rows, hv.cols, "W^T X");
+    const auto WtW = output_matrix<double>(hv.rows, hv.rows, "W^T W");
+    const double sumsq = without_gil(
+        [&] { return sp::hals_update_stats(xv, wv, hv, m, sweeps, W_out.ptr, WtX.ptr, WtW.ptr); });
+    return py::tuple(py::make_tuple(sumsq, W_out.array, WtX.array, WtW.array));
   });
 }
 
-// The same for CSR X.
-py::tuple nmf_kl_stats_csr(const py::array& data, const py::array& indices, const py::array& indptr,
-                           index_t n_cols, const py::array& W, const py::array& H,
-                           const std::optional<py::array>& pixel_mask,
-                           const std::optional<py::array>& channel_mask, bool with_loss) {
-  return dispatch_csr(data, indices, [&](auto tx, auto ti) {
-    using TX = typename decltype(tx)::type;
-    using TI = typename decltype(ti)::type;
-    return dispatch_factor(W, [&](auto tf) {
-      using T = typename decltype(tf)::type;
-      const auto wv = matrix_view<T>(W, "W");
-      const auto hv = matrix_view<T>(H, "H");
-      const auto xv = csr_view<TX, TI>(data, indices, indptr, wv.rows, n_cols);
-      const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
-      auto W_out = new_matrix<T>(wv.rows, wv.cols, "W");
-      auto num = new_matrix<double>(hv.rows, hv.cols, "numerator");
-      py::array_t<double> colsum(hv.rows);
-      T* wo = W_out.mutable_data();
-      double* np_ = num.mutable_data();
-      double* cs = colsum.mutable_data();
-      double value;
-      {
-        py::gil_scoped_release release;
-        value = sp::kl_update_stats_csr<TX, TI, T>(xv, wv, hv, m, with_loss, wo, np_, cs);
-      }
-      return py::tuple(py::make_tuple(value, W_out, num, colsum));
-    });
+// Poisson deviance per pixel (float64) of X against W H, X dense or CSR.
+template <class Counts>
+py::array_t<double> poisson_deviance_of(const Counts& x, const py::array& W, const py::array& H,
+                                        const OptArray& pixel_mask, const OptArray& channel_mask) {
+  return with_factor_views(x, W, H, "W", [&](auto xv, auto wv, auto hv) {
+    const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
+    const auto out = output_vector<double>(xv.rows);
+    without_gil([&] { MATCHAR_SPECTRAL_KERNEL(poisson_deviance)(xv, wv, hv, m, out.ptr); });
+    return out.array;
   });
 }
 
 py::array_t<double> poisson_deviance(const py::array& X, const py::array& W, const py::array& H,
-                                     const std::optional<py::array>& pixel_mask,
-                                     const std::optional<py::array>& channel_mask) {
-  return dispatch_counts(X, [&](auto tx) {
-    using TX = typename decltype(tx)::type;
-    return dispatch_factor(W, [&](auto tf) {
-      using T = typename decltype(tf)::type;
-      const auto xv = matrix_view<TX>(X, "X");
-      const auto wv = matrix_view<T>(W, "W");
-      const auto hv = matrix_view<T>(H, "H");
-      const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
-      py::array_t<double> out(xv.rows);
-      double* o = out.mutable_data();
-      py::gil_scoped_release release;
-      sp::poisson_deviance<TX, T>(xv, wv, hv, m, o);
-      return out;
-    });
-  });
+                                     const OptArray& pixel_mask, const OptArray& channel_mask) {
+  return poisson_deviance_of(DenseCounts{X}, W, H, pixel_mask, channel_mask);
 }
 
 py::array_t<double> poisson_deviance_csr(const py::array& data, const py::array& indices,
                                          const py::array& indptr, index_t n_cols,
                                          const py::array& W, const py::array& H,
-                                         const std::optional<py::array>& pixel_mask,
-                                         const std::optional<py::array>& channel_mask) {
-  return dispatch_csr(data, indices, [&](auto tx, auto ti) {
-    using TX = typename decltype(tx)::type;
-    using TI = typename decltype(ti)::type;
-    return dispatch_factor(W, [&](auto tf) {
-      using T = typename decltype(tf)::type;
-      const auto wv = matrix_view<T>(W, "W");
-      const auto hv = matrix_view<T>(H, "H");
-      const auto xv = csr_view<TX, TI>(data, indices, indptr, wv.rows, n_cols);
-      const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
-      py::array_t<double> out(xv.rows);
-      double* o = out.mutable_data();
-      py::gil_scoped_release release;
-      sp::poisson_deviance_csr<TX, TI, T>(xv, wv, hv, m, o);
-      return out;
-    });
-  });
+                                         const OptArray& pixel_mask, const OptArray& channel_mask) {
+  return poisson_deviance_of(CsrCounts{data, indices, indptr, n_cols}, W, H, pixel_mask,
+                             channel_mask);
 }
 
 // (S, M, window, start) per pixel for the pixel scale and (box > 1) the box scale: see
@@ -313,30 +225,11 @@ py::tuple weighted_sums(const py::array& X, const std::optional<py::array>& r,
   });
 }
 
-py::array weighted_project(const py::array& X, const std::optional<py::array>& r,
-                           const std::optional<py::array>& c, const py::array& V,
-                           const std::optional<py::array>& offset) {
-  return dispatch_counts(X, [&](auto tx) {
-    using TX = typename decltype(tx)::type;
-    return dispatch_factor(V, [&](auto tf) -> py::array {
-      using T = typename decltype(tf)::type;
-      const auto xv = matrix_view<TX>(X, "X");
-      const auto vv = matrix_view<T>(V, "V");
-      const double* rp = vector_ptr<double>(r, xv.rows, "row weights");
-      const double* cp = vector_ptr<double>(c, xv.cols, "column weights");
-      const double* op = vector_ptr<double>(offset, vv.cols, "offset");
-      auto Y = new_matrix<T>(xv.rows, vv.cols, "projection");
-      T* y = Y.mutable_data();
-      py::gil_scoped_release release;
-      sp::weighted_project<TX, T>(xv, rp, cp, vv, op, y);
-      return Y;
-    });
-  });
-}
-
-py::tuple weighted_gram_apply(const py::array& X, const std::optional<py::array>& r,
-                              const std::optional<py::array>& c, const py::array& V,
-                              const std::optional<py::array>& offset) {
+// Dispatches on the dtypes of X and V (named W in dtype errors, as before), makes the views
+// and the weight vectors, and returns f(xv, r, c, vv, offset).
+template <class F>
+auto with_weighted_views(const py::array& X, const OptArray& r, const OptArray& c,
+                         const py::array& V, const OptArray& offset, F&& f) {
   return dispatch_counts(X, [&](auto tx) {
     using TX = typename decltype(tx)::type;
     return dispatch_factor(V, [&](auto tf) {
@@ -346,41 +239,40 @@ py::tuple weighted_gram_apply(const py::array& X, const std::optional<py::array>
       const double* rp = vector_ptr<double>(r, xv.rows, "row weights");
       const double* cp = vector_ptr<double>(c, xv.cols, "column weights");
       const double* op = vector_ptr<double>(offset, vv.cols, "offset");
-      auto Z = new_matrix<double>(xv.cols, vv.cols, "Gram product");
-      py::array_t<double> s(vv.cols);
-      double* z = Z.mutable_data();
-      double* so = s.mutable_data();
-      {
-        py::gil_scoped_release release;
-        sp::weighted_gram_apply<TX, T>(xv, rp, cp, vv, op, z, so);
-      }
-      return py::tuple(py::make_tuple(Z, s));
+      return f(xv, rp, cp, vv, op);
     });
   });
 }
 
+py::array weighted_project(const py::array& X, const OptArray& r, const OptArray& c,
+                           const py::array& V, const OptArray& offset) {
+  return with_weighted_views(X, r, c, V, offset, [](auto xv, auto rp, auto cp, auto vv, auto op) {
+    const auto Y = output_matrix<element_t<decltype(vv)>>(xv.rows, vv.cols, "projection");
+    without_gil([&] { sp::weighted_project(xv, rp, cp, vv, op, Y.ptr); });
+    return py::array(Y.array);
+  });
+}
+
+py::tuple weighted_gram_apply(const py::array& X, const OptArray& r, const OptArray& c,
+                              const py::array& V, const OptArray& offset) {
+  return with_weighted_views(X, r, c, V, offset, [](auto xv, auto rp, auto cp, auto vv, auto op) {
+    const auto Z = output_matrix<double>(xv.cols, vv.cols, "Gram product");
+    const auto s = output_vector<double>(vv.cols);
+    without_gil([&] { sp::weighted_gram_apply(xv, rp, cp, vv, op, Z.ptr, s.ptr); });
+    return py::tuple(py::make_tuple(Z.array, s.array));
+  });
+}
+
 // (sum x^2, X^T W (C x K), W^T W (K x K)) of a block, for Frobenius NMF over chunks.
-py::tuple nmf_frobenius_stats(const py::array& X, const py::array& W,
-                              const std::optional<py::array>& pixel_mask,
-                              const std::optional<py::array>& channel_mask) {
-  return dispatch_counts(X, [&](auto tx) {
-    using TX = typename decltype(tx)::type;
-    return dispatch_factor(W, [&](auto tf) {
-      using T = typename decltype(tf)::type;
-      const auto xv = matrix_view<TX>(X, "X");
-      const auto wv = matrix_view<T>(W, "W");
-      const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
-      auto XtW = new_matrix<double>(xv.cols, wv.cols, "X^T W");
-      auto WtW = new_matrix<double>(wv.cols, wv.cols, "W^T W");
-      double* a = XtW.mutable_data();
-      double* b = WtW.mutable_data();
-      double sumsq;
-      {
-        py::gil_scoped_release release;
-        sumsq = sp::frobenius_stats<TX, T>(xv, wv, m, a, b);
-      }
-      return py::tuple(py::make_tuple(sumsq, XtW, WtW));
-    });
+py::tuple nmf_frobenius_stats(const py::array& X, const py::array& W, const OptArray& pixel_mask,
+                              const OptArray& channel_mask) {
+  return with_factor_views(DenseCounts{X}, W, "W", [&](auto xv, auto wv) {
+    const sp::Masks m = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
+    const auto XtW = output_matrix<double>(xv.cols, wv.cols, "X^T W");
+    const auto WtW = output_matrix<double>(wv.cols, wv.cols, "W^T W");
+    const double sumsq =
+        without_gil([&] { return sp::frobenius_stats(xv, wv, m, XtW.ptr, WtW.ptr); });
+    return py::tuple(py::make_tuple(sumsq, XtW.array, WtW.array));
   });
 }
 

@@ -34,74 +34,37 @@ sp::SurrogateMaps maps_of(const py::array& beta, index_t n, index_t k, double q,
   return m;
 }
 
-py::tuple physics_kl_pass(const py::array& X, const py::array& A, const py::array& H,
-                          const py::array& beta, double q, bool simplex,
-                          const std::optional<py::array>& pixel_mask,
-                          const std::optional<py::array>& channel_mask, bool with_loss,
-                          int n_bisect) {
-  return dispatch_counts(X, [&](auto tx) {
-    using TX = typename decltype(tx)::type;
-    return dispatch_factor(
-        A,
-        [&](auto tf) {
-          using T = typename decltype(tf)::type;
-          const auto xv = matrix_view<TX>(X, "X");
-          const auto av = matrix_view<T>(A, "A");
-          const auto hv = matrix_view<T>(H, "H");
-          const sp::SurrogateMaps m = maps_of(beta, av.rows, av.cols, q, simplex, n_bisect);
-          const sp::Masks masks = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
-          auto A_out = new_matrix<T>(av.rows, av.cols, "A");
-          auto num = new_matrix<double>(hv.rows, hv.cols, "numerator");
-          py::array_t<double> colsum(hv.rows);
-          T* ao = A_out.mutable_data();
-          double* np_ = num.mutable_data();
-          double* cs = colsum.mutable_data();
-          double value;
-          {
-            py::gil_scoped_release release;
-            value = sp::kl_surrogate_pass<TX, T>(xv, av, hv, m, masks, with_loss, ao, np_, cs);
-          }
-          return py::tuple(py::make_tuple(value, A_out, num, colsum));
-        },
-        "A");
+// (value, A_new, numerator, colsum) of one KL pass with the surrogate maps update, X dense
+// or CSR: the checks of beta come before those of the masks.
+template <class Counts>
+py::tuple physics_kl_pass_of(const Counts& x, const py::array& A, const py::array& H,
+                             const py::array& beta, double q, bool simplex,
+                             const OptArray& pixel_mask, const OptArray& channel_mask,
+                             bool with_loss, int n_bisect) {
+  return with_factor_views(x, A, H, "A", [&](auto xv, auto av, auto hv) {
+    const sp::SurrogateMaps maps = maps_of(beta, av.rows, av.cols, q, simplex, n_bisect);
+    const sp::Masks masks = masks_of(pixel_mask, channel_mask, xv.rows, xv.cols);
+    return kl_stats_result(av, hv, "A", [&](auto* ao, double* num, double* colsum) {
+      return MATCHAR_SPECTRAL_KERNEL(kl_surrogate_pass)(xv, av, hv, maps, masks, with_loss, ao, num,
+                                                        colsum);
+    });
   });
+}
+
+py::tuple physics_kl_pass(const py::array& X, const py::array& A, const py::array& H,
+                          const py::array& beta, double q, bool simplex, const OptArray& pixel_mask,
+                          const OptArray& channel_mask, bool with_loss, int n_bisect) {
+  return physics_kl_pass_of(DenseCounts{X}, A, H, beta, q, simplex, pixel_mask, channel_mask,
+                            with_loss, n_bisect);
 }
 
 py::tuple physics_kl_pass_csr(const py::array& data, const py::array& indices,
                               const py::array& indptr, index_t n_cols, const py::array& A,
                               const py::array& H, const py::array& beta, double q, bool simplex,
-                              const std::optional<py::array>& pixel_mask,
-                              const std::optional<py::array>& channel_mask, bool with_loss,
-                              int n_bisect) {
-  auto run = [&](auto tx, auto ti) {
-    using TX = typename decltype(tx)::type;
-    using TI = typename decltype(ti)::type;
-    return dispatch_factor(
-        A,
-        [&](auto tf) {
-          using T = typename decltype(tf)::type;
-          const auto av = matrix_view<T>(A, "A");
-          const auto hv = matrix_view<T>(H, "H");
-          const auto xv = csr_view<TX, TI>(data, indices, indptr, av.rows, n_cols);
-          const sp::SurrogateMaps m = maps_of(beta, av.rows, av.cols, q, simplex, n_bisect);
-          const sp::Masks masks = masks_of(pixel_mask, channel_mask, av.rows, n_cols);
-          auto A_out = new_matrix<T>(av.rows, av.cols, "A");
-          auto num = new_matrix<double>(hv.rows, hv.cols, "numerator");
-          py::array_t<double> colsum(hv.rows);
-          T* ao = A_out.mutable_data();
-          double* np_ = num.mutable_data();
-          double* cs = colsum.mutable_data();
-          double value;
-          {
-            py::gil_scoped_release release;
-            value =
-                sp::kl_surrogate_pass_csr<TX, TI, T>(xv, av, hv, m, masks, with_loss, ao, np_, cs);
-          }
-          return py::tuple(py::make_tuple(value, A_out, num, colsum));
-        },
-        "A");
-  };
-  return dispatch_csr(data, indices, run);
+                              const OptArray& pixel_mask, const OptArray& channel_mask,
+                              bool with_loss, int n_bisect) {
+  return physics_kl_pass_of(CsrCounts{data, indices, indptr, n_cols}, A, H, beta, q, simplex,
+                            pixel_mask, channel_mask, with_loss, n_bisect);
 }
 
 }  // namespace
