@@ -7,7 +7,7 @@ iterations, the C++ passes, the dask path), the NumPy update steps in
 
 Over 600 lines because it is one estimator whose documented parameters, attributes and
 result methods (quantification, plots, HyperSpy signals) the API reference reads from
-the class itself; about half of the file is that documentation.
+the class itself; over 40 % of the file is that documentation.
 """
 
 from __future__ import annotations
