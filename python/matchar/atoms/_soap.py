@@ -2,7 +2,7 @@
 
 Kept as one module (about 640 lines) because it is one class, :class:`SOAP`: its public
 methods (``compute``, ``compute_atoms``, ``spherical_expansion``, ``feature_labels``)
-share the species, the feature layout and the compiled calculators, and about half of
+share the species, the feature layout and the compiled calculators, and a third of
 the file is their documented parameters; the arithmetic is in ``cpp/src/atoms/``.
 """
 
