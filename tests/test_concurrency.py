@@ -112,7 +112,7 @@ def test_threads_limit_is_per_call_and_per_thread():
 
 def test_one_stream_shared_by_two_threads():
     A, B = cubes()
-    s = _core.spectral.StreamingPCA_float64(64, 3)
+    s = _core.spectral.StreamingPCA(64, 3)
 
     def feed(data):
         def call():

@@ -146,3 +146,24 @@ def test_second_array_must_match_the_first():
         _core.gp.scale_and_power(block, np.ones(2), np.ones(3, np.float32), 2)
     with pytest.raises(ValueError, match="Y must have dtype float32"):
         _core.gp.polynomial_kernel(block, np.ones((2, 3)), 2, True)
+
+
+@pytest.mark.parametrize("factory", ["StreamingPCA", "OnlineNMF"])
+@pytest.mark.parametrize("dtype", ["float32", np.float32, np.dtype("float64"), "float64"])
+def test_streaming_factories_pick_the_class_of_the_dtype(factory, dtype):
+    """_core.spectral.StreamingPCA/OnlineNMF(..., dtype=) return the estimator of that
+    factor dtype (the per-dtype classes are what they build)."""
+    make = getattr(_core.spectral, factory)
+    obj = make(16, 2, dtype=dtype)
+    bits = np.dtype(dtype).itemsize * 8
+    assert type(obj) is getattr(_core.spectral, f"{factory}_float{bits}")
+    assert obj.n_channels == 16 and obj.n_samples_seen == 0
+    X = np.random.default_rng(0).poisson(3.0, (40, 16)).astype(np.uint16)
+    obj.partial_fit(X)
+    assert obj.n_samples_seen == 40
+    with pytest.raises(TypeError, match=r"dtype.*float32 or float64.*int64"):
+        make(16, 2, dtype="int64")
+    with pytest.raises(TypeError, match="dtype"):
+        make(16, 2, dtype=None)
+    with pytest.raises(ValueError):
+        make(16, 17, dtype=dtype)  # more components than channels

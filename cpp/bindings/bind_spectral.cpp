@@ -441,6 +441,39 @@ void register_spectral(py::module_& m) {
         py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none());
   register_streaming<float>(m, "StreamingPCA_float32", "OnlineNMF_float32");
   register_streaming<double>(m, "StreamingPCA_float64", "OnlineNMF_float64");
+  // One entry per estimator: the dtype of its factors picks the class above.
+  m.def(
+      "StreamingPCA",
+      [](index_t n_channels, index_t n_components, bool poisson, bool center, index_t n_oversamples,
+         std::uint64_t seed, const py::object& dtype) -> py::object {
+        return dispatch_real_dtype(dtype, [&](auto tag) -> py::object {
+          using T = typename decltype(tag)::type;
+          // (not movable: it holds a mutex) a new object, owned by Python
+          return py::cast(
+              new PyStreamingPCA<T>(n_channels, n_components, poisson, center, n_oversamples, seed),
+              py::return_value_policy::take_ownership);
+        });
+      },
+      py::arg("n_channels"), py::arg("n_components"), py::arg("poisson") = true,
+      py::arg("center") = true, py::arg("n_oversamples") = 10, py::arg("seed") = 0,
+      py::arg("dtype") = "float64",
+      "A StreamingPCA_float32 or StreamingPCA_float64 for dtype (float32 or float64).");
+  m.def(
+      "OnlineNMF",
+      [](index_t n_channels, index_t n_components, double forget_factor, int inner_iter,
+         int init_iter, std::uint64_t seed, const std::string& loss,
+         const py::object& dtype) -> py::object {
+        return dispatch_real_dtype(dtype, [&](auto tag) -> py::object {
+          using T = typename decltype(tag)::type;
+          return py::cast(new PyOnlineNMF<T>(n_channels, n_components, forget_factor, inner_iter,
+                                             init_iter, seed, loss),
+                          py::return_value_policy::take_ownership);
+        });
+      },
+      py::arg("n_channels"), py::arg("n_components"), py::arg("forget_factor") = 1.0,
+      py::arg("inner_iter") = 20, py::arg("init_iter") = 100, py::arg("seed") = 0,
+      py::arg("loss") = "kl", py::arg("dtype") = "float64",
+      "An OnlineNMF_float32 or OnlineNMF_float64 for dtype (float32 or float64).");
   m.def("nmf_update", &nmf_update, py::arg("loss"), py::arg("X"), py::arg("W"), py::arg("H"),
         py::arg("pixel_mask") = py::none(), py::arg("channel_mask") = py::none(),
         py::arg("update_H") = true, py::arg("with_loss") = true, py::arg("sweeps") = 1);

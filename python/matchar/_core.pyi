@@ -473,6 +473,28 @@ class _SpectralModule:
         pixel_mask: NDArray[np.uint8] | None = None,
         channel_mask: NDArray[np.uint8] | None = None,
     ) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]: ...
+    @staticmethod
+    def StreamingPCA(
+        n_channels: int,
+        n_components: int,
+        poisson: bool = True,
+        center: bool = True,
+        n_oversamples: int = 10,
+        seed: int = 0,
+        dtype: _Float32 | _Float64 = "float64",
+    ) -> _StreamingPCA: ...
+    @staticmethod
+    def OnlineNMF(
+        n_channels: int,
+        n_components: int,
+        forget_factor: float = 1.0,
+        inner_iter: int = 20,
+        init_iter: int = 100,
+        seed: int = 0,
+        loss: str = "kl",
+        dtype: _Float32 | _Float64 = "float64",
+    ) -> _OnlineNMF: ...
+    # the classes the two factories return, one per factor dtype
     StreamingPCA_float32: type[_StreamingPCA]
     StreamingPCA_float64: type[_StreamingPCA]
     OnlineNMF_float32: type[_OnlineNMF]

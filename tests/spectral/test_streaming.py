@@ -166,12 +166,12 @@ def test_partial_fit_pca_pickle_drops_stream_with_clear_error():
 
 
 def test_streaming_pca_cpp_channel_change_is_value_error():
-    s = mc._core.spectral.StreamingPCA_float64(20, 2)
+    s = mc._core.spectral.StreamingPCA(20, 2)
     s.partial_fit(np.ones((4, 20)))
     with pytest.raises(ValueError, match="channel count cannot change"):
         s.partial_fit(np.ones((4, 21)))
     with pytest.raises(ValueError, match="n_components"):
-        mc._core.spectral.StreamingPCA_float64(20, 21)
+        mc._core.spectral.StreamingPCA(20, 21)
 
 
 # -- OnlineNMF ----------------------------------------------------------------------------
@@ -319,7 +319,7 @@ def test_partial_fit_nmf_float32_and_bad_input():
         mc.spectral.NMF(2, forget_factor=0.0).partial_fit(cube[0])
     with pytest.raises(ValueError, match="batch_iter"):
         mc.spectral.NMF(2, batch_iter=0).partial_fit(cube[0])
-    s = mc._core.spectral.OnlineNMF_float64(32, 2)
+    s = mc._core.spectral.OnlineNMF(32, 2)
     with pytest.raises(ValueError, match="channel count cannot change"):
         s.partial_fit(np.ones((3, 31)))
 

@@ -563,12 +563,9 @@ class NMF(TransformerMixin, BaseEstimator):
             dtype = factor_dtype(data, self.dtype)
             rng = check_random_state(self.random_state)
             seed = int(rng.randint(0, 2**31 - 1))
-            cls = (
-                _core.spectral.OnlineNMF_float64
-                if dtype == np.float64
-                else _core.spectral.OnlineNMF_float32
+            online = _core.spectral.OnlineNMF(
+                C, k, rho, inner, int(self.max_iter), seed, self.loss, dtype=dtype
             )
-            online = cls(C, k, rho, inner, int(self.max_iter), seed, self.loss)
             H0 = None
             if not isinstance(self.init, str):
                 H0 = self._initial_factors(data, k, dtype)[1] if N >= 1 else None

@@ -354,13 +354,10 @@ class PCA(TransformerMixin, BaseEstimator):
             over = check_int(self.n_oversamples, "n_oversamples", low=0)
             dtype = factor_dtype(data, self.dtype)
             seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-            cls = (
-                _core.spectral.StreamingPCA_float64
-                if dtype == np.float64
-                else _core.spectral.StreamingPCA_float32
-            )
             self._check_stream_range(data.X, g, dtype, 0.0)
-            stream = cls(C, k, bool(self.poisson), bool(self.center), over, seed)
+            stream = _core.spectral.StreamingPCA(
+                C, k, bool(self.poisson), bool(self.center), over, seed, dtype=dtype
+            )
             self._stream = stream
             self._stream_total = 0.0
             self._dtype = dtype
