@@ -80,7 +80,7 @@ def _gather(preds, n: int):
     k = np.empty(n, np.int64)
     lat_p, rot_p, unc = np.empty(n), np.empty(n), np.empty(n)
     for idx, s in preds:
-        k[idx], lat_p[idx], rot_p[idx] = s["class"], s["lattice_constant"], s["rotation"]
+        k[idx], lat_p[idx], rot_p[idx] = s["class"], s["lattice_constant"], s["rotation_deg"]
         unc[idx] = s["uncertainty"]
     return k, lat_p, rot_p, unc
 

@@ -98,9 +98,7 @@ def evaluate_windows(clf, gen: WindowGenerator, n: int, **kw) -> dict:
     x, cls, a, rot = (np.concatenate(v) for v in (imgs, cls, a, rot))
     out = clf.predict_windows(x)
     s = clf._summarize(out)
-    res = scores(
-        cls, a, rot, gen.order, s["class"], s["lattice_constant"], s["rotation"], s["uncertainty"]
-    )
+    res = scores(cls, a, rot, gen.order, *(s[key] for key in SUMMARY_KEYS))
     # The same windows when the user knows the lattice constant (predict(...,
     # lattice_constant=a), default tolerance): what separates the look-alike classes.
     with warnings.catch_warnings():  # windows no class fits warn; they are scored like the rest
@@ -117,7 +115,7 @@ def evaluate_windows(clf, gen: WindowGenerator, n: int, **kw) -> dict:
 
 
 #: What CrystalClassifier._summarize returns, in the order scores() takes it.
-SUMMARY_KEYS = ("class", "lattice_constant", "rotation", "uncertainty")
+SUMMARY_KEYS = ("class", "lattice_constant", "rotation_deg", "uncertainty")
 
 
 def scores(cls, a, rot, order, k, lattice, rotation, uncertainty) -> dict:

@@ -173,7 +173,7 @@ def evaluate_multislice(
     out = {k: np.concatenate([p[k] for p in pooled]) for k in pooled[0]}
     s = clf._summarize(out)
     res = scores(
-        cls, a, rot, order, s["class"], s["lattice_constant"], s["rotation"], s["uncertainty"]
+        cls, a, rot, order, s["class"], s["lattice_constant"], s["rotation_deg"], s["uncertainty"]
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -185,7 +185,7 @@ def evaluate_multislice(
     res["lattice_known"] = scores(
         cls, a, rot, order, kk,
         np.concatenate([d["lattice_constant"] for d in known]),
-        np.concatenate([d["rotation"] for d in known]),
+        np.concatenate([d["rotation_deg"] for d in known]),
         np.concatenate([d["uncertainty"] for d in known]),
     )  # fmt: skip
     rule = np.array([bayes_rule_class(c, aa) for c, aa in zip(cls, a)])

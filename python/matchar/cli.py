@@ -94,7 +94,7 @@ def _identify(args: argparse.Namespace) -> int:
     zone = "".join(str(v) for v in p.zone_axis)
     print(
         f"{p.prototype} [{zone}]  p={p.probabilities.max():.3f}  a={p.lattice_constant:.3f} Å  "
-        f"rotation={p.rotation:.1f}°  uncertainty={p.uncertainty:.3f} nats"
+        f"rotation={p.rotation_deg:.1f}°  uncertainty={p.uncertainty:.3f} nats"
     )
     if args.map:
         import matplotlib
@@ -110,7 +110,8 @@ def _identify(args: argparse.Namespace) -> int:
             classes=np.array(m.classes),
             probabilities=m.probabilities,
             lattice_constant=m.lattice_constant,
-            rotation=m.rotation,
+            rotation_deg=m.rotation_deg,
+            rotation=m.rotation_deg,  # the same array under its old key, for one release
             uncertainty=m.uncertainty,
             centers=m.centers,
         )

@@ -52,7 +52,7 @@ def test_summary_math_against_numpy(clf):
         s["lattice_constant"], np.exp(loga.mean(1)[np.arange(n), k]), rtol=1e-6
     )
     period = 360.0 / order
-    err = np.abs((s["rotation"] - phi + period / 2) % period - period / 2)
+    err = np.abs((s["rotation_deg"] - phi + period / 2) % period - period / 2)
     assert np.all(err < 1e-6)
     # identical masks -> no mutual information
     same = np.repeat(p[:, :1], t, axis=1)
@@ -182,7 +182,7 @@ def test_predict_simulated_image(clf, proto, zone, a, rot):
     assert p.probabilities.sum() == pytest.approx(1.0, abs=1e-4)
     assert abs(p.lattice_constant / a - 1) < 0.05
     period = 360.0 / mc.imaging.projected_cell(proto, zone).symmetry_order
-    err = abs((p.rotation - rot + period / 2) % period - period / 2)
+    err = abs((p.rotation_deg - rot + period / 2) % period - period / 2)
     assert err < 5.0
     assert 0 <= p.uncertainty <= math.log(12)
 
@@ -285,6 +285,8 @@ def test_cli_identify(tmp_path, capsys):
     assert "hcp [0001]" in text
     with np.load(out / "crystal_map.npz") as z:
         assert z["uncertainty"].shape == (4, 4)
+        # rotation_deg, and for one release the same array under its old key
+        np.testing.assert_array_equal(z["rotation"], z["rotation_deg"])
     assert (out / "crystal_map.png").stat().st_size > 0
     assert main(["identify", str(path), "--pixel-size", "nan"]) == 2
     assert "pixel_size" in capsys.readouterr().err

@@ -83,7 +83,7 @@ def test_predict_matches_predict_patterns_and_default_dispatch(clf):
     np.testing.assert_allclose(a.probabilities, s["probabilities"][0])
     assert a.probabilities.shape == (12,) and abs(a.probabilities.sum() - 1) < 1e-5
     assert a.uncertainty >= 0
-    assert 0 <= a.rotation < 360 / 6 + 1e-9 or a.zone_axis != (0, 0, 0, 1)
+    assert 0 <= a.rotation_deg < 360 / 6 + 1e-9 or a.zone_axis != (0, 0, 0, 1)
 
 
 def test_best_class_mostly_right(clf):

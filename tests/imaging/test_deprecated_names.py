@@ -107,3 +107,22 @@ def test_predict_patterns_pixel_size(cbed):
         old = clf.predict_patterns(pattern[None], pixel_size=0.035)
     new = clf.predict_patterns(pattern[None], reciprocal_pixel_size=0.035)
     np.testing.assert_array_equal(old["probabilities"], new["probabilities"])
+
+
+def test_result_rotation_is_rotation_deg_with_a_warning():
+    """CrystalPrediction.rotation and CrystalMap.rotation: deprecated aliases of
+    rotation_deg (the same value, degrees)."""
+    from matchar.imaging._classifier_results import CrystalMap, CrystalPrediction
+
+    p = CrystalPrediction("fcc", (1, 1, 0), np.ones(3) / 3, 3.6, 12.5, 0.1)
+    assert p.rotation_deg == 12.5
+    with pytest.warns(FutureWarning, match="rotation_deg"):
+        assert p.rotation == 12.5
+    grid = np.zeros((2, 2), dtype=np.float32)
+    m = CrystalMap(
+        grid.astype(object), grid.astype(object), grid.astype(np.int64),
+        np.zeros((2, 2, 3), np.float32), grid, grid + 7.0, grid, np.zeros((2, 2, 2)),
+        ("a", "b", "c"), 64, 32,
+    )  # fmt: skip
+    with pytest.warns(FutureWarning, match="rotation_deg"):
+        np.testing.assert_array_equal(m.rotation, m.rotation_deg)

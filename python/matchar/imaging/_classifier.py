@@ -266,7 +266,8 @@ class CrystalClassifier:
         -------
         dict
             ``class`` (N,) int, ``probabilities`` (N, C), ``lattice_constant`` (N,) Å,
-            ``rotation`` (N,) degrees, ``uncertainty`` (N,) nats, ``center`` (N, 2)
+            ``rotation_deg`` (N,) degrees (also under ``rotation``, a deprecated key),
+            ``uncertainty`` (N,) nats, ``center`` (N, 2)
             direct-beam (x, y) in pixels.
 
         Examples
@@ -376,7 +377,8 @@ class CrystalClassifier:
             "class": k,
             "probabilities": mean,
             "lattice_constant": a,
-            "rotation": rot,
+            "rotation_deg": rot,
+            "rotation": rot,  # deprecated key, the same array: goes in the next release
             "uncertainty": mi,
         }
         if not warn_misfit:
@@ -453,7 +455,7 @@ class CrystalClassifier:
                 zone_axis=clf._zones[k],
                 probabilities=s["probabilities"][0],
                 lattice_constant=float(s["lattice_constant"][0]),
-                rotation=float(s["rotation"][0]),
+                rotation_deg=float(s["rotation_deg"][0]),
                 uncertainty=float(s["uncertainty"][0]),
             )
         if self.modality != "haadf":
@@ -476,7 +478,7 @@ class CrystalClassifier:
             g, sep = self._reflections()
             am, found, off = refine_lattice(
                 spec, img.shape, ps, g[[k]], sep[[k]], s["lattice_constant"][:1],
-                s["rotation"][:1], return_misfit=True,
+                s["rotation_deg"][:1], return_misfit=True,
             )  # fmt: skip
             a, measured = float(am[0]), bool(found[0] >= 2)
             if prior is not None and off[0]:
@@ -488,7 +490,7 @@ class CrystalClassifier:
                 if k0 != k:
                     am0, found0, off0 = refine_lattice(
                         spec, img.shape, ps, g[[k0]], sep[[k0]], s0["lattice_constant"][:1],
-                        s0["rotation"][:1], return_misfit=True,
+                        s0["rotation_deg"][:1], return_misfit=True,
                     )  # fmt: skip
                     if found0[0] >= 2 and not off0[0]:
                         s0["misfit"] = s["misfit"]  # no class within 3 tolerances
@@ -515,7 +517,7 @@ class CrystalClassifier:
             zone_axis=self._zones[k],
             probabilities=s["probabilities"][0],
             lattice_constant=a,
-            rotation=float(s["rotation"][0]),
+            rotation_deg=float(s["rotation_deg"][0]),
             uncertainty=float(s["uncertainty"][0]),
         )
 

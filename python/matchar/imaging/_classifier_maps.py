@@ -117,7 +117,7 @@ def haadf_map(
             ks = sm["class"]
             am, found, off = refine_lattice(
                 p, (MODEL_WINDOW, MODEL_WINDOW), MODEL_PIXEL_SIZE, g[ks], sep[ks],
-                sm["lattice_constant"], sm["rotation"], field=wm * MODEL_PIXEL_SIZE,
+                sm["lattice_constant"], sm["rotation_deg"], field=wm * MODEL_PIXEL_SIZE,
                 return_misfit=True,
             )  # fmt: skip
             sm["lattice_constant"] = am
@@ -129,20 +129,20 @@ def haadf_map(
                 k0 = s0["class"]
                 am0, found0, off0 = refine_lattice(
                     p[idx], (MODEL_WINDOW, MODEL_WINDOW), MODEL_PIXEL_SIZE, g[k0],
-                    sep[k0], s0["lattice_constant"], s0["rotation"],
+                    sep[k0], s0["lattice_constant"], s0["rotation_deg"],
                     field=wm * MODEL_PIXEL_SIZE, return_misfit=True,
                 )  # fmt: skip
                 sw = (k0 != ks[idx]) & (found0 >= 2) & ~off0
                 j = idx[sw]
                 s0["lattice_constant"] = am0
-                for key in ("class", "probabilities", "rotation", "uncertainty",
+                for key in ("class", "probabilities", "rotation_deg", "uncertainty",
                             "lattice_constant"):  # fmt: skip
                     sm[key][j] = s0[key][sw]
                 found[j] = found0[sw]
                 excluded += int(np.isnan(_prior_deviation(am0[sw], k0[sw], prior)).sum())
             measured[sl] = found >= 2
         k[sl], prob[sl], misfit[sl] = sm["class"], sm["probabilities"], sm["misfit"]
-        lat[sl], rot[sl], unc[sl] = sm["lattice_constant"], sm["rotation"], sm["uncertainty"]
+        lat[sl], rot[sl], unc[sl] = sm["lattice_constant"], sm["rotation_deg"], sm["uncertainty"]
     if excluded:
         _warn(
             f"{excluded} of {n_r * n_c} windows show a class of a prototype the given "
@@ -166,7 +166,7 @@ def haadf_map(
         class_index=k,
         probabilities=prob.reshape(n_r, n_c, C),
         lattice_constant=lat.reshape(n_r, n_c),
-        rotation=rot.reshape(n_r, n_c),
+        rotation_deg=rot.reshape(n_r, n_c),
         uncertainty=unc.reshape(n_r, n_c),
         centers=centers,
         classes=clf.classes,
@@ -199,7 +199,7 @@ def cbed_map(
         class_index=k,
         probabilities=s["probabilities"].reshape(n_r, n_c, -1).astype(np.float32),
         lattice_constant=s["lattice_constant"].reshape(n_r, n_c).astype(np.float32),
-        rotation=s["rotation"].reshape(n_r, n_c).astype(np.float32),
+        rotation_deg=s["rotation_deg"].reshape(n_r, n_c).astype(np.float32),
         uncertainty=s["uncertainty"].reshape(n_r, n_c).astype(np.float32),
         centers=centers.astype(np.float64),
         classes=clf.classes,

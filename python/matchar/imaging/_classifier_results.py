@@ -3,6 +3,7 @@ and the sliding-window maps (:class:`CrystalMap`), with their plots."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +29,10 @@ class CrystalPrediction:
         ``CrystalClassifier.classes``.
     lattice_constant : float
         Lattice constant a in Å (hcp: basal a) for the predicted class.
-    rotation : float
+    rotation_deg : float
         In-plane rotation in degrees, in [0, 360 / n) with n the zone axis's rotational
-        symmetry order (see :func:`matchar.imaging.simulate_haadf`).
+        symmetry order (see :func:`matchar.imaging.simulate_haadf`). ``rotation`` is a
+        deprecated alias.
     uncertainty : float
         Mutual information (nats) between the class and the Monte-Carlo sample (ensemble
         head and dropout mask); 0 = the samples agree, up to log(n_classes).
@@ -40,8 +42,14 @@ class CrystalPrediction:
     zone_axis: tuple[int, ...]
     probabilities: np.ndarray
     lattice_constant: float
-    rotation: float
+    rotation_deg: float
     uncertainty: float
+
+    @property
+    def rotation(self) -> float:
+        """Deprecated alias of ``rotation_deg``."""
+        _warn_rotation()
+        return self.rotation_deg
 
     def plot(self, ax: Any = None, classes: Any = None) -> Any:
         """Bar chart of the class probabilities, the predicted class highlighted.
@@ -77,10 +85,19 @@ class CrystalPrediction:
         ax.set_ylabel("probability")
         ax.set_title(
             f"{_label(self.prototype, self.zone_axis)}, a = {self.lattice_constant:.2f} Å, "
-            f"rotation {self.rotation:.1f}°, MI {self.uncertainty:.3f}",
+            f"rotation {self.rotation_deg:.1f}°, MI {self.uncertainty:.3f}",
             fontsize=9,
         )
         return ax
+
+
+def _warn_rotation() -> None:
+    warnings.warn(
+        "rotation is deprecated and will be removed in the next release: use rotation_deg "
+        "(the same value, in degrees)",
+        FutureWarning,
+        stacklevel=3,
+    )
 
 
 @dataclass(frozen=True)
@@ -95,7 +112,8 @@ class CrystalMap:
         Index into ``classes``.
     probabilities : numpy.ndarray, shape (H', W', n_classes), float32
     lattice_constant : numpy.ndarray, shape (H', W'), float32, Å
-    rotation : numpy.ndarray, shape (H', W'), float32, degrees
+    rotation_deg : numpy.ndarray, shape (H', W'), float32, degrees
+        (``rotation`` is a deprecated alias)
     uncertainty : numpy.ndarray, shape (H', W'), float32
         Mutual information (nats).
     centers : numpy.ndarray, shape (H', W', 2), float64
@@ -111,12 +129,18 @@ class CrystalMap:
     class_index: np.ndarray
     probabilities: np.ndarray
     lattice_constant: np.ndarray
-    rotation: np.ndarray
+    rotation_deg: np.ndarray
     uncertainty: np.ndarray
     centers: np.ndarray
     classes: tuple[str, ...]
     window: int
     stride: int
+
+    @property
+    def rotation(self) -> np.ndarray:
+        """Deprecated alias of ``rotation_deg``."""
+        _warn_rotation()
+        return self.rotation_deg
 
     def plot(self, image: Any = None, fig: Any = None, pixel_size: float | None = None) -> Any:
         """The class map (with the image when given), the lattice-constant map and the
