@@ -29,7 +29,7 @@ from . import _physics_nmf_init, _physics_nmf_solver, _physics_nmf_updates
 from ._dask import is_dask_input
 from ._edx import is_signal
 from ._hyperspy import to_signals
-from ._input import as_mask, as_spectrum_matrix, factor_dtype, unflatten
+from ._input import as_spectrum_matrix, factor_dtype, unflatten
 from ._nmf import _sparse_if_mostly_zero, check_maps_memory, nav_channels
 from ._physics_nmf_solver import _fitted_counts, _PhysicsNMFSolver
 from ._physics_nmf_updates import da_log_sum as da_log_sum
@@ -463,16 +463,7 @@ class PhysicsNMF(_PhysicsNMFSolver, BaseEstimator):
         E = G.shape[1]
         w_pins, h_pins = self._pins(K, E, C, n_el)
         dtype = factor_dtype(data, self.dtype)
-        pm = as_mask(pixel_mask, "pixel_mask", data.nav_shape, N)
-        user_cm = np.zeros(C, dtype=bool) if channel_mask is None else np.asarray(channel_mask)
-        if user_cm.shape != (C,) or user_cm.dtype != np.bool_:
-            raise ValueError(f"channel_mask must be a boolean array of shape ({C},)")
-        fit_ch = np.asarray(
-            getattr(self._used_model(), "fit_channels", np.ones(C, dtype=bool)), dtype=bool
-        )
-        cm = as_mask(user_cm | ~fit_ch, "channel_mask", (C,), C)
-        incl = np.ones(C, dtype=bool) if cm is None else cm.astype(bool)
-        Gm = G * incl[:, None]
+        pm, cm, incl, Gm = self._masks(data, G, pixel_mask, channel_mask)
         work = _sparse_if_mostly_zero(data)
         self.nav_shape_ = data.nav_shape
         self._fitted_counts = _fitted_counts(data, incl)

@@ -50,16 +50,7 @@ class _PhysicsNMFSolver:
         E = G.shape[1]
         w_pins, h_pins = self._pins(K, E, C, n_el)
         dtype = data.factor_dtype(self.dtype)
-        pm = as_mask(pixel_mask, "pixel_mask", data.nav_shape, N)
-        user_cm = np.zeros(C, dtype=bool) if channel_mask is None else np.asarray(channel_mask)
-        if user_cm.shape != (C,) or user_cm.dtype != np.bool_:
-            raise ValueError(f"channel_mask must be a boolean array of shape ({C},)")
-        fit_ch = np.asarray(
-            getattr(self._used_model(), "fit_channels", np.ones(C, dtype=bool)), dtype=bool
-        )
-        cm = as_mask(user_cm | ~fit_ch, "channel_mask", (C,), C)
-        incl = np.ones(C, dtype=bool) if cm is None else cm.astype(bool)
-        Gm = G * incl[:, None]
+        pm, cm, incl, Gm = self._masks(data, G, pixel_mask, channel_mask)
         self.nav_shape_ = data.nav_shape
         init = "nmf" if self.init in ("kmeans", "vertex", "auto") else self.init
         with threadpool_limits(limits=1, user_api="blas"):
@@ -114,6 +105,21 @@ class _PhysicsNMFSolver:
         self.residual_map_ = dev.reshape(data.nav_shape) if len(data.nav_shape) > 1 else dev
         self.residual_pvalues_ = self.anomaly_map_ = self.anomaly_regions_ = None
         return maps
+
+    def _masks(self, data, G, pixel_mask, channel_mask):
+        """(pixel mask, channel mask, included channels, G with the excluded channels
+        zeroed): the user's masks, plus the channels the model does not fit."""
+        N, C = data.shape
+        pm = as_mask(pixel_mask, "pixel_mask", data.nav_shape, N)
+        user_cm = np.zeros(C, dtype=bool) if channel_mask is None else np.asarray(channel_mask)
+        if user_cm.shape != (C,) or user_cm.dtype != np.bool_:
+            raise ValueError(f"channel_mask must be a boolean array of shape ({C},)")
+        fit_ch = np.asarray(
+            getattr(self._used_model(), "fit_channels", np.ones(C, dtype=bool)), dtype=bool
+        )
+        cm = as_mask(user_cm | ~fit_ch, "channel_mask", (C,), C)
+        incl = np.ones(C, dtype=bool) if cm is None else cm.astype(bool)
+        return pm, cm, incl, G * incl[:, None]
 
     def _components(self, G, W, dtype, h_pins):
         H = (G @ W).T
