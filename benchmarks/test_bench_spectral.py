@@ -165,7 +165,7 @@ def frobenius_target(cube):
     return float(est.loss_history_[-1])
 
 
-@pytest.mark.parametrize("impl", ["matchar float32", "matchar uint16"])
+@pytest.mark.parametrize("impl", ["matchar float32", "matchar uint16", *LEVELS])
 def test_nmf_frobenius_equal_loss(benchmark, cube, frobenius_target, impl):
     """Time to reach the loss of ITER scikit-learn 'cd' iterations with SWEEPS
     coordinate-descent sweeps per pass over X (inner_sweeps); compare with the
@@ -179,7 +179,9 @@ def test_nmf_frobenius_equal_loss(benchmark, cube, frobenius_target, impl):
     reached = probe.loss_iterations_[probe.loss_history_ <= frobenius_target]
     n = int(reached[0]) if reached.size else ITER
     est = mc.spectral.NMF(K, max_iter=n, inner_sweeps=SWEEPS, **kw)
-    W = benchmark.pedantic(est.fit_transform, args=(X,), rounds=3, iterations=1)
+    W = run_at_level(
+        impl, lambda: benchmark.pedantic(est.fit_transform, args=(X,), rounds=3, iterations=1)
+    )
     benchmark.extra_info["inner_sweeps"] = SWEEPS
     benchmark.extra_info["iterations_to_target"] = n
     benchmark.extra_info["target_reached"] = bool(reached.size)

@@ -147,6 +147,37 @@ def test_hals_at_level(level, dtype, K):
         )
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K", KS)
+def test_passes_read_rows_in_place_at_level(level, dtype, K):
+    # X of the factor type with unit channel stride and C a whole number of vectors at
+    # every level (48 channels: 3 AVX-512 float vectors) is read in place, not packed:
+    # contiguous rows and rows with a stride (every other pixel of a wider array); 61
+    # pixels, so the last group is partial and packed; with and without masks
+    X, W, H = problem(K + 400, 2 * 61, 64, K)
+    W, H = W[:61].astype(dtype), H[:, :48].astype(dtype)
+    wide = X.astype(dtype)
+    rng = np.random.default_rng(K + 500)
+    pm, cm = rng.random(61) > 0.2, rng.random(48) > 0.3
+    for Xv in (np.ascontiguousarray(wide[:61, :48]), wide[::2, :48]):
+        assert Xv.shape == (61, 48)
+        for masks in ((), (pm.astype(np.uint8), cm.astype(np.uint8))):
+            kw = dict(zip(("pixel_mask", "channel_mask"), (pm, cm))) if masks else {}
+            loss, Wn, Hn = _core.spectral.nmf_update("kl", Xv, W, H, *masks)
+            ref_loss, Wr, Hr = reference_kl_step(Xv, W, H, *kw.values())
+            np.testing.assert_allclose(Wn, Wr, **TOL[dtype])
+            np.testing.assert_allclose(Hn, Hr, **TOL[dtype])
+            np.testing.assert_allclose(loss, ref_loss, rtol=1e-5 if dtype == np.float32 else 1e-11)
+        ref_loss, Wr, Hr = reference_hals_step(Xv, W, H, sweeps=2)
+        loss, Wn, Hn = _core.spectral.nmf_update("frobenius", Xv, W, H, sweeps=2)
+        np.testing.assert_allclose(Wn, Wr, **HALS_TOL[dtype])
+        np.testing.assert_allclose(Hn, Hr, **HALS_TOL[dtype])
+        np.testing.assert_allclose(
+            loss, ref_loss, rtol=1e-3 if dtype == np.float32 else 1e-8, atol=1e-6
+        )
+    np.testing.assert_array_equal(wide, X.astype(dtype))  # input untouched
+
+
 def test_levels_agree():
     """Every level gives the same update up to the summation order of its width."""
     X, W, H = problem(7, 301, 1027, 4, rate=50.0)

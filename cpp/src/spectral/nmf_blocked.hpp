@@ -29,6 +29,9 @@ struct RowSource {
   const void* data;  // with the shape and element strides of the original view
   index_t n_rows, n_cols, row_stride, col_stride;
   void (*load)(const RowSource&, index_t, T*);
+  // The rows themselves when X already holds contiguous rows of T (null otherwise): the
+  // passes that only read a group's rows use them in place instead of a packed copy.
+  const T* direct = nullptr;
 };
 
 // One dense KL pass (see kl_update): per-thread float64 outputs at tid * stride.

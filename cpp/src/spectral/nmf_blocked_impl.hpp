@@ -55,9 +55,9 @@ inline bool included(const std::uint8_t* mask, index_t i) { return mask == nullp
 // channels (cm: 1/0 per channel when kMask); loss(r) = sum over the counted entries of
 // x log r - x when kLoss.
 template <int K, int R, bool kMask, bool kLoss, class T>
-inline void kl_group_w(const T* __restrict x, const T* __restrict H, const T* __restrict cm,
-                       index_t Cp, index_t ld, const T* __restrict w, double* __restrict num,
-                       double* __restrict loss) {
+inline void kl_group_w(const T* __restrict x, index_t ldx, const T* __restrict H,
+                       const T* __restrict cm, index_t Cp, index_t ld, const T* __restrict w,
+                       double* __restrict num, double* __restrict loss) {
   using S = SimdT<T>;
   using V = typename S::V;
   constexpr int L = S::n;
@@ -74,7 +74,7 @@ inline void kl_group_w(const T* __restrict x, const T* __restrict H, const T* __
     V mk{};
     if constexpr (kMask) mk = vload<V>(cm + c);
     for (int r = 0; r < R; ++r) {
-      V xv = vload<V>(x + r * ld + c);
+      V xv = vload<V>(x + r * ldx + c);
       if constexpr (kMask) xv *= mk;
       V wh = h[0] * w[r * K];
       for (int k = 1; k < K; ++k) wh += h[k] * w[r * K + k];
@@ -96,8 +96,9 @@ inline void kl_group_w(const T* __restrict x, const T* __restrict H, const T* __
 // KL, the H numerator of R pixels: acc(k, c) += sum_r wa(r, k) x_rc / max((wn H)_rc, eps)
 // (all channels; wa = wn for pixels that drive H, 0 for the others).
 template <int K, int R, class T>
-inline void kl_group_h(const T* __restrict x, const T* __restrict H, index_t Cp, index_t ld,
-                       const T* __restrict wn, const T* __restrict wa, T* __restrict acc) {
+inline void kl_group_h(const T* __restrict x, index_t ldx, const T* __restrict H, index_t Cp,
+                       index_t ld, const T* __restrict wn, const T* __restrict wa,
+                       T* __restrict acc) {
   using S = SimdT<T>;
   using V = typename S::V;
   constexpr int L = S::n;
@@ -109,7 +110,7 @@ inline void kl_group_h(const T* __restrict x, const T* __restrict H, index_t Cp,
       a[k] = vload<V>(acc + k * ld + c);
     }
     for (int r = 0; r < R; ++r) {
-      const V xv = vload<V>(x + r * ld + c);
+      const V xv = vload<V>(x + r * ldx + c);
       V wh = h[0] * wn[r * K];
       for (int k = 1; k < K; ++k) wh += h[k] * wn[r * K + k];
       wh = vmax(wh, eps);
@@ -123,8 +124,9 @@ inline void kl_group_h(const T* __restrict x, const T* __restrict H, index_t Cp,
 // Frobenius, the W half for R pixels: xh(r, k) = sum_c x_rc H_kc (H with the excluded
 // channels zeroed) and sumsq(r) = sum of x^2 over the included channels.
 template <int K, int R, bool kMask, class T>
-inline void hals_group_w(const T* __restrict x, const T* __restrict H, const T* __restrict cm,
-                         index_t Cp, index_t ld, double* __restrict xh, double* __restrict sumsq) {
+inline void hals_group_w(const T* __restrict x, index_t ldx, const T* __restrict H,
+                         const T* __restrict cm, index_t Cp, index_t ld, double* __restrict xh,
+                         double* __restrict sumsq) {
   using S = SimdT<T>;
   using V = typename S::V;
   constexpr int L = S::n;
@@ -140,7 +142,7 @@ inline void hals_group_w(const T* __restrict x, const T* __restrict H, const T* 
     V mk{};
     if constexpr (kMask) mk = vload<V>(cm + c);
     for (int r = 0; r < R; ++r) {
-      const V xv = vload<V>(x + r * ld + c);
+      const V xv = vload<V>(x + r * ldx + c);
       for (int k = 0; k < K; ++k) acc[r][k] += xv * h[k];
       if constexpr (kMask) {
         sq[r] += xv * xv * mk;
@@ -157,15 +159,15 @@ inline void hals_group_w(const T* __restrict x, const T* __restrict H, const T* 
 
 // Frobenius, the X^T W half of R pixels: acc(k, c) += sum_r wa(r, k) x_rc.
 template <int K, int R, class T>
-inline void hals_group_h(const T* __restrict x, index_t Cp, index_t ld, const T* __restrict wa,
-                         T* __restrict acc) {
+inline void hals_group_h(const T* __restrict x, index_t ldx, index_t Cp, index_t ld,
+                         const T* __restrict wa, T* __restrict acc) {
   using V = typename SimdT<T>::V;
   constexpr int L = SimdT<T>::n;
   for (index_t c = 0; c < Cp; c += L) {
     V a[K];
     for (int k = 0; k < K; ++k) a[k] = vload<V>(acc + k * ld + c);
     for (int r = 0; r < R; ++r) {
-      const V xv = vload<V>(x + r * ld + c);
+      const V xv = vload<V>(x + r * ldx + c);
       for (int k = 0; k < K; ++k) a[k] += xv * wa[r * K + k];
     }
     for (int k = 0; k < K; ++k) vstore(acc + k * ld + c, a[k]);
@@ -246,6 +248,18 @@ struct GroupWorkspace {
       }
     }
   }
+  // The R rows of the group at i0 (nr of them real), and their stride: X's own rows when
+  // it holds contiguous rows of T, needs no zero padding (C a whole number of vectors)
+  // and the group is full; otherwise packed into x().
+  const T* rows(const RowSource<T>& X, index_t i0, index_t nr, index_t& ldx) {
+    if (X.direct != nullptr && nr == R && X.n_cols == Cp) {
+      ldx = X.row_stride;
+      return X.direct + i0 * X.row_stride;
+    }
+    pack(X, i0, nr);
+    ldx = ld;
+    return x();
+  }
   void clear_acc() { zero(acc(), K * ld); }
   // acc += the block accumulator (K x C, float64).
   void flush_acc(double* a, index_t C) {
@@ -307,10 +321,11 @@ void kl_blocks_fixed(const KlBlockArgs<T>& s) {
     const index_t i0 = b * B, i1 = i0 + B < N ? i0 + B : N;
     for (index_t g = i0; g < i1; g += R) {
       const index_t nr = i1 - g < R ? i1 - g : R;
-      ws.pack(s.X, g, nr);
+      index_t ldx = 0;
+      const T* x = ws.rows(s.X, g, nr, ldx);
       for (int r = 0; r < R; ++r)
         for (int k = 0; k < K; ++k) w[r * K + k] = r < nr ? at(s.W, g + r, k) : T(0);
-      kl_group_w<K, R, kMask, kLoss>(ws.x(), ws.h(), cm.p, Cp, ld, w, num, lrow);
+      kl_group_w<K, R, kMask, kLoss>(x, ldx, ws.h(), cm.p, Cp, ld, w, num, lrow);
       for (int r = 0; r < R; ++r) {
         const bool row = r < nr;
         const bool pix = row && included(s.masks.pixels, g + r);
@@ -327,7 +342,7 @@ void kl_blocks_fixed(const KlBlockArgs<T>& s) {
           if (pix && s.update_H) wsn[k] += v;
         }
       }
-      if (s.update_H) kl_group_h<K, R>(ws.x(), ws.h(), Cp, ld, wn, wa, ws.acc());
+      if (s.update_H) kl_group_h<K, R>(x, ldx, ws.h(), Cp, ld, wn, wa, ws.acc());
     }
     s.loss_part[tid] += loss;
     if (s.update_H) ws.flush_acc(s.acc + tid * s.acc_stride, C);
@@ -364,7 +379,7 @@ void deviance_blocks_fixed(const DevianceBlockArgs<T>& s) {
       ws.pack(s.X, g, nr);
       for (int r = 0; r < R; ++r)
         for (int k = 0; k < K; ++k) w[r * K + k] = r < nr ? at(s.W, g + r, k) : T(0);
-      kl_group_w<K, R, kMask, true>(ws.x(), ws.h(), cm.p, Cp, ws.ld, w, num, lrow);
+      kl_group_w<K, R, kMask, true>(ws.x(), ws.ld, ws.h(), cm.p, Cp, ws.ld, w, num, lrow);
       for (int r = 0; r < nr; ++r) {
         double dev = 0.0;
         for (int k = 0; k < K; ++k) dev += static_cast<double>(w[r * K + k]) * s.hsum[k];
@@ -530,8 +545,9 @@ void hals_blocks_fixed(const HalsBlockArgs<T>& s) {
     const index_t i0 = b * B, i1 = i0 + B < N ? i0 + B : N;
     for (index_t g0 = i0; g0 < i1; g0 += R) {
       const index_t nr = i1 - g0 < R ? i1 - g0 : R;
-      ws.pack(s.X, g0, nr);
-      hals_group_w<K, R, kMask>(ws.x(), ws.h(), cm.p, Cp, ws.ld, xh, sq);
+      index_t ldx = 0;
+      const T* x = ws.rows(s.X, g0, nr, ldx);
+      hals_group_w<K, R, kMask>(x, ldx, ws.h(), cm.p, Cp, ws.ld, xh, sq);
       for (int r = 0; r < R; ++r) {
         for (int k = 0; k < K; ++k) wa[r * K + k] = T(0);
         if (r >= nr) continue;
@@ -548,7 +564,7 @@ void hals_blocks_fixed(const HalsBlockArgs<T>& s) {
         sumsq += sq[r];
         for (int k = 0; k < K; ++k) wa[r * K + k] = static_cast<T>(w[k]);
       }
-      hals_group_h<K, R>(ws.x(), Cp, ws.ld, wa, ws.acc());
+      hals_group_h<K, R>(x, ldx, Cp, ws.ld, wa, ws.acc());
     }
     s.sumsq_part[tid] += sumsq;
     ws.flush_acc(s.acc + tid * s.acc_stride, C);

@@ -51,15 +51,18 @@ inline To bitcast(const From& v) {
   return out;
 }
 
+// Loads and stores through a vector type aligned like T (one unaligned vector move; a
+// memcpy of a 32-byte vector is expanded in 16-byte pieces by GCC's x86-64-v3 tuning,
+// and in loops over K it sent the accumulators through the stack).
 template <class V, class T>
 inline V vload(const T* p) {
-  V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
+  typedef T U __attribute__((vector_size(sizeof(V)), aligned(alignof(T)), may_alias));
+  return static_cast<V>(*reinterpret_cast<const U*>(p));
 }
 template <class V, class T>
 inline void vstore(T* p, const V& v) {
-  std::memcpy(p, &v, sizeof v);
+  typedef T U __attribute__((vector_size(sizeof(V)), aligned(alignof(T)), may_alias));
+  *reinterpret_cast<U*>(p) = static_cast<U>(v);
 }
 template <class V>
 inline double hsum(const V& v) {

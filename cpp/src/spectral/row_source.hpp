@@ -2,6 +2,8 @@
 // (RowSource in nmf_blocked.hpp). Baseline code only: not for the level files.
 #pragma once
 
+#include <type_traits>
+
 #include "matchar/common.hpp"
 #include "nmf_blocked.hpp"
 
@@ -31,7 +33,9 @@ RowSource<T> row_source(ConstMatrixView<TX> X) {
             load_row(ConstMatrixView<TX>{static_cast<const TX*>(v.data), v.n_rows, v.n_cols,
                                          v.row_stride, v.col_stride},
                      i, out);
-          }};
+          },
+          std::is_same_v<TX, T> && X.col_stride == 1 ? reinterpret_cast<const T*>(X.data)
+                                                     : nullptr};
 }
 
 }  // namespace matchar::spectral::detail
