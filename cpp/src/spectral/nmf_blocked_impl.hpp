@@ -36,16 +36,24 @@
 namespace matchar::spectral::detail::MATCHAR_ISA {
 namespace {
 
-// Rows per register group: the R x K partial sums of a group stay in registers beside
-// R loss (or sum of squares) vectors and ~4 temporaries (the logarithm's); the K vectors
-// of H are reloaded as memory operands of the FMAs when they do not fit. AVX-512 (32
-// registers): 4 for K <= 4, 3 for K = 5..6, 2 for K = 7..8; AVX2 and SSE (16): 4 for
-// K = 1..2, 3 for K = 3, 2 for K = 4..5, 1 from K = 6. (AVX2, K = 4, 25,600 x 1024
-// float32: R = 2 is 12-20% faster per KL/HALS iteration than R = 1, R = 3 no faster.)
+// Rows per register group: the R x K partial sums of a group beside R loss (or sum of
+// squares) vectors and ~4 temporaries (the logarithm's); the K vectors of H are reloaded
+// as memory operands of the FMAs when they do not fit. AVX-512 (32 registers): 4 for
+// K <= 4, 3 for K = 5..6, 2 for K = 7..8 (R = 4 is 5-10% slower at K = 8). With 16
+// registers (AVX2, SSE) 4 for every K: the spilled partial sums stay in L1, and fewer
+// reloads of H and of the H accumulator per pixel win. (2-core AMD EPYC Zen 4, 25,600 x
+// 1024, 10 iterations (K = 4: 20), AVX2 copies, against the register-budget rule: 2 for
+// K = 4 and 1 from K = 6: KL float32 K = 4 185 -> 162 ms, K = 6 146 -> 126, K = 8 193 ->
+// 168; Frobenius K = 6 118 -> 80, K = 8 170 -> 110; K = 2..5 within +-8%. The SSE
+// copies: KL within 5%, Frobenius K = 8 197 -> 150 ms.)
 template <int K>
 constexpr int group_rows() {
-  constexpr int fit = (kVecRegs - 4) / (K + 1);
-  return fit < 1 ? 1 : fit > 4 ? 4 : fit;
+  if constexpr (kVecRegs <= 16) {
+    return 4;
+  } else {
+    constexpr int fit = (kVecRegs - 4) / (K + 1);
+    return fit < 1 ? 1 : fit > 4 ? 4 : fit;
+  }
 }
 
 inline bool included(const std::uint8_t* mask, index_t i) { return mask == nullptr || mask[i]; }

@@ -50,9 +50,11 @@ def _sparse_if_mostly_zero(data: SpectrumMatrix) -> SpectrumMatrix:
     X = data.X
     N, C = X.shape
     step = max(1, _ROWS_ELEMENTS // C)
-    nnz = sum(int(np.count_nonzero(X[i : i + step])) for i in range(0, N, step))
-    if nnz > AUTO_SPARSE_DENSITY * N * C:
-        return data
+    limit, nnz = AUTO_SPARSE_DENSITY * N * C, 0
+    for i in range(0, N, step):  # stops as soon as the cube is known to be dense
+        nnz += int(np.count_nonzero(X[i : i + step]))
+        if nnz > limit:
+            return data
     value_dtype = np.float64 if X.dtype in (np.float64, np.uint32) else np.float32
     blocks = [sp.csr_matrix(X[i : i + step], dtype=value_dtype) for i in range(0, N, step)]
     csr = sp.vstack(blocks, format="csr")
