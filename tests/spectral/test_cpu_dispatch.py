@@ -178,6 +178,33 @@ def test_passes_read_rows_in_place_at_level(level, dtype, K):
     np.testing.assert_array_equal(wide, X.astype(dtype))  # input untouched
 
 
+@pytest.mark.parametrize("counts", [np.uint8, np.uint16, np.uint32])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K", [1, 4, 7])
+def test_integer_rows_converted_at_level(level, counts, dtype, K):
+    # unsigned integer counts with unit channel stride are converted by the level's own
+    # code: contiguous, every other pixel, and a channel slice (a row stride wider than
+    # C); 45 channels (padded), 59 pixels (a partial last group); KL, HALS, deviance
+    X, W, H = problem(K + 600, 2 * 59, 50, K)
+    W, H = W[:59].astype(dtype), H[:, :45].astype(dtype)
+    wide = X.astype(counts)
+    for Xv in (np.ascontiguousarray(wide[:59, :45]), wide[::2, :45], wide[1::2, 5:]):
+        assert Xv.shape == (59, 45)
+        loss, Wn, Hn = _core.spectral.nmf_update("kl", Xv, W, H)
+        ref_loss, Wr, Hr = reference_kl_step(Xv, W, H)
+        np.testing.assert_allclose(Wn, Wr, **TOL[dtype])
+        np.testing.assert_allclose(Hn, Hr, **TOL[dtype])
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-5 if dtype == np.float32 else 1e-11)
+        ref_loss, Wr, Hr = reference_hals_step(Xv, W, H, sweeps=1)
+        loss, Wn, Hn = _core.spectral.nmf_update("frobenius", Xv, W, H)
+        np.testing.assert_allclose(Wn, Wr, **HALS_TOL[dtype])
+        np.testing.assert_allclose(Hn, Hr, **HALS_TOL[dtype])
+        got = _core.spectral.poisson_deviance(Xv, W, H, None, None)
+        np.testing.assert_allclose(
+            got, reference_deviance(Xv, W, H), rtol=1e-5 if dtype == np.float32 else 1e-11
+        )
+
+
 def test_levels_agree():
     """Every level gives the same update up to the summation order of its width."""
     X, W, H = problem(7, 301, 1027, 4, rate=50.0)

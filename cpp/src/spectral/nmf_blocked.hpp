@@ -32,7 +32,11 @@ struct RowSource {
   // The rows themselves when X already holds contiguous rows of T (null otherwise): the
   // passes that only read a group's rows use them in place instead of a packed copy.
   const T* direct = nullptr;
+  // Unsigned integer counts with unit channel stride (kCountsU8/U16/U32, else 0): the
+  // passes convert those rows with their own instruction set instead of calling `load`.
+  int counts = 0;
 };
+enum : int { kCountsU8 = 1, kCountsU16 = 2, kCountsU32 = 3 };
 
 // One dense KL pass (see kl_update): per-thread float64 outputs at tid * stride.
 template <class T>

@@ -209,6 +209,11 @@ struct Buffer {
   }
 };
 
+template <class TX, class T>
+inline void convert(const TX* __restrict src, T* __restrict dst, index_t n) {
+  for (index_t c = 0; c < n; ++c) dst[c] = static_cast<T>(src[c]);
+}
+
 inline void zero(float* p, index_t n) { std::memset(p, 0, static_cast<std::size_t>(n) * 4); }
 inline void zero(double* p, index_t n) { std::memset(p, 0, static_cast<std::size_t>(n) * 8); }
 
@@ -249,7 +254,19 @@ struct GroupWorkspace {
     for (int r = 0; r < R; ++r) {
       T* d = x() + r * ld;
       if (r < nr) {
-        X.load(X, i0 + r, d);
+        switch (X.counts) {  // integer counts converted at this level's vector width
+          case kCountsU8:
+            convert(static_cast<const std::uint8_t*>(X.data) + (i0 + r) * X.row_stride, d, C);
+            break;
+          case kCountsU16:
+            convert(static_cast<const std::uint16_t*>(X.data) + (i0 + r) * X.row_stride, d, C);
+            break;
+          case kCountsU32:
+            convert(static_cast<const std::uint32_t*>(X.data) + (i0 + r) * X.row_stride, d, C);
+            break;
+          default:
+            X.load(X, i0 + r, d);
+        }
         zero(d + C, Cp - C);
       } else {
         zero(d, Cp);

@@ -2,6 +2,7 @@
 // (RowSource in nmf_blocked.hpp). Baseline code only: not for the level files.
 #pragma once
 
+#include <cstdint>
 #include <type_traits>
 
 #include "matchar/common.hpp"
@@ -35,7 +36,12 @@ RowSource<T> row_source(ConstMatrixView<TX> X) {
                      i, out);
           },
           std::is_same_v<TX, T> && X.col_stride == 1 ? reinterpret_cast<const T*>(X.data)
-                                                     : nullptr};
+                                                     : nullptr,
+          X.col_stride != 1                      ? 0
+          : std::is_same_v<TX, std::uint8_t>  ? kCountsU8
+          : std::is_same_v<TX, std::uint16_t> ? kCountsU16
+          : std::is_same_v<TX, std::uint32_t> ? kCountsU32
+                                              : 0};
 }
 
 }  // namespace matchar::spectral::detail
