@@ -186,6 +186,30 @@ def pool(shared_data):
     return [crystal, double, *decoys], ref, experimental
 
 
+def _z4_z8_tolerance(frames, ref, experimental) -> float:
+    """How far apart the posteriors of true-Z4 and true-Z8 may be: their site-averaged
+    predictions are the same up to float32 rounding (the SOAP and kernel sums run in
+    another order in the doubled, permuted cell; checked here), and a change dmu_i of a
+    prediction moves a Gaussian log-likelihood by at most |dmu_i| (|r_i| + 5 s) / s²,
+    r_i the residual after the offset, s >= sigma_exp the total sigma. Returned: the bound
+    on |p_Z4 - p_Z8| that follows, max(p) (exp(dL) - 1) <= exp(dL) - 1."""
+    model = mc.nmr.ShiftModel.pretrained("H")
+    ref2, maps = mc.nmr.map_sites(frames[:2])  # the reference of frames[0], as `ref`
+    assert list(ref2.labels) == list(ref.labels)
+    h = ref.sites("H")
+    pred = []
+    for frame, smap in zip(frames[:2], maps):
+        full = np.full(len(frame), np.nan)
+        full[frame.numbers == 1] = model.predict([frame])
+        pred.append(smap.average(full, h))
+    dmu = np.abs(pred[0] - pred[1])
+    assert dmu.max() <= 64 * np.finfo(np.float32).eps * np.abs(pred[0]).max(), dmu.max()
+    r = experimental + pred[0]  # slope -1: constant up to the model's errors
+    s = 0.33  # sigma_exp of 1H, the smallest total sigma
+    dL = float(np.sum(dmu * (np.abs(r - r.mean()) + 5 * s) / s**2))
+    return float(np.expm1(dL))
+
+
 def test_rank_cli_on_a_mixed_z_pool(tmp_path, capsys, pool):
     import ase.io
 
@@ -206,7 +230,10 @@ def test_rank_cli_on_a_mixed_z_pool(tmp_path, capsys, pool):
     p = {k: float(v[2]) for k, v in table.items()}
     assert table["true-Z4"][5] == "4" and table["true-Z8"][5] == "8"
     assert abs(sum(p.values()) - 1.0) < 1e-5
-    assert abs(p["true-Z4"] - p["true-Z8"]) < 1e-6  # identical per-site predictions
+    tol = _z4_z8_tolerance(frames, ref, experimental)
+    assert tol < 1e-2  # the two are the same structure: their posteriors nearly equal
+    # identical per-site predictions up to float32 rounding; 1e-6: the CSV's 6 digits
+    assert abs(p["true-Z4"] - p["true-Z8"]) <= tol + 1e-6
     assert p["true-Z4"] + p["true-Z8"] > max(p["decoy-0"], p["decoy-1"])
     for name in ("posterior.png", "parity.png", "similarity.png", "sites.txt"):
         assert (out / name).exists()
@@ -226,7 +253,7 @@ def test_rank_cli_on_a_mixed_z_pool(tmp_path, capsys, pool):
     per_unit = [np.mean([shift[k] for k in u]) for u in units]
     res = mc.nmr.rank_candidates(frames, per_unit, "H", groups="rotors")
     assert res.site_labels is not None and len(res.site_labels) == 6
-    assert abs(res.probabilities[0] - res.probabilities[1]) < 1e-6
+    assert abs(res.probabilities[0] - res.probabilities[1]) <= tol
 
 
 def test_rank_cli_errors_are_one_line(tmp_path, capsys, pool):
