@@ -17,6 +17,13 @@ Two test sets:
     OMP_NUM_THREADS=2 python scripts/evaluate_crystal_multislice.py --cache multislice \\
         --real ../shared/data/high_entropy_alloy.npy --figure docs/imaging/crystal_map_hea.png
 
+The calibration is also reported against its floor on this set: the ECE of a perfectly
+calibrated image-alone classifier (the training prior's look-alike odds,
+``prior_posterior``), which is not 0 because real materials sit at single lattice
+constants; by subset (random lattice constants, real materials); with the lattice
+constant given; and with the network's look-alike split replaced by the prior's
+(``prior_split``, an analysis, not what the classifier does).
+
 ``--fit-temperature`` fits the temperature of the ensemble's probabilities on one half
 of the multislice images (by image, not by variant) and reports the calibration on the
 other half; ``--write-temperature`` stores it in the model JSON.
@@ -138,6 +145,59 @@ def fit_temperature(probs_mc: np.ndarray, labels: np.ndarray) -> float:
     return float(math.exp(res.x))
 
 
+def is_real_material(item: dict) -> bool:
+    """Whether a multislice image is of one of simulate_multislice.MATERIALS (its own
+    lattice constant), not of a random one."""
+    from simulate_multislice import MATERIALS
+
+    proto = ZONE_AXES[item["cls"]][0]
+    return any(abs(item["a"] - a) < 1e-3 for _, a, _ in MATERIALS[proto])
+
+
+def prior_posterior(cls: int, a: float, a_range=A_TRAIN) -> np.ndarray:
+    """The class probabilities (12,) of a perfectly calibrated image-alone classifier for
+    an image of class ``cls`` at lattice constant ``a``: outside the look-alike groups the
+    class itself; inside one, each member j in proportion to its training-prior density
+    1 / k_j at the visible spacing d (0 where d / k_j leaves ``a_range``) — the rule of
+    :func:`bayes_rule_class` as probabilities."""
+    p = np.zeros(len(ZONE_AXES))
+    label = ZONE_AXES[cls]
+    for members in DEGENERATE:
+        if label in members:
+            k = np.array([column_spacing(*m) for m in members])
+            d = column_spacing(*label) * a
+            inside = (d >= k * a_range[0] - 1e-9) & (d <= k * a_range[1] + 1e-9)
+            if inside.any():
+                dens = np.where(inside, 1.0 / k, 0.0)
+                for m, v in zip(members, dens / dens.sum()):
+                    p[ZONE_AXES.index(m)] = v
+                return p
+    p[cls] = 1.0
+    return p
+
+
+def prior_split(probs: np.ndarray, log_a: np.ndarray, a_range=A_TRAIN) -> np.ndarray:
+    """The network's probabilities (N, C) with each look-alike group's total split among
+    its members as :func:`prior_posterior` would at the spacing the network reads
+    (d = the members' a_j k_j, weighted by their probabilities; ``log_a`` (N, C) the
+    network's log lattice constants): the Bayes split under the training prior in place
+    of the learned one. An analysis of the calibration, not what the classifier does."""
+    q = probs.copy()
+    a = np.exp(log_a)
+    for members in DEGENERATE:
+        idx = [ZONE_AXES.index(m) for m in members]
+        k = np.array([column_spacing(*m) for m in members])
+        pg = probs[:, idx].sum(1)
+        w = probs[:, idx] / np.clip(pg[:, None], 1e-30, None)
+        d = (w * a[:, idx] * k).sum(1)
+        inside = (d[:, None] >= k * a_range[0]) & (d[:, None] <= k * a_range[1])
+        dens = np.where(inside, 1.0 / k, 0.0)
+        none = dens.sum(1) == 0
+        dens[none] = w[none]
+        q[:, idx] = pg[:, None] * dens / dens.sum(1, keepdims=True)
+    return q
+
+
 def evaluate_multislice(
     clf, items, variants, pixel_range, seed, fit_temp=False, window_a=16.0
 ) -> dict:
@@ -191,6 +251,34 @@ def evaluate_multislice(
     rule = np.array([bayes_rule_class(c, aa) for c, aa in zip(cls, a)])
     res["image_alone_limit"] = float((rule == cls).mean())
     res["ece"] = expected_calibration_error(s["probabilities"], cls)
+    known_p = np.concatenate([d["probabilities"] for d in known])
+    res["lattice_known"]["ece"] = expected_calibration_error(known_p, cls)
+    # The floor of the image-alone ECE on this set: the ECE of the calibrated classifier
+    # of the training prior (prior_posterior). Real materials sit at single lattice
+    # constants, where the prior's look-alike odds do not hold, so it is not 0.
+    floor_p = np.array([prior_posterior(c, aa) for c, aa in zip(cls, a)])
+    res["ece_image_alone_floor"] = expected_calibration_error(floor_p, cls)
+    # Images at random lattice constants (drawn like the training prior) and real ones
+    rand = np.array([not is_real_material(items[j]) for j in idx], dtype=bool)
+    if rand.any() and (~rand).any():
+        res["ece_random_lattice"] = expected_calibration_error(s["probabilities"][rand], cls[rand])
+        res["ece_real_materials"] = expected_calibration_error(
+            s["probabilities"][~rand], cls[~rand]
+        )
+        res["ece_floor_random_lattice"] = expected_calibration_error(floor_p[rand], cls[rand])
+        res["ece_floor_real_materials"] = expected_calibration_error(floor_p[~rand], cls[~rand])
+    split = prior_split(s["probabilities"], out["log_a"].astype(np.float64).mean(axis=1))
+    res["prior_split"] = {
+        "class_accuracy": float((split.argmax(1) == cls).mean()),
+        "ece": expected_calibration_error(split, cls),
+    }
+    if rand.any() and (~rand).any():
+        res["prior_split"]["ece_random_lattice"] = expected_calibration_error(
+            split[rand], cls[rand]
+        )
+        res["prior_split"]["ece_real_materials"] = expected_calibration_error(
+            split[~rand], cls[~rand]
+        )
     # predict(): the same windows pooled, the lattice constant measured from the image
     pk = np.array([ZONE_AXES.index((r[6], tuple(r[7]))) for r in rows])
     pa = np.array([r[5] for r in rows])

@@ -137,3 +137,34 @@ def test_calibration_helpers(ev):
     t = ev.fit_temperature(sharp[:, None, :], labels)
     assert t == pytest.approx(3.0, rel=0.15)
     assert ev.expected_calibration_error(ev.tempered(sharp[:, None, :], t), labels) < 0.03
+
+
+def test_prior_posterior_is_the_training_prior_odds(ev):
+    """Cu [100] (a = 3.615 Å): the column spacing a/2 = 1.8075 Å is also bcc [100] at
+    a = d √2 and diamond [100] at a = 2√2 d, all inside 2.5-5.4 Å; each class's density
+    of spacings is 1 / (2.9 k) with k = 1/2, 1/√2, 1/(2√2), so the odds are
+    2 : √2 : 2√2. Si [100] (5.431 Å) puts diamond outside the range: fcc and bcc only.
+    Outside the look-alike groups the class itself."""
+    fcc, bcc, dia = (ZONE_AXES.index((p, (1, 0, 0))) for p in ("fcc", "bcc", "diamond"))
+    p = ev.prior_posterior(fcc, 3.615)
+    odds = np.array([2.0, math.sqrt(2), 2 * math.sqrt(2)])
+    np.testing.assert_allclose(p[[fcc, bcc, dia]], odds / odds.sum(), rtol=1e-12)
+    assert p.sum() == pytest.approx(1.0) and int(np.argmax(p)) == ev.bayes_rule_class(fcc, 3.615)
+    p = ev.prior_posterior(dia, 5.431)
+    assert p[dia] == 0 and p[fcc] / p[bcc] == pytest.approx(math.sqrt(2))
+    other = ZONE_AXES.index(("fcc", (1, 1, 0)))
+    np.testing.assert_array_equal(ev.prior_posterior(other, 3.6), np.eye(len(ZONE_AXES))[other])
+
+
+def test_prior_split_keeps_group_totals_and_the_other_classes(ev):
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(len(ZONE_AXES)), size=5)
+    log_a = np.log(rng.uniform(2.6, 5.3, size=(5, len(ZONE_AXES))))
+    q = ev.prior_split(probs, log_a)
+    np.testing.assert_allclose(q.sum(1), 1.0, rtol=1e-12)
+    for members in ev.DEGENERATE:
+        idx = [ZONE_AXES.index(m) for m in members]
+        np.testing.assert_allclose(q[:, idx].sum(1), probs[:, idx].sum(1), rtol=1e-12)
+    grouped = {ZONE_AXES.index(m) for g in ev.DEGENERATE for m in g}
+    rest = [c for c in range(len(ZONE_AXES)) if c not in grouped]
+    np.testing.assert_array_equal(q[:, rest], probs[:, rest])
