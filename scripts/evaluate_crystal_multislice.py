@@ -21,8 +21,8 @@ The calibration is also reported against its floor on this set: the ECE of a per
 calibrated image-alone classifier (the training prior's look-alike odds,
 ``prior_posterior``), which is not 0 because real materials sit at single lattice
 constants; by subset (random lattice constants, real materials); with the lattice
-constant given; and with the network's look-alike split replaced by the prior's
-(``prior_split``, an analysis, not what the classifier does).
+constant given; and with the network's own look-alike split
+(``CrystalClassifier.lookalike_prior = False``).
 
 ``--fit-temperature`` fits the temperature of the ensemble's probabilities on one half
 of the multislice images (by image, not by variant) and reports the calibration on the
@@ -176,28 +176,6 @@ def prior_posterior(cls: int, a: float, a_range=A_TRAIN) -> np.ndarray:
     return p
 
 
-def prior_split(probs: np.ndarray, log_a: np.ndarray, a_range=A_TRAIN) -> np.ndarray:
-    """The network's probabilities (N, C) with each look-alike group's total split among
-    its members as :func:`prior_posterior` would at the spacing the network reads
-    (d = the members' a_j k_j, weighted by their probabilities; ``log_a`` (N, C) the
-    network's log lattice constants): the Bayes split under the training prior in place
-    of the learned one. An analysis of the calibration, not what the classifier does."""
-    q = probs.copy()
-    a = np.exp(log_a)
-    for members in DEGENERATE:
-        idx = [ZONE_AXES.index(m) for m in members]
-        k = np.array([column_spacing(*m) for m in members])
-        pg = probs[:, idx].sum(1)
-        w = probs[:, idx] / np.clip(pg[:, None], 1e-30, None)
-        d = (w * a[:, idx] * k).sum(1)
-        inside = (d[:, None] >= k * a_range[0]) & (d[:, None] <= k * a_range[1])
-        dens = np.where(inside, 1.0 / k, 0.0)
-        none = dens.sum(1) == 0
-        dens[none] = w[none]
-        q[:, idx] = pg[:, None] * dens / dens.sum(1, keepdims=True)
-    return q
-
-
 def evaluate_multislice(
     clf, items, variants, pixel_range, seed, fit_temp=False, window_a=16.0
 ) -> dict:
@@ -267,18 +245,23 @@ def evaluate_multislice(
         )
         res["ece_floor_random_lattice"] = expected_calibration_error(floor_p[rand], cls[rand])
         res["ece_floor_real_materials"] = expected_calibration_error(floor_p[~rand], cls[~rand])
-    split = prior_split(s["probabilities"], out["log_a"].astype(np.float64).mean(axis=1))
-    res["prior_split"] = {
-        "class_accuracy": float((split.argmax(1) == cls).mean()),
-        "ece": expected_calibration_error(split, cls),
-    }
-    if rand.any() and (~rand).any():
-        res["prior_split"]["ece_random_lattice"] = expected_calibration_error(
-            split[rand], cls[rand]
-        )
-        res["prior_split"]["ece_real_materials"] = expected_calibration_error(
-            split[~rand], cls[~rand]
-        )
+    if getattr(clf, "lookalike_prior", False):  # the network's own look-alike split
+        clf.lookalike_prior = False
+        try:
+            raw = clf._summarize(out)["probabilities"]
+        finally:
+            clf.lookalike_prior = True
+        res["network_split"] = {
+            "class_accuracy": float((raw.argmax(1) == cls).mean()),
+            "ece": expected_calibration_error(raw, cls),
+        }
+        if rand.any() and (~rand).any():
+            res["network_split"]["ece_random_lattice"] = expected_calibration_error(
+                raw[rand], cls[rand]
+            )
+            res["network_split"]["ece_real_materials"] = expected_calibration_error(
+                raw[~rand], cls[~rand]
+            )
     # predict(): the same windows pooled, the lattice constant measured from the image
     pk = np.array([ZONE_AXES.index((r[6], tuple(r[7]))) for r in rows])
     pa = np.array([r[5] for r in rows])

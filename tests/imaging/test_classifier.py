@@ -21,6 +21,39 @@ def clf():
     return CrystalClassifier.default()
 
 
+def test_image_alone_splits_lookalikes_by_the_training_prior(clf):
+    """The square group: fcc, bcc and diamond [100] explain a column spacing d with
+    a = 2 d, √2 d and 2√2 d; a uniform on the training range (2.5-5.4 Å) gives each the
+    density 1 / (k (5.4 - 2.5)) of spacings, so at d = 1.8075 Å (Cu) the group's total
+    splits 2 : √2 : 2√2, whatever split the network gave. At d = 1.92 Å (Si, a = 5.43 Å)
+    diamond's a leaves the range: fcc and bcc only, 2 : √2. Identical samples keep no
+    mutual information. A given lattice constant reweights the network's own split
+    instead (it may lie outside the training range)."""
+    assert clf.lookalike_prior and clf.metadata["lattice_constant_range"] == [2.5, 5.4]
+    c = len(clf.classes)
+    fcc, bcc, dia, other = (
+        clf.classes.index(n) for n in ("fcc[100]", "bcc[100]", "diamond[100]", "fcc[110]")
+    )
+    r2 = math.sqrt(2)
+    for d, odds in ((1.8075, [2, r2, 2 * r2]), (5.431 / (2 * r2), [2, r2, 0])):
+        p = np.zeros((1, 4, c), np.float32)
+        p[..., fcc], p[..., other] = 0.9, 0.1  # the network: all of the group on fcc
+        loga = np.full((1, 4, c), math.log(3.5))
+        loga[..., fcc], loga[..., bcc], loga[..., dia] = np.log([2 * d, r2 * d, 2 * r2 * d])
+        rot = np.zeros((1, 4, c, 2))
+        s = clf._summarize({"probs_mc": p, "log_a": loga, "rot": rot})
+        odds = np.asarray(odds, dtype=float)
+        got = s["probabilities"][0]
+        np.testing.assert_allclose(got[[fcc, bcc, dia]], 0.9 * odds / odds.sum(), rtol=1e-6)
+        assert got[other] == pytest.approx(0.1, rel=1e-6)
+        assert s["uncertainty"][0] == pytest.approx(0.0, abs=1e-9)
+        known = clf._summarize({"probs_mc": p, "log_a": loga, "rot": rot}, clf._prior(2 * d, 0.05))
+        assert known["class"][0] == fcc
+        # a given range holding every class's lattice constant: the network's own split
+        wide = clf._summarize({"probs_mc": p, "log_a": loga, "rot": rot}, clf._prior((1, 10), 0.05))
+        np.testing.assert_allclose(wide["probabilities"][0], p[0].mean(0), rtol=1e-6, atol=1e-12)
+
+
 def test_model_ships_with_metadata(clf):
     onnx = MODELS / "crystal_classifier.onnx"
     assert onnx.stat().st_size < 5 * 1024 * 1024
@@ -30,7 +63,8 @@ def test_model_ships_with_metadata(clf):
     assert clf.classes[7] == "hcp[0001]"
 
 
-def test_summary_math_against_numpy(clf):
+def test_summary_math_against_numpy(clf, monkeypatch):
+    monkeypatch.setattr(clf, "lookalike_prior", False)  # the network's own split
     rng = np.random.default_rng(0)
     n, t, c = 5, 16, 12
     logits = rng.normal(size=(n, t, c)) * 3
@@ -60,9 +94,10 @@ def test_summary_math_against_numpy(clf):
     np.testing.assert_allclose(s2["uncertainty"], 0.0, atol=1e-6)
 
 
-def test_lattice_prior_against_numpy(clf):
+def test_lattice_prior_against_numpy(clf, monkeypatch):
     """The known-lattice-constant reweighting against a direct NumPy reference: one value,
     a range, a per-prototype dict (prototypes left out get probability 0)."""
+    monkeypatch.setattr(clf, "lookalike_prior", False)  # the reweighting alone
     rng = np.random.default_rng(1)
     n, t, c = 6, 16, 12
     logits = rng.normal(size=(n, t, c)) * 2

@@ -155,16 +155,3 @@ def test_prior_posterior_is_the_training_prior_odds(ev):
     other = ZONE_AXES.index(("fcc", (1, 1, 0)))
     np.testing.assert_array_equal(ev.prior_posterior(other, 3.6), np.eye(len(ZONE_AXES))[other])
 
-
-def test_prior_split_keeps_group_totals_and_the_other_classes(ev):
-    rng = np.random.default_rng(0)
-    probs = rng.dirichlet(np.ones(len(ZONE_AXES)), size=5)
-    log_a = np.log(rng.uniform(2.6, 5.3, size=(5, len(ZONE_AXES))))
-    q = ev.prior_split(probs, log_a)
-    np.testing.assert_allclose(q.sum(1), 1.0, rtol=1e-12)
-    for members in ev.DEGENERATE:
-        idx = [ZONE_AXES.index(m) for m in members]
-        np.testing.assert_allclose(q[:, idx].sum(1), probs[:, idx].sum(1), rtol=1e-12)
-    grouped = {ZONE_AXES.index(m) for g in ev.DEGENERATE for m in g}
-    rest = [c for c in range(len(ZONE_AXES)) if c not in grouped]
-    np.testing.assert_array_equal(q[:, rest], probs[:, rest])

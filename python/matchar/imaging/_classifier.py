@@ -70,6 +70,7 @@ from ._lattice_prior import (
     warn_prior,
 )
 from ._lattice_prior import _lattice_range as _lattice_range
+from ._lookalike import lookalike_groups, split_lookalikes
 from ._refine import power_spectra, refine_lattice, reflection_table
 
 # The ``X as X`` imports above re-export private names that scripts and tests import
@@ -197,6 +198,22 @@ class CrystalClassifier:
         self.temperature = float(metadata.get("temperature", 1.0))
         if not (math.isfinite(self.temperature) and 0.05 <= self.temperature <= 20.0):
             raise ValueError(f"'temperature' must be in [0.05, 20], got {self.temperature}")
+        #: HAADF, image alone (no ``lattice_constant``): each look-alike group's mean
+        #: probability split among its members by the training prior at the column
+        #: spacing read (matchar.imaging._lookalike); False keeps the network's own split.
+        #: The uncertainty stays the mutual information of the network's own samples.
+        #: A given lattice constant reweights the network's split instead (it may lie
+        #: outside the training range, e.g. Si at 5.43 Å). CBED keeps the network's
+        #: split: the disk intensities tell look-alikes apart beyond the geometry.
+        self.lookalike_prior: bool = False
+        self._lookalike_groups: list = []
+        if self.modality == "haadf" and "lattice_constant_range" in metadata:
+            lo, hi = (float(v) for v in metadata["lattice_constant_range"])
+            if not (0 < lo < hi):
+                raise ValueError("'lattice_constant_range' must be (min, max) in Å, 0 < min < max")
+            self._a_range = (lo, hi)
+            self._lookalike_groups = lookalike_groups(self._protos, list(self._zones))
+            self.lookalike_prior = bool(self._lookalike_groups)
 
     @classmethod
     def default(cls, modality: str = "haadf") -> CrystalClassifier:
@@ -360,12 +377,17 @@ class CrystalClassifier:
     def _summarize(self, out: dict, prior: Any = None, warn_misfit: bool = True) -> dict:
         pm = out["probs_mc"].astype(np.float64)  # (N, T, C)
         misfit = np.zeros(len(pm), bool)
-        if prior is not None:
+        if prior is not None:  # what the user knows decides between look-alikes
             pm, misfit = _apply_lattice_prior(pm, out["log_a"], prior, warn_misfit)
         mean = pm.mean(axis=1)
         ent = -np.sum(mean * np.log(np.clip(mean, 1e-12, None)), axis=-1)
         ent_t = -np.sum(pm * np.log(np.clip(pm, 1e-12, None)), axis=-1).mean(axis=1)
-        mi = np.clip(ent - ent_t, 0.0, None)
+        mi = np.clip(ent - ent_t, 0.0, None)  # the network's own disagreement
+        if prior is None and self.lookalike_prior and self._lookalike_groups:
+            # else the training prior splits each look-alike group's mean probability
+            mean = split_lookalikes(
+                mean, out["log_a"].mean(axis=1), self._lookalike_groups, self._a_range
+            )
         k = mean.argmax(axis=-1)
         idx = np.arange(len(k))
         a = np.exp(out["log_a"].mean(axis=1)[idx, k])
