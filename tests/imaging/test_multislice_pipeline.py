@@ -154,4 +154,3 @@ def test_prior_posterior_is_the_training_prior_odds(ev):
     assert p[dia] == 0 and p[fcc] / p[bcc] == pytest.approx(math.sqrt(2))
     other = ZONE_AXES.index(("fcc", (1, 1, 0)))
     np.testing.assert_array_equal(ev.prior_posterior(other, 3.6), np.eye(len(ZONE_AXES))[other])
-
