@@ -33,27 +33,14 @@ import numpy as np
 import matchar as mc
 from matchar.imaging._classifier import LATTICE_TOLERANCE as LATTICE_TOL
 from matchar.imaging._dataset import A_RANGE, WindowGenerator
-from matchar.imaging._simulate import ZONE_AXES, projected_cell
+from matchar.imaging._lookalike import LOOKALIKE_GROUPS
+from matchar.imaging._lookalike import column_spacing as column_spacing
+from matchar.imaging._simulate import ZONE_AXES
 
 #: Classes whose projected column patterns coincide up to scale and rotation (the same
 #: 2-D lattice with equal columns): only the absolute spacing tells them apart, and the
 #: lattice-constant ranges overlap, so no image-based classifier can separate them fully.
-DEGENERATE = [
-    [("fcc", (1, 0, 0)), ("bcc", (1, 0, 0)), ("diamond", (1, 0, 0))],  # square
-    [("fcc", (1, 1, 1)), ("bcc", (1, 1, 1))],  # triangular
-    [("fcc", (2, 1, 1)), ("hcp", (1, 0, -1, 0))],  # rectangular, sides 1 : sqrt(8/3)
-]
-
-
-def column_spacing(prototype: str, zone_axis: tuple[int, ...]) -> float:
-    """Nearest-neighbour distance between the projected columns, in units of a."""
-    cell = projected_cell(prototype, zone_axis)
-    basis = np.stack([cell.a1, cell.a2])
-    frac = cell.columns[:, :2]
-    shifts = np.array([(i, j) for i in range(-2, 3) for j in range(-2, 3)], dtype=float)
-    d = frac[None, :, None, :] - frac[:, None, None, :] + shifts[None, None, :, :]
-    r = np.linalg.norm(d @ basis, axis=-1)
-    return float(r[r > 1e-9].min())
+DEGENERATE = [list(group) for group in LOOKALIKE_GROUPS]
 
 
 def image_alone_limit(a_range: tuple[float, float]) -> dict:

@@ -57,18 +57,9 @@ def bayes_rule_class(cls: int, a: float, a_range=A_TRAIN) -> int:
     """The class a perfect image-alone classifier names: inside a look-alike group only
     the column spacing d = k a is visible, and the training prior (a uniform on
     ``a_range`` for every class) gives class j the density 1 / (k_j (hi - lo)) on
-    [k_j lo, k_j hi]; the rule takes the class of highest density at d."""
-    label = ZONE_AXES[cls]
-    for members in DEGENERATE:
-        if label in members:
-            k = np.array([column_spacing(*m) for m in members])
-            d = column_spacing(*label) * a
-            inside = (d >= k * a_range[0] - 1e-9) & (d <= k * a_range[1] + 1e-9)
-            if not inside.any():
-                return cls
-            j = int(np.argmin(np.where(inside, k, np.inf)))
-            return ZONE_AXES.index(members[j])
-    return cls
+    [k_j lo, k_j hi]; the rule takes the class of highest density at d (the largest
+    probability of :func:`prior_posterior`)."""
+    return int(np.argmax(prior_posterior(cls, a, a_range)))
 
 
 def test_image(periodic, sampling, rotation, pixel_size, size_a, source_sigma, dose, rng):
