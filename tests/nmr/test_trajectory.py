@@ -115,9 +115,15 @@ def test_streaming_prediction_equals_predict(tmp_path, model):
     assert res.shielding.shape == (9, 6) and res.shielding.dtype == np.float32
     np.testing.assert_array_equal(res.atoms, np.flatnonzero(frames[0].numbers == 1))
     np.testing.assert_allclose(res.shielding, mean.reshape(9, 6), rtol=1e-6, atol=1e-5)
-    # σ is the spread of committee members (~30 ppm each, ~1 ppm apart) evaluated in
-    # float32 by chunk: cancellation leaves ~ε32 · 30 / 1 · sqrt(features) relative
-    np.testing.assert_allclose(res.std, std.reshape(9, 6), rtol=2e-4, atol=1e-5)
+    # σ is the spread of committee members (each ~|μ| = 30 ppm, ~1 ppm apart) evaluated
+    # in float32 over F features, by chunks of another size than predict's (another
+    # GEMM blocking, another summation order): each member's rounding error, random with
+    # a standard deviation of about ε32 |μ| sqrt(F), survives in the spread. Five of
+    # those (seen: 1.9, i.e. 5e-4 of σ, depending on the build and the CPU).
+    n_features = model.features(frames[:1]).shape[1]
+    bound = 5 * np.finfo(np.float32).eps * np.abs(mean.reshape(9, 6)) * np.sqrt(n_features)
+    assert np.all(np.abs(res.std - std.reshape(9, 6)) <= bound)
+    assert bound.max() < 0.01 * std.min()  # still a check of σ to 1%
     one = mc.nmr.predict_trajectory(model, frames, chunk_size=100, return_std=False, compress=True)
     np.testing.assert_allclose(one.shielding, res.shielding, rtol=1e-6, atol=1e-5)
     assert one.std is None
