@@ -325,3 +325,95 @@ def test_in_memory_cube_travels_to_the_workers_once(client, cube, monkeypatch):
             warnings.simplefilter("always")
             mc.spectral.NMF(3, **kw).fit(da.from_array(cube, chunks=(12, 24, 64)))
     assert [w for w in caught if "large graph" in str(w.message)]
+
+
+async def _exit_soon():
+    os._exit(1)
+
+
+def _counting(monkeypatch, cls, name):
+    calls = []
+    original = getattr(cls, name)
+
+    def wrapped(self, *args, **kwargs):
+        calls.append(name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, wrapped)
+    return calls
+
+
+@pytest.mark.parametrize("loss", ["kl", "frobenius"])
+def test_nmf_on_chunks_held_by_the_workers_runs_in_actors(client, cube, monkeypatch, loss):
+    """Chunks already in the workers' memory (persisted): each worker's chunks and maps
+    stay in one actor, the client reduces the statistics. Same iterations as in memory;
+    the maps outlive the actors; the masks apply."""
+    import gc
+
+    from matchar.spectral import _dask
+
+    steps = _counting(monkeypatch, _dask.ActorSession, "update")
+    X2 = cube.reshape(-1, 64)
+    pm = np.ones(X2.shape[0], bool)
+    pm[[5, 300, 401]] = False
+    cm = np.ones(64, bool)
+    cm[[0, 63]] = False
+    # three uneven chunks over two workers: one worker's actor holds two chunks
+    X = client.persist(da.from_array(X2, chunks=((200, 301, 75), (64,))))
+    distributed.wait(X)
+    kw = dict(loss=loss, init="random", random_state=2, max_iter=7, tol=0, dtype="float64")
+    ref = mc.spectral.NMF(3, eval_every=3, **kw)
+    maps_ref = ref.fit_transform(X2, pixel_mask=pm, channel_mask=cm)
+    est = mc.spectral.NMF(3, eval_every=3, **kw)
+    maps = est.fit_transform(X, pixel_mask=pm, channel_mask=cm)
+    assert steps == ["update"] * 7
+    gc.collect()  # the fit's actors are gone; the maps were copied out of them
+    np.testing.assert_allclose(est.components_, ref.components_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(maps.compute(), maps_ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(est.loss_history_, ref.loss_history_, rtol=1e-9)
+    np.testing.assert_array_equal(est.loss_iterations_, ref.loss_iterations_)
+
+
+def test_actor_path_equals_the_task_path_float32(client, cube, monkeypatch):
+    # Both paths run the same chunk passes and sum the statistics in chunk order.
+    from matchar.spectral import _dask
+
+    X = client.persist(da.from_array(cube, chunks=(9, 24, 64)))
+    distributed.wait(X)
+    kw = dict(init="nndsvda", max_iter=6, tol=0, dtype="float32")
+    steps = _counting(monkeypatch, _dask.ActorSession, "update")
+    est = mc.spectral.NMF(2, **kw)
+    maps = est.fit_transform(X).compute()
+    assert len(steps) == 6
+    monkeypatch.setattr(_dask, "_ACTORS", False)
+    ref = mc.spectral.NMF(2, **kw)
+    maps_ref = ref.fit_transform(X).compute()
+    assert len(steps) == 6 and maps.dtype == maps_ref.dtype == np.float32
+    eps = np.finfo(np.float32).eps
+    np.testing.assert_allclose(est.components_, ref.components_, rtol=8 * eps)
+    np.testing.assert_allclose(maps, maps_ref, rtol=8 * eps, atol=1e-30)
+    np.testing.assert_allclose(est.residual_map_, ref.residual_map_, rtol=1e-5)
+
+
+def test_actor_path_bad_chunk_and_lost_worker(client, cube):
+    from matchar.spectral import _dask
+
+    bad = cube.reshape(-1, 64).astype(np.float32)
+    bad[400, 3] = -1.0
+    Xb = client.persist(da.from_array(bad, chunks=(288, 64)))
+    with pytest.raises(ValueError, match="negative"):
+        mc.spectral.NMF(2, init="random", max_iter=3).fit(Xb)
+    # a worker that holds an actor dies between two iterations: a clear error
+    X = client.persist(da.from_array(cube.reshape(-1, 64), chunks=(288, 64)))
+    distributed.wait(X)
+    data = _dask.DaskSpectrumMatrix(X)
+    rng = np.random.default_rng(0)
+    W = data.factor_from_array(rng.random((576, 2)))
+    H = rng.random((2, 64))
+    _, W1, H1 = data.update("kl", W, H, None, None, True, True)
+    assert isinstance(W1, _dask._ActorFactor)
+    client.run(_exit_soon, workers=[W1.session.addresses[0]], wait=False)
+    with pytest.raises(RuntimeError, match="dask computation failed"):
+        for _ in range(50):  # the worker's death reaches the client within a few calls
+            _, W1, H1 = data.update("kl", W1, H1, None, None, True, True)
+    client.wait_for_workers(2, timeout=60)

@@ -221,6 +221,83 @@ def _task_w_only(x, W, H, loss, with_loss):
     return W_new, (float(value), X.shape[0])
 
 
+class NMFChunks:
+    """One worker's chunks of a dask NMF fit and their maps, kept on that worker between
+    iterations (a ``dask.distributed`` actor; see ``_dask.ActorSession``).
+
+    Each :meth:`step` runs the C++ pass over the chunks with the components sent by the
+    client and returns their statistics; the maps stay here, in the state after the last
+    step and the one before it (a client interrupted between sending a step and reading
+    its result still asks for the maps that go with its components).
+    ``index``: the global chunk numbers of ``parts``, which are the chunks, then their
+    maps, then their pixel-mask slices (or None)."""
+
+    def __init__(self, index, cm, *parts) -> None:
+        n = len(index)
+        self.index = [int(i) for i in index]
+        self.X = [_chunk_matrix(x) for x in parts[:n]]
+        self.W = [_al(w) for w in parts[n : 2 * n]]
+        self.pm = [_al(p) for p in parts[2 * n : 3 * n]]
+        self.cm = _al(cm)
+        self.previous: list | None = None
+        self.version = 0
+
+    @task_threads
+    def step(self, loss: str, H, version: int, with_loss: bool, sweeps: int) -> list:
+        """One pass over every chunk: [(chunk number, statistics)] as the chunk tasks'
+        (KL: loss, numerator, column sums, rows; Frobenius: sum x², WᵀX, WᵀW, rows)."""
+        if version != self.version:
+            raise DaskFailure(
+                f"the maps on a worker are at iteration {self.version}, not {version}"
+            )
+        H = _al(H)
+        new, out = [], []
+        for i, X in enumerate(self.X):
+            if loss == "kl":
+                value, W_new, num, colsum = _core.spectral.nmf_kl_stats(
+                    X, self.W[i], H, self.pm[i], self.cm, with_loss
+                )
+                stats = (float(value), num, colsum, X.shape[0])
+            else:
+                sumsq, W_new, WtX, WtW = _core.spectral.nmf_hals_stats(
+                    X, self.W[i], H, self.pm[i], self.cm, int(sweeps)
+                )
+                stats = (float(sumsq), WtX, WtW, X.shape[0])
+            new.append(W_new)
+            out.append((self.index[i], stats))
+        self.previous, self.W = self.W, new  # only once every chunk is done
+        self.version += 1
+        return out
+
+    def maps(self, i: int, version: int) -> np.ndarray:
+        """The maps of the i-th chunk held here after step ``version``."""
+        if version == self.version:
+            return self.W[i]
+        if version == self.version - 1 and self.previous is not None:
+            return self.previous[i]
+        raise DaskFailure(f"the maps of iteration {version} are no longer on the worker")
+
+    @task_threads
+    def deviance(self, H, version: int) -> list:
+        """[(chunk number, per-pixel Poisson deviance)] of the maps after step ``version``."""
+        H = _al(H)
+        return [
+            (
+                self.index[i],
+                _core.spectral.poisson_deviance(X, self.maps(i, version), H, self.pm[i], self.cm),
+            )
+            for i, X in enumerate(self.X)
+        ]
+
+
+def _actor_maps(key: str, i: int, version: int) -> np.ndarray:
+    """A task, run on the worker of the actor ``key`` while that actor is idle, that copies
+    the i-th chunk's maps out of it into the worker's memory (no transfer)."""
+    from distributed import get_worker
+
+    return get_worker().state.actors[key].maps(i, version)
+
+
 def _check_total(counts, n_total: int, what: str) -> None:
     got = int(sum(counts))
     if got != n_total:
