@@ -286,7 +286,10 @@ class ActorSession:
         self.client, self.rows, self.n = client, data.rows, data.shape[0]
         self.pm, self.cm = pm, cm
         self.k, self.dtype = W.shape[1], W.dtype
-        maps = client.compute(list(W.pieces))
+        if isinstance(W, _ArrayFactor) and W._pieces is None:
+            maps = W.arrays  # sent with the actors
+        else:
+            maps = client.compute(list(W.pieces))
         _wait_futures(chunks)
         owner = client.who_has(chunks)
         groups: dict[str, list[int]] = {}
@@ -355,6 +358,27 @@ class ActorSession:
             )
         _actor_call("collecting the maps", futures)  # before the actors can be released
         return [dask.delayed(f) for f in futures]
+
+
+class _ArrayFactor(ChunkedFactor):
+    """A factor held by the client (an initial W), one array per chunk, persisted on the
+    cluster on first use of ``pieces``; an :class:`ActorSession` sends the arrays with its
+    actors instead (no separate transfer)."""
+
+    def __init__(self, arrays: list, rows: tuple[int, ...]) -> None:
+        self.arrays = arrays
+        self.rows = rows
+        self.shape = (int(sum(rows)), int(arrays[0].shape[1]))
+        self.dtype = np.dtype(arrays[0].dtype)
+        self._pieces: list | None = None
+
+    @property
+    def pieces(self) -> list:  # type: ignore[override]
+        if self._pieces is None:
+            dask, _ = _lib()
+            pieces = [dask.delayed(w) for w in self.arrays]
+            self._pieces = list(_persist("scattering the initial maps", *pieces))
+        return self._pieces
 
 
 class _ActorFactor(ChunkedFactor):
@@ -483,10 +507,8 @@ class DaskSpectrumMatrix:
 
     # -- NMF --------------------------------------------------------------------------------
     def factor_from_array(self, W: np.ndarray) -> ChunkedFactor:
-        W = np.asarray(W)
-        pieces = [self._dask.delayed(np.ascontiguousarray(w)) for w in self._slices(W)]
-        pieces = list(_persist("scattering the initial maps", *pieces))
-        return ChunkedFactor(pieces, self.rows, W.shape[1], W.dtype)
+        """W (N, K) in pieces per chunk, sent to the workers on first use."""
+        return _ArrayFactor(self._slices(np.asarray(W)), self.rows)
 
     def constant_factor(self, k: int, value: float, dtype) -> ChunkedFactor:
         full = self._delayed(np.full)
@@ -621,7 +643,7 @@ class DaskSpectrumMatrix:
             chunks = [held.get(k) for k in keys]
         if not chunks or any(f is None for f in chunks):
             return None  # chunks read from their source at every iteration: the task path
-        if isinstance(W, _Pending) or any(p is None for p in W.pieces):
+        if isinstance(W, _Pending):
             return None
         self._session = ActorSession(client, self, chunks, W, pm, cm)
         return self._session.factor()
