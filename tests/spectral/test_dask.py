@@ -417,3 +417,22 @@ def test_actor_path_bad_chunk_and_lost_worker(client, cube):
         for _ in range(50):  # the worker's death reaches the client within a few calls
             _, W1, H1 = data.update("kl", W1, H1, None, None, True, True)
     client.wait_for_workers(2, timeout=60)
+
+
+@pytest.mark.parametrize("center", [True, False])
+def test_pca_on_chunks_held_by_the_workers_runs_in_actors(client, cube, monkeypatch, center):
+    from matchar.spectral import _dask
+
+    grams = _counting(monkeypatch, _dask.ActorSession, "gram")
+    sums = _counting(monkeypatch, _dask.ActorSession, "weighted_sums")
+    X = client.persist(da.from_array(cube, chunks=(7, 24, 64)))  # 4 uneven chunks
+    distributed.wait(X)
+    kw = dict(random_state=0, dtype="float64", center=center)
+    ref = mc.spectral.PCA(3, **kw)
+    scores_ref = ref.fit_transform(cube)
+    est = mc.spectral.PCA(3, **kw)
+    scores = est.fit_transform(X)
+    assert grams and sums
+    np.testing.assert_allclose(est.components_, ref.components_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(est.explained_variance_, ref.explained_variance_, rtol=1e-9)
+    np.testing.assert_allclose(scores.compute(), scores_ref, rtol=1e-8, atol=1e-9)

@@ -34,10 +34,10 @@ import numpy as np
 from .._moved import forward_private
 from . import _dask_tasks
 from ._dask_tasks import _CHECKED as _CHECKED
-from ._dask_tasks import DaskFailure as DaskFailure
 from ._dask_tasks import (
-    NMFChunks,
+    ChunkActor,
     _actor_maps,
+    _actor_set_maps,
     _check_total,
     _first,
     _gather_rows,
@@ -58,6 +58,7 @@ from ._dask_tasks import (
     _task_w_only,
     _unpair,
 )
+from ._dask_tasks import DaskFailure as DaskFailure
 from ._dask_tasks import _chunk_matrix as _chunk_matrix
 
 # Iterations the client submits ahead of the last finished one (distributed scheduler).
@@ -270,48 +271,51 @@ def _actor_call(what: str, futures) -> list:
 
 
 class ActorSession:
-    """An NMF fit whose chunks and maps stay on the workers in actors (``NMFChunks``).
+    """The chunks of a cube held in a cluster's memory, one actor per worker
+    (``ChunkActor``) for the fit: its passes skip the scheduler.
 
-    One actor per worker holds the chunks already in that worker's memory and their
-    maps. Every iteration the client sends the K x C components to each actor, which runs
-    the C++ pass over its chunks and returns the statistics; the client reduces them into
-    the new components, in chunk order, exactly as the reduction task of the task path
-    does. An iteration costs one round trip between the client and the workers, where the
-    task path's costs a pass of task messages through the scheduler (about 11 ms on a
-    2-core machine, more than a 64 MB chunk's pass once the kernels are fast).
-    The maps are copied out of the actors into ordinary worker memory (one task per chunk,
-    on the chunk's worker) only when asked for, at the end of the fit."""
+    Each actor holds the chunks already in its worker's memory; the client calls it
+    directly (one round trip, where a task costs messages through the scheduler: about
+    11 ms per pass on a 2-core machine, more than a 64 MB chunk's pass once the kernels
+    are fast). The PCA's sums and Gram passes run there. An NMF keeps its maps there
+    between iterations: every iteration the client sends the K x C components to each
+    actor, which runs the C++ pass over its chunks and returns the statistics; the client
+    reduces them into the new components, in chunk order, exactly as the reduction of the
+    task path does. The maps are copied out of the actors into ordinary worker memory
+    (one task per chunk, on its worker) only when asked for, at the end of the fit."""
 
-    def __init__(self, client, data: DaskSpectrumMatrix, chunks: list, W: ChunkedFactor, pm, cm):
-        self.client, self.rows, self.n = client, data.rows, data.shape[0]
-        self.pm, self.cm = pm, cm
-        self.k, self.dtype = W.shape[1], W.dtype
-        if isinstance(W, _ArrayFactor) and W._pieces is None:
-            maps = W.arrays  # sent with the actors
-        else:
-            maps = client.compute(list(W.pieces))
+    def __init__(self, client, data: DaskSpectrumMatrix, chunks: list) -> None:
+        self.client, self.data = client, data
+        self.rows, self.n = data.rows, data.shape[0]
         _wait_futures(chunks)
         owner = client.who_has(chunks)
         groups: dict[str, list[int]] = {}
         for i, f in enumerate(chunks):
             groups.setdefault(sorted(owner[f.key])[0], []).append(i)
-        pms = data._slices(pm)
-        cmc = None if cm is None else np.ascontiguousarray(cm)
-        futures, self.where = [], {}
-        for addr, idx in groups.items():
-            args = [chunks[i] for i in idx] + [maps[i] for i in idx] + [pms[i] for i in idx]
-            futures.append(
-                client.submit(NMFChunks, idx, cmc, *args, actor=True, workers=[addr], pure=False)
-            )
-            for j, i in enumerate(idx):
-                self.where[i] = (len(futures) - 1, j, addr)
-        self.actors = _actor_call("starting the NMF on the workers", futures)
-        self._actor_futures = futures  # the actors live as long as their futures
+        self.groups = list(groups.values())
         self.addresses = list(groups)
-        self.version = 0
+        futures = [
+            client.submit(
+                ChunkActor,
+                idx,
+                *[chunks[i] for i in idx],
+                actor=True,
+                workers=[addr],
+                pure=False,
+            )
+            for addr, idx in groups.items()
+        ]
+        self.actors = _actor_call("placing the chunks", futures)
+        self._actor_futures = futures  # the actors live as long as their futures
+        self.pm = self.cm = None
+        self.k, self.dtype = 0, np.dtype(np.float32)
+        self.generation, self.version = 0, -1
 
-    def factor(self) -> _ActorFactor:
-        return _ActorFactor(self, self.version)
+    def _per_actor(self, v: np.ndarray | None) -> list:
+        if v is None:
+            return [None] * len(self.groups)
+        pieces = self.data._slices(v)
+        return [[pieces[i] for i in idx] for idx in self.groups]
 
     def _ordered(self, what: str, results: list) -> list:
         out: list = [None] * len(self.rows)
@@ -322,13 +326,77 @@ class ActorSession:
             raise DaskFailure(f"{what}: a chunk's result is missing; no partial result was kept")
         return out
 
+    def _call(self, what: str, method: str, *per_actor_and_shared) -> list:
+        """Every actor's ``method`` (arguments: a list per actor, or one value for all),
+        results in chunk order."""
+        calls = []
+        for j, actor in enumerate(self.actors):
+            args = [a[j] if isinstance(a, _PerActor) else a for a in per_actor_and_shared]
+            calls.append(getattr(actor, method)(*args))
+        return self._ordered(what, _actor_call(what, calls))
+
+    # -- PCA ------------------------------------------------------------------------------
+    def weighted_sums(self, r, c) -> list:
+        c = None if c is None else np.ascontiguousarray(c)
+        return self._call("weighted sums", "sums", _PerActor(self._per_actor(r)), c)
+
+    def gram(self, r, c, V, offset) -> list:
+        c = None if c is None else np.ascontiguousarray(c)
+        return self._call("a Gram pass", "gram", _PerActor(self._per_actor(r)), c, V, offset)
+
+    # -- NMF ------------------------------------------------------------------------------
+    def start(self, W: ChunkedFactor, pm, cm) -> _ActorFactor:
+        """Hand W (and the masks) to the actors: the maps of the iterations to come."""
+        pms = self._per_actor(pm)
+        cmc = None if cm is None else np.ascontiguousarray(cm)
+        if isinstance(W, _ArrayFactor) and W._pieces is None:  # sent with the call
+            per = self._per_actor_list(W.arrays)
+            calls = [a.set_maps(per[j], pms[j], cmc) for j, a in enumerate(self.actors)]
+            _actor_call("placing the maps", calls)
+        else:  # maps already on the cluster: handed over on their workers
+            maps = self.client.compute(list(W.pieces))
+            tasks = [
+                self.client.submit(
+                    _actor_set_maps,
+                    a.key,
+                    pms[j],
+                    cmc,
+                    *[maps[i] for i in self.groups[j]],
+                    workers=[self.addresses[j]],
+                    pure=False,
+                )
+                for j, a in enumerate(self.actors)
+            ]
+            _actor_call("placing the maps", tasks)
+        self.pm, self.cm = pm, cm
+        self.k, self.dtype = W.shape[1], np.dtype(W.dtype)
+        self.generation += 1
+        self.version = 0
+        return self.factor()
+
+    def _per_actor_list(self, items: list) -> list:
+        return [[items[i] for i in idx] for idx in self.groups]
+
+    def factor(self) -> _ActorFactor:
+        return _ActorFactor(self, self.generation, self.version)
+
+    def current(self, W, pm, cm) -> bool:
+        return (
+            isinstance(W, _ActorFactor)
+            and W.session is self
+            and W.generation == self.generation
+            and self.pm is pm
+            and self.cm is cm
+        )
+
     def update(self, loss: str, W: _ActorFactor, H, with_loss: bool, sweeps: int):
         """One iteration: (loss, maps, components), as :meth:`DaskSpectrumMatrix.update`."""
         H = np.ascontiguousarray(H)
         if W.version != self.version:
             raise DaskFailure("an NMF iteration started from maps that are no longer current")
-        calls = [a.step(loss, H, self.version, with_loss, int(sweeps)) for a in self.actors]
-        stats = self._ordered("an NMF iteration", _actor_call("an NMF iteration", calls))
+        stats = self._call(
+            "an NMF iteration", "step", loss, H, self.version, with_loss, int(sweeps)
+        )
         if loss == "kl":
             spec = ("kl", self.n, None, 1)
         else:
@@ -338,26 +406,33 @@ class ActorSession:
         return value, self.factor(), H_new
 
     def deviance(self, W: _ActorFactor, H) -> np.ndarray:
-        H = np.ascontiguousarray(H)
-        calls = [a.deviance(H, W.version) for a in self.actors]
-        parts = self._ordered("the residual map", _actor_call("the residual map", calls))
+        parts = self._call("the residual map", "deviance", np.ascontiguousarray(H), W.version)
         _check_total([len(p) for p in parts], self.n, "the residual map")
         return np.concatenate(parts)
 
-    def maps(self, version: int) -> list:
-        """The maps after iteration ``version`` as one dask piece per chunk, copied out of
-        the actors into their workers' memory."""
+    def maps(self, W: _ActorFactor) -> list:
+        """The maps W as one dask piece per chunk, copied out of the actors into their
+        workers' memory."""
         dask, _ = _lib()
-        futures = []
-        for i in range(len(self.rows)):
-            a, j, addr = self.where[i]
-            futures.append(
-                self.client.submit(
-                    _actor_maps, self.actors[a].key, j, version, workers=[addr], pure=False
+        if W.generation != self.generation:
+            raise DaskFailure("the maps of an earlier fit are no longer on the workers")
+        futures = [None] * len(self.rows)
+        for j, idx in enumerate(self.groups):
+            for local, i in enumerate(idx):
+                futures[i] = self.client.submit(
+                    _actor_maps,
+                    self.actors[j].key,
+                    local,
+                    W.version,
+                    workers=[self.addresses[j]],
+                    pure=False,
                 )
-            )
         _actor_call("collecting the maps", futures)  # before the actors can be released
         return [dask.delayed(f) for f in futures]
+
+
+class _PerActor(list):
+    """An argument of :meth:`ActorSession._call` given per actor."""
 
 
 class _ArrayFactor(ChunkedFactor):
@@ -382,11 +457,11 @@ class _ArrayFactor(ChunkedFactor):
 
 
 class _ActorFactor(ChunkedFactor):
-    """The maps of an :class:`ActorSession` after one iteration; ``pieces`` copies them
-    out of the actors on first use."""
+    """The maps of an :class:`ActorSession`'s NMF after one iteration; ``pieces`` copies
+    them out of the actors on first use."""
 
-    def __init__(self, session: ActorSession, version: int) -> None:
-        self.session, self.version = session, version
+    def __init__(self, session: ActorSession, generation: int, version: int) -> None:
+        self.session, self.generation, self.version = session, generation, version
         self.rows = session.rows
         self.shape = (session.n, session.k)
         self.dtype = np.dtype(session.dtype)
@@ -395,7 +470,7 @@ class _ActorFactor(ChunkedFactor):
     @property
     def pieces(self) -> list:  # type: ignore[override]
         if self._pieces is None:
-            self._pieces = self.session.maps(self.version)
+            self._pieces = self.session.maps(self)
         return self._pieces
 
 
@@ -442,6 +517,7 @@ class DaskSpectrumMatrix:
         self._dask = dask
         self._inflight: deque = deque()
         self._session: ActorSession | None = None
+        self._no_actors = False
 
     # dtype of the factors, as factor_dtype does for arrays
     def factor_dtype(self, dtype: Any) -> np.dtype:
@@ -466,10 +542,14 @@ class DaskSpectrumMatrix:
     # -- sums, Gram products ------------------------------------------------------------
     def weighted_sums(self, r=None, c=None):
         """(row sums (N,), column sums (C,), sum of squares) of diag(r) X diag(c)."""
-        task = self._delayed(_task_sums)
-        parts = _compute(
-            "weighted sums", *[task(x, rr, c) for x, rr in zip(self.pieces, self._slices(r))]
-        )
+        session = self._actors()
+        if session is not None:
+            parts = session.weighted_sums(r, c)
+        else:
+            task = self._delayed(_task_sums)
+            parts = _compute(
+                "weighted sums", *[task(x, rr, c) for x, rr in zip(self.pieces, self._slices(r))]
+            )
         self._check_rows([p[3] for p in parts], "weighted sums")
         rows = np.concatenate([p[0] for p in parts])
         cols = np.sum([p[1] for p in parts], axis=0)
@@ -479,11 +559,15 @@ class DaskSpectrumMatrix:
         """A^T A V over the chunks (A = diag(r) X diag(c) - 1 mean^T)."""
         Vd = np.ascontiguousarray(V, dtype=np.dtype(dtype))
         offset = None if mean is None else np.ascontiguousarray(mean @ V, dtype=np.float64)
-        task = self._delayed(_task_gram)
-        parts = _compute(
-            "a Gram pass",
-            *[task(x, rr, c, Vd, offset) for x, rr in zip(self.pieces, self._slices(r))],
-        )
+        session = self._actors()
+        if session is not None:
+            parts = session.gram(r, c, Vd, offset)
+        else:
+            task = self._delayed(_task_gram)
+            parts = _compute(
+                "a Gram pass",
+                *[task(x, rr, c, Vd, offset) for x, rr in zip(self.pieces, self._slices(r))],
+            )
         self._check_rows([p[2] for p in parts], "a Gram pass")
         Z = np.sum([p[0] for p in parts], axis=0)
         if mean is not None:
@@ -615,15 +699,21 @@ class DaskSpectrumMatrix:
         return _Pending(nxt, 1, spec, direct), W_new, _Pending(nxt, 0, spec, direct)
 
     def _actor_maps(self, W: ChunkedFactor, pm, cm) -> _ActorFactor | None:
-        """W as maps of the fit's :class:`ActorSession` (started on its first iteration,
-        from W) when the cube's chunks are all in the memory of a ``dask.distributed``
-        cluster, else None (the task path)."""
-        session = self._session
-        if isinstance(W, _ActorFactor) and W.session is session:
-            if session is not None and session.pm is pm and session.cm is cm:
-                return W
-        if not _ACTORS:
+        """W as the maps of the NMF in the chunks' actors (handed to them on the fit's
+        first iteration), or None: the task path."""
+        session = self._actors()
+        if session is None or isinstance(W, _Pending):
             return None
+        if session.current(W, pm, cm):
+            return W  # type: ignore[return-value]
+        return session.start(W, pm, cm)
+
+    def _actors(self) -> ActorSession | None:
+        """The chunks' :class:`ActorSession` (started on first use) when they are all in
+        the memory of a ``dask.distributed`` cluster, else None (the task path)."""
+        if self._session is not None or not _ACTORS or self._no_actors:
+            return self._session
+        self._no_actors = True  # decided once, here
         try:
             from distributed import default_client
         except ImportError:  # pragma: no cover - distributed is in the dask extra
@@ -642,11 +732,9 @@ class DaskSpectrumMatrix:
             keys = self._dask.core.flatten(self._held_views.__dask_keys__())
             chunks = [held.get(k) for k in keys]
         if not chunks or any(f is None for f in chunks):
-            return None  # chunks read from their source at every iteration: the task path
-        if isinstance(W, _Pending):
-            return None
-        self._session = ActorSession(client, self, chunks, W, pm, cm)
-        return self._session.factor()
+            return None  # chunks read from their source at every pass: the task path
+        self._session = ActorSession(client, self, chunks)
+        return self._session
 
     def _track(self, obj) -> None:
         """Keep at most ``_LOOKAHEAD`` submitted iterations unfinished (distributed only:
@@ -736,7 +824,7 @@ class DaskSpectrumMatrix:
         return kl, logpen, lappen, A_new, num, colsum
 
     def deviance(self, W: ChunkedFactor, H, pm=None, cm=None) -> np.ndarray:
-        if isinstance(W, _ActorFactor) and W.session.pm is pm and W.session.cm is cm:
+        if isinstance(W, _ActorFactor) and W.session.current(W, pm, cm):
             return W.session.deviance(W, H)
         task = self._delayed(_task_deviance)
         H = np.ascontiguousarray(H)

@@ -221,30 +221,61 @@ def _task_w_only(x, W, H, loss, with_loss):
     return W_new, (float(value), X.shape[0])
 
 
-class NMFChunks:
-    """One worker's chunks of a dask NMF fit and their maps, kept on that worker between
-    iterations (a ``dask.distributed`` actor; see ``_dask.ActorSession``).
+class ChunkActor:
+    """One worker's chunks of a dask fit, kept on that worker for the fit (a
+    ``dask.distributed`` actor; see ``_dask.ActorSession``): the PCA's sums and Gram
+    passes, and an NMF's maps between iterations.
 
     Each :meth:`step` runs the C++ pass over the chunks with the components sent by the
     client and returns their statistics; the maps stay here, in the state after the last
     step and the one before it (a client interrupted between sending a step and reading
     its result still asks for the maps that go with its components).
-    ``index``: the global chunk numbers of ``parts``, which are the chunks, then their
-    maps, then their pixel-mask slices (or None)."""
+    ``index``: the global chunk numbers of ``chunks``."""
 
-    def __init__(self, index, cm, *parts) -> None:
-        n = len(index)
+    def __init__(self, index, *chunks) -> None:
         self.index = [int(i) for i in index]
-        self.X = [_chunk_matrix(x) for x in parts[:n]]
-        self.W = [_al(w) for w in parts[n : 2 * n]]
-        self.pm = [_al(p) for p in parts[2 * n : 3 * n]]
-        self.cm = _al(cm)
+        self.X = [_chunk_matrix(x) for x in chunks]
+        self.W: list = []
         self.previous: list | None = None
+        self.pm: list = [None] * len(self.X)
+        self.cm = None
+        self.version = -1
+
+    @task_threads
+    def sums(self, r, c) -> list:
+        """[(chunk number, (row sums, column sums, sum of squares, rows))] of
+        diag(r) X diag(c), ``r`` given per chunk here (or None)."""
+        r = r or [None] * len(self.X)
+        c = _al(c)
+        return [
+            (j, (*_core.spectral.weighted_sums(X, _al(rr), c), X.shape[0]))
+            for j, X, rr in zip(self.index, self.X, r)
+        ]
+
+    @task_threads
+    def gram(self, r, c, V, offset) -> list:
+        """[(chunk number, (A^T A V, column sums of A V, rows))] as ``_task_gram``."""
+        r = r or [None] * len(self.X)
+        c, V, offset = _al(c), _al(V), _al(offset)
+        return [
+            (j, (*_core.spectral.weighted_gram_apply(X, _al(rr), c, V, offset), X.shape[0]))
+            for j, X, rr in zip(self.index, self.X, r)
+        ]
+
+    def set_maps(self, maps: list, pm: list, cm) -> bool:
+        """Start an NMF: the maps (N_chunk, K) and pixel-mask slices of the chunks here."""
+        if len(maps) != len(self.X):
+            raise DaskFailure(f"{len(maps)} maps for {len(self.X)} chunks on a worker")
+        self.W = [_al(w) for w in maps]
+        self.pm = [_al(p) for p in (pm or [None] * len(self.X))]
+        self.cm = _al(cm)
+        self.previous = None
         self.version = 0
+        return True
 
     @task_threads
     def step(self, loss: str, H, version: int, with_loss: bool, sweeps: int) -> list:
-        """One pass over every chunk: [(chunk number, statistics)] as the chunk tasks'
+        """One NMF pass over every chunk: [(chunk number, statistics)] as the chunk tasks'
         (KL: loss, numerator, column sums, rows; Frobenius: sum x², WᵀX, WᵀW, rows)."""
         if version != self.version:
             raise DaskFailure(
@@ -282,20 +313,27 @@ class NMFChunks:
         """[(chunk number, per-pixel Poisson deviance)] of the maps after step ``version``."""
         H = _al(H)
         return [
-            (
-                self.index[i],
-                _core.spectral.poisson_deviance(X, self.maps(i, version), H, self.pm[i], self.cm),
-            )
-            for i, X in enumerate(self.X)
+            (j, _core.spectral.poisson_deviance(X, self.maps(i, version), H, self.pm[i], self.cm))
+            for i, (j, X) in enumerate(zip(self.index, self.X))
         ]
+
+
+def _local_actor(key: str) -> ChunkActor:
+    from distributed import get_worker
+
+    return get_worker().state.actors[key]
 
 
 def _actor_maps(key: str, i: int, version: int) -> np.ndarray:
     """A task, run on the worker of the actor ``key`` while that actor is idle, that copies
     the i-th chunk's maps out of it into the worker's memory (no transfer)."""
-    from distributed import get_worker
+    return _local_actor(key).maps(i, version)
 
-    return get_worker().state.actors[key].maps(i, version)
+
+def _actor_set_maps(key: str, pm: list, cm, *maps) -> bool:
+    """A task, run on the worker of the idle actor ``key``, that hands it maps held by the
+    cluster (``maps``: futures, resolved by dask; local ones are not copied)."""
+    return _local_actor(key).set_maps([_unpair(w) for w in maps], pm, cm)
 
 
 def _check_total(counts, n_total: int, what: str) -> None:
