@@ -229,7 +229,7 @@ def test_ctrl_c_interrupts_local_correlation_map(ctrl_c):
         import numpy as np, matchar as mc
         image = np.random.default_rng(0).random((4096, 4096), dtype=np.float32)
         """,
-        "mc.imaging.local_correlation_map(image, 20, 30, 1800, stride=64, method='boxsum')",
+        "mc.imaging.local_correlation_map(image, 20, 30, 1800, stride=32, method='boxsum')",  # ~6 s
         wait=1.5,
     )
 
@@ -366,3 +366,29 @@ def test_misaligned_shift_array_is_copied_not_read_misaligned():
     assert not odd.flags.aligned and np.array_equal(odd, shifts)
     f = _core.imaging.local_correlation_map
     np.testing.assert_array_equal(f(image, 3, 4, odd, 1), f(image, 3, 4, shifts, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_cpu_level_matches_the_reference(dtype):
+    # The column sums have a copy per x86-64 level in builds not made for the host
+    # (MATCHAR_ARCH=portable): every copy against the box-filter reference, on odd
+    # shapes, sliding (stride 1, 2) and fresh (stride 7 > 2 patch + 1) boxes, a strided
+    # view of the image.
+    from matchar import _core
+
+    info = _core.build_info()
+    rng = np.random.default_rng(11)
+    image = lattice_image(rng, (83, 2 * 67)).astype(dtype)[:, ::2]
+    for level in info["cpu_levels"]:
+        if level not in info["cpu_levels_supported"]:
+            continue
+        _core._set_cpu_level(level)
+        try:
+            for stride in (1, 2, 7):
+                maps, shifts = mc.imaging.local_correlation_map(
+                    image, patch=3, window=5, n_shifts=13, stride=stride
+                )
+                ref = reference_lcm(image, 3, 5, shifts, stride)
+                np.testing.assert_allclose(maps, ref, rtol=0, atol=2e-6, err_msg=level)
+        finally:
+            _core._set_cpu_level("")

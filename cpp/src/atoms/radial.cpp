@@ -168,25 +168,33 @@ void GtoRadialIntegral::compute_exact(double r, double* values, double* derivati
   }
 }
 
-void GtoRadialIntegral::compute(double r, double* values) const {
-  if (exact_) {
-    compute_exact(r, values, nullptr);
-    return;
-  }
-  const int M = size();
+const double* GtoRadialIntegral::spline_row(double r, double h[4]) const {
+  if (exact_) return nullptr;
   const double x = r * inv_step_;
   index_t k = static_cast<index_t>(x);
   if (k > n_nodes_ - 2) k = n_nodes_ - 2;
   const double t = x - static_cast<double>(k);
   const double t2 = t * t, t3 = t2 * t;
-  const double h00 = 2 * t3 - 3 * t2 + 1, h10 = (t3 - 2 * t2 + t) * step_;
-  const double h01 = -2 * t3 + 3 * t2, h11 = (t3 - t2) * step_;
-  const double* v0 = table_.data() + k * 2 * M;
+  h[0] = 2 * t3 - 3 * t2 + 1;
+  h[1] = (t3 - 2 * t2 + t) * step_;
+  h[2] = -2 * t3 + 3 * t2;
+  h[3] = (t3 - t2) * step_;
+  return table_.data() + k * 2 * size();
+}
+
+void GtoRadialIntegral::compute(double r, double* values) const {
+  double h[4];
+  const double* v0 = spline_row(r, h);
+  if (v0 == nullptr) {
+    compute_exact(r, values, nullptr);
+    return;
+  }
+  const int M = size();
   const double* d0 = v0 + M;
   const double* v1 = d0 + M;
   const double* d1 = v1 + M;
 #pragma omp simd
-  for (int i = 0; i < M; ++i) values[i] = h00 * v0[i] + h10 * d0[i] + h01 * v1[i] + h11 * d1[i];
+  for (int i = 0; i < M; ++i) values[i] = h[0] * v0[i] + h[1] * d0[i] + h[2] * v1[i] + h[3] * d1[i];
 }
 
 }  // namespace matchar::atoms

@@ -82,6 +82,7 @@ struct SoapLevel {
   void (*harmonics)(int, double, double, double, double*);
   void (*accumulate)(double*, const double*, const double*, double, int, int, index_t, double*);
   void (*gram)(const double*, int, index_t, double*);
+  void (*hermite)(const double*, const double*, int, double*);
 };
 
 // The copy of the level cpu_level() names (looked up per call: set_cpu_level may change
@@ -90,10 +91,12 @@ struct SoapLevel {
 SoapLevel soap_level() {
 #if defined(MATCHAR_CPU_DISPATCH) && !defined(MATCHAR_ARCH_NATIVE)
   const std::string level = cpu_level();
-  if (level == "avx512") return {level_v4::harmonics, level_v4::accumulate, level_v4::gram};
-  if (level == "avx2") return {level_v3::harmonics, level_v3::accumulate, level_v3::gram};
+  if (level == "avx512")
+    return {level_v4::harmonics, level_v4::accumulate, level_v4::gram, level_v4::hermite};
+  if (level == "avx2")
+    return {level_v3::harmonics, level_v3::accumulate, level_v3::gram, level_v3::hermite};
 #endif
-  return {level_base::harmonics, level_base::accumulate, gram_eigen};
+  return {level_base::harmonics, level_base::accumulate, gram_eigen, level_base::hermite};
 }
 
 }  // namespace
@@ -215,7 +218,13 @@ void Soap::run(const Frames& f, const index_t* centers, index_t n_centers, Sink&
             fc *= params_.scaling_rate /
                   (params_.scaling_rate +
                    std::pow(nb.r / params_.scaling_radius, params_.scaling_exponent));
-          radial_->compute(nb.r, R.data());
+          double h[4];
+          if (const double* row = radial_->spline_row(nb.r, h); row == nullptr)
+            radial_->compute_exact(nb.r, R.data(), nullptr);
+          else if (base)
+            level_base::hermite(row, h, radial_->size(), R.data());
+          else
+            level.hermite(row, h, radial_->size(), R.data());
           const double inv = 1.0 / nb.r;
           present[species[nb.atom]] = 1;
           double* ca = coef.data() + static_cast<index_t>(species[nb.atom]) * N;

@@ -15,6 +15,43 @@ namespace {
 
 constexpr index_t kPrefixLanes = 4;
 
+// The column-sum loops, once per level (correlation_kernels.inc).
+#define MATCHAR_LCM_NS level_base
+#define MATCHAR_LCM_ATTR
+#include "correlation_kernels.inc"
+#undef MATCHAR_LCM_NS
+#undef MATCHAR_LCM_ATTR
+#if defined(MATCHAR_CPU_DISPATCH) && !defined(MATCHAR_ARCH_NATIVE)
+#define MATCHAR_LCM_NS level_v3
+#define MATCHAR_LCM_ATTR __attribute__((target("arch=x86-64-v3")))
+#include "correlation_kernels.inc"
+#undef MATCHAR_LCM_NS
+#undef MATCHAR_LCM_ATTR
+#define MATCHAR_LCM_NS level_v4
+#define MATCHAR_LCM_ATTR __attribute__((target("arch=x86-64-v4")))
+#include "correlation_kernels.inc"
+#undef MATCHAR_LCM_NS
+#undef MATCHAR_LCM_ATTR
+#endif
+
+struct LcmLevel {
+  void (*fresh)(double*, const double*, index_t, index_t, index_t, index_t, index_t, index_t,
+                index_t);
+  void (*slide)(double*, const double*, index_t, index_t, index_t, index_t, index_t, index_t,
+                index_t, index_t);
+};
+
+// The copy of the level cpu_level() names (looked up per call). A build for this host
+// (MATCHAR_ARCH=native) compiles the baseline copy with its own flags.
+LcmLevel lcm_level() {
+#if defined(MATCHAR_CPU_DISPATCH) && !defined(MATCHAR_ARCH_NATIVE)
+  const std::string level = cpu_level();
+  if (level == "avx512") return {level_v4::colsum_fresh, level_v4::colsum_slide};
+  if (level == "avx2") return {level_v3::colsum_fresh, level_v3::colsum_slide};
+#endif
+  return {level_base::colsum_fresh, level_base::colsum_slide};
+}
+
 // Rows [begin, end) of `n` rows for member `t` of a team of `team` threads.
 inline void band(index_t n, int t, int team, index_t& begin, index_t& end) {
   const index_t q = n / team, rem = n % team;
@@ -210,6 +247,7 @@ void local_correlation_map(ConstMatrixView<T> image, int patch, int window, cons
                        static_cast<std::size_t>(std::max(1, num_threads())),
                    sizeof(double), "local_correlation_map column sums");
 
+  const LcmLevel level = lcm_level();
   parallel_bands([&](int t, int team, matchar::detail::ParallelGuard& guard) {
     index_t i0, i1;
     band(Ho, t, team, i0, i1);
@@ -228,23 +266,11 @@ void local_correlation_map(ConstMatrixView<T> image, int patch, int window, cons
           const index_t dy = shifts[2 * k], dx = shifts[2 * k + 1];
           double* cs = colsum.data() + k * max_nx;
           // Vertical: column sums of c(y, x) c(y + dy, x + dx) over the box rows.
-          if (fresh) {
-            std::fill(cs, cs + nx, 0.0);
-            for (index_t y = yc - r; y <= yc + r; ++y) {
-              const double* p = c.data() + y * W + x0;
-              const double* q = c.data() + (y + dy) * W + x0 + dx;
-              for (index_t x = 0; x < nx; ++x) cs[x] += p[x] * q[x];
-            }
-          } else {
-            for (index_t u = 0; u < stride; ++u) {
-              const index_t yin = yc + r - stride + 1 + u, yout = yc - r - stride + u;
-              const double* p = c.data() + yin * W + x0;
-              const double* q = c.data() + (yin + dy) * W + x0 + dx;
-              const double* po = c.data() + yout * W + x0;
-              const double* qo = c.data() + (yout + dy) * W + x0 + dx;
-              for (index_t x = 0; x < nx; ++x) cs[x] += p[x] * q[x] - po[x] * qo[x];
-            }
-          }
+          if (fresh)
+            level.fresh(cs, c.data(), W, x0, nx, yc - r, yc + r, dy, dx);
+          else
+            level.slide(cs, c.data(), W, x0, nx, yc + r - stride + 1, yc - r - stride, stride, dy,
+                        dx);
         }
         for (index_t k0 = 0; k0 < S; k0 += kPrefixLanes) {
           // Horizontal: box sums as differences of prefix sums. A prefix sum is one

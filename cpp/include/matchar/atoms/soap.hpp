@@ -54,6 +54,11 @@ class GtoRadialIntegral {
   void compute_exact(double r, double* values, double* derivatives) const;
   int size() const { return (max_angular_ + 1) * n_radial_; }
   double spline_step() const { return step_; }
+  // The spline at r: the table rows of the nodes around r (values, derivatives at the
+  // node below, then at the node above; size() each) and the Hermite weights h[4], so
+  // that compute(r, v) is v[i] = h[0] row[i] + h[1] row[M + i] + h[2] row[2M + i] +
+  // h[3] row[3M + i]. nullptr when the basis is evaluated exactly (compute_exact).
+  const double* spline_row(double r, double h[4]) const;
 
  private:
   int n_radial_, max_angular_;
