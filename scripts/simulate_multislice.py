@@ -25,7 +25,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,9 +66,14 @@ class Config:
     scan_sampling: float  # Å between probe positions
     min_extent: float  # smallest lateral supercell side, Å
     seed: int
+    tilt_mrad: float = 0.0  # crystal tilt off the zone axis, mrad
+    tilt_azimuth: float = 0.0  # direction of the tilt in the image plane, rad from +x
 
     def key(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True)
+        d = asdict(self)
+        if d["tilt_mrad"] == 0.0:  # untilted: the key of the configurations before tilt
+            del d["tilt_mrad"], d["tilt_azimuth"]
+        text = json.dumps(d, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
@@ -122,6 +127,21 @@ def oriented_supercell(prototype: str, zone_axis, a: float, c_over_a: float, min
     return pos, box
 
 
+def tilted(atoms, tilt_mrad: float, azimuth: float):
+    """The crystal tilted by ``tilt_mrad`` off the beam (z) towards ``azimuth`` (rad from
+    +x): each atom moves laterally by z tan(tilt), and the lateral periodic box wraps it
+    back (small-angle tilt of a crystal whose columns stay periodic in x and y; abTEM's
+    PRISM S-matrix takes no beam tilt)."""
+    out = atoms.copy()
+    pos = out.positions
+    t = math.tan(tilt_mrad * 1e-3)
+    pos[:, 0] += pos[:, 2] * t * math.cos(azimuth)
+    pos[:, 1] += pos[:, 2] * t * math.sin(azimuth)
+    out.positions = pos
+    out.wrap()
+    return out
+
+
 def simulate(cfg: Config, threads: int = 2) -> tuple[np.ndarray, tuple[float, float]]:
     """Noise-free HAADF image (rows y, columns x) over the periodic supercell.
 
@@ -137,6 +157,8 @@ def simulate(cfg: Config, threads: int = 2) -> tuple[np.ndarray, tuple[float, fl
     reps = max(1, round(cfg.thickness / box[2]))
     atoms = ase.Atoms(symbols=[cfg.element] * len(pos), positions=pos, cell=np.diag(box), pbc=True)
     atoms = atoms * (1, 1, reps)
+    if cfg.tilt_mrad:
+        atoms = tilted(atoms, cfg.tilt_mrad, cfg.tilt_azimuth)
     phonons = abtem.FrozenPhonons(
         atoms, num_configs=cfg.phonon_configs, sigmas=cfg.phonon_sigma, seed=cfg.seed
     )
@@ -171,13 +193,26 @@ def simulate(cfg: Config, threads: int = 2) -> tuple[np.ndarray, tuple[float, fl
     return arr, (sy, sx)
 
 
-def draw_configs(per_class: int, seed: int, max_thickness: float, min_extent: float):
+def draw_configs(
+    per_class: int,
+    seed: int,
+    max_thickness: float,
+    min_extent: float,
+    min_thickness: float = 20.0,
+    max_tilt: float = 0.0,
+    classes=None,
+):
     """Random configurations: per class, real materials first, then random lattice
-    constants (U(2.6, 5.3) Å); optics and thickness random (log-uniform 20 Å to
-    ``max_thickness``)."""
+    constants (U(2.6, 5.3) Å); optics and thickness random (log-uniform ``min_thickness``
+    to ``max_thickness`` Å); with ``max_tilt`` > 0 a crystal tilt U(0, max_tilt) mrad in a
+    random direction. ``classes``: indices into ZONE_AXES (default all). The defaults
+    draw the same configurations as before these options existed."""
     rng = np.random.default_rng(seed)
+    tilt_rng = np.random.default_rng([seed, 1])  # its own stream: the rest as without tilt
     out = []
     for k, (prototype, _zone) in enumerate(ZONE_AXES):
+        if classes is not None and k not in classes:
+            continue
         mats = MATERIALS[prototype]
         for j in range(per_class):
             if j % 2 == 0:  # real materials, then random lattice constants, alternating
@@ -193,7 +228,10 @@ def draw_configs(per_class: int, seed: int, max_thickness: float, min_extent: fl
                     a=round(float(a), 4),
                     c_over_a=round(float(c_over_a), 4),
                     thickness=round(
-                        float(np.exp(rng.uniform(math.log(20), math.log(max_thickness)))), 1
+                        float(
+                            np.exp(rng.uniform(math.log(min_thickness), math.log(max_thickness)))
+                        ),
+                        1,
                     ),
                     energy_kv=float(rng.choice([200.0, 300.0])),
                     semiangle_mrad=round(float(rng.uniform(18, 30)), 2),
@@ -209,6 +247,12 @@ def draw_configs(per_class: int, seed: int, max_thickness: float, min_extent: fl
                     seed=int(rng.integers(0, 2**31)),
                 )
             )
+            if max_tilt > 0:
+                out[-1] = replace(
+                    out[-1],
+                    tilt_mrad=round(float(tilt_rng.uniform(0, max_tilt)), 2),
+                    tilt_azimuth=round(float(tilt_rng.uniform(0, 2 * np.pi)), 3),
+                )
     return out
 
 
@@ -242,7 +286,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="multislice", help="cache folder")
     ap.add_argument("--per-class", type=int, default=2, help="images per class")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--min-thickness", type=float, default=20.0, help="Å")
     ap.add_argument("--max-thickness", type=float, default=120.0, help="Å")
+    ap.add_argument(
+        "--max-tilt", type=float, default=0.0, help="crystal tilt off the zone axis, mrad"
+    )
+    ap.add_argument(
+        "--classes", default=None, help="comma-separated indices into ZONE_AXES (default all)"
+    )
     ap.add_argument("--min-extent", type=float, default=9.0, help="smallest cell side, Å")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
@@ -250,7 +301,16 @@ def main(argv=None) -> int:
     )
     args = ap.parse_args(argv)
     shard, n_shards = (int(v) for v in args.shard.split("/"))
-    cfgs = draw_configs(args.per_class, args.seed, args.max_thickness, args.min_extent)
+    classes = None if args.classes is None else {int(v) for v in args.classes.split(",")}
+    cfgs = draw_configs(
+        args.per_class,
+        args.seed,
+        args.max_thickness,
+        args.min_extent,
+        min_thickness=args.min_thickness,
+        max_tilt=args.max_tilt,
+        classes=classes,
+    )
     # interleave the classes so that a partial run covers all of them
     order = sorted(range(len(cfgs)), key=lambda i: (i % args.per_class, i))
     run([cfgs[i] for i in order][shard::n_shards], Path(args.out), args.threads)

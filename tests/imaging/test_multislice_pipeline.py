@@ -92,6 +92,43 @@ def test_tiny_abtem_simulation_has_columns_where_the_classifier_puts_them(sim):
     assert on > 3 * off
 
 
+def test_tilted_crystal_shears_the_columns(sim):
+    """A tilt of t mrad towards azimuth phi moves an atom at height z by z tan(t) along
+    (cos phi, sin phi), wrapped into the lateral box; untilted configurations keep the
+    cache keys they had before tilt existed, and a tilted draw changes nothing else."""
+    ase = pytest.importorskip("ase")
+    pos, box = sim.oriented_supercell("fcc", (1, 1, 0), 3.615, 1.0, 9.0)
+    atoms = ase.Atoms("Cu" * len(pos), positions=pos, cell=np.diag(box), pbc=True) * (1, 1, 40)
+    t, phi = 8.0, 2.0
+    out = sim.tilted(atoms, t, phi)
+    z = atoms.positions[:, 2]
+    shift = np.array([[np.cos(phi), np.sin(phi)]]) * (z * math.tan(t * 1e-3))[:, None]
+    expect = np.mod(atoms.positions[:, :2] + shift, box[:2])
+    diff = (out.positions[:, :2] - expect + box[:2] / 2) % box[:2] - box[:2] / 2
+    assert np.abs(diff).max() < 1e-9
+    np.testing.assert_allclose(out.positions[:, 2], z, rtol=0, atol=1e-9)
+    assert np.ptp(np.hypot(*shift.T)) > 0.8  # the top of a 10 nm crystal moves 0.8 Å
+    np.testing.assert_array_equal(atoms.positions[:, 2], z)  # input untouched
+    plain = sim.draw_configs(2, 0, 120.0, 9.0)
+    tilt = sim.draw_configs(2, 0, 120.0, 9.0, max_tilt=10.0)
+    assert all(c.tilt_mrad == 0 for c in plain)
+    assert all(0 <= c.tilt_mrad <= 10 for c in tilt) and len({c.tilt_mrad for c in tilt}) > 1
+    for a, b in zip(plain, tilt):
+        assert sim.replace(b, tilt_mrad=0.0, tilt_azimuth=0.0) == a
+        assert a.key() != b.key()
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    d = asdict(plain[0])
+    del d["tilt_mrad"], d["tilt_azimuth"]
+    old_key = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+    assert plain[0].key() == old_key
+    thick = sim.draw_configs(1, 0, 400.0, 9.0, min_thickness=150.0, classes={1, 5})
+    assert [c.cls for c in thick] == [1, 5]
+    assert all(150 <= c.thickness <= 400 for c in thick)
+
+
 def test_test_image_rotation_convention(ev):
     """A stripe pattern with wave vector along the crystal's +x, turned by 30°: the
     power-spectrum peak of the test image lies at 30° from +x towards +y (rows)."""
