@@ -436,3 +436,27 @@ def test_pca_on_chunks_held_by_the_workers_runs_in_actors(client, cube, monkeypa
     np.testing.assert_allclose(est.components_, ref.components_, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(est.explained_variance_, ref.explained_variance_, rtol=1e-9)
     np.testing.assert_allclose(scores.compute(), scores_ref, rtol=1e-8, atol=1e-9)
+
+
+def test_ctrl_c_stops_an_nmf_fit_in_actors(ctrl_c):
+    """Ctrl-C while the client waits for the actors' iteration: KeyboardInterrupt."""
+    ctrl_c(
+        """
+        import numpy as np, dask.array as da, distributed, matchar as mc
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        )
+        client = distributed.Client(cluster)
+        cube = np.random.default_rng(0).poisson(5.0, (4000, 256)).astype(np.uint16)
+        X = client.persist(da.from_array(cube, chunks=(2000, 256)))
+        distributed.wait(X)
+        from matchar.spectral import _dask
+        calls = []
+        update = _dask.ActorSession.update
+        _dask.ActorSession.update = lambda self, *a: calls.append(1) or update(self, *a)
+        mc.spectral.NMF(3, init="random", max_iter=2, tol=0).fit(X)
+        assert calls == [1, 1], "the fit did not run in actors"
+        """,
+        "mc.spectral.NMF(3, init='random', max_iter=10**6, tol=0).fit(X)",
+        wait=2.0,
+    )
