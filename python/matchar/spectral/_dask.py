@@ -248,6 +248,12 @@ def _resident(arr):
 
 def _all_held(arr) -> bool:
     """True when every chunk of ``arr`` is a result held by a ``dask.distributed`` cluster."""
+    try:
+        from distributed import default_client
+
+        default_client()
+    except (ImportError, ValueError):  # no cluster: nothing is held (the graph is not read)
+        return False
     held = {f.key for f in _futures_of(arr)}
     if not held:
         return False
