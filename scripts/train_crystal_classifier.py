@@ -34,6 +34,7 @@ from matchar.imaging._features import (
     POLAR_ANGLES,
     fft_features,
     polar_features,
+    real_features,
 )
 from matchar.imaging._simulate import ZONE_AXES
 
@@ -481,7 +482,13 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--out", default="python/matchar/imaging/models")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--arch", choices=["polar", "fft"], default="polar")
+    ap.add_argument(
+        "--arch",
+        choices=["polar", "fft", "real"],
+        default="polar",
+        help="the network's input: the log-FFT on a polar grid (PolarNet, shipped), the "
+        "log-FFT itself or the standardized window (CrystalNet)",
+    )
     ap.add_argument(
         "--init", default=None, help="continue from a state dict saved by an earlier run (--state)"
     )
@@ -513,7 +520,7 @@ def main(argv=None) -> int:
     gen = MixedGenerator(args.seed, args.nuisance)
     val_gen = MixedGenerator(10_000 + args.seed, args.nuisance)
     vx, vc, va, _vr = val_gen.sample(2048)
-    featurize = polar_features if args.arch == "polar" else fft_features
+    featurize = {"polar": polar_features, "fft": fft_features, "real": real_features}[args.arch]
     vfeat = torch.from_numpy(featurize(vx, workers=args.threads))
     net = PolarNet(gen.order) if args.arch == "polar" else CrystalNet()
     if args.init:

@@ -11,7 +11,7 @@ import pytest
 
 import matchar as mc
 from matchar.imaging._classifier import CrystalClassifier
-from matchar.imaging._features import MODEL_WINDOW, fft_features, polar_features
+from matchar.imaging._features import MODEL_WINDOW, fft_features, polar_features, real_features
 
 MODELS = Path(mc.imaging.__file__).parent / "models"
 
@@ -194,6 +194,16 @@ def test_features_shapes_and_invariance():
     before = x.copy()
     polar_features(x)
     np.testing.assert_array_equal(x, before)
+    # the real-space input: each window standardized, so gain and offset drop out
+    r = real_features(x)
+    assert r.shape == (3, 1, 64, 64) and r.dtype == np.float32
+    np.testing.assert_allclose(
+        r[:, 0], (x - x.mean((1, 2), keepdims=True)) / x.std((1, 2), keepdims=True), atol=1e-4
+    )
+    np.testing.assert_allclose(real_features(7 * x + 1000), r, atol=1e-3)
+    np.testing.assert_array_equal(x, before)
+    with pytest.raises(ValueError, match="shape"):
+        real_features(x[:, :32])
 
 
 @pytest.mark.parametrize(
@@ -352,3 +362,20 @@ def test_cli_identify_needs_a_pixel_size(tmp_path, capsys):
     np.save(path, np.random.default_rng(0).random((100, 100)))
     assert main(["identify", str(path)]) == 2
     assert "pixel" in capsys.readouterr().err
+
+
+def test_the_model_json_picks_the_input_features(tmp_path):
+    import shutil
+
+    from matchar.imaging import _classifier
+
+    models = Path(_classifier.__file__).parent / "models"
+    meta = json.loads((models / "crystal_classifier.json").read_text())
+    for kind, fn in [("polar", polar_features), ("fft", fft_features), ("real", real_features)]:
+        shutil.copy(models / "crystal_classifier.onnx", tmp_path / f"{kind}.onnx")
+        (tmp_path / f"{kind}.json").write_text(json.dumps(dict(meta, features=kind)))
+        assert mc.imaging.CrystalClassifier(tmp_path / f"{kind}.onnx")._featurize is fn
+    shutil.copy(models / "crystal_classifier.onnx", tmp_path / "bad.onnx")
+    (tmp_path / "bad.json").write_text(json.dumps(dict(meta, features="wavelet")))
+    with pytest.raises(ValueError, match="unknown features 'wavelet'"):
+        mc.imaging.CrystalClassifier(tmp_path / "bad.onnx")

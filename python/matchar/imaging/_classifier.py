@@ -59,6 +59,7 @@ from ._features import (
     cbed_features,
     fft_features,
     polar_features,
+    real_features,
 )
 from ._lattice_prior import (
     _MISFIT,
@@ -189,9 +190,11 @@ class CrystalClassifier:
             or int(metadata["window"]) != MODEL_WINDOW
         ):
             raise ValueError("pixel size/window do not match this matchar")
-        elif kind not in ("fft", "polar"):
+        elif kind not in ("fft", "polar", "real"):
             raise ValueError(f"unknown features {kind!r}")
-        self._featurize = polar_features if kind == "polar" else fft_features
+        self._featurize = {"polar": polar_features, "fft": fft_features, "real": real_features}.get(
+            kind, fft_features
+        )
         #: Temperature of the class probabilities (softmax(logits / T) per Monte-Carlo
         #: sample), fitted on multislice images by
         #: ``scripts/evaluate_crystal_multislice.py --write-temperature``; 1 = as trained.

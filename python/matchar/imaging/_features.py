@@ -19,6 +19,42 @@ def _hann2d(n: int) -> np.ndarray:
 _HANN = _hann2d(MODEL_WINDOW)
 
 
+def _check_windows(windows: np.ndarray) -> np.ndarray:
+    w = np.asarray(windows, dtype=np.float32)
+    if w.ndim != 3 or w.shape[1:] != (MODEL_WINDOW, MODEL_WINDOW):
+        raise ValueError(
+            f"windows must have shape (N, {MODEL_WINDOW}, {MODEL_WINDOW}), got {w.shape}"
+        )
+    return w
+
+
+def real_features(windows: np.ndarray, workers: int = 1) -> np.ndarray:
+    """The windows themselves (real space), each standardized to mean 0 and standard
+    deviation 1: the input of the real-space network of the input comparison
+    (``scripts/train_crystal_classifier.py --arch real``).
+
+    Parameters
+    ----------
+    windows : numpy.ndarray, shape (N, 64, 64), float32 or float64
+        Windows on the model's pixel scale (:data:`MODEL_PIXEL_SIZE`).
+    workers : int
+        Unused (the signature of the other feature functions).
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, 1, 64, 64), float32
+
+    Examples
+    --------
+    >>> real_features(np.random.default_rng(0).random((2, 64, 64))).shape
+    (2, 1, 64, 64)
+    """
+    x = _check_windows(windows).copy()
+    x -= x.mean(axis=(1, 2), keepdims=True)
+    x /= x.std(axis=(1, 2), keepdims=True) + np.float32(1e-6)
+    return x[:, None, :, :]
+
+
 def fft_features(windows: np.ndarray, workers: int = 1) -> np.ndarray:
     """Log-magnitude FFT of standardized, Hann-tapered windows.
 
@@ -40,11 +76,7 @@ def fft_features(windows: np.ndarray, workers: int = 1) -> np.ndarray:
     >>> fft_features(np.random.default_rng(0).random((2, 64, 64))).shape
     (2, 1, 64, 64)
     """
-    w = np.asarray(windows, dtype=np.float32)
-    if w.ndim != 3 or w.shape[1:] != (MODEL_WINDOW, MODEL_WINDOW):
-        raise ValueError(
-            f"windows must have shape (N, {MODEL_WINDOW}, {MODEL_WINDOW}), got {w.shape}"
-        )
+    w = _check_windows(windows)
     x = w - w.mean(axis=(1, 2), keepdims=True)
     x /= x.std(axis=(1, 2), keepdims=True) + np.float32(1e-6)
     x *= _HANN
