@@ -352,7 +352,7 @@ def test_nmf_on_chunks_held_by_the_workers_runs_in_actors(client, cube, monkeypa
 
     from matchar.spectral import _dask
 
-    steps = _counting(monkeypatch, _dask.ActorSession, "update")
+    steps = _counting(monkeypatch, _dask.ChunkActors, "update")
     X2 = cube.reshape(-1, 64)
     pm = np.ones(X2.shape[0], bool)
     pm[[5, 300, 401]] = False
@@ -381,7 +381,7 @@ def test_actor_path_equals_the_task_path_float32(client, cube, monkeypatch):
     X = client.persist(da.from_array(cube, chunks=(9, 24, 64)))
     distributed.wait(X)
     kw = dict(init="nndsvda", max_iter=6, tol=0, dtype="float32")
-    steps = _counting(monkeypatch, _dask.ActorSession, "update")
+    steps = _counting(monkeypatch, _dask.ChunkActors, "update")
     est = mc.spectral.NMF(2, **kw)
     maps = est.fit_transform(X).compute()
     assert len(steps) == 6
@@ -423,8 +423,8 @@ def test_actor_path_bad_chunk_and_lost_worker(client, cube):
 def test_pca_on_chunks_held_by_the_workers_runs_in_actors(client, cube, monkeypatch, center):
     from matchar.spectral import _dask
 
-    grams = _counting(monkeypatch, _dask.ActorSession, "gram")
-    sums = _counting(monkeypatch, _dask.ActorSession, "weighted_sums")
+    grams = _counting(monkeypatch, _dask.ChunkActors, "gram")
+    sums = _counting(monkeypatch, _dask.ChunkActors, "weighted_sums")
     X = client.persist(da.from_array(cube, chunks=(7, 24, 64)))  # 4 uneven chunks
     distributed.wait(X)
     kw = dict(random_state=0, dtype="float64", center=center)
@@ -452,8 +452,8 @@ def test_ctrl_c_stops_an_nmf_fit_in_actors(ctrl_c):
         distributed.wait(X)
         from matchar.spectral import _dask
         calls = []
-        update = _dask.ActorSession.update
-        _dask.ActorSession.update = lambda self, *a: calls.append(1) or update(self, *a)
+        update = _dask.ChunkActors.update
+        _dask.ChunkActors.update = lambda self, *a: calls.append(1) or update(self, *a)
         mc.spectral.NMF(3, init="random", max_iter=2, tol=0).fit(X)
         assert calls == [1, 1], "the fit did not run in actors"
         """,

@@ -74,6 +74,9 @@ from ._lattice_prior import _lattice_range as _lattice_range
 from ._lookalike import lookalike_groups, split_lookalikes
 from ._refine import power_spectra, refine_lattice, reflection_table
 
+#: The HAADF networks' inputs, by the model JSON's "features".
+_HAADF_FEATURES = {"polar": polar_features, "fft": fft_features, "real": real_features}
+
 # The ``X as X`` imports above re-export private names that scripts and tests import
 # from here (they moved to the modules beside this one).
 __all__ = [
@@ -190,11 +193,9 @@ class CrystalClassifier:
             or int(metadata["window"]) != MODEL_WINDOW
         ):
             raise ValueError("pixel size/window do not match this matchar")
-        elif kind not in ("fft", "polar", "real"):
+        elif kind not in _HAADF_FEATURES:
             raise ValueError(f"unknown features {kind!r}")
-        self._featurize = {"polar": polar_features, "fft": fft_features, "real": real_features}.get(
-            kind, fft_features
-        )
+        self._featurize = _HAADF_FEATURES.get(kind)
         #: Temperature of the class probabilities (softmax(logits / T) per Monte-Carlo
         #: sample), fitted on multislice images by
         #: ``scripts/evaluate_crystal_multislice.py --write-temperature``; 1 = as trained.

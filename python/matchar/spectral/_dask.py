@@ -9,7 +9,7 @@ persisted piece per chunk. Works with the threaded scheduler and with ``dask.dis
 
 On a ``dask.distributed`` cluster that already holds the cube's chunks in memory (a
 persisted array, or an in-memory cube scattered by the fit), NMF's iterations skip the
-scheduler: each worker's chunks and maps stay in one actor (``ActorSession``), the client
+scheduler: each worker's chunks and maps stay in one actor (``ChunkActors``), the client
 sends the components to the actors and reduces their statistics, one round trip per
 iteration. Chunks read from a source (files) keep the task path.
 
@@ -70,7 +70,7 @@ _DIRECT_CHUNKS = 16
 _DIRECT_BYTES = 32 * 2**20
 #: NMF fits (KL, Frobenius) of a cube whose chunks are all in the memory of a
 #: ``dask.distributed`` cluster keep each worker's chunks and maps in one actor
-#: (:class:`ActorSession`): one direct exchange between the client and each worker per
+#: (:class:`ChunkActors`): one direct exchange between the client and each worker per
 #: iteration instead of tasks through the scheduler. False: always the task path.
 _ACTORS = True
 
@@ -276,7 +276,7 @@ def _actor_call(what: str, futures) -> list:
         ) from err
 
 
-class ActorSession:
+class ChunkActors:
     """The chunks of a cube held in a cluster's memory, one actor per worker
     (``ChunkActor``) for the fit: its passes skip the scheduler.
 
@@ -318,10 +318,14 @@ class ActorSession:
         self.generation, self.version = 0, -1
 
     def _per_actor(self, v: np.ndarray | None) -> list:
+        """A per-pixel array as the per-chunk slices each actor holds (None: None)."""
         if v is None:
             return [None] * len(self.groups)
-        pieces = self.data._slices(v)
-        return [[pieces[i] for i in idx] for idx in self.groups]
+        return self._per_actor_list(self.data._slices(v))
+
+    def _per_actor_list(self, items: list) -> list:
+        """One item per chunk as the lists of each actor's chunks."""
+        return [[items[i] for i in idx] for idx in self.groups]
 
     def _ordered(self, what: str, results: list) -> list:
         out: list = [None] * len(self.rows)
@@ -380,9 +384,6 @@ class ActorSession:
         self.version = 0
         return self.factor()
 
-    def _per_actor_list(self, items: list) -> list:
-        return [[items[i] for i in idx] for idx in self.groups]
-
     def factor(self) -> _ActorFactor:
         return _ActorFactor(self, self.generation, self.version)
 
@@ -438,12 +439,12 @@ class ActorSession:
 
 
 class _PerActor(list):
-    """An argument of :meth:`ActorSession._call` given per actor."""
+    """An argument of :meth:`ChunkActors._call` given per actor."""
 
 
 class _ArrayFactor(ChunkedFactor):
     """A factor held by the client (an initial W), one array per chunk, persisted on the
-    cluster on first use of ``pieces``; an :class:`ActorSession` sends the arrays with its
+    cluster on first use of ``pieces``; an :class:`ChunkActors` sends the arrays with its
     actors instead (no separate transfer)."""
 
     def __init__(self, arrays: list, rows: tuple[int, ...]) -> None:
@@ -463,10 +464,10 @@ class _ArrayFactor(ChunkedFactor):
 
 
 class _ActorFactor(ChunkedFactor):
-    """The maps of an :class:`ActorSession`'s NMF after one iteration; ``pieces`` copies
+    """The maps of an :class:`ChunkActors`'s NMF after one iteration; ``pieces`` copies
     them out of the actors on first use."""
 
-    def __init__(self, session: ActorSession, generation: int, version: int) -> None:
+    def __init__(self, session: ChunkActors, generation: int, version: int) -> None:
         self.session, self.generation, self.version = session, generation, version
         self.rows = session.rows
         self.shape = (session.n, session.k)
@@ -522,7 +523,7 @@ class DaskSpectrumMatrix:
         self.item_dtype = dt
         self._dask = dask
         self._inflight: deque = deque()
-        self._session: ActorSession | None = None
+        self._session: ChunkActors | None = None
         self._no_actors = False
 
     # dtype of the factors, as factor_dtype does for arrays
@@ -655,7 +656,7 @@ class DaskSpectrumMatrix:
         flight.
         """
         if update_H and loss in ("kl", "frobenius"):
-            W_actor = self._actor_maps(W, pm, cm)
+            W_actor = self._in_actors(W, pm, cm)
             if W_actor is not None:
                 return W_actor.session.update(loss, W_actor, self.resolve(H), with_loss, sweeps)
         H_in = H.task if isinstance(H, _Pending) else np.ascontiguousarray(H)
@@ -704,7 +705,7 @@ class DaskSpectrumMatrix:
         W_new = ChunkedFactor(pieces, self.rows, W.shape[1], W.dtype)
         return _Pending(nxt, 1, spec, direct), W_new, _Pending(nxt, 0, spec, direct)
 
-    def _actor_maps(self, W: ChunkedFactor, pm, cm) -> _ActorFactor | None:
+    def _in_actors(self, W: ChunkedFactor, pm, cm) -> _ActorFactor | None:
         """W as the maps of the NMF in the chunks' actors (handed to them on the fit's
         first iteration), or None: the task path."""
         session = self._actors()
@@ -714,8 +715,8 @@ class DaskSpectrumMatrix:
             return W  # type: ignore[return-value]
         return session.start(W, pm, cm)
 
-    def _actors(self) -> ActorSession | None:
-        """The chunks' :class:`ActorSession` (started on first use) when they are all in
+    def _actors(self) -> ChunkActors | None:
+        """The chunks' :class:`ChunkActors` (started on first use) when they are all in
         the memory of a ``dask.distributed`` cluster, else None (the task path)."""
         if self._session is not None or not _ACTORS or self._no_actors:
             return self._session
@@ -739,7 +740,7 @@ class DaskSpectrumMatrix:
             chunks = [held.get(k) for k in keys]
         if not chunks or any(f is None for f in chunks):
             return None  # chunks read from their source at every pass: the task path
-        self._session = ActorSession(client, self, chunks)
+        self._session = ChunkActors(client, self, chunks)
         return self._session
 
     def _track(self, obj) -> None:

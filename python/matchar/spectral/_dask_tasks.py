@@ -223,7 +223,7 @@ def _task_w_only(x, W, H, loss, with_loss):
 
 class ChunkActor:
     """One worker's chunks of a dask fit, kept on that worker for the fit (a
-    ``dask.distributed`` actor; see ``_dask.ActorSession``): the PCA's sums and Gram
+    ``dask.distributed`` actor; see ``_dask.ChunkActors``): the PCA's sums and Gram
     passes, and an NMF's maps between iterations.
 
     Each :meth:`step` runs the C++ pass over the chunks with the components sent by the
