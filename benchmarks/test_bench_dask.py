@@ -11,6 +11,7 @@ fit also pays the workers' import of matchar, ~0.8 s).
 
 Run: OMP_NUM_THREADS=2 python -m pytest benchmarks/test_bench_dask.py --benchmark-only \
         --benchmark-group-by=group --benchmark-columns=min,median,max
+(MATCHAR_BENCH_DASK_ACTORS=0: the task path.)
 """
 
 from __future__ import annotations
@@ -34,6 +35,21 @@ da = pytest.importorskip("dask.array")
 N = int(os.environ.get("MATCHAR_BENCH_DASK_PIXELS", 65536))
 C, K, ITER = 1024, 4, 20
 CHUNK = N // 2  # one 64 MB chunk per worker: 2 tasks per iteration, balanced
+# MATCHAR_BENCH_DASK_ACTORS=0: the task path (what chunks read from files take) instead of
+# the actors that hold the persisted chunks.
+ACTORS = os.environ.get("MATCHAR_BENCH_DASK_ACTORS", "1") != "0"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _path():
+    from matchar.spectral import _dask
+
+    before = _dask._ACTORS
+    _dask._ACTORS = ACTORS
+    yield
+    _dask._ACTORS = before
+
+
 SMALL_CHUNK = N // 8  # 8 chunks of 16 MB: the per-task overhead, for comparison
 
 
