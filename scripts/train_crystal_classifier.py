@@ -437,13 +437,17 @@ class MixedGenerator:
     """Windows of the renderer (its own noise) and, a ``fraction`` of them, of the
     microscope nuisance model, shuffled together."""
 
-    def __init__(self, seed: int, fraction: float) -> None:
+    def __init__(self, seed: int, fraction: float, overlap: float = 0.0) -> None:
         if not 0.0 <= fraction <= 1.0:
             raise SystemExit(f"--nuisance must be in [0, 1], got {fraction}")
+        if not 0.0 <= overlap <= 1.0 or (overlap and not fraction):
+            raise SystemExit(f"--overlap must be in [0, 1] and needs --nuisance, got {overlap}")
         self.fraction = fraction
         self.clean = WindowGenerator(seed)
         # all-nuisance runs draw from WindowGenerator(seed, nuisance=True) itself
-        self.nuisance = WindowGenerator(seed + (fraction < 1) * 1_000_003, nuisance=True)
+        self.nuisance = WindowGenerator(
+            seed + (fraction < 1) * 1_000_003, nuisance=True, overlap=overlap
+        )
         self.order = self.clean.order
         self.rng = np.random.default_rng(seed + 7)
 
@@ -513,12 +517,19 @@ def main(argv=None) -> int:
         "(matchar.imaging._dataset.microscope_nuisance) instead of the renderer's noise "
         "(no value: all)",
     )
+    ap.add_argument(
+        "--overlap",
+        type=float,
+        default=0.0,
+        help="fraction of the nuisance windows in which a second, thinner crystal overlaps "
+        "the first in projection (matchar.imaging._dataset.overlap_crystals)",
+    )
     add_head_arguments(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    gen = MixedGenerator(args.seed, args.nuisance)
-    val_gen = MixedGenerator(10_000 + args.seed, args.nuisance)
+    gen = MixedGenerator(args.seed, args.nuisance, args.overlap)
+    val_gen = MixedGenerator(10_000 + args.seed, args.nuisance, args.overlap)
     vx, vc, va, _vr = val_gen.sample(2048)
     featurize = {"polar": polar_features, "fft": fft_features, "real": real_features}[args.arch]
     vfeat = torch.from_numpy(featurize(vx, workers=args.threads))

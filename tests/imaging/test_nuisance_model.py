@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import matchar as mc
-from matchar.imaging._dataset import WindowGenerator, microscope_nuisance
+from matchar.imaging._dataset import WindowGenerator, microscope_nuisance, overlap_crystals
 
 
 def test_output_shape_inputs_untouched_and_reproducible():
@@ -60,6 +60,43 @@ def test_generator_with_nuisance():
     # the same seed gives the same windows
     y = WindowGenerator(5, nuisance=True).sample(16)[0]
     np.testing.assert_array_equal(x, y)
+
+
+def test_overlap_keeps_the_first_crystal_and_its_mean():
+    g = WindowGenerator(6)
+    first = g.sample(24, dose=0.0, thermal=0.05)[0] + np.float32(0.1)
+    second = g.sample(24, dose=0.0, thermal=0.05)[0] + np.float32(0.1)
+    before = (first.copy(), second.copy())
+    out = overlap_crystals(first, second, np.random.default_rng(1))
+    again = overlap_crystals(first, second, np.random.default_rng(1))
+    np.testing.assert_array_equal(out, again)
+    np.testing.assert_array_equal(first, before[0])
+    np.testing.assert_array_equal(second, before[1])
+    assert out.shape == first.shape and out.dtype == np.float32 and np.all(np.isfinite(out))
+    # the second crystal is scaled to the first's mean, so the mean is the first's
+    np.testing.assert_allclose(out.mean(axis=(1, 2)), first.mean(axis=(1, 2)), rtol=1e-5)
+    # the first crystal keeps at least 55% of the thickness: projected on the first
+    # (centred), each window keeps a coefficient near 1 - w, w in [0.1, 0.45], up to
+    # the second crystal's chance correlation with it
+    f = first - first.mean(axis=(1, 2), keepdims=True)
+    o = out - out.mean(axis=(1, 2), keepdims=True)
+    beta = (f * o).sum(axis=(1, 2)) / (f * f).sum(axis=(1, 2))
+    assert np.all(beta > 0.4) and np.all(beta < 1.05)
+    assert np.any(np.abs(out - first) > 0.05 * first.std())
+
+
+def test_generator_overlap_keeps_labels_and_the_stream_without_it():
+    x0, c0, a0, r0 = WindowGenerator(7, nuisance=True).sample(12)
+    x1 = WindowGenerator(7, nuisance=True, overlap=0.0).sample(12)[0]
+    np.testing.assert_array_equal(x0, x1)
+    x2, c2, a2, r2 = WindowGenerator(7, nuisance=True, overlap=1.0).sample(12)
+    for u, v in ((c0, c2), (a0, a2), (r0, r2)):
+        np.testing.assert_array_equal(u, v)
+    assert np.all(np.isfinite(x2)) and not np.array_equal(x0, x2)
+    with pytest.raises(ValueError, match="overlap must be in"):
+        WindowGenerator(0, nuisance=True, overlap=1.5)
+    with pytest.raises(ValueError, match="needs nuisance"):
+        WindowGenerator(0, overlap=0.5)
 
 
 def test_classifier_ignores_gain_and_offset():

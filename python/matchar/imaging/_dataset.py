@@ -32,6 +32,11 @@ class WindowGenerator:
         detector non-linearity, correlated noise, line offsets, coarse pixels,
         quantisation) instead of the renderer's own noise; the renderer's scan jitter and
         drift stay.
+    overlap : float
+        With ``nuisance``, the fraction of windows in which a second crystal overlaps the
+        first in projection (:func:`overlap_crystals`: inclined grain or twin
+        boundaries); the label stays the first, thicker crystal's. 0 (the default)
+        leaves the generator's random stream as without it.
 
     Examples
     --------
@@ -41,9 +46,16 @@ class WindowGenerator:
     ((4, 64, 64), dtype('float32'))
     """
 
-    def __init__(self, seed: int, nuisance: bool = False) -> None:
+    def __init__(self, seed: int, nuisance: bool = False, overlap: float = 0.0) -> None:
+        if not 0.0 <= overlap <= 1.0:
+            raise ValueError(f"overlap must be in [0, 1], got {overlap}")
+        if overlap and not nuisance:
+            raise ValueError("overlap needs nuisance=True (noise-free windows to add)")
         self.rng = np.random.default_rng(seed)
         self.nuisance = bool(nuisance)
+        self.overlap = float(overlap)
+        # its own stream, so that overlap=0 draws exactly what the generator drew before
+        self.overlap_rng = np.random.default_rng([seed, 2_000_003])
         self.cells = [projected_cell(p, z) for p, z in ZONE_AXES]
         self.order = np.array([c.symmetry_order for c in self.cells])
         cols = [c.columns for c in self.cells]
@@ -125,8 +137,96 @@ class WindowGenerator:
             np.float32,
         )
         if self.nuisance:
+            if self.overlap:
+                img = self._overlap(img)
             img = microscope_nuisance(img, rng, dose=d)
         return img, cls, a, rot
+
+    def _render_clean(self, cls: np.ndarray, a: np.ndarray, rot: np.ndarray, size: int):
+        """Noise-free windows of ``cls`` (no scan distortion), size x size, float32."""
+        rng = self.overlap_rng
+        params = np.empty((len(cls), _core.imaging.HAADF_N_PARAMS))
+        for i in range(len(cls)):
+            params[i] = haadf_params(
+                self.cells[cls[i]],
+                a[i],
+                rot[i],
+                MODEL_PIXEL_SIZE,
+                origin=tuple(rng.uniform(0, 20, 2)),
+                probe=rng.uniform(0.25, 0.6),
+                thermal_sigma=rng.uniform(0.0, 0.12),
+                background=0.0,
+                dose=0.0,
+            )
+        return _core.imaging.render_haadf(
+            self.columns,
+            self.offsets,
+            np.asarray(cls, dtype=np.int64),
+            params,
+            size,
+            size,
+            int(rng.integers(0, 2**63)),
+            np.float32,
+        )
+
+    def _overlap(self, img: np.ndarray) -> np.ndarray:
+        rng = self.overlap_rng
+        n, size = len(img), img.shape[-1]
+        pick = np.flatnonzero(rng.random(n) < self.overlap)
+        if not len(pick):
+            return img
+        m = len(pick)
+        cls2 = rng.integers(0, len(self.cells), m)
+        second = self._render_clean(cls2, rng.uniform(*A_RANGE, m), rng.uniform(0, 360, m), size)
+        out = img.copy()
+        out[pick] = overlap_crystals(img[pick], second, rng)
+        return out
+
+
+def overlap_crystals(first: np.ndarray, second: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Two crystals stacked along the beam, as at an inclined grain or twin boundary.
+
+    HAADF intensity is, to first order, incoherent and adds along the beam, so the
+    image of two stacked crystals is the sum of their images weighted by their
+    thicknesses. The second crystal is, with equal probability, on a zone axis (a
+    rendered window of a random class, lattice constant and rotation), off any zone
+    axis with one family of lattice planes edge-on (one set of fringes, spacing
+    U(1.2, 3.5) Å, random direction), or off axis with the planes unresolved (the
+    rendered window blurred by 1-3 Å: thickness contrast only). Its thickness
+    fraction is U(0.1, 0.45), so the first crystal, whose label the window keeps, is
+    always the thicker one.
+
+    Parameters
+    ----------
+    first, second : numpy.ndarray, shape (n, H, W), float32
+        Noise-free windows (positive), at ``MODEL_PIXEL_SIZE`` Å per pixel.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, H, W), float32
+        ``(1 - w) first + w second'``, ``second'`` scaled to the first's mean.
+    """
+    first = np.asarray(first, dtype=np.float32)
+    second = np.array(second, dtype=np.float32)
+    n, h, w_ = first.shape
+    kind = rng.integers(0, 3, n)
+    yy, xx = np.mgrid[0:h, 0:w_].astype(np.float32) * np.float32(MODEL_PIXEL_SIZE)
+    for i in range(n):
+        if kind[i] == 1:
+            d = rng.uniform(1.2, 3.5)
+            t = rng.uniform(0, np.pi)
+            phase = rng.uniform(0, 2 * np.pi)
+            q = (np.cos(t) * xx + np.sin(t) * yy) * np.float32(2 * np.pi / d)
+            second[i] = 1.0 + rng.uniform(0.3, 1.0) * np.cos(q + phase)
+        elif kind[i] == 2:
+            sigma = rng.uniform(1.0, 3.0) / MODEL_PIXEL_SIZE
+            second[i] = scipy.ndimage.gaussian_filter(second[i], sigma, mode="wrap")
+    wt = rng.uniform(0.1, 0.45, n).astype(np.float32)[:, None, None]
+    scale = first.mean(axis=(1, 2), keepdims=True) / (
+        second.mean(axis=(1, 2), keepdims=True) + np.float32(1e-12)
+    )
+    return ((1 - wt) * first + wt * second * scale).astype(np.float32)
 
 
 def _smooth_field(rng: np.random.Generator, n: int, size: int, scale_px: np.ndarray) -> np.ndarray:
