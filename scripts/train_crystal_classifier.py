@@ -437,16 +437,19 @@ class MixedGenerator:
     """Windows of the renderer (its own noise) and, a ``fraction`` of them, of the
     microscope nuisance model, shuffled together."""
 
-    def __init__(self, seed: int, fraction: float, overlap: float = 0.0) -> None:
+    def __init__(
+        self, seed: int, fraction: float, overlap: float = 0.0, grains: float = 0.0
+    ) -> None:
         if not 0.0 <= fraction <= 1.0:
             raise SystemExit(f"--nuisance must be in [0, 1], got {fraction}")
-        if not 0.0 <= overlap <= 1.0 or (overlap and not fraction):
-            raise SystemExit(f"--overlap must be in [0, 1] and needs --nuisance, got {overlap}")
+        for name, v in (("overlap", overlap), ("grains", grains)):
+            if not 0.0 <= v <= 1.0 or (v and not fraction):
+                raise SystemExit(f"--{name} must be in [0, 1] and needs --nuisance, got {v}")
         self.fraction = fraction
         self.clean = WindowGenerator(seed)
         # all-nuisance runs draw from WindowGenerator(seed, nuisance=True) itself
         self.nuisance = WindowGenerator(
-            seed + (fraction < 1) * 1_000_003, nuisance=True, overlap=overlap
+            seed + (fraction < 1) * 1_000_003, nuisance=True, overlap=overlap, grains=grains
         )
         self.order = self.clean.order
         self.rng = np.random.default_rng(seed + 7)
@@ -524,12 +527,19 @@ def main(argv=None) -> int:
         help="fraction of the nuisance windows in which a second, thinner crystal overlaps "
         "the first in projection (matchar.imaging._dataset.overlap_crystals)",
     )
+    ap.add_argument(
+        "--grains",
+        type=float,
+        default=0.0,
+        help="fraction of the nuisance windows holding a second grain of the same crystal at "
+        "another rotation (matchar.imaging._dataset.grain_mask: a boundary or twin lamellae)",
+    )
     add_head_arguments(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    gen = MixedGenerator(args.seed, args.nuisance, args.overlap)
-    val_gen = MixedGenerator(10_000 + args.seed, args.nuisance, args.overlap)
+    gen = MixedGenerator(args.seed, args.nuisance, args.overlap, args.grains)
+    val_gen = MixedGenerator(10_000 + args.seed, args.nuisance, args.overlap, args.grains)
     vx, vc, va, _vr = val_gen.sample(2048)
     featurize = {"polar": polar_features, "fft": fft_features, "real": real_features}[args.arch]
     vfeat = torch.from_numpy(featurize(vx, workers=args.threads))

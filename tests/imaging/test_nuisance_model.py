@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 import matchar as mc
-from matchar.imaging._dataset import WindowGenerator, microscope_nuisance, overlap_crystals
+from matchar.imaging._dataset import (
+    SIGMA3_TWIN_DEG,
+    WindowGenerator,
+    grain_mask,
+    microscope_nuisance,
+    overlap_crystals,
+)
 
 
 def test_output_shape_inputs_untouched_and_reproducible():
@@ -95,8 +101,44 @@ def test_generator_overlap_keeps_labels_and_the_stream_without_it():
     assert np.all(np.isfinite(x2)) and not np.array_equal(x0, x2)
     with pytest.raises(ValueError, match="overlap must be in"):
         WindowGenerator(0, nuisance=True, overlap=1.5)
-    with pytest.raises(ValueError, match="needs nuisance"):
+    with pytest.raises(ValueError, match="overlap needs nuisance"):
         WindowGenerator(0, overlap=0.5)
+
+
+def test_grain_mask_covers_a_minority_of_the_window():
+    rng = np.random.default_rng(3)
+    shares = []
+    for _ in range(200):
+        m = grain_mask(96, 64, rng)
+        assert m.shape == (96, 96) and m.dtype == bool
+        shares.append(m[16:80, 16:80].mean())
+    shares = np.array(shares)
+    # a boundary takes 10-45% of the central window (one pixel row of rounding); the
+    # lamellae at most half, at least one 3 Å lamella
+    assert shares.min() > 0.02 and shares.max() <= 0.5
+    assert np.mean((shares > 0.09) & (shares < 0.46)) > 0.8
+
+
+def test_sigma3_twin_angle():
+    # the angle between the two edge-on {111} traces of an fcc [110] projection
+    a, b = np.array([1, -1, 1]), np.array([1, -1, -1])
+    angle = np.degrees(np.arccos(abs(a @ b) / (a @ a)))
+    assert SIGMA3_TWIN_DEG == pytest.approx(angle, abs=1e-9)
+    assert SIGMA3_TWIN_DEG == pytest.approx(70.5288, abs=1e-4)
+
+
+def test_generator_grains_keep_labels_and_the_stream_without_them():
+    x0, c0, a0, r0 = WindowGenerator(8, nuisance=True, overlap=0.5).sample(12)
+    x1 = WindowGenerator(8, nuisance=True, overlap=0.5, grains=0.0).sample(12)[0]
+    np.testing.assert_array_equal(x0, x1)
+    x2, c2, a2, r2 = WindowGenerator(8, nuisance=True, overlap=0.5, grains=1.0).sample(12)
+    for u, v in ((c0, c2), (a0, a2), (r0, r2)):
+        np.testing.assert_array_equal(u, v)
+    assert np.all(np.isfinite(x2)) and not np.array_equal(x0, x2)
+    with pytest.raises(ValueError, match="grains must be in"):
+        WindowGenerator(0, nuisance=True, grains=-0.1)
+    with pytest.raises(ValueError, match="grains needs nuisance"):
+        WindowGenerator(0, grains=0.5)
 
 
 def test_classifier_ignores_gain_and_offset():

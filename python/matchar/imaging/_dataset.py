@@ -37,6 +37,12 @@ class WindowGenerator:
         first in projection (:func:`overlap_crystals`: inclined grain or twin
         boundaries); the label stays the first, thicker crystal's. 0 (the default)
         leaves the generator's random stream as without it.
+    grains : float
+        With ``nuisance``, the fraction of windows that hold a second grain of the same
+        crystal at another rotation (:func:`grain_mask`: one straight boundary or twin
+        lamellae; for fcc [110] half of them at the Σ3 twin rotation, ±70.53°); the
+        label is the crystal's, the rotation that of the grain covering most of the
+        window. 0 (the default) leaves the random stream as without it.
 
     Examples
     --------
@@ -46,11 +52,16 @@ class WindowGenerator:
     ((4, 64, 64), dtype('float32'))
     """
 
-    def __init__(self, seed: int, nuisance: bool = False, overlap: float = 0.0) -> None:
-        if not 0.0 <= overlap <= 1.0:
-            raise ValueError(f"overlap must be in [0, 1], got {overlap}")
-        if overlap and not nuisance:
-            raise ValueError("overlap needs nuisance=True (noise-free windows to add)")
+    def __init__(
+        self, seed: int, nuisance: bool = False, overlap: float = 0.0, grains: float = 0.0
+    ) -> None:
+        for name, v in (("overlap", overlap), ("grains", grains)):
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
+            if v and not nuisance:
+                raise ValueError(f"{name} needs nuisance=True (noise-free windows to combine)")
+        self.grains = float(grains)
+        self.grains_rng = np.random.default_rng([seed, 3_000_017])
         self.rng = np.random.default_rng(seed)
         self.nuisance = bool(nuisance)
         self.overlap = float(overlap)
@@ -137,14 +148,16 @@ class WindowGenerator:
             np.float32,
         )
         if self.nuisance:
+            if self.grains:
+                img = self._grains(img, cls, a, rot)
             if self.overlap:
                 img = self._overlap(img)
             img = microscope_nuisance(img, rng, dose=d)
         return img, cls, a, rot
 
-    def _render_clean(self, cls: np.ndarray, a: np.ndarray, rot: np.ndarray, size: int):
+    def _render_clean(self, cls: np.ndarray, a: np.ndarray, rot: np.ndarray, size: int, rng=None):
         """Noise-free windows of ``cls`` (no scan distortion), size x size, float32."""
-        rng = self.overlap_rng
+        rng = self.overlap_rng if rng is None else rng
         params = np.empty((len(cls), _core.imaging.HAADF_N_PARAMS))
         for i in range(len(cls)):
             params[i] = haadf_params(
@@ -169,6 +182,28 @@ class WindowGenerator:
             np.float32,
         )
 
+    def _grains(self, img: np.ndarray, cls, a, rot) -> np.ndarray:
+        rng = self.grains_rng
+        n, size = len(img), img.shape[-1]
+        pick = np.flatnonzero(rng.random(n) < self.grains)
+        if not len(pick):
+            return img
+        m = len(pick)
+        c = np.asarray(cls)[pick]
+        step = 360.0 / self.order[c]
+        rot2 = np.asarray(rot, dtype=float)[pick] + rng.uniform(0.15, 0.85, m) * step
+        twin = (c == ZONE_AXES.index(("fcc", (1, 1, 0)))) & (rng.random(m) < 0.5)
+        rot2[twin] = np.asarray(rot, dtype=float)[pick][twin] + rng.choice([-1, 1], twin.sum()) * (
+            SIGMA3_TWIN_DEG
+        )
+        second = self._render_clean(c, np.asarray(a, dtype=float)[pick], rot2, size, rng)
+        out = img.copy()
+        for j, i in enumerate(pick):
+            mask = grain_mask(size, MODEL_WINDOW, rng)
+            s2 = second[j] * (img[i].mean() / (second[j].mean() + 1e-12))
+            out[i] = np.where(mask, s2, img[i])
+        return out
+
     def _overlap(self, img: np.ndarray) -> np.ndarray:
         rng = self.overlap_rng
         n, size = len(img), img.shape[-1]
@@ -181,6 +216,39 @@ class WindowGenerator:
         out = img.copy()
         out[pick] = overlap_crystals(img[pick], second, rng)
         return out
+
+
+#: Rotation (degrees) between an fcc [110] projection and its Σ3 twin: the mirror across
+#: the edge-on {111} plane, for the 2mm-symmetric projection a rotation by 2 arctan(1/√2).
+SIGMA3_TWIN_DEG = float(np.degrees(2 * np.arctan(1 / np.sqrt(2))))
+
+
+def grain_mask(size: int, window: int, rng: np.random.Generator) -> np.ndarray:
+    """Where a second grain lies in a size x size window: one straight boundary (half of
+    the masks) or parallel lamellae 3-15 Å wide every 10-40 Å (at ``MODEL_PIXEL_SIZE``,
+    at least one crossing the centre window), in a random direction. The boundary
+    gives the second grain U(0.1, 0.45) of the central ``window`` x ``window``, the
+    lamellae at most half of it: the first grain always covers most of it.
+
+    Returns
+    -------
+    numpy.ndarray, shape (size, size), bool
+    """
+    t = rng.uniform(0, np.pi)
+    yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2.0
+    u = (np.cos(t) * xx + np.sin(t) * yy) * MODEL_PIXEL_SIZE  # Å across the boundaries
+    lo = (size - window) // 2
+    centre = u[lo : lo + window, lo : lo + window]
+    share = rng.uniform(0.1, 0.45)
+    if rng.random() < 0.5:
+        return u > np.quantile(centre, 1.0 - share)
+    period = rng.uniform(10.0, 40.0)
+    width = float(np.clip(share * period, 3.0, 15.0))
+    start = rng.uniform(centre.min(), centre.max() - width)  # one lamella in the window
+    mask = np.mod(u - start, period) < width
+    if mask[lo : lo + window, lo : lo + window].mean() > 0.5:
+        mask = ~mask
+    return mask
 
 
 def overlap_crystals(first: np.ndarray, second: np.ndarray, rng: np.random.Generator) -> np.ndarray:
