@@ -271,6 +271,12 @@ def add_head_arguments(ap: argparse.ArgumentParser) -> None:
     )
     ap.add_argument("--head-windows", type=int, default=131072, help="fresh inputs for --heads")
     ap.add_argument("--head-epochs", type=int, default=12, help="passes over them per head")
+    ap.add_argument(
+        "--mixed-heads",
+        action="store_true",
+        help="half of the heads on windows with --overlap/--grains, half on the same windows "
+        "without them: the two halves disagree where a window holds two crystals",
+    )
 
 
 def load_net_state(path) -> dict:
@@ -380,9 +386,19 @@ def head_stage(args, argv, net: PolarNet, sample, vfeat, vc, onnx_path: Path, sc
     if args.heads < 1 or N_MC % args.heads:
         raise SystemExit(f"--heads must divide {N_MC} (the exported samples), got {args.heads}")
     t0 = time.perf_counter()
-    heads = train_head_ensemble(
-        net, sample, args.head_windows, args.heads, args.head_epochs, args.seed
-    )
+    samplers = list(sample) if isinstance(sample, (list, tuple)) else [sample]
+    if args.heads % len(samplers):
+        raise SystemExit(f"--heads must be a multiple of {len(samplers)} with --mixed-heads")
+    heads = []
+    for g, draw in enumerate(samplers):  # group g: its own windows, its own initial seeds
+        heads += train_head_ensemble(
+            net,
+            draw,
+            args.head_windows,
+            args.heads // len(samplers),
+            args.head_epochs,
+            args.seed + 1000 * g,
+        )
     with torch.no_grad():
         pooled, _ = net.pooled(vfeat)
         p = torch.stack([torch.softmax(h(pooled)[:, :N_CLASSES], -1) for h in heads]).mean(0)
@@ -554,10 +570,19 @@ def main(argv=None) -> int:
         if not args.init or args.arch != "polar":
             raise SystemExit("--heads needs --init (a trained polar network)")
 
-        def sample(n):
-            x, c, a, _r = gen.sample(n)
-            return featurize(x, workers=args.threads), c, a
+        def sampler(g):
+            def sample(n):
+                x, c, a, _r = g.sample(n)
+                return featurize(x, workers=args.threads), c, a
 
+            return sample
+
+        sample = sampler(gen)
+        if args.mixed_heads:
+            if not (args.overlap or args.grains):
+                raise SystemExit("--mixed-heads needs --overlap or --grains")
+            # the same seed: the same windows, without the second crystals
+            sample = [sampler(MixedGenerator(args.seed, args.nuisance)), sample]
         argv_ = argv if argv is not None else sys.argv[1:]
         onnx_path = Path(args.out) / "crystal_classifier.onnx"
         return head_stage(
