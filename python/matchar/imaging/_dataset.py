@@ -137,16 +137,7 @@ class WindowGenerator:
             )
         seed = int(rng.integers(0, 2**63))
         size = MODEL_WINDOW + 2 * _NUISANCE_MARGIN if self.nuisance else MODEL_WINDOW
-        img = _core.imaging.render_haadf(
-            self.columns,
-            self.offsets,
-            cls.astype(np.int64),
-            params,
-            size,
-            size,
-            seed,
-            np.float32,
-        )
+        img = self._render(cls, params, size, seed)
         if self.nuisance:
             if self.grains:
                 img = self._grains(img, cls, a, rot)
@@ -171,15 +162,13 @@ class WindowGenerator:
                 background=0.0,
                 dose=0.0,
             )
+        return self._render(cls, params, size, int(rng.integers(0, 2**63)))
+
+    def _render(self, cls, params: np.ndarray, size: int, seed: int) -> np.ndarray:
+        """The C++ renderer: windows (n, size, size) float32 of ``params`` rows."""
+        cls = np.asarray(cls, dtype=np.int64)
         return _core.imaging.render_haadf(
-            self.columns,
-            self.offsets,
-            np.asarray(cls, dtype=np.int64),
-            params,
-            size,
-            size,
-            int(rng.integers(0, 2**63)),
-            np.float32,
+            self.columns, self.offsets, cls, params, size, size, seed, np.float32
         )
 
     def _grains(self, img: np.ndarray, cls, a, rot) -> np.ndarray:
