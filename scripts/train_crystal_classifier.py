@@ -454,18 +454,27 @@ class MixedGenerator:
     microscope nuisance model, shuffled together."""
 
     def __init__(
-        self, seed: int, fraction: float, overlap: float = 0.0, grains: float = 0.0
+        self,
+        seed: int,
+        fraction: float,
+        overlap: float = 0.0,
+        grains: float = 0.0,
+        stacked: float = 0.0,
     ) -> None:
         if not 0.0 <= fraction <= 1.0:
             raise SystemExit(f"--nuisance must be in [0, 1], got {fraction}")
-        for name, v in (("overlap", overlap), ("grains", grains)):
+        for name, v in (("overlap", overlap), ("grains", grains), ("stacked", stacked)):
             if not 0.0 <= v <= 1.0 or (v and not fraction):
                 raise SystemExit(f"--{name} must be in [0, 1] and needs --nuisance, got {v}")
         self.fraction = fraction
         self.clean = WindowGenerator(seed)
         # all-nuisance runs draw from WindowGenerator(seed, nuisance=True) itself
         self.nuisance = WindowGenerator(
-            seed + (fraction < 1) * 1_000_003, nuisance=True, overlap=overlap, grains=grains
+            seed + (fraction < 1) * 1_000_003,
+            nuisance=True,
+            overlap=overlap,
+            grains=grains,
+            stacked=stacked,
         )
         self.order = self.clean.order
         self.rng = np.random.default_rng(seed + 7)
@@ -550,12 +559,21 @@ def main(argv=None) -> int:
         help="fraction of the nuisance windows holding a second grain of the same crystal at "
         "another rotation (matchar.imaging._dataset.grain_mask: a boundary or twin lamellae)",
     )
+    ap.add_argument(
+        "--stacked",
+        type=float,
+        default=0.0,
+        help="fraction of the nuisance windows in which a second grain of the same crystal, "
+        "at another rotation, lies on top of the first along the beam (an inclined grain or "
+        "twin boundary; matchar.imaging._dataset.stack_crystals)",
+    )
     add_head_arguments(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    gen = MixedGenerator(args.seed, args.nuisance, args.overlap, args.grains)
-    val_gen = MixedGenerator(10_000 + args.seed, args.nuisance, args.overlap, args.grains)
+    second = (args.overlap, args.grains, args.stacked)
+    gen = MixedGenerator(args.seed, args.nuisance, *second)
+    val_gen = MixedGenerator(10_000 + args.seed, args.nuisance, *second)
     vx, vc, va, _vr = val_gen.sample(2048)
     featurize = {"polar": polar_features, "fft": fft_features, "real": real_features}[args.arch]
     vfeat = torch.from_numpy(featurize(vx, workers=args.threads))
@@ -579,8 +597,8 @@ def main(argv=None) -> int:
 
         sample = sampler(gen)
         if args.mixed_heads:
-            if not (args.overlap or args.grains):
-                raise SystemExit("--mixed-heads needs --overlap or --grains")
+            if not any(second):
+                raise SystemExit("--mixed-heads needs --overlap, --grains or --stacked")
             # the same seed: the same windows, without the second crystals
             sample = [sampler(MixedGenerator(args.seed, args.nuisance)), sample]
         argv_ = argv if argv is not None else sys.argv[1:]

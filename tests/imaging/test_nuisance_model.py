@@ -14,6 +14,7 @@ from matchar.imaging._dataset import (
     grain_mask,
     microscope_nuisance,
     overlap_crystals,
+    stack_crystals,
 )
 
 
@@ -139,6 +140,61 @@ def test_generator_grains_keep_labels_and_the_stream_without_them():
         WindowGenerator(0, nuisance=True, grains=-0.1)
     with pytest.raises(ValueError, match="grains needs nuisance"):
         WindowGenerator(0, grains=0.5)
+
+
+def test_stack_crystals_weights_by_thickness():
+    rng = np.random.default_rng(4)
+    first = rng.uniform(0.5, 2.0, (3, 17, 13)).astype(np.float32)
+    second = rng.uniform(0.1, 5.0, (3, 17, 13)).astype(np.float32)[:, :, ::-1]  # non-contiguous
+    before = (first.copy(), second.copy())
+    w = np.array([0.0, 0.3, 1.0])
+    out = stack_crystals(first, second, w)
+    np.testing.assert_array_equal(first, before[0])
+    np.testing.assert_array_equal(second, before[1])
+    # reference: thickness-weighted sum, the second at the first's mean intensity
+    for i in range(3):
+        s2 = (
+            second[i].astype(np.float64)
+            * first[i].mean(dtype=np.float64)
+            / second[i].mean(dtype=np.float64)
+        )
+        ref = (1 - w[i]) * first[i].astype(np.float64) + w[i] * s2
+        np.testing.assert_allclose(out[i], ref, rtol=1e-5)
+    assert out.dtype == np.float32
+
+
+def test_generator_stacked_keeps_labels_and_the_stream_without_it():
+    kw = dict(nuisance=True, overlap=0.5, grains=0.5)
+    x0, c0, a0, r0 = WindowGenerator(9, **kw).sample(12)
+    x1 = WindowGenerator(9, stacked=0.0, **kw).sample(12)[0]
+    np.testing.assert_array_equal(x0, x1)
+    x2, c2, a2, r2 = WindowGenerator(9, stacked=1.0, **kw).sample(12)
+    for u, v in ((c0, c2), (a0, a2), (r0, r2)):
+        np.testing.assert_array_equal(u, v)
+    assert np.all(np.isfinite(x2)) and not np.array_equal(x0, x2)
+    with pytest.raises(ValueError, match="stacked must be in"):
+        WindowGenerator(0, nuisance=True, stacked=2.0)
+    with pytest.raises(ValueError, match="stacked needs nuisance"):
+        WindowGenerator(0, stacked=0.5)
+
+
+def test_stacked_twin_adds_the_twin_orientation():
+    # an fcc [110] window with its Σ3 twin on top: the power spectrum gains the twin's
+    # {200} spots, rotated by 70.53° about the origin
+    g = WindowGenerator(10, nuisance=True)
+    fcc110 = mc.imaging._dataset.ZONE_AXES.index(("fcc", (1, 1, 0)))
+    cls, a, rot = np.array([fcc110]), np.array([3.6]), np.array([10.0])
+    first = g._render_clean(cls, a, rot, 64, np.random.default_rng(0))
+    twin = g._render_clean(cls, a, rot + SIGMA3_TWIN_DEG, 64, np.random.default_rng(1))
+    both = stack_crystals(first, twin, np.array([0.4]))
+
+    def spots(img):
+        f = np.abs(np.fft.fft2(img[0] - img[0].mean()))
+        return f / f.max()
+
+    sf, sb = spots(first), spots(both)
+    gained = (sb > 0.2) & (sf < 0.05)
+    assert gained.sum() >= 2  # the twin's reflections, absent from the matrix alone
 
 
 def test_classifier_ignores_gain_and_offset():

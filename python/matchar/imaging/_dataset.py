@@ -43,6 +43,13 @@ class WindowGenerator:
         lamellae; for fcc [110] half of them at the Σ3 twin rotation, ±70.53°); the
         label is the crystal's, the rotation that of the grain covering most of the
         window. 0 (the default) leaves the random stream as without it.
+    stacked : float
+        With ``nuisance``, the fraction of windows in which a second grain of the same
+        crystal at another rotation lies on top of the first along the beam (an inclined
+        grain or twin boundary within the foil: the moiré of two orientations of one
+        phase; for fcc [110] two thirds of them at the Σ3 twin rotation); thickness
+        fraction U(0.15, 0.45), so the label's rotation is the thicker grain's. 0 (the
+        default) leaves the random stream as without it.
 
     Examples
     --------
@@ -53,15 +60,22 @@ class WindowGenerator:
     """
 
     def __init__(
-        self, seed: int, nuisance: bool = False, overlap: float = 0.0, grains: float = 0.0
+        self,
+        seed: int,
+        nuisance: bool = False,
+        overlap: float = 0.0,
+        grains: float = 0.0,
+        stacked: float = 0.0,
     ) -> None:
-        for name, v in (("overlap", overlap), ("grains", grains)):
+        for name, v in (("overlap", overlap), ("grains", grains), ("stacked", stacked)):
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
             if v and not nuisance:
                 raise ValueError(f"{name} needs nuisance=True (noise-free windows to combine)")
         self.grains = float(grains)
         self.grains_rng = np.random.default_rng([seed, 3_000_017])
+        self.stacked = float(stacked)
+        self.stacked_rng = np.random.default_rng([seed, 4_000_037])
         self.rng = np.random.default_rng(seed)
         self.nuisance = bool(nuisance)
         self.overlap = float(overlap)
@@ -141,6 +155,8 @@ class WindowGenerator:
         if self.nuisance:
             if self.grains:
                 img = self._grains(img, cls, a, rot)
+            if self.stacked:
+                img = self._stacked(img, cls, a, rot)
             if self.overlap:
                 img = self._overlap(img)
             img = microscope_nuisance(img, rng, dose=d)
@@ -171,26 +187,42 @@ class WindowGenerator:
             self.columns, self.offsets, cls, params, size, size, seed, np.float32
         )
 
+    def _second_grains(self, rng, pick, cls, a, rot, size: int, twin_share: float):
+        """Noise-free windows of the same crystals as ``pick`` at another rotation: a
+        uniform fraction U(0.15, 0.85) of the symmetry step away, or, for fcc [110] with
+        probability ``twin_share``, at the Σ3 twin rotation."""
+        m = len(pick)
+        c = np.asarray(cls)[pick]
+        step = 360.0 / self.order[c]
+        rot1 = np.asarray(rot, dtype=float)[pick]
+        rot2 = rot1 + rng.uniform(0.15, 0.85, m) * step
+        twin = (c == ZONE_AXES.index(("fcc", (1, 1, 0)))) & (rng.random(m) < twin_share)
+        rot2[twin] = rot1[twin] + rng.choice([-1, 1], twin.sum()) * SIGMA3_TWIN_DEG
+        return self._render_clean(c, np.asarray(a, dtype=float)[pick], rot2, size, rng)
+
     def _grains(self, img: np.ndarray, cls, a, rot) -> np.ndarray:
         rng = self.grains_rng
         n, size = len(img), img.shape[-1]
         pick = np.flatnonzero(rng.random(n) < self.grains)
         if not len(pick):
             return img
-        m = len(pick)
-        c = np.asarray(cls)[pick]
-        step = 360.0 / self.order[c]
-        rot2 = np.asarray(rot, dtype=float)[pick] + rng.uniform(0.15, 0.85, m) * step
-        twin = (c == ZONE_AXES.index(("fcc", (1, 1, 0)))) & (rng.random(m) < 0.5)
-        rot2[twin] = np.asarray(rot, dtype=float)[pick][twin] + rng.choice([-1, 1], twin.sum()) * (
-            SIGMA3_TWIN_DEG
-        )
-        second = self._render_clean(c, np.asarray(a, dtype=float)[pick], rot2, size, rng)
+        second = self._second_grains(rng, pick, cls, a, rot, size, 0.5)
         out = img.copy()
         for j, i in enumerate(pick):
             mask = grain_mask(size, MODEL_WINDOW, rng)
             s2 = second[j] * (img[i].mean() / (second[j].mean() + 1e-12))
             out[i] = np.where(mask, s2, img[i])
+        return out
+
+    def _stacked(self, img: np.ndarray, cls, a, rot) -> np.ndarray:
+        rng = self.stacked_rng
+        n, size = len(img), img.shape[-1]
+        pick = np.flatnonzero(rng.random(n) < self.stacked)
+        if not len(pick):
+            return img
+        second = self._second_grains(rng, pick, cls, a, rot, size, 2.0 / 3.0)
+        out = img.copy()
+        out[pick] = stack_crystals(img[pick], second, rng.uniform(0.15, 0.45, len(pick)))
         return out
 
     def _overlap(self, img: np.ndarray) -> np.ndarray:
@@ -279,7 +311,30 @@ def overlap_crystals(first: np.ndarray, second: np.ndarray, rng: np.random.Gener
         elif kind[i] == 2:
             sigma = rng.uniform(1.0, 3.0) / MODEL_PIXEL_SIZE
             second[i] = scipy.ndimage.gaussian_filter(second[i], sigma, mode="wrap")
-    wt = rng.uniform(0.1, 0.45, n).astype(np.float32)[:, None, None]
+    return stack_crystals(first, second, rng.uniform(0.1, 0.45, n))
+
+
+def stack_crystals(first: np.ndarray, second: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Two noise-free crystal images stacked along the beam: ``(1 - w) first + w second'``.
+
+    HAADF intensity adds along the beam (incoherent to first order), so each crystal
+    contributes in proportion to its thickness; ``second'`` is ``second`` scaled to the
+    mean of ``first``.
+
+    Parameters
+    ----------
+    first, second : numpy.ndarray, shape (n, H, W), float32
+        Noise-free windows (positive).
+    weight : numpy.ndarray, shape (n,)
+        Thickness fraction w of the second crystal, in [0, 1].
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, H, W), float32
+    """
+    first = np.asarray(first, dtype=np.float32)
+    second = np.asarray(second, dtype=np.float32)
+    wt = np.asarray(weight, dtype=np.float32)[:, None, None]
     scale = first.mean(axis=(1, 2), keepdims=True) / (
         second.mean(axis=(1, 2), keepdims=True) + np.float32(1e-12)
     )
