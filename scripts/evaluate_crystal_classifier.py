@@ -12,9 +12,14 @@ so no window repeats a training window):
 * distortion: 5% scan distortion (jitter 0.05 a per line, 5% shear and stretch), 1000 e/px;
 * each of the three sets also with the lattice constant known (the true a passed as
   ``lattice_constant`` with the default 5% tolerance): "lattice_known";
+* stacked grains: windows through the microscope nuisance model (1000 e/px) with a second
+  grain of the same crystal at another rotation on top along the beam (thickness fraction
+  0.15-0.45; fcc [110]: two thirds at the Σ3 twin rotation);
 * bicrystals: two grains meeting on a vertical boundary, 0.12 Å/pixel, classify_map with
   the default window (16 Å) and stride; mean uncertainty of windows centred within 1 nm
-  of the boundary over that of windows whose whole 16 Å field lies inside one grain.
+  of the boundary over that of windows whose whole 16 Å field lies inside one grain;
+  the same for boundaries between two grains of one class (a Σ5 boundary in bcc [100] Fe,
+  a Σ3 twin boundary in fcc [110]), pairs/2 of each.
 
 --write stores the numbers in python/matchar/imaging/models/crystal_classifier.json.
 """
@@ -171,6 +176,44 @@ def evaluate_bicrystals(clf, n_pairs: int, seed: int) -> dict:
     }
 
 
+#: Boundaries between two grains of one crystal: (name, class, lattice constant in Å,
+#: misorientation in degrees): a Σ5 [100] tilt boundary in bcc Fe (the class of a real Fe
+#: grain-boundary image) and a Σ3 twin boundary in an fcc [110] crystal at a = 3.6 Å.
+SAME_CLASS_BOUNDARIES = (
+    ("bcc[1, 0, 0] Fe, sigma5", ("bcc", (1, 0, 0)), 2.87, 36.87),
+    ("fcc[1, 1, 0] a=3.6, sigma3 twin", ("fcc", (1, 1, 0)), 3.6, 70.53),
+)
+
+
+def evaluate_same_class_bicrystals(clf, n_pairs: int, seed: int) -> dict:
+    """As :func:`evaluate_bicrystals`, for ``n_pairs`` bicrystals of each entry of
+    ``SAME_CLASS_BOUNDARIES`` (random rotation of the first grain, the second at the
+    misorientation): where the class is the same on both sides."""
+    rng = np.random.default_rng(seed)
+    ps = 0.12
+    res = {}
+    for name, cls, a, mis in SAME_CLASS_BOUNDARIES:
+        near, inside = [], []
+        for i in range(n_pairs):
+            r0 = rng.uniform(0, 360)
+            img, xb = bicrystal((cls, cls), (a, a), (r0, r0 + mis), seed + 10 * i, ps)
+            with warnings.catch_warnings():  # the boundary's own FFT streak is not a lattice
+                warnings.simplefilter("ignore", UserWarning)
+                m = mc.imaging.classify_map(img, ps, classifier=clf)
+            d = np.abs(m.centers[..., 1] - xb) * ps
+            near.append(m.uncertainty[d <= 10.0])
+            inside.append(m.uncertainty[d > m.window * ps / 2 + 1.0])
+        near_m = float(np.mean(np.concatenate(near)))
+        inside_m = float(np.mean(np.concatenate(inside)))
+        res[name] = {
+            "pairs": n_pairs,
+            "uncertainty_within_1nm": near_m,
+            "uncertainty_inside_grains": inside_m,
+            "ratio": near_m / inside_m,
+        }
+    return res
+
+
 def add_model_arguments(ap: argparse.ArgumentParser) -> None:
     """``--write`` and ``--model`` of both evaluation scripts."""
     ap.add_argument("--write", action="store_true", help="store results in the model JSON")
@@ -208,7 +251,12 @@ def main(argv=None) -> int:
     res["distortion_5_percent"] = evaluate_windows(
         clf, gen, args.n // 2, dose=1000.0, distortion=0.05
     )
+    # windows with a second grain of the same crystal stacked along the beam (inclined
+    # grain or twin boundaries; for fcc [110] two thirds Σ3 twins), through the nuisance model
+    stacked = WindowGenerator(args.seed + 1, nuisance=True, stacked=1.0)
+    res["stacked_grains"] = evaluate_windows(clf, stacked, args.n // 2, dose=1000.0)
     res["bicrystals"] = evaluate_bicrystals(clf, args.pairs, args.seed)
+    res["same_class_bicrystals"] = evaluate_same_class_bicrystals(clf, args.pairs // 2, args.seed)
     res["class_accuracy_limit_image_alone"] = image_alone_limit(A_RANGE)
     res["command"] = "OMP_NUM_THREADS=2 python scripts/evaluate_crystal_classifier.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
