@@ -13,6 +13,8 @@ import scipy.ndimage
 
 import matchar as mc
 import matchar.cli
+from matchar.imaging._classifier_checks import tile_spacings
+from matchar.imaging._refine import first_order_peak, power_spectra
 
 PS = 0.12  # Å per pixel of the test images
 SHAPE = (256, 256)  # 30.7 Å: FFT bins of 0.033 1/Å
@@ -196,6 +198,29 @@ def test_wrong_pixel_size_warns_naming_the_spacing(clf):
     assert abs(spacing / expected - 1) < 0.04, (spacing, expected)
     with pytest.warns(UserWarning, match="check pixel_size"):
         clf.classify_map(img, told, stride=16)
+
+
+def test_grain_boundary_peaks_do_not_call_the_pixel_size_wrong(clf):
+    # Two grains (hcp [2-1-10] at 4.58 Å, fcc [211] at 3.61 Å) at their true pixel size:
+    # the boundary adds a peak at 6.4 Å to the whole image's spectrum, nearer the origin
+    # than any lattice peak and outside every class's first-order spacings; the four
+    # 38 Å tiles, each inside one grain, show the grains' own fringes (2.0-4.1 Å).
+    kw = dict(shape=(640, 640), pixel_size=0.12, dose=1000, thermal_sigma=0.05)
+    g1 = mc.imaging.simulate_haadf("hcp", (2, -1, -1, 0), 4.577, rotation_deg=163.26, seed=5, **kw)
+    g2 = mc.imaging.simulate_haadf("fcc", (2, 1, 1), 3.606, rotation_deg=48.26, seed=1005, **kw)
+    img = np.where(np.arange(640)[None, :] < 320, g1, g2)
+    before = img.copy()
+    spacing, _ = first_order_peak(power_spectra(img[None]), img.shape, 0.12)
+    assert spacing > 6.0  # the boundary's peak: the case this test is about
+    tiles, side = tile_spacings(img, 0.12)
+    assert side == pytest.approx(38.4) and len(tiles) == 4
+    assert np.all((tiles > 1.9) & (tiles < 4.2))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        clf.predict(img, 0.12)
+        clf.classify_map(img, 0.12, stride=40)
+    assert not [w for w in record if "check pixel_size" in str(w.message)]
+    np.testing.assert_array_equal(img, before)
 
 
 def _amorphous(n: int, ps: float, seed: int) -> np.ndarray:

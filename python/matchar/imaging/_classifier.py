@@ -500,7 +500,7 @@ class CrystalClassifier:
         # gives the finest frequency bins.
         spec = power_spectra(img[None], workers=get_num_threads())
         measured = False
-        if shows_lattice(self, spec, img.shape, ps, "the image", s["probabilities"][0]):
+        if shows_lattice(self, spec, img.shape, ps, "the image", s["probabilities"][0], image=img):
             g, sep = self._reflections()
             am, found, off = refine_lattice(
                 spec, img.shape, ps, g[[k]], sep[[k]], s["lattice_constant"][:1],

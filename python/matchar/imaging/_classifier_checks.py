@@ -16,7 +16,7 @@ import scipy.ndimage
 from .._arrays import as_array
 from ._correlation import finite_rescaled
 from ._features import CBED_RADII, MODEL_PIXEL_SIZE, MODEL_WINDOW
-from ._refine import LATTICE_SIGNIFICANCE, first_order_peak, plausible_spacings
+from ._refine import LATTICE_SIGNIFICANCE, first_order_peak, plausible_spacings, power_spectra
 
 #: Pixel sizes (Å) outside this range give a warning; outside PIXEL_SIZE_LIMITS an error.
 PIXEL_SIZE_WARN = (0.06, 0.4)
@@ -220,14 +220,46 @@ def _pad_windows(win: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Smallest tile (Å) in which :func:`tile_spacings` looks for the first-order peak.
+TILE_ANGSTROM = 20.0
+#: The tiles speak for an implausible whole-image spacing only where it would lie this many
+#: frequency bins from the origin of a tile's spectrum (nearer, a tile may miss it).
+TILE_MIN_BINS = 4
+
+
+def tile_spacings(img: np.ndarray, ps: float) -> tuple[np.ndarray, float]:
+    """First-order spacings (Å) of the tiles of an image, 2 x 2 tiles of at least
+    ``TILE_ANGSTROM`` a side, for the tiles that show a lattice, and the tiles' shorter
+    side in Å; empty (and 0) when the image is too small to tile. A tile lies mostly
+    inside one grain, where the whole image's spectrum also holds the peaks of its grain
+    boundaries: a boundary of period p (a coincidence-site lattice, a twin's structural
+    units) is a row of points at 1/p along it, often closer to the origin than any
+    lattice peak."""
+    n = 2
+    if min(img.shape) * ps < n * TILE_ANGSTROM:
+        return np.empty(0), 0.0
+    H, W = img.shape
+    th, tw = H // n, W // n
+    tiles = np.stack(
+        [img[i * th : (i + 1) * th, j * tw : (j + 1) * tw] for i in range(n) for j in range(n)]
+    )
+    spec = power_spectra(tiles)
+    out = [first_order_peak(spec[t : t + 1], (th, tw), ps) for t in range(len(tiles))]
+    found = np.array([d for d, ratio in out if ratio >= LATTICE_SIGNIFICANCE])
+    return found, min(th, tw) * ps
+
+
 def shows_lattice(
     clf: Any, spec: np.ndarray, shape: tuple[int, int], ps: float, what: str,
-    probabilities: np.ndarray | None = None,
+    probabilities: np.ndarray | None = None, image: np.ndarray | None = None,
 ) -> bool:  # fmt: skip
     """Whether the power spectrum (1, H, W//2+1) of an image shows lattice peaks for the
-    classes of classifier ``clf``;
-    warns when it does not (naming the class given ``probabilities``), or when its
-    first-order spacing fits no class."""
+    classes of classifier ``clf``; warns when it does not (naming the class given
+    ``probabilities``), or when its first-order spacing fits no class, unless the
+    ``image`` itself, given, vouches for the scale: the median first-order spacing of its
+    tiles (:func:`tile_spacings`) lies within the classes' range, and the tiles could
+    have shown the whole image's spacing (``TILE_MIN_BINS`` frequency bins from the
+    origin). Grain boundaries add peaks of their own to the whole image's spectrum."""
     spacing, ratio = first_order_peak(spec, shape, ps)
     if ratio < LATTICE_SIGNIFICANCE:
         if probabilities is None:
@@ -247,7 +279,16 @@ def shows_lattice(
         return False
     a_range = tuple(clf.metadata.get("lattice_constant_range", (2.5, 5.4)))
     lo, hi = plausible_spacings(tuple(zip(clf._protos, clf._zones)), a_range)
-    if not lo / 1.25 <= spacing <= 1.25 * hi:
+
+    def plausible(d: float) -> bool:
+        return lo / 1.25 <= d <= 1.25 * hi
+
+    if not plausible(spacing):
+        tiles, side = tile_spacings(image, ps) if image is not None else (np.empty(0), 0.0)
+        seen = TILE_MIN_BINS * spacing <= side
+        # the tiles' lattice, within the classes' own range (no slack), vouches for the scale
+        if len(tiles) and seen and lo <= float(np.median(tiles)) <= hi:
+            return True
         _warn(
             f"the first-order lattice peak of {what}'s FFT is at a spacing of "
             f"{spacing:.2f} Å, outside the {lo:.2f}-{hi:.2f} Å of the first-order "

@@ -100,7 +100,7 @@ def haadf_map(
     misfit = np.zeros(n_r * n_c, bool)
     excluded = 0  # windows moved to a class the prior excludes
     spec = power_spectra(img[None], workers=get_num_threads())
-    refine = shows_lattice(clf, spec, img.shape, ps, "the image")
+    refine = shows_lattice(clf, spec, img.shape, ps, "the image", image=img)
     g, sep = clf._reflections()
     threads = get_num_threads()
     for s in range(0, n_r * n_c, batch_size):
