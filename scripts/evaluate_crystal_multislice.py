@@ -51,6 +51,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluate_crystal_classifier import DEGENERATE, column_spacing, scores
 
 A_TRAIN = (2.5, 5.4)
+#: Misorientation about the beam of the bicrystals of simulate_multislice.BOUNDARIES, deg
+BOUNDARY_MISORIENTATION = {
+    "sigma5": 2 * math.degrees(math.atan(1 / 3)),
+    "sigma3": math.degrees(math.acos(1 / 3)),
+}
 
 
 def bayes_rule_class(cls: int, a: float, a_range=A_TRAIN) -> int:
@@ -62,11 +67,14 @@ def bayes_rule_class(cls: int, a: float, a_range=A_TRAIN) -> int:
     return int(np.argmax(prior_posterior(cls, a, a_range)))
 
 
-def test_image(periodic, sampling, rotation, pixel_size, size_a, source_sigma, dose, rng):
+def test_image(
+    periodic, sampling, rotation, pixel_size, size_a, source_sigma, dose, rng, coords=False
+):
     """A ``size_a`` Å square image of the periodic multislice image, turned by
     ``rotation`` degrees (a1 from +x towards +y, as the classifier reports it), sampled at
     ``pixel_size`` Å, blurred by the source size and with Poisson noise at ``dose``
-    electrons per pixel at the mean."""
+    electrons per pixel at the mean. With ``coords``, also the cell x coordinate (Å, not
+    wrapped) of every pixel."""
     sy, sx = sampling
     ny, nx = periodic.shape
     # source size: an incoherent Gaussian blur, exact on the periodic image (FFT)
@@ -84,7 +92,8 @@ def test_image(periodic, sampling, rotation, pixel_size, size_a, source_sigma, d
     out = scipy.ndimage.map_coordinates(img, [v / sy, u / sx], order=3, mode="grid-wrap")
     out = np.clip(out, 1e-9, None)
     lam = out / out.mean() * dose
-    return (rng.poisson(lam) / dose).astype(np.float32)
+    noisy = (rng.poisson(lam) / dose).astype(np.float32)
+    return (noisy, u) if coords else noisy
 
 
 def load_cache(folder: Path) -> list[dict]:
@@ -278,6 +287,103 @@ def evaluate_multislice(
     return res
 
 
+def _wrapped_mean_deg(angles: np.ndarray, period: float) -> float:
+    z = np.exp(2j * np.pi * np.asarray(angles) / period).mean()
+    return float(np.angle(z) / (2 * np.pi) * period % period)
+
+
+def evaluate_boundaries(clf, items, variants: int, seed: int, size_a: float = 64.0) -> dict:
+    """Uncertainty at the edge-on grain boundaries of the abTEM bicrystals
+    (``simulate_multislice.py --boundaries``), as for the renderer's bicrystals: each
+    periodic bicrystal becomes ``variants`` ``size_a`` Å square test images (random
+    rotation, pixel size U(0.1, 0.2) Å, source size and dose as the multislice set),
+    mapped with ``classify_map`` (default window and stride) from the image alone and
+    with the true lattice constant. Windows centred within 1 nm of a boundary against
+    windows whose whole field lies inside one grain; also the share of windows of the
+    true class and each grain's mean rotation, whose difference is the misorientation."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in sorted({it["boundary"] for it in items}):
+        group = [it for it in items if it["boundary"] == name]
+        cls = group[0]["cls"]
+        order = projected_cell(*ZONE_AXES[cls]).symmetry_order
+        period = 360.0 / order
+        res = {"images": len(group), "variants": variants, "class": list(ZONE_AXES[cls])}
+        for mode in ("image_alone", "lattice_constant_given"):
+            res[mode] = {
+                "near": [], "inside": [], "ok_near": [], "ok_inside": [], "mis": [],
+                "k_inside": [],
+            }  # fmt: skip
+        for it in group:
+            length = (
+                it["image"].shape[1] * it["sampling"][1]
+            )  # the cell's x side; boundaries at 0, L / 2
+            for _ in range(variants):
+                rot = rng.uniform(0, 360)
+                ps = rng.uniform(0.1, 0.2)
+                img, u = test_image(
+                    it["image"], it["sampling"], rot, ps, size_a, rng.uniform(0.15, 0.35),
+                    math.exp(rng.uniform(math.log(50), math.log(2000))), rng, coords=True,
+                )  # fmt: skip
+                t = math.radians(rot)
+                for mode, lc in (("image_alone", None), ("lattice_constant_given", it["a"])):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", UserWarning)
+                        m = clf.classify_map(img, ps, lattice_constant=lc)
+                    r = np.round(m.centers[..., 0]).astype(int).clip(0, img.shape[0] - 1)
+                    c = np.round(m.centers[..., 1]).astype(int).clip(0, img.shape[1] - 1)
+                    uc = u[r, c] % length
+                    d = np.minimum(
+                        np.minimum(uc, length - uc), np.abs(uc - length / 2)
+                    )  # Å to the nearer boundary
+                    reach = m.window * ps / 2 * (abs(math.cos(t)) + abs(math.sin(t)))
+                    near, inside = d <= 10.0, d > reach + 1.0
+                    k = m.probabilities.argmax(axis=-1)
+                    acc = res[mode]
+                    acc["near"].append(m.uncertainty[near])
+                    acc["inside"].append(m.uncertainty[inside])
+                    acc["ok_near"].append(k[near] == cls)
+                    acc["ok_inside"].append(k[inside] == cls)
+                    acc["k_inside"].append(k[inside])
+                    grain_a = uc < length / 2
+                    rots = [
+                        m.rotation_deg[inside & (k == cls) & (grain_a == g)] for g in (True, False)
+                    ]
+                    if all(len(v) >= 3 for v in rots):
+                        diff = _wrapped_mean_deg(rots[0], period) - _wrapped_mean_deg(
+                            rots[1], period
+                        )
+                        diff = abs((diff + period / 2) % period - period / 2)
+                        acc["mis"].append(diff)
+        mis = BOUNDARY_MISORIENTATION[name] % period
+        res["misorientation_expected_deg"] = min(mis, period - mis)
+        for mode in ("image_alone", "lattice_constant_given"):
+            acc = res[mode]
+            near_m = float(np.mean(np.concatenate(acc["near"])))
+            inside_m = float(np.mean(np.concatenate(acc["inside"])))
+            res[mode] = {
+                "uncertainty_within_1nm": near_m,
+                "uncertainty_inside_grains": inside_m,
+                "ratio": near_m / inside_m,
+                "windows_within_1nm": int(sum(len(v) for v in acc["near"])),
+                "windows_inside_grains": int(sum(len(v) for v in acc["inside"])),
+                "true_class_within_1nm": float(np.mean(np.concatenate(acc["ok_near"]))),
+                "true_class_inside_grains": float(np.mean(np.concatenate(acc["ok_inside"]))),
+                "misorientation_median_deg": float(np.median(acc["mis"])) if acc["mis"] else None,
+                "misorientation_measured_images": len(acc["mis"]),
+                "classes_inside_grains": {
+                    f"{p}{list(z)}": int(c)
+                    for (p, z), c in zip(
+                        ZONE_AXES,
+                        np.bincount(np.concatenate(acc["k_inside"]), minlength=len(ZONE_AXES)),
+                    )
+                    if c
+                },
+            }
+        out[name] = res
+    return out
+
+
 def measure_pixel_size(image: np.ndarray, a: float = 3.6) -> dict:
     """Pixel size (Å) of an fcc <110> image from its {111} and {200} fringes: the two
     strongest non-collinear power-spectrum peaks ({111} at d = a/sqrt(3), {200} at a/2;
@@ -366,6 +472,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--real", default=None, help="high_entropy_alloy.npy")
     ap.add_argument("--figure", default=None, help="crystal-map figure of the real image")
+    ap.add_argument(
+        "--boundaries", default=None, help="folder of simulate_multislice.py --boundaries"
+    )
     ap.add_argument("--model", default=None, help="an ONNX graph (its JSON beside it)")
     ap.add_argument("--window", type=float, default=16.0, help="window side, Å (8-16)")
     ap.add_argument("--fit-temperature", action="store_true")
@@ -387,6 +496,9 @@ def main(argv=None) -> int:
             clf, items, args.variants, tuple(args.pixel_range), args.seed,
             fit_temp=args.fit_temperature or args.write_temperature, window_a=args.window,
         )  # fmt: skip
+    bitems = load_cache(Path(args.boundaries)) if args.boundaries else []
+    if bitems:
+        res["boundaries"] = evaluate_boundaries(clf, bitems, args.variants, args.seed)
     if args.real:
         res["real"] = evaluate_real(
             clf, Path(args.real), Path(args.figure) if args.figure else None

@@ -68,11 +68,15 @@ class Config:
     seed: int
     tilt_mrad: float = 0.0  # crystal tilt off the zone axis, mrad
     tilt_azimuth: float = 0.0  # direction of the tilt in the image plane, rad from +x
+    boundary: str = ""  # a key of BOUNDARIES: a bicrystal instead of one crystal
+    periods: int = 0  # bicrystal: CSL periods of each grain across the boundary
 
     def key(self) -> str:
         d = asdict(self)
         if d["tilt_mrad"] == 0.0:  # untilted: the key of the configurations before tilt
             del d["tilt_mrad"], d["tilt_azimuth"]
+        if not d["boundary"]:  # one crystal: the key of the configurations before bicrystals
+            del d["boundary"], d["periods"]
         text = json.dumps(d, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
@@ -127,6 +131,77 @@ def oriented_supercell(prototype: str, zone_axis, a: float, c_over_a: float, min
     return pos, box
 
 
+#: Grain boundaries edge-on along a zone axis of the classifier, between two grains of one
+#: crystal: name -> (class, misorientation about the beam in degrees). ``sigma5``: the
+#: symmetric (310)[001] tilt boundary of a bcc crystal, the class of a real Fe
+#: grain-boundary image; ``sigma3``: the coherent (111) twin of an fcc crystal seen along
+#: [110], the boundary of the high-entropy-alloy image's twin lamellae.
+BOUNDARIES = {
+    "sigma5": (("bcc", (1, 0, 0)), 2 * math.degrees(math.atan(1 / 3))),
+    "sigma3": (("fcc", (1, 1, 0)), math.degrees(math.acos(1 / 3))),
+}
+
+
+def _periodic_wrap(pos: np.ndarray, box: np.ndarray) -> np.ndarray:
+    out = pos - np.floor(pos / box) * box
+    out[out >= box] = 0.0  # a coordinate that rounds onto the far face
+    return out
+
+
+def boundary_supercell(boundary: str, a: float, periods: int, min_extent: float = 9.0):
+    """Atoms of a periodic bicrystal with two edge-on boundaries, built with ase.
+
+    x is normal to the boundaries (at x = 0 and x = box[0] / 2, both mirror planes of the
+    unrelaxed CSL structure), y lies along them and z along the beam; each grain holds
+    ``periods`` CSL periods across. ``sigma5``: grain A has x along [310] and y along
+    [-130], grain B is its mirror image (x along [3-10], y along [130]); each pair of
+    mirror atoms closer than 0.8 nearest-neighbour distances across a boundary becomes one
+    atom on the boundary plane between them (the unrelaxed kite structure). ``sigma3``:
+    the (111) layers ...ABC|CBA... with the twin planes on a layer. The y side is
+    repeated to at least ``min_extent`` Å (the PRISM probe is periodic over the cell).
+    Returns (positions (n, 3) Å, cell lengths (3,) Å, boundary x positions (2,) Å).
+    """
+    from ase.lattice.cubic import BodyCenteredCubic, FaceCenteredCubic
+    from scipy.spatial import cKDTree
+
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"boundary must be one of {sorted(BOUNDARIES)}, got {boundary!r}")
+    if periods < 1:
+        raise ValueError(f"periods must be at least 1, got {periods}")
+    if boundary == "sigma5":
+        kw = dict(size=(periods, 1, 1), symbol="Fe", latticeconstant=a)
+        ga = BodyCenteredCubic(directions=[[3, 1, 0], [-1, 3, 0], [0, 0, 1]], **kw)
+        gb = BodyCenteredCubic(directions=[[3, -1, 0], [1, 3, 0], [0, 0, 1]], **kw)
+        half = ga.cell[0, 0]
+        box = np.array([2 * half, ga.cell[1, 1], ga.cell[2, 2]])
+        pa = _periodic_wrap(ga.positions, box)
+        pb = _periodic_wrap(gb.positions + np.array([half, 0.0, 0.0]), box)
+        nn = a * math.sqrt(3) / 2
+        close = cKDTree(pa, boxsize=box).query_ball_point(pb, 0.8 * nn)
+        pa = pa.copy()
+        for j, hits in enumerate(close):  # mirror pairs 0.2 a sqrt(10) apart: one atom
+            for i in hits:  # on the boundary plane between them
+                delta = (pb[j] - pa[i] + box / 2) % box - box / 2
+                pa[i] = pa[i] + delta / 2
+        pos = _periodic_wrap(np.vstack([pa, pb[[not c for c in close]]]), box)
+    else:
+        g = FaceCenteredCubic(
+            directions=[[1, -1, 1], [1, -1, -2], [1, 1, 0]], size=(periods, 1, 1),
+            symbol="Cu", latticeconstant=a,
+        )  # fmt: skip
+        d = a / math.sqrt(3)  # (111) layer spacing; the cell holds 3 periods layers
+        pa = g.positions
+        half = (3 * periods - 1) * d  # mirror planes on the first and the last layer
+        inner = pa[(pa[:, 0] > 1e-6) & (pa[:, 0] < half - 1e-6)]
+        mirrored = inner * [-1.0, 1.0, 1.0] + [2 * half, 0.0, 0.0]
+        box = np.array([2 * half, g.cell[1, 1], g.cell[2, 2]])
+        pos = _periodic_wrap(np.vstack([pa, mirrored]), box)
+    ny = max(1, math.ceil(min_extent / box[1] - 1e-9))
+    pos = np.vstack([pos + np.array([0.0, j * box[1], 0.0]) for j in range(ny)])
+    box = box * [1, ny, 1]
+    return pos, box, np.array([0.0, box[0] / 2])
+
+
 def tilted(atoms, tilt_mrad: float, azimuth: float):
     """The crystal tilted by ``tilt_mrad`` off the beam (z) towards ``azimuth`` (rad from
     +x): each atom moves laterally by z tan(tilt), and the lateral periodic box wraps it
@@ -153,7 +228,13 @@ def simulate(cfg: Config, threads: int = 2) -> tuple[np.ndarray, tuple[float, fl
 
     abtem.config.set({"device": "cpu"})
     prototype, zone = ZONE_AXES[cfg.cls]
-    pos, box = oriented_supercell(prototype, zone, cfg.a, cfg.c_over_a, cfg.min_extent)
+    interpolation = 1
+    if cfg.boundary:
+        pos, box, _ = boundary_supercell(cfg.boundary, cfg.a, cfg.periods, cfg.min_extent)
+        # the long side: PRISM probes cropped to a third of it, at least 20 Å
+        interpolation = (max(1, min(3, int(box[0] // 20.0))), 1)
+    else:
+        pos, box = oriented_supercell(prototype, zone, cfg.a, cfg.c_over_a, cfg.min_extent)
     reps = max(1, round(cfg.thickness / box[2]))
     atoms = ase.Atoms(symbols=[cfg.element] * len(pos), positions=pos, cell=np.diag(box), pbc=True)
     atoms = atoms * (1, 1, reps)
@@ -168,7 +249,10 @@ def simulate(cfg: Config, threads: int = 2) -> tuple[np.ndarray, tuple[float, fl
     )  # fmt: skip
     energy = cfg.energy_kv * 1e3
     smatrix = abtem.SMatrix(
-        potential=potential, energy=energy, semiangle_cutoff=cfg.semiangle_mrad, interpolation=1
+        potential=potential,
+        energy=energy,
+        semiangle_cutoff=cfg.semiangle_mrad,
+        interpolation=interpolation,
     )
     ctf = abtem.CTF(
         semiangle_cutoff=cfg.semiangle_mrad,
@@ -185,7 +269,12 @@ def simulate(cfg: Config, threads: int = 2) -> tuple[np.ndarray, tuple[float, fl
         potential=potential,
     )  # fmt: skip
     # HAADF: from three times the probe's semi-angle to the largest angle simulated
-    detector = abtem.AnnularDetector(inner=max(60.0, 3 * cfg.semiangle_mrad), outer=None)
+    outer = None
+    if cfg.boundary:  # cropped probes: just inside the largest angle of both axes
+        from abtem.core.energy import energy2wavelength
+
+        outer = 0.98 * 1e3 * (2 / 3) * energy2wavelength(energy) / (2 * cfg.sampling)
+    detector = abtem.AnnularDetector(inner=max(60.0, 3 * cfg.semiangle_mrad), outer=outer)
     meas = smatrix.scan(scan=scan, detectors=detector, ctf=ctf)
     img = meas.compute(scheduler="threads", num_workers=threads, progress_bar=False)
     arr = np.asarray(img.array, dtype=np.float32).T  # abTEM indexes (x, y)
@@ -256,12 +345,66 @@ def draw_configs(
     return out
 
 
+def draw_boundary_configs(
+    per_boundary: int,
+    seed: int,
+    max_thickness: float,
+    min_extent: float,
+    min_thickness: float = 20.0,
+    grain_width: float = 36.0,
+):
+    """Random bicrystal configurations: per entry of ``BOUNDARIES``, ``per_boundary``
+    images cycling through the class's real materials (Fe, W, Mo, Nb for ``sigma5``; Cu,
+    Al, Au, Ni for ``sigma3``) at their lattice constants, each grain about
+    ``grain_width`` Å wide; thickness and optics drawn as in :func:`draw_configs`."""
+    rng = np.random.default_rng([seed, 2])
+    out = []
+    for name, (label, _mis) in BOUNDARIES.items():
+        prototype = label[0]
+        for j in range(per_boundary):
+            el, a, _c = MATERIALS[prototype][j % len(MATERIALS[prototype])]
+            if name == "sigma5":  # CSL period a sqrt(10) across the (310) plane
+                periods = max(1, round(grain_width / (a * math.sqrt(10))))
+            else:  # 3 periods - 1 (111) layers of a / sqrt(3) per grain
+                periods = max(1, round((grain_width / (a / math.sqrt(3)) + 1) / 3))
+            out.append(
+                Config(
+                    cls=ZONE_AXES.index(label),
+                    element=el,
+                    a=round(float(a), 4),
+                    c_over_a=1.0,
+                    thickness=round(
+                        float(
+                            np.exp(rng.uniform(math.log(min_thickness), math.log(max_thickness)))
+                        ),
+                        1,
+                    ),
+                    energy_kv=float(rng.choice([200.0, 300.0])),
+                    semiangle_mrad=round(float(rng.uniform(18, 30)), 2),
+                    defocus=round(float(rng.normal(0, 20)), 1),
+                    cs_um=round(float(rng.uniform(-5, 5)), 2),
+                    astigmatism=round(float(abs(rng.normal(0, 10))), 1),
+                    astigmatism_angle=round(float(rng.uniform(0, np.pi)), 3),
+                    phonon_sigma=round(float(rng.uniform(0.06, 0.1)), 3),
+                    phonon_configs=2,
+                    sampling=0.05,
+                    scan_sampling=0.2,
+                    min_extent=min_extent,
+                    seed=int(rng.integers(0, 2**31)),
+                    boundary=name,
+                    periods=periods,
+                )
+            )
+    return out
+
+
 def run(configs, out: Path, threads: int = 2, log=print) -> list[Path]:
     """Simulate the configurations missing from ``out``; return every cache file."""
     out.mkdir(parents=True, exist_ok=True)
     files = []
     for i, cfg in enumerate(configs):
-        path = out / f"{ZONE_AXES[cfg.cls][0]}_{cfg.key()}.npz"
+        stem = cfg.boundary or ZONE_AXES[cfg.cls][0]
+        path = out / f"{stem}_{cfg.key()}.npz"
         files.append(path)
         if path.is_file():
             continue
@@ -295,12 +438,26 @@ def main(argv=None) -> int:
         "--classes", default=None, help="comma-separated indices into ZONE_AXES (default all)"
     )
     ap.add_argument("--min-extent", type=float, default=9.0, help="smallest cell side, Å")
+    ap.add_argument(
+        "--boundaries",
+        type=int,
+        default=0,
+        help="instead of single crystals: this many bicrystals of each grain boundary",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
         "--shard", default="0/1", help="i/n: every n-th image from the i-th (parallel runs)"
     )
     args = ap.parse_args(argv)
     shard, n_shards = (int(v) for v in args.shard.split("/"))
+    if args.boundaries:
+        cfgs = draw_boundary_configs(
+            args.boundaries, args.seed, args.max_thickness, args.min_extent,
+            min_thickness=args.min_thickness,
+        )  # fmt: skip
+        order = sorted(range(len(cfgs)), key=lambda i: (i % args.boundaries, i))
+        run([cfgs[i] for i in order][shard::n_shards], Path(args.out), args.threads)
+        return 0
     classes = None if args.classes is None else {int(v) for v in args.classes.split(",")}
     cfgs = draw_configs(
         args.per_class,
