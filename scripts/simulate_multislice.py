@@ -444,6 +444,9 @@ def main(argv=None) -> int:
         default=0,
         help="instead of single crystals: this many bicrystals of each grain boundary",
     )
+    ap.add_argument(
+        "--first", type=int, default=None, help="with --boundaries: only the first N images"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
         "--shard", default="0/1", help="i/n: every n-th image from the i-th (parallel runs)"
@@ -455,8 +458,10 @@ def main(argv=None) -> int:
             args.boundaries, args.seed, args.max_thickness, args.min_extent,
             min_thickness=args.min_thickness,
         )  # fmt: skip
+        # alternate the boundaries so that a partial run (--first) covers both
         order = sorted(range(len(cfgs)), key=lambda i: (i % args.boundaries, i))
-        run([cfgs[i] for i in order][shard::n_shards], Path(args.out), args.threads)
+        cfgs = [cfgs[i] for i in order][: args.first]
+        run(cfgs[shard::n_shards], Path(args.out), args.threads)
         return 0
     classes = None if args.classes is None else {int(v) for v in args.classes.split(",")}
     cfgs = draw_configs(
