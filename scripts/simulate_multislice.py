@@ -282,6 +282,26 @@ def simulate(cfg: Config, threads: int = 2) -> tuple[np.ndarray, tuple[float, fl
     return arr, (sy, sx)
 
 
+def _draw_optics(rng, min_thickness: float, max_thickness: float) -> dict:
+    """Thickness (log-uniform, Å), optics, phonons and the abTEM seed of one image, drawn
+    from ``rng`` in a fixed order (the cache keys depend on it)."""
+    lo, hi = math.log(min_thickness), math.log(max_thickness)
+    return dict(
+        thickness=round(float(np.exp(rng.uniform(lo, hi))), 1),
+        energy_kv=float(rng.choice([200.0, 300.0])),
+        semiangle_mrad=round(float(rng.uniform(18, 30)), 2),
+        defocus=round(float(rng.normal(0, 20)), 1),
+        cs_um=round(float(rng.uniform(-5, 5)), 2),
+        astigmatism=round(float(abs(rng.normal(0, 10))), 1),
+        astigmatism_angle=round(float(rng.uniform(0, np.pi)), 3),
+        phonon_sigma=round(float(rng.uniform(0.06, 0.1)), 3),
+        phonon_configs=2,
+        sampling=0.05,
+        scan_sampling=0.2,
+        seed=int(rng.integers(0, 2**31)),
+    )
+
+
 def draw_configs(
     per_class: int,
     seed: int,
@@ -316,24 +336,8 @@ def draw_configs(
                     element=el,
                     a=round(float(a), 4),
                     c_over_a=round(float(c_over_a), 4),
-                    thickness=round(
-                        float(
-                            np.exp(rng.uniform(math.log(min_thickness), math.log(max_thickness)))
-                        ),
-                        1,
-                    ),
-                    energy_kv=float(rng.choice([200.0, 300.0])),
-                    semiangle_mrad=round(float(rng.uniform(18, 30)), 2),
-                    defocus=round(float(rng.normal(0, 20)), 1),
-                    cs_um=round(float(rng.uniform(-5, 5)), 2),
-                    astigmatism=round(float(abs(rng.normal(0, 10))), 1),
-                    astigmatism_angle=round(float(rng.uniform(0, np.pi)), 3),
-                    phonon_sigma=round(float(rng.uniform(0.06, 0.1)), 3),
-                    phonon_configs=2,
-                    sampling=0.05,
-                    scan_sampling=0.2,
+                    **_draw_optics(rng, min_thickness, max_thickness),
                     min_extent=min_extent,
-                    seed=int(rng.integers(0, 2**31)),
                 )
             )
             if max_tilt > 0:
@@ -373,24 +377,8 @@ def draw_boundary_configs(
                     element=el,
                     a=round(float(a), 4),
                     c_over_a=1.0,
-                    thickness=round(
-                        float(
-                            np.exp(rng.uniform(math.log(min_thickness), math.log(max_thickness)))
-                        ),
-                        1,
-                    ),
-                    energy_kv=float(rng.choice([200.0, 300.0])),
-                    semiangle_mrad=round(float(rng.uniform(18, 30)), 2),
-                    defocus=round(float(rng.normal(0, 20)), 1),
-                    cs_um=round(float(rng.uniform(-5, 5)), 2),
-                    astigmatism=round(float(abs(rng.normal(0, 10))), 1),
-                    astigmatism_angle=round(float(rng.uniform(0, np.pi)), 3),
-                    phonon_sigma=round(float(rng.uniform(0.06, 0.1)), 3),
-                    phonon_configs=2,
-                    sampling=0.05,
-                    scan_sampling=0.2,
+                    **_draw_optics(rng, min_thickness, max_thickness),
                     min_extent=min_extent,
-                    seed=int(rng.integers(0, 2**31)),
                     boundary=name,
                     periods=periods,
                 )
