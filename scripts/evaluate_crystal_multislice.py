@@ -1,6 +1,6 @@
 """Evaluate the crystal classifier on images no renderer of matchar made.
 
-Two test sets:
+Three test sets:
 
 * **multislice**: the abTEM frozen-phonon images cached by
   ``scripts/simulate_multislice.py`` (real materials at their lattice constants and
@@ -9,6 +9,12 @@ Two test sets:
   sigma U(0.15, 0.35) Å) and dose (log-uniform 50-2000 e/pixel, Poisson), 24 Å square;
   scored from the image alone and with the true lattice constant given; expected
   calibration error (15 bins) of the class probabilities;
+* **boundaries** (``--boundaries``): the abTEM bicrystals of
+  ``simulate_multislice.py --boundaries`` (Σ5 bcc [100], Σ3 twin fcc [110]): the
+  uncertainty within 1 nm of the boundaries against the grain interiors, the class on
+  both sides, the misorientation read from the two grains' rotations, and one Fe image
+  at the size and calibration of a real Fe grain-boundary image through ``predict`` and
+  ``classify_map`` with and without the lattice constant (see ``evaluate_boundaries``);
 * **real**: ``high_entropy_alloy.npy`` (an fcc alloy, a ~ 3.6 Å, along <110>): its pixel
   size measured from its own {111} and {200} lattice fringes, then ``classify_map`` at
   that pixel size, the fraction of windows called fcc [110], and the uncertainty at the
@@ -315,9 +321,8 @@ def evaluate_boundaries(clf, items, variants: int, seed: int, size_a: float = 64
                 "k_inside": [],
             }  # fmt: skip
         for it in group:
-            length = (
-                it["image"].shape[1] * it["sampling"][1]
-            )  # the cell's x side; boundaries at 0, L / 2
+            # the cell's x side; its boundaries lie at x = 0 and x = length / 2
+            length = it["image"].shape[1] * it["sampling"][1]
             for _ in range(variants):
                 rot = rng.uniform(0, 360)
                 ps = rng.uniform(0.1, 0.2)
@@ -333,9 +338,8 @@ def evaluate_boundaries(clf, items, variants: int, seed: int, size_a: float = 64
                     r = np.round(m.centers[..., 0]).astype(int).clip(0, img.shape[0] - 1)
                     c = np.round(m.centers[..., 1]).astype(int).clip(0, img.shape[1] - 1)
                     uc = u[r, c] % length
-                    d = np.minimum(
-                        np.minimum(uc, length - uc), np.abs(uc - length / 2)
-                    )  # Å to the nearer boundary
+                    # Å from each window centre to the nearer boundary
+                    d = np.minimum(np.minimum(uc, length - uc), np.abs(uc - length / 2))
                     reach = m.window * ps / 2 * (abs(math.cos(t)) + abs(math.sin(t)))
                     near, inside = d <= 10.0, d > reach + 1.0
                     k = m.probabilities.argmax(axis=-1)

@@ -10,6 +10,10 @@ only simulates what is missing.
     pip install "matchar[train]"   # abTEM, torch, onnx
     OMP_NUM_THREADS=2 python scripts/simulate_multislice.py --out multislice
 
+``--boundaries N`` simulates bicrystals instead (``BOUNDARIES``, ``boundary_supercell``):
+N each of a Σ5 (310)[001] boundary in bcc crystals and a Σ3 twin in fcc crystals seen
+along [110], edge-on, at real materials' lattice constants.
+
 The structure is built in the classifier's own frame (``projected_cell(...).frame``):
 the shortest projected lattice vector ``a1`` lies along +x (image columns) and the
 image's rows are +y, so an image rotated by ``theta`` with ``scipy.ndimage.rotate``
