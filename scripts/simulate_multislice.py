@@ -160,7 +160,7 @@ def boundary_supercell(boundary: str, a: float, periods: int, min_extent: float 
     ``periods`` CSL periods across. ``sigma5``: grain A has x along [310] and y along
     [-130], grain B is its mirror image (x along [3-10], y along [130]); each pair of
     mirror atoms closer than 0.8 nearest-neighbour distances across a boundary becomes one
-    atom on the boundary plane between them (the unrelaxed kite structure). ``sigma3``:
+    atom on the boundary plane between them (an unrelaxed model). ``sigma3``:
     the (111) layers ...ABC|CBA... with the twin planes on a layer. The y side is
     repeated to at least ``min_extent`` Å (the PRISM probe is periodic over the cell).
     Returns (positions (n, 3) Å, cell lengths (3,) Å, boundary x positions (2,) Å).
