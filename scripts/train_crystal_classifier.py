@@ -488,6 +488,64 @@ class MixedGenerator:
         return tuple(np.concatenate([p[i] for p in parts])[perm] for i in range(4))
 
 
+class MultisliceWindows:
+    """Windows of abTEM multislice images (a ``simulate_multislice.py`` cache of single
+    crystals) as ``classify_map`` sees them: each a 20 Å square of one image at a random
+    rotation, pixel size U(0.1, 0.3) Å, source size (Gaussian sigma U(0.15, 0.35) Å) and
+    dose (log-uniform 50-2000 e/pixel, Poisson), as ``evaluate_crystal_multislice.py``
+    makes its test images, resampled to the model's pixel size and cropped to one window
+    at a random position. Labels: the image's class and lattice constant, the rotation."""
+
+    def __init__(self, folder, seed: int) -> None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from evaluate_crystal_multislice import load_cache, test_image
+
+        from matchar.imaging._classifier_checks import _resample
+
+        if not Path(folder).is_dir():
+            raise SystemExit(f"--multislice {folder}: no such folder")
+        self.items = [it for it in load_cache(Path(folder)) if not it.get("boundary")]
+        if not self.items:
+            raise SystemExit(f"--multislice {folder}: no single-crystal images in it")
+        self._test_image, self._resample = test_image, _resample
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, n: int):
+        rng = self.rng
+        x = np.empty((n, MODEL_WINDOW, MODEL_WINDOW), np.float32)
+        cls, a, rot = np.empty(n, np.int64), np.empty(n), np.empty(n)
+        for i in range(n):
+            it = self.items[rng.integers(len(self.items))]
+            rot[i] = rng.uniform(0, 360)
+            ps = rng.uniform(0.1, 0.3)
+            img = self._test_image(
+                it["image"], it["sampling"], rot[i], ps, 20.0, rng.uniform(0.15, 0.35),
+                math.exp(rng.uniform(math.log(50), math.log(2000))), rng,
+            )  # fmt: skip
+            r = self._resample(img, ps)
+            y0, x0 = (int(rng.integers(0, m - MODEL_WINDOW + 1)) for m in r.shape)
+            x[i] = r[y0 : y0 + MODEL_WINDOW, x0 : x0 + MODEL_WINDOW]
+            cls[i], a[i] = it["cls"], it["a"]
+        return x, cls, a, rot
+
+
+class Blend:
+    """``gen``'s windows with a ``share`` of ``extra``'s among them, shuffled together."""
+
+    def __init__(self, gen, extra, share: float, seed: int) -> None:
+        if not 0.0 < share <= 1.0:
+            raise SystemExit(f"--multislice-share must be in (0, 1], got {share}")
+        self.gen, self.extra, self.share = gen, extra, share
+        self.order = gen.order
+        self.rng = np.random.default_rng(seed + 11)
+
+    def sample(self, n: int):
+        k = int(self.rng.binomial(n, self.share))
+        parts = [self.gen.sample(n - k), self.extra.sample(k)]
+        perm = self.rng.permutation(n)
+        return tuple(np.concatenate([p[i] for p in parts])[perm] for i in range(4))
+
+
 def targets(gen, cls, a, rot):
     n = gen.order[cls]
     th = np.deg2rad(rot) * n
@@ -567,12 +625,28 @@ def main(argv=None) -> int:
         "at another rotation, lies on top of the first along the beam (an inclined grain or "
         "twin boundary; matchar.imaging._dataset.stack_crystals)",
     )
+    ap.add_argument(
+        "--multislice",
+        default=None,
+        help="a simulate_multislice.py cache of single crystals: a share of the training "
+        "windows cut from its abTEM images (MultisliceWindows)",
+    )
+    ap.add_argument("--multislice-share", type=float, default=0.25, help="share of those windows")
     add_head_arguments(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     second = (args.overlap, args.grains, args.stacked)
     gen = MixedGenerator(args.seed, args.nuisance, *second)
+
+    def with_multislice(g):  # the same abTEM windows for every generator of one seed
+        if not args.multislice:
+            return g
+        return Blend(
+            g, MultisliceWindows(args.multislice, args.seed + 5), args.multislice_share, args.seed
+        )
+
+    gen = with_multislice(gen)
     val_gen = MixedGenerator(10_000 + args.seed, args.nuisance, *second)
     vx, vc, va, _vr = val_gen.sample(2048)
     featurize = {"polar": polar_features, "fft": fft_features, "real": real_features}[args.arch]
@@ -600,7 +674,7 @@ def main(argv=None) -> int:
             if not any(second):
                 raise SystemExit("--mixed-heads needs --overlap, --grains or --stacked")
             # the same seed: the same windows, without the second crystals
-            sample = [sampler(MixedGenerator(args.seed, args.nuisance)), sample]
+            sample = [sampler(with_multislice(MixedGenerator(args.seed, args.nuisance))), sample]
         argv_ = argv if argv is not None else sys.argv[1:]
         onnx_path = Path(args.out) / "crystal_classifier.onnx"
         return head_stage(

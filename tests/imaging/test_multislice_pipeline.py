@@ -383,3 +383,47 @@ def test_tiny_abtem_bicrystal_is_mirror_symmetric_about_its_boundaries(sim):
     spread = img.std()
     assert np.abs(mirrored - img).mean() < 0.02 * spread  # 0.007 measured
     assert np.abs(off - img).mean() > 0.3 * spread  # 0.48 measured
+
+
+def test_multislice_training_windows(repo_script, tmp_path):
+    """train_crystal_classifier.py --multislice: windows of the model's size cut from a
+    cached image, labelled with its class and lattice constant, at the model's pixel size
+    (a 2 Å stripe period is 8 pixels: the power-spectrum peak at 64 / 8 bins); bicrystals
+    in the folder are left out; one seed gives the same windows; ``Blend`` mixes in the
+    share asked for."""
+    pytest.importorskip("torch")
+    import json
+
+    tr = repo_script("train_crystal_classifier")
+    s = 0.1
+    x = np.arange(200) * s
+    stripes = (1.5 + np.cos(2 * np.pi * x / 2.0))[None, :].repeat(40, axis=0)
+    for name, meta in (
+        ("fcc_a.npz", dict(cls=5, a=3.3, element="Cu")),
+        ("sigma5_b.npz", dict(cls=4, a=2.87, element="Fe", boundary="sigma5")),
+    ):
+        np.savez_compressed(
+            tmp_path / name, image=stripes, sampling=np.array((s, s)), meta=json.dumps(meta)
+        )
+    w = tr.MultisliceWindows(tmp_path, 0)
+    assert len(w.items) == 1
+    xw, c, a, r = w.sample(6)
+    assert xw.shape == (6, 64, 64) and xw.dtype == np.float32
+    assert np.all(c == 5) and np.all(a == 3.3) and np.all((r >= 0) & (r < 360))
+    for win in xw:
+        f = np.abs(np.fft.fftshift(np.fft.fft2(win - win.mean())))
+        py, px = np.unravel_index(np.argmax(f), f.shape)
+        assert math.hypot(py - 32, px - 32) == pytest.approx(8.0, abs=1.0)
+    np.testing.assert_array_equal(tr.MultisliceWindows(tmp_path, 0).sample(6)[0], xw)
+    with pytest.raises(SystemExit, match="no such folder"):
+        tr.MultisliceWindows(tmp_path / "missing", 0)
+
+    class Zeros:
+        order = np.ones(12)
+
+        def sample(self, n):
+            return np.zeros((n, 64, 64), np.float32), np.zeros(n, int), np.ones(n), np.zeros(n)
+
+    xb, cb, _ab, _rb = tr.Blend(Zeros(), w, 0.5, 0).sample(200)
+    assert 0.4 < np.mean(cb == 5) < 0.6
+    assert np.all((cb == 5) == (xb.std(axis=(1, 2)) > 0))  # labels travel with windows
