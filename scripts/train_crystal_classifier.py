@@ -449,6 +449,15 @@ class ExportNet(nn.Module):
         return probs, out[..., c : 2 * c] + LOG_A0, out[..., 2 * c :]
 
 
+def shuffled_in(rng, n: int, share: float, first, second):
+    """``n`` windows (x, class, a, rotation): a binomial ``share`` of them from
+    ``second.sample``, the rest from ``first.sample``, shuffled together."""
+    k = int(rng.binomial(n, share))
+    parts = [first.sample(n - k), second.sample(k)]
+    perm = rng.permutation(n)
+    return tuple(np.concatenate([p[i] for p in parts])[perm] for i in range(4))
+
+
 class MixedGenerator:
     """Windows of the renderer (its own noise) and, a ``fraction`` of them, of the
     microscope nuisance model, shuffled together."""
@@ -482,10 +491,7 @@ class MixedGenerator:
     def sample(self, n: int):
         if self.fraction in (0.0, 1.0):
             return (self.nuisance if self.fraction else self.clean).sample(n)
-        k = int(self.rng.binomial(n, self.fraction))
-        parts = [self.clean.sample(n - k), self.nuisance.sample(k)]
-        perm = self.rng.permutation(n)
-        return tuple(np.concatenate([p[i] for p in parts])[perm] for i in range(4))
+        return shuffled_in(self.rng, n, self.fraction, self.clean, self.nuisance)
 
 
 class MultisliceWindows:
@@ -540,10 +546,7 @@ class Blend:
         self.rng = np.random.default_rng(seed + 11)
 
     def sample(self, n: int):
-        k = int(self.rng.binomial(n, self.share))
-        parts = [self.gen.sample(n - k), self.extra.sample(k)]
-        perm = self.rng.permutation(n)
-        return tuple(np.concatenate([p[i] for p in parts])[perm] for i in range(4))
+        return shuffled_in(self.rng, n, self.share, self.gen, self.extra)
 
 
 def targets(gen, cls, a, rot):
