@@ -109,10 +109,36 @@ def cpu_class(model: str, vector_flags: list[str]) -> str:
     return model
 
 
+def _hidden_from_process(vector: list[str]) -> list[str]:
+    """The vector flags of /proc/cpuinfo that this process's CPUID does not report.
+
+    ``benchmarks/avx2_only.sh`` hides AVX-512 and AVX-VNNI from CPUID; NumPy's run-time
+    dispatch reads CPUID, so its view is this process's view.
+    """
+    if "avx512f" not in vector:
+        return []
+    try:
+        import numpy as np
+
+        features = np._core._multiarray_umath.__cpu_features__
+    except (ImportError, AttributeError):
+        return []
+    if features.get("AVX512F", True):
+        return []
+    return [f for f in vector if f.startswith("avx512") or f == "avx_vnni"]
+
+
 def machine_info() -> dict[str, Any]:
-    """CPU model and vector flags, CPU and thread counts, load, Python and libraries."""
+    """CPU model and vector flags, CPU and thread counts, load, Python and libraries.
+
+    ``vector_flags`` are the flags this process sees: under ``benchmarks/avx2_only.sh``
+    the AVX-512 ones are listed in ``vector_flags_hidden`` instead, and ``cpu_class``
+    names the widest extension the process can use.
+    """
     model, flags = _cpuinfo()
     vector = sorted(f for f in flags if _VECTOR_FLAGS.match(f))
+    hidden = _hidden_from_process(vector)
+    vector = [f for f in vector if f not in hidden]
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -140,6 +166,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_model": model,
         "cpu_class": cpu_class(model, vector),
         "vector_flags": vector,
+        "vector_flags_hidden": hidden,
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable,
         "threads": threads,
