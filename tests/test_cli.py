@@ -48,6 +48,13 @@ def test_console_script_help_and_errors(tmp_path):
     )
     assert bad.returncode == 2 and "n must be >= 1" in bad.stderr
     assert matchar.cli.main([]) == 2
+    # python -m matchar is the console script too
+    version = subprocess.run(
+        [sys.executable, "-m", "matchar", "--version"], capture_output=True, text=True
+    )
+    assert version.returncode == 0 and version.stdout.strip() == matchar.__version__
+    bad = subprocess.run([sys.executable, "-m", "matchar", "identify"], capture_output=True)
+    assert bad.returncode == 2
 
 
 def test_segment_command(tmp_path):

@@ -396,7 +396,8 @@ def test_classify_map_bad_window_and_stride(clf, haadf):
 
 def test_windows_larger_than_the_image(clf):
     small = simulate_haadf("fcc", (1, 1, 0), 4.05, shape=(50, 50), pixel_size=0.2, seed=0)
-    with pytest.raises(ValueError, match="smaller than one window"):
+    # the message speaks in the caller's pixels: 16 Å = 80 pixels at 0.2 Å
+    with pytest.raises(ValueError, match=r"smaller than one window \(16.0 Å = 80 pixels at 0.2 Å"):
         clf.predict(small, 0.2)
     with pytest.raises(ValueError, match="smaller than one window"):
         classify_map(small, 0.2, classifier=clf)

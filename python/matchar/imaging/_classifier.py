@@ -488,7 +488,7 @@ class CrystalClassifier:
             return self._for("haadf").predict(img, ps, **prior_kw)
         prior = self._prior(lattice_constant, lattice_tolerance)
         r = _resample(img, ps)
-        windows = self._grid_windows(r, img.shape, MODEL_WINDOW, MODEL_WINDOW // 2)[0]
+        windows = self._grid_windows(r, img.shape, MODEL_WINDOW, MODEL_WINDOW // 2, ps)[0]
         _refuse_constant(img)
         out = self.predict_windows(windows.reshape(-1, MODEL_WINDOW, MODEL_WINDOW))
         pooled = {key: v.mean(axis=0, keepdims=True) for key, v in out.items()}
@@ -552,9 +552,9 @@ class CrystalClassifier:
         return reflection_table(tuple(zip(self._protos, self._zones)))
 
     @staticmethod
-    def _grid_windows(r: np.ndarray, shape, wm: int, sm: int):
+    def _grid_windows(r: np.ndarray, shape, wm: int, sm: int, pixel_size: float | None = None):
         """Windows of side wm every sm pixels of the resampled image r."""
-        return grid_windows(r, shape, wm, sm)
+        return grid_windows(r, shape, wm, sm, pixel_size)
 
     def classify_map(
         self,

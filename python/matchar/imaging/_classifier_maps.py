@@ -28,14 +28,17 @@ from ._lattice_prior import LATTICE_TOLERANCE, _given_text, _prior_deviation, wa
 from ._refine import power_spectra, refine_lattice
 
 
-def grid_windows(r: np.ndarray, shape, wm: int, sm: int):
-    """Windows of side wm every sm pixels of the resampled image r."""
+def grid_windows(r: np.ndarray, shape, wm: int, sm: int, pixel_size: float | None = None):
+    """Windows of side wm every sm pixels of the resampled image r (of an image of
+    ``shape`` at ``pixel_size`` Å, which the error message speaks in when given)."""
     hm, wmx = r.shape
     if hm < wm or wmx < wm:
         need = math.ceil(wm * MODEL_PIXEL_SIZE * 10) / 10
+        ps = MODEL_PIXEL_SIZE if pixel_size is None else float(pixel_size)
         raise ValueError(
             f"image of shape {tuple(shape)} is smaller than one window ({need} Å = "
-            f"{wm} pixels at {MODEL_PIXEL_SIZE} Å) in at least one direction"
+            f"{math.ceil(need / ps - 1e-9)} pixels at {ps:g} Å per pixel) in at least "
+            "one direction"
         )
     ys = np.arange(0, hm - wm + 1, sm)
     xs = np.arange(0, wmx - wm + 1, sm)
