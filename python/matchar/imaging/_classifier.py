@@ -507,10 +507,12 @@ class CrystalClassifier:
                 s["rotation_deg"][:1], return_misfit=True,
             )  # fmt: skip
             a, measured = float(am[0]), bool(found[0] >= 2)
-            if prior is not None and off[0]:
-                # The class the prior favours does not fit the image's peaks: the prior is
-                # wrong for this image (pixel size or material). Report the class the image
-                # shows when it fits, with its measured lattice constant, and warn.
+            if prior is not None and (off[0] or not measured):
+                # The class the prior favours does not fit the image's peaks (they sit off
+                # its lattice, or too few of them are there) while the image shows a
+                # lattice: the prior is wrong for this image (pixel size or material).
+                # Report the class the image shows when it fits, with its measured lattice
+                # constant, and warn.
                 s0 = self._summarize(pooled, None)
                 k0 = int(s0["class"][0])
                 if k0 != k:
