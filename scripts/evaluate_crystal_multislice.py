@@ -251,6 +251,10 @@ def evaluate_multislice(
         )
         res["ece_floor_random_lattice"] = expected_calibration_error(floor_p[rand], cls[rand])
         res["ece_floor_real_materials"] = expected_calibration_error(floor_p[~rand], cls[~rand])
+        res["class_accuracy_random_lattice"] = float((s["class"][rand] == cls[rand]).mean())
+        res["class_accuracy_real_materials"] = float((s["class"][~rand] == cls[~rand]).mean())
+        res["image_alone_limit_random_lattice"] = float((rule[rand] == cls[rand]).mean())
+        res["image_alone_limit_real_materials"] = float((rule[~rand] == cls[~rand]).mean())
     if getattr(clf, "lookalike_prior", False):  # the network's own look-alike split
         clf.lookalike_prior = False
         try:
@@ -267,6 +271,12 @@ def evaluate_multislice(
             )
             res["network_split"]["ece_real_materials"] = expected_calibration_error(
                 raw[~rand], cls[~rand]
+            )
+            res["network_split"]["class_accuracy_random_lattice"] = float(
+                (raw[rand].argmax(1) == cls[rand]).mean()
+            )
+            res["network_split"]["class_accuracy_real_materials"] = float(
+                (raw[~rand].argmax(1) == cls[~rand]).mean()
             )
     # predict(): the same windows pooled, the lattice constant measured from the image
     pk = np.array([ZONE_AXES.index((r[6], tuple(r[7]))) for r in rows])
