@@ -73,7 +73,7 @@ def test_low_dose_accuracy_90(low_dose):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="about 83% with 5% scan distortion (94.5% with the degenerate groups merged; the "
+    reason="about 84% with 5% scan distortion (96% with the degenerate groups merged; the "
     "image-alone limit is 88.1%)",
 )
 def test_distortion_accuracy_90(distorted):
