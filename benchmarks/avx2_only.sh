@@ -8,8 +8,8 @@
 # kernels then run their AVX2 code on this CPU. Build matchar for the same level
 # (-C cmake.define.MATCHAR_ARCH=x86-64-v3) so that no AVX-512 is compiled in either.
 # With pytest, add -p no:faulthandler (its SIGSEGV handler would replace the trap's).
-# Needs the cpuid_fault flag in /proc/cpuinfo (Intel since Ivy Bridge, AMD Zen 4 and
-# later, and their KVM guests).
+# Needs the cpuid_fault flag in /proc/cpuinfo (Intel since Ivy Bridge, recent AMD such as
+# the Zen 4 it was measured on, and KVM guests of such hosts).
 set -euo pipefail
 if [ "$#" -eq 0 ]; then
     echo "usage: benchmarks/avx2_only.sh COMMAND [ARGS...]" >&2
