@@ -95,6 +95,35 @@ def test_ctrl_c_interrupts_a_long_kernel(ctrl_c):
     )
 
 
+@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("delay", [0.3, 1.0])
+def test_exit_while_a_daemon_thread_runs_a_kernel(delay, threads):
+    """A program that exits while a daemon thread is inside a kernel exits normally. Python
+    3.11-3.13 end a thread that takes the GIL back during finalization with pthread_exit,
+    whose unwind used to abort the whole process through the kernels' noexcept frames
+    ("terminate called without an active exception" or "FATAL: exception not rethrown",
+    every time)."""
+    code = textwrap.dedent(
+        f"""
+        import threading, time
+        import numpy as np
+        import matchar as mc
+        X = np.random.default_rng(0).poisson(5.0, (20000, 512)).astype(np.uint16)
+        fit = lambda: mc.spectral.NMF(4, init="random", max_iter=10**6, tol=0).fit(X)
+        threading.Thread(target=fit, daemon=True).start()
+        time.sleep({delay})
+        print("exiting", flush=True)
+        """
+    )
+    env = dict(os.environ, OMP_NUM_THREADS=threads)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "exiting"
+    assert "terminate called" not in r.stderr and "FATAL" not in r.stderr
+
+
 def test_missing_core_message_is_helpful():
     code = textwrap.dedent(
         """

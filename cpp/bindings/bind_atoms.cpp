@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "arrays.hpp"
+#include "gil.hpp"
 #include "matchar/atoms/soap.hpp"
 
 namespace py = pybind11;
@@ -73,7 +74,7 @@ py::array_t<T> power_spectrum_t(const Soap& soap, const CArray<double>& position
   }
   T* o = out.mutable_data();
   {
-    py::gil_scoped_release release;
+    matchar_py::ReleaseGil release;
     soap.power_spectrum<T>(f, centers.data(), n, normalize, o);
   }
   return out;
@@ -100,7 +101,7 @@ py::array_t<double> spherical_expansion(const Soap& soap, const CArray<double>& 
   auto out = new_matrix<double>(n, soap.n_coefficients(), "SOAP spherical expansion output");
   double* o = out.mutable_data();
   {
-    py::gil_scoped_release release;
+    matchar_py::ReleaseGil release;
     soap.spherical_expansion(f, centers.data(), n, o);
   }
   return out;
@@ -131,7 +132,7 @@ void register_atoms(py::module_& m) {
                           pair_mask.shape(1) == n_species),
                      "pair_mask must be empty or have shape (n_species, n_species)");
              std::vector<char> mask(pair_mask.data(), pair_mask.data() + pair_mask.size());
-             py::gil_scoped_release release;  // building the spline table takes a while
+             matchar_py::ReleaseGil release;  // building the spline table takes a while
              return new Soap(p, n_species, std::move(mask));
            }),
            py::arg("cutoff"), py::arg("n_radial"), py::arg("max_angular"), py::arg("atomic_width"),
@@ -163,7 +164,7 @@ void register_atoms(py::module_& m) {
         auto out = new_matrix<double>(n, ri.size(), "radial integral output");
         double* o = out.mutable_data();
         const double* rv = r.data();
-        py::gil_scoped_release release;
+        matchar_py::ReleaseGil release;
         for (index_t i = 0; i < n; ++i) ri.compute(rv[i], o + i * ri.size());
         return out;
       },

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "arrays.hpp"
+#include "gil.hpp"
 #include "matchar/gp/kernels.hpp"
 
 namespace py = pybind11;
@@ -21,7 +22,7 @@ py::array_t<T> polynomial_kernel_t(const py::array& X, const py::object& Y, int 
   if (Y.is_none()) {
     auto out = new_matrix<T>(xv.rows, xv.rows, "polynomial_kernel output");
     T* o = out.mutable_data();
-    py::gil_scoped_release release;
+    matchar_py::ReleaseGil release;
     matchar::gp::polynomial_kernel<T>(xv, zeta, normalize, o);
     return out;
   }
@@ -29,7 +30,7 @@ py::array_t<T> polynomial_kernel_t(const py::array& X, const py::object& Y, int 
   auto out = new_matrix<T>(xv.rows, yv.rows, "polynomial_kernel output");
   T* o = out.mutable_data();
   {
-    py::gil_scoped_release release;
+    matchar_py::ReleaseGil release;
     matchar::gp::polynomial_kernel<T>(xv, yv, zeta, normalize, o);
   }
   return out;
@@ -47,7 +48,7 @@ py::array_t<T> kernel_row_scales_t(const py::array& X, bool normalize, const std
   const auto xv = matrix_view<T>(X, name.c_str());
   py::array_t<T> out(xv.rows);
   T* o = out.mutable_data();
-  py::gil_scoped_release release;
+  matchar_py::ReleaseGil release;
   matchar::gp::kernel_row_scales<T>(xv, normalize, name.c_str(), o);
   return out;
 }
@@ -80,7 +81,7 @@ void scale_and_power_t(py::array_t<T> block, const py::array_t<T>& row_scale,
   T* b = block.mutable_data();
   const T* rs = row_scale.data();
   const T* cs = col_scale.data();
-  py::gil_scoped_release release;
+  matchar_py::ReleaseGil release;
   matchar::gp::scale_and_power<T>(b, rows, cols, ld, rs, cs, zeta, threads);
 }
 

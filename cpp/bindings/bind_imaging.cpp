@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "arrays.hpp"
+#include "gil.hpp"
 #include "matchar/imaging/correlation.hpp"
 #include "matchar/imaging/symmetry.hpp"
 
@@ -40,7 +41,7 @@ py::array_t<float> local_correlation_map_t(const py::array& image, int patch, in
   float* o = out.mutable_data();
   const int* s = shifts.data();
   {
-    py::gil_scoped_release release;
+    matchar_py::ReleaseGil release;
     matchar::imaging::local_correlation_map<T>(iv, patch, window, s, S, stride, o);
   }
   return out;
@@ -74,7 +75,7 @@ py::array_t<float> symmetry_map_t(const py::array& image, int patch,
   float* o = out.mutable_data();
   const double* tr = transforms.data();
   {
-    py::gil_scoped_release release;
+    matchar_py::ReleaseGil release;
     matchar::imaging::symmetry_map<T>(iv, patch, tr, n_t, stride, o);
   }
   return out;

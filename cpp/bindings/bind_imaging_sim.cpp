@@ -7,6 +7,7 @@
 #include <string>
 
 #include "arrays.hpp"
+#include "gil.hpp"
 #include "matchar/imaging/cbed.hpp"
 #include "matchar/imaging/simulate.hpp"
 
@@ -43,7 +44,7 @@ py::array_t<T> render_haadf_t(const f64_c& columns, const i64_c& column_offsets,
                       static_cast<py::ssize_t>(cols)});
   T* o = out.mutable_data();
   {
-    py::gil_scoped_release release;
+    matchar_py::ReleaseGil release;
     matchar::imaging::render_haadf<T>(columns.data(), column_offsets.data(), n_motifs,
                                       motif_index.data(), params.data(), n, rows, cols, seed, o);
   }
@@ -93,7 +94,7 @@ py::array_t<T> render_cbed_t(const f64_c& reflections, const i64_c& refl_offsets
                       static_cast<py::ssize_t>(cols)});
   T* o = out.mutable_data();
   {
-    py::gil_scoped_release release;
+    matchar_py::ReleaseGil release;
     matchar::imaging::render_cbed<T>(reflections.data(), refl_offsets.data(), atoms.data(),
                                      atom_offsets.data(), volumes.data(), n_motifs,
                                      motif_index.data(), params.data(), n, rows, cols, seed, o);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "arrays.hpp"
+#include "gil.hpp"
 #include "matchar/nmr/assignment.hpp"
 
 namespace py = pybind11;
@@ -64,7 +65,7 @@ py::tuple assignment_log_evidence_t(const py::array& mean, const py::array& var,
     offset_mean = om;
   }
   {
-    py::gil_scoped_release release;
+    matchar_py::ReleaseGil release;
     nmr::assignment_log_evidence<T>(mv, vv, yp, vp, gp, ng, offset, method, options, o, det);
   }
   return py::make_tuple(out, marg, site, offset_mean, bands, change);
@@ -208,7 +209,7 @@ py::tuple permanent_marginals(const py::array& log_a, int band) {
   double* mp = marg.mutable_data();
   double value;
   {
-    py::gil_scoped_release release;
+    matchar_py::ReleaseGil release;
     value = band < 0 ? matchar::nmr::log_permanent_marginals(buf.data(), k, mp)
                      : matchar::nmr::log_banded_permanent(buf.data(), k, band, mp);
   }
@@ -222,7 +223,7 @@ double log_permanent(const py::array& log_a, bool bethe, int max_iterations, dou
   for (matchar::index_t i = 0; i < v.rows; ++i)
     for (matchar::index_t j = 0; j < v.cols; ++j) buf[i * v.cols + j] = v(i, j);
   const int k = static_cast<int>(v.rows);
-  py::gil_scoped_release release;
+  matchar_py::ReleaseGil release;
   return bethe ? matchar::nmr::log_bethe_permanent(buf.data(), k, max_iterations, tolerance)
                : matchar::nmr::log_permanent(buf.data(), k);
 }

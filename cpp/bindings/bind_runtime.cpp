@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <string>
 
+#include "gil.hpp"
 #include "matchar/common.hpp"
 
 namespace py = pybind11;
@@ -11,11 +12,15 @@ namespace py = pybind11;
 void register_runtime(py::module_& m) {
   // Kernels poll this from the thread that called them, with the GIL released:
   // Ctrl-C sets Python's signal flag and PyErr_CheckSignals raises KeyboardInterrupt.
+  // Once the interpreter exits, taking the GIL would end the thread mid-kernel (see
+  // gil.hpp): the kernel is asked to stop instead.
   matchar::set_interrupt_handler([]() {
-    if (!Py_IsInitialized()) return false;
+    if (matchar_py::finalizing()) return true;
     py::gil_scoped_acquire gil;
     return PyErr_CheckSignals() != 0;
   });
+  py::module_::import("atexit").attr("register")(
+      py::cpp_function([]() { matchar_py::begin_exit(); }));
 
   m.def("get_num_threads", &matchar::num_threads,
         "Number of OpenMP threads the kernels use (OpenMP's max-threads setting).");

@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "arrays.hpp"
+#include "gil.hpp"
 #include "matchar/spectral/anomaly.hpp"
 #include "matchar/spectral/chunk_stats.hpp"
 #include "matchar/spectral/nmf.hpp"
@@ -146,7 +147,7 @@ py::tuple window_scan_result(index_t N, int box, Call&& call) {
   const sp::WindowScanOut boxed{S2.mutable_data(), M2.mutable_data(), w2.mutable_data(),
                                 c2.mutable_data()};
   {
-    py::gil_scoped_release release;
+    matchar_py::ReleaseGil release;
     call(one, boxed);
   }
   return py::tuple(py::make_tuple(S1, M1, w1, c1, S2, M2, w2, c2));
@@ -218,7 +219,7 @@ py::tuple weighted_sums(const py::array& X, const std::optional<py::array>& r,
     double* co = cols.mutable_data();
     double sumsq;
     {
-      py::gil_scoped_release release;
+      matchar_py::ReleaseGil release;
       sumsq = sp::weighted_sums<TX>(xv, rp, cp, ro, co);
     }
     return py::tuple(py::make_tuple(rows, cols, sumsq));
@@ -297,7 +298,7 @@ struct PyStreamingPCA {
   // f() under the object's mutex, with the GIL released while waiting and working.
   template <class F>
   auto locked(F&& f) {
-    py::gil_scoped_release release;
+    matchar_py::ReleaseGil release;
     std::lock_guard<std::mutex> g(lock);
     return f();
   }
@@ -377,7 +378,7 @@ struct PyOnlineNMF {
   // See PyStreamingPCA::locked.
   template <class F>
   auto locked(F&& f) const {
-    py::gil_scoped_release release;
+    matchar_py::ReleaseGil release;
     std::lock_guard<std::mutex> g(lock);
     return f();
   }

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "arrays.hpp"
+#include "gil.hpp"
 #include "matchar/spectral/nmf.hpp"
 
 namespace matchar::bindings {
@@ -197,7 +198,7 @@ Output<T> output_vector(index_t n) {
 // f() with the GIL released (the kernels take no Python objects).
 template <class F>
 auto without_gil(F&& f) {
-  py::gil_scoped_release release;
+  matchar_py::ReleaseGil release;
   return f();
 }
 
