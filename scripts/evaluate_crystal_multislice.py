@@ -385,14 +385,7 @@ def evaluate_boundaries(clf, items, variants: int, seed: int, size_a: float = 64
                 "true_class_inside_grains": float(np.mean(np.concatenate(acc["ok_inside"]))),
                 "misorientation_median_deg": float(np.median(acc["mis"])) if acc["mis"] else None,
                 "misorientation_measured_images": len(acc["mis"]),
-                "classes_inside_grains": {
-                    f"{p}{list(z)}": int(c)
-                    for (p, z), c in zip(
-                        ZONE_AXES,
-                        np.bincount(np.concatenate(acc["k_inside"]), minlength=len(ZONE_AXES)),
-                    )
-                    if c
-                },
+                "classes_inside_grains": class_counts(np.concatenate(acc["k_inside"])),
             }
         if name == "sigma5":
             fe = [it for it in group if it.get("element") == "Fe"]
@@ -400,6 +393,15 @@ def evaluate_boundaries(clf, items, variants: int, seed: int, size_a: float = 64
                 res["as_the_real_fe_image"] = as_the_real_fe_image(clf, fe[0], seed)
         out[name] = res
     return out
+
+
+def class_counts(k: np.ndarray, by_count: bool = False) -> dict:
+    """{"fcc[1, 1, 0]": n, ...}: how many of the class indices ``k`` name each class
+    (classes that never occur left out), in class order or, ``by_count``, most first."""
+    pairs = zip(ZONE_AXES, np.bincount(np.ravel(k), minlength=len(ZONE_AXES)))
+    if by_count:
+        pairs = sorted(pairs, key=lambda t: -t[1])
+    return {f"{p}{list(z)}": int(c) for (p, z), c in pairs if c}
 
 
 def as_the_real_fe_image(clf, item: dict, seed: int) -> dict:
@@ -424,16 +426,11 @@ def as_the_real_fe_image(clf, item: dict, seed: int) -> dict:
             p = clf.predict(img, ps, lattice_constant=lc)
             m = clf.classify_map(img, ps, lattice_constant=lc)
         k = m.probabilities.argmax(axis=-1)
-        counts = np.bincount(k.ravel(), minlength=len(ZONE_AXES))
         out[name] = {
             "predict": f"{p.prototype} {list(p.zone_axis)} "
             f"p={float(p.probabilities.max()):.3f} a={p.lattice_constant:.3f}",
             "map_windows": int(k.size),
-            "map_classes": {
-                f"{q}{list(z)}": int(c)
-                for (q, z), c in sorted(zip(ZONE_AXES, counts), key=lambda t: -t[1])
-                if c
-            },
+            "map_classes": class_counts(k, by_count=True),
         }
     return out
 
@@ -483,11 +480,10 @@ def evaluate_real(clf, path: Path, figure: Path | None, stride_a: float = 4.0) -
     target = ZONE_AXES.index(("fcc", (1, 1, 0)))
     for name, mm in (("image_alone", m), ("lattice_constant_3.6", mk)):
         k = mm.probabilities.argmax(axis=-1)
-        counts = np.bincount(k.ravel(), minlength=len(ZONE_AXES))
         res[name] = {
             "windows": int(k.size),
             "fraction_fcc110": float((k == target).mean()),
-            "classes": {f"{p}{list(z)}": int(c) for (p, z), c in zip(ZONE_AXES, counts) if c},
+            "classes": class_counts(k),
             "median_lattice_constant_fcc110": float(np.median(mm.lattice_constant[k == target]))
             if (k == target).any()
             else None,
