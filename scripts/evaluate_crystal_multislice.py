@@ -605,6 +605,63 @@ def evaluate_real_fe(clf, data: Path, figure: Path | None, stride_px: int = 6) -
     return res
 
 
+AI_STEM_ZONES = {
+    "100": (1, 0, 0),
+    "110": (1, 1, 0),
+    "111": (1, 1, 1),
+    "211": (2, 1, 1),
+    "0001": (0, 0, 0, 1),
+    "10m10": (1, 0, -1, 0),
+    "2m1m10": (2, -1, -1, 0),
+}
+AI_STEM_A = {"Fe": 2.87, "Cu": 3.63, "Ti": 2.95}  # haadf_experimental_lattice_parameters_labels
+
+
+def evaluate_ai_stem_references(clf, data: Path) -> dict:
+    """AI-STEM's ten simulated reference images (``reference_images/``: abTEM, 300 kV,
+    24 mrad, 0.12 Å per pixel; bcc Fe, fcc Cu and hcp Ti at 2.87, 3.63 and 2.95 Å, one
+    image per class of AI-STEM): another group's simulation set-up, no image of which
+    matchar trained on. ``predict`` and ``classify_map`` (defaults) from the image alone
+    and with the lattice constant given: the class, its probability and lattice constant,
+    the map's share of the true class and mean uncertainty."""
+    rows, ok = [], {"image_alone": 0, "lattice_constant_given": 0}
+    miss_p, lat_err = [], []
+    for f in sorted((data / "reference_images").glob("reference_image_*.npy")):
+        proto, element, zone = f.stem.removeprefix("reference_image_").split("_")
+        cls = ZONE_AXES.index((proto.lower(), AI_STEM_ZONES[zone]))
+        image = np.load(f).astype(np.float32)
+        row = {"image": f.stem, "shape": list(image.shape), "class": f"{ZONE_AXES[cls]}"}
+        for mode, lc in (("image_alone", None), ("lattice_constant_given", AI_STEM_A[element])):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                pr = clf.predict(image, 0.12, lattice_constant=lc)
+                m = clf.classify_map(image, 0.12, lattice_constant=lc)
+            k = m.probabilities.argmax(axis=-1)
+            right = int(np.argmax(pr.probabilities)) == cls
+            ok[mode] += right
+            if not right and lc is None:
+                miss_p.append(float(pr.probabilities.max()))
+            if right and lc is not None:
+                lat_err.append(abs(pr.lattice_constant / lc - 1))
+            row[mode] = {
+                "predict": f"{pr.prototype} {list(pr.zone_axis)} "
+                f"p={float(pr.probabilities.max()):.3f} a={pr.lattice_constant:.3f}",
+                "right": right,
+                "map_true_class": float((k == cls).mean()),
+                "map_uncertainty_mean": float(m.uncertainty.mean()),
+            }
+        rows.append(row)
+    return {
+        "pixel_size": 0.12,
+        "images": len(rows),
+        "right_image_alone": ok["image_alone"],
+        "right_lattice_constant_given": ok["lattice_constant_given"],
+        "top_probability_of_image_alone_misses": miss_p,
+        "lattice_constant_error_given_max": max(lat_err) if lat_err else None,
+        "per_image": rows,
+    }
+
+
 def evaluate_real(clf, path: Path, figure: Path | None, stride_a: float = 4.0) -> dict:
     image = np.load(path).astype(np.float32)
     cal = measure_pixel_size(image)
@@ -700,6 +757,7 @@ def main(argv=None) -> int:
         res["real_fe"] = evaluate_real_fe(
             clf, Path(args.ai4stem), Path(args.figure_fe) if args.figure_fe else None
         )
+        res["ai_stem_references"] = evaluate_ai_stem_references(clf, Path(args.ai4stem))
     text = json.dumps(res, indent=2)
     print(text)
     if args.json:

@@ -504,6 +504,32 @@ def test_evaluate_real_fe_end_to_end(sim, ev, tmp_path):
     assert res["lattice_constant_2.87"]["predict"].startswith("bcc [1, 0, 0]")
 
 
+def test_ai_stem_reference_names_map_onto_the_classes(ev, tmp_path):
+    """AI-STEM's reference file names (``reference_image_HCP_Ti_2m1m10.npy``) parse to
+    matchar's classes and lattice constants: the renderer's images saved under those
+    names read right with the lattice constant given."""
+    import matchar as mc
+
+    (tmp_path / "reference_images").mkdir()
+    for proto, el, zone, axis in (
+        ("BCC", "Fe", "100", (1, 0, 0)),
+        ("HCP", "Ti", "2m1m10", (2, -1, -1, 0)),
+        ("FCC", "Cu", "211", (2, 1, 1)),
+    ):
+        img = mc.imaging.simulate_haadf(
+            proto.lower(), axis, ev.AI_STEM_A[el], shape=(256, 256), pixel_size=0.12, seed=1
+        )
+        np.save(tmp_path / "reference_images" / f"reference_image_{proto}_{el}_{zone}.npy", img)
+    clf = mc.imaging.CrystalClassifier.default()
+    res = ev.evaluate_ai_stem_references(clf, tmp_path)
+    assert res["images"] == 3
+    assert [r["class"] for r in res["per_image"]] == [
+        "('bcc', (1, 0, 0))", "('fcc', (2, 1, 1))", "('hcp', (2, -1, -1, 0))",
+    ]  # fmt: skip
+    assert res["right_lattice_constant_given"] == 3
+    assert res["lattice_constant_error_given_max"] < 0.02
+
+
 def test_real_fe_grain_boundary_of_ai_stem(ev):
     """AI-STEM's real Fe bcc [100] grain-boundary image (not shipped; set
     MATCHAR_AI4STEM_DATA to the ``ai4stem/data`` folder of a clone of
@@ -526,3 +552,9 @@ def test_real_fe_grain_boundary_of_ai_stem(ev):
     assert group > 0.9 * alone["windows"]
     assert given["classes"]["bcc[1, 0, 0]"] > 0.9 * given["windows"]
     assert given["misorientation_deg"] == pytest.approx(36.87, abs=1.0)
+    # AI-STEM's ten abTEM reference images: measured 10 of 10 with the lattice constant
+    # given, 7 of 10 from the image alone (the misses: the three look-alike groups, p <= 0.6)
+    ref = ev.evaluate_ai_stem_references(clf, Path(folder))
+    assert ref["right_lattice_constant_given"] == 10
+    assert ref["right_image_alone"] >= 7
+    assert all(p < 0.7 for p in ref["top_probability_of_image_alone_misses"])
