@@ -138,6 +138,27 @@ def tempered(probs_mc: np.ndarray, temperature: float) -> np.ndarray:
     return p.mean(axis=1)
 
 
+def ece_bootstrap(
+    image_of: np.ndarray, labels: np.ndarray, probs: dict, seed: int, n: int = 1000
+) -> dict:
+    """How much an ECE on this set moves with the choice of images: the windows of one
+    multislice image share its thickness and optics, so the images, not the windows, are
+    resampled (with replacement, ``n`` times); for each entry of ``probs`` (windows x
+    classes) the 5th, 50th and 95th percentiles of the resampled ECE."""
+    rng = np.random.default_rng(seed + 1)  # not the evaluation's stream
+    images = np.unique(image_of)
+    rows = [np.nonzero(image_of == i)[0] for i in images]
+    out = {name: [] for name in probs}
+    for _ in range(n):
+        pick = np.concatenate([rows[j] for j in rng.integers(0, len(images), len(images))])
+        for name, p in probs.items():
+            out[name].append(expected_calibration_error(p[pick], labels[pick]))
+    res: dict = {"images": len(images), "resamples": n, "percentiles": [5, 50, 95]}
+    for name, v in out.items():
+        res[name] = [float(np.percentile(v, q)) for q in (5, 50, 95)]
+    return res
+
+
 def fit_temperature(probs_mc: np.ndarray, labels: np.ndarray) -> float:
     """Temperature minimising the negative log-likelihood of the ensemble mean."""
 
@@ -288,6 +309,10 @@ def evaluate_multislice(
     )
     res["n_multislice_images"] = len(items)
     res["variants"] = variants
+    res["ece_bootstrap_over_images"] = ece_bootstrap(
+        idx, cls, {"image_alone": s["probabilities"], "lattice_known": known_p,
+                   "image_alone_floor": floor_p}, seed,
+    )  # fmt: skip
     res["window_angstrom"] = window_a
     if fit_temp:
         half = np.isin(idx, np.arange(len(items))[rng.permutation(len(items))[: len(items) // 2]])

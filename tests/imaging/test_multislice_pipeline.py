@@ -177,6 +177,19 @@ def test_calibration_helpers(ev):
     assert ev.expected_calibration_error(ev.tempered(sharp[:, None, :], t), labels) < 0.03
 
 
+def test_ece_bootstrap_resamples_images_not_windows(ev):
+    """Two images of 10 windows, all at confidence 1: one all right (ECE 0), one all
+    wrong (ECE 1). Drawing two images with replacement gives ECE 0, 0.5 or 1 with odds
+    1/4, 1/2, 1/4, so the 5th, 50th and 95th percentiles are 0, 0.5 and 1; had windows
+    been resampled, the ECE would stay near 0.5."""
+    image_of = np.repeat([0, 1], 10)
+    labels = np.repeat([0, 1], 10)
+    probs = np.tile([1.0, 0.0], (20, 1))  # always class 0
+    r = ev.ece_bootstrap(image_of, labels, {"p": probs}, seed=0, n=400)
+    assert r["images"] == 2 and r["resamples"] == 400
+    assert r["p"] == pytest.approx([0.0, 0.5, 1.0])
+
+
 def test_prior_posterior_is_the_training_prior_odds(ev):
     """Cu [100] (a = 3.615 Å): the column spacing a/2 = 1.8075 Å is also bcc [100] at
     a = d √2 and diamond [100] at a = 2√2 d, all inside 2.5-5.4 Å; each class's density
