@@ -1,6 +1,6 @@
 """Evaluate the crystal classifier on images no renderer of matchar made.
 
-Three test sets:
+Four test sets:
 
 * **multislice**: the abTEM frozen-phonon images cached by
   ``scripts/simulate_multislice.py`` (real materials at their lattice constants and
@@ -18,7 +18,12 @@ Three test sets:
 * **real**: ``high_entropy_alloy.npy`` (an fcc alloy, a ~ 3.6 Å, along <110>): its pixel
   size measured from its own {111} and {200} lattice fringes, then ``classify_map`` at
   that pixel size, the fraction of windows called fcc [110], and the uncertainty at the
-  twin boundaries (from ``segment``) over the grain interiors.
+  twin boundaries (from ``segment``) over the grain interiors;
+* **real Fe** (``--ai4stem``, the ``ai4stem/data`` folder of a clone of
+  github.com/AndreasLeitherer/ai4stem): AI-STEM's real Fe bcc [100] grain-boundary image
+  (``evaluate_real_fe``: the three ``identify`` calls, the uncertainty at the boundary
+  against the grain interiors for matchar and for AI-STEM's published map, the grains'
+  misorientation) and its ten abTEM reference images (``evaluate_ai_stem_references``).
 
     OMP_NUM_THREADS=2 python scripts/evaluate_crystal_multislice.py --cache multislice \\
         --real ../shared/data/high_entropy_alloy.npy --figure docs/imaging/crystal_map_hea.png
