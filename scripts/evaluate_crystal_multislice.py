@@ -143,6 +143,26 @@ def tempered(probs_mc: np.ndarray, temperature: float) -> np.ndarray:
     return p.mean(axis=1)
 
 
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> list[dict]:
+    """The reliability diagram behind ``expected_calibration_error``: for each non-empty
+    equal-width bin of the top-class probability, its range, the number of windows, their
+    mean top-class probability and the fraction right."""
+    conf = probs.max(axis=1)
+    ok = probs.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(conf, edges) - 1, 0, bins - 1)
+    return [
+        {
+            "range": [round(float(edges[b]), 4), round(float(edges[b + 1]), 4)],
+            "windows": int((idx == b).sum()),
+            "confidence": float(conf[idx == b].mean()),
+            "accuracy": float(ok[idx == b].mean()),
+        }
+        for b in range(bins)
+        if (idx == b).any()
+    ]
+
+
 def ece_bootstrap(
     image_of: np.ndarray, labels: np.ndarray, probs: dict, seed: int, n: int = 1000
 ) -> dict:
@@ -261,6 +281,7 @@ def evaluate_multislice(
     rule = np.array([bayes_rule_class(c, aa) for c, aa in zip(cls, a)])
     res["image_alone_limit"] = float((rule == cls).mean())
     res["ece"] = expected_calibration_error(s["probabilities"], cls)
+    res["reliability_image_alone"] = reliability(s["probabilities"], cls)
     known_p = np.concatenate([d["probabilities"] for d in known])
     res["lattice_known"]["ece"] = expected_calibration_error(known_p, cls)
     # The floor of the image-alone ECE on this set: the ECE of the calibrated classifier

@@ -177,6 +177,17 @@ def test_calibration_helpers(ev):
     assert ev.expected_calibration_error(ev.tempered(sharp[:, None, :], t), labels) < 0.03
 
 
+def test_reliability_bins_by_hand(ev):
+    """The same four windows as the ECE hand count: bin 0.87-0.93 holds the two at 0.9
+    (one right), bin 0.6-0.67 the two at 0.6 (both right)."""
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
+    rel = ev.reliability(probs, np.array([0, 1, 0, 0]))
+    assert [r["windows"] for r in rel] == [2, 2]
+    assert [r["confidence"] for r in rel] == pytest.approx([0.6, 0.9])
+    assert [r["accuracy"] for r in rel] == pytest.approx([1.0, 0.5])
+    assert rel[1]["range"] == pytest.approx([0.8667, 0.9333])
+
+
 def test_ece_bootstrap_resamples_images_not_windows(ev):
     """Two images of 10 windows, all at confidence 1: one all right (ECE 0), one all
     wrong (ECE 1). Drawing two images with replacement gives ECE 0, 0.5 or 1 with odds

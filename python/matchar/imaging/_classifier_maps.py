@@ -244,7 +244,9 @@ def classify_map(
         Å per pixel of a HAADF ``image`` (0.02-1.0; a warning outside 0.06-0.4).
     window : int or None
         Window side in pixels of ``image``: from 8 Å to 16 Å worth of pixels; None = 16 Å
-        (the network's field of view; smaller windows are zero-padded).
+        (the network's field of view; smaller windows are zero-padded). Smaller windows
+        draw finer interface maps but read less: on a real Fe image, 12 Å windows need
+        ``lattice_constant`` (docs/imaging_cnn.md).
     stride : int or None
         Step between windows in pixels of ``image``; None = window // 4.
     modality : {"haadf", "cbed"}
