@@ -120,7 +120,11 @@ def scores(cls, a, rot, order, k, lattice, rotation, uncertainty) -> dict:
     period = 360.0 / np.asarray(order)[cls]
     drot = np.abs((rotation - rot + period / 2) % period - period / 2)
     lat = np.abs(lattice / a - 1.0) * 100
-    per_class = {f"{p}{list(z)}": float(ok[cls == i].mean()) for i, (p, z) in enumerate(ZONE_AXES)}
+    per_class = {  # classes the set holds
+        f"{p}{list(z)}": float(ok[cls == i].mean())
+        for i, (p, z) in enumerate(ZONE_AXES)
+        if (cls == i).any()
+    }
     return {
         "n": len(cls),
         "class_accuracy": float(ok.mean()),
@@ -136,6 +140,7 @@ def scores(cls, a, rot, order, k, lattice, rotation, uncertainty) -> dict:
                 np.mean([per_class[f"{p}{list(z)}"] for p, z in members])
             )
             for members in DEGENERATE
+            if all(f"{p}{list(z)}" in per_class for p, z in members)
         },
         "mean_uncertainty": float(np.mean(uncertainty)),
     }

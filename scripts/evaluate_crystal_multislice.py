@@ -282,6 +282,19 @@ def evaluate_multislice(
     res["image_alone_limit"] = float((rule == cls).mean())
     res["ece"] = expected_calibration_error(s["probabilities"], cls)
     res["reliability_image_alone"] = reliability(s["probabilities"], cls)
+    res["per_image"] = [
+        {
+            "file": it.get("file"),
+            "element": it.get("element"),
+            "class": f"{ZONE_AXES[it['cls']]}",
+            "a": it["a"],
+            "thickness": it.get("thickness"),
+            "right_image_alone": float((s["class"][idx == j] == it["cls"]).mean()),
+            "right_given": float((kk[idx == j] == it["cls"]).mean()),
+            "classes_image_alone": class_counts(s["class"][idx == j], by_count=True),
+        }
+        for j, it in enumerate(items)
+    ]
     known_p = np.concatenate([d["probabilities"] for d in known])
     res["lattice_known"]["ece"] = expected_calibration_error(known_p, cls)
     # The floor of the image-alone ECE on this set: the ECE of the calibrated classifier

@@ -582,3 +582,34 @@ def test_real_fe_grain_boundary_of_ai_stem(ev):
     assert ref["right_lattice_constant_given"] == 10
     assert ref["right_image_alone"] >= 7
     assert all(p < 0.7 for p in ref["top_probability_of_image_alone_misses"])
+
+
+def test_evaluate_multislice_on_a_tiny_set(sim, ev):
+    """The multislice evaluation end to end, in seconds: two periodic crystals of Gaussian
+    columns in abTEM's place (Cu fcc [110] at its own lattice constant, bcc [111] at a
+    random 3.3 Å), two test images each. Both are outside the look-alike groups, so the
+    image-alone limit is 1; the per-image reads, the reliability bins and the ECE
+    percentiles cover all four test images."""
+    import matchar as mc
+
+    items = []
+    for (proto, zone), a, element in (((("fcc", (1, 1, 0))), 3.615, "Cu"),
+                                      ((("bcc", (1, 1, 1))), 3.3, "Fe")):  # fmt: skip
+        pos, box = sim.oriented_supercell(proto, zone, a, math.sqrt(8 / 3), 9.0)
+        img, sampling = _column_image(pos, box, 0.05)
+        items.append(dict(image=img, sampling=sampling, cls=ZONE_AXES.index((proto, zone)),
+                          a=a, element=element, file=f"{proto}.npz", thickness=50.0))  # fmt: skip
+    clf = mc.imaging.CrystalClassifier.default()
+    res = ev.evaluate_multislice(clf, items, variants=2, pixel_range=(0.1, 0.2), seed=3)
+    assert res["n"] == 4 and res["image_alone_limit"] == 1.0
+    assert [r["element"] for r in res["per_image"]] == ["Cu", "Fe"]
+    for r in res["per_image"]:
+        assert 0.0 <= r["right_image_alone"] <= 1.0 and r["right_given"] == 1.0
+        assert sum(r["classes_image_alone"].values()) == 2
+    assert sum(b["windows"] for b in res["reliability_image_alone"]) == 4
+    boot = res["ece_bootstrap_over_images"]
+    assert boot["images"] == 2
+    for name in ("image_alone", "lattice_known", "image_alone_floor"):
+        lo, mid, hi = boot[name]
+        assert 0.0 <= lo <= mid <= hi <= 1.0
+    assert res["lattice_known"]["class_accuracy"] == 1.0
