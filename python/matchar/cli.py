@@ -96,6 +96,12 @@ def _identify(args: argparse.Namespace) -> int:
         f"{p.prototype} [{zone}]  p={p.probabilities.max():.3f}  a={p.lattice_constant:.3f} Å  "
         f"rotation={p.rotation_deg:.1f}°  uncertainty={p.uncertainty:.3f} nats"
     )
+    if known is None:  # the classes the image alone cannot tell from this one
+        for proto, z, prob, a in p.lookalikes():
+            print(
+                f"  or {proto} [{''.join(str(v) for v in z)}]  p={prob:.3f}  a={a:.3f} Å  "
+                "(the same columns up to scale; --lattice-constant tells them apart)"
+            )
     if args.map:
         import matplotlib
 

@@ -355,6 +355,49 @@ def test_cli_identify_with_a_known_lattice_constant(tmp_path, capsys):
         assert "lattice" in capsys.readouterr().err
 
 
+def test_lookalikes_show_the_same_column_spacing():
+    """The look-alikes of a [100] prediction sit at the lattice constants that give the
+    same square of columns: fcc [100] columns are a/2 apart, bcc [100] a/sqrt(2), diamond
+    [100] a/(2 sqrt(2)); so a_fcc = sqrt(2) a_bcc and a_diamond = sqrt(2) a_fcc. A
+    prediction outside every look-alike group has none."""
+    probs = np.zeros(12)
+    probs[[0, 4, 10]] = [0.5, 0.3, 0.2]  # fcc[100], bcc[100], diamond[100]
+    pred = mc.imaging.CrystalPrediction("fcc", (1, 0, 0), probs, 4.0, 10.0, 0.1)
+    got = pred.lookalikes()
+    assert [(m[0], m[1]) for m in got] == [("bcc", (1, 0, 0)), ("diamond", (1, 0, 0))]
+    assert [m[2] for m in got] == pytest.approx([0.3, 0.2])
+    assert got[0][3] == pytest.approx(4.0 / math.sqrt(2))
+    assert got[1][3] == pytest.approx(4.0 * math.sqrt(2))
+    assert [m[0] for m in pred.lookalikes(min_probability=0.25)] == ["bcc"]
+    probs = np.zeros(12)
+    probs[1] = 1.0
+    assert mc.imaging.CrystalPrediction("fcc", (1, 1, 0), probs, 3.6, 0.0, 0.0).lookalikes() == []
+    with pytest.raises(ValueError, match="min_probability"):
+        pred.lookalikes(min_probability=1.5)
+    with pytest.raises(ValueError, match="12 entries"):
+        pred.lookalikes(classes=["fcc[100]"])
+
+
+def test_cli_identify_names_the_lookalikes_from_the_image_alone(tmp_path, capsys):
+    """From the image alone the CLI adds a line for each look-alike with its lattice
+    constant; with the lattice constant given it does not."""
+    from matchar.cli import main
+
+    img = mc.imaging.simulate_haadf(
+        "bcc", (1, 0, 0), 2.87, shape=(160, 160), pixel_size=0.12, dose=1000, seed=2
+    )
+    path = tmp_path / "fe.npy"
+    np.save(path, img)
+    assert main(["identify", str(path), "--pixel-size", "0.12"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) >= 2 and all(line.startswith("  or ") for line in lines[1:])
+    bcc = [line for line in lines if "bcc [100]" in line]
+    assert len(bcc) == 1
+    assert float(bcc[0].split("a=")[1].split()[0]) == pytest.approx(2.87, rel=0.03)
+    assert main(["identify", str(path), "--pixel-size", "0.12", "--lattice-constant", "2.87"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+
+
 def test_cli_identify_needs_a_pixel_size(tmp_path, capsys):
     from matchar.cli import main
 

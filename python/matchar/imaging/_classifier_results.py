@@ -51,6 +51,63 @@ class CrystalPrediction:
         _warn_rotation()
         return self.rotation_deg
 
+    def lookalikes(
+        self, classes: Any = None, min_probability: float = 0.05
+    ) -> list[tuple[str, tuple[int, ...], float, float]]:
+        """The classes that look the same as the predicted one up to scale.
+
+        From the image alone a window shows the spacing of its columns, not the lattice
+        constant: bcc [100] at a = 2.87 Å and fcc [100] at a = 4.06 Å give the same
+        square of columns 2.03 Å apart. A given ``lattice_constant`` separates them.
+
+        Parameters
+        ----------
+        classes : sequence of str, optional
+            Class labels in the order of ``probabilities`` (default:
+            ``CrystalClassifier.default().classes``).
+        min_probability : float
+            Leave out look-alikes less probable than this (0-1).
+
+        Returns
+        -------
+        list of (prototype, zone_axis, probability, lattice_constant)
+            The other members of the predicted class's look-alike group, most probable
+            first, each with the lattice constant in Å at which it shows the same column
+            spacing as the prediction. Empty when the class has no look-alike.
+
+        Examples
+        --------
+        >>> import matchar as mc
+        >>> img = mc.imaging.simulate_haadf("bcc", (1, 0, 0), 2.87, dose=500, seed=0)
+        >>> p = mc.imaging.CrystalClassifier.default().predict(img, 0.12)
+        >>> sorted({p.prototype} | {m[0] for m in p.lookalikes(min_probability=0)})
+        ['bcc', 'diamond', 'fcc']
+        """
+        from ._lookalike import LOOKALIKE_GROUPS, column_spacing
+
+        if not (isinstance(min_probability, (int, float)) and 0.0 <= min_probability <= 1.0):
+            raise ValueError(f"min_probability must be in [0, 1], got {min_probability!r}")
+        if classes is None:
+            from ._classifier import CrystalClassifier
+
+            classes = CrystalClassifier.default().classes
+        names = list(classes)
+        p = np.asarray(self.probabilities, dtype=np.float64)
+        if len(names) != p.size:
+            raise ValueError(f"classes must have {p.size} entries, got {len(names)}")
+        me = (self.prototype, tuple(self.zone_axis))
+        group = next((g for g in LOOKALIKE_GROUPS if me in g), ())
+        out = []
+        for proto, zone in group:
+            label = _label(proto, zone)
+            if (proto, zone) == me or label not in names:
+                continue
+            prob = float(p[names.index(label)])
+            if prob >= min_probability:
+                a = self.lattice_constant * column_spacing(*me) / column_spacing(proto, zone)
+                out.append((proto, zone, prob, float(a)))
+        return sorted(out, key=lambda t: -t[2])
+
     def plot(self, ax: Any = None, classes: Any = None) -> Any:
         """Bar chart of the class probabilities, the predicted class highlighted.
 
