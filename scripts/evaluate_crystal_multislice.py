@@ -580,6 +580,20 @@ def fringe_spacings(image: np.ndarray, count: int, pad: int = 1) -> list[float]:
     return [nf / math.hypot(py, px) for py, px in peaks]
 
 
+def grains_agree(rotation_deg: np.ndarray, labels: np.ndarray, period: float) -> float:
+    """How far two independent readings of the grains agree: the windows' in-plane
+    rotations (degrees, modulo ``period``) split into two clusters by k-means on the circle,
+    against the two regions of ``segment`` (``labels``, 2 values) at the same windows; the
+    fraction of windows on which they agree, under the better pairing of the two."""
+    from sklearn.cluster import KMeans
+
+    t = np.radians(np.asarray(rotation_deg, dtype=float) * 360.0 / period)
+    xy = np.stack([np.cos(t), np.sin(t)], axis=1)
+    c = KMeans(2, n_init=10, random_state=0).fit_predict(xy)
+    same = float(np.mean(c == (labels == np.unique(labels)[1])))
+    return max(same, 1.0 - same)
+
+
 def evaluate_real_fe(clf, data: Path, figure: Path | None, stride_px: int = 6) -> dict:
     """The real Fe bcc [100] grain-boundary image of AI-STEM (Leitherer et al., npj
     Comput. Mater. 9, 179 (2023); ``ai4stem/data`` of github.com/AndreasLeitherer/ai4stem,
@@ -608,6 +622,14 @@ def evaluate_real_fe(clf, data: Path, figure: Path | None, stride_px: int = 6) -
     }
     res.update(identify_three_ways(clf, image, ps))
     dist, labels = boundary_distance(image, ps)
+    seg = mc.imaging.segment(image, stride=4)  # its own choice of the number of regions
+    res["segment"] = {
+        "n_regions": int(seg.n_regions),
+        "misorientation_deg": {f"{i}-{j}": float(v) for (i, j), v in seg.misorientation.items()},
+        "column_spacings_A": [
+            [float(np.hypot(*v) * ps) for v in vectors] for vectors in seg.lattice_vectors
+        ],
+    }
     res["grains"] = {
         "pixels_per_region": [int(c) for c in np.bincount(labels.ravel())],
         "boundary_pixels": int((dist == 0).sum()),
@@ -642,19 +664,29 @@ def evaluate_real_fe(clf, data: Path, figure: Path | None, stride_px: int = 6) -
             cy = np.round(m.centers[..., 0]).astype(int)
             cx = np.round(m.centers[..., 1]).astype(int)
             inside = dist[cy, cx] > window_a / 2 * math.sqrt(2)
-            rots = []
-            for g in np.unique(labels):
-                sel = inside & (labels[cy, cx] == g) & (k == bcc100)
-                if sel.sum() >= 3:
-                    rots.append(_wrapped_mean_deg(m.rotation_deg[sel], 90.0))
             inner = inside & (k == bcc100)
             if inner.any():
                 r["lattice_constant_bcc100_inside_median"] = float(
                     np.median(m.lattice_constant[inner])
                 )
+            # the grains read from the rotations of the most frequent class inside them
+            # (bcc [100] with a given, its look-alike fcc [100] from the image alone)
+            top = int(np.bincount(k[inside], minlength=len(ZONE_AXES)).argmax())
+            period = 360.0 / projected_cell(*ZONE_AXES[top]).symmetry_order
+            inner = inside & (k == top)
+            r["grain_class"] = f"{ZONE_AXES[top][0]}{list(ZONE_AXES[top][1])}"
+            rots = []
+            for g in np.unique(labels):
+                sel = inner & (labels[cy, cx] == g)
+                if sel.sum() >= 3:
+                    rots.append(_wrapped_mean_deg(m.rotation_deg[sel], period))
             if len(rots) == 2:
-                diff = abs((rots[0] - rots[1] + 45.0) % 90.0 - 45.0)
+                diff = abs((rots[0] - rots[1] + period / 2) % period - period / 2)
                 r["misorientation_deg"] = diff
+            if inner.sum() >= 10 and len(np.unique(labels)) == 2:
+                r["segment_vs_rotation_grains"] = grains_agree(
+                    m.rotation_deg[inner], labels[cy, cx][inner], period
+                )
             if window_a == 12.0 and k.shape == peer_ours.shape:
                 r["agreement_with_ai_stem"] = float((k == peer_ours).mean())
                 r["agreement_with_ai_stem_inside_grains"] = float((k == peer_ours)[inside].mean())

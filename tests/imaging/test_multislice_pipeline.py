@@ -484,6 +484,17 @@ def test_uncertainty_at_boundaries_by_hand(ev):
     assert r["uncertainty_ratio"] == pytest.approx(13.0 / 9)
 
 
+def test_grains_agree_on_the_circle(ev):
+    """Rotations modulo 90° of two grains, 10° and 47° (wrapped: 47° is also -43°), with
+    one window of each grain given the other's region label: 18 of 20 agree."""
+    rng = np.random.default_rng(0)
+    rot = np.concatenate([10 + rng.normal(0, 1, 10), (47 + rng.normal(0, 1, 10)) % 90])
+    labels = np.repeat([3, 7], 10)
+    labels[[0, 10]] = [7, 3]
+    assert ev.grains_agree(rot, labels, 90.0) == pytest.approx(0.9)
+    assert ev.grains_agree(rot, 10 - labels, 90.0) == pytest.approx(0.9)  # pairing swapped
+
+
 def _fake_ai4stem_data(sim, root):
     """The layout of AI-STEM's ``ai4stem/data`` with a stand-in for its real Fe image: a
     Σ5 Fe bicrystal of Gaussian columns at 0.1245 Å per pixel, 512 x 512, 8 bit (one
@@ -523,6 +534,8 @@ def test_evaluate_real_fe_end_to_end(sim, ev, tmp_path):
     assert given["windows"] > 1000
     assert given["classes"]["bcc[1, 0, 0]"] > 0.8 * given["windows"]
     assert given["misorientation_deg"] == pytest.approx(36.87, abs=3.0)
+    assert given["grain_class"] == "bcc[1, 0, 0]"
+    assert given["segment_vs_rotation_grains"] > 0.9
     assert given["uncertainty_ratio"] > 1.0
     assert 0.0 <= res["window_12A_lattice_constant_2.87"]["agreement_with_ai_stem"] <= 1.0
     assert res["lattice_constant_2.87"]["predict"].startswith("bcc [1, 0, 0]")
@@ -576,6 +589,12 @@ def test_real_fe_grain_boundary_of_ai_stem(ev):
     assert group > 0.9 * alone["windows"]
     assert given["classes"]["bcc[1, 0, 0]"] > 0.9 * given["windows"]
     assert given["misorientation_deg"] == pytest.approx(36.87, abs=1.0)
+    # segment on its own: 2 regions, 36.6° apart (Σ5: 36.87°)
+    assert res["segment"]["n_regions"] == 2
+    assert res["segment"]["misorientation_deg"]["0-1"] == pytest.approx(36.87, abs=1.0)
+    # segment's two grains and the two clusters of the windows' rotations: measured 100%
+    assert given["segment_vs_rotation_grains"] > 0.95
+    assert alone["segment_vs_rotation_grains"] > 0.95
     # AI-STEM's ten abTEM reference images: measured 10 of 10 with the lattice constant
     # given, 7 of 10 from the image alone (the misses: the three look-alike groups, p <= 0.6)
     ref = ev.evaluate_ai_stem_references(clf, Path(folder))
