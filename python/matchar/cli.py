@@ -124,7 +124,13 @@ def _identify(args: argparse.Namespace) -> int:
         fig = m.plot(image)
         fig.savefig(out / "crystal_map.png", dpi=100)
         plt.close(fig)
-        print(f"{m.uncertainty.size} windows -> {out / 'crystal_map.npz'}")
+        counts = np.bincount(m.class_index.ravel(), minlength=len(m.classes))
+        top = ", ".join(
+            f"{m.classes[c].replace('[', ' [')} {counts[c]}"
+            for c in np.argsort(-counts, kind="stable")[:3]
+            if counts[c]
+        )
+        print(f"{m.uncertainty.size} windows: {top} -> {out / 'crystal_map.npz'}")
     return 0
 
 

@@ -328,8 +328,15 @@ def test_cli_identify(tmp_path, capsys):
     )
     text = capsys.readouterr().out
     assert "hcp [0001]" in text
+    # the map's most frequent classes and their window counts, which sum to at most 16
+    summary = text.splitlines()[-1]
+    assert summary.startswith("16 windows: ") and "crystal_map.npz" in summary
+    listed = summary.split(": ", 1)[1].rsplit(" -> ", 1)[0].split(", ")
+    assert 1 <= len(listed) <= 3 and sum(int(item.split()[-1]) for item in listed) <= 16
     with np.load(out / "crystal_map.npz") as z:
         assert z["uncertainty"].shape == (4, 4)
+        counts = np.bincount(z["class_index"].ravel(), minlength=12)
+        assert listed[0] == f"{z['classes'][counts.argmax()].replace('[', ' [')} {counts.max()}"
         # rotation_deg, and for one release the same array under its old key
         np.testing.assert_array_equal(z["rotation"], z["rotation_deg"])
     assert (out / "crystal_map.png").stat().st_size > 0
