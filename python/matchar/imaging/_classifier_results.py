@@ -51,6 +51,19 @@ class CrystalPrediction:
         _warn_rotation()
         return self.rotation_deg
 
+    def _named_probabilities(self, classes: Any) -> tuple[list[str], np.ndarray]:
+        """Class labels (``classes``, default the shipped model's) and the probabilities
+        as float64, checked to have one label per probability."""
+        if classes is None:
+            from ._classifier import CrystalClassifier
+
+            classes = CrystalClassifier.default().classes
+        names = list(classes)
+        p = np.asarray(self.probabilities, dtype=np.float64)
+        if len(names) != p.size:
+            raise ValueError(f"classes must have {p.size} entries, got {len(names)}")
+        return names, p
+
     def lookalikes(
         self, classes: Any = None, min_probability: float = 0.05
     ) -> list[tuple[str, tuple[int, ...], float, float]]:
@@ -87,14 +100,7 @@ class CrystalPrediction:
 
         if not (isinstance(min_probability, (int, float)) and 0.0 <= min_probability <= 1.0):
             raise ValueError(f"min_probability must be in [0, 1], got {min_probability!r}")
-        if classes is None:
-            from ._classifier import CrystalClassifier
-
-            classes = CrystalClassifier.default().classes
-        names = list(classes)
-        p = np.asarray(self.probabilities, dtype=np.float64)
-        if len(names) != p.size:
-            raise ValueError(f"classes must have {p.size} entries, got {len(names)}")
+        names, p = self._named_probabilities(classes)
         me = (self.prototype, tuple(self.zone_axis))
         group = next((g for g in LOOKALIKE_GROUPS if me in g), ())
         out = []
@@ -125,14 +131,7 @@ class CrystalPrediction:
             import matplotlib.pyplot as plt
 
             _, ax = plt.subplots(figsize=(6, 3))
-        if classes is None:
-            from ._classifier import CrystalClassifier
-
-            classes = CrystalClassifier.default().classes
-        names = list(classes)
-        p = np.asarray(self.probabilities, dtype=np.float64)
-        if len(names) != p.size:
-            raise ValueError(f"classes must have {p.size} entries, got {len(names)}")
+        names, p = self._named_probabilities(classes)
         best = int(np.argmax(p))
         colors = ["C1" if i == best else "C0" for i in range(p.size)]
         ax.bar(np.arange(p.size), p, color=colors)
