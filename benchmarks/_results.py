@@ -66,6 +66,26 @@ def results_dir() -> Path | None:
     return Path(env)
 
 
+def _cpu_id() -> str | None:
+    """ "family F model M" of the first CPU in /proc/cpuinfo (x86): a virtual machine's
+    model name ("AMD EPYC") can hide which generation it runs on."""
+    found: dict[str, str] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in {"cpu family", "model"} and key not in found:
+            found[key] = value.strip()
+        if not line.strip():
+            break
+    if len(found) < 2:
+        return None
+    return f"family {found['cpu family']} model {found['model']}"
+
+
 def _cpuinfo() -> tuple[str | None, list[str]]:
     """CPU model name and flags from /proc/cpuinfo (Linux), else from lscpu / platform."""
     model, flags = None, []
@@ -107,6 +127,14 @@ def cpu_class(model: str, vector_flags: list[str]) -> str:
         if widest in flags:
             return f"{model}, {name}"
     return model
+
+
+def run_class(machine: dict[str, Any]) -> str:
+    """The CPU class a results file is grouped under: its ``cpu_class``, marked
+    "(AVX-512 hidden)" for a run under ``benchmarks/avx2_only.sh``, so that such a run
+    is never taken for one on a CPU without AVX-512 of the same model name."""
+    cls = str(machine.get("cpu_class", "?"))
+    return f"{cls} (AVX-512 hidden)" if machine.get("vector_flags_hidden") else cls
 
 
 def _hidden_from_process(vector: list[str]) -> list[str]:
@@ -165,6 +193,7 @@ def machine_info() -> dict[str, Any]:
     return {
         "cpu_model": model,
         "cpu_class": cpu_class(model, vector),
+        "cpu_id": _cpu_id(),
         "vector_flags": vector,
         "vector_flags_hidden": hidden,
         "logical_cpus": os.cpu_count(),
@@ -278,7 +307,7 @@ def latest_runs(
             continue
         if not isinstance(doc, dict) or "benchmark" not in doc:
             continue
-        key: tuple[str, ...] = (doc["benchmark"], doc.get("machine", {}).get("cpu_class", "?"))
+        key: tuple[str, ...] = (doc["benchmark"], run_class(doc.get("machine", {})))
         if per_command:
             key += (str(doc.get("command")),)
         if key not in latest or doc.get("date", "") >= latest[key].get("date", ""):
@@ -430,7 +459,9 @@ def render_markdown(directory: str | os.PathLike | None = None) -> str:
         first = docs[0][1].get("machine", {})
         out += [f"## {cls}", ""]
         out.append(
-            f"CPU model `{first.get('cpu_model')}`, {first.get('logical_cpus')} logical CPUs; "
+            f"CPU model `{first.get('cpu_model')}`"
+            + (f" ({first['cpu_id']})" if first.get("cpu_id") else "")
+            + f", {first.get('logical_cpus')} logical CPUs; "
             f"vector flags: {' '.join(first.get('vector_flags') or []) or 'not recorded'}."
         )
         out.append("")

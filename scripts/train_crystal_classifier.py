@@ -378,6 +378,19 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
         opset_version=17,
         dynamo=False,
     )
+    # one circular wrap of the input instead of one per trunk layer: the same outputs,
+    # about half the inference time (scripts/fold_circular_padding.py)
+    import onnx
+
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    from fold_circular_padding import check_same, fold_circular_padding
+
+    original = onnx.load(str(path))
+    folded = fold_circular_padding(original)
+    check_same(original, folded)
+    onnx.save(folded, str(path))
 
 
 def head_stage(args, argv, net: PolarNet, sample, vfeat, vc, onnx_path: Path, script: str) -> int:

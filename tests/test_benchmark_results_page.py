@@ -106,3 +106,27 @@ def test_rounds_reduced_to_medians(results_module, tmp_path):
     # native rounds 1, 3, 2 -> median 2; wheel rounds 2, 4 -> the upper median 4
     assert "| native | 3 | 2 |" in page
     assert "| wheel | 2 | 4 |" in page
+
+
+def test_masked_run_kept_apart_from_a_cpu_without_avx512(results_module, tmp_path):
+    # the same model name and cpu_class: one run with AVX-512 hidden from CPUID
+    # (benchmarks/avx2_only.sh), one on a CPU that has no AVX-512
+    masked = _doc(
+        "test_bench_x",
+        "2026-01-01T00:00:00Z",
+        "pytest x",
+        [_case("g", "test_g[matchar]", 2.0, "matchar")],
+        "CPU Z, AVX2",
+    )
+    masked["machine"]["vector_flags_hidden"] = ["avx512f", "avx512bw"]
+    real = _doc("test_bench_x", "2026-02-01T00:00:00Z", "pytest x",
+                [_case("g", "test_g[matchar]", 3.0, "matchar")], "CPU Z, AVX2")  # fmt: skip
+    real["machine"]["vector_flags_hidden"] = []
+    (tmp_path / "m.json").write_text(json.dumps(masked))
+    (tmp_path / "r.json").write_text(json.dumps(real))
+    page = results_module.render_markdown(tmp_path)
+    sections = {sec.split("\n", 1)[0]: sec for sec in page.split("\n## ")[1:]}
+    assert set(sections) == {"CPU Z, AVX2", "CPU Z, AVX2 (AVX-512 hidden)"}
+    # each class keeps its own run: medians 2 (masked) and 3 (no AVX-512)
+    assert "| g | `test_g[matchar]` | 1.8 | 2 |" in sections["CPU Z, AVX2 (AVX-512 hidden)"]
+    assert "| g | `test_g[matchar]` | 2.7 | 3 |" in sections["CPU Z, AVX2"]

@@ -51,12 +51,8 @@ KINDS = {
 }
 DISTORTIONS = {
     "none": {},
-    "moderate": dict(
-        drift=(0.02, 0.03), flyback=(4.0, 20.0), scan_jitter=0.3
-    ),
-    "strong": dict(
-        drift=(0.05, 0.08), flyback=(8.0, 30.0), scan_jitter=0.5
-    ),
+    "moderate": dict(drift=(0.02, 0.03), flyback=(4.0, 20.0), scan_jitter=0.3),
+    "strong": dict(drift=(0.05, 0.08), flyback=(8.0, 30.0), scan_jitter=0.5),
 }
 
 

@@ -181,6 +181,34 @@ def test_known_lattice_constant_bad_input(clf):
     assert np.isclose(p.probabilities.sum(), 1.0)
 
 
+def _polar_reference(windows):
+    """The polar features as first written: the bilinear gather of the full centred
+    log-FFT map of fft_features, then standardized."""
+    from matchar.imaging._features import _POLAR_IDX, _POLAR_W
+
+    f = fft_features(windows)[:, 0].reshape(len(windows), -1).astype(np.float64)
+    p = np.einsum("nkj,kj->nk", f[:, _POLAR_IDX], _POLAR_W)
+    p = (p - p.mean(axis=1, keepdims=True)) / p.std(axis=1, keepdims=True)
+    return p.reshape(len(windows), 1, 24, 60)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_polar_features_match_the_full_map_reference(dtype):
+    rng = np.random.default_rng(3)
+    big = rng.random((5, 2 * MODEL_WINDOW, 2 * MODEL_WINDOW)).astype(dtype)
+    x = big[:, ::2, 1::2]  # non-contiguous
+    x[1] = 1000.0 + 7.0 * x[1]  # gain and offset
+    yy, xx = np.mgrid[:MODEL_WINDOW, :MODEL_WINDOW]
+    x[2] += np.cos(2 * np.pi * (5 * xx + 3 * yy) / MODEL_WINDOW)  # lattice fringes
+    before = x.copy()
+    p = polar_features(x)
+    assert p.dtype == np.float32 and p.shape == (5, 1, 24, 60)
+    # float32 FFTs of the two paths: the log-magnitudes agree to ~1e-6 of their range
+    np.testing.assert_allclose(p, _polar_reference(x), atol=2e-4)
+    np.testing.assert_array_equal(x, before)
+    assert polar_features(x[:0]).shape == (0, 1, 24, 60)
+
+
 def test_features_shapes_and_invariance():
     rng = np.random.default_rng(1)
     x = rng.random((3, MODEL_WINDOW, MODEL_WINDOW))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 import scipy.ndimage
+import scipy.sparse
 
 #: The classifier's pixel scale (Å per pixel) and window side (pixels).
 MODEL_PIXEL_SIZE = 0.25
@@ -96,7 +97,8 @@ POLAR_ANGLES = np.arange(60) * (np.pi / 60)
 
 
 def _polar_matrix() -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear gather: flat indices (R*A, 4) into the 64 x 64 map and their weights."""
+    """Bilinear gather: flat indices (R*A, 4) into the 64 x 64 centred map and their
+    weights (R*A, 4)."""
     c = MODEL_WINDOW // 2
     r, t = np.meshgrid(POLAR_RADII, POLAR_ANGLES, indexing="ij")
     y = c - r * np.sin(t)  # rows grow downwards; angle measured from +x towards -y... see below
@@ -119,8 +121,37 @@ def _polar_matrix() -> tuple[np.ndarray, np.ndarray]:
 _POLAR_IDX, _POLAR_W = _polar_matrix()
 
 
+def _polar_rfft_matrix() -> scipy.sparse.csr_matrix:
+    """The bilinear gather of :func:`_polar_matrix` as a sparse (R*A, 64*33) matrix on
+    the half spectrum of ``rfft2``: the centred bin (row, col) is frequency
+    (ky, kx) = (row - 32, col - 32), and |F(ky, kx)| = |F(-ky, -kx)| for a real window,
+    so a bin with kx < 0 is read at (-ky, -kx)."""
+    c, half = MODEL_WINDOW // 2, MODEL_WINDOW // 2 + 1
+    y, x = np.divmod(_POLAR_IDX.ravel(), MODEL_WINDOW)
+    ky, kx = y - c, x - c
+    flip = kx < 0
+    ky, kx = np.where(flip, -ky, ky), np.where(flip, -kx, kx)
+    cols = (ky % MODEL_WINDOW) * half + kx
+    rows = np.repeat(np.arange(len(_POLAR_IDX)), _POLAR_IDX.shape[1])
+    m = scipy.sparse.csr_matrix(
+        (_POLAR_W.ravel(), (rows, cols)), shape=(len(_POLAR_IDX), MODEL_WINDOW * half)
+    )
+    m.sum_duplicates()
+    return m
+
+
+_POLAR_RFFT = _polar_rfft_matrix()
+
+
 def polar_features(windows: np.ndarray, workers: int = 1) -> np.ndarray:
     """:func:`fft_features` resampled on a polar grid (radius x angle).
+
+    Computed on the half spectrum of a real FFT (the polar angles span 180°, and the
+    magnitude of a real window's spectrum is centrosymmetric), with ``log(1 + |F|)``
+    and without :func:`fft_features`' standardization of the full map: the polar samples
+    are bilinear (weights summing to 1) and standardized themselves, so that step
+    cancels. The result equals the polar sampling of :func:`fft_features` to float32
+    rounding (``tests/imaging/test_classifier.py`` checks it).
 
     Parameters
     ----------
@@ -140,11 +171,17 @@ def polar_features(windows: np.ndarray, workers: int = 1) -> np.ndarray:
     >>> polar_features(np.random.default_rng(0).random((2, 64, 64))).shape
     (2, 1, 24, 60)
     """
-    f = fft_features(windows, workers)[:, 0].reshape(len(windows), -1)
-    p = np.einsum("nkj,kj->nk", f[:, _POLAR_IDX], _POLAR_W, optimize=True)
+    w = _check_windows(windows)
+    n = len(w)
+    x = w - w.mean(axis=(1, 2), keepdims=True)
+    x *= _HANN / (x.std(axis=(1, 2), keepdims=True) + np.float32(1e-6))
+    f = np.abs(scipy.fft.rfft2(x, axes=(1, 2), workers=workers))
+    f += np.float32(1.0)
+    np.log(f, out=f)  # log1p: NumPy's float32 log is vectorized, its log1p is not
+    p = np.asarray((_POLAR_RFFT @ f.reshape(n, _POLAR_RFFT.shape[1]).T).T, dtype=np.float32)
     p -= p.mean(axis=1, keepdims=True)
     p /= p.std(axis=1, keepdims=True) + np.float32(1e-6)
-    return p.reshape(len(windows), 1, len(POLAR_RADII), len(POLAR_ANGLES)).astype(np.float32)
+    return p.reshape(n, 1, len(POLAR_RADII), len(POLAR_ANGLES))
 
 
 # -- CBED patterns ------------------------------------------------------------------------
