@@ -36,10 +36,10 @@ def _circconv_graph(rng, n_angles: int = 11):
         inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
         pa = kw // 2
         ax = const(f"ax{i}", [3])
-        nodes.append(helper.make_node("Slice", [x, const(f"s0{i}", [-pa]),
-                                                const(f"e0{i}", [2**62]), ax], [f"l{i}"]))  # fmt: skip
-        nodes.append(helper.make_node("Slice", [x, const(f"s1{i}", [0]),
-                                                const(f"e1{i}", [pa]), ax], [f"r{i}"]))  # fmt: skip
+        left = [x, const(f"s0{i}", [-pa]), const(f"e0{i}", [2**62]), ax]
+        right = [x, const(f"s1{i}", [0]), const(f"e1{i}", [pa]), ax]
+        nodes.append(helper.make_node("Slice", left, [f"l{i}"]))
+        nodes.append(helper.make_node("Slice", right, [f"r{i}"]))
         nodes.append(helper.make_node("Concat", [f"l{i}", x, f"r{i}"], [f"c{i}"], axis=-1))
         conv_in = f"c{i}"
         if pad_r:
@@ -47,9 +47,16 @@ def _circconv_graph(rng, n_angles: int = 11):
             pads = const(f"p{i}", [0, 0, pr, 0, 0, 0, pr, 0])
             nodes.append(helper.make_node("Pad", [f"c{i}", pads], [f"pad{i}"], mode="constant"))
             conv_in = f"pad{i}"
-        nodes.append(helper.make_node("Conv", [conv_in, f"w{i}", f"b{i}"], [f"conv{i}"],
-                                      kernel_shape=[kh, kw], strides=[sr, 1],
-                                      pads=[0, 0, 0, 0]))  # fmt: skip
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [conv_in, f"w{i}", f"b{i}"],
+                [f"conv{i}"],
+                kernel_shape=[kh, kw],
+                strides=[sr, 1],
+                pads=[0, 0, 0, 0],
+            )
+        )
         nodes.append(helper.make_node("Relu", [f"conv{i}"], [f"relu{i}"]))
         x = f"relu{i}"
     nodes.append(helper.make_node("ReduceMean", [x], ["out"], keepdims=0, axes=[2]))
@@ -68,7 +75,7 @@ def _circconv_graph(rng, n_angles: int = 11):
 def _reference(x, weights):
     """NumPy: circular padding in angle and zero padding in radius per layer."""
     for w, b, sr, pad_r in weights:
-        cout, cin, kh, kw = w.shape
+        cout, _cin, kh, kw = w.shape
         pa, pr = kw // 2, (kh // 2 if pad_r else 0)
         x = np.concatenate([x[..., x.shape[-1] - pa :], x, x[..., :pa]], axis=-1)
         x = np.pad(x, ((0, 0), (0, 0), (pr, pr), (0, 0)))
