@@ -202,7 +202,7 @@ def test_polar_features_match_the_full_map_reference(dtype):
     x[2] += np.cos(2 * np.pi * (5 * xx + 3 * yy) / MODEL_WINDOW)  # lattice fringes
     before = x.copy()
     p = polar_features(x)
-    assert p.dtype == np.float32 and p.shape == (5, 1, 24, 60)
+    assert p.dtype == np.float32 and p.shape == (5, 1, 24, 60) and p.flags.c_contiguous
     # float32 FFTs of the two paths: the log-magnitudes agree to ~1e-6 of their range
     np.testing.assert_allclose(p, _polar_reference(x), atol=2e-4)
     np.testing.assert_array_equal(x, before)

@@ -178,7 +178,7 @@ def polar_features(windows: np.ndarray, workers: int = 1) -> np.ndarray:
     f = np.abs(scipy.fft.rfft2(x, axes=(1, 2), workers=workers))
     f += np.float32(1.0)
     np.log(f, out=f)  # log1p: NumPy's float32 log is vectorized, its log1p is not
-    p = np.asarray((_POLAR_RFFT @ f.reshape(n, _POLAR_RFFT.shape[1]).T).T, dtype=np.float32)
+    p = np.ascontiguousarray((_POLAR_RFFT @ f.reshape(n, _POLAR_RFFT.shape[1]).T).T, np.float32)
     p -= p.mean(axis=1, keepdims=True)
     p /= p.std(axis=1, keepdims=True) + np.float32(1e-6)
     return p.reshape(n, 1, len(POLAR_RADII), len(POLAR_ANGLES))
