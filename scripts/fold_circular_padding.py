@@ -66,6 +66,7 @@ def fold_circular_padding(model):
     if not convs:
         raise ValueError("no 2-D convolution in the graph")
     layers = []
+    outputs = []  # each trunk layer's Relu output: what the next layer reads
     expected_input = source
     for conv in convs:
         kh, kw = _attr(conv, "kernel_shape")
@@ -90,6 +91,7 @@ def fold_circular_padding(model):
         if len(relu) != 1:
             break  # the last trunk layer may feed more than a Relu: the trunk ends here
         expected_input = relu[0].output[0]
+        outputs.append(expected_input)
     margin = sum(pa for _c, _pr, pa in layers)
     # the wrap of the input: [x[..., -M:], x, x[..., :M]] along the angle axis
     const = {
@@ -129,14 +131,10 @@ def fold_circular_padding(model):
             name="fold/Concat",
         ),
     ]
-    prev = "fold/wrapped"
     for i, (conv, pr, _pa) in enumerate(layers):
-        conv.input[0] = prev if i == 0 else conv.input[0]
+        # the first layer reads the wrapped input, the others the Relu before them
+        conv.input[0] = "fold/wrapped" if i == 0 else outputs[i - 1]
         _set_attr(conv, "pads", [pr, 0, pr, 0])
-        if i + 1 < len(layers):
-            # the next layer reads this layer's Relu directly
-            relu = next(n for n in g.node if n.op_type == "Relu" and n.input[0] == conv.output[0])
-            layers[i + 1][0].input[0] = relu.output[0]
     nodes = new_nodes + list(g.node)
     # keep what the outputs need, in the original order
     needed = {o.name for o in g.output}
