@@ -57,7 +57,7 @@ import scipy.ndimage
 import scipy.optimize
 
 import matchar as mc
-from matchar.imaging._classifier import _pad_windows
+from matchar.imaging._classifier import _network_windows
 from matchar.imaging._features import MODEL_PIXEL_SIZE, MODEL_WINDOW
 from matchar.imaging._simulate import ZONE_AXES, projected_cell
 
@@ -250,7 +250,7 @@ def evaluate_multislice(
             wm = round(window_a / MODEL_PIXEL_SIZE)
             win = clf._grid_windows(r, img.shape, wm, wm // 2)[0].reshape(-1, wm, wm)
             if wm < MODEL_WINDOW:  # as classify_map(window=...) feeds smaller windows
-                win = _pad_windows(win)
+                win = _network_windows(win)
             out = clf.predict_windows(win)
             pooled.append({k: v.mean(axis=0, keepdims=True) for k, v in out.items()})
             with warnings.catch_warnings():
@@ -717,8 +717,8 @@ def evaluate_real_fe(clf, data: Path, figure: Path | None, stride_px: int = 6) -
     * ``predict`` and ``classify_map`` (defaults) from the image alone, with
       ``lattice_constant=2.87`` and with ``{"bcc": 2.87, "fcc": 3.6}``;
     * the uncertainty within 1 nm of the boundary that ``segment`` finds against the
-      grain interiors, for 16 Å windows and for AI-STEM's 12 Å (96 pixels), both at
-      AI-STEM's stride of 6 pixels; the same ratio of AI-STEM's own mutual-information
+      grain interiors, for 16 Å windows, for AI-STEM's 12 Å (96 pixels) and for 10 and
+      8 Å, all at AI-STEM's stride of 6 pixels; the same ratio of AI-STEM's own mutual-information
       map (``nn_predictions/Fe_bcc_100_mutual_information.npy``, 70 x 70 windows of 96
       pixels, stride 6, centres at 48 + 6 i), scored against the same boundary;
     * the window-by-window agreement of matchar's 12 Å map with AI-STEM's classes;
@@ -761,7 +761,7 @@ def evaluate_real_fe(clf, data: Path, figure: Path | None, stride_px: int = 6) -
     peer_ours = np.array([ours[n] for n in names])[peer_k]
     res["ai_stem"]["classes"] = class_counts(peer_ours, by_count=True)
     maps = {}
-    for window_a in (16.0, 12.0):
+    for window_a in (16.0, 12.0, 10.0, 8.0):
         for name, lc in (("image_alone", None), ("lattice_constant_2.87", 2.87)):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)

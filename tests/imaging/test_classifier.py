@@ -280,6 +280,64 @@ def test_classify_map_grid(clf):
     assert small.window == 60
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("wm", [32, 45, 48, 63])
+def test_smaller_windows_are_tapered_once(dtype, wm):
+    """What the features of a zero-padded smaller window taper (its mean removed, times
+    the features' 64-pixel Hann) is the window's own field under one Hann taper of its
+    side, up to a scale and an offset, and zero outside: not tapered twice (which left
+    a 12 Å window a field of about 9 Å). The input stays untouched, non-contiguous or
+    not."""
+    from matchar.imaging._classifier import _network_windows
+    from matchar.imaging._features import _HANN
+
+    rng = np.random.default_rng(wm)
+    big = rng.normal(5.0, 2.0, (3, 2 * wm, wm + 7)).astype(dtype)
+    win = big[:, ::2, 3 : 3 + wm]  # non-contiguous
+    before = win.copy()
+    w = _network_windows(win)
+    np.testing.assert_array_equal(win, before)
+    assert w.shape == (3, MODEL_WINDOW, MODEL_WINDOW) and w.dtype == np.float32
+    w = w.astype(np.float64)
+    seen = (w - w.mean(axis=(1, 2), keepdims=True)) * _HANN
+    o = (MODEL_WINDOW - wm) // 2
+    h = np.hanning(wm + 2)[1:-1]
+    hh = np.outer(h, h)
+    for i in range(3):
+        inner = seen[i, o : o + wm, o : o + wm]
+        outside = seen[i].copy()
+        outside[o : o + wm, o : o + wm] = 0
+        assert np.abs(outside).max() < 1e-6 * np.abs(inner).max()
+        # inner = hh * (alpha * field + beta): a least-squares fit leaves no residual
+        field = win[i].astype(np.float64)
+        design = np.stack([(hh * field).ravel(), hh.ravel()], 1)
+        coef, *_ = np.linalg.lstsq(design, inner.ravel(), rcond=None)
+        resid = inner.ravel() - design @ coef
+        assert np.abs(resid).max() < 1e-5 * np.abs(inner).max()
+        assert coef[0] > 0
+
+
+def test_smaller_windows_read_the_class_with_less_uncertainty(clf, monkeypatch):
+    """12 Å windows (100 pixels at 0.12 Å) of clean crystals outside the look-alike
+    groups: every window names the class, with less uncertainty than when the field
+    was tapered twice (about half of it on these three)."""
+    from matchar.imaging import _classifier_maps
+    from matchar.imaging._classifier import _pad_windows
+
+    for i, (proto, zone, a) in enumerate(
+        [("fcc", (1, 1, 0), 3.6), ("bcc", (1, 1, 0), 2.87), ("hcp", (0, 0, 0, 1), 3.2)]
+    ):
+        img = mc.imaging.simulate_haadf(proto, zone, a, shape=(200, 200), pixel_size=0.12,
+                                        dose=300, seed=i)  # fmt: skip
+        small = clf.classify_map(img, 0.12, window=100, stride=20)
+        assert (small.prototype == proto).all()
+        assert all(z == zone for z in small.zone_axis.ravel())
+        with monkeypatch.context() as m:
+            m.setattr(_classifier_maps, "_network_windows", _pad_windows)
+            twice = clf.classify_map(img, 0.12, window=100, stride=20)
+        assert small.uncertainty.mean() < 0.75 * twice.uncertainty.mean()
+
+
 @pytest.mark.parametrize(
     "bad,exc,match",
     [

@@ -49,6 +49,7 @@ from ._classifier_checks import (
     _warn,
     shows_lattice,
 )
+from ._classifier_checks import _network_windows as _network_windows
 from ._classifier_checks import _pad_windows as _pad_windows
 from ._classifier_maps import cbed_map, classify_map, grid_windows, haadf_map
 from ._classifier_results import CrystalMap, CrystalPrediction, _label

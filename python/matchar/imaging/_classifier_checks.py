@@ -15,7 +15,7 @@ import scipy.ndimage
 
 from .._arrays import as_array
 from ._correlation import finite_rescaled
-from ._features import CBED_RADII, MODEL_PIXEL_SIZE, MODEL_WINDOW
+from ._features import _HANN, CBED_RADII, MODEL_PIXEL_SIZE, MODEL_WINDOW
 from ._refine import LATTICE_SIGNIFICANCE, first_order_peak, plausible_spacings, power_spectra
 
 #: Pixel sizes (Å) outside this range give a warning; outside PIXEL_SIZE_LIMITS an error.
@@ -208,7 +208,9 @@ def _check_windows(windows: Any) -> np.ndarray:
 
 
 def _pad_windows(win: np.ndarray) -> np.ndarray:
-    """Standardize + taper windows smaller than the model's, then zero-pad them."""
+    """Standardize + taper windows smaller than the model's, then zero-pad them: the
+    windows whose power spectra :func:`refine_lattice` fits (one Hann taper over the
+    window's own field)."""
     n, wm = win.shape[0], win.shape[1]
     x = win.astype(np.float32) - win.mean(axis=(1, 2), keepdims=True)
     x /= x.std(axis=(1, 2), keepdims=True) + np.float32(1e-6)
@@ -217,6 +219,29 @@ def _pad_windows(win: np.ndarray) -> np.ndarray:
     out = np.zeros((n, MODEL_WINDOW, MODEL_WINDOW), np.float32)
     o = (MODEL_WINDOW - wm) // 2
     out[:, o : o + wm, o : o + wm] = x
+    return out
+
+
+def _network_windows(win: np.ndarray) -> np.ndarray:
+    """Windows smaller than the model's, shape (N, wm, wm), as the network reads them:
+    shape (N, 64, 64), zero-padded, such that the features' own taper of the 64-pixel
+    field (``polar_features``: mean removed, then a Hann taper) leaves exactly one Hann
+    taper over the window's own field, as on a 64-pixel window.
+
+    :func:`_pad_windows` tapers the field, and the features would taper it again: the
+    taper of a 12 Å window would then be 5 Å wide at half height instead of 6 Å (a 16 Å
+    window's: 8 Å), and of a shape the network never saw. Here the field's taper is
+    divided by the features' taper over it, and the field is offset so that the padded
+    window's mean is zero (the features remove it before their taper)."""
+    n, wm = win.shape[0], win.shape[1]
+    x = win.astype(np.float32) - win.mean(axis=(1, 2), keepdims=True)
+    x /= x.std(axis=(1, 2), keepdims=True) + np.float32(1e-6)
+    o = (MODEL_WINDOW - wm) // 2
+    h = np.hanning(wm + 2)[1:-1]
+    t = np.outer(h, h) / _HANN[o : o + wm, o : o + wm].astype(np.float64)
+    x -= (np.einsum("nij,ij->n", x, t) / t.sum()).astype(np.float32)[:, None, None]
+    out = np.zeros((n, MODEL_WINDOW, MODEL_WINDOW), np.float32)
+    out[:, o : o + wm, o : o + wm] = x * t.astype(np.float32)
     return out
 
 

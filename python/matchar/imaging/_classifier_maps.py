@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ._classifier import CrystalClassifier
 from ._classifier_checks import (
     _check_pattern,
+    _network_windows,
     _pad_windows,
     _refuse_constant,
     _resample,
@@ -110,8 +111,10 @@ def haadf_map(
         sl = slice(s, s + batch_size)
         win = view[flat_y[sl], flat_x[sl]]
         if wm < MODEL_WINDOW:
+            out = clf.predict_windows(_network_windows(win), batch_size)
             win = _pad_windows(win)
-        out = clf.predict_windows(win, batch_size)
+        else:
+            out = clf.predict_windows(win, batch_size)
         sm = clf._summarize(out, prior, warn_misfit=False)
         if refine:
             # Per window on the model-scale windows the network read: one batched
