@@ -15,9 +15,18 @@ void register_runtime(py::module_& m) {
   // Once the interpreter exits, taking the GIL would end the thread mid-kernel (see
   // gil.hpp): the kernel is asked to stop instead.
   matchar::set_interrupt_handler([]() {
-    if (matchar_py::finalizing()) return true;
-    py::gil_scoped_acquire gil;
-    return PyErr_CheckSignals() != 0;
+    // the kernel's thread released the GIL (ReleaseGil): take it back for the check only
+    PyGILState_STATE g;
+    matchar_py::acquiring().fetch_add(1, std::memory_order_seq_cst);
+    if (matchar_py::finalizing()) {
+      matchar_py::acquiring().fetch_sub(1, std::memory_order_seq_cst);
+      return true;
+    }
+    g = PyGILState_Ensure();
+    matchar_py::acquiring().fetch_sub(1, std::memory_order_seq_cst);
+    const bool interrupted = PyErr_CheckSignals() != 0;
+    PyGILState_Release(g);
+    return interrupted;
   });
   py::module_::import("atexit").attr("register")(
       py::cpp_function([]() { matchar_py::begin_exit(); }));

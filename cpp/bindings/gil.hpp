@@ -12,6 +12,14 @@
 // the process to end where it would have taken the GIL back, as Python 3.14 itself does.
 // begin_exit releases the GIL until the kernels in flight have stopped (at most 2 s), so
 // that none is left waiting for the GIL when finalization starts.
+//
+// A thread about to take the GIL back first counts itself in acquiring(), then reads the
+// exit flag; begin_exit first sets the flag, then reads acquiring() (all sequentially
+// consistent). So either the thread sees the flag and does not take the GIL, or
+// begin_exit sees the thread and, with the GIL released, waits until the thread holds it.
+// Without this a thread that read the flag just before it was set could be descheduled
+// past the whole exit and take the GIL during finalization (once in 30 exits on a
+// heavily loaded machine).
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -27,7 +35,8 @@ inline std::atomic<bool>& exiting_flag() {
   return flag;
 }
 
-// Kernel calls that released the GIL (in flight), and those parked for the exit.
+// Kernel calls that released the GIL (in flight), those parked for the exit, and threads
+// of ours between reading the exit flag and holding the GIL.
 inline std::atomic<int>& in_flight() {
   static std::atomic<int> n{0};
   return n;
@@ -36,10 +45,14 @@ inline std::atomic<int>& parked() {
   static std::atomic<int> n{0};
   return n;
 }
+inline std::atomic<int>& acquiring() {
+  static std::atomic<int> n{0};
+  return n;
+}
 
 // Whether the GIL must not be taken: the interpreter is exiting, finalizing or gone.
 inline bool finalizing() noexcept {
-  if (exiting_flag().load(std::memory_order_acquire)) return true;
+  if (exiting_flag().load(std::memory_order_seq_cst)) return true;
   if (!Py_IsInitialized()) return true;
 #if PY_VERSION_HEX >= 0x030D0000
   return Py_IsFinalizing() != 0;
@@ -50,38 +63,64 @@ inline bool finalizing() noexcept {
 
 // Blocks this thread until the process exits.
 [[noreturn]] inline void park_until_exit() noexcept {
-  parked().fetch_add(1, std::memory_order_acq_rel);
+  parked().fetch_add(1, std::memory_order_seq_cst);
   for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
 }
 
-// The atexit callback (GIL held): from now on no kernel takes the GIL; wait, with the GIL
-// released, until every kernel in flight has parked or returned.
-inline void begin_exit() {
-  exiting_flag().store(true, std::memory_order_release);
-  if (in_flight().load(std::memory_order_acquire) == 0) return;
-  pybind11::gil_scoped_release release;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (in_flight().load(std::memory_order_acquire) > parked().load(std::memory_order_acquire) &&
-         std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+// Takes the GIL back unless the interpreter exits: true with the GIL held, false without
+// it (then the caller must not touch Python).
+inline bool restore_gil(PyThreadState* state) noexcept {
+  acquiring().fetch_add(1, std::memory_order_seq_cst);
+  if (finalizing()) {
+    acquiring().fetch_sub(1, std::memory_order_seq_cst);
+    return false;
+  }
+  PyEval_RestoreThread(state);
+  acquiring().fetch_sub(1, std::memory_order_seq_cst);
+  return true;
 }
 
-// pybind11::gil_scoped_release that does not take the GIL back once the interpreter exits.
+// The atexit callback (GIL held): from now on no kernel takes the GIL. With the GIL
+// released, wait until every thread that read the flag before it was set holds the GIL,
+// and (at most 2 s) until every kernel in flight has parked or returned.
+inline void begin_exit() {
+  exiting_flag().store(true, std::memory_order_seq_cst);
+  if (in_flight().load(std::memory_order_seq_cst) == 0 &&
+      acquiring().load(std::memory_order_seq_cst) == 0)
+    return;
+  PyThreadState* state = PyEval_SaveThread();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  for (;;) {
+    // such a thread waits for nothing but the GIL, released here: no deadline for it
+    if (acquiring().load(std::memory_order_seq_cst) > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      continue;
+    }
+    if (in_flight().load(std::memory_order_seq_cst) <= parked().load(std::memory_order_seq_cst) ||
+        std::chrono::steady_clock::now() >= deadline)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  PyEval_RestoreThread(state);
+}
+
+// Releases the GIL for a kernel call (as pybind11::gil_scoped_release), and does not take
+// it back once the interpreter exits: the thread parks instead.
 class ReleaseGil {
  public:
-  ReleaseGil() { in_flight().fetch_add(1, std::memory_order_acq_rel); }
+  ReleaseGil() {
+    in_flight().fetch_add(1, std::memory_order_seq_cst);
+    state_ = PyEval_SaveThread();
+  }
   ReleaseGil(const ReleaseGil&) = delete;
   ReleaseGil& operator=(const ReleaseGil&) = delete;
   ~ReleaseGil() {
-    if (finalizing()) {
-      release_.disarm();
-      park_until_exit();
-    }
-    in_flight().fetch_sub(1, std::memory_order_acq_rel);
+    if (!restore_gil(state_)) park_until_exit();
+    in_flight().fetch_sub(1, std::memory_order_seq_cst);
   }
 
  private:
-  pybind11::gil_scoped_release release_;
+  PyThreadState* state_ = nullptr;
 };
 
 }  // namespace matchar_py

@@ -248,8 +248,8 @@ def classify_map(
     window : int or None
         Window side in pixels of ``image``: from 8 Å to 16 Å worth of pixels; None = 16 Å
         (the network's field of view; smaller windows are zero-padded). Smaller windows
-        draw finer interface maps but read less: on a real Fe image, 12 Å windows need
-        ``lattice_constant`` (docs/imaging_cnn.md).
+        draw finer interface maps, but their uncertainty rises less at boundaries, and
+        under 12 Å they misread real images (docs/imaging_cnn.md, the real Fe image).
     stride : int or None
         Step between windows in pixels of ``image``; None = window // 4.
     modality : {"haadf", "cbed"}
