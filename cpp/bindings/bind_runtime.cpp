@@ -16,13 +16,12 @@ void register_runtime(py::module_& m) {
   // gil.hpp): the kernel is asked to stop instead.
   matchar::set_interrupt_handler([]() {
     // the kernel's thread released the GIL (ReleaseGil): take it back for the check only
-    PyGILState_STATE g;
     matchar_py::acquiring().fetch_add(1, std::memory_order_seq_cst);
     if (matchar_py::finalizing()) {
       matchar_py::acquiring().fetch_sub(1, std::memory_order_seq_cst);
       return true;
     }
-    g = PyGILState_Ensure();
+    const PyGILState_STATE g = PyGILState_Ensure();
     matchar_py::acquiring().fetch_sub(1, std::memory_order_seq_cst);
     const bool interrupted = PyErr_CheckSignals() != 0;
     PyGILState_Release(g);

@@ -286,8 +286,8 @@ def test_smaller_windows_are_tapered_once(dtype, wm):
     """What the features of a zero-padded smaller window taper (its mean removed, times
     the features' 64-pixel Hann) is the window's own field under one Hann taper of its
     side, up to a scale and an offset, and zero outside: not tapered twice (which left
-    a 12 Å window a field of about 9 Å). The input stays untouched, non-contiguous or
-    not."""
+    a 12 Å window a taper 5 Å wide at half height instead of 6 Å). The input stays
+    untouched, non-contiguous or not."""
     from matchar.imaging._classifier import _network_windows
     from matchar.imaging._features import _HANN
 

@@ -207,13 +207,19 @@ def _check_windows(windows: Any) -> np.ndarray:
     return w
 
 
-def _pad_windows(win: np.ndarray) -> np.ndarray:
-    """Standardize + taper windows smaller than the model's, then zero-pad them: the
-    windows whose power spectra :func:`refine_lattice` fits (one Hann taper over the
-    window's own field)."""
-    n, wm = win.shape[0], win.shape[1]
+def _standardized(win: np.ndarray) -> np.ndarray:
+    """Windows (N, wm, wm) as float32, each with mean 0 and standard deviation 1."""
     x = win.astype(np.float32) - win.mean(axis=(1, 2), keepdims=True)
     x /= x.std(axis=(1, 2), keepdims=True) + np.float32(1e-6)
+    return x
+
+
+def _pad_windows(win: np.ndarray, standardized: bool = False) -> np.ndarray:
+    """Standardize + taper windows smaller than the model's, then zero-pad them: the
+    windows whose power spectra :func:`refine_lattice` fits (one Hann taper over the
+    window's own field). ``standardized``: ``win`` is :func:`_standardized` already."""
+    n, wm = win.shape[0], win.shape[1]
+    x = win.copy() if standardized else _standardized(win)
     h = np.hanning(wm + 2)[1:-1].astype(np.float32)
     x *= np.outer(h, h)
     out = np.zeros((n, MODEL_WINDOW, MODEL_WINDOW), np.float32)
@@ -222,11 +228,12 @@ def _pad_windows(win: np.ndarray) -> np.ndarray:
     return out
 
 
-def _network_windows(win: np.ndarray) -> np.ndarray:
+def _network_windows(win: np.ndarray, standardized: bool = False) -> np.ndarray:
     """Windows smaller than the model's, shape (N, wm, wm), as the network reads them:
     shape (N, 64, 64), zero-padded, such that the features' own taper of the 64-pixel
     field (``polar_features``: mean removed, then a Hann taper) leaves exactly one Hann
-    taper over the window's own field, as on a 64-pixel window.
+    taper over the window's own field, as on a 64-pixel window. ``standardized``:
+    ``win`` is :func:`_standardized` already.
 
     :func:`_pad_windows` tapers the field, and the features would taper it again: the
     taper of a 12 Å window would then be 5 Å wide at half height instead of 6 Å (a 16 Å
@@ -234,8 +241,7 @@ def _network_windows(win: np.ndarray) -> np.ndarray:
     divided by the features' taper over it, and the field is offset so that the padded
     window's mean is zero (the features remove it before their taper)."""
     n, wm = win.shape[0], win.shape[1]
-    x = win.astype(np.float32) - win.mean(axis=(1, 2), keepdims=True)
-    x /= x.std(axis=(1, 2), keepdims=True) + np.float32(1e-6)
+    x = win.copy() if standardized else _standardized(win)
     o = (MODEL_WINDOW - wm) // 2
     h = np.hanning(wm + 2)[1:-1]
     t = np.outer(h, h) / _HANN[o : o + wm, o : o + wm].astype(np.float64)

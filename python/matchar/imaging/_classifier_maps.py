@@ -20,6 +20,7 @@ from ._classifier_checks import (
     _pad_windows,
     _refuse_constant,
     _resample,
+    _standardized,
     _warn,
     shows_lattice,
 )
@@ -111,8 +112,10 @@ def haadf_map(
         sl = slice(s, s + batch_size)
         win = view[flat_y[sl], flat_x[sl]]
         if wm < MODEL_WINDOW:
-            out = clf.predict_windows(_network_windows(win), batch_size)
-            win = _pad_windows(win)
+            x = _standardized(win)
+            out = clf.predict_windows(_network_windows(x, standardized=True), batch_size)
+            if refine:
+                win = _pad_windows(x, standardized=True)
         else:
             out = clf.predict_windows(win, batch_size)
         sm = clf._summarize(out, prior, warn_misfit=False)
