@@ -339,6 +339,33 @@ def test_smaller_windows_read_the_class_with_less_uncertainty(clf, monkeypatch):
 
 
 @pytest.mark.parametrize(
+    "window,given,warns",
+    [
+        (100, None, False),  # 12.0 Å
+        (95, None, True),  # 11.4 Å, from the image alone
+        (95, 3.6, False),  # with the lattice constant given
+        (84, 3.6, False),  # 10.1 Å, given
+        (80, 3.6, True),  # 9.6 Å, even given
+    ],
+)
+def test_windows_too_small_for_real_images_warn(clf, window, given, warns):
+    import warnings
+
+    img = mc.imaging.simulate_haadf("fcc", (1, 1, 0), 3.6, shape=(130, 130), pixel_size=0.12,
+                                    dose=300, seed=0)  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf.classify_map(img, 0.12, window=window, stride=30, lattice_constant=given)
+    said = [w for w in caught if "misread real images" in str(w.message)]
+    assert len(said) == int(warns), [str(w.message) for w in caught]
+    if warns:
+        text = str(said[0].message)
+        assert f"{window * 0.12:.1f} Å ({window} pixels)" in text
+        assert ("with lattice_constant= given" in text) == (given is None)
+        assert said[0].filename == __file__  # points at the caller
+
+
+@pytest.mark.parametrize(
     "bad,exc,match",
     [
         (np.full((100, 100), np.nan), ValueError, "NaN"),
