@@ -452,9 +452,121 @@ def test_shifts_trajectory_command(tmp_path, capsys):
     assert stats.shape == (6, 3)
     data = np.load(out / "trajectory_shieldings.npz")
     assert data["shielding"].shape == (12, 6)
+    assert float(data["timestep_fs"]) == 10.0  # written only when given: no NaN for "not given"
     np.testing.assert_allclose(stats[:, 1], data["shielding"].mean(0), atol=1e-4)
     assert (out / "site_averages.png").exists() and (out / "distributions.png").exists()
     ase.io.write(tmp_path / "bad.extxyz", [frames[0], frames[1][:4]])
     bad = ["shifts", str(tmp_path / "bad.extxyz"), "--trajectory", "--out", str(out)]
     assert matchar.cli.main(bad) == 2
     assert "frame 1 has 4 atoms" in capsys.readouterr().err
+
+
+def _cube(tmp_path, name: str, values) -> str:
+    path = tmp_path / name
+    np.save(path, np.asarray(values))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "make,extra,names",
+    [
+        (lambda t: _cube(t, "e.npy", np.zeros((0, 0))), [], ["e.npy", "empty"]),
+        (lambda t: _cube(t, "c.npy", np.zeros((4, 4, 0))), [], ["c.npy", "empty"]),
+        (lambda t: _cube(t, "z.npy", np.zeros((4, 4, 8))), [], ["z.npy", "no counts"]),
+        (
+            lambda t: _cube(t, "n.npy", np.where(np.eye(8)[:, :, None] > 0, np.nan, 1.0) * [1] * 5),
+            [],
+            ["n.npy", "NaN"],
+        ),
+        (lambda t: _cube(t, "k.npy", np.ones((2, 2, 8))), ["-k", "5"], ["-k", "4 pixels"]),
+        (lambda t: _cube(t, "t.npy", np.ones((2, 2, 8))), ["--threads", "0"], ["--threads"]),
+    ],
+)
+def test_decompose_bad_cube_is_one_line_before_any_work(tmp_path, capsys, make, extra, names):
+    path = make(tmp_path)
+    before = np.load(path).copy()
+    args = ["decompose", path, *extra, "--out", str(tmp_path / "o")]
+    assert matchar.cli.main(args) == 2
+    _one_line_error(capsys, *names)
+    np.testing.assert_array_equal(np.load(path), before)  # the input is untouched
+
+
+def test_text_saved_under_a_npy_name_is_named_not_unpickled(tmp_path, capsys):
+    path = tmp_path / "notes.npy"
+    path.write_text("0.1 0.2\n0.3 0.4\n")
+    assert matchar.cli.main(["segment", str(path), "--out", str(tmp_path / "o")]) == 2
+    line = _one_line_error(capsys, "notes.npy", "no .npy header")
+    assert "allow_pickle" not in line
+    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert matchar.cli.main(["segment", str(path), "--out", str(tmp_path / "o")]) == 2
+    line = _one_line_error(capsys, "notes.npy", "Python objects")
+    assert "allow_pickle" not in line
+
+
+@pytest.mark.parametrize(
+    "argv,names",
+    [
+        (["identify", "IMG", "--pixel-size", "0.2", "--stride", "4"], ["--stride", "--map"]),
+        (["identify", "IMG", "--pixel-size", "0.2", "--map", "--stride", "0"], ["--stride"]),
+        (["segment", "IMG", "--regions", "1000"], ["--regions", "64"]),
+    ],
+)
+def test_image_options_checked_before_any_work(tmp_path, capsys, argv, names):
+    path = _cube(tmp_path, "img.npy", np.random.default_rng(0).random((96, 96)))
+    argv = [path if a == "IMG" else a for a in argv]
+    assert matchar.cli.main([*argv, "--out", str(tmp_path / "o")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no result line before the error
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "error: " in lines[0], captured.err
+    assert all(name in lines[0] for name in names), lines[0]
+
+
+def test_structure_options_out_of_their_use_are_refused(tmp_path, capsys):
+    import ase.build
+    import ase.io
+
+    path = tmp_path / "w.xyz"
+    ase.io.write(path, ase.build.molecule("H2O"))
+    out = ["--out", str(tmp_path / "o")]
+    assert matchar.cli.main(["soap", str(path), "--cutoff", "300", *out]) == 2
+    _one_line_error(capsys, "--cutoff", "30 Å")
+    for opt in (["--index", "0:2"], ["--timestep-fs", "2"], ["--chunk-size", "4"]):
+        assert matchar.cli.main(["shifts", str(path), *opt, *out]) == 2
+        _one_line_error(capsys, opt[0], "--trajectory")
+
+
+def test_rosettasciio_log_is_a_one_line_warning_naming_the_file(shared_data, tmp_path, capsys):
+    """The Velox file whose spectrum images RosettaSciIO cannot read: its log message
+    (which it prints to stdout in colour) is a warning line on stderr naming the file."""
+    import zipfile
+
+    pytest.importorskip("rsciio")
+    pytest.importorskip("h5py")
+    pytest.importorskip("sparse")
+    archive = shared_data / "velox-edx-16x16.zip"
+    if not archive.exists():
+        pytest.skip(f"{archive} not found")
+    with zipfile.ZipFile(archive) as z:
+        name = next(n for n in z.namelist() if n.endswith(".emd") and "Reduced" in n)
+        z.extract(name, tmp_path)
+    path = tmp_path / name
+    assert matchar.cli.main(["decompose", str(path), "--out", str(tmp_path / "o")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    warning, error = captured.err.strip().splitlines()
+    assert warning.startswith("matchar decompose: warning: ") and path.name in warning
+    assert "\x1b[" not in warning and "RosettaSciIO" in warning
+    assert error.startswith("matchar decompose: error: ")
+
+
+def test_no_progress_bar_where_no_terminal_watches(tmp_path, capsys, monkeypatch):
+    """stderr here is not a terminal: the run writes no progress bar there, so an error
+    would be its only line; TQDM_DISABLE is restored afterwards."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    rng = np.random.default_rng(0)
+    path = _cube(tmp_path, "c.npy", rng.poisson(5.0, (6, 6, 20)))
+    args = ["decompose", path, "-k", "2", "--max-iter", "20", "--out", str(tmp_path / "o")]
+    assert matchar.cli.main(args) == 0
+    assert capsys.readouterr().err == ""
+    assert "TQDM_DISABLE" not in __import__("os").environ

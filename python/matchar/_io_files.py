@@ -7,7 +7,10 @@ from __future__ import annotations
 import errno
 import functools
 import importlib
+import logging
 import struct
+import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -171,12 +174,43 @@ def _reason(err: BaseException, p: Path) -> str:
     return f"file is truncated, corrupt or not a {p.suffix.lower()} file ({detail})"
 
 
+class _LogAsWarning(logging.Handler):
+    """RosettaSciIO's log records (which it prints to stdout, in colour) as Python
+    warnings naming the file being read."""
+
+    def __init__(self, p: Path) -> None:
+        super().__init__(logging.WARNING)
+        self.name_of_file = p.name
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # point at the first caller outside logging, RosettaSciIO and matchar
+        skip = tuple(
+            str(Path(m.__file__).parent)
+            for m in (logging, sys.modules.get("rsciio"), sys.modules.get("matchar"))
+            if m is not None and getattr(m, "__file__", None)
+        )
+        level, frame = 1, sys._getframe(0)
+        while frame is not None and frame.f_code.co_filename.startswith(skip):
+            frame, level = frame.f_back, level + 1
+        warnings.warn(
+            f"{self.name_of_file}: {record.getMessage()} (RosettaSciIO)",
+            UserWarning,
+            stacklevel=level,
+        )
+
+
 @contextmanager
 def _reading(p: Path, fmt: str) -> Iterator[None]:
-    """Turn whatever a reader raises on a bad file into one FileFormatError naming it.
+    """Turn whatever a reader raises on a bad file into one FileFormatError naming it, and
+    what RosettaSciIO logs while reading it into warnings.
 
     ImportError (a missing optional reader dependency), MemoryError, PermissionError and
     KeyboardInterrupt pass through."""
+    logger = logging.getLogger("rsciio") if "rsciio" in sys.modules else None
+    saved = None
+    if logger is not None:
+        saved = logger.handlers[:]
+        logger.handlers = [_LogAsWarning(p)]
     try:
         yield
     except ImportError as err:
@@ -185,13 +219,27 @@ def _reading(p: Path, fmt: str) -> Iterator[None]:
         raise
     except Exception as err:
         raise _cannot_read(p, fmt, _reason(err, p)) from err
+    finally:
+        if logger is not None:
+            logger.handlers = saved
 
 
 def _load_npy(p: Path) -> np.ndarray:
     fmt = _FORMAT_NAMES[".npy"]
     _check_readable_file(p, fmt)
+    with open(p, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK\x03\x04"):
+        raise _cannot_read(p, fmt, "no .npy header: not a file written by numpy.save")
     with _reading(p, fmt):
-        arr = np.load(p, allow_pickle=False)
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except ValueError as err:
+            if "allow_pickle" not in str(err):
+                raise
+            raise _cannot_read(
+                p, fmt, "it holds Python objects (pickled data), which matchar does not load"
+            ) from None
     if not isinstance(arr, np.ndarray):  # an .npz under a .npy name
         raise _cannot_read(p, fmt, "file holds several arrays (an .npz archive?)")
     return arr

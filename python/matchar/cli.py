@@ -33,11 +33,20 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Command-line limits beyond which a run takes minutes for no use: k-means regions of a
+#: segmentation, and SOAP cutoffs (Å; 3-8 Å in practice, the work grows as cutoff**3).
+MAX_REGIONS = 64
+MAX_CUTOFF = 30.0
+
+
 def _threads(args: argparse.Namespace) -> None:
     import matchar as mc
 
     if getattr(args, "threads", None) is not None:
-        mc.set_num_threads(args.threads)
+        try:
+            mc.set_num_threads(args.threads)
+        except ValueError as err:  # the library names its argument n
+            raise ValueError(f"--threads{str(err).removeprefix('n')}") from None
 
 
 def _out_dir(args: argparse.Namespace) -> Path:
@@ -69,6 +78,8 @@ def _segment(args: argparse.Namespace) -> int:
     import matchar as mc
 
     _threads(args)
+    if args.regions is not None and not 1 <= args.regions <= MAX_REGIONS:
+        raise ValueError(f"--regions must be between 1 and {MAX_REGIONS}, got {args.regions}")
     image, file_pixel_size = _read_image(args.image)
     pixel_size = args.pixel_size if args.pixel_size is not None else file_pixel_size
     seg = mc.imaging.segment(image, n_regions=args.regions, pixel_size=pixel_size)
@@ -85,6 +96,11 @@ def _identify(args: argparse.Namespace) -> int:
     import matchar as mc
 
     _threads(args)
+    if args.stride is not None:
+        if not args.map:
+            raise ValueError("--stride applies to --map only: add --map")
+        if not 1 <= args.stride <= 2**31 - 1:
+            raise ValueError(f"--stride must be an integer in [1, 2147483647], got {args.stride}")
     image, file_pixel_size = _read_image(args.image)
     pixel_size = args.pixel_size if args.pixel_size is not None else file_pixel_size
     if pixel_size is None:
@@ -198,6 +214,8 @@ def _soap(args: argparse.Namespace) -> int:
     import matchar as mc
 
     _threads(args)
+    if not 0.5 <= args.cutoff <= MAX_CUTOFF:  # the cost grows as cutoff**3 per atom
+        raise ValueError(f"--cutoff must be between 0.5 and {MAX_CUTOFF:g} Å, got {args.cutoff:g}")
     frames = _read_frames(args.structures)
     soap = mc.atoms.SOAP(
         cutoff=args.cutoff, max_radial=args.max_radial, max_angular=args.max_angular
@@ -214,6 +232,18 @@ def _shifts(args: argparse.Namespace) -> int:
     import matchar as mc
 
     _threads(args)
+    if not args.trajectory:
+        given = [
+            opt
+            for opt, value, default in (
+                ("--index", args.index, ":"),
+                ("--timestep-fs", args.timestep_fs, None),
+                ("--chunk-size", args.chunk_size, None),
+            )
+            if value != default
+        ]
+        if given:
+            raise ValueError(f"{', '.join(given)} applies to --trajectory only: add --trajectory")
     model = (
         _load_shift_model(args.model) if args.model else mc.nmr.ShiftModel.pretrained(args.element)
     )
@@ -382,7 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
         "segment", help="segment a STEM image (.npy, .png, .tif, .dm3/.dm4, .emd, .hspy)"
     )
     seg.add_argument("image")
-    seg.add_argument("--regions", type=int, default=None, help="number of regions (auto)")
+    seg.add_argument(
+        "--regions", type=int, default=None, help="number of regions, 1-64 (default: chosen)"
+    )
     seg.add_argument(
         "--pixel-size", type=float, default=None, help="Å per pixel (default: from the file)"
     )
@@ -409,15 +441,26 @@ def build_parser() -> argparse.ArgumentParser:
         "bcc=2.87; separates classes that look alike up to scale",
     )
     idf.add_argument("--map", action="store_true", help="also write sliding-window maps")
-    idf.add_argument("--stride", type=int, default=None, help="map stride in pixels")
+    idf.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="with --map: step between windows in pixels (default: a quarter of the window)",
+    )
     common(idf, "matchar-identify")
     idf.set_defaults(func=_identify)
 
     so = sub.add_parser("soap", help="SOAP power spectra of structures (any file ase reads)")
     so.add_argument("structures")
-    so.add_argument("--cutoff", type=float, default=5.0, help="Å")
-    so.add_argument("--max-radial", type=int, default=8)
-    so.add_argument("--max-angular", type=int, default=6)
+    so.add_argument(
+        "--cutoff", type=float, default=5.0, help="cutoff radius in Å, 0.5-30 (default 5)"
+    )
+    so.add_argument(
+        "--max-radial", type=int, default=8, help="radial basis functions, 1-21 (default 8)"
+    )
+    so.add_argument(
+        "--max-angular", type=int, default=6, help="largest angular channel l, 0-20 (default 6)"
+    )
     common(so, "matchar-soap")
     so.set_defaults(func=_soap)
 
@@ -512,6 +555,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     debug = args.debug or os.environ.get("MATCHAR_DEBUG", "").strip() not in ("", "0")
     prefix = f"matchar {args.command}"
+    # Progress bars only where someone watches: on a terminal. Written to a log or a pipe
+    # they would be lines of their own before an error's one line.
+    quiet = not sys.stderr.isatty() and "TQDM_DISABLE" not in os.environ
+    if quiet:
+        os.environ["TQDM_DISABLE"] = "1"
+    try:
+        return _dispatch(args, prefix, debug)
+    finally:
+        if quiet:
+            os.environ.pop("TQDM_DISABLE", None)
+
+
+def _dispatch(args: argparse.Namespace, prefix: str, debug: bool) -> int:
+    """Run the command; errors as one line (see :func:`main`)."""
     with warnings.catch_warnings():
         warnings.showwarning = _warning_printer(prefix)
         try:

@@ -365,7 +365,9 @@ def denoise(
 
     estimates = []
     found: set[int] = set()
-    for r, piece in tqdm(pieces, desc="denoise", unit="piece", disable=not progress):
+    for r, piece in tqdm(
+        pieces, desc="denoise", unit="piece", **({} if progress else {"disable": True})
+    ):
         # estimate from the piece less a margin: the segmentation's boundaries are only
         # good to a few pixels, and another lattice's pixels would leak into this one
         data = piece & (to_boundary > margin)

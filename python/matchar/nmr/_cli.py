@@ -57,7 +57,10 @@ def add_arguments(rk: argparse.ArgumentParser) -> None:
     )
     rk.add_argument("--model", default=None, help="a ShiftModel .npz (default: the shipped model)")
     rk.add_argument(
-        "--top", type=int, default=3, help="parity plots of this many top candidates (default 3)"
+        "--top",
+        type=int,
+        default=3,
+        help="parity plots of this many top candidates (default 3; at most all of them)",
     )
 
 
@@ -87,6 +90,8 @@ def run(args: argparse.Namespace, frames: list[Any], model: Any, out: Path) -> i
 
     import matchar as mc
 
+    if args.top < 1:
+        raise ValueError(f"--top must be >= 1 (parity plots), got {args.top}")
     table = mc.nmr.read_shift_table(args.experimental)
     kwargs = {} if args.band is None else {"band": args.band, "method": "banded"}
     res = mc.nmr.rank_candidates(
@@ -170,12 +175,14 @@ def run_trajectory(args: argparse.Namespace, model: Any, out: Path) -> int:
     res = mc.nmr.predict_trajectory(
         model, traj, chunk_size=args.chunk_size, timestep_fs=args.timestep_fs, progress=True
     )
+    # timestep_fs only when given (no NaN standing for "not given")
+    step = {} if res.timestep_fs is None else {"timestep_fs": res.timestep_fs}
     np.savez(
         out / "trajectory_shieldings.npz",
         shielding=res.shielding,
         std=res.std,
         atoms=res.atoms,
-        timestep_fs=np.nan if res.timestep_fs is None else res.timestep_fs,
+        **step,
     )
     tau = res.autocorrelation_time()
     unit = "fs" if res.timestep_fs is not None else "frames"

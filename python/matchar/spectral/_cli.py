@@ -106,6 +106,20 @@ def run_decompose(args: argparse.Namespace, out_dir: Callable[[], Path]) -> int:
             a["scale"] = (a.get("scale") or 1.0) * b
             a["size"] = n
 
+    if cube.size == 0:
+        raise ValueError(f"{args.file!r}: the spectrum image is empty, shape {cube.shape}")
+    if cube.dtype.kind == "f":  # per row: no mask the size of the cube
+        for row in cube.reshape(-1, cube.shape[-1]):
+            if not np.isfinite(row).all():
+                raise ValueError(f"{args.file!r}: the spectrum image holds NaN or infinite values")
+    if not cube.max() > 0:
+        raise ValueError(f"{args.file!r}: the spectrum image holds no counts (no positive value)")
+    pixels_left = int(np.prod(cube.shape[:-1]))
+    if not 1 <= args.components <= min(pixels_left, cube.shape[-1]):
+        raise ValueError(
+            f"-k must be between 1 and {min(pixels_left, cube.shape[-1])} (the smaller of the "
+            f"{pixels_left} pixels and {cube.shape[-1]} channels), got {args.components}"
+        )
     C = cube.shape[-1]
     keep = np.ones(C, dtype=bool)
     axis = energy if energy is not None else np.arange(C, dtype=np.float64)
@@ -127,9 +141,10 @@ def run_decompose(args: argparse.Namespace, out_dir: Callable[[], Path]) -> int:
         )
     i0, i1 = int(np.argmax(keep)), int(C - np.argmax(keep[::-1]))
     cube = cube[..., i0:i1]
+    channels = None
     if energy is not None:
         energy = energy[i0:i1]
-        print(
+        channels = (
             f"channels {i0}..{i1 - 1} of {C} ({energy[0]:g} to {energy[-1]:g} {unit or ''})"
             + (f"; zero peak below {zero_peak_keV} keV left out" if cut is not None else "")
         )
@@ -154,6 +169,7 @@ def run_decompose(args: argparse.Namespace, out_dir: Callable[[], Path]) -> int:
         model = mc.spectral.EDXModel(
             names, axis_keV, metadata=meta, data=cube if names is None else None
         )
+        print(channels)  # after the elements were checked: bad input is one line
         print(
             f"EDX model: {', '.join(model.elements)}; {model.beam_energy_keV:g} keV beam, "
             f"take-off {model.takeoff_deg:g} deg, resolution {model.resolution_eV:g} eV"
@@ -187,6 +203,8 @@ def run_decompose(args: argparse.Namespace, out_dir: Callable[[], Path]) -> int:
         loss_label = "objective"
         fitted = est
     else:
+        if channels is not None:
+            print(channels)
         fitted = mc.spectral.NMF(
             args.components, loss=args.loss, max_iter=args.max_iter, random_state=0, progress=True
         )
