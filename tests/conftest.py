@@ -120,10 +120,9 @@ def dask_client():
         cluster.close()
 
 
-@pytest.fixture
-def velox(shared_data: Path, tmp_path: Path) -> Path:
-    """The Velox EDS .emd of ../shared/data/velox-edx-16x16.zip, extracted to tmp_path
-    (skips without the file or rosettasciio's readers)."""
+def _velox_emd(shared_data: Path, tmp_path: Path, reduced: bool) -> Path:
+    """A Velox EDS .emd of ../shared/data/velox-edx-16x16.zip extracted to tmp_path: the
+    full one, or the reduced one (maps and summed spectra, no spectrum image)."""
     import zipfile
 
     pytest.importorskip("rsciio")
@@ -133,6 +132,19 @@ def velox(shared_data: Path, tmp_path: Path) -> Path:
     if not archive.exists():
         pytest.skip(f"{archive} not found")
     with zipfile.ZipFile(archive) as z:
-        name = next(n for n in z.namelist() if n.endswith(".emd") and "Reduced" not in n)
+        name = next(n for n in z.namelist() if n.endswith(".emd") and reduced == ("Reduced" in n))
         z.extract(name, tmp_path)
     return tmp_path / name
+
+
+@pytest.fixture
+def velox(shared_data: Path, tmp_path: Path) -> Path:
+    """The Velox EDS .emd of ../shared/data/velox-edx-16x16.zip, extracted to tmp_path
+    (skips without the file or rosettasciio's readers)."""
+    return _velox_emd(shared_data, tmp_path, reduced=False)
+
+
+@pytest.fixture
+def velox_reduced(shared_data: Path, tmp_path: Path) -> Path:
+    """Its reduced .emd, which holds no spectrum image RosettaSciIO reads."""
+    return _velox_emd(shared_data, tmp_path, reduced=True)

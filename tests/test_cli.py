@@ -536,21 +536,10 @@ def test_structure_options_out_of_their_use_are_refused(tmp_path, capsys):
         _one_line_error(capsys, opt[0], "--trajectory")
 
 
-def test_rosettasciio_log_is_a_one_line_warning_naming_the_file(shared_data, tmp_path, capsys):
+def test_rosettasciio_log_is_a_one_line_warning_naming_the_file(velox_reduced, tmp_path, capsys):
     """The Velox file whose spectrum images RosettaSciIO cannot read: its log message
     (which it prints to stdout in colour) is a warning line on stderr naming the file."""
-    import zipfile
-
-    pytest.importorskip("rsciio")
-    pytest.importorskip("h5py")
-    pytest.importorskip("sparse")
-    archive = shared_data / "velox-edx-16x16.zip"
-    if not archive.exists():
-        pytest.skip(f"{archive} not found")
-    with zipfile.ZipFile(archive) as z:
-        name = next(n for n in z.namelist() if n.endswith(".emd") and "Reduced" in n)
-        z.extract(name, tmp_path)
-    path = tmp_path / name
+    path = velox_reduced
     assert matchar.cli.main(["decompose", str(path), "--out", str(tmp_path / "o")]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
