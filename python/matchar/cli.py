@@ -352,9 +352,18 @@ def build_parser() -> argparse.ArgumentParser:
         "maps.hspy/components.hspy when rosettasciio is installed.",
     )
     dec.add_argument("file")
-    dec.add_argument("-k", "--components", type=int, default=4)
-    dec.add_argument("--loss", choices=["kl", "frobenius"], default="kl")
-    dec.add_argument("--max-iter", type=int, default=200)
+    dec.add_argument(
+        "-k", "--components", type=int, default=4, help="number of components (default 4)"
+    )
+    dec.add_argument(
+        "--loss",
+        choices=["kl", "frobenius"],
+        default="kl",
+        help="kl: Poisson counts (default); frobenius: least squares",
+    )
+    dec.add_argument(
+        "--max-iter", type=int, default=200, help="most iterations of the fit (default 200)"
+    )
     dec.add_argument(
         "--signal",
         default=None,
@@ -423,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     idf = sub.add_parser(
         "identify",
-        help="crystal prototype, zone axis, a, rotation of a HAADF image (.npy, .png, .tif)",
+        help="crystal prototype, zone axis, a, rotation of a HAADF image (.npy, .png, .tif, "
+        ".dm3/.dm4, .emd, .hspy)",
     )
     idf.add_argument("image")
     idf.add_argument(
