@@ -559,3 +559,20 @@ def test_no_progress_bar_where_no_terminal_watches(tmp_path, capsys, monkeypatch
     assert matchar.cli.main(args) == 0
     assert capsys.readouterr().err == ""
     assert "TQDM_DISABLE" not in __import__("os").environ
+
+
+def test_out_that_is_a_file_and_a_bad_frame_index_name_the_option(tmp_path, capsys):
+    import ase.build
+    import ase.io
+
+    path = tmp_path / "w.extxyz"
+    ase.io.write(path, [ase.build.molecule("H2O")] * 3)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert matchar.cli.main(["soap", str(path), "--out", str(afile)]) == 2
+    _one_line_error(capsys, "--out", "afile", "folder")
+    out = ["--out", str(tmp_path / "o")]
+    assert matchar.cli.main(["shifts", str(path), "--trajectory", "--index", "foo", *out]) == 2
+    _one_line_error(capsys, "index", "'foo'", "::10")
+    assert matchar.cli.main(["shifts", str(path), "--trajectory", "--index", "10:20", *out]) == 2
+    _one_line_error(capsys, "w.extxyz", "no frame selected by index '10:20'")

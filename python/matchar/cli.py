@@ -51,6 +51,8 @@ def _threads(args: argparse.Namespace) -> None:
 
 def _out_dir(args: argparse.Namespace) -> Path:
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; --out names a folder")
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -382,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="Y0:Y1,X0:X1",
         help="keep pixel rows Y0..Y1-1 and columns X0..X1-1 (Python slices; N0:N1 for an "
-        "(N, C) cube), before binning",
+        "(N, C) cube), before binning; a negative start needs the = form, --crop=-5:,0:8",
     )
     dec.add_argument(
         "--bin",

@@ -78,6 +78,15 @@ class Trajectory:
     ) -> None:
         ase = require("ase", feature="Trajectory")
 
+        if not isinstance(index, str):
+            raise TypeError(f"index must be a str (ase's syntax, e.g. '::10'), got {index!r}")
+        try:
+            _parse_index(index)
+        except ValueError:
+            raise ValueError(
+                f"index must be ase's frame syntax, an integer or start:stop:step such as "
+                f"'::10', got {index!r}"
+            ) from None
         self.index = index
         self.format = format
         self.topology = topology
@@ -102,7 +111,8 @@ class Trajectory:
             self.source = frames
         first = next(self._raw(), None)
         if first is None:
-            raise ValueError(f"{self._name()} holds no frame")
+            chosen = f" selected by index {index!r}" if index.strip() != ":" else ""
+            raise ValueError(f"{self._name()} holds no frame{chosen}")
         self.numbers = first.numbers.copy()
         self._n_frames: int | None = None if isinstance(self.source, Path) else len(self.source)
 
