@@ -108,9 +108,10 @@ def run_decompose(args: argparse.Namespace, out_dir: Callable[[], Path]) -> int:
 
     if cube.size == 0:
         raise ValueError(f"{args.file!r}: the spectrum image is empty, shape {cube.shape}")
-    if cube.dtype.kind == "f":  # per row: no mask the size of the cube
-        for row in cube.reshape(-1, cube.shape[-1]):
-            if not np.isfinite(row).all():
+    if cube.dtype.kind == "f":  # by blocks of spectra: no mask the size of the cube
+        flat = cube.reshape(-1, cube.shape[-1])
+        for start in range(0, len(flat), 4096):
+            if not np.isfinite(flat[start : start + 4096]).all():
                 raise ValueError(f"{args.file!r}: the spectrum image holds NaN or infinite values")
     if not cube.max() > 0:
         raise ValueError(f"{args.file!r}: the spectrum image holds no counts (no positive value)")
