@@ -256,6 +256,45 @@ def test_images_without_a_lattice_warn(clf, kind):
     assert np.isfinite(p.lattice_constant) and np.all(np.isfinite(m.lattice_constant))
 
 
+@pytest.mark.parametrize("kind", ["cosine", "square wave", "scan lines"])
+def test_fringes_of_one_direction_are_not_a_lattice(clf, kind):
+    """Stripes at a plausible spacing (their FFT peaks are strong, but all on one line
+    through the origin) warn as no 2-D lattice, naming the class the network gave."""
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[: SHAPE[0], : SHAPE[1]] * PS
+    u = (np.cos(0.4) * x + np.sin(0.4) * y) / 2.1  # 2.1 Å fringes, turned by 23°
+    img = {
+        "cosine": lambda: np.cos(2 * np.pi * u),
+        "square wave": lambda: np.sign(np.cos(2 * np.pi * u)),
+        "scan lines": lambda: (
+            np.cos(2 * np.pi * y / 2.1) * (1 + 0.2 * rng.random(SHAPE[0]))[:, None]
+        ),
+    }[kind]() + rng.normal(0, 0.3, SHAPE)
+    before = img.copy()
+    with pytest.warns(UserWarning, match="fringes of one direction only") as record:
+        p = clf.predict(img, PS)
+    label = f"{p.prototype}[{''.join(map(str, p.zone_axis))}]"
+    assert any(label in str(w.message) for w in record)
+    with pytest.warns(UserWarning, match="fringes of one direction only"):
+        clf.classify_map(img, PS, stride=32)
+    np.testing.assert_array_equal(img, before)
+
+
+def test_every_class_is_a_2d_lattice_to_the_directions_check():
+    """The spread of the strong peaks' directions that the check reads: at least 60° for
+    every class from the renderer at both ends of the lattice constants (abTEM and the
+    real images: scripts/check_lattice_directions.py), about 0 for one direction."""
+    from matchar.imaging._classifier_checks import MIN_DIRECTIONS_SPREAD
+    from matchar.imaging._refine import peak_directions_spread, power_spectra
+    from matchar.imaging._simulate import ZONE_AXES
+
+    for proto, zone in ZONE_AXES:
+        for a in (2.6, 5.2):
+            img = _image(proto, zone, a, dose=100, seed=3)
+            spread = peak_directions_spread(power_spectra(img[None]), img.shape, PS)
+            assert spread >= 3 * MIN_DIRECTIONS_SPREAD - 1, (proto, zone, a, spread)
+
+
 def test_low_dose_lattice_is_not_called_noise(clf):
     img = _image("bcc", (1, 1, 1), 2.87, dose=2, seed=4)  # 2 electrons per pixel
     with warnings.catch_warnings():

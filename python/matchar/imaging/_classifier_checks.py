@@ -16,7 +16,18 @@ import scipy.ndimage
 from .._arrays import as_array
 from ._correlation import finite_rescaled
 from ._features import _HANN, CBED_RADII, MODEL_PIXEL_SIZE, MODEL_WINDOW
-from ._refine import LATTICE_SIGNIFICANCE, first_order_peak, plausible_spacings, power_spectra
+from ._refine import (
+    LATTICE_SIGNIFICANCE,
+    first_order_peak,
+    peak_directions_spread,
+    plausible_spacings,
+    power_spectra,
+)
+
+#: Smallest angle (degrees) between the directions of an image's strong FFT peaks for a
+#: 2-D lattice: every crystal of the classes gives at least 60 (renderer, abTEM and real
+#: images: 60-90), fringes of one direction about 0.
+MIN_DIRECTIONS_SPREAD = 20.0
 
 #: Pixel sizes (Å) outside this range give a warning; outside PIXEL_SIZE_LIMITS an error.
 PIXEL_SIZE_WARN = (0.06, 0.4)
@@ -292,20 +303,27 @@ def shows_lattice(
     have shown the whole image's spacing (``TILE_MIN_BINS`` frequency bins from the
     origin). Grain boundaries add peaks of their own to the whole image's spectrum."""
     spacing, ratio = first_order_peak(spec, shape, ps)
+    if probabilities is None:
+        verdict = "the classes and lattice constants of its windows mean nothing"
+    else:
+        best = int(np.argmax(probabilities))
+        verdict = (
+            f"the class ({clf.classes[best]}, p = {probabilities[best]:.2f}) and the "
+            "lattice constant mean nothing"
+        )
     if ratio < LATTICE_SIGNIFICANCE:
-        if probabilities is None:
-            verdict = "the classes and lattice constants of its windows mean nothing"
-        else:
-            best = int(np.argmax(probabilities))
-            verdict = (
-                f"the class ({clf.classes[best]}, p = {probabilities[best]:.2f}) and the "
-                "lattice constant mean nothing"
-            )
         _warn(
             f"{what} shows no lattice: its strongest FFT peak (at {spacing:.2f} Å) is only "
             f"{ratio:.0f} times the background, where an atomic-resolution image of a "
             f"crystal gives over {LATTICE_SIGNIFICANCE:.0f} (noise, an amorphous or "
             f"blurred region, or a pixel size far from the true one); {verdict}"
+        )
+        return False
+    if peak_directions_spread(spec, shape, ps) < MIN_DIRECTIONS_SPREAD:
+        _warn(
+            f"{what} shows fringes of one direction only (its strong FFT peaks, the first "
+            f"at {spacing:.2f} Å, lie on one line through the origin), not the columns of "
+            f"a 2-D lattice (stripes, a line grating, or scan noise); {verdict}"
         )
         return False
     a_range = tuple(clf.metadata.get("lattice_constant_range", (2.5, 5.4)))

@@ -319,11 +319,22 @@ def first_order_peak(
         Spacing in Å (that of the strongest peak when none is significant) and the
         strongest peak-to-background ratio.
     """
+    fy, fx, ratio, strong = _strong_peaks(p, shape, pixel_size)
+    k = np.hypot(fy, fx)
+    best = float(ratio.max())
+    kk = k[strong] if strong.any() else k[ratio == best]
+    return float(1.0 / kk.min()), float(np.exp(best))
+
+
+def _strong_peaks(p: np.ndarray, shape: tuple[int, int], pixel_size: float):
+    """Frequencies fy, fx (1/Å, broadcast to the spectrum's shape), the log ratio of the
+    power over the background at each radius, and the mask of the strong peaks of
+    :func:`first_order_peak`."""
     H, W = shape
     lb = log_background(p)[0]
     r = _radius_bins(H, W)
-    fy = np.fft.fftfreq(H)[:, None] / pixel_size
-    fx = np.fft.rfftfreq(W)[None, :] / pixel_size
+    fy = np.broadcast_to(np.fft.fftfreq(H)[:, None] / pixel_size, p.shape[1:])
+    fx = np.broadcast_to(np.fft.rfftfreq(W)[None, :] / pixel_size, p.shape[1:])
     k = np.hypot(fy, fx)
     k_max = min(_MAX_PEAK_FREQUENCY, 0.9 * 0.5 / pixel_size)
     use = (k >= _MIN_BINS / (min(H, W) * pixel_size)) & (k <= k_max)
@@ -331,8 +342,21 @@ def first_order_peak(
     best = float(ratio.max())
     peak = ratio >= scipy.ndimage.maximum_filter(ratio, size=3, mode="wrap")  # not a flank
     strong = peak & (ratio >= max(math.log(LATTICE_SIGNIFICANCE), best + math.log(0.05)))
-    kk = k[strong] if strong.any() else k[ratio == best]
-    return float(1.0 / kk.min()), float(np.exp(best))
+    return fy, fx, ratio, strong
+
+
+def peak_directions_spread(p: np.ndarray, shape: tuple[int, int], pixel_size: float) -> float:
+    """The largest angle (degrees, 0-90) between the directions of two strong peaks of one
+    power spectrum (those of :func:`first_order_peak`): about 0 for fringes of one
+    direction (a 1-D pattern: stripes, a line grating), at least 60 for any 2-D lattice."""
+    fy, fx, ratio, strong = _strong_peaks(p, shape, pixel_size)
+    ratio = ratio[strong]
+    keep = np.argsort(-ratio, kind="stable")[:200]  # the strongest: a bounded n**2 below
+    theta = np.degrees(np.arctan2(fy[strong][keep], fx[strong][keep])) % 180.0
+    if len(theta) < 2:
+        return 0.0
+    d = np.abs(theta[:, None] - theta[None, :])
+    return float(np.minimum(d, 180.0 - d).max())
 
 
 @functools.lru_cache(maxsize=8)
