@@ -551,14 +551,15 @@ def test_rosettasciio_log_is_a_one_line_warning_naming_the_file(velox_reduced, t
 
 def test_no_progress_bar_where_no_terminal_watches(tmp_path, capsys, monkeypatch):
     """stderr here is not a terminal: the run writes no progress bar there, so an error
-    would be its only line; TQDM_DISABLE is restored afterwards."""
-    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    would be its only line; on a terminal it does."""
     rng = np.random.default_rng(0)
     path = _cube(tmp_path, "c.npy", rng.poisson(5.0, (6, 6, 20)))
     args = ["decompose", path, "-k", "2", "--max-iter", "20", "--out", str(tmp_path / "o")]
     assert matchar.cli.main(args) == 0
     assert capsys.readouterr().err == ""
-    assert "TQDM_DISABLE" not in __import__("os").environ
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert matchar.cli.main(args) == 0
+    assert "NMF (kl)" in capsys.readouterr().err
 
 
 def test_out_that_is_a_file_and_a_bad_frame_index_name_the_option(tmp_path, capsys):

@@ -49,6 +49,12 @@ def _threads(args: argparse.Namespace) -> None:
             raise ValueError(f"--threads{str(err).removeprefix('n')}") from None
 
 
+def _watched() -> bool:
+    """Progress bars only where someone watches: on a terminal. Written to a log or a pipe
+    they would be lines of their own, before an error's one line."""
+    return sys.stderr.isatty()
+
+
 def _out_dir(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -222,7 +228,7 @@ def _soap(args: argparse.Namespace) -> int:
     soap = mc.atoms.SOAP(
         cutoff=args.cutoff, max_radial=args.max_radial, max_angular=args.max_angular
     )
-    X, samples = soap.compute(frames, progress=True, return_samples=True)
+    X, samples = soap.compute(frames, progress=_watched(), return_samples=True)
     out = _out_dir(args)
     np.save(out / "soap.npy", X)
     np.save(out / "soap_samples.npy", samples)
@@ -567,20 +573,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     debug = args.debug or os.environ.get("MATCHAR_DEBUG", "").strip() not in ("", "0")
     prefix = f"matchar {args.command}"
-    # Progress bars only where someone watches: on a terminal. Written to a log or a pipe
-    # they would be lines of their own before an error's one line.
-    quiet = not sys.stderr.isatty() and "TQDM_DISABLE" not in os.environ
-    if quiet:
-        os.environ["TQDM_DISABLE"] = "1"
-    try:
-        return _dispatch(args, prefix, debug)
-    finally:
-        if quiet:
-            os.environ.pop("TQDM_DISABLE", None)
-
-
-def _dispatch(args: argparse.Namespace, prefix: str, debug: bool) -> int:
-    """Run the command; errors as one line (see :func:`main`)."""
     with warnings.catch_warnings():
         warnings.showwarning = _warning_printer(prefix)
         try:

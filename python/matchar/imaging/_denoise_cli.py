@@ -7,6 +7,7 @@ does the work and raises on bad input (the CLI turns errors into one line, exit 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         cells=args.cells,
         gain=args.gain,
         correction=not args.no_correction,
-        progress=True,
+        progress=sys.stderr.isatty(),
         **kwargs,
     )
     out = Path(args.out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +174,11 @@ def run_trajectory(args: argparse.Namespace, model: Any, out: Path) -> int:
 
     traj = mc.nmr.Trajectory(args.structures, index=args.index)
     res = mc.nmr.predict_trajectory(
-        model, traj, chunk_size=args.chunk_size, timestep_fs=args.timestep_fs, progress=True
+        model,
+        traj,
+        chunk_size=args.chunk_size,
+        timestep_fs=args.timestep_fs,
+        progress=sys.stderr.isatty(),
     )
     # timestep_fs only when given (no NaN standing for "not given")
     step = {} if res.timestep_fs is None else {"timestep_fs": res.timestep_fs}

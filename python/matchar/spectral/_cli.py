@@ -6,6 +6,7 @@ and element choices of the command line; writes maps, components and a figure.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -207,7 +208,11 @@ def run_decompose(args: argparse.Namespace, out_dir: Callable[[], Path]) -> int:
         if channels is not None:
             print(channels)
         fitted = mc.spectral.NMF(
-            args.components, loss=args.loss, max_iter=args.max_iter, random_state=0, progress=True
+            args.components,
+            loss=args.loss,
+            max_iter=args.max_iter,
+            random_state=0,
+            progress=sys.stderr.isatty(),
         )
         maps = fitted.fit_transform(cube)
         titles = None
