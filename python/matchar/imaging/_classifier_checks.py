@@ -296,7 +296,8 @@ def shows_lattice(
     probabilities: np.ndarray | None = None, image: np.ndarray | None = None,
 ) -> bool:  # fmt: skip
     """Whether the power spectrum (1, H, W//2+1) of an image shows lattice peaks for the
-    classes of classifier ``clf``; warns when it does not (naming the class given
+    classes of classifier ``clf``, in more than one direction (not fringes of one
+    direction, :data:`MIN_DIRECTIONS_SPREAD`); warns when it does not (naming the class given
     ``probabilities``), or when its first-order spacing fits no class, unless the
     ``image`` itself, given, vouches for the scale: the median first-order spacing of its
     tiles (:func:`tile_spacings`) lies within the classes' range, and the tiles could
