@@ -353,7 +353,7 @@ def peak_directions_spread(p: np.ndarray, shape: tuple[int, int], pixel_size: fl
     ratio = ratio[strong]
     keep = np.argsort(-ratio, kind="stable")[:200]  # the strongest: a bounded n**2 below
     theta = np.degrees(np.arctan2(fy[strong][keep], fx[strong][keep])) % 180.0
-    if len(theta) < 2:
+    if len(theta) < 2:  # one peak (with its Friedel mate): a single direction
         return 0.0
     d = np.abs(theta[:, None] - theta[None, :])
     return float(np.minimum(d, 180.0 - d).max())
