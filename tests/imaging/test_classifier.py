@@ -54,6 +54,44 @@ def test_image_alone_splits_lookalikes_by_the_training_prior(clf):
         np.testing.assert_allclose(wide["probabilities"][0], p[0].mean(0), rtol=1e-6, atol=1e-12)
 
 
+def test_image_alone_uncertainty_merges_each_lookalike_group(clf):
+    """From the image alone the training prior splits a look-alike group, so the heads'
+    disagreement over that split is not uncertainty: two samples that put everything on
+    fcc [100] and on bcc [100] agree (0 nats), while samples split between fcc [100] and
+    fcc [110] disagree by log 2. With a lattice constant given (the network's split
+    reweighted) or ``lookalike_prior`` off, the information is per class. Random samples
+    against a direct reference that sums each group's columns."""
+    c = len(clf.classes)
+    fcc, bcc, f110 = (clf.classes.index(n) for n in ("fcc[100]", "bcc[100]", "fcc[110]"))
+    loga = np.full((2, 2, c), math.log(3.6))
+    rot = np.zeros((2, 2, c, 2))
+    p = np.zeros((2, 2, c), np.float32)
+    p[0, 0, fcc] = p[0, 1, bcc] = 1.0  # within the square group
+    p[1, 0, fcc] = p[1, 1, f110] = 1.0  # across groups
+    out = {"probs_mc": p, "log_a": loga, "rot": rot}
+    np.testing.assert_allclose(clf._summarize(out)["uncertainty"], [0.0, math.log(2)], atol=1e-9)
+    wide = clf._summarize(out, clf._prior((1, 10), 0.05))["uncertainty"]
+    np.testing.assert_allclose(wide, [math.log(2), math.log(2)], atol=1e-9)
+
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(7, 16, c)) * 2
+    q = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    names = [[f"{a}[{z}]" for a in protos] for protos, z in (
+        (("fcc", "bcc", "diamond"), "100"), (("fcc", "bcc"), "111"), (("fcc",), "211"),
+    )]  # fmt: skip
+    names[2].append("hcp[10-10]")
+    groups = [[clf.classes.index(n) for n in g] for g in names]
+    rest = [i for i in range(c) if not any(i in g for g in groups)]
+    merged = np.concatenate([q[..., rest]] + [q[..., g].sum(-1, keepdims=True) for g in groups], -1)
+    mean = merged.mean(1)
+    want = -(mean * np.log(mean)).sum(-1) + (merged * np.log(merged)).sum(-1).mean(1)
+    out = {"probs_mc": q, "log_a": np.full(q.shape, math.log(3.6)), "rot": np.zeros((*q.shape, 2))}
+    np.testing.assert_allclose(clf._summarize(out)["uncertainty"], want, rtol=1e-9, atol=1e-12)
+    flat = q.mean(1)
+    per_class = -(flat * np.log(flat)).sum(-1) + (q * np.log(q)).sum(-1).mean(1)
+    assert np.all(per_class >= want - 1e-12)  # merging never adds disagreement
+
+
 def test_model_ships_with_metadata(clf):
     onnx = MODELS / "crystal_classifier.onnx"
     assert onnx.stat().st_size < 5 * 1024 * 1024

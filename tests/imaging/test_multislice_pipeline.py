@@ -597,10 +597,10 @@ def test_real_fe_grain_boundary_of_ai_stem(ev):
     """AI-STEM's real Fe bcc [100] grain-boundary image (not shipped; set
     MATCHAR_AI4STEM_DATA to the ``ai4stem/data`` folder of a clone of
     github.com/AndreasLeitherer/ai4stem). Measured: the uncertainty within 1 nm of the
-    boundary 3.7x the grain interiors from the image alone and 55x with a = 2.87 Å given
-    (16 Å windows); 92.7% of windows in the fcc/bcc [100] look-alike group from the image
-    alone, 93.6% bcc [100] with a given; misorientation 36.9°. AI-STEM's 12 Å windows
-    read the same classes."""
+    boundary 9.5x the grain interiors from the image alone (each look-alike group one
+    class) and 55x with a = 2.87 Å given (16 Å windows); 92.7% of windows in the fcc/bcc
+    [100] look-alike group from the image alone, 93.6% bcc [100] with a given;
+    misorientation 36.9°. AI-STEM's 12 Å windows read the same classes."""
     import os
 
     folder = os.environ.get("MATCHAR_AI4STEM_DATA")
@@ -611,7 +611,7 @@ def test_real_fe_grain_boundary_of_ai_stem(ev):
     clf = mc.imaging.CrystalClassifier.default()
     res = ev.evaluate_real_fe(clf, Path(folder), None)
     alone, given = res["window_16A_image_alone"], res["window_16A_lattice_constant_2.87"]
-    assert alone["uncertainty_ratio"] >= 2.0 and given["uncertainty_ratio"] >= 2.0
+    assert alone["uncertainty_ratio"] >= 5.0 and given["uncertainty_ratio"] >= 5.0
     group = alone["classes"].get("fcc[1, 0, 0]", 0) + alone["classes"].get("bcc[1, 0, 0]", 0)
     assert group > 0.9 * alone["windows"]
     assert given["classes"]["bcc[1, 0, 0]"] > 0.9 * given["windows"]
@@ -623,13 +623,13 @@ def test_real_fe_grain_boundary_of_ai_stem(ev):
     assert given["segment_vs_rotation_grains"] > 0.95
     assert alone["segment_vs_rotation_grains"] > 0.95
     # AI-STEM's 12 Å windows: measured 93.8% in the [100] group from the image alone,
-    # 97.0% bcc [100] with a given; boundary ratio 1.5x alone and 3.2x given; the
+    # 97.0% bcc [100] with a given; boundary ratio 1.85x alone and 3.2x given; the
     # grains 37.0° apart (with the field tapered twice: 43.5% fcc [110], 1.1x and 1.4x)
     alone, given = res["window_12A_image_alone"], res["window_12A_lattice_constant_2.87"]
     group = alone["classes"].get("fcc[1, 0, 0]", 0) + alone["classes"].get("bcc[1, 0, 0]", 0)
     assert group > 0.9 * alone["windows"]
     assert given["classes"]["bcc[1, 0, 0]"] > 0.95 * given["windows"]
-    assert alone["uncertainty_ratio"] > 1.3 and given["uncertainty_ratio"] >= 2.0
+    assert alone["uncertainty_ratio"] > 1.5 and given["uncertainty_ratio"] >= 2.0
     assert given["misorientation_deg"] == pytest.approx(36.87, abs=1.0)
     # AI-STEM's ten abTEM reference images: measured 10 of 10 with the lattice constant
     # given, 7 of 10 from the image alone (the misses: the three look-alike groups, p <= 0.6)
@@ -639,13 +639,13 @@ def test_real_fe_grain_boundary_of_ai_stem(ev):
     assert all(p < 0.7 for p in ref["top_probability_of_image_alone_misses"])
     # the same image under nine changes (gain and offset, gamma 0.6 and 1.6, 16 levels,
     # ramp, contamination, scan-line offsets, 0.5 Å blur, 10 counts per pixel): measured
-    # bcc [100] 81.9-97.8% given, boundary ratio >= 2.2 alone and >= 3.6 given,
+    # bcc [100] 81.9-97.8% given, boundary ratio >= 3.5 alone and >= 3.6 given,
     # misorientation 36.87-37.14°, the windows off the expected reading at p <= 0.64
     pert = ev.evaluate_real_fe_perturbed(clf, Path(folder))
     for name in ev.PERTURBATIONS:
         alone, given = pert[name]["image_alone"], pert[name]["lattice_constant_2.87"]
         assert given["share_bcc100"] > 0.75 and alone["share_square_group"] > 0.7, name
-        assert alone["uncertainty_ratio"] >= 2.0 and given["uncertainty_ratio"] >= 2.0, name
+        assert alone["uncertainty_ratio"] >= 2.5 and given["uncertainty_ratio"] >= 2.5, name
         assert given["misorientation_deg"] == pytest.approx(36.87, abs=1.0), name
         assert given["off_windows"]["mean_top_probability"] < 0.75, name
     for key in ("image_alone", "lattice_constant_2.87"):  # each window is standardized

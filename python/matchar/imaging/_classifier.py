@@ -72,7 +72,7 @@ from ._lattice_prior import (
     warn_prior,
 )
 from ._lattice_prior import _lattice_range as _lattice_range
-from ._lookalike import lookalike_groups, split_lookalikes
+from ._lookalike import lookalike_groups, mutual_information, split_lookalikes
 from ._refine import power_spectra, refine_lattice, reflection_table
 
 #: The HAADF networks' inputs, by the model JSON's "features".
@@ -206,7 +206,9 @@ class CrystalClassifier:
         #: HAADF, image alone (no ``lattice_constant``): each look-alike group's mean
         #: probability split among its members by the training prior at the column
         #: spacing read (matchar.imaging._lookalike); False keeps the network's own split.
-        #: The uncertainty stays the mutual information of the network's own samples.
+        #: The uncertainty is then the mutual information of the network's own samples
+        #: with each group merged into one class: the heads' disagreement over a split
+        #: the prior replaces is not reported as uncertainty.
         #: A given lattice constant reweights the network's split instead (it may lie
         #: outside the training range, e.g. Si at 5.43 Å). CBED keeps the network's
         #: split: the disk intensities tell look-alikes apart beyond the geometry.
@@ -385,11 +387,11 @@ class CrystalClassifier:
         if prior is not None:  # what the user knows decides between look-alikes
             pm, misfit = _apply_lattice_prior(pm, out["log_a"], prior, warn_misfit)
         mean = pm.mean(axis=1)
-        ent = -np.sum(mean * np.log(np.clip(mean, 1e-12, None)), axis=-1)
-        ent_t = -np.sum(pm * np.log(np.clip(pm, 1e-12, None)), axis=-1).mean(axis=1)
-        mi = np.clip(ent - ent_t, 0.0, None)  # the network's own disagreement
-        if prior is None and self.lookalike_prior and self._lookalike_groups:
-            # else the training prior splits each look-alike group's mean probability
+        split = prior is None and self.lookalike_prior and bool(self._lookalike_groups)
+        # the network's own disagreement; where the training prior (not the network)
+        # splits each look-alike group, only its disagreement over the groups counts
+        mi = mutual_information(pm, self._lookalike_groups if split else ())
+        if split:
             mean = split_lookalikes(
                 mean, out["log_a"].mean(axis=1), self._lookalike_groups, self._a_range
             )

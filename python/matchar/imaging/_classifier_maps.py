@@ -254,8 +254,9 @@ def classify_map(
 
     The image is resampled to the network's 0.25 Å per pixel, cut into windows of
     ``window`` pixels every ``stride`` pixels, and each window is classified; the
-    uncertainty map is the mutual information over the Monte-Carlo samples, high at
-    interfaces, defects and amorphous regions.
+    uncertainty map is the mutual information over the Monte-Carlo samples (from a
+    HAADF image alone, with each look-alike group as one class), high at interfaces,
+    defects and amorphous regions.
 
     With ``modality="cbed"``, ``image`` is a 4-D STEM data set of shape
     (scan rows, scan cols, H, W), one CBED pattern per probe position,

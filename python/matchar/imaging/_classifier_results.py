@@ -35,7 +35,9 @@ class CrystalPrediction:
         deprecated alias.
     uncertainty : float
         Mutual information (nats) between the class and the Monte-Carlo sample (ensemble
-        head and dropout mask); 0 = the samples agree, up to log(n_classes).
+        head and dropout mask); 0 = the samples agree, up to log(n_classes). From a HAADF
+        image alone, each look-alike group counts as one class here (the training prior,
+        not the samples, splits it; ``CrystalClassifier.lookalike_prior``).
     """
 
     prototype: str
@@ -171,7 +173,7 @@ class CrystalMap:
     rotation_deg : numpy.ndarray, shape (H', W'), float32, degrees
         (``rotation`` is a deprecated alias)
     uncertainty : numpy.ndarray, shape (H', W'), float32
-        Mutual information (nats).
+        Mutual information (nats), as :attr:`CrystalPrediction.uncertainty`.
     centers : numpy.ndarray, shape (H', W', 2), float64
         Window centres (row, col) in pixels of the input image.
     classes : tuple of str

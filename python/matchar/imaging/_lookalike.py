@@ -92,3 +92,38 @@ def split_lookalikes(
         total = dens.sum(axis=-1, keepdims=True)
         p[..., idx] = pg * np.where(total > 0, dens / np.where(total > 0, total, 1.0), w)
     return p
+
+
+def mutual_information(
+    probs_mc: np.ndarray, groups: list[tuple[np.ndarray, np.ndarray]] | tuple = ()
+) -> np.ndarray:
+    """Mutual information between the class and the Monte-Carlo sample, in nats:
+    H(mean p) - mean H(p), the samples' disagreement.
+
+    Parameters
+    ----------
+    probs_mc : numpy.ndarray, shape (N, T, C)
+        Class probabilities of T samples (heads) for N windows, rows summing to 1.
+    groups : list of (indices, k)
+        From :func:`lookalike_groups`: each group's members are merged into one class
+        before the information is taken, so that the samples' disagreement over the
+        split within a group (which the training prior replaces from the image alone)
+        does not count. Empty: per class.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N,)
+        Float64, >= 0.
+    """
+    p = np.asarray(probs_mc, dtype=np.float64)
+    if len(groups):
+        keep = np.ones(p.shape[-1], bool)
+        merged = []
+        for idx, _k in groups:
+            merged.append(p[..., idx].sum(axis=-1, keepdims=True))
+            keep[idx] = False
+        p = np.concatenate([p[..., keep], *merged], axis=-1)
+    mean = p.mean(axis=1)
+    ent = -np.sum(mean * np.log(np.clip(mean, 1e-12, None)), axis=-1)
+    ent_t = -np.sum(p * np.log(np.clip(p, 1e-12, None)), axis=-1).mean(axis=1)
+    return np.clip(ent - ent_t, 0.0, None)
