@@ -72,6 +72,24 @@ def test_segment_command(tmp_path):
     assert matchar.cli.main(["segment", str(tmp_path / "bad.npy"), "--out", str(out)]) == 2
 
 
+def test_segment_command_names_what_the_user_can_change(tmp_path, capsys):
+    """An image too small to segment is one line naming the file and the size needed,
+    not the library's parameters (patch, window), which the command does not take; one
+    region is "1 region"."""
+    from matchar import datasets
+
+    np.save(tmp_path / "tiny.npy", np.random.default_rng(0).random((16, 16)))
+    assert matchar.cli.main(["segment", str(tmp_path / "tiny.npy"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "tiny.npy" in err and "both sides must exceed 80" in err
+    assert "patch" not in err and "window" not in err
+    image, _ = datasets.bicrystal(15.0, shape=(96, 96), dose=50, seed=0)
+    np.save(tmp_path / "img.npy", image)
+    args = ["segment", str(tmp_path / "img.npy"), "--regions", "1", "--out", str(tmp_path / "s")]
+    assert matchar.cli.main(args) == 0
+    assert capsys.readouterr().out.startswith("1 region -> ")
+
+
 def test_decompose_command(tmp_path):
     rng = np.random.default_rng(0)
     spectra = rng.random((2, 64))
@@ -137,6 +155,33 @@ def test_rank_command(tmp_path):
     assert (out / "posterior.png").exists() and (out / "similarity.png").exists()
     missing = ["rank", str(tmp_path / "cands.xyz"), "--experimental", str(tmp_path / "no.csv")]
     assert matchar.cli.main([*missing, "--out", str(out)]) == 2
+
+
+def test_rank_warns_of_shifts_no_compound_shows(tmp_path, capsys):
+    """Shifts in Hz (at 400 MHz) or on another scale: the fitted reference offset absorbs
+    any constant, so the posterior looks as sure as with right ones; the command warns
+    in one line naming the range, and stays quiet for shifts in ppm."""
+    import ase.build
+    import ase.io
+
+    import matchar as mc
+
+    mol = ase.build.molecule("CH3OH")
+    mol.center(vacuum=6.0)
+    ase.io.write(tmp_path / "cands.xyz", [mol, mol.copy()])
+    sigma = mc.nmr.ShiftModel.pretrained("H").predict(mol)
+    args = ["rank", str(tmp_path / "cands.xyz"), "--experimental", str(tmp_path / "exp.csv")]
+    for shifts, warned in ((31.0 - sigma, False), (400 * (31.0 - sigma), True),
+                           (31.0 - sigma - 100000, True)):  # fmt: skip
+        np.savetxt(tmp_path / "exp.csv", shifts, delimiter=",")
+        assert matchar.cli.main([*args, "--out", str(tmp_path / f"r{len(shifts)}{warned}")]) == 0
+        err = capsys.readouterr().err
+        lines = [w for w in err.splitlines() if "warning" in w]
+        if warned:
+            assert len(lines) == 1 and lines[0].startswith("matchar rank: warning: "), err
+            assert "outside the -60 to 40 ppm of H chemical shifts" in lines[0]
+        else:
+            assert lines == [], err
 
 
 def test_bench_command_prints_ratio_table(tmp_path, capsys):
@@ -430,6 +475,11 @@ def test_denoise_command(tmp_path, capsys):
     np.save(tmp_path / "flat.npy", np.full((64, 64), np.nan))
     assert matchar.cli.main(["denoise", str(tmp_path / "flat.npy"), "--out", str(out)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    # an absurd gain leaves no electrons, so no lattice: the message blames the gain
+    args = ["denoise", str(tmp_path / "img.npy"), "--pixel-size", "0.2", "--gain", "1e12"]
+    assert matchar.cli.main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no lattice found" in err and "check the gain" in err
 
 
 def test_shifts_trajectory_command(tmp_path, capsys):

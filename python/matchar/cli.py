@@ -77,6 +77,11 @@ def _decompose(args: argparse.Namespace) -> int:
     return run_decompose(args, lambda: _out_dir(args))
 
 
+def _count(n: int, noun: str) -> str:
+    """'1 region', '3 regions'."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _segment(args: argparse.Namespace) -> int:
     import matplotlib
 
@@ -90,13 +95,20 @@ def _segment(args: argparse.Namespace) -> int:
         raise ValueError(f"--regions must be between 1 and {MAX_REGIONS}, got {args.regions}")
     image, file_pixel_size = _read_image(args.image)
     pixel_size = args.pixel_size if args.pixel_size is not None else file_pixel_size
+    defaults = mc.imaging.Segmenter()
+    need = 2 * (defaults.patch + defaults.window)  # the library's message names its parameters
+    if min(image.shape[:2]) <= need:
+        raise ValueError(
+            f"{args.image}: an image of {image.shape[0]} × {image.shape[1]} pixels is too small "
+            f"to segment: both sides must exceed {need} pixels"
+        )
     seg = mc.imaging.segment(image, n_regions=args.regions, pixel_size=pixel_size)
     out = _out_dir(args)
     np.save(out / "labels.npy", seg.labels)
     fig, ax = plt.subplots(figsize=(6, 6))
     seg.plot(image, ax=ax)
     fig.savefig(out / "segmentation.png", dpi=100, bbox_inches="tight")
-    print(f"{seg.n_regions} regions -> {out / 'labels.npy'}")
+    print(f"{_count(seg.n_regions, 'region')} -> {out / 'labels.npy'}")
     return 0
 
 
@@ -154,7 +166,7 @@ def _identify(args: argparse.Namespace) -> int:
             for c in np.argsort(-counts, kind="stable")[:3]
             if counts[c]
         )
-        print(f"{m.uncertainty.size} windows: {top} -> {out / 'crystal_map.npz'}")
+        print(f"{_count(m.uncertainty.size, 'window')}: {top} -> {out / 'crystal_map.npz'}")
     return 0
 
 
@@ -269,7 +281,7 @@ def _shifts(args: argparse.Namespace) -> int:
             rows.append(f"{f},{a},{frame[a].symbol},{sigma[k]:.4f},{std[k]:.4f}")
             k += 1
     (out / "shieldings.csv").write_text("\n".join(rows) + "\n")
-    print(f"{len(sigma)} shieldings -> {out / 'shieldings.csv'}")
+    print(f"{_count(len(sigma), 'shielding')} -> {out / 'shieldings.csv'}")
     return 0
 
 

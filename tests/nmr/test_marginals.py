@@ -54,6 +54,24 @@ def test_permanent_marginals_kernel(k, band):
     np.testing.assert_array_equal(m2, m)
 
 
+@pytest.mark.parametrize("k", [2, 4, 5, 7])
+def test_permanent_marginals_when_every_matching_underflows(k):
+    """Shifts entered in Hz (400 times the ppm) against predictions in ppm: every
+    matching's weight is below 1e-300 even after balancing the matrix, so the marginals
+    come from the log-space recursion, against brute force in log space (it used to
+    raise "the assignment marginals underflowed")."""
+    rng = np.random.default_rng(k)
+    x = np.sort(rng.uniform(0.0, 8.0, k))
+    y = 400.0 * (x + rng.normal(0.0, 0.3, k))
+    la = -((y[:, None] - x[None, :] - 2.0) ** 2) / (2 * 0.33**2)
+    ref_logz, ref = _brute_marginals(la)
+    assert ref_logz < -1e5
+    logz, m = perm_marginals(la, -1)
+    assert logz == pytest.approx(ref_logz, rel=1e-12)
+    np.testing.assert_allclose(m, ref, atol=1e-9)
+    np.testing.assert_allclose(m.sum(axis=1), 1.0, rtol=1e-12)
+
+
 def test_banded_kernel_far_from_diagonal_weight():
     # Weight that needs long moves: the band drops it, and says so when nothing remains.
     la = np.full((5, 5), -1e3)

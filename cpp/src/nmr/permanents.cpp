@@ -178,6 +178,59 @@ bool normalise_rows(double* m, int k) {
   return true;
 }
 
+// t = log(exp(t) + exp(v)), for t and v possibly -inf.
+inline void log_add(double& t, double v) {
+  if (v > t)
+    t = v + std::log1p(std::exp(t - v));
+  else if (t > -kInf)
+    t = t + std::log1p(std::exp(v - t));
+}
+
+// The forward-backward of permanent_marginals in log space: for matrices whose every
+// matching is so unlikely that the linear recursion underflows even after balancing
+// (shifts far from every prediction, e.g. in the wrong units). Slower (a log and an exp
+// per step) but exact; throws only when every matching has weight 0.
+void permanent_marginals_log(const double* la, int k, std::vector<double>& lf,
+                             std::vector<double>& lg, double* marg) {
+  const std::size_t full = (std::size_t{1} << k) - 1;
+  lf.assign(full + 1, -kInf);
+  lg.assign(full + 1, -kInf);
+  lf[0] = 0.0;
+  for (std::size_t mask = 0; mask < full; ++mask) {
+    const double d = lf[mask];
+    if (!(d > -kInf)) continue;
+    const double* li = la + static_cast<std::size_t>(__builtin_popcountll(mask)) * k;
+    for (int j = 0; j < k; ++j)
+      if (!(mask >> j & 1)) log_add(lf[mask | (std::size_t{1} << j)], d + li[j]);
+  }
+  lg[full] = 0.0;
+  for (std::size_t mask = full; mask-- > 0;) {
+    const double* li = la + static_cast<std::size_t>(__builtin_popcountll(mask)) * k;
+    double s = -kInf;
+    for (int j = 0; j < k; ++j)
+      if (!(mask >> j & 1)) log_add(s, li[j] + lg[mask | (std::size_t{1} << j)]);
+    lg[mask] = s;
+  }
+  std::fill(marg, marg + static_cast<std::size_t>(k) * k, -kInf);
+  for (std::size_t mask = 0; mask < full; ++mask) {
+    const double d = lf[mask];
+    if (!(d > -kInf)) continue;
+    const int i = __builtin_popcountll(mask);
+    const double* li = la + static_cast<std::size_t>(i) * k;
+    for (int j = 0; j < k; ++j)
+      if (!(mask >> j & 1)) log_add(marg[i * k + j], d + li[j] + lg[mask | (std::size_t{1} << j)]);
+  }
+  for (int i = 0; i < k; ++i) {
+    double m = -kInf;
+    for (int j = 0; j < k; ++j) m = std::max(m, marg[i * k + j]);
+    if (!(m > -kInf) || !std::isfinite(m))
+      throw Error("the assignment marginals underflowed (every assignment has zero weight)");
+    for (int j = 0; j < k; ++j) marg[i * k + j] = std::exp(marg[i * k + j] - m);
+  }
+  if (!normalise_rows(marg, k))
+    throw Error("the assignment marginals underflowed (every assignment has zero weight)");
+}
+
 // Assignment marginals P_ij = a_ij perm(A without row i, column j) / perm(A) of the scaled
 // log matrix la (entries <= 0) by forward-backward over subsets:
 //   f(S) = sum over assignments of rows 0..|S|-1 onto the columns S,
@@ -220,8 +273,8 @@ void permanent_marginals(double* la, int k, std::vector<double>& f, std::vector<
     if (f[full] > 1e-250 && normalise_rows(marg, k)) return;
     sinkhorn_log(la, k, 200);
   }
-  if (!normalise_rows(marg, k))
-    throw Error("the assignment marginals underflowed (every assignment has zero weight)");
+  if (normalise_rows(marg, k)) return;
+  permanent_marginals_log(la, k, f, g, marg);
 }
 
 // Banded permanent: the sum over the permutations pi with |pi(i) - i| <= w of

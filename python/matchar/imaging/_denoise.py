@@ -335,6 +335,7 @@ def denoise(
     # stay a few times the image)
     sigma_r = min(cells * max(spacing.values()), 0.5 * max(H, W))
 
+    gain_given = gain is not None
     if gain is None:
         # the floor of the unpadded spectrum: zero padding would thin it
         gain = _noise_floor(sfft.rfft2(img, workers=-1), img.shape) / max(float(img.sum()), 1e-300)
@@ -385,10 +386,17 @@ def denoise(
             found.add(r)
             reflections[r] = rows if len(rows) > len(reflections[r]) else reflections[r]
     if not found:
+        counts = float(img.mean()) / gain
         raise ValueError(
             "no lattice found: no region of the image shows Bragg reflections above the "
             "noise (amorphous, or pure noise); segmentation-guided denoising needs a "
             "crystalline region"
+            + (
+                f"; at the given gain, {gain:g} units per electron, the image holds "
+                f"{counts:.3g} electrons per pixel: check the gain"
+                if gain_given
+                else ""
+            )
         )
     if found != set(present):
         warnings.warn(

@@ -65,7 +65,7 @@ def _lattice_prior(
 
 
 _MISFIT = (
-    "no class's predicted lattice constant is within 3 × lattice_tolerance of lattice_constant"
+    "no class's predicted lattice constant is within 3 tolerances of the given lattice constant"
 )
 
 

@@ -12,6 +12,39 @@ from numpy.typing import ArrayLike
 from ._posterior import StructurePosterior, structure_posterior
 from ._shift_model import ShiftModel, _as_frames
 
+#: Generous bounds (ppm) of the chemical shifts of a nucleus in any compound, by atomic
+#: number: 1H about -50 (metal hydrides) to 25; 13C about -50 to 350; 15N, 17O, 19F and
+#: 31P over their full documented ranges. Experimental shifts outside them are in other
+#: units (Hz) or on another scale, which the marginalised offset would silently absorb.
+SHIFT_BOUNDS: dict[int, tuple[float, float]] = {
+    1: (-60.0, 40.0),
+    6: (-100.0, 400.0),
+    7: (-500.0, 1000.0),
+    8: (-100.0, 1800.0),
+    9: (-500.0, 500.0),
+    15: (-500.0, 500.0),
+}
+
+
+def _check_shift_range(shifts: np.ndarray, z: int, element: str) -> None:
+    """Warn when experimental shifts lie outside every compound's range for nucleus z."""
+    import warnings
+
+    bounds = SHIFT_BOUNDS.get(int(z))
+    shifts = np.asarray(shifts, dtype=np.float64)
+    if bounds is None or shifts.size == 0:
+        return
+    lo, hi = float(np.nanmin(shifts)), float(np.nanmax(shifts))
+    if lo < bounds[0] or hi > bounds[1]:
+        warnings.warn(
+            f"the experimental {element} shifts reach {lo:g} to {hi:g} ppm, outside the "
+            f"{bounds[0]:g} to {bounds[1]:g} ppm of {element} chemical shifts in any compound: "
+            "check their units (ppm, not Hz) and scale; the fitted reference offset absorbs "
+            "any constant, so the posterior cannot tell",
+            UserWarning,
+            stacklevel=3,
+        )
+
 
 def rank_candidates(
     candidates: Any,
@@ -112,6 +145,7 @@ def rank_candidates(
         sigma_exp = {1: 0.33, 6: 1.9}.get(model.z_, 0.0)
     counts = [int((f.numbers == model.z_).sum()) for f in frames]
     table = read_shift_table(experimental)
+    _check_shift_range(table.shifts, model.z_, element)
     use_molecules = (
         reference is not None
         or table.has_sites

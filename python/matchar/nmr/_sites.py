@@ -533,7 +533,8 @@ def map_sites(
             if formula != ref_formula:
                 raise ValueError(
                     f"{where} is {formula}, the reference molecule is {ref_formula} (a missing "
-                    "or extra atom, a solvent or a counter-ion; or bond_tolerance)"
+                    "or extra atom, a solvent or a counter-ion; or a bond the bond tolerance, "
+                    f"{tol:g} × the sum of covalent radii, makes or breaks)"
                 )
             graph, _ = _skeleton_graph(nums, mol.edges)
             gm = GraphMatcher(ref_graph, graph, node_match=_same_z)
