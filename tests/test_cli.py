@@ -586,17 +586,17 @@ def test_structure_options_out_of_their_use_are_refused(tmp_path, capsys):
         _one_line_error(capsys, opt[0], "--trajectory")
 
 
-def test_rosettasciio_log_is_a_one_line_warning_naming_the_file(velox_reduced, tmp_path, capsys):
+def test_rosettasciio_log_is_the_reason_in_one_error_line(velox_reduced, tmp_path, capsys):
     """The Velox file whose spectrum images RosettaSciIO cannot read: its log message
-    (which it prints to stdout in colour) is a warning line on stderr naming the file."""
+    (which it prints to stdout in colour) is the reason given in the one error line,
+    which names the file."""
     path = velox_reduced
     assert matchar.cli.main(["decompose", str(path), "--out", str(tmp_path / "o")]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    warning, error = captured.err.strip().splitlines()
-    assert warning.startswith("matchar decompose: warning: ") and path.name in warning
-    assert "\x1b[" not in warning and "RosettaSciIO" in warning
-    assert error.startswith("matchar decompose: error: ")
+    (error,) = captured.err.strip().splitlines()
+    assert error.startswith("matchar decompose: error: ") and path.name in error
+    assert "\x1b[" not in error and "The reader says: No spectrum stream" in error
 
 
 def test_no_progress_bar_where_no_terminal_watches(tmp_path, capsys, monkeypatch):

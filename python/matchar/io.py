@@ -384,9 +384,22 @@ def load_spectrum_image(
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(errno.ENOENT, "no such file", str(p))
-    items = _read_items(p, lazy)
+    with warnings.catch_warnings(record=True) as logged:
+        warnings.simplefilter("always")
+        items = _read_items(p, lazy)
     signals = _describe_items(items)
-    index = _choose(p, signals, signal)
+    said = [w for w in logged if str(w.message).endswith("(RosettaSciIO)")]
+    try:
+        index = _choose(p, signals, signal)
+    except ValueError as err:
+        if not said:
+            raise
+        # what the reader said is why: one message, not a warning and then an error
+        why = " ".join(str(w.message).split(": ", 1)[-1] for w in said)
+        head, _, datasets = str(err).partition("; its datasets: ")
+        raise ValueError(f"{head}. The reader says: {why} Its datasets: {datasets}") from None
+    for w in logged:  # the reader's warnings, now that the file holds what was asked
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     item = items[index]
     axes = item["axes"]
     signal_index = _signal_axis(item)
