@@ -170,6 +170,12 @@ def list_signals(path: str | Path) -> list[dict[str, Any]]:
     return _describe_items(_read_items(p, lazy=True))
 
 
+def _warn_again(logged: list[warnings.WarningMessage]) -> None:
+    """Issue warnings recorded while reading a file, where they first pointed."""
+    for w in logged:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def _choose(p: Path, signals: list[dict[str, Any]], signal: Any) -> int:
     """Index of the spectrum image ``signal`` names (see load_spectrum_image)."""
     fmt = _format_name(p)
@@ -392,14 +398,14 @@ def load_spectrum_image(
     try:
         index = _choose(p, signals, signal)
     except ValueError as err:
-        if not said:
-            raise
-        # what the reader said is why: one message, not a warning and then an error
-        why = " ".join(str(w.message).split(": ", 1)[-1] for w in said)
-        head, _, datasets = str(err).partition("; its datasets: ")
-        raise ValueError(f"{head}. The reader says: {why} Its datasets: {datasets}") from None
-    for w in logged:  # the reader's warnings, now that the file holds what was asked
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if said and "holds no spectrum image" in str(err):
+            # what the reader said is why: one message, not a warning and then an error
+            why = " ".join(str(w.message).split(": ", 1)[-1] for w in said)
+            head, _, datasets = str(err).partition("; its datasets: ")
+            raise ValueError(f"{head}. The reader says: {why} Its datasets: {datasets}") from None
+        _warn_again(logged)
+        raise
+    _warn_again(logged)
     item = items[index]
     axes = item["axes"]
     signal_index = _signal_axis(item)
