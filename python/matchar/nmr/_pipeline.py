@@ -32,9 +32,10 @@ def _check_shift_range(shifts: np.ndarray, z: int, element: str) -> None:
 
     bounds = SHIFT_BOUNDS.get(int(z))
     shifts = np.asarray(shifts, dtype=np.float64)
+    shifts = shifts[np.isfinite(shifts)]  # missing peaks are the posterior's to refuse
     if bounds is None or shifts.size == 0:
         return
-    lo, hi = float(np.nanmin(shifts)), float(np.nanmax(shifts))
+    lo, hi = float(shifts.min()), float(shifts.max())
     if lo < bounds[0] or hi > bounds[1]:
         warnings.warn(
             f"the experimental {element} shifts reach {lo:g} to {hi:g} ppm, outside the "
