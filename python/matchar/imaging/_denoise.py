@@ -386,17 +386,16 @@ def denoise(
             found.add(r)
             reflections[r] = rows if len(rows) > len(reflections[r]) else reflections[r]
     if not found:
-        counts = float(img.mean()) / gain
+        why = ""
+        if gain_given:  # the user's gain (> 0) may leave no electrons to see a lattice in
+            why = (
+                f"; at the given gain, {gain:g} units per electron, the image holds "
+                f"{float(img.mean()) / gain:.3g} electrons per pixel: check the gain"
+            )
         raise ValueError(
             "no lattice found: no region of the image shows Bragg reflections above the "
             "noise (amorphous, or pure noise); segmentation-guided denoising needs a "
-            "crystalline region"
-            + (
-                f"; at the given gain, {gain:g} units per electron, the image holds "
-                f"{counts:.3g} electrons per pixel: check the gain"
-                if gain_given
-                else ""
-            )
+            "crystalline region" + why
         )
     if found != set(present):
         warnings.warn(
