@@ -87,3 +87,15 @@ def test_any_intensity_scale_is_clear_or_finite(scale, offset):
     with np.errstate(all="ignore"):
         image = IMAGE * scale + offset
     _clear_or_finite(image=image)
+
+
+@pytest.mark.parametrize("level", [0.5, 1e3, 6e4])
+def test_flat_image_with_a_lattice_given_is_clear(level):
+    """A flat image (a region with lattice vectors but no contrast) estimates a gain of 0:
+    the error says no lattice, and does not divide by that gain (the case hypothesis found:
+    scale 0, offset 1000)."""
+    with pytest.raises(ValueError, match="no lattice found") as err:
+        denoise(np.full((H, W), level), _segmentation(GOOD))
+    assert "gain" not in str(err.value)
+    with pytest.raises(ValueError, match="check the gain"):
+        denoise(np.full((H, W), level), _segmentation(GOOD), gain=1e12)
