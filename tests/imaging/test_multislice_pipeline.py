@@ -670,8 +670,14 @@ def test_evaluate_multislice_on_a_tiny_set(sim, ev):
         items.append(dict(image=img, sampling=sampling, cls=ZONE_AXES.index((proto, zone)),
                           a=a, element=element, file=f"{proto}.npz", thickness=50.0))  # fmt: skip
     clf = mc.imaging.CrystalClassifier.default()
-    res = ev.evaluate_multislice(clf, items, variants=2, pixel_range=(0.1, 0.2), seed=3)
+    res = ev.evaluate_multislice(
+        clf, items, variants=2, pixel_range=(0.1, 0.2), seed=3, fit_temp=True
+    )
     assert res["n"] == 4 and res["image_alone_limit"] == 1.0
+    # the temperature is fitted through the shipped image-alone summary: at T = 1 its ECE
+    # is the untempered one (up to the float32 samples' round trip through log and exp)
+    assert 0.2 - 1e-6 <= res["temperature"] <= 20.0
+    assert res["ece_image_alone_by_temperature"]["1"] == pytest.approx(res["ece"], abs=1e-6)
     assert [r["element"] for r in res["per_image"]] == ["Cu", "Fe"]
     for r in res["per_image"]:
         assert 0.0 <= r["right_image_alone"] <= 1.0 and r["right_given"] == 1.0
