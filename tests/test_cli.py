@@ -171,10 +171,10 @@ def test_rank_warns_of_shifts_no_compound_shows(tmp_path, capsys):
     ase.io.write(tmp_path / "cands.xyz", [mol, mol.copy()])
     sigma = mc.nmr.ShiftModel.pretrained("H").predict(mol)
     args = ["rank", str(tmp_path / "cands.xyz"), "--experimental", str(tmp_path / "exp.csv")]
-    for shifts, warned in ((31.0 - sigma, False), (400 * (31.0 - sigma), True),
-                           (31.0 - sigma - 100000, True)):  # fmt: skip
+    for k, (shifts, warned) in enumerate(((31.0 - sigma, False), (400 * (31.0 - sigma), True),
+                                          (31.0 - sigma - 100000, True))):  # fmt: skip
         np.savetxt(tmp_path / "exp.csv", shifts, delimiter=",")
-        assert matchar.cli.main([*args, "--out", str(tmp_path / f"r{len(shifts)}{warned}")]) == 0
+        assert matchar.cli.main([*args, "--out", str(tmp_path / f"rank{k}")]) == 0
         err = capsys.readouterr().err
         lines = [w for w in err.splitlines() if "warning" in w]
         if warned:
