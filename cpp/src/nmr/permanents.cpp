@@ -35,6 +35,31 @@ double scale_log_matrix(double* la, int k) {
   return total;
 }
 
+// t = log(exp(t) + exp(v)), for t and v possibly -inf.
+inline void log_add(double& t, double v) {
+  if (v > t)
+    t = v + std::log1p(std::exp(t - v));
+  else if (t > -kInf)
+    t = t + std::log1p(std::exp(v - t));
+}
+
+// lf(S) = log of the sum over assignments of rows 0..|S|-1 onto the columns S, for every
+// subset S of the k columns (log matrix la, k x k): the permanent's forward recursion in
+// log space, for matrices whose every matching underflows the linear one.
+void log_forward(const double* la, int k, std::vector<double>& lf) {
+  const std::size_t full = (std::size_t{1} << k) - 1;
+  lf.assign(full + 1, -kInf);
+  lf[0] = 0.0;
+  // masks in increasing numeric order visit every mask after all of its subsets
+  for (std::size_t mask = 0; mask < full; ++mask) {
+    const double d = lf[mask];
+    if (!(d > -kInf)) continue;
+    const double* li = la + static_cast<std::size_t>(__builtin_popcountll(mask)) * k;
+    for (int j = 0; j < k; ++j)
+      if (!(mask >> j & 1)) log_add(lf[mask | (std::size_t{1} << j)], d + li[j]);
+  }
+}
+
 double log_permanent_scaled(const double* la, int k, std::vector<double>& dp,
                             std::vector<double>& a) {
   const std::size_t full = (std::size_t{1} << k) - 1;
@@ -54,22 +79,8 @@ double log_permanent_scaled(const double* la, int k, std::vector<double>& dp,
   }
   if (dp[full] > 1e-280) return std::log(dp[full]);
   // Every matching is tiny: redo the recursion in log space (rare, slow but exact).
-  std::vector<double> ld(full + 1, -kInf);
-  ld[0] = 0.0;
-  for (std::size_t mask = 0; mask < full; ++mask) {
-    const double d = ld[mask];
-    if (!(d > -kInf)) continue;
-    const int i = __builtin_popcountll(mask);
-    for (int j = 0; j < k; ++j) {
-      if (mask >> j & 1) continue;
-      const double v = d + la[i * k + j];
-      double& t = ld[mask | (std::size_t{1} << j)];
-      if (v > t)
-        t = v + std::log1p(std::exp(t - v));
-      else if (t > -kInf)
-        t = t + std::log1p(std::exp(v - t));
-    }
-  }
+  std::vector<double> ld;
+  log_forward(la, k, ld);
   return ld[full];
 }
 
@@ -178,14 +189,6 @@ bool normalise_rows(double* m, int k) {
   return true;
 }
 
-// t = log(exp(t) + exp(v)), for t and v possibly -inf.
-inline void log_add(double& t, double v) {
-  if (v > t)
-    t = v + std::log1p(std::exp(t - v));
-  else if (t > -kInf)
-    t = t + std::log1p(std::exp(v - t));
-}
-
 // The forward-backward of permanent_marginals in log space: for matrices whose every
 // matching is so unlikely that the linear recursion underflows even after balancing
 // (shifts far from every prediction, e.g. in the wrong units). Slower (a log and an exp
@@ -193,16 +196,8 @@ inline void log_add(double& t, double v) {
 void permanent_marginals_log(const double* la, int k, std::vector<double>& lf,
                              std::vector<double>& lg, double* marg) {
   const std::size_t full = (std::size_t{1} << k) - 1;
-  lf.assign(full + 1, -kInf);
+  log_forward(la, k, lf);
   lg.assign(full + 1, -kInf);
-  lf[0] = 0.0;
-  for (std::size_t mask = 0; mask < full; ++mask) {
-    const double d = lf[mask];
-    if (!(d > -kInf)) continue;
-    const double* li = la + static_cast<std::size_t>(__builtin_popcountll(mask)) * k;
-    for (int j = 0; j < k; ++j)
-      if (!(mask >> j & 1)) log_add(lf[mask | (std::size_t{1} << j)], d + li[j]);
-  }
   lg[full] = 0.0;
   for (std::size_t mask = full; mask-- > 0;) {
     const double* li = la + static_cast<std::size_t>(__builtin_popcountll(mask)) * k;
