@@ -95,8 +95,7 @@ def _segment(args: argparse.Namespace) -> int:
         raise ValueError(f"--regions must be between 1 and {MAX_REGIONS}, got {args.regions}")
     image, file_pixel_size = _read_image(args.image)
     pixel_size = args.pixel_size if args.pixel_size is not None else file_pixel_size
-    defaults = mc.imaging.Segmenter()
-    need = 2 * (defaults.patch + defaults.window)  # the library's message names its parameters
+    need = mc.imaging.Segmenter()._smallest_side()  # the library's message names parameters
     if min(image.shape[:2]) <= need:
         raise ValueError(
             f"{args.image}: an image of {image.shape[0]} × {image.shape[1]} pixels is too small "

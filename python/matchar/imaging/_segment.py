@@ -197,15 +197,19 @@ class Segmenter:
         self.contrast_sigma = contrast_sigma
 
     # -- helpers -----------------------------------------------------------------------
+    def _smallest_side(self) -> int:
+        """Both sides of an image must exceed this many pixels: 2 * (patch + window)."""
+        return 2 * (int(self.patch) + int(self.window))
+
     def _check_image(self, img: np.ndarray) -> int:
         """Check the image's size against the parameters before any work; return the
         number of points of the descriptor grid."""
         H, W = img.shape
-        m = int(self.patch) + int(self.window)
-        if H <= 2 * m or W <= 2 * m:
+        need = self._smallest_side()
+        if H <= need or W <= need:
             raise ValueError(
                 f"image of shape ({H}, {W}) is too small for patch={self.patch}, "
-                f"window={self.window}: both sides must exceed 2 * (patch + window) = {2 * m}"
+                f"window={self.window}: both sides must exceed 2 * (patch + window) = {need}"
             )
         for name in ("smoothing", "contrast_sigma"):
             sigma = float(getattr(self, name))
@@ -215,7 +219,7 @@ class Segmenter:
                     "pixels); a Gaussian that wide is flat over the image"
                 )
         stride = int(self.stride)
-        return -(-(H - 2 * m) // stride) * -(-(W - 2 * m) // stride)
+        return -(-(H - need) // stride) * -(-(W - need) // stride)
 
     def _max_regions(self, shape: tuple[int, int], n_points: int) -> int:
         """``max_regions`` clamped to what the image can hold: at most one region per

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +29,6 @@ SHIFT_BOUNDS: dict[int, tuple[float, float]] = {
 
 def _check_shift_range(shifts: np.ndarray, z: int, element: str) -> None:
     """Warn when experimental shifts lie outside every compound's range for nucleus z."""
-    import warnings
-
     bounds = SHIFT_BOUNDS.get(int(z))
     shifts = np.asarray(shifts, dtype=np.float64)
     shifts = shifts[np.isfinite(shifts)]  # missing peaks are the posterior's to refuse
